@@ -1,0 +1,5 @@
+//! The IPVS core: services, real servers, schedulers, connection table.
+//! Pure Rust, no DPDK: everything here is tested on plain data.
+
+pub mod load;
+pub mod types;

@@ -1,0 +1,8 @@
+//! vsd: a Linux Virtual Server director in user space.
+//!
+//! Layers, each using only the ones listed before it:
+//! `wire` (packet views), `lb` (the IPVS core), `dpdk` (safe wrappers),
+//! `dataplane` (worker loop), `control` (socket, config, stats).
+
+pub mod lb;
+pub mod wire;
