@@ -4,5 +4,7 @@
 //! `wire` (packet views), `lb` (the IPVS core), `dpdk` (safe wrappers),
 //! `dataplane` (worker loop), `control` (socket, config, stats).
 
+pub mod control;
+pub mod dataplane;
 pub mod lb;
 pub mod wire;

@@ -1,0 +1,1 @@
+//! Control plane: config, socket, stats. No fast-path access.

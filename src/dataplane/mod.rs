@@ -1,0 +1,1 @@
+//! The data plane: worker loop, classification, neighbours, steering.
