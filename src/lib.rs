@@ -6,5 +6,6 @@
 
 pub mod control;
 pub mod dataplane;
+pub mod dpdk;
 pub mod lb;
 pub mod wire;

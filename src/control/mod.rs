@@ -1,1 +1,2 @@
 //! Control plane: config, socket, stats. No fast-path access.
+pub mod socket;

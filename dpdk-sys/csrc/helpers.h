@@ -1,0 +1,16 @@
+/* Function forms of DPDK macros that bindgen cannot translate. */
+#ifndef VSD_DPDK_HELPERS_H
+#define VSD_DPDK_HELPERS_H
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+/* rte_errno is a per-lcore TLS macro. */
+int vsd_rte_errno(void);
+/* rte_pktmbuf_mtod(m, void *) */
+void *vsd_pktmbuf_mtod(struct rte_mbuf *m);
+/* RTE_PKTMBUF_HEADROOM, a build-time constant of the DPDK we link. */
+unsigned int vsd_pktmbuf_headroom(void);
+/* RTE_MAX_LCORE and RTE_MAX_ETHPORTS of the DPDK we link. */
+unsigned int vsd_max_lcore(void);
+unsigned int vsd_max_ethports(void);
+#endif

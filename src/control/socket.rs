@@ -1,0 +1,427 @@
+//! The control socket: a Unix stream socket speaking JSON lines.
+//!
+//! Protocol (version 1): the client sends one JSON object per line,
+//! `{"v":1,"cmd":"status", ...args}`, and gets one JSON object per line back:
+//! `{"ok":true,"data":...}` or `{"ok":false,"error":"text"}`. Requests are
+//! answered in order. The server is polled from the control thread and never
+//! blocks: every client socket is non-blocking, a line longer than
+//! [`MAX_LINE`] or a client silent mid-line for [`IDLE_TIMEOUT`] is answered
+//! with an error and disconnected, and at most [`MAX_CLIENTS`] are served.
+
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Protocol version this server speaks.
+pub const PROTOCOL_VERSION: u64 = 1;
+/// Longest request line accepted.
+pub const MAX_LINE: usize = 1 << 20;
+/// A client with a partial line and no progress for this long is dropped.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Clients served at once.
+pub const MAX_CLIENTS: usize = 64;
+/// Unsent reply bytes a client may leave queued before it is dropped.
+const MAX_OUTBOX: usize = 64 << 20;
+
+/// Answers requests. The daemon implements it.
+pub trait Handler {
+    /// `cmd` is the request's "cmd" field, `req` the whole request object.
+    fn handle(&mut self, cmd: &str, req: &Value) -> Result<Value, String>;
+}
+
+struct Client {
+    stream: UnixStream,
+    inbuf: Vec<u8>,
+    outbuf: VecDeque<u8>,
+    last_progress: Instant,
+    closing: bool,
+}
+
+/// The listening socket and its clients.
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+    clients: Vec<Client>,
+}
+
+impl std::fmt::Debug for ControlServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlServer")
+            .field("path", &self.path)
+            .field("clients", &self.clients.len())
+            .finish()
+    }
+}
+
+/// Error text for a socket we could not set up.
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> String {
+    format!("{what} {}: {e}", path.display())
+}
+
+impl ControlServer {
+    /// Bind `path` with mode 0660. A stale socket file (nobody listening) is
+    /// replaced; a live one (another vsd) is an error.
+    pub fn bind(path: &Path) -> Result<ControlServer, String> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| io_err("cannot create directory for", path, e))?;
+            }
+        }
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(format!(
+                    "control socket {} is in use by a running process",
+                    path.display()
+                ));
+            }
+            std::fs::remove_file(path).map_err(|e| io_err("cannot remove stale", path, e))?;
+        }
+        let listener = UnixListener::bind(path).map_err(|e| io_err("cannot bind", path, e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| io_err("cannot set non-blocking", path, e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+            .map_err(|e| io_err("cannot chmod", path, e))?;
+        Ok(ControlServer {
+            listener,
+            path: path.to_owned(),
+            clients: Vec::new(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Clients connected now.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Accept, read, answer and write whatever is ready. Never blocks.
+    pub fn poll(&mut self, handler: &mut dyn Handler) {
+        self.accept();
+        let now = Instant::now();
+        for c in &mut self.clients {
+            serve(c, handler, now);
+        }
+        self.clients.retain(|c| !(c.closing && c.outbuf.is_empty()));
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    if self.clients.len() >= MAX_CLIENTS {
+                        let mut s = stream;
+                        let _ = s.write_all(b"{\"ok\":false,\"error\":\"too many clients\"}\n");
+                        continue;
+                    }
+                    self.clients.push(Client {
+                        stream,
+                        inbuf: Vec::new(),
+                        outbuf: VecDeque::new(),
+                        last_progress: Instant::now(),
+                        closing: false,
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn reply(c: &mut Client, v: &Value) {
+    let mut text = v.to_string();
+    text.push('\n');
+    if c.outbuf.len() + text.len() > MAX_OUTBOX {
+        c.closing = true;
+        c.outbuf.clear();
+        return;
+    }
+    c.outbuf.extend(text.as_bytes());
+}
+
+/// Run one request line through the handler.
+pub fn answer(handler: &mut dyn Handler, line: &[u8]) -> Value {
+    let req: Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(e) => return json!({"ok": false, "error": format!("bad request: {e}")}),
+    };
+    let Some(obj) = req.as_object() else {
+        return json!({"ok": false, "error": "bad request: expected a JSON object"});
+    };
+    if let Some(v) = obj.get("v") {
+        if v.as_u64() != Some(PROTOCOL_VERSION) {
+            return json!({"ok": false, "error": format!("unsupported protocol version {v}, this vsd speaks {PROTOCOL_VERSION}")});
+        }
+    }
+    let Some(cmd) = obj.get("cmd").and_then(Value::as_str) else {
+        return json!({"ok": false, "error": "bad request: missing \"cmd\""});
+    };
+    match handler.handle(cmd, &req) {
+        Ok(data) => json!({"ok": true, "data": data}),
+        Err(e) => json!({"ok": false, "error": e}),
+    }
+}
+
+fn serve(c: &mut Client, handler: &mut dyn Handler, now: Instant) {
+    // read what is there
+    if !c.closing {
+        let mut buf = [0u8; 16384];
+        loop {
+            match c.stream.read(&mut buf) {
+                Ok(0) => {
+                    c.closing = true;
+                    break;
+                }
+                Ok(n) => {
+                    c.last_progress = now;
+                    c.inbuf.extend_from_slice(&buf[..n]);
+                    if c.inbuf.len() > MAX_LINE && !c.inbuf.contains(&b'\n') {
+                        reply(
+                            c,
+                            &json!({"ok": false, "error": format!("request line longer than {MAX_LINE} bytes")}),
+                        );
+                        c.inbuf.clear();
+                        c.closing = true;
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    c.closing = true;
+                    c.outbuf.clear();
+                    return;
+                }
+            }
+        }
+        // answer complete lines
+        while let Some(pos) = c.inbuf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = c.inbuf.drain(..=pos).collect();
+            let line = &line[..line.len() - 1];
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let v = answer(handler, line);
+            reply(c, &v);
+        }
+        if !c.inbuf.is_empty() && now.duration_since(c.last_progress) > IDLE_TIMEOUT {
+            reply(
+                c,
+                &json!({"ok": false, "error": "timed out waiting for the end of the request line"}),
+            );
+            c.inbuf.clear();
+            c.closing = true;
+        }
+    }
+    // write what we can
+    while !c.outbuf.is_empty() {
+        let (a, _) = c.outbuf.as_slices();
+        match c.stream.write(a) {
+            Ok(0) => break,
+            Ok(n) => {
+                c.outbuf.drain(..n);
+                c.last_progress = now;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if now.duration_since(c.last_progress) > IDLE_TIMEOUT {
+                    // a reader that never reads: give up on it
+                    c.outbuf.clear();
+                    c.closing = true;
+                }
+                break;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => {
+                c.outbuf.clear();
+                c.closing = true;
+                break;
+            }
+        }
+    }
+}
+
+/// Client side: send one request, wait for its reply line.
+pub fn request(path: &Path, req: &Value, timeout: Duration) -> Result<Value, String> {
+    let mut s = UnixStream::connect(path)
+        .map_err(|e| format!("cannot connect to vsd at {}: {e}", path.display()))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut line = req.to_string();
+    line.push('\n');
+    s.write_all(line.as_bytes())
+        .map_err(|e| format!("sending to vsd: {e}"))?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = s
+            .read(&mut buf)
+            .map_err(|e| format!("reading from vsd: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        if got.contains(&b'\n') {
+            break;
+        }
+    }
+    let end = got.iter().position(|b| *b == b'\n').unwrap_or(got.len());
+    let v: Value = serde_json::from_slice(&got[..end])
+        .map_err(|e| format!("vsd sent an unreadable reply: {e}"))?;
+    if v.get("ok").and_then(Value::as_bool) == Some(true) {
+        Ok(v.get("data").cloned().unwrap_or(Value::Null))
+    } else {
+        Err(v
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("vsd reported an error without text")
+            .to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+    impl Handler for Echo {
+        fn handle(&mut self, cmd: &str, req: &Value) -> Result<Value, String> {
+            match cmd {
+                "echo" => Ok(req.get("x").cloned().unwrap_or(Value::Null)),
+                _ => Err(format!("unknown command {cmd:?}")),
+            }
+        }
+    }
+
+    fn sock(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("vsd-test-{}-{name}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    #[test]
+    fn answers_validates_and_reports_errors() {
+        let mut h = Echo;
+        assert_eq!(
+            answer(&mut h, br#"{"v":1,"cmd":"echo","x":5}"#),
+            json!({"ok":true,"data":5})
+        );
+        assert_eq!(answer(&mut h, br#"{"cmd":"nope"}"#)["ok"], json!(false));
+        assert!(answer(&mut h, b"garbage")["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("bad request"));
+        assert!(answer(&mut h, br#"{"v":2,"cmd":"echo"}"#)["error"]
+            .as_str()
+            .unwrap()
+            .contains("version"));
+        assert!(answer(&mut h, br#"[1,2]"#)["error"]
+            .as_str()
+            .unwrap()
+            .contains("object"));
+    }
+
+    #[test]
+    fn serves_over_a_socket_despite_a_hostile_client() {
+        let path = sock("hostile");
+        let mut server = ControlServer::bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        // a half-open client that sends a partial line and stalls
+        let mut stalled = UnixStream::connect(&path).unwrap();
+        stalled.write_all(b"{\"cmd\":").unwrap();
+        // a client sending garbage then a good request
+        let mut rude = UnixStream::connect(&path).unwrap();
+        rude.write_all(b"\x00\xff not json\n{\"cmd\":\"echo\",\"x\":1}\n")
+            .unwrap();
+        let path2 = path.clone();
+        let t = std::thread::spawn(move || {
+            request(
+                &path2,
+                &json!({"v":1,"cmd":"echo","x":"hi"}),
+                Duration::from_secs(5),
+            )
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !t.is_finished() && Instant::now() < deadline {
+            server.poll(&mut Echo);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        server.poll(&mut Echo);
+        assert_eq!(t.join().unwrap().unwrap(), json!("hi"));
+        rude.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut got = String::new();
+        let mut buf = [0u8; 4096];
+        while got.matches('\n').count() < 2 {
+            let n = rude.read(&mut buf).unwrap();
+            assert!(n > 0);
+            got.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+        }
+        let lines: Vec<&str> = got.lines().collect();
+        assert!(lines[0].contains("bad request"));
+        assert_eq!(lines[1], r#"{"data":1,"ok":true}"#);
+        drop(stalled);
+        drop(server);
+        assert!(!path.exists(), "socket file removed on drop");
+    }
+
+    #[test]
+    fn oversized_line_is_refused_and_client_dropped() {
+        let path = sock("big");
+        let mut server = ControlServer::bind(&path).unwrap();
+        let mut big = UnixStream::connect(&path).unwrap();
+        big.set_nonblocking(true).unwrap();
+        let chunk = vec![b'a'; 65536];
+        let mut sent = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sent < MAX_LINE + 65536 && Instant::now() < deadline {
+            match big.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => {}
+            }
+            server.poll(&mut Echo);
+        }
+        for _ in 0..100 {
+            server.poll(&mut Echo);
+        }
+        assert_eq!(server.client_count(), 0, "oversized client disconnected");
+        big.set_nonblocking(false).unwrap();
+        big.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut s = String::new();
+        let _ = big.read_to_string(&mut s);
+        assert!(s.contains("longer than"), "got {s:?}");
+    }
+
+    #[test]
+    fn stale_socket_replaced_live_one_refused() {
+        let path = sock("stale");
+        {
+            let _l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+            // a second server while the first listens: refused
+            assert!(ControlServer::bind(&path).unwrap_err().contains("in use"));
+        }
+        // listener dropped, file stays: stale
+        assert!(path.exists());
+        let s = ControlServer::bind(&path).unwrap();
+        drop(s);
+    }
+}

@@ -1,0 +1,199 @@
+//! Per-worker counters: written only by their worker, summed by the control
+//! thread. Each worker's block sits on its own cache lines.
+//!
+//! Writes are a relaxed load plus a relaxed store (plain moves on x86): no
+//! locked read-modify-write on the fast path, which is sound because each
+//! block has exactly one writer.
+
+use crossbeam::utils::CachePadded;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! reasons {
+    ($name:ident { $($variant:ident => $text:literal,)* }) => {
+        /// Why a packet was dropped. Every drop has one, and a counter.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(usize)]
+        pub enum $name { $($variant,)* }
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+            pub const COUNT: usize = Self::ALL.len();
+            /// Stable snake_case name used in listings and metrics.
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+        }
+    };
+}
+
+reasons!(DropReason {
+    NotForUs => "not_for_us",
+    UnknownEthertype => "unknown_ethertype",
+    MultiSegment => "multi_segment",
+    BadEthernet => "bad_ethernet",
+    BadArp => "bad_arp",
+    ArpNotForUs => "arp_not_for_us",
+    BadIpHeader => "bad_ip_header",
+    BadIpChecksum => "bad_ip_checksum",
+    IpFragment => "ip_fragment",
+    IpOptions => "ip_options",
+    Ipv6Unsupported => "ipv6_unsupported",
+    BadIcmp => "bad_icmp",
+    IcmpUnhandled => "icmp_unhandled",
+    NoService => "no_service",
+    UnsupportedProto => "unsupported_protocol",
+    NoRoute => "no_route",
+    NeighQueueFull => "neigh_queue_full",
+    NeighTableFull => "neigh_table_full",
+    NeighFailed => "neigh_unresolved",
+    NoMbuf => "no_mbuf",
+    TxFull => "tx_full",
+});
+
+macro_rules! events {
+    ($name:ident { $($variant:ident => $text:literal,)* }) => {
+        /// Things the data plane counts besides drops.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(usize)]
+        pub enum $name { $($variant,)* }
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+            pub const COUNT: usize = Self::ALL.len();
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+        }
+    };
+}
+
+events!(Event {
+    RxPackets => "rx_packets",
+    RxBytes => "rx_bytes",
+    TxPackets => "tx_packets",
+    TxBytes => "tx_bytes",
+    ArpRequestsIn => "arp_requests_in",
+    ArpRepliesIn => "arp_replies_in",
+    ArpRepliesOut => "arp_replies_out",
+    ArpRequestsOut => "arp_requests_out",
+    NeighLearned => "neigh_learned",
+    IcmpEchoIn => "icmp_echo_in",
+    IcmpEchoOut => "icmp_echo_out",
+    LoopTurns => "loop_turns",
+    Bursts => "rx_bursts",
+});
+
+/// One worker's counters.
+#[derive(Debug)]
+pub struct WorkerCounters {
+    drops: CachePadded<[AtomicU64; DropReason::COUNT]>,
+    events: CachePadded<[AtomicU64; Event::COUNT]>,
+}
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        WorkerCounters {
+            drops: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            events: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
+        }
+    }
+}
+
+#[inline]
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+impl WorkerCounters {
+    /// Count a drop (owner only).
+    #[inline]
+    pub fn drop_pkt(&self, r: DropReason) {
+        bump(&self.drops[r as usize], 1)
+    }
+    /// Count an event (owner only).
+    #[inline]
+    pub fn add(&self, e: Event, n: u64) {
+        bump(&self.events[e as usize], n)
+    }
+    pub fn drops(&self, r: DropReason) -> u64 {
+        self.drops[r as usize].load(Relaxed)
+    }
+    pub fn event(&self, e: Event) -> u64 {
+        self.events[e as usize].load(Relaxed)
+    }
+    pub fn total_drops(&self) -> u64 {
+        DropReason::ALL.iter().map(|r| self.drops(*r)).sum()
+    }
+}
+
+/// Counters of every worker plus their sum (control side).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    pub drops: Vec<(&'static str, u64)>,
+    pub events: Vec<(&'static str, u64)>,
+}
+
+impl CounterSnapshot {
+    pub fn sum<'a>(workers: impl IntoIterator<Item = &'a WorkerCounters>) -> Self {
+        let mut drops = [0u64; DropReason::COUNT];
+        let mut events = [0u64; Event::COUNT];
+        for w in workers {
+            for r in DropReason::ALL {
+                drops[*r as usize] += w.drops(*r);
+            }
+            for e in Event::ALL {
+                events[*e as usize] += w.event(*e);
+            }
+        }
+        CounterSnapshot {
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (r.name(), drops[*r as usize]))
+                .collect(),
+            events: Event::ALL
+                .iter()
+                .map(|e| (e.name(), events[*e as usize]))
+                .collect(),
+        }
+    }
+
+    pub fn event(&self, name: &str) -> u64 {
+        self.events
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    pub fn drop_count(&self, name: &str) -> u64 {
+        self.drops
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_over_workers_by_name() {
+        let (a, b) = (WorkerCounters::default(), WorkerCounters::default());
+        a.drop_pkt(DropReason::BadArp);
+        b.drop_pkt(DropReason::BadArp);
+        b.drop_pkt(DropReason::TxFull);
+        a.add(Event::RxPackets, 10);
+        b.add(Event::RxPackets, 5);
+        let s = CounterSnapshot::sum([&a, &b]);
+        assert_eq!(s.drop_count("bad_arp"), 2);
+        assert_eq!(s.drop_count("tx_full"), 1);
+        assert_eq!(s.event("rx_packets"), 15);
+        assert_eq!(a.total_drops(), 1);
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut n: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        n.sort();
+        n.dedup();
+        assert_eq!(n.len(), DropReason::COUNT);
+    }
+}
