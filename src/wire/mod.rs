@@ -17,14 +17,21 @@ pub mod builder;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
+pub mod icmpv6;
+pub mod ipip;
 pub mod ipv4;
+pub mod ipv6;
+pub mod tcp;
 pub mod udp;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use builder::PacketBuilder;
 pub use ethernet::{l3_offset, EtherType, EthernetFrame, MacAddr, VlanTag};
 pub use icmp::Icmpv4Packet;
+pub use icmpv6::Icmpv6Packet;
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use ipv6::{Ipv6Fragment, Ipv6Packet, Ipv6Repr, Ipv6UpperLayer};
+pub use tcp::{TcpFlags, TcpPacket};
 pub use udp::UdpPacket;
 
 use std::fmt;
