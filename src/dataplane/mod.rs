@@ -1,1 +1,4 @@
 //! The data plane: worker loop, classification, neighbours, steering.
+
+pub mod counters;
+pub mod local;
