@@ -11,6 +11,13 @@
 //! The in-place rewrites the load balancer needs (NAT address/port
 //! changes, TTL decrement, echo replies) keep checksums correct with the
 //! incremental update of RFC 1624 instead of recomputing them.
+//!
+//! Modules: [`checksum`] (RFC 1071/1624), [`ethernet`] (MAC, EtherType,
+//! VLAN tags, [`l3_offset`]), [`arp`], [`ipv4`], [`ipv6`] (with extension
+//! header walking), [`tcp`], [`udp`], [`icmp`] (v4, including
+//! frag-needed), [`icmpv6`] (echo, Packet Too Big, neighbor discovery),
+//! [`ipip`] (TUN-mode encapsulation), [`toeplitz`] (software RSS hash) and
+//! [`builder`] (test/fixture packets; allocates).
 
 pub mod arp;
 pub mod builder;
@@ -22,6 +29,7 @@ pub mod ipip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
+pub mod toeplitz;
 pub mod udp;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
@@ -32,6 +40,7 @@ pub use icmpv6::Icmpv6Packet;
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Fragment, Ipv6Packet, Ipv6Repr, Ipv6UpperLayer};
 pub use tcp::{TcpFlags, TcpPacket};
+pub use toeplitz::{reta_index, RssKey, ToeplitzTable, MICROSOFT_KEY, SYMMETRIC_KEY};
 pub use udp::UdpPacket;
 
 use std::fmt;
