@@ -241,7 +241,7 @@ impl PacketBuilder {
         self
     }
 
-    /// TCP with the given flags (see `tcp::flags` bits, e.g. SYN = 0x02).
+    /// TCP with the given flag bits (e.g. `tcp::SYN | tcp::ACK`).
     pub fn tcp(mut self, src_port: u16, dst_port: u16, flags: u8) -> Self {
         self.transport = Transport::Tcp {
             src_port,
@@ -537,7 +537,10 @@ mod tests {
     use crate::wire::arp::ArpPacket;
     use crate::wire::ethernet::{l3_offset, EthernetFrame};
     use crate::wire::icmp::Icmpv4Packet;
+    use crate::wire::icmpv6::Icmpv6Packet;
     use crate::wire::ipv4::Ipv4Packet;
+    use crate::wire::ipv6::Ipv6Packet;
+    use crate::wire::tcp::{self, TcpPacket};
     use crate::wire::testutil::hex;
     use crate::wire::udp::UdpPacket;
 
@@ -629,5 +632,126 @@ mod tests {
         assert_eq!(ip.checksum(), 0xdead);
         assert!(ip.is_first_fragment());
         assert_eq!(UdpPacket::new_checked(ip.payload()).unwrap().checksum(), 0);
+    }
+
+    #[test]
+    fn tcp_syn_exact() {
+        let frame = PacketBuilder::ethernet(MAC_A, MAC_B)
+            .ipv4(IP_A, IP_B)
+            .ident(0x4242)
+            .tcp(54321, 80, tcp::SYN)
+            .seq(1)
+            .window(0xfaf0)
+            .tcp_options(&[2, 4, 0x05, 0xb4, 1, 1, 4, 2])
+            .build();
+        let mut expected = hex("020000000002 020000000001 0800 \
+             4500 0030 4242 4000 4006 0000 c6120001 c6120064 \
+             d431 0050 00000001 00000000 7002 faf0 0000 0000 020405b4 0101 0402");
+        let ip_csum = checksum::checksum(&expected[14..34]);
+        expected[24..26].copy_from_slice(&ip_csum.to_be_bytes());
+        TcpPacket::new_unchecked(&mut expected[34..]).fill_checksum_v4(IP_A, IP_B);
+        assert_eq!(frame, expected);
+        let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+        let seg = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert!(seg.verify_checksum_v4(IP_A, IP_B));
+        assert_eq!(seg.mss(), Some(1460));
+        assert_eq!(seg.flags().to_string(), "S");
+    }
+
+    #[test]
+    fn tcp_payload_and_ip_options() {
+        let pkt = PacketBuilder::new()
+            .ipv4(IP_A, IP_B)
+            .ip_options(&[0x94, 0x04])
+            .tcp(1000, 80, tcp::PSH | tcp::ACK)
+            .seq(100)
+            .ack(200)
+            .payload(b"GET / HTTP/1.0\r\n\r\n")
+            .build();
+        let ip = Ipv4Packet::new_checked(&pkt[..]).unwrap();
+        assert_eq!(ip.header_len(), 24);
+        assert_eq!(ip.options(), &[0x94, 0x04, 0, 0]);
+        assert!(ip.verify_checksum());
+        let seg = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(seg.seq_number(), 100);
+        assert_eq!(seg.ack_number(), 200);
+        assert_eq!(seg.payload(), b"GET / HTTP/1.0\r\n\r\n");
+        assert!(seg.verify_checksum_v4(IP_A, IP_B));
+    }
+
+    #[test]
+    fn ipv6_tcp_udp_icmpv6() {
+        let a: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let b: Ipv6Addr = "2001:db8::100".parse().unwrap();
+        let frame = PacketBuilder::ethernet(MAC_A, MAC_B)
+            .qinq(10)
+            .vlan(20)
+            .ipv6(a, b)
+            .ttl(63)
+            .tcp(40000, 443, tcp::SYN)
+            .build();
+        assert_eq!(l3_offset(&frame), Ok((22, EtherType::IPV6)));
+        let ip = Ipv6Packet::new_checked(&frame[22..]).unwrap();
+        assert_eq!(ip.hop_limit(), 63);
+        assert_eq!(ip.next_header(), IpProtocol::TCP);
+        assert_eq!(ip.payload_len(), 20);
+        let seg = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert!(seg.verify_checksum_v6(&a, &b));
+
+        let pkt = PacketBuilder::new()
+            .ipv6(a, b)
+            .udp(53, 53)
+            .payload(b"xyz")
+            .build();
+        let ip = Ipv6Packet::new_checked(&pkt[..]).unwrap();
+        let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(udp.payload(), b"xyz");
+        assert!(udp.verify_checksum_v6(&a, &b));
+
+        let pkt = PacketBuilder::new()
+            .ipv6(a, b)
+            .icmpv6_echo_request(1, 2)
+            .payload(b"ping")
+            .build();
+        let ip = Ipv6Packet::new_checked(&pkt[..]).unwrap();
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!(
+            (icmp.msg_type(), icmp.echo_ident(), icmp.echo_seq()),
+            (128, 1, 2)
+        );
+        assert!(icmp.verify_checksum(&a, &b));
+        let reply = PacketBuilder::new()
+            .ipv6(b, a)
+            .icmpv6_echo_reply(1, 2)
+            .build();
+        assert_eq!(reply[40], 129);
+    }
+
+    #[test]
+    fn icmp_echo_reply_and_raw_proto() {
+        let pkt = PacketBuilder::new()
+            .ipv4(IP_B, IP_A)
+            .icmp_echo_reply(7, 9)
+            .build();
+        let ip = Ipv4Packet::new_checked(&pkt[..]).unwrap();
+        let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!(
+            (icmp.msg_type(), icmp.echo_ident(), icmp.echo_seq()),
+            (0, 7, 9)
+        );
+        assert!(icmp.verify_checksum());
+        let inner = PacketBuilder::new().ipv4(IP_A, IP_B).udp(1, 2).build();
+        let outer = PacketBuilder::new()
+            .ipv4(IP_A, IP_B)
+            .ip_proto(IpProtocol::IPIP)
+            .payload(&inner)
+            .build();
+        assert_eq!(outer[9], 4);
+        assert_eq!(&outer[20..], &inner[..]);
+        let raw = PacketBuilder::ethernet(MAC_A, MAC_B)
+            .ethertype(EtherType(0x88cc))
+            .payload(b"lldp")
+            .build();
+        assert_eq!(&raw[12..], &[0x88, 0xcc, b'l', b'l', b'd', b'p']);
     }
 }

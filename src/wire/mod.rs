@@ -11,6 +11,13 @@
 //! The in-place rewrites the load balancer needs (NAT address/port
 //! changes, TTL decrement, echo replies) keep checksums correct with the
 //! incremental update of RFC 1624 instead of recomputing them.
+//!
+//! Modules: [`checksum`] (RFC 1071/1624), [`ethernet`] (MAC, EtherType,
+//! VLAN tags, [`l3_offset`]), [`arp`], [`ipv4`], [`ipv6`] (with extension
+//! header walking), [`tcp`], [`udp`], [`icmp`] (v4, including
+//! frag-needed), [`icmpv6`] (echo, Packet Too Big, neighbor discovery),
+//! [`ipip`] (TUN-mode encapsulation), [`toeplitz`] (software RSS hash) and
+//! [`builder`] (test/fixture packets; allocates).
 
 pub mod arp;
 pub mod builder;
@@ -22,6 +29,7 @@ pub mod ipip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
+pub mod toeplitz;
 pub mod udp;
 
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
@@ -32,6 +40,7 @@ pub use icmpv6::Icmpv6Packet;
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Fragment, Ipv6Packet, Ipv6Repr, Ipv6UpperLayer};
 pub use tcp::{TcpFlags, TcpPacket};
+pub use toeplitz::{reta_index, RssKey, ToeplitzTable, MICROSOFT_KEY, SYMMETRIC_KEY};
 pub use udp::UdpPacket;
 
 use std::fmt;
@@ -214,5 +223,93 @@ mod tests {
         assert_eq!(IpProtocol::TCP.to_string(), "TCP");
         assert_eq!(IpProtocol(99).to_string(), "proto 99");
         assert_eq!(u8::from(IpProtocol::UDP), 17);
+    }
+
+    /// Random and mutated buffers through every checked parser and helper:
+    /// errors are fine, panics are not.
+    #[test]
+    fn parsers_never_panic_on_garbage() {
+        use std::net::{Ipv4Addr, Ipv6Addr};
+        let mut rng = testutil::XorShift(0xf00d);
+        let seeds = [
+            PacketBuilder::new()
+                .ipv4(Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(5, 6, 7, 8))
+                .tcp(1, 2, tcp::SYN)
+                .tcp_options(&[2, 4, 5, 0xb4])
+                .build(),
+            PacketBuilder::new()
+                .ipv4(Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(5, 6, 7, 8))
+                .icmp_echo_request(1, 1)
+                .build(),
+            PacketBuilder::new()
+                .ipv6(Ipv6Addr::LOCALHOST, Ipv6Addr::LOCALHOST)
+                .icmpv6(135, 0, 0)
+                .payload(&[0u8; 24])
+                .build(),
+        ];
+        let v6 = Ipv6Addr::LOCALHOST;
+        let v4 = Ipv4Addr::LOCALHOST;
+        for i in 0..20_000 {
+            let mut buf = if i % 2 == 0 {
+                let mut b = vec![0u8; rng.below(90)];
+                rng.fill(&mut b);
+                b
+            } else {
+                let mut b = seeds[i % 3].clone();
+                for _ in 0..3 {
+                    let at = rng.below(b.len());
+                    b[at] = rng.next_u32() as u8;
+                }
+                b.truncate(rng.below(b.len() + 1));
+                b
+            };
+            let _ = l3_offset(&buf);
+            if let Ok(p) = EthernetFrame::new_checked(&buf[..]) {
+                let _ = (p.dst_addr(), p.src_addr(), p.ethertype(), p.payload());
+            }
+            if let Ok(p) = ArpPacket::new_checked(&buf[..]) {
+                let _ = ArpRepr::parse(&p);
+            }
+            if let Ok(p) = Ipv4Packet::new_checked(&buf[..]) {
+                let _ = (
+                    p.options(),
+                    p.payload(),
+                    p.verify_checksum(),
+                    p.is_fragment(),
+                );
+                let _ = Ipv4Repr::parse(&p);
+            }
+            if let Ok(p) = Ipv6Packet::new_checked(&buf[..]) {
+                let _ = (p.payload(), p.upper_layer());
+            }
+            if let Ok(p) = TcpPacket::new_checked(&buf[..]) {
+                let _ = (p.options(), p.payload(), p.mss(), p.flags().to_string());
+                let _ = p.verify_checksum_v4(v4, v4);
+            }
+            if let Ok(p) = UdpPacket::new_checked(&buf[..]) {
+                let _ = (p.payload(), p.verify_checksum_v6(&v6, &v6));
+            }
+            if let Ok(p) = Icmpv4Packet::new_checked(&buf[..]) {
+                let _ = (p.inner_ip(), p.is_error(), p.next_hop_mtu());
+            }
+            if let Ok(p) = Icmpv6Packet::new_checked(&buf[..]) {
+                let _ = (p.target_addr(), p.source_link_addr(), p.target_link_addr());
+            }
+            let mut out = [0u8; 200];
+            let _ = icmp::build_frag_needed(&buf, 1400, v4, v4, &mut out);
+            let _ = icmpv6::build_packet_too_big(&buf, 1400, v6, v6, &mut out);
+            let _ = ipip::decap_ipv4_in_ipv4(&buf);
+            let _ = ipip::decap_ipv6_in_ipv6(&buf);
+            if let Ok(mut p) = TcpPacket::new_checked(&mut buf[..]) {
+                let _ = p.clamp_mss_incremental(1000);
+            }
+            let _ = icmp::ipv4_echo_reply_in_place(&mut buf.clone());
+            let _ = icmpv6::ipv6_echo_reply_in_place(&mut buf.clone());
+            let len = buf.len();
+            let mut room = vec![0u8; 40];
+            room.extend_from_slice(&buf);
+            let _ = ipip::encap_ipv4_in_ipv4(&mut room[20..], len, v4, v4, 0);
+            let _ = ipip::encap_ipv6_in_ipv6(&mut room, len, v6, v6);
+        }
     }
 }
