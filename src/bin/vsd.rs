@@ -1,1 +1,40 @@
-fn main() {}
+//! vsd: the director daemon. All the work is in `vsd::daemon`.
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Linux Virtual Server director on DPDK.
+#[derive(Parser, Debug)]
+#[command(name = "vsd", version, about)]
+struct Args {
+    /// TOML configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Only check the configuration and print the EAL arguments it gives.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = match vsd::control::config::Config::from_file(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vsd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!("configuration OK: {}", args.config.display());
+        println!("EAL arguments: {}", cfg.eal_argv("vsd").join(" "));
+        return ExitCode::SUCCESS;
+    }
+    match vsd::daemon::run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vsd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -94,6 +94,12 @@ impl ControlServer {
         })
     }
 
+    /// Change the socket file's permission bits (e.g. 0o660).
+    pub fn set_mode(&self, mode: u32) -> Result<(), String> {
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| io_err("cannot chmod", &self.path, e))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

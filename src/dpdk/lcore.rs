@@ -79,6 +79,11 @@ impl LaunchedLcore {
         self.lcore
     }
 
+    /// Whether the closure has returned (or panicked) already.
+    pub fn finished(&self) -> bool {
+        self.outcome.lock().map(|o| o.is_some()).unwrap_or(true)
+    }
+
     /// Wait for the closure to return. Err carries a panic message.
     pub fn join(mut self) -> Result<(), String> {
         self.wait()
