@@ -1,1 +1,3 @@
 //! Control plane: config, socket, stats. No fast-path access.
+
+pub mod config;

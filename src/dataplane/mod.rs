@@ -1,1 +1,3 @@
 //! The data plane: worker loop, classification, neighbours, steering.
+
+pub mod neigh;
