@@ -716,7 +716,7 @@ struct RawService {
     netmask: Option<S<RawNetmask>>,
     #[serde(default)]
     flags: Vec<S<String>>,
-    one_packet: Option<bool>,
+    one_packet: Option<S<bool>>,
     #[serde(default)]
     local_addresses: Vec<S<String>>,
     #[serde(default)]
@@ -1860,7 +1860,7 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
             flags.push(flag);
         }
     }
-    let one_packet = s.one_packet.unwrap_or(false);
+    let one_packet = s.one_packet.as_ref().is_some_and(|o| *o.get_ref());
     if one_packet
         && matches!(
             key,
@@ -1870,8 +1870,9 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
             }
         )
     {
+        let span = s.one_packet.as_ref().map_or(raw.span(), S::span);
         return Err(ctx.err(
-            raw.span(),
+            span,
             k("one_packet"),
             "one_packet applies to UDP and fwmark services only",
         ));
@@ -3201,7 +3202,7 @@ mod tests {
         );
         assert_eq!(
             svc("one_packet = true\n"),
-            "t.toml:8:1: service[0].one_packet: one_packet applies to UDP and fwmark services only"
+            "t.toml:12:14: service[0].one_packet: one_packet applies to UDP and fwmark services only"
         );
         assert_eq!(
             svc("netmask = \"255.255.255.0\"\n"),
