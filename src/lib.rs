@@ -5,6 +5,7 @@
 //! `dataplane` (worker loop), `control` (socket, config, stats).
 
 pub mod control;
+pub mod daemon;
 pub mod dataplane;
 pub mod dpdk;
 pub mod lb;

@@ -2,3 +2,5 @@
 
 pub mod counters;
 pub mod local;
+pub mod neigh;
+pub mod worker;
