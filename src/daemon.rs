@@ -33,9 +33,15 @@ extern "C" fn on_hup(_sig: libc::c_int) {
 fn install_signal_handlers() {
     // SAFETY: the handlers only store to atomics, which is async-signal-safe.
     unsafe {
-        libc::signal(libc::SIGINT, on_stop_signal as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_stop_signal as libc::sighandler_t);
-        libc::signal(libc::SIGHUP, on_hup as libc::sighandler_t);
+        libc::signal(
+            libc::SIGINT,
+            on_stop_signal as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_stop_signal as *const () as libc::sighandler_t,
+        );
+        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
 }
@@ -109,7 +115,11 @@ impl Control<'_> {
 }
 
 fn pairs(list: &[(&'static str, u64)]) -> Value {
-    Value::Object(list.iter().map(|(k, v)| (k.to_string(), json!(v))).collect())
+    Value::Object(
+        list.iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect(),
+    )
 }
 
 impl Handler for Control<'_> {
@@ -154,7 +164,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let mut argv = cfg.eal_argv("vsd");
     // Hugepage files are unlinked as soon as they are mapped, so none are
     // left behind whatever way the process ends.
-    if cfg.eal.huge && !argv.iter().any(|a| a == "--huge-unlink" || a == "--in-memory") {
+    if cfg.eal.huge
+        && !argv
+            .iter()
+            .any(|a| a == "--huge-unlink" || a == "--in-memory")
+    {
         argv.push("--huge-unlink".into());
     }
     log!("starting EAL: {}", argv.join(" "));
@@ -201,6 +215,12 @@ pub fn run(cfg: Config) -> Result<(), String> {
         port.set_reta(&pcfg.reta)
             .map_err(|e| format!("port {}: {e}", pc.name))?;
         let mac = MacAddr(port.mac().map_err(|e| e.to_string())?);
+        if port.mac_in_software() {
+            log!(
+                "port {}: driver cannot set the MAC; using {mac} in software",
+                pc.name
+            );
+        }
         let addrs = PortAddrs {
             mac,
             addrs: v4_only(pc.addresses.iter().map(|c| (c.addr, c.prefix_len))),

@@ -80,15 +80,30 @@ fn vip_answers_arp_and_ping_and_vsd_resolves_neighbours() {
     //    never ARPs, so the echo reply can only come back if vsd sends an
     //    ARP request for PEER and learns the answer.
     ns.ip(&[
-        "neigh", "replace", DIP, "lladdr", VSD_MAC, "dev", &iface, "nud", "permanent",
+        "neigh",
+        "replace",
+        DIP,
+        "lladdr",
+        VSD_MAC,
+        "dev",
+        &iface,
+        "nud",
+        "permanent",
     ]);
     let ping = ns.run_any("ping", &["-c", "3", "-i", "0.2", "-W", "3", DIP]);
     assert!(
         ping.status.success(),
         "ping to the director address failed:\n{}",
-        String::from_utf8_lossy(&ping.stdout)
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&ping.stdout),
+            String::from_utf8_lossy(&ping.stderr)
+        )
     );
-    assert!(vsd.event("arp_requests_out") >= 1, "vsd sent no ARP request");
+    assert!(
+        vsd.event("arp_requests_out") >= 1,
+        "vsd sent no ARP request"
+    );
     assert!(vsd.event("neigh_learned") >= 1, "vsd learned no neighbour");
     ns.ip(&["neigh", "del", DIP, "dev", &iface]);
 
@@ -97,7 +112,11 @@ fn vip_answers_arp_and_ping_and_vsd_resolves_neighbours() {
     assert!(
         ping.status.success(),
         "ping to the VIP failed:\n{}",
-        String::from_utf8_lossy(&ping.stdout)
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&ping.stdout),
+            String::from_utf8_lossy(&ping.stderr)
+        )
     );
     let neigh = String::from_utf8_lossy(&ns.ip(&["neigh", "show", VIP]).stdout).into_owned();
     assert!(
@@ -122,7 +141,11 @@ fn vip_answers_arp_and_ping_and_vsd_resolves_neighbours() {
 
     // clean stop
     let status = vsd.stop();
-    assert!(status.success(), "vsd exit status {status:?}:\n{}", vsd.log_text());
+    assert!(
+        status.success(),
+        "vsd exit status {status:?}:\n{}",
+        vsd.log_text()
+    );
     assert!(
         hugepage_files(&prefix).is_empty(),
         "hugepage files left: {:?}",

@@ -165,11 +165,7 @@ fn print_block(title: &str, v: &Value, out: &mut dyn Write) -> std::io::Result<(
 /// Human-readable counters.
 pub fn print_counters(v: &Value, per_worker: bool, out: &mut dyn Write) -> std::io::Result<()> {
     let total = v.get("total").cloned().unwrap_or(Value::Null);
-    print_block(
-        "events:",
-        total.get("events").unwrap_or(&Value::Null),
-        out,
-    )?;
+    print_block("events:", total.get("events").unwrap_or(&Value::Null), out)?;
     print_block("drops:", total.get("drops").unwrap_or(&Value::Null), out)?;
     if per_worker {
         for w in v
@@ -229,7 +225,10 @@ mod tests {
     fn unreachable_daemon_is_a_clear_error() {
         let args = Args::parse_from(["vsadm", "--socket", "/nonexistent/vsd.sock", "--status"]);
         let err = run(&args, &mut Vec::new()).unwrap_err();
-        assert!(err.contains("cannot connect to vsd at /nonexistent/vsd.sock"), "{err}");
+        assert!(
+            err.contains("cannot connect to vsd at /nonexistent/vsd.sock"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub struct Port {
     /// Whether RSS got configured (the PMD supports it and it was asked for).
     rss_active: bool,
     tx_offloads: u64,
+    /// A configured MAC the PMD could not program (used in software only).
+    soft_mac: Option<[u8; 6]>,
 }
 
 fn check(op: &str, ret: i32) -> Result<(), DpdkError> {
@@ -91,6 +93,7 @@ impl Port {
             started: false,
             rss_active: false,
             tx_offloads: 0,
+            soft_mac: None,
         })
     }
 
@@ -136,6 +139,10 @@ impl Port {
         self.rss_active
     }
     /// TX checksum offloads enabled on the port (`RTE_ETH_TX_OFFLOAD_*`).
+    /// Whether the MAC is kept in software because the PMD refused it.
+    pub fn mac_in_software(&self) -> bool {
+        self.soft_mac.is_some()
+    }
     pub fn tx_offloads(&self) -> u64 {
         self.tx_offloads
     }
@@ -242,15 +249,22 @@ impl Port {
             let mut addr: dpdk_sys::rte_ether_addr = unsafe { std::mem::zeroed() };
             addr.addr_bytes = mac;
             // SAFETY: valid port id and address pointer.
-            check("rte_eth_dev_default_mac_addr_set", unsafe {
-                dpdk_sys::rte_eth_dev_default_mac_addr_set(self.id, &mut addr)
-            })?;
+            let ret = unsafe { dpdk_sys::rte_eth_dev_default_mac_addr_set(self.id, &mut addr) };
+            if ret == -(libc::ENOTSUP) || ret == -(libc::EOPNOTSUPP) {
+                // e.g. net_pcap: the MAC lives only in software, so the port
+                // must accept every destination.
+                self.soft_mac = Some(mac);
+            } else {
+                check("rte_eth_dev_default_mac_addr_set", ret)?;
+            }
         }
-        if cfg.promiscuous {
+        if cfg.promiscuous || self.soft_mac.is_some() {
             // SAFETY: valid port id.
-            check("rte_eth_promiscuous_enable", unsafe {
-                dpdk_sys::rte_eth_promiscuous_enable(self.id)
-            })?;
+            let ret = unsafe { dpdk_sys::rte_eth_promiscuous_enable(self.id) };
+            // a PMD without the mode (pcap) already passes everything up
+            if ret != -(libc::ENOTSUP) && ret != -(libc::EOPNOTSUPP) {
+                check("rte_eth_promiscuous_enable", ret)?;
+            }
         }
         Ok((rxqs, txqs))
     }
@@ -298,7 +312,11 @@ impl Port {
         })
     }
 
+    /// The port's MAC: the configured one where the PMD could not take it.
     pub fn mac(&self) -> Result<[u8; 6], DpdkError> {
+        if let Some(m) = self.soft_mac {
+            return Ok(m);
+        }
         // SAFETY: all-zero is valid; valid port id and out pointer.
         let mut addr: dpdk_sys::rte_ether_addr = unsafe { std::mem::zeroed() };
         // SAFETY: as above.

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 /// Whether we run under CI (where skipping an end-to-end test is a failure).
 pub fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
 }
 
 /// Check what an end-to-end test needs. Returns false (test skipped, with a
@@ -183,7 +185,9 @@ impl Vsd {
 
     /// Exit status if vsd has ended.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// One control request.
@@ -232,10 +236,15 @@ impl Vsd {
             status = child.try_wait().ok().flatten();
             status.is_some()
         });
-        let status = status.unwrap_or_else(|| {
+        let Some(status) = status else {
             let _ = child.kill();
-            panic!("vsd did not exit within 30 s of SIGTERM:\n{}", self.log_text())
-        });
+            let _ = child.wait();
+            self.child = None;
+            panic!(
+                "vsd did not exit within 30 s of SIGTERM:\n{}",
+                self.log_text()
+            );
+        };
         self.child = None;
         status
     }
