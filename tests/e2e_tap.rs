@@ -93,12 +93,9 @@ fn vip_answers_arp_and_ping_and_vsd_resolves_neighbours() {
     let ping = ns.run_any("ping", &["-c", "3", "-i", "0.2", "-W", "3", DIP]);
     assert!(
         ping.status.success(),
-        "ping to the director address failed:\n{}",
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&ping.stdout),
-            String::from_utf8_lossy(&ping.stderr)
-        )
+        "ping to the director address failed:\n{}{}",
+        String::from_utf8_lossy(&ping.stdout),
+        String::from_utf8_lossy(&ping.stderr)
     );
     assert!(
         vsd.event("arp_requests_out") >= 1,
@@ -111,12 +108,9 @@ fn vip_answers_arp_and_ping_and_vsd_resolves_neighbours() {
     let ping = ns.run_any("ping", &["-c", "3", "-i", "0.2", "-W", "3", VIP]);
     assert!(
         ping.status.success(),
-        "ping to the VIP failed:\n{}",
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&ping.stdout),
-            String::from_utf8_lossy(&ping.stderr)
-        )
+        "ping to the VIP failed:\n{}{}",
+        String::from_utf8_lossy(&ping.stdout),
+        String::from_utf8_lossy(&ping.stderr)
     );
     let neigh = String::from_utf8_lossy(&ns.ip(&["neigh", "show", VIP]).stdout).into_owned();
     assert!(

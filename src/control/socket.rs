@@ -400,9 +400,8 @@ mod tests {
         let mut sent = 0;
         let deadline = Instant::now() + Duration::from_secs(10);
         while sent < MAX_LINE + 65536 && Instant::now() < deadline {
-            match big.write(&chunk) {
-                Ok(n) => sent += n,
-                Err(_) => {}
+            if let Ok(n) = big.write(&chunk) {
+                sent += n;
             }
             server.poll(&mut Echo);
         }

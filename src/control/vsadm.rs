@@ -114,7 +114,8 @@ pub fn print_status(v: &Value, out: &mut dyn Write) -> std::io::Result<()> {
                         .collect::<Vec<_>>()
                         .join(" ")
                 })
-                .unwrap_or_default()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "(none)".into())
         };
         writeln!(
             out,

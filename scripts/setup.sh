@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what vsd needs to build, run and be tested on Debian bookworm:
+# DPDK 22.11 LTS and its headers, libclang for bindgen, the tools the
+# end-to-end tests drive, and 2 MiB hugepages. Idempotent; run as root.
+set -euo pipefail
+
+PACKAGES=(
+  dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev
+  iproute2 iputils-ping procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Hugepages: 512 x 2 MiB, and a hugetlbfs mount for EAL.
+want=512
+have=$(cat /proc/sys/vm/nr_hugepages)
+if ((have < want)); then
+  echo "$want" > /proc/sys/vm/nr_hugepages || true
+fi
+if ! grep -q ' /dev/hugepages hugetlbfs ' /proc/mounts; then
+  mkdir -p /dev/hugepages
+  mount -t hugetlbfs nodev /dev/hugepages
+fi
+echo "setup: hugepages $(cat /proc/sys/vm/nr_hugepages) x 2 MiB on /dev/hugepages"

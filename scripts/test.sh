@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, unit tests, capture replay and the
+# end-to-end tests on net_tap (root, /dev/net/tun and hugepages; under
+# CI=true a missing prerequisite fails instead of skipping).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+if ! command -v cargo >/dev/null; then
+  echo "test: cargo not found (install Rust with rustup)" >&2
+  exit 1
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== build benches"
+cargo build --benches
+echo "== cargo test"
+cargo test --workspace
