@@ -73,7 +73,7 @@ mod tests {
         let mut lc = LeastConn;
         let mut picks = Vec::new();
         let mut counts = [0u32; 3];
-        for i in 0..30_000u32 {
+        for i in 0..99_999u32 {
             let ctx = SchedCtx {
                 svc: &s,
                 load: &load,
@@ -87,6 +87,6 @@ mod tests {
             }
         }
         assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
-        assert_eq!(counts, [10_000; 3]);
+        assert_eq!(counts, [33_333; 3]);
     }
 }

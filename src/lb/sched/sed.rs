@@ -70,6 +70,9 @@ mod tests {
 
     #[test]
     fn shares_follow_weight_as_connections_accumulate() {
+        // Least (a+1)/w first is the D'Hondt rule: with integral quotas
+        // (100_000 picks over weights summing to 10) it gives each server
+        // exactly its quota.
         let s = svc(SchedulerKind::Sed, &[2, 0, 3, 5]);
         let load = FakeLoad::new(4);
         let flags = [false; 4];
