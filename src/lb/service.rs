@@ -354,8 +354,10 @@ pub enum LbError {
     OnePacketNotUdp,
     /// `-p` outside 1..=2678400.
     InvalidPersistTimeout(u32),
-    /// `-M` of the wrong family or an IPv6 prefix outside 1..=128.
+    /// `-M` netmask of the other address family.
     InvalidPersistMask,
+    /// `-M` IPv6 prefix length outside 1..=128.
+    InvalidIpv6Netmask(u8),
     /// `-f 0`.
     InvalidFwmark,
     /// `-w` above 65535.
@@ -412,6 +414,7 @@ impl fmt::Display for LbError {
             LbError::InvalidPersistMask => {
                 f.write_str("illegal virtual server persistent mask specified")
             }
+            LbError::InvalidIpv6Netmask(_) => f.write_str("illegal ipv6 netmask specified"),
             LbError::InvalidFwmark => f.write_str("invalid fwmark value `0' specified"),
             LbError::WeightOutOfRange(_) => f.write_str("illegal weight specified"),
             LbError::ThresholdOrder { .. } => {
@@ -755,6 +758,11 @@ impl ServiceTable {
         self.services.is_empty()
     }
 
+    /// Keys of all services, in creation order.
+    pub fn service_keys(&self) -> Vec<ServiceKey> {
+        self.services.iter().map(|s| s.key).collect()
+    }
+
     /// A service's settings.
     pub fn service_config(&self, key: &ServiceKey) -> Option<&ServiceConfig> {
         self.find(key).map(|i| &self.services[i].config)
@@ -1018,7 +1026,11 @@ fn validate_service(
     }
     match (cfg.persist_mask, key.af()) {
         (None, _) | (Some(PersistMask::V4(_)), AddrFamily::Inet) => {}
-        (Some(PersistMask::V6(plen)), AddrFamily::Inet6) if (1..=128).contains(&plen) => {}
+        (Some(PersistMask::V6(plen)), AddrFamily::Inet6) => {
+            if !(1..=128).contains(&plen) {
+                return Err(LbError::InvalidIpv6Netmask(plen));
+            }
+        }
         _ => return Err(LbError::InvalidPersistMask),
     }
     let sched = SchedulerKind::from_name(&cfg.scheduler)
@@ -1185,10 +1197,9 @@ mod tests {
             persist_mask: Some(PersistMask::V6(0)),
             ..ServiceConfig::default()
         };
-        assert_eq!(
-            t.add_service(v6key, mask6_bad),
-            Err(LbError::InvalidPersistMask)
-        );
+        let e = t.add_service(v6key, mask6_bad).unwrap_err();
+        assert_eq!(e, LbError::InvalidIpv6Netmask(0));
+        assert_eq!(e.to_string(), "illegal ipv6 netmask specified");
         t.add_service(v6key, mask6).unwrap();
     }
 

@@ -157,7 +157,7 @@ impl<V: Copy> AddrTable<V> {
             self.slab.get_mut(prev as usize)?.next = next;
         }
         self.free.push(idx);
-        self.len -= 1;
+        self.len = self.len.saturating_sub(1);
         Some(val)
     }
 

@@ -150,10 +150,13 @@ pub fn new_scheduler(svc: &Service, seed: u64) -> Box<dyn Scheduler> {
 }
 
 /// Kernel `hash_32` (include/linux/hash.h, since Linux 4.7): multiply by
-/// the 32-bit golden ratio, keep the top `bits` bits.
+/// the 32-bit golden ratio, keep the top `bits` bits (1..=32; 0 gives 0).
 #[inline]
 pub fn hash_32(val: u32, bits: u32) -> u32 {
-    val.wrapping_mul(0x61C8_8647) >> (32 - bits)
+    if bits == 0 {
+        return 0;
+    }
+    val.wrapping_mul(0x61C8_8647) >> (32 - bits.min(32))
 }
 
 /// The kernel's address fold for sh, dh, mh, lblc and lblcr, in host
