@@ -28,6 +28,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::dataplane::neigh::NeighParams;
+pub use crate::lb::types::{AddrFamily, SchedulerKind};
 use crate::lb::types::{FwdMethod, Protocol};
 
 /// Largest lcore id DPDK accepts with its default `RTE_MAX_LCORE` (128).
@@ -381,26 +382,6 @@ pub struct VipConf {
     pub port: usize,
 }
 
-/// Address family, for fwmark services (the others take it from their VIP).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AddrFamily {
-    /// IPv4 (`inet`).
-    Inet,
-    /// IPv6 (`inet6`).
-    Inet6,
-}
-
-impl AddrFamily {
-    /// Family of an address.
-    pub fn of(ip: IpAddr) -> AddrFamily {
-        if ip.is_ipv4() {
-            AddrFamily::Inet
-        } else {
-            AddrFamily::Inet6
-        }
-    }
-}
-
 /// What identifies a virtual service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServiceKey {
@@ -436,84 +417,6 @@ impl ServiceKey {
             ServiceKey::Addr { port, .. } => port,
             ServiceKey::Fwmark { .. } => 0,
         }
-    }
-}
-
-/// IPVS scheduler names (`-s`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SchedulerKind {
-    /// Round robin.
-    Rr,
-    /// Weighted round robin.
-    Wrr,
-    /// Least connections.
-    Lc,
-    /// Weighted least connections (the default).
-    Wlc,
-    /// Shortest expected delay.
-    Sed,
-    /// Never queue.
-    Nq,
-    /// Locality-based least connections.
-    Lblc,
-    /// Locality-based least connections with replication.
-    Lblcr,
-    /// Destination hashing.
-    Dh,
-    /// Source hashing.
-    Sh,
-    /// Maglev hashing.
-    Mh,
-    /// Weighted failover.
-    Fo,
-    /// Weighted overflow.
-    Ovf,
-    /// Weighted random twos choice.
-    Twos,
-}
-
-impl SchedulerKind {
-    /// Every scheduler, in the order error messages list them.
-    pub const ALL: [SchedulerKind; 14] = [
-        SchedulerKind::Rr,
-        SchedulerKind::Wrr,
-        SchedulerKind::Lc,
-        SchedulerKind::Wlc,
-        SchedulerKind::Sed,
-        SchedulerKind::Nq,
-        SchedulerKind::Lblc,
-        SchedulerKind::Lblcr,
-        SchedulerKind::Dh,
-        SchedulerKind::Sh,
-        SchedulerKind::Mh,
-        SchedulerKind::Fo,
-        SchedulerKind::Ovf,
-        SchedulerKind::Twos,
-    ];
-
-    /// Name as ipvsadm spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SchedulerKind::Rr => "rr",
-            SchedulerKind::Wrr => "wrr",
-            SchedulerKind::Lc => "lc",
-            SchedulerKind::Wlc => "wlc",
-            SchedulerKind::Sed => "sed",
-            SchedulerKind::Nq => "nq",
-            SchedulerKind::Lblc => "lblc",
-            SchedulerKind::Lblcr => "lblcr",
-            SchedulerKind::Dh => "dh",
-            SchedulerKind::Sh => "sh",
-            SchedulerKind::Mh => "mh",
-            SchedulerKind::Fo => "fo",
-            SchedulerKind::Ovf => "ovf",
-            SchedulerKind::Twos => "twos",
-        }
-    }
-
-    /// Looks a scheduler up by its ipvsadm name.
-    pub fn parse(name: &str) -> Option<SchedulerKind> {
-        SchedulerKind::ALL.into_iter().find(|s| s.as_str() == name)
     }
 }
 
@@ -1775,8 +1678,8 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
 
     let scheduler = match &s.scheduler {
         None => SchedulerKind::Wlc,
-        Some(name) => SchedulerKind::parse(name.get_ref()).ok_or_else(|| {
-            let all: Vec<&str> = SchedulerKind::ALL.iter().map(|s| s.as_str()).collect();
+        Some(name) => SchedulerKind::from_name(name.get_ref()).ok_or_else(|| {
+            let all: Vec<&str> = SchedulerKind::ALL.iter().map(|s| s.name()).collect();
             ctx.err(
                 name.span(),
                 k("scheduler"),
@@ -1851,8 +1754,8 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
                 format!(
                     "flag {} needs scheduler {}, not {}",
                     flag.as_str(),
-                    owner.as_str(),
-                    scheduler.as_str()
+                    owner.name(),
+                    scheduler.name()
                 ),
             ));
         }
@@ -3140,7 +3043,7 @@ mod tests {
         );
         // Every scheduler name parses.
         for sched in SchedulerKind::ALL {
-            let text = with_base(&format!("{SVC}scheduler = \"{}\"\n", sched.as_str()));
+            let text = with_base(&format!("{SVC}scheduler = \"{}\"\n", sched.name()));
             assert_eq!(parse(&text).services[0].scheduler, sched);
         }
     }
