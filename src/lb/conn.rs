@@ -21,6 +21,9 @@
 //!
 //! Memory per IPv4 connection: 64 bytes of entry plus at most 56 of index
 //! (below 120 in total); IPv6 entries take two cache lines (128 bytes).
+//! Large slabs and indexes are advised for transparent huge pages, and
+//! [`ConnTable::lookup_batch`] resolves a burst with its cache misses
+//! overlapped: at a million connections a lookup is memory bound.
 //!
 //! Persistence templates (see [`crate::lb::persist`]) live in the same slab,
 //! index and wheel, flagged as templates, as the kernel does with
@@ -576,6 +579,32 @@ fn index_buckets(capacity: usize) -> usize {
     b.max(16)
 }
 
+/// A boxed slice of `n` copies of `v`. Large ones are advised for
+/// transparent huge pages before their first touch: lookups land on random
+/// entries, and with 4 KiB pages nearly every one would also miss the TLB.
+pub(crate) fn huge_filled<T: Clone>(n: usize, v: T) -> Box<[T]> {
+    let mut out: Vec<T> = Vec::with_capacity(n);
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = n.saturating_mul(std::mem::size_of::<T>());
+        let start = out.as_ptr() as usize;
+        let a = start.div_ceil(HUGE).saturating_mul(HUGE);
+        let b = start.saturating_add(bytes) / HUGE * HUGE;
+        if bytes >= 2 * HUGE && b > a {
+            // SAFETY: [a, b) is page-aligned and lies inside the allocation
+            // `out` owns; MADV_HUGEPAGE is only a hint about how to back it
+            // and changes neither its contents nor its validity. The result
+            // is ignored: without huge pages the table still works.
+            unsafe {
+                libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    out.resize(n, v);
+    out.into_boxed_slice()
+}
+
 /// Wheel slots for a capacity: about one per 16 entries, 256 to 65536.
 fn wheel_slots(capacity: usize) -> usize {
     (capacity / 16).clamp(256, 65536).next_power_of_two()
@@ -599,7 +628,7 @@ impl<A: Addr> ConnTable<A> {
             return Err(ConnError::BadCapacity(capacity));
         }
         Ok(ConnTable {
-            slab: vec![Slot::default(); capacity].into_boxed_slice(),
+            slab: huge_filled(capacity, Slot::default()),
             index: Index::new(index_buckets(capacity)),
             wheel: TimerWheel::new(wheel_slots(capacity), now_ms),
             free_head: NIL,
@@ -735,6 +764,61 @@ impl<A: Addr> ConnTable<A> {
         let proto = t.proto.number();
         let h = self.tuple_hash(proto, t);
         let (idx, dir) = self.find_tuple(proto, t, h)?;
+        Some((self.touch(idx, now_ms)?, dir))
+    }
+
+    /// [`ConnTable::lookup`] for a burst of packets: `out[i]` gets the result
+    /// for `tuples[i]` (up to the shorter of the two). The hashes and first
+    /// index slots of a group of packets are loaded before any entry is
+    /// compared, so cache misses overlap instead of queueing. Returns the
+    /// number of hits.
+    pub fn lookup_batch(
+        &mut self,
+        tuples: &[Tuple<A>],
+        now_ms: u64,
+        out: &mut [Option<(ConnId, Direction)>],
+    ) -> usize {
+        const GROUP: usize = 16;
+        let mut hits = 0;
+        for (ts, os) in tuples.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
+            let mut hashes = [0u32; GROUP];
+            let mut first = [None; GROUP];
+            for ((t, h), f) in ts.iter().zip(&mut hashes).zip(&mut first) {
+                *h = self.tuple_hash(t.proto.number(), t);
+                *f = self.index.home_candidate(*h);
+            }
+            for (i, (t, o)) in ts.iter().zip(os.iter_mut()).enumerate() {
+                let proto = t.proto.number();
+                let fast = first[i].and_then(|v| {
+                    let e = &self.slab.get((v & !REPLY_BIT) as usize)?.0;
+                    let ok = if v & REPLY_BIT == 0 {
+                        e.matches_request(proto, t)
+                    } else {
+                        e.matches_reply(proto, t)
+                    };
+                    ok.then_some(v)
+                });
+                let found = match fast {
+                    Some(v) => {
+                        let dir = if v & REPLY_BIT == 0 {
+                            Direction::Input
+                        } else {
+                            Direction::Output
+                        };
+                        Some(((v & !REPLY_BIT) as usize, dir))
+                    }
+                    None => self.find_tuple(proto, t, hashes[i]),
+                };
+                *o = found.and_then(|(idx, dir)| self.touch(idx, now_ms).map(|id| (id, dir)));
+                hits += usize::from(o.is_some());
+            }
+        }
+        hits
+    }
+
+    /// Restart the timer of entry `idx` (lookup hit).
+    #[inline]
+    fn touch(&mut self, idx: usize, now_ms: u64) -> Option<ConnId> {
         let s = self.slab.get_mut(idx)?;
         let gen = s.0.gen;
         let old = s.0.expires_ms;
@@ -744,13 +828,10 @@ impl<A: Addr> ConnTable<A> {
             // expiry times that never move earlier.
             self.wheel.arm(&mut self.slab[..], idx as u32);
         }
-        Some((
-            ConnId {
-                idx: idx as u32,
-                gen,
-            },
-            dir,
-        ))
+        Some(ConnId {
+            idx: idx as u32,
+            gen,
+        })
     }
 
     /// As [`ConnTable::lookup`] without refreshing (control path, tests).

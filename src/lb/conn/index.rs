@@ -27,7 +27,7 @@ impl Index {
     pub(crate) fn new(buckets: usize) -> Self {
         let n = buckets.max(2).next_power_of_two();
         Index {
-            slots: vec![EMPTY; n].into_boxed_slice(),
+            slots: super::huge_filled(n, EMPTY),
             mask: n - 1,
         }
     }
@@ -43,6 +43,15 @@ impl Index {
     #[inline]
     fn home(&self, hash: u32) -> usize {
         hash as usize & self.mask
+    }
+
+    /// The home-bucket slot of `hash`, raw: `Some(val)` if that slot holds a
+    /// value stored under `hash`. Lets batched lookups issue all their first
+    /// memory accesses before depending on any of them.
+    #[inline]
+    pub(crate) fn home_candidate(&self, hash: u32) -> Option<u32> {
+        let s = *self.slots.get(self.home(hash))?;
+        (s != EMPTY && (s >> 32) as u32 == hash).then_some(s as u32)
     }
 
     /// First value stored under `hash` for which `is_match` holds.

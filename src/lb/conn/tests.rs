@@ -286,6 +286,44 @@ fn lookups_from_both_directions_nat_and_fullnat() {
 }
 
 #[test]
+fn batch_lookup_equals_single_lookups() {
+    // Tiny index relative to the keys: plenty of collisions and probing.
+    let mut t = table(300);
+    let mut rng = Rng(77);
+    let mut tuples = Vec::new();
+    for i in 0..300u16 {
+        let mut c = nat(i, 1);
+        c.client.addr = CIP + (rng.below(16) as u32);
+        c.fwd = if i % 2 == 0 {
+            FwdMethod::Masq
+        } else {
+            FwdMethod::Route
+        };
+        if t.insert(&c, 0).is_ok() {
+            tuples.push(fwd_tuple(&c));
+            tuples.push(reply_tuple(&c)); // DR replies: misses
+        }
+        tuples.push(Tuple {
+            dst: Endpoint::new(VIP + 1, 80),
+            ..fwd_tuple(&c)
+        }); // miss
+    }
+    let want: Vec<_> = tuples.iter().map(|tu| t.peek(tu)).collect();
+    let mut out = vec![None; tuples.len()];
+    let hits = t.lookup_batch(&tuples, 500, &mut out);
+    assert_eq!(out, want);
+    assert_eq!(hits, want.iter().filter(|w| w.is_some()).count());
+    assert!(hits >= 300 && hits < tuples.len());
+    // Hits were refreshed: initial 3 s from 500 ms.
+    for (id, _) in out.iter().flatten() {
+        assert_eq!(t.get(*id).unwrap().expires_ms(), 3_500);
+    }
+    // A short output slice bounds the work.
+    let mut two = [None; 2];
+    assert!(t.lookup_batch(&tuples, 600, &mut two) <= 2);
+}
+
+#[test]
 fn expiry_is_never_early_and_at_most_one_tick_late() {
     let mut t = table(256);
     let mut due = HashMap::new();
