@@ -75,6 +75,11 @@ fn sizes_fit_the_budget() {
     );
     assert_eq!(std::mem::align_of::<Slot<u32>>(), 64);
     assert!(std::mem::size_of::<Slot<u128>>() <= 128, "IPv6: two lines");
+    println!(
+        "entry: IPv4 {} bytes, IPv6 {} bytes",
+        std::mem::size_of::<Slot<u32>>(),
+        std::mem::size_of::<Slot<u128>>()
+    );
     for cap in [1usize, 1000, 1 << 16, (1 << 16) + 1, 100_000, 3 << 18] {
         let t = table(cap);
         let per_conn = t.memory_bytes() as f64 / cap as f64;
