@@ -1,7 +1,11 @@
 //! The IPVS core: services, real servers, schedulers, connection table.
 //! Pure Rust, no DPDK: everything here is tested on plain data.
 
+pub mod conn;
 pub mod load;
+pub mod persist;
 pub mod sched;
 pub mod service;
+pub mod tcp_state;
+pub mod timer;
 pub mod types;
