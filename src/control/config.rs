@@ -3093,7 +3093,7 @@ mod tests {
         let svc = |extra: &str| error(&with_base(&format!("{SVC}{extra}")));
         assert_eq!(
             svc("scheduler = \"fastest\"\n"),
-            "t.toml:12:13: service[0].scheduler: unknown scheduler \"fastest\": expected one of rr wrr lc wlc sed nq lblc lblcr dh sh mh fo ovf twos"
+            "t.toml:12:13: service[0].scheduler: unknown scheduler \"fastest\": expected one of rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos"
         );
         assert_eq!(
             svc("scheduler = \"rr\"\nflags = [\"mh-port\"]\n"),
