@@ -330,7 +330,10 @@ impl Worker {
             LocalVerdict::Consumed => {}
             LocalVerdict::Drop(r) => c.drop_pkt(r),
             LocalVerdict::NotLocal => {
-                if self.ports[p].soft_steer {
+                // The software rule when the NIC did not hash this packet
+                // (no RSS, or a PMD such as net_tap that reports RSS but
+                // spreads flows its own way).
+                if self.ports[p].soft_steer || m.rss_hash().is_none() {
                     if let Some(owner) =
                         self.owner.as_ref().and_then(|o| o.owner_of_frame(m.data()))
                     {
