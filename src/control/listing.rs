@@ -642,3 +642,689 @@ pub fn render_latency(hists: &[LatencyView]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::service::ServiceKey;
+    use std::net::Ipv4Addr;
+
+    // Expected texts generated from ipvsadm 1.31's printf formats by an
+    // independent model (C printf semantics), pasted literally.
+    const GOLD_DEFAULT: &[&str] = &[
+        "IP Virtual Server version 1.2.1 (size=4096)\n",
+        "Prot LocalAddress:Port Scheduler Flags\n",
+        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+        "TCP  198.18.0.100:80 wrr persistent 300 mask 255.255.255.0\n",
+        "  -> 198.18.1.11:8080             Masq    1      10         5         \n",
+        "  -> 198.18.1.12:8080             Masq    2      3          1         \n",
+        "UDP  198.18.0.100:53 sh (sh-fallback,sh-port) ops\n",
+        "  -> 198.18.1.21:53               Route   1      0          0         \n",
+        "TCP  [2001:db8::100]:443 mh (mh-port)\n",
+        "  -> [2001:db8::11]:443           FullNat 5      1          2         \n",
+        "  -> [2001:db8::12]:443           Tunnel  1      0          0         \n",
+        "FWM  7 rr persistent 60\n",
+        "  -> 198.18.1.31:0                Route   1      0          0         \n",
+        "FWM  9 IPv6 wlc persistent 100 mask 64\n",
+        "  -> [2001:db8::31]:0             Route   1      0          0         \n",
+    ];
+    const GOLD_STATS: &[&str] = &[
+        "IP Virtual Server version 1.2.1 (size=4096)\n",
+        "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n",
+        "  -> RemoteAddress:Port\n",
+        "TCP  198.18.0.100:80               123456K        5    1000M 99999999     123T\n",
+        "  -> 198.18.1.11:8080              100000K        2        3        4        5\n",
+        "  -> 198.18.1.12:8080                    7        8        9       10       11\n",
+        "UDP  198.18.0.100:53                     0        0        0        0        0\n",
+        "  -> 198.18.1.21:53                      0        0        0        0        0\n",
+        "TCP  [2001:db8::100]:443                 1        2        3        4        5\n",
+        "  -> [2001:db8::11]:443                  1        2        3        4        5\n",
+        "  -> [2001:db8::12]:443                  0        0        0        0        0\n",
+        "FWM  7                                   0        0        0        0        0\n",
+        "  -> 198.18.1.31:0                       0        0        0        0        0\n",
+        "FWM  9 IPv6                              0        0        0        0        0\n",
+        "  -> [2001:db8::31]:0                    0        0        0        0        0\n",
+    ];
+    const GOLD_STATS_EXACT: &[&str] = &[
+            "IP Virtual Server version 1.2.1 (size=4096)\n",
+            "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n",
+            "  -> RemoteAddress:Port\n",
+            "TCP  198.18.0.100:80              123456789        5 1000000000 99999999 123456789012345\n",
+            "  -> 198.18.1.11:8080             100000000        2        3        4        5\n",
+            "  -> 198.18.1.12:8080                    7        8        9       10       11\n",
+            "UDP  198.18.0.100:53                     0        0        0        0        0\n",
+            "  -> 198.18.1.21:53                      0        0        0        0        0\n",
+            "TCP  [2001:db8::100]:443                 1        2        3        4        5\n",
+            "  -> [2001:db8::11]:443                  1        2        3        4        5\n",
+            "  -> [2001:db8::12]:443                  0        0        0        0        0\n",
+            "FWM  7                                   0        0        0        0        0\n",
+            "  -> 198.18.1.31:0                       0        0        0        0        0\n",
+            "FWM  9 IPv6                              0        0        0        0        0\n",
+            "  -> [2001:db8::31]:0                    0        0        0        0        0\n",
+    ];
+    const GOLD_RATE: &[&str] = &[
+        "IP Virtual Server version 1.2.1 (size=4096)\n",
+        "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n",
+        "  -> RemoteAddress:Port\n",
+        "TCP  198.18.0.100:80                  1500   250000   240000 99999999  100000K\n",
+        "  -> 198.18.1.11:8080             123456789        2        3  999999K        5\n",
+        "  -> 198.18.1.12:8080                    1        2        3        4        5\n",
+        "UDP  198.18.0.100:53                     0        0        0        0        0\n",
+        "  -> 198.18.1.21:53                      0        0        0        0        0\n",
+        "TCP  [2001:db8::100]:443                 0        0        0        0        0\n",
+        "  -> [2001:db8::11]:443                  0        0        0        0        0\n",
+        "  -> [2001:db8::12]:443                  0        0        0        0        0\n",
+        "FWM  7                                   0        0        0        0        0\n",
+        "  -> 198.18.1.31:0                       0        0        0        0        0\n",
+        "FWM  9 IPv6                              0        0        0        0        0\n",
+        "  -> [2001:db8::31]:0                    0        0        0        0        0\n",
+    ];
+    const GOLD_THRESHOLDS: &[&str] = &[
+        "IP Virtual Server version 1.2.1 (size=4096)\n",
+        "Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn \n",
+        "  -> RemoteAddress:Port\n",
+        "TCP  198.18.0.100:80 wrr persistent 300 mask 255.255.255.0\n",
+        "  -> 198.18.1.11:8080             100        75         10         5         \n",
+        "  -> 198.18.1.12:8080             0          0          3          1         \n",
+        "UDP  198.18.0.100:53 sh (sh-fallback,sh-port) ops\n",
+        "  -> 198.18.1.21:53               0          0          0          0         \n",
+        "TCP  [2001:db8::100]:443 mh (mh-port)\n",
+        "  -> [2001:db8::11]:443           0          0          1          2         \n",
+        "  -> [2001:db8::12]:443           0          0          0          0         \n",
+        "FWM  7 rr persistent 60\n",
+        "  -> 198.18.1.31:0                0          0          0          0         \n",
+        "FWM  9 IPv6 wlc persistent 100 mask 64\n",
+        "  -> [2001:db8::31]:0             0          0          0          0         \n",
+    ];
+    const GOLD_PERSISTENT_CONN: &[&str] = &[
+        "IP Virtual Server version 1.2.1 (size=4096)\n",
+        "Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn \n",
+        "  -> RemoteAddress:Port\n",
+        "TCP  198.18.0.100:80 wrr persistent 300 mask 255.255.255.0\n",
+        "  -> 198.18.1.11:8080             1         0           10         5         \n",
+        "  -> 198.18.1.12:8080             2         2           3          1         \n",
+        "UDP  198.18.0.100:53 sh (sh-fallback,sh-port) ops\n",
+        "  -> 198.18.1.21:53               1         0           0          0         \n",
+        "TCP  [2001:db8::100]:443 mh (mh-port)\n",
+        "  -> [2001:db8::11]:443           5         0           1          2         \n",
+        "  -> [2001:db8::12]:443           1         0           0          0         \n",
+        "FWM  7 rr persistent 60\n",
+        "  -> 198.18.1.31:0                1         4           0          0         \n",
+        "FWM  9 IPv6 wlc persistent 100 mask 64\n",
+        "  -> [2001:db8::31]:0             1         0           0          0         \n",
+    ];
+    const GOLD_TUN_INFO: &[&str] = &[
+        "IP Virtual Server version 1.2.1 (size=4096)\n",
+        "Prot LocalAddress:Port Scheduler Flags\n",
+        "  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n",
+        "TCP  198.18.0.100:80 wrr persistent 300 mask 255.255.255.0\n",
+        "  -> 198.18.1.11:8080             Masq    n/a           1      10         5         \n",
+        "  -> 198.18.1.12:8080             Masq    n/a           2      3          1         \n",
+        "UDP  198.18.0.100:53 sh (sh-fallback,sh-port) ops\n",
+        "  -> 198.18.1.21:53               Route   n/a           1      0          0         \n",
+        "TCP  [2001:db8::100]:443 mh (mh-port)\n",
+        "  -> [2001:db8::11]:443           FullNat n/a           5      1          2         \n",
+        "  -> [2001:db8::12]:443           Tunnel  ipip          1      0          0         \n",
+        "FWM  7 rr persistent 60\n",
+        "  -> 198.18.1.31:0                Route   n/a           1      0          0         \n",
+        "FWM  9 IPv6 wlc persistent 100 mask 64\n",
+        "  -> [2001:db8::31]:0             Route   n/a           1      0          0         \n",
+    ];
+    const GOLD_ONE: &[&str] = &[
+        "Prot LocalAddress:Port Scheduler Flags\n",
+        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+        "TCP  198.18.0.100:80 wrr persistent 300 mask 255.255.255.0\n",
+        "  -> 198.18.1.11:8080             Masq    1      10         5         \n",
+        "  -> 198.18.1.12:8080             Masq    2      3          1         \n",
+    ];
+    const GOLD_SAVE: &[&str] = &[
+        "-A -t 198.18.0.100:80 -s wrr -p 300 -M 255.255.255.0\n",
+        "-a -t 198.18.0.100:80 -r 198.18.1.11:8080 -m -w 1 -x 100 -y 75\n",
+        "-a -t 198.18.0.100:80 -r 198.18.1.12:8080 -m -w 2\n",
+        "-A -u 198.18.0.100:53 -s sh -o -b sh-fallback,sh-port\n",
+        "-a -u 198.18.0.100:53 -r 198.18.1.21:53 -g -w 1\n",
+        "-A -t [2001:db8::100]:443 -s mh -b mh-port\n",
+        "-a -t [2001:db8::100]:443 -r [2001:db8::11]:443 --fullnat -w 5\n",
+        "-a -t [2001:db8::100]:443 -r [2001:db8::12]:443 -i -w 1 --tun-type ipip\n",
+        "-A -f 7 -s rr -p 60\n",
+        "-a -f 7 -r 198.18.1.31:0 -g -w 1\n",
+        "-A -f 9 -6 -s wlc -p 100 -M 64\n",
+        "-a -f 9 -6 -r [2001:db8::31]:0 -g -w 1\n",
+    ];
+    const GOLD_CONNS: &[&str] = &[
+        "IPVS connection entries\n",
+        "pro expire state       source             virtual            destination\n",
+        "TCP 14:59  ESTABLISHED 198.18.5.1:40000   198.18.0.100:80    198.18.1.11:8080\n",
+        "UDP 00:05  UDP         198.18.5.2:5353    198.18.0.100:53    198.18.1.21:53\n",
+        "TCP 1440:00 NONE        198.18.5.0:0       198.18.0.100:80    198.18.1.12:8080\n",
+        "TCP 00:59  SYN_RECV    [2001:db8:5::1]:50000 [2001:db8::100]:443 [2001:db8::11]:443\n",
+    ];
+    const GOLD_CONNS_PC_TITLE: &[&str] = &[
+            "IPVS connection entries\n",
+            "pro expire state       source             virtual            destination        pe name          pe_data\n",
+    ];
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+    fn c(v: [u64; 5]) -> Counters {
+        Counters {
+            conns: v[0],
+            inpkts: v[1],
+            outpkts: v[2],
+            inbytes: v[3],
+            outbytes: v[4],
+        }
+    }
+    fn r(v: [u64; 5]) -> Rates {
+        Rates {
+            cps: v[0],
+            inpps: v[1],
+            outpps: v[2],
+            inbps: v[3],
+            outbps: v[4],
+        }
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn d(
+        addr: &str,
+        port: u16,
+        method: FwdMethod,
+        weight: u32,
+        active: u32,
+        inactive: u32,
+        persistent: u32,
+        thr: (u32, u32),
+        stats: [u64; 5],
+        rates: [u64; 5],
+    ) -> DestView {
+        DestView {
+            addr: ip(addr),
+            port,
+            method,
+            weight,
+            active,
+            inactive,
+            persistent,
+            u_threshold: thr.0,
+            l_threshold: thr.1,
+            stats: c(stats),
+            rates: r(rates),
+        }
+    }
+
+    /// The same services as the model, in creation order (unsorted), with
+    /// servers in walking order.
+    fn services() -> Vec<ServiceView> {
+        let z = [0; 5];
+        vec![
+            ServiceView {
+                key: ServiceKey::fwmark(9, AddrFamily::Inet6),
+                scheduler: "wlc".into(),
+                flags: SchedFlags::default(),
+                persistence: Some(100),
+                netmask: PersistMask::V6(64),
+                one_packet: false,
+                stats: c(z),
+                rates: r(z),
+                dests: vec![d(
+                    "2001:db8::31",
+                    0,
+                    FwdMethod::Route,
+                    1,
+                    0,
+                    0,
+                    0,
+                    (0, 0),
+                    z,
+                    z,
+                )],
+            },
+            ServiceView {
+                key: ServiceKey::tcp(ip("2001:db8::100"), 443),
+                scheduler: "mh".into(),
+                flags: SchedFlags {
+                    mh_port: true,
+                    ..SchedFlags::default()
+                },
+                persistence: None,
+                netmask: PersistMask::V6(128),
+                one_packet: false,
+                stats: c([1, 2, 3, 4, 5]),
+                rates: r(z),
+                dests: vec![
+                    d(
+                        "2001:db8::12",
+                        443,
+                        FwdMethod::Tunnel,
+                        1,
+                        0,
+                        0,
+                        0,
+                        (0, 0),
+                        z,
+                        z,
+                    ),
+                    d(
+                        "2001:db8::11",
+                        443,
+                        FwdMethod::FullNat,
+                        5,
+                        1,
+                        2,
+                        0,
+                        (0, 0),
+                        [1, 2, 3, 4, 5],
+                        z,
+                    ),
+                ],
+            },
+            ServiceView {
+                key: ServiceKey::tcp(ip("198.18.0.100"), 80),
+                scheduler: "wrr".into(),
+                flags: SchedFlags::default(),
+                persistence: Some(300),
+                netmask: PersistMask::V4(Ipv4Addr::new(255, 255, 255, 0)),
+                one_packet: false,
+                stats: c([123456789, 5, 1000000000, 99999999, 123456789012345]),
+                rates: r([1500, 250000, 240000, 99999999, 100000000]),
+                dests: vec![
+                    d(
+                        "198.18.1.12",
+                        8080,
+                        FwdMethod::Masq,
+                        2,
+                        3,
+                        1,
+                        2,
+                        (0, 0),
+                        [7, 8, 9, 10, 11],
+                        [1, 2, 3, 4, 5],
+                    ),
+                    d(
+                        "198.18.1.11",
+                        8080,
+                        FwdMethod::Masq,
+                        1,
+                        10,
+                        5,
+                        0,
+                        (100, 75),
+                        [100000000, 2, 3, 4, 5],
+                        [123456789, 2, 3, 999999999, 5],
+                    ),
+                ],
+            },
+            ServiceView {
+                key: ServiceKey::fwmark(7, AddrFamily::Inet),
+                scheduler: "rr".into(),
+                flags: SchedFlags::default(),
+                persistence: Some(60),
+                netmask: PersistMask::V4(Ipv4Addr::BROADCAST),
+                one_packet: false,
+                stats: c(z),
+                rates: r(z),
+                dests: vec![d(
+                    "198.18.1.31",
+                    0,
+                    FwdMethod::Route,
+                    1,
+                    0,
+                    0,
+                    4,
+                    (0, 0),
+                    z,
+                    z,
+                )],
+            },
+            ServiceView {
+                key: ServiceKey::udp(ip("198.18.0.100"), 53),
+                scheduler: "sh".into(),
+                flags: SchedFlags {
+                    sh_fallback: true,
+                    sh_port: true,
+                    ..SchedFlags::default()
+                },
+                persistence: None,
+                netmask: PersistMask::V4(Ipv4Addr::BROADCAST),
+                one_packet: true,
+                stats: c(z),
+                rates: r(z),
+                dests: vec![d(
+                    "198.18.1.21",
+                    53,
+                    FwdMethod::Route,
+                    1,
+                    0,
+                    0,
+                    0,
+                    (0, 0),
+                    z,
+                    z,
+                )],
+            },
+        ]
+    }
+
+    fn fmt() -> ListFormat {
+        ListFormat {
+            numeric: true,
+            ..ListFormat::default()
+        }
+    }
+
+    fn check(got: &str, want: &[&str]) {
+        let want = want.concat();
+        for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
+            assert_eq!(g, w, "line {i}");
+        }
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn default_listing() {
+        check(&render_list(4096, &services(), &fmt()), GOLD_DEFAULT);
+    }
+
+    #[test]
+    fn stats_rate_exact_listings() {
+        let s = services();
+        check(
+            &render_list(
+                4096,
+                &s,
+                &ListFormat {
+                    stats: true,
+                    ..fmt()
+                },
+            ),
+            GOLD_STATS,
+        );
+        check(
+            &render_list(
+                4096,
+                &s,
+                &ListFormat {
+                    stats: true,
+                    exact: true,
+                    ..fmt()
+                },
+            ),
+            GOLD_STATS_EXACT,
+        );
+        check(
+            &render_list(
+                4096,
+                &s,
+                &ListFormat {
+                    rate: true,
+                    ..fmt()
+                },
+            ),
+            GOLD_RATE,
+        );
+        // --stats wins over --rate, as in ipvsadm.
+        check(
+            &render_list(
+                4096,
+                &s,
+                &ListFormat {
+                    stats: true,
+                    rate: true,
+                    ..fmt()
+                },
+            ),
+            GOLD_STATS,
+        );
+    }
+
+    #[test]
+    fn thresholds_persistent_tun_listings() {
+        let s = services();
+        check(
+            &render_list(
+                4096,
+                &s,
+                &ListFormat {
+                    thresholds: true,
+                    ..fmt()
+                },
+            ),
+            GOLD_THRESHOLDS,
+        );
+        check(
+            &render_list(
+                4096,
+                &s,
+                &ListFormat {
+                    persistent_conn: true,
+                    ..fmt()
+                },
+            ),
+            GOLD_PERSISTENT_CONN,
+        );
+        check(
+            &render_list(
+                4096,
+                &s,
+                &ListFormat {
+                    tun_info: true,
+                    ..fmt()
+                },
+            ),
+            GOLD_TUN_INFO,
+        );
+    }
+
+    #[test]
+    fn one_service_has_no_version_line() {
+        let s = services();
+        check(&render_service(&s[2], &fmt()), GOLD_ONE);
+    }
+
+    #[test]
+    fn nosort_keeps_given_order() {
+        let s = services();
+        let text = render_list(
+            8,
+            &s,
+            &ListFormat {
+                nosort: true,
+                ..fmt()
+            },
+        );
+        let firsts: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("  ->") && !l.starts_with("IP ") && !l.starts_with("Prot"))
+            .collect();
+        assert_eq!(
+            firsts,
+            vec![
+                "FWM  9 IPv6 wlc persistent 100 mask 64",
+                "TCP  [2001:db8::100]:443 mh (mh-port)",
+                "TCP  198.18.0.100:80 wrr persistent 300 mask 255.255.255.0",
+                "FWM  7 rr persistent 60",
+                "UDP  198.18.0.100:53 sh (sh-fallback,sh-port) ops",
+            ]
+        );
+        assert!(text.starts_with("IP Virtual Server version 1.2.1 (size=8)\n"));
+        // Servers in walking order too: .12 before .11.
+        let i12 = text.find("198.18.1.12:8080").unwrap();
+        let i11 = text.find("198.18.1.11:8080").unwrap();
+        assert!(i12 < i11);
+    }
+
+    #[test]
+    fn save_format() {
+        let text = render_save(&services(), &|_| Vec::new());
+        check(&text, GOLD_SAVE);
+        let with_laddr = render_save(&services()[2..3], &|_| vec![ip("198.18.2.1")]);
+        assert!(with_laddr.ends_with("--add-laddr -z 198.18.2.1 -t 198.18.0.100:80\n"));
+    }
+
+    #[test]
+    fn connection_listing() {
+        let sa = |a: &str, p: u16| SocketAddr::new(ip(a), p);
+        let conns = vec![
+            ConnView {
+                proto: Protocol::Tcp,
+                expires_ms: 899_999,
+                state: "ESTABLISHED",
+                client: sa("198.18.5.1", 40000),
+                vip: sa("198.18.0.100", 80),
+                dest: sa("198.18.1.11", 8080),
+            },
+            ConnView {
+                proto: Protocol::Udp,
+                expires_ms: 5000,
+                state: "UDP",
+                client: sa("198.18.5.2", 5353),
+                vip: sa("198.18.0.100", 53),
+                dest: sa("198.18.1.21", 53),
+            },
+            ConnView {
+                proto: Protocol::Tcp,
+                expires_ms: 86_400_000,
+                state: "NONE",
+                client: sa("198.18.5.0", 0),
+                vip: sa("198.18.0.100", 80),
+                dest: sa("198.18.1.12", 8080),
+            },
+            ConnView {
+                proto: Protocol::Tcp,
+                expires_ms: 59_999,
+                state: "SYN_RECV",
+                client: sa("2001:db8:5::1", 50000),
+                vip: sa("2001:db8::100", 443),
+                dest: sa("2001:db8::11", 443),
+            },
+        ];
+        check(&render_conns(&conns, false), GOLD_CONNS);
+        let pc = render_conns(&[], true);
+        check(&pc, GOLD_CONNS_PC_TITLE);
+    }
+
+    #[test]
+    fn largenum_matches_print_largenum() {
+        for (n, short, exact) in [
+            (0, "        0", "        0"),
+            (99999999, " 99999999", " 99999999"),
+            (100000000, "  100000K", " 100000000"),
+            (999999999, "  999999K", " 999999999"),
+            (1000000000, "    1000M", " 1000000000"),
+            (99999999999, "   99999M", " 99999999999"),
+            (100000000000, "     100G", " 100000000000"),
+            (99999999999999, "   99999G", " 99999999999999"),
+            (100000000000000, "     100T", " 100000000000000"),
+            (18446744073709551615, "18446744T", " 18446744073709551615"),
+        ] {
+            assert_eq!(largenum(n, false), short, "{n}");
+            assert_eq!(largenum(n, true), exact, "{n}");
+        }
+    }
+
+    #[test]
+    fn long_ipv4_names_are_cut_like_ipvsadm() {
+        // The longest IPv4 name fits: "TCP  255.255.255.255:65535" is 26 bytes.
+        let k = ServiceKey::tcp(ip("255.255.255.255"), 65535);
+        assert_eq!(list_service_name(&k), "TCP  255.255.255.255:65535");
+        assert_eq!(rule_service_name(&k), "-t 255.255.255.255:65535");
+        assert_eq!(
+            rule_service_name(&ServiceKey::fwmark(3, AddrFamily::Inet6)),
+            "-f 3 -6"
+        );
+        assert_eq!(addr_port(ip("::ffff:1.2.3.4"), 1), "[::ffff:1.2.3.4]:1");
+    }
+
+    #[test]
+    fn timeouts_daemons_laddrs() {
+        assert_eq!(
+            render_timeouts(&Timeouts::default()),
+            "Timeout (tcp tcpfin udp): 900 120 300\n"
+        );
+        let d = vec![
+            SyncDaemonSpec {
+                role: crate::control::ipvsadm::SyncRole::Master,
+                mcast_interface: "eth0".into(),
+                syncid: 0,
+                sync_maxlen: None,
+                mcast_group: None,
+                mcast_port: None,
+                mcast_ttl: None,
+            },
+            SyncDaemonSpec {
+                role: crate::control::ipvsadm::SyncRole::Backup,
+                mcast_interface: "lan0".into(),
+                syncid: 9,
+                sync_maxlen: Some(1400),
+                mcast_group: Some(ip("239.0.0.1")),
+                mcast_port: Some(9000),
+                mcast_ttl: Some(3),
+            },
+        ];
+        assert_eq!(
+            render_daemons(&d),
+            "master sync daemon (mcast=eth0, syncid=0)\n\
+             backup sync daemon (mcast=lan0, syncid=9, maxlen=1400, group=239.0.0.1, port=9000, ttl=3)\n"
+        );
+        assert_eq!(render_daemons(&[]), "");
+        let l = render_laddrs(&[
+            (
+                ServiceKey::tcp(ip("198.18.0.101"), 80),
+                vec![ip("198.18.2.9"), ip("198.18.2.1")],
+            ),
+            (
+                ServiceKey::tcp(ip("198.18.0.100"), 80),
+                vec![ip("198.18.3.1")],
+            ),
+        ]);
+        assert_eq!(
+            l,
+            "Prot LocalAddress:Port\n  -> LocalAddress\n\
+             TCP  198.18.0.100:80\n  -> 198.18.3.1\n\
+             TCP  198.18.0.101:80\n  -> 198.18.2.1\n  -> 198.18.2.9\n"
+        );
+    }
+
+    #[test]
+    fn counters_and_latency_text() {
+        let cores = vec![
+            CoreCounters {
+                core: 1,
+                events: vec![("rx_packets".into(), 5), ("tx_packets".into(), 4)],
+                drops: vec![("no_service".into(), 1)],
+            },
+            CoreCounters {
+                core: 2,
+                events: vec![("rx_packets".into(), 7), ("tx_packets".into(), 6)],
+                drops: vec![("no_service".into(), 2)],
+            },
+        ];
+        let ports = vec![PortCounters {
+            port: "lan0".into(),
+            counters: vec![("rx_missed".into(), 3)],
+        }];
+        assert_eq!(
+            render_counters(&cores, &ports, false),
+            "events:\n  rx_packets               12\n  tx_packets               10\n\
+             drops:\n  no_service               3\n\
+             port lan0:\n  rx_missed                3\n"
+        );
+        let per = render_counters(&cores, &[], true);
+        assert!(per.contains("worker lcore 2 drops:\n  no_service               2\n"));
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        for v in 1..=1000u64 {
+            h.record(v * 100).unwrap();
+        }
+        let text = render_latency(&[LatencyView {
+            name: "burst_ns".into(),
+            core: Some(1),
+            hist: h,
+        }]);
+        let line = text.lines().nth(1).unwrap();
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[..3], ["burst_ns", "1", "1000"]);
+        assert_eq!(cols[3], "50015");
+        assert_eq!(cols[7], "100031");
+    }
+}
