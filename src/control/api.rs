@@ -29,6 +29,7 @@ use super::listing::{self, CoreCounters, ServiceView};
 use super::prometheus;
 use super::state::{ControlState, Reply, StatsSource};
 use super::vsadm;
+use crate::lb::service::cmp_dests_for_listing;
 
 /// Most connections `-Lc` lists; a larger table is cut with a note.
 pub const MAX_LISTED_CONNS: usize = 100_000;
@@ -191,7 +192,7 @@ pub fn counters_json(cores: &[CoreCounters]) -> Value {
     })
 }
 
-/// A service listing entry as JSON.
+/// A service listing entry as JSON (servers sorted as `-L` sorts them).
 pub fn service_json(s: &ServiceView) -> Value {
     let counters = |c: &super::estimator::Counters| {
         json!({"conns": c.conns, "inpkts": c.inpkts, "outpkts": c.outpkts,
@@ -201,6 +202,8 @@ pub fn service_json(s: &ServiceView) -> Value {
         json!({"cps": r.cps, "inpps": r.inpps, "outpps": r.outpps,
                "inbps": r.inbps, "outbps": r.outbps})
     };
+    let mut dests: Vec<&listing::DestView> = s.dests.iter().collect();
+    dests.sort_by(|a, b| cmp_dests_for_listing((a.addr, a.port), (b.addr, b.port)));
     json!({
         "service": s.key.to_string(),
         "scheduler": s.scheduler,
@@ -209,7 +212,7 @@ pub fn service_json(s: &ServiceView) -> Value {
         "one_packet": s.one_packet,
         "stats": counters(&s.stats),
         "rates": rates(&s.rates),
-        "servers": s.dests.iter().map(|d| json!({
+        "servers": dests.iter().map(|d| json!({
             "address": listing::addr_port(d.addr, d.port),
             "forward": d.method.name(),
             "weight": d.weight,
@@ -222,4 +225,280 @@ pub fn service_json(s: &ServiceView) -> Value {
             "rates": rates(&d.rates),
         })).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::estimator::Counters;
+    use crate::control::listing::{ConnView, LatencyView, PortCounters};
+    use crate::control::state::testing::FakeStats;
+    use crate::lb::service::ServiceKey;
+    use crate::lb::types::Protocol;
+    use std::net::{IpAddr, SocketAddr};
+
+    fn req(args: &[&str]) -> Value {
+        json!({"v": 1, "cmd": "ipvsadm", "args": args})
+    }
+    fn call(s: &mut ControlState, st: &FakeStats, args: &[&str]) -> Result<Value, String> {
+        handle_request(s, st, &req(args))
+    }
+    fn text_of(s: &mut ControlState, st: &FakeStats, line: &str) -> String {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let v = call(s, st, &args).unwrap_or_else(|e| panic!("{line}: {e}"));
+        v["text"].as_str().unwrap().to_string()
+    }
+    fn ip(a: &str) -> IpAddr {
+        a.parse().unwrap()
+    }
+
+    fn setup() -> (ControlState, FakeStats) {
+        let mut s = ControlState::default();
+        let st = FakeStats::default();
+        for line in [
+            "-A -t 198.18.0.100:80 -s rr",
+            "-a -t 198.18.0.100:80 -r 198.18.1.11:8080 -m",
+            "-a -t 198.18.0.100:80 -r 198.18.1.12:8080 -m -w 2",
+        ] {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            let v = call(&mut s, &st, &args).unwrap();
+            assert_eq!(v, json!({"text": "", "changed": true}), "{line}");
+        }
+        (s, st)
+    }
+
+    #[test]
+    fn listing_through_a_request() {
+        let (mut s, st) = setup();
+        st.conns.borrow_mut().insert(
+            1,
+            crate::control::state::ConnCounts {
+                active: 4,
+                inactive: 2,
+                persistent: 0,
+            },
+        );
+        assert_eq!(
+            text_of(&mut s, &st, "-Ln"),
+            "IP Virtual Server version 1.2.1 (size=4096)\n\
+             Prot LocalAddress:Port Scheduler Flags\n\
+             \x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+             TCP  198.18.0.100:80 rr\n\
+             \x20 -> 198.18.1.11:8080             Masq    1      0          0         \n\
+             \x20 -> 198.18.1.12:8080             Masq    2      4          2         \n"
+        );
+        // Without arguments: the same listing.
+        let v = call(&mut s, &st, &[]).unwrap();
+        assert_eq!(v["text"], json!(text_of(&mut s, &st, "-Ln")));
+        assert_eq!(v["services"][0]["servers"][1]["active"], json!(4));
+        assert_eq!(v["services"][0]["service"], json!("TCP 198.18.0.100:80"));
+        // One service: no version line.
+        assert!(text_of(&mut s, &st, "-L -t 198.18.0.100:80").starts_with("Prot LocalAddress"));
+        assert_eq!(
+            call(&mut s, &st, &["-L", "-t", "198.18.0.1:80"]).unwrap_err(),
+            "No such service"
+        );
+        // Stats: counters since the service was created.
+        let vip = ServiceKey::tcp(ip("198.18.0.100"), 80);
+        st.services.borrow_mut().insert(
+            vip,
+            Counters {
+                conns: 3,
+                inpkts: 30,
+                outpkts: 20,
+                inbytes: 3000,
+                outbytes: 200_000_000_000,
+            },
+        );
+        let stats_text = text_of(&mut s, &st, "-Ln --stats");
+        assert!(
+            stats_text.contains(
+                "TCP  198.18.0.100:80                     3       30       20     3000     200G\n"
+            ),
+            "{stats_text}"
+        );
+        assert!(text_of(&mut s, &st, "-Ln --stats --exact").contains("     3000 200000000000\n"));
+        // -Z then the counters read 0.
+        assert_eq!(call(&mut s, &st, &["-Z"]).unwrap()["changed"], json!(false));
+        assert!(text_of(&mut s, &st, "-Ln --stats").contains(
+            "TCP  198.18.0.100:80                     0        0        0        0        0\n"
+        ));
+        assert!(
+            text_of(&mut s, &st, "-Ln --rate").contains("CPS    InPPS   OutPPS    InBPS   OutBPS")
+        );
+    }
+
+    #[test]
+    fn connections_save_restore_timeouts() {
+        let (mut s, mut st) = setup();
+        let sa = |a: &str, p: u16| SocketAddr::new(ip(a), p);
+        st.conn_list = vec![
+            ConnView {
+                proto: Protocol::Tcp,
+                expires_ms: 61_000,
+                state: "FIN_WAIT",
+                client: sa("198.18.5.1", 1234),
+                vip: sa("198.18.0.100", 80),
+                dest: sa("198.18.1.11", 8080),
+            };
+            3
+        ];
+        let text = text_of(&mut s, &st, "-Lnc");
+        assert_eq!(
+            text.lines().nth(2).unwrap(),
+            "TCP 01:01  FIN_WAIT    198.18.5.1:1234    198.18.0.100:80    198.18.1.11:8080"
+        );
+        assert_eq!(text.lines().count(), 5);
+        let saved = text_of(&mut s, &st, "-S -n");
+        assert_eq!(
+            saved,
+            "-A -t 198.18.0.100:80 -s rr\n\
+             -a -t 198.18.0.100:80 -r 198.18.1.11:8080 -m -w 1\n\
+             -a -t 198.18.0.100:80 -r 198.18.1.12:8080 -m -w 2\n"
+        );
+        let mut fresh = ControlState::default();
+        let v = handle_request(
+            &mut fresh,
+            &st,
+            &json!({"v": 1, "cmd": "ipvsadm", "args": ["-R"], "input": saved}),
+        )
+        .unwrap();
+        assert_eq!(v["changed"], json!(true));
+        assert_eq!(text_of(&mut fresh, &st, "-S"), saved);
+        assert_eq!(
+            call(&mut fresh, &st, &["-R"]).unwrap_err(),
+            "-R reads the rules from standard input; none were sent"
+        );
+        assert_eq!(
+            text_of(&mut s, &st, "-L --timeout"),
+            "Timeout (tcp tcpfin udp): 900 120 300\n"
+        );
+        assert_eq!(
+            call(&mut s, &st, &["--set", "1", "2", "3"]).unwrap()["changed"],
+            json!(true)
+        );
+        assert_eq!(
+            text_of(&mut s, &st, "-L --timeout"),
+            "Timeout (tcp tcpfin udp): 1 2 3\n"
+        );
+        assert_eq!(text_of(&mut s, &st, "-L --daemon"), "");
+        assert_eq!(text_of(&mut s, &st, "-C"), "");
+        assert_eq!(text_of(&mut s, &st, "-S"), "");
+        // Limit on listed connections.
+        st.conn_list = vec![st.conn_list[0]; MAX_LISTED_CONNS + 2];
+        assert!(text_of(&mut s, &st, "-Lnc").ends_with("(2 more connections not listed)\n"));
+    }
+
+    #[test]
+    fn errors_and_bad_requests() {
+        let (mut s, st) = setup();
+        assert_eq!(
+            call(&mut s, &st, &["-A", "-t", "198.18.0.100:80"]).unwrap_err(),
+            "Service already exists"
+        );
+        assert_eq!(
+            call(&mut s, &st, &["-a", "-t", "198.18.0.100:80", "-w", "1"]).unwrap_err(),
+            "You need to supply the 'real-server' option for the 'add-server' command"
+        );
+        assert_eq!(
+            handle_request(&mut s, &st, &json!({"cmd": "ipvsadm"})).unwrap_err(),
+            "bad request: \"args\" must be an array of strings"
+        );
+        assert_eq!(
+            handle_request(&mut s, &st, &json!({"cmd": "ipvsadm", "args": [1]})).unwrap_err(),
+            "bad request: \"args\" must be an array of strings"
+        );
+        assert_eq!(
+            handle_request(&mut s, &st, &json!({"args": []})).unwrap_err(),
+            "bad request: missing \"cmd\""
+        );
+        assert!(handle_request(&mut s, &st, &json!({"cmd": "nope"}))
+            .unwrap_err()
+            .starts_with("unknown command \"nope\""));
+        assert_eq!(
+            call(&mut s, &st, &["--reload"]).unwrap_err(),
+            "vsd was started without a configuration file"
+        );
+    }
+
+    #[test]
+    fn views_counters_latency_status_prometheus() {
+        let (mut s, mut st) = setup();
+        st.cores = vec![CoreCounters {
+            core: 1,
+            events: vec![("rx_packets".into(), 9)],
+            drops: vec![("no_service".into(), 2)],
+        }];
+        st.ports = vec![PortCounters {
+            port: "lan0".into(),
+            counters: vec![("rx_missed".into(), 1)],
+        }];
+        let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        h.record(100).unwrap();
+        st.hists = vec![LatencyView {
+            name: "burst".into(),
+            core: None,
+            hist: h,
+        }];
+        assert_eq!(
+            text_of(&mut s, &st, "--counters"),
+            "events:\n  rx_packets               9\ndrops:\n  no_service               2\n\
+             port lan0:\n  rx_missed                1\n"
+        );
+        assert!(text_of(&mut s, &st, "--counters --per-worker").contains("worker lcore 1 events:"));
+        assert!(text_of(&mut s, &st, "--latency").contains("burst"));
+        assert!(
+            text_of(&mut s, &st, "--status").starts_with("vsd 0.1.0 (DPDK 22.11)\nstate: running")
+        );
+        let prom = text_of(&mut s, &st, "--prometheus");
+        assert!(prom.contains(
+            "vsd_server_weight{service=\"TCP 198.18.0.100:80\",server=\"198.18.1.12:8080\"} 2\n"
+        ));
+        assert!(prom.contains("vsd_worker_drops_total{core=\"1\",reason=\"no_service\"} 2\n"));
+        assert!(prom.contains("vsd_latency_nanoseconds_count{name=\"burst\",core=\"all\"} 1\n"));
+        assert_eq!(
+            handle_request(&mut s, &st, &json!({"v": 1, "cmd": "counters"})).unwrap(),
+            json!({"total": {"events": {"rx_packets": 9}, "drops": {"no_service": 2}},
+                   "workers": [{"lcore": 1, "events": {"rx_packets": 9}, "drops": {"no_service": 2}}]})
+        );
+        assert_eq!(
+            handle_request(&mut s, &st, &json!({"v": 1, "cmd": "status"})).unwrap()["state"],
+            json!("running")
+        );
+        assert!(text_of(&mut s, &st, "-h").starts_with("Usage:"));
+        assert!(text_of(&mut s, &st, "-v").starts_with("vsadm "));
+    }
+
+    #[test]
+    fn reload_from_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("vsd-api-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vsd.toml");
+        let base = "[lcores]\nworkers = [1]\n\n[[port]]\nname = \"lan0\"\ndevice = \"net_tap0\"\n";
+        std::fs::write(
+            &path,
+            format!(
+                "{base}[[service]]\nproto = \"tcp\"\nvip = \"198.18.0.100\"\nport = 80\n\
+                 scheduler = \"rr\"\n[[service.real_server]]\naddress = \"198.18.1.11\"\n\
+                 port = 8080\nmethod = \"nat\"\n"
+            ),
+        )
+        .unwrap();
+        let (mut s, mut st) = setup();
+        st.config = Some(path.clone());
+        let v = call(&mut s, &st, &["--reload"]).unwrap();
+        assert_eq!(v["changed"], json!(true));
+        assert!(v["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("services: 0 added, 0 edited, 0 removed; servers: 0 added, 0 edited, 1 removed; local addresses changed in 0 service(s)\n"));
+        assert_eq!(s.draining_slots(), vec![1]);
+        // A broken file is refused and the running state kept.
+        std::fs::write(&path, format!("{base}[[service]]\nproto = \"sctp\"\n")).unwrap();
+        let before = s.save_text();
+        let e = call(&mut s, &st, &["--reload"]).unwrap_err();
+        assert!(e.contains("vsd.toml"), "{e}");
+        assert_eq!(s.save_text(), before);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -316,3 +316,194 @@ pub fn render(m: &Metrics<'_>) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::estimator::{Counters, Rates};
+    use crate::control::listing::DestView;
+    use crate::lb::service::{PersistMask, SchedFlags, ServiceKey};
+    use crate::lb::types::{AddrFamily, FwdMethod};
+    use hdrhistogram::Histogram;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(escape_label("plain"), "plain");
+        assert_eq!(escape_help("x\\y\nz \"q\""), "x\\\\y\\nz \"q\"");
+        assert_eq!(
+            labels(&[("name", "lat\"x"), ("core", "1")]),
+            "{name=\"lat\\\"x\",core=\"1\"}"
+        );
+        assert_eq!(labels(&[]), "");
+    }
+
+    #[test]
+    fn golden_exposition() {
+        let services = vec![ServiceView {
+            key: ServiceKey::tcp("198.18.0.100".parse().unwrap(), 80),
+            scheduler: "rr".into(),
+            flags: SchedFlags::default(),
+            persistence: None,
+            netmask: PersistMask::full(AddrFamily::Inet),
+            one_packet: false,
+            stats: Counters {
+                conns: 10,
+                inpkts: 20,
+                outpkts: 30,
+                inbytes: 40,
+                outbytes: 50,
+            },
+            rates: Rates {
+                cps: 1,
+                inpps: 2,
+                outpps: 3,
+                inbps: 4,
+                outbps: 5,
+            },
+            dests: vec![DestView {
+                addr: "2001:db8::11".parse().unwrap(),
+                port: 8080,
+                method: FwdMethod::Tunnel,
+                weight: 3,
+                active: 8,
+                inactive: 9,
+                persistent: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+                stats: Counters {
+                    conns: 6,
+                    inpkts: 11,
+                    outpkts: 12,
+                    inbytes: 13,
+                    outbytes: 14,
+                },
+                rates: Rates {
+                    cps: 7,
+                    inpps: 15,
+                    outpps: 16,
+                    inbps: 17,
+                    outbps: 18,
+                },
+            }],
+        }];
+        let cores = vec![CoreCounters {
+            core: 2,
+            events: vec![("rx_packets".into(), 100)],
+            drops: vec![("no_route".into(), 5)],
+        }];
+        let ports = vec![PortCounters {
+            port: "lan0".into(),
+            counters: vec![("rx_missed".into(), 7)],
+        }];
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        for v in [100, 200, 300] {
+            h.record(v).unwrap();
+        }
+        let latency = vec![LatencyView {
+            name: "lat\"x".into(),
+            core: Some(2),
+            hist: h,
+        }];
+        let text = render(&Metrics {
+            services: &services,
+            cores: &cores,
+            ports: &ports,
+            latency: &latency,
+        });
+        let s = "service=\"TCP 198.18.0.100:80\"";
+        let d = "service=\"TCP 198.18.0.100:80\",server=\"[2001:db8::11]:8080\"";
+        let want = [
+            "# HELP vsd_service_connections_total Connections scheduled by the service".to_string(),
+            "# TYPE vsd_service_connections_total counter".into(),
+            format!("vsd_service_connections_total{{{s}}} 10"),
+            "# HELP vsd_service_packets_total Packets of the service".into(),
+            "# TYPE vsd_service_packets_total counter".into(),
+            format!("vsd_service_packets_total{{{s},direction=\"in\"}} 20"),
+            format!("vsd_service_packets_total{{{s},direction=\"out\"}} 30"),
+            "# HELP vsd_service_bytes_total Bytes of the service".into(),
+            "# TYPE vsd_service_bytes_total counter".into(),
+            format!("vsd_service_bytes_total{{{s},direction=\"in\"}} 40"),
+            format!("vsd_service_bytes_total{{{s},direction=\"out\"}} 50"),
+            "# HELP vsd_service_cps Connections per second (IPVS estimator)".into(),
+            "# TYPE vsd_service_cps gauge".into(),
+            format!("vsd_service_cps{{{s}}} 1"),
+            "# HELP vsd_service_pps Packets per second (IPVS estimator)".into(),
+            "# TYPE vsd_service_pps gauge".into(),
+            format!("vsd_service_pps{{{s},direction=\"in\"}} 2"),
+            format!("vsd_service_pps{{{s},direction=\"out\"}} 3"),
+            "# HELP vsd_service_bps Bytes per second (IPVS estimator)".into(),
+            "# TYPE vsd_service_bps gauge".into(),
+            format!("vsd_service_bps{{{s},direction=\"in\"}} 4"),
+            format!("vsd_service_bps{{{s},direction=\"out\"}} 5"),
+            "# HELP vsd_server_connections_total Connections scheduled to the server".into(),
+            "# TYPE vsd_server_connections_total counter".into(),
+            format!("vsd_server_connections_total{{{d}}} 6"),
+            "# HELP vsd_server_cps Connections per second to the server (IPVS estimator)".into(),
+            "# TYPE vsd_server_cps gauge".into(),
+            format!("vsd_server_cps{{{d}}} 7"),
+            "# HELP vsd_server_weight Weight of the server (0: quiescent)".into(),
+            "# TYPE vsd_server_weight gauge".into(),
+            format!("vsd_server_weight{{{d}}} 3"),
+            "# HELP vsd_server_active_connections ESTABLISHED connections (ActiveConn)".into(),
+            "# TYPE vsd_server_active_connections gauge".into(),
+            format!("vsd_server_active_connections{{{d}}} 8"),
+            "# HELP vsd_server_inactive_connections Other connections (InActConn)".into(),
+            "# TYPE vsd_server_inactive_connections gauge".into(),
+            format!("vsd_server_inactive_connections{{{d}}} 9"),
+            "# HELP vsd_server_persistent_connections Persistence templates (PersistConn)".into(),
+            "# TYPE vsd_server_persistent_connections gauge".into(),
+            format!("vsd_server_persistent_connections{{{d}}} 1"),
+            "# HELP vsd_server_packets_total Packets of the server".into(),
+            "# TYPE vsd_server_packets_total counter".into(),
+            format!("vsd_server_packets_total{{{d},direction=\"in\"}} 11"),
+            format!("vsd_server_packets_total{{{d},direction=\"out\"}} 12"),
+            "# HELP vsd_server_bytes_total Bytes of the server".into(),
+            "# TYPE vsd_server_bytes_total counter".into(),
+            format!("vsd_server_bytes_total{{{d},direction=\"in\"}} 13"),
+            format!("vsd_server_bytes_total{{{d},direction=\"out\"}} 14"),
+            "# HELP vsd_server_pps Packets per second of the server (IPVS estimator)".into(),
+            "# TYPE vsd_server_pps gauge".into(),
+            format!("vsd_server_pps{{{d},direction=\"in\"}} 15"),
+            format!("vsd_server_pps{{{d},direction=\"out\"}} 16"),
+            "# HELP vsd_server_bps Bytes per second of the server (IPVS estimator)".into(),
+            "# TYPE vsd_server_bps gauge".into(),
+            format!("vsd_server_bps{{{d},direction=\"in\"}} 17"),
+            format!("vsd_server_bps{{{d},direction=\"out\"}} 18"),
+            "# HELP vsd_worker_events_total Data-plane events per worker".into(),
+            "# TYPE vsd_worker_events_total counter".into(),
+            "vsd_worker_events_total{core=\"2\",event=\"rx_packets\"} 100".into(),
+            "# HELP vsd_worker_drops_total Dropped packets per worker, by reason".into(),
+            "# TYPE vsd_worker_drops_total counter".into(),
+            "vsd_worker_drops_total{core=\"2\",reason=\"no_route\"} 5".into(),
+            "# HELP vsd_port_counter_total NIC counters per port".into(),
+            "# TYPE vsd_port_counter_total counter".into(),
+            "vsd_port_counter_total{port=\"lan0\",counter=\"rx_missed\"} 7".into(),
+            "# HELP vsd_latency_nanoseconds Latency histograms (nanoseconds)".into(),
+            "# TYPE vsd_latency_nanoseconds summary".into(),
+            "vsd_latency_nanoseconds{name=\"lat\\\"x\",core=\"2\",quantile=\"0.5\"} 200".into(),
+            "vsd_latency_nanoseconds{name=\"lat\\\"x\",core=\"2\",quantile=\"0.99\"} 300".into(),
+            "vsd_latency_nanoseconds{name=\"lat\\\"x\",core=\"2\",quantile=\"0.999\"} 300".into(),
+            "vsd_latency_nanoseconds_sum{name=\"lat\\\"x\",core=\"2\"} 600".into(),
+            "vsd_latency_nanoseconds_count{name=\"lat\\\"x\",core=\"2\"} 3".into(),
+        ];
+        let got: Vec<&str> = text.lines().collect();
+        for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+            assert_eq!(g, w, "line {i}");
+        }
+        assert_eq!(got.len(), want.len());
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn empty_input_still_declares_families() {
+        let text = render(&Metrics {
+            services: &[],
+            cores: &[],
+            ports: &[],
+            latency: &[],
+        });
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 20);
+        assert!(text.lines().all(|l| l.starts_with('#')));
+    }
+}
