@@ -745,10 +745,11 @@ const SPECS: &[Spec] = &[
     spec("prometheus", None, Arg::None, Tag::Command(Cmd::Prometheus)),
 ];
 
+/// Options with their values, and positional words.
+type Tokens = (Vec<(&'static Spec, Option<String>)>, Vec<String>);
+
 /// Splits argv into (spec, value) items and positional words, as popt does.
-fn tokenize<S: AsRef<str>>(
-    args: &[S],
-) -> Result<(Vec<(&'static Spec, Option<String>)>, Vec<String>), String> {
+fn tokenize<S: AsRef<str>>(args: &[S]) -> Result<Tokens, String> {
     let mut items = Vec::new();
     let mut positional = Vec::new();
     let mut i = 0;
@@ -795,8 +796,7 @@ fn tokenize<S: AsRef<str>>(
             positional.push(word.to_string());
             continue;
         };
-        let mut chars = cluster.char_indices();
-        while let Some((at, c)) = chars.next() {
+        for (at, c) in cluster.char_indices() {
             let Some(spec) = SPECS.iter().find(|s| s.short == Some(c)) else {
                 return Err(format!("-{c}: unknown option"));
             };

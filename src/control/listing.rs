@@ -243,7 +243,7 @@ fn mask_text(m: &PersistMask) -> Option<String> {
     })
 }
 
-fn sorted_services<'a>(services: &'a [ServiceView], nosort: bool) -> Vec<&'a ServiceView> {
+fn sorted_services(services: &[ServiceView], nosort: bool) -> Vec<&ServiceView> {
     let mut v: Vec<&ServiceView> = services.iter().collect();
     if !nosort {
         v.sort_by(|a, b| cmp_services_for_listing(&a.key, &b.key));
@@ -488,14 +488,14 @@ pub fn render_conns(conns: &[ConnView], persistent_conn: bool) -> String {
     if persistent_conn {
         let _ = writeln!(
             out,
-            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} {}",
-            "state", "source", "virtual", "destination", "pe name", "pe_data"
+            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
+            "state", "source", "virtual", "destination", "pe name"
         );
     } else {
         let _ = writeln!(
             out,
-            "pro expire {:<11} {:<18} {:<18} {}",
-            "state", "source", "virtual", "destination"
+            "pro expire {:<11} {:<18} {:<18} destination",
+            "state", "source", "virtual"
         );
     }
     for c in conns {
