@@ -108,6 +108,12 @@ impl RateEstimator {
         *self = RateEstimator::new(now_ms, current);
     }
 
+    /// Whether [`Self::sample`] would take a sample at `now_ms` (lets the
+    /// caller skip summing counters when it would not).
+    pub fn due(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.last_ms) >= ESTIMATOR_INTERVAL_MS
+    }
+
     /// Feed the cumulative counters at `now_ms`. Returns whether a sample
     /// was taken (at least [`ESTIMATOR_INTERVAL_MS`] since the previous one).
     pub fn sample(&mut self, now_ms: u64, current: &Counters) -> bool {
@@ -233,7 +239,9 @@ mod tests {
             conns: 100,
             ..Counters::default()
         };
+        assert!(!e.due(2999));
         assert!(!e.sample(2999, &c));
+        assert!(e.due(3000));
         assert_eq!(e.rates(), Rates::default());
         // 4000 conns over 4 s = 1000/s, same as 2000 over 2 s.
         let mut late = RateEstimator::new(0, &Counters::default());

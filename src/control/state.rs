@@ -674,11 +674,33 @@ impl ControlState {
         self.sync_stats(stats);
         let now = stats.now_ms();
         for (key, t) in self.book.services.iter_mut() {
-            t.est.sample(now, &stats.service_counters(key));
+            if t.est.due(now) {
+                t.est.sample(now, &stats.service_counters(key));
+            }
         }
         for (id, (_, t)) in self.book.dests.iter_mut() {
-            t.est.sample(now, &stats.dest_counters(*id));
+            if t.est.due(now) {
+                t.est.sample(now, &stats.dest_counters(*id));
+            }
         }
+    }
+
+    /// Release every draining slot that no connection or template uses any
+    /// more; returns them. Call it only once every worker runs a snapshot
+    /// at least as new as the deletions (an older one could still schedule
+    /// onto a deleted server).
+    pub fn release_drained(&mut self, stats: &dyn StatsSource) -> Vec<DestId> {
+        let idle: Vec<DestId> = self
+            .draining
+            .iter()
+            .copied()
+            .filter(|id| stats.dest_conns(*id) == ConnCounts::default())
+            .collect();
+        for id in &idle {
+            // Draining slots are always releasable; ignore a mismatch rather than fail.
+            let _ = self.release_dest_slot(*id);
+        }
+        idle
     }
 
     /// `-Z [service]`: zero the counters and rates of one service and its
@@ -1324,6 +1346,21 @@ address = "198.18.1.21"
         assert_eq!(s.service_views(&stats)[0].stats.conns, 5);
         s.zero(None, &stats).unwrap();
         assert_eq!(s.service_views(&stats)[0].stats.conns, 0);
+        // Drained slots are released once nothing uses them.
+        ok(&mut s, "-a -t 198.18.0.100:80 -r 198.18.1.12:8080 -m");
+        ok(&mut s, "-d -t 198.18.0.100:80 -r 198.18.1.12:8080");
+        stats.conns.borrow_mut().insert(
+            1,
+            ConnCounts {
+                active: 0,
+                inactive: 1,
+                persistent: 0,
+            },
+        );
+        assert_eq!(s.release_drained(&stats), Vec::<DestId>::new());
+        stats.conns.borrow_mut().remove(&1);
+        assert_eq!(s.release_drained(&stats), vec![1]);
+        assert!(s.draining_slots().is_empty());
         // A slot reused by another server starts from its current counters.
         ok(&mut s, "-d -t 198.18.0.100:80 -r 198.18.1.11:8080");
         s.release_dest_slot(0).unwrap();
