@@ -345,6 +345,20 @@ impl ControlState {
         Ok(())
     }
 
+    /// Copy a service's local addresses into its table entry, where the
+    /// workers read them from the published snapshot.
+    fn push_laddrs(&mut self, key: &ServiceKey) -> Result<(), String> {
+        let Some(mut config) = self.table.service_config(key).cloned() else {
+            return Ok(());
+        };
+        let want = self.local_addrs(key).to_vec();
+        if config.local_addresses != want {
+            config.local_addresses = want;
+            self.table.edit_service(key, config).map_err(err)?;
+        }
+        Ok(())
+    }
+
     fn changed(&mut self) -> Result<Reply, String> {
         self.version = self.version.wrapping_add(1);
         Ok(Reply::Changed)
@@ -364,9 +378,10 @@ impl ControlState {
                 self.changed()
             }
             Command::EditService(s) => {
-                self.table
-                    .edit_service(&s.key, s.config.clone())
-                    .map_err(err)?;
+                // -E replaces the settings; the local addresses stay
+                let mut config = s.config.clone();
+                config.local_addresses = self.local_addrs(&s.key).to_vec();
+                self.table.edit_service(&s.key, config).map_err(err)?;
                 self.changed()
             }
             Command::DelService(key) => {
@@ -442,6 +457,7 @@ impl ControlState {
                     ));
                 }
                 list.push(*addr);
+                self.push_laddrs(service)?;
                 self.changed()
             }
             Command::DelLocalAddr { service, addr } => {
@@ -456,6 +472,7 @@ impl ControlState {
                 if list.is_empty() {
                     self.laddrs.remove(service);
                 }
+                self.push_laddrs(service)?;
                 self.changed()
             }
             Command::Save { .. } => Ok(Reply::Text(self.save_text())),
@@ -633,6 +650,7 @@ impl ControlState {
                 } else {
                     self.laddrs.insert(*key, s.local_addresses.clone());
                 }
+                self.push_laddrs(key)?;
                 diff.laddrs_changed.push(*key);
             }
         }

@@ -33,6 +33,31 @@ pub struct PlaneConfig {
     pub timeouts: Timeouts,
 }
 
+/// One connection as `vsadm -Lc` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnRow {
+    /// "TCP", "UDP" or "IP" (fwmark templates).
+    pub proto: &'static str,
+    pub expires_ms: u64,
+    pub state: &'static str,
+    pub client: std::net::SocketAddrV4,
+    pub vip: std::net::SocketAddrV4,
+    pub real: std::net::SocketAddrV4,
+}
+
+/// A request from the control thread for a worker's connection list (for
+/// `-Lc`; the control path, never per packet). The control thread bumps
+/// `requested`; the worker notices it between bursts, fills `rows` and
+/// sets `answered` to the same number.
+#[derive(Debug, Default)]
+pub struct ConnDump {
+    pub requested: std::sync::atomic::AtomicU64,
+    pub answered: std::sync::atomic::AtomicU64,
+    pub limit: std::sync::atomic::AtomicUsize,
+    /// The rows and how many connections the worker has in all.
+    pub rows: std::sync::Mutex<(Vec<ConnRow>, u64)>,
+}
+
 /// A neighbour one worker learned, passed to the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NeighUpdate {
@@ -92,6 +117,11 @@ pub struct Worker {
     /// Persistence templates from the other workers, and theirs.
     pub template_inbox: Arc<ArrayQueue<TemplateNote>>,
     pub template_peers: Vec<Arc<ArrayQueue<TemplateNote>>>,
+    /// Connection listing requests from the control thread.
+    pub dump: Arc<ConnDump>,
+    /// Generation of the configuration this worker runs (for the control
+    /// thread: when may a removed server's slot be reused).
+    pub adopted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn count_neigh_drop(c: &WorkerCounters, r: neigh::DropReason) {
@@ -265,6 +295,11 @@ impl Worker {
                 }
             }
             self.exchange_templates(&mut notes, now_ms);
+            if self.dump.requested.load(Ordering::Relaxed)
+                != self.dump.answered.load(Ordering::Relaxed)
+            {
+                self.answer_dump(now_ms);
+            }
             self.drain_inbox(now_ms);
             if now_ms != last_tick_ms {
                 last_tick_ms = now_ms;
@@ -275,9 +310,43 @@ impl Worker {
         self.shutdown();
     }
 
+    /// Fill the control thread's connection listing request.
+    fn answer_dump(&mut self, now_ms: u64) {
+        let want = self.dump.requested.load(Ordering::Acquire);
+        let limit = self.dump.limit.load(Ordering::Relaxed);
+        let conns = self.lb.conns();
+        let v4 = |e: crate::lb::conn::Endpoint<u32>| {
+            std::net::SocketAddrV4::new(Ipv4Addr::from(e.addr), e.port)
+        };
+        let mut rows = Vec::new();
+        let mut total = 0u64;
+        for (_, c) in conns.iter() {
+            if crate::lb::director::is_redirect(c) {
+                continue;
+            }
+            total += 1;
+            if rows.len() < limit {
+                rows.push(ConnRow {
+                    proto: c.proto_name(),
+                    expires_ms: c.expires_in_ms(now_ms),
+                    state: c.state_name(),
+                    client: v4(c.client()),
+                    vip: v4(c.virt()),
+                    real: v4(c.real()),
+                });
+            }
+        }
+        if let Ok(mut slot) = self.dump.rows.lock() {
+            *slot = (rows, total);
+        }
+        self.dump.answered.store(want, Ordering::Release);
+    }
+
     /// Take up the published configuration: services, timeouts, and the
     /// addresses each port answers for.
     fn adopt_config(&mut self) {
+        self.adopted
+            .store(self.config.generation(), Ordering::Release);
         let cfg = Arc::clone(self.config.current());
         self.lb.adopt(Arc::clone(&cfg.services));
         self.lb.set_timeouts(cfg.timeouts);
