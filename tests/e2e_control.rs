@@ -1298,7 +1298,7 @@ fn hostile_socket_clients_change_nothing_for_others() {
             junk.extend_from_slice(b"{\"v\":1,\"cmd\":\"ipvsadm\",\"args\":[\"-D\",\"-t\"]}\n");
             junk.extend_from_slice(b"{\"v\":\"1\",\"cmd\":\"ipvsadm\",\"args\":[\"-C\"]}\n");
             junk.extend_from_slice(b"[\"-C\"]\n\xff\xfe{\n");
-            junk.extend(std::iter::repeat(b'[').take(200_000));
+            junk.extend(std::iter::repeat_n(b'[', 200_000));
             junk.push(b'\n');
             let lines_sent = junk.iter().filter(|b| **b == b'\n').count();
             s.write_all(&junk).unwrap();
