@@ -213,6 +213,23 @@ pub struct TemplateNote {
     pub timeout_s: u32,
 }
 
+/// Packets whose connection lookups [`CoreLb::process_burst`] issues together.
+pub const BURST: usize = 32;
+
+/// The connection-table tuple of a TCP/UDP packet.
+fn l4_tuple(info: &PacketInfo) -> Option<Tuple<u32>> {
+    let proto = match info.proto {
+        PROTO_TCP => Protocol::Tcp,
+        PROTO_UDP => Protocol::Udp,
+        _ => return None,
+    };
+    Some(Tuple {
+        proto,
+        src: Endpoint::new(u32::from(info.src), info.sport),
+        dst: Endpoint::new(u32::from(info.dst), info.dport),
+    })
+}
+
 /// Most template notes kept between two `take_new_templates` calls.
 const TEMPLATE_NOTES_MAX: usize = 1024;
 
@@ -463,19 +480,93 @@ impl CoreLb {
         v
     }
 
+    /// Process a burst: `verdicts[i]` gets the verdict of `pkts[i]`
+    /// (`meta[i]` as for [`CoreLb::process`]; missing entries are `None`,
+    /// so pass `&[]` for packets from the wire). Same results as calling
+    /// `process` on each packet in order, but the connection lookups of up
+    /// to [`BURST`] packets are issued together
+    /// ([`ConnTable::lookup_batch`]), so their cache misses overlap instead
+    /// of queueing. Returns the number of packets processed (the shorter of
+    /// `pkts` and `verdicts`).
+    pub fn process_burst<P: PacketBuf>(
+        &mut self,
+        pkts: &mut [P],
+        meta: &[Option<SteerMeta>],
+        verdicts: &mut [FwdVerdict],
+        now_ms: u64,
+    ) -> usize {
+        let n = pkts.len().min(verdicts.len());
+        let mut base = 0;
+        for (chunk, outs) in pkts[..n]
+            .chunks_mut(BURST)
+            .zip(verdicts[..n].chunks_mut(BURST))
+        {
+            let mut infos: [Result<Option<PacketInfo>, FwdDrop>; BURST] = [Ok(None); BURST];
+            let mut tuples = [Tuple {
+                proto: Protocol::Tcp,
+                src: Endpoint::default(),
+                dst: Endpoint::default(),
+            }; BURST];
+            let mut tuple_of = [usize::MAX; BURST];
+            let mut found = [None; BURST];
+            let mut nt = 0;
+            for (j, p) in chunk.iter().enumerate() {
+                let r = fwd::classify(p.data());
+                if let Ok(Some(i)) = &r {
+                    if let (Some(t), Some(slot)) = (l4_tuple(i), tuples.get_mut(nt)) {
+                        *slot = t;
+                        tuple_of[j] = nt;
+                        nt += 1;
+                    }
+                }
+                infos[j] = r;
+            }
+            self.conns
+                .lookup_batch(&tuples[..nt], now_ms, &mut found[..nt]);
+            for (j, (p, out)) in chunk.iter_mut().zip(outs.iter_mut()).enumerate() {
+                let m = meta.get(base + j).copied().flatten();
+                if m.is_some() {
+                    self.stats.count_event(FwdEvent::SteeredIn);
+                }
+                let pre = found.get(tuple_of[j]).copied().flatten();
+                let v = self.dispatch(p, infos[j], m, now_ms, pre);
+                if let FwdVerdict::Drop(r) = v {
+                    self.stats.count_drop(r);
+                }
+                *out = v;
+            }
+            base += chunk.len();
+        }
+        n
+    }
+
     fn process_inner<P: PacketBuf>(
         &mut self,
         pkt: &mut P,
         meta: Option<SteerMeta>,
         now_ms: u64,
     ) -> FwdVerdict {
-        let info = match fwd::classify(pkt.data()) {
+        let r = fwd::classify(pkt.data());
+        self.dispatch(pkt, r, meta, now_ms, None)
+    }
+
+    /// Act on a classified packet; `pre` is its connection lookup when
+    /// already done (burst), else it is looked up here.
+    fn dispatch<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        classified: Result<Option<PacketInfo>, FwdDrop>,
+        meta: Option<SteerMeta>,
+        now_ms: u64,
+        pre: Option<(ConnId, Direction)>,
+    ) -> FwdVerdict {
+        let info = match classified {
             Ok(Some(i)) => i,
             Ok(None) => return FwdVerdict::NotService,
             Err(d) => return FwdVerdict::Drop(d),
         };
         match info.proto {
-            PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, &info, meta, now_ms),
+            PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, &info, meta, now_ms, pre),
             PROTO_ICMP => match info.icmp {
                 Some(q) => self.handle_icmp_error(pkt, &info, &q, meta),
                 None => FwdVerdict::NotService,
@@ -490,6 +581,7 @@ impl CoreLb {
         info: &PacketInfo,
         meta: Option<SteerMeta>,
         now_ms: u64,
+        pre: Option<(ConnId, Direction)>,
     ) -> FwdVerdict {
         let proto = if info.proto == PROTO_TCP {
             Protocol::Tcp
@@ -504,7 +596,14 @@ impl CoreLb {
         let syn = proto == Protocol::Tcp
             && info.tcp_flags & tcp_flags::SYN != 0
             && info.tcp_flags & tcp_flags::RST == 0;
-        if let Some((id, dir)) = self.conns.lookup(&tuple, now_ms) {
+        // A burst's lookup may have gone stale if an earlier packet of the
+        // burst removed the entry: the handle's generation then no longer
+        // matches and the lookup is done again.
+        let hit = match pre {
+            Some((id, dir)) if self.conns.get(id).is_some() => Some((id, dir)),
+            _ => self.conns.lookup(&tuple, now_ms),
+        };
+        if let Some((id, dir)) = hit {
             if let Some(c) = self.conns.get(id).copied() {
                 let redirect = is_redirect(&c);
                 let reuse = dir == Direction::Input && syn && reusable(&c);

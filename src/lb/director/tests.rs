@@ -1590,3 +1590,69 @@ fn two_cores_nat_steered_edge_cases() {
     let d = sim.deliver(&seg(c, (VIP, VPORT), tcp::ACK, 64, &[]).build(), 400_000);
     assert_eq!(d.verdict, FwdVerdict::Drop(FwdDrop::NoConnNotSyn));
 }
+
+#[test]
+fn process_burst_matches_process_one_by_one() {
+    for method in [FwdMethod::Masq, FwdMethod::FullNat, FwdMethod::Tunnel] {
+        let rport = if method == FwdMethod::Tunnel {
+            VPORT
+        } else {
+            RPORT
+        };
+        let t = table(tcp_key(), method, &[(RIP1, rport), (RIP2, rport)], |_| {});
+        let mut one = lb_with(&t, cfg());
+        let mut burst = lb_with(&t, cfg());
+        let mut rng = Rng(0xb0b);
+        let flags = [
+            tcp::SYN,
+            tcp::ACK,
+            tcp::ACK | tcp::PSH,
+            tcp::FIN | tcp::ACK,
+            tcp::RST,
+        ];
+        for round in 0..300u64 {
+            // A burst of up to 40 frames over 8 flows: the same flow often
+            // appears several times, SYNs replace closed connections, and
+            // replies follow whatever the requests became.
+            let n = 1 + rng.below(40);
+            let mut frames = Vec::new();
+            for _ in 0..n {
+                let f = 1000 + rng.below(8) as u16;
+                let fl = flags[rng.below(flags.len())];
+                let reply = rng.below(3) == 0;
+                let frame = if reply {
+                    let dst = if method == FwdMethod::FullNat {
+                        (LIP, 1024 + rng.below(8) as u16)
+                    } else {
+                        (CIP, f)
+                    };
+                    let rip = if rng.below(2) == 0 { RIP1 } else { RIP2 };
+                    seg((rip, rport), dst, fl, 64, b"r").build()
+                } else {
+                    seg((CIP, f), (VIP, VPORT), fl, 64, b"q").build()
+                };
+                frames.push(frame);
+            }
+            let now = round * 500;
+            let want: Vec<(FwdVerdict, Vec<u8>)> =
+                frames.iter().map(|f| run(&mut one, f, now)).collect();
+            let mut pkts: Vec<VecPacket> = frames.iter().map(|f| VecPacket::new(f)).collect();
+            let mut verdicts = vec![FwdVerdict::NotService; n];
+            assert_eq!(burst.process_burst(&mut pkts, &[], &mut verdicts, now), n);
+            for (k, (p, v)) in pkts.iter().zip(&verdicts).enumerate() {
+                assert_eq!(
+                    (*v, p.to_vec()),
+                    want[k],
+                    "{method:?} round {round} packet {k}"
+                );
+            }
+            one.tick(now);
+            burst.tick(now);
+        }
+        assert_eq!(one.conns().len(), burst.conns().len());
+        assert_eq!(
+            StatsTable::sum(&[one.stats()]),
+            StatsTable::sum(&[burst.stats()])
+        );
+    }
+}
