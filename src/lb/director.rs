@@ -3,7 +3,9 @@
 //! A worker owns one `CoreLb`: its connection table, its schedulers, its
 //! adopted service snapshot, its load and traffic counters and its FULLNAT
 //! local-port pool. The data plane hands it frames with
-//! [`CoreLb::process`] and carries out the [`FwdVerdict`]; it calls
+//! [`CoreLb::process`] (or a whole RX burst with [`CoreLb::process_burst`],
+//! which overlaps the connection lookups' cache misses: at 100K+ flows it
+//! is about twice as fast) and carries out the [`FwdVerdict`]; it calls
 //! [`CoreLb::tick`] regularly and [`CoreLb::adopt`] between bursts.
 //!
 //! # Per packet

@@ -613,6 +613,9 @@ pub fn tun_encap<P: PacketBuf>(
             TunError::TooBig
         });
     }
+    if pkt.len() < info.end {
+        return Err(TunError::NoHeadroom);
+    }
     pkt.truncate(info.end);
     if !pkt.prepend(ipip::IPV4_HEADROOM) {
         return Err(TunError::NoHeadroom);

@@ -1423,14 +1423,29 @@ impl Sim {
 
 #[test]
 fn two_cores_nat_connections_live_on_the_reply_owner() {
+    let steered = nat_on_cores(2);
+    assert_eq!(steered, 100, "every RIP3 connection, no RIP1 one");
+}
+
+#[test]
+fn four_cores_nat_connections_live_on_the_reply_owner() {
+    // With four cores the (fixed) hash deltas of both RIP1:8080 and
+    // RIP3:8080 change the low two bits: every connection is steered.
+    assert_eq!(nat_on_cores(4), 200);
+}
+
+/// 200 NAT connections over RIP1 and RIP3 on `cores` cores: each lives on
+/// its reply owner, every packet is delivered once and rewritten right.
+/// Returns how many were steered at creation.
+fn nat_on_cores(cores: u16) -> u64 {
     let t = table(
         tcp_key(),
         FwdMethod::Masq,
         &[(RIP1, RPORT), (RIP3, RPORT)],
         |_| {},
     );
-    let mut sim = Sim::new(&t, 2);
-    let mut steered = 0;
+    let mut sim = Sim::new(&t, cores);
+    let mut steered = 0u64;
     for i in 0..200u16 {
         let c = (CIP, 20000 + i);
         let v = (VIP, VPORT);
@@ -1483,7 +1498,6 @@ fn two_cores_nat_connections_live_on_the_reply_owner() {
             }
         }
     }
-    assert_eq!(steered, 100, "every RIP3 connection, no RIP1 one");
     // Connection counts: 200 over both cores, all ESTABLISHED, none
     // counted twice.
     let active: u32 = sim
@@ -1497,6 +1511,7 @@ fn two_cores_nat_connections_live_on_the_reply_owner() {
     assert_eq!(sums.dest(0).in_pkts + sums.dest(1).in_pkts, 600);
     assert_eq!(sums.dest(0).out_pkts + sums.dest(1).out_pkts, 400);
     assert_eq!(sums.event(FwdEvent::RedirectCreated), steered);
+    steered
 }
 
 #[test]
