@@ -280,6 +280,22 @@ fn reusable(c: &Conn<u32>) -> bool {
     }
 }
 
+/// The next-hop MTU field of an ICMP message (bytes 6..8).
+fn rd_icmp_mtu(frame: &[u8], info: &PacketInfo) -> u16 {
+    match frame.get(info.l4 + 6..info.l4 + 8) {
+        Some(b) => u16::from_be_bytes([b[0], b[1]]),
+        None => 0,
+    }
+}
+
+/// The 4 bytes after an ICMP message's checksum.
+fn rd_icmp_rest(frame: &[u8], info: &PacketInfo) -> u32 {
+    match frame.get(info.l4 + 4..info.l4 + 8) {
+        Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        None => 0,
+    }
+}
+
 fn insert_error(e: ConnError) -> FwdDrop {
     match e {
         ConnError::TableFull => FwdDrop::TableFull,
@@ -970,6 +986,9 @@ impl CoreLb {
         q: &IcmpQuote,
         meta: Option<SteerMeta>,
     ) -> FwdVerdict {
+        if let Some((outer_src, outer_dst)) = q.tunnel {
+            return self.handle_tunnel_icmp(pkt, info, q, outer_src, outer_dst);
+        }
         let proto = if q.proto == PROTO_TCP {
             Protocol::Tcp
         } else {
@@ -1068,6 +1087,67 @@ impl CoreLb {
         self.stats.count_event(FwdEvent::IcmpForwarded);
         fwd::translate_icmp_error(pkt.data_mut(), info, q, &t);
         FwdVerdict::Forward { next_hop }
+    }
+
+    /// An ICMP error about one of our TUN packets (quoted IPIP from
+    /// `tun_source` to the real server): relay it to the client about the
+    /// packet inside, as the kernel does; a frag-needed advertises the
+    /// reported MTU minus the 20 bytes of the outer header, so the client
+    /// lowers its path MTU enough for the tunnel.
+    fn handle_tunnel_icmp<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        q: &IcmpQuote,
+        outer_src: Ipv4Addr,
+        outer_dst: Ipv4Addr,
+    ) -> FwdVerdict {
+        if outer_src != self.cfg.tun_source {
+            return FwdVerdict::NotService;
+        }
+        let proto = if q.proto == PROTO_TCP {
+            Protocol::Tcp
+        } else {
+            Protocol::Udp
+        };
+        // The quoted inner packet is the client's request as it was.
+        let tuple = Tuple {
+            proto,
+            src: Endpoint::new(u32::from(q.src), q.sport),
+            dst: Endpoint::new(u32::from(q.dst), q.dport),
+        };
+        let Some((id, Direction::Input)) = self.conns.peek(&tuple) else {
+            return FwdVerdict::NotService;
+        };
+        let Some(c) = self.conns.get(id).copied() else {
+            return FwdVerdict::NotService;
+        };
+        if c.fwd() != FwdMethod::Tunnel || ep(c.real()).0 != outer_dst {
+            return FwdVerdict::NotService;
+        }
+        if !fwd::icmp_checksum_ok(pkt.data(), info) {
+            return FwdVerdict::Drop(FwdDrop::BadIcmpChecksum);
+        }
+        let rest = match (q.msg_type, q.code) {
+            (crate::wire::icmp::TYPE_DEST_UNREACHABLE, crate::wire::icmp::CODE_FRAG_NEEDED) => {
+                let mtu = u32::from(rd_icmp_mtu(pkt.data(), info));
+                // As the kernel: only above the IPv4 minimum plus the header.
+                if mtu > 68 + 20 {
+                    mtu - 20
+                } else {
+                    mtu
+                }
+            }
+            _ => rd_icmp_rest(pkt.data(), info),
+        };
+        let (client, virt) = (q.src, q.dst);
+        if !fwd::relay_tunnel_icmp(pkt, info, q, rest, virt, client) {
+            return FwdVerdict::Drop(FwdDrop::NoRoom);
+        }
+        self.stats
+            .add_out(c.dest(), self.dest_svc_slot(c.dest()), info.ip_len() as u64);
+        self.stats.count_event(FwdEvent::IcmpForwarded);
+        FwdVerdict::Forward { next_hop: client }
     }
 }
 

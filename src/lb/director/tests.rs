@@ -1671,3 +1671,55 @@ fn process_burst_matches_process_one_by_one() {
         );
     }
 }
+
+#[test]
+fn icmp_about_our_tunnel_packets_is_relayed_to_the_client() {
+    let t = table(tcp_key(), FwdMethod::Tunnel, &[(RIP1, VPORT)], |_| {});
+    let mut lb = lb_with(&t, cfg());
+    let (c, v) = ((CIP, CPORT), (VIP, VPORT));
+    let (verdict, tunneled) = run(&mut lb, &seg(c, v, tcp::SYN, 64, &[]).build(), 0);
+    assert_eq!(verdict, fwd_to(RIP1));
+    // A router between us and the server reports the tunnel packet too
+    // big: it quotes the outer header, the inner header and 8 more bytes.
+    let outer_ip = &tunneled[14..];
+    let inner_quote = &outer_ip[20..48];
+    let err = icmp_err(ROUTER, DIP, 64, 3, 4, 1400, &outer_ip[..48]).build();
+    let (verdict, out) = run(&mut lb, &err, 0);
+    assert_eq!(verdict, fwd_to(CIP));
+    let want = eth()
+        .ipv4(VIP, CIP)
+        .tos(0xc0)
+        .dont_frag(false)
+        .icmp(3, 4, 1380)
+        .payload(inner_quote)
+        .build();
+    assert_eq!(out, want);
+    // Other errors keep their code and rest.
+    let err = icmp_err(ROUTER, DIP, 64, 3, 1, 0, &outer_ip[..60]).build();
+    let (verdict, out) = run(&mut lb, &err, 0);
+    assert_eq!(verdict, fwd_to(CIP));
+    let want = eth()
+        .ipv4(VIP, CIP)
+        .tos(0xc0)
+        .dont_frag(false)
+        .icmp(3, 1, 0)
+        .payload(inner_quote)
+        .build();
+    assert_eq!(out, want);
+    // Not from our tunnel source, or not our server: not ours.
+    let mut foreign = outer_ip[..48].to_vec();
+    foreign[12..16].copy_from_slice(&ROUTER.octets());
+    let err = icmp_err(ROUTER, DIP, 64, 3, 4, 1400, &foreign).build();
+    assert_eq!(run(&mut lb, &err, 0).0, FwdVerdict::NotService);
+    let mut other_rs = outer_ip[..48].to_vec();
+    other_rs[16..20].copy_from_slice(&RIP2.octets());
+    let err = icmp_err(ROUTER, DIP, 64, 3, 4, 1400, &other_rs).build();
+    assert_eq!(run(&mut lb, &err, 0).0, FwdVerdict::NotService);
+    // The owner of such an error is the core of the connection inside.
+    let rss = RssOwner::round_robin(4, 128);
+    let err = icmp_err(ROUTER, DIP, 64, 3, 4, 1400, &outer_ip[..48]).build();
+    assert_eq!(
+        rss.owner_of_frame(&err),
+        Some(rss.owner_v4(CIP, VIP, CPORT, VPORT))
+    );
+}
