@@ -94,7 +94,10 @@ pub fn is_redirect(c: &Conn<u32>) -> bool {
     c.dest() == REDIRECT_DEST
 }
 
-/// What travels with a packet steered to another core.
+/// What travels with a packet steered to another core: a kind tag in the
+/// top two bits (new connection / existing) and, for a new connection, the
+/// chosen server's [`DestId`] in the low 32. Its raw value is never 0, so a
+/// ring may use 0 for "no metadata".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SteerMeta(u64);
 

@@ -19,6 +19,13 @@
 //! TTL ≤ 1 is dropped and counted (the director has no address of its own
 //! on the real server side to send from).
 //!
+//! ICMP errors (destination unreachable, source quench, time exceeded,
+//! parameter problem) that quote a packet of a connection are translated
+//! like the connection's packets, outer and quoted headers both
+//! ([`translate_icmp_error`]); an error about one of our TUN packets (a
+//! quoted IPIP packet) is turned into the same error about the packet
+//! inside, for the client ([`relay_tunnel_icmp`]).
+//!
 //! Checksums are updated incrementally (RFC 1624 eqn. 3, one fold per
 //! header). The IP header checksum is always maintained; the L4 checksum
 //! update is a separate step selected by [`L4Csum`], so a data plane with
