@@ -612,7 +612,21 @@ pub fn run(cfg: Config) -> Result<(), String> {
         timeouts: first.timeouts,
     })));
     let global = Arc::new(GlobalLoad::new(DEST_CAPACITY));
+    // NIC checksum offload for forwarded TCP/UDP: only on hardware ports
+    // that offer it (a software PMD's "offload" is a full software sum,
+    // slower than the incremental update)
+    let want_csum = crate::dpdk::TX_CSUM_OFFLOADS;
+    let l4_csum_offload = !views.is_empty()
+        && cfg.ports.iter().zip(&views).all(|(pc, v)| {
+            matches!(pc.device, crate::control::config::PortDevice::Pci { .. })
+                && v.port.tx_offloads() & want_csum == want_csum
+        });
     let lb_cfg = CoreLbConfig {
+        l4_csum: if l4_csum_offload {
+            crate::lb::fwd::L4Csum::Skip
+        } else {
+            crate::lb::fwd::L4Csum::Update
+        },
         cores: nworkers as u16,
         mtu: views
             .iter()
@@ -628,10 +642,15 @@ pub fn run(cfg: Config) -> Result<(), String> {
         ..CoreLbConfig::default()
     };
     log!(
-        "forwarding: {} conns per worker, TUN source {}, MTU {}",
+        "forwarding: {} conns per worker, TUN source {}, MTU {}, L4 checksums {}",
         lb_cfg.conn_capacity,
         lb_cfg.tun_source,
-        lb_cfg.mtu
+        lb_cfg.mtu,
+        if l4_csum_offload {
+            "by the NIC"
+        } else {
+            "updated incrementally"
+        }
     );
 
     // steering rings: rings[i][j] carries packets from worker i to worker j
@@ -733,6 +752,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
             dump,
             adopted: adopted_gen,
             latency,
+            l4_csum_offload,
         };
         let lcore = cfg.lcores.workers[w];
         launched.push(

@@ -156,6 +156,9 @@ pub struct Worker {
     pub adopted: Arc<std::sync::atomic::AtomicU64>,
     /// Latency histograms shared with the control thread.
     pub latency: Arc<WorkerLatency>,
+    /// The NIC computes TCP/UDP checksums of forwarded packets (the
+    /// forwarding core then skips them).
+    pub l4_csum_offload: bool,
 }
 
 fn count_neigh_drop(c: &WorkerCounters, r: neigh::DropReason) {
@@ -494,6 +497,11 @@ impl Worker {
         match self.lb.process(&mut m, meta, now_ms) {
             FwdVerdict::Forward { next_hop } => {
                 self.counters.add(Event::Forwarded, 1);
+                if self.l4_csum_offload {
+                    if let Some(o) = super::offload::prepare_l4_offload(m.data_mut()) {
+                        m.request_tx_offload(o.l2_len, o.l3_len, o.flags);
+                    }
+                }
                 route(
                     &mut self.ports,
                     &self.pool,

@@ -922,7 +922,12 @@ impl CoreLb {
         f: &Flow,
         dir: Direction,
     ) -> FwdVerdict {
-        let csum = self.cfg.l4_csum;
+        // a NIC cannot checksum a fragment: those keep the software update
+        let csum = if info.first_fragment {
+            L4Csum::Update
+        } else {
+            self.cfg.l4_csum
+        };
         match (f.fwd, dir) {
             (FwdMethod::Masq, Direction::Input) => {
                 fwd::nat_request(pkt.data_mut(), info, f.real.0, f.real.1, csum);
