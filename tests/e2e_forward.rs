@@ -139,6 +139,9 @@ memory_mb = 256
 [control]
 socket = "{{dir}}/vsd.sock"
 
+[lb]
+conn_capacity = 65536
+
 [[port]]
 name = "lan0"
 device = "net_tap0,iface={lan_tap}"
@@ -223,6 +226,45 @@ impl Rig {
     }
 }
 
+impl Drop for Rig {
+    /// On failure, show what vsd counted before it is killed.
+    fn drop(&mut self) {
+        if !std::thread::panicking() || self.vsd.child.is_none() {
+            return;
+        }
+        for args in [&["--counters"][..], &["-Ln", "--stats"][..]] {
+            if let Ok(out) = Command::new(env!("CARGO_BIN_EXE_vsadm"))
+                .arg("--socket")
+                .arg(&self.vsd.socket)
+                .args(args)
+                .output()
+            {
+                eprintln!("--- vsadm {} ---\n{}", args.join(" "), text(&out));
+            }
+        }
+    }
+}
+
+/// VSD_E2E_HOLD=SECONDS keeps a freshly built rig up that long before the
+/// checks (bounded to 10 minutes), for looking at it by hand.
+fn hold_for_debugging(label: &str, rig: &Rig) {
+    let Some(secs) = std::env::var("VSD_E2E_HOLD")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let t = &rig.topo;
+    eprintln!(
+        "{label}: holding {secs} s: vsadm --socket {}; client ns {}, switch ns {}, real servers {:?}",
+        rig.vsd.socket.display(),
+        t.client.name,
+        t.switch.name,
+        t.rs.iter().map(|r| r.ns.name.clone()).collect::<Vec<_>>()
+    );
+    std::thread::sleep(Duration::from_secs(secs.min(600)));
+}
+
 fn forward_test(method: Method, workers: Workers) {
     let _one = serial();
     if !prerequisites(true) {
@@ -230,8 +272,13 @@ fn forward_test(method: Method, workers: Workers) {
     }
     let mut rig = Rig::start(method, workers);
     let label = format!("vsd {method:?} {workers:?}");
-    run_checks(&label, &mut rig.topo, workers.count());
-    check_vsadm_stats(&rig, workers.count());
+    hold_for_debugging(&label, &rig);
+    let view = VsdView {
+        vsd: &rig.vsd,
+        method,
+        workers: workers.count(),
+    };
+    run_checks(&label, &mut rig.topo, workers.count(), Some(&view));
     rig.topo.assert_servers_alive();
     let status = rig.vsd.stop();
     assert!(
@@ -281,60 +328,60 @@ fn fullnat_four_workers_on_two_cpus() {
     forward_test(Method::FullNat, Workers::FourOnTwoCpus);
 }
 
-/// `vsadm -Ln --stats` (ipvsadm's format) counts exactly the connections
-/// the checks made. Until vsadm has `-L`, print `--counters` instead.
-fn check_vsadm_stats(rig: &Rig, workers: usize) {
-    let out = rig.vsd.vsadm(&["-Ln", "--stats"]);
-    if !out.status.success() {
-        let ct = rig.vsd.vsadm(&["--counters"]);
-        eprintln!(
-            "vsadm -Ln --stats not supported yet ({}); vsadm --counters:\n{}",
-            text(&out).trim(),
-            text(&ct)
-        );
-        return;
-    }
-    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!("vsadm -Ln --stats:\n{listing}");
-    let stats = parse_ipvsadm_stats(&listing);
-    let tcp = format!("TCP {VIP}:{HTTP_PORT}");
-    let udp = format!("UDP {VIP}:{UDP_PORT}");
-    // sequential + the download + ab
-    let tcp_conns = (SEQUENTIAL + 1 + AB_REQUESTS) as u64;
-    let got = stats.get(&tcp).map(|s| s.0);
-    assert_eq!(got, Some(tcp_conns), "{tcp} conns in:\n{listing}");
-    let got = stats.get(&udp).map(|s| s.0);
-    assert_eq!(got, Some(UDP_QUERIES as u64), "{udp} conns in:\n{listing}");
-    for (key, total) in [(&tcp, tcp_conns), (&udp, UDP_QUERIES as u64)] {
-        let per_rs: Vec<u64> = stats.get(key).map(|s| s.1.clone()).unwrap_or_default();
-        assert_eq!(per_rs.len(), 2, "{key}: real servers in:\n{listing}");
-        assert_eq!(per_rs.iter().sum::<u64>(), total, "{key}:\n{listing}");
-        let diff = per_rs[0].abs_diff(per_rs[1]);
-        assert!(
-            diff <= workers as u64,
-            "{key}: round-robin spread {per_rs:?} with {workers} worker(s):\n{listing}"
-        );
-    }
+/// One line of `ipvsadm -Ln --stats`: a service or a real server.
+#[derive(Clone, Debug, Default)]
+struct StatsRow {
+    conns: u64,
+    in_pkts: u64,
+    out_pkts: u64,
+    in_bytes: u64,
+    out_bytes: u64,
 }
 
-/// Service ("TCP 198.18.0.100:80") -> (conns, conns per real server) from
-/// ipvsadm `-Ln --stats` output.
-fn parse_ipvsadm_stats(listing: &str) -> BTreeMap<String, (u64, Vec<u64>)> {
-    let mut out: BTreeMap<String, (u64, Vec<u64>)> = BTreeMap::new();
+/// A service's row and its real servers' rows ("198.18.1.11:8080" -> row).
+#[derive(Clone, Debug, Default)]
+struct ServiceStats {
+    total: StatsRow,
+    real_servers: BTreeMap<String, StatsRow>,
+}
+
+/// Services ("TCP 198.18.0.100:80") of an `ipvsadm -Ln --stats` listing.
+fn parse_ipvsadm_stats(listing: &str) -> BTreeMap<String, ServiceStats> {
+    fn row(f: &[&str]) -> Option<StatsRow> {
+        let n: Vec<u64> = f.iter().map(|v| parse_largenum(v)).collect::<Option<_>>()?;
+        match n.as_slice() {
+            [conns, in_pkts, out_pkts, in_bytes, out_bytes] => Some(StatsRow {
+                conns: *conns,
+                in_pkts: *in_pkts,
+                out_pkts: *out_pkts,
+                in_bytes: *in_bytes,
+                out_bytes: *out_bytes,
+            }),
+            _ => None,
+        }
+    }
+    let mut out: BTreeMap<String, ServiceStats> = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in listing.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         match f.as_slice() {
-            [proto @ ("TCP" | "UDP"), addr, conns, ..] => {
-                let key = format!("{proto} {addr}");
-                let conns = parse_largenum(conns).unwrap_or(u64::MAX);
-                out.insert(key.clone(), (conns, Vec::new()));
-                current = Some(key);
+            [proto @ ("TCP" | "UDP"), addr, rest @ ..] => {
+                if let Some(total) = row(rest) {
+                    let key = format!("{proto} {addr}");
+                    out.insert(
+                        key.clone(),
+                        ServiceStats {
+                            total,
+                            real_servers: BTreeMap::new(),
+                        },
+                    );
+                    current = Some(key);
+                }
             }
-            ["->", addr, conns, ..] if addr.contains(':') && !addr.starts_with("Remote") => {
-                if let (Some(k), Some(n)) = (&current, parse_largenum(conns)) {
-                    if let Some(e) = out.get_mut(k) {
-                        e.1.push(n);
+            ["->", addr, rest @ ..] => {
+                if let (Some(k), Some(r)) = (&current, row(rest)) {
+                    if let Some(svc) = out.get_mut(k) {
+                        svc.real_servers.insert(addr.to_string(), r);
                     }
                 }
             }
@@ -355,11 +402,148 @@ fn parse_largenum(s: &str) -> Option<u64> {
     num.parse::<u64>().ok().map(|n| n * mul)
 }
 
+/// What vsd says through vsadm, for the checks.
+struct VsdView<'a> {
+    vsd: &'a Vsd,
+    method: Method,
+    workers: usize,
+}
+
+impl VsdView<'_> {
+    /// `vsadm -Ln --stats`, parsed; panics if vsadm fails.
+    fn stats(&self, label: &str) -> (String, BTreeMap<String, ServiceStats>) {
+        let out = self.vsd.vsadm(&["-Ln", "--stats"]);
+        assert!(
+            out.status.success(),
+            "{label}: vsadm -Ln --stats: {}",
+            text(&out)
+        );
+        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+        let parsed = parse_ipvsadm_stats(&listing);
+        (listing, parsed)
+    }
+
+    /// The service `key` has scheduled exactly `answers` (real-server id ->
+    /// count, as the client saw them) new connections, per real server.
+    fn assert_conns(
+        &self,
+        label: &str,
+        key: &str,
+        rs_port: u16,
+        answers: &BTreeMap<String, usize>,
+    ) {
+        let (listing, stats) = self.stats(label);
+        let svc = stats
+            .get(key)
+            .unwrap_or_else(|| panic!("{label}: {key} missing from:\n{listing}"));
+        let total: usize = answers.values().sum();
+        assert_eq!(
+            svc.total.conns, total as u64,
+            "{label}: {key}: Conns after {total} new connections:\n{listing}"
+        );
+        for (i, addr) in self.method.rs_addrs().iter().enumerate() {
+            let id = format!("rs{}", i + 1);
+            let want = answers.get(&id).copied().unwrap_or(0) as u64;
+            let got = svc
+                .real_servers
+                .get(&format!("{addr}:{rs_port}"))
+                .map(|r| r.conns);
+            assert_eq!(
+                got,
+                Some(want),
+                "{label}: {key} -> {addr}:{rs_port} Conns (the client saw {answers:?}):\n{listing}"
+            );
+        }
+    }
+
+    /// After all checks: byte and packet counters fit the method, and with
+    /// several workers packets really crossed between them.
+    fn assert_final(&self, label: &str) {
+        let (listing, stats) = self.stats(label);
+        eprintln!("{label}: vsadm -Ln --stats:\n{listing}");
+        let tcp = stats
+            .get(&format!("TCP {VIP}:{HTTP_PORT}"))
+            .unwrap_or_else(|| panic!("{label}: no TCP service in:\n{listing}"));
+        let udp = stats
+            .get(&format!("UDP {VIP}:{UDP_PORT}"))
+            .unwrap_or_else(|| panic!("{label}: no UDP service in:\n{listing}"));
+        // at least the sequential requests and the download; ab's
+        // connections may reuse client ports of finished ones
+        assert!(
+            tcp.total.conns > SEQUENTIAL as u64,
+            "{label}: TCP Conns:\n{listing}"
+        );
+        assert!(
+            tcp.total.in_pkts > AB_REQUESTS as u64 * 3,
+            "{label}: TCP InPkts:\n{listing}"
+        );
+        assert_eq!(
+            udp.total.in_pkts, UDP_QUERIES as u64,
+            "{label}: UDP InPkts:\n{listing}"
+        );
+        // IPv4 + UDP headers and "query-N"; the answers say "rsN query-N"
+        let query_bytes = UDP_QUERIES as u64 * (20 + 8 + 7);
+        let answer_bytes = UDP_QUERIES as u64 * (20 + 8 + 11);
+        assert_eq!(
+            udp.total.in_bytes, query_bytes,
+            "{label}: UDP InBytes:\n{listing}"
+        );
+        if self.method.maps_ports() {
+            // replies come back through vsd: the download alone is 50 MB
+            assert!(
+                tcp.total.out_bytes >= 50_000_000,
+                "{label}: TCP OutBytes:\n{listing}"
+            );
+            assert_eq!(
+                udp.total.out_pkts, UDP_QUERIES as u64,
+                "{label}: UDP OutPkts:\n{listing}"
+            );
+            assert_eq!(
+                udp.total.out_bytes, answer_bytes,
+                "{label}: UDP OutBytes:\n{listing}"
+            );
+        } else {
+            // DR and TUN: replies go straight to the client
+            assert_eq!(tcp.total.out_pkts, 0, "{label}: TCP OutPkts:\n{listing}");
+            assert_eq!(udp.total.out_pkts, 0, "{label}: UDP OutPkts:\n{listing}");
+        }
+        let counters = self.vsd.vsadm(&["--counters"]);
+        eprintln!("{label}: vsadm --counters:\n{}", text(&counters));
+        // Nothing may have been dropped for want of a resource or a route.
+        for name in [
+            "no_mbuf",
+            "tx_full",
+            "steer_full",
+            "neigh_queue_full",
+            "neigh_table_full",
+            "neigh_unresolved",
+            "no_route",
+            "bad_ip_checksum",
+        ] {
+            assert_eq!(self.vsd.dropped(name), 0, "{label}: drops {name}");
+        }
+        let all = self.vsd.ask("counters");
+        for name in ["table_full", "no_room", "no_local_address", "no_local_port"] {
+            let n = all["forwarding"]["drops"][name].as_u64().unwrap_or(0);
+            assert_eq!(n, 0, "{label}: forwarding drops {name}");
+        }
+        if self.workers > 1 {
+            let steered = self.vsd.event("steered_in");
+            assert!(
+                steered > 0,
+                "{label}: with {} workers no packet was steered to its owner",
+                self.workers
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------- checks
 
 /// All checks against whatever directs traffic for the VIP in `topo`.
-/// `workers` bounds the round-robin spread (1 = exact alternation).
-fn run_checks(label: &str, topo: &mut Topology, workers: usize) {
+/// `workers` bounds the round-robin spread (1 = exact alternation); with
+/// `vsd`, its statistics are checked against what the client saw.
+fn run_checks(label: &str, topo: &mut Topology, workers: usize, vsd: Option<&VsdView>) {
     let t = std::time::Instant::now();
     let seq = sequential_requests(label, topo);
     eprintln!(
@@ -367,6 +551,14 @@ fn run_checks(label: &str, topo: &mut Topology, workers: usize) {
         t.elapsed()
     );
     assert_spread(label, "sequential HTTP", &seq, SEQUENTIAL, workers);
+    if let Some(v) = vsd {
+        v.assert_conns(
+            label,
+            &format!("TCP {VIP}:{HTTP_PORT}"),
+            topo.method.rs_http_port(),
+            &seq,
+        );
+    }
     let t = std::time::Instant::now();
     download(label, topo);
     eprintln!("{label}: 50 MB download, sha256 equal ({:?})", t.elapsed());
@@ -379,10 +571,21 @@ fn run_checks(label: &str, topo: &mut Topology, workers: usize) {
     let udp = udp_queries(label, topo);
     eprintln!("{label}: {UDP_QUERIES} UDP queries: {udp:?}");
     assert_spread(label, "UDP", &udp, UDP_QUERIES, workers);
+    if let Some(v) = vsd {
+        v.assert_conns(
+            label,
+            &format!("UDP {VIP}:{UDP_PORT}"),
+            topo.method.rs_udp_port(),
+            &udp,
+        );
+    }
     topo.assert_servers_alive();
     method_specifics(label, topo);
     for rs in &topo.rs {
         eprintln!("{label}: {} peers {:?}", rs.id, rs.peers());
+    }
+    if let Some(v) = vsd {
+        v.assert_final(label);
     }
 }
 
@@ -518,6 +721,8 @@ fn udp_queries(label: &str, topo: &Topology) -> BTreeMap<String, usize> {
             &port,
             "--count",
             &count,
+            "--first-port",
+            "50000",
             "--timeout",
             "3",
         ],
@@ -598,7 +803,7 @@ fn reference_test(method: Method) {
     let mut director = RefDirector::new(method);
     let mut topo = Topology::build(method, &director.lan_if, director.srv_if.as_deref());
     director.start(&topo);
-    run_checks(&format!("reference {method:?}"), &mut topo, 1);
+    run_checks(&format!("reference {method:?}"), &mut topo, 1, None);
 }
 
 #[test]

@@ -531,15 +531,22 @@ impl Topology {
             ns.sysctl("net.ipv4.conf.default.rp_filter=0");
         }
 
-        // the client's way to the director
+        // The client's way to the director. A DPDK net_tap port gives its
+        // kernel-side interface the port's own MAC; on a bridge that MAC
+        // would count as the bridge's own (frames to vsd delivered locally,
+        // never forwarded to the tap), and on the client it would make the
+        // client claim vsd's MAC. The kernel side is the wire's far end, so
+        // it gets a MAC of its own.
         let client_if = if method == Method::Dr {
             move_link(lan_if, &switch);
+            switch.ip(&["link", "set", lan_if, "address", "02:00:00:00:03:01"]);
             switch.ip(&["link", "set", lan_if, "master", "br0", "up"]);
             no_offloads(&switch, lan_if, false);
             bridge_veth(&switch, "pc", &client, "eth0", Some("02:00:00:00:02:02"));
             "eth0".to_string()
         } else {
             move_link(lan_if, &client);
+            client.ip(&["link", "set", lan_if, "address", "02:00:00:00:02:01"]);
             client.ip(&["link", "set", lan_if, "up"]);
             no_offloads(&client, lan_if, false);
             lan_if.to_string()
@@ -549,6 +556,7 @@ impl Topology {
         // the director's side toward the real servers
         if let Some(srv) = srv_if {
             move_link(srv, &switch);
+            switch.ip(&["link", "set", srv, "address", "02:00:00:00:03:02"]);
             switch.ip(&["link", "set", srv, "master", "br0", "up"]);
             no_offloads(&switch, srv, false);
         }
