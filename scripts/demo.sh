@@ -79,6 +79,9 @@ workers = [1]
 [control]
 socket = "$SOCK"
 
+[lb]
+conn_capacity = 65536
+
 [[port]]
 name = "lan0"
 device = "net_tap0,iface=$TAP_C"
@@ -129,14 +132,18 @@ for ns in "$NS_C" "$NS_SW" "${NS_RS[@]}"; do
   ip -n "$ns" link set lo up
   ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
 done
+# The kernel side of a net_tap port starts with the port's own MAC; as the far
+# end of the wire (client NIC, bridge port) it needs one of its own.
 # client on vsd's first tap
 ip link set "$TAP_C" netns "$NS_C"
+ip -n "$NS_C" link set "$TAP_C" address 02:00:00:00:02:01
 ip -n "$NS_C" addr add 198.18.0.2/24 dev "$TAP_C"
 ip -n "$NS_C" link set "$TAP_C" up
 # vsd's second tap and the real servers on one bridge
 ip -n "$NS_SW" link add br0 type bridge
 ip -n "$NS_SW" link set br0 up
 ip link set "$TAP_S" netns "$NS_SW"
+ip -n "$NS_SW" link set "$TAP_S" address 02:00:00:00:03:02
 ip -n "$NS_SW" link set "$TAP_S" master br0 up
 for i in 0 1; do
   ns=${NS_RS[$i]}
