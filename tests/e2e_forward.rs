@@ -206,23 +206,24 @@ method = "{}"
 struct Rig {
     vsd: Vsd,
     topo: Topology,
-    _dpdk: Registration,
+    prefix: DpdkPrefix,
 }
 
 impl Rig {
     fn start(method: Method, workers: Workers) -> Rig {
         let lan_tap = unique("fl");
         let srv_tap = unique("fs");
-        let prefix = unique("vsdf");
-        let dpdk = register("dpdk", &prefix);
-        let vsd = Vsd::start(&vsd_config(method, workers, &lan_tap, &srv_tap, &prefix));
+        let prefix = DpdkPrefix::new("vsdf");
+        let vsd = Vsd::start(&vsd_config(
+            method,
+            workers,
+            &lan_tap,
+            &srv_tap,
+            &prefix.name,
+        ));
         let srv = method.has_srv_port().then_some(srv_tap.as_str());
         let topo = Topology::build(method, &lan_tap, srv);
-        Rig {
-            vsd,
-            topo,
-            _dpdk: dpdk,
-        }
+        Rig { vsd, topo, prefix }
     }
 }
 
@@ -999,11 +1000,9 @@ fn kill_target() {
     }
     lines.push(format!("dir {}", t.dir.path.display()));
     lines.push(format!("dir {}", rig.vsd.dir.display()));
+    lines.push(format!("dpdk {}", rig.prefix.name));
     let cfg = std::fs::read_to_string(rig.vsd.dir.join("vsd.toml")).unwrap_or_default();
     for l in cfg.lines() {
-        if let Some(p) = l.split("--file-prefix=").nth(1) {
-            lines.push(format!("dpdk {}", p.trim_end_matches(['"', ']'])));
-        }
         if let Some(i) = l.split("iface=").nth(1) {
             lines.push(format!("link {}", i.trim_end_matches('"')));
         }

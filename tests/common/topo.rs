@@ -240,6 +240,39 @@ impl Drop for TempDir {
     }
 }
 
+/// A DPDK `--file-prefix` for one vsd run. DPDK leaves its runtime
+/// directory (/var/run/dpdk/PREFIX) behind even after a clean exit, and
+/// hugepage files after a crash: both are removed on drop, or by the reaper.
+/// Drop it after the vsd that used it has ended.
+pub struct DpdkPrefix {
+    pub name: String,
+    _reg: Registration,
+}
+
+impl DpdkPrefix {
+    pub fn new(tag: &str) -> DpdkPrefix {
+        let name = unique(tag);
+        let reg = register("dpdk", &name);
+        DpdkPrefix { name, _reg: reg }
+    }
+}
+
+impl Drop for DpdkPrefix {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.name));
+        for dir in ["/dev/hugepages", "/mnt/huge"] {
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                for e in rd.flatten() {
+                    let file = e.file_name().to_string_lossy().into_owned();
+                    if file.starts_with(&format!("{}map_", self.name)) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Make a command die with the thread that started it.
 pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches only
