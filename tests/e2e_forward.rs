@@ -6,7 +6,9 @@
 //!   and spread as round-robin says: exactly 50/50 with one worker; with
 //!   four workers each worker alternates on its own, so the two counts
 //!   differ by at most the number of workers;
-//! - a 50 MB download arrives byte-identical (sha256);
+//! - a 50 MB download arrives byte-identical (sha256), and so does an 8 MB
+//!   upload (for TUN that needs ICMP fragmentation-needed from the
+//!   director: full-size segments do not fit the tunnel);
 //! - 2000 requests at 200 concurrent connections (ab) complete, none failed;
 //! - a UDP service answers through the VIP (10 queries, each a new flow);
 //! - what the method promises on the real-server side: NAT/DR/TUN servers
@@ -524,6 +526,14 @@ impl VsdView<'_> {
             assert_eq!(self.vsd.dropped(name), 0, "{label}: drops {name}");
         }
         let all = self.vsd.ask("counters");
+        if self.method == Method::Tun {
+            // the upload's full-size segments do not fit the tunnel: the
+            // client learnt the path MTU from vsd
+            let n = all["forwarding"]["events"]["icmp_frag_needed_sent"]
+                .as_u64()
+                .unwrap_or(0);
+            assert!(n > 0, "{label}: TUN sent no ICMP fragmentation-needed");
+        }
         for name in ["table_full", "no_room", "no_local_address", "no_local_port"] {
             let n = all["forwarding"]["drops"][name].as_u64().unwrap_or(0);
             assert_eq!(n, 0, "{label}: forwarding drops {name}");
@@ -563,6 +573,13 @@ fn run_checks(label: &str, topo: &mut Topology, workers: usize, vsd: Option<&Vsd
     let t = std::time::Instant::now();
     download(label, topo);
     eprintln!("{label}: 50 MB download, sha256 equal ({:?})", t.elapsed());
+    let t = std::time::Instant::now();
+    let by = upload(label, topo);
+    eprintln!(
+        "{label}: {} MB upload to {by}, sha256 equal ({:?})",
+        UPLOAD_BYTES >> 20,
+        t.elapsed()
+    );
     let t = std::time::Instant::now();
     concurrent(label, topo);
     eprintln!(
@@ -682,6 +699,43 @@ fn download(label: &str, topo: &Topology) {
     let _ = std::fs::remove_file(&dst);
 }
 
+/// An upload arrives byte-identical at a real server, which answers with
+/// its name and the body's sha256. Returns the name.
+fn upload(label: &str, topo: &Topology) -> String {
+    let url = format!("http://{VIP}:{HTTP_PORT}/upload");
+    let data = format!("@{}", topo.upload.display());
+    let out = topo.client_run(
+        150,
+        "curl",
+        &[
+            "-sS",
+            "--fail",
+            "--connect-timeout",
+            "5",
+            "--max-time",
+            "120",
+            "-H",
+            "Expect:",
+            "--data-binary",
+            &data,
+            &url,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{label}: upload failed: {}",
+        text(&out)
+    );
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (by, sha) = answer.split_once(' ').unwrap_or(("", ""));
+    assert!(
+        by.starts_with("rs") && sha == topo.upload_sha256,
+        "{label}: upload arrived as {answer:?}, sent sha256 {}",
+        topo.upload_sha256
+    );
+    by.to_string()
+}
+
 /// ab: 2000 requests, 200 concurrent, none failed.
 fn concurrent(label: &str, topo: &Topology) {
     let url = format!("http://{VIP}:{HTTP_PORT}/id");
@@ -773,6 +827,13 @@ fn method_specifics(label: &str, topo: &Topology) {
             }
         }
         Method::Tun => {
+            // the upload taught the client the tunnel's path MTU
+            let out = topo.client.ip(&["route", "get", VIP]);
+            let route = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                route.contains("mtu 1480"),
+                "{label}: client's route to the VIP lacks the tunnel's path MTU: {route:?}"
+            );
             for rs in &topo.rs {
                 assert_eq!(
                     rs.outer_sources(),

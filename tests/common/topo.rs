@@ -50,6 +50,9 @@ pub const HTTP_PORT: u16 = 80;
 pub const UDP_PORT: u16 = 9000;
 /// Size of the download checked by sha256.
 pub const BIG_FILE_BYTES: usize = 50 << 20;
+/// Size of the upload checked by sha256 (client to real server: through
+/// the director with every method; for TUN it needs path MTU discovery).
+pub const UPLOAD_BYTES: usize = 8 << 20;
 
 /// Forwarding methods under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -527,6 +530,9 @@ pub struct Topology {
     pub dir: TempDir,
     /// sha256 of the file every real server serves as /big.bin.
     pub big_sha256: String,
+    /// The file the client uploads (`upload.bin` in `dir`) and its sha256.
+    pub upload: PathBuf,
+    pub upload_sha256: String,
     /// The client's interface toward the director.
     pub client_if: String,
 }
@@ -554,6 +560,9 @@ impl Topology {
         let big = dir.path.join("big.bin");
         write_random_file(&big, BIG_FILE_BYTES, 0x5eed_0000_0000_0001);
         let big_sha256 = sha256_of(None, &big);
+        let upload = dir.path.join("upload.bin");
+        write_random_file(&upload, UPLOAD_BYTES, 0x5eed_0000_0000_0002);
+        let upload_sha256 = sha256_of(None, &upload);
 
         let client = Ns::new("vc");
         let switch = Ns::new("vw");
@@ -615,6 +624,8 @@ impl Topology {
             switch,
             dir,
             big_sha256,
+            upload,
+            upload_sha256,
             client_if,
         }
     }

@@ -10,7 +10,9 @@ port):
        sends the frame back out of --lan;
   tun: sends the IP packet inside a new IPv4 header (protocol 4) to the real
        server (--rs IP) through a raw socket; the kernel picks the outer
-       source, the address toward the real server.
+       source, the address toward the real server. A packet with DF that
+       would not fit --mtu once encapsulated is answered with ICMP
+       fragmentation-needed (next-hop MTU = --mtu - 20), as a director must.
 The namespace must not forward (ip_forward=0) so its kernel drops the VIP
 frames silently. Writes --ready once listening."""
 import argparse
@@ -27,6 +29,15 @@ PACKET_HOST = 0
 PACKET_BROADCAST = 1
 
 
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
 def mac_bytes(text):
     return bytes(int(x, 16) for x in text.split(":"))
 
@@ -38,6 +49,7 @@ def main():
     ap.add_argument("--vip", required=True)
     ap.add_argument("--rs", action="append", required=True)
     ap.add_argument("--ready", required=True)
+    ap.add_argument("--mtu", type=int, default=1500)
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 
@@ -52,9 +64,10 @@ def main():
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.bind((a.lan, 0))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    raw = None
+    raw = icmp = None
     if a.mode == "tun":
         raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IPIP)
+        icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     flows = {}
     turn = 0
     with open(a.ready, "w") as f:
@@ -91,6 +104,12 @@ def main():
             flows[key] = rs
         if a.mode == "dr":
             sock.send(rs[1] + my_mac + frame[12:14] + pkt)
+        elif len(pkt) + 20 > a.mtu and pkt[6] & 0x40:
+            # too big for the tunnel and DF set: frag-needed to the client,
+            # quoting the IP header and 8 bytes of the packet
+            body = struct.pack("!BBHHH", 3, 4, 0, 0, a.mtu - 20) + pkt[: ihl + 8]
+            body = body[:2] + struct.pack("!H", csum(body)) + body[4:]
+            icmp.sendto(body, (socket.inet_ntoa(pkt[12:16]), 0))
         else:
             raw.sendto(pkt, (rs[0], 0))
 

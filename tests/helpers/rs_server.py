@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """A real server for the end-to-end forwarding tests (stdlib only).
 
-Serves files from --dir over HTTP (an `id` file names the server) and echoes
+Serves files from --dir over HTTP (an `id` file names the server), answers
+a POST with the server's name and the sha256 of the body, and echoes
 UDP datagrams prefixed with the server's name. Every distinct peer address
 (TCP or UDP) is appended once to --peer-log, so a test can tell which source
 addresses reached the server (FULLNAT: only the director's local addresses).
 Writes --ready once both sockets listen. Runs until SIGTERM/SIGKILL.
 """
 import argparse
+import hashlib
 import http.server
 import os
 import signal
@@ -43,7 +45,7 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
 
-def make_handler(directory, peers):
+def make_handler(name, directory, peers):
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **kw):
             super().__init__(*a, directory=directory, **kw)
@@ -54,6 +56,23 @@ def make_handler(directory, peers):
         def setup(self):
             super().setup()
             peers.note("tcp", self.client_address[0])
+
+        def do_POST(self):
+            """Answers "NAME SHA256" of the request body."""
+            left = int(self.headers.get("Content-Length", "0"))
+            digest = hashlib.sha256()
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                left -= len(chunk)
+            body = f"{name} {digest.hexdigest()}\n".encode()
+            self.send_response(200 if left == 0 else 400)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
     return Handler
 
@@ -90,7 +109,7 @@ def main():
 
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     peers = Peers(a.peer_log)
-    httpd = Server(("0.0.0.0", a.http_port), make_handler(a.dir, peers))
+    httpd = Server(("0.0.0.0", a.http_port), make_handler(a.name, a.dir, peers))
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("0.0.0.0", a.udp_port))
     threading.Thread(target=udp_echo, args=(udp, a.name, peers), daemon=True).start()
