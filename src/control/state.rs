@@ -244,6 +244,7 @@ pub fn service_config_from(s: &config::ServiceConf) -> ServiceConfig {
         persistence: s.persistence_timeout,
         persist_mask,
         one_packet: s.one_packet,
+        local_addresses: s.local_addresses.clone(),
         ..ServiceConfig::default()
     }
 }
@@ -1241,6 +1242,34 @@ address = "198.18.1.21"
                 (0, ip("198.18.1.11"), 8080)
             ]
         );
+    }
+
+    #[test]
+    fn local_addresses_reach_the_workers_snapshot() {
+        let mut s = ControlState::new(64);
+        let run = |s: &mut ControlState, a: &[&str]| {
+            s.apply(&ipvsadm::parse(a).unwrap()).unwrap();
+        };
+        let laddrs = |s: &ControlState| {
+            s.snapshot().services.services()[0]
+                .config
+                .local_addresses
+                .clone()
+        };
+        run(&mut s, &["-A", "-t", "198.18.0.100:80", "-s", "rr"]);
+        run(
+            &mut s,
+            &["--add-laddr", "-z", "198.18.1.200", "-t", "198.18.0.100:80"],
+        );
+        assert_eq!(laddrs(&s), vec![ip("198.18.1.200")]);
+        // -E replaces the settings but keeps the local addresses
+        run(&mut s, &["-E", "-t", "198.18.0.100:80", "-s", "wlc"]);
+        assert_eq!(laddrs(&s), vec![ip("198.18.1.200")]);
+        run(
+            &mut s,
+            &["--del-laddr", "-z", "198.18.1.200", "-t", "198.18.0.100:80"],
+        );
+        assert!(laddrs(&s).is_empty());
     }
 
     #[test]
