@@ -50,6 +50,8 @@ cleanup() {
     cat "$WORK/vsd.log"
   fi
   rm -rf "$WORK"
+  # DPDK leaves its runtime directory behind even after a clean exit
+  rm -rf "/var/run/dpdk/vsd-demo-$TAG"
   exit "$rc"
 }
 trap cleanup EXIT
