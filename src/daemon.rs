@@ -15,7 +15,7 @@ use crate::dataplane::neigh::NeighTable;
 use crate::dataplane::publish::{Published, Subscriber};
 use crate::dataplane::worker::{
     ConnDump, ConnRow, NeighUpdate, PlaneConfig, SteerOut, Worker, WorkerLatency, WorkerPort,
-    NEIGH_INBOX, STEER_RING_SIZE, TEMPLATE_INBOX,
+    FWD_BATCH, NEIGH_INBOX, STEER_RING_SIZE, TEMPLATE_INBOX,
 };
 use crate::dpdk::{Eal, LaunchedLcore, Mempool, Port, PortConfig, SteerBatch, SteerRing, TxBuffer};
 use crate::lb::director::{CoreLb, CoreLbConfig};
@@ -753,6 +753,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
             adopted: adopted_gen,
             latency,
             l4_csum_offload,
+            fwd_batch: Vec::with_capacity(FWD_BATCH),
+            fwd_meta: Vec::with_capacity(FWD_BATCH),
         };
         let lcore = cfg.lcores.workers[w];
         launched.push(

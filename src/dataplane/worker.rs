@@ -159,7 +159,14 @@ pub struct Worker {
     /// The NIC computes TCP/UDP checksums of forwarded packets (the
     /// forwarding core then skips them).
     pub l4_csum_offload: bool,
+    /// Packets of the current burst waiting for the forwarding core, with
+    /// their steering metadata (preallocated: no allocation per packet).
+    pub fwd_batch: Vec<Mbuf>,
+    pub fwd_meta: Vec<Option<SteerMeta>>,
 }
+
+/// Capacity to give [`Worker::fwd_batch`] and [`Worker::fwd_meta`].
+pub const FWD_BATCH: usize = crate::dpdk::BURST_SIZE;
 
 fn count_neigh_drop(c: &WorkerCounters, r: neigh::DropReason) {
     c.drop_pkt(match r {
@@ -328,6 +335,7 @@ impl Worker {
                     i += 1;
                     self.handle_wire(p, m, now_ms);
                 }
+                self.forward_batch(now_ms);
                 burst_hist.saturating_record(ns(tsc_now().wrapping_sub(burst_start)).max(1));
             }
             for r in 0..self.steer_in.len() {
@@ -339,8 +347,9 @@ impl Worker {
                 while let Some((m, meta)) = steered.next_packet() {
                     self.counters.add(Event::SteeredIn, 1);
                     let meta = (meta != META_RAW_PACKET).then(|| SteerMeta::from_raw(meta));
-                    self.forward(m, meta, now_ms);
+                    self.queue_forward(m, meta, now_ms);
                 }
+                self.forward_batch(now_ms);
             }
             self.exchange_templates(&mut notes, now_ms);
             if self.dump.requested.load(Ordering::Relaxed)
@@ -487,14 +496,52 @@ impl Worker {
                         }
                     }
                 }
-                self.forward(m, None, now_ms);
+                self.queue_forward(m, None, now_ms);
             }
         }
     }
 
-    /// Hand a packet to the forwarding core and carry out its verdict.
-    fn forward(&mut self, mut m: Mbuf, meta: Option<SteerMeta>, now_ms: u64) {
-        match self.lb.process(&mut m, meta, now_ms) {
+    /// Add a packet to the batch for the forwarding core.
+    #[inline]
+    fn queue_forward(&mut self, m: Mbuf, meta: Option<SteerMeta>, now_ms: u64) {
+        if self.fwd_batch.len() == self.fwd_batch.capacity() {
+            self.forward_batch(now_ms);
+        }
+        self.fwd_batch.push(m);
+        self.fwd_meta.push(meta);
+    }
+
+    /// Run the batch through the forwarding core (lookups issued together)
+    /// and carry out each verdict.
+    fn forward_batch(&mut self, now_ms: u64) {
+        let n = self.fwd_batch.len();
+        if n == 0 {
+            return;
+        }
+        let mut verdicts = [FwdVerdict::NotService; FWD_BATCH];
+        let done = self.lb.process_burst(
+            &mut self.fwd_batch[..],
+            &self.fwd_meta[..],
+            &mut verdicts[..n.min(FWD_BATCH)],
+            now_ms,
+        );
+        self.fwd_meta.clear();
+        let mut batch = std::mem::take(&mut self.fwd_batch);
+        for (i, m) in batch.drain(..).enumerate() {
+            if i < done {
+                self.carry_out(verdicts[i], m, now_ms);
+            } else {
+                // cannot happen (the batch never exceeds FWD_BATCH); count it
+                self.counters.add(Event::ForwardDrops, 1);
+            }
+        }
+        // keep the allocation for the next burst
+        self.fwd_batch = batch;
+    }
+
+    /// Carry out the forwarding core's verdict on a packet.
+    fn carry_out(&mut self, verdict: FwdVerdict, mut m: Mbuf, now_ms: u64) {
+        match verdict {
             FwdVerdict::Forward { next_hop } => {
                 self.counters.add(Event::Forwarded, 1);
                 if self.l4_csum_offload {
