@@ -8,7 +8,7 @@
 # service), starts vsd, moves its taps into namespaces, starts a web server
 # in each real-server namespace, fetches a page through the VIP from the
 # client namespace a few times (the answers alternate between the servers),
-# prints `vsadm -Ln --stats` and tears everything down again, also on
+# prints `vsadm -Ln --stats` and `--rate` and tears everything down again, also on
 # failure or Ctrl-C.
 #
 #   scripts/demo.sh                 # release build
@@ -187,13 +187,20 @@ done
 echo "answers alternate between rs1 and rs2"
 
 echo
-if "$VSADM" --socket "$SOCK" -Ln --stats >"$WORK/stats" 2>&1; then
-  echo "== vsadm -Ln --stats"
-  cat "$WORK/stats"
-else
-  echo "== vsadm --counters (this vsadm has no -Ln --stats yet)"
-  "$VSADM" --socket "$SOCK" --counters
-fi
+echo "== vsadm -Ln"
+"$VSADM" --socket "$SOCK" -Ln
+echo
+echo "== vsadm -Ln --stats"
+"$VSADM" --socket "$SOCK" -Ln --stats
+
+echo
+echo "== client: steady load for 7 s (20 requests/s) so the rate estimator has samples"
+ip netns exec "$NS_C" bash -c "for i in \$(seq 140); do timeout 5 curl -s -o /dev/null http://$VIP/ & sleep 0.05; done; wait" || true
+echo "== vsadm -Ln --rate (IPVS estimator: 2 s samples, smoothed)"
+"$VSADM" --socket "$SOCK" -Ln --rate
+echo
+echo "== vsadm --counters (data plane events and drops by reason)"
+"$VSADM" --socket "$SOCK" --counters | grep -v ' 0$'
 
 echo
 echo "== stopping vsd (SIGTERM)"
