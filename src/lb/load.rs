@@ -148,14 +148,14 @@ impl GlobalLoad {
                 let Some(s) = core.slots.get(d) else {
                     continue;
                 };
-                for k in 0..3 {
-                    let v = read(&s.now, k);
-                    s.reported[k].store(v, Relaxed);
-                    total[k] = total[k].saturating_add(v);
+                for ((now, reported), t) in s.now.iter().zip(&s.reported).zip(&mut total) {
+                    let v = now.load(Relaxed);
+                    reported.store(v, Relaxed);
+                    *t = t.saturating_add(v);
                 }
             }
-            for k in 0..3 {
-                sum[k].store(total[k], Relaxed);
+            for (out, t) in sum.iter().zip(total) {
+                out.store(t, Relaxed);
             }
         }
     }
