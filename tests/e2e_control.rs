@@ -7,6 +7,18 @@
 //! Every test builds its own topology (all names unique, everything removed
 //! by guards on failure) and the tests run one at a time: each vsd worker
 //! busy-polls a core, and the machine may have only two.
+//!
+//! - services added by vsadm under traffic; `-Ln --stats --exact` equal to
+//!   nft's counts of 100 connections; `--prometheus` equal to the listing;
+//! - `--rate` against a steady UDP rate;
+//! - a download across `-d`, `--reload` and SIGHUP, its server removed;
+//! - hostile control-socket clients (garbage, a 10 MB line, silent and
+//!   half-sent ones) while traffic runs.
+//!
+//! Tests documenting known vsd bugs (they fail until fixed): a client
+//! streaming requests stalls the control plane, 64 silent connections lock
+//! vsadm out, and a client port reused toward another service on the same
+//! real server cannot connect.
 
 mod common;
 
@@ -122,7 +134,19 @@ impl Bg {
 }
 
 impl Drop for Bg {
+    /// SIGTERM first (`timeout` passes it on to its command), SIGKILL if
+    /// that is not enough within 2 s.
     fn drop(&mut self) {
+        if self.running() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            }
+            let child = &mut self.child;
+            wait_for(Duration::from_secs(2), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            });
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
