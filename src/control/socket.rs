@@ -50,6 +50,8 @@ struct Client {
     consumed: usize,
     outbuf: VecDeque<u8>,
     last_progress: Instant,
+    /// The client finished sending; its buffered lines are still answered.
+    eof: bool,
     closing: bool,
 }
 
@@ -181,6 +183,7 @@ impl ControlServer {
                         consumed: 0,
                         outbuf: VecDeque::new(),
                         last_progress: Instant::now(),
+                        eof: false,
                         closing: false,
                     });
                 }
@@ -237,11 +240,11 @@ fn serve(c: &mut Client, handler: &mut dyn Handler, now: Instant) {
         // reading our answers
         let mut budget = READ_PER_POLL;
         let mut buf = [0u8; 16384];
-        while budget > 0 && c.outbuf.len() < BACKPRESSURE_OUTBOX {
+        while !c.eof && budget > 0 && c.outbuf.len() < BACKPRESSURE_OUTBOX {
             let want = budget.min(buf.len());
             match c.stream.read(&mut buf[..want]) {
                 Ok(0) => {
-                    c.closing = true;
+                    c.eof = true;
                     break;
                 }
                 Ok(n) => {
@@ -285,6 +288,10 @@ fn serve(c: &mut Client, handler: &mut dyn Handler, now: Instant) {
             answered += 1;
         }
         c.compact();
+        if c.eof && !c.pending().contains(&b'\n') {
+            // everything it sent is answered (a partial last line is dropped)
+            c.closing = true;
+        }
         let stalled = now.duration_since(c.last_progress);
         if !c.pending().is_empty() && !c.pending().contains(&b'\n') && stalled > IDLE_TIMEOUT {
             reply(
@@ -549,6 +556,31 @@ mod tests {
             "{} flood requests were answered first",
             order.before
         );
+    }
+
+    #[test]
+    fn every_line_sent_before_a_half_close_is_answered() {
+        let path = sock("halfclose");
+        let mut server = ControlServer::bind(&path).unwrap();
+        let mut c = UnixStream::connect(&path).unwrap();
+        let n = 3 * LINES_PER_POLL + 1;
+        for i in 0..n {
+            c.write_all(format!("{{\"cmd\":\"echo\",\"x\":{i}}}\n").as_bytes())
+                .unwrap();
+        }
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        for _ in 0..20 {
+            server.poll(&mut Echo);
+        }
+        let mut got = String::new();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        c.read_to_string(&mut got).unwrap();
+        assert_eq!(got.lines().count(), n, "{got}");
+        assert_eq!(
+            got.lines().last(),
+            Some(format!("{{\"data\":{},\"ok\":true}}", n - 1).as_str())
+        );
+        assert_eq!(server.client_count(), 0, "closed once answered");
     }
 
     #[test]
