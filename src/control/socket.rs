@@ -22,10 +22,20 @@ pub const PROTOCOL_VERSION: u64 = 1;
 pub const MAX_LINE: usize = 1 << 20;
 /// A client with a partial line and no progress for this long is dropped.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Clients served at once.
+/// Clients served at once. When all are taken, a new client replaces the
+/// one that has been idle longest.
 pub const MAX_CLIENTS: usize = 64;
+/// A connected client that sends nothing for this long is dropped.
+pub const SILENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Unsent reply bytes a client may leave queued before it is dropped.
 const MAX_OUTBOX: usize = 64 << 20;
+/// While more than this is unread by a client, nothing more is read from it
+/// (a client that pipelines requests without reading answers waits).
+const BACKPRESSURE_OUTBOX: usize = 1 << 20;
+/// Bytes read from one client per poll, and request lines answered per
+/// poll: one busy client cannot hold the control thread for long.
+const READ_PER_POLL: usize = 64 << 10;
+const LINES_PER_POLL: usize = 8;
 
 /// Answers requests. The daemon implements it.
 pub trait Handler {
@@ -35,10 +45,30 @@ pub trait Handler {
 
 struct Client {
     stream: UnixStream,
+    /// Received bytes; `inbuf[consumed..]` is not answered yet.
     inbuf: Vec<u8>,
+    consumed: usize,
     outbuf: VecDeque<u8>,
     last_progress: Instant,
+    /// The client finished sending; its buffered lines are still answered.
+    eof: bool,
     closing: bool,
+}
+
+impl Client {
+    fn pending(&self) -> &[u8] {
+        &self.inbuf[self.consumed..]
+    }
+    /// Drop answered bytes once they are most of the buffer (amortised O(1)).
+    fn compact(&mut self) {
+        if self.consumed > 0 && self.consumed * 2 >= self.inbuf.len() {
+            self.inbuf.drain(..self.consumed);
+            self.consumed = 0;
+        }
+    }
+    fn idle(&self) -> bool {
+        self.pending().is_empty() && self.outbuf.is_empty()
+    }
 }
 
 /// The listening socket and its clients.
@@ -127,15 +157,33 @@ impl ControlServer {
                         continue;
                     }
                     if self.clients.len() >= MAX_CLIENTS {
-                        let mut s = stream;
-                        let _ = s.write_all(b"{\"ok\":false,\"error\":\"too many clients\"}\n");
-                        continue;
+                        // make room: the client idle longest goes
+                        let oldest = self
+                            .clients
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, c)| c.idle())
+                            .min_by_key(|(_, c)| c.last_progress)
+                            .map(|(i, _)| i);
+                        match oldest {
+                            Some(i) => {
+                                self.clients.swap_remove(i);
+                            }
+                            None => {
+                                let mut s = stream;
+                                let _ =
+                                    s.write_all(b"{\"ok\":false,\"error\":\"too many clients\"}\n");
+                                continue;
+                            }
+                        }
                     }
                     self.clients.push(Client {
                         stream,
                         inbuf: Vec::new(),
+                        consumed: 0,
                         outbuf: VecDeque::new(),
                         last_progress: Instant::now(),
+                        eof: false,
                         closing: false,
                     });
                 }
@@ -187,24 +235,29 @@ pub fn answer(handler: &mut dyn Handler, line: &[u8]) -> Value {
 }
 
 fn serve(c: &mut Client, handler: &mut dyn Handler, now: Instant) {
-    // read what is there
     if !c.closing {
+        // read, within this poll's budget, unless the client is not
+        // reading our answers
+        let mut budget = READ_PER_POLL;
         let mut buf = [0u8; 16384];
-        loop {
-            match c.stream.read(&mut buf) {
+        while !c.eof && budget > 0 && c.outbuf.len() < BACKPRESSURE_OUTBOX {
+            let want = budget.min(buf.len());
+            match c.stream.read(&mut buf[..want]) {
                 Ok(0) => {
-                    c.closing = true;
+                    c.eof = true;
                     break;
                 }
                 Ok(n) => {
+                    budget -= n;
                     c.last_progress = now;
                     c.inbuf.extend_from_slice(&buf[..n]);
-                    if c.inbuf.len() > MAX_LINE && !c.inbuf.contains(&b'\n') {
+                    if c.pending().len() > MAX_LINE && !c.pending().contains(&b'\n') {
                         reply(
                             c,
                             &json!({"ok": false, "error": format!("request line longer than {MAX_LINE} bytes")}),
                         );
                         c.inbuf.clear();
+                        c.consumed = 0;
                         c.closing = true;
                         break;
                     }
@@ -218,22 +271,37 @@ fn serve(c: &mut Client, handler: &mut dyn Handler, now: Instant) {
                 }
             }
         }
-        // answer complete lines
-        while let Some(pos) = c.inbuf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = c.inbuf.drain(..=pos).collect();
-            let line = &line[..line.len() - 1];
+        // answer complete lines, a few per poll
+        let mut answered = 0;
+        while answered < LINES_PER_POLL && c.outbuf.len() < BACKPRESSURE_OUTBOX {
+            let Some(pos) = c.pending().iter().position(|b| *b == b'\n') else {
+                break;
+            };
+            let start = c.consumed;
+            c.consumed += pos + 1;
+            let line = &c.inbuf[start..start + pos];
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             let v = answer(handler, line);
             reply(c, &v);
+            answered += 1;
         }
-        if !c.inbuf.is_empty() && now.duration_since(c.last_progress) > IDLE_TIMEOUT {
+        c.compact();
+        if c.eof && !c.pending().contains(&b'\n') {
+            // everything it sent is answered (a partial last line is dropped)
+            c.closing = true;
+        }
+        let stalled = now.duration_since(c.last_progress);
+        if !c.pending().is_empty() && !c.pending().contains(&b'\n') && stalled > IDLE_TIMEOUT {
             reply(
                 c,
                 &json!({"ok": false, "error": "timed out waiting for the end of the request line"}),
             );
             c.inbuf.clear();
+            c.consumed = 0;
+            c.closing = true;
+        } else if c.idle() && stalled > SILENT_TIMEOUT {
             c.closing = true;
         }
     }
@@ -414,6 +482,105 @@ mod tests {
         let mut s = String::new();
         let _ = big.read_to_string(&mut s);
         assert!(s.contains("longer than"), "got {s:?}");
+    }
+
+    #[test]
+    fn silent_clients_cannot_lock_others_out() {
+        let path = sock("silent");
+        let mut server = ControlServer::bind(&path).unwrap();
+        let silent: Vec<UnixStream> = (0..MAX_CLIENTS)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        server.poll(&mut Echo);
+        assert_eq!(server.client_count(), MAX_CLIENTS);
+        let path2 = path.clone();
+        let t = std::thread::spawn(move || {
+            request(&path2, &json!({"cmd":"echo","x":7}), Duration::from_secs(5))
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !t.is_finished() && Instant::now() < deadline {
+            server.poll(&mut Echo);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(
+            t.join().unwrap().unwrap(),
+            json!(7),
+            "served despite 64 idle clients"
+        );
+        assert!(server.client_count() <= MAX_CLIENTS);
+        drop(silent);
+    }
+
+    /// Counts the requests it answered before the first `{"cmd":"echo"}`.
+    #[derive(Default)]
+    struct Order {
+        before: usize,
+        seen: bool,
+    }
+    impl Handler for Order {
+        fn handle(&mut self, cmd: &str, _req: &Value) -> Result<Value, String> {
+            if cmd == "echo" {
+                self.seen = true;
+            } else if !self.seen {
+                self.before += 1;
+            }
+            Ok(Value::Null)
+        }
+    }
+
+    #[test]
+    fn a_flooding_client_does_not_starve_another() {
+        let path = sock("flood");
+        let mut server = ControlServer::bind(&path).unwrap();
+        let mut flood = UnixStream::connect(&path).unwrap();
+        let mut good = UnixStream::connect(&path).unwrap();
+        server.poll(&mut Echo);
+        // thousands of requests in the pipe, answers never read
+        let lines = b"{\"cmd\":\"x\"}\n".repeat(20000);
+        flood.set_nonblocking(true).unwrap();
+        let mut sent = 0;
+        while sent < lines.len() {
+            match flood.write(&lines[sent..]) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        good.write_all(b"{\"cmd\":\"echo\"}\n").unwrap();
+        let mut order = Order::default();
+        for _ in 0..4 {
+            server.poll(&mut order);
+        }
+        assert!(order.seen, "the second client was served");
+        assert!(
+            order.before <= LINES_PER_POLL,
+            "{} flood requests were answered first",
+            order.before
+        );
+    }
+
+    #[test]
+    fn every_line_sent_before_a_half_close_is_answered() {
+        let path = sock("halfclose");
+        let mut server = ControlServer::bind(&path).unwrap();
+        let mut c = UnixStream::connect(&path).unwrap();
+        let n = 3 * LINES_PER_POLL + 1;
+        for i in 0..n {
+            c.write_all(format!("{{\"cmd\":\"echo\",\"x\":{i}}}\n").as_bytes())
+                .unwrap();
+        }
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        for _ in 0..20 {
+            server.poll(&mut Echo);
+        }
+        let mut got = String::new();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        c.read_to_string(&mut got).unwrap();
+        assert_eq!(got.lines().count(), n, "{got}");
+        assert_eq!(
+            got.lines().last(),
+            Some(format!("{{\"data\":{},\"ok\":true}}", n - 1).as_str())
+        );
+        assert_eq!(server.client_count(), 0, "closed once answered");
     }
 
     #[test]
