@@ -299,6 +299,47 @@ fn rd_icmp_rest(frame: &[u8], info: &PacketInfo) -> u32 {
     }
 }
 
+/// Insert a new connection. If its reply tuple belongs to an old
+/// connection that is already closing (TIME_WAIT or CLOSE, as for SYN
+/// reuse) — e.g. a client port reused toward another service on the same
+/// real server — the old entry gives way, as the real server's own TIME_WAIT
+/// handling would let the new SYN through.
+fn insert_reusing(
+    conns: &mut ConnTable4,
+    stats: &StatsTable,
+    nc: &NewConn<u32>,
+    now_ms: u64,
+) -> Result<ConnId, ConnError> {
+    match conns.insert(nc, now_ms) {
+        Err(ConnError::ReplyExists) => {
+            let reply_dst = match nc.fwd {
+                FwdMethod::FullNat => match nc.local {
+                    Some(l) => l,
+                    None => return Err(ConnError::ReplyExists),
+                },
+                _ => nc.client,
+            };
+            let tuple = Tuple {
+                proto: nc.proto,
+                src: nc.real,
+                dst: reply_dst,
+            };
+            let old = conns
+                .peek(&tuple)
+                .and_then(|(id, _)| conns.get(id).copied().map(|c| (id, c)));
+            match old {
+                Some((id, c)) if reusable(&c) && !is_redirect(&c) => {
+                    conns.remove(id);
+                    stats.count_event(FwdEvent::ConnReused);
+                    conns.insert(nc, now_ms)
+                }
+                _ => Err(ConnError::ReplyExists),
+            }
+        }
+        other => other,
+    }
+}
+
 fn insert_error(e: ConnError) -> FwdDrop {
     match e {
         ConnError::TableFull => FwdDrop::TableFull,
@@ -858,7 +899,7 @@ impl CoreLb {
             one_packet: false,
             template,
         };
-        let id = match conns.insert(&nc, now_ms) {
+        let id = match insert_reusing(conns, stats, &nc, now_ms) {
             Ok(id) => id,
             Err(e) => return FwdVerdict::Drop(insert_error(e)),
         };

@@ -1723,3 +1723,53 @@ fn icmp_about_our_tunnel_packets_is_relayed_to_the_client() {
         Some(rss.owner_v4(CIP, VIP, CPORT, VPORT))
     );
 }
+
+/// A client port reused toward another service that maps to the same real
+/// server: the new connection has the same reply tuple as the old one,
+/// which is in TIME_WAIT. The old entry gives way (it would otherwise block
+/// the client for two minutes); a live one does not.
+#[test]
+fn client_port_reused_toward_another_service_on_the_same_server() {
+    let mut t = table(tcp_key(), FwdMethod::Masq, &[(RIP1, RPORT)], |_| {});
+    let other = ServiceKey::tcp(IpAddr::V4(VIP), 81);
+    t.add_service(other, ServiceConfig::with_scheduler("rr"))
+        .unwrap();
+    t.add_dest(
+        &other,
+        RealServerConfig::new(IpAddr::V4(RIP1), RPORT, FwdMethod::Masq),
+    )
+    .unwrap();
+    let mut lb = lb_with(&t, cfg());
+    let c = (CIP, CPORT);
+    let (v80, v81, rs) = ((VIP, VPORT), (VIP, 81), (RIP1, RPORT));
+    // connection 1 to :80, closed both ways: TIME_WAIT
+    for (src, dst, flags) in [
+        (c, v80, 0x02),
+        (rs, c, 0x12),
+        (c, v80, 0x10),
+        (c, v80, 0x11),
+        (rs, c, 0x11),
+        (c, v80, 0x10),
+    ] {
+        let (v, _) = run(&mut lb, &seg(src, dst, flags, 64, &[]).build(), 1_000);
+        assert!(matches!(v, FwdVerdict::Forward { .. }), "{v:?}");
+    }
+    // same client port toward :81, same real server: forwarded
+    let (v, _) = run(&mut lb, &seg(c, v81, 0x02, 64, &[]).build(), 2_000);
+    assert_eq!(v, fwd_to(RIP1));
+    // its reply is translated for the :81 connection
+    let (v, out) = run(&mut lb, &seg(rs, c, 0x12, 64, &[]).build(), 2_000);
+    assert_eq!(v, fwd_to(CIP));
+    assert_eq!(
+        &out[34..36],
+        &81u16.to_be_bytes(),
+        "reply source port is the new VIP port"
+    );
+
+    // while that connection is established, the same port toward :80 is
+    // refused rather than stealing it
+    let (v, _) = run(&mut lb, &seg(c, v81, 0x10, 64, &[]).build(), 2_000);
+    assert_eq!(v, fwd_to(RIP1));
+    let (v, _) = run(&mut lb, &seg(c, v80, 0x02, 64, &[]).build(), 2_500);
+    assert_eq!(v, FwdVerdict::Drop(FwdDrop::ReplyTupleInUse));
+}
