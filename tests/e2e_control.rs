@@ -15,10 +15,11 @@
 //! - hostile control-socket clients (garbage, a 10 MB line, silent and
 //!   half-sent ones) while traffic runs.
 //!
-//! Tests documenting known vsd bugs (they fail until fixed): a client
-//! streaming requests stalls the control plane, 64 silent connections lock
-//! vsadm out, and a client port reused toward another service on the same
-//! real server cannot connect.
+//! - regressions for control-socket bugs found here (a client streaming
+//!   requests stalled the control plane; 64 silent connections locked vsadm
+//!   out);
+//! - a known forwarding bug, failing until fixed: a client port reused
+//!   toward another service on the same real server cannot connect.
 
 mod common;
 
@@ -1547,9 +1548,10 @@ fn streaming_client_does_not_stall_the_control_plane(line: &'static [u8]) {
     assert!(status.success(), "vsd exit status {status:?}");
 }
 
-/// Known bug (see the report): the control socket reads everything a client
-/// sends and answers every buffered line before serving anyone else, and
-/// removes each answered line from the front of its buffer (quadratic).
+/// Regression: the control socket once read everything a client sent and
+/// answered every buffered line before serving anyone else, removing each
+/// answered line from the front of its buffer (quadratic): a few seconds of
+/// `{}` lines stalled it for many minutes, SIGTERM included.
 #[test]
 fn a_client_streaming_short_bad_lines_does_not_stall_the_control_plane() {
     if !prerequisites() {
@@ -1559,9 +1561,9 @@ fn a_client_streaming_short_bad_lines_does_not_stall_the_control_plane() {
     streaming_client_does_not_stall_the_control_plane(b"{}\n");
 }
 
-/// Known bug (see the report): as above, with valid requests. Every `-Lnc`
-/// waits for the workers' connection dumps (at least a millisecond), and
-/// the server answers everything one client has sent before anyone else.
+/// Regression: as above, with valid requests. Every `-Lnc` waits for the
+/// workers' connection dumps (at least a millisecond), so answering all one
+/// client has pipelined before anyone else starved vsadm for seconds.
 #[test]
 fn a_client_pipelining_requests_without_reading_does_not_starve_vsadm() {
     if !prerequisites() {
@@ -1573,8 +1575,8 @@ fn a_client_pipelining_requests_without_reading_does_not_starve_vsadm() {
     );
 }
 
-/// Known bug (see the report): connections that never send anything are
-/// never dropped, so MAX_CLIENTS (64) of them lock every vsadm out.
+/// Regression: connections that never sent anything were never dropped,
+/// so MAX_CLIENTS (64) of them locked every vsadm out.
 #[test]
 fn silent_connections_cannot_lock_vsadm_out() {
     if !prerequisites() {
