@@ -18,8 +18,9 @@
 //! - regressions for control-socket bugs found here (a client streaming
 //!   requests stalled the control plane; 64 silent connections locked vsadm
 //!   out);
-//! - a known forwarding bug, failing until fixed: a client port reused
-//!   toward another service on the same real server cannot connect.
+//! - a regression for a forwarding bug found here: a client port reused
+//!   toward another service on the same real server could not connect
+//!   while the first connection lingered in TIME_WAIT.
 
 mod common;
 
@@ -1617,12 +1618,12 @@ fn silent_connections_cannot_lock_vsadm_out() {
 // Found while counting: a client port reused toward another service
 // ---------------------------------------------------------------------------------------
 
-/// Known bug (see the report). Two NAT services on one real server: a
+/// Regression test (fixed). Two NAT services on one real server: a
 /// client that connects to VIP:80 from port P and later to VIP:81 from the
 /// same port P gives both connections the same reply tuple (RS:8080 →
-/// CLIENT:P). vsd then drops the second SYN (`fwd_reply_tuple_in_use`) for
-/// as long as the first connection lingers in TIME_WAIT (2 minutes), so the
-/// client cannot connect. The kernel's IPVS forwards it (the real server's
+/// CLIENT:P). vsd used to drop the second SYN (`fwd_reply_tuple_in_use`)
+/// for as long as the first connection lingered in TIME_WAIT (2 minutes);
+/// now the closing entry gives way. The kernel's IPVS forwards it (the real server's
 /// TIME_WAIT handling accepts the new SYN).
 #[test]
 fn client_port_reused_for_another_service_connects() {
