@@ -360,6 +360,20 @@ impl Control<'_> {
         }));
     }
 
+    /// One past the highest server slot any connection can use: the
+    /// published servers and those still draining.
+    fn slots_in_use(&self) -> usize {
+        let snap = self.view.plane.load();
+        let published = snap
+            .services
+            .services()
+            .iter()
+            .flat_map(|s| s.servers.iter().map(|r| r.id))
+            .max();
+        let draining = self.state.draining_slots().into_iter().max();
+        published.max(draining).map_or(0, |m| m as usize + 1)
+    }
+
     /// Periodic work: rate estimators, reuse of drained server slots.
     fn tick(&mut self) {
         let stats = PlaneStats::new(&self.view);
@@ -835,7 +849,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         // connection counts summed over cores for lc, wlc, ... (bounded
         // staleness: one refresh period)
         if last_sum.elapsed() >= Duration::from_millis(10) {
-            global.refresh(&load_refs);
+            global.refresh_upto(control.slots_in_use(), &load_refs);
             last_sum = Instant::now();
         }
         if last_tick.elapsed() >= Duration::from_millis(100) {

@@ -142,7 +142,13 @@ impl GlobalLoad {
 
     /// Re-sum every core. Called by the control thread only.
     pub fn refresh(&self, cores: &[&CoreLoad]) {
-        for (d, sum) in self.sum.iter().enumerate() {
+        self.refresh_upto(self.sum.len(), cores)
+    }
+
+    /// Re-sum slots `0..slots` only (the control thread knows the highest
+    /// slot in use; the rest stay zero), keeping its periodic work small.
+    pub fn refresh_upto(&self, slots: usize, cores: &[&CoreLoad]) {
+        for (d, sum) in self.sum.iter().enumerate().take(slots) {
             let mut total = [0u32; 3];
             for core in cores {
                 let Some(s) = core.slots.get(d) else {
@@ -256,6 +262,21 @@ mod tests {
         c0.add_inactive(2, 1);
         assert_eq!(v0.active(2), 5);
         assert_eq!(v0.inactive(2), 1);
+    }
+
+    #[test]
+    fn refresh_upto_sums_only_the_slots_in_use() {
+        let c = CoreLoad::new(8);
+        let g = GlobalLoad::new(8);
+        c.add_active(1, 2);
+        c.add_active(6, 3);
+        g.refresh_upto(2, &[&c]);
+        assert_eq!(g.active(1), 2);
+        assert_eq!(g.active(6), 0, "slot 6 not summed");
+        g.refresh(&[&c]);
+        assert_eq!(g.active(6), 3);
+        g.refresh_upto(100, &[&c]);
+        assert_eq!(g.active(6), 3, "a bound past the end is harmless");
     }
 
     #[test]
