@@ -143,8 +143,20 @@ impl Handler for Control<'_> {
             })),
             "counters" => Ok(self.counters_json()),
             "ports" => Ok(self.ports_json()),
+            "xstats" => Ok(Value::Object(
+                self.ports
+                    .iter()
+                    .map(|p| {
+                        let x = p.port.xstats().unwrap_or_default();
+                        (
+                            p.name.clone(),
+                            Value::Object(x.into_iter().map(|(k, v)| (k, json!(v))).collect()),
+                        )
+                    })
+                    .collect(),
+            )),
             _ => Err(format!(
-                "unknown command {cmd:?} (known: version, status, counters, ports)"
+                "unknown command {cmd:?} (known: version, status, counters, ports, xstats)"
             )),
         }
     }
@@ -280,6 +292,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
                 tx: TxBuffer::new(tx),
                 addrs: v.addrs.clone(),
                 neigh: NeighTable::new(cfg.neighbour),
+                tx_dropped_seen: 0,
             })
             .collect();
         let mut worker = Worker {

@@ -108,6 +108,11 @@ impl WorkerCounters {
     pub fn drop_pkt(&self, r: DropReason) {
         bump(&self.drops[r as usize], 1)
     }
+    /// Count `n` drops at once (owner only).
+    #[inline]
+    pub fn drop_n(&self, r: DropReason, n: u64) {
+        bump(&self.drops[r as usize], n)
+    }
     /// Count an event (owner only).
     #[inline]
     pub fn add(&self, e: Event, n: u64) {

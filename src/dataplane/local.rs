@@ -179,11 +179,8 @@ fn handle_ipv4(
         return LocalVerdict::NotLocal;
     }
     if pkt.protocol() != wire::IpProtocol::ICMP {
-        // TCP/UDP to a VIP is the forwarding path's; to a director address
-        // there is nothing listening.
-        if port.is_own(pkt.dst_addr()) {
-            return LocalVerdict::Drop(DropReason::UnsupportedProto);
-        }
+        // TCP/UDP to a VIP, or to a director address used as a FULLNAT
+        // local address, is the forwarding path's.
         return LocalVerdict::NotLocal;
     }
     if !pkt.verify_checksum() {
@@ -198,7 +195,9 @@ fn handle_ipv4(
     let src = pkt.src_addr();
     match wire::icmp::Icmpv4Packet::new_checked(pkt.payload()) {
         Ok(icmp) if icmp.is_echo_request() => {}
-        Ok(_) => return LocalVerdict::Drop(DropReason::IcmpUnhandled),
+        // errors about forwarded connections are translated by the
+        // forwarding path; it drops what matches no connection
+        Ok(_) => return LocalVerdict::NotLocal,
         Err(_) => return LocalVerdict::Drop(DropReason::BadIcmp),
     }
     counters.add(Event::IcmpEchoIn, 1);
@@ -461,12 +460,12 @@ mod tests {
                     learned: None,
                 },
                 Case {
-                    name: "echo reply is not answered",
+                    name: "echo reply is not answered, forwarding path decides",
                     input: PacketBuilder::ethernet(PEER_MAC, OUR_MAC)
                         .ipv4(PEER, DIP)
                         .icmp_echo_reply(1, 1)
                         .build(),
-                    verdict: LocalVerdict::Drop(DropReason::IcmpUnhandled),
+                    verdict: LocalVerdict::NotLocal,
                     output: None,
                     learned: None,
                 },
@@ -488,12 +487,12 @@ mod tests {
                     learned: None,
                 },
                 Case {
-                    name: "UDP to a director address",
+                    name: "UDP to a director address goes to forwarding",
                     input: PacketBuilder::ethernet(PEER_MAC, OUR_MAC)
                         .ipv4(PEER, DIP)
                         .udp(40000, 53)
                         .build(),
-                    verdict: LocalVerdict::Drop(DropReason::UnsupportedProto),
+                    verdict: LocalVerdict::NotLocal,
                     output: None,
                     learned: None,
                 },

@@ -3,4 +3,5 @@
 pub mod counters;
 pub mod local;
 pub mod neigh;
+pub mod publish;
 pub mod worker;

@@ -33,6 +33,8 @@ pub struct WorkerPort {
     pub tx: TxBuffer,
     pub addrs: PortAddrs,
     pub neigh: NeighTable<Mbuf>,
+    /// `tx.dropped` already counted as `tx_full`.
+    pub tx_dropped_seen: u64,
 }
 
 /// Everything a worker owns.
@@ -131,9 +133,7 @@ impl Worker {
                 last_tick_ms = now_ms;
                 self.tick(now_ms);
             }
-            for wp in &mut self.ports {
-                wp.tx.flush();
-            }
+            self.flush_all();
         }
         self.shutdown();
     }
@@ -199,6 +199,18 @@ impl Worker {
         }
     }
 
+    /// Flush every tx buffer; count what the tx rings refused.
+    fn flush_all(&mut self) {
+        for wp in &mut self.ports {
+            wp.tx.flush();
+            let refused = wp.tx.dropped - wp.tx_dropped_seen;
+            if refused != 0 {
+                wp.tx_dropped_seen = wp.tx.dropped;
+                self.counters.drop_n(DropReason::TxFull, refused);
+            }
+        }
+    }
+
     fn drain_inbox(&mut self, now_ms: u64) {
         let c = &*self.counters;
         while let Some(u) = self.inbox.pop() {
@@ -238,9 +250,9 @@ impl Worker {
     }
 
     fn shutdown(&mut self) {
+        self.flush_all();
         let c = &*self.counters;
         for wp in &mut self.ports {
-            wp.tx.flush();
             wp.neigh.flush(|m, r| {
                 count_neigh_drop(c, r);
                 drop(m);

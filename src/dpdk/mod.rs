@@ -22,5 +22,5 @@ pub use lcore::{current_lcore, LaunchedLcore};
 pub use mbuf::{Mbuf, MbufBurst, BURST_SIZE};
 pub use mempool::Mempool;
 pub use port::{LinkStatus, Port, PortConfig, PortInfo, PortStats, RxQueue, TxQueue};
-pub use ring::MbufRing;
+pub use ring::{SteerBatch, SteerBurst, SteerRing};
 pub use txbuf::TxBuffer;

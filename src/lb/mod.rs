@@ -2,10 +2,16 @@
 //! Pure Rust, no DPDK: everything here is tested on plain data.
 
 pub mod conn;
+pub mod director;
+pub mod fwd;
+pub mod laddr;
 pub mod load;
+pub mod owner;
+pub mod packet;
 pub mod persist;
 pub mod sched;
 pub mod service;
+pub mod stats;
 pub mod tcp_state;
 pub mod timer;
 pub mod types;

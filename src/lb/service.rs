@@ -261,6 +261,8 @@ pub struct ServiceConfig {
     pub one_packet: bool,
     /// Maglev table size (a prime from [`MH_TABLE_SIZES`]); only mh uses it.
     pub mh_table_size: u32,
+    /// FULLNAT source addresses (DPVS `--add-laddr`); only FULLNAT servers use them.
+    pub local_addresses: Vec<IpAddr>,
 }
 
 impl Default for ServiceConfig {
@@ -272,6 +274,7 @@ impl Default for ServiceConfig {
             persist_mask: None,
             one_packet: false,
             mh_table_size: DEFAULT_MH_TABLE_SIZE,
+            local_addresses: Vec::new(),
         }
     }
 }
@@ -489,6 +492,10 @@ pub struct Service {
     pub index: usize,
     /// Generation of the snapshot this service belongs to.
     pub generation: u64,
+    /// Stable slot number of the service (index into per-service counters):
+    /// kept while the service exists, the lowest free one on `-A`, free
+    /// again after `-D`.
+    pub slot: u32,
 }
 
 impl Service {
@@ -700,6 +707,8 @@ struct TableService {
     key: ServiceKey,
     config: ServiceConfig,
     sched: SchedulerKind,
+    /// Stable slot number (see [`Service::slot`]).
+    slot: u32,
     /// Walking order: newest first.
     dests: Vec<TableDest>,
 }
@@ -783,6 +792,26 @@ impl ServiceTable {
         self.services.iter().position(|s| s.key == *key)
     }
 
+    /// The lowest slot number no current service holds.
+    fn free_service_slot(&self) -> u32 {
+        let mut used: Vec<u32> = self.services.iter().map(|s| s.slot).collect();
+        used.sort_unstable();
+        let mut slot = 0u32;
+        for u in used {
+            if u == slot {
+                slot += 1;
+            } else if u > slot {
+                break;
+            }
+        }
+        slot
+    }
+
+    /// Slot number of a service (see [`Service::slot`]).
+    pub fn service_slot(&self, key: &ServiceKey) -> Option<u32> {
+        self.find(key).map(|i| self.services[i].slot)
+    }
+
     fn bump(&mut self) {
         self.generation = self.generation.wrapping_add(1);
     }
@@ -793,10 +822,12 @@ impl ServiceTable {
             return Err(LbError::ServiceExists);
         }
         let sched = validate_service(&key, &config, 0)?;
+        let slot = self.free_service_slot();
         self.services.push(TableService {
             key,
             config,
             sched,
+            slot,
             dests: Vec::new(),
         });
         self.bump();
@@ -983,6 +1014,7 @@ impl ServiceTable {
                         .collect(),
                     index,
                     generation: self.generation,
+                    slot: s.slot,
                 }
             })
             .collect();

@@ -536,6 +536,7 @@ pub(crate) mod testutil {
                 .collect(),
             index: 0,
             generation: 1,
+            slot: 0,
         }
     }
 

@@ -1,0 +1,974 @@
+//! [`CoreLb`]: the director logic of one worker core.
+//!
+//! A worker owns one `CoreLb`: its connection table, its schedulers, its
+//! adopted service snapshot, its load and traffic counters and its FULLNAT
+//! local-port pool. The data plane hands it frames with
+//! [`CoreLb::process`] and carries out the [`FwdVerdict`]; it calls
+//! [`CoreLb::tick`] regularly and [`CoreLb::adopt`] between bursts.
+//!
+//! # Per packet
+//!
+//! Validate ([`fwd::classify`]), look the connection up from either
+//! direction, and if found advance its TCP state (INPUT, OUTPUT, or
+//! INPUT-ONLY for DR/TUN, in [`ConnTable::update_state`]) and apply its
+//! method's rewrite for that direction. If not found and the packet is a
+//! request to a service (TCP: SYN without RST, as IPVS without
+//! sloppy_tcp; UDP: any datagram), schedule: persistence template
+//! ([`crate::lb::persist`]) or the service's scheduler over the available
+//! servers, then create the connection (table full: dropped and counted,
+//! never growth). One-packet UDP services (`-o`) schedule every datagram
+//! and keep no entry.
+//!
+//! A TCP SYN that finds its connection in TIME_WAIT or CLOSE (and not
+//! under a persistence template) replaces it, as the kernel's
+//! `conn_reuse_mode` 1 does, so clients reusing ports are scheduled anew.
+//!
+//! A connection whose server was removed from the snapshot keeps being
+//! forwarded (drained) until it expires, unless `expire_nodest_conn` is set:
+//! then its next packet expires it and is dropped. (The kernel drops
+//! packets of such connections in both cases; vsd drains, per
+//! ARCHITECTURE principle 3.) A quiescent server (weight 0) gets no new
+//! connections but keeps its existing ones.
+//!
+//! # Several cores
+//!
+//! The data plane delivers every packet to `owner(packet tuple)`
+//! ([`RssOwner`]), by NIC RSS or in software. Then:
+//! - DR, TUN: the connection lives on the core owning the request tuple
+//!   (replies never come back).
+//! - FULLNAT: the local port is chosen so that the reply tuple is owned by
+//!   the same core ([`crate::lb::laddr`]): both directions on one core.
+//! - NAT: replies `(RIP, CIP, rport, cport)` belong to core R =
+//!   owner(reply tuple), generally not the core Q that saw the SYN. The
+//!   connection must live on R. Q schedules and, if R ≠ Q, records a small
+//!   *redirect* entry (a connection-table entry with dest
+//!   [`REDIRECT_DEST`], INPUT-ONLY state like DR, so its timeout follows the
+//!   request packets) and answers `Steer { core: R, meta: new(dest) }`. R,
+//!   called with that meta, creates the real connection with that server
+//!   (or schedules again if the server is gone from R's snapshot). Later
+//!   request packets hit Q's redirect and are steered with
+//!   `SteerMeta::existing()`; a steered non-SYN packet R has no connection
+//!   for is dropped (`SteeredNoConn`). Steered packets are never steered
+//!   again.
+//!
+//! Persistence templates are per core. Clients whose connections hash to
+//! different cores would get independent templates (and possibly different
+//! servers), so new templates are recorded for broadcast:
+//! [`CoreLb::take_new_templates`] on the creating core, then
+//! [`CoreLb::learn_template`] on every other core (the data plane carries
+//! them, as it does neighbours). Until a template has propagated, a second
+//! core may schedule the same client elsewhere.
+//!
+//! Counters: every drop is counted here, in the core's [`StatsTable`],
+//! with its reason; the data plane must not count `Drop` verdicts again.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use crate::lb::conn::{
+    Conn, ConnError, ConnId, ConnTable4, Direction, Endpoint, NewConn, Seed, Tuple,
+};
+use crate::lb::fwd::{
+    self, FwdDrop, IcmpQuote, IcmpTranslation, L4Csum, PacketInfo, TunError, PROTO_ICMP, PROTO_TCP,
+    PROTO_UDP,
+};
+use crate::lb::laddr::{LocalPortStats, LocalPorts, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN};
+use crate::lb::load::{CoreLoad, DestId, GlobalLoad, SummedLoad};
+use crate::lb::owner::RssOwner;
+use crate::lb::packet::PacketBuf;
+use crate::lb::persist::{PersistError, PersistKey};
+use crate::lb::sched::{SchedInput, SchedulerSet};
+use crate::lb::service::{PersistMask, RealServer, ServiceSnapshot};
+use crate::lb::stats::{FwdEvent, StatsTable};
+use crate::lb::tcp_state::{tcp_flags, TcpState, Timeouts};
+use crate::lb::types::{FwdMethod, Protocol};
+
+/// Dest of a NAT redirect entry (see the module docs): out of range of
+/// every counter, so it is never counted as a connection of a server.
+pub const REDIRECT_DEST: DestId = DestId::MAX;
+
+/// Whether a connection-table entry is a NAT redirect (listings skip them).
+pub fn is_redirect(c: &Conn<u32>) -> bool {
+    c.dest() == REDIRECT_DEST
+}
+
+/// What travels with a packet steered to another core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SteerMeta(u64);
+
+impl SteerMeta {
+    const KIND_MASK: u64 = 3 << 62;
+    const NEW: u64 = 1 << 62;
+    const EXISTING: u64 = 2 << 62;
+
+    /// First packet of a connection the steering core scheduled to `dest`.
+    pub fn new_conn(dest: DestId) -> Self {
+        SteerMeta(Self::NEW | u64::from(dest))
+    }
+    /// A packet of a connection that should exist on the receiving core.
+    pub fn existing() -> Self {
+        SteerMeta(Self::EXISTING)
+    }
+    /// From the raw value (as carried on a ring).
+    pub fn from_raw(v: u64) -> Self {
+        SteerMeta(v)
+    }
+    /// The raw value.
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+    /// The server chosen for a new connection.
+    pub fn new_dest(self) -> Option<DestId> {
+        (self.0 & Self::KIND_MASK == Self::NEW).then_some(self.0 as u32)
+    }
+    /// Whether this is a packet of an existing connection.
+    pub fn is_existing(self) -> bool {
+        self.0 & Self::KIND_MASK == Self::EXISTING
+    }
+}
+
+/// What the data plane does with a processed packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FwdVerdict {
+    /// Rewritten: resolve `next_hop`'s MAC on the port whose subnet holds it
+    /// (or its gateway), fill the Ethernet header and send.
+    Forward {
+        /// The real server (requests) or the client (replies, ICMP errors
+        /// we originate).
+        next_hop: Ipv4Addr,
+    },
+    /// Untouched: give it to `core`'s worker, which calls `process` with
+    /// `Some(meta)`.
+    Steer {
+        /// Destination core.
+        core: u16,
+        /// Pass back to `process` on that core.
+        meta: SteerMeta,
+    },
+    /// Not for a service or connection: local handling (ARP, ICMP echo to
+    /// the director, ...) or drop.
+    NotService,
+    /// Dropped (already counted in the core's [`StatsTable`]).
+    Drop(FwdDrop),
+}
+
+/// Settings of one core's director.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreLbConfig {
+    /// This core's number (as in the RETA).
+    pub core: u16,
+    /// Number of worker cores.
+    pub cores: u16,
+    /// IP MTU towards the real servers (TUN encapsulation limit).
+    pub mtu: u16,
+    /// Outer source address of TUN packets (a director address).
+    pub tun_source: Ipv4Addr,
+    /// Connection table capacity (connections + templates + redirects).
+    pub conn_capacity: usize,
+    /// Expire a connection whose server was removed on its next packet.
+    pub expire_nodest_conn: bool,
+    /// FULLNAT local port range.
+    pub local_port_min: u16,
+    /// FULLNAT local port range, last port.
+    pub local_port_max: u16,
+    /// L4 checksum update in software or left to the NIC.
+    pub l4_csum: L4Csum,
+    /// Per-service counters (service slots `0..service_capacity`).
+    pub service_capacity: usize,
+    /// Entries expired per [`CoreLb::tick`] at most.
+    pub tick_budget: usize,
+    /// Connection table hash seed; `None` for a random one.
+    pub hash_seed: Option<u64>,
+}
+
+impl Default for CoreLbConfig {
+    fn default() -> Self {
+        CoreLbConfig {
+            core: 0,
+            cores: 1,
+            mtu: 1500,
+            tun_source: Ipv4Addr::UNSPECIFIED,
+            conn_capacity: 1 << 16,
+            expire_nodest_conn: false,
+            local_port_min: DEFAULT_PORT_MIN,
+            local_port_max: DEFAULT_PORT_MAX,
+            l4_csum: L4Csum::Update,
+            service_capacity: 256,
+            tick_budget: 4096,
+            hash_seed: None,
+        }
+    }
+}
+
+/// A persistence template created on one core, to be learned by the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemplateNote {
+    /// Template key.
+    pub key: PersistKey<u32>,
+    /// Its server.
+    pub dest: DestId,
+    /// The server's address and port.
+    pub real: Endpoint<u32>,
+    /// Template timeout, seconds.
+    pub timeout_s: u32,
+}
+
+/// Most template notes kept between two `take_new_templates` calls.
+const TEMPLATE_NOTES_MAX: usize = 1024;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct DestSlot {
+    /// In the adopted snapshot.
+    present: bool,
+    /// Slot of its service (kept after removal, for draining connections).
+    svc_slot: u32,
+}
+
+/// The endpoints of a connection as the rewrites need them.
+#[derive(Debug, Clone, Copy)]
+struct Flow {
+    fwd: FwdMethod,
+    client: (Ipv4Addr, u16),
+    virt: (Ipv4Addr, u16),
+    local: (Ipv4Addr, u16),
+    real: (Ipv4Addr, u16),
+}
+
+fn ep(e: Endpoint<u32>) -> (Ipv4Addr, u16) {
+    (Ipv4Addr::from(e.addr), e.port)
+}
+
+impl Flow {
+    fn of(c: &Conn<u32>) -> Flow {
+        Flow {
+            fwd: c.fwd(),
+            client: ep(c.client()),
+            virt: ep(c.virt()),
+            local: c.local().map_or((Ipv4Addr::UNSPECIFIED, 0), ep),
+            real: ep(c.real()),
+        }
+    }
+}
+
+/// Whether a SYN may replace this entry (kernel `is_new_conn_expected`,
+/// conn_reuse_mode 1; redirect entries follow the INPUT-ONLY table, so
+/// FIN_WAIT is their closing state, as mode 2 allows for DR).
+fn reusable(c: &Conn<u32>) -> bool {
+    match c.tcp_state() {
+        Some(TcpState::TimeWait | TcpState::Close) => is_redirect(c) || !c.has_template(),
+        Some(TcpState::FinWait) => is_redirect(c),
+        _ => false,
+    }
+}
+
+fn insert_error(e: ConnError) -> FwdDrop {
+    match e {
+        ConnError::TableFull => FwdDrop::TableFull,
+        _ => FwdDrop::ReplyTupleInUse,
+    }
+}
+
+/// One worker core's director.
+pub struct CoreLb {
+    cfg: CoreLbConfig,
+    conns: ConnTable4,
+    sched: SchedulerSet,
+    snap: Arc<ServiceSnapshot>,
+    load: Arc<CoreLoad>,
+    global: Arc<GlobalLoad>,
+    rss: Option<Arc<RssOwner>>,
+    ports: LocalPorts,
+    stats: Arc<StatsTable>,
+    dests: Vec<DestSlot>,
+    notes: Vec<TemplateNote>,
+    tun_ident: u16,
+}
+
+impl std::fmt::Debug for CoreLb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoreLb")
+            .field("core", &self.cfg.core)
+            .field("conns", &self.conns.len())
+            .field("generation", &self.snap.generation())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CoreLb {
+    /// A director for core `cfg.core` using snapshot `snap`, global load
+    /// sums `global` (refreshed by the control thread from every core's
+    /// [`CoreLb::load`]) and flow ownership `rss` (`None`: this is the only
+    /// core). Fails only for a bad `conn_capacity`.
+    pub fn new(
+        cfg: CoreLbConfig,
+        snap: Arc<ServiceSnapshot>,
+        global: Arc<GlobalLoad>,
+        rss: Option<Arc<RssOwner>>,
+        now_ms: u64,
+    ) -> Result<Self, ConnError> {
+        let dest_capacity = snap.dest_capacity();
+        let load = Arc::new(CoreLoad::new(dest_capacity));
+        let seed = match cfg.hash_seed {
+            Some(s) => Seed::new(s),
+            None => Seed::random(),
+        };
+        let conns = ConnTable4::with_seed(cfg.conn_capacity, Arc::clone(&load), now_ms, seed)?;
+        // Start each core's port walk at a different place.
+        let start = cfg.core.wrapping_mul(7919);
+        let ports = LocalPorts::new(cfg.local_port_min, cfg.local_port_max, start);
+        let stats = Arc::new(StatsTable::new(dest_capacity, cfg.service_capacity));
+        let mut lb = CoreLb {
+            sched: SchedulerSet::new(u64::from(cfg.core)),
+            cfg,
+            conns,
+            snap: Arc::clone(&snap),
+            load,
+            global,
+            rss,
+            ports,
+            stats,
+            dests: vec![DestSlot::default(); dest_capacity],
+            notes: Vec::with_capacity(TEMPLATE_NOTES_MAX),
+            tun_ident: 0,
+        };
+        lb.adopt(snap);
+        Ok(lb)
+    }
+
+    /// Adopt a new service snapshot (between bursts). Schedulers keep their
+    /// state where the kernel would; connections keep their server.
+    pub fn adopt(&mut self, snap: Arc<ServiceSnapshot>) {
+        self.sched.sync(&snap);
+        for d in &mut self.dests {
+            d.present = false;
+        }
+        for svc in snap.services() {
+            for rs in &svc.servers {
+                if let Some(d) = self.dests.get_mut(rs.id as usize) {
+                    d.present = true;
+                    d.svc_slot = svc.slot;
+                }
+            }
+        }
+        self.snap = snap;
+    }
+
+    /// Expire due connections (at most `tick_budget`), freeing their FULLNAT
+    /// ports, and age the schedulers' tables. Returns the entries removed.
+    pub fn tick(&mut self, now_ms: u64) -> usize {
+        let mut freed = 0u64;
+        let n = self
+            .conns
+            .expire_some(now_ms, self.cfg.tick_budget, |_, c| {
+                if c.local().is_some() {
+                    freed += 1;
+                }
+            });
+        self.ports.released(freed);
+        self.sched.expire(now_ms);
+        n
+    }
+
+    /// Change the protocol timeouts (`ipvsadm --set`).
+    pub fn set_timeouts(&mut self, t: Timeouts) {
+        self.conns.set_timeouts(t);
+    }
+
+    /// This core's number.
+    pub fn core(&self) -> u16 {
+        self.cfg.core
+    }
+    /// The settings.
+    pub fn config(&self) -> &CoreLbConfig {
+        &self.cfg
+    }
+    /// The connection table (listings, tests).
+    pub fn conns(&self) -> &ConnTable4 {
+        &self.conns
+    }
+    /// This core's connection counts per server (sum them into the
+    /// [`GlobalLoad`]).
+    pub fn load(&self) -> &Arc<CoreLoad> {
+        &self.load
+    }
+    /// This core's traffic counters.
+    pub fn stats(&self) -> &Arc<StatsTable> {
+        &self.stats
+    }
+    /// FULLNAT local port counters.
+    pub fn local_port_stats(&self) -> &LocalPortStats {
+        self.ports.stats()
+    }
+    /// The adopted snapshot.
+    pub fn snapshot(&self) -> &Arc<ServiceSnapshot> {
+        &self.snap
+    }
+
+    /// Templates created here since the last call, appended to `out`, for
+    /// the other cores' [`CoreLb::learn_template`].
+    pub fn take_new_templates(&mut self, out: &mut Vec<TemplateNote>) {
+        out.append(&mut self.notes);
+    }
+
+    /// Install a template another core created (unless one exists here or
+    /// its server is not in this core's snapshot). True if installed.
+    pub fn learn_template(&mut self, note: &TemplateNote, now_ms: u64) -> bool {
+        if !self.dest_present(note.dest) {
+            return false;
+        }
+        let ok = self
+            .conns
+            .template_insert(&note.key, note.dest, note.real, note.timeout_s, now_ms)
+            .is_ok();
+        if ok {
+            self.stats.count_event(FwdEvent::TemplateLearned);
+        }
+        ok
+    }
+
+    fn dest_present(&self, d: DestId) -> bool {
+        self.dests.get(d as usize).is_some_and(|s| s.present)
+    }
+
+    fn dest_svc_slot(&self, d: DestId) -> u32 {
+        self.dests.get(d as usize).map_or(u32::MAX, |s| s.svc_slot)
+    }
+
+    /// Owner of the reply tuple of a NAT entry (this core if single-core).
+    fn reply_owner(&self, c: &Conn<u32>) -> u16 {
+        match &self.rss {
+            Some(rss) => {
+                let (r, cl) = (ep(c.real()), ep(c.client()));
+                rss.owner_v4(r.0, cl.0, r.1, cl.1)
+            }
+            None => self.cfg.core,
+        }
+    }
+
+    /// Process one frame. `meta` is what a `Steer` verdict of another core
+    /// carried (`None` for packets from the wire).
+    pub fn process<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        meta: Option<SteerMeta>,
+        now_ms: u64,
+    ) -> FwdVerdict {
+        if meta.is_some() {
+            self.stats.count_event(FwdEvent::SteeredIn);
+        }
+        let v = self.process_inner(pkt, meta, now_ms);
+        if let FwdVerdict::Drop(r) = v {
+            self.stats.count_drop(r);
+        }
+        v
+    }
+
+    fn process_inner<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        meta: Option<SteerMeta>,
+        now_ms: u64,
+    ) -> FwdVerdict {
+        let info = match fwd::classify(pkt.data()) {
+            Ok(Some(i)) => i,
+            Ok(None) => return FwdVerdict::NotService,
+            Err(d) => return FwdVerdict::Drop(d),
+        };
+        match info.proto {
+            PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, &info, meta, now_ms),
+            PROTO_ICMP => match info.icmp {
+                Some(q) => self.handle_icmp_error(pkt, &info, &q, meta),
+                None => FwdVerdict::NotService,
+            },
+            _ => FwdVerdict::NotService,
+        }
+    }
+
+    fn handle_l4<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        meta: Option<SteerMeta>,
+        now_ms: u64,
+    ) -> FwdVerdict {
+        let proto = if info.proto == PROTO_TCP {
+            Protocol::Tcp
+        } else {
+            Protocol::Udp
+        };
+        let tuple = Tuple {
+            proto,
+            src: Endpoint::new(u32::from(info.src), info.sport),
+            dst: Endpoint::new(u32::from(info.dst), info.dport),
+        };
+        let syn = proto == Protocol::Tcp
+            && info.tcp_flags & tcp_flags::SYN != 0
+            && info.tcp_flags & tcp_flags::RST == 0;
+        if let Some((id, dir)) = self.conns.lookup(&tuple, now_ms) {
+            if let Some(c) = self.conns.get(id).copied() {
+                let redirect = is_redirect(&c);
+                let reuse = dir == Direction::Input && syn && reusable(&c);
+                if reuse || (redirect && meta.is_some()) {
+                    // Replaced by a new connection (or a stale redirect on
+                    // the core that must hold the real connection).
+                    self.conns.remove(id);
+                    if reuse {
+                        self.stats.count_event(FwdEvent::ConnReused);
+                    }
+                } else if redirect {
+                    self.conns
+                        .update_state(id, Direction::Input, info.tcp_flags, now_ms);
+                    self.stats.count_event(FwdEvent::SteeredOut);
+                    return FwdVerdict::Steer {
+                        core: self.reply_owner(&c),
+                        meta: SteerMeta::existing(),
+                    };
+                } else {
+                    return self.forward_conn(pkt, info, id, &c, dir, now_ms);
+                }
+            }
+        }
+        self.new_conn(pkt, info, proto, syn, meta, now_ms)
+    }
+
+    /// No connection: schedule one if this is a request to a service.
+    fn new_conn<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        proto: Protocol,
+        syn: bool,
+        meta: Option<SteerMeta>,
+        now_ms: u64,
+    ) -> FwdVerdict {
+        let vip = IpAddr::V4(info.dst);
+        if self.snap.find(0, proto, vip, info.dport).is_none() {
+            return FwdVerdict::NotService;
+        }
+        if proto == Protocol::Tcp && !syn {
+            return FwdVerdict::Drop(if meta.is_some_and(|m| m.is_existing()) {
+                FwdDrop::SteeredNoConn
+            } else {
+                FwdDrop::NoConnNotSyn
+            });
+        }
+        if info.ttl <= 1 {
+            return self.ttl_expired(pkt, info, Direction::Input);
+        }
+        let CoreLb {
+            cfg,
+            conns,
+            sched,
+            snap,
+            load,
+            global,
+            rss,
+            ports,
+            stats,
+            notes,
+            ..
+        } = self;
+        let Some(svc) = snap.find(0, proto, vip, info.dport) else {
+            return FwdVerdict::NotService;
+        };
+        let load_view = SummedLoad {
+            global: &**global,
+            local: &**load,
+        };
+        let input = SchedInput {
+            src: IpAddr::V4(info.src),
+            sport: info.sport,
+            dst: vip,
+            dport: info.dport,
+            now_ms,
+        };
+        let mut chosen: Option<&RealServer> = meta
+            .and_then(SteerMeta::new_dest)
+            .and_then(|d| svc.servers.iter().find(|s| s.id == d));
+        let mut template: Option<ConnId> = None;
+        if chosen.is_none() {
+            if let Some(timeout_s) = svc.config.persistence {
+                let netmask = match svc.persist_mask() {
+                    PersistMask::V4(m) => u32::from(m),
+                    PersistMask::V6(_) => u32::MAX,
+                };
+                let key = PersistKey::for_service(
+                    proto,
+                    u32::from(info.src),
+                    netmask,
+                    u32::from(info.dst),
+                    svc.key.port(),
+                    info.dport,
+                );
+                let created_before = conns.stats().templates_created;
+                let res = conns.template_for(
+                    &key,
+                    timeout_s,
+                    now_ms,
+                    |d| svc.servers.iter().any(|s| s.id == d),
+                    || {
+                        let rs = sched.schedule(svc, &load_view, &input)?;
+                        let addr = match rs.addr {
+                            IpAddr::V4(a) => u32::from(a),
+                            IpAddr::V6(_) => 0,
+                        };
+                        Some((rs.id, Endpoint::new(addr, rs.port)))
+                    },
+                );
+                match res {
+                    Ok((t, d)) => {
+                        template = Some(t);
+                        chosen = svc.servers.iter().find(|s| s.id == d);
+                        if conns.stats().templates_created != created_before {
+                            if let Some(tc) = conns.get(t) {
+                                let note = TemplateNote {
+                                    key,
+                                    dest: d,
+                                    real: tc.real(),
+                                    timeout_s,
+                                };
+                                if notes.len() < TEMPLATE_NOTES_MAX {
+                                    notes.push(note);
+                                } else {
+                                    stats.count_event(FwdEvent::TemplateNoteLost);
+                                }
+                            }
+                        }
+                    }
+                    Err(PersistError::NoDest) => return FwdVerdict::Drop(FwdDrop::NoDest),
+                    Err(PersistError::Table(e)) => return FwdVerdict::Drop(insert_error(e)),
+                }
+            } else {
+                chosen = sched.schedule(svc, &load_view, &input);
+            }
+        }
+        let Some(rs) = chosen else {
+            return FwdVerdict::Drop(FwdDrop::NoDest);
+        };
+        let IpAddr::V4(rip) = rs.addr else {
+            return FwdVerdict::Drop(FwdDrop::UnsupportedDest);
+        };
+        let rport = if rs.port == 0 { info.dport } else { rs.port };
+        let method = rs.method;
+        let (dest, svc_slot) = (rs.id, svc.slot);
+        let client = Endpoint::new(u32::from(info.src), info.sport);
+        let virt = Endpoint::new(u32::from(info.dst), info.dport);
+        let real = Endpoint::new(u32::from(rip), rport);
+
+        // FULLNAT: a local endpoint whose reply tuple this core owns.
+        let mut local = None;
+        if method == FwdMethod::FullNat {
+            let addrs = &svc.config.local_addresses;
+            if !addrs.iter().any(IpAddr::is_ipv4) {
+                return FwdVerdict::Drop(FwdDrop::NoLocalAddress);
+            }
+            let owner = rss.as_deref().map(|r| (r, cfg.core));
+            let got = ports.alloc(addrs, rip, rport, owner, |lip, lport| {
+                let reply = Tuple {
+                    proto,
+                    src: real,
+                    dst: Endpoint::new(u32::from(lip), lport),
+                };
+                conns.peek(&reply).is_some()
+            });
+            let Some((lip, lport)) = got else {
+                return FwdVerdict::Drop(FwdDrop::NoLocalPort);
+            };
+            local = Some(Endpoint::new(u32::from(lip), lport));
+        }
+
+        // -o: every datagram on its own, nothing kept (replies of NAT and
+        // FULLNAT one-packet flows are not translated, as in the kernel).
+        if svc.config.one_packet && proto == Protocol::Udp {
+            if local.is_some() {
+                ports.released(1);
+            }
+            stats.add_conn(dest, svc_slot);
+            stats.add_in(dest, svc_slot, info.ip_len() as u64);
+            stats.count_event(FwdEvent::OnePacket);
+            let flow = Flow {
+                fwd: method,
+                client: ep(client),
+                virt: ep(virt),
+                local: local.map_or((Ipv4Addr::UNSPECIFIED, 0), ep),
+                real: ep(real),
+            };
+            return self.rewrite_flow(pkt, info, &flow, Direction::Input);
+        }
+
+        // NAT on several cores: the connection lives where its replies land.
+        if method == FwdMethod::Masq && meta.is_none() {
+            if let Some(rss) = rss.as_deref() {
+                let owner = rss.owner_v4(rip, info.src, rport, info.sport);
+                if owner != cfg.core {
+                    let nc = NewConn {
+                        proto,
+                        client,
+                        virt,
+                        local: None,
+                        real,
+                        dest: REDIRECT_DEST,
+                        fwd: FwdMethod::Route,
+                        one_packet: false,
+                        template,
+                    };
+                    let id = match conns.insert(&nc, now_ms) {
+                        Ok(id) => id,
+                        Err(e) => return FwdVerdict::Drop(insert_error(e)),
+                    };
+                    conns.update_state(id, Direction::Input, info.tcp_flags, now_ms);
+                    stats.count_event(FwdEvent::RedirectCreated);
+                    stats.count_event(FwdEvent::SteeredOut);
+                    return FwdVerdict::Steer {
+                        core: owner,
+                        meta: SteerMeta::new_conn(dest),
+                    };
+                }
+            }
+        }
+
+        let nc = NewConn {
+            proto,
+            client,
+            virt,
+            local,
+            real,
+            dest,
+            fwd: method,
+            one_packet: false,
+            template,
+        };
+        let id = match conns.insert(&nc, now_ms) {
+            Ok(id) => id,
+            Err(e) => return FwdVerdict::Drop(insert_error(e)),
+        };
+        stats.add_conn(dest, svc_slot);
+        let Some(c) = conns.get(id).copied() else {
+            return FwdVerdict::Drop(FwdDrop::TableFull);
+        };
+        self.forward_conn(pkt, info, id, &c, Direction::Input, now_ms)
+    }
+
+    /// A packet of connection `id` seen in `dir`: drain/expire check, TTL,
+    /// state, counters, rewrite.
+    fn forward_conn<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        id: ConnId,
+        c: &Conn<u32>,
+        dir: Direction,
+        now_ms: u64,
+    ) -> FwdVerdict {
+        let dest = c.dest();
+        if self.cfg.expire_nodest_conn && !self.dest_present(dest) {
+            self.conns.remove(id);
+            return FwdVerdict::Drop(FwdDrop::DestRemoved);
+        }
+        if info.ttl <= 1 {
+            return self.ttl_expired(pkt, info, dir);
+        }
+        self.conns.update_state(id, dir, info.tcp_flags, now_ms);
+        let slot = self.dest_svc_slot(dest);
+        let bytes = info.ip_len() as u64;
+        match dir {
+            Direction::Input => self.stats.add_in(dest, slot, bytes),
+            Direction::Output => self.stats.add_out(dest, slot, bytes),
+        }
+        self.rewrite_flow(pkt, info, &Flow::of(c), dir)
+    }
+
+    /// A packet with TTL ≤ 1: requests get ICMP time exceeded back (as the
+    /// kernel's `decrement_ttl`), replies are dropped.
+    fn ttl_expired<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        dir: Direction,
+    ) -> FwdVerdict {
+        if dir == Direction::Input && fwd::time_exceeded(pkt, info) {
+            self.stats.count_drop(FwdDrop::TtlExpired);
+            self.stats.count_event(FwdEvent::TimeExceededSent);
+            return FwdVerdict::Forward { next_hop: info.src };
+        }
+        FwdVerdict::Drop(FwdDrop::TtlExpired)
+    }
+
+    /// Apply the method's rewrite for `dir`.
+    fn rewrite_flow<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        f: &Flow,
+        dir: Direction,
+    ) -> FwdVerdict {
+        let csum = self.cfg.l4_csum;
+        match (f.fwd, dir) {
+            (FwdMethod::Masq, Direction::Input) => {
+                fwd::nat_request(pkt.data_mut(), info, f.real.0, f.real.1, csum);
+                FwdVerdict::Forward { next_hop: f.real.0 }
+            }
+            (FwdMethod::Masq, Direction::Output) => {
+                fwd::nat_reply(pkt.data_mut(), info, f.virt.0, f.virt.1, csum);
+                FwdVerdict::Forward {
+                    next_hop: f.client.0,
+                }
+            }
+            (FwdMethod::FullNat, Direction::Input) => {
+                fwd::fullnat_request(pkt.data_mut(), info, f.local, f.real, csum);
+                FwdVerdict::Forward { next_hop: f.real.0 }
+            }
+            (FwdMethod::FullNat, Direction::Output) => {
+                fwd::fullnat_reply(pkt.data_mut(), info, f.virt, f.client, csum);
+                FwdVerdict::Forward {
+                    next_hop: f.client.0,
+                }
+            }
+            (FwdMethod::Route, Direction::Input) => {
+                fwd::dr_request(pkt.data_mut(), info);
+                FwdVerdict::Forward { next_hop: f.real.0 }
+            }
+            (FwdMethod::Tunnel, Direction::Input) => self.tunnel(pkt, info, f.real.0),
+            // DR and TUN connections have no reply key.
+            (FwdMethod::Route | FwdMethod::Tunnel, Direction::Output) => FwdVerdict::NotService,
+        }
+    }
+
+    fn tunnel<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        rip: Ipv4Addr,
+    ) -> FwdVerdict {
+        let mtu = self.cfg.mtu;
+        match fwd::tun_encap(pkt, info, self.cfg.tun_source, rip, mtu, self.tun_ident) {
+            Ok(()) => {
+                self.tun_ident = self.tun_ident.wrapping_add(1);
+                FwdVerdict::Forward { next_hop: rip }
+            }
+            Err(TunError::FragNeeded) => {
+                if info.proto != PROTO_ICMP && fwd::frag_needed(pkt, info, mtu) {
+                    self.stats.count_event(FwdEvent::FragNeededSent);
+                    FwdVerdict::Forward { next_hop: info.src }
+                } else {
+                    FwdVerdict::Drop(FwdDrop::TooBigNoDf)
+                }
+            }
+            Err(TunError::TooBig) => FwdVerdict::Drop(FwdDrop::TooBigNoDf),
+            Err(TunError::NoHeadroom) => FwdVerdict::Drop(FwdDrop::NoRoom),
+        }
+    }
+
+    /// An ICMP error quoting TCP/UDP: find the connection from the quoted
+    /// packet's reverse tuple (IPVS `ip_vs_in_icmp` / `ip_vs_out_icmp`) and
+    /// translate toward the other side.
+    fn handle_icmp_error<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        q: &IcmpQuote,
+        meta: Option<SteerMeta>,
+    ) -> FwdVerdict {
+        let proto = if q.proto == PROTO_TCP {
+            Protocol::Tcp
+        } else {
+            Protocol::Udp
+        };
+        let tuple = Tuple {
+            proto,
+            src: Endpoint::new(u32::from(q.dst), q.dport),
+            dst: Endpoint::new(u32::from(q.src), q.sport),
+        };
+        // Like the kernel, an ICMP error does not refresh the connection.
+        let Some((id, dir)) = self.conns.peek(&tuple) else {
+            return FwdVerdict::NotService;
+        };
+        let Some(c) = self.conns.get(id).copied() else {
+            return FwdVerdict::NotService;
+        };
+        if is_redirect(&c) {
+            if meta.is_some() {
+                return FwdVerdict::NotService;
+            }
+            self.stats.count_event(FwdEvent::SteeredOut);
+            return FwdVerdict::Steer {
+                core: self.reply_owner(&c),
+                meta: SteerMeta::existing(),
+            };
+        }
+        if !fwd::icmp_checksum_ok(pkt.data(), info) {
+            return FwdVerdict::Drop(FwdDrop::BadIcmpChecksum);
+        }
+        if info.ttl <= 1 {
+            return FwdVerdict::Drop(FwdDrop::TtlExpired);
+        }
+        let f = Flow::of(&c);
+        let (dest, slot) = (c.dest(), self.dest_svc_slot(c.dest()));
+        let bytes = info.ip_len() as u64;
+        let (t, next_hop) = match (f.fwd, dir) {
+            // From the real server's side about a request we forwarded.
+            (FwdMethod::Masq, Direction::Output) => (
+                IcmpTranslation {
+                    outer_src: f.virt.0,
+                    outer_dst: info.dst,
+                    quote_src: (q.src, q.sport),
+                    quote_dst: f.virt,
+                },
+                info.dst,
+            ),
+            (FwdMethod::FullNat, Direction::Output) => (
+                IcmpTranslation {
+                    outer_src: f.virt.0,
+                    outer_dst: f.client.0,
+                    quote_src: f.client,
+                    quote_dst: f.virt,
+                },
+                f.client.0,
+            ),
+            // From the client's side about a reply we sent.
+            (FwdMethod::Masq, Direction::Input) => (
+                IcmpTranslation {
+                    outer_src: info.src,
+                    outer_dst: f.real.0,
+                    quote_src: f.real,
+                    quote_dst: (q.dst, q.dport),
+                },
+                f.real.0,
+            ),
+            (FwdMethod::FullNat, Direction::Input) => (
+                IcmpTranslation {
+                    outer_src: f.local.0,
+                    outer_dst: f.real.0,
+                    quote_src: f.real,
+                    quote_dst: f.local,
+                },
+                f.real.0,
+            ),
+            // DR/TUN: forwarded like the connection's packets.
+            (FwdMethod::Route, Direction::Input) => {
+                self.stats.add_in(dest, slot, bytes);
+                self.stats.count_event(FwdEvent::IcmpForwarded);
+                fwd::dr_request(pkt.data_mut(), info);
+                return FwdVerdict::Forward { next_hop: f.real.0 };
+            }
+            (FwdMethod::Tunnel, Direction::Input) => {
+                self.stats.add_in(dest, slot, bytes);
+                self.stats.count_event(FwdEvent::IcmpForwarded);
+                return self.tunnel(pkt, info, f.real.0);
+            }
+            (FwdMethod::Route | FwdMethod::Tunnel, Direction::Output) => {
+                return FwdVerdict::NotService
+            }
+        };
+        match dir {
+            Direction::Input => self.stats.add_in(dest, slot, bytes),
+            Direction::Output => self.stats.add_out(dest, slot, bytes),
+        }
+        self.stats.count_event(FwdEvent::IcmpForwarded);
+        fwd::translate_icmp_error(pkt.data_mut(), info, q, &t);
+        FwdVerdict::Forward { next_hop }
+    }
+}
+
+#[cfg(test)]
+mod tests;
