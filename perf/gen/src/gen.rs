@@ -11,8 +11,9 @@
 //!    flow has a connection in the forwarder before it is measured;
 //! 3. warm-up: steady traffic until `warmup` after settling (or until the
 //!    prime pass is done, if later);
-//! 4. measure: steady traffic for `duration`; the counters are snapshot at
-//!    both ends and latencies recorded only here;
+//! 4. measure: steady traffic for `duration`, `repeat` times back to back;
+//!    the counters are snapshot at every window edge and latencies
+//!    recorded per window;
 //! 5. drain: receive only, so packets in flight are counted, not lost.
 
 use crate::check::{rs_mac, Direction, Expect, Failure};
@@ -52,6 +53,8 @@ pub struct Plan {
     pub sample: u32,
     /// Answer requests as the real servers (NAT/FULLNAT replies).
     pub reflect: bool,
+    /// End the run after a window in which nothing came back.
+    pub stop_if_silent: bool,
     pub hz: u64,
     pub settle_cycles: u64,
     pub warmup_cycles: u64,
@@ -103,17 +106,27 @@ impl Counters {
     }
 }
 
+/// One measurement window.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Counters at the window's start and end.
+    pub at_start: Counters,
+    pub at_end: Counters,
+    /// Counters once what was sent in the window had time to come back:
+    /// at the end of the next window, or after the drain for the last.
+    pub at_settled: Counters,
+    /// Length in TSC cycles.
+    pub cycles: u64,
+}
+
 /// What a run measured.
 #[derive(Debug)]
 pub struct Outcome {
-    /// At the start and end of the measurement window, and after draining.
-    pub at_start: Counters,
-    pub at_end: Counters,
+    /// The windows, in order.
+    pub windows: Vec<Window>,
+    /// Counters after draining.
     pub at_finish: Counters,
-    /// Window length in TSC cycles.
-    pub window_cycles: u64,
-    /// Cycles from the start to the measurement window (settle, prime,
-    /// warm-up).
+    /// Cycles from the start to the first window (settle, prime, warm-up).
     pub lead_cycles: u64,
 }
 
@@ -183,8 +196,9 @@ struct Loop<'a> {
     sample_left: u32,
     sample_seq: u16,
     last_seq: Option<u16>,
-    measuring: bool,
-    rtt: &'a mut Histogram<u64>,
+    /// The histogram of the current window, if measuring.
+    window: Option<usize>,
+    rtt: &'a mut [Histogram<u64>],
     ns_per_cycle: f64,
 }
 
@@ -362,9 +376,9 @@ impl<'a> Loop<'a> {
         if reflect {
             return; // timed when the reply comes back
         }
-        if self.measuring {
+        if let Some(h) = self.window.and_then(|w| self.rtt.get_mut(w)) {
             let ns = (s.cycles_until(tsc_now()) as f64 * self.ns_per_cycle) as u64;
-            self.rtt.saturating_record(ns.max(1));
+            h.saturating_record(ns.max(1));
         }
         if let Some(last) = self.last_seq {
             if (s.seq.wrapping_sub(last) as i16) <= 0 {
@@ -384,15 +398,17 @@ impl Drop for Loop<'_> {
     }
 }
 
-/// Runs the whole plan on the calling lcore, recording the round trips of
-/// stamped packets in the measurement window into `rtt` (ns).
+/// Runs the whole plan on the calling lcore: one measurement window per
+/// histogram in `rtt`, where the round trips of stamped packets of that
+/// window go (ns).
 pub fn run(
     plan: &Plan,
     rx: &mut RxQueue,
     tx: &mut TxQueue,
     pool: &BulkPool,
-    rtt: &mut Histogram<u64>,
+    rtt: &mut [Histogram<u64>],
 ) -> Outcome {
+    let repeat = rtt.len();
     let mut lp = Loop {
         plan,
         c: Counters::default(),
@@ -407,7 +423,7 @@ pub fn run(
         sample_left: plan.sample.max(1),
         sample_seq: 0,
         last_seq: None,
-        measuring: false,
+        window: None,
         rtt,
         ns_per_cycle: 1e9 / plan.hz.max(1) as f64,
     };
@@ -423,8 +439,9 @@ pub fn run(
     let settle_end = start + plan.settle_cycles;
     let warm_end = settle_end + plan.warmup_cycles;
     let mut phase = Phase::Settle;
-    let (mut at_start, mut at_end) = (Counters::default(), Counters::default());
-    let (mut window_start, mut window_end, mut drain_end) = (0u64, 0u64, 0u64);
+    let mut windows: Vec<Window> = Vec::with_capacity(repeat);
+    let (mut window_start, mut first_start, mut drain_end) = (0u64, 0u64, 0u64);
+    let mut at_start = Counters::default();
     loop {
         let now = tsc_now();
         // Phase changes.
@@ -435,21 +452,40 @@ pub fn run(
                 pacer.restart(now, lp.built);
             }
             Phase::Prime if lp.prime_next >= plan.flows.len() => phase = Phase::Warm,
-            Phase::Warm if now >= warm_end => {
+            Phase::Warm if now >= warm_end && repeat > 0 => {
                 phase = Phase::Measure;
                 lp.flush(tx);
                 at_start = lp.c;
                 window_start = now;
-                lp.measuring = true;
+                first_start = now;
+                lp.window = Some(0);
                 pacer.restart(now, lp.built);
             }
-            Phase::Measure if now >= window_start + plan.duration_cycles => {
+            Phase::Warm if now >= warm_end => {
                 phase = Phase::Drain;
-                lp.flush(tx);
-                at_end = lp.c;
-                window_end = now;
-                lp.measuring = false;
                 drain_end = now + plan.drain_cycles;
+            }
+            Phase::Measure if now >= window_start + plan.duration_cycles => {
+                lp.flush(tx);
+                if let Some(prev) = windows.last_mut() {
+                    prev.at_settled = lp.c;
+                }
+                windows.push(Window {
+                    at_start,
+                    at_end: lp.c,
+                    at_settled: lp.c,
+                    cycles: now - window_start,
+                });
+                let silent = at_start.rx_data() == lp.c.rx_data();
+                at_start = lp.c;
+                window_start = now;
+                if windows.len() < repeat && !(silent && plan.stop_if_silent) {
+                    lp.window = Some(windows.len());
+                } else {
+                    phase = Phase::Drain;
+                    lp.window = None;
+                    drain_end = now + plan.drain_cycles;
+                }
             }
             Phase::Drain if now >= drain_end => break,
             _ => {}
@@ -479,12 +515,13 @@ pub fn run(
         }
     }
     lp.flush(tx);
+    if let Some(last) = windows.last_mut() {
+        last.at_settled = lp.c;
+    }
     Outcome {
-        at_start,
-        at_end,
+        windows,
         at_finish: lp.c,
-        window_cycles: window_end.saturating_sub(window_start),
-        lead_cycles: window_start.saturating_sub(start),
+        lead_cycles: first_start.saturating_sub(start),
     }
 }
 

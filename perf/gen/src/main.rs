@@ -85,6 +85,19 @@ struct Opts {
     /// Measurement window, seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Measurement windows, back to back on one connection; one JSON line
+    /// each.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// After reporting, keep the memif connection until the forwarder
+    /// closes it (or this many seconds pass). Stopping the forwarder first
+    /// avoids a DPDK 22.11 memif server crash when a client disconnects
+    /// while the server's worker polls.
+    #[arg(long, default_value_t = 0.0)]
+    linger: f64,
+    /// Skip the remaining windows after one in which nothing came back.
+    #[arg(long)]
+    stop_if_silent: bool,
     /// Traffic before the window (after settling and priming), seconds.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
@@ -281,6 +294,9 @@ fn build_plan(o: &Opts, hz: u64) -> Result<(Plan, RunInfo), String> {
     if !(0.0..=1.0).contains(&o.new_conn_share) {
         return Err("--new-conn-share must be within 0..=1".into());
     }
+    if o.repeat == 0 || o.repeat > 1000 {
+        return Err("--repeat must be within 1..=1000".into());
+    }
     if o.sample == 0 {
         return Err("--sample must be at least 1".into());
     }
@@ -343,6 +359,7 @@ fn build_plan(o: &Opts, hz: u64) -> Result<(Plan, RunInfo), String> {
         rate_pps: o.rate,
         sample: o.sample,
         reflect,
+        stop_if_silent: o.stop_if_silent,
         hz,
         settle_cycles: secs_to_cycles(o.settle_ms as f64 / 1000.0, hz),
         warmup_cycles: secs_to_cycles(o.warmup, hz),
@@ -369,13 +386,24 @@ fn run(o: &Opts, out: &fast::StdoutGuard) -> Result<(), String> {
     // Validate before starting DPDK (with a nominal clock; rebuilt below).
     build_plan(o, 1)?;
     let (args, port_name) = eal_args(o);
-    let _eal = Eal::init(&args).map_err(|e| format!("EAL: {e}"))?;
+    let eal = Eal::init(&args).map_err(|e| format!("EAL: {e}"))?;
+    let runtime_dir = fast::eal_runtime_dir();
+    let result = run_on_eal(o, out, &port_name);
+    drop(eal);
+    if let Some(dir) = runtime_dir {
+        // Only our own prefix's directory, and only once EAL is done with it.
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+fn run_on_eal(o: &Opts, out: &fast::StdoutGuard, port_name: &str) -> Result<(), String> {
     let hz = tsc_hz();
     let (plan, info) = build_plan(o, hz)?;
     let pool = Mempool::new_pktmbuf(POOL_NAME, o.mbufs, 256, 2176, -1)
         .map_err(|e| format!("mempool: {e}"))?;
     let bulk = fast::BulkPool::lookup(POOL_NAME).map_err(|e| e.to_string())?;
-    let mut port = Port::by_name(&port_name).map_err(|e| e.to_string())?;
+    let mut port = Port::by_name(port_name).map_err(|e| e.to_string())?;
     let cfg = PortConfig {
         rx_queues: 1,
         tx_queues: 1,
@@ -395,6 +423,7 @@ fn run(o: &Opts, out: &fast::StdoutGuard) -> Result<(), String> {
     };
     port.start().map_err(|e| format!("port start: {e}"))?;
     let t0 = Instant::now();
+    let mut last_try = Instant::now();
     while !port.link().up {
         if t0.elapsed().as_secs_f64() > o.link_timeout {
             return Err(format!(
@@ -402,18 +431,38 @@ fn run(o: &Opts, out: &fast::StdoutGuard) -> Result<(), String> {
                 o.memif_socket, o.link_timeout
             ));
         }
+        // A memif client connects once, at start: if the server was not
+        // ready yet (its socket exists before its port is started), try
+        // again by restarting the port. Not sooner: a client that drops a
+        // half-done handshake can crash a DPDK 22.11 memif server
+        // ("Error adding fd ... epoll_ctl" panic), so callers should start
+        // the generator only once the forwarder is forwarding.
+        if last_try.elapsed() >= Duration::from_secs(3) {
+            let _ = port.stop();
+            port.start().map_err(|e| format!("port restart: {e}"))?;
+            last_try = Instant::now();
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut rtt = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)
+    let mut rtt = (0..o.repeat)
+        .map(|_| Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("histogram: {e}"))?;
     let outcome = gen::run(&plan, &mut rxq, &mut txq, &bulk, &mut rtt);
+    for (i, h) in rtt.iter().enumerate() {
+        let report = Report::new(info.clone(), &outcome, i, h, hz);
+        eprintln!("{}", report.human());
+        let json = serde_json::to_string(&report).map_err(|e| e.to_string())?;
+        out.write_report(&format!("{json}\n"))
+            .map_err(|e| format!("writing the report: {e}"))?;
+    }
+    eprintln!("vsd-gen: reported {} window(s)", outcome.windows.len());
+    let t1 = Instant::now();
+    while o.linger > 0.0 && port.link().up && t1.elapsed().as_secs_f64() < o.linger {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let _ = port.stop();
-    let report = Report::new(info, &outcome, &rtt, hz);
-    eprintln!("{}", report.human());
-    let json = serde_json::to_string(&report).map_err(|e| e.to_string())?;
-    out.write_report(&format!("{json}\n"))
-        .map_err(|e| format!("writing the report: {e}"))?;
-    // Port before pool before EAL (reverse declaration order).
+    // Port before pool; EAL after both (in the caller).
     drop(port);
     drop(pool);
     Ok(())

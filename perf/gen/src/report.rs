@@ -1,7 +1,7 @@
 //! The run's result: one JSON object on stdout, one human line on stderr.
 
 use crate::check::Failure;
-use crate::gen::{Counters, Outcome};
+use crate::gen::{Counters, Outcome, Window};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -20,12 +20,16 @@ pub struct RunInfo {
     pub sample: u32,
 }
 
-/// The JSON report. Rates are over the measurement window; `drops` and
-/// the failure counts also include the drain after it.
+/// The JSON report of one measurement window. Rates are over the window;
+/// `drops` counts what came back until the end of the next window (or the
+/// drain); checks and failures are over the whole run so far.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     #[serde(flatten)]
     pub info: RunInfo,
+    /// Window number, from 1, and how many windows the run has.
+    pub window: usize,
+    pub windows: usize,
     /// Measurement window, seconds.
     pub duration_s: f64,
     /// Settle + prime + warm-up before the window, seconds.
@@ -51,7 +55,7 @@ pub struct Report {
     /// reflecting) − received (including the drain), at least 0.
     pub drops: u64,
     pub loss_ratio: f64,
-    /// Stamped packets checked (whole run).
+    /// Stamped packets checked (whole run, including warm-up and drain).
     pub checked: u64,
     pub check_failures: u64,
     /// Failures by reason (whole run), all reasons listed.
@@ -78,22 +82,36 @@ fn round(x: f64, places: i32) -> f64 {
 }
 
 impl Report {
-    /// Builds the report from a finished run.
-    pub fn new(info: RunInfo, out: &Outcome, rtt_ns: &Histogram<u64>, hz: u64) -> Report {
-        let secs = out.window_cycles as f64 / hz.max(1) as f64;
+    /// The report of window `index` (from 0) of a finished run.
+    pub fn new(
+        info: RunInfo,
+        out: &Outcome,
+        index: usize,
+        rtt_ns: &Histogram<u64>,
+        hz: u64,
+    ) -> Report {
+        let empty = Window {
+            at_start: Counters::default(),
+            at_end: Counters::default(),
+            at_settled: Counters::default(),
+            cycles: 0,
+        };
+        let w = out.windows.get(index).unwrap_or(&empty);
+        let secs = w.cycles as f64 / hz.max(1) as f64;
         let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
-        let (s, e, f): (&Counters, &Counters, &Counters) =
-            (&out.at_start, &out.at_end, &out.at_finish);
+        let (s, e, f): (&Counters, &Counters, &Counters) = (&w.at_start, &w.at_end, &out.at_finish);
         let tx = e.tx_orig - s.tx_orig;
         let rx = e.rx_data() - s.rx_data();
         let legs = if info.reflect { 2 } else { 1 };
         let expected = tx * legs;
-        let returned = f.rx_data() - s.rx_data();
+        let returned = w.at_settled.rx_data() - s.rx_data();
         let drops = expected.saturating_sub(returned);
         let us = |q: f64| {
             (!rtt_ns.is_empty()).then(|| round(rtt_ns.value_at_quantile(q) as f64 / 1000.0, 2))
         };
         Report {
+            window: index + 1,
+            windows: out.windows.len(),
             duration_s: round(secs, 3),
             lead_s: round(out.lead_cycles as f64 / hz.max(1) as f64, 3),
             tx_packets: tx,
@@ -143,12 +161,17 @@ impl Report {
             _ => "no latency samples".to_string(),
         };
         format!(
-            "vsd-gen {} {} flows={} size={}: tx {:.3} Mpps, rx {:.3} Mpps, drops {} ({:.3}%), \
+            "vsd-gen {} {} flows={} size={}{}: tx {:.3} Mpps, rx {:.3} Mpps, drops {} ({:.3}%), \
              checked {} failed {}, {}{}",
             self.info.mode,
             self.info.proto,
             self.info.flows,
             self.info.pkt_size,
+            if self.windows > 1 {
+                format!(" [{}/{}]", self.window, self.windows)
+            } else {
+                String::new()
+            },
             self.tx_mpps,
             self.rx_mpps,
             self.drops,
@@ -203,17 +226,21 @@ mod tests {
         finish.checked = 70_000;
         finish.failures[Failure::DstPort.index()] = 3;
         let out = Outcome {
-            at_start: start,
-            at_end: end,
+            windows: vec![Window {
+                at_start: start,
+                at_end: end,
+                at_settled: finish,
+                cycles: 2_000_000_000,
+            }],
             at_finish: finish,
-            window_cycles: 2_000_000_000,
             lead_cycles: 500_000_000,
         };
         let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap();
         for v in 1..=1000u64 {
             h.record(v * 1000).unwrap();
         }
-        let r = Report::new(info(true), &out, &h, 1_000_000_000);
+        let r = Report::new(info(true), &out, 0, &h, 1_000_000_000);
+        assert_eq!((r.window, r.windows), (1, 1));
         assert_eq!(r.duration_s, 2.0);
         assert_eq!(r.lead_s, 0.5);
         assert_eq!(r.tx_packets, 2_000_000);
@@ -254,14 +281,12 @@ mod tests {
     #[test]
     fn empty_window_has_no_rates_or_latency() {
         let out = Outcome {
-            at_start: Counters::default(),
-            at_end: Counters::default(),
+            windows: Vec::new(),
             at_finish: Counters::default(),
-            window_cycles: 0,
             lead_cycles: 0,
         };
         let h = Histogram::<u64>::new(3).unwrap();
-        let r = Report::new(info(false), &out, &h, 0);
+        let r = Report::new(info(false), &out, 0, &h, 0);
         assert_eq!(
             (r.tx_pps, r.rx_pps, r.drops, r.loss_ratio),
             (0.0, 0.0, 0, 0.0)
