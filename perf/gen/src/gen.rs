@@ -92,6 +92,13 @@ pub struct Counters {
     pub alloc_failures: u64,
     /// Requests not reflected because the tx backlog was full.
     pub reflect_dropped: u64,
+    /// Turns of the loop.
+    pub loop_turns: u64,
+    /// Sends that left packets behind (the ring towards the forwarder was
+    /// full: the forwarder, not the generator, is the bottleneck).
+    pub tx_ring_full: u64,
+    /// Receive polls that found nothing.
+    pub rx_empty_polls: u64,
 }
 
 impl Counters {
@@ -222,6 +229,9 @@ impl<'a> Loop<'a> {
         // SAFETY: pending[..npend] are mbufs this loop owns (built, or
         // received and taken out of their burst).
         let sent = unsafe { tx.tx_burst_raw(&mut self.pending[..self.npend]) };
+        if sent < self.npend {
+            self.c.tx_ring_full += 1;
+        }
         for k in &self.kinds[..sent] {
             match *k {
                 Kind::Orig { new } => {
@@ -444,6 +454,7 @@ pub fn run(
     let mut at_start = Counters::default();
     loop {
         let now = tsc_now();
+        lp.c.loop_turns += 1;
         // Phase changes.
         match phase {
             Phase::Settle if now >= settle_end => {
@@ -508,6 +519,7 @@ pub fn run(
         // forwarder can fill it when both run flat out).
         for _ in 0..2 {
             if rx.rx_burst(&mut burst) == 0 {
+                lp.c.rx_empty_polls += 1;
                 break;
             }
             lp.receive(&mut burst);

@@ -73,6 +73,13 @@ pub struct Report {
     pub rx_other: u64,
     pub alloc_failures: u64,
     pub reflect_dropped: u64,
+    /// In the window: loop turns, sends the ring refused in part (the
+    /// forwarder is the bottleneck when this is a large share of turns),
+    /// and receive polls that found nothing (the generator waits on the
+    /// forwarder).
+    pub loop_turns: u64,
+    pub tx_ring_full: u64,
+    pub rx_empty_polls: u64,
     pub tsc_hz: u64,
 }
 
@@ -149,6 +156,9 @@ impl Report {
             rx_other: f.rx_other,
             alloc_failures: f.alloc_failures,
             reflect_dropped: f.reflect_dropped,
+            loop_turns: e.loop_turns - s.loop_turns,
+            tx_ring_full: e.tx_ring_full - s.tx_ring_full,
+            rx_empty_polls: e.rx_empty_polls - s.rx_empty_polls,
             tsc_hz: hz,
             info,
         }
