@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # vsd benchmarks on net_memif, with this machine's ceiling measured in the same run.
 #
-#   perf/run.sh            full run (~15 min): 3 repeats of 10 s per point
-#   perf/run.sh --quick    under 3 minutes: 1 repeat of 2 s, fewer points
+#   perf/run.sh            full run (~15 min): 3 windows of 10 s per point
+#   perf/run.sh --quick    under 3 minutes: 3 windows of 1 s, fewer points
 #
 # Options: --quick, --no-build, --repeat N, --duration S, --warmup S,
 #          --flows "1000 100000 1000000", --modes "dr tun nat fullnat",
-#          --proto tcp|udp, --pkt-size N, --sched NAME, --out DIR
+#          --proto tcp|udp, --pkt-size N, --sched NAME, --out DIR,
+#          --wait-idle MIN (wait up to MIN minutes for a 1-minute load under 0.5)
 #
 # What it does (details and the meaning of every number: perf/README.md):
 #   1. builds release (vsd, vsadm, vsd-gen);
@@ -32,8 +33,9 @@ MODES="dr tun nat fullnat"
 PROTO=tcp
 PKT_SIZE=64
 SCHED=rr
+WAIT_IDLE=0
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -48,6 +50,7 @@ while [ $# -gt 0 ]; do
         --pkt-size) PKT_SIZE=$2; shift ;;
         --sched) SCHED=$2; shift ;;
         --out) OUT_DIR=$2; shift ;;
+        --wait-idle) WAIT_IDLE=$2; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -55,7 +58,7 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$QUICK" = 1 ]; then
-    : "${REPEAT:=1}" "${DURATION:=2}" "${WARMUP:=0.5}" "${FLOWS:=1000 1000000}"
+    : "${REPEAT:=3}" "${DURATION:=1}" "${WARMUP:=0.5}" "${FLOWS:=1000 1000000}"
 else
     : "${REPEAT:=3}" "${DURATION:=10}" "${WARMUP:=2}" "${FLOWS:=1000 100000 1000000}"
 fi
@@ -319,6 +322,14 @@ if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null && ! command -v gnuplot
         apt-get install -y -q gnuplot-nox >>"$RAW/apt.log" 2>&1 ||
         log "no chart tool could be installed: latest.png will be missing"
 fi
+if [ "$WAIT_IDLE" != 0 ]; then
+    log "waiting up to $WAIT_IDLE min for the machine to be idle (load now $(cut -d' ' -f1 /proc/loadavg))"
+    t=$SECONDS
+    while [ $((SECONDS - t)) -lt $((WAIT_IDLE * 60)) ]; do
+        case "$(cut -d' ' -f1 /proc/loadavg)" in 0.[0-4]*) break ;; esac
+        sleep 10
+    done
+fi
 T0=$SECONDS
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "runs: $REPEAT x ${DURATION}s windows (+${WARMUP}s warm-up), flows: $FLOWS, $PROTO, ${PKT_SIZE}B; load $LOAD_BEFORE"
@@ -556,7 +567,8 @@ try:
     ax2.bar(range(len(lat)), [r["p50_us"] or 0 for r in lat], color="#2ca02c", label="p50")
     ax2.set_xticks(range(len(lat)))
     ax2.set_xticklabels([r["mode"] for r in lat], fontsize=8)
-    ax2.set_ylabel("round trip, us")
+    ax2.set_ylabel("round trip, us (log)")
+    ax2.set_yscale("log")
     ax2.set_title("latency at half max rate")
     ax2.legend(fontsize=8)
     fig.tight_layout()
