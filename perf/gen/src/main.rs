@@ -319,6 +319,15 @@ fn build_plan(o: &Opts, hz: u64) -> Result<(Plan, RunInfo), String> {
     };
     let reflect = match o.reflect {
         Switch::Auto => mode.replies_through_forwarder(),
+        // Only NAT and FULLNAT replies come back through the forwarder; in
+        // the other modes a reflected packet would return as a request and
+        // bounce forever.
+        Switch::On if !mode.replies_through_forwarder() => {
+            return Err(format!(
+                "--reflect on needs --expect nat or fullnat, not {}",
+                mode.name()
+            ))
+        }
         Switch::On => true,
         Switch::Off => false,
     };
@@ -567,6 +576,8 @@ mod tests {
             &["--duration", "0"],
             &["--expect", "dr", "--rips", ""],
             &["--flows", "10M", "--client-ips", "100"],
+            &["--expect", "dr", "--reflect", "on"],
+            &["--repeat", "0"],
         ] {
             assert!(build_plan(&opts(bad), 1).is_err(), "{bad:?} accepted");
         }
