@@ -300,7 +300,13 @@ print(statistics.median(vals) if vals else "")
 PY
 }
 
-half_of() { awk -v m="$1" 'BEGIN { printf "%d", m * 1e6 / 2 }'; }
+# Half of a maximum received rate (Mpps), as an originated rate (pps): NAT and
+# FULLNAT receive every originated packet twice (request, then the reply).
+half_of() { # mpps mode
+    local legs=1
+    case "$2" in nat|fullnat) legs=2 ;; esac
+    awk -v m="$1" -v l="$legs" 'BEGIN { printf "%d", m * 1e6 / 2 / l }'
+}
 
 # --- build -------------------------------------------------------------------
 mkdir -p "$OUT_DIR"
@@ -347,7 +353,7 @@ if [ "$QUICK" = 0 ] && [ "$LAST_FLOWS" != "$CEIL_FLOWS" ]; then
     session "io-$LAST_FLOWS" throughput io "$LAST_FLOWS" testpmd-io "$DURATION" --expect io || true
 fi
 session "macswap-$CEIL_FLOWS" throughput macswap "$CEIL_FLOWS" testpmd-macswap "$DURATION" --expect macswap || true
-session lat-io latency io "$CEIL_FLOWS" testpmd-io "$DURATION" --expect io --rate "$(half_of "$CEILING")" || true
+session lat-io latency io "$CEIL_FLOWS" testpmd-io "$DURATION" --expect io --rate "$(half_of "$CEILING" io)" || true
 
 # --- vsd ---------------------------------------------------------------------
 for mode in $MODES; do
@@ -361,7 +367,7 @@ for mode in $MODES; do
         fi
         if [ "$flows" = "$CEIL_FLOWS" ]; then
             session "lat-$mode" latency "$mode" "$flows" "vsd-$mode" "$DURATION" \
-                --expect "$mode" --rport "$(rport_of "$mode")" --rate "$(half_of "$max")" || true
+                --expect "$mode" --rport "$(rport_of "$mode")" --rate "$(half_of "$max" "$mode")" || true
         fi
     done
 done
