@@ -4,18 +4,32 @@
 //! are joined before the ports stop, ports close before the mempool goes,
 //! and EAL cleanup comes last.
 
+use crate::control::api;
 use crate::control::config::Config;
 use crate::control::socket::{ControlServer, Handler};
+use crate::control::state::{ConnCounts, ControlState, StatsSource};
 use crate::dataplane::counters::{CounterSnapshot, WorkerCounters};
 use crate::dataplane::local::PortAddrs;
 use crate::dataplane::neigh::NeighTable;
-use crate::dataplane::worker::{NeighUpdate, Worker, WorkerPort, NEIGH_INBOX};
-use crate::dpdk::{Eal, LaunchedLcore, Mempool, Port, PortConfig, TxBuffer};
+use crate::dataplane::publish::{Published, Subscriber};
+use crate::dataplane::worker::{
+    ConnDump, ConnRow, NeighUpdate, PlaneConfig, SteerOut, Worker, WorkerPort, NEIGH_INBOX,
+    STEER_RING_SIZE, TEMPLATE_INBOX,
+};
+use crate::dpdk::{Eal, LaunchedLcore, Mempool, Port, PortConfig, SteerBatch, SteerRing, TxBuffer};
+use crate::lb::director::{CoreLb, CoreLbConfig};
+use crate::lb::fwd::FwdDrop;
+use crate::lb::load::{CoreLoad, GlobalLoad};
+use crate::lb::owner::RssOwner;
+use crate::lb::stats::FwdEvent;
+use crate::lb::stats::StatsTable;
+use crate::lb::types::FwdMethod;
 use crate::wire::{MacAddr, SYMMETRIC_KEY};
 use crossbeam::queue::ArrayQueue;
 use serde_json::{json, Value};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,15 +72,29 @@ struct PortView {
     addrs: PortAddrs,
 }
 
-struct Control<'a> {
+/// What the control thread reads of the running data plane.
+struct PlaneView<'a> {
     started: Instant,
+    config_path: PathBuf,
     worker_lcores: Vec<u32>,
     counters: Vec<Arc<WorkerCounters>>,
+    lb_stats: Vec<Arc<StatsTable>>,
+    global: Arc<GlobalLoad>,
+    dumps: Vec<Arc<ConnDump>>,
+    adopted: Vec<Arc<AtomicU64>>,
+    conn_capacity: u64,
     ports: &'a [PortView],
     pool: &'a Mempool,
+    plane: Arc<Published<PlaneConfig>>,
 }
 
-impl Control<'_> {
+/// The control thread: the ipvsadm state plus the view of the data plane.
+struct Control<'a> {
+    view: PlaneView<'a>,
+    state: ControlState,
+}
+
+impl PlaneView<'_> {
     fn counters_json(&self) -> Value {
         let total = CounterSnapshot::sum(self.counters.iter().map(|c| &**c));
         let per_worker: Vec<Value> = self
@@ -78,8 +106,19 @@ impl Control<'_> {
                 json!({"lcore": l, "events": pairs(&s.events), "drops": pairs(&s.drops)})
             })
             .collect();
+        let refs: Vec<&StatsTable> = self.lb_stats.iter().map(|t| &**t).collect();
+        let fwd = StatsTable::sum(&refs);
+        let fwd_drops: serde_json::Map<String, Value> = FwdDrop::ALL
+            .iter()
+            .map(|d| (d.name().to_string(), json!(fwd.drop_count(*d))))
+            .collect();
+        let fwd_events: serde_json::Map<String, Value> = FwdEvent::ALL
+            .iter()
+            .map(|e| (e.name().to_string(), json!(fwd.event(*e))))
+            .collect();
         json!({
             "total": {"events": pairs(&total.events), "drops": pairs(&total.drops)},
+            "forwarding": {"events": fwd_events, "drops": fwd_drops},
             "workers": per_worker,
         })
     }
@@ -112,39 +151,240 @@ impl Control<'_> {
                 .collect(),
         )
     }
+
+    fn status_json(&self) -> Value {
+        json!({
+            "state": if STOP.load(Ordering::Relaxed) { "stopping" } else { "running" },
+            "vsd": env!("CARGO_PKG_VERSION"),
+            "dpdk": Eal::version(),
+            "pid": std::process::id(),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "workers": self.worker_lcores,
+            "ports": self.ports_json(),
+            "mbufs_in_use": self.pool.in_use(),
+            "mbufs_available": self.pool.available(),
+        })
+    }
+
+    /// Whether every worker runs the newest published configuration.
+    fn workers_caught_up(&self) -> bool {
+        let g = self.plane.generation();
+        self.adopted.iter().all(|a| a.load(Ordering::Acquire) >= g)
+    }
+
+    /// Ask every worker for its connections (bounded wait per worker).
+    fn dump_connections(&self, limit: usize) -> (Vec<ConnRow>, u64) {
+        for d in &self.dumps {
+            d.limit.store(limit, Ordering::Relaxed);
+            d.requested.fetch_add(1, Ordering::AcqRel);
+        }
+        let mut rows = Vec::new();
+        let mut total = 0;
+        for d in &self.dumps {
+            let want = d.requested.load(Ordering::Acquire);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while d.answered.load(Ordering::Acquire) != want && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if d.answered.load(Ordering::Acquire) != want {
+                continue;
+            }
+            if let Ok(mut slot) = d.rows.lock() {
+                let (r, t) = std::mem::take(&mut *slot);
+                total += t;
+                rows.extend(r.into_iter().take(limit.saturating_sub(rows.len())));
+            }
+        }
+        (rows, total)
+    }
 }
 
-fn pairs(list: &[(&'static str, u64)]) -> Value {
-    Value::Object(
-        list.iter()
-            .map(|(k, v)| (k.to_string(), json!(v)))
-            .collect(),
-    )
+/// The data plane's statistics as the ipvsadm layer reads them, summed over
+/// workers once per request.
+struct PlaneStats<'v, 'a> {
+    view: &'v PlaneView<'a>,
+    sum: crate::lb::stats::StatsSum,
+    snap: Arc<PlaneConfig>,
+}
+
+impl<'v, 'a> PlaneStats<'v, 'a> {
+    fn new(view: &'v PlaneView<'a>) -> Self {
+        let refs: Vec<&StatsTable> = view.lb_stats.iter().map(|t| &**t).collect();
+        PlaneStats {
+            sum: StatsTable::sum(&refs),
+            snap: view.plane.load(),
+            view,
+        }
+    }
+}
+
+fn to_counters(c: crate::lb::stats::CounterValues) -> crate::control::estimator::Counters {
+    crate::control::estimator::Counters {
+        conns: c.conns,
+        inpkts: c.in_pkts,
+        outpkts: c.out_pkts,
+        inbytes: c.in_bytes,
+        outbytes: c.out_bytes,
+    }
+}
+
+impl StatsSource for PlaneStats<'_, '_> {
+    fn now_ms(&self) -> u64 {
+        self.view.started.elapsed().as_millis() as u64
+    }
+    fn service_counters(
+        &self,
+        key: &crate::lb::service::ServiceKey,
+    ) -> crate::control::estimator::Counters {
+        self.snap
+            .services
+            .get_key(key)
+            .map(|svc| to_counters(self.sum.service(svc.slot)))
+            .unwrap_or_default()
+    }
+    fn dest_counters(&self, id: crate::lb::load::DestId) -> crate::control::estimator::Counters {
+        to_counters(self.sum.dest(id))
+    }
+    fn dest_conns(&self, id: crate::lb::load::DestId) -> ConnCounts {
+        use crate::lb::load::LoadView;
+        ConnCounts {
+            active: self.view.global.active(id),
+            inactive: self.view.global.inactive(id),
+            persistent: self.view.global.persistent(id),
+        }
+    }
+    fn connections(&self, limit: usize) -> (Vec<crate::control::listing::ConnView>, u64) {
+        let (rows, total) = self.view.dump_connections(limit);
+        let views = rows
+            .into_iter()
+            .map(|r| crate::control::listing::ConnView {
+                proto: if r.proto == "UDP" {
+                    crate::lb::types::Protocol::Udp
+                } else {
+                    crate::lb::types::Protocol::Tcp
+                },
+                expires_ms: r.expires_ms,
+                state: r.state,
+                client: r.client.into(),
+                vip: r.vip.into(),
+                dest: r.real.into(),
+            })
+            .collect();
+        (views, total)
+    }
+    fn conn_table_size(&self) -> u64 {
+        self.view.conn_capacity
+    }
+    fn core_counters(&self) -> Vec<crate::control::listing::CoreCounters> {
+        self.view
+            .counters
+            .iter()
+            .zip(&self.view.worker_lcores)
+            .zip(&self.view.lb_stats)
+            .map(|((c, l), lb)| {
+                let s = CounterSnapshot::sum([&**c]);
+                let fwd = StatsTable::sum(&[&**lb]);
+                let mut drops: Vec<(String, u64)> =
+                    s.drops.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+                drops.extend(
+                    FwdDrop::ALL
+                        .iter()
+                        .map(|d| (format!("fwd_{}", d.name()), fwd.drop_count(*d))),
+                );
+                crate::control::listing::CoreCounters {
+                    core: *l,
+                    events: s.events.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                    drops,
+                }
+            })
+            .collect()
+    }
+    fn port_counters(&self) -> Vec<crate::control::listing::PortCounters> {
+        self.view
+            .ports
+            .iter()
+            .map(|p| {
+                let st = p.port.stats().unwrap_or_default();
+                crate::control::listing::PortCounters {
+                    port: p.name.clone(),
+                    counters: vec![
+                        ("rx_packets".into(), st.rx_packets),
+                        ("rx_bytes".into(), st.rx_bytes),
+                        ("tx_packets".into(), st.tx_packets),
+                        ("tx_bytes".into(), st.tx_bytes),
+                        ("rx_missed".into(), st.rx_missed),
+                        ("rx_errors".into(), st.rx_errors),
+                        ("tx_errors".into(), st.tx_errors),
+                        ("rx_nombuf".into(), st.rx_nombuf),
+                    ],
+                }
+            })
+            .collect()
+    }
+    fn latency(&self) -> Vec<crate::control::listing::LatencyView> {
+        Vec::new()
+    }
+    fn status(&self) -> Value {
+        self.view.status_json()
+    }
+    fn config_path(&self) -> Option<PathBuf> {
+        Some(self.view.config_path.clone())
+    }
+}
+
+impl Control<'_> {
+    /// Publish the state's snapshot to the workers if it changed.
+    fn publish_if_changed(&mut self, published_version: &mut u64) {
+        if self.state.version() == *published_version {
+            return;
+        }
+        let snap = self.state.snapshot();
+        *published_version = snap.version;
+        self.view.plane.publish(Arc::new(PlaneConfig {
+            services: snap.services,
+            timeouts: snap.timeouts,
+        }));
+    }
+
+    /// Periodic work: rate estimators, reuse of drained server slots.
+    fn tick(&mut self) {
+        let stats = PlaneStats::new(&self.view);
+        self.state.tick(&stats);
+        if self.view.workers_caught_up() {
+            self.state.release_drained(&stats);
+        }
+    }
+
+    /// SIGHUP: re-read the config file and apply its services.
+    fn reload(&mut self) {
+        let path = self.view.config_path.clone();
+        match Config::from_file(&path).map_err(|e| e.to_string()) {
+            Ok(cfg) => match self.state.reload(&cfg) {
+                Ok(diff) => log!("reloaded {}: {}", path.display(), diff.summary()),
+                Err(e) => log!(
+                    "reload of {} refused, running config kept: {e}",
+                    path.display()
+                ),
+            },
+            Err(e) => log!("reload refused, running config kept: {e}"),
+        }
+    }
 }
 
 impl Handler for Control<'_> {
-    fn handle(&mut self, cmd: &str, _req: &Value) -> Result<Value, String> {
+    fn handle(&mut self, cmd: &str, req: &Value) -> Result<Value, String> {
         match cmd {
             "version" => Ok(json!({
                 "vsd": env!("CARGO_PKG_VERSION"),
                 "dpdk": Eal::version(),
                 "protocol": crate::control::socket::PROTOCOL_VERSION,
             })),
-            "status" => Ok(json!({
-                "state": if STOP.load(Ordering::Relaxed) { "stopping" } else { "running" },
-                "vsd": env!("CARGO_PKG_VERSION"),
-                "dpdk": Eal::version(),
-                "pid": std::process::id(),
-                "uptime_s": self.started.elapsed().as_secs(),
-                "workers": self.worker_lcores,
-                "ports": self.ports_json(),
-                "mbufs_in_use": self.pool.in_use(),
-                "mbufs_available": self.pool.available(),
-            })),
-            "counters" => Ok(self.counters_json()),
-            "ports" => Ok(self.ports_json()),
+            "status" => Ok(self.view.status_json()),
+            "counters" => Ok(self.view.counters_json()),
+            "ports" => Ok(self.view.ports_json()),
             "xstats" => Ok(Value::Object(
-                self.ports
+                self.view
+                    .ports
                     .iter()
                     .map(|p| {
                         let x = p.port.xstats().unwrap_or_default();
@@ -155,11 +395,23 @@ impl Handler for Control<'_> {
                     })
                     .collect(),
             )),
+            "ipvsadm" => {
+                let stats = PlaneStats::new(&self.view);
+                api::handle_request(&mut self.state, &stats, req)
+            }
             _ => Err(format!(
-                "unknown command {cmd:?} (known: version, status, counters, ports, xstats)"
+                "unknown command {cmd:?} (known: version, status, counters, ports, xstats, ipvsadm)"
             )),
         }
     }
+}
+
+fn pairs(list: &[(&'static str, u64)]) -> Value {
+    Value::Object(
+        list.iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect(),
+    )
 }
 
 fn v4_only<T>(items: impl Iterator<Item = (IpAddr, T)>) -> Vec<(std::net::Ipv4Addr, T)> {
@@ -171,8 +423,57 @@ fn v4_only<T>(items: impl Iterator<Item = (IpAddr, T)>) -> Vec<(std::net::Ipv4Ad
         .collect()
 }
 
-/// Run the director until a stop signal. Returns the process exit code.
+/// Outer source of TUN packets: the configured one, else the director
+/// address on the port toward the first tunnelled real server, else the
+/// last port's first address.
+fn tun_source(cfg: &Config, views: &[PortView]) -> std::net::Ipv4Addr {
+    if let Some(a) = cfg.lb.tun_source {
+        return a;
+    }
+    let tun_rs = cfg
+        .services
+        .iter()
+        .flat_map(|s| s.real_servers.iter())
+        .filter(|r| r.method == FwdMethod::Tunnel)
+        .find_map(|r| match r.address {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        });
+    if let Some(rs) = tun_rs {
+        if let Some(src) = views
+            .iter()
+            .find(|v| v.addrs.on_link(rs))
+            .and_then(|v| v.addrs.source_for(rs))
+        {
+            return src;
+        }
+    }
+    views
+        .iter()
+        .rev()
+        .find_map(|v| v.addrs.addrs.first().map(|(a, _)| *a))
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
+}
+
+/// Every queue but worker `w`'s own.
+fn others<T>(queues: &[Arc<T>], w: usize) -> Vec<Arc<T>> {
+    queues
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != w)
+        .map(|(_, q)| q.clone())
+        .collect()
+}
+
+/// Real-server slots (connections keep a slot until they drain).
+const DEST_CAPACITY: usize = 4096;
+/// Service slots for per-service counters.
+const SERVICE_CAPACITY: usize = 1024;
+
+/// Run the director until a stop signal.
 pub fn run(cfg: Config) -> Result<(), String> {
+    let state = ControlState::from_config_with_capacity(&cfg, DEST_CAPACITY)?;
+    let first = state.snapshot();
     let mut argv = cfg.eal_argv("vsd");
     // Hugepage files are unlinked as soon as they are mapped, so none are
     // left behind whatever way the process ends.
@@ -268,10 +569,71 @@ pub fn run(cfg: Config) -> Result<(), String> {
         });
     }
 
+    // flow ownership: the NIC's RETA (every port gets the same mapping) or,
+    // without RSS, the same rule in software
+    let owner = (nworkers > 1).then(|| {
+        let reta_size = views
+            .iter()
+            .filter(|v| v.port.rss_active())
+            .map(|v| v.port.info().reta_size as usize)
+            .find(|n| *n > 0)
+            .unwrap_or(128);
+        Arc::new(RssOwner::round_robin(nworkers as u16, reta_size))
+    });
+
+    let per_ms = (crate::dpdk::tsc_hz() / 1000).max(1);
+    let now_ms = crate::dpdk::tsc_now() / per_ms;
+    let plane = Arc::new(Published::new(Arc::new(PlaneConfig {
+        services: first.services.clone(),
+        timeouts: first.timeouts,
+    })));
+    let global = Arc::new(GlobalLoad::new(DEST_CAPACITY));
+    let lb_cfg = CoreLbConfig {
+        cores: nworkers as u16,
+        mtu: views
+            .iter()
+            .filter_map(|v| v.port.mtu().ok())
+            .min()
+            .unwrap_or(1500),
+        tun_source: tun_source(&cfg, &views),
+        conn_capacity: cfg.lb.conn_capacity as usize,
+        expire_nodest_conn: cfg.lb.expire_nodest_conn,
+        local_port_min: cfg.lb.local_port_min,
+        local_port_max: cfg.lb.local_port_max,
+        service_capacity: SERVICE_CAPACITY,
+        ..CoreLbConfig::default()
+    };
+    log!(
+        "forwarding: {} conns per worker, TUN source {}, MTU {}",
+        lb_cfg.conn_capacity,
+        lb_cfg.tun_source,
+        lb_cfg.mtu
+    );
+
+    // steering rings: rings[i][j] carries packets from worker i to worker j
+    let mut rings: Vec<Vec<Option<Arc<SteerRing>>>> = Vec::new();
+    for i in 0..nworkers {
+        let mut row = Vec::new();
+        for j in 0..nworkers {
+            row.push(if i == j {
+                None
+            } else {
+                Some(Arc::new(
+                    SteerRing::new(&format!("vsd_steer_{i}_{j}"), STEER_RING_SIZE)
+                        .map_err(|e| e.to_string())?,
+                ))
+            });
+        }
+        rings.push(row);
+    }
+
     // workers
     let stop = Arc::new(AtomicBool::new(false));
     let inboxes: Vec<Arc<ArrayQueue<NeighUpdate>>> = (0..nworkers)
         .map(|_| Arc::new(ArrayQueue::new(NEIGH_INBOX)))
+        .collect();
+    let template_inboxes: Vec<Arc<ArrayQueue<_>>> = (0..nworkers)
+        .map(|_| Arc::new(ArrayQueue::new(TEMPLATE_INBOX)))
         .collect();
     let mut per_worker_queues: Vec<Vec<_>> = (0..nworkers).map(|_| Vec::new()).collect();
     for (rxq, txq) in queues {
@@ -280,8 +642,16 @@ pub fn run(cfg: Config) -> Result<(), String> {
         }
     }
     let mut counters = Vec::new();
+    let mut loads: Vec<Arc<CoreLoad>> = Vec::new();
+    let mut lb_stats: Vec<Arc<StatsTable>> = Vec::new();
     let mut launched = Vec::new();
+    let mut dumps = Vec::new();
+    let mut adopted = Vec::new();
     for (w, qs) in per_worker_queues.into_iter().enumerate() {
+        let dump = Arc::new(ConnDump::default());
+        let adopted_gen = Arc::new(AtomicU64::new(0));
+        dumps.push(dump.clone());
+        adopted.push(adopted_gen.clone());
         let c = Arc::new(WorkerCounters::default());
         counters.push(c.clone());
         let ports = qs
@@ -290,24 +660,51 @@ pub fn run(cfg: Config) -> Result<(), String> {
             .map(|((rx, tx), v)| WorkerPort {
                 rx,
                 tx: TxBuffer::new(tx),
+                static_vips: v.addrs.vips.clone(),
                 addrs: v.addrs.clone(),
                 neigh: NeighTable::new(cfg.neighbour),
                 tx_dropped_seen: 0,
+                soft_steer: nworkers > 1 && !v.port.rss_active(),
             })
             .collect();
+        let lb = CoreLb::new(
+            CoreLbConfig {
+                core: w as u16,
+                ..lb_cfg.clone()
+            },
+            plane.load().services.clone(),
+            global.clone(),
+            owner.clone(),
+            now_ms,
+        )
+        .map_err(|e| format!("worker {w}: connection table: {e:?}"))?;
+        loads.push(lb.load().clone());
+        lb_stats.push(lb.stats().clone());
         let mut worker = Worker {
             index: w,
             ports,
             counters: c,
             stop: stop.clone(),
             pool: pool.clone(),
-            inbox: inboxes[w].clone(),
-            peers: inboxes
+            lb,
+            config: Subscriber::new(plane.clone()),
+            owner: owner.clone(),
+            steer_out: rings[w]
                 .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != w)
-                .map(|(_, q)| q.clone())
+                .map(|r| {
+                    r.as_ref().map(|ring| SteerOut {
+                        ring: ring.clone(),
+                        batch: SteerBatch::new(),
+                    })
+                })
                 .collect(),
+            steer_in: rings.iter().filter_map(|row| row[w].clone()).collect(),
+            inbox: inboxes[w].clone(),
+            peers: others(&inboxes, w),
+            template_inbox: template_inboxes[w].clone(),
+            template_peers: others(&template_inboxes, w),
+            dump,
+            adopted: adopted_gen,
         };
         let lcore = cfg.lcores.workers[w];
         launched.push(
@@ -316,29 +713,56 @@ pub fn run(cfg: Config) -> Result<(), String> {
         );
     }
     log!(
-        "running: {} worker(s) on lcores {:?}, control socket {}",
+        "running: {} worker(s) on lcores {:?}, {} service(s), control socket {}",
         nworkers,
         cfg.lcores.workers,
+        plane.load().services.services().len(),
         cfg.control.socket.display()
     );
 
     let mut server = ControlServer::bind(&cfg.control.socket)?;
     server.set_mode(cfg.control.socket_mode)?;
     let mut control = Control {
-        started: Instant::now(),
-        worker_lcores: cfg.lcores.workers.clone(),
-        counters,
-        ports: &views,
-        pool: &pool,
+        view: PlaneView {
+            started: Instant::now(),
+            config_path: PathBuf::from(&cfg.source),
+            worker_lcores: cfg.lcores.workers.clone(),
+            counters,
+            lb_stats,
+            global: global.clone(),
+            dumps,
+            adopted,
+            conn_capacity: lb_cfg.conn_capacity as u64 * nworkers as u64,
+            ports: &views,
+            pool: &pool,
+            plane: plane.clone(),
+        },
+        state,
     };
+    let mut published_version = first.version;
+    let load_refs: Vec<&CoreLoad> = loads.iter().map(|l| &**l).collect();
+    let mut last_sum = Instant::now();
+    let mut last_tick = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
         server.poll(&mut control);
+        control.publish_if_changed(&mut published_version);
+        // connection counts summed over cores for lc, wlc, ... (bounded
+        // staleness: one refresh period)
+        if last_sum.elapsed() >= Duration::from_millis(10) {
+            global.refresh(&load_refs);
+            last_sum = Instant::now();
+        }
+        if last_tick.elapsed() >= Duration::from_millis(100) {
+            control.tick();
+            last_tick = Instant::now();
+        }
         if launched.iter().any(LaunchedLcore::finished) {
             log!("a worker stopped unexpectedly; shutting down");
             break;
         }
         if RELOAD.swap(false, Ordering::SeqCst) {
-            log!("SIGHUP: configuration reload is not supported yet; keeping the running config");
+            control.reload();
+            control.publish_if_changed(&mut published_version);
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -353,6 +777,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         }
     }
     drop(server);
+    drop(rings);
     for v in &mut views {
         if let Err(e) = v.port.stop() {
             log!("port {}: {e}", v.name);

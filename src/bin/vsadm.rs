@@ -1,15 +1,11 @@
-//! vsadm: drives a running vsd over its control socket.
+//! vsadm: drives a running vsd over its control socket, with ipvsadm's syntax.
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = vsd::control::vsadm::Args::parse();
-    match vsd::control::vsadm::run(&args, &mut std::io::stdout()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("vsadm: {e}");
-            ExitCode::from(2)
-        }
-    }
+    let argv: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    vsd::control::vsadm::main_with(&argv)
 }

@@ -117,6 +117,8 @@ pub struct Config {
     pub vips: Vec<VipConf>,
     /// `[neighbour]`: the per-worker ARP table.
     pub neighbour: NeighParams,
+    /// `[lb]`: the forwarding core.
+    pub lb: LbConf,
     /// `[[service]]`: virtual services and their real servers.
     pub services: Vec<ServiceConf>,
 }
@@ -141,6 +143,36 @@ pub struct LcoreConf {
     pub workers: Vec<u32>,
     /// DPDK `--lcores` mapping of lcores onto CPUs, passed through when set.
     pub cpu_map: Option<String>,
+}
+
+/// `[lb]`: settings of each worker's forwarding core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LbConf {
+    /// Connection table capacity per worker (connections, templates and
+    /// NAT redirect entries).
+    pub conn_capacity: u32,
+    /// Expire a connection on its next packet once its real server is
+    /// removed (IPVS `expire_nodest_conn`); otherwise it drains.
+    pub expire_nodest_conn: bool,
+    /// Outer source of TUN packets; default: the director address on the
+    /// port toward the first tunnelled real server.
+    pub tun_source: Option<std::net::Ipv4Addr>,
+    /// FULLNAT local port range.
+    pub local_port_min: u16,
+    /// FULLNAT local port range, last port.
+    pub local_port_max: u16,
+}
+
+impl Default for LbConf {
+    fn default() -> Self {
+        LbConf {
+            conn_capacity: 1 << 20,
+            expire_nodest_conn: false,
+            tun_source: None,
+            local_port_min: 1024,
+            local_port_max: 65535,
+        }
+    }
 }
 
 /// `[control]`.
@@ -535,6 +567,7 @@ struct RawConfig {
     #[serde(default)]
     vip: Vec<S<RawVip>>,
     neighbour: Option<S<RawNeighbour>>,
+    lb: Option<S<RawLb>>,
     #[serde(default)]
     service: Vec<S<RawService>>,
 }
@@ -592,6 +625,16 @@ struct RawPort {
 struct RawVip {
     address: S<String>,
     port: S<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLb {
+    conn_capacity: Option<S<i64>>,
+    expire_nodest_conn: Option<bool>,
+    tun_source: Option<S<String>>,
+    local_port_min: Option<S<i64>>,
+    local_port_max: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -898,6 +941,7 @@ fn is_option(arg: &str, opt: &str) -> bool {
 fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
     let lcores = build_lcores(ctx, &raw.lcores)?;
     let neighbour = build_neighbour(ctx, raw.neighbour.as_ref())?;
+    let lb = build_lb(ctx, raw.lb.as_ref())?;
 
     let mut ports: Vec<PortConf> = Vec::with_capacity(raw.port.len());
     // Spans of already accepted things, to point duplicates at the second occurrence.
@@ -964,6 +1008,7 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         ports,
         vips,
         neighbour,
+        lb,
         services,
     })
 }
@@ -1202,6 +1247,64 @@ fn build_neighbour(
         ));
     }
     Ok(params)
+}
+
+fn build_lb(ctx: &Ctx<'_>, raw: Option<&S<RawLb>>) -> Result<LbConf, ConfigError> {
+    let d = LbConf::default();
+    let Some(raw) = raw else {
+        return Ok(d);
+    };
+    let l = raw.get_ref();
+    let tun_source = match &l.tun_source {
+        None => None,
+        Some(a) => match ctx.ip(a, "lb.tun_source")? {
+            IpAddr::V4(v4) if !v4.is_unspecified() && !v4.is_multicast() => Some(v4),
+            other => {
+                return Err(ctx.err(
+                    a.span(),
+                    "lb.tun_source",
+                    format!("tun_source {other} must be a unicast IPv4 address"),
+                ))
+            }
+        },
+    };
+    let lb = LbConf {
+        conn_capacity: narrow(ctx.int_or(
+            &l.conn_capacity,
+            "lb.conn_capacity",
+            1024,
+            1 << 28,
+            i64::from(d.conn_capacity),
+        )?),
+        expire_nodest_conn: l.expire_nodest_conn.unwrap_or(d.expire_nodest_conn),
+        tun_source,
+        local_port_min: narrow(ctx.int_or(
+            &l.local_port_min,
+            "lb.local_port_min",
+            1,
+            65535,
+            i64::from(d.local_port_min),
+        )?),
+        local_port_max: narrow(ctx.int_or(
+            &l.local_port_max,
+            "lb.local_port_max",
+            1,
+            65535,
+            i64::from(d.local_port_max),
+        )?),
+    };
+    if lb.local_port_min > lb.local_port_max {
+        let span = l.local_port_min.as_ref().map_or(raw.span(), S::span);
+        return Err(ctx.err(
+            span,
+            "lb.local_port_min",
+            format!(
+                "{} is above local_port_max {}",
+                lb.local_port_min, lb.local_port_max
+            ),
+        ));
+    }
+    Ok(lb)
 }
 
 /// Port names: 1..=32 of `[A-Za-z0-9_.-]`.
@@ -2581,6 +2684,31 @@ mod tests {
     // ---- errors: structure (serde) ----
 
     #[test]
+    fn lb_table() {
+        assert_eq!(parse(&with_base("")).lb, LbConf::default());
+        let c = parse(&with_base(
+            "[lb]\nconn_capacity = 4096\nexpire_nodest_conn = true\ntun_source = \"198.18.1.1\"\nlocal_port_min = 2000\nlocal_port_max = 3000\n",
+        ));
+        assert_eq!(
+            c.lb,
+            LbConf {
+                conn_capacity: 4096,
+                expire_nodest_conn: true,
+                tun_source: Some("198.18.1.1".parse().unwrap()),
+                local_port_min: 2000,
+                local_port_max: 3000,
+            }
+        );
+        assert!(error(&with_base("[lb]\nconn_capacity = 10\n")).contains("lb.conn_capacity"));
+        assert!(error(&with_base("[lb]\ntun_source = \"::1\"\n"))
+            .contains("lb.tun_source: tun_source ::1 must be a unicast IPv4 address"));
+        assert!(error(&with_base(
+            "[lb]\nlocal_port_min = 5000\nlocal_port_max = 4000\n"
+        ))
+        .contains("lb.local_port_min: 5000 is above local_port_max 4000"));
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         assert_eq!(
             error(&with_base("bogus = 1\n")),
@@ -2590,7 +2718,7 @@ mod tests {
         assert_eq!(
             error(&format!("[ports]\nx = 1\n{BASE}")),
             "t.toml:1:2: ports: unknown field `ports`, expected one of `eal`, `lcores`, `control`, \
-             `mempool`, `port`, `vip`, `neighbour`, `service`"
+             `mempool`, `port`, `vip`, `neighbour`, `lb`, `service`"
         );
         assert_eq!(
             error(&with_base("[neighbour]\nretry = 5\n")),

@@ -1,5 +1,12 @@
-//! Control plane: config, socket, stats. No fast-path access.
+//! Control plane: config, socket, ipvsadm syntax and output formats, the
+//! control state machine, stats (rates, Prometheus). No fast-path access.
 
+pub mod api;
 pub mod config;
+pub mod estimator;
+pub mod ipvsadm;
+pub mod listing;
+pub mod prometheus;
 pub mod socket;
+pub mod state;
 pub mod vsadm;

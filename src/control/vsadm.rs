@@ -1,67 +1,181 @@
-//! The admin CLI's logic (the `vsadm` binary is a thin wrapper): talks to
-//! vsd over the control socket and prints what it says.
+//! The admin CLI's logic (the `vsadm` binary is a thin wrapper).
 //!
-//! For now it reports the daemon's version, state and counters; the
-//! ipvsadm command set arrives with the forwarding and control-plane work.
+//! vsadm takes ipvsadm's arguments (`vsadm -A -t 198.18.0.100:80 -s rr`,
+//! `vsadm -Ln --stats`, `vsadm -S > rules`, `vsadm -R < rules`), checks them
+//! with the same parser the daemon uses ([`super::ipvsadm`]), sends ONE
+//! request over the control socket and prints the answer (protocol in
+//! [`super::api`]). Without arguments it lists the table, as ipvsadm does.
+//!
+//! Options of vsadm itself, anywhere on the line: `--socket PATH` (default
+//! [`DEFAULT_SOCKET`]) and `--json` (print the daemon's JSON answer).
+//! `--status` and `--counters [--per-worker]` ask the daemon's `status` and
+//! `counters` commands. Exit status: 0 on success, 2 for wrong usage, 1 when
+//! the daemon refuses or cannot be reached.
 
-use super::socket::{request, PROTOCOL_VERSION};
-use clap::Parser;
+use super::ipvsadm::{self, Command};
+use super::socket::{request, MAX_LINE, PROTOCOL_VERSION};
 use serde_json::{json, Value};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 /// Default control socket path.
 pub const DEFAULT_SOCKET: &str = "/run/vsd/vsd.sock";
+/// How long vsadm waits for the daemon.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Administer a running vsd.
-#[derive(Parser, Debug)]
-#[command(name = "vsadm", version, about)]
+/// One vsadm invocation: vsadm's own options and the ipvsadm arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
     /// vsd's control socket.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
-    /// Show the daemon's version, state, workers and ports.
-    #[arg(long, group = "cmd")]
-    pub status: bool,
-    /// Show the data plane counters (events and drops by reason).
-    #[arg(long, group = "cmd")]
-    pub counters: bool,
-    /// Show every worker's counters, not only the totals (with --counters).
-    #[arg(long, requires = "counters")]
-    pub per_worker: bool,
     /// Print the daemon's raw JSON answer.
-    #[arg(long)]
     pub json: bool,
+    /// The ipvsadm arguments, in order.
+    pub args: Vec<String>,
 }
 
-fn ask(args: &Args, cmd: &str) -> Result<Value, String> {
-    request(
-        &args.socket,
-        &json!({"v": PROTOCOL_VERSION, "cmd": cmd}),
-        Duration::from_secs(5),
+impl Args {
+    /// Take `--socket PATH`, `--socket=PATH` and `--json` out of `argv`
+    /// (without the program name); the rest are ipvsadm arguments.
+    pub fn from_argv<S: AsRef<str>>(argv: &[S]) -> Result<Args, String> {
+        let mut a = Args {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            json: false,
+            args: Vec::new(),
+        };
+        let mut i = 0;
+        while let Some(w) = argv.get(i) {
+            let w = w.as_ref();
+            i += 1;
+            if w == "--" {
+                a.args
+                    .extend(argv[i - 1..].iter().map(|s| s.as_ref().to_string()));
+                break;
+            } else if w == "--json" {
+                a.json = true;
+            } else if w == "--socket" {
+                let p = argv.get(i).ok_or("--socket: missing argument")?;
+                a.socket = PathBuf::from(p.as_ref());
+                i += 1;
+            } else if let Some(p) = w.strip_prefix("--socket=") {
+                a.socket = PathBuf::from(p);
+            } else {
+                a.args.push(w.to_string());
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Wrong usage (exit status 2).
+    Usage(String),
+    /// The daemon refused or could not be reached (exit status 1).
+    Daemon(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Usage(m) | Failure::Daemon(m) => f.write_str(m),
+        }
+    }
+}
+
+/// `vsadm -v`.
+pub fn version_text() -> String {
+    format!(
+        "vsadm {} (ipvsadm v1.31 syntax, IPVS {})\n",
+        env!("CARGO_PKG_VERSION"),
+        super::listing::IPVS_VERSION
     )
 }
 
-fn io(e: std::io::Error) -> String {
-    format!("writing output: {e}")
+fn io(e: std::io::Error) -> Failure {
+    Failure::Daemon(format!("writing output: {e}"))
 }
 
-/// Run one vsadm invocation, writing its output to `out`.
-pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), String> {
-    if args.counters {
-        let v = ask(args, "counters")?;
-        if args.json {
-            return writeln!(out, "{v}").map_err(io);
+fn ask(args: &Args, req: &Value) -> Result<Value, Failure> {
+    request(&args.socket, req, REQUEST_TIMEOUT).map_err(Failure::Daemon)
+}
+
+/// Run one vsadm invocation: `stdin` feeds `-R`, output goes to `out`.
+pub fn run(args: &Args, stdin: &mut dyn Read, out: &mut dyn Write) -> Result<(), Failure> {
+    let cmd = ipvsadm::parse(&args.args).map_err(Failure::Usage)?;
+    match cmd {
+        Command::Help => {
+            return out
+                .write_all(ipvsadm::usage("vsadm").as_bytes())
+                .map_err(io)
         }
-        return print_counters(&v, args.per_worker, out).map_err(io);
+        Command::Version => return out.write_all(version_text().as_bytes()).map_err(io),
+        Command::Status => {
+            let v = ask(args, &json!({"v": PROTOCOL_VERSION, "cmd": "status"}))?;
+            if args.json {
+                return writeln!(out, "{v}").map_err(io);
+            }
+            return print_status(&v, out).map_err(io);
+        }
+        Command::Counters { per_worker } => {
+            let v = ask(args, &json!({"v": PROTOCOL_VERSION, "cmd": "counters"}))?;
+            if args.json {
+                return writeln!(out, "{v}").map_err(io);
+            }
+            return print_counters(&v, per_worker, out).map_err(io);
+        }
+        _ => {}
     }
-    // --status, and the default
-    let v = ask(args, "status")?;
+    let mut req = json!({"v": PROTOCOL_VERSION, "cmd": "ipvsadm", "args": args.args});
+    if cmd == Command::Restore {
+        let mut input = String::new();
+        stdin
+            .take(MAX_LINE as u64 / 2 + 1)
+            .read_to_string(&mut input)
+            .map_err(|e| Failure::Usage(format!("reading the rules from standard input: {e}")))?;
+        if input.len() > MAX_LINE / 2 {
+            return Err(Failure::Usage(format!(
+                "-R input is larger than {} bytes",
+                MAX_LINE / 2
+            )));
+        }
+        // Check it here too, so a typo is reported before anything is sent.
+        ipvsadm::parse_restore(&input).map_err(Failure::Usage)?;
+        req["input"] = Value::String(input);
+    }
+    let v = ask(args, &req)?;
     if args.json {
         return writeln!(out, "{v}").map_err(io);
     }
-    print_status(&v, out).map_err(io)
+    let text = v.get("text").and_then(Value::as_str).unwrap_or("");
+    out.write_all(text.as_bytes()).map_err(io)
+}
+
+/// The whole program: parse `argv` (without the program name), run, report.
+pub fn main_with(argv: &[String]) -> ExitCode {
+    let args = match Args::from_argv(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("vsadm: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut stdout = std::io::stdout();
+    match run(&args, &mut std::io::stdin(), &mut stdout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(e)) => {
+            eprintln!("vsadm: {e}");
+            eprintln!("Try `vsadm -h' or 'vsadm --help' for more information.");
+            ExitCode::from(2)
+        }
+        Err(Failure::Daemon(e)) => {
+            eprintln!("vsadm: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
@@ -224,18 +338,85 @@ mod tests {
 
     #[test]
     fn unreachable_daemon_is_a_clear_error() {
-        let args = Args::parse_from(["vsadm", "--socket", "/nonexistent/vsd.sock", "--status"]);
-        let err = run(&args, &mut Vec::new()).unwrap_err();
+        let args = Args::from_argv(&["--socket", "/nonexistent/vsd.sock", "--status"]).unwrap();
+        let err = run(&args, &mut std::io::empty(), &mut Vec::new()).unwrap_err();
+        assert!(matches!(err, Failure::Daemon(_)));
         assert!(
-            err.contains("cannot connect to vsd at /nonexistent/vsd.sock"),
+            err.to_string()
+                .contains("cannot connect to vsd at /nonexistent/vsd.sock"),
             "{err}"
         );
+        let args = Args::from_argv(&["--socket=/nonexistent/vsd.sock", "-Ln"]).unwrap();
+        let err = run(&args, &mut std::io::empty(), &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("cannot connect"), "{err}");
     }
 
     #[test]
-    fn conflicting_commands_rejected() {
-        assert!(Args::try_parse_from(["vsadm", "--status", "--counters"]).is_err());
-        assert!(Args::try_parse_from(["vsadm", "--per-worker"]).is_err());
-        assert!(Args::try_parse_from(["vsadm", "--bogus"]).is_err());
+    fn wrong_usage_fails_before_connecting() {
+        for (argv, want) in [
+            (
+                vec!["--status", "--counters"],
+                "multiple commands specified",
+            ),
+            (vec!["--per-worker"], "no command specified"),
+            (vec!["--bogus"], "--bogus: unknown option"),
+            (
+                vec!["-a", "-t", "198.18.0.100:80", "-w", "2"],
+                "You need to supply the 'real-server' option for the 'add-server' command",
+            ),
+        ] {
+            let mut a = Args::from_argv(&argv).unwrap();
+            a.socket = PathBuf::from("/nonexistent/vsd.sock");
+            let err = run(&a, &mut std::io::empty(), &mut Vec::new()).unwrap_err();
+            assert_eq!(err, Failure::Usage(want.into()), "{argv:?}");
+        }
+        assert!(Args::from_argv(&["--socket"]).is_err());
+    }
+
+    #[test]
+    fn client_options_are_taken_out() {
+        let a = Args::from_argv(&["-Ln", "--json", "--socket", "/tmp/x.sock", "--stats"]).unwrap();
+        assert_eq!(
+            a,
+            Args {
+                socket: PathBuf::from("/tmp/x.sock"),
+                json: true,
+                args: vec!["-Ln".into(), "--stats".into()],
+            }
+        );
+        let a = Args::from_argv::<&str>(&[]).unwrap();
+        assert_eq!(a.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert!(a.args.is_empty());
+    }
+
+    #[test]
+    fn help_and_version_need_no_daemon() {
+        let mut a = Args::from_argv(&["-h"]).unwrap();
+        a.socket = PathBuf::from("/nonexistent/vsd.sock");
+        let mut out = Vec::new();
+        run(&a, &mut std::io::empty(), &mut out).unwrap();
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .starts_with("Usage:\n  vsadm -A|E"));
+        a.args = vec!["--version".into()];
+        let mut out = Vec::new();
+        run(&a, &mut std::io::empty(), &mut out).unwrap();
+        assert!(String::from_utf8(out).unwrap().starts_with("vsadm "));
+    }
+
+    #[test]
+    fn bad_restore_input_is_refused_before_sending() {
+        let mut a = Args::from_argv(&["-R"]).unwrap();
+        a.socket = PathBuf::from("/nonexistent/vsd.sock");
+        let mut rules: &[u8] = b"-A -t 198.18.0.100:80\n-a -t 198.18.0.100:80 -r 198.18.1.1 -w x\n";
+        let err = run(&a, &mut rules, &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            err,
+            Failure::Usage("line 2: illegal weight specified".into())
+        );
+        // Good input goes to the daemon (which is not there).
+        let mut rules: &[u8] = b"-A -t 198.18.0.100:80\n";
+        let err = run(&a, &mut rules, &mut Vec::new()).unwrap_err();
+        assert!(matches!(err, Failure::Daemon(_)));
     }
 }

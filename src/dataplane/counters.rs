@@ -47,6 +47,7 @@ reasons!(DropReason {
     NeighFailed => "neigh_unresolved",
     NoMbuf => "no_mbuf",
     TxFull => "tx_full",
+    SteerFull => "steer_full",
 });
 
 macro_rules! events {
@@ -77,6 +78,10 @@ events!(Event {
     NeighLearned => "neigh_learned",
     IcmpEchoIn => "icmp_echo_in",
     IcmpEchoOut => "icmp_echo_out",
+    Forwarded => "forwarded",
+    ForwardDrops => "forward_drops",
+    SteeredOut => "steered_out",
+    SteeredIn => "steered_in",
     LoopTurns => "loop_turns",
     Bursts => "rx_bursts",
 });

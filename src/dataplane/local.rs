@@ -173,7 +173,9 @@ fn handle_ipv4(
     };
     let pkt = match Ipv4Packet::new_checked(&*ip) {
         Ok(p) => p,
-        Err(_) => return LocalVerdict::Drop(DropReason::BadIpHeader),
+        // the forwarding path validates in detail and counts the precise
+        // reason (bad IHL, bad total length, ...)
+        Err(_) => return LocalVerdict::NotLocal,
     };
     if !port.is_local(pkt.dst_addr()) {
         return LocalVerdict::NotLocal;
@@ -497,9 +499,9 @@ mod tests {
                     learned: None,
                 },
                 Case {
-                    name: "truncated IPv4",
+                    name: "truncated IPv4 goes to the forwarding path's checks",
                     input: echo(PEER, DIP, OUR_MAC).build()[..30].to_vec(),
-                    verdict: LocalVerdict::Drop(DropReason::BadIpHeader),
+                    verdict: LocalVerdict::NotLocal,
                     output: None,
                     learned: None,
                 },

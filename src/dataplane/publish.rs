@@ -77,6 +77,11 @@ impl<T> Subscriber<T> {
         Some(self.current.clone())
     }
 
+    /// Generation of the current value.
+    pub fn generation(&self) -> u64 {
+        self.seen
+    }
+
     pub fn current(&self) -> &Arc<T> {
         &self.current
     }

@@ -1,18 +1,62 @@
-//! The worker loop: one per worker lcore, l3fwd-shaped. Each turn: receive a
-//! burst on every port it polls, handle each packet, run neighbour timers,
-//! flush every tx buffer. A worker owns all of its state; the only shared
-//! things are its counters (single-writer) and the neighbour inboxes through
-//! which workers tell each other what ARP taught them.
+//! The worker loop: one per worker lcore, l3fwd-shaped. Each turn: adopt a
+//! newly published configuration, receive a burst on every port it polls
+//! and on every steering ring, handle each packet, run timers, flush every
+//! tx buffer and steering batch.
+//!
+//! A worker owns all of its state: its queues, its connection shard and
+//! schedulers (`CoreLb`), its neighbour tables and counters. What crosses
+//! workers goes through single-producer rings (packets whose flow another
+//! worker owns) and lock-free inboxes (neighbours and persistence templates
+//! one worker learned, for the others).
 
 use super::counters::{DropReason, Event, WorkerCounters};
 use super::local::{self, LocalVerdict, PortAddrs};
 use super::neigh::{self, NeighAction, NeighTable, Resolve};
-use crate::dpdk::{tsc_hz, tsc_now, Mbuf, MbufBurst, Mempool, RxQueue, TxBuffer};
+use super::publish::Subscriber;
+use crate::dpdk::{
+    tsc_hz, tsc_now, Mbuf, MbufBurst, Mempool, RxQueue, SteerBatch, SteerBurst, SteerRing, TxBuffer,
+};
+use crate::lb::director::{CoreLb, FwdVerdict, SteerMeta, TemplateNote};
+use crate::lb::owner::RssOwner;
+use crate::lb::service::{ServiceKey, ServiceSnapshot};
+use crate::lb::tcp_state::Timeouts;
 use crate::wire::{EthernetFrame, MacAddr};
 use crossbeam::queue::ArrayQueue;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// What the control plane publishes to the workers.
+#[derive(Debug)]
+pub struct PlaneConfig {
+    pub services: Arc<ServiceSnapshot>,
+    pub timeouts: Timeouts,
+}
+
+/// One connection as `vsadm -Lc` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnRow {
+    /// "TCP", "UDP" or "IP" (fwmark templates).
+    pub proto: &'static str,
+    pub expires_ms: u64,
+    pub state: &'static str,
+    pub client: std::net::SocketAddrV4,
+    pub vip: std::net::SocketAddrV4,
+    pub real: std::net::SocketAddrV4,
+}
+
+/// A request from the control thread for a worker's connection list (for
+/// `-Lc`; the control path, never per packet). The control thread bumps
+/// `requested`; the worker notices it between bursts, fills `rows` and
+/// sets `answered` to the same number.
+#[derive(Debug, Default)]
+pub struct ConnDump {
+    pub requested: std::sync::atomic::AtomicU64,
+    pub answered: std::sync::atomic::AtomicU64,
+    pub limit: std::sync::atomic::AtomicUsize,
+    /// The rows and how many connections the worker has in all.
+    pub rows: std::sync::Mutex<(Vec<ConnRow>, u64)>,
+}
 
 /// A neighbour one worker learned, passed to the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +67,11 @@ pub struct NeighUpdate {
     pub solicited: bool,
 }
 
-/// Capacity of each worker's neighbour inbox.
+/// Capacity of each worker's neighbour and template inboxes.
 pub const NEIGH_INBOX: usize = 1024;
+pub const TEMPLATE_INBOX: usize = 4096;
+/// Packets a steering ring holds.
+pub const STEER_RING_SIZE: u32 = 4096;
 
 /// One port as a worker sees it: its own rx queue and tx buffer, the
 /// port's addresses and its own neighbour table for the port.
@@ -32,22 +79,49 @@ pub struct WorkerPort {
     pub rx: RxQueue,
     pub tx: TxBuffer,
     pub addrs: PortAddrs,
+    /// The VIPs configured for this port in `[[vip]]` (the snapshot adds
+    /// on-link service VIPs and FULLNAT local addresses to `addrs.vips`).
+    pub static_vips: Vec<Ipv4Addr>,
     pub neigh: NeighTable<Mbuf>,
     /// `tx.dropped` already counted as `tx_full`.
     pub tx_dropped_seen: u64,
+    /// The NIC does not spread flows by our RSS rule: compute the owner of
+    /// each packet in software and steer it.
+    pub soft_steer: bool,
+}
+
+/// The sending end of the steering ring to one other worker.
+pub struct SteerOut {
+    pub ring: Arc<SteerRing>,
+    pub batch: SteerBatch,
 }
 
 /// Everything a worker owns.
 pub struct Worker {
+    /// This worker's core number in the RETA.
     pub index: usize,
     pub ports: Vec<WorkerPort>,
     pub counters: Arc<WorkerCounters>,
     pub stop: Arc<AtomicBool>,
     pub pool: Arc<Mempool>,
-    /// Updates from the other workers.
+    pub lb: CoreLb,
+    pub config: Subscriber<PlaneConfig>,
+    /// Flow ownership; `None` with a single worker.
+    pub owner: Option<Arc<RssOwner>>,
+    /// Indexed by destination worker; `None` for this worker itself.
+    pub steer_out: Vec<Option<SteerOut>>,
+    pub steer_in: Vec<Arc<SteerRing>>,
+    /// Neighbour updates from the other workers, and theirs.
     pub inbox: Arc<ArrayQueue<NeighUpdate>>,
-    /// The other workers' inboxes.
     pub peers: Vec<Arc<ArrayQueue<NeighUpdate>>>,
+    /// Persistence templates from the other workers, and theirs.
+    pub template_inbox: Arc<ArrayQueue<TemplateNote>>,
+    pub template_peers: Vec<Arc<ArrayQueue<TemplateNote>>>,
+    /// Connection listing requests from the control thread.
+    pub dump: Arc<ConnDump>,
+    /// Generation of the configuration this worker runs (for the control
+    /// thread: when may a removed server's slot be reused).
+    pub adopted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn count_neigh_drop(c: &WorkerCounters, r: neigh::DropReason) {
@@ -103,15 +177,96 @@ fn send_arp_request(
     tx.push(m);
 }
 
+/// Route `m` (an IPv4 frame whose Ethernet header we fill) toward
+/// `next_hop`: out of the port whose subnet holds it, else through the
+/// first port with a gateway.
+fn route(
+    ports: &mut [WorkerPort],
+    pool: &Mempool,
+    c: &WorkerCounters,
+    next_hop: Ipv4Addr,
+    mut m: Mbuf,
+    now_ms: u64,
+) {
+    let (p, hop) = match ports.iter().position(|wp| wp.addrs.on_link(next_hop)) {
+        Some(p) => (p, next_hop),
+        None => match ports
+            .iter()
+            .enumerate()
+            .find_map(|(i, wp)| wp.addrs.gateway.map(|g| (i, g)))
+        {
+            Some(found) => found,
+            None => {
+                c.drop_pkt(DropReason::NoRoute);
+                return;
+            }
+        },
+    };
+    let WorkerPort {
+        tx, addrs, neigh, ..
+    } = &mut ports[p];
+    EthernetFrame::new_unchecked(m.data_mut()).set_src_addr(addrs.mac);
+    match neigh.resolve(hop, m, now_ms) {
+        Resolve::Send(mac, m) => send_to(tx, c, mac, m),
+        Resolve::SendAndProbe(mac, m) => {
+            send_to(tx, c, mac, m);
+            send_arp_request(pool, tx, c, addrs, hop, Some(mac));
+        }
+        Resolve::Queued => {}
+        Resolve::QueuedAndRequest => send_arp_request(pool, tx, c, addrs, hop, None),
+        Resolve::Dropped(m, r) => {
+            count_neigh_drop(c, r);
+            drop(m);
+        }
+    }
+}
+
+/// The addresses a port answers ARP for, beyond its own: its configured
+/// VIPs, plus every IPv4 service VIP and FULLNAT local address on one of
+/// its subnets (so `vsadm -A` and `--add-laddr` need no config change).
+pub fn port_vips(
+    addrs: &PortAddrs,
+    static_vips: &[Ipv4Addr],
+    snap: &ServiceSnapshot,
+) -> Vec<Ipv4Addr> {
+    let mut v: Vec<Ipv4Addr> = static_vips.to_vec();
+    let mut add = |ip: IpAddr| {
+        if let IpAddr::V4(a) = ip {
+            if addrs.on_link(a) && !addrs.is_own(a) && !v.contains(&a) {
+                v.push(a);
+            }
+        }
+    };
+    for svc in snap.services() {
+        if let ServiceKey::Addr { addr, .. } = svc.key {
+            add(addr);
+        }
+        for l in &svc.config.local_addresses {
+            add(*l);
+        }
+    }
+    v
+}
+
+/// Metadata 0 on a steering ring: a packet steered by the ownership rule,
+/// before any decision (real `SteerMeta` values are never 0).
+const META_RAW_PACKET: u64 = 0;
+
 impl Worker {
     /// Poll until told to stop.
     pub fn run(&mut self) {
         let per_ms = (tsc_hz() / 1000).max(1);
         let mut burst = MbufBurst::new();
+        let mut steered = SteerBurst::new();
+        let mut notes = Vec::with_capacity(64);
         let mut last_tick_ms = 0u64;
+        self.adopt_config();
         while !self.stop.load(Ordering::Relaxed) {
             let now_ms = tsc_now() / per_ms;
             self.counters.add(Event::LoopTurns, 1);
+            if self.config.poll().is_some() {
+                self.adopt_config();
+            }
             for p in 0..self.ports.len() {
                 let n = self.ports[p].rx.rx_burst(&mut burst);
                 if n == 0 {
@@ -125,8 +280,25 @@ impl Worker {
                 while let Some(m) = burst.next_packet() {
                     burst.prefetch(i + 4);
                     i += 1;
-                    self.handle(p, m, now_ms);
+                    self.handle_wire(p, m, now_ms);
                 }
+            }
+            for r in 0..self.steer_in.len() {
+                let ring = Arc::clone(&self.steer_in[r]);
+                if ring.dequeue(&mut steered) == 0 {
+                    continue;
+                }
+                while let Some((m, meta)) = steered.next_packet() {
+                    self.counters.add(Event::SteeredIn, 1);
+                    let meta = (meta != META_RAW_PACKET).then(|| SteerMeta::from_raw(meta));
+                    self.forward(m, meta, now_ms);
+                }
+            }
+            self.exchange_templates(&mut notes, now_ms);
+            if self.dump.requested.load(Ordering::Relaxed)
+                != self.dump.answered.load(Ordering::Relaxed)
+            {
+                self.answer_dump(now_ms);
             }
             self.drain_inbox(now_ms);
             if now_ms != last_tick_ms {
@@ -138,7 +310,54 @@ impl Worker {
         self.shutdown();
     }
 
-    fn handle(&mut self, p: usize, mut m: Mbuf, now_ms: u64) {
+    /// Fill the control thread's connection listing request.
+    fn answer_dump(&mut self, now_ms: u64) {
+        let want = self.dump.requested.load(Ordering::Acquire);
+        let limit = self.dump.limit.load(Ordering::Relaxed);
+        let conns = self.lb.conns();
+        let v4 = |e: crate::lb::conn::Endpoint<u32>| {
+            std::net::SocketAddrV4::new(Ipv4Addr::from(e.addr), e.port)
+        };
+        let mut rows = Vec::new();
+        let mut total = 0u64;
+        for (_, c) in conns.iter() {
+            if crate::lb::director::is_redirect(c) {
+                continue;
+            }
+            total += 1;
+            if rows.len() < limit {
+                rows.push(ConnRow {
+                    proto: c.proto_name(),
+                    expires_ms: c.expires_in_ms(now_ms),
+                    state: c.state_name(),
+                    client: v4(c.client()),
+                    vip: v4(c.virt()),
+                    real: v4(c.real()),
+                });
+            }
+        }
+        if let Ok(mut slot) = self.dump.rows.lock() {
+            *slot = (rows, total);
+        }
+        self.dump.answered.store(want, Ordering::Release);
+    }
+
+    /// Take up the published configuration: services, timeouts, and the
+    /// addresses each port answers for.
+    fn adopt_config(&mut self) {
+        self.adopted
+            .store(self.config.generation(), Ordering::Release);
+        let cfg = Arc::clone(self.config.current());
+        self.lb.adopt(Arc::clone(&cfg.services));
+        self.lb.set_timeouts(cfg.timeouts);
+        for wp in &mut self.ports {
+            wp.addrs.vips = port_vips(&wp.addrs, &wp.static_vips, &cfg.services);
+        }
+    }
+
+    /// A packet from a port: local traffic, then the ownership rule, then
+    /// the forwarding core.
+    fn handle_wire(&mut self, p: usize, mut m: Mbuf, now_ms: u64) {
         let c = &*self.counters;
         c.add(Event::RxPackets, 1);
         c.add(Event::RxBytes, m.len() as u64);
@@ -146,13 +365,11 @@ impl Worker {
             c.drop_pkt(DropReason::MultiSegment);
             return;
         }
-        let WorkerPort {
-            tx, addrs, neigh, ..
-        } = &mut self.ports[p];
         let mut learned = None;
-        let verdict = local::handle_frame(m.data_mut(), addrs, c, &mut learned);
+        let verdict = local::handle_frame(m.data_mut(), &self.ports[p].addrs, c, &mut learned);
         if let Some((ip, mac, solicited)) = learned {
             c.add(Event::NeighLearned, 1);
+            let WorkerPort { tx, neigh, .. } = &mut self.ports[p];
             neigh.learn(ip, mac.0, now_ms, solicited, |mac, pkt| {
                 send_to(tx, c, mac, pkt)
             });
@@ -170,37 +387,87 @@ impl Worker {
         match verdict {
             LocalVerdict::SendBack { len } => {
                 m.truncate(len);
+                let tx = &mut self.ports[p].tx;
                 c.add(Event::TxPackets, 1);
                 c.add(Event::TxBytes, m.len() as u64);
                 tx.push(m);
             }
             LocalVerdict::Route { len, next_hop } => {
                 m.truncate(len);
-                match neigh.resolve(next_hop, m, now_ms) {
-                    Resolve::Send(mac, m) => send_to(tx, c, mac, m),
-                    Resolve::SendAndProbe(mac, m) => {
-                        send_to(tx, c, mac, m);
-                        send_arp_request(&self.pool, tx, c, addrs, next_hop, Some(mac));
-                    }
-                    Resolve::Queued => {}
-                    Resolve::QueuedAndRequest => {
-                        send_arp_request(&self.pool, tx, c, addrs, next_hop, None)
-                    }
-                    Resolve::Dropped(m, r) => {
-                        count_neigh_drop(c, r);
-                        drop(m);
-                    }
-                }
+                route(&mut self.ports, &self.pool, c, next_hop, m, now_ms);
             }
             LocalVerdict::Consumed => {}
-            // forwarding to real servers is not wired in yet: no service matches
-            LocalVerdict::NotLocal => c.drop_pkt(DropReason::NoService),
             LocalVerdict::Drop(r) => c.drop_pkt(r),
+            LocalVerdict::NotLocal => {
+                // The software rule when the NIC did not hash this packet
+                // (no RSS, or a PMD such as net_tap that reports RSS but
+                // spreads flows its own way).
+                if self.ports[p].soft_steer || m.rss_hash().is_none() {
+                    if let Some(owner) =
+                        self.owner.as_ref().and_then(|o| o.owner_of_frame(m.data()))
+                    {
+                        if owner as usize != self.index {
+                            self.steer(owner as usize, m, META_RAW_PACKET);
+                            return;
+                        }
+                    }
+                }
+                self.forward(m, None, now_ms);
+            }
         }
     }
 
-    /// Flush every tx buffer; count what the tx rings refused.
+    /// Hand a packet to the forwarding core and carry out its verdict.
+    fn forward(&mut self, mut m: Mbuf, meta: Option<SteerMeta>, now_ms: u64) {
+        match self.lb.process(&mut m, meta, now_ms) {
+            FwdVerdict::Forward { next_hop } => {
+                self.counters.add(Event::Forwarded, 1);
+                route(
+                    &mut self.ports,
+                    &self.pool,
+                    &self.counters,
+                    next_hop,
+                    m,
+                    now_ms,
+                );
+            }
+            FwdVerdict::Steer { core, meta } => self.steer(core as usize, m, meta.raw()),
+            FwdVerdict::NotService => self.counters.drop_pkt(DropReason::NoService),
+            // counted by reason in the core's forwarding stats
+            FwdVerdict::Drop(_) => self.counters.add(Event::ForwardDrops, 1),
+        }
+    }
+
+    /// Queue a packet for another worker's steering ring.
+    fn steer(&mut self, core: usize, m: Mbuf, meta: u64) {
+        let Some(Some(out)) = self.steer_out.get_mut(core) else {
+            // no such worker (a RETA/worker mismatch): keep it here
+            self.counters.drop_pkt(DropReason::SteerFull);
+            return;
+        };
+        if out.batch.is_full() {
+            out.ring.enqueue(&mut out.batch);
+        }
+        match out.batch.push(m, meta) {
+            Ok(()) => self.counters.add(Event::SteeredOut, 1),
+            Err(m) => {
+                drop(m);
+                self.counters.drop_pkt(DropReason::SteerFull);
+            }
+        }
+    }
+
+    /// Flush every tx buffer and steering batch; count what was refused.
     fn flush_all(&mut self) {
+        for out in self.steer_out.iter_mut().flatten() {
+            out.ring.enqueue(&mut out.batch);
+            // a full ring means that worker is behind: drop rather than
+            // hold packets back for an unbounded time
+            let refused = out.batch.discard();
+            if refused != 0 {
+                self.counters.drop_n(DropReason::SteerFull, refused as u64);
+            }
+        }
         for wp in &mut self.ports {
             wp.tx.flush();
             let refused = wp.tx.dropped - wp.tx_dropped_seen;
@@ -208,6 +475,19 @@ impl Worker {
                 wp.tx_dropped_seen = wp.tx.dropped;
                 self.counters.drop_n(DropReason::TxFull, refused);
             }
+        }
+    }
+
+    fn exchange_templates(&mut self, notes: &mut Vec<TemplateNote>, now_ms: u64) {
+        notes.clear();
+        self.lb.take_new_templates(notes);
+        for n in notes.iter() {
+            for peer in &self.template_peers {
+                let _ = peer.push(*n);
+            }
+        }
+        while let Some(n) = self.template_inbox.pop() {
+            self.lb.learn_template(&n, now_ms);
         }
     }
 
@@ -224,6 +504,7 @@ impl Worker {
     }
 
     fn tick(&mut self, now_ms: u64) {
+        self.lb.tick(now_ms);
         let c = &*self.counters;
         for wp in &mut self.ports {
             let WorkerPort {

@@ -301,3 +301,30 @@ impl Drop for MbufBurst {
         self.drop_rest();
     }
 }
+
+impl crate::lb::packet::PacketBuf for Mbuf {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        Mbuf::data(self)
+    }
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        Mbuf::data_mut(self)
+    }
+    #[inline]
+    fn prepend(&mut self, n: usize) -> bool {
+        Mbuf::prepend(self, n)
+    }
+    #[inline]
+    fn adj(&mut self, n: usize) -> bool {
+        Mbuf::adj(self, n)
+    }
+    #[inline]
+    fn append(&mut self, n: usize) -> bool {
+        Mbuf::append(self, n)
+    }
+    #[inline]
+    fn truncate(&mut self, len: usize) {
+        Mbuf::truncate(self, len)
+    }
+}

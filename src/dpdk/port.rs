@@ -248,8 +248,16 @@ impl Port {
             // SAFETY: rte_ether_addr is 6 bytes; valid port id.
             let mut addr: dpdk_sys::rte_ether_addr = unsafe { std::mem::zeroed() };
             addr.addr_bytes = mac;
-            // SAFETY: valid port id and address pointer.
-            let ret = unsafe { dpdk_sys::rte_eth_dev_default_mac_addr_set(self.id, &mut addr) };
+            // net_tap copies a MAC set through ethdev onto the kernel-side
+            // interface too, so both ends of the tap would share one address
+            // (a Linux bridge then drops our frames as its own); keep ours
+            // in software there.
+            let ret = if self.info.driver == "net_tap" {
+                -(libc::ENOTSUP)
+            } else {
+                // SAFETY: valid port id and address pointer.
+                unsafe { dpdk_sys::rte_eth_dev_default_mac_addr_set(self.id, &mut addr) }
+            };
             if ret == -(libc::ENOTSUP) || ret == -(libc::EOPNOTSUPP) {
                 // e.g. net_pcap: the MAC lives only in software, so the port
                 // must accept every destination.

@@ -572,8 +572,8 @@ impl CoreLb {
             return FwdVerdict::NotService;
         };
         let load_view = SummedLoad {
-            global: &**global,
-            local: &**load,
+            global,
+            local: load,
         };
         let input = SchedInput {
             src: IpAddr::V4(info.src),

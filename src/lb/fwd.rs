@@ -805,3 +805,6 @@ pub fn translate_icmp_error(
         wr16(frame, at, c);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,6 +11,13 @@
 //! - the data plane can steer packets on ports without RSS.
 //!
 //! With [`SYMMETRIC_KEY`] both directions of an unmodified tuple hash alike.
+//! That key (0x6d5a repeated) presents the same key windows to every 16-bit
+//! input word, so the hash is a linear function of the XOR of the tuple's
+//! six 16-bit words alone. One consequence: a NAT reply tuple
+//! `(RIP, CIP, rport, cport)` differs from its request `(CIP, VIP, cport,
+//! vport)` by the constant `VIP ^ vport ^ RIP ^ rport` (folded to 16 bits),
+//! so whether replies come back to the request's core is fixed per
+//! (VIP:vport, RIP:rport) pair and RETA, not per client.
 //!
 //! Port decomposition: Toeplitz is linear over the input bits (XOR), so
 //! `h(s, d, sp, dp) = h(s, d, sp, 0) ^ h(0, 0, 0, dp)`. [`RssOwner::dport_term`]
@@ -276,6 +283,30 @@ mod tests {
         let h0 = o.hash_v4(s, d, 8080, 0);
         for p in 0..=u16::MAX {
             assert_eq!(o.hash_v4(s, d, 8080, p), h0 ^ o.dport_term(p));
+        }
+    }
+
+    #[test]
+    fn symmetric_key_hashes_the_xor_of_the_words() {
+        let o = RssOwner::round_robin(2, 128);
+        let fold = |a: Ipv4Addr| {
+            let x = u32::from(a);
+            (x >> 16) as u16 ^ x as u16
+        };
+        let (c, vip, r) = (v4(198, 19, 0, 7), v4(198, 18, 0, 100), v4(198, 18, 1, 11));
+        for cport in [1u16, 999, 40000, 65535] {
+            let w = fold(c) ^ fold(vip) ^ cport ^ 80;
+            // Any tuple with the same word XOR hashes alike.
+            assert_eq!(
+                o.hash_v4(c, vip, cport, 80),
+                o.hash_v4(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, 0, w)
+            );
+            // Request and NAT reply differ by a constant.
+            let delta = fold(vip) ^ 80 ^ fold(r) ^ 8080;
+            assert_eq!(
+                o.hash_v4(c, vip, cport, 80) ^ o.hash_v4(r, c, 8080, cport),
+                o.dport_term(delta)
+            );
         }
     }
 

@@ -1,0 +1,2360 @@
+//! ipvsadm's command line, parsed into a typed [`Command`].
+//!
+//! vsadm accepts exactly ipvsadm's options (short, long, clustered short
+//! options like `-Ln`, `--opt=value`, `-p` with an optional value) and checks
+//! them with ipvsadm's table of legal command/option combinations, so wrong
+//! usage fails with ipvsadm's own messages ("Illegal 'weight' option with the
+//! 'add-service' command", "illegal weight specified", ...).
+//!
+//! Where vsd differs, on purpose:
+//! - Addresses are numeric only (no DNS lookups); ports may be numbers or a
+//!   few well-known service names ([`service_port`]).
+//! - Options are order-independent: a command may come anywhere (ipvsadm
+//!   wants it first), `-r` without a port takes the service's port even when
+//!   it comes before `-t`, and `-M` is read as an IPv6 prefix length or an
+//!   IPv4 mask according to the service's family whatever the order.
+//! - `--sctp-service`, `--pe`, and the `gue`/`gre` tunnel types are refused
+//!   (vsd has no SCTP, SIP persistence or those encapsulations).
+//! - `flag-1`/`flag-2` mean sh-/mh-fallback and sh-/mh-port with sh and mh;
+//!   with other schedulers (which define no flags) they are accepted and have
+//!   no effect, as in IPVS. `flag-3` is accepted and ignored.
+//!
+//! vsd additions: `--fullnat` (forwarding method; `-b` stays the scheduler
+//! flags), `--add-laddr|--del-laddr -z LIP -t|-u VIP:PORT`,
+//! `--get-laddr [-t|-u VIP:PORT]`, and the views `--counters [--per-worker]`,
+//! `--latency`, `--status`, `--reload`, `--prometheus`.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::lb::service::{
+    PersistMask, RealServerConfig, SchedFlags, ServiceConfig, ServiceKey, DEFAULT_PERSIST_TIMEOUT,
+    MAX_PERSIST_TIMEOUT,
+};
+use crate::lb::types::{AddrFamily, FwdMethod, Protocol, SchedulerKind};
+
+/// Longest timeout ipvsadm accepts (`-p`, `--set`): 31 days.
+pub const MAX_TIMEOUT: u32 = MAX_PERSIST_TIMEOUT;
+
+/// A virtual service with its settings (`-A`, `-E`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// `-t|-u ADDR:PORT` or `-f MARK [-6]`.
+    pub key: ServiceKey,
+    /// `-s`, `-p`, `-M`, `-b`, `-o` (ipvsadm's defaults where not given).
+    pub config: ServiceConfig,
+}
+
+/// A real server of a service (`-a`, `-e`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// The service it belongs to.
+    pub service: ServiceKey,
+    /// `-r`, `-g|-i|-m|--fullnat`, `-w`, `-x`, `-y`.
+    pub server: RealServerConfig,
+}
+
+/// Which sync daemon (`--start-daemon`, `--stop-daemon`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyncRole {
+    /// Sends connection updates.
+    Master,
+    /// Receives them.
+    Backup,
+}
+
+impl SyncRole {
+    /// `master` or `backup`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncRole::Master => "master",
+            SyncRole::Backup => "backup",
+        }
+    }
+}
+
+/// `--start-daemon` and its options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncDaemonSpec {
+    /// master or backup.
+    pub role: SyncRole,
+    /// `--mcast-interface` (ipvsadm's default "eth0").
+    pub mcast_interface: String,
+    /// `--syncid`, 0..=255 (0: no filtering).
+    pub syncid: u8,
+    /// `--sync-maxlen`, `None` = derived from the MTU.
+    pub sync_maxlen: Option<u16>,
+    /// `--mcast-group`, `None` = 224.0.0.81.
+    pub mcast_group: Option<IpAddr>,
+    /// `--mcast-port`, `None` = 8848.
+    pub mcast_port: Option<u16>,
+    /// `--mcast-ttl`, `None` = 1.
+    pub mcast_ttl: Option<u8>,
+}
+
+/// What `-L` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListWhat {
+    /// The virtual server table (all services, or the one given).
+    #[default]
+    Services,
+    /// `-c`: the connection table.
+    Connections,
+    /// `--timeout`.
+    Timeouts,
+    /// `--daemon`: the sync daemons.
+    Daemons,
+}
+
+/// `-L` output modifiers (ipvsadm's `FMT_*` flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListFormat {
+    /// `-n`. vsd always prints numbers; kept so that `-S -n` round-trips.
+    pub numeric: bool,
+    /// `--stats`.
+    pub stats: bool,
+    /// `--rate`.
+    pub rate: bool,
+    /// `--thresholds`.
+    pub thresholds: bool,
+    /// `--persistent-conn`.
+    pub persistent_conn: bool,
+    /// `--tun-info`.
+    pub tun_info: bool,
+    /// `--exact`.
+    pub exact: bool,
+    /// `--nosort`.
+    pub nosort: bool,
+}
+
+/// `-L|-l` and its options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListOptions {
+    /// What to list.
+    pub what: ListWhat,
+    /// Only this service (`-L -t VIP:PORT`).
+    pub service: Option<ServiceKey>,
+    /// Output modifiers.
+    pub format: ListFormat,
+}
+
+/// One vsadm invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `-A`.
+    AddService(ServiceSpec),
+    /// `-E`: replaces all the service's settings (ipvsadm's defaults for
+    /// those not given, as ipvsadm does).
+    EditService(ServiceSpec),
+    /// `-D`.
+    DelService(ServiceKey),
+    /// `-a`.
+    AddServer(ServerSpec),
+    /// `-e`: replaces all the server's settings (defaults for those not given).
+    EditServer(ServerSpec),
+    /// `-d`.
+    DelServer {
+        /// The service.
+        service: ServiceKey,
+        /// Server address.
+        addr: IpAddr,
+        /// Server port (the service's port when `-r` has none).
+        port: u16,
+    },
+    /// `-C`.
+    Clear,
+    /// `-L|-l`; also what vsadm without arguments does.
+    List(ListOptions),
+    /// `-Z [service]`.
+    Zero(Option<ServiceKey>),
+    /// `--set tcp tcpfin udp` (0 keeps a value).
+    SetTimeouts {
+        /// ESTABLISHED timeout, seconds.
+        tcp: u32,
+        /// FIN_WAIT timeout, seconds.
+        tcpfin: u32,
+        /// UDP timeout, seconds.
+        udp: u32,
+    },
+    /// `-S [-n]`.
+    Save {
+        /// `-n`.
+        numeric: bool,
+    },
+    /// `-R`: the rules come on standard input (vsadm sends them along).
+    Restore,
+    /// `--start-daemon`.
+    StartDaemon(SyncDaemonSpec),
+    /// `--stop-daemon`.
+    StopDaemon(SyncRole),
+    /// `--add-laddr -z LIP -t|-u VIP:PORT` (FULLNAT local address).
+    AddLocalAddr {
+        /// The service.
+        service: ServiceKey,
+        /// The local address.
+        addr: IpAddr,
+    },
+    /// `--del-laddr -z LIP -t|-u VIP:PORT`.
+    DelLocalAddr {
+        /// The service.
+        service: ServiceKey,
+        /// The local address.
+        addr: IpAddr,
+    },
+    /// `--get-laddr [-t|-u VIP:PORT]`.
+    GetLocalAddrs(Option<ServiceKey>),
+    /// `--counters [--per-worker]`: data-plane counters, drops by reason.
+    Counters {
+        /// Every worker's counters too, not only the totals.
+        per_worker: bool,
+    },
+    /// `--latency`: latency histograms.
+    Latency,
+    /// `--status`: daemon, workers and ports.
+    Status,
+    /// `--reload`: re-read the configuration file.
+    Reload,
+    /// `--prometheus`: every metric in Prometheus text format.
+    Prometheus,
+    /// `-h`.
+    Help,
+    /// `-v`.
+    Version,
+}
+
+impl Command {
+    /// Whether the command changes the configuration (the daemon republishes
+    /// its snapshot after those).
+    pub fn is_change(&self) -> bool {
+        matches!(
+            self,
+            Command::AddService(_)
+                | Command::EditService(_)
+                | Command::DelService(_)
+                | Command::AddServer(_)
+                | Command::EditServer(_)
+                | Command::DelServer { .. }
+                | Command::Clear
+                | Command::SetTimeouts { .. }
+                | Command::Restore
+                | Command::StartDaemon(_)
+                | Command::StopDaemon(_)
+                | Command::AddLocalAddr { .. }
+                | Command::DelLocalAddr { .. }
+                | Command::Reload
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The command/option table
+// ---------------------------------------------------------------------------------------
+
+/// ipvsadm's command names (for messages), plus vsd's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    Add,
+    Edit,
+    Del,
+    Flush,
+    List,
+    AddDest,
+    DelDest,
+    EditDest,
+    Timeout,
+    StartDaemon,
+    StopDaemon,
+    Restore,
+    Save,
+    Zero,
+    AddLaddr,
+    DelLaddr,
+    GetLaddr,
+    Counters,
+    Latency,
+    Status,
+    Reload,
+    Prometheus,
+}
+
+impl Cmd {
+    fn name(self) -> &'static str {
+        match self {
+            Cmd::Add => "add-service",
+            Cmd::Edit => "edit-service",
+            Cmd::Del => "delete-service",
+            Cmd::Flush => "flush",
+            Cmd::List => "list",
+            Cmd::AddDest => "add-server",
+            Cmd::DelDest => "delete-server",
+            Cmd::EditDest => "edit-server",
+            Cmd::Timeout => "set",
+            Cmd::StartDaemon => "start-daemon",
+            Cmd::StopDaemon => "stop-daemon",
+            Cmd::Restore => "restore",
+            Cmd::Save => "save",
+            Cmd::Zero => "zero",
+            Cmd::AddLaddr => "add-laddr",
+            Cmd::DelLaddr => "del-laddr",
+            Cmd::GetLaddr => "get-laddr",
+            Cmd::Counters => "counters",
+            Cmd::Latency => "latency",
+            Cmd::Status => "status",
+            Cmd::Reload => "reload",
+            Cmd::Prometheus => "prometheus",
+        }
+    }
+}
+
+/// ipvsadm's option classes, in its table order (vsd's last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Numeric,
+    Connection,
+    Service,
+    Scheduler,
+    Persistent,
+    Netmask,
+    Server,
+    Forward,
+    Weight,
+    UThreshold,
+    LThreshold,
+    Mcast,
+    Timeout,
+    Daemon,
+    Stats,
+    Rate,
+    Thresholds,
+    PersistentConn,
+    NoSort,
+    SyncId,
+    Exact,
+    Ops,
+    Pe,
+    SchedFlags,
+    McastGroup,
+    McastPort,
+    McastTtl,
+    SyncMaxlen,
+    TunInfo,
+    TunType,
+    TunPort,
+    TunNocsum,
+    TunCsum,
+    TunRemcsum,
+    Laddr,
+    PerWorker,
+}
+
+impl Opt {
+    const ALL: [Opt; 36] = [
+        Opt::Numeric,
+        Opt::Connection,
+        Opt::Service,
+        Opt::Scheduler,
+        Opt::Persistent,
+        Opt::Netmask,
+        Opt::Server,
+        Opt::Forward,
+        Opt::Weight,
+        Opt::UThreshold,
+        Opt::LThreshold,
+        Opt::Mcast,
+        Opt::Timeout,
+        Opt::Daemon,
+        Opt::Stats,
+        Opt::Rate,
+        Opt::Thresholds,
+        Opt::PersistentConn,
+        Opt::NoSort,
+        Opt::SyncId,
+        Opt::Exact,
+        Opt::Ops,
+        Opt::Pe,
+        Opt::SchedFlags,
+        Opt::McastGroup,
+        Opt::McastPort,
+        Opt::McastTtl,
+        Opt::SyncMaxlen,
+        Opt::TunInfo,
+        Opt::TunType,
+        Opt::TunPort,
+        Opt::TunNocsum,
+        Opt::TunCsum,
+        Opt::TunRemcsum,
+        Opt::Laddr,
+        Opt::PerWorker,
+    ];
+
+    fn bit(self) -> u64 {
+        1u64 << (self as u32)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Opt::Numeric => "numeric",
+            Opt::Connection => "connection",
+            Opt::Service => "service-address",
+            Opt::Scheduler => "scheduler",
+            Opt::Persistent => "persistent",
+            Opt::Netmask => "netmask",
+            Opt::Server => "real-server",
+            Opt::Forward => "forwarding-method",
+            Opt::Weight => "weight",
+            Opt::UThreshold => "u-threshold",
+            Opt::LThreshold => "l-threshold",
+            Opt::Mcast => "mcast-interface",
+            Opt::Timeout => "timeout",
+            Opt::Daemon => "daemon",
+            Opt::Stats => "stats",
+            Opt::Rate => "rate",
+            Opt::Thresholds => "thresholds",
+            Opt::PersistentConn => "persistent-conn",
+            Opt::NoSort => "nosort",
+            Opt::SyncId => "syncid",
+            Opt::Exact => "exact",
+            Opt::Ops => "ops",
+            Opt::Pe => "pe",
+            Opt::SchedFlags => "sched-flags",
+            Opt::McastGroup => "mcast-group",
+            Opt::McastPort => "mcast-port",
+            Opt::McastTtl => "mcast-ttl",
+            Opt::SyncMaxlen => "sync-maxlen",
+            Opt::TunInfo => "tun-info",
+            Opt::TunType => "tun-type",
+            Opt::TunPort => "tun-port",
+            Opt::TunNocsum => "tun-nocsum",
+            Opt::TunCsum => "tun-csum",
+            Opt::TunRemcsum => "tun-remcsum",
+            Opt::Laddr => "laddr",
+            Opt::PerWorker => "per-worker",
+        }
+    }
+}
+
+/// One cell of ipvsadm's `commands_v_options` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// '+': must be given.
+    Required,
+    /// 'x': must not be given.
+    Illegal,
+    /// '1': at most one of the '1' options.
+    Exclusive,
+    /// ' ': may be given.
+    Optional,
+}
+
+/// ipvsadm's `commands_v_options`, extended with vsd's commands and options.
+fn rule(cmd: Cmd, opt: Opt) -> Rule {
+    use Opt as O;
+    use Rule::*;
+    match cmd {
+        Cmd::Add | Cmd::Edit => match opt {
+            O::Service => Required,
+            O::Scheduler | O::Persistent | O::Netmask | O::Ops | O::Pe | O::SchedFlags => Optional,
+            _ => Illegal,
+        },
+        Cmd::Del => match opt {
+            O::Service => Required,
+            _ => Illegal,
+        },
+        Cmd::List => match opt {
+            O::Connection | O::Service | O::Timeout | O::Daemon => Exclusive,
+            O::Numeric
+            | O::Stats
+            | O::Rate
+            | O::Thresholds
+            | O::PersistentConn
+            | O::NoSort
+            | O::SyncId
+            | O::Exact
+            | O::TunInfo => Optional,
+            _ => Illegal,
+        },
+        Cmd::AddDest | Cmd::EditDest => match opt {
+            O::Service | O::Server => Required,
+            O::Forward
+            | O::Weight
+            | O::UThreshold
+            | O::LThreshold
+            | O::TunType
+            | O::TunPort
+            | O::TunNocsum
+            | O::TunCsum
+            | O::TunRemcsum => Optional,
+            _ => Illegal,
+        },
+        Cmd::DelDest => match opt {
+            O::Service | O::Server => Required,
+            _ => Illegal,
+        },
+        Cmd::StartDaemon => match opt {
+            O::Mcast | O::SyncId | O::McastGroup | O::McastPort | O::McastTtl | O::SyncMaxlen => {
+                Optional
+            }
+            _ => Illegal,
+        },
+        Cmd::StopDaemon => match opt {
+            O::SyncId => Optional,
+            _ => Illegal,
+        },
+        Cmd::Save => match opt {
+            O::Numeric => Optional,
+            _ => Illegal,
+        },
+        Cmd::Zero | Cmd::GetLaddr => match opt {
+            O::Service => Optional,
+            _ => Illegal,
+        },
+        Cmd::AddLaddr | Cmd::DelLaddr => match opt {
+            O::Service | O::Laddr => Required,
+            _ => Illegal,
+        },
+        Cmd::Counters => match opt {
+            O::PerWorker => Optional,
+            _ => Illegal,
+        },
+        Cmd::Flush
+        | Cmd::Timeout
+        | Cmd::Restore
+        | Cmd::Latency
+        | Cmd::Status
+        | Cmd::Reload
+        | Cmd::Prometheus => Illegal,
+    }
+}
+
+/// ipvsadm's `generic_opt_check`.
+fn check_options(cmd: Cmd, options: u64) -> Result<(), String> {
+    let mut first_exclusive: Option<Opt> = None;
+    for opt in Opt::ALL {
+        let given = options & opt.bit() != 0;
+        match (rule(cmd, opt), given) {
+            (Rule::Required, false) => {
+                return Err(format!(
+                    "You need to supply the '{}' option for the '{}' command",
+                    opt.name(),
+                    cmd.name()
+                ))
+            }
+            (Rule::Illegal, true) => {
+                return Err(format!(
+                    "Illegal '{}' option with the '{}' command",
+                    opt.name(),
+                    cmd.name()
+                ))
+            }
+            (Rule::Exclusive, true) => match first_exclusive {
+                None => first_exclusive = Some(opt),
+                Some(last) => {
+                    return Err(format!(
+                        "The option '{}' conflicts with the '{}' option in the '{}' command",
+                        opt.name(),
+                        last.name(),
+                        cmd.name()
+                    ))
+                }
+            },
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The option spellings
+// ---------------------------------------------------------------------------------------
+
+/// What an option spelling does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Command(Cmd),
+    StartDaemon,
+    StopDaemon,
+    Help,
+    Version,
+    Tcp,
+    Udp,
+    Sctp,
+    Fwmark,
+    Scheduler,
+    Persistent,
+    Netmask,
+    Server,
+    Masq,
+    Ipip,
+    Gate,
+    FullNat,
+    Weight,
+    UThreshold,
+    LThreshold,
+    Numeric,
+    Connection,
+    McastIf,
+    SyncId,
+    Timeout,
+    Daemon,
+    Stats,
+    Rate,
+    Thresholds,
+    PersistentConn,
+    NoSort,
+    Sort,
+    Exact,
+    Ipv6,
+    Ops,
+    Pe,
+    SchedFlags,
+    McastGroup,
+    McastPort,
+    McastTtl,
+    SyncMaxlen,
+    TunInfo,
+    TunType,
+    TunPort,
+    TunNocsum,
+    TunCsum,
+    TunRemcsum,
+    Laddr,
+    PerWorker,
+}
+
+/// Whether an option takes a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arg {
+    None,
+    Required,
+    /// popt's `POPT_ARGFLAG_OPTIONAL`: the next word is the value unless it
+    /// starts with '-'.
+    Optional,
+}
+
+struct Spec {
+    long: &'static str,
+    short: Option<char>,
+    arg: Arg,
+    tag: Tag,
+}
+
+const fn spec(long: &'static str, short: Option<char>, arg: Arg, tag: Tag) -> Spec {
+    Spec {
+        long,
+        short,
+        arg,
+        tag,
+    }
+}
+
+/// ipvsadm's popt table, plus vsd's options.
+const SPECS: &[Spec] = &[
+    spec("add-service", Some('A'), Arg::None, Tag::Command(Cmd::Add)),
+    spec(
+        "edit-service",
+        Some('E'),
+        Arg::None,
+        Tag::Command(Cmd::Edit),
+    ),
+    spec(
+        "delete-service",
+        Some('D'),
+        Arg::None,
+        Tag::Command(Cmd::Del),
+    ),
+    spec("clear", Some('C'), Arg::None, Tag::Command(Cmd::Flush)),
+    spec("list", Some('L'), Arg::None, Tag::Command(Cmd::List)),
+    spec("list", Some('l'), Arg::None, Tag::Command(Cmd::List)),
+    spec("zero", Some('Z'), Arg::None, Tag::Command(Cmd::Zero)),
+    spec(
+        "add-server",
+        Some('a'),
+        Arg::None,
+        Tag::Command(Cmd::AddDest),
+    ),
+    spec(
+        "edit-server",
+        Some('e'),
+        Arg::None,
+        Tag::Command(Cmd::EditDest),
+    ),
+    spec(
+        "delete-server",
+        Some('d'),
+        Arg::None,
+        Tag::Command(Cmd::DelDest),
+    ),
+    spec("set", None, Arg::None, Tag::Command(Cmd::Timeout)),
+    spec("help", Some('h'), Arg::None, Tag::Help),
+    spec("version", Some('v'), Arg::None, Tag::Version),
+    spec("restore", Some('R'), Arg::None, Tag::Command(Cmd::Restore)),
+    spec("save", Some('S'), Arg::None, Tag::Command(Cmd::Save)),
+    spec("start-daemon", None, Arg::Required, Tag::StartDaemon),
+    spec("stop-daemon", None, Arg::Required, Tag::StopDaemon),
+    spec("tcp-service", Some('t'), Arg::Required, Tag::Tcp),
+    spec("udp-service", Some('u'), Arg::Required, Tag::Udp),
+    spec("sctp-service", None, Arg::Required, Tag::Sctp),
+    spec("fwmark-service", Some('f'), Arg::Required, Tag::Fwmark),
+    spec("scheduler", Some('s'), Arg::Required, Tag::Scheduler),
+    spec("persistent", Some('p'), Arg::Optional, Tag::Persistent),
+    spec("netmask", Some('M'), Arg::Required, Tag::Netmask),
+    spec("real-server", Some('r'), Arg::Required, Tag::Server),
+    spec("masquerading", Some('m'), Arg::None, Tag::Masq),
+    spec("ipip", Some('i'), Arg::None, Tag::Ipip),
+    spec("gatewaying", Some('g'), Arg::None, Tag::Gate),
+    spec("fullnat", None, Arg::None, Tag::FullNat),
+    spec("weight", Some('w'), Arg::Required, Tag::Weight),
+    spec("u-threshold", Some('x'), Arg::Required, Tag::UThreshold),
+    spec("l-threshold", Some('y'), Arg::Required, Tag::LThreshold),
+    spec("numeric", Some('n'), Arg::None, Tag::Numeric),
+    spec("connection", Some('c'), Arg::None, Tag::Connection),
+    spec("mcast-interface", None, Arg::Required, Tag::McastIf),
+    spec("syncid", None, Arg::Required, Tag::SyncId),
+    spec("timeout", None, Arg::None, Tag::Timeout),
+    spec("daemon", None, Arg::None, Tag::Daemon),
+    spec("stats", None, Arg::None, Tag::Stats),
+    spec("rate", None, Arg::None, Tag::Rate),
+    spec("thresholds", None, Arg::None, Tag::Thresholds),
+    spec("persistent-conn", None, Arg::None, Tag::PersistentConn),
+    spec("nosort", None, Arg::None, Tag::NoSort),
+    spec("sort", None, Arg::None, Tag::Sort),
+    spec("exact", Some('X'), Arg::None, Tag::Exact),
+    spec("ipv6", Some('6'), Arg::None, Tag::Ipv6),
+    spec("ops", Some('o'), Arg::None, Tag::Ops),
+    spec("pe", None, Arg::Required, Tag::Pe),
+    spec("sched-flags", Some('b'), Arg::Required, Tag::SchedFlags),
+    spec("mcast-group", None, Arg::Required, Tag::McastGroup),
+    spec("mcast-port", None, Arg::Required, Tag::McastPort),
+    spec("mcast-ttl", None, Arg::Required, Tag::McastTtl),
+    spec("sync-maxlen", None, Arg::Required, Tag::SyncMaxlen),
+    spec("tun-info", None, Arg::None, Tag::TunInfo),
+    spec("tun-type", None, Arg::Required, Tag::TunType),
+    spec("tun-port", None, Arg::Required, Tag::TunPort),
+    spec("tun-nocsum", None, Arg::None, Tag::TunNocsum),
+    spec("tun-csum", None, Arg::None, Tag::TunCsum),
+    spec("tun-remcsum", None, Arg::None, Tag::TunRemcsum),
+    // vsd
+    spec("add-laddr", None, Arg::None, Tag::Command(Cmd::AddLaddr)),
+    spec("del-laddr", None, Arg::None, Tag::Command(Cmd::DelLaddr)),
+    spec("get-laddr", None, Arg::None, Tag::Command(Cmd::GetLaddr)),
+    spec("laddr", Some('z'), Arg::Required, Tag::Laddr),
+    spec("counters", None, Arg::None, Tag::Command(Cmd::Counters)),
+    spec("per-worker", None, Arg::None, Tag::PerWorker),
+    spec("latency", None, Arg::None, Tag::Command(Cmd::Latency)),
+    spec("status", None, Arg::None, Tag::Command(Cmd::Status)),
+    spec("reload", None, Arg::None, Tag::Command(Cmd::Reload)),
+    spec("prometheus", None, Arg::None, Tag::Command(Cmd::Prometheus)),
+];
+
+/// Options with their values, and positional words.
+type Tokens = (Vec<(&'static Spec, Option<String>)>, Vec<String>);
+
+/// Splits argv into (spec, value) items and positional words, as popt does.
+fn tokenize<S: AsRef<str>>(args: &[S]) -> Result<Tokens, String> {
+    let mut items = Vec::new();
+    let mut positional = Vec::new();
+    let mut i = 0;
+    while let Some(word) = args.get(i) {
+        let word = word.as_ref();
+        i += 1;
+        if word == "--" {
+            positional.extend(args[i..].iter().map(|s| s.as_ref().to_string()));
+            break;
+        }
+        if let Some(long) = word.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            let Some(spec) = SPECS.iter().find(|s| s.long == name) else {
+                return Err(format!("--{name}: unknown option"));
+            };
+            let value = match (spec.arg, inline) {
+                (Arg::None, Some(_)) => {
+                    return Err(format!("--{name}: option does not take an argument"))
+                }
+                (Arg::None, None) => None,
+                (_, Some(v)) => Some(v),
+                (Arg::Required, None) => match args.get(i) {
+                    Some(v) => {
+                        i += 1;
+                        Some(v.as_ref().to_string())
+                    }
+                    None => return Err(format!("--{name}: missing argument")),
+                },
+                (Arg::Optional, None) => match args.get(i).map(AsRef::as_ref) {
+                    Some(v) if !v.starts_with('-') => {
+                        i += 1;
+                        Some(v.to_string())
+                    }
+                    _ => None,
+                },
+            };
+            items.push((spec, value));
+            continue;
+        }
+        let Some(cluster) = word.strip_prefix('-').filter(|c| !c.is_empty()) else {
+            positional.push(word.to_string());
+            continue;
+        };
+        for (at, c) in cluster.char_indices() {
+            let Some(spec) = SPECS.iter().find(|s| s.short == Some(c)) else {
+                return Err(format!("-{c}: unknown option"));
+            };
+            let rest = &cluster[at + c.len_utf8()..];
+            match spec.arg {
+                Arg::None => items.push((spec, None)),
+                Arg::Required | Arg::Optional if !rest.is_empty() => {
+                    items.push((spec, Some(rest.to_string())));
+                    break;
+                }
+                Arg::Required => match args.get(i) {
+                    Some(v) => {
+                        i += 1;
+                        items.push((spec, Some(v.as_ref().to_string())));
+                    }
+                    None => return Err(format!("-{c}: missing argument")),
+                },
+                Arg::Optional => match args.get(i).map(AsRef::as_ref) {
+                    Some(v) if !v.starts_with('-') => {
+                        i += 1;
+                        items.push((spec, Some(v.to_string())));
+                    }
+                    _ => items.push((spec, None)),
+                },
+            }
+        }
+    }
+    Ok((items, positional))
+}
+
+// ---------------------------------------------------------------------------------------
+// Value parsers (ipvsadm's helpers)
+// ---------------------------------------------------------------------------------------
+
+/// ipvsadm's `string_to_number`: a whole decimal number in `min..=max`.
+fn number(text: &str, min: i64, max: i64) -> Option<i64> {
+    let n: i64 = text.parse().ok()?;
+    (min..=max).contains(&n).then_some(n)
+}
+
+/// ipvsadm's `parse_timeout`.
+fn timeout(text: &str, min: u32) -> Result<u32, String> {
+    number(text, i64::from(min), i64::from(MAX_TIMEOUT))
+        .map(|n| n as u32)
+        .ok_or_else(|| format!("invalid timeout value `{text}' specified"))
+}
+
+/// Well-known service names accepted as ports (`/etc/services` entries that
+/// never change), since vsd does not consult the system's databases.
+pub fn service_port(name: &str) -> Option<u16> {
+    Some(match name {
+        "ftp-data" => 20,
+        "ftp" => 21,
+        "ssh" => 22,
+        "telnet" => 23,
+        "smtp" => 25,
+        "domain" => 53,
+        "tftp" => 69,
+        "http" | "www" => 80,
+        "pop3" => 110,
+        "ntp" => 123,
+        "imap" | "imap2" => 143,
+        "snmp" => 161,
+        "ldap" => 389,
+        "https" => 443,
+        "submission" => 587,
+        "ldaps" => 636,
+        "imaps" => 993,
+        "pop3s" => 995,
+        "mysql" => 3306,
+        "postgresql" => 5432,
+        "http-alt" => 8080,
+        _ => return None,
+    })
+}
+
+/// ipvsadm's `parse_service`: `ADDR`, `ADDR:PORT`, `[V6ADDR]:PORT` or a bare
+/// IPv6 address. Returns the address and the port if one was given.
+pub fn parse_addr_port(text: &str) -> Option<(IpAddr, Option<u16>)> {
+    if text.is_empty() || text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let port = |p: &str| -> Option<u16> {
+        number(p, 0, 65535)
+            .map(|n| n as u16)
+            .or_else(|| service_port(p))
+    };
+    if let Some(rest) = text.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']')?;
+        let p = after.strip_prefix(':')?;
+        let a: std::net::Ipv6Addr = addr.parse().ok()?;
+        return Some((IpAddr::V6(a), Some(port(p)?)));
+    }
+    if let Ok(a) = text.parse::<std::net::Ipv6Addr>() {
+        return Some((IpAddr::V6(a), None));
+    }
+    match text.rsplit_once(':') {
+        Some((addr, p)) => {
+            let a: Ipv4Addr = addr.parse().ok()?;
+            Some((IpAddr::V4(a), Some(port(p)?)))
+        }
+        None => Some((IpAddr::V4(text.parse().ok()?), None)),
+    }
+}
+
+/// ipvsadm's `parse_fwmark`.
+fn fwmark(text: &str) -> Result<u32, String> {
+    number(text, 1, i64::from(u32::MAX))
+        .map(|n| n as u32)
+        .ok_or_else(|| format!("invalid fwmark value `{text}' specified"))
+}
+
+/// The scheduler flags of `-b` for scheduler `sched` (ipvsadm's
+/// `parse_sched_flags`; see the module notes for flag-N).
+fn sched_flags(list: &str, sched: &str) -> Result<SchedFlags, String> {
+    let mut f = SchedFlags::default();
+    for flag in list.split(',').filter(|s| !s.is_empty()) {
+        let owner = match flag {
+            "flag-1" | "flag-2" | "flag-3" => None,
+            "sh-fallback" | "sh-port" => Some("sh"),
+            "mh-fallback" | "mh-port" => Some("mh"),
+            _ => return Err(format!("invalid scheduler flag `{flag}'")),
+        };
+        if owner.is_some_and(|o| o != sched) {
+            return Err(format!("incompatible scheduler flag `{flag}'"));
+        }
+        match (flag, sched) {
+            ("sh-fallback", _) | ("flag-1", "sh") => f.sh_fallback = true,
+            ("sh-port", _) | ("flag-2", "sh") => f.sh_port = true,
+            ("mh-fallback", _) | ("flag-1", "mh") => f.mh_fallback = true,
+            ("mh-port", _) | ("flag-2", "mh") => f.mh_port = true,
+            _ => {}
+        }
+    }
+    Ok(f)
+}
+
+// ---------------------------------------------------------------------------------------
+// The parser
+// ---------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Builder {
+    cmd: Option<Cmd>,
+    options: u64,
+    proto: Option<Protocol>,
+    svc_addr: Option<(IpAddr, Option<u16>)>,
+    fwmark: Option<u32>,
+    fwmark_v6: bool,
+    scheduler: Option<String>,
+    persistence: Option<u32>,
+    netmask: Option<String>,
+    server: Option<(IpAddr, Option<u16>)>,
+    method: Option<FwdMethod>,
+    weight: Option<u32>,
+    u_threshold: u32,
+    l_threshold: u32,
+    format: ListFormat,
+    one_packet: bool,
+    sched_flags: Option<String>,
+    sync_role: Option<SyncRole>,
+    mcast_if: Option<String>,
+    syncid: u8,
+    mcast_group: Option<IpAddr>,
+    mcast_port: Option<u16>,
+    mcast_ttl: Option<u8>,
+    sync_maxlen: Option<u16>,
+    tun_type_unsupported: Option<String>,
+    laddr: Option<IpAddr>,
+}
+
+impl Builder {
+    fn set_command(&mut self, cmd: Cmd) -> Result<(), String> {
+        if self.cmd.is_some() {
+            return Err("multiple commands specified".into());
+        }
+        self.cmd = Some(cmd);
+        Ok(())
+    }
+
+    fn set_option(&mut self, opt: Opt) -> Result<(), String> {
+        if self.options & opt.bit() != 0 {
+            return Err(format!("multiple '{}' options specified", opt.name()));
+        }
+        self.options |= opt.bit();
+        Ok(())
+    }
+
+    fn has(&self, opt: Opt) -> bool {
+        self.options & opt.bit() != 0
+    }
+
+    fn set_method(&mut self, m: FwdMethod) -> Result<(), String> {
+        self.set_option(Opt::Forward)?;
+        self.method = Some(m);
+        Ok(())
+    }
+
+    fn flag(&mut self, opt: Opt, set: impl FnOnce(&mut ListFormat)) -> Result<(), String> {
+        self.set_option(opt)?;
+        set(&mut self.format);
+        Ok(())
+    }
+
+    fn item(&mut self, tag: Tag, value: Option<String>) -> Result<(), String> {
+        let given = value.is_some();
+        let v = value.unwrap_or_default();
+        match tag {
+            Tag::Command(c) => self.set_command(c)?,
+            Tag::StartDaemon | Tag::StopDaemon => {
+                let (cmd, msg) = if tag == Tag::StartDaemon {
+                    (Cmd::StartDaemon, "illegal start-daemon parameter specified")
+                } else {
+                    (Cmd::StopDaemon, "illegal start_daemon specified")
+                };
+                self.set_command(cmd)?;
+                self.sync_role = Some(match v.as_str() {
+                    "master" => SyncRole::Master,
+                    "backup" => SyncRole::Backup,
+                    _ => return Err(msg.into()),
+                });
+            }
+            Tag::Help | Tag::Version => unreachable_tag()?,
+            Tag::Tcp | Tag::Udp => {
+                self.set_option(Opt::Service)?;
+                self.proto = Some(if tag == Tag::Tcp {
+                    Protocol::Tcp
+                } else {
+                    Protocol::Udp
+                });
+                self.svc_addr = Some(
+                    parse_addr_port(&v).ok_or("illegal virtual server address[:port] specified")?,
+                );
+            }
+            Tag::Sctp => {
+                self.set_option(Opt::Service)?;
+                return Err("SCTP services are not supported by vsd".into());
+            }
+            Tag::Fwmark => {
+                self.set_option(Opt::Service)?;
+                self.fwmark = Some(fwmark(&v)?);
+            }
+            Tag::Scheduler => {
+                self.set_option(Opt::Scheduler)?;
+                self.scheduler = Some(v);
+            }
+            Tag::Persistent => {
+                self.set_option(Opt::Persistent)?;
+                self.persistence = Some(if !given {
+                    DEFAULT_PERSIST_TIMEOUT
+                } else {
+                    timeout(&v, 1)?
+                });
+            }
+            Tag::Netmask => {
+                self.set_option(Opt::Netmask)?;
+                self.netmask = Some(v);
+            }
+            Tag::Server => {
+                self.set_option(Opt::Server)?;
+                self.server = Some(
+                    parse_addr_port(&v).ok_or("illegal real server address[:port] specified")?,
+                );
+            }
+            Tag::Masq => self.set_method(FwdMethod::Masq)?,
+            Tag::Ipip => self.set_method(FwdMethod::Tunnel)?,
+            Tag::Gate => self.set_method(FwdMethod::Route)?,
+            Tag::FullNat => self.set_method(FwdMethod::FullNat)?,
+            Tag::Weight => {
+                self.set_option(Opt::Weight)?;
+                self.weight = Some(number(&v, 0, 65535).ok_or("illegal weight specified")? as u32);
+            }
+            Tag::UThreshold => {
+                self.set_option(Opt::UThreshold)?;
+                self.u_threshold = number(&v, 0, i64::from(i32::MAX))
+                    .ok_or("illegal u_threshold specified")?
+                    as u32;
+            }
+            Tag::LThreshold => {
+                self.set_option(Opt::LThreshold)?;
+                self.l_threshold = number(&v, 0, i64::from(i32::MAX))
+                    .ok_or("illegal l_threshold specified")?
+                    as u32;
+            }
+            Tag::Numeric => self.flag(Opt::Numeric, |f| f.numeric = true)?,
+            Tag::Connection => self.set_option(Opt::Connection)?,
+            Tag::McastIf => {
+                self.set_option(Opt::Mcast)?;
+                // IP_VS_IFNAME_MAXLEN is 16 with the NUL.
+                self.mcast_if = Some(v.chars().take(15).collect());
+            }
+            Tag::SyncId => {
+                self.set_option(Opt::SyncId)?;
+                self.syncid = number(&v, 0, 255).ok_or("illegal syncid specified")? as u8;
+            }
+            Tag::Timeout => self.set_option(Opt::Timeout)?,
+            Tag::Daemon => self.set_option(Opt::Daemon)?,
+            Tag::Stats => self.flag(Opt::Stats, |f| f.stats = true)?,
+            Tag::Rate => self.flag(Opt::Rate, |f| f.rate = true)?,
+            Tag::Thresholds => self.flag(Opt::Thresholds, |f| f.thresholds = true)?,
+            Tag::PersistentConn => self.flag(Opt::PersistentConn, |f| f.persistent_conn = true)?,
+            Tag::NoSort => self.flag(Opt::NoSort, |f| f.nosort = true)?,
+            Tag::Sort => {}
+            Tag::Exact => self.flag(Opt::Exact, |f| f.exact = true)?,
+            Tag::TunInfo => self.flag(Opt::TunInfo, |f| f.tun_info = true)?,
+            Tag::Ipv6 => {
+                if self.fwmark.is_none() {
+                    return Err("-6 used before -f".into());
+                }
+                self.fwmark_v6 = true;
+            }
+            Tag::Ops => {
+                self.set_option(Opt::Ops)?;
+                self.one_packet = true;
+            }
+            Tag::Pe => {
+                self.set_option(Opt::Pe)?;
+                return Err(format!("persistence engine `{v}' is not supported by vsd"));
+            }
+            Tag::SchedFlags => {
+                self.set_option(Opt::SchedFlags)?;
+                self.sched_flags = Some(v);
+            }
+            Tag::McastGroup => {
+                self.set_option(Opt::McastGroup)?;
+                let group = if v.contains(':') {
+                    v.parse::<std::net::Ipv6Addr>()
+                        .ok()
+                        .filter(|a| a.is_multicast())
+                        .map(IpAddr::V6)
+                        .ok_or_else(|| format!("invalid IPv6 mcast-group `{v}'"))?
+                } else {
+                    v.parse::<Ipv4Addr>()
+                        .ok()
+                        .filter(|a| a.is_multicast())
+                        .map(IpAddr::V4)
+                        .ok_or_else(|| format!("invalid IPv4 mcast-group `{v}'"))?
+                };
+                self.mcast_group = Some(group);
+            }
+            Tag::McastPort => {
+                self.set_option(Opt::McastPort)?;
+                self.mcast_port =
+                    Some(number(&v, 1, 65535).ok_or("illegal mcast-port specified")? as u16);
+            }
+            Tag::McastTtl => {
+                self.set_option(Opt::McastTtl)?;
+                self.mcast_ttl =
+                    Some(number(&v, 1, 255).ok_or("illegal mcast-ttl specified")? as u8);
+            }
+            Tag::SyncMaxlen => {
+                self.set_option(Opt::SyncMaxlen)?;
+                self.sync_maxlen = Some(
+                    number(&v, 1, 65535 - 20 - 8).ok_or("illegal sync-maxlen specified")? as u16,
+                );
+            }
+            Tag::TunType => {
+                self.set_option(Opt::TunType)?;
+                match v.as_str() {
+                    "ipip" => {}
+                    "gue" | "gre" => self.tun_type_unsupported = Some(v),
+                    _ => return Err("illegal tunnel type specified".into()),
+                }
+            }
+            Tag::TunPort => {
+                self.set_option(Opt::TunPort)?;
+                number(&v, 1, 65535).ok_or("illegal tunnel port specified")?;
+            }
+            Tag::TunNocsum => self.set_option(Opt::TunNocsum)?,
+            Tag::TunCsum => self.set_option(Opt::TunCsum)?,
+            Tag::TunRemcsum => self.set_option(Opt::TunRemcsum)?,
+            Tag::Laddr => {
+                self.set_option(Opt::Laddr)?;
+                self.laddr = Some(v.parse().map_err(|_| "illegal local address specified")?);
+            }
+            Tag::PerWorker => self.set_option(Opt::PerWorker)?,
+        }
+        Ok(())
+    }
+
+    /// The service named by `-t|-u|-f`, if any.
+    fn service_key(&self) -> Option<ServiceKey> {
+        if let Some(mark) = self.fwmark {
+            let af = if self.fwmark_v6 {
+                AddrFamily::Inet6
+            } else {
+                AddrFamily::Inet
+            };
+            return Some(ServiceKey::fwmark(mark, af));
+        }
+        let (addr, port) = self.svc_addr?;
+        Some(ServiceKey::Addr {
+            proto: self.proto?,
+            addr,
+            port: port.unwrap_or(0),
+        })
+    }
+
+    fn required_service(&self) -> Result<ServiceKey, String> {
+        // generic_opt_check has made sure it was given.
+        self.service_key()
+            .ok_or_else(|| "You need to supply the 'service-address' option".into())
+    }
+
+    fn service_spec(&self) -> Result<ServiceSpec, String> {
+        let key = self.required_service()?;
+        let fw = matches!(key, ServiceKey::Fwmark { .. });
+        if !fw && key.port() == 0 && self.persistence.is_none() {
+            return Err("Zero port specified for non-persistent service".into());
+        }
+        if self.one_packet
+            && !fw
+            && !matches!(
+                key,
+                ServiceKey::Addr {
+                    proto: Protocol::Udp,
+                    ..
+                }
+            )
+        {
+            return Err("One-Packet Scheduling is only for UDP virtual services".into());
+        }
+        let scheduler = self
+            .scheduler
+            .clone()
+            .unwrap_or_else(|| SchedulerKind::DEFAULT.name().to_string());
+        let flags = match &self.sched_flags {
+            Some(list) => sched_flags(list, &scheduler)?,
+            None => SchedFlags::default(),
+        };
+        let persist_mask = match &self.netmask {
+            None => None,
+            Some(m) if key.af() == AddrFamily::Inet6 => Some(PersistMask::V6(
+                number(m, 1, 128).ok_or("illegal ipv6 netmask specified")? as u8,
+            )),
+            Some(m) => {
+                Some(PersistMask::V4(m.parse().map_err(|_| {
+                    "illegal virtual server persistent mask specified"
+                })?))
+            }
+        };
+        Ok(ServiceSpec {
+            key,
+            config: ServiceConfig {
+                scheduler,
+                flags,
+                persistence: self.persistence,
+                persist_mask,
+                one_packet: self.one_packet,
+                ..ServiceConfig::default()
+            },
+        })
+    }
+
+    fn server_spec(&self) -> Result<ServerSpec, String> {
+        let service = self.required_service()?;
+        let (addr, port) = self
+            .server
+            .ok_or("You need to supply the 'real-server' option")?;
+        let method = self.method.unwrap_or(FwdMethod::Route);
+        let fw = matches!(service, ServiceKey::Fwmark { .. });
+        let mut port = port.unwrap_or(service.port());
+        // DR and TUN cannot map ports: ipvsadm silently uses the virtual port.
+        if !fw && matches!(method, FwdMethod::Route | FwdMethod::Tunnel) {
+            port = service.port();
+        }
+        if AddrFamily::of(addr) != service.af() && method != FwdMethod::Tunnel {
+            return Err("Different address family is allowed only for tunneling servers".into());
+        }
+        let tun_opts = [
+            Opt::TunType,
+            Opt::TunPort,
+            Opt::TunNocsum,
+            Opt::TunCsum,
+            Opt::TunRemcsum,
+        ];
+        if tun_opts.iter().any(|o| self.has(*o)) && method != FwdMethod::Tunnel {
+            return Err("Tunnel options conflict with forward method".into());
+        }
+        if let Some(t) = &self.tun_type_unsupported {
+            return Err(format!(
+                "tunnel type {t} is not supported by vsd (only ipip)"
+            ));
+        }
+        // ipvsadm's tunnel_types_v_options row for ipip: no tunnel option.
+        for o in [Opt::TunPort, Opt::TunNocsum, Opt::TunCsum, Opt::TunRemcsum] {
+            if self.has(o) {
+                return Err(format!(
+                    "Illegal '{}' option with the 'ipip' tunnel type",
+                    o.name()
+                ));
+            }
+        }
+        Ok(ServerSpec {
+            service,
+            server: RealServerConfig {
+                addr,
+                port,
+                weight: self.weight.unwrap_or(1),
+                method,
+                upper_threshold: self.u_threshold,
+                lower_threshold: self.l_threshold,
+            },
+        })
+    }
+}
+
+fn unreachable_tag() -> Result<(), String> {
+    Err("internal: help and version are handled first".into())
+}
+
+/// Parses vsadm's arguments (without the program name). An empty list means
+/// `-L`, as ipvsadm does without arguments.
+pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
+    if args.is_empty() {
+        return Ok(Command::List(ListOptions::default()));
+    }
+    let (items, mut positional) = tokenize(args)?;
+    // -h and -v win wherever they are (ipvsadm exits on them).
+    for (spec, _) in &items {
+        match spec.tag {
+            Tag::Help => return Ok(Command::Help),
+            Tag::Version => return Ok(Command::Version),
+            _ => {}
+        }
+    }
+    let mut b = Builder::default();
+    for (spec, value) in items {
+        b.item(spec.tag, value)?;
+    }
+    let Some(cmd) = b.cmd else {
+        return Err("no command specified".into());
+    };
+    let mut set_values = None;
+    if cmd == Cmd::Timeout {
+        if positional.len() < 3 {
+            return Err("--set option requires 3 timeout values".into());
+        }
+        let rest = positional.split_off(3);
+        let t: Vec<u32> = positional
+            .iter()
+            .map(|p| timeout(p, 0))
+            .collect::<Result<_, _>>()?;
+        positional = rest;
+        set_values = Some((t[0], t[1], t[2]));
+    }
+    if let Some(p) = positional.first() {
+        return Err(format!("unexpected argument {p}"));
+    }
+    check_options(cmd, b.options)?;
+
+    Ok(match cmd {
+        Cmd::Add => Command::AddService(b.service_spec()?),
+        Cmd::Edit => Command::EditService(b.service_spec()?),
+        Cmd::Del => Command::DelService(b.required_service()?),
+        Cmd::Flush => Command::Clear,
+        Cmd::List => {
+            let conflict = (b.has(Opt::Connection) || b.has(Opt::Timeout) || b.has(Opt::Daemon))
+                && (b.has(Opt::Stats) || b.has(Opt::Rate) || b.has(Opt::Thresholds))
+                || (b.has(Opt::Timeout) || b.has(Opt::Daemon)) && b.has(Opt::PersistentConn);
+            if conflict {
+                return Err("options conflicts in the list command".into());
+            }
+            let what = if b.has(Opt::Connection) {
+                ListWhat::Connections
+            } else if b.has(Opt::Timeout) {
+                ListWhat::Timeouts
+            } else if b.has(Opt::Daemon) {
+                ListWhat::Daemons
+            } else {
+                ListWhat::Services
+            };
+            Command::List(ListOptions {
+                what,
+                service: b.service_key(),
+                format: b.format,
+            })
+        }
+        Cmd::AddDest => Command::AddServer(b.server_spec()?),
+        Cmd::EditDest => Command::EditServer(b.server_spec()?),
+        Cmd::DelDest => {
+            let service = b.required_service()?;
+            let (addr, port) = b
+                .server
+                .ok_or("You need to supply the 'real-server' option")?;
+            Command::DelServer {
+                service,
+                addr,
+                port: port.unwrap_or(service.port()),
+            }
+        }
+        Cmd::Timeout => {
+            let (tcp, tcpfin, udp) = set_values.unwrap_or((0, 0, 0));
+            Command::SetTimeouts { tcp, tcpfin, udp }
+        }
+        Cmd::StartDaemon => Command::StartDaemon(SyncDaemonSpec {
+            role: b.sync_role.unwrap_or(SyncRole::Master),
+            mcast_interface: b.mcast_if.clone().unwrap_or_else(|| "eth0".into()),
+            syncid: b.syncid,
+            sync_maxlen: b.sync_maxlen,
+            mcast_group: b.mcast_group,
+            mcast_port: b.mcast_port,
+            mcast_ttl: b.mcast_ttl,
+        }),
+        Cmd::StopDaemon => Command::StopDaemon(b.sync_role.unwrap_or(SyncRole::Master)),
+        Cmd::Restore => Command::Restore,
+        Cmd::Save => Command::Save {
+            numeric: b.format.numeric,
+        },
+        Cmd::Zero => Command::Zero(b.service_key()),
+        Cmd::AddLaddr | Cmd::DelLaddr => {
+            let service = b.required_service()?;
+            let addr = b.laddr.ok_or("You need to supply the 'laddr' option")?;
+            if cmd == Cmd::AddLaddr {
+                Command::AddLocalAddr { service, addr }
+            } else {
+                Command::DelLocalAddr { service, addr }
+            }
+        }
+        Cmd::GetLaddr => Command::GetLocalAddrs(b.service_key()),
+        Cmd::Counters => Command::Counters {
+            per_worker: b.has(Opt::PerWorker),
+        },
+        Cmd::Latency => Command::Latency,
+        Cmd::Status => Command::Status,
+        Cmd::Reload => Command::Reload,
+        Cmd::Prometheus => Command::Prometheus,
+    })
+}
+
+/// Splits one line of `-R` input into words: whitespace-separated, an
+/// optional leading `ipvsadm` or `vsadm`. Blank lines and `#` comments give
+/// no words.
+pub fn restore_line_words(line: &str) -> Vec<&str> {
+    let line = line.trim();
+    if line.starts_with('#') {
+        return Vec::new();
+    }
+    let mut words: Vec<&str> = line.split_whitespace().collect();
+    if matches!(words.first(), Some(&"ipvsadm") | Some(&"vsadm")) {
+        words.remove(0);
+    }
+    words
+}
+
+/// Parses a whole `-R` input: every non-empty line is one ipvsadm command.
+/// Fails on the first bad line (`line N: message`); `-R` inside `-R` is
+/// refused as ipvsadm does.
+pub fn parse_restore(text: &str) -> Result<Vec<Command>, String> {
+    let mut cmds = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let words = restore_line_words(line);
+        if words.is_empty() {
+            continue;
+        }
+        let cmd = parse(&words).map_err(|e| format!("line {}: {e}", n + 1))?;
+        if matches!(cmd, Command::Restore | Command::Help | Command::Version) {
+            return Err(format!(
+                "line {}: -R input cannot contain {}",
+                n + 1,
+                words.join(" ")
+            ));
+        }
+        cmds.push(cmd);
+    }
+    Ok(cmds)
+}
+
+/// ipvsadm's usage text, with vsd's additions.
+pub fn usage(program: &str) -> String {
+    let p = program;
+    format!(
+        "Usage:\n\
+\x20 {p} -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags] [-o]\n\
+\x20 {p} -D virtual-service\n\
+\x20 {p} -C\n\
+\x20 {p} -R\n\
+\x20 {p} -S [-n]\n\
+\x20 {p} -a|e virtual-service -r server-address [options]\n\
+\x20 {p} -d virtual-service -r server-address\n\
+\x20 {p} -L|l [virtual-service] [options]\n\
+\x20 {p} -Z [virtual-service]\n\
+\x20 {p} --set tcp tcpfin udp\n\
+\x20 {p} --start-daemon {{master|backup}} [daemon-options]\n\
+\x20 {p} --stop-daemon {{master|backup}}\n\
+\x20 {p} --add-laddr|--del-laddr -z local-address virtual-service\n\
+\x20 {p} --get-laddr [virtual-service]\n\
+\x20 {p} --status | --counters [--per-worker] | --latency | --prometheus | --reload\n\
+\x20 {p} -h\n\n\
+Commands:\n\
+Either long or short options are allowed.\n\
+\x20 --add-service     -A        add virtual service with options\n\
+\x20 --edit-service    -E        edit virtual service with options\n\
+\x20 --delete-service  -D        delete virtual service\n\
+\x20 --clear           -C        clear the whole table\n\
+\x20 --restore         -R        restore rules from stdin\n\
+\x20 --save            -S        save rules to stdout\n\
+\x20 --add-server      -a        add real server with options\n\
+\x20 --edit-server     -e        edit real server with options\n\
+\x20 --delete-server   -d        delete real server\n\
+\x20 --list            -L|-l     list the table\n\
+\x20 --zero            -Z        zero counters in a service or all services\n\
+\x20 --set tcp tcpfin udp        set connection timeout values\n\
+\x20 --start-daemon              start connection sync daemon\n\
+\x20 --stop-daemon               stop connection sync daemon\n\
+\x20 --add-laddr                 add a FULLNAT local address to a service\n\
+\x20 --del-laddr                 remove a FULLNAT local address\n\
+\x20 --get-laddr                 list FULLNAT local addresses\n\
+\x20 --status                    show the daemon, its workers and ports\n\
+\x20 --counters                  show data-plane counters and drops by reason\n\
+\x20 --latency                   show latency histograms\n\
+\x20 --prometheus                print every metric in Prometheus text format\n\
+\x20 --reload                    re-read the configuration file\n\
+\x20 --help            -h        display this help message\n\n\
+virtual-service:\n\
+\x20 --tcp-service|-t  service-address   service-address is host[:port]\n\
+\x20 --udp-service|-u  service-address   service-address is host[:port]\n\
+\x20 --fwmark-service|-f fwmark          fwmark is an integer greater than zero\n\n\
+Options:\n\
+\x20 --ipv6         -6                   fwmark entry uses IPv6\n\
+\x20 --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh|twos,\n\
+\x20                                     the default scheduler is wlc.\n\
+\x20 --persistent   -p [timeout]         persistent service\n\
+\x20 --netmask      -M netmask           persistent granularity mask\n\
+\x20 --real-server  -r server-address    server-address is host (and port)\n\
+\x20 --gatewaying   -g                   gatewaying (direct routing) (default)\n\
+\x20 --ipip         -i                   ipip encapsulation (tunneling)\n\
+\x20 --masquerading -m                   masquerading (NAT)\n\
+\x20 --fullnat                           full NAT (source from the local addresses)\n\
+\x20 --laddr        -z local-address     FULLNAT local address\n\
+\x20 --weight       -w weight            capacity of real server\n\
+\x20 --u-threshold  -x uthreshold        upper threshold of connections\n\
+\x20 --l-threshold  -y lthreshold        lower threshold of connections\n\
+\x20 --connection   -c                   output of current IPVS connections\n\
+\x20 --timeout                           output of timeout (tcp tcpfin udp)\n\
+\x20 --daemon                            output of daemon information\n\
+\x20 --stats                             output of statistics information\n\
+\x20 --rate                              output of rate information\n\
+\x20 --exact                             expand numbers (display exact values)\n\
+\x20 --thresholds                        output of thresholds information\n\
+\x20 --persistent-conn                   output of persistent connection info\n\
+\x20 --tun-info                          output of tunnel information\n\
+\x20 --nosort                            disable sorting output of service/server entries\n\
+\x20 --sort                              does nothing, for backwards compatibility\n\
+\x20 --ops          -o                   one-packet scheduling\n\
+\x20 --numeric      -n                   numeric output of addresses and ports (always on)\n\
+\x20 --sched-flags  -b flags             scheduler flags (comma-separated)\n\
+\x20 --per-worker                        every worker's counters (with --counters)\n\
+\x20 --socket PATH                       vsd's control socket\n\
+\x20 --json                              print the daemon's JSON answer\n\
+Daemon Options:\n\
+\x20 --syncid sid                        syncid for connection sync (default=255)\n\
+\x20 --sync-maxlen length                Max sync message length (default=1472)\n\
+\x20 --mcast-interface interface         multicast interface for connection sync\n\
+\x20 --mcast-group address               IPv4/IPv6 group (default=224.0.0.81)\n\
+\x20 --mcast-port port                   UDP port (default=8848)\n\
+\x20 --mcast-ttl ttl                     Multicast TTL (default=1)\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv6Addr;
+
+    fn p(line: &str) -> Result<Command, String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        parse(&words)
+    }
+    fn ok(line: &str) -> Command {
+        p(line).unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+    fn err(line: &str) -> String {
+        match p(line) {
+            Ok(c) => panic!("{line}: parsed as {c:?}"),
+            Err(e) => e,
+        }
+    }
+    fn v4(s: &str) -> IpAddr {
+        IpAddr::V4(s.parse().unwrap())
+    }
+    fn vip() -> ServiceKey {
+        ServiceKey::tcp(v4("198.18.0.100"), 80)
+    }
+    fn svc(line: &str) -> ServiceSpec {
+        match ok(line) {
+            Command::AddService(s) | Command::EditService(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+    fn server(line: &str) -> ServerSpec {
+        match ok(line) {
+            Command::AddServer(s) | Command::EditServer(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+    fn list(line: &str) -> ListOptions {
+        match ok(line) {
+            Command::List(l) => l,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn add_service_defaults_and_options() {
+        let s = svc("-A -t 198.18.0.100:80");
+        assert_eq!(s.key, vip());
+        assert_eq!(s.config, ServiceConfig::default());
+        assert_eq!(s.config.scheduler, "wlc");
+        let s = svc("-A -t 198.18.0.100:80 -s wrr -p 60 -M 255.255.255.0");
+        assert_eq!(s.config.scheduler, "wrr");
+        assert_eq!(s.config.persistence, Some(60));
+        assert_eq!(
+            s.config.persist_mask,
+            Some(PersistMask::V4("255.255.255.0".parse().unwrap()))
+        );
+        // -p alone (also when an option follows) is 300.
+        assert_eq!(
+            svc("-A -t 198.18.0.100:80 -p").config.persistence,
+            Some(300)
+        );
+        assert_eq!(
+            svc("-A -t 198.18.0.100:80 -p -s rr").config.persistence,
+            Some(300)
+        );
+        assert_eq!(
+            svc("-A -t 198.18.0.100:80 -p120").config.persistence,
+            Some(120)
+        );
+        assert_eq!(
+            svc("-A -t 198.18.0.100:80 --persistent=7")
+                .config
+                .persistence,
+            Some(7)
+        );
+        assert_eq!(
+            svc("-A -t 198.18.0.100:80 --persistent 8")
+                .config
+                .persistence,
+            Some(8)
+        );
+        assert_eq!(
+            svc("-A -t 198.18.0.100:80 -p 2678400").config.persistence,
+            Some(MAX_TIMEOUT)
+        );
+        // Long forms.
+        let s = svc(
+            "--add-service --tcp-service 198.18.0.100:80 --scheduler sh --persistent 30 \
+             --netmask 255.255.0.0 --sched-flags sh-fallback,sh-port",
+        );
+        assert_eq!(s.config.scheduler, "sh");
+        assert_eq!(
+            s.config.flags,
+            SchedFlags {
+                sh_fallback: true,
+                sh_port: true,
+                ..SchedFlags::default()
+            }
+        );
+        let s = svc("-A -u 198.18.0.100:53 -o");
+        assert_eq!(s.key, ServiceKey::udp(v4("198.18.0.100"), 53));
+        assert!(s.config.one_packet);
+        assert!(
+            svc("-A --udp-service 198.18.0.100:53 --ops")
+                .config
+                .one_packet
+        );
+        // Clustered: -At is -A -t.
+        assert_eq!(svc("-At 198.18.0.100:80 -srr").config.scheduler, "rr");
+        // -E is a full replacement with the same defaults.
+        match ok("-E -t 198.18.0.100:80") {
+            Command::EditService(s) => assert_eq!(s.config, ServiceConfig::default()),
+            c => panic!("{c:?}"),
+        }
+        assert_eq!(
+            ok("--edit-service -t 198.18.0.100:80 -s rr"),
+            Command::EditService(ServiceSpec {
+                key: vip(),
+                config: ServiceConfig::with_scheduler("rr"),
+            })
+        );
+    }
+
+    #[test]
+    fn service_errors() {
+        assert_eq!(
+            err("-A -t 198.18.0.100:80 -p abc"),
+            "invalid timeout value `abc' specified"
+        );
+        assert_eq!(
+            err("-A -t 198.18.0.100:80 -p 0"),
+            "invalid timeout value `0' specified"
+        );
+        assert_eq!(
+            err("-A -t 198.18.0.100:80 -p 2678401"),
+            "invalid timeout value `2678401' specified"
+        );
+        assert_eq!(
+            err("-A -t 198.18.0.100:0"),
+            "Zero port specified for non-persistent service"
+        );
+        assert_eq!(svc("-A -t 198.18.0.100:0 -p").key.port(), 0);
+        assert_eq!(
+            err("-A -t 198.18.0.100:80 -o"),
+            "One-Packet Scheduling is only for UDP virtual services"
+        );
+        assert!(svc("-A -f 3 -o").config.one_packet);
+        assert_eq!(
+            err("-A -t 198.18.0.100:80 -M 255.255.x.0"),
+            "illegal virtual server persistent mask specified"
+        );
+        assert_eq!(
+            err("-A -t [2001:db8::1]:80 -p -M 0"),
+            "illegal ipv6 netmask specified"
+        );
+        assert_eq!(
+            err("-A -t [2001:db8::1]:80 -p -M 129"),
+            "illegal ipv6 netmask specified"
+        );
+        assert_eq!(
+            svc("-A -t [2001:db8::1]:80 -p -M 64").config.persist_mask,
+            Some(PersistMask::V6(64))
+        );
+        // -M before -t still reads as an IPv6 prefix.
+        assert_eq!(
+            svc("-A -M 48 -t [2001:db8::1]:80 -p").config.persist_mask,
+            Some(PersistMask::V6(48))
+        );
+        assert_eq!(
+            err("-A -t 198.18.0.100:80 -b sh-port"),
+            "incompatible scheduler flag `sh-port'"
+        );
+        assert_eq!(
+            err("-A -t 198.18.0.100:80 -s sh -b mh-port"),
+            "incompatible scheduler flag `mh-port'"
+        );
+        assert_eq!(
+            err("-A -t 198.18.0.100:80 -s sh -b fast"),
+            "invalid scheduler flag `fast'"
+        );
+        // flag-N: sh/mh meaning, else no effect.
+        assert!(
+            svc("-A -t 198.18.0.100:80 -s sh -b flag-1")
+                .config
+                .flags
+                .sh_fallback
+        );
+        assert!(
+            svc("-A -t 198.18.0.100:80 -s mh -b flag-2")
+                .config
+                .flags
+                .mh_port
+        );
+        assert_eq!(
+            svc("-A -t 198.18.0.100:80 -s rr -b flag-1,flag-3")
+                .config
+                .flags,
+            SchedFlags::default()
+        );
+        assert_eq!(
+            err("-A -s rr"),
+            "You need to supply the 'service-address' option for the 'add-service' command"
+        );
+        assert_eq!(
+            err("-A -t 198.18.0.100:80 -r 198.18.1.1"),
+            "Illegal 'real-server' option with the 'add-service' command"
+        );
+        assert_eq!(
+            err("-A -t 198.18.0.100:80 -w 2"),
+            "Illegal 'weight' option with the 'add-service' command"
+        );
+        assert_eq!(
+            err("-D -t 198.18.0.100:80 -s rr"),
+            "Illegal 'scheduler' option with the 'delete-service' command"
+        );
+        assert_eq!(
+            err("-A -t 198.18.0.100:80 -t 198.18.0.101:80"),
+            "multiple 'service-address' options specified"
+        );
+        assert_eq!(
+            err("-A -t 198.18.0.100:80 -s rr -s wrr"),
+            "multiple 'scheduler' options specified"
+        );
+        assert_eq!(
+            err("--sctp-service 198.18.0.100:80 -A"),
+            "SCTP services are not supported by vsd"
+        );
+        assert_eq!(
+            err("-A -t 198.18.0.100:80 -p --pe sip"),
+            "persistence engine `sip' is not supported by vsd"
+        );
+        assert_eq!(ok("-D -t 198.18.0.100:80"), Command::DelService(vip()));
+        assert_eq!(
+            ok("--delete-service --tcp-service 198.18.0.100:80"),
+            Command::DelService(vip())
+        );
+    }
+
+    #[test]
+    fn addresses_ports_and_fwmarks() {
+        let six: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        assert_eq!(
+            svc("-A -t [2001:db8::1]:443").key,
+            ServiceKey::tcp(IpAddr::V6(six), 443)
+        );
+        // A bare IPv6 address has no port.
+        assert_eq!(
+            svc("-A -t 2001:db8::1 -p").key,
+            ServiceKey::tcp(IpAddr::V6(six), 0)
+        );
+        assert_eq!(svc("-A -t 198.18.0.100:http").key, vip());
+        assert_eq!(svc("-A -u 198.18.0.100:domain").key.port(), 53);
+        for bad in [
+            "80",
+            "198.18.0.100:99999",
+            "198.18.0.100:nosuchservice",
+            "host.example:80",
+            "[2001:db8::1]",
+            "[2001:db8::1]80",
+            "[2001:db8::zz]:80",
+            "198.18.0:80",
+        ] {
+            assert_eq!(
+                err(&format!("-A -t {bad}")),
+                "illegal virtual server address[:port] specified",
+                "{bad}"
+            );
+        }
+        assert_eq!(svc("-A -f 7").key, ServiceKey::fwmark(7, AddrFamily::Inet));
+        assert_eq!(
+            svc("-A --fwmark-service 7 --ipv6").key,
+            ServiceKey::fwmark(7, AddrFamily::Inet6)
+        );
+        assert_eq!(
+            svc("-A -f 7 -6 -p -M 64").config.persist_mask,
+            Some(PersistMask::V6(64))
+        );
+        assert_eq!(err("-A -6 -f 7"), "-6 used before -f");
+        assert_eq!(err("-A -f 0"), "invalid fwmark value `0' specified");
+        assert_eq!(err("-A -f x"), "invalid fwmark value `x' specified");
+        assert_eq!(
+            err("-A -f 4294967296"),
+            "invalid fwmark value `4294967296' specified"
+        );
+        assert_eq!(svc("-A -f 4294967295").key.port(), 0);
+        assert_eq!(parse_addr_port("1.2.3.4"), Some((v4("1.2.3.4"), None)));
+        assert_eq!(parse_addr_port("1.2.3.4:0"), Some((v4("1.2.3.4"), Some(0))));
+        assert_eq!(parse_addr_port(""), None);
+    }
+
+    #[test]
+    fn add_server_defaults_and_port_rules() {
+        let s = server("-a -t 198.18.0.100:80 -r 198.18.1.11:8080 -m");
+        assert_eq!(s.service, vip());
+        assert_eq!(
+            s.server,
+            RealServerConfig::new(v4("198.18.1.11"), 8080, FwdMethod::Masq)
+        );
+        // Default: direct routing, weight 1; DR and TUN take the virtual port.
+        let s = server("-a -t 198.18.0.100:80 -r 198.18.1.11:8080");
+        assert_eq!(
+            s.server,
+            RealServerConfig::new(v4("198.18.1.11"), 80, FwdMethod::Route)
+        );
+        assert_eq!(
+            server("-a -t 198.18.0.100:80 -r 198.18.1.11:8080 -i")
+                .server
+                .port,
+            80
+        );
+        assert_eq!(
+            server("-a -t 198.18.0.100:80 -r 198.18.1.11:8080 --fullnat").server,
+            RealServerConfig::new(v4("198.18.1.11"), 8080, FwdMethod::FullNat)
+        );
+        // No port: the service's, even when -r comes first.
+        assert_eq!(
+            server("-a -r 198.18.1.11 -t 198.18.0.100:80 -m")
+                .server
+                .port,
+            80
+        );
+        // fwmark services: no port means 0; a given port stays even for DR.
+        assert_eq!(server("-a -f 3 -r 198.18.1.11").server.port, 0);
+        assert_eq!(server("-a -f 3 -r 198.18.1.11:25").server.port, 25);
+        let s = server(
+            "--add-server --tcp-service 198.18.0.100:80 --real-server 198.18.1.11:80 \
+             --gatewaying --weight 5 --u-threshold 100 --l-threshold 50",
+        );
+        assert_eq!(
+            s.server,
+            RealServerConfig::new(v4("198.18.1.11"), 80, FwdMethod::Route)
+                .weight(5)
+                .thresholds(100, 50)
+        );
+        assert_eq!(
+            server("-a -t 198.18.0.100:80 -r 198.18.1.11 --masquerading -w 0")
+                .server
+                .weight,
+            0
+        );
+        assert_eq!(
+            server("-a -t 198.18.0.100:80 -r 198.18.1.11 --ipip")
+                .server
+                .method,
+            FwdMethod::Tunnel
+        );
+        assert_eq!(
+            server("-a -t 198.18.0.100:80 -r 198.18.1.11 -i --tun-type ipip")
+                .server
+                .method,
+            FwdMethod::Tunnel
+        );
+        // -e: full replacement with defaults.
+        assert_eq!(
+            ok("-e -t 198.18.0.100:80 -r 198.18.1.11:8080 -w 3"),
+            Command::EditServer(ServerSpec {
+                service: vip(),
+                server: RealServerConfig::new(v4("198.18.1.11"), 80, FwdMethod::Route).weight(3),
+            })
+        );
+        assert!(matches!(
+            ok("--edit-server -t 198.18.0.100:80 -r 198.18.1.11 -m"),
+            Command::EditServer(_)
+        ));
+        // IPv6 server of an IPv4 service: tunnel only.
+        let s = server("-a -t 198.18.0.100:80 -r [2001:db8::5]:80 -i");
+        assert_eq!(s.server.addr, "2001:db8::5".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            err("-a -t 198.18.0.100:80 -r [2001:db8::5]:80 -m"),
+            "Different address family is allowed only for tunneling servers"
+        );
+        // -d: port as given, else the service's.
+        assert_eq!(
+            ok("-d -t 198.18.0.100:80 -r 198.18.1.11:8080"),
+            Command::DelServer {
+                service: vip(),
+                addr: v4("198.18.1.11"),
+                port: 8080
+            }
+        );
+        assert_eq!(
+            ok("--delete-server -t 198.18.0.100:80 -r 198.18.1.11"),
+            Command::DelServer {
+                service: vip(),
+                addr: v4("198.18.1.11"),
+                port: 80
+            }
+        );
+    }
+
+    #[test]
+    fn server_errors() {
+        let base = "-a -t 198.18.0.100:80 -r 198.18.1.11:8080";
+        for (extra, want) in [
+            ("-w 65536", "illegal weight specified"),
+            ("-w -1", "illegal weight specified"),
+            ("-w x", "illegal weight specified"),
+            ("-x -1", "illegal u_threshold specified"),
+            ("-x 2147483648", "illegal u_threshold specified"),
+            ("-y z", "illegal l_threshold specified"),
+            ("-m -g", "multiple 'forwarding-method' options specified"),
+            (
+                "-m --fullnat",
+                "multiple 'forwarding-method' options specified",
+            ),
+            ("-w 1 -w 2", "multiple 'weight' options specified"),
+            (
+                "-s rr",
+                "Illegal 'scheduler' option with the 'add-server' command",
+            ),
+            (
+                "-p",
+                "Illegal 'persistent' option with the 'add-server' command",
+            ),
+            (
+                "-m --tun-type ipip",
+                "Tunnel options conflict with forward method",
+            ),
+            (
+                "-i --tun-type gue",
+                "tunnel type gue is not supported by vsd (only ipip)",
+            ),
+            ("-i --tun-type vxlan", "illegal tunnel type specified"),
+            (
+                "-i --tun-port 6080",
+                "Illegal 'tun-port' option with the 'ipip' tunnel type",
+            ),
+            (
+                "-i --tun-csum",
+                "Illegal 'tun-csum' option with the 'ipip' tunnel type",
+            ),
+            ("-i --tun-port 0", "illegal tunnel port specified"),
+            ("-w", "-w: missing argument"),
+        ] {
+            assert_eq!(err(&format!("{base} {extra}")), want, "{extra}");
+        }
+        assert_eq!(
+            server(&format!("{base} -w 65535 -x 2147483647"))
+                .server
+                .upper_threshold,
+            i32::MAX as u32
+        );
+        assert_eq!(
+            err("-a -t 198.18.0.100:80 -m"),
+            "You need to supply the 'real-server' option for the 'add-server' command"
+        );
+        assert_eq!(
+            err("-a -r 198.18.1.11"),
+            "You need to supply the 'service-address' option for the 'add-server' command"
+        );
+        assert_eq!(
+            err("-a -t 198.18.0.100:80 -r 80"),
+            "illegal real server address[:port] specified"
+        );
+        assert_eq!(
+            err("-d -t 198.18.0.100:80 -r 198.18.1.11 -w 2"),
+            "Illegal 'weight' option with the 'delete-server' command"
+        );
+        assert_eq!(
+            err("-d -t 198.18.0.100:80 -r 198.18.1.11 -m"),
+            "Illegal 'forwarding-method' option with the 'delete-server' command"
+        );
+    }
+
+    #[test]
+    fn list_variants() {
+        assert_eq!(
+            parse::<&str>(&[]),
+            Ok(Command::List(ListOptions::default()))
+        );
+        assert_eq!(list("-L"), ListOptions::default());
+        assert_eq!(list("-l"), ListOptions::default());
+        assert_eq!(list("--list"), ListOptions::default());
+        let l = list("-Ln");
+        assert!(l.format.numeric);
+        let l = list("-L -n --stats --exact");
+        assert!(l.format.stats && l.format.exact && l.format.numeric);
+        assert!(list("-Ln --rate").format.rate);
+        assert!(list("-Ln --thresholds").format.thresholds);
+        assert!(list("-Ln --persistent-conn").format.persistent_conn);
+        assert!(list("-Ln --tun-info").format.tun_info);
+        assert!(list("-Ln --nosort").format.nosort);
+        assert_eq!(list("-Ln --sort"), list("-Ln"));
+        assert!(list("-L -X").format.exact);
+        assert_eq!(list("-Lnc").what, ListWhat::Connections);
+        assert_eq!(list("-L --connection").what, ListWhat::Connections);
+        assert!(list("-Lnc --persistent-conn").format.persistent_conn);
+        assert_eq!(list("-L --timeout").what, ListWhat::Timeouts);
+        assert_eq!(list("-L --daemon").what, ListWhat::Daemons);
+        let l = list("-Ln -t 198.18.0.100:80 --stats");
+        assert_eq!((l.what, l.service), (ListWhat::Services, Some(vip())));
+        assert_eq!(
+            err("-L -c --stats"),
+            "options conflicts in the list command"
+        );
+        assert_eq!(
+            err("-L --timeout --rate"),
+            "options conflicts in the list command"
+        );
+        assert_eq!(
+            err("-L --daemon --persistent-conn"),
+            "options conflicts in the list command"
+        );
+        assert_eq!(
+            err("-L -c -t 198.18.0.100:80"),
+            "The option 'service-address' conflicts with the 'connection' option in the 'list' command"
+        );
+        assert_eq!(
+            err("-L --timeout --daemon"),
+            "The option 'daemon' conflicts with the 'timeout' option in the 'list' command"
+        );
+        assert_eq!(
+            err("-L -s rr"),
+            "Illegal 'scheduler' option with the 'list' command"
+        );
+        assert_eq!(err("-L -n -n"), "multiple 'numeric' options specified");
+    }
+
+    #[test]
+    fn other_commands() {
+        assert_eq!(ok("-C"), Command::Clear);
+        assert_eq!(ok("--clear"), Command::Clear);
+        assert_eq!(
+            err("-C -n"),
+            "Illegal 'numeric' option with the 'flush' command"
+        );
+        assert_eq!(ok("-Z"), Command::Zero(None));
+        assert_eq!(ok("--zero -t 198.18.0.100:80"), Command::Zero(Some(vip())));
+        assert_eq!(
+            err("-Z -n"),
+            "Illegal 'numeric' option with the 'zero' command"
+        );
+        assert_eq!(
+            ok("--set 900 120 300"),
+            Command::SetTimeouts {
+                tcp: 900,
+                tcpfin: 120,
+                udp: 300
+            }
+        );
+        assert_eq!(
+            ok("--set 0 0 5"),
+            Command::SetTimeouts {
+                tcp: 0,
+                tcpfin: 0,
+                udp: 5
+            }
+        );
+        assert_eq!(err("--set 1 2"), "--set option requires 3 timeout values");
+        assert_eq!(err("--set 1 x 3"), "invalid timeout value `x' specified");
+        assert_eq!(err("--set 1 2 3 4"), "unexpected argument 4");
+        assert_eq!(err("-C extra"), "unexpected argument extra");
+        assert_eq!(ok("-S"), Command::Save { numeric: false });
+        assert_eq!(ok("--save -n"), Command::Save { numeric: true });
+        assert_eq!(ok("-Sn"), Command::Save { numeric: true });
+        assert_eq!(
+            err("-S --stats"),
+            "Illegal 'stats' option with the 'save' command"
+        );
+        assert_eq!(ok("-R"), Command::Restore);
+        assert_eq!(ok("--restore"), Command::Restore);
+        assert_eq!(
+            err("-R -n"),
+            "Illegal 'numeric' option with the 'restore' command"
+        );
+        assert_eq!(ok("-h"), Command::Help);
+        assert_eq!(ok("-A --help"), Command::Help);
+        assert_eq!(ok("-v"), Command::Version);
+        assert_eq!(ok("--version"), Command::Version);
+    }
+
+    #[test]
+    fn sync_daemon_commands() {
+        assert_eq!(
+            ok("--start-daemon master"),
+            Command::StartDaemon(SyncDaemonSpec {
+                role: SyncRole::Master,
+                mcast_interface: "eth0".into(),
+                syncid: 0,
+                sync_maxlen: None,
+                mcast_group: None,
+                mcast_port: None,
+                mcast_ttl: None,
+            })
+        );
+        assert_eq!(
+            ok(
+                "--start-daemon backup --syncid 7 --mcast-interface lan0 --mcast-group 239.1.1.1 \
+                --mcast-port 9000 --mcast-ttl 2 --sync-maxlen 1400"
+            ),
+            Command::StartDaemon(SyncDaemonSpec {
+                role: SyncRole::Backup,
+                mcast_interface: "lan0".into(),
+                syncid: 7,
+                sync_maxlen: Some(1400),
+                mcast_group: Some(v4("239.1.1.1")),
+                mcast_port: Some(9000),
+                mcast_ttl: Some(2),
+            })
+        );
+        assert!(matches!(
+            ok("--start-daemon master --mcast-group ff02::81"),
+            Command::StartDaemon(SyncDaemonSpec {
+                mcast_group: Some(IpAddr::V6(_)),
+                ..
+            })
+        ));
+        assert_eq!(
+            ok("--stop-daemon backup"),
+            Command::StopDaemon(SyncRole::Backup)
+        );
+        assert_eq!(
+            err("--start-daemon boss"),
+            "illegal start-daemon parameter specified"
+        );
+        assert_eq!(err("--stop-daemon boss"), "illegal start_daemon specified");
+        assert_eq!(
+            err("--start-daemon master --syncid 256"),
+            "illegal syncid specified"
+        );
+        assert_eq!(
+            err("--start-daemon master --mcast-group 10.0.0.1"),
+            "invalid IPv4 mcast-group `10.0.0.1'"
+        );
+        assert_eq!(
+            err("--start-daemon master --mcast-group 2001:db8::1"),
+            "invalid IPv6 mcast-group `2001:db8::1'"
+        );
+        assert_eq!(
+            err("--start-daemon master --mcast-port 0"),
+            "illegal mcast-port specified"
+        );
+        assert_eq!(
+            err("--start-daemon master --mcast-ttl 256"),
+            "illegal mcast-ttl specified"
+        );
+        assert_eq!(
+            err("--start-daemon master --sync-maxlen 65508"),
+            "illegal sync-maxlen specified"
+        );
+        assert_eq!(
+            err("--stop-daemon master --mcast-ttl 2"),
+            "Illegal 'mcast-ttl' option with the 'stop-daemon' command"
+        );
+    }
+
+    #[test]
+    fn vsd_commands() {
+        assert_eq!(
+            ok("--add-laddr -z 198.18.2.1 -t 198.18.0.100:80"),
+            Command::AddLocalAddr {
+                service: vip(),
+                addr: v4("198.18.2.1")
+            }
+        );
+        assert_eq!(
+            ok("--del-laddr --laddr 198.18.2.1 -t 198.18.0.100:80"),
+            Command::DelLocalAddr {
+                service: vip(),
+                addr: v4("198.18.2.1")
+            }
+        );
+        assert_eq!(ok("--get-laddr"), Command::GetLocalAddrs(None));
+        assert_eq!(
+            ok("--get-laddr -t 198.18.0.100:80"),
+            Command::GetLocalAddrs(Some(vip()))
+        );
+        assert_eq!(
+            err("--add-laddr -t 198.18.0.100:80"),
+            "You need to supply the 'laddr' option for the 'add-laddr' command"
+        );
+        assert_eq!(
+            err("--add-laddr -z 198.18.2.1"),
+            "You need to supply the 'service-address' option for the 'add-laddr' command"
+        );
+        assert_eq!(
+            err("--add-laddr -z 198.18.2 -t 198.18.0.100:80"),
+            "illegal local address specified"
+        );
+        assert_eq!(
+            err("-A -t 198.18.0.100:80 -z 198.18.2.1"),
+            "Illegal 'laddr' option with the 'add-service' command"
+        );
+        assert_eq!(ok("--counters"), Command::Counters { per_worker: false });
+        assert_eq!(
+            ok("--counters --per-worker"),
+            Command::Counters { per_worker: true }
+        );
+        assert_eq!(ok("--latency"), Command::Latency);
+        assert_eq!(ok("--status"), Command::Status);
+        assert_eq!(ok("--reload"), Command::Reload);
+        assert_eq!(ok("--prometheus"), Command::Prometheus);
+        assert_eq!(err("--per-worker"), "no command specified");
+        assert_eq!(
+            err("-L --per-worker"),
+            "Illegal 'per-worker' option with the 'list' command"
+        );
+        assert_eq!(err("--status --counters"), "multiple commands specified");
+        assert_eq!(err("-A -L"), "multiple commands specified");
+        assert_eq!(
+            err("--status -n"),
+            "Illegal 'numeric' option with the 'status' command"
+        );
+    }
+
+    #[test]
+    fn option_syntax_errors() {
+        assert_eq!(err("--bogus"), "--bogus: unknown option");
+        assert_eq!(err("-L -q"), "-q: unknown option");
+        assert_eq!(err("-t 198.18.0.100:80"), "no command specified");
+        assert_eq!(err("-A -t"), "-t: missing argument");
+        assert_eq!(err("-A --tcp-service"), "--tcp-service: missing argument");
+        assert_eq!(
+            err("-L --stats=1"),
+            "--stats: option does not take an argument"
+        );
+        assert_eq!(
+            server("-a --tcp-service=198.18.0.100:80 --real-server=198.18.1.11 --weight=4 -m")
+                .server
+                .weight,
+            4
+        );
+        // "--" ends options.
+        assert_eq!(
+            ok("--set -- 1 2 3"),
+            Command::SetTimeouts {
+                tcp: 1,
+                tcpfin: 2,
+                udp: 3
+            }
+        );
+        assert_eq!(err("-C - "), "unexpected argument -");
+    }
+
+    #[test]
+    fn restore_text() {
+        let text = "\
+# saved by vsadm -S
+ipvsadm -A -t 198.18.0.100:80 -s rr
+
+-a -t 198.18.0.100:80 -r 198.18.1.11:8080 -m -w 1
+vsadm -a -t 198.18.0.100:80 -r 198.18.1.12:8080 -m -w 2
+";
+        let cmds = parse_restore(text).unwrap();
+        assert_eq!(cmds.len(), 3);
+        assert!(matches!(cmds[0], Command::AddService(_)));
+        assert!(matches!(cmds[2], Command::AddServer(s) if s.server.weight == 2));
+        assert_eq!(
+            parse_restore("-A -t 198.18.0.100:80\n-a -t 198.18.0.100:80 -r x\n").unwrap_err(),
+            "line 2: illegal real server address[:port] specified"
+        );
+        assert_eq!(
+            parse_restore("-R\n").unwrap_err(),
+            "line 1: -R input cannot contain -R"
+        );
+        assert_eq!(parse_restore("\n  \n# only comments\n").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn changes_are_flagged() {
+        assert!(ok("-A -t 198.18.0.100:80").is_change());
+        assert!(ok("-C").is_change());
+        assert!(ok("--set 1 2 3").is_change());
+        assert!(!ok("-Ln").is_change());
+        assert!(!ok("-S").is_change());
+        assert!(!ok("-Z").is_change());
+        assert!(!ok("--status").is_change());
+    }
+
+    #[test]
+    fn usage_mentions_every_command() {
+        let u = usage("vsadm");
+        for s in [
+            "--add-service",
+            "--edit-service",
+            "--delete-service",
+            "--clear",
+            "--restore",
+            "--save",
+            "--add-server",
+            "--edit-server",
+            "--delete-server",
+            "--list",
+            "--zero",
+            "--set",
+            "--start-daemon",
+            "--stop-daemon",
+            "--add-laddr",
+            "--get-laddr",
+            "--counters",
+            "--latency",
+            "--prometheus",
+            "--reload",
+            "--status",
+            "--fullnat",
+        ] {
+            assert!(u.contains(s), "{s}");
+        }
+        assert!(u.starts_with("Usage:\n  vsadm -A|E virtual-service"));
+    }
+}

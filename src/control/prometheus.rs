@@ -1,0 +1,509 @@
+//! Prometheus text exposition (format 0.0.4) of vsd's counters, rates and
+//! latency histograms, from plain view structs.
+//!
+//! Families (labels in braces):
+//! - `vsd_service_connections_total{service}`, `vsd_service_packets_total`
+//!   and `vsd_service_bytes_total{service,direction}`: counters since the
+//!   service was created or zeroed (`-Z`), as `ipvsadm --stats`;
+//! - `vsd_service_cps{service}`, `vsd_service_pps` and
+//!   `vsd_service_bps{service,direction}`: IPVS's rate estimates (gauges);
+//! - the same with `vsd_server_` and labels `service,server`, plus the gauges
+//!   `vsd_server_weight`, `vsd_server_active_connections`,
+//!   `vsd_server_inactive_connections`, `vsd_server_persistent_connections`;
+//! - `vsd_worker_events_total{core,event}`, `vsd_worker_drops_total{core,reason}`;
+//! - `vsd_port_counter_total{port,counter}`: NIC counters;
+//! - `vsd_latency_nanoseconds{name,core,quantile}` summaries (p50, p99,
+//!   p99.9, with `_sum` and `_count`).
+//!
+//! Label values are escaped (`\\`, `\"`, `\n`); `service` is `TCP
+//! 198.18.0.100:80` style (ipvsadm's identity of a service), `server` is
+//! `198.18.1.11:8080` or `[2001:db8::1]:80`.
+
+use std::fmt::Write as _;
+
+use super::listing::{addr_port, CoreCounters, LatencyView, PortCounters, ServiceView};
+
+/// Quantiles every latency summary reports.
+pub const QUANTILES: [f64; 3] = [0.5, 0.99, 0.999];
+
+/// What to expose.
+#[derive(Debug, Clone, Copy)]
+pub struct Metrics<'a> {
+    /// Services with their servers, counters and rates.
+    pub services: &'a [ServiceView],
+    /// Per-worker counters.
+    pub cores: &'a [CoreCounters],
+    /// Per-port NIC counters.
+    pub ports: &'a [PortCounters],
+    /// Latency histograms.
+    pub latency: &'a [LatencyView],
+}
+
+/// A label value escaped for the text format.
+pub fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+/// A HELP text escaped for the text format (backslash and newline only).
+pub fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn labels(pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// One metric family being written.
+struct Family<'a> {
+    out: &'a mut String,
+    name: &'static str,
+}
+
+impl<'a> Family<'a> {
+    fn new(out: &'a mut String, name: &'static str, kind: &str, help: &str) -> Self {
+        let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        Family { out, name }
+    }
+    fn sample(&mut self, suffix: &str, l: &[(&str, &str)], v: impl std::fmt::Display) {
+        let _ = writeln!(self.out, "{}{suffix}{} {v}", self.name, labels(l));
+    }
+}
+
+/// The whole exposition.
+pub fn render(m: &Metrics<'_>) -> String {
+    let mut out = String::new();
+    let svc_names: Vec<String> = m.services.iter().map(|s| s.key.to_string()).collect();
+
+    type Pick = fn(&super::estimator::Counters) -> [u64; 2];
+    let dirs: [(&'static str, &str, Pick); 2] = [
+        ("vsd_service_packets_total", "Packets of the service", |c| {
+            [c.inpkts, c.outpkts]
+        }),
+        ("vsd_service_bytes_total", "Bytes of the service", |c| {
+            [c.inbytes, c.outbytes]
+        }),
+    ];
+    let mut f = Family::new(
+        &mut out,
+        "vsd_service_connections_total",
+        "counter",
+        "Connections scheduled by the service",
+    );
+    for (s, name) in m.services.iter().zip(&svc_names) {
+        f.sample("", &[("service", name)], s.stats.conns);
+    }
+    for (fam, help, pick) in dirs {
+        let mut f = Family::new(&mut out, fam, "counter", help);
+        for (s, name) in m.services.iter().zip(&svc_names) {
+            let [i, o] = pick(&s.stats);
+            f.sample("", &[("service", name), ("direction", "in")], i);
+            f.sample("", &[("service", name), ("direction", "out")], o);
+        }
+    }
+    let mut f = Family::new(
+        &mut out,
+        "vsd_service_cps",
+        "gauge",
+        "Connections per second (IPVS estimator)",
+    );
+    for (s, name) in m.services.iter().zip(&svc_names) {
+        f.sample("", &[("service", name)], s.rates.cps);
+    }
+    type RatePick = fn(&super::estimator::Rates) -> [u64; 2];
+    let rates: [(&'static str, &str, RatePick); 2] = [
+        (
+            "vsd_service_pps",
+            "Packets per second (IPVS estimator)",
+            |r| [r.inpps, r.outpps],
+        ),
+        (
+            "vsd_service_bps",
+            "Bytes per second (IPVS estimator)",
+            |r| [r.inbps, r.outbps],
+        ),
+    ];
+    for (fam, help, pick) in rates {
+        let mut f = Family::new(&mut out, fam, "gauge", help);
+        for (s, name) in m.services.iter().zip(&svc_names) {
+            let [i, o] = pick(&s.rates);
+            f.sample("", &[("service", name), ("direction", "in")], i);
+            f.sample("", &[("service", name), ("direction", "out")], o);
+        }
+    }
+
+    // Real servers.
+    let servers: Vec<(&str, String, &super::listing::DestView)> = m
+        .services
+        .iter()
+        .zip(&svc_names)
+        .flat_map(|(s, name)| {
+            s.dests
+                .iter()
+                .map(move |d| (name.as_str(), addr_port(d.addr, d.port), d))
+        })
+        .collect();
+    type DestPick = fn(&super::listing::DestView) -> u64;
+    let scalars: [(&'static str, &str, &str, DestPick); 6] = [
+        (
+            "vsd_server_connections_total",
+            "counter",
+            "Connections scheduled to the server",
+            |d| d.stats.conns,
+        ),
+        (
+            "vsd_server_cps",
+            "gauge",
+            "Connections per second to the server (IPVS estimator)",
+            |d| d.rates.cps,
+        ),
+        (
+            "vsd_server_weight",
+            "gauge",
+            "Weight of the server (0: quiescent)",
+            |d| u64::from(d.weight),
+        ),
+        (
+            "vsd_server_active_connections",
+            "gauge",
+            "ESTABLISHED connections (ActiveConn)",
+            |d| u64::from(d.active),
+        ),
+        (
+            "vsd_server_inactive_connections",
+            "gauge",
+            "Other connections (InActConn)",
+            |d| u64::from(d.inactive),
+        ),
+        (
+            "vsd_server_persistent_connections",
+            "gauge",
+            "Persistence templates (PersistConn)",
+            |d| u64::from(d.persistent),
+        ),
+    ];
+    for (fam, kind, help, pick) in scalars {
+        let mut f = Family::new(&mut out, fam, kind, help);
+        for (svc, srv, d) in &servers {
+            f.sample("", &[("service", svc), ("server", srv)], pick(d));
+        }
+    }
+    type DirPick = fn(&super::listing::DestView) -> [u64; 2];
+    let dir_fams: [(&'static str, &str, &str, DirPick); 4] = [
+        (
+            "vsd_server_packets_total",
+            "counter",
+            "Packets of the server",
+            |d| [d.stats.inpkts, d.stats.outpkts],
+        ),
+        (
+            "vsd_server_bytes_total",
+            "counter",
+            "Bytes of the server",
+            |d| [d.stats.inbytes, d.stats.outbytes],
+        ),
+        (
+            "vsd_server_pps",
+            "gauge",
+            "Packets per second of the server (IPVS estimator)",
+            |d| [d.rates.inpps, d.rates.outpps],
+        ),
+        (
+            "vsd_server_bps",
+            "gauge",
+            "Bytes per second of the server (IPVS estimator)",
+            |d| [d.rates.inbps, d.rates.outbps],
+        ),
+    ];
+    for (fam, kind, help, pick) in dir_fams {
+        let mut f = Family::new(&mut out, fam, kind, help);
+        for (svc, srv, d) in &servers {
+            let [i, o] = pick(d);
+            f.sample(
+                "",
+                &[("service", svc), ("server", srv), ("direction", "in")],
+                i,
+            );
+            f.sample(
+                "",
+                &[("service", svc), ("server", srv), ("direction", "out")],
+                o,
+            );
+        }
+    }
+
+    // Workers and ports.
+    let mut f = Family::new(
+        &mut out,
+        "vsd_worker_events_total",
+        "counter",
+        "Data-plane events per worker",
+    );
+    for c in m.cores {
+        let core = c.core.to_string();
+        for (k, v) in &c.events {
+            f.sample("", &[("core", &core), ("event", k)], v);
+        }
+    }
+    let mut f = Family::new(
+        &mut out,
+        "vsd_worker_drops_total",
+        "counter",
+        "Dropped packets per worker, by reason",
+    );
+    for c in m.cores {
+        let core = c.core.to_string();
+        for (k, v) in &c.drops {
+            f.sample("", &[("core", &core), ("reason", k)], v);
+        }
+    }
+    let mut f = Family::new(
+        &mut out,
+        "vsd_port_counter_total",
+        "counter",
+        "NIC counters per port",
+    );
+    for p in m.ports {
+        for (k, v) in &p.counters {
+            f.sample("", &[("port", &p.port), ("counter", k)], v);
+        }
+    }
+
+    // Latency summaries.
+    let mut f = Family::new(
+        &mut out,
+        "vsd_latency_nanoseconds",
+        "summary",
+        "Latency histograms (nanoseconds)",
+    );
+    for h in m.latency {
+        let core = h.core.map_or_else(|| "all".to_string(), |c| c.to_string());
+        for q in QUANTILES {
+            let qs = q.to_string();
+            f.sample(
+                "",
+                &[("name", &h.name), ("core", &core), ("quantile", &qs)],
+                h.hist.value_at_quantile(q),
+            );
+        }
+        let sum: u128 = h
+            .hist
+            .iter_recorded()
+            .map(|v| u128::from(v.value_iterated_to()) * u128::from(v.count_at_value()))
+            .sum();
+        f.sample("_sum", &[("name", &h.name), ("core", &core)], sum);
+        f.sample(
+            "_count",
+            &[("name", &h.name), ("core", &core)],
+            h.hist.len(),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::estimator::{Counters, Rates};
+    use crate::control::listing::DestView;
+    use crate::lb::service::{PersistMask, SchedFlags, ServiceKey};
+    use crate::lb::types::{AddrFamily, FwdMethod};
+    use hdrhistogram::Histogram;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(escape_label("plain"), "plain");
+        assert_eq!(escape_help("x\\y\nz \"q\""), "x\\\\y\\nz \"q\"");
+        assert_eq!(
+            labels(&[("name", "lat\"x"), ("core", "1")]),
+            "{name=\"lat\\\"x\",core=\"1\"}"
+        );
+        assert_eq!(labels(&[]), "");
+    }
+
+    #[test]
+    fn golden_exposition() {
+        let services = vec![ServiceView {
+            key: ServiceKey::tcp("198.18.0.100".parse().unwrap(), 80),
+            scheduler: "rr".into(),
+            flags: SchedFlags::default(),
+            persistence: None,
+            netmask: PersistMask::full(AddrFamily::Inet),
+            one_packet: false,
+            stats: Counters {
+                conns: 10,
+                inpkts: 20,
+                outpkts: 30,
+                inbytes: 40,
+                outbytes: 50,
+            },
+            rates: Rates {
+                cps: 1,
+                inpps: 2,
+                outpps: 3,
+                inbps: 4,
+                outbps: 5,
+            },
+            dests: vec![DestView {
+                addr: "2001:db8::11".parse().unwrap(),
+                port: 8080,
+                method: FwdMethod::Tunnel,
+                weight: 3,
+                active: 8,
+                inactive: 9,
+                persistent: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+                stats: Counters {
+                    conns: 6,
+                    inpkts: 11,
+                    outpkts: 12,
+                    inbytes: 13,
+                    outbytes: 14,
+                },
+                rates: Rates {
+                    cps: 7,
+                    inpps: 15,
+                    outpps: 16,
+                    inbps: 17,
+                    outbps: 18,
+                },
+            }],
+        }];
+        let cores = vec![CoreCounters {
+            core: 2,
+            events: vec![("rx_packets".into(), 100)],
+            drops: vec![("no_route".into(), 5)],
+        }];
+        let ports = vec![PortCounters {
+            port: "lan0".into(),
+            counters: vec![("rx_missed".into(), 7)],
+        }];
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        for v in [100, 200, 300] {
+            h.record(v).unwrap();
+        }
+        let latency = vec![LatencyView {
+            name: "lat\"x".into(),
+            core: Some(2),
+            hist: h,
+        }];
+        let text = render(&Metrics {
+            services: &services,
+            cores: &cores,
+            ports: &ports,
+            latency: &latency,
+        });
+        let s = "service=\"TCP 198.18.0.100:80\"";
+        let d = "service=\"TCP 198.18.0.100:80\",server=\"[2001:db8::11]:8080\"";
+        let want = [
+            "# HELP vsd_service_connections_total Connections scheduled by the service".to_string(),
+            "# TYPE vsd_service_connections_total counter".into(),
+            format!("vsd_service_connections_total{{{s}}} 10"),
+            "# HELP vsd_service_packets_total Packets of the service".into(),
+            "# TYPE vsd_service_packets_total counter".into(),
+            format!("vsd_service_packets_total{{{s},direction=\"in\"}} 20"),
+            format!("vsd_service_packets_total{{{s},direction=\"out\"}} 30"),
+            "# HELP vsd_service_bytes_total Bytes of the service".into(),
+            "# TYPE vsd_service_bytes_total counter".into(),
+            format!("vsd_service_bytes_total{{{s},direction=\"in\"}} 40"),
+            format!("vsd_service_bytes_total{{{s},direction=\"out\"}} 50"),
+            "# HELP vsd_service_cps Connections per second (IPVS estimator)".into(),
+            "# TYPE vsd_service_cps gauge".into(),
+            format!("vsd_service_cps{{{s}}} 1"),
+            "# HELP vsd_service_pps Packets per second (IPVS estimator)".into(),
+            "# TYPE vsd_service_pps gauge".into(),
+            format!("vsd_service_pps{{{s},direction=\"in\"}} 2"),
+            format!("vsd_service_pps{{{s},direction=\"out\"}} 3"),
+            "# HELP vsd_service_bps Bytes per second (IPVS estimator)".into(),
+            "# TYPE vsd_service_bps gauge".into(),
+            format!("vsd_service_bps{{{s},direction=\"in\"}} 4"),
+            format!("vsd_service_bps{{{s},direction=\"out\"}} 5"),
+            "# HELP vsd_server_connections_total Connections scheduled to the server".into(),
+            "# TYPE vsd_server_connections_total counter".into(),
+            format!("vsd_server_connections_total{{{d}}} 6"),
+            "# HELP vsd_server_cps Connections per second to the server (IPVS estimator)".into(),
+            "# TYPE vsd_server_cps gauge".into(),
+            format!("vsd_server_cps{{{d}}} 7"),
+            "# HELP vsd_server_weight Weight of the server (0: quiescent)".into(),
+            "# TYPE vsd_server_weight gauge".into(),
+            format!("vsd_server_weight{{{d}}} 3"),
+            "# HELP vsd_server_active_connections ESTABLISHED connections (ActiveConn)".into(),
+            "# TYPE vsd_server_active_connections gauge".into(),
+            format!("vsd_server_active_connections{{{d}}} 8"),
+            "# HELP vsd_server_inactive_connections Other connections (InActConn)".into(),
+            "# TYPE vsd_server_inactive_connections gauge".into(),
+            format!("vsd_server_inactive_connections{{{d}}} 9"),
+            "# HELP vsd_server_persistent_connections Persistence templates (PersistConn)".into(),
+            "# TYPE vsd_server_persistent_connections gauge".into(),
+            format!("vsd_server_persistent_connections{{{d}}} 1"),
+            "# HELP vsd_server_packets_total Packets of the server".into(),
+            "# TYPE vsd_server_packets_total counter".into(),
+            format!("vsd_server_packets_total{{{d},direction=\"in\"}} 11"),
+            format!("vsd_server_packets_total{{{d},direction=\"out\"}} 12"),
+            "# HELP vsd_server_bytes_total Bytes of the server".into(),
+            "# TYPE vsd_server_bytes_total counter".into(),
+            format!("vsd_server_bytes_total{{{d},direction=\"in\"}} 13"),
+            format!("vsd_server_bytes_total{{{d},direction=\"out\"}} 14"),
+            "# HELP vsd_server_pps Packets per second of the server (IPVS estimator)".into(),
+            "# TYPE vsd_server_pps gauge".into(),
+            format!("vsd_server_pps{{{d},direction=\"in\"}} 15"),
+            format!("vsd_server_pps{{{d},direction=\"out\"}} 16"),
+            "# HELP vsd_server_bps Bytes per second of the server (IPVS estimator)".into(),
+            "# TYPE vsd_server_bps gauge".into(),
+            format!("vsd_server_bps{{{d},direction=\"in\"}} 17"),
+            format!("vsd_server_bps{{{d},direction=\"out\"}} 18"),
+            "# HELP vsd_worker_events_total Data-plane events per worker".into(),
+            "# TYPE vsd_worker_events_total counter".into(),
+            "vsd_worker_events_total{core=\"2\",event=\"rx_packets\"} 100".into(),
+            "# HELP vsd_worker_drops_total Dropped packets per worker, by reason".into(),
+            "# TYPE vsd_worker_drops_total counter".into(),
+            "vsd_worker_drops_total{core=\"2\",reason=\"no_route\"} 5".into(),
+            "# HELP vsd_port_counter_total NIC counters per port".into(),
+            "# TYPE vsd_port_counter_total counter".into(),
+            "vsd_port_counter_total{port=\"lan0\",counter=\"rx_missed\"} 7".into(),
+            "# HELP vsd_latency_nanoseconds Latency histograms (nanoseconds)".into(),
+            "# TYPE vsd_latency_nanoseconds summary".into(),
+            "vsd_latency_nanoseconds{name=\"lat\\\"x\",core=\"2\",quantile=\"0.5\"} 200".into(),
+            "vsd_latency_nanoseconds{name=\"lat\\\"x\",core=\"2\",quantile=\"0.99\"} 300".into(),
+            "vsd_latency_nanoseconds{name=\"lat\\\"x\",core=\"2\",quantile=\"0.999\"} 300".into(),
+            "vsd_latency_nanoseconds_sum{name=\"lat\\\"x\",core=\"2\"} 600".into(),
+            "vsd_latency_nanoseconds_count{name=\"lat\\\"x\",core=\"2\"} 3".into(),
+        ];
+        let got: Vec<&str> = text.lines().collect();
+        for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+            assert_eq!(g, w, "line {i}");
+        }
+        assert_eq!(got.len(), want.len());
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn empty_input_still_declares_families() {
+        let text = render(&Metrics {
+            services: &[],
+            cores: &[],
+            ports: &[],
+            latency: &[],
+        });
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 20);
+        assert!(text.lines().all(|l| l.starts_with('#')));
+    }
+}

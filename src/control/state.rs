@@ -1,0 +1,1422 @@
+//! The control state machine: the service table, FULLNAT local addresses,
+//! timeouts and sync-daemon settings, changed by ipvsadm commands, a restore
+//! (`-R`) or a configuration reload, each all-or-nothing.
+//!
+//! After a change, [`ControlState::snapshot`] gives the daemon what to
+//! publish to the workers; [`ControlState::version`] tells it whether
+//! anything changed since it last looked.
+//!
+//! The state also keeps the statistics *presentation*: `-Z` baselines and
+//! the rate estimators of every service and real server, over the raw
+//! cumulative counters the daemon reports through [`StatsSource`]. Workers'
+//! counters are never written by the control plane (one writer each), so
+//! zeroing subtracts a baseline instead.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::config::{self, Config, SchedFlag};
+use super::estimator::{Counters, RateEstimator};
+use super::ipvsadm::{self, Command, SyncDaemonSpec, SyncRole};
+use super::listing::{
+    self, ConnView, CoreCounters, DestView, LatencyView, PortCounters, ServiceView,
+};
+use crate::lb::load::DestId;
+use crate::lb::service::{
+    PersistMask, RealServerConfig, SchedFlags, ServiceConfig, ServiceKey, ServiceSnapshot,
+    ServiceTable,
+};
+use crate::lb::tcp_state::Timeouts;
+use crate::lb::types::{AddrFamily, FwdMethod, SchedulerKind};
+
+/// Real-server slots when the caller does not say (see [`ControlState::new`]).
+pub const DEFAULT_DEST_CAPACITY: usize = 4096;
+/// Most FULLNAT local addresses one service may have.
+pub const MAX_LADDRS_PER_SERVICE: usize = 1024;
+
+/// Connection counts of one real server, summed over cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnCounts {
+    /// ActiveConn.
+    pub active: u32,
+    /// InActConn.
+    pub inactive: u32,
+    /// PersistConn (templates).
+    pub persistent: u32,
+}
+
+/// What the daemon knows and the control state does not: live counters,
+/// connections, per-core and per-port counters, histograms. The daemon
+/// implements it over its workers' counters; tests use a fake.
+pub trait StatsSource {
+    /// Milliseconds on a monotonic clock (drives the rate estimators).
+    fn now_ms(&self) -> u64;
+    /// Cumulative counters of a service since vsd started (summed over cores).
+    fn service_counters(&self, key: &ServiceKey) -> Counters;
+    /// Cumulative counters of a real-server slot (summed over cores).
+    fn dest_counters(&self, id: DestId) -> Counters;
+    /// Connection counts of a real-server slot.
+    fn dest_conns(&self, id: DestId) -> ConnCounts;
+    /// Up to `limit` connections (templates included) and how many exist.
+    fn connections(&self, limit: usize) -> (Vec<ConnView>, u64);
+    /// The `size=` of the listing title: connection-index buckets over all cores.
+    fn conn_table_size(&self) -> u64;
+    /// Every worker's data-plane counters.
+    fn core_counters(&self) -> Vec<CoreCounters>;
+    /// Every port's NIC counters.
+    fn port_counters(&self) -> Vec<PortCounters>;
+    /// Latency histograms.
+    fn latency(&self) -> Vec<LatencyView>;
+    /// The daemon's status (version, workers, ports...), as `vsadm --status` prints it.
+    fn status(&self) -> Value;
+    /// The configuration file `--reload` re-reads, if vsd was started with one.
+    fn config_path(&self) -> Option<PathBuf>;
+}
+
+/// What a successful [`ControlState::apply`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The configuration changed.
+    Changed,
+    /// Output to print (`-S`, `--timeout`, `--daemon`, `--get-laddr`).
+    Text(String),
+}
+
+/// Everything the daemon publishes after a change.
+#[derive(Debug, Clone)]
+pub struct ControlSnapshot {
+    /// [`ControlState::version`] it was taken at.
+    pub version: u64,
+    /// The service table for the workers.
+    pub services: Arc<ServiceSnapshot>,
+    /// FULLNAT local addresses of each service that has some.
+    pub local_addrs: Arc<HashMap<ServiceKey, Vec<IpAddr>>>,
+    /// Connection timeouts.
+    pub timeouts: Timeouts,
+    /// Sync daemons that should run.
+    pub sync_daemons: Vec<SyncDaemonSpec>,
+}
+
+/// Changes a reload made (or would make).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReloadDiff {
+    /// Services created.
+    pub services_added: Vec<ServiceKey>,
+    /// Services whose settings changed.
+    pub services_edited: Vec<ServiceKey>,
+    /// Services deleted (their servers drain).
+    pub services_removed: Vec<ServiceKey>,
+    /// Servers created: (service, address, port).
+    pub servers_added: Vec<(ServiceKey, IpAddr, u16)>,
+    /// Servers whose weight, method or thresholds changed (same slot).
+    pub servers_edited: Vec<(ServiceKey, IpAddr, u16)>,
+    /// Servers deleted (they drain).
+    pub servers_removed: Vec<(ServiceKey, IpAddr, u16)>,
+    /// Services whose local addresses changed.
+    pub laddrs_changed: Vec<ServiceKey>,
+}
+
+impl ReloadDiff {
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.services_added.is_empty()
+            && self.services_edited.is_empty()
+            && self.services_removed.is_empty()
+            && self.servers_added.is_empty()
+            && self.servers_edited.is_empty()
+            && self.servers_removed.is_empty()
+            && self.laddrs_changed.is_empty()
+    }
+
+    /// One line for the operator.
+    pub fn summary(&self) -> String {
+        format!(
+            "services: {} added, {} edited, {} removed; servers: {} added, {} edited, {} removed; \
+             local addresses changed in {} service(s)",
+            self.services_added.len(),
+            self.services_edited.len(),
+            self.services_removed.len(),
+            self.servers_added.len(),
+            self.servers_edited.len(),
+            self.servers_removed.len(),
+            self.laddrs_changed.len()
+        )
+    }
+}
+
+/// `-Z` baseline and estimator of one service or server.
+#[derive(Debug, Clone)]
+struct Tracked {
+    base: Counters,
+    est: RateEstimator,
+}
+
+impl Tracked {
+    fn new(now_ms: u64, raw: &Counters) -> Self {
+        Tracked {
+            base: *raw,
+            est: RateEstimator::new(now_ms, raw),
+        }
+    }
+}
+
+/// Statistics presentation state.
+#[derive(Debug, Clone, Default)]
+struct StatsBook {
+    services: HashMap<ServiceKey, Tracked>,
+    /// By slot, with the identity it was created for: a slot reused by
+    /// another server starts over.
+    dests: HashMap<DestId, ((ServiceKey, IpAddr, u16), Tracked)>,
+}
+
+/// The control plane's state.
+#[derive(Debug, Clone)]
+pub struct ControlState {
+    table: ServiceTable,
+    laddrs: HashMap<ServiceKey, Vec<IpAddr>>,
+    timeouts: Timeouts,
+    sync: Vec<SyncDaemonSpec>,
+    /// Slots of deleted servers still waiting for [`Self::release_dest_slot`].
+    draining: BTreeSet<DestId>,
+    version: u64,
+    book: StatsBook,
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// DR and TUN cannot map ports: like ipvsadm, use the virtual port.
+fn fix_port(service: &ServiceKey, mut s: RealServerConfig) -> RealServerConfig {
+    if matches!(service, ServiceKey::Addr { .. })
+        && matches!(s.method, FwdMethod::Route | FwdMethod::Tunnel)
+    {
+        s.port = service.port();
+    }
+    s
+}
+
+/// The lb service key of a configured service.
+pub fn key_from_config(k: &config::ServiceKey) -> ServiceKey {
+    match *k {
+        config::ServiceKey::Addr { proto, vip, port } => ServiceKey::Addr {
+            proto,
+            addr: vip,
+            port,
+        },
+        config::ServiceKey::Fwmark { mark, family } => ServiceKey::fwmark(mark, family),
+    }
+}
+
+/// The lb settings of a configured service (flag-N as the parser reads them).
+pub fn service_config_from(s: &config::ServiceConf) -> ServiceConfig {
+    let sched = s.scheduler;
+    let mut flags = SchedFlags::default();
+    for f in &s.flags {
+        match (f, sched) {
+            (SchedFlag::ShFallback, _) | (SchedFlag::Flag1, SchedulerKind::Sh) => {
+                flags.sh_fallback = true
+            }
+            (SchedFlag::ShPort, _) | (SchedFlag::Flag2, SchedulerKind::Sh) => flags.sh_port = true,
+            (SchedFlag::MhFallback, _) | (SchedFlag::Flag1, SchedulerKind::Mh) => {
+                flags.mh_fallback = true
+            }
+            (SchedFlag::MhPort, _) | (SchedFlag::Flag2, SchedulerKind::Mh) => flags.mh_port = true,
+            _ => {}
+        }
+    }
+    let persist_mask = s.netmask.map(|len| match key_from_config(&s.key).af() {
+        AddrFamily::Inet => {
+            let bits = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            PersistMask::V4(Ipv4Addr::from(bits))
+        }
+        AddrFamily::Inet6 => PersistMask::V6(len),
+    });
+    ServiceConfig {
+        scheduler: sched.name().to_string(),
+        flags,
+        persistence: s.persistence_timeout,
+        persist_mask,
+        one_packet: s.one_packet,
+        local_addresses: s.local_addresses.clone(),
+        ..ServiceConfig::default()
+    }
+}
+
+/// The lb settings of a configured real server.
+pub fn server_config_from(key: &ServiceKey, r: &config::RealServerConf) -> RealServerConfig {
+    fix_port(
+        key,
+        RealServerConfig {
+            addr: r.address,
+            port: r.port,
+            weight: r.weight,
+            method: r.method,
+            upper_threshold: r.upper_threshold,
+            lower_threshold: r.lower_threshold,
+        },
+    )
+}
+
+impl Default for ControlState {
+    fn default() -> Self {
+        ControlState::new(DEFAULT_DEST_CAPACITY)
+    }
+}
+
+impl ControlState {
+    /// An empty state with room for `dest_capacity` real servers (deleted
+    /// ones still draining included).
+    pub fn new(dest_capacity: usize) -> Self {
+        ControlState {
+            table: ServiceTable::new(dest_capacity),
+            laddrs: HashMap::new(),
+            timeouts: Timeouts::default(),
+            sync: Vec::new(),
+            draining: BTreeSet::new(),
+            version: 1,
+            book: StatsBook::default(),
+        }
+    }
+
+    /// The state a configuration describes ([`DEFAULT_DEST_CAPACITY`] slots).
+    pub fn from_config(cfg: &Config) -> Result<Self, String> {
+        Self::from_config_with_capacity(cfg, DEFAULT_DEST_CAPACITY)
+    }
+
+    /// The state a configuration describes, with `dest_capacity` slots.
+    pub fn from_config_with_capacity(cfg: &Config, dest_capacity: usize) -> Result<Self, String> {
+        let mut s = ControlState::new(dest_capacity);
+        s.reload(cfg)?;
+        Ok(s)
+    }
+
+    /// Changes on every successful change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The service table.
+    pub fn table(&self) -> &ServiceTable {
+        &self.table
+    }
+
+    /// Connection timeouts.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// FULLNAT local addresses of a service.
+    pub fn local_addrs(&self, key: &ServiceKey) -> &[IpAddr] {
+        self.laddrs.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// Sync daemons that should run.
+    pub fn sync_daemons(&self) -> &[SyncDaemonSpec] {
+        &self.sync
+    }
+
+    /// What to publish.
+    pub fn snapshot(&self) -> ControlSnapshot {
+        ControlSnapshot {
+            version: self.version,
+            services: self.table.snapshot(),
+            local_addrs: Arc::new(self.laddrs.clone()),
+            timeouts: self.timeouts,
+            sync_daemons: self.sync.clone(),
+        }
+    }
+
+    /// Slots of deleted servers whose connections may still use them; the
+    /// daemon releases each once no connection refers to it.
+    pub fn draining_slots(&self) -> Vec<DestId> {
+        self.draining.iter().copied().collect()
+    }
+
+    /// Give a drained slot back (no connection uses it any more).
+    pub fn release_dest_slot(&mut self, id: DestId) -> Result<(), String> {
+        self.table.release_dest_slot(id).map_err(err)?;
+        self.draining.remove(&id);
+        Ok(())
+    }
+
+    /// Copy a service's local addresses into its table entry, where the
+    /// workers read them from the published snapshot.
+    fn push_laddrs(&mut self, key: &ServiceKey) -> Result<(), String> {
+        let Some(mut config) = self.table.service_config(key).cloned() else {
+            return Ok(());
+        };
+        let want = self.local_addrs(key).to_vec();
+        if config.local_addresses != want {
+            config.local_addresses = want;
+            self.table.edit_service(key, config).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn changed(&mut self) -> Result<Reply, String> {
+        self.version = self.version.wrapping_add(1);
+        Ok(Reply::Changed)
+    }
+
+    /// Apply one command. Changes return [`Reply::Changed`]; `-S`,
+    /// `--timeout`, `--daemon` and `--get-laddr` return their text. Commands
+    /// that need live statistics (listings, `-Z`, views) are for
+    /// [`super::api::handle_request`]; `-R` and `--reload` have their own
+    /// methods ([`Self::restore`], [`Self::reload`]).
+    pub fn apply(&mut self, cmd: &Command) -> Result<Reply, String> {
+        match cmd {
+            Command::AddService(s) => {
+                self.table
+                    .add_service(s.key, s.config.clone())
+                    .map_err(err)?;
+                self.changed()
+            }
+            Command::EditService(s) => {
+                // -E replaces the settings; the local addresses stay
+                let mut config = s.config.clone();
+                config.local_addresses = self.local_addrs(&s.key).to_vec();
+                self.table.edit_service(&s.key, config).map_err(err)?;
+                self.changed()
+            }
+            Command::DelService(key) => {
+                let ids = self.table.del_service(key).map_err(err)?;
+                self.draining.extend(ids);
+                self.laddrs.remove(key);
+                self.changed()
+            }
+            Command::AddServer(s) => {
+                let id = self
+                    .table
+                    .add_dest(&s.service, fix_port(&s.service, s.server))
+                    .map_err(err)?;
+                self.draining.remove(&id);
+                self.changed()
+            }
+            Command::EditServer(s) => {
+                self.table
+                    .edit_dest(&s.service, fix_port(&s.service, s.server))
+                    .map_err(err)?;
+                self.changed()
+            }
+            Command::DelServer {
+                service,
+                addr,
+                port,
+            } => {
+                let id = self.table.del_dest(service, *addr, *port).map_err(err)?;
+                self.draining.insert(id);
+                self.changed()
+            }
+            Command::Clear => {
+                let ids = self.table.clear();
+                self.draining.extend(ids);
+                self.laddrs.clear();
+                self.changed()
+            }
+            Command::SetTimeouts { tcp, tcpfin, udp } => {
+                let mut t = self.timeouts;
+                t.set(*tcp, *tcpfin, *udp).map_err(err)?;
+                self.timeouts = t;
+                self.changed()
+            }
+            Command::StartDaemon(spec) => {
+                if self.sync.iter().any(|d| d.role == spec.role) {
+                    return Err(format!(
+                        "{} sync daemon is already running",
+                        spec.role.name()
+                    ));
+                }
+                self.sync.push(spec.clone());
+                self.changed()
+            }
+            Command::StopDaemon(role) => {
+                let before = self.sync.len();
+                self.sync.retain(|d| d.role != *role);
+                if self.sync.len() == before {
+                    return Err(format!("no {} sync daemon is running", role.name()));
+                }
+                self.changed()
+            }
+            Command::AddLocalAddr { service, addr } => {
+                if self.table.service_config(service).is_none() {
+                    return Err("Service not defined".into());
+                }
+                let list = self.laddrs.entry(*service).or_default();
+                if list.contains(addr) {
+                    return Err("Local address already exists".into());
+                }
+                if list.len() >= MAX_LADDRS_PER_SERVICE {
+                    return Err(format!(
+                        "a service has at most {MAX_LADDRS_PER_SERVICE} local addresses"
+                    ));
+                }
+                list.push(*addr);
+                self.push_laddrs(service)?;
+                self.changed()
+            }
+            Command::DelLocalAddr { service, addr } => {
+                if self.table.service_config(service).is_none() {
+                    return Err("Service not defined".into());
+                }
+                let list = self.laddrs.entry(*service).or_default();
+                let Some(i) = list.iter().position(|a| a == addr) else {
+                    return Err("No such local address".into());
+                };
+                list.remove(i);
+                if list.is_empty() {
+                    self.laddrs.remove(service);
+                }
+                self.push_laddrs(service)?;
+                self.changed()
+            }
+            Command::Save { .. } => Ok(Reply::Text(self.save_text())),
+            Command::List(l) if l.what == ipvsadm::ListWhat::Timeouts => {
+                Ok(Reply::Text(listing::render_timeouts(&self.timeouts)))
+            }
+            Command::List(l) if l.what == ipvsadm::ListWhat::Daemons => {
+                Ok(Reply::Text(listing::render_daemons(&self.sync)))
+            }
+            Command::GetLocalAddrs(key) => {
+                let mut entries: Vec<(ServiceKey, Vec<IpAddr>)> = Vec::new();
+                match key {
+                    Some(k) => {
+                        if self.table.service_config(k).is_none() {
+                            return Err("No such service".into());
+                        }
+                        entries.push((*k, self.local_addrs(k).to_vec()));
+                    }
+                    None => {
+                        for k in self.table.service_keys() {
+                            if let Some(l) = self.laddrs.get(&k) {
+                                entries.push((k, l.clone()));
+                            }
+                        }
+                    }
+                }
+                Ok(Reply::Text(listing::render_laddrs(&entries)))
+            }
+            Command::Restore => Err("-R needs its rules: use ControlState::restore".into()),
+            Command::Reload => {
+                Err("--reload needs a configuration: use ControlState::reload".into())
+            }
+            _ => Err("this command needs the daemon's statistics".into()),
+        }
+    }
+
+    /// `-R`: apply every line of `text` (the `-S` format, optionally
+    /// starting with `ipvsadm`), all or nothing. Errors name the line.
+    pub fn restore(&mut self, text: &str) -> Result<usize, String> {
+        let mut next = self.clone();
+        let mut applied = 0;
+        for (n, line) in text.lines().enumerate() {
+            let words = ipvsadm::restore_line_words(line);
+            if words.is_empty() {
+                continue;
+            }
+            let at = |e: String| format!("line {}: {e}", n + 1);
+            let cmd = ipvsadm::parse(&words).map_err(at)?;
+            if !cmd.is_change() || matches!(cmd, Command::Restore | Command::Reload) {
+                return Err(at(format!(
+                    "only configuration commands can be restored, not `{}'",
+                    words.join(" ")
+                )));
+            }
+            next.apply(&cmd).map_err(at)?;
+            applied += 1;
+        }
+        if applied > 0 {
+            next.version = self.version.wrapping_add(1);
+        }
+        *self = next;
+        Ok(applied)
+    }
+
+    /// `-S` text of the current state.
+    pub fn save_text(&self) -> String {
+        let views = self.service_views_with(&|_| Counters::default(), &|_| ConnCounts::default());
+        listing::render_save(&views, &|k| self.local_addrs(k).to_vec())
+    }
+
+    /// What [`Self::reload`] would change, without changing anything.
+    pub fn diff(&self, cfg: &Config) -> Result<ReloadDiff, String> {
+        let mut scratch = self.clone();
+        scratch.reload(cfg)
+    }
+
+    /// Make the services, servers and local addresses those of `cfg`:
+    /// unchanged servers keep their slots (so their connections stay), edited
+    /// ones are changed in place, removed ones drain. All or nothing: on an
+    /// error the running state is kept.
+    pub fn reload(&mut self, cfg: &Config) -> Result<ReloadDiff, String> {
+        let mut next = self.clone();
+        let diff = next.reload_in_place(cfg)?;
+        if !diff.is_empty() {
+            next.version = self.version.wrapping_add(1);
+        }
+        *self = next;
+        Ok(diff)
+    }
+
+    fn reload_in_place(&mut self, cfg: &Config) -> Result<ReloadDiff, String> {
+        let mut diff = ReloadDiff::default();
+        let wanted: Vec<ServiceKey> = cfg
+            .services
+            .iter()
+            .map(|s| key_from_config(&s.key))
+            .collect();
+        let ctx = |key: &ServiceKey, e: String| format!("service {key}: {e}");
+        // Removals first, so limits (slots, mh table) see the final sizes.
+        for key in self.table.service_keys() {
+            if !wanted.contains(&key) {
+                let ids = self
+                    .table
+                    .del_service(&key)
+                    .map_err(|e| ctx(&key, err(e)))?;
+                self.draining.extend(ids);
+                self.laddrs.remove(&key);
+                diff.services_removed.push(key);
+            }
+        }
+        for (s, key) in cfg.services.iter().zip(&wanted) {
+            let Some(current) = self.table.dests(key) else {
+                continue;
+            };
+            for (_, d) in current {
+                let keep = s.real_servers.iter().any(|r| {
+                    server_config_from(key, r).addr == d.addr
+                        && server_config_from(key, r).port == d.port
+                });
+                if !keep {
+                    let id = self
+                        .table
+                        .del_dest(key, d.addr, d.port)
+                        .map_err(|e| ctx(key, err(e)))?;
+                    self.draining.insert(id);
+                    diff.servers_removed.push((*key, d.addr, d.port));
+                }
+            }
+        }
+        for (s, key) in cfg.services.iter().zip(&wanted) {
+            let config = service_config_from(s);
+            match self.table.service_config(key) {
+                None => {
+                    self.table
+                        .add_service(*key, config)
+                        .map_err(|e| ctx(key, err(e)))?;
+                    diff.services_added.push(*key);
+                }
+                Some(c) if *c != config => {
+                    self.table
+                        .edit_service(key, config)
+                        .map_err(|e| ctx(key, err(e)))?;
+                    diff.services_edited.push(*key);
+                }
+                Some(_) => {}
+            }
+            let current = self.table.dests(key).unwrap_or_default();
+            for r in &s.real_servers {
+                let want = server_config_from(key, r);
+                match current
+                    .iter()
+                    .find(|(_, d)| d.addr == want.addr && d.port == want.port)
+                {
+                    None => {
+                        let id = self
+                            .table
+                            .add_dest(key, want)
+                            .map_err(|e| ctx(key, err(e)))?;
+                        self.draining.remove(&id);
+                        diff.servers_added.push((*key, want.addr, want.port));
+                    }
+                    Some((_, have)) if *have != want => {
+                        self.table
+                            .edit_dest(key, want)
+                            .map_err(|e| ctx(key, err(e)))?;
+                        diff.servers_edited.push((*key, want.addr, want.port));
+                    }
+                    Some(_) => {}
+                }
+            }
+            let have = self.laddrs.get(key).cloned().unwrap_or_default();
+            if have != s.local_addresses {
+                if s.local_addresses.is_empty() {
+                    self.laddrs.remove(key);
+                } else {
+                    self.laddrs.insert(*key, s.local_addresses.clone());
+                }
+                self.push_laddrs(key)?;
+                diff.laddrs_changed.push(*key);
+            }
+        }
+        Ok(diff)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Statistics presentation
+    // -----------------------------------------------------------------------------------
+
+    /// Register baselines and estimators for services and servers created
+    /// since the last call, forget deleted services, and start over for a
+    /// slot now used by another server.
+    pub fn sync_stats(&mut self, stats: &dyn StatsSource) {
+        let now = stats.now_ms();
+        let keys = self.table.service_keys();
+        self.book.services.retain(|k, _| keys.contains(k));
+        for key in keys {
+            self.book
+                .services
+                .entry(key)
+                .or_insert_with(|| Tracked::new(now, &stats.service_counters(&key)));
+            for (id, d) in self.table.dests(&key).unwrap_or_default() {
+                let ident = (key, d.addr, d.port);
+                let fresh = match self.book.dests.get(&id) {
+                    Some((who, _)) => *who != ident,
+                    None => true,
+                };
+                if fresh {
+                    let t = Tracked::new(now, &stats.dest_counters(id));
+                    self.book.dests.insert(id, (ident, t));
+                }
+            }
+        }
+    }
+
+    /// Run the rate estimators (each samples every 2 s); call it often.
+    pub fn tick(&mut self, stats: &dyn StatsSource) {
+        self.sync_stats(stats);
+        let now = stats.now_ms();
+        for (key, t) in self.book.services.iter_mut() {
+            if t.est.due(now) {
+                t.est.sample(now, &stats.service_counters(key));
+            }
+        }
+        for (id, (_, t)) in self.book.dests.iter_mut() {
+            if t.est.due(now) {
+                t.est.sample(now, &stats.dest_counters(*id));
+            }
+        }
+    }
+
+    /// Release every draining slot that no connection or template uses any
+    /// more; returns them. Call it only once every worker runs a snapshot
+    /// at least as new as the deletions (an older one could still schedule
+    /// onto a deleted server).
+    pub fn release_drained(&mut self, stats: &dyn StatsSource) -> Vec<DestId> {
+        let idle: Vec<DestId> = self
+            .draining
+            .iter()
+            .copied()
+            .filter(|id| stats.dest_conns(*id) == ConnCounts::default())
+            .collect();
+        for id in &idle {
+            // Draining slots are always releasable; ignore a mismatch rather than fail.
+            let _ = self.release_dest_slot(*id);
+        }
+        idle
+    }
+
+    /// `-Z [service]`: zero the counters and rates of one service and its
+    /// servers, or of everything.
+    pub fn zero(
+        &mut self,
+        key: Option<&ServiceKey>,
+        stats: &dyn StatsSource,
+    ) -> Result<(), String> {
+        self.sync_stats(stats);
+        let now = stats.now_ms();
+        let keys = match key {
+            Some(k) => {
+                if self.table.service_config(k).is_none() {
+                    return Err("No such service".into());
+                }
+                vec![*k]
+            }
+            None => self.table.service_keys(),
+        };
+        for k in keys {
+            if let Some(t) = self.book.services.get_mut(&k) {
+                let raw = stats.service_counters(&k);
+                t.base = raw;
+                t.est.zero(now, &raw);
+            }
+            for (id, _) in self.table.dests(&k).unwrap_or_default() {
+                if let Some((_, t)) = self.book.dests.get_mut(&id) {
+                    let raw = stats.dest_counters(id);
+                    t.base = raw;
+                    t.est.zero(now, &raw);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every service as `-L` shows it (creation order; servers in walking
+    /// order), with counters since the last `-Z` and estimated rates.
+    pub fn service_views(&self, stats: &dyn StatsSource) -> Vec<ServiceView> {
+        self.service_views_with(&|id| stats.dest_counters(id), &|id| stats.dest_conns(id))
+            .into_iter()
+            .map(|mut v| {
+                let raw = stats.service_counters(&v.key);
+                if let Some(t) = self.book.services.get(&v.key) {
+                    v.stats = raw.since(&t.base);
+                    v.rates = t.est.rates();
+                } else {
+                    v.stats = raw;
+                }
+                v
+            })
+            .collect()
+    }
+
+    fn service_views_with(
+        &self,
+        dest_raw: &dyn Fn(DestId) -> Counters,
+        conns: &dyn Fn(DestId) -> ConnCounts,
+    ) -> Vec<ServiceView> {
+        let mut out = Vec::new();
+        for key in self.table.service_keys() {
+            let Some(cfg) = self.table.service_config(&key) else {
+                continue;
+            };
+            let dests = self
+                .table
+                .dests(&key)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(id, d)| {
+                    let raw = dest_raw(id);
+                    let (stats, rates) = match self.book.dests.get(&id) {
+                        Some((who, t)) if *who == (key, d.addr, d.port) => {
+                            (raw.since(&t.base), t.est.rates())
+                        }
+                        _ => (raw, Default::default()),
+                    };
+                    let c = conns(id);
+                    DestView {
+                        addr: d.addr,
+                        port: d.port,
+                        method: d.method,
+                        weight: d.weight,
+                        active: c.active,
+                        inactive: c.inactive,
+                        persistent: c.persistent,
+                        u_threshold: d.upper_threshold,
+                        l_threshold: d.lower_threshold,
+                        stats,
+                        rates,
+                    }
+                })
+                .collect();
+            out.push(ServiceView {
+                key,
+                scheduler: cfg.scheduler.clone(),
+                flags: cfg.flags,
+                persistence: cfg.persistence,
+                netmask: cfg
+                    .persist_mask
+                    .unwrap_or_else(|| PersistMask::full(key.af())),
+                one_packet: cfg.one_packet,
+                stats: Counters::default(),
+                rates: Default::default(),
+                dests,
+            });
+        }
+        out
+    }
+
+    /// Roles of the running sync daemons.
+    pub fn sync_roles(&self) -> Vec<SyncRole> {
+        self.sync.iter().map(|d| d.role).collect()
+    }
+}
+
+/// A [`StatsSource`] for tests: counters set by hand.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+
+    /// Counters and connections kept in cells, so tests change them between calls.
+    #[derive(Default)]
+    pub struct FakeStats {
+        /// Clock.
+        pub now: Cell<u64>,
+        /// Raw service counters.
+        pub services: RefCell<HashMap<ServiceKey, Counters>>,
+        /// Raw slot counters.
+        pub dests: RefCell<HashMap<DestId, Counters>>,
+        /// Connection counts by slot.
+        pub conns: RefCell<HashMap<DestId, ConnCounts>>,
+        /// Connection listing.
+        pub conn_list: Vec<ConnView>,
+        /// Worker counters.
+        pub cores: Vec<CoreCounters>,
+        /// Port counters.
+        pub ports: Vec<PortCounters>,
+        /// Histograms.
+        pub hists: Vec<LatencyView>,
+        /// Config file for --reload.
+        pub config: Option<PathBuf>,
+    }
+
+    impl StatsSource for FakeStats {
+        fn now_ms(&self) -> u64 {
+            self.now.get()
+        }
+        fn service_counters(&self, key: &ServiceKey) -> Counters {
+            self.services.borrow().get(key).copied().unwrap_or_default()
+        }
+        fn dest_counters(&self, id: DestId) -> Counters {
+            self.dests.borrow().get(&id).copied().unwrap_or_default()
+        }
+        fn dest_conns(&self, id: DestId) -> ConnCounts {
+            self.conns.borrow().get(&id).copied().unwrap_or_default()
+        }
+        fn connections(&self, limit: usize) -> (Vec<ConnView>, u64) {
+            let v: Vec<ConnView> = self.conn_list.iter().take(limit).copied().collect();
+            (v, self.conn_list.len() as u64)
+        }
+        fn conn_table_size(&self) -> u64 {
+            4096
+        }
+        fn core_counters(&self) -> Vec<CoreCounters> {
+            self.cores.clone()
+        }
+        fn port_counters(&self) -> Vec<PortCounters> {
+            self.ports.clone()
+        }
+        fn latency(&self) -> Vec<LatencyView> {
+            self.hists.clone()
+        }
+        fn status(&self) -> Value {
+            serde_json::json!({"vsd": "0.1.0", "dpdk": "DPDK 22.11", "state": "running",
+                               "pid": 1, "uptime_s": 2, "workers": [1],
+                               "mbufs_in_use": 3, "mbufs_available": 4, "ports": []})
+        }
+        fn config_path(&self) -> Option<PathBuf> {
+            self.config.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::FakeStats;
+    use super::*;
+    use crate::control::ipvsadm::parse;
+
+    fn run(s: &mut ControlState, line: &str) -> Result<Reply, String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        s.apply(&parse(&words)?)
+    }
+    fn ok(s: &mut ControlState, line: &str) {
+        run(s, line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+    fn ip(a: &str) -> IpAddr {
+        a.parse().unwrap()
+    }
+    fn vip() -> ServiceKey {
+        ServiceKey::tcp(ip("198.18.0.100"), 80)
+    }
+    fn ids(s: &ControlState, key: &ServiceKey) -> Vec<(DestId, IpAddr, u16)> {
+        s.table()
+            .dests(key)
+            .unwrap()
+            .into_iter()
+            .map(|(id, d)| (id, d.addr, d.port))
+            .collect()
+    }
+
+    const CONFIG_BASE: &str =
+        "[lcores]\nworkers = [1]\n\n[[port]]\nname = \"lan0\"\ndevice = \"net_tap0\"\n";
+
+    fn config(services: &str) -> Config {
+        Config::from_str(&format!("{CONFIG_BASE}{services}"), "t.toml")
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn commands_change_the_table() {
+        let mut s = ControlState::default();
+        let v0 = s.version();
+        ok(&mut s, "-A -t 198.18.0.100:80 -s rr");
+        assert!(s.version() > v0);
+        // DR: the server port becomes the service port, as ipvsadm does.
+        ok(&mut s, "-a -t 198.18.0.100:80 -r 198.18.1.11:8080");
+        ok(&mut s, "-a -t 198.18.0.100:80 -r 198.18.1.12:8080 -m -w 3");
+        assert_eq!(
+            ids(&s, &vip()),
+            vec![(1, ip("198.18.1.12"), 8080), (0, ip("198.18.1.11"), 80)]
+        );
+        ok(&mut s, "-e -t 198.18.0.100:80 -r 198.18.1.12:8080 -m -w 0");
+        let d = s.table().dests(&vip()).unwrap();
+        assert_eq!(d[0].1.weight, 0);
+        assert_eq!(
+            run(&mut s, "-A -t 198.18.0.100:80").unwrap_err(),
+            "Service already exists"
+        );
+        assert_eq!(
+            run(&mut s, "-E -t 198.18.0.1:80").unwrap_err(),
+            "No such service"
+        );
+        assert_eq!(
+            run(&mut s, "-D -t 198.18.0.1:80").unwrap_err(),
+            "No such service"
+        );
+        assert_eq!(
+            run(&mut s, "-a -t 198.18.0.1:80 -r 198.18.1.1").unwrap_err(),
+            "Service not defined"
+        );
+        assert_eq!(
+            run(&mut s, "-a -t 198.18.0.100:80 -r 198.18.1.11").unwrap_err(),
+            "Destination already exists"
+        );
+        assert_eq!(
+            run(&mut s, "-d -t 198.18.0.100:80 -r 198.18.1.99").unwrap_err(),
+            "No such destination"
+        );
+        assert_eq!(
+            run(&mut s, "-A -t 198.18.0.101:80 -s nosuch").unwrap_err(),
+            "Scheduler not found"
+        );
+        // A typed command with a DR port mismatch is fixed the same way.
+        s.apply(&Command::AddServer(ipvsadm::ServerSpec {
+            service: vip(),
+            server: RealServerConfig::new(ip("198.18.1.13"), 9999, FwdMethod::Tunnel),
+        }))
+        .unwrap();
+        assert_eq!(ids(&s, &vip())[0], (2, ip("198.18.1.13"), 80));
+        // Deleting a server drains its slot until the daemon releases it.
+        let v = s.version();
+        ok(&mut s, "-d -t 198.18.0.100:80 -r 198.18.1.11");
+        assert!(s.version() > v);
+        assert_eq!(s.draining_slots(), vec![0]);
+        // Re-adding before release takes the slot back.
+        ok(&mut s, "-a -t 198.18.0.100:80 -r 198.18.1.11");
+        assert!(s.draining_slots().is_empty());
+        assert_eq!(ids(&s, &vip())[0].0, 0);
+        ok(&mut s, "-D -t 198.18.0.100:80");
+        assert_eq!(s.draining_slots(), vec![0, 1, 2]);
+        s.release_dest_slot(1).unwrap();
+        assert_eq!(s.draining_slots(), vec![0, 2]);
+        assert!(s.release_dest_slot(1).is_err());
+        // Failed commands change nothing.
+        let v = s.version();
+        assert!(run(&mut s, "-E -t 198.18.0.100:80").is_err());
+        assert_eq!(s.version(), v);
+    }
+
+    #[test]
+    fn snapshot_carries_everything() {
+        let mut s = ControlState::default();
+        ok(&mut s, "-A -t 198.18.0.100:80 -s rr");
+        ok(
+            &mut s,
+            "-a -t 198.18.0.100:80 -r 198.18.1.11:8080 --fullnat",
+        );
+        ok(&mut s, "--add-laddr -z 198.18.2.1 -t 198.18.0.100:80");
+        ok(&mut s, "--set 600 0 30");
+        ok(&mut s, "--start-daemon master --syncid 3");
+        let snap = s.snapshot();
+        assert_eq!(snap.version, s.version());
+        let svc = snap.services.get_key(&vip()).unwrap();
+        assert_eq!(svc.servers[0].method, FwdMethod::FullNat);
+        assert_eq!(snap.local_addrs.get(&vip()), Some(&vec![ip("198.18.2.1")]));
+        assert_eq!(snap.timeouts.ipvsadm_triple(), (600, 120, 30));
+        assert_eq!(snap.sync_daemons.len(), 1);
+        assert_eq!(s.sync_roles(), vec![SyncRole::Master]);
+    }
+
+    #[test]
+    fn local_addresses_timeouts_daemons() {
+        let mut s = ControlState::default();
+        assert_eq!(
+            run(&mut s, "--add-laddr -z 198.18.2.1 -t 198.18.0.100:80").unwrap_err(),
+            "Service not defined"
+        );
+        ok(&mut s, "-A -t 198.18.0.100:80");
+        ok(&mut s, "--add-laddr -z 198.18.2.1 -t 198.18.0.100:80");
+        ok(&mut s, "--add-laddr -z 198.18.2.2 -t 198.18.0.100:80");
+        assert_eq!(
+            run(&mut s, "--add-laddr -z 198.18.2.1 -t 198.18.0.100:80").unwrap_err(),
+            "Local address already exists"
+        );
+        ok(&mut s, "--del-laddr -z 198.18.2.1 -t 198.18.0.100:80");
+        assert_eq!(
+            run(&mut s, "--del-laddr -z 198.18.2.1 -t 198.18.0.100:80").unwrap_err(),
+            "No such local address"
+        );
+        assert_eq!(s.local_addrs(&vip()), &[ip("198.18.2.2")]);
+        assert_eq!(
+            run(&mut s, "--get-laddr").unwrap(),
+            Reply::Text(
+                "Prot LocalAddress:Port\n  -> LocalAddress\nTCP  198.18.0.100:80\n  -> 198.18.2.2\n"
+                    .into()
+            )
+        );
+        assert_eq!(
+            run(&mut s, "--get-laddr -t 198.18.0.1:80").unwrap_err(),
+            "No such service"
+        );
+        ok(&mut s, "-D -t 198.18.0.100:80");
+        assert!(s.local_addrs(&vip()).is_empty());
+
+        assert_eq!(
+            run(&mut s, "-L --timeout").unwrap(),
+            Reply::Text("Timeout (tcp tcpfin udp): 900 120 300\n".into())
+        );
+        ok(&mut s, "--set 0 60 0");
+        assert_eq!(
+            run(&mut s, "-L --timeout").unwrap(),
+            Reply::Text("Timeout (tcp tcpfin udp): 900 60 300\n".into())
+        );
+        let too_big = Command::SetTimeouts {
+            tcp: u32::MAX,
+            tcpfin: 1,
+            udp: 1,
+        };
+        assert!(s.apply(&too_big).is_err());
+        assert_eq!(s.timeouts().ipvsadm_triple(), (900, 60, 300));
+
+        ok(&mut s, "--start-daemon backup --mcast-interface lan0");
+        assert_eq!(
+            run(&mut s, "--start-daemon backup").unwrap_err(),
+            "backup sync daemon is already running"
+        );
+        assert_eq!(
+            run(&mut s, "-L --daemon").unwrap(),
+            Reply::Text("backup sync daemon (mcast=lan0, syncid=0)\n".into())
+        );
+        ok(&mut s, "--stop-daemon backup");
+        assert_eq!(
+            run(&mut s, "--stop-daemon backup").unwrap_err(),
+            "no backup sync daemon is running"
+        );
+        assert!(run(&mut s, "-Ln").is_err());
+    }
+
+    #[test]
+    fn save_restores_to_the_same_state() {
+        let mut s = ControlState::default();
+        for line in [
+            "-A -t 198.18.0.100:80 -s wrr -p 300 -M 255.255.255.0",
+            "-a -t 198.18.0.100:80 -r 198.18.1.11:8080 -m -w 1 -x 100 -y 50",
+            "-a -t 198.18.0.100:80 -r 198.18.1.12:8080 -m -w 2",
+            "-a -t 198.18.0.100:80 -r 198.18.1.13:8080 --fullnat -w 3",
+            "--add-laddr -z 198.18.2.1 -t 198.18.0.100:80",
+            "--add-laddr -z 198.18.2.2 -t 198.18.0.100:80",
+            "-A -u 198.18.0.100:53 -s sh -b sh-fallback,sh-port -o",
+            "-a -u 198.18.0.100:53 -r 198.18.1.21 -g",
+            "-a -u 198.18.0.100:53 -r 198.18.1.22 -i -w 0",
+            "-A -t [2001:db8::100]:443 -s mh -b mh-port -p 60 -M 64",
+            "-a -t [2001:db8::100]:443 -r [2001:db8::11]:8443 -m",
+            "-A -f 7 -s rr -p",
+            "-a -f 7 -r 198.18.1.31 -g",
+            "-A -f 9 -6 -s lc",
+            "-a -f 9 -6 -r [2001:db8::31]:0 -m",
+        ] {
+            ok(&mut s, line);
+        }
+        let saved = s.save_text();
+        let mut t = ControlState::default();
+        assert_eq!(t.restore(&saved).unwrap(), 15);
+        assert_eq!(t.save_text(), saved);
+        for key in s.table().service_keys() {
+            assert_eq!(
+                s.table().service_config(&key),
+                t.table().service_config(&key),
+                "{key}"
+            );
+            let mut a: Vec<RealServerConfig> = s
+                .table()
+                .dests(&key)
+                .unwrap()
+                .into_iter()
+                .map(|x| x.1)
+                .collect();
+            let mut b: Vec<RealServerConfig> = t
+                .table()
+                .dests(&key)
+                .unwrap()
+                .into_iter()
+                .map(|x| x.1)
+                .collect();
+            let k = |r: &RealServerConfig| (r.addr, r.port);
+            a.sort_by_key(k);
+            b.sort_by_key(k);
+            assert_eq!(a, b, "{key}");
+            assert_eq!(s.local_addrs(&key), t.local_addrs(&key));
+        }
+        assert_eq!(t.table().len(), s.table().len());
+    }
+
+    #[test]
+    fn restore_is_all_or_nothing() {
+        let mut s = ControlState::default();
+        ok(&mut s, "-A -t 198.18.0.1:80");
+        let before = s.save_text();
+        let v = s.version();
+        let bad = "-A -t 198.18.0.100:80 -s rr\n\
+                   -a -t 198.18.0.100:80 -r 198.18.1.11 -m\n\
+                   -a -t 198.18.0.100:80 -r 198.18.1.11 -m\n";
+        assert_eq!(
+            s.restore(bad).unwrap_err(),
+            "line 3: Destination already exists"
+        );
+        assert_eq!(s.save_text(), before);
+        assert_eq!(s.version(), v);
+        assert_eq!(
+            s.restore("-A -t 198.18.0.100:80\n-Ln\n").unwrap_err(),
+            "line 2: only configuration commands can be restored, not `-Ln'"
+        );
+        assert_eq!(
+            s.restore("\n-a -t 1.2.3.4:80 -r x\n").unwrap_err(),
+            "line 2: illegal real server address[:port] specified"
+        );
+        assert_eq!(s.save_text(), before);
+        // -C inside -R: a full replacement.
+        s.restore("ipvsadm -C\n-A -u 198.18.0.100:53 -s rr\n")
+            .unwrap();
+        assert_eq!(s.save_text(), "-A -u 198.18.0.100:53 -s rr\n");
+        assert!(s.version() > v);
+        assert!(s.apply(&Command::Restore).is_err());
+    }
+
+    const TWO_SERVICES: &str = r#"
+[[service]]
+proto = "tcp"
+vip = "198.18.0.100"
+port = 80
+scheduler = "wrr"
+local_addresses = ["198.18.2.1"]
+[[service.real_server]]
+address = "198.18.1.11"
+port = 8080
+method = "nat"
+[[service.real_server]]
+address = "198.18.1.12"
+port = 8080
+method = "nat"
+weight = 2
+[[service.real_server]]
+address = "198.18.1.13"
+port = 8080
+method = "fullnat"
+
+[[service]]
+fwmark = 5
+scheduler = "sh"
+flags = ["flag-1", "sh-port"]
+persistence_timeout = 60
+netmask = 24
+[[service.real_server]]
+address = "198.18.1.21"
+"#;
+
+    #[test]
+    fn from_config_builds_the_table() {
+        let s = ControlState::from_config(&config(TWO_SERVICES)).unwrap();
+        assert_eq!(
+            s.save_text(),
+            "-A -t 198.18.0.100:80 -s wrr\n\
+             -a -t 198.18.0.100:80 -r 198.18.1.11:8080 -m -w 1\n\
+             -a -t 198.18.0.100:80 -r 198.18.1.12:8080 -m -w 2\n\
+             -a -t 198.18.0.100:80 -r 198.18.1.13:8080 --fullnat -w 1\n\
+             --add-laddr -z 198.18.2.1 -t 198.18.0.100:80\n\
+             -A -f 5 -s sh -p 60 -M 255.255.255.0 -b sh-fallback,sh-port\n\
+             -a -f 5 -r 198.18.1.21:0 -g -w 1\n"
+        );
+        // File order = -a order: the kernel walks the newest first.
+        assert_eq!(
+            ids(&s, &vip()),
+            vec![
+                (2, ip("198.18.1.13"), 8080),
+                (1, ip("198.18.1.12"), 8080),
+                (0, ip("198.18.1.11"), 8080)
+            ]
+        );
+    }
+
+    #[test]
+    fn local_addresses_reach_the_workers_snapshot() {
+        let mut s = ControlState::new(64);
+        let run = |s: &mut ControlState, a: &[&str]| {
+            s.apply(&ipvsadm::parse(a).unwrap()).unwrap();
+        };
+        let laddrs = |s: &ControlState| {
+            s.snapshot().services.services()[0]
+                .config
+                .local_addresses
+                .clone()
+        };
+        run(&mut s, &["-A", "-t", "198.18.0.100:80", "-s", "rr"]);
+        run(
+            &mut s,
+            &["--add-laddr", "-z", "198.18.1.200", "-t", "198.18.0.100:80"],
+        );
+        assert_eq!(laddrs(&s), vec![ip("198.18.1.200")]);
+        // -E replaces the settings but keeps the local addresses
+        run(&mut s, &["-E", "-t", "198.18.0.100:80", "-s", "wlc"]);
+        assert_eq!(laddrs(&s), vec![ip("198.18.1.200")]);
+        run(
+            &mut s,
+            &["--del-laddr", "-z", "198.18.1.200", "-t", "198.18.0.100:80"],
+        );
+        assert!(laddrs(&s).is_empty());
+    }
+
+    #[test]
+    fn reload_keeps_unchanged_servers_and_drains_removed_ones() {
+        let mut s = ControlState::from_config(&config(TWO_SERVICES)).unwrap();
+        let before = ids(&s, &vip());
+        let v = s.version();
+        // Same config: nothing changes.
+        let d = s.reload(&config(TWO_SERVICES)).unwrap();
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(s.version(), v);
+
+        let next = TWO_SERVICES
+            .replace("weight = 2", "weight = 5")
+            .replace("address = \"198.18.1.13\"", "address = \"198.18.1.14\"")
+            .replace("fwmark = 5", "fwmark = 6")
+            .replace("scheduler = \"wrr\"", "scheduler = \"rr\"")
+            .replace("[\"198.18.2.1\"]", "[\"198.18.2.1\", \"198.18.2.2\"]");
+        let cfg = config(&next);
+        let preview = s.diff(&cfg).unwrap();
+        assert_eq!(s.version(), v, "diff changes nothing");
+        let d = s.reload(&cfg).unwrap();
+        assert_eq!(d, preview);
+        assert!(s.version() > v);
+        let fw5 = ServiceKey::fwmark(5, AddrFamily::Inet);
+        let fw6 = ServiceKey::fwmark(6, AddrFamily::Inet);
+        assert_eq!(d.services_added, vec![fw6]);
+        assert_eq!(d.services_removed, vec![fw5]);
+        assert_eq!(d.services_edited, vec![vip()]);
+        assert_eq!(d.servers_edited, vec![(vip(), ip("198.18.1.12"), 8080)]);
+        assert_eq!(d.servers_removed, vec![(vip(), ip("198.18.1.13"), 8080)]);
+        assert_eq!(
+            d.servers_added,
+            vec![
+                (vip(), ip("198.18.1.14"), 8080),
+                (fw6, ip("198.18.1.21"), 0)
+            ]
+        );
+        assert_eq!(d.laddrs_changed, vec![vip()]);
+        assert!(d
+            .summary()
+            .starts_with("services: 1 added, 1 edited, 1 removed"));
+        // Unchanged and edited servers keep their slots.
+        let after = ids(&s, &vip());
+        assert!(
+            after.contains(&before[1]) && after.contains(&before[2]),
+            "{after:?}"
+        );
+        let weight12 = s
+            .table()
+            .dests(&vip())
+            .unwrap()
+            .into_iter()
+            .find(|(_, r)| r.addr == ip("198.18.1.12"))
+            .unwrap();
+        assert_eq!((weight12.0, weight12.1.weight), (1, 5));
+        // .13 and fwmark 5's server drain.
+        assert_eq!(s.draining_slots(), vec![2, 3]);
+        assert_eq!(s.local_addrs(&vip()), &[ip("198.18.2.1"), ip("198.18.2.2")]);
+    }
+
+    #[test]
+    fn bad_reload_keeps_the_running_state() {
+        let mut s = ControlState::from_config_with_capacity(&config(TWO_SERVICES), 5).unwrap();
+        let saved = s.save_text();
+        let v = s.version();
+        // Two more servers than slots.
+        let bigger = format!(
+            "{TWO_SERVICES}[[service.real_server]]\naddress = \"198.18.1.22\"\n\
+             [[service.real_server]]\naddress = \"198.18.1.23\"\n"
+        );
+        let e = s.reload(&config(&bigger)).unwrap_err();
+        assert_eq!(
+            e,
+            "service FWM 5: Memory allocation problem: all 5 real-server slots are in use"
+        );
+        assert_eq!(s.save_text(), saved);
+        assert_eq!(s.version(), v);
+        assert!(ControlState::from_config_with_capacity(&config(&bigger), 5).is_err());
+    }
+
+    #[test]
+    fn stats_baselines_rates_and_zero() {
+        let stats = FakeStats::default();
+        let mut s = ControlState::default();
+        ok(&mut s, "-A -t 198.18.0.100:80 -s rr");
+        ok(&mut s, "-a -t 198.18.0.100:80 -r 198.18.1.11:8080 -m");
+        let c = |n: u64| Counters {
+            conns: n,
+            inpkts: n * 10,
+            ..Counters::default()
+        };
+        // Slot 0 carries counters from an earlier life: they are not shown.
+        stats.dests.borrow_mut().insert(0, c(1000));
+        s.sync_stats(&stats);
+        let views = s.service_views(&stats);
+        assert_eq!(views[0].dests[0].stats, Counters::default());
+        // 1000 conn/s, seen by the estimators.
+        for k in 1..=60u64 {
+            stats.now.set(k * 2000);
+            stats.services.borrow_mut().insert(vip(), c(k * 2000));
+            stats.dests.borrow_mut().insert(0, c(1000 + k * 2000));
+            s.tick(&stats);
+        }
+        let views = s.service_views(&stats);
+        assert_eq!(views[0].stats.conns, 120_000);
+        assert_eq!(views[0].dests[0].stats.conns, 120_000);
+        assert_eq!(views[0].rates.cps, 1000);
+        assert_eq!(views[0].dests[0].rates.inpps, 10_000);
+        s.zero(Some(&vip()), &stats).unwrap();
+        let views = s.service_views(&stats);
+        assert_eq!(views[0].stats, Counters::default());
+        assert_eq!(views[0].rates, Default::default());
+        assert_eq!(views[0].dests[0].stats, Counters::default());
+        assert_eq!(
+            s.zero(Some(&ServiceKey::tcp(ip("1.1.1.1"), 1)), &stats)
+                .unwrap_err(),
+            "No such service"
+        );
+        stats.services.borrow_mut().insert(vip(), c(120_005));
+        assert_eq!(s.service_views(&stats)[0].stats.conns, 5);
+        s.zero(None, &stats).unwrap();
+        assert_eq!(s.service_views(&stats)[0].stats.conns, 0);
+        // Drained slots are released once nothing uses them.
+        ok(&mut s, "-a -t 198.18.0.100:80 -r 198.18.1.12:8080 -m");
+        ok(&mut s, "-d -t 198.18.0.100:80 -r 198.18.1.12:8080");
+        stats.conns.borrow_mut().insert(
+            1,
+            ConnCounts {
+                active: 0,
+                inactive: 1,
+                persistent: 0,
+            },
+        );
+        assert_eq!(s.release_drained(&stats), Vec::<DestId>::new());
+        stats.conns.borrow_mut().remove(&1);
+        assert_eq!(s.release_drained(&stats), vec![1]);
+        assert!(s.draining_slots().is_empty());
+        // A slot reused by another server starts from its current counters.
+        ok(&mut s, "-d -t 198.18.0.100:80 -r 198.18.1.11:8080");
+        s.release_dest_slot(0).unwrap();
+        ok(&mut s, "-a -t 198.18.0.100:80 -r 198.18.1.99:8080 -m");
+        s.sync_stats(&stats);
+        stats.dests.borrow_mut().insert(0, c(130_000));
+        assert_eq!(
+            s.service_views(&stats)[0].dests[0].stats.conns,
+            130_000 - 121_000
+        );
+    }
+}
