@@ -27,7 +27,11 @@ use vsd::dpdk::{tsc_now, Mbuf, MbufBurst, RxQueue, TxQueue, BURST_SIZE};
 use vsd::wire::tcp;
 
 /// Packets waiting to be sent (built, reflected or ARP replies).
-const PENDING: usize = 2 * BURST_SIZE;
+const PENDING: usize = 4 * BURST_SIZE;
+/// Room kept free for what two receive bursts may need to send back
+/// (reflections, ARP replies): when the forwarder's ring is full, new
+/// packets wait, answers do not get dropped.
+const ANSWER_ROOM: usize = 2 * BURST_SIZE;
 /// Flows primed before the settle pause.
 const SETTLE_FLOWS: u64 = 256;
 
@@ -250,7 +254,9 @@ impl<'a> Loop<'a> {
     /// Builds up to `want` originated packets into the pending array.
     #[inline]
     fn originate(&mut self, pool: &BulkPool, want: usize, phase: Phase) {
-        let n = want.min(PENDING - self.npend).min(BURST_SIZE);
+        let n = want
+            .min((PENDING - ANSWER_ROOM).saturating_sub(self.npend))
+            .min(BURST_SIZE);
         if n == 0 {
             return;
         }
@@ -299,7 +305,7 @@ impl<'a> Loop<'a> {
             }
             t.patch(m.data_mut(), ip, port, stamp);
             self.built += 1;
-            // n ≤ PENDING - npend, so this always fits.
+            // n ≤ PENDING - ANSWER_ROOM - npend, so this always fits.
             let _ = self.push(m, Kind::Orig { new });
         }
     }

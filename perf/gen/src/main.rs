@@ -458,7 +458,7 @@ fn run_on_eal(o: &Opts, out: &fast::StdoutGuard, port_name: &str) -> Result<(), 
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("histogram: {e}"))?;
     let outcome = gen::run(&plan, &mut rxq, &mut txq, &bulk, &mut rtt);
-    for (i, h) in rtt.iter().enumerate() {
+    for (i, h) in rtt.iter().enumerate().take(outcome.windows.len()) {
         let report = Report::new(info.clone(), &outcome, i, h, hz);
         eprintln!("{}", report.human());
         let json = serde_json::to_string(&report).map_err(|e| e.to_string())?;
