@@ -271,6 +271,7 @@ session() { # label kind target flows forwarder duration [vsd-gen options...]
     rss1=$(vsd_rss_kb)
     if [ "${fwd%%-*}" = vsd ]; then
         "$VSADM" --socket "$CTL_SOCK" --counters >"$RAW/$label.counters.txt" 2>&1 || true
+        "$VSADM" --socket "$CTL_SOCK" --counters --json >"$RAW/$label.counters.json" 2>&1 || true
         "$VSADM" --socket "$CTL_SOCK" -Ln --stats >"$RAW/$label.stats.txt" 2>&1 || true
     fi
     stop_fwd
