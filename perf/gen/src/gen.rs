@@ -294,7 +294,7 @@ impl<'a> Loop<'a> {
             };
             self.sample_left -= 1;
             let stamp = if self.sample_left == 0 {
-                self.sample_left = plan.sample;
+                self.sample_left = plan.sample.max(1);
                 self.sample_seq = self.sample_seq.wrapping_add(1);
                 Some(Stamp::at(tsc_now(), self.sample_seq))
             } else {
