@@ -3,6 +3,8 @@
 
 #[path = "lb_core/conn.rs"]
 mod conn;
+#[path = "lb_core/fwd.rs"]
+mod fwd;
 #[path = "lb_core/sched.rs"]
 mod sched;
 
@@ -10,4 +12,5 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     conn::run(quick);
     sched::run(quick);
+    fwd::run(quick);
 }

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what vsd needs to build, run and be tested on Debian bookworm:
 # DPDK 22.11 LTS and its headers, libclang for bindgen, the tools the
-# end-to-end tests drive, and 2 MiB hugepages. Idempotent; run as root.
+# end-to-end tests drive (curl, ab, python3 for the real servers and the
+# IPIP helper, nftables, ethtool, sha256sum), and 2 MiB hugepages.
+# Idempotent; run as root.
 set -euo pipefail
 
 PACKAGES=(
   dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev
   iproute2 iputils-ping procps
+  curl apache2-utils python3 nftables ethtool coreutils psmisc
 )
 
 missing=()

@@ -6,6 +6,7 @@
 
 use crate::control::api;
 use crate::control::config::Config;
+use crate::control::metrics_http::MetricsServer;
 use crate::control::socket::{ControlServer, Handler};
 use crate::control::state::{ConnCounts, ControlState, StatsSource};
 use crate::dataplane::counters::{CounterSnapshot, WorkerCounters};
@@ -13,8 +14,8 @@ use crate::dataplane::local::PortAddrs;
 use crate::dataplane::neigh::NeighTable;
 use crate::dataplane::publish::{Published, Subscriber};
 use crate::dataplane::worker::{
-    ConnDump, ConnRow, NeighUpdate, PlaneConfig, SteerOut, Worker, WorkerPort, NEIGH_INBOX,
-    STEER_RING_SIZE, TEMPLATE_INBOX,
+    ConnDump, ConnRow, NeighUpdate, PlaneConfig, SteerOut, Worker, WorkerLatency, WorkerPort,
+    FWD_BATCH, NEIGH_INBOX, STEER_RING_SIZE, TEMPLATE_INBOX,
 };
 use crate::dpdk::{Eal, LaunchedLcore, Mempool, Port, PortConfig, SteerBatch, SteerRing, TxBuffer};
 use crate::lb::director::{CoreLb, CoreLbConfig};
@@ -82,6 +83,7 @@ struct PlaneView<'a> {
     global: Arc<GlobalLoad>,
     dumps: Vec<Arc<ConnDump>>,
     adopted: Vec<Arc<AtomicU64>>,
+    latencies: Vec<Arc<WorkerLatency>>,
     conn_capacity: u64,
     ports: &'a [PortView],
     pool: &'a Mempool,
@@ -322,7 +324,19 @@ impl StatsSource for PlaneStats<'_, '_> {
             .collect()
     }
     fn latency(&self) -> Vec<crate::control::listing::LatencyView> {
-        Vec::new()
+        let mut out = Vec::new();
+        for (l, lat) in self.view.worker_lcores.iter().zip(&self.view.latencies) {
+            for (name, h) in [("burst", &lat.burst), ("loop", &lat.turn)] {
+                if let Ok(h) = h.lock() {
+                    out.push(crate::control::listing::LatencyView {
+                        name: name.to_string(),
+                        core: Some(*l),
+                        hist: h.clone(),
+                    });
+                }
+            }
+        }
+        out
     }
     fn status(&self) -> Value {
         self.view.status_json()
@@ -352,6 +366,16 @@ impl Control<'_> {
         self.state.tick(&stats);
         if self.view.workers_caught_up() {
             self.state.release_drained(&stats);
+        }
+    }
+
+    /// The Prometheus exposition, as `vsadm --prometheus` prints it.
+    fn prometheus_text(&mut self) -> String {
+        let stats = PlaneStats::new(&self.view);
+        let req = json!({"v": 1, "cmd": "ipvsadm", "args": ["--prometheus"]});
+        match api::handle_request(&mut self.state, &stats, &req) {
+            Ok(v) => v["text"].as_str().unwrap_or_default().to_string(),
+            Err(e) => format!("# error: {e}\n"),
         }
     }
 
@@ -453,6 +477,30 @@ fn tun_source(cfg: &Config, views: &[PortView]) -> std::net::Ipv4Addr {
         .rev()
         .find_map(|v| v.addrs.addrs.first().map(|(a, _)| *a))
         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
+}
+
+/// The directory EAL keeps its runtime files in for this process's
+/// `--file-prefix` (`/var/run/dpdk/PREFIX` for root).
+fn runtime_dir(argv: &[String]) -> Option<PathBuf> {
+    let prefix = argv.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--file-prefix=")
+            .map(str::to_owned)
+            .or_else(|| {
+                (a == "--file-prefix")
+                    .then(|| argv.get(i + 1).cloned())
+                    .flatten()
+            })
+    })?;
+    if prefix.is_empty() || prefix.contains('/') || prefix.contains("..") {
+        return None;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let base = if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/var/run/dpdk")
+    } else {
+        PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR")?).join("dpdk")
+    };
+    Some(base.join(prefix))
 }
 
 /// Every queue but worker `w`'s own.
@@ -588,7 +636,21 @@ pub fn run(cfg: Config) -> Result<(), String> {
         timeouts: first.timeouts,
     })));
     let global = Arc::new(GlobalLoad::new(DEST_CAPACITY));
+    // NIC checksum offload for forwarded TCP/UDP: only on hardware ports
+    // that offer it (a software PMD's "offload" is a full software sum,
+    // slower than the incremental update)
+    let want_csum = crate::dpdk::TX_CSUM_OFFLOADS;
+    let l4_csum_offload = !views.is_empty()
+        && cfg.ports.iter().zip(&views).all(|(pc, v)| {
+            matches!(pc.device, crate::control::config::PortDevice::Pci { .. })
+                && v.port.tx_offloads() & want_csum == want_csum
+        });
     let lb_cfg = CoreLbConfig {
+        l4_csum: if l4_csum_offload {
+            crate::lb::fwd::L4Csum::Skip
+        } else {
+            crate::lb::fwd::L4Csum::Update
+        },
         cores: nworkers as u16,
         mtu: views
             .iter()
@@ -604,10 +666,15 @@ pub fn run(cfg: Config) -> Result<(), String> {
         ..CoreLbConfig::default()
     };
     log!(
-        "forwarding: {} conns per worker, TUN source {}, MTU {}",
+        "forwarding: {} conns per worker, TUN source {}, MTU {}, L4 checksums {}",
         lb_cfg.conn_capacity,
         lb_cfg.tun_source,
-        lb_cfg.mtu
+        lb_cfg.mtu,
+        if l4_csum_offload {
+            "by the NIC"
+        } else {
+            "updated incrementally"
+        }
     );
 
     // steering rings: rings[i][j] carries packets from worker i to worker j
@@ -647,11 +714,14 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let mut launched = Vec::new();
     let mut dumps = Vec::new();
     let mut adopted = Vec::new();
+    let mut latencies = Vec::new();
     for (w, qs) in per_worker_queues.into_iter().enumerate() {
         let dump = Arc::new(ConnDump::default());
         let adopted_gen = Arc::new(AtomicU64::new(0));
+        let latency = Arc::new(WorkerLatency::default());
         dumps.push(dump.clone());
         adopted.push(adopted_gen.clone());
+        latencies.push(latency.clone());
         let c = Arc::new(WorkerCounters::default());
         counters.push(c.clone());
         let ports = qs
@@ -705,6 +775,10 @@ pub fn run(cfg: Config) -> Result<(), String> {
             template_peers: others(&template_inboxes, w),
             dump,
             adopted: adopted_gen,
+            latency,
+            l4_csum_offload,
+            fwd_batch: Vec::with_capacity(FWD_BATCH),
+            fwd_meta: Vec::with_capacity(FWD_BATCH),
         };
         let lcore = cfg.lcores.workers[w];
         launched.push(
@@ -732,6 +806,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
             global: global.clone(),
             dumps,
             adopted,
+            latencies,
             conn_capacity: lb_cfg.conn_capacity as u64 * nworkers as u64,
             ports: &views,
             pool: &pool,
@@ -739,12 +814,23 @@ pub fn run(cfg: Config) -> Result<(), String> {
         },
         state,
     };
+    let mut metrics = match cfg.control.prometheus {
+        Some(addr) => {
+            let m = MetricsServer::bind(addr)?;
+            log!("prometheus metrics on http://{addr}/metrics");
+            Some(m)
+        }
+        None => None,
+    };
     let mut published_version = first.version;
     let load_refs: Vec<&CoreLoad> = loads.iter().map(|l| &**l).collect();
     let mut last_sum = Instant::now();
     let mut last_tick = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
         server.poll(&mut control);
+        if let Some(m) = metrics.as_mut() {
+            m.poll(&mut || control.prometheus_text());
+        }
         control.publish_if_changed(&mut published_version);
         // connection counts summed over cores for lc, wlc, ... (bounded
         // staleness: one refresh period)
@@ -786,6 +872,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
     drop(views);
     drop(pool);
     drop(eal);
+    // EAL leaves its runtime directory (config, sockets) behind; nothing
+    // uses it once we are gone
+    if let Some(dir) = runtime_dir(&argv) {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     log!("stopped");
     if failed {
         Err("a worker failed".into())

@@ -146,6 +146,10 @@ fn vip_answers_arp_and_ping_and_vsd_resolves_neighbours() {
         hugepage_files(&prefix)
     );
     assert!(!vsd.socket.exists(), "control socket left behind");
+    assert!(
+        !std::path::Path::new(&format!("/var/run/dpdk/{prefix}")).exists(),
+        "DPDK runtime directory left behind"
+    );
 }
 
 #[test]

@@ -182,6 +182,8 @@ pub struct ControlConf {
     pub socket: PathBuf,
     /// Permission bits of the socket file.
     pub socket_mode: u32,
+    /// Serve Prometheus metrics over HTTP here (loopback only).
+    pub prometheus: Option<std::net::SocketAddr>,
 }
 
 /// `[mempool]`.
@@ -594,6 +596,7 @@ struct RawLcores {
 struct RawControl {
     socket: Option<S<String>>,
     socket_mode: Option<S<String>>,
+    prometheus: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1667,9 +1670,33 @@ fn build_control(ctx: &Ctx<'_>, raw: Option<&S<RawControl>>) -> Result<ControlCo
             }
         }
     };
+    let prometheus = match c.and_then(|c| c.prometheus.as_ref()) {
+        None => None,
+        Some(p) => match p.get_ref().parse::<std::net::SocketAddr>() {
+            Ok(a) if a.ip().is_loopback() => Some(a),
+            Ok(a) => {
+                return Err(ctx.err(
+                    p.span(),
+                    "control.prometheus",
+                    format!("{a} is not a loopback address: metrics are served on loopback only"),
+                ))
+            }
+            Err(_) => {
+                return Err(ctx.err(
+                    p.span(),
+                    "control.prometheus",
+                    format!(
+                        "invalid listen address {:?}: expected ADDR:PORT like \"127.0.0.1:9108\"",
+                        p.get_ref()
+                    ),
+                ))
+            }
+        },
+    };
     Ok(ControlConf {
         socket,
         socket_mode,
+        prometheus,
     })
 }
 
@@ -2586,7 +2613,8 @@ mod tests {
             c.control,
             ControlConf {
                 socket: PathBuf::from(DEFAULT_SOCKET),
-                socket_mode: 0o660
+                socket_mode: 0o660,
+                prometheus: None,
             }
         );
         assert_eq!(
@@ -3083,9 +3111,22 @@ mod tests {
             c.control,
             ControlConf {
                 socket: "/tmp/v.sock".into(),
-                socket_mode: 0o600
+                socket_mode: 0o600,
+                prometheus: None,
             }
         );
+        assert_eq!(
+            parse(&with_base("[control]\nprometheus = \"127.0.0.1:9108\"\n"))
+                .control
+                .prometheus,
+            Some("127.0.0.1:9108".parse().unwrap())
+        );
+        assert!(
+            error(&with_base("[control]\nprometheus = \"198.18.0.1:9108\"\n"))
+                .contains("control.prometheus: 198.18.0.1:9108 is not a loopback address")
+        );
+        assert!(error(&with_base("[control]\nprometheus = \"localhost\"\n"))
+            .contains("control.prometheus: invalid listen address"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod estimator;
 pub mod ipvsadm;
 pub mod listing;
+pub mod metrics_http;
 pub mod prometheus;
 pub mod socket;
 pub mod state;

@@ -8,9 +8,11 @@
 use crossbeam::utils::CachePadded;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-macro_rules! reasons {
-    ($name:ident { $($variant:ident => $text:literal,)* }) => {
-        /// Why a packet was dropped. Every drop has one, and a counter.
+/// A fieldless enum with a stable snake_case name per variant, `ALL` and
+/// `COUNT` (counter arrays are indexed by the variant).
+macro_rules! named_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal,)* }) => {
+        $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[repr(usize)]
         pub enum $name { $($variant,)* }
@@ -25,7 +27,9 @@ macro_rules! reasons {
     };
 }
 
-reasons!(DropReason {
+named_enum!(
+    /// Why a packet was dropped. Every drop has one, and a counter.
+    DropReason {
     NotForUs => "not_for_us",
     UnknownEthertype => "unknown_ethertype",
     MultiSegment => "multi_segment",
@@ -48,25 +52,12 @@ reasons!(DropReason {
     NoMbuf => "no_mbuf",
     TxFull => "tx_full",
     SteerFull => "steer_full",
-});
-
-macro_rules! events {
-    ($name:ident { $($variant:ident => $text:literal,)* }) => {
-        /// Things the data plane counts besides drops.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[repr(usize)]
-        pub enum $name { $($variant,)* }
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
-            pub const COUNT: usize = Self::ALL.len();
-            pub fn name(self) -> &'static str {
-                match self { $($name::$variant => $text,)* }
-            }
-        }
-    };
 }
+);
 
-events!(Event {
+named_enum!(
+    /// Things the data plane counts besides drops.
+    Event {
     RxPackets => "rx_packets",
     RxBytes => "rx_bytes",
     TxPackets => "tx_packets",
@@ -84,7 +75,8 @@ events!(Event {
     SteeredIn => "steered_in",
     LoopTurns => "loop_turns",
     Bursts => "rx_bursts",
-});
+}
+);
 
 /// One worker's counters.
 #[derive(Debug)]

@@ -3,5 +3,6 @@
 pub mod counters;
 pub mod local;
 pub mod neigh;
+pub mod offload;
 pub mod publish;
 pub mod worker;

@@ -33,6 +33,38 @@ pub struct PlaneConfig {
     pub timeouts: Timeouts,
 }
 
+/// Latency histograms a worker shares with the control thread (values in
+/// nanoseconds). The worker records into private copies and merges them in
+/// here every [`LATENCY_MERGE_MS`], so the fast path takes no lock.
+#[derive(Debug)]
+pub struct WorkerLatency {
+    /// Time to process one non-empty rx burst.
+    pub burst: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
+    /// Duration of a loop turn that did work.
+    pub turn: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+/// Highest latency a histogram tracks (larger values saturate), ns.
+const LATENCY_MAX_NS: u64 = 10_000_000_000;
+/// How often a worker merges its histograms into the shared ones.
+pub const LATENCY_MERGE_MS: u64 = 100;
+
+/// An empty latency histogram (1 ns .. 10 s, 3 significant digits).
+pub fn new_latency_histogram() -> hdrhistogram::Histogram<u64> {
+    // constant bounds within hdrhistogram's limits: this cannot fail
+    hdrhistogram::Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3)
+        .expect("constant histogram bounds are valid")
+}
+
+impl Default for WorkerLatency {
+    fn default() -> Self {
+        WorkerLatency {
+            burst: std::sync::Mutex::new(new_latency_histogram()),
+            turn: std::sync::Mutex::new(new_latency_histogram()),
+        }
+    }
+}
+
 /// One connection as `vsadm -Lc` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnRow {
@@ -122,7 +154,19 @@ pub struct Worker {
     /// Generation of the configuration this worker runs (for the control
     /// thread: when may a removed server's slot be reused).
     pub adopted: Arc<std::sync::atomic::AtomicU64>,
+    /// Latency histograms shared with the control thread.
+    pub latency: Arc<WorkerLatency>,
+    /// The NIC computes TCP/UDP checksums of forwarded packets (the
+    /// forwarding core then skips them).
+    pub l4_csum_offload: bool,
+    /// Packets of the current burst waiting for the forwarding core, with
+    /// their steering metadata (preallocated: no allocation per packet).
+    pub fwd_batch: Vec<Mbuf>,
+    pub fwd_meta: Vec<Option<SteerMeta>>,
 }
+
+/// Capacity to give [`Worker::fwd_batch`] and [`Worker::fwd_meta`].
+pub const FWD_BATCH: usize = crate::dpdk::BURST_SIZE;
 
 fn count_neigh_drop(c: &WorkerCounters, r: neigh::DropReason) {
     c.drop_pkt(match r {
@@ -256,13 +300,20 @@ impl Worker {
     /// Poll until told to stop.
     pub fn run(&mut self) {
         let per_ms = (tsc_hz() / 1000).max(1);
+        // cycles -> ns: cycles * 1e6 / cycles-per-ms
+        let ns = |cycles: u64| cycles.saturating_mul(1_000_000) / per_ms;
         let mut burst = MbufBurst::new();
         let mut steered = SteerBurst::new();
         let mut notes = Vec::with_capacity(64);
         let mut last_tick_ms = 0u64;
+        let mut last_merge_ms = 0u64;
+        let mut burst_hist = new_latency_histogram();
+        let mut turn_hist = new_latency_histogram();
         self.adopt_config();
         while !self.stop.load(Ordering::Relaxed) {
-            let now_ms = tsc_now() / per_ms;
+            let turn_start = tsc_now();
+            let now_ms = turn_start / per_ms;
+            let mut worked = false;
             self.counters.add(Event::LoopTurns, 1);
             if self.config.poll().is_some() {
                 self.adopt_config();
@@ -273,6 +324,8 @@ impl Worker {
                     continue;
                 }
                 self.counters.add(Event::Bursts, 1);
+                worked = true;
+                let burst_start = tsc_now();
                 for i in 0..n.min(4) {
                     burst.prefetch(i);
                 }
@@ -282,17 +335,21 @@ impl Worker {
                     i += 1;
                     self.handle_wire(p, m, now_ms);
                 }
+                self.forward_batch(now_ms);
+                burst_hist.saturating_record(ns(tsc_now().wrapping_sub(burst_start)).max(1));
             }
             for r in 0..self.steer_in.len() {
                 let ring = Arc::clone(&self.steer_in[r]);
                 if ring.dequeue(&mut steered) == 0 {
                     continue;
                 }
+                worked = true;
                 while let Some((m, meta)) = steered.next_packet() {
                     self.counters.add(Event::SteeredIn, 1);
                     let meta = (meta != META_RAW_PACKET).then(|| SteerMeta::from_raw(meta));
-                    self.forward(m, meta, now_ms);
+                    self.queue_forward(m, meta, now_ms);
                 }
+                self.forward_batch(now_ms);
             }
             self.exchange_templates(&mut notes, now_ms);
             if self.dump.requested.load(Ordering::Relaxed)
@@ -306,8 +363,35 @@ impl Worker {
                 self.tick(now_ms);
             }
             self.flush_all();
+            if worked {
+                turn_hist.saturating_record(ns(tsc_now().wrapping_sub(turn_start)).max(1));
+            }
+            if now_ms.wrapping_sub(last_merge_ms) >= LATENCY_MERGE_MS {
+                last_merge_ms = now_ms;
+                self.merge_latency(&mut burst_hist, &mut turn_hist);
+            }
         }
+        self.merge_latency(&mut burst_hist, &mut turn_hist);
         self.shutdown();
+    }
+
+    /// Hand the private histograms to the control thread (a short lock,
+    /// every [`LATENCY_MERGE_MS`]; skipped if the control thread holds it).
+    fn merge_latency(
+        &self,
+        burst: &mut hdrhistogram::Histogram<u64>,
+        turn: &mut hdrhistogram::Histogram<u64>,
+    ) {
+        for (local, shared) in [(burst, &self.latency.burst), (turn, &self.latency.turn)] {
+            if local.is_empty() {
+                continue;
+            }
+            if let Ok(mut h) = shared.try_lock() {
+                // same bounds on both sides: add cannot fail
+                let _ = h.add(&*local);
+                local.reset();
+            }
+        }
     }
 
     /// Fill the control thread's connection listing request.
@@ -412,16 +496,59 @@ impl Worker {
                         }
                     }
                 }
-                self.forward(m, None, now_ms);
+                self.queue_forward(m, None, now_ms);
             }
         }
     }
 
-    /// Hand a packet to the forwarding core and carry out its verdict.
-    fn forward(&mut self, mut m: Mbuf, meta: Option<SteerMeta>, now_ms: u64) {
-        match self.lb.process(&mut m, meta, now_ms) {
+    /// Add a packet to the batch for the forwarding core.
+    #[inline]
+    fn queue_forward(&mut self, m: Mbuf, meta: Option<SteerMeta>, now_ms: u64) {
+        if self.fwd_batch.len() == self.fwd_batch.capacity() {
+            self.forward_batch(now_ms);
+        }
+        self.fwd_batch.push(m);
+        self.fwd_meta.push(meta);
+    }
+
+    /// Run the batch through the forwarding core (lookups issued together)
+    /// and carry out each verdict.
+    fn forward_batch(&mut self, now_ms: u64) {
+        let n = self.fwd_batch.len();
+        if n == 0 {
+            return;
+        }
+        let mut verdicts = [FwdVerdict::NotService; FWD_BATCH];
+        let done = self.lb.process_burst(
+            &mut self.fwd_batch[..],
+            &self.fwd_meta[..],
+            &mut verdicts[..n.min(FWD_BATCH)],
+            now_ms,
+        );
+        self.fwd_meta.clear();
+        let mut batch = std::mem::take(&mut self.fwd_batch);
+        for (i, m) in batch.drain(..).enumerate() {
+            if i < done {
+                self.carry_out(verdicts[i], m, now_ms);
+            } else {
+                // cannot happen (the batch never exceeds FWD_BATCH); count it
+                self.counters.add(Event::ForwardDrops, 1);
+            }
+        }
+        // keep the allocation for the next burst
+        self.fwd_batch = batch;
+    }
+
+    /// Carry out the forwarding core's verdict on a packet.
+    fn carry_out(&mut self, verdict: FwdVerdict, mut m: Mbuf, now_ms: u64) {
+        match verdict {
             FwdVerdict::Forward { next_hop } => {
                 self.counters.add(Event::Forwarded, 1);
+                if self.l4_csum_offload {
+                    if let Some(o) = super::offload::prepare_l4_offload(m.data_mut()) {
+                        m.request_tx_offload(o.l2_len, o.l3_len, o.flags);
+                    }
+                }
                 route(
                     &mut self.ports,
                     &self.pool,

@@ -24,3 +24,9 @@ pub use mempool::Mempool;
 pub use port::{LinkStatus, Port, PortConfig, PortInfo, PortStats, RxQueue, TxQueue};
 pub use ring::{SteerBatch, SteerBurst, SteerRing};
 pub use txbuf::TxBuffer;
+
+/// `RTE_ETH_TX_OFFLOAD_{IPV4,UDP,TCP}_CKSUM`: the checksum offloads vsd
+/// uses for forwarded packets where a port has them.
+pub const TX_CSUM_OFFLOADS: u64 = dpdk_sys::offload::TX_IPV4_CKSUM
+    | dpdk_sys::offload::TX_TCP_CKSUM
+    | dpdk_sys::offload::TX_UDP_CKSUM;

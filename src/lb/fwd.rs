@@ -19,6 +19,13 @@
 //! TTL ≤ 1 is dropped and counted (the director has no address of its own
 //! on the real server side to send from).
 //!
+//! ICMP errors (destination unreachable, source quench, time exceeded,
+//! parameter problem) that quote a packet of a connection are translated
+//! like the connection's packets, outer and quoted headers both
+//! ([`translate_icmp_error`]); an error about one of our TUN packets (a
+//! quoted IPIP packet) is turned into the same error about the packet
+//! inside, for the client ([`relay_tunnel_icmp`]).
+//!
 //! Checksums are updated incrementally (RFC 1624 eqn. 3, one fold per
 //! header). The IP header checksum is always maintained; the L4 checksum
 //! update is a separate step selected by [`L4Csum`], so a data plane with
@@ -43,6 +50,8 @@ pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 /// UDP.
 pub const PROTO_UDP: u8 = 17;
+/// IP in IP.
+pub const PROTO_IPIP: u8 = 4;
 
 /// Length of the IPv4 header we forward (options are dropped).
 pub const IPV4_HEADER_LEN: usize = 20;
@@ -198,6 +207,10 @@ pub struct IcmpQuote {
     pub sport: u16,
     /// Quoted destination port.
     pub dport: u16,
+    /// The quoted packet was IPIP (one of our TUN packets, or anyone's):
+    /// its outer source and destination. `ip`, `l4`, `src`, `dst`, ports
+    /// then describe the packet inside the tunnel.
+    pub tunnel: Option<(Ipv4Addr, Ipv4Addr)>,
 }
 
 /// What [`classify`] learned about a valid IPv4 frame.
@@ -408,13 +421,45 @@ pub fn is_related_icmp_type(t: u8) -> bool {
 
 /// The quoted TCP/UDP packet of an ICMP error at `l4` (ICMP header) ending
 /// at `end`: an IPv4 header and at least 8 bytes of its payload, not a
-/// non-first fragment.
+/// non-first fragment; or an IPIP packet quoting such a packet inside.
 fn parse_quote(frame: &[u8], l4: usize, end: usize) -> Option<IcmpQuote> {
     let msg_type = *frame.get(l4)?;
     if !is_related_icmp_type(msg_type) {
         return None;
     }
-    let ip = l4 + 8;
+    let code = frame.get(l4 + 1).copied().unwrap_or(0);
+    let (ip, ihl, proto) = quoted_ip(frame, l4 + 8, end)?;
+    let (ip, ihl, proto, tunnel) = if proto == PROTO_IPIP {
+        let outer = (
+            Ipv4Addr::from(rd32(frame, ip + 12)),
+            Ipv4Addr::from(rd32(frame, ip + 16)),
+        );
+        let (inner, inner_ihl, inner_proto) = quoted_ip(frame, ip + ihl, end)?;
+        (inner, inner_ihl, inner_proto, Some(outer))
+    } else {
+        (ip, ihl, proto, None)
+    };
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return None;
+    }
+    let ql4 = ip + ihl;
+    Some(IcmpQuote {
+        msg_type,
+        code,
+        ip,
+        l4: ql4,
+        proto,
+        src: Ipv4Addr::from(rd32(frame, ip + 12)),
+        dst: Ipv4Addr::from(rd32(frame, ip + 16)),
+        sport: rd16(frame, ql4),
+        dport: rd16(frame, ql4 + 2),
+        tunnel,
+    })
+}
+
+/// A quoted IPv4 header at `ip` with 8 payload bytes before `end`, not a
+/// non-first fragment: (offset, header length, protocol).
+fn quoted_ip(frame: &[u8], ip: usize, end: usize) -> Option<(usize, usize, u8)> {
     let quoted = frame.get(ip..end)?;
     if quoted.len() < IPV4_HEADER_LEN || quoted[0] >> 4 != 4 {
         return None;
@@ -426,22 +471,68 @@ fn parse_quote(frame: &[u8], l4: usize, end: usize) -> Option<IcmpQuote> {
     if rd16(quoted, 6) & 0x1fff != 0 {
         return None;
     }
-    let proto = quoted[9];
-    if proto != PROTO_TCP && proto != PROTO_UDP {
-        return None;
+    Some((ip, ihl, quoted[9]))
+}
+
+/// Replace an ICMP error about one of our TUN packets with the same error
+/// about the packet inside, for its sender (kernel `ip_vs_in_icmp`, ipip
+/// case): a new IP header from `src` to `dst`, the ICMP header with the
+/// original type and code and `rest`, and the quoted inner header plus 8
+/// bytes. The Ethernet header stays. False (nothing changed) if the buffer
+/// cannot hold it.
+pub fn relay_tunnel_icmp<P: PacketBuf>(
+    pkt: &mut P,
+    info: &PacketInfo,
+    q: &IcmpQuote,
+    rest: u32,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+) -> bool {
+    let mut out = [0u8; ICMP_ERROR_MAX];
+    let quote_len = q.l4 + 8 - q.ip;
+    let icmp_len = 8 + quote_len;
+    let repr = crate::wire::Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol: crate::wire::IpProtocol::ICMP,
+        payload_len: icmp_len,
+        ttl: icmp::DEFAULT_TTL,
+        tos: icmp::ERROR_TOS,
+        ident: 0,
+        dont_frag: false,
+    };
+    let total = repr.total_len();
+    let (Some(buf), Some(quote)) = (out.get_mut(..total), pkt.data().get(q.ip..q.l4 + 8)) else {
+        return false;
+    };
+    if repr.emit(buf).is_err() {
+        return false;
     }
-    let ql4 = ip + ihl;
-    Some(IcmpQuote {
-        msg_type,
-        code: frame.get(l4 + 1).copied().unwrap_or(0),
-        ip,
-        l4: ql4,
-        proto,
-        src: Ipv4Addr::from(rd32(quoted, 12)),
-        dst: Ipv4Addr::from(rd32(quoted, 16)),
-        sport: rd16(frame, ql4),
-        dport: rd16(frame, ql4 + 2),
-    })
+    {
+        let (_, icmp_buf) = buf.split_at_mut(IPV4_HEADER_LEN);
+        let mut m = icmp::Icmpv4Packet::new_unchecked(icmp_buf);
+        m.set_msg_type(q.msg_type);
+        m.set_code(q.code);
+        m.set_rest_of_header(rest);
+        m.payload_mut().copy_from_slice(quote);
+        m.fill_checksum();
+    }
+    let want = info.l3 + total;
+    let have = pkt.len();
+    if have < want {
+        if !pkt.append(want - have) {
+            return false;
+        }
+    } else {
+        pkt.truncate(want);
+    }
+    match pkt.data_mut().get_mut(info.l3..want) {
+        Some(d) => {
+            d.copy_from_slice(buf);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Offset of the L4 checksum field for `proto` relative to its header.
@@ -612,6 +703,9 @@ pub fn tun_encap<P: PacketBuf>(
         } else {
             TunError::TooBig
         });
+    }
+    if pkt.len() < info.end {
+        return Err(TunError::NoHeadroom);
     }
     pkt.truncate(info.end);
     if !pkt.prepend(ipip::IPV4_HEADROOM) {

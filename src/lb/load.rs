@@ -23,141 +23,158 @@ pub trait LoadView {
     fn inactive(&self, dest: DestId) -> u32;
     /// Persistence templates pointing at the server (IPVS "PersistConn").
     fn persistent(&self, dest: DestId) -> u32;
-}
-
-#[derive(Debug)]
-struct Counts {
-    active: Box<[AtomicU32]>,
-    inactive: Box<[AtomicU32]>,
-    persistent: Box<[AtomicU32]>,
-}
-
-impl Counts {
-    fn new(slots: usize) -> Self {
-        let mk = || (0..slots).map(|_| AtomicU32::new(0)).collect::<Box<[_]>>();
-        Counts {
-            active: mk(),
-            inactive: mk(),
-            persistent: mk(),
-        }
+    /// Active and inactive together (one look-up where a view can do it).
+    fn conns(&self, dest: DestId) -> (u32, u32) {
+        (self.active(dest), self.inactive(dest))
     }
 }
 
-fn get(arr: &[AtomicU32], dest: DestId) -> u32 {
-    arr.get(dest as usize).map_or(0, |c| c.load(Relaxed))
+const ACTIVE: usize = 0;
+const INACTIVE: usize = 1;
+const PERSISTENT: usize = 2;
+
+/// Active, inactive and persistent counts of one server, side by side so a
+/// scheduler's scan touches one place per server.
+type Triple = [AtomicU32; 3];
+
+fn triple() -> Triple {
+    [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)]
+}
+
+/// One server's counts on one core: what the core has now, and what it had
+/// when the control thread last summed. 24 bytes, read together.
+#[derive(Debug)]
+struct CoreSlot {
+    now: Triple,
+    reported: Triple,
+}
+
+#[inline]
+fn read(t: &Triple, k: usize) -> u32 {
+    t[k].load(Relaxed)
 }
 
 /// Single-writer bump: load + store, no RMW. Saturates instead of wrapping.
-fn add(arr: &[AtomicU32], dest: DestId, delta: i32) {
-    if let Some(c) = arr.get(dest as usize) {
-        let v = c.load(Relaxed);
-        let n = if delta >= 0 {
-            v.saturating_add(delta as u32)
-        } else {
-            v.saturating_sub(delta.unsigned_abs())
-        };
-        c.store(n, Relaxed);
-    }
+#[inline]
+fn bump(c: &AtomicU32, delta: i32) {
+    let v = c.load(Relaxed);
+    let n = if delta >= 0 {
+        v.saturating_add(delta as u32)
+    } else {
+        v.saturating_sub(delta.unsigned_abs())
+    };
+    c.store(n, Relaxed);
 }
 
 /// One core's counts. Only the owning worker calls the mutating methods.
 #[derive(Debug)]
 pub struct CoreLoad {
-    now: Counts,
-    /// What this core had when the control thread last summed (written by control).
-    reported: Counts,
+    slots: Box<[CoreSlot]>,
 }
 
 impl CoreLoad {
     pub fn new(slots: usize) -> Self {
         CoreLoad {
-            now: Counts::new(slots),
-            reported: Counts::new(slots),
+            slots: (0..slots)
+                .map(|_| CoreSlot {
+                    now: triple(),
+                    reported: triple(),
+                })
+                .collect(),
         }
     }
     pub fn slots(&self) -> usize {
-        self.now.active.len()
+        self.slots.len()
+    }
+    #[inline]
+    fn add(&self, dest: DestId, k: usize, delta: i32) {
+        if let Some(s) = self.slots.get(dest as usize) {
+            bump(&s.now[k], delta)
+        }
     }
     pub fn add_active(&self, dest: DestId, delta: i32) {
-        add(&self.now.active, dest, delta)
+        self.add(dest, ACTIVE, delta)
     }
     pub fn add_inactive(&self, dest: DestId, delta: i32) {
-        add(&self.now.inactive, dest, delta)
+        self.add(dest, INACTIVE, delta)
     }
     pub fn add_persistent(&self, dest: DestId, delta: i32) {
-        add(&self.now.persistent, dest, delta)
+        self.add(dest, PERSISTENT, delta)
     }
     /// Forget a slot (control plane, after the server is gone from every core).
     pub fn clear(&self, dest: DestId) {
-        for arr in [&self.now, &self.reported] {
-            for a in [&arr.active, &arr.inactive, &arr.persistent] {
-                if let Some(c) = a.get(dest as usize) {
-                    c.store(0, Relaxed);
-                }
+        if let Some(s) = self.slots.get(dest as usize) {
+            for c in s.now.iter().chain(s.reported.iter()) {
+                c.store(0, Relaxed);
             }
         }
+    }
+    #[inline]
+    fn get(&self, dest: DestId, k: usize) -> u32 {
+        self.slots.get(dest as usize).map_or(0, |s| read(&s.now, k))
     }
 }
 
 impl LoadView for CoreLoad {
     fn active(&self, dest: DestId) -> u32 {
-        get(&self.now.active, dest)
+        self.get(dest, ACTIVE)
     }
     fn inactive(&self, dest: DestId) -> u32 {
-        get(&self.now.inactive, dest)
+        self.get(dest, INACTIVE)
     }
     fn persistent(&self, dest: DestId) -> u32 {
-        get(&self.now.persistent, dest)
+        self.get(dest, PERSISTENT)
     }
 }
 
 /// Sum over all cores, rebuilt by the control thread.
 #[derive(Debug)]
 pub struct GlobalLoad {
-    sum: Counts,
+    sum: Box<[Triple]>,
 }
 
 impl GlobalLoad {
     pub fn new(slots: usize) -> Self {
         GlobalLoad {
-            sum: Counts::new(slots),
+            sum: (0..slots).map(|_| triple()).collect(),
         }
     }
 
     /// Re-sum every core. Called by the control thread only.
     pub fn refresh(&self, cores: &[&CoreLoad]) {
-        let slots = self.sum.active.len();
-        for d in 0..slots {
-            let (mut a, mut i, mut p) = (0u32, 0u32, 0u32);
+        for (d, sum) in self.sum.iter().enumerate() {
+            let mut total = [0u32; 3];
             for core in cores {
-                let (ca, ci, cp) = (
-                    get(&core.now.active, d as DestId),
-                    get(&core.now.inactive, d as DestId),
-                    get(&core.now.persistent, d as DestId),
-                );
-                core.reported.active[d].store(ca, Relaxed);
-                core.reported.inactive[d].store(ci, Relaxed);
-                core.reported.persistent[d].store(cp, Relaxed);
-                a = a.saturating_add(ca);
-                i = i.saturating_add(ci);
-                p = p.saturating_add(cp);
+                let Some(s) = core.slots.get(d) else {
+                    continue;
+                };
+                for ((now, reported), t) in s.now.iter().zip(&s.reported).zip(&mut total) {
+                    let v = now.load(Relaxed);
+                    reported.store(v, Relaxed);
+                    *t = t.saturating_add(v);
+                }
             }
-            self.sum.active[d].store(a, Relaxed);
-            self.sum.inactive[d].store(i, Relaxed);
-            self.sum.persistent[d].store(p, Relaxed);
+            for (out, t) in sum.iter().zip(total) {
+                out.store(t, Relaxed);
+            }
         }
+    }
+
+    #[inline]
+    fn get(&self, dest: DestId, k: usize) -> u32 {
+        self.sum.get(dest as usize).map_or(0, |t| read(t, k))
     }
 }
 
 impl LoadView for GlobalLoad {
     fn active(&self, dest: DestId) -> u32 {
-        get(&self.sum.active, dest)
+        self.get(dest, ACTIVE)
     }
     fn inactive(&self, dest: DestId) -> u32 {
-        get(&self.sum.inactive, dest)
+        self.get(dest, INACTIVE)
     }
     fn persistent(&self, dest: DestId) -> u32 {
-        get(&self.sum.persistent, dest)
+        self.get(dest, PERSISTENT)
     }
 }
 
@@ -169,31 +186,51 @@ pub struct SummedLoad<'a> {
     pub local: &'a CoreLoad,
 }
 
-fn corrected(global: u32, reported: u32, now: u32) -> u32 {
-    (global as i64 - reported as i64 + now as i64).clamp(0, u32::MAX as i64) as u32
+impl SummedLoad<'_> {
+    #[inline]
+    fn get(&self, dest: DestId, k: usize) -> u32 {
+        let g = self.global.get(dest, k) as i64;
+        let (reported, now) = self.local.slots.get(dest as usize).map_or((0, 0), |s| {
+            (read(&s.reported, k) as i64, read(&s.now, k) as i64)
+        });
+        (g - reported + now).clamp(0, u32::MAX as i64) as u32
+    }
 }
 
 impl LoadView for SummedLoad<'_> {
+    #[inline]
+    fn conns(&self, dest: DestId) -> (u32, u32) {
+        let corrected = |g: u32, r: u32, n: u32| {
+            (g as i64 - r as i64 + n as i64).clamp(0, u32::MAX as i64) as u32
+        };
+        let (g, l) = (
+            self.global.sum.get(dest as usize),
+            self.local.slots.get(dest as usize),
+        );
+        match (g, l) {
+            (Some(g), Some(l)) => (
+                corrected(
+                    read(g, ACTIVE),
+                    read(&l.reported, ACTIVE),
+                    read(&l.now, ACTIVE),
+                ),
+                corrected(
+                    read(g, INACTIVE),
+                    read(&l.reported, INACTIVE),
+                    read(&l.now, INACTIVE),
+                ),
+            ),
+            _ => (self.active(dest), self.inactive(dest)),
+        }
+    }
     fn active(&self, dest: DestId) -> u32 {
-        corrected(
-            self.global.active(dest),
-            get(&self.local.reported.active, dest),
-            self.local.active(dest),
-        )
+        self.get(dest, ACTIVE)
     }
     fn inactive(&self, dest: DestId) -> u32 {
-        corrected(
-            self.global.inactive(dest),
-            get(&self.local.reported.inactive, dest),
-            self.local.inactive(dest),
-        )
+        self.get(dest, INACTIVE)
     }
     fn persistent(&self, dest: DestId) -> u32 {
-        corrected(
-            self.global.persistent(dest),
-            get(&self.local.reported.persistent, dest),
-            self.local.persistent(dest),
-        )
+        self.get(dest, PERSISTENT)
     }
 }
 

@@ -125,7 +125,8 @@ impl RssOwner {
     /// - TCP/UDP (including first fragments): its 4-tuple;
     /// - an ICMP error quoting TCP/UDP (types 3, 4, 11, 12): the quoted
     ///   packet's reverse 4-tuple, so the error reaches the core holding
-    ///   the connection it is about;
+    ///   the connection it is about (for a quoted IPIP packet, the TCP/UDP
+    ///   packet inside it);
     /// - other IPv4 (ICMP echo, other protocols, non-first fragments): the
     ///   2-tuple, as a NIC hashes them;
     /// - not IPv4 or too short to tell: `None` (the receiving core keeps it).
@@ -177,11 +178,15 @@ impl RssOwner {
         let q = icmp.get(8..)?;
         let hdr = q.get(..20)?;
         let ihl = usize::from(hdr[0] & 0x0f) * 4;
-        if hdr[0] >> 4 != 4 || ihl < 20 || !matches!(hdr[9], 6 | 17) {
+        if hdr[0] >> 4 != 4 || ihl < 20 || !matches!(hdr[9], 4 | 6 | 17) {
             return None;
         }
         if u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff != 0 {
             return None;
+        }
+        if hdr[9] == 4 {
+            // Our TUN packet: the connection is the request inside.
+            return self.quoted_owner_inner(q.get(ihl..)?);
         }
         let p = q.get(ihl..ihl + 4)?;
         let qsrc = Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]);
@@ -191,6 +196,24 @@ impl RssOwner {
             qsrc,
             u16::from_be_bytes([p[2], p[3]]),
             u16::from_be_bytes([p[0], p[1]]),
+        ))
+    }
+}
+
+impl RssOwner {
+    /// Owner of a TCP/UDP packet quoted inside a quoted IPIP packet.
+    fn quoted_owner_inner(&self, inner: &[u8]) -> Option<u16> {
+        let hdr = inner.get(..20)?;
+        let ihl = usize::from(hdr[0] & 0x0f) * 4;
+        if hdr[0] >> 4 != 4 || ihl < 20 || !matches!(hdr[9], 6 | 17) {
+            return None;
+        }
+        let p = inner.get(ihl..ihl + 4)?;
+        Some(self.owner_v4(
+            Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]),
+            Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19]),
+            u16::from_be_bytes([p[0], p[1]]),
+            u16::from_be_bytes([p[2], p[3]]),
         ))
     }
 }

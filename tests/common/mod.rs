@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pcap;
+pub mod topo;
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -141,6 +142,8 @@ pub struct Vsd {
     pub socket: PathBuf,
     pub dir: PathBuf,
     pub log: PathBuf,
+    /// Tells the reaper to remove `dir` if the test process is killed.
+    _reg: topo::Registration,
 }
 
 impl Vsd {
@@ -148,25 +151,27 @@ impl Vsd {
     /// `{dir}` in the text is replaced by that directory.
     pub fn start(config: &str) -> Vsd {
         let dir = std::env::temp_dir().join(unique("vsd-e2e-"));
+        let reg = topo::register("dir", &dir.display().to_string());
         std::fs::create_dir_all(&dir).expect("temp dir");
         let text = config.replace("{dir}", &dir.display().to_string());
         let cfg = dir.join("vsd.toml");
         std::fs::write(&cfg, text).expect("write config");
         let log = dir.join("vsd.log");
         let logf = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_vsd"))
-            .arg("--config")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vsd"));
+        cmd.arg("--config")
             .arg(&cfg)
             .stdout(Stdio::from(logf.try_clone().expect("dup log")))
-            .stderr(Stdio::from(logf))
-            .spawn()
-            .expect("spawn vsd");
+            .stderr(Stdio::from(logf));
+        // A test killed outright (SIGKILL) takes its vsd with it.
+        let child = topo::die_with_parent(&mut cmd).spawn().expect("spawn vsd");
         let socket = dir.join("vsd.sock");
         let mut v = Vsd {
             child: Some(child),
             socket,
             dir,
             log,
+            _reg: reg,
         };
         let up = wait_for(Duration::from_secs(60), || {
             v.socket.exists() || v.exited().is_some()

@@ -1423,14 +1423,29 @@ impl Sim {
 
 #[test]
 fn two_cores_nat_connections_live_on_the_reply_owner() {
+    let steered = nat_on_cores(2);
+    assert_eq!(steered, 100, "every RIP3 connection, no RIP1 one");
+}
+
+#[test]
+fn four_cores_nat_connections_live_on_the_reply_owner() {
+    // With four cores the (fixed) hash deltas of both RIP1:8080 and
+    // RIP3:8080 change the low two bits: every connection is steered.
+    assert_eq!(nat_on_cores(4), 200);
+}
+
+/// 200 NAT connections over RIP1 and RIP3 on `cores` cores: each lives on
+/// its reply owner, every packet is delivered once and rewritten right.
+/// Returns how many were steered at creation.
+fn nat_on_cores(cores: u16) -> u64 {
     let t = table(
         tcp_key(),
         FwdMethod::Masq,
         &[(RIP1, RPORT), (RIP3, RPORT)],
         |_| {},
     );
-    let mut sim = Sim::new(&t, 2);
-    let mut steered = 0;
+    let mut sim = Sim::new(&t, cores);
+    let mut steered = 0u64;
     for i in 0..200u16 {
         let c = (CIP, 20000 + i);
         let v = (VIP, VPORT);
@@ -1483,7 +1498,6 @@ fn two_cores_nat_connections_live_on_the_reply_owner() {
             }
         }
     }
-    assert_eq!(steered, 100, "every RIP3 connection, no RIP1 one");
     // Connection counts: 200 over both cores, all ESTABLISHED, none
     // counted twice.
     let active: u32 = sim
@@ -1497,6 +1511,7 @@ fn two_cores_nat_connections_live_on_the_reply_owner() {
     assert_eq!(sums.dest(0).in_pkts + sums.dest(1).in_pkts, 600);
     assert_eq!(sums.dest(0).out_pkts + sums.dest(1).out_pkts, 400);
     assert_eq!(sums.event(FwdEvent::RedirectCreated), steered);
+    steered
 }
 
 #[test]
@@ -1589,4 +1604,122 @@ fn two_cores_nat_steered_edge_cases() {
     }
     let d = sim.deliver(&seg(c, (VIP, VPORT), tcp::ACK, 64, &[]).build(), 400_000);
     assert_eq!(d.verdict, FwdVerdict::Drop(FwdDrop::NoConnNotSyn));
+}
+
+#[test]
+fn process_burst_matches_process_one_by_one() {
+    for method in [FwdMethod::Masq, FwdMethod::FullNat, FwdMethod::Tunnel] {
+        let rport = if method == FwdMethod::Tunnel {
+            VPORT
+        } else {
+            RPORT
+        };
+        let t = table(tcp_key(), method, &[(RIP1, rport), (RIP2, rport)], |_| {});
+        let mut one = lb_with(&t, cfg());
+        let mut burst = lb_with(&t, cfg());
+        let mut rng = Rng(0xb0b);
+        let flags = [
+            tcp::SYN,
+            tcp::ACK,
+            tcp::ACK | tcp::PSH,
+            tcp::FIN | tcp::ACK,
+            tcp::RST,
+        ];
+        for round in 0..300u64 {
+            // A burst of up to 40 frames over 8 flows: the same flow often
+            // appears several times, SYNs replace closed connections, and
+            // replies follow whatever the requests became.
+            let n = 1 + rng.below(40);
+            let mut frames = Vec::new();
+            for _ in 0..n {
+                let f = 1000 + rng.below(8) as u16;
+                let fl = flags[rng.below(flags.len())];
+                let reply = rng.below(3) == 0;
+                let frame = if reply {
+                    let dst = if method == FwdMethod::FullNat {
+                        (LIP, 1024 + rng.below(8) as u16)
+                    } else {
+                        (CIP, f)
+                    };
+                    let rip = if rng.below(2) == 0 { RIP1 } else { RIP2 };
+                    seg((rip, rport), dst, fl, 64, b"r").build()
+                } else {
+                    seg((CIP, f), (VIP, VPORT), fl, 64, b"q").build()
+                };
+                frames.push(frame);
+            }
+            let now = round * 500;
+            let want: Vec<(FwdVerdict, Vec<u8>)> =
+                frames.iter().map(|f| run(&mut one, f, now)).collect();
+            let mut pkts: Vec<VecPacket> = frames.iter().map(|f| VecPacket::new(f)).collect();
+            let mut verdicts = vec![FwdVerdict::NotService; n];
+            assert_eq!(burst.process_burst(&mut pkts, &[], &mut verdicts, now), n);
+            for (k, (p, v)) in pkts.iter().zip(&verdicts).enumerate() {
+                assert_eq!(
+                    (*v, p.to_vec()),
+                    want[k],
+                    "{method:?} round {round} packet {k}"
+                );
+            }
+            one.tick(now);
+            burst.tick(now);
+        }
+        assert_eq!(one.conns().len(), burst.conns().len());
+        assert_eq!(
+            StatsTable::sum(&[one.stats()]),
+            StatsTable::sum(&[burst.stats()])
+        );
+    }
+}
+
+#[test]
+fn icmp_about_our_tunnel_packets_is_relayed_to_the_client() {
+    let t = table(tcp_key(), FwdMethod::Tunnel, &[(RIP1, VPORT)], |_| {});
+    let mut lb = lb_with(&t, cfg());
+    let (c, v) = ((CIP, CPORT), (VIP, VPORT));
+    let (verdict, tunneled) = run(&mut lb, &seg(c, v, tcp::SYN, 64, &[]).build(), 0);
+    assert_eq!(verdict, fwd_to(RIP1));
+    // A router between us and the server reports the tunnel packet too
+    // big: it quotes the outer header, the inner header and 8 more bytes.
+    let outer_ip = &tunneled[14..];
+    let inner_quote = &outer_ip[20..48];
+    let err = icmp_err(ROUTER, DIP, 64, 3, 4, 1400, &outer_ip[..48]).build();
+    let (verdict, out) = run(&mut lb, &err, 0);
+    assert_eq!(verdict, fwd_to(CIP));
+    let want = eth()
+        .ipv4(VIP, CIP)
+        .tos(0xc0)
+        .dont_frag(false)
+        .icmp(3, 4, 1380)
+        .payload(inner_quote)
+        .build();
+    assert_eq!(out, want);
+    // Other errors keep their code and rest.
+    let err = icmp_err(ROUTER, DIP, 64, 3, 1, 0, &outer_ip[..60]).build();
+    let (verdict, out) = run(&mut lb, &err, 0);
+    assert_eq!(verdict, fwd_to(CIP));
+    let want = eth()
+        .ipv4(VIP, CIP)
+        .tos(0xc0)
+        .dont_frag(false)
+        .icmp(3, 1, 0)
+        .payload(inner_quote)
+        .build();
+    assert_eq!(out, want);
+    // Not from our tunnel source, or not our server: not ours.
+    let mut foreign = outer_ip[..48].to_vec();
+    foreign[12..16].copy_from_slice(&ROUTER.octets());
+    let err = icmp_err(ROUTER, DIP, 64, 3, 4, 1400, &foreign).build();
+    assert_eq!(run(&mut lb, &err, 0).0, FwdVerdict::NotService);
+    let mut other_rs = outer_ip[..48].to_vec();
+    other_rs[16..20].copy_from_slice(&RIP2.octets());
+    let err = icmp_err(ROUTER, DIP, 64, 3, 4, 1400, &other_rs).build();
+    assert_eq!(run(&mut lb, &err, 0).0, FwdVerdict::NotService);
+    // The owner of such an error is the core of the connection inside.
+    let rss = RssOwner::round_robin(4, 128);
+    let err = icmp_err(ROUTER, DIP, 64, 3, 4, 1400, &outer_ip[..48]).build();
+    assert_eq!(
+        rss.owner_of_frame(&err),
+        Some(rss.owner_v4(CIP, VIP, CPORT, VPORT))
+    );
 }

@@ -111,7 +111,8 @@ impl<'a> SchedCtx<'a> {
     #[inline]
     pub fn overhead(&self, i: usize) -> u64 {
         self.server(i).map_or(0, |s| {
-            (u64::from(self.load.active(s.id)) << 8) + u64::from(self.load.inactive(s.id))
+            let (active, inactive) = self.load.conns(s.id);
+            (u64::from(active) << 8) + u64::from(inactive)
         })
     }
 }
@@ -400,7 +401,8 @@ impl SchedulerSet {
             ) else {
                 continue;
             };
-            let total = u64::from(load.active(s.id)) + u64::from(load.inactive(s.id));
+            let (active, inactive) = load.conns(s.id);
+            let total = u64::from(active) + u64::from(inactive);
             update_overload(flag, total, s.upper_threshold, s.lower_threshold);
         }
         let ctx = SchedCtx {
