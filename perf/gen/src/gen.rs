@@ -1,0 +1,591 @@
+//! The generator's one-lcore loop: build and send bursts from the
+//! templates, receive what comes back, answer ARP, reflect requests as the
+//! real servers, check and time the stamped samples.
+//!
+//! Run phases, in order:
+//! 1. settle: send the first packets (up to 256 flows) and then only
+//!    receive for `settle` — long enough for the forwarder to resolve every
+//!    real server by ARP, so the prime pass is not dropped in neighbour
+//!    queues;
+//! 2. prime: one packet per flow, in flow order (a SYN for TCP), so every
+//!    flow has a connection in the forwarder before it is measured;
+//! 3. warm-up: steady traffic until `warmup` after settling (or until the
+//!    prime pass is done, if later);
+//! 4. measure: steady traffic for `duration`, `repeat` times back to back;
+//!    the counters are snapshot at every window edge and latencies
+//!    recorded per window;
+//! 5. drain: receive only, so packets in flight are counted, not lost.
+
+use crate::check::{rs_mac, Direction, Expect, Failure};
+use crate::fast::{free_bulk, BulkPool};
+use crate::flows::FlowSpace;
+use crate::packet::{self, Rx, Stamp, Template};
+use hdrhistogram::Histogram;
+use std::net::Ipv4Addr;
+use std::ptr::NonNull;
+use vsd::dpdk::{tsc_now, Mbuf, MbufBurst, RxQueue, TxQueue, BURST_SIZE};
+use vsd::wire::tcp;
+
+/// Packets waiting to be sent (built, reflected or ARP replies).
+const PENDING: usize = 4 * BURST_SIZE;
+/// Room kept free for what two receive bursts may need to send back
+/// (reflections, ARP replies): when the forwarder's ring is full, new
+/// packets wait, answers do not get dropped.
+const ANSWER_ROOM: usize = 2 * BURST_SIZE;
+/// Flows primed before the settle pause.
+const SETTLE_FLOWS: u64 = 256;
+
+/// Everything the loop needs, resolved from the command line.
+#[derive(Debug)]
+pub struct Plan {
+    pub expect: Expect,
+    /// Established flows.
+    pub flows: FlowSpace,
+    /// Tuples for new connections, walked by a counter.
+    pub new_space: FlowSpace,
+    /// Prime pass template (TCP SYN or UDP).
+    pub prime: Template,
+    /// Steady traffic on established flows (TCP ACK or UDP).
+    pub steady: Template,
+    /// New connections (TCP SYN or UDP).
+    pub fresh: Template,
+    /// Share of steady packets that open a new connection, in 1/65536.
+    pub new_share_q16: u32,
+    /// Target rate in packets/s; 0 = as fast as possible.
+    pub rate_pps: u64,
+    /// One packet in `sample` carries a stamp (≥ 1).
+    pub sample: u32,
+    /// Answer requests as the real servers (NAT/FULLNAT replies).
+    pub reflect: bool,
+    /// End the run after a window in which nothing came back.
+    pub stop_if_silent: bool,
+    pub hz: u64,
+    pub settle_cycles: u64,
+    pub warmup_cycles: u64,
+    pub duration_cycles: u64,
+    pub drain_cycles: u64,
+}
+
+/// Event counts. Copied at the measurement window's edges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets the generator originated and the port accepted.
+    pub tx_orig: u64,
+    /// Of those, new connections (TCP SYN / UDP on a fresh tuple).
+    pub tx_new: u64,
+    /// Requests sent back as real-server replies.
+    pub tx_reflected: u64,
+    /// ARP replies sent.
+    pub tx_arp: u64,
+    /// Data packets received travelling client → server.
+    pub rx_request: u64,
+    /// Data packets received travelling server → client (NAT/FULLNAT).
+    pub rx_reply: u64,
+    /// Received requests that open a connection (TCP SYN without ACK).
+    pub rx_new: u64,
+    pub rx_arp: u64,
+    /// Received frames that are neither ARP nor our TCP/UDP.
+    pub rx_other: u64,
+    /// Stamped packets checked.
+    pub checked: u64,
+    /// Check failures by [`Failure`] index.
+    pub failures: [u64; Failure::ALL.len()],
+    /// Stamped packets arriving with a lower sequence than one before.
+    pub reordered: u64,
+    /// Bursts not sent because the pool was empty.
+    pub alloc_failures: u64,
+    /// Requests not reflected because the tx backlog was full.
+    pub reflect_dropped: u64,
+    /// Turns of the loop.
+    pub loop_turns: u64,
+    /// Sends that left packets behind (the ring towards the forwarder was
+    /// full: the forwarder, not the generator, is the bottleneck).
+    pub tx_ring_full: u64,
+    /// Receive polls that found nothing.
+    pub rx_empty_polls: u64,
+}
+
+impl Counters {
+    /// Data packets that came back through the forwarder.
+    pub fn rx_data(&self) -> u64 {
+        self.rx_request + self.rx_reply
+    }
+
+    /// Check failures of every reason.
+    pub fn check_failures(&self) -> u64 {
+        self.failures.iter().sum()
+    }
+}
+
+/// One measurement window.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Counters at the window's start and end.
+    pub at_start: Counters,
+    pub at_end: Counters,
+    /// Counters once what was sent in the window had time to come back:
+    /// at the end of the next window, or after the drain for the last.
+    pub at_settled: Counters,
+    /// Length in TSC cycles.
+    pub cycles: u64,
+}
+
+/// What a run measured.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The windows, in order.
+    pub windows: Vec<Window>,
+    /// Counters after draining.
+    pub at_finish: Counters,
+    /// Cycles from the start to the first window (settle, prime, warm-up).
+    pub lead_cycles: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Settle,
+    Prime,
+    Warm,
+    Measure,
+    Drain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Orig { new: bool },
+    Reflected,
+    Arp,
+}
+
+/// Paces origination at a target rate from a reference point.
+#[derive(Debug)]
+struct Pacer {
+    rate: u64,
+    hz: u64,
+    since: u64,
+    base: u64,
+}
+
+impl Pacer {
+    /// Packets allowed now, given `sent` so far (BURST_SIZE if unpaced).
+    #[inline]
+    fn budget(&mut self, now: u64, sent: u64) -> usize {
+        if self.rate == 0 {
+            return BURST_SIZE;
+        }
+        let due = self.base
+            + (now.saturating_sub(self.since) as u128 * self.rate as u128 / self.hz.max(1) as u128)
+                as u64;
+        let owed = due.saturating_sub(sent);
+        // Catch up on short stalls one burst at a time; after a long one
+        // (10 ms of traffic, e.g. the VM was descheduled) forget the debt.
+        if owed > (self.rate / 100).max(4 * BURST_SIZE as u64) {
+            self.restart(now, sent);
+            return BURST_SIZE;
+        }
+        owed.min(BURST_SIZE as u64) as usize
+    }
+
+    fn restart(&mut self, now: u64, sent: u64) {
+        self.since = now;
+        self.base = sent;
+    }
+}
+
+struct Loop<'a> {
+    plan: &'a Plan,
+    c: Counters,
+    pending: [*mut dpdk_sys::rte_mbuf; PENDING],
+    kinds: [Kind; PENDING],
+    npend: usize,
+    /// Originated packets built (sent or pending).
+    built: u64,
+    prime_next: u64,
+    flow_next: u64,
+    new_next: u64,
+    new_acc: u32,
+    sample_left: u32,
+    sample_seq: u16,
+    last_seq: Option<u16>,
+    /// The histogram of the current window, if measuring.
+    window: Option<usize>,
+    rtt: &'a mut [Histogram<u64>],
+    ns_per_cycle: f64,
+}
+
+impl<'a> Loop<'a> {
+    fn push(&mut self, m: Mbuf, kind: Kind) -> Result<(), Mbuf> {
+        if self.npend == PENDING {
+            return Err(m);
+        }
+        self.pending[self.npend] = m.into_raw().as_ptr();
+        self.kinds[self.npend] = kind;
+        self.npend += 1;
+        Ok(())
+    }
+
+    /// Sends what is pending; keeps what the port refused for next time.
+    #[inline]
+    fn flush(&mut self, tx: &mut TxQueue) {
+        if self.npend == 0 {
+            return;
+        }
+        // SAFETY: pending[..npend] are mbufs this loop owns (built, or
+        // received and taken out of their burst).
+        let sent = unsafe { tx.tx_burst_raw(&mut self.pending[..self.npend]) };
+        if sent < self.npend {
+            self.c.tx_ring_full += 1;
+        }
+        for k in &self.kinds[..sent] {
+            match *k {
+                Kind::Orig { new } => {
+                    self.c.tx_orig += 1;
+                    self.c.tx_new += new as u64;
+                }
+                Kind::Reflected => self.c.tx_reflected += 1,
+                Kind::Arp => self.c.tx_arp += 1,
+            }
+        }
+        self.pending.copy_within(sent..self.npend, 0);
+        self.kinds.copy_within(sent..self.npend, 0);
+        self.npend -= sent;
+    }
+
+    /// Builds up to `want` originated packets into the pending array.
+    #[inline]
+    fn originate(&mut self, pool: &BulkPool, want: usize, phase: Phase) {
+        let n = want
+            .min((PENDING - ANSWER_ROOM).saturating_sub(self.npend))
+            .min(BURST_SIZE);
+        if n == 0 {
+            return;
+        }
+        let mut fresh = [std::ptr::null_mut(); BURST_SIZE];
+        if !pool.alloc_bulk(&mut fresh[..n]) {
+            self.c.alloc_failures += 1;
+            return;
+        }
+        let plan = self.plan;
+        for raw in fresh.iter().take(n) {
+            let Some(raw) = NonNull::new(*raw) else {
+                continue;
+            };
+            // SAFETY: alloc_bulk just handed us this mbuf; nothing else owns it.
+            let mut m = unsafe { Mbuf::from_raw(raw) };
+            let (t, (ip, port), new) = if phase == Phase::Prime || phase == Phase::Settle {
+                let f = self.prime_next;
+                self.prime_next += 1;
+                (&plan.prime, plan.flows.tuple(f), false)
+            } else {
+                self.new_acc += plan.new_share_q16;
+                if self.new_acc >= 1 << 16 {
+                    self.new_acc -= 1 << 16;
+                    let k = self.new_next;
+                    self.new_next += 1;
+                    (&plan.fresh, plan.new_space.tuple(k), true)
+                } else {
+                    let f = self.flow_next;
+                    self.flow_next += 1;
+                    if self.flow_next == plan.flows.len() {
+                        self.flow_next = 0;
+                    }
+                    (&plan.steady, plan.flows.tuple(f), false)
+                }
+            };
+            self.sample_left -= 1;
+            let stamp = if self.sample_left == 0 {
+                self.sample_left = plan.sample.max(1);
+                self.sample_seq = self.sample_seq.wrapping_add(1);
+                Some(Stamp::at(tsc_now(), self.sample_seq))
+            } else {
+                None
+            };
+            if !m.set_data(t.bytes()) {
+                continue; // mbuf too small for the frame: dropped here
+            }
+            t.patch(m.data_mut(), ip, port, stamp);
+            self.built += 1;
+            // n ≤ PENDING - ANSWER_ROOM - npend, so this always fits.
+            let _ = self.push(m, Kind::Orig { new });
+        }
+    }
+
+    /// Handles one received burst: count, check samples, answer ARP,
+    /// reflect requests; frees the rest in one call.
+    #[inline]
+    fn receive(&mut self, burst: &mut MbufBurst) {
+        let plan = self.plan;
+        let e = &plan.expect;
+        let mut free = [std::ptr::null_mut(); BURST_SIZE];
+        let mut nfree = 0;
+        while let Some(mut m) = burst.next_packet() {
+            let keep = match packet::parse(m.data()) {
+                Rx::Arp => {
+                    self.c.rx_arp += 1;
+                    let rips = &e.rips;
+                    let gen = e.gen_mac;
+                    packet::answer_arp(m.data_mut(), |a: Ipv4Addr| {
+                        let a = u32::from(a);
+                        if rips.contains(a) {
+                            rs_mac(a)
+                        } else {
+                            gen
+                        }
+                    })
+                    .then_some(Kind::Arp)
+                }
+                Rx::Other => {
+                    self.c.rx_other += 1;
+                    None
+                }
+                Rx::Data(h) => {
+                    let dir = e.direction(&h);
+                    match dir {
+                        Direction::Request => self.c.rx_request += 1,
+                        Direction::Reply => self.c.rx_reply += 1,
+                    }
+                    let reflect = plan.reflect && dir == Direction::Request;
+                    if dir == Direction::Request
+                        && h.proto == 6
+                        && h.flags & (tcp::SYN | tcp::ACK) == tcp::SYN
+                    {
+                        self.c.rx_new += 1;
+                    }
+                    let stamp = m.data().get(h.payload..).and_then(Stamp::read);
+                    if let Some(s) = stamp {
+                        self.sampled(&m, &h, dir, s, reflect);
+                    }
+                    if reflect {
+                        let (src, dst) = (rs_mac(h.dst), e.dut_mac);
+                        packet::reflect(m.data_mut(), &h, src, dst).then_some(Kind::Reflected)
+                    } else {
+                        None
+                    }
+                }
+            };
+            let m = match keep {
+                Some(kind) => match self.push(m, kind) {
+                    Ok(()) => continue,
+                    Err(m) => {
+                        if kind == Kind::Reflected {
+                            self.c.reflect_dropped += 1;
+                        }
+                        m
+                    }
+                },
+                None => m,
+            };
+            free[nfree] = m.into_raw().as_ptr();
+            nfree += 1;
+        }
+        // SAFETY: free[..nfree] were taken out of the burst (ownership
+        // moved to us by into_raw) and are referenced nowhere else.
+        unsafe { free_bulk(&mut free[..nfree]) };
+    }
+
+    /// Checks a stamped packet; on its last arrival, times it.
+    fn sampled(&mut self, m: &Mbuf, h: &packet::Headers, dir: Direction, s: Stamp, reflect: bool) {
+        self.c.checked += 1;
+        if let Err(f) = self.plan.expect.check(m.data(), h, dir) {
+            self.c.failures[f.index()] += 1;
+        }
+        if reflect {
+            return; // timed when the reply comes back
+        }
+        if let Some(h) = self.window.and_then(|w| self.rtt.get_mut(w)) {
+            let ns = (s.cycles_until(tsc_now()) as f64 * self.ns_per_cycle) as u64;
+            h.saturating_record(ns.max(1));
+        }
+        if let Some(last) = self.last_seq {
+            if (s.seq.wrapping_sub(last) as i16) <= 0 {
+                self.c.reordered += 1;
+                return;
+            }
+        }
+        self.last_seq = Some(s.seq);
+    }
+}
+
+impl Drop for Loop<'_> {
+    fn drop(&mut self) {
+        // SAFETY: pending[..npend] are owned by the loop and never sent.
+        unsafe { free_bulk(&mut self.pending[..self.npend]) };
+        self.npend = 0;
+    }
+}
+
+/// Runs the whole plan on the calling lcore: one measurement window per
+/// histogram in `rtt`, where the round trips of stamped packets of that
+/// window go (ns).
+pub fn run(
+    plan: &Plan,
+    rx: &mut RxQueue,
+    tx: &mut TxQueue,
+    pool: &BulkPool,
+    rtt: &mut [Histogram<u64>],
+) -> Outcome {
+    let repeat = rtt.len();
+    let mut lp = Loop {
+        plan,
+        c: Counters::default(),
+        pending: [std::ptr::null_mut(); PENDING],
+        kinds: [Kind::Arp; PENDING],
+        npend: 0,
+        built: 0,
+        prime_next: 0,
+        flow_next: 0,
+        new_next: 0,
+        new_acc: 0,
+        sample_left: plan.sample.max(1),
+        sample_seq: 0,
+        last_seq: None,
+        window: None,
+        rtt,
+        ns_per_cycle: 1e9 / plan.hz.max(1) as f64,
+    };
+    let mut burst = MbufBurst::new();
+    let start = tsc_now();
+    let mut pacer = Pacer {
+        rate: plan.rate_pps,
+        hz: plan.hz,
+        since: start,
+        base: 0,
+    };
+    let settle_flows = SETTLE_FLOWS.min(plan.flows.len());
+    let settle_end = start + plan.settle_cycles;
+    let warm_end = settle_end + plan.warmup_cycles;
+    let mut phase = Phase::Settle;
+    let mut windows: Vec<Window> = Vec::with_capacity(repeat);
+    let (mut window_start, mut first_start, mut drain_end) = (0u64, 0u64, 0u64);
+    let mut at_start = Counters::default();
+    loop {
+        let now = tsc_now();
+        lp.c.loop_turns += 1;
+        // Phase changes.
+        match phase {
+            Phase::Settle if now >= settle_end => {
+                phase = Phase::Prime;
+                lp.prime_next = 0;
+                pacer.restart(now, lp.built);
+            }
+            Phase::Prime if lp.prime_next >= plan.flows.len() => phase = Phase::Warm,
+            Phase::Warm if now >= warm_end && repeat > 0 => {
+                phase = Phase::Measure;
+                lp.flush(tx);
+                at_start = lp.c;
+                window_start = now;
+                first_start = now;
+                lp.window = Some(0);
+                pacer.restart(now, lp.built);
+            }
+            Phase::Warm if now >= warm_end => {
+                phase = Phase::Drain;
+                drain_end = now + plan.drain_cycles;
+            }
+            Phase::Measure if now >= window_start + plan.duration_cycles => {
+                lp.flush(tx);
+                if let Some(prev) = windows.last_mut() {
+                    prev.at_settled = lp.c;
+                }
+                windows.push(Window {
+                    at_start,
+                    at_end: lp.c,
+                    at_settled: lp.c,
+                    cycles: now - window_start,
+                });
+                let silent = at_start.rx_data() == lp.c.rx_data();
+                at_start = lp.c;
+                window_start = now;
+                if windows.len() < repeat && !(silent && plan.stop_if_silent) {
+                    lp.window = Some(windows.len());
+                } else {
+                    phase = Phase::Drain;
+                    lp.window = None;
+                    drain_end = now + plan.drain_cycles;
+                }
+            }
+            Phase::Drain if now >= drain_end => break,
+            _ => {}
+        }
+        // Originate.
+        let want = match phase {
+            Phase::Settle => settle_flows.saturating_sub(lp.prime_next) as usize,
+            Phase::Prime => {
+                let left = plan.flows.len() - lp.prime_next;
+                pacer
+                    .budget(now, lp.built)
+                    .min(left.min(usize::MAX as u64) as usize)
+            }
+            Phase::Warm | Phase::Measure => pacer.budget(now, lp.built),
+            Phase::Drain => 0,
+        };
+        lp.originate(pool, want, phase);
+        lp.flush(tx);
+        // Receive (twice per send, so the rx ring drains faster than the
+        // forwarder can fill it when both run flat out).
+        for _ in 0..2 {
+            if rx.rx_burst(&mut burst) == 0 {
+                lp.c.rx_empty_polls += 1;
+                break;
+            }
+            lp.receive(&mut burst);
+            lp.flush(tx);
+        }
+    }
+    lp.flush(tx);
+    if let Some(last) = windows.last_mut() {
+        last.at_settled = lp.c;
+    }
+    Outcome {
+        windows,
+        at_finish: lp.c,
+        lead_cycles: first_start.saturating_sub(start),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacer_spreads_packets_over_time() {
+        let mut p = Pacer {
+            rate: 1_000_000,
+            hz: 1_000_000_000,
+            since: 0,
+            base: 0,
+        };
+        // 1 Mpps at 1 GHz: one packet per 1000 cycles
+        assert_eq!(p.budget(0, 0), 0);
+        assert_eq!(p.budget(10_000, 0), 10);
+        assert_eq!(p.budget(10_000, 10), 0);
+        assert_eq!(p.budget(42_500, 10), 32);
+        // behind by less than 10 ms: catch up a burst at a time
+        assert_eq!(p.budget(5_000_000, 10), BURST_SIZE);
+        assert_eq!((p.since, p.base), (0, 0));
+        // far behind: the debt is dropped
+        assert_eq!(p.budget(100_000_000, 42), BURST_SIZE);
+        assert_eq!((p.since, p.base), (100_000_000, 42));
+        assert_eq!(p.budget(100_005_000, 42), 5);
+        let mut unpaced = Pacer {
+            rate: 0,
+            hz: 1,
+            since: 0,
+            base: 0,
+        };
+        assert_eq!(unpaced.budget(123, 456), BURST_SIZE);
+    }
+
+    #[test]
+    fn counters_sum() {
+        let mut c = Counters {
+            rx_request: 3,
+            rx_reply: 4,
+            ..Counters::default()
+        };
+        c.failures[Failure::Src.index()] = 2;
+        c.failures[Failure::Payload.index()] = 1;
+        assert_eq!(c.rx_data(), 7);
+        assert_eq!(c.check_failures(), 3);
+    }
+}

@@ -1,0 +1,64 @@
+-- Pktgen-DPDK Lua: sweep vsd's four forwarding methods and three flow counts, one-arm
+-- (vsd-onearm.toml), and print one line per point: tx and rx Mpps on port 0.
+--   pktgen ... -- -P -m "[1].0" -f perf/pktgen/sweep.lua
+-- Untested here (Pktgen is not packaged for this machine); written against the
+-- pktgen Lua module as of the 23.x releases. portStats changed shape over releases:
+-- rx_tx() below reads both.
+
+package.path = package.path .. ";?.lua;test/?.lua;app/?.lua;"
+require "Pktgen"
+
+local port = "0"
+local seconds = 10          -- measurement per point
+local prime_seconds = 3     -- traffic before measuring: vsd creates the flows
+local vsd_mac = "02:00:00:00:10:01"
+local modes = { {"dr", 80}, {"tun", 81}, {"nat", 82}, {"fullnat", 83} }
+-- flows, addresses, ports (coprime: the range pattern repeats after addresses x ports)
+local flow_sets = {
+    {1000, "198.19.3.231", 1024},
+    {100400, "198.19.1.143", 1274},
+    {1001000, "198.19.3.231", 2024},
+}
+
+local function range4(fn, start, min, max, inc)
+    fn(port, "start", start)
+    fn(port, "min", min)
+    fn(port, "max", max)
+    fn(port, "inc", inc)
+end
+
+local function rx_tx()
+    local s = pktgen.portStats(port, "port")
+    local p = s[0] or s[tonumber(port)]
+    if p.curr ~= nil then p = p.curr end
+    return p.ipackets, p.opackets
+end
+
+pktgen.stop(port)
+pktgen.set_ipaddr(port, "src", "198.18.0.11/24")
+pktgen.set_mac(port, "dst", vsd_mac)
+pktgen.process(port, "on")          -- answer vsd's ARP for 198.18.0.11
+pktgen.set(port, "rate", 100)
+pktgen.set_proto(port, "udp")
+range4(pktgen.range.pkt_size, 64, 64, 64, 0)
+range4(pktgen.range.dst_mac, vsd_mac, vsd_mac, vsd_mac, "00:00:00:00:00:00")
+range4(pktgen.range.dst_ip, "198.18.0.100", "198.18.0.100", "198.18.0.100", "0.0.0.0")
+pktgen.set_range(port, "on")
+
+print("mode     flows      tx_mpps  rx_mpps")
+for _, m in ipairs(modes) do
+    for _, f in ipairs(flow_sets) do
+        range4(pktgen.range.dst_port, m[2], m[2], m[2], 0)
+        range4(pktgen.range.src_ip, "198.19.0.0", "198.19.0.0", f[2], "0.0.0.1")
+        range4(pktgen.range.src_port, 1024, 1024, f[3], 1)
+        pktgen.start(port)
+        pktgen.delay(prime_seconds * 1000)
+        local rx0, tx0 = rx_tx()
+        pktgen.delay(seconds * 1000)
+        local rx1, tx1 = rx_tx()
+        pktgen.stop(port)
+        pktgen.delay(500)
+        print(string.format("%-8s %-10d %7.3f  %7.3f", m[1], f[1],
+            (tx1 - tx0) / seconds / 1e6, (rx1 - rx0) / seconds / 1e6))
+    end
+end

@@ -1,0 +1,647 @@
+#!/usr/bin/env bash
+# vsd benchmarks on net_memif, with this machine's ceiling measured in the same run.
+#
+#   perf/run.sh            full run (~15 min): 3 windows of 10 s per point
+#   perf/run.sh --quick    under 3 minutes: 3 windows of 1 s, fewer points
+#
+# Options: --quick, --no-build, --repeat N, --duration S, --warmup S,
+#          --flows "1000 100000 1000000", --modes "dr tun nat fullnat",
+#          --proto tcp|udp, --pkt-size N, --sched NAME, --out DIR,
+#          --wait-idle MIN (wait up to MIN minutes for a 1-minute load under 0.5)
+#
+# What it does (details and the meaning of every number: perf/README.md):
+#   1. builds release (vsd, vsadm, vsd-gen);
+#   2. ceiling: vsd-gen <-> dpdk-testpmd --forward-mode=io, then macswap;
+#   3. vsd in each mode at each flow count, a new-connection (SYN) run, and
+#      latency runs at half of each maximum rate;
+#   4. writes perf/results/latest.{json,md,png}; raw JSON lines and logs of
+#      the last run stay in perf/results/last-run/ (not in git).
+# Every point is repeated and its median reported: runs on this VM vary by up to 2x.
+# Topology: 2 CPUs. The generator runs on CPU 0; the forwarder's one worker on
+# CPU 1 (testpmd -l 0,1 / vsd control 0, workers [1]); control threads share CPU 0.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT_DIR="$ROOT/perf/results"
+QUICK=0
+BUILD=1
+REPEAT=""
+DURATION=""
+WARMUP=""
+FLOWS=""
+MODES="dr tun nat fullnat"
+PROTO=tcp
+PKT_SIZE=64
+SCHED=rr
+WAIT_IDLE=0
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --no-build) BUILD=0 ;;
+        --repeat) REPEAT=$2; shift ;;
+        --duration) DURATION=$2; shift ;;
+        --warmup) WARMUP=$2; shift ;;
+        --flows) FLOWS=$2; shift ;;
+        --modes) MODES=$2; shift ;;
+        --proto) PROTO=$2; shift ;;
+        --pkt-size) PKT_SIZE=$2; shift ;;
+        --sched) SCHED=$2; shift ;;
+        --out) OUT_DIR=$2; shift ;;
+        --wait-idle) WAIT_IDLE=$2; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [ "$QUICK" = 1 ]; then
+    : "${REPEAT:=3}" "${DURATION:=1}" "${WARMUP:=0.5}" "${FLOWS:=1000 1000000}"
+else
+    : "${REPEAT:=3}" "${DURATION:=10}" "${WARMUP:=2}" "${FLOWS:=1000 100000 1000000}"
+fi
+# SYN floods fill connection tables (SYN_RECV entries live 60 s): short windows, a short
+# warm-up and a table of SYN_CAPACITY slots (8M: ~800 MB) for them.
+# 3 x 0.5 s + 0.2 s at ~4M SYN/s stays under 8M.
+SYN_DURATION=0.5
+SYN_CAPACITY=8388608
+# Table slots for the throughput points: room for the largest flow count twice over.
+CONN_CAPACITY=2097152
+
+TAG="vsdperf$$"
+WORK=$(mktemp -d "/tmp/$TAG.XXXXXX")
+RAW="$OUT_DIR/last-run"
+MEMIF_SOCK="$WORK/memif.sock"
+CTL_SOCK="$WORK/vsd.sock"
+GEN="$ROOT/target/release/vsd-gen"
+VSD="$ROOT/target/release/vsd"
+VSADM="$ROOT/target/release/vsadm"
+FWD_PID=""
+FWD_NAME=""
+GEN_PID=""
+PREFIXES=()
+
+log() { printf '[run.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+# Stop the forwarder (testpmd or vsd): SIGINT, then SIGKILL after 10 s.
+stop_fwd() {
+    if [ -n "$FWD_PID" ] && kill -0 "$FWD_PID" 2>/dev/null; then
+        kill -INT "$FWD_PID" 2>/dev/null || true
+        for _ in $(seq 100); do
+            kill -0 "$FWD_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$FWD_PID" 2>/dev/null; then
+            log "$FWD_NAME ($FWD_PID) ignored SIGINT; killing it"
+            kill -KILL "$FWD_PID" 2>/dev/null || true
+        fi
+        wait "$FWD_PID" 2>/dev/null || true
+    fi
+    FWD_PID=""
+    rm -f "$MEMIF_SOCK" "$CTL_SOCK"
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_fwd
+    if [ -n "$GEN_PID" ]; then
+        kill -KILL "$GEN_PID" 2>/dev/null || true
+        wait "$GEN_PID" 2>/dev/null || true
+    fi
+    for p in "${PREFIXES[@]}"; do
+        rm -rf "/var/run/dpdk/$p" "${XDG_RUNTIME_DIR:-/nonexistent}/dpdk/$p"
+        rm -f /dev/hugepages/"$p"map_* 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Sets PREFIX to a fresh EAL --file-prefix and remembers it for cleanup.
+new_prefix() {
+    PREFIX="$TAG-$1"
+    PREFIXES+=("$PREFIX")
+}
+
+# Real server port: NAT and FULLNAT map 80 -> 8080, DR and TUN cannot.
+rport_of() {
+    case "$1" in nat|fullnat) echo 8080 ;; *) echo 80 ;; esac
+}
+
+wait_for_socket() { # path seconds
+    local i
+    for i in $(seq $(( $2 * 10 ))); do
+        [ -S "$1" ] && return 0
+        [ -n "$FWD_PID" ] && ! kill -0 "$FWD_PID" 2>/dev/null && return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+start_testpmd() { # forward-mode
+    FWD_NAME="testpmd-$1"
+    new_prefix "$FWD_NAME"
+    dpdk-testpmd -l 0,1 --no-pci --file-prefix="$PREFIX" --no-huge -m 1024 \
+        --vdev "net_memif0,role=server,socket=$MEMIF_SOCK,socket-abstract=no" -- \
+        --forward-mode="$1" --port-topology=loop --auto-start --stats-period 1 \
+        --total-num-mbufs=16384 --rxd=1024 --txd=1024 \
+        </dev/null >"$RAW/$FWD_NAME.log" 2>&1 &
+    FWD_PID=$!
+    # Connect only once testpmd forwards: a memif client that connects while
+    # the server port is still starting can make the server panic.
+    local i
+    for i in $(seq 300); do
+        grep -q "packet forwarding - ports=" "$RAW/$FWD_NAME.log" 2>/dev/null && { sleep 0.3; return 0; }
+        kill -0 "$FWD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "testpmd did not start (see $RAW/$FWD_NAME.log)"
+    return 1
+}
+
+# vsd's bench configuration for one forwarding method.
+vsd_config() { # mode prefix [conn_capacity]
+    local mode=$1 rport laddrs="" i cap=${3:-$CONN_CAPACITY}
+    rport=$(rport_of "$mode")
+    if [ "$mode" = fullnat ]; then
+        laddrs="local_addresses = ["
+        for i in $(seq 200 215); do laddrs+="\"198.18.0.$i\", "; done
+        laddrs="${laddrs%, }]"
+    fi
+    cat <<EOF
+# generated by perf/run.sh: vsd in $mode mode for the memif benchmark
+[eal]
+args = ["--no-pci", "--file-prefix=$2"]
+huge = false
+memory_mb = 1024
+
+[lcores]
+control = 0
+workers = [1]
+
+[control]
+socket = "$CTL_SOCK"
+
+[[port]]
+name = "bench0"
+device = "net_memif0,role=server,socket=$MEMIF_SOCK,socket-abstract=no"
+rx_desc = 1024
+tx_desc = 1024
+mac = "02:00:00:00:10:01"
+rss = false
+addresses = ["198.18.0.1/24"]
+gateway = "198.18.0.254"
+
+[[vip]]
+address = "198.18.0.100"
+port = "bench0"
+
+[lb]
+# connection table slots per worker (about 100 bytes each, allocated at start)
+conn_capacity = $cap
+
+[[service]]
+proto = "$PROTO"
+vip = "198.18.0.100"
+port = 80
+scheduler = "$SCHED"
+$laddrs
+EOF
+    for i in 11 12 13 14; do
+        printf '\n[[service.real_server]]\naddress = "198.18.0.%s"\nport = %s\nmethod = "%s"\n' "$i" "$rport" "$mode"
+    done
+}
+
+VSD_NOTE=""
+start_vsd() { # mode [conn_capacity]
+    FWD_NAME="vsd-$1"
+    new_prefix "$FWD_NAME"
+    vsd_config "$1" "$PREFIX" "${2:-}" >"$RAW/$FWD_NAME.toml"
+    "$VSD" --config "$RAW/$FWD_NAME.toml" </dev/null >"$RAW/$FWD_NAME.log" 2>&1 &
+    FWD_PID=$!
+    # vsd binds its control socket after its ports started and its workers run.
+    if ! wait_for_socket "$CTL_SOCK" 30 || ! wait_for_socket "$MEMIF_SOCK" 5; then
+        VSD_NOTE="vsd did not start in $1 mode: $(tail -n 1 "$RAW/$FWD_NAME.log" | tr -d '"\\' | cut -c1-160)"
+        log "$VSD_NOTE"
+        stop_fwd
+        return 1
+    fi
+    sleep 0.3
+}
+
+vsd_rss_kb() {
+    if [ -n "$FWD_PID" ] && [ -r "/proc/$FWD_PID/status" ]; then
+        awk '/^VmRSS:/ {print $2}' "/proc/$FWD_PID/status"
+    else
+        echo 0
+    fi
+}
+
+note() { # label text
+    printf '{"label":"%s","note":"%s"}\n' "$1" "$2" >>"$RAW/points.jsonl"
+}
+
+# One forwarder session: start the forwarder (testpmd-MODE or vsd-MODE), run
+# vsd-gen for $REPEAT back-to-back windows, stop the forwarder once the reports
+# are in, and only then let the generator disconnect (a memif client leaving
+# while the server's worker polls can crash a DPDK 22.11 memif server).
+# Appends one labelled line per window to $RAW/points.jsonl.
+session() { # label kind target flows forwarder duration [vsd-gen options...]
+    local label=$1 kind=$2 target=$3 flows=$4 fwd=$5 duration=$6
+    shift 6
+    case "$fwd" in
+        testpmd-*) start_testpmd "${fwd#testpmd-}" || { note "$label" "testpmd did not start"; return 1; } ;;
+        vsd-*) start_vsd "${fwd#vsd-}" "${SESSION_CAPACITY:-}" || { note "$label" "$VSD_NOTE"; return 1; } ;;
+    esac
+    new_prefix "gen-$label"
+    local rss0 rss1 limit t line
+    rss0=$(vsd_rss_kb)
+    limit=$(awk -v d="$duration" -v w="$WARMUP" -v r="$REPEAT" 'BEGIN { printf "%d", r * d + w + 60 }')
+    : >"$RAW/$label.json"
+    : >"$RAW/$label.err"
+    "$GEN" --file-prefix "$PREFIX" --memif-socket "$MEMIF_SOCK" --repeat "$REPEAT" --linger 30 \
+        --stop-if-silent --flows "$flows" --pkt-size "$PKT_SIZE" --proto "$PROTO" \
+        --duration "$duration" --warmup "$WARMUP" --lips 198.18.0.200/29,198.18.0.208/29 "$@" \
+        >"$RAW/$label.json" 2>"$RAW/$label.err" &
+    GEN_PID=$!
+    t=$SECONDS
+    while kill -0 "$GEN_PID" 2>/dev/null && ! grep -q "^vsd-gen: reported" "$RAW/$label.err"; do
+        if [ $((SECONDS - t)) -gt "$limit" ]; then
+            log "  $label: vsd-gen still running after ${limit}s; stopping it"
+            kill -INT "$GEN_PID" 2>/dev/null || true
+            break
+        fi
+        sleep 0.2
+    done
+    rss1=$(vsd_rss_kb)
+    if [ "${fwd%%-*}" = vsd ]; then
+        "$VSADM" --socket "$CTL_SOCK" --counters >"$RAW/$label.counters.txt" 2>&1 || true
+        "$VSADM" --socket "$CTL_SOCK" --counters --json >"$RAW/$label.counters.json" 2>&1 || true
+        "$VSADM" --socket "$CTL_SOCK" -Ln --stats >"$RAW/$label.stats.txt" 2>&1 || true
+    fi
+    stop_fwd
+    for _ in $(seq 100); do kill -0 "$GEN_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$GEN_PID" 2>/dev/null || true
+    wait "$GEN_PID" 2>/dev/null || true
+    GEN_PID=""
+    grep '^vsd-gen ' "$RAW/$label.err" | sed 's/^vsd-gen /  /' | while IFS= read -r line; do log "$line"; done
+    if [ ! -s "$RAW/$label.json" ]; then
+        log "  $label: vsd-gen failed: $(tail -n 1 "$RAW/$label.err")"
+        note "$label" "vsd-gen failed: $(tail -n 1 "$RAW/$label.err" | tr -d '"\\' | cut -c1-160)"
+        return 1
+    fi
+    while IFS= read -r line; do
+        printf '{"label":"%s","kind":"%s","target":"%s","fwd_rss_kb_before":%s,"fwd_rss_kb_after":%s,"gen":%s}\n' \
+            "$label" "$kind" "$target" "${rss0:-0}" "${rss1:-0}" "$line" >>"$RAW/points.jsonl"
+    done <"$RAW/$label.json"
+}
+
+# Median rx Mpps of a label (empty if none came back).
+median_mpps() {
+    /usr/bin/python3 - "$RAW/points.jsonl" "$1" <<'PY'
+import json, statistics, sys
+vals = [r["gen"]["rx_mpps"] for r in map(json.loads, open(sys.argv[1]))
+        if r.get("label") == sys.argv[2] and "gen" in r and r["gen"]["rx_packets"] > 0]
+print(statistics.median(vals) if vals else "")
+PY
+}
+
+# Half of a maximum received rate (Mpps), as an originated rate (pps): NAT and
+# FULLNAT receive every originated packet twice (request, then the reply).
+half_of() { # mpps mode
+    local legs=1
+    case "$2" in nat|fullnat) legs=2 ;; esac
+    awk -v m="$1" -v l="$legs" 'BEGIN { printf "%d", m * 1e6 / 2 / l }'
+}
+
+# --- build -------------------------------------------------------------------
+mkdir -p "$OUT_DIR"
+rm -rf "$RAW"
+mkdir -p "$RAW"
+: >"$RAW/points.jsonl"
+if [ "$BUILD" = 1 ]; then
+    log "building release binaries"
+    (cd "$ROOT" && cargo build --release --bins) >"$RAW/build.log" 2>&1 ||
+        { log "build failed (see $RAW/build.log)"; exit 1; }
+fi
+for b in "$GEN" "$VSD"; do
+    [ -x "$b" ] || { log "missing $b (build first, or drop --no-build)"; exit 1; }
+done
+command -v dpdk-testpmd >/dev/null || { log "dpdk-testpmd not found (apt-get install dpdk)"; exit 1; }
+if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null && ! command -v gnuplot >/dev/null; then
+    log "installing python3-matplotlib for the chart"
+    apt-get install -y -q python3-matplotlib >"$RAW/apt.log" 2>&1 ||
+        apt-get install -y -q gnuplot-nox >>"$RAW/apt.log" 2>&1 ||
+        log "no chart tool could be installed: latest.png will be missing"
+fi
+if [ "$WAIT_IDLE" != 0 ]; then
+    log "waiting up to $WAIT_IDLE min for the machine to be idle (load now $(cut -d' ' -f1 /proc/loadavg))"
+    t=$SECONDS
+    while [ $((SECONDS - t)) -lt $((WAIT_IDLE * 60)) ]; do
+        case "$(cut -d' ' -f1 /proc/loadavg)" in 0.[0-4]*) break ;; esac
+        sleep 10
+    done
+fi
+T0=$SECONDS
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log "runs: $REPEAT x ${DURATION}s windows (+${WARMUP}s warm-up), flows: $FLOWS, $PROTO, ${PKT_SIZE}B; load $LOAD_BEFORE"
+case "$LOAD_BEFORE" in 0.[0-4]*) ;; *) log "warning: the machine is busy (load $LOAD_BEFORE): numbers will be low and noisy" ;; esac
+
+# --- ceiling -----------------------------------------------------------------
+CEIL_FLOWS=${FLOWS%% *}
+LAST_FLOWS=${FLOWS##* }
+session "io-$CEIL_FLOWS" throughput io "$CEIL_FLOWS" testpmd-io "$DURATION" --expect io ||
+    { log "the ceiling run failed: nothing to compare against"; exit 1; }
+CEILING=$(median_mpps "io-$CEIL_FLOWS")
+[ -n "$CEILING" ] || { log "the ceiling run returned nothing"; exit 1; }
+log "ceiling (testpmd io): $CEILING Mpps"
+if [ "$QUICK" = 0 ] && [ "$LAST_FLOWS" != "$CEIL_FLOWS" ]; then
+    session "io-$LAST_FLOWS" throughput io "$LAST_FLOWS" testpmd-io "$DURATION" --expect io || true
+fi
+session "macswap-$CEIL_FLOWS" throughput macswap "$CEIL_FLOWS" testpmd-macswap "$DURATION" --expect macswap || true
+session lat-io latency io "$CEIL_FLOWS" testpmd-io "$DURATION" --expect io --rate "$(half_of "$CEILING" io)" || true
+
+# --- vsd ---------------------------------------------------------------------
+for mode in $MODES; do
+    for flows in $FLOWS; do
+        session "$mode-$flows" throughput "$mode" "$flows" "vsd-$mode" "$DURATION" \
+            --expect "$mode" --rport "$(rport_of "$mode")" || continue
+        max=$(median_mpps "$mode-$flows")
+        if [ -z "$max" ]; then
+            note "$mode-$flows" "vsd forwarded nothing in $mode mode (0 packets came back)"
+            continue
+        fi
+        if [ "$flows" = "$CEIL_FLOWS" ]; then
+            session "lat-$mode" latency "$mode" "$flows" "vsd-$mode" "$DURATION" \
+                --expect "$mode" --rport "$(rport_of "$mode")" --rate "$(half_of "$max" "$mode")" || true
+        fi
+    done
+done
+
+# New connections: every packet a SYN on a fresh tuple (TCP whatever --proto says).
+SYN_MODES="dr fullnat"
+[ "$QUICK" = 1 ] && SYN_MODES="fullnat"
+for mode in $SYN_MODES; do
+    case " $MODES " in *" $mode "*) ;; *) continue ;; esac
+    PROTO=tcp WARMUP=0.2 SESSION_CAPACITY=$SYN_CAPACITY session "syn-$mode" syn "$mode" "$CEIL_FLOWS" \
+        "vsd-$mode" "$SYN_DURATION" --expect "$mode" --rport "$(rport_of "$mode")" --new-conn-share 1 || continue
+    [ -n "$(median_mpps "syn-$mode")" ] ||
+        note "syn-$mode" "vsd forwarded nothing in $mode mode (0 packets came back)"
+done
+# Memory per connection: vsd allocates (and touches) its connection table at start, so
+# the resident size of two idle vsds that differ only in table slots gives the bytes
+# per slot, index and timer wheel included.
+vsd_idle_rss_kb() { # capacity -> IDLE_RSS (kB, 0 if vsd did not start)
+    IDLE_RSS=0
+    start_vsd dr "$1" || return 0
+    sleep 0.5
+    IDLE_RSS=$(vsd_rss_kb)
+    stop_fwd
+}
+BYTES_PER_CONN=""
+case " $MODES " in
+    *" dr "*)
+        vsd_idle_rss_kb 1048576
+        rss_small=$IDLE_RSS
+        vsd_idle_rss_kb 4194304
+        rss_big=$IDLE_RSS
+        if [ "${rss_small:-0}" -gt 0 ] && [ "${rss_big:-0}" -gt "${rss_small:-0}" ]; then
+            BYTES_PER_CONN=$(( (rss_big - rss_small) * 1024 / (4194304 - 1048576) ))
+            log "connection table: $BYTES_PER_CONN bytes per slot (RSS $rss_small kB at 1M slots, $rss_big kB at 4M)"
+        fi
+        ;;
+esac
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- results -----------------------------------------------------------------
+log "measurements done in $((SECONDS - T0)) s; writing results"
+/usr/bin/python3 - "$RAW/points.jsonl" "$OUT_DIR" "$QUICK" "$REPEAT" "$DURATION" "$PROTO" "$PKT_SIZE" \
+    "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$LOAD_BEFORE" "$LOAD_AFTER" \
+    "$BYTES_PER_CONN" <<'EOF'
+import json, os, statistics, sys, datetime, subprocess
+
+raw, out_dir, quick, repeat, duration, proto, pkt_size, rev, load0, load1, table_bpc = sys.argv[1:12]
+table_bpc = int(table_bpc) if table_bpc else None
+rows = [json.loads(l) for l in open(raw) if l.strip()]
+notes = {}
+for r in rows:
+    if "note" in r:
+        notes.setdefault(r["label"], []).append(r["note"])
+points = [r for r in rows if "gen" in r]
+labels = []
+for r in points:
+    if r["label"] not in labels:
+        labels.append(r["label"])
+for l in notes:
+    if l not in labels:
+        labels.append(l)
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return round(statistics.median(vals), 3) if vals else None
+
+def group(label):
+    return [r for r in points if r["label"] == label]
+
+ceiling_label = next((l for l in labels if l.startswith("io-")), None)
+ceiling = med([r["gen"]["rx_mpps"] for r in group(ceiling_label)]) if ceiling_label else None
+lat_io = group("lat-io")
+io_p99 = med([r["gen"]["p99_us"] for r in lat_io])
+io_p50 = med([r["gen"]["p50_us"] for r in lat_io])
+
+records = []
+for label in labels:
+    g = group(label)
+    gens = [r["gen"] for r in g]
+    kind = g[0]["kind"] if g else ("syn" if label.startswith("syn-") else "latency" if label.startswith("lat-") else "throughput")
+    mode = g[0]["target"] if g else label.split("-")[1 if label.startswith(("syn-", "lat-")) else 0]
+    flows = gens[0]["flows"] if gens else (int(label.split("-")[-1]) if label.split("-")[-1].isdigit() else 1000)
+    note = list(notes.get(label, []))
+    # a point where nothing came back has no value; otherwise every window
+    # counts, silent ones too (a forwarder that stops is part of the result)
+    forwarded = gens if any(x["rx_packets"] > 0 for x in gens) else []
+    fails = sum(x["check_failures"] for x in gens)
+    if gens and not forwarded and not note:
+        note.append("nothing came back")
+    if fails:
+        note.append(f"{fails} check failures")
+    # vsd's own drop reasons over the session, when it dropped anything
+    try:
+        c = json.load(open(os.path.join(os.path.dirname(raw), label + ".counters.json")))
+        drops = dict(c.get("forwarding", {}).get("drops", {}))
+        drops.update(c.get("total", {}).get("drops", {}))
+        big = {k: v for k, v in drops.items() if isinstance(v, int) and v > 0}
+        if big:
+            note.append("vsd drops: " + ", ".join(f"{k}={v}" for k, v in sorted(big.items())))
+    except (OSError, ValueError, AttributeError):
+        pass
+    mpps = med([x["rx_mpps"] for x in forwarded])
+    is_vsd = mode not in ("io", "macswap")
+    # bytes per connection: the table's per-slot size (measured once, below
+    # the points), plus what the session's resident memory grew per flow
+    # beyond it (0 when the table was allocated up front)
+    bpc = None
+    if is_vsd and g and forwarded and kind == "throughput" and table_bpc is not None:
+        grow = max(0, g[0]["fwd_rss_kb_after"] - g[0]["fwd_rss_kb_before"]) * 1024
+        bpc = table_bpc + (round(grow / flows) if flows >= 100000 else 0)
+    rec = {
+        "kind": kind,
+        "mode": mode,
+        "flows": flows,
+        "pkt_size": gens[0]["pkt_size"] if gens else int(pkt_size),
+        "mpps": mpps,
+        "ceiling_mpps": ceiling,
+        "ratio": round(mpps / ceiling, 3) if mpps is not None and ceiling else None,
+        "new_conns_per_s": med([x["new_conns_per_s"] for x in forwarded]) if kind == "syn" else None,
+        "p50_us": med([x["p50_us"] for x in forwarded]),
+        "p99_us": med([x["p99_us"] for x in forwarded]),
+        "bytes_per_conn": bpc,
+        "rate_pps": gens[0]["rate_pps"] if gens else None,
+        "runs_mpps": [x["rx_mpps"] for x in gens],
+        "drops": med([x["drops"] for x in gens]),
+        "check_failures": fails,
+        "note": "; ".join(note) or None,
+    }
+    if kind == "latency":
+        rec["p999_us"] = med([x["p999_us"] for x in forwarded])
+        if is_vsd and rec["p99_us"] is not None and io_p99 is not None:
+            rec["added_p99_us"] = round(rec["p99_us"] - io_p99, 2)
+        if is_vsd and rec["p50_us"] is not None and io_p50 is not None:
+            rec["added_p50_us"] = round(rec["p50_us"] - io_p50, 2)
+    if kind == "throughput" and is_vsd and mpps is None and not rec["note"]:
+        rec["note"] = "no result"
+    records.append(rec)
+
+with open(os.path.join(out_dir, "latest.json"), "w") as f:
+    json.dump(records, f, indent=1)
+    f.write("\n")
+
+# ---- targets ----
+def rec(kind, mode, flows=None):
+    for r in records:
+        if r["kind"] == kind and r["mode"] == mode and (flows is None or r["flows"] == flows):
+            return r
+    return None
+
+def verdict(value, ok):
+    return "n/a" if value is None else ("PASS" if ok else "FAIL")
+
+targets = []
+flows_list = sorted({r["flows"] for r in records if r["kind"] == "throughput" and r["mode"] not in ("io", "macswap")})
+lo, hi = (flows_list[0], flows_list[-1]) if flows_list else (1000, 1000000)
+for mode, need in (("dr", 0.60), ("tun", 0.60), ("nat", 0.45), ("fullnat", 0.45)):
+    r = rec("throughput", mode, lo)
+    v = r and r["ratio"]
+    targets.append((f"{mode.upper()} at {lo} flows >= {int(need*100)}% of the io ceiling",
+                    "-" if v is None else f"{v*100:.0f}%", verdict(v, v is not None and v >= need)))
+for mode in ("dr", "tun", "nat", "fullnat") if hi != lo else ():
+    a, b = rec("throughput", mode, lo), rec("throughput", mode, hi)
+    v = (b["mpps"] / a["mpps"]) if a and b and a["mpps"] and b["mpps"] is not None else None
+    targets.append((f"{mode.upper()} at {hi} flows >= 70% of {lo} flows", "-" if v is None else f"{v*100:.0f}%",
+                    verdict(v, v is not None and v >= 0.70)))
+best = max([r["new_conns_per_s"] or 0 for r in records if r["kind"] == "syn"] or [0]) or None
+targets.append(("new connections >= 1M/s per core", "-" if best is None else f"{best/1e6:.2f}M/s",
+                verdict(best, best is not None and best >= 1e6)))
+for r in records:
+    if r["kind"] == "latency" and r["mode"] not in ("io", "macswap"):
+        v = r.get("added_p99_us")
+        p50 = r.get("added_p50_us")
+        targets.append((f"{r['mode'].upper()} p99 added latency <= 20 us at half max rate",
+                        "-" if v is None else f"{v} us (p50 {p50} us)", verdict(v, v is not None and v <= 20)))
+
+# ---- markdown ----
+def fmt(v, spec="{}"):
+    return "-" if v is None else spec.format(v)
+
+cpu = "?"
+try:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+except OSError:
+    pass
+try:
+    dpdk = subprocess.run(["pkg-config", "--modversion", "libdpdk"], capture_output=True, text=True).stdout.strip()
+except OSError:
+    dpdk = "?"
+lines = [
+    "# vsd benchmark results",
+    "",
+    f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, vsd {rev}, DPDK {dpdk}",
+    f"- machine: {cpu}, {os.cpu_count()} CPUs; generator on CPU 0, forwarder worker on CPU 1, net_memif",
+    f"- {'quick' if quick == '1' else 'full'} run: {repeat} x {duration} s windows per point, median reported; "
+    f"{proto.upper()}, {pkt_size}-byte frames",
+    f"- load average before / after: {load0} / {load1} (other work on the 2 CPUs lowers every number)",
+    f"- ceiling: vsd-gen <-> dpdk-testpmd --forward-mode=io = **{fmt(ceiling)} Mpps**",
+    f"- connection table: {fmt(table_bpc)} bytes per slot (resident; 10M connections = "
+    f"{fmt(None if table_bpc is None else round(table_bpc * 10e6 / 2**30, 2))} GiB)",
+    "",
+    "| kind | mode | flows | Mpps | ratio | new conns/s | p50 us | p99 us | bytes/conn | runs (Mpps) | note |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+]
+for r in records:
+    lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+        r["kind"] + (f" @{r['rate_pps']/1e6:.2f}M" if r["kind"] == "latency" and r["rate_pps"] else ""),
+        r["mode"], r["flows"], fmt(r["mpps"]), fmt(r["ratio"], "{:.2f}"),
+        fmt(r["new_conns_per_s"], "{:.0f}"), fmt(r["p50_us"]), fmt(r["p99_us"]),
+        fmt(r["bytes_per_conn"]), " ".join(str(x) for x in r["runs_mpps"]) or "-", r["note"] or ""))
+lines += ["", "## Targets", "", "| target | measured | verdict |", "|---|---:|---|"]
+for t in targets:
+    lines.append("| {} | {} | {} |".format(*t))
+lines += ["", "Ratios are against the io ceiling measured in the same run. See perf/README.md for what each",
+          "number means and what limits it on this VM.", ""]
+with open(os.path.join(out_dir, "latest.md"), "w") as f:
+    f.write("\n".join(lines))
+
+# ---- chart ----
+png = os.path.join(out_dir, "latest.png")
+thr = [r for r in records if r["kind"] == "throughput"]
+lat = [r for r in records if r["kind"] == "latency"]
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 1]})
+    names = [f"{r['mode']}\n{r['flows']:,}" for r in thr]
+    vals = [r["mpps"] or 0 for r in thr]
+    colors = ["#888888" if r["mode"] in ("io", "macswap") else "#1f77b4" for r in thr]
+    bars = ax1.bar(range(len(thr)), vals, color=colors)
+    for i, r in enumerate(thr):
+        ax1.text(i, vals[i], "n/a" if r["mpps"] is None else f"{r['mpps']:.2f}", ha="center", va="bottom", fontsize=8)
+    if ceiling:
+        ax1.axhline(ceiling, color="#888888", linestyle="--", linewidth=1)
+        for frac, lab in ((0.60, "60%"), (0.45, "45%")):
+            ax1.axhline(ceiling * frac, color="#d62728", linestyle=":", linewidth=1)
+            ax1.text(len(thr) - 0.5, ceiling * frac, lab, color="#d62728", fontsize=8, va="bottom", ha="right")
+    ax1.set_xticks(range(len(thr)))
+    ax1.set_xticklabels(names, fontsize=8)
+    ax1.set_ylabel("Mpps (received back)")
+    ax1.set_title(f"throughput, {proto.upper()} {pkt_size} B, median of {repeat}")
+    ax2.bar(range(len(lat)), [r["p99_us"] or 0 for r in lat], color="#ff7f0e", label="p99")
+    ax2.bar(range(len(lat)), [r["p50_us"] or 0 for r in lat], color="#2ca02c", label="p50")
+    ax2.set_xticks(range(len(lat)))
+    ax2.set_xticklabels([r["mode"] for r in lat], fontsize=8)
+    ax2.set_ylabel("round trip, us (log)")
+    ax2.set_yscale("log")
+    ax2.set_title("latency at half max rate")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+except ImportError:
+    data = os.path.join(os.path.dirname(raw), "chart.dat")
+    with open(data, "w") as f:
+        for r in thr:
+            f.write(f"\"{r['mode']}-{r['flows']}\" {r['mpps'] or 0}\n")
+    script = (f"set terminal png size 1000,420; set output '{png}'; set style fill solid; set boxwidth 0.7;"
+              f"set ylabel 'Mpps'; set xtics rotate by -30; set yrange [0:*];"
+              f"plot '{data}' using 2:xtic(1) with boxes title 'throughput ({proto} {pkt_size} B)'")
+    subprocess.run(["gnuplot", "-e", script], check=False)
+print(f"wrote {out_dir}/latest.json, latest.md, latest.png", file=sys.stderr)
+EOF
+log "done in $((SECONDS - T0)) s"
+cat "$OUT_DIR/latest.md" >&2
