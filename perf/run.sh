@@ -469,6 +469,9 @@ for label in labels:
         note.append("nothing came back")
     if fails:
         note.append(f"{fails} check failures")
+    p99s = [x["p99_us"] for x in gens if x.get("p99_us") is not None]
+    if p99s and statistics.median(p99s) > 2000:
+        note.append("disturbed: p99 in the milliseconds, other work took the CPUs")
     # vsd's own drop reasons over the session, when it dropped anything
     try:
         c = json.load(open(os.path.join(os.path.dirname(raw), label + ".counters.json")))
