@@ -527,6 +527,9 @@ fn others<T>(queues: &[Arc<T>], w: usize) -> Vec<Arc<T>> {
         .collect()
 }
 
+/// How often the control thread polls the socket and its timers.
+const CONTROL_PERIOD: Duration = Duration::from_millis(5);
+
 /// Real-server slots (connections keep a slot until they drain).
 const DEST_CAPACITY: usize = 4096;
 /// Service slots for per-service counters.
@@ -808,6 +811,15 @@ pub fn run(cfg: Config) -> Result<(), String> {
         cfg.control.socket.display()
     );
 
+    // The control thread must never preempt packet work sharing its CPU
+    // (on small machines it shares one with a worker or a generator):
+    // SCHED_BATCH turns off wakeup preemption for this thread only.
+    // SAFETY: sched_setscheduler on the calling thread (pid 0) with a
+    // valid, zeroed sched_param; failure only leaves the default policy.
+    unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+    }
     let mut server = ControlServer::bind(&cfg.control.socket)?;
     server.set_mode(cfg.control.socket_mode)?;
     let mut control = Control {
@@ -864,7 +876,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
             control.reload();
             control.publish_if_changed(&mut published_version);
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(CONTROL_PERIOD);
     }
     log!("stopping");
     stop.store(true, Ordering::SeqCst);
