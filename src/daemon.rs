@@ -493,30 +493,6 @@ fn tun_source(cfg: &Config, views: &[PortView]) -> std::net::Ipv4Addr {
         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
 }
 
-/// The directory EAL keeps its runtime files in for this process's
-/// `--file-prefix` (`/var/run/dpdk/PREFIX` for root).
-fn runtime_dir(argv: &[String]) -> Option<PathBuf> {
-    let prefix = argv.iter().enumerate().find_map(|(i, a)| {
-        a.strip_prefix("--file-prefix=")
-            .map(str::to_owned)
-            .or_else(|| {
-                (a == "--file-prefix")
-                    .then(|| argv.get(i + 1).cloned())
-                    .flatten()
-            })
-    })?;
-    if prefix.is_empty() || prefix.contains('/') || prefix.contains("..") {
-        return None;
-    }
-    // SAFETY: geteuid has no preconditions.
-    let base = if unsafe { libc::geteuid() } == 0 {
-        PathBuf::from("/var/run/dpdk")
-    } else {
-        PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR")?).join("dpdk")
-    };
-    Some(base.join(prefix))
-}
-
 /// Every queue but worker `w`'s own.
 fn others<T>(queues: &[Arc<T>], w: usize) -> Vec<Arc<T>> {
     queues
@@ -751,7 +727,6 @@ pub fn run(cfg: Config) -> Result<(), String> {
                 addrs: v.addrs.clone(),
                 neigh: NeighTable::new(cfg.neighbour),
                 tx_dropped_seen: 0,
-                soft_steer: nworkers > 1 && !v.port.rss_active(),
             })
             .collect();
         let lb = CoreLb::new(
@@ -897,10 +872,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
     }
     drop(views);
     drop(pool);
+    let runtime_dir = eal.runtime_dir();
     drop(eal);
     // EAL leaves its runtime directory (config, sockets) behind; nothing
     // uses it once we are gone
-    if let Some(dir) = runtime_dir(&argv) {
+    if let Some(dir) = runtime_dir {
         let _ = std::fs::remove_dir_all(&dir);
     }
     log!("stopped");

@@ -183,16 +183,6 @@ fn rs_id(addr: &str) -> String {
 // Topology
 // ---------------------------------------------------------------------------------------
 
-/// EAL's runtime directory of one vsd (`/var/run/dpdk/PREFIX`), removed on
-/// drop (EAL leaves it behind).
-struct EalRuntimeDir(String);
-
-impl Drop for EalRuntimeDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.0));
-    }
-}
-
 /// vsd between a client namespace (on lan0) and a server namespace (on
 /// srv0). Field order is drop order: helpers, vsd, namespaces, files.
 struct Topo {
@@ -201,7 +191,7 @@ struct Topo {
     client: Netns,
     server: Netns,
     www: TempDir,
-    _runtime: EalRuntimeDir,
+    _runtime: common::topo::DpdkPrefix,
     /// The configuration without its services, `{dir}` already replaced.
     config_head: String,
 }
@@ -263,12 +253,13 @@ impl Topo {
     fn start(services: &str, udp_echo: bool) -> Topo {
         let lan = unique("vcl");
         let srv = unique("vcs");
-        let prefix = unique("vsdctl");
+        let dpdk = common::topo::DpdkPrefix::new("vsdctl");
+        let prefix = dpdk.name.clone();
         let head = config_head(&lan, &srv, &prefix);
         let client = Netns::new(&unique("vcc"));
         let server = Netns::new(&unique("vcr"));
         let www = TempDir::new("vsd-ctl-www-");
-        let runtime = EalRuntimeDir(prefix.clone());
+        let runtime = dpdk;
         let vsd = Vsd::start(&format!("{head}{services}"));
         let config_head = head.replace("{dir}", &vsd.dir.display().to_string());
         let mut t = Topo {
@@ -1479,9 +1470,9 @@ fn hostile_socket_clients_change_nothing_for_others() {
 
 /// vsd alone (its taps stay in this namespace, nothing is forwarded), with
 /// one service, for the control-socket tests that need no traffic.
-fn lone_vsd() -> (Vsd, EalRuntimeDir) {
-    let prefix = unique("vsdctl");
-    let runtime = EalRuntimeDir(prefix.clone());
+fn lone_vsd() -> (Vsd, common::topo::DpdkPrefix) {
+    let runtime = common::topo::DpdkPrefix::new("vsdctl");
+    let prefix = runtime.name.clone();
     let head = config_head(&unique("vcl"), &unique("vcs"), &prefix);
     let services = service_toml("tcp", 80, "rr", &[(RS[0], 8080, 1)]);
     (Vsd::start(&format!("{head}{services}")), runtime)

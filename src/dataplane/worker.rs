@@ -119,9 +119,6 @@ pub struct WorkerPort {
     pub neigh: NeighTable<Mbuf>,
     /// `tx.dropped` already counted as `tx_full`.
     pub tx_dropped_seen: u64,
-    /// The NIC does not spread flows by our RSS rule: compute the owner of
-    /// each packet in software and steer it.
-    pub soft_steer: bool,
 }
 
 /// The sending end of the steering ring to one other worker.
@@ -486,9 +483,9 @@ impl Worker {
             LocalVerdict::Drop(r) => c.drop_pkt(r),
             LocalVerdict::NotLocal => {
                 // The software rule when the NIC did not hash this packet
-                // (no RSS, or a PMD such as net_tap that reports RSS but
-                // spreads flows its own way).
-                if self.ports[p].soft_steer || m.rss_hash().is_none() {
+                // (no RSS on the port, or a PMD such as net_tap that reports
+                // RSS but spreads flows its own way).
+                if m.rss_hash().is_none() {
                     if let Some(owner) =
                         self.owner.as_ref().and_then(|o| o.owner_of_frame(m.data()))
                     {
@@ -506,7 +503,7 @@ impl Worker {
     /// Add a packet to the batch for the forwarding core.
     #[inline]
     fn queue_forward(&mut self, m: Mbuf, meta: Option<SteerMeta>, now_ms: u64) {
-        if self.fwd_batch.len() == self.fwd_batch.capacity() {
+        if self.fwd_batch.len() >= FWD_BATCH {
             self.forward_batch(now_ms);
         }
         self.fwd_batch.push(m);
@@ -520,22 +517,18 @@ impl Worker {
         if n == 0 {
             return;
         }
+        // queue_forward keeps n <= FWD_BATCH, so every packet gets a verdict
         let mut verdicts = [FwdVerdict::NotService; FWD_BATCH];
-        let done = self.lb.process_burst(
+        self.lb.process_burst(
             &mut self.fwd_batch[..],
             &self.fwd_meta[..],
-            &mut verdicts[..n.min(FWD_BATCH)],
+            &mut verdicts[..n],
             now_ms,
         );
         self.fwd_meta.clear();
         let mut batch = std::mem::take(&mut self.fwd_batch);
-        for (i, m) in batch.drain(..).enumerate() {
-            if i < done {
-                self.carry_out(verdicts[i], m, now_ms);
-            } else {
-                // cannot happen (the batch never exceeds FWD_BATCH); count it
-                self.counters.add(Event::ForwardDrops, 1);
-            }
+        for (m, v) in batch.drain(..).zip(verdicts) {
+            self.carry_out(v, m, now_ms);
         }
         // keep the allocation for the next burst
         self.fwd_batch = batch;

@@ -64,6 +64,23 @@ impl Eal {
         unsafe { dpdk_sys::rte_lcore_is_enabled(lcore) != 0 }
     }
 
+    /// EAL's runtime directory for this process's `--file-prefix`
+    /// (`/var/run/dpdk/PREFIX` for root). `rte_eal_cleanup` leaves it
+    /// behind, so the owner removes it after dropping the Eal.
+    pub fn runtime_dir(&self) -> Option<std::path::PathBuf> {
+        // SAFETY: EAL is initialised (we hold an Eal); the result points at
+        // EAL's static runtime-dir buffer and is copied out at once.
+        let p = unsafe { dpdk_sys::rte_eal_get_runtime_dir() };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: non-NULL and NUL-terminated (EAL writes it with snprintf).
+        let s = unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_string_lossy()
+            .into_owned();
+        (!s.is_empty()).then(|| std::path::PathBuf::from(s))
+    }
+
     /// DPDK version string, e.g. "DPDK 22.11.11".
     pub fn version() -> String {
         // SAFETY: rte_version returns a pointer to a static string.

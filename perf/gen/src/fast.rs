@@ -62,23 +62,6 @@ pub unsafe fn free_bulk(ptrs: &mut [*mut dpdk_sys::rte_mbuf]) {
     unsafe { dpdk_sys::rte_pktmbuf_free_bulk(ptrs.as_mut_ptr(), ptrs.len() as u32) };
 }
 
-/// EAL's runtime directory of this process (`/var/run/dpdk/<prefix>`),
-/// which `rte_eal_cleanup` leaves behind; the generator removes it after
-/// cleanup so repeated runs do not pile up directories.
-pub fn eal_runtime_dir() -> Option<std::path::PathBuf> {
-    // SAFETY: EAL is initialised by the caller; the returned string is
-    // EAL's static runtime-dir buffer, copied out immediately.
-    let p = unsafe { dpdk_sys::rte_eal_get_runtime_dir() };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: non-NULL, NUL-terminated (EAL writes it with snprintf).
-    let s = unsafe { std::ffi::CStr::from_ptr(p) }
-        .to_string_lossy()
-        .into_owned();
-    (!s.is_empty()).then(|| std::path::PathBuf::from(s))
-}
-
 /// Keeps the process's stdout for the JSON report and points file
 /// descriptor 1 at stderr, so DPDK's log lines (which EAL writes to
 /// stdout) and anything a PMD prints cannot mix into the report.

@@ -396,7 +396,7 @@ fn run(o: &Opts, out: &fast::StdoutGuard) -> Result<(), String> {
     build_plan(o, 1)?;
     let (args, port_name) = eal_args(o);
     let eal = Eal::init(&args).map_err(|e| format!("EAL: {e}"))?;
-    let runtime_dir = fast::eal_runtime_dir();
+    let runtime_dir = eal.runtime_dir();
     let result = run_on_eal(o, out, &port_name);
     drop(eal);
     if let Some(dir) = runtime_dir {
