@@ -1,5 +1,6 @@
 //! IPVS core benchmark: connection table and schedulers, one core, no DPDK.
-//! Run: `cargo bench --bench lb_core` (add `-- --quick` for a short run).
+//! Run: `cargo bench --bench lb_core` (add `-- --quick` for a short run;
+//! name sections to run only those: `-- --quick fwd`).
 
 #[path = "lb_core/conn.rs"]
 mod conn;
@@ -9,8 +10,21 @@ mod fwd;
 mod sched;
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    conn::run(quick);
-    sched::run(quick);
-    fwd::run(quick);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let named: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| matches!(*a, "conn" | "sched" | "fwd"))
+        .collect();
+    let wanted = |s: &str| named.is_empty() || named.contains(&s);
+    if wanted("conn") {
+        conn::run(quick);
+    }
+    if wanted("sched") {
+        sched::run(quick);
+    }
+    if wanted("fwd") {
+        fwd::run(quick);
+    }
 }

@@ -9,6 +9,7 @@ use crate::control::config::Config;
 use crate::control::metrics_http::MetricsServer;
 use crate::control::socket::{ControlServer, Handler};
 use crate::control::state::{ConnCounts, ControlState, StatsSource};
+use crate::control::wait::WaitSet;
 use crate::dataplane::counters::{CounterSnapshot, WorkerCounters};
 use crate::dataplane::local::PortAddrs;
 use crate::dataplane::neigh::NeighTable;
@@ -503,8 +504,13 @@ fn others<T>(queues: &[Arc<T>], w: usize) -> Vec<Arc<T>> {
         .collect()
 }
 
-/// How often the control thread polls the socket and its timers.
-const CONTROL_PERIOD: Duration = Duration::from_millis(5);
+/// Rate estimators, drained-slot reuse, and the longest the control thread
+/// sleeps (it notices a stop or reload signal taken by another thread
+/// within this).
+const TICK_PERIOD: Duration = Duration::from_millis(100);
+/// Refresh period of the summed connection counts while a scheduler or
+/// threshold reads them (bounded staleness for lc, wlc, ...).
+const LOAD_PERIOD: Duration = Duration::from_millis(10);
 
 /// Real-server slots (connections keep a slot until they drain).
 const DEST_CAPACITY: usize = 4096;
@@ -825,23 +831,39 @@ pub fn run(cfg: Config) -> Result<(), String> {
     };
     let mut published_version = first.version;
     let load_refs: Vec<&CoreLoad> = loads.iter().map(|l| &**l).collect();
-    let mut last_sum = Instant::now();
-    let mut last_tick = Instant::now();
+    let mut waits = WaitSet::default();
+    let mut next_sum = Instant::now();
+    let mut next_tick = Instant::now() + TICK_PERIOD;
     while !STOP.load(Ordering::SeqCst) {
-        server.poll(&mut control);
-        if let Some(m) = metrics.as_mut() {
-            m.poll(&mut || control.prometheus_text());
+        // Sleep until a client or scraper needs us or a periodic duty is
+        // due (a signal cuts the sleep short when it lands on this thread;
+        // otherwise it is seen within one TICK_PERIOD).
+        waits.clear();
+        server.interest(&mut waits);
+        if let Some(m) = metrics.as_ref() {
+            m.interest(&mut waits);
         }
-        control.publish_if_changed(&mut published_version);
-        // connection counts summed over cores for lc, wlc, ... (bounded
-        // staleness: one refresh period)
-        if last_sum.elapsed() >= Duration::from_millis(10) {
+        let due = next_sum.min(next_tick);
+        let io = waits.wait(due.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        // Connection counts summed over cores: every LOAD_PERIOD while a
+        // decision depends on them (lc, wlc, ..., thresholds), otherwise
+        // with the tick; and before answering anybody, so listings are fresh.
+        if io || now >= next_sum {
             global.refresh_upto(control.slots_in_use(), &load_refs);
-            last_sum = Instant::now();
+            let fast = control.view.plane.load().services.reads_load();
+            next_sum = now + if fast { LOAD_PERIOD } else { TICK_PERIOD };
         }
-        if last_tick.elapsed() >= Duration::from_millis(100) {
+        if io {
+            server.poll(&mut control);
+            if let Some(m) = metrics.as_mut() {
+                m.poll(&mut || control.prometheus_text());
+            }
+            control.publish_if_changed(&mut published_version);
+        }
+        if now >= next_tick {
             control.tick();
-            last_tick = Instant::now();
+            next_tick = now + TICK_PERIOD;
         }
         if launched.iter().any(LaunchedLcore::finished) {
             log!("a worker stopped unexpectedly; shutting down");
@@ -851,7 +873,6 @@ pub fn run(cfg: Config) -> Result<(), String> {
             control.reload();
             control.publish_if_changed(&mut published_version);
         }
-        std::thread::sleep(CONTROL_PERIOD);
     }
     log!("stopping");
     stop.store(true, Ordering::SeqCst);

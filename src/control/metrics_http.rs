@@ -3,8 +3,10 @@
 //! bounded request size, bounded clients, idle clients dropped. Loopback
 //! only (the config refuses other addresses).
 
+use super::wait::{Interest, WaitSet};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 const MAX_REQUEST: usize = 8192;
@@ -17,6 +19,8 @@ struct Client {
     out: Vec<u8>,
     sent: usize,
     since: Instant,
+    /// The client closed its side.
+    eof: bool,
 }
 
 /// The metrics listener.
@@ -59,6 +63,19 @@ impl MetricsServer {
         self.listener.local_addr().ok()
     }
 
+    /// Add what the listener waits for to `set`: connections, requests,
+    /// room to write answers.
+    pub fn interest(&self, set: &mut WaitSet) {
+        set.add(Interest::listener(self.listener.as_raw_fd()));
+        for c in &self.clients {
+            set.add(Interest {
+                fd: c.stream.as_raw_fd(),
+                read: c.out.is_empty() && !c.eof,
+                write: c.sent < c.out.len(),
+            });
+        }
+    }
+
     /// Serve whatever is ready; `render` produces the exposition text.
     pub fn poll(&mut self, render: &mut dyn FnMut() -> String) {
         while let Ok((stream, _)) = self.listener.accept() {
@@ -71,6 +88,7 @@ impl MetricsServer {
                 out: Vec::new(),
                 sent: 0,
                 since: Instant::now(),
+                eof: false,
             });
         }
         let now = Instant::now();
@@ -79,7 +97,10 @@ impl MetricsServer {
                 let mut buf = [0u8; 2048];
                 loop {
                     match c.stream.read(&mut buf) {
-                        Ok(0) => break,
+                        Ok(0) => {
+                            c.eof = true;
+                            break;
+                        }
                         Ok(n) => c.inbuf.extend_from_slice(&buf[..n]),
                         Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                         Err(_) => break,
@@ -114,7 +135,9 @@ impl MetricsServer {
         }
         self.clients.retain(|c| {
             let done = !c.out.is_empty() && c.sent >= c.out.len();
-            !done && now.duration_since(c.since) < IDLE
+            // gone before asking anything complete: nothing to answer
+            let gone = c.eof && c.out.is_empty();
+            !done && !gone && now.duration_since(c.since) < IDLE
         });
     }
 }

@@ -11,3 +11,4 @@ pub mod prometheus;
 pub mod socket;
 pub mod state;
 pub mod vsadm;
+pub mod wait;

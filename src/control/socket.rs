@@ -8,9 +8,11 @@
 //! [`MAX_LINE`] or a client silent mid-line for [`IDLE_TIMEOUT`] is answered
 //! with an error and disconnected, and at most [`MAX_CLIENTS`] are served.
 
+use super::wait::{Interest, WaitSet};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -137,6 +139,27 @@ impl ControlServer {
     /// Clients connected now.
     pub fn client_count(&self) -> usize {
         self.clients.len()
+    }
+
+    /// Add what the server waits for to `set`: new connections, requests
+    /// from clients that are not backpressured, room to write queued
+    /// answers; and mark it ready when complete request lines are already
+    /// buffered (the per-poll budget left them) or a client is done.
+    pub fn interest(&self, set: &mut WaitSet) {
+        set.add(Interest::listener(self.listener.as_raw_fd()));
+        for c in &self.clients {
+            let reading = !c.closing && !c.eof && c.outbuf.len() < BACKPRESSURE_OUTBOX;
+            set.add(Interest {
+                fd: c.stream.as_raw_fd(),
+                read: reading,
+                write: !c.outbuf.is_empty(),
+            });
+            let lines_waiting =
+                !c.closing && c.outbuf.len() < BACKPRESSURE_OUTBOX && c.pending().contains(&b'\n');
+            if lines_waiting || (c.closing && c.outbuf.is_empty()) {
+                set.ready_now();
+            }
+        }
     }
 
     /// Accept, read, answer and write whatever is ready. Never blocks.
@@ -390,6 +413,59 @@ mod tests {
         let p = std::env::temp_dir().join(format!("vsd-test-{}-{name}.sock", std::process::id()));
         let _ = std::fs::remove_file(&p);
         p
+    }
+
+    #[test]
+    fn interest_sleeps_only_when_nothing_is_buffered() {
+        let path = sock("interest");
+        let mut server = ControlServer::bind(&path).unwrap();
+        let mut h = Echo;
+        let mut set = WaitSet::default();
+        // idle: the listener only, and the wait times out
+        server.interest(&mut set);
+        assert!(!set.wait(Duration::from_millis(10)));
+        // a client pipelines more lines than one poll answers
+        let mut c = UnixStream::connect(&path).unwrap();
+        let mut batch = String::new();
+        for i in 0..(LINES_PER_POLL * 2 + 1) {
+            batch.push_str(&format!("{{\"v\":1,\"cmd\":\"echo\",\"x\":{i}}}\n"));
+        }
+        c.write_all(batch.as_bytes()).unwrap();
+        set.clear();
+        server.interest(&mut set);
+        assert!(
+            set.wait(Duration::from_secs(10)),
+            "the connection wakes the wait"
+        );
+        server.poll(&mut h);
+        // the new client's lines are read; poll until some are answered
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.clients.first().is_none_or(|cl| cl.consumed == 0) {
+            assert!(Instant::now() < deadline);
+            set.clear();
+            server.interest(&mut set);
+            set.wait(Duration::from_millis(100));
+            server.poll(&mut h);
+        }
+        // lines are left over from the budget: the next wait must not sleep
+        set.clear();
+        server.interest(&mut set);
+        let t = Instant::now();
+        assert!(set.wait(Duration::from_secs(10)));
+        assert!(t.elapsed() < Duration::from_secs(5));
+        // answer everything, then the client hangs up: it is removed
+        for _ in 0..10 {
+            server.poll(&mut h);
+        }
+        drop(c);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.client_count() > 0 {
+            assert!(Instant::now() < deadline, "closed client not removed");
+            set.clear();
+            server.interest(&mut set);
+            set.wait(Duration::from_millis(100));
+            server.poll(&mut h);
+        }
     }
 
     #[test]

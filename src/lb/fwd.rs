@@ -57,6 +57,8 @@ pub const PROTO_IPIP: u8 = 4;
 pub const IPV4_HEADER_LEN: usize = 20;
 /// Largest ICMP error message we originate (IP + ICMP + quoted header + 8).
 const ICMP_ERROR_MAX: usize = 20 + 8 + 60 + 8;
+/// An untagged Ethernet header.
+const ETH_LEN: usize = 14;
 
 /// Why the forwarding core dropped a packet. One counter each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -713,17 +715,34 @@ pub fn tun_encap<P: PacketBuf>(
     }
     let frame = pkt.data_mut();
     let l2 = info.l3;
-    frame.copy_within(ipip::IPV4_HEADROOM..ipip::IPV4_HEADROOM + l2, 0);
-    let inner = PacketInfo {
-        l3: info.l3 + ipip::IPV4_HEADROOM,
-        l4: info.l4 + ipip::IPV4_HEADROOM,
-        end: info.end + ipip::IPV4_HEADROOM,
-        ..*info
+    let inner = l2 + ipip::IPV4_HEADROOM;
+    match frame.get(ipip::IPV4_HEADROOM..inner) {
+        // untagged: a fixed-size move the compiler inlines
+        Some(eth) if l2 == ETH_LEN => {
+            let mut hdr = [0u8; ETH_LEN];
+            hdr.copy_from_slice(eth);
+            frame[..ETH_LEN].copy_from_slice(&hdr);
+        }
+        _ => frame.copy_within(ipip::IPV4_HEADROOM..inner, 0),
+    }
+    // The inner header was validated by `classify` (no options, lengths
+    // consistent): write the outer header straight from what it found
+    // rather than parse it again. TTL − 1 on the inner header, as IPVS
+    // does before encapsulating.
+    let ttl_proto = rd16(frame, inner + 8);
+    let dec = ttl_proto.wrapping_sub(0x100);
+    wr16(frame, inner + 8, dec);
+    let c = adjust(rd16(frame, inner + 10), d16(ttl_proto, dec));
+    wr16(frame, inner + 10, c);
+    let tos = frame.get(inner + 1).copied().unwrap_or(0);
+    // inner_len + 20 <= mtu (a u16), checked above
+    let total = (inner_len + ipip::IPV4_HEADROOM) as u16;
+    let outer = ipip::OuterIpv4 {
+        src: outer_src,
+        dst: outer_dst,
     };
-    dr_request(frame, &inner);
-    if let Some(buf) = frame.get_mut(l2..) {
-        // Cannot fail: the inner packet was validated and fits.
-        let _ = ipip::encap_ipv4_in_ipv4(buf, inner_len, outer_src, outer_dst, ident);
+    if let Some(hdr) = frame.get_mut(l2..inner) {
+        outer.emit(hdr, total, tos, info.dont_frag, ident);
     }
     Ok(())
 }

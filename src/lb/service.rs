@@ -532,6 +532,15 @@ pub struct ServiceSnapshot {
 }
 
 impl ServiceSnapshot {
+    /// Whether any scheduling decision depends on connection counts: a
+    /// load-based scheduler, or a server with a connection threshold
+    /// (`-x`, which makes it overloaded for every scheduler).
+    pub fn reads_load(&self) -> bool {
+        self.services
+            .iter()
+            .any(|s| s.sched.reads_load() || s.servers.iter().any(|r| r.upper_threshold > 0))
+    }
+
     /// An empty snapshot (generation 0).
     pub fn empty(dest_capacity: usize) -> Self {
         ServiceSnapshot {
@@ -1428,6 +1437,24 @@ mod tests {
         t.add_dest(&vip(), rs(9)).unwrap();
         assert_eq!(t.clear().len(), 1);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn snapshot_says_whether_decisions_read_connection_counts() {
+        let mut t = ServiceTable::new(16);
+        assert!(!t.snapshot().reads_load());
+        t.add_service(vip(), ServiceConfig::with_scheduler("rr"))
+            .unwrap();
+        t.add_dest(&vip(), rs(1)).unwrap();
+        assert!(!t.snapshot().reads_load());
+        // a connection threshold makes any scheduler depend on counts
+        t.edit_dest(&vip(), rs(1).thresholds(100, 0)).unwrap();
+        assert!(t.snapshot().reads_load());
+        t.edit_dest(&vip(), rs(1)).unwrap();
+        assert!(!t.snapshot().reads_load());
+        t.edit_service(&vip(), ServiceConfig::with_scheduler("wlc"))
+            .unwrap();
+        assert!(t.snapshot().reads_load());
     }
 
     #[test]

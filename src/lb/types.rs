@@ -127,6 +127,17 @@ impl SchedulerKind {
     /// The default when `-s` is not given.
     pub const DEFAULT: SchedulerKind = SchedulerKind::Wlc;
 
+    /// Whether the scheduler's choice depends on the servers' connection
+    /// counts (summed over cores, so the control thread keeps the sums
+    /// fresh while such a scheduler is in use).
+    pub fn reads_load(self) -> bool {
+        use SchedulerKind::*;
+        match self {
+            Lc | Wlc | Sed | Nq | Lblc | Lblcr | Ovf | Twos => true,
+            Rr | Wrr | Dh | Sh | Mh | Fo => false,
+        }
+    }
+
     /// Name as ipvsadm spells it (`-s NAME` and listings).
     pub fn name(self) -> &'static str {
         match self {
@@ -150,5 +161,23 @@ impl SchedulerKind {
     /// Look a scheduler up by its ipvsadm name (exact, lower case, as the kernel does).
     pub fn from_name(name: &str) -> Option<Self> {
         SchedulerKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_based_schedulers() {
+        let reading: Vec<&str> = SchedulerKind::ALL
+            .iter()
+            .filter(|k| k.reads_load())
+            .map(|k| k.name())
+            .collect();
+        assert_eq!(
+            reading,
+            ["lc", "wlc", "lblc", "lblcr", "sed", "nq", "ovf", "twos"]
+        );
     }
 }

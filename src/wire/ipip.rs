@@ -14,7 +14,7 @@
 //! MTU and the inner IPv4 header has DF set, answer with
 //! `icmp::build_frag_needed` (advertising MTU − 20) instead of sending.
 
-use super::ipv4::{Ipv4Packet, Ipv4Repr};
+use super::ipv4::Ipv4Packet;
 use super::ipv6::{Ipv6Packet, Ipv6Repr};
 use super::{Error, IpProtocol, Result};
 use core::ops::Range;
@@ -46,18 +46,59 @@ pub fn encap_ipv4_in_ipv4(
     let end = IPV4_HEADROOM.checked_add(inner_len).ok_or(Error::NoSpace)?;
     let inner_bytes = buf.get(IPV4_HEADROOM..end).ok_or(Error::NoSpace)?;
     let inner = Ipv4Packet::new_checked(inner_bytes)?;
-    let repr = Ipv4Repr {
-        src_addr: outer_src,
-        dst_addr: outer_dst,
-        protocol: IpProtocol::IPIP,
-        payload_len: inner.total_len() as usize,
-        ttl: OUTER_TTL,
-        tos: inner.tos(),
-        ident,
-        dont_frag: inner.dont_frag(),
+    let total = usize::from(inner.total_len()) + IPV4_HEADROOM;
+    let total = u16::try_from(total).map_err(|_| Error::Malformed)?;
+    let outer = OuterIpv4 {
+        src: outer_src,
+        dst: outer_dst,
     };
-    repr.emit(buf)?;
-    Ok(repr.total_len())
+    let (tos, dont_frag) = (inner.tos(), inner.dont_frag());
+    let hdr = buf.get_mut(..IPV4_HEADROOM).ok_or(Error::NoSpace)?;
+    outer.emit(hdr, total, tos, dont_frag, ident);
+    Ok(usize::from(total))
+}
+
+/// The constant part of an IPIP outer header (the tunnel's two ends), for
+/// writing one per packet without a general header builder: no options,
+/// protocol 4, TTL [`OUTER_TTL`], fragment offset 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OuterIpv4 {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+}
+
+impl OuterIpv4 {
+    /// Writes the 20-byte header into `hdr` (which must be exactly 20
+    /// bytes long; anything else is left untouched): `total` is the outer
+    /// total length, `tos` and `dont_frag` come from the inner header.
+    #[inline]
+    pub fn emit(&self, hdr: &mut [u8], total: u16, tos: u8, dont_frag: bool, ident: u16) {
+        let Ok(hdr) = <&mut [u8; IPV4_HEADROOM]>::try_from(hdr) else {
+            return;
+        };
+        let vt = 0x4500 | u16::from(tos);
+        let flags: u16 = if dont_frag { 0x4000 } else { 0 };
+        let ttl_proto = u16::from(OUTER_TTL) << 8 | u16::from(IpProtocol::IPIP.0);
+        let (s, d) = (u32::from(self.src), u32::from(self.dst));
+        let sum = u64::from(vt)
+            + u64::from(total)
+            + u64::from(ident)
+            + u64::from(flags)
+            + u64::from(ttl_proto)
+            + u64::from(s >> 16)
+            + u64::from(s & 0xffff)
+            + u64::from(d >> 16)
+            + u64::from(d & 0xffff);
+        let csum = !super::checksum::fold(sum);
+        hdr[0..2].copy_from_slice(&vt.to_be_bytes());
+        hdr[2..4].copy_from_slice(&total.to_be_bytes());
+        hdr[4..6].copy_from_slice(&ident.to_be_bytes());
+        hdr[6..8].copy_from_slice(&flags.to_be_bytes());
+        hdr[8..10].copy_from_slice(&ttl_proto.to_be_bytes());
+        hdr[10..12].copy_from_slice(&csum.to_be_bytes());
+        hdr[12..16].copy_from_slice(&s.to_be_bytes());
+        hdr[16..20].copy_from_slice(&d.to_be_bytes());
+    }
 }
 
 /// Finds the inner IPv4 packet of an IPv4-in-IPv4 packet (the reverse of
@@ -136,6 +177,43 @@ mod tests {
     const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
     const DIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
     const RIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 11);
+
+    #[test]
+    fn outer_header_matches_the_general_builder() {
+        use crate::wire::ipv4::Ipv4Repr;
+        let outer = OuterIpv4 { src: DIP, dst: RIP };
+        for (tos, df, ident, payload) in [
+            (0u8, true, 0u16, 40usize),
+            (0xb8, false, 0xffff, 1480),
+            (0x03, true, 0x1234, 20),
+            (0xff, false, 1, 65515),
+        ] {
+            let mut fast = [0u8; 20];
+            outer.emit(&mut fast, (payload + 20) as u16, tos, df, ident);
+            let mut general = [0u8; 20];
+            Ipv4Repr {
+                src_addr: DIP,
+                dst_addr: RIP,
+                protocol: IpProtocol::IPIP,
+                payload_len: payload,
+                ttl: OUTER_TTL,
+                tos,
+                ident,
+                dont_frag: df,
+            }
+            .emit(&mut general)
+            .unwrap();
+            assert_eq!(
+                fast, general,
+                "tos {tos:#x} df {df} ident {ident} payload {payload}"
+            );
+            assert_eq!(checksum::checksum(&fast), 0);
+        }
+        // a header slice of the wrong size is left alone
+        let mut short = [0u8; 19];
+        outer.emit(&mut short, 60, 0, true, 7);
+        assert_eq!(short, [0u8; 19]);
+    }
 
     #[test]
     fn ipv4_encap_exact_bytes() {

@@ -18,6 +18,10 @@ use vsd::wire::{Ipv4Packet, MacAddr, TcpPacket, UdpPacket};
 pub enum Mode {
     /// dpdk-testpmd --forward-mode=io: packets come back unchanged.
     Io,
+    /// dpdk-testpmd --forward-mode=io, with the generator answering each
+    /// returned request as a real server would: every round trip crosses
+    /// the forwarder twice, as in NAT and FULLNAT (their latency baseline).
+    IoReflect,
     /// dpdk-testpmd --forward-mode=macswap: Ethernet addresses swapped.
     Macswap,
     /// Direct routing: destination MAC = the real server's, IP unchanged.
@@ -36,13 +40,14 @@ impl Mode {
     /// Whether the real servers' replies pass back through the forwarder
     /// (so the generator reflects requests by default).
     pub fn replies_through_forwarder(self) -> bool {
-        matches!(self, Mode::Nat | Mode::Fullnat)
+        matches!(self, Mode::Nat | Mode::Fullnat | Mode::IoReflect)
     }
 
     /// Lower-case name, as on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Mode::Io => "io",
+            Mode::IoReflect => "io-reflect",
             Mode::Macswap => "macswap",
             Mode::Dr => "dr",
             Mode::Tun => "tun",
@@ -221,7 +226,11 @@ impl Expect {
         let dst_mac = frame.get(0..6).ok_or(Failure::Malformed)?;
         let src_mac = frame.get(6..12).ok_or(Failure::Malformed)?;
         let (want_dst_mac, want_src_mac): (Option<MacAddr>, MacAddr) = match (self.mode, dir) {
-            (Mode::Io, _) => (Some(self.dut_mac), self.gen_mac),
+            (Mode::Io, _) | (Mode::IoReflect, Direction::Request) => {
+                (Some(self.dut_mac), self.gen_mac)
+            }
+            // returned as the generator reflected it, from the "server" VIP
+            (Mode::IoReflect, Direction::Reply) => (Some(self.dut_mac), rs_mac(self.vip)),
             (Mode::Macswap, _) => (Some(self.gen_mac), self.dut_mac),
             (_, Direction::Reply) => (Some(self.gen_mac), self.dut_mac),
             // Checked below against the real server the packet went to.
@@ -261,7 +270,8 @@ impl Expect {
         }
         // Addresses and ports.
         match (self.mode, dir) {
-            (Mode::Io | Mode::Macswap | Mode::Dr | Mode::Tun, _) => {
+            (Mode::Io | Mode::Macswap | Mode::Dr | Mode::Tun, _)
+            | (Mode::IoReflect, Direction::Request) => {
                 if !self.is_client(h.src, h.sport) {
                     return Err(Failure::Src);
                 }
@@ -289,7 +299,7 @@ impl Expect {
                     return Err(Failure::DstPort);
                 }
             }
-            (Mode::Nat | Mode::Fullnat, Direction::Reply) => {
+            (Mode::Nat | Mode::Fullnat | Mode::IoReflect, Direction::Reply) => {
                 if h.src != self.vip || h.sport != self.vport {
                     return Err(Failure::Src);
                 }
@@ -425,6 +435,45 @@ mod tests {
         assert_eq!(run(&expect(Mode::Io), &swapped), Err(Failure::SrcMac));
         assert_eq!(run(&expect(Mode::Macswap), &swapped), Ok(()));
         assert_eq!(run(&expect(Mode::Macswap), &f), Err(Failure::SrcMac));
+    }
+
+    #[test]
+    fn io_reflect_checks_both_crossings() {
+        let e = expect(Mode::IoReflect);
+        // first crossing: the request comes back unchanged
+        let mut f = sent();
+        let Rx::Data(h) = parse(&f) else {
+            panic!("not data")
+        };
+        assert_eq!(e.direction(&h), Direction::Request);
+        assert_eq!(e.check(&f, &h, Direction::Request), Ok(()));
+        // the generator answers as the server behind the VIP ...
+        assert!(crate::packet::reflect(
+            &mut f,
+            &h,
+            rs_mac(n("198.18.0.100")),
+            DUT
+        ));
+        // ... and the forwarder returns that unchanged too
+        let Rx::Data(h) = parse(&f) else {
+            panic!("not data")
+        };
+        assert_eq!(e.direction(&h), Direction::Reply);
+        assert_eq!(e.check(&f, &h, Direction::Reply), Ok(()));
+        // a reply with the generator's own MAC did not come from the reflection
+        let mut g = f.clone();
+        g[6..12].copy_from_slice(&GEN.0);
+        assert_eq!(e.check(&g, &h, Direction::Reply), Err(Failure::SrcMac));
+        // a reply to somebody who is not a client
+        let pl = payload_of(&sent());
+        let f = tcp_frame(
+            rs_mac(n("198.18.0.100")),
+            DUT,
+            ("198.18.0.100", 80),
+            ("198.19.9.7", 1027),
+            &pl,
+        );
+        assert_eq!(run(&e, &f), Err(Failure::DstAddr));
     }
 
     #[test]

@@ -157,6 +157,10 @@ enum Kind {
     Arp,
 }
 
+/// The most a paced generator lets its schedule run ahead of what it sent:
+/// 20 µs of traffic (at least two bursts).
+const MAX_DEBT_US: u64 = 20;
+
 /// Paces origination at a target rate from a reference point.
 #[derive(Debug)]
 struct Pacer {
@@ -177,9 +181,12 @@ impl Pacer {
             + (now.saturating_sub(self.since) as u128 * self.rate as u128 / self.hz.max(1) as u128)
                 as u64;
         let owed = due.saturating_sub(sent);
-        // Catch up on short stalls one burst at a time; after a long one
-        // (10 ms of traffic, e.g. the VM was descheduled) forget the debt.
-        if owed > (self.rate / 100).max(4 * BURST_SIZE as u64) {
+        // Absorb loop jitter (a burst or two behind), but never make up for
+        // a stall of this process (the kernel ran something else on our CPU):
+        // sending the backlog at full speed would queue a burst in the
+        // forwarder that a steady source never produces, and measure that.
+        let most = (self.rate * MAX_DEBT_US / 1_000_000).max(2 * BURST_SIZE as u64);
+        if owed > most {
             self.restart(now, sent);
             return BURST_SIZE;
         }
@@ -560,13 +567,25 @@ mod tests {
         assert_eq!(p.budget(10_000, 0), 10);
         assert_eq!(p.budget(10_000, 10), 0);
         assert_eq!(p.budget(42_500, 10), 32);
-        // behind by less than 10 ms: catch up a burst at a time
-        assert_eq!(p.budget(5_000_000, 10), BURST_SIZE);
+        // behind by two bursts or less: catch up a burst at a time
+        assert_eq!(p.budget(100_000, 42), BURST_SIZE);
         assert_eq!((p.since, p.base), (0, 0));
-        // far behind: the debt is dropped
-        assert_eq!(p.budget(100_000_000, 42), BURST_SIZE);
-        assert_eq!((p.since, p.base), (100_000_000, 42));
-        assert_eq!(p.budget(100_005_000, 42), 5);
+        assert_eq!(p.budget(100_000, 74), 26);
+        // further behind (this process was stalled): the debt is dropped
+        assert_eq!(p.budget(5_000_000, 100), BURST_SIZE);
+        assert_eq!((p.since, p.base), (5_000_000, 100));
+        assert_eq!(p.budget(5_005_000, 100), 5);
+        // at 10 Mpps the allowance is 20 us of traffic (200 packets)
+        let mut fast = Pacer {
+            rate: 10_000_000,
+            hz: 1_000_000_000,
+            since: 0,
+            base: 0,
+        };
+        assert_eq!(fast.budget(20_000, 0), BURST_SIZE);
+        assert_eq!(fast.since, 0);
+        assert_eq!(fast.budget(20_100, 0), BURST_SIZE);
+        assert_eq!(fast.since, 20_100);
         let mut unpaced = Pacer {
             rate: 0,
             hz: 1,

@@ -324,7 +324,7 @@ fn build_plan(o: &Opts, hz: u64) -> Result<(Plan, RunInfo), String> {
         // bounce forever.
         Switch::On if !mode.replies_through_forwarder() => {
             return Err(format!(
-                "--reflect on needs --expect nat or fullnat, not {}",
+                "--reflect on needs --expect nat, fullnat or io-reflect, not {}",
                 mode.name()
             ))
         }
