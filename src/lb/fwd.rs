@@ -310,6 +310,9 @@ fn adjust(csum: u16, delta: u64) -> u16 {
 /// IHL, total length, header checksum, options, fragment offset, then the
 /// TCP/UDP/ICMP header lengths. First fragments pass (their L4 header must
 /// be complete); ICMP errors quoting TCP/UDP get their quote parsed.
+// Always inlined: out of line, its large result went through a temporary
+// that each caller copied again (about 3% of TUN's packet rate on memif).
+#[inline(always)]
 pub fn classify(frame: &[u8]) -> Result<Option<PacketInfo>, FwdDrop> {
     let (l3, ethertype) = match l3_offset(frame) {
         Ok(x) => x,
@@ -338,7 +341,11 @@ pub fn classify(frame: &[u8]) -> Result<Option<PacketInfo>, FwdDrop> {
     if total < ihl || total > ip.len() {
         return Err(FwdDrop::BadTotalLength);
     }
-    if checksum::data(&ip[..ihl]) != 0xffff {
+    let header_ok = match <&[u8; IPV4_HEADER_LEN]>::try_from(&ip[..ihl]) {
+        Ok(h) => checksum::ipv4_header_ok(h),
+        Err(_) => checksum::data(&ip[..ihl]) == 0xffff, // with options
+    };
+    if !header_ok {
         return Err(FwdDrop::BadIpChecksum);
     }
     if ihl != IPV4_HEADER_LEN {
