@@ -90,6 +90,19 @@ pub fn handle_frame(
     counters: &WorkerCounters,
     learned: &mut Learned,
 ) -> LocalVerdict {
+    // The common case first, decided from fixed offsets: an untagged IPv4
+    // TCP/UDP frame without options sent to our MAC is never ours to answer
+    // (the slow path below returns NotLocal for it too); the forwarding
+    // path validates it in full.
+    if let Some(h) = frame.get(..24) {
+        if h[12..14] == [0x08, 0x00]
+            && h[14] == 0x45
+            && (h[23] == wire::IpProtocol::TCP.0 || h[23] == wire::IpProtocol::UDP.0)
+            && h[..6] == port.mac.0
+        {
+            return LocalVerdict::NotLocal;
+        }
+    }
     let (l3, ethertype) = match wire::l3_offset(frame) {
         Ok(v) => v,
         Err(_) => return LocalVerdict::Drop(DropReason::BadEthernet),
@@ -305,6 +318,46 @@ mod tests {
         PacketBuilder::ethernet(OUR_MAC, PEER_MAC)
             .arp_reply(OUR_MAC, ip, PEER_MAC, to)
             .build()
+    }
+
+    #[test]
+    fn tcp_and_udp_go_to_the_forwarding_path_unless_not_for_our_mac() {
+        let tcp = |dst: Ipv4Addr, mac: MacAddr| {
+            PacketBuilder::ethernet(PEER_MAC, mac)
+                .ipv4(FAR, dst)
+                .tcp(40000, 80, crate::wire::tcp::ACK)
+                .build()
+        };
+        let udp = |dst: Ipv4Addr| {
+            PacketBuilder::ethernet(PEER_MAC, OUR_MAC)
+                .ipv4(FAR, dst)
+                .udp(40000, 53)
+                .payload(b"q")
+                .build()
+        };
+        let mut bad_csum = tcp(VIP, OUR_MAC);
+        bad_csum[14 + 10] ^= 0xff;
+        let cases = vec![
+            (tcp(VIP, OUR_MAC), LocalVerdict::NotLocal),
+            (tcp(DIP, OUR_MAC), LocalVerdict::NotLocal),
+            (tcp(FAR, OUR_MAC), LocalVerdict::NotLocal),
+            (udp(VIP), LocalVerdict::NotLocal),
+            // the forwarding path validates and counts it
+            (bad_csum, LocalVerdict::NotLocal),
+            // broadcast takes the full path and ends the same way
+            (tcp(VIP, MacAddr::BROADCAST), LocalVerdict::NotLocal),
+            (
+                tcp(VIP, OTHER_MAC),
+                LocalVerdict::Drop(DropReason::NotForUs),
+            ),
+        ];
+        for (i, (mut frame, want)) in cases.into_iter().enumerate() {
+            let counters = WorkerCounters::default();
+            let mut learned = None;
+            let v = handle_frame(&mut frame, &port(), &counters, &mut learned);
+            assert_eq!(v, want, "case {i}");
+            assert_eq!(learned, None);
+        }
     }
 
     fn echo(src: Ipv4Addr, dst: Ipv4Addr, dst_mac: MacAddr) -> PacketBuilder {

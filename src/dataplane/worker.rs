@@ -179,10 +179,9 @@ fn count_neigh_drop(c: &WorkerCounters, r: neigh::DropReason) {
 
 /// Put a routed frame on the wire to `mac`.
 #[inline]
-fn send_to(tx: &mut TxBuffer, c: &WorkerCounters, mac: [u8; 6], mut m: Mbuf) {
+/// (tx_packets/tx_bytes: counted by the buffer, folded in once per turn.)
+fn send_to(tx: &mut TxBuffer, mac: [u8; 6], mut m: Mbuf) {
     EthernetFrame::new_unchecked(m.data_mut()).set_dst_addr(MacAddr(mac));
-    c.add(Event::TxPackets, 1);
-    c.add(Event::TxBytes, m.len() as u64);
     tx.push(m);
 }
 
@@ -215,8 +214,6 @@ fn send_arp_request(
         return;
     }
     c.add(Event::ArpRequestsOut, 1);
-    c.add(Event::TxPackets, 1);
-    c.add(Event::TxBytes, len as u64);
     tx.push(m);
 }
 
@@ -250,9 +247,9 @@ fn route(
     } = &mut ports[p];
     EthernetFrame::new_unchecked(m.data_mut()).set_src_addr(addrs.mac);
     match neigh.resolve(hop, m, now_ms) {
-        Resolve::Send(mac, m) => send_to(tx, c, mac, m),
+        Resolve::Send(mac, m) => send_to(tx, mac, m),
         Resolve::SendAndProbe(mac, m) => {
-            send_to(tx, c, mac, m);
+            send_to(tx, mac, m);
             send_arp_request(pool, tx, c, addrs, hop, Some(mac));
         }
         Resolve::Queued => {}
@@ -328,12 +325,17 @@ impl Worker {
                 for i in 0..n.min(4) {
                     burst.prefetch(i);
                 }
+                // counted once per burst, not per packet
+                self.counters.add(Event::RxPackets, n as u64);
                 let mut i = 0;
+                let mut bytes = 0u64;
                 while let Some(m) = burst.next_packet() {
                     burst.prefetch(i + 4);
                     i += 1;
+                    bytes += m.len() as u64;
                     self.handle_wire(p, m, now_ms);
                 }
+                self.counters.add(Event::RxBytes, bytes);
                 self.forward_batch(now_ms);
                 burst_hist.saturating_record(ns(tsc_now().wrapping_sub(burst_start)).max(1));
             }
@@ -440,10 +442,9 @@ impl Worker {
 
     /// A packet from a port: local traffic, then the ownership rule, then
     /// the forwarding core.
+    /// One received frame (counted in rx_packets/rx_bytes by the caller).
     fn handle_wire(&mut self, p: usize, mut m: Mbuf, now_ms: u64) {
         let c = &*self.counters;
-        c.add(Event::RxPackets, 1);
-        c.add(Event::RxBytes, m.len() as u64);
         if m.segments() != 1 {
             c.drop_pkt(DropReason::MultiSegment);
             return;
@@ -454,7 +455,7 @@ impl Worker {
             c.add(Event::NeighLearned, 1);
             let WorkerPort { tx, neigh, .. } = &mut self.ports[p];
             neigh.learn(ip, mac.0, now_ms, solicited, |mac, pkt| {
-                send_to(tx, c, mac, pkt)
+                send_to(tx, mac, pkt)
             });
             let update = NeighUpdate {
                 port: p as u16,
@@ -471,8 +472,6 @@ impl Worker {
             LocalVerdict::SendBack { len } => {
                 m.truncate(len);
                 let tx = &mut self.ports[p].tx;
-                c.add(Event::TxPackets, 1);
-                c.add(Event::TxBytes, m.len() as u64);
                 tx.push(m);
             }
             LocalVerdict::Route { len, next_hop } => {
@@ -526,6 +525,11 @@ impl Worker {
             now_ms,
         );
         self.fwd_meta.clear();
+        let forwarded = verdicts[..n]
+            .iter()
+            .filter(|v| matches!(v, FwdVerdict::Forward { .. }))
+            .count();
+        self.counters.add(Event::Forwarded, forwarded as u64);
         let mut batch = std::mem::take(&mut self.fwd_batch);
         for (m, v) in batch.drain(..).zip(verdicts) {
             self.carry_out(v, m, now_ms);
@@ -534,11 +538,11 @@ impl Worker {
         self.fwd_batch = batch;
     }
 
-    /// Carry out the forwarding core's verdict on a packet.
+    /// Carry out the forwarding core's verdict on a packet (forwarded ones are
+    /// counted per batch by the caller).
     fn carry_out(&mut self, verdict: FwdVerdict, mut m: Mbuf, now_ms: u64) {
         match verdict {
             FwdVerdict::Forward { next_hop } => {
-                self.counters.add(Event::Forwarded, 1);
                 if self.l4_csum_offload {
                     if let Some(o) = super::offload::prepare_l4_offload(m.data_mut()) {
                         m.request_tx_offload(o.l2_len, o.l3_len, o.flags);
@@ -591,6 +595,11 @@ impl Worker {
             }
         }
         for wp in &mut self.ports {
+            let (packets, bytes) = wp.tx.take_queued();
+            if packets != 0 {
+                self.counters.add(Event::TxPackets, packets);
+                self.counters.add(Event::TxBytes, bytes);
+            }
             wp.tx.flush();
             let refused = wp.tx.dropped - wp.tx_dropped_seen;
             if refused != 0 {
@@ -614,13 +623,12 @@ impl Worker {
     }
 
     fn drain_inbox(&mut self, now_ms: u64) {
-        let c = &*self.counters;
         while let Some(u) = self.inbox.pop() {
             let Some(WorkerPort { tx, neigh, .. }) = self.ports.get_mut(u.port as usize) else {
                 continue;
             };
             neigh.learn(u.ip, u.mac, now_ms, u.solicited, |mac, pkt| {
-                send_to(tx, c, mac, pkt)
+                send_to(tx, mac, pkt)
             });
         }
     }

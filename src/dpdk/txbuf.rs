@@ -12,6 +12,11 @@ pub struct TxBuffer {
     pub sent: u64,
     /// Packets freed because the tx ring was full.
     pub dropped: u64,
+    /// Packets and bytes queued since the last [`TxBuffer::take_queued`]
+    /// (the worker folds them into its shared counters once per loop turn
+    /// rather than per packet).
+    queued: u64,
+    queued_bytes: u64,
 }
 
 // SAFETY: the buffered mbufs are owned by the buffer; it moves to its worker
@@ -26,7 +31,18 @@ impl TxBuffer {
             len: 0,
             sent: 0,
             dropped: 0,
+            queued: 0,
+            queued_bytes: 0,
         }
+    }
+
+    /// Packets and bytes queued since the last call.
+    #[inline]
+    pub fn take_queued(&mut self) -> (u64, u64) {
+        let q = (self.queued, self.queued_bytes);
+        self.queued = 0;
+        self.queued_bytes = 0;
+        q
     }
 
     pub fn port(&self) -> u16 {
@@ -45,6 +61,8 @@ impl TxBuffer {
     /// Queue a packet, sending the batch if it is full.
     #[inline]
     pub fn push(&mut self, m: Mbuf) {
+        self.queued += 1;
+        self.queued_bytes += m.len() as u64;
         self.pending[self.len] = m.into_raw().as_ptr();
         self.len += 1;
         if self.len == BURST_SIZE {
