@@ -177,9 +177,9 @@ fn count_neigh_drop(c: &WorkerCounters, r: neigh::DropReason) {
     });
 }
 
-/// Put a routed frame on the wire to `mac`.
+/// Put a routed frame on the wire to `mac` (tx_packets/tx_bytes are
+/// tallied by the buffer and folded into the counters once per turn).
 #[inline]
-/// (tx_packets/tx_bytes: counted by the buffer, folded in once per turn.)
 fn send_to(tx: &mut TxBuffer, mac: [u8; 6], mut m: Mbuf) {
     EthernetFrame::new_unchecked(m.data_mut()).set_dst_addr(MacAddr(mac));
     tx.push(m);
@@ -441,8 +441,8 @@ impl Worker {
     }
 
     /// A packet from a port: local traffic, then the ownership rule, then
-    /// the forwarding core.
-    /// One received frame (counted in rx_packets/rx_bytes by the caller).
+    /// the forwarding core (rx_packets/rx_bytes are counted by the caller,
+    /// once per burst).
     fn handle_wire(&mut self, p: usize, mut m: Mbuf, now_ms: u64) {
         let c = &*self.counters;
         if m.segments() != 1 {
