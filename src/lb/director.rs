@@ -223,16 +223,21 @@ pub const BURST: usize = 32;
 
 /// The connection-table tuple of a TCP/UDP packet.
 fn l4_tuple(info: &PacketInfo) -> Option<Tuple<u32>> {
-    let proto = match info.proto {
-        PROTO_TCP => Protocol::Tcp,
-        PROTO_UDP => Protocol::Udp,
-        _ => return None,
-    };
-    Some(Tuple {
-        proto,
-        src: Endpoint::new(u32::from(info.src), info.sport),
-        dst: Endpoint::new(u32::from(info.dst), info.dport),
-    })
+    matches!(info.proto, PROTO_TCP | PROTO_UDP)
+        .then(|| tcp_udp_tuple(info.proto, (info.src, info.sport), (info.dst, info.dport)))
+}
+
+/// The connection-table key of a TCP (`proto` 6) or else UDP flow.
+fn tcp_udp_tuple(proto: u8, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Tuple<u32> {
+    Tuple {
+        proto: if proto == PROTO_TCP {
+            Protocol::Tcp
+        } else {
+            Protocol::Udp
+        },
+        src: Endpoint::new(u32::from(src.0), src.1),
+        dst: Endpoint::new(u32::from(dst.0), dst.1),
+    }
 }
 
 /// Most template notes kept between two `take_new_templates` calls.
@@ -645,16 +650,8 @@ impl CoreLb {
         now_ms: u64,
         pre: Option<(ConnId, Direction)>,
     ) -> FwdVerdict {
-        let proto = if info.proto == PROTO_TCP {
-            Protocol::Tcp
-        } else {
-            Protocol::Udp
-        };
-        let tuple = Tuple {
-            proto,
-            src: Endpoint::new(u32::from(info.src), info.sport),
-            dst: Endpoint::new(u32::from(info.dst), info.dport),
-        };
+        let tuple = tcp_udp_tuple(info.proto, (info.src, info.sport), (info.dst, info.dport));
+        let proto = tuple.proto;
         let syn = proto == Protocol::Tcp
             && info.tcp_flags & tcp_flags::SYN != 0
             && info.tcp_flags & tcp_flags::RST == 0;
@@ -1038,16 +1035,7 @@ impl CoreLb {
         if let Some((outer_src, outer_dst)) = q.tunnel {
             return self.handle_tunnel_icmp(pkt, info, q, outer_src, outer_dst);
         }
-        let proto = if q.proto == PROTO_TCP {
-            Protocol::Tcp
-        } else {
-            Protocol::Udp
-        };
-        let tuple = Tuple {
-            proto,
-            src: Endpoint::new(u32::from(q.dst), q.dport),
-            dst: Endpoint::new(u32::from(q.src), q.sport),
-        };
+        let tuple = tcp_udp_tuple(q.proto, (q.dst, q.dport), (q.src, q.sport));
         // Like the kernel, an ICMP error does not refresh the connection.
         let Some((id, dir)) = self.conns.peek(&tuple) else {
             return FwdVerdict::NotService;
@@ -1154,17 +1142,8 @@ impl CoreLb {
         if outer_src != self.cfg.tun_source {
             return FwdVerdict::NotService;
         }
-        let proto = if q.proto == PROTO_TCP {
-            Protocol::Tcp
-        } else {
-            Protocol::Udp
-        };
         // The quoted inner packet is the client's request as it was.
-        let tuple = Tuple {
-            proto,
-            src: Endpoint::new(u32::from(q.src), q.sport),
-            dst: Endpoint::new(u32::from(q.dst), q.dport),
-        };
+        let tuple = tcp_udp_tuple(q.proto, (q.src, q.sport), (q.dst, q.dport));
         let Some((id, Direction::Input)) = self.conns.peek(&tuple) else {
             return FwdVerdict::NotService;
         };
