@@ -596,11 +596,11 @@ impl CoreLb {
                     self.stats.count_event(FwdEvent::SteeredIn);
                 }
                 let pre = found.get(tuple_of[j]).copied().flatten();
-                let v = self.dispatch(p, infos[j], m, now_ms, pre);
-                if let FwdVerdict::Drop(r) = v {
+                // written in place: no copy of the verdict through the stack
+                *out = self.dispatch(p, &infos[j], m, now_ms, pre);
+                if let FwdVerdict::Drop(r) = *out {
                     self.stats.count_drop(r);
                 }
-                *out = v;
             }
             base += chunk.len();
         }
@@ -614,7 +614,7 @@ impl CoreLb {
         now_ms: u64,
     ) -> FwdVerdict {
         let r = fwd::classify(pkt.data());
-        self.dispatch(pkt, r, meta, now_ms, None)
+        self.dispatch(pkt, &r, meta, now_ms, None)
     }
 
     /// Act on a classified packet; `pre` is its connection lookup when
@@ -622,7 +622,7 @@ impl CoreLb {
     fn dispatch<P: PacketBuf>(
         &mut self,
         pkt: &mut P,
-        classified: Result<Option<PacketInfo>, FwdDrop>,
+        classified: &Result<Option<PacketInfo>, FwdDrop>,
         meta: Option<SteerMeta>,
         now_ms: u64,
         pre: Option<(ConnId, Direction)>,
@@ -630,12 +630,12 @@ impl CoreLb {
         let info = match classified {
             Ok(Some(i)) => i,
             Ok(None) => return FwdVerdict::NotService,
-            Err(d) => return FwdVerdict::Drop(d),
+            Err(d) => return FwdVerdict::Drop(*d),
         };
         match info.proto {
-            PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, &info, meta, now_ms, pre),
-            PROTO_ICMP => match info.icmp {
-                Some(q) => self.handle_icmp_error(pkt, &info, &q, meta),
+            PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, info, meta, now_ms, pre),
+            PROTO_ICMP => match &info.icmp {
+                Some(q) => self.handle_icmp_error(pkt, info, q, meta),
                 None => FwdVerdict::NotService,
             },
             _ => FwdVerdict::NotService,
