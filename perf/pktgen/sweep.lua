@@ -5,8 +5,10 @@
 -- pktgen Lua module as of the 23.x releases. portStats changed shape over releases:
 -- rx_tx() below reads both.
 
+-- The `pktgen` table is a global set up by Pktgen itself. Pktgen.lua (found only when run
+-- from Pktgen's source directory) just adds helpers this script does not use.
 package.path = package.path .. ";?.lua;test/?.lua;app/?.lua;"
-require "Pktgen"
+pcall(require, "Pktgen")
 
 local port = "0"
 local seconds = 10          -- measurement per point
@@ -39,7 +41,7 @@ pktgen.set_ipaddr(port, "src", "198.18.0.11/24")
 pktgen.set_mac(port, "dst", vsd_mac)
 pktgen.process(port, "on")          -- answer vsd's ARP for 198.18.0.11
 pktgen.set(port, "rate", 100)
-pktgen.set_proto(port, "udp")
+pktgen.range.ip_proto(port, "udp")  -- set_proto would set the single-packet proto only
 range4(pktgen.range.pkt_size, 64, 64, 64, 0)
 range4(pktgen.range.dst_mac, vsd_mac, vsd_mac, vsd_mac, "00:00:00:00:00:00")
 range4(pktgen.range.dst_ip, "198.18.0.100", "198.18.0.100", "198.18.0.100", "0.0.0.0")
