@@ -286,6 +286,35 @@ impl StatsTable {
         self.events.get(e.index()).map_or(0, |c| c.load(Relaxed))
     }
 
+    /// One real server's counters added up over several cores' tables
+    /// (control thread: its periodic rate sampling reads only the servers
+    /// in use, not a whole-capacity [`StatsTable::sum`]).
+    pub fn sum_dest<'t>(
+        tables: impl IntoIterator<Item = &'t StatsTable>,
+        id: DestId,
+    ) -> CounterValues {
+        Self::sum_each(tables, |t| t.dest(id))
+    }
+
+    /// One service slot's counters added up over several cores' tables.
+    pub fn sum_service<'t>(
+        tables: impl IntoIterator<Item = &'t StatsTable>,
+        slot: u32,
+    ) -> CounterValues {
+        Self::sum_each(tables, |t| t.service(slot))
+    }
+
+    fn sum_each<'t>(
+        tables: impl IntoIterator<Item = &'t StatsTable>,
+        pick: impl Fn(&StatsTable) -> CounterValues,
+    ) -> CounterValues {
+        let mut out = CounterValues::default();
+        for t in tables {
+            out.add(&pick(t));
+        }
+        out
+    }
+
     /// Add up several cores' tables (control thread). The result has the
     /// largest capacities among them.
     pub fn sum(tables: &[&StatsTable]) -> StatsSum {
@@ -318,6 +347,27 @@ impl StatsTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_server_sums_match_the_whole_table_sum() {
+        let a = StatsTable::new(4, 2);
+        let b = StatsTable::new(4, 2);
+        a.add_conn(1, 0);
+        a.add_in(1, 0, 60);
+        b.add_in(1, 0, 40);
+        b.add_out(3, 1, 1500);
+        let whole = StatsTable::sum(&[&a, &b]);
+        for id in 0..4 {
+            assert_eq!(StatsTable::sum_dest([&a, &b], id), whole.dest(id));
+        }
+        for slot in 0..2 {
+            assert_eq!(StatsTable::sum_service([&a, &b], slot), whole.service(slot));
+        }
+        let one = StatsTable::sum_dest([&a, &b], 1);
+        assert_eq!((one.conns, one.in_pkts, one.in_bytes), (1, 2, 100));
+        // out of range: zero, as for the whole-table sum
+        assert_eq!(StatsTable::sum_dest([&a, &b], 9), CounterValues::default());
+    }
 
     #[test]
     fn counts_and_sums() {
