@@ -10,7 +10,7 @@
 #          --wait-idle MIN (wait up to MIN minutes for a 1-minute load under 0.5)
 #
 # What it does (details and the meaning of every number: perf/README.md):
-#   1. builds release (vsd, vsadm, vsd-gen);
+#   1. builds release (vsd, vsadm, vsd-gen, vsd-stall-probe);
 #   2. ceiling: vsd-gen <-> dpdk-testpmd --forward-mode=io, then macswap
 #      (io again at the end: the ceiling is the best io point);
 #   3. vsd in each mode at each flow count, a new-connection (SYN) run, and
@@ -77,6 +77,7 @@ RAW="$OUT_DIR/last-run"
 MEMIF_SOCK="$WORK/memif.sock"
 CTL_SOCK="$WORK/vsd.sock"
 GEN="$ROOT/target/release/vsd-gen"
+PROBE="$ROOT/target/release/vsd-stall-probe"
 VSD="$ROOT/target/release/vsd"
 VSADM="$ROOT/target/release/vsadm"
 FWD_PID=""
@@ -341,10 +342,12 @@ mkdir -p "$RAW"
 : >"$RAW/points.jsonl"
 if [ "$BUILD" = 1 ]; then
     log "building release binaries"
-    (cd "$ROOT" && cargo build --release --bins) >"$RAW/build.log" 2>&1 ||
+    # --workspace: vsd-gen and vsd-stall-probe live in perf/gen, a workspace
+    # member that a build in the root package alone leaves out
+    (cd "$ROOT" && cargo build --release --workspace --bins) >"$RAW/build.log" 2>&1 ||
         { log "build failed (see $RAW/build.log)"; exit 1; }
 fi
-for b in "$GEN" "$VSD"; do
+for b in "$GEN" "$VSD" "$PROBE"; do
     [ -x "$b" ] || { log "missing $b (build first, or drop --no-build)"; exit 1; }
 done
 command -v dpdk-testpmd >/dev/null || { log "dpdk-testpmd not found (apt-get install dpdk)"; exit 1; }
@@ -366,6 +369,18 @@ T0=$SECONDS
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "runs: $REPEAT x ${DURATION}s windows (+${WARMUP}s warm-up), flows: $FLOWS, $PROTO, ${PKT_SIZE}B; load $LOAD_BEFORE"
 case "$LOAD_BEFORE" in 0.[0-4]*) ;; *) log "warning: the machine is busy (load $LOAD_BEFORE): numbers will be low and noisy" ;; esac
+
+# How much of each CPU the machine itself takes from a busy poll loop (the
+# floor under every latency tail here), before the points and after them.
+stall_probe() { # start|end
+    local secs=5
+    [ "$QUICK" = 1 ] && secs=2
+    "$PROBE" --seconds "$secs" >"$RAW/stall-$1.jsonl" 2>"$RAW/stall-$1.err" ||
+        log "stall probe failed: $(tail -n 1 "$RAW/stall-$1.err")"
+    while IFS= read -r line; do log "  $line"; done <"$RAW/stall-$1.err"
+}
+log "machine stalls before the points (busy loop pinned to each CPU):"
+stall_probe start
 
 # --- ceiling -----------------------------------------------------------------
 CEIL_FLOWS=${FLOWS%% *}
@@ -445,6 +460,8 @@ case " $MODES " in
         ;;
 esac
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+log "machine stalls after the points:"
+stall_probe end
 
 # --- results -----------------------------------------------------------------
 log "measurements done in $((SECONDS - T0)) s; writing results"
@@ -511,6 +528,7 @@ for label in labels:
     if p99s and statistics.median(p99s) > 2000:
         note.append("disturbed: p99 in the milliseconds, other work took the CPUs")
     # vsd's own drop reasons over the session, when it dropped anything
+    worker_stalls = (None, None)
     try:
         c = json.load(open(os.path.join(os.path.dirname(raw), label + ".counters.json")))
         drops = dict(c.get("forwarding", {}).get("drops", {}))
@@ -518,6 +536,12 @@ for label in labels:
         big = {k: v for k, v in drops.items() if isinstance(v, int) and v > 0}
         if big:
             note.append("vsd drops: " + ", ".join(f"{k}={v}" for k, v in sorted(big.items())))
+        # poll loop turns that came round 50 us late or more: the worker's
+        # core was taken away (what a latency tail is made of on a VM)
+        ev = c.get("total", {}).get("events", {})
+        if isinstance(ev.get("stalls"), int) and isinstance(ev.get("stall_us"), int):
+            worker_stalls = (ev["stalls"], round(ev["stall_us"] / 1000, 1))
+            note.append(f"worker stalled {ev['stalls']}x, {worker_stalls[1]} ms")
     except (OSError, ValueError, AttributeError):
         pass
     mpps = med([x["rx_mpps"] for x in forwarded])
@@ -545,6 +569,8 @@ for label in labels:
         "runs_mpps": [x["rx_mpps"] for x in gens],
         "drops": med([x["drops"] for x in gens]),
         "check_failures": fails,
+        "worker_stalls": worker_stalls[0],
+        "worker_stall_ms": worker_stalls[1],
         "note": "; ".join(note) or None,
     }
     if kind == "latency":
@@ -604,6 +630,19 @@ for r in records:
 def fmt(v, spec="{}"):
     return "-" if v is None else spec.format(v)
 
+def probe_text():
+    parts = []
+    for when in ("start", "end"):
+        try:
+            rows = [json.loads(l) for l in open(os.path.join(os.path.dirname(raw), f"stall-{when}.jsonl")) if l.strip()]
+        except (OSError, ValueError):
+            rows = []
+        if rows:
+            parts.append(f"{'before' if when == 'start' else 'after'}: " + ", ".join(
+                f"CPU {r['cpu']} {r['gaps']} gaps, {r['lost_pct']:.2f}% lost, longest {r['max_gap_us']/1000:.1f} ms"
+                for r in rows))
+    return "; ".join(parts) or "not measured"
+
 cpu = "?"
 try:
     for line in open("/proc/cpuinfo"):
@@ -624,6 +663,7 @@ lines = [
     f"- {'quick' if quick == '1' else 'full'} run: {repeat} x {duration} s windows per point, median reported; "
     f"{proto.upper()}, {pkt_size}-byte frames",
     f"- load average before / after: {load0} / {load1} (other work on the 2 CPUs lowers every number)",
+    f"- machine stalls (vsd-stall-probe: a busy loop pinned to each CPU, gaps >= 50 us): {probe_text()}",
     f"- ceiling: vsd-gen <-> dpdk-testpmd --forward-mode=io = **{fmt(ceiling)} Mpps** "
     f"(the best io throughput point: measured first and again last)",
     f"- connection table: {fmt(table_bpc)} bytes per slot (resident; 10M connections = "

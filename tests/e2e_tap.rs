@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const VSD_MAC: &str = "02:00:00:00:00:01";
 const DIP: &str = "198.18.0.1";
@@ -132,6 +132,28 @@ fn vip_answers_arp_and_ping_and_vsd_resolves_neighbours() {
     let ct = vsd.vsadm(&["--counters"]);
     assert!(ct.status.success());
     assert!(String::from_utf8_lossy(&ct.stdout).contains("icmp_echo_out"));
+
+    // a worker that loses its CPU counts it: the whole process stopped for
+    // 200 ms makes the worker's next loop turn a stall at least that long
+    let (stalls0, stall_us0) = (vsd.event("stalls"), vsd.event("stall_us"));
+    let pid = vsd.child.as_ref().map(|c| c.id()).expect("vsd is running") as libc::pid_t;
+    // SAFETY: kill(2) on our own child's pid; it has not been reaped
+    // (the Child is still held), so the pid is still ours.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while vsd.event("stalls") == stalls0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (stalls1, stall_us1) = (vsd.event("stalls"), vsd.event("stall_us"));
+    assert!(stalls1 > stalls0, "no stall counted for a 200 ms stop");
+    assert!(
+        stall_us1 - stall_us0 >= 190_000,
+        "stall_us grew by {} us for a 200 ms stop",
+        stall_us1 - stall_us0
+    );
 
     // clean stop
     let status = vsd.stop();

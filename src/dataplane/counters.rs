@@ -75,6 +75,8 @@ named_enum!(
     SteeredIn => "steered_in",
     LoopTurns => "loop_turns",
     Bursts => "rx_bursts",
+    Stalls => "stalls",
+    StallMicros => "stall_us",
 }
 );
 

@@ -46,6 +46,10 @@ pub struct WorkerLatency {
 
 /// Highest latency a histogram tracks (larger values saturate), ns.
 const LATENCY_MAX_NS: u64 = 1_000_000_000;
+/// A loop turn starting this long (us) after the previous one counts as a
+/// stall: a busy worker turns in under 10 us, so anything this long means
+/// the core was taken away (see the `stalls` and `stall_us` counters).
+const STALL_US: u64 = 50;
 /// How often a worker merges its histograms into the shared ones.
 pub const LATENCY_MERGE_MS: u64 = 100;
 
@@ -305,12 +309,23 @@ impl Worker {
         let mut last_merge_ms = 0u64;
         let mut burst_hist = new_latency_histogram();
         let mut turn_hist = new_latency_histogram();
+        let stall_cycles = (per_ms * STALL_US / 1000).max(1);
         self.adopt_config();
+        let mut prev_turn_start = tsc_now();
         while !self.stop.load(Ordering::Relaxed) {
             let turn_start = tsc_now();
             let now_ms = turn_start / per_ms;
             let mut worked = false;
             self.counters.add(Event::LoopTurns, 1);
+            // A poll loop that did not come round for this long was stopped
+            // (the kernel ran something else on this core, or the
+            // hypervisor took the vCPU): packets queued meanwhile.
+            let gap = turn_start.wrapping_sub(prev_turn_start);
+            prev_turn_start = turn_start;
+            if gap >= stall_cycles {
+                self.counters.add(Event::Stalls, 1);
+                self.counters.add(Event::StallMicros, ns(gap) / 1000);
+            }
             if self.config.poll().is_some() {
                 self.adopt_config();
             }
