@@ -548,11 +548,17 @@ for label in labels:
     is_vsd = mode not in FORWARDERS
     # bytes per connection: the table's per-slot size (measured once, below
     # the points), plus what the session's resident memory grew per flow
-    # beyond it (0 when the table was allocated up front)
+    # beyond what the same mode's smallest session grew (0 when the table
+    # was allocated up front). Every session grows by the same ~4 MB when
+    # the generator connects: memif's shared rings and buffers, mapped into
+    # the forwarder whatever the flow count, not connection state.
     bpc = None
     if is_vsd and g and forwarded and kind == "throughput" and table_bpc is not None:
         grow = max(0, g[0]["fwd_rss_kb_after"] - g[0]["fwd_rss_kb_before"]) * 1024
-        bpc = table_bpc + (round(grow / flows) if flows >= 100000 else 0)
+        base = min((gr[0]["fwd_rss_kb_after"] - gr[0]["fwd_rss_kb_before"]) * 1024
+                   for gr in (group(l) for l in labels)
+                   if gr and gr[0]["kind"] == "throughput" and gr[0]["target"] == mode)
+        bpc = table_bpc + (round(max(0, grow - base) / flows) if flows >= 100000 else 0)
     rec = {
         "kind": kind,
         "mode": mode,
