@@ -202,9 +202,8 @@ impl PlaneView<'_> {
     }
 }
 
-/// The data plane's statistics as the ipvsadm layer reads them, summed over
-/// workers once per request.
-/// Counters are added up over the cores per server or service when asked:
+/// The data plane's statistics as the ipvsadm layer reads them. A server's
+/// or service's counters are added up over the workers when asked for:
 /// summing whole tables (every slot of the capacity) took ~200 us per
 /// control tick, time the control thread's core lost ten times a second.
 struct PlaneStats<'v, 'a> {
