@@ -554,11 +554,11 @@ for label in labels:
     # the forwarder whatever the flow count, not connection state.
     bpc = None
     if is_vsd and g and forwarded and kind == "throughput" and table_bpc is not None:
-        grow = max(0, g[0]["fwd_rss_kb_after"] - g[0]["fwd_rss_kb_before"]) * 1024
-        base = min((gr[0]["fwd_rss_kb_after"] - gr[0]["fwd_rss_kb_before"]) * 1024
-                   for gr in (group(l) for l in labels)
+        def rss_grow(gr):
+            return (gr[0]["fwd_rss_kb_after"] - gr[0]["fwd_rss_kb_before"]) * 1024
+        base = min(rss_grow(gr) for gr in map(group, labels)
                    if gr and gr[0]["kind"] == "throughput" and gr[0]["target"] == mode)
-        bpc = table_bpc + (round(max(0, grow - base) / flows) if flows >= 100000 else 0)
+        bpc = table_bpc + (round(max(0, rss_grow(g) - base) / flows) if flows >= 100000 else 0)
     rec = {
         "kind": kind,
         "mode": mode,
