@@ -1083,16 +1083,30 @@ fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-/// The real server of the client's ESTABLISHED connection to VIP:80 in `-Lnc`.
-fn serving_server(lnc: &str) -> Option<String> {
+/// The client's ESTABLISHED connection to VIP:80 in `-Lnc`: (client, real server).
+fn serving_server(lnc: &str) -> Option<(String, String)> {
     lnc.lines().find_map(|l| {
         let w: Vec<&str> = l.split_whitespace().collect();
         match w.as_slice() {
             ["TCP", _, "ESTABLISHED", client, "198.18.0.100:80", dest]
                 if client.starts_with("198.18.0.2:") =>
             {
-                Some(dest.to_string())
+                Some((client.to_string(), dest.to_string()))
             }
+            _ => None,
+        }
+    })
+}
+
+/// The real server of connection `client` -> VIP:80 in `-Lnc`, in any state:
+/// the HTTP server closes its end once the whole file is in the socket
+/// buffers, seconds before a rate-limited client has read it, and the
+/// connection goes on draining in FIN_WAIT.
+fn server_of(lnc: &str, client: &str) -> Option<String> {
+    lnc.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        match w.as_slice() {
+            ["TCP", _, _, c, "198.18.0.100:80", dest] if *c == client => Some(dest.to_string()),
             _ => None,
         }
     })
@@ -1104,7 +1118,10 @@ fn download_survives_server_removals_and_reloads() {
         return;
     }
     let _serial = serial();
-    const SIZE: u64 = 48 << 20;
+    // About 24 s at 4 MB/s. curl writes its file in bursts of ~10 MB
+    // (every ~2.5 s), so each of the three `progress` checks below can take
+    // that long; the download must outlast them all with room to spare.
+    const SIZE: u64 = 96 << 20;
     let all: Vec<(&str, u16, u32)> = RS.iter().map(|a| (*a, 8080, 1)).collect();
     let mut topo = Topo::start(&service_toml("tcp", 80, "rr", &all), false);
     let files = TempDir::new("vsd-ctl-t4-");
@@ -1149,12 +1166,12 @@ fn download_survives_server_removals_and_reloads() {
         serving,
         std::fs::read_to_string(files.path("curl.txt")).unwrap_or_default()
     );
-    let serving = serving.unwrap();
+    let (client, serving) = serving.unwrap();
     let s_addr = serving.trim_end_matches(":8080");
     let others: Vec<&str> = RS.iter().copied().filter(|a| *a != s_addr).collect();
     assert_eq!(others.len(), 2, "serving {serving} is not one of {RS:?}");
     let (other_a, other_b) = (others[0], others[1]);
-    eprintln!("download served by {serving}; removing {other_a}, keeping {other_b}");
+    eprintln!("download from {client} served by {serving}; removing {other_a}, keeping {other_b}");
     let progress = |what: &str, before: u64| {
         let ok = wait_for(Duration::from_secs(10), || file_len(&got) > before);
         assert!(ok, "the download stalled after {what}");
@@ -1190,10 +1207,12 @@ fn download_survives_server_removals_and_reloads() {
             vec![(format!("{other_b}:8080"), 3)],
         )],
     );
+    let lnc = topo.vsadm(&["-Lnc"]);
     assert_eq!(
-        serving_server(&topo.vsadm(&["-Lnc"])).as_deref(),
+        server_of(&lnc, &client).as_deref(),
         Some(serving.as_str()),
-        "the draining connection is not listed any more"
+        "the draining connection from {client} is not listed any more (after {} bytes):\n{lnc}",
+        file_len(&got)
     );
 
     // SIGHUP with another weight.
