@@ -1083,33 +1083,36 @@ fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-/// The client's ESTABLISHED connection to VIP:80 in `-Lnc`: (client, real server).
-fn serving_server(lnc: &str) -> Option<(String, String)> {
-    lnc.lines().find_map(|l| {
+/// The client's connections to VIP:80 in `-Lnc`: (state, client, real server).
+fn client_conns(lnc: &str) -> impl Iterator<Item = (&str, &str, &str)> {
+    lnc.lines().filter_map(|l| {
         let w: Vec<&str> = l.split_whitespace().collect();
         match w.as_slice() {
-            ["TCP", _, "ESTABLISHED", client, "198.18.0.100:80", dest]
+            ["TCP", _, state, client, "198.18.0.100:80", dest]
                 if client.starts_with("198.18.0.2:") =>
             {
-                Some((client.to_string(), dest.to_string()))
+                Some((*state, *client, *dest))
             }
             _ => None,
         }
     })
 }
 
-/// The real server of connection `client` -> VIP:80 in `-Lnc`, in any state:
-/// the HTTP server closes its end once the whole file is in the socket
-/// buffers, seconds before a rate-limited client has read it, and the
-/// connection goes on draining in FIN_WAIT.
+/// The client's ESTABLISHED connection to VIP:80: (client, real server).
+fn serving_server(lnc: &str) -> Option<(String, String)> {
+    client_conns(lnc)
+        .find(|(state, _, _)| *state == "ESTABLISHED")
+        .map(|(_, c, d)| (c.to_string(), d.to_string()))
+}
+
+/// The real server of connection `client` -> VIP:80, in any state: the
+/// HTTP server closes its end once the whole file is in the socket buffers,
+/// seconds before a rate-limited client has read it, and the connection
+/// goes on draining in FIN_WAIT.
 fn server_of(lnc: &str, client: &str) -> Option<String> {
-    lnc.lines().find_map(|l| {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        match w.as_slice() {
-            ["TCP", _, _, c, "198.18.0.100:80", dest] if *c == client => Some(dest.to_string()),
-            _ => None,
-        }
-    })
+    client_conns(lnc)
+        .find(|(_, c, _)| *c == client)
+        .map(|(_, _, d)| d.to_string())
 }
 
 #[test]
