@@ -35,32 +35,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod signals;
+mod startup;
+
+pub use startup::check;
+
+/// Set once a stop is requested (SIGINT or SIGTERM), for `status`.
 static STOP: AtomicBool = AtomicBool::new(false);
-static RELOAD: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_sig: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-extern "C" fn on_hup(_sig: libc::c_int) {
-    RELOAD.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    // SAFETY: the handlers only store to atomics, which is async-signal-safe.
-    unsafe {
-        libc::signal(
-            libc::SIGINT,
-            on_stop_signal as *const () as libc::sighandler_t,
-        );
-        libc::signal(
-            libc::SIGTERM,
-            on_stop_signal as *const () as libc::sighandler_t,
-        );
-        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
-}
 
 macro_rules! log {
     ($($t:tt)*) => { eprintln!("vsd: {}", format!($($t)*)) };
@@ -175,19 +156,28 @@ impl PlaneView<'_> {
         self.adopted.iter().all(|a| a.load(Ordering::Acquire) >= g)
     }
 
-    /// Ask every worker for its connections (bounded wait per worker).
+    /// Ask every worker for its connections. The wait is bounded by one
+    /// deadline for all workers, checked after every short sleep (a worker
+    /// that does not answer in time is left out of this listing).
     fn dump_connections(&self, limit: usize) -> (Vec<ConnRow>, u64) {
         for d in &self.dumps {
             d.limit.store(limit, Ordering::Relaxed);
             d.requested.fetch_add(1, Ordering::AcqRel);
         }
+        let deadline = Instant::now() + DUMP_DEADLINE;
         let mut rows = Vec::new();
         let mut total = 0;
         for d in &self.dumps {
             let want = d.requested.load(Ordering::Acquire);
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while d.answered.load(Ordering::Acquire) != want && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
+            loop {
+                if d.answered.load(Ordering::Acquire) == want {
+                    break;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                std::thread::sleep(left.min(Duration::from_millis(1)));
             }
             if d.answered.load(Ordering::Acquire) != want {
                 continue;
@@ -508,22 +498,25 @@ fn others<T>(queues: &[Arc<T>], w: usize) -> Vec<Arc<T>> {
 }
 
 /// Rate estimators, drained-slot reuse, and the longest the control thread
-/// sleeps (it notices a stop or reload signal taken by another thread
-/// within this).
+/// sleeps (stop and reload requests wake it at once, see `signals`).
 const TICK_PERIOD: Duration = Duration::from_millis(100);
 /// Refresh period of the summed connection counts while a scheduler or
 /// threshold reads them (bounded staleness for lc, wlc, ...).
 const LOAD_PERIOD: Duration = Duration::from_millis(10);
+
+/// The longest a connection listing waits for the workers' answers.
+const DUMP_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Real-server slots (connections keep a slot until they drain).
 const DEST_CAPACITY: usize = 4096;
 /// Service slots for per-service counters.
 const SERVICE_CAPACITY: usize = 1024;
 
-/// Run the director until a stop signal.
+/// Run the director until a stop signal. Whatever fails at start-up is
+/// reported before any worker runs, and leaves nothing behind.
 pub fn run(cfg: Config) -> Result<(), String> {
+    let bound = startup::preflight(&cfg)?;
     let state = ControlState::from_config_with_capacity(&cfg, DEST_CAPACITY)?;
-    let first = state.snapshot();
     let mut argv = cfg.eal_argv("vsd");
     // Hugepage files are unlinked as soon as they are mapped, so none are
     // left behind whatever way the process ends.
@@ -534,10 +527,41 @@ pub fn run(cfg: Config) -> Result<(), String> {
     {
         argv.push("--huge-unlink".into());
     }
+    // before EAL starts its threads, so that they inherit the mask
+    signals::block_control_signals();
     log!("starting EAL: {}", argv.join(" "));
-    let eal = Eal::init(&argv).map_err(|e| e.to_string())?;
-    install_signal_handlers();
+    let runtime = startup::RuntimeDir::before_init(&argv);
+    let eal = match Eal::init(&argv) {
+        Ok(eal) => eal,
+        Err(e) => {
+            runtime.remove_if_created();
+            return Err(format!("EAL: {e}"));
+        }
+    };
+    let result = signals::start()
+        .and_then(|control_signals| serve(&cfg, state, &eal, bound, &control_signals));
+    let runtime_dir = eal.runtime_dir();
+    drop(eal);
+    // EAL leaves its runtime directory (config, sockets) behind; nothing
+    // uses it once we are gone
+    if let Some(dir) = runtime_dir {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    log!("stopped");
+    result
+}
 
+/// Everything between EAL start and EAL cleanup. Every error return drops
+/// what was made in reverse order: workers are stopped and joined (by
+/// [`startup::Workers`]) before the rings, ports and mempool go.
+fn serve(
+    cfg: &Config,
+    state: ControlState,
+    eal: &Eal,
+    bound: startup::Bound,
+    control_signals: &signals::ControlSignals,
+) -> Result<(), String> {
+    let first = state.snapshot();
     for l in &cfg.lcores.workers {
         if !eal.lcore_enabled(*l) {
             return Err(format!("worker lcore {l} is not enabled in EAL"));
@@ -659,7 +683,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
             .filter_map(|v| v.port.mtu().ok())
             .min()
             .unwrap_or(1500),
-        tun_source: tun_source(&cfg, &views),
+        tun_source: tun_source(cfg, &views),
         conn_capacity: cfg.lb.conn_capacity as usize,
         expire_nodest_conn: cfg.lb.expire_nodest_conn,
         local_port_min: cfg.lb.local_port_min,
@@ -696,8 +720,15 @@ pub fn run(cfg: Config) -> Result<(), String> {
         rings.push(row);
     }
 
+    // Bind the control socket now: what can fail must fail before any
+    // worker runs. (The metrics listener is bound already.)
+    let mut server = ControlServer::bind(&cfg.control.socket)?;
+    server.set_mode(cfg.control.socket_mode)?;
+    let mut metrics = bound.metrics;
+
     // workers
     let stop = Arc::new(AtomicBool::new(false));
+    let mut launched = startup::Workers::new(stop.clone());
     let inboxes: Vec<Arc<ArrayQueue<NeighUpdate>>> = (0..nworkers)
         .map(|_| Arc::new(ArrayQueue::new(NEIGH_INBOX)))
         .collect();
@@ -713,7 +744,6 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let mut counters = Vec::new();
     let mut loads: Vec<Arc<CoreLoad>> = Vec::new();
     let mut lb_stats: Vec<Arc<StatsTable>> = Vec::new();
-    let mut launched = Vec::new();
     let mut dumps = Vec::new();
     let mut adopted = Vec::new();
     let mut latencies = Vec::new();
@@ -783,8 +813,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
         };
         let lcore = cfg.lcores.workers[w];
         launched.push(
-            LaunchedLcore::launch(lcore, move || worker.run())
-                .map_err(|e| format!("worker {w}: {e}"))?,
+            LaunchedLcore::launch(lcore, move || {
+                signals::keep_async_signals_off_worker();
+                worker.run()
+            })
+            .map_err(|e| format!("worker {w}: {e}"))?,
         );
     }
     log!(
@@ -804,8 +837,6 @@ pub fn run(cfg: Config) -> Result<(), String> {
         let param: libc::sched_param = std::mem::zeroed();
         libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
     }
-    let mut server = ControlServer::bind(&cfg.control.socket)?;
-    server.set_mode(cfg.control.socket_mode)?;
     let mut control = Control {
         view: PlaneView {
             started: Instant::now(),
@@ -824,24 +855,30 @@ pub fn run(cfg: Config) -> Result<(), String> {
         },
         state,
     };
-    let mut metrics = match cfg.control.prometheus {
-        Some(addr) => {
-            let m = MetricsServer::bind(addr)?;
-            log!("prometheus metrics on http://{addr}/metrics");
-            Some(m)
-        }
-        None => None,
-    };
+    if let Some(addr) = metrics.as_ref().and_then(MetricsServer::local_addr) {
+        log!("prometheus metrics on http://{addr}/metrics");
+    }
     let mut published_version = first.version;
     let load_refs: Vec<&CoreLoad> = loads.iter().map(|l| &**l).collect();
     let mut waits = WaitSet::default();
     let mut next_sum = Instant::now();
     let mut next_tick = Instant::now() + TICK_PERIOD;
-    while !STOP.load(Ordering::SeqCst) {
-        // Sleep until a client or scraper needs us or a periodic duty is
-        // due (a signal cuts the sleep short when it lands on this thread;
-        // otherwise it is seen within one TICK_PERIOD).
+    loop {
+        let asked = control_signals.take();
+        if asked.stop {
+            STOP.store(true, Ordering::SeqCst);
+            break;
+        }
+        if asked.reload {
+            control.reload();
+            control.publish_if_changed(&mut published_version);
+        }
+        // Sleep until a client, a scraper or a signal needs us or a
+        // periodic duty is due.
         waits.clear();
+        waits.add(crate::control::wait::Interest::listener(
+            control_signals.fd(),
+        ));
         server.interest(&mut waits);
         if let Some(m) = metrics.as_ref() {
             m.interest(&mut waits);
@@ -868,24 +905,15 @@ pub fn run(cfg: Config) -> Result<(), String> {
             control.tick();
             next_tick = now + TICK_PERIOD;
         }
-        if launched.iter().any(LaunchedLcore::finished) {
+        if launched.any_finished() {
             log!("a worker stopped unexpectedly; shutting down");
             break;
         }
-        if RELOAD.swap(false, Ordering::SeqCst) {
-            control.reload();
-            control.publish_if_changed(&mut published_version);
-        }
     }
     log!("stopping");
-    stop.store(true, Ordering::SeqCst);
-    let mut failed = false;
-    for l in launched {
-        let lcore = l.lcore();
-        if let Err(e) = l.join() {
-            log!("worker on lcore {lcore} failed: {e}");
-            failed = true;
-        }
+    let failures = launched.stop_and_join();
+    for (lcore, e) in &failures {
+        log!("worker on lcore {lcore} failed: {e}");
     }
     drop(server);
     drop(rings);
@@ -896,15 +924,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
     }
     drop(views);
     drop(pool);
-    let runtime_dir = eal.runtime_dir();
-    drop(eal);
-    // EAL leaves its runtime directory (config, sockets) behind; nothing
-    // uses it once we are gone
-    if let Some(dir) = runtime_dir {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    log!("stopped");
-    if failed {
+    if !failures.is_empty() {
         Err("a worker failed".into())
     } else {
         Ok(())

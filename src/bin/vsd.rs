@@ -11,7 +11,8 @@ struct Args {
     /// TOML configuration file.
     #[arg(short, long, value_name = "FILE")]
     config: PathBuf,
-    /// Only check the configuration and print the EAL arguments it gives.
+    /// Only check the configuration (and that the control socket and the
+    /// Prometheus address are free) and print the EAL arguments it gives.
     #[arg(long)]
     check: bool,
 }
@@ -26,6 +27,10 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
+        if let Err(e) = vsd::daemon::check(&cfg) {
+            eprintln!("vsd: {e}");
+            return ExitCode::from(1);
+        }
         println!("configuration OK: {}", args.config.display());
         println!("EAL arguments: {}", cfg.eal_argv("vsd").join(" "));
         return ExitCode::SUCCESS;
