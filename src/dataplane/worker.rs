@@ -173,9 +173,9 @@ pub const FWD_BATCH: usize = crate::dpdk::BURST_SIZE;
 
 fn count_neigh_drop(c: &WorkerCounters, r: neigh::DropReason) {
     c.drop_pkt(match r {
-        neigh::DropReason::QueueFull | neigh::DropReason::PendingPoolFull => {
-            DropReason::NeighQueueFull
-        }
+        neigh::DropReason::QueueFull
+        | neigh::DropReason::PendingPoolFull
+        | neigh::DropReason::PendingShareLimit => DropReason::NeighQueueFull,
         neigh::DropReason::TableFull => DropReason::NeighTableFull,
         neigh::DropReason::Unresolved | neigh::DropReason::Flushed => DropReason::NeighFailed,
     });
@@ -261,6 +261,11 @@ fn route(
         Resolve::Dropped(m, r) => {
             count_neigh_drop(c, r);
             drop(m);
+        }
+        Resolve::DroppedAndRequest(m, r) => {
+            count_neigh_drop(c, r);
+            drop(m);
+            send_arp_request(pool, tx, c, addrs, hop, None);
         }
     }
 }
