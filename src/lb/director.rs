@@ -34,7 +34,10 @@
 //!   touch it; only forwarded packets do), so the entry expires and the
 //!   flow is scheduled afresh — a UDP client that keeps sending is not
 //!   pinned to a deleted server. With `expire_nodest_conn` the entry is
-//!   expired at once and the packet (SYN or UDP) scheduled afresh.
+//!   expired at once and the packet (SYN or UDP) scheduled afresh. A NAT
+//!   redirect entry (below) applies the same rule on its own core, its
+//!   server found by address and port, so that it expires too and the flow
+//!   is then scheduled onto the core where its new replies land.
 //!
 //! Draining is weight 0: a quiescent server gets no new connections but
 //! keeps its existing ones. With `expire_quiescent_template`, persistence
@@ -391,6 +394,9 @@ pub struct CoreLb {
     ports: LocalPorts,
     stats: Arc<StatsTable>,
     dests: Vec<DestSlot>,
+    /// `(address, port)` of every IPv4 server in the snapshot, sorted: a NAT
+    /// redirect entry knows its real server only by address.
+    reals: Vec<(u32, u16)>,
     notes: Vec<TemplateNote>,
     tun_ident: u16,
 }
@@ -439,6 +445,7 @@ impl CoreLb {
             ports,
             stats,
             dests: vec![DestSlot::default(); dest_capacity],
+            reals: Vec::new(),
             notes: Vec::with_capacity(TEMPLATE_NOTES_MAX),
             tun_ident: 0,
         };
@@ -453,6 +460,7 @@ impl CoreLb {
         for d in &mut self.dests {
             d.present = false;
         }
+        self.reals.clear();
         for svc in snap.services() {
             for rs in &svc.servers {
                 if let Some(d) = self.dests.get_mut(rs.id as usize) {
@@ -460,8 +468,12 @@ impl CoreLb {
                     d.svc_slot = svc.slot;
                     d.weight = rs.weight;
                 }
+                if let IpAddr::V4(a) = rs.addr {
+                    self.reals.push((u32::from(a), rs.port));
+                }
             }
         }
+        self.reals.sort_unstable();
         self.snap = snap;
     }
 
@@ -540,6 +552,19 @@ impl CoreLb {
 
     fn dest_present(&self, d: DestId) -> bool {
         self.dests.get(d as usize).is_some_and(|s| s.present)
+    }
+
+    /// Whether the real server of connection `c` is in the snapshot: by its
+    /// slot, or for a NAT redirect (which has none) by address and port (a
+    /// port-0 server serves any port; a server still in another service
+    /// counts as present, so a doubt never drops traffic).
+    fn real_present(&self, c: &Conn<u32>) -> bool {
+        if !is_redirect(c) {
+            return self.dest_present(c.dest());
+        }
+        let r = c.real();
+        self.reals.binary_search(&(r.addr, r.port)).is_ok()
+            || self.reals.binary_search(&(r.addr, 0)).is_ok()
     }
 
     /// A present server of weight 0.
@@ -714,8 +739,12 @@ impl CoreLb {
             if let Some(c) = self.conns.get(id).copied() {
                 let redirect = is_redirect(&c);
                 let reuse = dir == Direction::Input && syn && self.syn_reschedules(&c);
-                let gone = dir == Direction::Input && !redirect && !self.dest_present(c.dest());
-                if gone && !reuse {
+                let stale_redirect = redirect && meta.is_some();
+                let gone = dir == Direction::Input && !stale_redirect && !self.real_present(&c);
+                // The steering core scheduled a new connection: the old entry
+                // of a removed server gives way.
+                let replaced = meta.and_then(SteerMeta::new_dest).is_some();
+                if gone && !reuse && !replaced {
                     // The server was removed (kernel: not AVAILABLE).
                     if !self.cfg.expire_nodest_conn || (proto == Protocol::Tcp && !syn) {
                         if self.cfg.expire_nodest_conn {
@@ -727,16 +756,14 @@ impl CoreLb {
                     // expire_nodest_conn: expire it, schedule this packet.
                     self.conns.remove(id);
                     self.stats.count_event(FwdEvent::NodestExpired);
-                } else if reuse || (redirect && meta.is_some()) {
+                } else if reuse || stale_redirect || (gone && replaced) {
                     // Replaced by a new connection (or a stale redirect on
                     // the core that must hold the real connection).
                     self.conns.remove(id);
-                    if reuse {
-                        self.stats.count_event(if reusable(&c) || redirect {
-                            FwdEvent::ConnReused
-                        } else {
-                            FwdEvent::NodestExpired
-                        });
+                    if reuse && (redirect || reusable(&c)) {
+                        self.stats.count_event(FwdEvent::ConnReused);
+                    } else if reuse || gone {
+                        self.stats.count_event(FwdEvent::NodestExpired);
                     }
                 } else if redirect {
                     self.conns

@@ -325,3 +325,66 @@ fn half_open_connection_leaving_for_close_is_inactive() {
     assert_eq!(state(&lb, c, (VIP, VPORT), Protocol::Tcp), Some("CLOSE"));
     assert_eq!((lb.load().active(r1), lb.load().inactive(r1)), (0, 1));
 }
+
+#[test]
+fn two_cores_nat_redirect_to_a_deleted_server_expires_and_the_flow_moves() {
+    // NAT on two cores: a UDP flow whose replies belong to the other core
+    // has a redirect entry where it arrives. Once its server is deleted, the
+    // redirect (which knows the server only by address) drops the requests
+    // without refreshing itself, expires, and the flow is scheduled afresh
+    // by the arriving core, onto the core owning the new reply tuple.
+    let mut t = table(
+        udp_key(),
+        FwdMethod::Masq,
+        &[(RIP1, 53), (RIP2, 53), (RIP3, 53)],
+        |_| {},
+    );
+    let mut sim = Sim::new(&t, 2);
+    // A client port whose flow is steered at creation (redirect + conn).
+    let (q, first, rip) = (40000..40200u16)
+        .find_map(|p| {
+            let q = udp((CIP, p), (VIP, 53), 64, b"q").build();
+            let d = sim.deliver(&q, 0);
+            let FwdVerdict::Forward { next_hop } = d.verdict else {
+                panic!("{:?}", d.verdict)
+            };
+            (d.core != d.first).then_some((q, d.first, next_hop))
+        })
+        .expect("some flow is steered");
+    t.del_dest(&udp_key(), IpAddr::V4(rip), 53).unwrap();
+    for lb in &mut sim.lbs {
+        lb.adopt(t.snapshot());
+    }
+    let redirects = |sim: &Sim| {
+        sim.lbs[usize::from(first)]
+            .conns()
+            .iter()
+            .filter(|(_, c)| is_redirect(c))
+            .count()
+    };
+    let before = redirects(&sim);
+    for now in (10_000..300_000).step_by(10_000) {
+        let d = sim.deliver(&q, now);
+        assert_eq!(
+            d.verdict,
+            FwdVerdict::Drop(FwdDrop::DestRemoved),
+            "at {now}"
+        );
+        assert_eq!(d.core, first, "dropped where it arrived, not steered");
+    }
+    for lb in &mut sim.lbs {
+        lb.tick(300_500);
+    }
+    assert_eq!(redirects(&sim), before - 1, "the redirect expired");
+    let d = sim.deliver(&q, 301_000);
+    let FwdVerdict::Forward { next_hop } = d.verdict else {
+        panic!("{:?}", d.verdict)
+    };
+    assert_ne!(next_hop, rip);
+    let sport = u16::from_be_bytes([q[34], q[35]]);
+    assert_eq!(
+        d.core,
+        sim.rss.owner_v4(next_hop, CIP, 53, sport),
+        "the new connection lives on its reply owner"
+    );
+}
