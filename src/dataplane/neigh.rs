@@ -80,9 +80,11 @@ pub struct NeighParams {
     pub retry_ms: u64,
     /// Unanswered requests (or probes) after which resolution fails.
     pub max_retries: u32,
-    /// How long a confirmed MAC is trusted before it goes Stale.
+    /// How long a confirmed MAC is trusted before it goes Stale (entries in use are
+    /// probed before then).
     pub reachable_ms: u64,
-    /// Stale entries unused for this long are removed.
+    /// Stale entries unused for this long are removed when the table is more than half
+    /// full; entries used within it count as in use.
     pub gc_stale_ms: u64,
 }
 
@@ -290,7 +292,7 @@ pub const TICK_TIMER_BUDGET: usize = 64;
 /// Slots the clock hand inspects per tick (and an eviction attempt at most).
 pub const GC_SCAN_PER_TICK: usize = 16;
 /// Refresh probes the clock hand starts per tick at most (the caller sends each).
-pub const REFRESH_PER_TICK: usize = 4;
+pub const REFRESH_PER_TICK: usize = 2;
 
 const NIL: u32 = u32::MAX;
 

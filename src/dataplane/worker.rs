@@ -173,9 +173,9 @@ pub const FWD_BATCH: usize = crate::dpdk::BURST_SIZE;
 
 fn count_neigh_drop(c: &WorkerCounters, r: neigh::DropReason) {
     c.drop_pkt(match r {
-        neigh::DropReason::QueueFull
-        | neigh::DropReason::PendingPoolFull
-        | neigh::DropReason::PendingShareLimit => DropReason::NeighQueueFull,
+        neigh::DropReason::QueueFull => DropReason::NeighQueueFull,
+        neigh::DropReason::PendingPoolFull => DropReason::NeighPoolFull,
+        neigh::DropReason::PendingShareLimit => DropReason::NeighShareLimit,
         neigh::DropReason::TableFull => DropReason::NeighTableFull,
         neigh::DropReason::Unresolved | neigh::DropReason::Flushed => DropReason::NeighFailed,
     });
@@ -263,6 +263,7 @@ fn route(
             drop(m);
         }
         Resolve::DroppedAndRequest(m, r) => {
+            c.add(Event::NeighRequestsUnqueued, 1);
             count_neigh_drop(c, r);
             drop(m);
             send_arp_request(pool, tx, c, addrs, hop, None);
@@ -662,6 +663,7 @@ impl Worker {
             } = wp;
             let mut requests: [(Ipv4Addr, Option<[u8; 6]>); 8] = [(Ipv4Addr::UNSPECIFIED, None); 8];
             let mut nreq = 0;
+            let refreshes = neigh.counters().refreshes;
             neigh.tick(now_ms, |a| match a {
                 NeighAction::Request { ip, unicast } => {
                     if nreq < requests.len() {
@@ -674,6 +676,10 @@ impl Worker {
                     drop(m);
                 }
             });
+            c.add(
+                Event::NeighRefreshes,
+                neigh.counters().refreshes.wrapping_sub(refreshes),
+            );
             for (ip, unicast) in &requests[..nreq] {
                 send_arp_request(&self.pool, tx, c, addrs, *ip, *unicast);
             }
