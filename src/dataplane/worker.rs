@@ -661,15 +661,13 @@ impl Worker {
             let WorkerPort {
                 tx, addrs, neigh, ..
             } = wp;
-            let mut requests: [(Ipv4Addr, Option<[u8; 6]>); 8] = [(Ipv4Addr::UNSPECIFIED, None); 8];
-            let mut nreq = 0;
+            let pool = &self.pool;
             let refreshes = neigh.counters().refreshes;
+            // Every request the table asks for goes out (a fixed buffer of 8
+            // used to lose the rest of a tick's retries and refresh probes).
             neigh.tick(now_ms, |a| match a {
                 NeighAction::Request { ip, unicast } => {
-                    if nreq < requests.len() {
-                        requests[nreq] = (ip, unicast);
-                        nreq += 1;
-                    }
+                    send_arp_request(pool, tx, c, addrs, ip, unicast);
                 }
                 NeighAction::Drop(m, r) => {
                     count_neigh_drop(c, r);
@@ -680,9 +678,6 @@ impl Worker {
                 Event::NeighRefreshes,
                 neigh.counters().refreshes.wrapping_sub(refreshes),
             );
-            for (ip, unicast) in &requests[..nreq] {
-                send_arp_request(&self.pool, tx, c, addrs, *ip, *unicast);
-            }
         }
     }
 
