@@ -686,6 +686,8 @@ fn serve(
         tun_source: tun_source(cfg, &views),
         conn_capacity: cfg.lb.conn_capacity as usize,
         expire_nodest_conn: cfg.lb.expire_nodest_conn,
+        conn_reuse_mode: cfg.lb.conn_reuse_mode,
+        expire_quiescent_template: cfg.lb.expire_quiescent_template,
         local_port_min: cfg.lb.local_port_min,
         local_port_max: cfg.lb.local_port_max,
         service_capacity: SERVICE_CAPACITY,

@@ -11,7 +11,7 @@
 //! - services added by vsadm under traffic; `-Ln --stats --exact` equal to
 //!   nft's counts of 100 connections; `--prometheus` equal to the listing;
 //! - `--rate` against a steady UDP rate;
-//! - a download across `-d`, `--reload` and SIGHUP, its server removed;
+//! - a download across `-d`, `--reload` and SIGHUP, its server quiesced;
 //! - hostile control-socket clients (garbage, a 10 MB line, silent and
 //!   half-sent ones) while traffic runs.
 //!
@@ -1193,24 +1193,33 @@ fn download_survives_server_removals_and_reloads() {
     ]);
     progress("vsadm -d of another server", len0);
 
-    // vsadm --reload: the serving server goes (its connection drains), the
-    // remaining one gets weight 3.
-    let path = topo.write_config(&service_toml("tcp", 80, "rr", &[(other_b, 8080, 3)]));
+    // vsadm --reload: the serving server is quiesced (weight 0: its
+    // connection drains, as in IPVS; a removed server's connections would
+    // have their requests dropped), the remaining one gets weight 3.
+    let kept = |w_serving: u32, w_other: u32| {
+        let mut v = vec![(s_addr, 8080, w_serving), (other_b, 8080, w_other)];
+        v.sort();
+        v
+    };
+    let listed = |w_serving: u32, w_other: u32| -> Vec<(String, u32)> {
+        kept(w_serving, w_other)
+            .into_iter()
+            .map(|(a, p, w)| (format!("{a}:{p}"), w))
+            .collect()
+    };
+    let path = topo.write_config(&service_toml("tcp", 80, "rr", &kept(0, 3)));
     let len1 = file_len(&got);
     assert_eq!(
         topo.vsadm(&["--reload"]),
         format!(
-            "reloaded {}: services: 0 added, 0 edited, 0 removed; servers: 0 added, 1 edited, 1 removed; local addresses changed in 0 service(s)\n",
+            "reloaded {}: services: 0 added, 0 edited, 0 removed; servers: 0 added, 2 edited, 0 removed; local addresses changed in 0 service(s)\n",
             path.display()
         )
     );
-    progress("--reload removing the serving server", len1);
+    progress("--reload quiescing the serving server", len1);
     check_plain_listing(
         &topo.vsadm(&["-Ln"]),
-        &[(
-            "TCP  198.18.0.100:80 rr",
-            vec![(format!("{other_b}:8080"), 3)],
-        )],
+        &[("TCP  198.18.0.100:80 rr", listed(0, 3))],
     );
     let lnc = topo.vsadm(&["-Lnc"]);
     assert_eq!(
@@ -1221,7 +1230,7 @@ fn download_survives_server_removals_and_reloads() {
     );
 
     // SIGHUP with another weight.
-    topo.write_config(&service_toml("tcp", 80, "rr", &[(other_b, 8080, 2)]));
+    topo.write_config(&service_toml("tcp", 80, "rr", &kept(0, 2)));
     let len2 = file_len(&got);
     let pid = topo.vsd.child.as_ref().unwrap().id() as i32;
     // SAFETY: kill(2) on our own child's pid.
@@ -1258,15 +1267,20 @@ fn download_survives_server_removals_and_reloads() {
     // Final state; new connections go only to the remaining server.
     check_plain_listing(
         &topo.vsadm(&["-Ln"]),
-        &[(
-            "TCP  198.18.0.100:80 rr",
-            vec![(format!("{other_b}:8080"), 2)],
-        )],
+        &[("TCP  198.18.0.100:80 rr", listed(0, 2))],
     );
-    assert_eq!(
-        topo.vsadm(&["-S", "-n"]),
-        format!("-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r {other_b}:8080 -m -w 2\n")
-    );
+    let saved = topo.vsadm(&["-S", "-n"]);
+    for line in [
+        "-A -t 198.18.0.100:80 -s rr".to_string(),
+        format!("-a -t 198.18.0.100:80 -r {other_b}:8080 -m -w 2"),
+        format!("-a -t 198.18.0.100:80 -r {s_addr}:8080 -m -w 0"),
+    ] {
+        assert!(
+            saved.lines().any(|l| l == line),
+            "{line:?} not in -S:\n{saved}"
+        );
+    }
+    assert_eq!(saved.lines().count(), 3, "-S:\n{saved}");
     let log = files.path("after.txt");
     let mut after = topo.http_loop(80, 10, 0.0, 5.0, &files.path("nostop"), &log);
     after.wait(Duration::from_secs(60));
@@ -1734,6 +1748,59 @@ fn control_thread_switches(pid: u32) -> u64 {
 /// and SIGTERM under traffic ends vsd cleanly.
 #[test]
 fn connection_listings_and_sigterm_stay_prompt_under_traffic() {
+// Deleted servers do not pin traffic (issue 12, item 4)
+// ---------------------------------------------------------------------------------------
+
+/// The UDP client for [`deleted_server_pins_neither_reused_ports_nor_udp_flows`]:
+/// from CLIENT:45000 to VIP:9999 every ~0.25 s for argv[1] seconds, one
+/// line `<monotonic_ms> reply` per echo received.
+const UDP_PINGER: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("198.18.0.2", 45000))
+s.settimeout(0.2)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    s.sendto(b"ping", ("198.18.0.100", 9999))
+    try:
+        s.recv(100)
+        print("%d reply" % int(time.monotonic() * 1000), flush=True)
+    except socket.timeout:
+        pass
+    time.sleep(0.05)
+"#;
+
+/// The real server of the UDP flow CLIENT:45000 -> VIP:9999 in `-Lnc`.
+fn udp_flow_server(lnc: &str) -> Option<String> {
+    lnc.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        match w.as_slice() {
+            ["UDP", _, _, "198.18.0.2:45000", "198.18.0.100:9999", dest] => Some(dest.to_string()),
+            _ => None,
+        }
+    })
+}
+
+/// Replies the pinger got after monotonic time `after_ms`.
+fn replies_after(path: &Path, after_ms: u64) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .filter(|t| *t > after_ms)
+        .count()
+}
+
+/// As the kernel's IPVS (`conn_reuse_mode` 1, `expire_nodest_conn` 0):
+/// (a) after `vsadm -d` of the server a client port last went to, a new
+/// connection from that port (its old entry in TIME_WAIT) is scheduled to
+/// a server that exists; (b) a UDP client that keeps sending to a deleted
+/// server is not pinned to it: its datagrams are dropped without refreshing
+/// the entry, which expires after the UDP timeout (4 s here), and the flow
+/// moves to the remaining server. vsd used to forward both to the deleted
+/// server, refreshing the UDP entry forever.
+#[test]
+fn deleted_server_pins_neither_reused_ports_nor_udp_flows() {
     if !prerequisites() {
         return;
     }
@@ -1833,4 +1900,115 @@ fn connection_listings_and_sigterm_stay_prompt_under_traffic() {
     topo.vsd.child = None;
     assert!(status.success(), "vsd exit status {status:?}");
     drop(senders);
+    let two = [(RS[0], 8080, 1), (RS[1], 8080, 1)];
+    let two_udp = [(RS[0], 9999, 1), (RS[1], 9999, 1)];
+    let services = format!(
+        "{}{}",
+        service_toml("tcp", 80, "rr", &two),
+        service_toml("udp", 9999, "rr", &two_udp)
+    );
+    let mut topo = Topo::start(&services, true);
+    let files = TempDir::new("vsd-ctl-reuse-");
+
+    // (a) TCP: the same client port after -d of its server.
+    let curl = || {
+        topo.client.run_any(
+            "timeout",
+            &[
+                "15",
+                "curl",
+                "-sS",
+                "--local-port",
+                "40000",
+                "--connect-timeout",
+                "8",
+                "--max-time",
+                "10",
+                &format!("http://{VIP}/id"),
+            ],
+        )
+    };
+    let first = curl();
+    let first_id = text(&first.stdout).trim().to_string();
+    assert!(
+        first.status.success(),
+        "first request: {:?} {first_id}{}",
+        first.status,
+        text(&first.stderr)
+    );
+    let first_rs = RS
+        .iter()
+        .find(|a| rs_id(a) == first_id)
+        .unwrap_or_else(|| panic!("first request answered by {first_id:?}"));
+    let lnc = topo.vsadm(&["-Lnc"]);
+    let old = client_conns(&lnc)
+        .find(|(_, c, _)| *c == "198.18.0.2:40000")
+        .map(|(state, _, d)| (state.to_string(), d.to_string()));
+    assert_eq!(
+        old.as_ref().map(|(_, d)| d.as_str()),
+        Some(format!("{first_rs}:8080").as_str()),
+        "no entry for the first connection:\n{lnc}"
+    );
+    eprintln!("first connection: {old:?}");
+    topo.vsadm(&[
+        "-d",
+        "-t",
+        "198.18.0.100:80",
+        "-r",
+        &format!("{first_rs}:8080"),
+    ]);
+    let second = curl();
+    let other_id = rs_id(if *first_rs == RS[0] { RS[1] } else { RS[0] });
+    assert!(
+        second.status.success() && text(&second.stdout).trim() == other_id,
+        "the same client port after -d of {first_rs}: {:?} {}{}\n-Lnc:\n{}",
+        second.status,
+        text(&second.stdout),
+        text(&second.stderr),
+        topo.vsadm(&["-Lnc"])
+    );
+
+    // (b) UDP: a flow pinned to a server that is then deleted.
+    topo.vsadm(&["--set", "900", "120", "4"]);
+    let pings = files.path("pinger.txt");
+    let _pinger = Bg::spawn_in(
+        &topo.client.name,
+        &pings,
+        python(),
+        &["-c", UDP_PINGER, "40"],
+    );
+    let mut pinned = None;
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            pinned = udp_flow_server(&topo.vsadm(&["-Lnc"]));
+            pinned.is_some() && replies_after(&pings, 0) > 0
+        }),
+        "the UDP flow did not start: {pinned:?}\n{}",
+        std::fs::read_to_string(&pings).unwrap_or_default()
+    );
+    let pinned = pinned.unwrap();
+    topo.vsadm(&["-d", "-u", "198.18.0.100:9999", "-r", &pinned]);
+    let mut now_at = None;
+    let moved = wait_for(Duration::from_secs(20), || {
+        now_at = udp_flow_server(&topo.vsadm(&["-Lnc"]));
+        now_at.as_ref().is_some_and(|d| *d != pinned)
+    });
+    assert!(
+        moved,
+        "the UDP flow is still pinned to deleted {pinned}: {now_at:?}\n{}",
+        topo.vsadm(&["-Lnc"])
+    );
+    let moved_at = monotonic_ms();
+    assert!(
+        wait_for(Duration::from_secs(5), || replies_after(&pings, moved_at)
+            > 0),
+        "no echo from the new server"
+    );
+    let removed = &topo.vsd.ask("counters")["forwarding"]["drops"]["dest_removed"];
+    assert!(
+        removed.as_u64().is_some_and(|n| n > 0),
+        "dest_removed drops: {removed}"
+    );
+    let status = topo.vsd.stop();
+    assert!(status.success(), "vsd exit status {status:?}");
 }

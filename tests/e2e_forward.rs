@@ -518,6 +518,8 @@ impl VsdView<'_> {
             "tx_full",
             "steer_full",
             "neigh_queue_full",
+            "neigh_pending_pool_full",
+            "neigh_pending_share_limit",
             "neigh_table_full",
             "neigh_unresolved",
             "no_route",

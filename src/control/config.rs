@@ -151,9 +151,17 @@ pub struct LbConf {
     /// Connection table capacity per worker (connections, templates and
     /// NAT redirect entries).
     pub conn_capacity: u32,
-    /// Expire a connection on its next packet once its real server is
-    /// removed (IPVS `expire_nodest_conn`); otherwise it drains.
+    /// Expire a connection on its next request once its real server is
+    /// removed and schedule that request afresh (IPVS `expire_nodest_conn`);
+    /// otherwise its requests are dropped until the entry times out.
     pub expire_nodest_conn: bool,
+    /// IPVS `conn_reuse_mode` (0..=3, default 1): bit 1 schedules afresh
+    /// a SYN that finds a closing connection; bit 2 also one in FIN_WAIT
+    /// on a DR/TUN connection.
+    pub conn_reuse_mode: u8,
+    /// IPVS `expire_quiescent_template`: persistence templates of a
+    /// weight-0 server are not followed (default false).
+    pub expire_quiescent_template: bool,
     /// Outer source of TUN packets; default: the director address on the
     /// port toward the first tunnelled real server.
     pub tun_source: Option<std::net::Ipv4Addr>,
@@ -168,6 +176,8 @@ impl Default for LbConf {
         LbConf {
             conn_capacity: 1 << 20,
             expire_nodest_conn: false,
+            conn_reuse_mode: 1,
+            expire_quiescent_template: false,
             tun_source: None,
             local_port_min: 1024,
             local_port_max: 65535,
@@ -635,6 +645,8 @@ struct RawVip {
 struct RawLb {
     conn_capacity: Option<S<i64>>,
     expire_nodest_conn: Option<bool>,
+    conn_reuse_mode: Option<S<i64>>,
+    expire_quiescent_template: Option<bool>,
     tun_source: Option<S<String>>,
     local_port_min: Option<S<i64>>,
     local_port_max: Option<S<i64>>,
@@ -1280,6 +1292,16 @@ fn build_lb(ctx: &Ctx<'_>, raw: Option<&S<RawLb>>) -> Result<LbConf, ConfigError
             i64::from(d.conn_capacity),
         )?),
         expire_nodest_conn: l.expire_nodest_conn.unwrap_or(d.expire_nodest_conn),
+        conn_reuse_mode: narrow(ctx.int_or(
+            &l.conn_reuse_mode,
+            "lb.conn_reuse_mode",
+            0,
+            3,
+            i64::from(d.conn_reuse_mode),
+        )?),
+        expire_quiescent_template: l
+            .expire_quiescent_template
+            .unwrap_or(d.expire_quiescent_template),
         tun_source,
         local_port_min: narrow(ctx.int_or(
             &l.local_port_min,
@@ -2715,19 +2737,24 @@ mod tests {
     fn lb_table() {
         assert_eq!(parse(&with_base("")).lb, LbConf::default());
         let c = parse(&with_base(
-            "[lb]\nconn_capacity = 4096\nexpire_nodest_conn = true\ntun_source = \"198.18.1.1\"\nlocal_port_min = 2000\nlocal_port_max = 3000\n",
+            "[lb]\nconn_capacity = 4096\nexpire_nodest_conn = true\nconn_reuse_mode = 2\nexpire_quiescent_template = true\ntun_source = \"198.18.1.1\"\nlocal_port_min = 2000\nlocal_port_max = 3000\n",
         ));
         assert_eq!(
             c.lb,
             LbConf {
                 conn_capacity: 4096,
                 expire_nodest_conn: true,
+                conn_reuse_mode: 2,
+                expire_quiescent_template: true,
                 tun_source: Some("198.18.1.1".parse().unwrap()),
                 local_port_min: 2000,
                 local_port_max: 3000,
             }
         );
         assert!(error(&with_base("[lb]\nconn_capacity = 10\n")).contains("lb.conn_capacity"));
+        assert!(error(&with_base("[lb]\nconn_reuse_mode = 4\n")).contains("lb.conn_reuse_mode"));
+        assert!(error(&with_base("[lb]\nexpire_quiescent_template = 1\n"))
+            .contains("expire_quiescent_template"));
         assert!(error(&with_base("[lb]\ntun_source = \"::1\"\n"))
             .contains("lb.tun_source: tun_source ::1 must be a unicast IPv4 address"));
         assert!(error(&with_base(

@@ -182,7 +182,7 @@ pub fn render(m: &Metrics<'_>) -> String {
         (
             "vsd_server_active_connections",
             "gauge",
-            "ESTABLISHED connections (ActiveConn)",
+            "ESTABLISHED and half-open (SYN_SENT, SYN_RECV, SYNACK) connections (ActiveConn)",
             |d| u64::from(d.active),
         ),
         (
@@ -445,7 +445,7 @@ mod tests {
             "# HELP vsd_server_weight Weight of the server (0: quiescent)".into(),
             "# TYPE vsd_server_weight gauge".into(),
             format!("vsd_server_weight{{{d}}} 3"),
-            "# HELP vsd_server_active_connections ESTABLISHED connections (ActiveConn)".into(),
+            "# HELP vsd_server_active_connections ESTABLISHED and half-open (SYN_SENT, SYN_RECV, SYNACK) connections (ActiveConn)".into(),
             "# TYPE vsd_server_active_connections gauge".into(),
             format!("vsd_server_active_connections{{{d}}} 8"),
             "# HELP vsd_server_inactive_connections Other connections (InActConn)".into(),

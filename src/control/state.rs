@@ -108,13 +108,13 @@ pub struct ReloadDiff {
     pub services_added: Vec<ServiceKey>,
     /// Services whose settings changed.
     pub services_edited: Vec<ServiceKey>,
-    /// Services deleted (their servers drain).
+    /// Services deleted (their slots wait until their connections expire).
     pub services_removed: Vec<ServiceKey>,
     /// Servers created: (service, address, port).
     pub servers_added: Vec<(ServiceKey, IpAddr, u16)>,
     /// Servers whose weight, method or thresholds changed (same slot).
     pub servers_edited: Vec<(ServiceKey, IpAddr, u16)>,
-    /// Servers deleted (they drain).
+    /// Servers deleted (their slots wait until their connections expire).
     pub servers_removed: Vec<(ServiceKey, IpAddr, u16)>,
     /// Services whose local addresses changed.
     pub laddrs_changed: Vec<ServiceKey>,
@@ -552,7 +552,8 @@ impl ControlState {
 
     /// Make the services, servers and local addresses those of `cfg`:
     /// unchanged servers keep their slots (so their connections stay), edited
-    /// ones are changed in place, removed ones drain. All or nothing: on an
+    /// ones are changed in place, removed ones keep their slots until their
+    /// connections expire. All or nothing: on an
     /// error the running state is kept.
     pub fn reload(&mut self, cfg: &Config) -> Result<ReloadDiff, String> {
         let mut next = self.clone();

@@ -23,8 +23,44 @@
 //!
 //! Timers: Incomplete and Probe entries sit in a FIFO list ordered by deadline. Every
 //! deadline is "armed at + retry_ms" and `now` does not go back, so appending keeps the
-//! list sorted and [`NeighTable::tick`] only looks at its head. Idle Stale entries are
-//! collected by a clock hand that inspects a few slots per tick.
+//! list sorted and [`NeighTable::tick`] only looks at its head. A clock hand inspects a
+//! few slots per tick.
+//!
+//! # Keeping neighbours in use (why, and how it fails)
+//!
+//! Deleting a real server's entry after a quiet minute made the next burst of SYNs wait
+//! in an 8-packet queue behind a broadcast request, and lose the rest. As Linux keeps a
+//! STALE entry and moves it through DELAY/PROBE on use while still sending to the known
+//! MAC, this table:
+//! - *refreshes* an entry in use (sent through in the last `gc_stale_ms`) before it ages
+//!   out: when its confirmation is older than `reachable_ms - max_retries x retry_ms`,
+//!   the clock hand moves it to Probe (a unicast probe; packets keep going to the known
+//!   MAC), so a live neighbour is confirmed again without ever going Stale;
+//! - *keeps* idle entries whose MAC is known while the table has room (Linux collects
+//!   stale entries only above `gc_thresh1`): the clock hand collects Stale entries unused
+//!   for `gc_stale_ms` only when more than half of `max_entries` are in use, and a new
+//!   neighbour may evict a Stale one when the table is full;
+//! - removes an entry only when its probes go unanswered (`max_retries`).
+//!
+//! A neighbour whose MAC changed while it sat Stale gets packets at the old MAC until
+//! the probe fails (at most `max_retries x retry_ms`), as in Linux.
+//!
+//! # The shared pending pool under spoofed sources
+//!
+//! Unresolved neighbours (for NAT replies: any on-link client address, which a spoofer
+//! chooses) share one pool of `max_pending_total` packets. So that spoofed sources cannot
+//! lock legitimate clients out:
+//! - once half the pool is in use, an unresolved neighbour holds at most one packet (its
+//!   first); further ones are dropped (`PendingShareLimit`), so a flood of new addresses
+//!   gets one slot each instead of `max_pending_per_entry`;
+//! - a new neighbour always gets its entry and its broadcast request, even when the pool
+//!   is exhausted: its first packet is then dropped (`PendingPoolFull`,
+//!   [`Resolve::DroppedAndRequest`]), the answer arrives within a round trip and the
+//!   peer's retransmission goes straight out. Known neighbours (Reachable, Stale, Probe)
+//!   never use the pool at all.
+//!
+//! What remains exhaustible is the entry table itself (Incomplete entries are not
+//! evicted: their queued packets could not be handed back from `resolve`).
 
 use std::net::Ipv4Addr;
 
@@ -44,9 +80,11 @@ pub struct NeighParams {
     pub retry_ms: u64,
     /// Unanswered requests (or probes) after which resolution fails.
     pub max_retries: u32,
-    /// How long a confirmed MAC is trusted before it goes Stale.
+    /// How long a confirmed MAC is trusted before it goes Stale (entries in use are
+    /// probed before then).
     pub reachable_ms: u64,
-    /// Stale entries unused for this long are removed.
+    /// Stale entries unused for this long are removed when the table is more than half
+    /// full; entries used within it count as in use.
     pub gc_stale_ms: u64,
 }
 
@@ -71,6 +109,8 @@ pub enum DropReason {
     QueueFull,
     /// All `max_pending_total` pending slots are in use.
     PendingPoolFull,
+    /// Half the pool is in use and this neighbour already has a packet queued.
+    PendingShareLimit,
     /// No free entry and nothing evictable.
     TableFull,
     /// Resolution failed after `max_retries` requests.
@@ -81,11 +121,12 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::QueueFull,
         DropReason::PendingPoolFull,
+        DropReason::PendingShareLimit,
         DropReason::TableFull,
         DropReason::Unresolved,
         DropReason::Flushed,
@@ -95,9 +136,10 @@ impl DropReason {
         match self {
             DropReason::QueueFull => 0,
             DropReason::PendingPoolFull => 1,
-            DropReason::TableFull => 2,
-            DropReason::Unresolved => 3,
-            DropReason::Flushed => 4,
+            DropReason::PendingShareLimit => 2,
+            DropReason::TableFull => 3,
+            DropReason::Unresolved => 4,
+            DropReason::Flushed => 5,
         }
     }
     /// Short name for counters listings.
@@ -105,6 +147,7 @@ impl DropReason {
         match self {
             DropReason::QueueFull => "neigh_queue_full",
             DropReason::PendingPoolFull => "neigh_pending_pool_full",
+            DropReason::PendingShareLimit => "neigh_pending_share_limit",
             DropReason::TableFull => "neigh_table_full",
             DropReason::Unresolved => "neigh_unresolved",
             DropReason::Flushed => "neigh_flushed",
@@ -126,6 +169,10 @@ pub enum Resolve<P> {
     QueuedAndRequest,
     /// Not queued: handed back for the caller to free and count.
     Dropped(P, DropReason),
+    /// A new neighbour while the pending pool is exhausted: the entry exists and the
+    /// caller must broadcast an ARP request for the address now, but the packet is
+    /// handed back for the caller to free and count.
+    DroppedAndRequest(P, DropReason),
 }
 
 /// Work [`NeighTable::tick`] asks the caller to do.
@@ -224,6 +271,11 @@ pub struct NeighCounters {
     pub collected: u64,
     /// Unsolicited learns ignored because the table was full.
     pub learn_ignored_full: u64,
+    /// Probes started by the clock hand for entries in use before they went Stale
+    /// (included in `probes_sent`).
+    pub refreshes: u64,
+    /// Requests sent for a new neighbour whose first packet found the pool exhausted.
+    pub requests_without_queue: u64,
     /// Packets handed back, by [`DropReason::index`].
     pub dropped: [u64; DropReason::COUNT],
 }
@@ -239,6 +291,8 @@ impl NeighCounters {
 pub const TICK_TIMER_BUDGET: usize = 64;
 /// Slots the clock hand inspects per tick (and an eviction attempt at most).
 pub const GC_SCAN_PER_TICK: usize = 16;
+/// Refresh probes the clock hand starts per tick at most (the caller sends each).
+pub const REFRESH_PER_TICK: usize = 2;
 
 const NIL: u32 = u32::MAX;
 
@@ -406,10 +460,6 @@ impl<P> NeighTable<P> {
     }
 
     fn resolve_miss(&mut self, key: u32, pkt: P, now: u64) -> Resolve<P> {
-        // Without a pending slot there is nothing to resolve for: the next packet retries.
-        if self.pkt_free == NIL {
-            return self.dropped(pkt, DropReason::PendingPoolFull);
-        }
         let slot = match self.alloc(key, now) {
             Some(slot) => slot,
             None => return self.dropped(pkt, DropReason::TableFull),
@@ -420,6 +470,13 @@ impl<P> NeighTable<P> {
         e.deadline = now.saturating_add(self.params.retry_ms);
         self.timer_push(slot);
         self.counters.requests_sent += 1;
+        // Pool exhausted (by others): resolve anyway, so this neighbour's next packet
+        // goes straight out; this one is dropped.
+        if self.pkt_free == NIL {
+            self.counters.requests_without_queue += 1;
+            self.counters.dropped[DropReason::PendingPoolFull.index()] += 1;
+            return Resolve::DroppedAndRequest(pkt, DropReason::PendingPoolFull);
+        }
         match self.enqueue(slot, pkt) {
             Ok(()) => Resolve::QueuedAndRequest,
             // Unreachable: a pool node was checked free above and the per-entry limit is >= 1.
@@ -549,14 +606,43 @@ impl<P> NeighTable<P> {
                 self.remove_slot(slot);
             }
         }
+        let mut refreshed = 0;
         for _ in 0..GC_SCAN_PER_TICK.min(self.entries.len()) {
             let slot = self.advance_hand();
-            if self.idle(slot, now) {
+            // Linux's gc_thresh1: idle entries are collected only from a crowded table.
+            let crowded = self.len > self.params.max_entries / 2;
+            if crowded && self.idle(slot, now) {
                 self.counters.collected += 1;
                 self.remove_slot(slot);
+            } else if refreshed < REFRESH_PER_TICK && self.wants_refresh(slot, now) {
+                refreshed += 1;
+                let e = &mut self.entries[slot as usize];
+                e.slot = Slot::Probe;
+                e.attempts = 1;
+                e.deadline = now.saturating_add(self.params.retry_ms);
+                let (ip, mac) = (e.ip, e.mac);
+                self.timer_push(slot);
+                self.counters.probes_sent += 1;
+                self.counters.refreshes += 1;
+                on_action(NeighAction::Request {
+                    ip: Ipv4Addr::from(ip),
+                    unicast: Some(mac),
+                });
             }
         }
         handled
+    }
+
+    /// A Reachable entry used in the last `gc_stale_ms` whose confirmation is about to
+    /// age out (within `max_retries x retry_ms` of `reachable_ms`): probe it now, so it
+    /// is confirmed again before it would go Stale.
+    fn wants_refresh(&self, slot: u32, now: u64) -> bool {
+        let e = &self.entries[slot as usize];
+        let p = &self.params;
+        let lead = p.retry_ms.saturating_mul(u64::from(p.max_retries));
+        e.slot == Slot::Reachable
+            && now.saturating_sub(e.last_used) < p.gc_stale_ms
+            && now.saturating_sub(e.confirmed) >= p.reachable_ms.saturating_sub(lead)
     }
 
     /// The MAC for `ip` if one is known (Reachable, Stale or Probe); changes nothing.
@@ -697,6 +783,14 @@ impl<P> NeighTable<P> {
         let e = self.entries[slot as usize];
         if e.q_len >= self.params.max_pending_per_entry {
             return Err((pkt, DropReason::QueueFull));
+        }
+        // Under pressure every unresolved neighbour keeps only its first packet.
+        // (Only when others hold packets too: one neighbour alone is no flood.)
+        if e.q_len > 0
+            && self.pending >= self.params.max_pending_total / 2
+            && self.pending > e.q_len
+        {
+            return Err((pkt, DropReason::PendingShareLimit));
         }
         let node = self.pkt_free;
         if node == NIL {
@@ -1145,26 +1239,32 @@ mod tests {
     #[test]
     fn total_pending_limit_spans_entries() {
         let mut t = NeighTable::new(params());
+        // One neighbour alone may use its whole queue (3 of a pool of 5).
         for p in 1..=3 {
             t.resolve(ip(1), p, 0);
         }
+        assert_eq!(t.pending(), 3);
         assert_eq!(t.resolve(ip(2), 4, 0), Resolve::QueuedAndRequest);
-        assert_eq!(t.resolve(ip(2), 5, 0), Resolve::Queued);
+        // Half the pool in use and others queued: one packet per neighbour.
         assert_eq!(
-            t.resolve(ip(2), 6, 0),
-            Resolve::Dropped(6, DropReason::PendingPoolFull)
+            t.resolve(ip(2), 5, 0),
+            Resolve::Dropped(5, DropReason::PendingShareLimit)
         );
-        // A new neighbour gets no entry without a pending slot.
+        assert_eq!(t.resolve(ip(3), 6, 0), Resolve::QueuedAndRequest);
+        // Pool exhausted: a new neighbour still gets its entry and request.
         assert_eq!(
-            t.resolve(ip(3), 7, 0),
-            Resolve::Dropped(7, DropReason::PendingPoolFull)
+            t.resolve(ip(4), 7, 0),
+            Resolve::DroppedAndRequest(7, DropReason::PendingPoolFull)
         );
         t.check_invariants();
-        assert_eq!((t.len(), t.pending()), (2, 5));
-        assert_eq!(t.counters().dropped(DropReason::PendingPoolFull), 2);
+        assert_eq!((t.len(), t.pending()), (4, 5));
+        assert_eq!(t.counters().dropped(DropReason::PendingPoolFull), 1);
+        assert_eq!(t.counters().dropped(DropReason::PendingShareLimit), 1);
+        assert_eq!(t.counters().requests_without_queue, 1);
+        assert_eq!(t.counters().requests_sent, 4);
         // Resolving one neighbour frees its slots for the others.
         learn(&mut t, ip(1), MAC_A, 1, true);
-        assert_eq!(t.resolve(ip(3), 8, 2), Resolve::QueuedAndRequest);
+        assert_eq!(t.resolve(ip(4), 8, 2), Resolve::Queued);
     }
 
     #[test]
@@ -1273,22 +1373,168 @@ mod tests {
     }
 
     #[test]
-    fn idle_stale_entries_are_collected() {
+    fn idle_stale_entries_are_collected_from_a_crowded_table() {
         let mut t = NeighTable::new(params());
+        // Three of four entries in use: more than half, so idle ones are collected.
         learn(&mut t, ip(1), MAC_A, 0, false); // Stale, unused
+        learn(&mut t, ip(3), MAC_B, 0, false); // Stale, unused
         t.resolve(ip(2), 7, 0);
         learn(&mut t, ip(2), MAC_A, 0, true); // Reachable until 10_000
         assert_eq!(tick(&mut t, 4_999), vec![]);
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.len(), 3);
         tick(&mut t, 5_000);
         assert_eq!(t.lookup(ip(1)), None);
         assert_eq!(t.lookup(ip(2)), Some(MAC_A));
-        // ip(2) goes stale at 10_000 and was last used at 0: collected then.
-        tick(&mut t, 9_999);
-        assert_eq!(t.len(), 1);
-        tick(&mut t, 10_000);
-        assert!(t.is_empty());
-        assert_eq!(t.counters().collected, 2);
+        // Down to two of four (half): the rest stays, idle or not.
+        assert_eq!(t.len(), 2);
+        tick(&mut t, 60_000);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.counters().collected, 1);
+    }
+
+    #[test]
+    fn idle_entry_is_kept_and_the_next_burst_goes_out_at_once() {
+        // A real server resolved once, then quiet far longer than gc_stale_ms and
+        // reachable_ms: its entry stays (the table has room), and the next burst is
+        // sent to the known MAC while a probe confirms it. No packet waits or is lost.
+        let mut t = NeighTable::new(params());
+        assert_eq!(t.resolve(ip(1), 1, 0), Resolve::QueuedAndRequest);
+        learn(&mut t, ip(1), MAC_A, 1, true);
+        for now in (0..120_000).step_by(100) {
+            tick(&mut t, now);
+        }
+        assert_eq!(t.counters().collected, 0);
+        assert_eq!(t.state(ip(1), 120_000), Some(NeighState::Stale));
+        assert_eq!(
+            t.resolve(ip(1), 2, 120_000),
+            Resolve::SendAndProbe(MAC_A, 2)
+        );
+        for p in 3..40 {
+            assert_eq!(t.resolve(ip(1), p, 120_001), Resolve::Send(MAC_A, p));
+        }
+        learn(&mut t, ip(1), MAC_A, 120_002, true);
+        assert_eq!(t.state(ip(1), 120_002), Some(NeighState::Reachable));
+        assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn entry_in_use_is_refreshed_before_it_goes_stale() {
+        // Used every 200 ms, answered: the clock hand probes it before reachable_ms
+        // (10 s) runs out, packets keep going to the known MAC meanwhile, and the
+        // entry never goes Stale, so no packet ever waits for a probe.
+        let mut t = NeighTable::new(params());
+        assert_eq!(t.resolve(ip(1), 0, 0), Resolve::QueuedAndRequest);
+        learn(&mut t, ip(1), MAC_A, 0, true);
+        let mut probes = Vec::new();
+        for now in (100..35_000).step_by(100) {
+            for a in tick(&mut t, now) {
+                match a {
+                    NeighAction::Request {
+                        ip: a,
+                        unicast: Some(m),
+                    } if a == ip(1) && m == MAC_A => {
+                        probes.push(now);
+                        learn(&mut t, ip(1), MAC_A, now + 1, true);
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            if now % 200 == 0 {
+                let p = now as u32;
+                assert_eq!(
+                    t.resolve(ip(1), p, now),
+                    Resolve::Send(MAC_A, p),
+                    "at {now}"
+                );
+                assert_ne!(t.state(ip(1), now), Some(NeighState::Stale), "at {now}");
+            }
+        }
+        assert!(probes.len() >= 3, "{probes:?}");
+        // Each refresh starts within max_retries x retry_ms (3 s) of the entry ageing
+        // out, i.e. 7 to 10 s after its last confirmation.
+        let mut confirmed = 0;
+        for p in &probes {
+            assert!((7_000..10_000).contains(&(p - confirmed)), "{probes:?}");
+            confirmed = p + 1;
+        }
+        assert_eq!(t.counters().refreshes, probes.len() as u64);
+    }
+
+    #[test]
+    fn refresh_unanswered_removes_the_entry_after_its_probes() {
+        let mut t = NeighTable::new(params());
+        assert_eq!(t.resolve(ip(1), 0, 0), Resolve::QueuedAndRequest);
+        learn(&mut t, ip(1), MAC_A, 0, true);
+        let mut probes = 0;
+        let mut gone_at = None;
+        for now in (100..20_000).step_by(100) {
+            for a in tick(&mut t, now) {
+                if let NeighAction::Request {
+                    unicast: Some(_), ..
+                } = a
+                {
+                    probes += 1;
+                }
+            }
+            match t.lookup(ip(1)) {
+                Some(_) => {
+                    let p = now as u32;
+                    assert_eq!(t.resolve(ip(1), p, now), Resolve::Send(MAC_A, p));
+                }
+                None => {
+                    gone_at.get_or_insert(now);
+                }
+            }
+        }
+        assert_eq!(probes, 3, "max_retries probes");
+        assert_eq!(t.counters().failed, 1);
+        // Removed once the last probe went unanswered, before reachable_ms + retries.
+        assert!(gone_at.is_some_and(|g| g <= 11_000), "{gone_at:?}");
+    }
+
+    #[test]
+    fn unused_entry_is_not_refreshed() {
+        let mut t = NeighTable::new(params());
+        assert_eq!(t.resolve(ip(1), 0, 0), Resolve::QueuedAndRequest);
+        learn(&mut t, ip(1), MAC_A, 0, true);
+        // Last used at 0; gc_stale_ms is 5 s: at 7 s it is not in use.
+        for now in (100..30_000).step_by(100) {
+            assert_eq!(tick(&mut t, now), vec![], "at {now}");
+        }
+        assert_eq!(t.counters().refreshes, 0);
+        assert_eq!(t.state(ip(1), 30_000), Some(NeighState::Stale));
+    }
+
+    #[test]
+    fn spoofed_neighbours_cannot_lock_a_new_client_out() {
+        // Many unresolved (spoofed) addresses, each sent several packets: under
+        // pressure each keeps one, and once the pool is exhausted a new client still
+        // gets its entry and request, so its next packet goes straight out.
+        let mut t: NeighTable<u32> = NeighTable::new(NeighParams {
+            max_entries: 64,
+            max_pending_per_entry: 4,
+            max_pending_total: 8,
+            ..params()
+        });
+        let mut id = 0;
+        for n in 10..30 {
+            for _ in 0..4 {
+                id += 1;
+                t.resolve(ip(n), id, 0);
+            }
+        }
+        t.check_invariants();
+        assert_eq!(t.pending(), 8);
+        let per: Vec<u32> = t.iter(0).map(|i| i.pending).collect();
+        assert_eq!(per.iter().filter(|q| **q > 1).count(), 1, "{per:?}");
+        assert!(t.counters().dropped(DropReason::PendingShareLimit) > 0);
+        let client = ip(200);
+        assert_eq!(
+            t.resolve(client, 1000, 10),
+            Resolve::DroppedAndRequest(1000, DropReason::PendingPoolFull)
+        );
+        learn(&mut t, client, MAC_C, 11, true);
+        assert_eq!(t.resolve(client, 1001, 12), Resolve::Send(MAC_C, 1001));
     }
 
     #[test]
@@ -1386,7 +1632,8 @@ mod tests {
                     match t.resolve(ip(n), id, now) {
                         Resolve::Send(_, p)
                         | Resolve::SendAndProbe(_, p)
-                        | Resolve::Dropped(p, _) => {
+                        | Resolve::Dropped(p, _)
+                        | Resolve::DroppedAndRequest(p, _) => {
                             assert_eq!(p, id);
                             returned.insert(p);
                         }

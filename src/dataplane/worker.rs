@@ -173,9 +173,9 @@ pub const FWD_BATCH: usize = crate::dpdk::BURST_SIZE;
 
 fn count_neigh_drop(c: &WorkerCounters, r: neigh::DropReason) {
     c.drop_pkt(match r {
-        neigh::DropReason::QueueFull | neigh::DropReason::PendingPoolFull => {
-            DropReason::NeighQueueFull
-        }
+        neigh::DropReason::QueueFull => DropReason::NeighQueueFull,
+        neigh::DropReason::PendingPoolFull => DropReason::NeighPoolFull,
+        neigh::DropReason::PendingShareLimit => DropReason::NeighShareLimit,
         neigh::DropReason::TableFull => DropReason::NeighTableFull,
         neigh::DropReason::Unresolved | neigh::DropReason::Flushed => DropReason::NeighFailed,
     });
@@ -261,6 +261,12 @@ fn route(
         Resolve::Dropped(m, r) => {
             count_neigh_drop(c, r);
             drop(m);
+        }
+        Resolve::DroppedAndRequest(m, r) => {
+            c.add(Event::NeighRequestsUnqueued, 1);
+            count_neigh_drop(c, r);
+            drop(m);
+            send_arp_request(pool, tx, c, addrs, hop, None);
         }
     }
 }
@@ -655,23 +661,23 @@ impl Worker {
             let WorkerPort {
                 tx, addrs, neigh, ..
             } = wp;
-            let mut requests: [(Ipv4Addr, Option<[u8; 6]>); 8] = [(Ipv4Addr::UNSPECIFIED, None); 8];
-            let mut nreq = 0;
+            let pool = &self.pool;
+            let refreshes = neigh.counters().refreshes;
+            // Every request the table asks for goes out (a fixed buffer of 8
+            // used to lose the rest of a tick's retries and refresh probes).
             neigh.tick(now_ms, |a| match a {
                 NeighAction::Request { ip, unicast } => {
-                    if nreq < requests.len() {
-                        requests[nreq] = (ip, unicast);
-                        nreq += 1;
-                    }
+                    send_arp_request(pool, tx, c, addrs, ip, unicast);
                 }
                 NeighAction::Drop(m, r) => {
                     count_neigh_drop(c, r);
                     drop(m);
                 }
             });
-            for (ip, unicast) in &requests[..nreq] {
-                send_arp_request(&self.pool, tx, c, addrs, *ip, *unicast);
-            }
+            c.add(
+                Event::NeighRefreshes,
+                neigh.counters().refreshes.wrapping_sub(refreshes),
+            );
         }
     }
 

@@ -407,7 +407,7 @@ impl<A: Addr> Conn<A> {
     pub fn is_one_packet(&self) -> bool {
         self.flags & F_ONE_PACKET != 0
     }
-    /// Counted in ActiveConn (ESTABLISHED) rather than InActConn.
+    /// Counted in ActiveConn (ESTABLISHED or half-open) rather than InActConn.
     pub fn is_active(&self) -> bool {
         !self.is_template() && self.flags & F_INACTIVE == 0
     }
@@ -778,6 +778,24 @@ impl<A: Addr> ConnTable<A> {
         now_ms: u64,
         out: &mut [Option<(ConnId, Direction)>],
     ) -> usize {
+        let hits = self.peek_batch(tuples, out);
+        for o in out.iter_mut().take(tuples.len()) {
+            if let Some((id, dir)) = *o {
+                *o = self.touch(id.idx as usize, now_ms).map(|id| (id, dir));
+            }
+        }
+        hits
+    }
+
+    /// [`ConnTable::lookup_batch`] without restarting any timer: the
+    /// director restarts it only for packets it forwards (a packet of a
+    /// connection whose server is gone is dropped and must not keep the
+    /// entry alive, as the kernel's `__ip_vs_conn_put`).
+    pub fn peek_batch(
+        &self,
+        tuples: &[Tuple<A>],
+        out: &mut [Option<(ConnId, Direction)>],
+    ) -> usize {
         const GROUP: usize = 16;
         let mut hits = 0;
         for (ts, os) in tuples.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
@@ -809,7 +827,7 @@ impl<A: Addr> ConnTable<A> {
                     }
                     None => self.find_tuple(proto, t, hashes[i]),
                 };
-                *o = found.and_then(|(idx, dir)| self.touch(idx, now_ms).map(|id| (id, dir)));
+                *o = found.map(|(idx, dir)| (self.id_at(idx), dir));
                 hits += usize::from(o.is_some());
             }
         }
@@ -832,6 +850,15 @@ impl<A: Addr> ConnTable<A> {
             idx: idx as u32,
             gen,
         })
+    }
+
+    /// Restart the timer of connection `id` with its current timeout, as a
+    /// [`ConnTable::lookup`] hit does. False if the handle is stale.
+    pub fn refresh(&mut self, id: ConnId, now_ms: u64) -> bool {
+        match self.live_idx(id) {
+            Some(idx) => self.touch(idx, now_ms).is_some(),
+            None => false,
+        }
     }
 
     /// As [`ConnTable::lookup`] without refreshing (control path, tests).

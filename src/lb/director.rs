@@ -21,16 +21,27 @@
 //! never growth). One-packet UDP services (`-o`) schedule every datagram
 //! and keep no entry.
 //!
-//! A TCP SYN that finds its connection in TIME_WAIT or CLOSE (and not
-//! under a persistence template) replaces it, as the kernel's
-//! `conn_reuse_mode` 1 does, so clients reusing ports are scheduled anew.
+//! Connection reuse and unavailable servers follow the kernel's `ip_vs_in`
+//! (`conn_reuse_mode`, `expire_nodest_conn`), request direction only:
+//! - a TCP SYN (`conn_reuse_mode` ≠ 0) that finds its connection in
+//!   TIME_WAIT or CLOSE (and not under a persistence template), or with
+//!   mode bit 2 in FIN_WAIT with no reply seen (DR/TUN), expires it and is
+//!   scheduled anew, so clients reusing ports are scheduled afresh; with
+//!   `expire_nodest_conn` so does a SYN on a quiescent (weight 0) server's
+//!   connection in any state;
+//! - a packet of a connection whose server was removed from the snapshot
+//!   is dropped *without restarting the entry's timer* (the lookup does not
+//!   touch it; only forwarded packets do), so the entry expires and the
+//!   flow is scheduled afresh — a UDP client that keeps sending is not
+//!   pinned to a deleted server. With `expire_nodest_conn` the entry is
+//!   expired at once and the packet (SYN or UDP) scheduled afresh. A NAT
+//!   redirect entry (below) applies the same rule on its own core, its
+//!   server found by address and port, so that it expires too and the flow
+//!   is then scheduled onto the core where its new replies land.
 //!
-//! A connection whose server was removed from the snapshot keeps being
-//! forwarded (drained) until it expires, unless `expire_nodest_conn` is set:
-//! then its next packet expires it and is dropped. (The kernel drops
-//! packets of such connections in both cases; vsd drains, per
-//! ARCHITECTURE principle 3.) A quiescent server (weight 0) gets no new
-//! connections but keeps its existing ones.
+//! Draining is weight 0: a quiescent server gets no new connections but
+//! keeps its existing ones. With `expire_quiescent_template`, persistence
+//! templates of a quiescent server are not followed (a fresh one is made).
 //!
 //! # Several cores
 //!
@@ -170,8 +181,16 @@ pub struct CoreLbConfig {
     pub tun_source: Ipv4Addr,
     /// Connection table capacity (connections + templates + redirects).
     pub conn_capacity: usize,
-    /// Expire a connection whose server was removed on its next packet.
+    /// Expire a connection whose server was removed on its next request
+    /// packet and schedule that packet afresh (IPVS `expire_nodest_conn`).
     pub expire_nodest_conn: bool,
+    /// IPVS `conn_reuse_mode`: 0 never reschedules a SYN that hits an
+    /// entry; bit 1 (default) reschedules it on a closing entry; bit 2 also
+    /// on FIN_WAIT entries with no reply seen (DR/TUN).
+    pub conn_reuse_mode: u8,
+    /// IPVS `expire_quiescent_template`: persistence templates of a
+    /// weight-0 server are not followed.
+    pub expire_quiescent_template: bool,
     /// FULLNAT local port range.
     pub local_port_min: u16,
     /// FULLNAT local port range, last port.
@@ -195,6 +214,8 @@ impl Default for CoreLbConfig {
             tun_source: Ipv4Addr::UNSPECIFIED,
             conn_capacity: 1 << 16,
             expire_nodest_conn: false,
+            conn_reuse_mode: 1,
+            expire_quiescent_template: false,
             local_port_min: DEFAULT_PORT_MIN,
             local_port_max: DEFAULT_PORT_MAX,
             l4_csum: L4Csum::Update,
@@ -249,6 +270,8 @@ struct DestSlot {
     present: bool,
     /// Slot of its service (kept after removal, for draining connections).
     svc_slot: u32,
+    /// Weight in the adopted snapshot (0: quiescent).
+    weight: u32,
 }
 
 /// The endpoints of a connection as the rewrites need them.
@@ -281,9 +304,16 @@ impl Flow {
 /// conn_reuse_mode 1; redirect entries follow the INPUT-ONLY table, so
 /// FIN_WAIT is their closing state, as mode 2 allows for DR).
 fn reusable(c: &Conn<u32>) -> bool {
+    reusable_in_mode(c, 1)
+}
+
+/// Kernel `is_new_conn_expected` for `conn_reuse_mode` `mode` (nonzero).
+fn reusable_in_mode(c: &Conn<u32>, mode: u8) -> bool {
     match c.tcp_state() {
         Some(TcpState::TimeWait | TcpState::Close) => is_redirect(c) || !c.has_template(),
-        Some(TcpState::FinWait) => is_redirect(c),
+        Some(TcpState::FinWait) => {
+            is_redirect(c) || (mode & 2 != 0 && !c.has_template() && c.no_reply_seen())
+        }
         _ => false,
     }
 }
@@ -364,6 +394,9 @@ pub struct CoreLb {
     ports: LocalPorts,
     stats: Arc<StatsTable>,
     dests: Vec<DestSlot>,
+    /// `(address, port)` of every IPv4 server in the snapshot, sorted: a NAT
+    /// redirect entry knows its real server only by address.
+    reals: Vec<(u32, u16)>,
     notes: Vec<TemplateNote>,
     tun_ident: u16,
 }
@@ -412,6 +445,7 @@ impl CoreLb {
             ports,
             stats,
             dests: vec![DestSlot::default(); dest_capacity],
+            reals: Vec::new(),
             notes: Vec::with_capacity(TEMPLATE_NOTES_MAX),
             tun_ident: 0,
         };
@@ -426,14 +460,20 @@ impl CoreLb {
         for d in &mut self.dests {
             d.present = false;
         }
+        self.reals.clear();
         for svc in snap.services() {
             for rs in &svc.servers {
                 if let Some(d) = self.dests.get_mut(rs.id as usize) {
                     d.present = true;
                     d.svc_slot = svc.slot;
+                    d.weight = rs.weight;
+                }
+                if let IpAddr::V4(a) = rs.addr {
+                    self.reals.push((u32::from(a), rs.port));
                 }
             }
         }
+        self.reals.sort_unstable();
         self.snap = snap;
     }
 
@@ -514,6 +554,39 @@ impl CoreLb {
         self.dests.get(d as usize).is_some_and(|s| s.present)
     }
 
+    /// Whether the real server of connection `c` is in the snapshot: by its
+    /// slot, or for a NAT redirect (which has none) by address and port (a
+    /// port-0 server serves any port; a server still in another service
+    /// counts as present, so a doubt never drops traffic).
+    fn real_present(&self, c: &Conn<u32>) -> bool {
+        if !is_redirect(c) {
+            return self.dest_present(c.dest());
+        }
+        let r = c.real();
+        self.reals.binary_search(&(r.addr, r.port)).is_ok()
+            || self.reals.binary_search(&(r.addr, 0)).is_ok()
+    }
+
+    /// A present server of weight 0.
+    fn dest_quiescent(&self, d: DestId) -> bool {
+        self.dests
+            .get(d as usize)
+            .is_some_and(|s| s.present && s.weight == 0)
+    }
+
+    /// Whether a new SYN on connection `c` expires it and is scheduled
+    /// afresh (the kernel's `ip_vs_in` with `conn_reuse_mode`).
+    fn syn_reschedules(&self, c: &Conn<u32>) -> bool {
+        let mode = self.cfg.conn_reuse_mode;
+        if mode == 0 {
+            return false;
+        }
+        if !is_redirect(c) && self.cfg.expire_nodest_conn && self.dest_quiescent(c.dest()) {
+            return true;
+        }
+        reusable_in_mode(c, mode)
+    }
+
     fn dest_svc_slot(&self, d: DestId) -> u32 {
         self.dests.get(d as usize).map_or(u32::MAX, |s| s.svc_slot)
     }
@@ -552,7 +625,7 @@ impl CoreLb {
     /// so pass `&[]` for packets from the wire). Same results as calling
     /// `process` on each packet in order, but the connection lookups of up
     /// to [`BURST`] packets are issued together
-    /// ([`ConnTable::lookup_batch`]), so their cache misses overlap instead
+    /// ([`ConnTable::peek_batch`]), so their cache misses overlap instead
     /// of queueing. Returns the number of packets processed (the shorter of
     /// `pkts` and `verdicts`).
     pub fn process_burst<P: PacketBuf>(
@@ -588,8 +661,7 @@ impl CoreLb {
                 }
                 infos[j] = r;
             }
-            self.conns
-                .lookup_batch(&tuples[..nt], now_ms, &mut found[..nt]);
+            self.conns.peek_batch(&tuples[..nt], &mut found[..nt]);
             for (j, (p, out)) in chunk.iter_mut().zip(outs.iter_mut()).enumerate() {
                 let m = meta.get(base + j).copied().flatten();
                 if m.is_some() {
@@ -657,21 +729,41 @@ impl CoreLb {
             && info.tcp_flags & tcp_flags::RST == 0;
         // A burst's lookup may have gone stale if an earlier packet of the
         // burst removed the entry: the handle's generation then no longer
-        // matches and the lookup is done again.
+        // matches and the lookup is done again. Lookups do not restart the
+        // entry's timer: update_state does, for packets that go on.
         let hit = match pre {
             Some((id, dir)) if self.conns.get(id).is_some() => Some((id, dir)),
-            _ => self.conns.lookup(&tuple, now_ms),
+            _ => self.conns.peek(&tuple),
         };
         if let Some((id, dir)) = hit {
             if let Some(c) = self.conns.get(id).copied() {
                 let redirect = is_redirect(&c);
-                let reuse = dir == Direction::Input && syn && reusable(&c);
-                if reuse || (redirect && meta.is_some()) {
+                let reuse = dir == Direction::Input && syn && self.syn_reschedules(&c);
+                let stale_redirect = redirect && meta.is_some();
+                let gone = dir == Direction::Input && !stale_redirect && !self.real_present(&c);
+                // The steering core scheduled a new connection: the old entry
+                // of a removed server gives way.
+                let replaced = meta.and_then(SteerMeta::new_dest).is_some();
+                if gone && !reuse && !replaced {
+                    // The server was removed (kernel: not AVAILABLE).
+                    if !self.cfg.expire_nodest_conn || (proto == Protocol::Tcp && !syn) {
+                        if self.cfg.expire_nodest_conn {
+                            self.conns.remove(id);
+                            self.stats.count_event(FwdEvent::NodestExpired);
+                        }
+                        return FwdVerdict::Drop(FwdDrop::DestRemoved);
+                    }
+                    // expire_nodest_conn: expire it, schedule this packet.
+                    self.conns.remove(id);
+                    self.stats.count_event(FwdEvent::NodestExpired);
+                } else if reuse || stale_redirect || (gone && replaced) {
                     // Replaced by a new connection (or a stale redirect on
                     // the core that must hold the real connection).
                     self.conns.remove(id);
-                    if reuse {
+                    if reuse && (redirect || reusable(&c)) {
                         self.stats.count_event(FwdEvent::ConnReused);
+                    } else if reuse || gone {
+                        self.stats.count_event(FwdEvent::NodestExpired);
                     }
                 } else if redirect {
                     self.conns
@@ -759,11 +851,19 @@ impl CoreLb {
                     info.dport,
                 );
                 let created_before = conns.stats().templates_created;
+                let skip_quiescent = cfg.expire_quiescent_template;
                 let res = conns.template_for(
                     &key,
                     timeout_s,
                     now_ms,
-                    |d| svc.servers.iter().any(|s| s.id == d),
+                    // kernel ip_vs_check_template: the server must be
+                    // available, and not quiescent with
+                    // expire_quiescent_template
+                    |d| {
+                        svc.servers
+                            .iter()
+                            .any(|s| s.id == d && !(skip_quiescent && s.weight == 0))
+                    },
                     || {
                         let rs = sched.schedule(svc, &load_view, &input)?;
                         let addr = match rs.addr {
@@ -907,8 +1007,8 @@ impl CoreLb {
         self.forward_conn(pkt, info, id, &c, Direction::Input, now_ms)
     }
 
-    /// A packet of connection `id` seen in `dir`: drain/expire check, TTL,
-    /// state, counters, rewrite.
+    /// A packet of connection `id` seen in `dir`: TTL, state (restarting
+    /// the timer), counters, rewrite.
     fn forward_conn<P: PacketBuf>(
         &mut self,
         pkt: &mut P,
@@ -919,11 +1019,9 @@ impl CoreLb {
         now_ms: u64,
     ) -> FwdVerdict {
         let dest = c.dest();
-        if self.cfg.expire_nodest_conn && !self.dest_present(dest) {
-            self.conns.remove(id);
-            return FwdVerdict::Drop(FwdDrop::DestRemoved);
-        }
         if info.ttl <= 1 {
+            // the kernel restarts the timer after any transmit attempt
+            self.conns.refresh(id, now_ms);
             return self.ttl_expired(pkt, info, dir);
         }
         self.conns.update_state(id, dir, info.tcp_flags, now_ms);

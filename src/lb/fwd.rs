@@ -99,7 +99,10 @@ pub enum FwdDrop {
     NoLocalAddress,
     /// FULLNAT: no free local port whose reply tuple lands on this core.
     NoLocalPort,
-    /// The connection's real server is gone and expire_nodest_conn is set.
+    /// The connection's real server is gone (removed from its service):
+    /// its packets are dropped without refreshing the entry, so it expires
+    /// and the flow is scheduled afresh (IPVS without `expire_nodest_conn`;
+    /// with it, a TCP non-SYN that expired the entry at once).
     DestRemoved,
     /// A steered packet of an existing connection found none here.
     SteeredNoConn,

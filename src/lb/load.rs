@@ -17,7 +17,8 @@ pub type DestId = u32;
 
 /// What a scheduler needs to know about a server's connections.
 pub trait LoadView {
-    /// Connections in ESTABLISHED (IPVS "ActiveConn").
+    /// Connections in ESTABLISHED, SYN_SENT, SYN_RECV or SYNACK (IPVS
+    /// "ActiveConn", as Linux >= 4.8 counts it).
     fn active(&self, dest: DestId) -> u32;
     /// Connections in any other state (IPVS "InActConn").
     fn inactive(&self, dest: DestId) -> u32;

@@ -43,11 +43,15 @@ pub enum FwdEvent {
     TemplateLearned,
     /// New template not recorded for broadcast (notes buffer full).
     TemplateNoteLost,
+    /// Connection of an unavailable server expired by a packet
+    /// (`expire_nodest_conn`, or a new SYN on a quiescent server's
+    /// connection); the packet is scheduled afresh where it may be.
+    NodestExpired,
 }
 
 impl FwdEvent {
     /// Number of events.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     /// Every event, in counter order.
     pub const ALL: [FwdEvent; FwdEvent::COUNT] = [
         FwdEvent::FragNeededSent,
@@ -60,6 +64,7 @@ impl FwdEvent {
         FwdEvent::ConnReused,
         FwdEvent::TemplateLearned,
         FwdEvent::TemplateNoteLost,
+        FwdEvent::NodestExpired,
     ];
 
     /// Counter index.
@@ -80,6 +85,7 @@ impl FwdEvent {
             FwdEvent::ConnReused => "conn_reused",
             FwdEvent::TemplateLearned => "template_learned",
             FwdEvent::TemplateNoteLost => "template_note_lost",
+            FwdEvent::NodestExpired => "nodest_expired",
         }
     }
 }

@@ -92,12 +92,16 @@ impl TcpState {
 
     /// Whether a connection in this state counts in ActiveConn (else InActConn).
     ///
-    /// vsd follows the documented IPVS rule, ESTABLISHED only. Linux 4.8 and
-    /// later also count SYN_SENT, SYN_RECV and SYNACK as active (commit
-    /// "ipvs: count pre-established TCP states as active"); this one function
-    /// is the place to change if that behaviour is wanted.
+    /// As Linux 4.8 and later (commit "ipvs: count pre-established TCP
+    /// states as active", the kernel's `tcp_state_active_table`):
+    /// ESTABLISHED and the half-open SYN_SENT, SYN_RECV and SYNACK, so the
+    /// schedulers that weigh active connections (lc, wlc, sed, nq, ovf, ...)
+    /// see a burst of SYNs as load instead of sending it all to one server.
     pub fn counts_as_active(self) -> bool {
-        self == TcpState::Established
+        matches!(
+            self,
+            TcpState::Established | TcpState::SynSent | TcpState::SynRecv | TcpState::SynAck
+        )
     }
 }
 

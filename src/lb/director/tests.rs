@@ -10,6 +10,8 @@ use crate::lb::service::{RealServerConfig, ServiceConfig, ServiceKey, ServiceTab
 use crate::lb::stats::CounterValues;
 use crate::wire::{tcp, IpProtocol, MacAddr, PacketBuilder};
 
+mod reuse;
+
 const CMAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
 const DMAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xd]);
 const CIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 7);
@@ -1018,7 +1020,9 @@ fn rr_spreads_four_nat_connections_evenly() {
         hops.push(next_hop);
     }
     assert_eq!(hops, vec![RIP1, RIP2, RIP1, RIP2]);
-    assert_eq!(lb.load().inactive(0) + lb.load().inactive(1), 4);
+    // SYN_RECV is active (Linux >= 4.8 counts pre-established states).
+    assert_eq!(lb.load().active(0) + lb.load().active(1), 4);
+    assert_eq!(lb.load().inactive(0) + lb.load().inactive(1), 0);
     // Their later packets stay with their server.
     for i in 0..4u16 {
         let (v, _) = run(
@@ -1168,7 +1172,7 @@ fn quiescent_server_skipped_existing_connection_continues() {
 }
 
 #[test]
-fn removed_server_drains_or_expires() {
+fn removed_server_requests_dropped_or_expired() {
     for expire in [false, true] {
         let mut t = table(
             tcp_key(),
@@ -1205,7 +1209,14 @@ fn removed_server_drains_or_expires() {
                 fwd_to(RIP2)
             );
         } else {
-            assert_eq!(run(&mut lb, &ack, 0).0, fwd_to(RIP1));
+            // Kernel ip_vs_in: the request is dropped, the entry stays (and
+            // is not refreshed); replies are still translated (ip_vs_out
+            // does not check the server).
+            assert_eq!(
+                run(&mut lb, &ack, 0).0,
+                FwdVerdict::Drop(FwdDrop::DestRemoved)
+            );
+            assert_eq!(lb.conns().len(), 1);
             assert_eq!(run(&mut lb, &reply, 0).0, fwd_to(CIP));
             assert_eq!(
                 lb.stats().dest(dest_id(&t0, RIP1)).out_pkts,
