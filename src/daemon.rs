@@ -780,6 +780,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
             l4_csum_offload,
             fwd_batch: Vec::with_capacity(FWD_BATCH),
             fwd_meta: Vec::with_capacity(FWD_BATCH),
+            martian: Default::default(),
         };
         let lcore = cfg.lcores.workers[w];
         launched.push(

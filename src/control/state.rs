@@ -25,6 +25,7 @@ use super::ipvsadm::{self, Command, SyncDaemonSpec, SyncRole};
 use super::listing::{
     self, ConnView, CoreCounters, DestView, LatencyView, PortCounters, ServiceView,
 };
+use super::unsupported;
 use crate::lb::load::DestId;
 use crate::lb::service::{
     PersistMask, RealServerConfig, SchedFlags, ServiceConfig, ServiceKey, ServiceSnapshot,
@@ -373,12 +374,14 @@ impl ControlState {
     pub fn apply(&mut self, cmd: &Command) -> Result<Reply, String> {
         match cmd {
             Command::AddService(s) => {
+                unsupported::check_service(&s.key)?;
                 self.table
                     .add_service(s.key, s.config.clone())
                     .map_err(err)?;
                 self.changed()
             }
             Command::EditService(s) => {
+                unsupported::check_service(&s.key)?;
                 // -E replaces the settings; the local addresses stay
                 let mut config = s.config.clone();
                 config.local_addresses = self.local_addrs(&s.key).to_vec();
@@ -392,6 +395,7 @@ impl ControlState {
                 self.changed()
             }
             Command::AddServer(s) => {
+                unsupported::check_server(s.server.addr)?;
                 let id = self
                     .table
                     .add_dest(&s.service, fix_port(&s.service, s.server))
@@ -400,6 +404,7 @@ impl ControlState {
                 self.changed()
             }
             Command::EditServer(s) => {
+                unsupported::check_server(s.server.addr)?;
                 self.table
                     .edit_dest(&s.service, fix_port(&s.service, s.server))
                     .map_err(err)?;
@@ -427,6 +432,7 @@ impl ControlState {
                 self.changed()
             }
             Command::StartDaemon(spec) => {
+                unsupported::check_start_daemon(spec)?;
                 if self.sync.iter().any(|d| d.role == spec.role) {
                     return Err(format!(
                         "{} sync daemon is already running",
@@ -445,6 +451,7 @@ impl ControlState {
                 self.changed()
             }
             Command::AddLocalAddr { service, addr } => {
+                unsupported::check_local_addr(*addr)?;
                 if self.table.service_config(service).is_none() {
                     return Err("Service not defined".into());
                 }
@@ -604,6 +611,13 @@ impl ControlState {
             }
         }
         for (s, key) in cfg.services.iter().zip(&wanted) {
+            unsupported::check_service(key).map_err(|e| ctx(key, e))?;
+            for r in &s.real_servers {
+                unsupported::check_server(r.address).map_err(|e| ctx(key, e))?;
+            }
+            for a in &s.local_addresses {
+                unsupported::check_local_addr(*a).map_err(|e| ctx(key, e))?;
+            }
             let config = service_config_from(s);
             match self.table.service_config(key) {
                 None => {
@@ -1023,15 +1037,13 @@ mod tests {
         );
         ok(&mut s, "--add-laddr -z 198.18.2.1 -t 198.18.0.100:80");
         ok(&mut s, "--set 600 0 30");
-        ok(&mut s, "--start-daemon master --syncid 3");
         let snap = s.snapshot();
         assert_eq!(snap.version, s.version());
         let svc = snap.services.get_key(&vip()).unwrap();
         assert_eq!(svc.servers[0].method, FwdMethod::FullNat);
         assert_eq!(snap.local_addrs.get(&vip()), Some(&vec![ip("198.18.2.1")]));
         assert_eq!(snap.timeouts.ipvsadm_triple(), (600, 120, 30));
-        assert_eq!(snap.sync_daemons.len(), 1);
-        assert_eq!(s.sync_roles(), vec![SyncRole::Master]);
+        assert!(snap.sync_daemons.is_empty());
     }
 
     #[test]
@@ -1085,16 +1097,25 @@ mod tests {
         assert!(s.apply(&too_big).is_err());
         assert_eq!(s.timeouts().ipvsadm_triple(), (900, 60, 300));
 
-        ok(&mut s, "--start-daemon backup --mcast-interface lan0");
+        // sync is not implemented: refused, nothing stored
+        let v = s.version();
         assert_eq!(
-            run(&mut s, "--start-daemon backup").unwrap_err(),
-            "backup sync daemon is already running"
+            run(
+                &mut s,
+                "--start-daemon backup --mcast-interface nonexistent0"
+            )
+            .unwrap_err(),
+            "--mcast-interface nonexistent0: no such interface"
         );
+        assert!(run(&mut s, "--start-daemon backup --mcast-interface lo")
+            .unwrap_err()
+            .contains("not implemented"));
+        assert_eq!(s.version(), v);
+        assert!(s.sync_daemons().is_empty());
         assert_eq!(
             run(&mut s, "-L --daemon").unwrap(),
-            Reply::Text("backup sync daemon (mcast=lan0, syncid=0)\n".into())
+            Reply::Text(String::new())
         );
-        ok(&mut s, "--stop-daemon backup");
         assert_eq!(
             run(&mut s, "--stop-daemon backup").unwrap_err(),
             "no backup sync daemon is running"
@@ -1115,12 +1136,12 @@ mod tests {
             "-A -u 198.18.0.100:53 -s sh -b sh-fallback,sh-port -o",
             "-a -u 198.18.0.100:53 -r 198.18.1.21 -g",
             "-a -u 198.18.0.100:53 -r 198.18.1.22 -i -w 0",
-            "-A -t [2001:db8::100]:443 -s mh -b mh-port -p 60 -M 64",
-            "-a -t [2001:db8::100]:443 -r [2001:db8::11]:8443 -m",
+            "-A -t 198.18.0.101:443 -s mh -b mh-port -p 60 -M 255.255.0.0",
+            "-a -t 198.18.0.101:443 -r 198.18.1.41:8443 -m",
             "-A -f 7 -s rr -p",
             "-a -f 7 -r 198.18.1.31 -g",
-            "-A -f 9 -6 -s lc",
-            "-a -f 9 -6 -r [2001:db8::31]:0 -m",
+            "-A -f 9 -s lc",
+            "-a -f 9 -r 198.18.1.32:0 -m",
         ] {
             ok(&mut s, line);
         }
@@ -1219,6 +1240,40 @@ netmask = 24
 [[service.real_server]]
 address = "198.18.1.21"
 "#;
+
+    #[test]
+    fn ipv6_is_refused_from_vsadm_restore_and_config() {
+        let mut s = ControlState::default();
+        for line in [
+            "-A -t [2001:db8::100]:443 -s rr",
+            "-A -f 9 -6 -s lc",
+            "-A -u [2001:db8::100]:53",
+        ] {
+            let e = run(&mut s, line).unwrap_err();
+            assert!(
+                e.contains("IPv6 services are not supported yet"),
+                "{line}: {e}"
+            );
+        }
+        ok(&mut s, "-A -t 198.18.0.100:80 -s rr");
+        assert!(run(&mut s, "-a -t 198.18.0.100:80 -r [2001:db8::11]:80 -i")
+            .unwrap_err()
+            .contains("IPv6 real servers"));
+        assert!(run(&mut s, "--add-laddr -z 2001:db8::5 -t 198.18.0.100:80")
+            .unwrap_err()
+            .contains("IPv6 local addresses"));
+        assert_eq!(s.save_text(), "-A -t 198.18.0.100:80 -s rr\n");
+        assert!(s
+            .restore("-A -t [2001:db8::1]:80 -s rr\n")
+            .unwrap_err()
+            .starts_with("line 1: IPv6 services"));
+        let v6 = "[[service]]\nproto = \"tcp\"\nvip = \"2001:db8::100\"\nport = 80\n\
+                  [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"nat\"\n";
+        let e = ControlState::from_config(&config(v6)).unwrap_err();
+        assert!(e.contains("IPv6 services are not supported yet"), "{e}");
+        assert!(s.reload(&config(v6)).is_err());
+        assert_eq!(s.save_text(), "-A -t 198.18.0.100:80 -s rr\n");
+    }
 
     #[test]
     fn from_config_builds_the_table() {
