@@ -210,3 +210,64 @@ fn martian_and_non_host_packets_are_dropped_and_counted() {
     let rows = listing.lines().filter(|l| l.starts_with("TCP")).count();
     assert_eq!(rows, 1, "one connection:\n{listing}");
 }
+
+#[test]
+fn fwmark_service_forwards_what_the_classifier_marks() {
+    let extra = format!(
+        r#"
+[[service]]
+fwmark = 7
+scheduler = "rr"
+persistence_timeout = 60
+
+[[service.real_server]]
+address = "{RS}"
+method = "nat"
+
+[[mark]]
+dst = "{VIP}/32"
+proto = "tcp"
+dport = "8000:8010"
+mark = 7
+"#
+    );
+    let mut input = hellos();
+    let syn = |sport: u16, dport: u16| {
+        PacketBuilder::ethernet(CLIENT_MAC, VSD_MAC)
+            .ipv4(CLIENT, VIP)
+            .ttl(64)
+            .ident(sport)
+            .tcp(sport, dport, SYN)
+            .seq(1000)
+            .build()
+    };
+    input.push(syn(3000, 8000));
+    input.push(syn(3001, 8010));
+    input.push(syn(3002, 8011)); // no rule, no service: not forwarded
+    let (counters, listing, out) = replay(&extra, &input);
+    let forwarded = to_rs(&out);
+    assert_eq!(forwarded.len(), 2, "{forwarded:02x?}\n{counters}");
+    for (f, (sport, port)) in forwarded.iter().zip([(3000u16, 8000u16), (3001, 8010)]) {
+        let want = PacketBuilder::ethernet(VSD_MAC, RS_MAC)
+            .ipv4(CLIENT, RS)
+            .ttl(63)
+            .ident(sport)
+            .tcp(sport, port, SYN)
+            .seq(1000)
+            .build();
+        assert_eq!(**f, want, "NAT of the marked SYN to port {port}");
+    }
+    assert_eq!(
+        counters["total"]["drops"]["no_service"].as_u64(),
+        Some(1),
+        "{counters}"
+    );
+    // one persistence template for both connections: the mark in place
+    // of the VIP, port 0 (as IPVS keys fwmark templates)
+    let templates = listing
+        .lines()
+        .filter(|l| l.contains(" 0.0.0.7:0 "))
+        .count();
+    assert_eq!(templates, 1, "{listing}");
+    assert_eq!(listing.matches("SYN_RECV").count(), 2, "{listing}");
+}

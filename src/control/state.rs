@@ -27,6 +27,7 @@ use super::listing::{
 };
 use super::unsupported;
 use crate::lb::load::DestId;
+use crate::lb::mark::MarkRules;
 use crate::lb::service::{
     PersistMask, RealServerConfig, SchedFlags, ServiceConfig, ServiceKey, ServiceSnapshot,
     ServiceTable,
@@ -100,6 +101,8 @@ pub struct ControlSnapshot {
     pub timeouts: Timeouts,
     /// Sync daemons that should run.
     pub sync_daemons: Vec<SyncDaemonSpec>,
+    /// The firewall-mark classifier's rules.
+    pub marks: Arc<MarkRules>,
 }
 
 /// Changes a reload made (or would make).
@@ -119,6 +122,8 @@ pub struct ReloadDiff {
     pub servers_removed: Vec<(ServiceKey, IpAddr, u16)>,
     /// Services whose local addresses changed.
     pub laddrs_changed: Vec<ServiceKey>,
+    /// The firewall-mark rules changed.
+    pub marks_changed: bool,
 }
 
 impl ReloadDiff {
@@ -131,13 +136,19 @@ impl ReloadDiff {
             && self.servers_edited.is_empty()
             && self.servers_removed.is_empty()
             && self.laddrs_changed.is_empty()
+            && !self.marks_changed
     }
 
     /// One line for the operator.
     pub fn summary(&self) -> String {
+        let marks = if self.marks_changed {
+            "; mark rules changed"
+        } else {
+            ""
+        };
         format!(
             "services: {} added, {} edited, {} removed; servers: {} added, {} edited, {} removed; \
-             local addresses changed in {} service(s)",
+             local addresses changed in {} service(s){marks}",
             self.services_added.len(),
             self.services_edited.len(),
             self.services_removed.len(),
@@ -181,6 +192,8 @@ pub struct ControlState {
     laddrs: HashMap<ServiceKey, Vec<IpAddr>>,
     timeouts: Timeouts,
     sync: Vec<SyncDaemonSpec>,
+    /// Firewall-mark rules (`--add-mark`, `[[mark]]`).
+    marks: MarkRules,
     /// Slots of deleted servers still waiting for [`Self::release_dest_slot`].
     draining: BTreeSet<DestId>,
     version: u64,
@@ -280,6 +293,7 @@ impl ControlState {
             laddrs: HashMap::new(),
             timeouts: Timeouts::default(),
             sync: Vec::new(),
+            marks: MarkRules::new(),
             draining: BTreeSet::new(),
             version: 1,
             book: StatsBook::default(),
@@ -331,6 +345,7 @@ impl ControlState {
             local_addrs: Arc::new(self.laddrs.clone()),
             timeouts: self.timeouts,
             sync_daemons: self.sync.clone(),
+            marks: Arc::new(self.marks.clone()),
         }
     }
 
@@ -423,6 +438,9 @@ impl ControlState {
                 let ids = self.table.clear();
                 self.draining.extend(ids);
                 self.laddrs.clear();
+                // vsd's own classifier goes with the table, so that
+                // `-C` then `-R` of a `-S` restores exactly
+                self.marks.clear();
                 self.changed()
             }
             Command::SetTimeouts { tcp, tcpfin, udp } => {
@@ -482,6 +500,17 @@ impl ControlState {
                 }
                 self.push_laddrs(service)?;
                 self.changed()
+            }
+            Command::AddMark(rule) => {
+                self.marks.add(*rule)?;
+                self.changed()
+            }
+            Command::DelMark(rule) => {
+                self.marks.remove(rule)?;
+                self.changed()
+            }
+            Command::List(l) if l.what == ipvsadm::ListWhat::Marks => {
+                Ok(Reply::Text(self.marks.render()))
             }
             Command::Save { .. } => Ok(Reply::Text(self.save_text())),
             Command::List(l) if l.what == ipvsadm::ListWhat::Timeouts => {
@@ -548,7 +577,14 @@ impl ControlState {
     /// `-S` text of the current state.
     pub fn save_text(&self) -> String {
         let views = self.service_views_with(&|_| Counters::default(), &|_| ConnCounts::default());
-        listing::render_save(&views, &|k| self.local_addrs(k).to_vec())
+        let mut text = listing::render_save(&views, &|k| self.local_addrs(k).to_vec());
+        text.push_str(&self.marks.render());
+        text
+    }
+
+    /// The firewall-mark rules.
+    pub fn marks(&self) -> &MarkRules {
+        &self.marks
     }
 
     /// What [`Self::reload`] would change, without changing anything.
@@ -668,6 +704,14 @@ impl ControlState {
                 self.push_laddrs(key)?;
                 diff.laddrs_changed.push(*key);
             }
+        }
+        if self.marks.rules() != cfg.marks.as_slice() {
+            let mut marks = MarkRules::new();
+            for r in &cfg.marks {
+                marks.add(*r)?;
+            }
+            self.marks = marks;
+            diff.marks_changed = true;
         }
         Ok(diff)
     }
@@ -1273,6 +1317,69 @@ address = "198.18.1.21"
         assert!(e.contains("IPv6 services are not supported yet"), "{e}");
         assert!(s.reload(&config(v6)).is_err());
         assert_eq!(s.save_text(), "-A -t 198.18.0.100:80 -s rr\n");
+    }
+
+    #[test]
+    fn mark_rules_from_vsadm_save_restore_clear_and_config() {
+        let mut s = ControlState::default();
+        ok(&mut s, "-A -f 1 -s rr -p");
+        ok(&mut s, "-a -f 1 -r 198.18.1.11 -m");
+        let v = s.version();
+        ok(
+            &mut s,
+            "--add-mark --dst 198.18.0.100/32 --proto tcp --dport 80:90 --set-mark 1",
+        );
+        ok(&mut s, "--add-mark --dst 198.18.0.0/24 --set-mark 2");
+        assert!(s.version() > v, "a change republishes");
+        assert_eq!(
+            run(&mut s, "--add-mark --dst 198.18.0.0/24 --set-mark 2").unwrap_err(),
+            "Mark rule already exists"
+        );
+        let rules = "--add-mark --dst 198.18.0.100/32 --proto tcp --dport 80:90 --set-mark 1\n\
+                     --add-mark --dst 198.18.0.0/24 --set-mark 2\n";
+        assert_eq!(
+            run(&mut s, "-L --marks").unwrap(),
+            Reply::Text(rules.into())
+        );
+        assert_eq!(s.snapshot().marks.rules().len(), 2);
+        let saved = s.save_text();
+        assert!(saved.ends_with(rules), "{saved}");
+        let mut t = ControlState::default();
+        t.restore(&saved).unwrap();
+        assert_eq!(t.save_text(), saved);
+        ok(&mut t, "--del-mark --dst 198.18.0.0/24 --set-mark 2");
+        assert_eq!(
+            run(&mut t, "--del-mark --dst 198.18.0.0/24 --set-mark 2").unwrap_err(),
+            "No such mark rule"
+        );
+        assert_eq!(t.marks().rules().len(), 1);
+        ok(&mut t, "-C");
+        assert!(t.marks().is_empty());
+        // from the configuration, and changed by a reload
+        let text = "[[service]]\nfwmark = 1\n[[service.real_server]]\naddress = \"198.18.1.11\"\n\
+                    method = \"nat\"\n\n[[mark]]\ndst = \"198.18.0.100\"\nproto = \"udp\"\n\
+                    dport = 53\nmark = 1\n";
+        let mut c = ControlState::from_config(&config(text)).unwrap();
+        assert_eq!(
+            c.marks().render(),
+            "--add-mark --dst 198.18.0.100/32 --proto udp --dport 53 --set-mark 1\n"
+        );
+        let diff = c
+            .reload(&config(&text.replace("dport = 53", "dport = \"53:54\"")))
+            .unwrap();
+        assert!(diff.marks_changed && !diff.is_empty());
+        assert!(diff.summary().ends_with("; mark rules changed"));
+        assert_eq!(
+            c.marks().render(),
+            "--add-mark --dst 198.18.0.100/32 --proto udp --dport 53:54 --set-mark 1\n"
+        );
+        let e = Config::from_str(
+            &format!("{CONFIG_BASE}[[mark]]\ndport = \"9:8\"\nproto = \"tcp\"\nmark = 1\n"),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("mark[0].dport: invalid port range `9:8'"), "{e}");
     }
 
     #[test]

@@ -32,6 +32,8 @@ use std::sync::Arc;
 pub struct PlaneConfig {
     pub services: Arc<ServiceSnapshot>,
     pub timeouts: Timeouts,
+    /// The firewall-mark classifier's rules.
+    pub marks: Arc<crate::lb::mark::MarkRules>,
 }
 
 /// Latency histograms a worker shares with the control thread (values in
@@ -453,6 +455,7 @@ impl Worker {
         let cfg = Arc::clone(self.config.current());
         self.lb.adopt(Arc::clone(&cfg.services));
         self.lb.set_timeouts(cfg.timeouts);
+        self.lb.set_marks(Arc::clone(&cfg.marks));
         for wp in &mut self.ports {
             wp.addrs.vips = port_vips(&wp.addrs, &wp.static_vips, &cfg.services);
         }
