@@ -351,6 +351,7 @@ impl Control<'_> {
         self.view.plane.publish(Arc::new(PlaneConfig {
             services: snap.services,
             timeouts: snap.timeouts,
+            marks: snap.marks,
         }));
     }
 
@@ -660,6 +661,7 @@ fn serve(
     let plane = Arc::new(Published::new(Arc::new(PlaneConfig {
         services: first.services.clone(),
         timeouts: first.timeouts,
+        marks: first.marks.clone(),
     })));
     let global = Arc::new(GlobalLoad::new(DEST_CAPACITY));
     // NIC checksum offload for forwarded TCP/UDP: only on hardware ports
@@ -812,6 +814,7 @@ fn serve(
             l4_csum_offload,
             fwd_batch: Vec::with_capacity(FWD_BATCH),
             fwd_meta: Vec::with_capacity(FWD_BATCH),
+            martian: Default::default(),
         };
         let lcore = cfg.lcores.workers[w];
         launched.push(

@@ -244,3 +244,40 @@ fn usage_errors_and_views() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot connect to vsd"));
 }
+
+#[test]
+fn unsupported_features_are_refused_not_stored() {
+    let d = Served::start("refuse");
+    let refused = |args: &[&str], want: &str| {
+        let o = d.vsadm(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    };
+    refused(
+        &["-A", "-t", "[2001:db8::100]:80", "-s", "rr"],
+        "IPv6 services are not supported yet",
+    );
+    refused(
+        &["-A", "-f", "3", "-6"],
+        "IPv6 services are not supported yet",
+    );
+    refused(
+        &[
+            "--start-daemon",
+            "master",
+            "--mcast-interface",
+            "nonexistent0",
+        ],
+        "--mcast-interface nonexistent0: no such interface",
+    );
+    refused(
+        &["--start-daemon", "backup", "--mcast-interface", "lo"],
+        "connection synchronisation is not implemented",
+    );
+    // nothing was stored
+    assert_eq!(stdout(&d.vsadm(&["-S", "-n"])), "");
+    assert_eq!(stdout(&d.vsadm(&["-L", "--daemon"])), "");
+    let o = vsadm_at(&d.path, &["-R"], Some("-A -t [2001:db8::1]:80 -s rr\n"));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(stdout(&d.vsadm(&["-S", "-n"])), "");
+}

@@ -121,6 +121,8 @@ pub struct Config {
     pub lb: LbConf,
     /// `[[service]]`: virtual services and their real servers.
     pub services: Vec<ServiceConf>,
+    /// `[[mark]]`: the firewall-mark classifier's rules, in match order.
+    pub marks: Vec<crate::lb::mark::MarkRule>,
 }
 
 /// `[eal]`.
@@ -582,6 +584,28 @@ struct RawConfig {
     lb: Option<S<RawLb>>,
     #[serde(default)]
     service: Vec<S<RawService>>,
+    #[serde(default)]
+    mark: Vec<S<RawMark>>,
+}
+
+/// `[[mark]]`: `dst = "198.18.0.100/32"`, `proto = "tcp"`,
+/// `dport = 80` or `"80:90"`, `mark = 1` (the iptables mangle rule
+/// `-d DST -p PROTO --dport PORTS -j MARK --set-mark MARK`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMark {
+    dst: Option<S<String>>,
+    proto: Option<S<String>>,
+    dport: Option<S<RawPorts>>,
+    mark: S<i64>,
+}
+
+/// A port (integer) or a `FIRST:LAST` range (string).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPorts {
+    Port(i64),
+    Text(String),
 }
 
 #[derive(Deserialize)]
@@ -1014,7 +1038,16 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         services.push(conf);
     }
 
+    let mut marks = crate::lb::mark::MarkRules::new();
+    for (i, m) in raw.mark.iter().enumerate() {
+        let rule = build_mark(ctx, i, m.get_ref())?;
+        marks
+            .add(rule)
+            .map_err(|e| ctx.err(m.span(), format!("mark[{i}]"), e))?;
+    }
+
     Ok(Config {
+        marks: marks.rules().to_vec(),
         source: ctx.origin.to_string(),
         eal,
         lcores,
@@ -1720,6 +1753,40 @@ fn build_control(ctx: &Ctx<'_>, raw: Option<&S<RawControl>>) -> Result<ControlCo
         socket_mode,
         prometheus,
     })
+}
+
+fn build_mark(
+    ctx: &Ctx<'_>,
+    i: usize,
+    raw: &RawMark,
+) -> Result<crate::lb::mark::MarkRule, ConfigError> {
+    use crate::lb::mark::MarkRule;
+    let k = |key: &str| format!("mark[{i}].{key}");
+    let dst = match &raw.dst {
+        Some(d) => MarkRule::parse_dst(d.get_ref()).map_err(|e| ctx.err(d.span(), k("dst"), e))?,
+        None => (std::net::Ipv4Addr::UNSPECIFIED, 0),
+    };
+    let proto = match &raw.proto {
+        Some(p) => {
+            Some(MarkRule::parse_proto(p.get_ref()).map_err(|e| ctx.err(p.span(), k("proto"), e))?)
+        }
+        None => None,
+    };
+    let dport = match &raw.dport {
+        Some(d) => Some(match d.get_ref() {
+            RawPorts::Port(n) => {
+                let n =
+                    narrow::<u16>(ctx.int(&Spanned::new(d.span(), *n), &k("dport"), 0, 65535)?);
+                (n, n)
+            }
+            RawPorts::Text(t) => {
+                MarkRule::parse_ports(t).map_err(|e| ctx.err(d.span(), k("dport"), e))?
+            }
+        }),
+        None => None,
+    };
+    let mark = narrow::<u32>(ctx.int(&raw.mark, &k("mark"), 1, i64::from(u32::MAX))?);
+    MarkRule::new(dst, proto, dport, mark).map_err(|e| ctx.err(raw.mark.span(), k("mark"), e))
 }
 
 fn parse_method(name: &str) -> Option<FwdMethod> {
@@ -2773,7 +2840,7 @@ mod tests {
         assert_eq!(
             error(&format!("[ports]\nx = 1\n{BASE}")),
             "t.toml:1:2: ports: unknown field `ports`, expected one of `eal`, `lcores`, `control`, \
-             `mempool`, `port`, `vip`, `neighbour`, `lb`, `service`"
+             `mempool`, `port`, `vip`, `neighbour`, `lb`, `service`, `mark`"
         );
         assert_eq!(
             error(&with_base("[neighbour]\nretry = 5\n")),

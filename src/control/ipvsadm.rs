@@ -21,11 +21,16 @@
 //!
 //! vsd additions: `--fullnat` (forwarding method; `-b` stays the scheduler
 //! flags), `--add-laddr|--del-laddr -z LIP -t|-u VIP:PORT`,
-//! `--get-laddr [-t|-u VIP:PORT]`, and the views `--counters [--per-worker]`,
-//! `--latency`, `--status`, `--reload`, `--prometheus`.
+//! `--get-laddr [-t|-u VIP:PORT]`, the firewall-mark classifier
+//! (`--add-mark|--del-mark [--dst ADDR[/LEN]] [--proto tcp|udp]
+//! [--dport PORT[:LAST]] --set-mark MARK`, listed by `-L --marks`, saved by
+//! `-S`; what `iptables -t mangle ... -j MARK` does for kernel IPVS), and
+//! the views `--counters [--per-worker]`, `--latency`, `--status`,
+//! `--reload`, `--prometheus`.
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::lb::mark::MarkRule;
 use crate::lb::service::{
     PersistMask, RealServerConfig, SchedFlags, ServiceConfig, ServiceKey, DEFAULT_PERSIST_TIMEOUT,
     MAX_PERSIST_TIMEOUT,
@@ -103,6 +108,8 @@ pub enum ListWhat {
     Timeouts,
     /// `--daemon`: the sync daemons.
     Daemons,
+    /// `--marks`: the firewall-mark classifier's rules.
+    Marks,
 }
 
 /// `-L` output modifiers (ipvsadm's `FMT_*` flags).
@@ -202,6 +209,11 @@ pub enum Command {
     },
     /// `--get-laddr [-t|-u VIP:PORT]`.
     GetLocalAddrs(Option<ServiceKey>),
+    /// `--add-mark [--dst P] [--proto tcp|udp] [--dport A[:B]] --set-mark N`:
+    /// append a rule to the firewall-mark classifier ([`crate::lb::mark`]).
+    AddMark(MarkRule),
+    /// `--del-mark` with the same rule: remove it.
+    DelMark(MarkRule),
     /// `--counters [--per-worker]`: data-plane counters, drops by reason.
     Counters {
         /// Every worker's counters too, not only the totals.
@@ -240,6 +252,8 @@ impl Command {
                 | Command::StopDaemon(_)
                 | Command::AddLocalAddr { .. }
                 | Command::DelLocalAddr { .. }
+                | Command::AddMark(_)
+                | Command::DelMark(_)
                 | Command::Reload
         )
     }
@@ -274,6 +288,8 @@ enum Cmd {
     Status,
     Reload,
     Prometheus,
+    AddMark,
+    DelMark,
 }
 
 impl Cmd {
@@ -301,6 +317,8 @@ impl Cmd {
             Cmd::Status => "status",
             Cmd::Reload => "reload",
             Cmd::Prometheus => "prometheus",
+            Cmd::AddMark => "add-mark",
+            Cmd::DelMark => "del-mark",
         }
     }
 }
@@ -344,10 +362,15 @@ enum Opt {
     TunRemcsum,
     Laddr,
     PerWorker,
+    MarkDst,
+    MarkProto,
+    MarkDport,
+    SetMark,
+    Marks,
 }
 
 impl Opt {
-    const ALL: [Opt; 36] = [
+    const ALL: [Opt; 41] = [
         Opt::Numeric,
         Opt::Connection,
         Opt::Service,
@@ -384,6 +407,11 @@ impl Opt {
         Opt::TunRemcsum,
         Opt::Laddr,
         Opt::PerWorker,
+        Opt::MarkDst,
+        Opt::MarkProto,
+        Opt::MarkDport,
+        Opt::SetMark,
+        Opt::Marks,
     ];
 
     fn bit(self) -> u64 {
@@ -428,6 +456,11 @@ impl Opt {
             Opt::TunRemcsum => "tun-remcsum",
             Opt::Laddr => "laddr",
             Opt::PerWorker => "per-worker",
+            Opt::MarkDst => "dst",
+            Opt::MarkProto => "proto",
+            Opt::MarkDport => "dport",
+            Opt::SetMark => "set-mark",
+            Opt::Marks => "marks",
         }
     }
 }
@@ -460,7 +493,7 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
             _ => Illegal,
         },
         Cmd::List => match opt {
-            O::Connection | O::Service | O::Timeout | O::Daemon => Exclusive,
+            O::Connection | O::Service | O::Timeout | O::Daemon | O::Marks => Exclusive,
             O::Numeric
             | O::Stats
             | O::Rate
@@ -513,6 +546,11 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
         },
         Cmd::Counters => match opt {
             O::PerWorker => Optional,
+            _ => Illegal,
+        },
+        Cmd::AddMark | Cmd::DelMark => match opt {
+            O::SetMark => Required,
+            O::MarkDst | O::MarkProto | O::MarkDport => Optional,
             _ => Illegal,
         },
         Cmd::Flush
@@ -618,6 +656,11 @@ enum Tag {
     TunRemcsum,
     Laddr,
     PerWorker,
+    MarkDst,
+    MarkProto,
+    MarkDport,
+    SetMark,
+    Marks,
 }
 
 /// Whether an option takes a value.
@@ -743,6 +786,13 @@ const SPECS: &[Spec] = &[
     spec("status", None, Arg::None, Tag::Command(Cmd::Status)),
     spec("reload", None, Arg::None, Tag::Command(Cmd::Reload)),
     spec("prometheus", None, Arg::None, Tag::Command(Cmd::Prometheus)),
+    spec("add-mark", None, Arg::None, Tag::Command(Cmd::AddMark)),
+    spec("del-mark", None, Arg::None, Tag::Command(Cmd::DelMark)),
+    spec("dst", None, Arg::Required, Tag::MarkDst),
+    spec("proto", None, Arg::Required, Tag::MarkProto),
+    spec("dport", None, Arg::Required, Tag::MarkDport),
+    spec("set-mark", None, Arg::Required, Tag::SetMark),
+    spec("marks", None, Arg::None, Tag::Marks),
 ];
 
 /// Options with their values, and positional words.
@@ -966,6 +1016,10 @@ struct Builder {
     sync_maxlen: Option<u16>,
     tun_type_unsupported: Option<String>,
     laddr: Option<IpAddr>,
+    mark_dst: Option<(Ipv4Addr, u8)>,
+    mark_proto: Option<u8>,
+    mark_dport: Option<(u16, u16)>,
+    set_mark: Option<u32>,
 }
 
 impl Builder {
@@ -1173,6 +1227,23 @@ impl Builder {
                 self.laddr = Some(v.parse().map_err(|_| "illegal local address specified")?);
             }
             Tag::PerWorker => self.set_option(Opt::PerWorker)?,
+            Tag::MarkDst => {
+                self.set_option(Opt::MarkDst)?;
+                self.mark_dst = Some(MarkRule::parse_dst(&v)?);
+            }
+            Tag::MarkProto => {
+                self.set_option(Opt::MarkProto)?;
+                self.mark_proto = Some(MarkRule::parse_proto(&v)?);
+            }
+            Tag::MarkDport => {
+                self.set_option(Opt::MarkDport)?;
+                self.mark_dport = Some(MarkRule::parse_ports(&v)?);
+            }
+            Tag::SetMark => {
+                self.set_option(Opt::SetMark)?;
+                self.set_mark = Some(fwmark(&v)?);
+            }
+            Tag::Marks => self.set_option(Opt::Marks)?,
         }
         Ok(())
     }
@@ -1354,7 +1425,10 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
         Cmd::Del => Command::DelService(b.required_service()?),
         Cmd::Flush => Command::Clear,
         Cmd::List => {
-            let conflict = (b.has(Opt::Connection) || b.has(Opt::Timeout) || b.has(Opt::Daemon))
+            let conflict = (b.has(Opt::Connection)
+                || b.has(Opt::Timeout)
+                || b.has(Opt::Daemon)
+                || b.has(Opt::Marks))
                 && (b.has(Opt::Stats) || b.has(Opt::Rate) || b.has(Opt::Thresholds))
                 || (b.has(Opt::Timeout) || b.has(Opt::Daemon)) && b.has(Opt::PersistentConn);
             if conflict {
@@ -1366,6 +1440,8 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
                 ListWhat::Timeouts
             } else if b.has(Opt::Daemon) {
                 ListWhat::Daemons
+            } else if b.has(Opt::Marks) {
+                ListWhat::Marks
             } else {
                 ListWhat::Services
             };
@@ -1417,6 +1493,20 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
             }
         }
         Cmd::GetLaddr => Command::GetLocalAddrs(b.service_key()),
+        Cmd::AddMark | Cmd::DelMark => {
+            let rule = MarkRule::new(
+                b.mark_dst.unwrap_or((Ipv4Addr::UNSPECIFIED, 0)),
+                b.mark_proto,
+                b.mark_dport,
+                b.set_mark
+                    .ok_or("You need to supply the 'set-mark' option")?,
+            )?;
+            if cmd == Cmd::AddMark {
+                Command::AddMark(rule)
+            } else {
+                Command::DelMark(rule)
+            }
+        }
         Cmd::Counters => Command::Counters {
             per_worker: b.has(Opt::PerWorker),
         },
@@ -1484,6 +1574,7 @@ pub fn usage(program: &str) -> String {
 \x20 {p} --stop-daemon {{master|backup}}\n\
 \x20 {p} --add-laddr|--del-laddr -z local-address virtual-service\n\
 \x20 {p} --get-laddr [virtual-service]\n\
+\x20 {p} --add-mark|--del-mark [--dst address[/len]] [--proto tcp|udp] [--dport port[:last]] --set-mark fwmark\n\
 \x20 {p} --status | --counters [--per-worker] | --latency | --prometheus | --reload\n\
 \x20 {p} -h\n\n\
 Commands:\n\
@@ -1505,6 +1596,8 @@ Either long or short options are allowed.\n\
 \x20 --add-laddr                 add a FULLNAT local address to a service\n\
 \x20 --del-laddr                 remove a FULLNAT local address\n\
 \x20 --get-laddr                 list FULLNAT local addresses\n\
+\x20 --add-mark                  append a firewall-mark rule (first match wins)\n\
+\x20 --del-mark                  remove the identical firewall-mark rule\n\
 \x20 --status                    show the daemon, its workers and ports\n\
 \x20 --counters                  show data-plane counters and drops by reason\n\
 \x20 --latency                   show latency histograms\n\
@@ -1533,6 +1626,7 @@ Options:\n\
 \x20 --connection   -c                   output of current IPVS connections\n\
 \x20 --timeout                           output of timeout (tcp tcpfin udp)\n\
 \x20 --daemon                            output of daemon information\n\
+\x20 --marks                             output of the firewall-mark rules\n\
 \x20 --stats                             output of statistics information\n\
 \x20 --rate                              output of rate information\n\
 \x20 --exact                             expand numbers (display exact values)\n\
@@ -1545,6 +1639,10 @@ Options:\n\
 \x20 --numeric      -n                   numeric output of addresses and ports (always on)\n\
 \x20 --sched-flags  -b flags             scheduler flags (comma-separated)\n\
 \x20 --per-worker                        every worker's counters (with --counters)\n\
+\x20 --dst address[/len]                 mark rule: destination (default 0.0.0.0/0)\n\
+\x20 --proto tcp|udp                     mark rule: protocol (default any)\n\
+\x20 --dport port[:last]                 mark rule: destination ports (needs --proto)\n\
+\x20 --set-mark fwmark                   mark rule: the mark it sets\n\
 \x20 --socket PATH                       vsd's control socket\n\
 \x20 --json                              print the daemon's JSON answer\n\
 Daemon Options:\n\

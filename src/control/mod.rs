@@ -10,5 +10,6 @@ pub mod metrics_http;
 pub mod prometheus;
 pub mod socket;
 pub mod state;
+pub mod unsupported;
 pub mod vsadm;
 pub mod wait;

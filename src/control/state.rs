@@ -25,7 +25,9 @@ use super::ipvsadm::{self, Command, SyncDaemonSpec, SyncRole};
 use super::listing::{
     self, ConnView, CoreCounters, DestView, LatencyView, PortCounters, ServiceView,
 };
+use super::unsupported;
 use crate::lb::load::DestId;
+use crate::lb::mark::MarkRules;
 use crate::lb::service::{
     PersistMask, RealServerConfig, SchedFlags, ServiceConfig, ServiceKey, ServiceSnapshot,
     ServiceTable,
@@ -99,6 +101,8 @@ pub struct ControlSnapshot {
     pub timeouts: Timeouts,
     /// Sync daemons that should run.
     pub sync_daemons: Vec<SyncDaemonSpec>,
+    /// The firewall-mark classifier's rules.
+    pub marks: Arc<MarkRules>,
 }
 
 /// Changes a reload made (or would make).
@@ -118,6 +122,8 @@ pub struct ReloadDiff {
     pub servers_removed: Vec<(ServiceKey, IpAddr, u16)>,
     /// Services whose local addresses changed.
     pub laddrs_changed: Vec<ServiceKey>,
+    /// The firewall-mark rules changed.
+    pub marks_changed: bool,
 }
 
 impl ReloadDiff {
@@ -130,13 +136,19 @@ impl ReloadDiff {
             && self.servers_edited.is_empty()
             && self.servers_removed.is_empty()
             && self.laddrs_changed.is_empty()
+            && !self.marks_changed
     }
 
     /// One line for the operator.
     pub fn summary(&self) -> String {
+        let marks = if self.marks_changed {
+            "; mark rules changed"
+        } else {
+            ""
+        };
         format!(
             "services: {} added, {} edited, {} removed; servers: {} added, {} edited, {} removed; \
-             local addresses changed in {} service(s)",
+             local addresses changed in {} service(s){marks}",
             self.services_added.len(),
             self.services_edited.len(),
             self.services_removed.len(),
@@ -180,6 +192,8 @@ pub struct ControlState {
     laddrs: HashMap<ServiceKey, Vec<IpAddr>>,
     timeouts: Timeouts,
     sync: Vec<SyncDaemonSpec>,
+    /// Firewall-mark rules (`--add-mark`, `[[mark]]`).
+    marks: MarkRules,
     /// Slots of deleted servers still waiting for [`Self::release_dest_slot`].
     draining: BTreeSet<DestId>,
     version: u64,
@@ -279,6 +293,7 @@ impl ControlState {
             laddrs: HashMap::new(),
             timeouts: Timeouts::default(),
             sync: Vec::new(),
+            marks: MarkRules::new(),
             draining: BTreeSet::new(),
             version: 1,
             book: StatsBook::default(),
@@ -330,6 +345,7 @@ impl ControlState {
             local_addrs: Arc::new(self.laddrs.clone()),
             timeouts: self.timeouts,
             sync_daemons: self.sync.clone(),
+            marks: Arc::new(self.marks.clone()),
         }
     }
 
@@ -373,12 +389,14 @@ impl ControlState {
     pub fn apply(&mut self, cmd: &Command) -> Result<Reply, String> {
         match cmd {
             Command::AddService(s) => {
+                unsupported::check_service(&s.key)?;
                 self.table
                     .add_service(s.key, s.config.clone())
                     .map_err(err)?;
                 self.changed()
             }
             Command::EditService(s) => {
+                unsupported::check_service(&s.key)?;
                 // -E replaces the settings; the local addresses stay
                 let mut config = s.config.clone();
                 config.local_addresses = self.local_addrs(&s.key).to_vec();
@@ -392,6 +410,7 @@ impl ControlState {
                 self.changed()
             }
             Command::AddServer(s) => {
+                unsupported::check_server(s.server.addr)?;
                 let id = self
                     .table
                     .add_dest(&s.service, fix_port(&s.service, s.server))
@@ -400,6 +419,7 @@ impl ControlState {
                 self.changed()
             }
             Command::EditServer(s) => {
+                unsupported::check_server(s.server.addr)?;
                 self.table
                     .edit_dest(&s.service, fix_port(&s.service, s.server))
                     .map_err(err)?;
@@ -418,6 +438,9 @@ impl ControlState {
                 let ids = self.table.clear();
                 self.draining.extend(ids);
                 self.laddrs.clear();
+                // vsd's own classifier goes with the table, so that
+                // `-C` then `-R` of a `-S` restores exactly
+                self.marks.clear();
                 self.changed()
             }
             Command::SetTimeouts { tcp, tcpfin, udp } => {
@@ -427,6 +450,7 @@ impl ControlState {
                 self.changed()
             }
             Command::StartDaemon(spec) => {
+                unsupported::check_start_daemon(spec)?;
                 if self.sync.iter().any(|d| d.role == spec.role) {
                     return Err(format!(
                         "{} sync daemon is already running",
@@ -445,6 +469,7 @@ impl ControlState {
                 self.changed()
             }
             Command::AddLocalAddr { service, addr } => {
+                unsupported::check_local_addr(*addr)?;
                 if self.table.service_config(service).is_none() {
                     return Err("Service not defined".into());
                 }
@@ -475,6 +500,17 @@ impl ControlState {
                 }
                 self.push_laddrs(service)?;
                 self.changed()
+            }
+            Command::AddMark(rule) => {
+                self.marks.add(*rule)?;
+                self.changed()
+            }
+            Command::DelMark(rule) => {
+                self.marks.remove(rule)?;
+                self.changed()
+            }
+            Command::List(l) if l.what == ipvsadm::ListWhat::Marks => {
+                Ok(Reply::Text(self.marks.render()))
             }
             Command::Save { .. } => Ok(Reply::Text(self.save_text())),
             Command::List(l) if l.what == ipvsadm::ListWhat::Timeouts => {
@@ -541,7 +577,14 @@ impl ControlState {
     /// `-S` text of the current state.
     pub fn save_text(&self) -> String {
         let views = self.service_views_with(&|_| Counters::default(), &|_| ConnCounts::default());
-        listing::render_save(&views, &|k| self.local_addrs(k).to_vec())
+        let mut text = listing::render_save(&views, &|k| self.local_addrs(k).to_vec());
+        text.push_str(&self.marks.render());
+        text
+    }
+
+    /// The firewall-mark rules.
+    pub fn marks(&self) -> &MarkRules {
+        &self.marks
     }
 
     /// What [`Self::reload`] would change, without changing anything.
@@ -605,6 +648,13 @@ impl ControlState {
             }
         }
         for (s, key) in cfg.services.iter().zip(&wanted) {
+            unsupported::check_service(key).map_err(|e| ctx(key, e))?;
+            for r in &s.real_servers {
+                unsupported::check_server(r.address).map_err(|e| ctx(key, e))?;
+            }
+            for a in &s.local_addresses {
+                unsupported::check_local_addr(*a).map_err(|e| ctx(key, e))?;
+            }
             let config = service_config_from(s);
             match self.table.service_config(key) {
                 None => {
@@ -655,6 +705,14 @@ impl ControlState {
                 self.push_laddrs(key)?;
                 diff.laddrs_changed.push(*key);
             }
+        }
+        if self.marks.rules() != cfg.marks.as_slice() {
+            let mut marks = MarkRules::new();
+            for r in &cfg.marks {
+                marks.add(*r)?;
+            }
+            self.marks = marks;
+            diff.marks_changed = true;
         }
         Ok(diff)
     }
@@ -1024,15 +1082,13 @@ mod tests {
         );
         ok(&mut s, "--add-laddr -z 198.18.2.1 -t 198.18.0.100:80");
         ok(&mut s, "--set 600 0 30");
-        ok(&mut s, "--start-daemon master --syncid 3");
         let snap = s.snapshot();
         assert_eq!(snap.version, s.version());
         let svc = snap.services.get_key(&vip()).unwrap();
         assert_eq!(svc.servers[0].method, FwdMethod::FullNat);
         assert_eq!(snap.local_addrs.get(&vip()), Some(&vec![ip("198.18.2.1")]));
         assert_eq!(snap.timeouts.ipvsadm_triple(), (600, 120, 30));
-        assert_eq!(snap.sync_daemons.len(), 1);
-        assert_eq!(s.sync_roles(), vec![SyncRole::Master]);
+        assert!(snap.sync_daemons.is_empty());
     }
 
     #[test]
@@ -1086,16 +1142,25 @@ mod tests {
         assert!(s.apply(&too_big).is_err());
         assert_eq!(s.timeouts().ipvsadm_triple(), (900, 60, 300));
 
-        ok(&mut s, "--start-daemon backup --mcast-interface lan0");
+        // sync is not implemented: refused, nothing stored
+        let v = s.version();
         assert_eq!(
-            run(&mut s, "--start-daemon backup").unwrap_err(),
-            "backup sync daemon is already running"
+            run(
+                &mut s,
+                "--start-daemon backup --mcast-interface nonexistent0"
+            )
+            .unwrap_err(),
+            "--mcast-interface nonexistent0: no such interface"
         );
+        assert!(run(&mut s, "--start-daemon backup --mcast-interface lo")
+            .unwrap_err()
+            .contains("not implemented"));
+        assert_eq!(s.version(), v);
+        assert!(s.sync_daemons().is_empty());
         assert_eq!(
             run(&mut s, "-L --daemon").unwrap(),
-            Reply::Text("backup sync daemon (mcast=lan0, syncid=0)\n".into())
+            Reply::Text(String::new())
         );
-        ok(&mut s, "--stop-daemon backup");
         assert_eq!(
             run(&mut s, "--stop-daemon backup").unwrap_err(),
             "no backup sync daemon is running"
@@ -1116,12 +1181,12 @@ mod tests {
             "-A -u 198.18.0.100:53 -s sh -b sh-fallback,sh-port -o",
             "-a -u 198.18.0.100:53 -r 198.18.1.21 -g",
             "-a -u 198.18.0.100:53 -r 198.18.1.22 -i -w 0",
-            "-A -t [2001:db8::100]:443 -s mh -b mh-port -p 60 -M 64",
-            "-a -t [2001:db8::100]:443 -r [2001:db8::11]:8443 -m",
+            "-A -t 198.18.0.101:443 -s mh -b mh-port -p 60 -M 255.255.0.0",
+            "-a -t 198.18.0.101:443 -r 198.18.1.41:8443 -m",
             "-A -f 7 -s rr -p",
             "-a -f 7 -r 198.18.1.31 -g",
-            "-A -f 9 -6 -s lc",
-            "-a -f 9 -6 -r [2001:db8::31]:0 -m",
+            "-A -f 9 -s lc",
+            "-a -f 9 -r 198.18.1.32:0 -m",
         ] {
             ok(&mut s, line);
         }
@@ -1220,6 +1285,103 @@ netmask = 24
 [[service.real_server]]
 address = "198.18.1.21"
 "#;
+
+    #[test]
+    fn ipv6_is_refused_from_vsadm_restore_and_config() {
+        let mut s = ControlState::default();
+        for line in [
+            "-A -t [2001:db8::100]:443 -s rr",
+            "-A -f 9 -6 -s lc",
+            "-A -u [2001:db8::100]:53",
+        ] {
+            let e = run(&mut s, line).unwrap_err();
+            assert!(
+                e.contains("IPv6 services are not supported yet"),
+                "{line}: {e}"
+            );
+        }
+        ok(&mut s, "-A -t 198.18.0.100:80 -s rr");
+        assert!(run(&mut s, "-a -t 198.18.0.100:80 -r [2001:db8::11]:80 -i")
+            .unwrap_err()
+            .contains("IPv6 real servers"));
+        assert!(run(&mut s, "--add-laddr -z 2001:db8::5 -t 198.18.0.100:80")
+            .unwrap_err()
+            .contains("IPv6 local addresses"));
+        assert_eq!(s.save_text(), "-A -t 198.18.0.100:80 -s rr\n");
+        assert!(s
+            .restore("-A -t [2001:db8::1]:80 -s rr\n")
+            .unwrap_err()
+            .starts_with("line 1: IPv6 services"));
+        let v6 = "[[service]]\nproto = \"tcp\"\nvip = \"2001:db8::100\"\nport = 80\n\
+                  [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"nat\"\n";
+        let e = ControlState::from_config(&config(v6)).unwrap_err();
+        assert!(e.contains("IPv6 services are not supported yet"), "{e}");
+        assert!(s.reload(&config(v6)).is_err());
+        assert_eq!(s.save_text(), "-A -t 198.18.0.100:80 -s rr\n");
+    }
+
+    #[test]
+    fn mark_rules_from_vsadm_save_restore_clear_and_config() {
+        let mut s = ControlState::default();
+        ok(&mut s, "-A -f 1 -s rr -p");
+        ok(&mut s, "-a -f 1 -r 198.18.1.11 -m");
+        let v = s.version();
+        ok(
+            &mut s,
+            "--add-mark --dst 198.18.0.100/32 --proto tcp --dport 80:90 --set-mark 1",
+        );
+        ok(&mut s, "--add-mark --dst 198.18.0.0/24 --set-mark 2");
+        assert!(s.version() > v, "a change republishes");
+        assert_eq!(
+            run(&mut s, "--add-mark --dst 198.18.0.0/24 --set-mark 2").unwrap_err(),
+            "Mark rule already exists"
+        );
+        let rules = "--add-mark --dst 198.18.0.100/32 --proto tcp --dport 80:90 --set-mark 1\n\
+                     --add-mark --dst 198.18.0.0/24 --set-mark 2\n";
+        assert_eq!(
+            run(&mut s, "-L --marks").unwrap(),
+            Reply::Text(rules.into())
+        );
+        assert_eq!(s.snapshot().marks.rules().len(), 2);
+        let saved = s.save_text();
+        assert!(saved.ends_with(rules), "{saved}");
+        let mut t = ControlState::default();
+        t.restore(&saved).unwrap();
+        assert_eq!(t.save_text(), saved);
+        ok(&mut t, "--del-mark --dst 198.18.0.0/24 --set-mark 2");
+        assert_eq!(
+            run(&mut t, "--del-mark --dst 198.18.0.0/24 --set-mark 2").unwrap_err(),
+            "No such mark rule"
+        );
+        assert_eq!(t.marks().rules().len(), 1);
+        ok(&mut t, "-C");
+        assert!(t.marks().is_empty());
+        // from the configuration, and changed by a reload
+        let text = "[[service]]\nfwmark = 1\n[[service.real_server]]\naddress = \"198.18.1.11\"\n\
+                    method = \"nat\"\n\n[[mark]]\ndst = \"198.18.0.100\"\nproto = \"udp\"\n\
+                    dport = 53\nmark = 1\n";
+        let mut c = ControlState::from_config(&config(text)).unwrap();
+        assert_eq!(
+            c.marks().render(),
+            "--add-mark --dst 198.18.0.100/32 --proto udp --dport 53 --set-mark 1\n"
+        );
+        let diff = c
+            .reload(&config(&text.replace("dport = 53", "dport = \"53:54\"")))
+            .unwrap();
+        assert!(diff.marks_changed && !diff.is_empty());
+        assert!(diff.summary().ends_with("; mark rules changed"));
+        assert_eq!(
+            c.marks().render(),
+            "--add-mark --dst 198.18.0.100/32 --proto udp --dport 53:54 --set-mark 1\n"
+        );
+        let e = Config::from_str(
+            &format!("{CONFIG_BASE}[[mark]]\ndport = \"9:8\"\nproto = \"tcp\"\nmark = 1\n"),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("mark[0].dport: invalid port range `9:8'"), "{e}");
+    }
 
     #[test]
     fn from_config_builds_the_table() {

@@ -2,6 +2,7 @@
 
 pub mod counters;
 pub mod local;
+pub mod martian;
 pub mod neigh;
 pub mod offload;
 pub mod publish;

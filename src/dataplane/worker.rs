@@ -11,6 +11,7 @@
 
 use super::counters::{DropReason, Event, WorkerCounters};
 use super::local::{self, LocalVerdict, PortAddrs};
+use super::martian::MartianFilter;
 use super::neigh::{self, NeighAction, NeighTable, Resolve};
 use super::publish::Subscriber;
 use crate::dpdk::{
@@ -31,6 +32,8 @@ use std::sync::Arc;
 pub struct PlaneConfig {
     pub services: Arc<ServiceSnapshot>,
     pub timeouts: Timeouts,
+    /// The firewall-mark classifier's rules.
+    pub marks: Arc<crate::lb::mark::MarkRules>,
 }
 
 /// Latency histograms a worker shares with the control thread (values in
@@ -166,6 +169,8 @@ pub struct Worker {
     /// their steering metadata (preallocated: no allocation per packet).
     pub fwd_batch: Vec<Mbuf>,
     pub fwd_meta: Vec<Option<SteerMeta>>,
+    /// What must never reach the forwarding path (rebuilt on adoption).
+    pub martian: MartianFilter,
 }
 
 /// Capacity to give [`Worker::fwd_batch`] and [`Worker::fwd_meta`].
@@ -456,9 +461,11 @@ impl Worker {
         let cfg = Arc::clone(self.config.current());
         self.lb.adopt(Arc::clone(&cfg.services));
         self.lb.set_timeouts(cfg.timeouts);
+        self.lb.set_marks(Arc::clone(&cfg.marks));
         for wp in &mut self.ports {
             wp.addrs.vips = port_vips(&wp.addrs, &wp.static_vips, &cfg.services);
         }
+        self.martian = MartianFilter::new(self.ports.iter().map(|wp| &wp.addrs), &cfg.services);
     }
 
     /// A packet from a port: local traffic, then the ownership rule, then
@@ -502,6 +509,10 @@ impl Worker {
             LocalVerdict::Consumed => {}
             LocalVerdict::Drop(r) => c.drop_pkt(r),
             LocalVerdict::NotLocal => {
+                if let Some(r) = self.martian.check(m.data(), &self.ports[p].addrs.mac.0) {
+                    c.drop_pkt(r);
+                    return;
+                }
                 // The software rule when the NIC did not hash this packet
                 // (no RSS on the port, or a PMD such as net_tap that reports
                 // RSS but spreads flows its own way).

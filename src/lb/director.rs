@@ -87,11 +87,12 @@ use crate::lb::fwd::{
 };
 use crate::lb::laddr::{LocalPortStats, LocalPorts, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN};
 use crate::lb::load::{CoreLoad, DestId, GlobalLoad, SummedLoad};
+use crate::lb::mark::MarkRules;
 use crate::lb::owner::RssOwner;
 use crate::lb::packet::PacketBuf;
 use crate::lb::persist::{PersistError, PersistKey};
 use crate::lb::sched::{SchedInput, SchedulerSet};
-use crate::lb::service::{PersistMask, RealServer, ServiceSnapshot};
+use crate::lb::service::{PersistMask, RealServer, ServiceKey, ServiceSnapshot};
 use crate::lb::stats::{FwdEvent, StatsTable};
 use crate::lb::tcp_state::{tcp_flags, TcpState, Timeouts};
 use crate::lb::types::{FwdMethod, Protocol};
@@ -399,6 +400,11 @@ pub struct CoreLb {
     reals: Vec<(u32, u16)>,
     notes: Vec<TemplateNote>,
     tun_ident: u16,
+    /// The firewall-mark classifier ([`crate::lb::mark`]).
+    marks: Arc<MarkRules>,
+    /// Whether the adopted snapshot has a fwmark service (else the
+    /// classifier is never consulted).
+    fwmark_services: bool,
 }
 
 impl std::fmt::Debug for CoreLb {
@@ -448,6 +454,8 @@ impl CoreLb {
             reals: Vec::new(),
             notes: Vec::with_capacity(TEMPLATE_NOTES_MAX),
             tun_ident: 0,
+            marks: Arc::new(MarkRules::new()),
+            fwmark_services: false,
         };
         lb.adopt(snap);
         Ok(lb)
@@ -474,7 +482,26 @@ impl CoreLb {
             }
         }
         self.reals.sort_unstable();
+        self.fwmark_services = snap
+            .services()
+            .iter()
+            .any(|s| matches!(s.key, ServiceKey::Fwmark { .. }));
         self.snap = snap;
+    }
+
+    /// Adopt a new firewall-mark rule set (between bursts).
+    pub fn set_marks(&mut self, marks: Arc<MarkRules>) {
+        self.marks = marks;
+    }
+
+    /// The firewall mark of a packet starting a connection (0: none).
+    #[inline]
+    fn fwmark_of(&self, info: &PacketInfo) -> u32 {
+        if self.fwmark_services {
+            self.marks.mark_of(info.dst, info.proto, info.dport)
+        } else {
+            0
+        }
     }
 
     /// Expire due connections (at most `tick_budget`), freeing their FULLNAT
@@ -792,7 +819,8 @@ impl CoreLb {
         now_ms: u64,
     ) -> FwdVerdict {
         let vip = IpAddr::V4(info.dst);
-        if self.snap.find(0, proto, vip, info.dport).is_none() {
+        let fwmark = self.fwmark_of(info);
+        if self.snap.find(fwmark, proto, vip, info.dport).is_none() {
             return FwdVerdict::NotService;
         }
         if proto == Protocol::Tcp && !syn {
@@ -818,7 +846,7 @@ impl CoreLb {
             notes,
             ..
         } = self;
-        let Some(svc) = snap.find(0, proto, vip, info.dport) else {
+        let Some(svc) = snap.find(fwmark, proto, vip, info.dport) else {
             return FwdVerdict::NotService;
         };
         let load_view = SummedLoad {
@@ -842,14 +870,21 @@ impl CoreLb {
                     PersistMask::V4(m) => u32::from(m),
                     PersistMask::V6(_) => u32::MAX,
                 };
-                let key = PersistKey::for_service(
-                    proto,
-                    u32::from(info.src),
-                    netmask,
-                    u32::from(info.dst),
-                    svc.key.port(),
-                    info.dport,
-                );
+                let key = match svc.key {
+                    // fwmark services: one template per client and mark,
+                    // port 0, whatever the packet's address and port (IPVS)
+                    ServiceKey::Fwmark { mark, .. } => {
+                        PersistKey::for_fwmark(u32::from(info.src), netmask, mark)
+                    }
+                    ServiceKey::Addr { .. } => PersistKey::for_service(
+                        proto,
+                        u32::from(info.src),
+                        netmask,
+                        u32::from(info.dst),
+                        svc.key.port(),
+                        info.dport,
+                    ),
+                };
                 let created_before = conns.stats().templates_created;
                 let skip_quiescent = cfg.expire_quiescent_template;
                 let res = conns.template_for(

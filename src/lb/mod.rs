@@ -6,6 +6,7 @@ pub mod director;
 pub mod fwd;
 pub mod laddr;
 pub mod load;
+pub mod mark;
 pub mod owner;
 pub mod packet;
 pub mod persist;

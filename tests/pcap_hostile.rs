@@ -1,0 +1,273 @@
+//! Capture replay of hostile input through the real binary (net_pcap):
+//! martian and non-host packets must be dropped and counted per reason as
+//! Linux's `ip_route_input_slow` would, never forwarded; fragmented
+//! datagrams are forwarded whole; fwmark services forward what the
+//! built-in classifier marks.
+
+mod common;
+
+use common::*;
+use std::net::Ipv4Addr;
+use vsd::wire::{MacAddr, PacketBuilder};
+
+const VSD_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
+const CLIENT_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
+const RS_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x11]);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const DIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+const SRV_DIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+const RS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 11);
+const LIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 200);
+
+const SYN: u8 = 0x02;
+
+fn config(dir: &std::path::Path, prefix: &str, extra: &str) -> String {
+    format!(
+        r#"
+[eal]
+args = ["--no-pci", "--file-prefix={prefix}"]
+huge = false
+memory_mb = 256
+
+[lcores]
+control = 0
+workers = [1]
+
+[control]
+socket = "{{dir}}/vsd.sock"
+
+[mempool]
+mbufs = 4095
+
+[lb]
+conn_capacity = 4096
+
+[[port]]
+name = "cap0"
+device = "net_pcap0,rx_pcap={rx},tx_pcap={tx}"
+mac = "{VSD_MAC}"
+addresses = ["{DIP}/24", "{SRV_DIP}/24"]
+
+[[vip]]
+address = "{VIP}"
+port = "cap0"
+
+[[service]]
+proto = "tcp"
+vip = "{VIP}"
+port = 80
+scheduler = "rr"
+local_addresses = ["{LIP}"]
+
+[[service.real_server]]
+address = "{RS}"
+port = 8080
+method = "fullnat"
+
+[[service]]
+proto = "udp"
+vip = "{VIP}"
+port = 53
+scheduler = "rr"
+
+[[service.real_server]]
+address = "{RS}"
+port = 5353
+method = "nat"
+{extra}
+"#,
+        rx = dir.join("in.pcap").display(),
+        tx = dir.join("out.pcap").display(),
+    )
+}
+
+fn hellos() -> Vec<Vec<u8>> {
+    vec![
+        PacketBuilder::ethernet(RS_MAC, MacAddr::BROADCAST)
+            .arp_request(RS_MAC, RS, SRV_DIP)
+            .pad_to(60)
+            .build(),
+        PacketBuilder::ethernet(CLIENT_MAC, MacAddr::BROADCAST)
+            .arp_request(CLIENT_MAC, CLIENT, VIP)
+            .pad_to(60)
+            .build(),
+    ]
+}
+
+fn syn_from(src: Ipv4Addr, dst_mac: MacAddr, sport: u16) -> Vec<u8> {
+    PacketBuilder::ethernet(CLIENT_MAC, dst_mac)
+        .ipv4(src, VIP)
+        .ttl(64)
+        .ident(sport)
+        .tcp(sport, 80, SYN)
+        .seq(1000)
+        .build()
+}
+
+fn udp_to(dst: Ipv4Addr, sport: u16) -> Vec<u8> {
+    PacketBuilder::ethernet(CLIENT_MAC, VSD_MAC)
+        .ipv4(CLIENT, dst)
+        .ttl(64)
+        .ident(sport)
+        .udp(sport, 53)
+        .payload(b"query")
+        .build()
+}
+
+/// Replay `input`, wait until vsd received it all, return the counters,
+/// the `-Lnc` listing and the frames vsd sent.
+fn replay(extra: &str, input: &[Vec<u8>]) -> (serde_json::Value, String, Vec<Vec<u8>>) {
+    let dir = std::env::temp_dir().join(unique("vsd-pcaph-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    pcap::write(&dir.join("in.pcap"), input);
+    let prefix = unique("vsdh");
+    let mut vsd = Vsd::start(&config(&dir, &prefix, extra));
+    let done = wait_for(std::time::Duration::from_secs(20), || {
+        vsd.event("rx_packets") >= input.len() as u64
+    });
+    assert!(done, "vsd did not receive the capture:\n{}", vsd.log_text());
+    let counters = vsd.ask("counters");
+    let conns = vsd.vsadm(&["-Lnc"]);
+    assert!(conns.status.success());
+    let listing = String::from_utf8_lossy(&conns.stdout).into_owned();
+    assert!(vsd.stop().success());
+    let out = pcap::read(&dir.join("out.pcap"));
+    let _ = std::fs::remove_dir_all(&dir);
+    (counters, listing, out)
+}
+
+/// IPv4 frames vsd sent to the real server.
+fn to_rs(out: &[Vec<u8>]) -> Vec<&Vec<u8>> {
+    out.iter()
+        .filter(|f| f.len() > 34 && f[..6] == RS_MAC.0 && f[12..14] == [8, 0])
+        .collect()
+}
+
+#[test]
+fn martian_and_non_host_packets_are_dropped_and_counted() {
+    let mut input = hellos();
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        ("not_host", syn_from(CLIENT, MacAddr::BROADCAST, 1001)),
+        (
+            "not_host",
+            syn_from(CLIENT, MacAddr([0x01, 0, 0x5e, 0, 0, 1]), 1002),
+        ),
+        (
+            "martian_src_zeronet",
+            syn_from(Ipv4Addr::UNSPECIFIED, VSD_MAC, 1003),
+        ),
+        (
+            "martian_src_limited_broadcast",
+            syn_from(Ipv4Addr::BROADCAST, VSD_MAC, 1004),
+        ),
+        (
+            "martian_src_loopback",
+            syn_from(Ipv4Addr::new(127, 0, 0, 1), VSD_MAC, 1005),
+        ),
+        (
+            "martian_src_multicast",
+            syn_from(Ipv4Addr::new(224, 0, 0, 9), VSD_MAC, 1006),
+        ),
+        ("martian_src_local", syn_from(VIP, VSD_MAC, 1007)),
+        ("martian_src_local", syn_from(DIP, VSD_MAC, 1008)),
+        (
+            "martian_src_directed_broadcast",
+            syn_from(Ipv4Addr::new(198, 18, 0, 255), VSD_MAC, 1009),
+        ),
+        (
+            "dst_broadcast",
+            udp_to(Ipv4Addr::new(198, 18, 0, 255), 1010),
+        ),
+        (
+            "martian_dst_loopback",
+            udp_to(Ipv4Addr::new(127, 0, 0, 1), 1011),
+        ),
+    ];
+    input.extend(hostile.iter().map(|(_, f)| f.clone()));
+    // the one legitimate request
+    input.push(syn_from(CLIENT, VSD_MAC, 2000));
+    let (counters, listing, out) = replay("", &input);
+
+    let drop = |name: &str| counters["total"]["drops"][name].as_u64().unwrap_or(0);
+    let mut want = std::collections::BTreeMap::new();
+    for (reason, _) in &hostile {
+        *want.entry(*reason).or_insert(0u64) += 1;
+    }
+    for (reason, n) in want {
+        assert_eq!(drop(reason), n, "{reason}: {counters}");
+    }
+    let forwarded = to_rs(&out);
+    assert_eq!(
+        forwarded.len(),
+        1,
+        "only the legitimate SYN goes out: {forwarded:02x?}"
+    );
+    // FULLNAT: the one forwarded SYN left from the local address, client
+    // port 2000 (ident 2000) on the wire before
+    assert_eq!(forwarded[0][26..30], LIP.octets());
+    assert_eq!(forwarded[0][18..20], 2000u16.to_be_bytes());
+    let rows = listing.lines().filter(|l| l.starts_with("TCP")).count();
+    assert_eq!(rows, 1, "one connection:\n{listing}");
+}
+
+#[test]
+fn fwmark_service_forwards_what_the_classifier_marks() {
+    let extra = format!(
+        r#"
+[[service]]
+fwmark = 7
+scheduler = "rr"
+persistence_timeout = 60
+
+[[service.real_server]]
+address = "{RS}"
+method = "nat"
+
+[[mark]]
+dst = "{VIP}/32"
+proto = "tcp"
+dport = "8000:8010"
+mark = 7
+"#
+    );
+    let mut input = hellos();
+    let syn = |sport: u16, dport: u16| {
+        PacketBuilder::ethernet(CLIENT_MAC, VSD_MAC)
+            .ipv4(CLIENT, VIP)
+            .ttl(64)
+            .ident(sport)
+            .tcp(sport, dport, SYN)
+            .seq(1000)
+            .build()
+    };
+    input.push(syn(3000, 8000));
+    input.push(syn(3001, 8010));
+    input.push(syn(3002, 8011)); // no rule, no service: not forwarded
+    let (counters, listing, out) = replay(&extra, &input);
+    let forwarded = to_rs(&out);
+    assert_eq!(forwarded.len(), 2, "{forwarded:02x?}\n{counters}");
+    for (f, (sport, port)) in forwarded.iter().zip([(3000u16, 8000u16), (3001, 8010)]) {
+        let want = PacketBuilder::ethernet(VSD_MAC, RS_MAC)
+            .ipv4(CLIENT, RS)
+            .ttl(63)
+            .ident(sport)
+            .tcp(sport, port, SYN)
+            .seq(1000)
+            .build();
+        assert_eq!(**f, want, "NAT of the marked SYN to port {port}");
+    }
+    assert_eq!(
+        counters["total"]["drops"]["no_service"].as_u64(),
+        Some(1),
+        "{counters}"
+    );
+    // one persistence template for both connections: the mark in place
+    // of the VIP, port 0 (as IPVS keys fwmark templates)
+    let templates = listing
+        .lines()
+        .filter(|l| l.contains(" 0.0.0.7:0 "))
+        .count();
+    assert_eq!(templates, 1, "{listing}");
+    assert_eq!(listing.matches("SYN_RECV").count(), 2, "{listing}");
+}
