@@ -361,6 +361,7 @@ impl Control<'_> {
         self.view.plane.publish(Arc::new(PlaneConfig {
             services: snap.services,
             timeouts: snap.timeouts,
+            defense: snap.defense,
         }));
     }
 
@@ -636,6 +637,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let plane = Arc::new(Published::new(Arc::new(PlaneConfig {
         services: first.services.clone(),
         timeouts: first.timeouts,
+        defense: first.defense,
     })));
     let global = Arc::new(GlobalLoad::new(DEST_CAPACITY));
     // NIC checksum offload for forwarded TCP/UDP: only on hardware ports

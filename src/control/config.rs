@@ -121,6 +121,17 @@ pub struct Config {
     pub lb: LbConf,
     /// `[[service]]`: virtual services and their real servers.
     pub services: Vec<ServiceConf>,
+    /// `[defense]`: IPVS's drop_entry / secure_tcp and the SYN_RECV timeout.
+    pub defense: DefenseConf,
+}
+
+/// `[defense]` (see [`crate::lb::defense`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DefenseConf {
+    /// drop_entry, secure_tcp and the pressure threshold.
+    pub knobs: crate::lb::defense::DefenseConfig,
+    /// SYN_RECV timeout in seconds; `None` keeps the current one (60 s at start).
+    pub synrecv_timeout: Option<u32>,
 }
 
 /// `[eal]`.
@@ -572,6 +583,16 @@ struct RawConfig {
     lb: Option<S<RawLb>>,
     #[serde(default)]
     service: Vec<S<RawService>>,
+    defense: Option<S<RawDefense>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefense {
+    drop_entry: Option<S<i64>>,
+    secure_tcp: Option<S<i64>>,
+    pressure_percent: Option<S<i64>>,
+    synrecv_timeout: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1013,6 +1034,44 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         neighbour,
         lb,
         services,
+        defense: build_defense(ctx, raw.defense.as_ref())?,
+    })
+}
+
+fn build_defense(ctx: &Ctx<'_>, raw: Option<&S<RawDefense>>) -> Result<DefenseConf, ConfigError> {
+    use crate::lb::defense::{DefenseConfig, MAX_MODE};
+    let d = DefenseConfig::default();
+    let Some(raw) = raw else {
+        return Ok(DefenseConf::default());
+    };
+    let r = raw.get_ref();
+    let mode = |v: &Option<S<i64>>, key: &str| -> Result<u8, ConfigError> {
+        Ok(narrow(ctx.int_or(v, key, 0, i64::from(MAX_MODE), 0)?))
+    };
+    let knobs = DefenseConfig {
+        drop_entry: mode(&r.drop_entry, "defense.drop_entry")?,
+        secure_tcp: mode(&r.secure_tcp, "defense.secure_tcp")?,
+        pressure_percent: narrow(ctx.int_or(
+            &r.pressure_percent,
+            "defense.pressure_percent",
+            1,
+            100,
+            i64::from(d.pressure_percent),
+        )?),
+    };
+    let synrecv_timeout = match &r.synrecv_timeout {
+        None => None,
+        Some(_) => Some(narrow(ctx.int_or(
+            &r.synrecv_timeout,
+            "defense.synrecv_timeout",
+            1,
+            i64::from(crate::lb::tcp_state::MAX_TIMEOUT_S),
+            60,
+        )?)),
+    };
+    Ok(DefenseConf {
+        knobs,
+        synrecv_timeout,
     })
 }
 
@@ -2746,7 +2805,7 @@ mod tests {
         assert_eq!(
             error(&format!("[ports]\nx = 1\n{BASE}")),
             "t.toml:1:2: ports: unknown field `ports`, expected one of `eal`, `lcores`, `control`, \
-             `mempool`, `port`, `vip`, `neighbour`, `lb`, `service`"
+             `mempool`, `port`, `vip`, `neighbour`, `lb`, `service`, `defense`"
         );
         assert_eq!(
             error(&with_base("[neighbour]\nretry = 5\n")),

@@ -480,6 +480,19 @@ pub fn render_timeouts(t: &Timeouts) -> String {
     format!("{t}\n")
 }
 
+/// `-L --defense` (vsd): the drop_entry / secure_tcp modes with the
+/// pressure threshold, then the SYN_RECV timeout and the half-open timeout
+/// used while secure_tcp is on.
+pub fn render_defense(d: &crate::lb::defense::DefenseConfig, t: &Timeouts) -> String {
+    let synrecv = t.tcp_state(crate::lb::tcp_state::TcpState::SynRecv);
+    let secure = synrecv.min(crate::lb::defense::SECURE_HALFOPEN_TIMEOUT_S);
+    format!(
+        "Defense (drop_entry secure_tcp pressure): {} {} {}%\n\
+         Timeout (synrecv synrecv_secure): {synrecv} {secure}\n",
+        d.drop_entry, d.secure_tcp, d.pressure_percent
+    )
+}
+
 /// `-Lc`: the connection table, in the order given. With
 /// `--persistent-conn` ipvsadm adds persistence-engine columns to the title;
 /// vsd has no persistence engine, so rows keep the short form as in IPVS.

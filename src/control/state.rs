@@ -25,12 +25,13 @@ use super::ipvsadm::{self, Command, SyncDaemonSpec, SyncRole};
 use super::listing::{
     self, ConnView, CoreCounters, DestView, LatencyView, PortCounters, ServiceView,
 };
+use crate::lb::defense::DefenseConfig;
 use crate::lb::load::DestId;
 use crate::lb::service::{
     PersistMask, RealServerConfig, SchedFlags, ServiceConfig, ServiceKey, ServiceSnapshot,
     ServiceTable,
 };
-use crate::lb::tcp_state::Timeouts;
+use crate::lb::tcp_state::{TcpState, Timeouts};
 use crate::lb::types::{AddrFamily, FwdMethod, SchedulerKind};
 
 /// Real-server slots when the caller does not say (see [`ControlState::new`]).
@@ -99,6 +100,8 @@ pub struct ControlSnapshot {
     pub timeouts: Timeouts,
     /// Sync daemons that should run.
     pub sync_daemons: Vec<SyncDaemonSpec>,
+    /// drop_entry / secure_tcp settings.
+    pub defense: DefenseConfig,
 }
 
 /// Changes a reload made (or would make).
@@ -118,6 +121,8 @@ pub struct ReloadDiff {
     pub servers_removed: Vec<(ServiceKey, IpAddr, u16)>,
     /// Services whose local addresses changed.
     pub laddrs_changed: Vec<ServiceKey>,
+    /// `[defense]` changed the defence settings or the SYN_RECV timeout.
+    pub defense_changed: bool,
 }
 
 impl ReloadDiff {
@@ -130,20 +135,26 @@ impl ReloadDiff {
             && self.servers_edited.is_empty()
             && self.servers_removed.is_empty()
             && self.laddrs_changed.is_empty()
+            && !self.defense_changed
     }
 
     /// One line for the operator.
     pub fn summary(&self) -> String {
         format!(
             "services: {} added, {} edited, {} removed; servers: {} added, {} edited, {} removed; \
-             local addresses changed in {} service(s)",
+             local addresses changed in {} service(s){}",
             self.services_added.len(),
             self.services_edited.len(),
             self.services_removed.len(),
             self.servers_added.len(),
             self.servers_edited.len(),
             self.servers_removed.len(),
-            self.laddrs_changed.len()
+            self.laddrs_changed.len(),
+            if self.defense_changed {
+                "; defense settings changed"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -179,6 +190,7 @@ pub struct ControlState {
     table: ServiceTable,
     laddrs: HashMap<ServiceKey, Vec<IpAddr>>,
     timeouts: Timeouts,
+    defense: DefenseConfig,
     sync: Vec<SyncDaemonSpec>,
     /// Slots of deleted servers still waiting for [`Self::release_dest_slot`].
     draining: BTreeSet<DestId>,
@@ -278,6 +290,7 @@ impl ControlState {
             table: ServiceTable::new(dest_capacity),
             laddrs: HashMap::new(),
             timeouts: Timeouts::default(),
+            defense: DefenseConfig::default(),
             sync: Vec::new(),
             draining: BTreeSet::new(),
             version: 1,
@@ -312,6 +325,11 @@ impl ControlState {
         &self.timeouts
     }
 
+    /// drop_entry / secure_tcp settings.
+    pub fn defense(&self) -> &DefenseConfig {
+        &self.defense
+    }
+
     /// FULLNAT local addresses of a service.
     pub fn local_addrs(&self, key: &ServiceKey) -> &[IpAddr] {
         self.laddrs.get(key).map_or(&[], Vec::as_slice)
@@ -330,6 +348,7 @@ impl ControlState {
             local_addrs: Arc::new(self.laddrs.clone()),
             timeouts: self.timeouts,
             sync_daemons: self.sync.clone(),
+            defense: self.defense,
         }
     }
 
@@ -426,6 +445,20 @@ impl ControlState {
                 self.timeouts = t;
                 self.changed()
             }
+            Command::SetDefense(c) => {
+                let mut d = self.defense;
+                d.drop_entry = c.drop_entry.unwrap_or(d.drop_entry);
+                d.secure_tcp = c.secure_tcp.unwrap_or(d.secure_tcp);
+                d.pressure_percent = c.pressure.unwrap_or(d.pressure_percent);
+                d.validate().map_err(err)?;
+                let mut t = self.timeouts;
+                if let Some(secs) = c.synrecv {
+                    t.set_state(TcpState::SynRecv, secs).map_err(err)?;
+                }
+                self.defense = d;
+                self.timeouts = t;
+                self.changed()
+            }
             Command::StartDaemon(spec) => {
                 if self.sync.iter().any(|d| d.role == spec.role) {
                     return Err(format!(
@@ -480,6 +513,9 @@ impl ControlState {
             Command::List(l) if l.what == ipvsadm::ListWhat::Timeouts => {
                 Ok(Reply::Text(listing::render_timeouts(&self.timeouts)))
             }
+            Command::List(l) if l.what == ipvsadm::ListWhat::Defense => Ok(Reply::Text(
+                listing::render_defense(&self.defense, &self.timeouts),
+            )),
             Command::List(l) if l.what == ipvsadm::ListWhat::Daemons => {
                 Ok(Reply::Text(listing::render_daemons(&self.sync)))
             }
@@ -654,6 +690,16 @@ impl ControlState {
                 self.push_laddrs(key)?;
                 diff.laddrs_changed.push(*key);
             }
+        }
+        let mut t = self.timeouts;
+        if let Some(secs) = cfg.defense.synrecv_timeout {
+            t.set_state(TcpState::SynRecv, secs).map_err(err)?;
+        }
+        if cfg.defense.knobs != self.defense || t != self.timeouts {
+            cfg.defense.knobs.validate().map_err(err)?;
+            self.defense = cfg.defense.knobs;
+            self.timeouts = t;
+            diff.defense_changed = true;
         }
         Ok(diff)
     }
@@ -1418,5 +1464,73 @@ address = "198.18.1.21"
             s.service_views(&stats)[0].dests[0].stats.conns,
             130_000 - 121_000
         );
+    }
+
+    #[test]
+    fn set_defense_reaches_the_snapshot_and_the_listing() {
+        let mut s = ControlState::default();
+        let text = |s: &mut ControlState| match run(s, "-L --defense").unwrap() {
+            Reply::Text(t) => t,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            text(&mut s),
+            "Defense (drop_entry secure_tcp pressure): 0 0 90%\n\
+             Timeout (synrecv synrecv_secure): 60 10\n"
+        );
+        let v = s.version();
+        ok(&mut s, "--set-defense drop_entry=1 synrecv=5");
+        assert!(s.version() > v);
+        ok(&mut s, "--set-defense secure_tcp=2 pressure=50");
+        let snap = s.snapshot();
+        assert_eq!((snap.defense.drop_entry, snap.defense.secure_tcp), (1, 2));
+        assert_eq!(snap.defense.pressure_percent, 50);
+        assert_eq!(snap.timeouts.tcp_state(TcpState::SynRecv), 5);
+        assert_eq!(
+            text(&mut s),
+            "Defense (drop_entry secure_tcp pressure): 1 2 50%\n\
+             Timeout (synrecv synrecv_secure): 5 5\n"
+        );
+        // --set still shows the ipvsadm triple, unchanged by synrecv
+        assert_eq!(snap.timeouts.ipvsadm_triple(), (900, 120, 300));
+    }
+
+    #[test]
+    fn defense_from_the_config_and_on_reload() {
+        let c = config(
+            "[defense]\ndrop_entry = 1\nsecure_tcp = 3\npressure_percent = 80\nsynrecv_timeout = 30\n",
+        );
+        let mut s = ControlState::from_config(&c).unwrap();
+        assert_eq!(
+            *s.defense(),
+            DefenseConfig {
+                drop_entry: 1,
+                secure_tcp: 3,
+                pressure_percent: 80
+            }
+        );
+        assert_eq!(s.timeouts().tcp_state(TcpState::SynRecv), 30);
+        let d = s.reload(&c).unwrap();
+        assert!(d.is_empty(), "{d:?}");
+        let d = s.reload(&config("[defense]\nsecure_tcp = 1\n")).unwrap();
+        assert!(d.defense_changed);
+        assert!(d.summary().contains("defense settings changed"));
+        assert_eq!((s.defense().drop_entry, s.defense().secure_tcp), (0, 1));
+        assert_eq!(s.timeouts().tcp_state(TcpState::SynRecv), 30, "kept");
+        let e = Config::from_str(
+            &format!("{CONFIG_BASE}[defense]\ndrop_entry = 4\n"),
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.toml:8:14: defense.drop_entry: 4 out of range: must be 0..=3"
+        );
+        let e = Config::from_str(
+            &format!("{CONFIG_BASE}[defense]\ndrop_packet = 1\n"),
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("drop_packet"), "{e}");
     }
 }

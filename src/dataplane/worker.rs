@@ -31,6 +31,8 @@ use std::sync::Arc;
 pub struct PlaneConfig {
     pub services: Arc<ServiceSnapshot>,
     pub timeouts: Timeouts,
+    /// drop_entry / secure_tcp settings.
+    pub defense: crate::lb::defense::DefenseConfig,
 }
 
 /// Latency histograms a worker shares with the control thread (values in
@@ -450,6 +452,7 @@ impl Worker {
         let cfg = Arc::clone(self.config.current());
         self.lb.adopt(Arc::clone(&cfg.services));
         self.lb.set_timeouts(cfg.timeouts);
+        self.lb.set_defense(cfg.defense);
         for wp in &mut self.ports {
             wp.addrs.vips = port_vips(&wp.addrs, &wp.static_vips, &cfg.services);
         }

@@ -70,6 +70,7 @@ use std::sync::Arc;
 use crate::lb::conn::{
     Conn, ConnError, ConnId, ConnTable4, Direction, Endpoint, NewConn, Seed, Tuple,
 };
+use crate::lb::defense::{DefenseConfig, DefenseState, DROP_PROBE_SHIFT};
 use crate::lb::fwd::{
     self, FwdDrop, IcmpQuote, IcmpTranslation, L4Csum, PacketInfo, TunError, PROTO_ICMP, PROTO_TCP,
     PROTO_UDP,
@@ -366,6 +367,7 @@ pub struct CoreLb {
     dests: Vec<DestSlot>,
     notes: Vec<TemplateNote>,
     tun_ident: u16,
+    defense: DefenseState,
 }
 
 impl std::fmt::Debug for CoreLb {
@@ -396,6 +398,14 @@ impl CoreLb {
             Some(s) => Seed::new(s),
             None => Seed::random(),
         };
+        // drop_entry's probes: reproducible with a fixed hash seed
+        let defense_seed = cfg.hash_seed.map_or_else(
+            || {
+                use std::hash::BuildHasher;
+                std::collections::hash_map::RandomState::new().hash_one(cfg.core)
+            },
+            |s| s ^ 0xdefe_17ce ^ u64::from(cfg.core),
+        );
         let conns = ConnTable4::with_seed(cfg.conn_capacity, Arc::clone(&load), now_ms, seed)?;
         // Start each core's port walk at a different place.
         let start = cfg.core.wrapping_mul(7919);
@@ -414,6 +424,7 @@ impl CoreLb {
             dests: vec![DestSlot::default(); dest_capacity],
             notes: Vec::with_capacity(TEMPLATE_NOTES_MAX),
             tun_ident: 0,
+            defense: DefenseState::new(defense_seed),
         };
         lb.adopt(snap);
         Ok(lb)
@@ -450,7 +461,53 @@ impl CoreLb {
             });
         self.ports.released(freed);
         self.sched.expire(now_ms);
+        n + self.defend(now_ms)
+    }
+
+    /// drop_entry / secure_tcp, once a second ([`crate::lb::defense`]).
+    /// Returns the entries dropped.
+    fn defend(&mut self, now_ms: u64) -> usize {
+        let before = self.defense.level();
+        let Some(level) = self
+            .defense
+            .check(now_ms, self.conns.len(), self.conns.capacity())
+        else {
+            return 0;
+        };
+        if level.secure_tcp && !before.secure_tcp {
+            self.stats.count_event(FwdEvent::SecureTcpOn);
+        }
+        if level.drop_entry && !before.drop_entry {
+            self.stats.count_event(FwdEvent::DropEntryOn);
+        }
+        self.conns.set_secure_tcp(level.secure_tcp);
+        if !level.drop_entry {
+            return 0;
+        }
+        let probes = (self.conns.capacity() >> DROP_PROBE_SHIFT).max(1);
+        let mut freed = 0u64;
+        let n = self
+            .conns
+            .drop_random_entries(&mut self.defense, probes, now_ms, |_, c| {
+                if c.local().is_some() {
+                    freed += 1;
+                }
+            });
+        self.ports.released(freed);
+        for _ in 0..n {
+            self.stats.count_event(FwdEvent::DefenseDropped);
+        }
         n
+    }
+
+    /// Change the drop_entry / secure_tcp settings (next [`CoreLb::tick`]).
+    pub fn set_defense(&mut self, d: DefenseConfig) {
+        self.defense.set_config(d);
+    }
+
+    /// The defence level this core decided last.
+    pub fn defense_level(&self) -> crate::lb::defense::DefenseLevel {
+        self.defense.level()
     }
 
     /// Change the protocol timeouts (`ipvsadm --set`).
@@ -927,6 +984,12 @@ impl CoreLb {
             return self.ttl_expired(pkt, info, dir);
         }
         self.conns.update_state(id, dir, info.tcp_flags, now_ms);
+        if dir == Direction::Input {
+            // kernel in_pkts: drop_entry spares busy connections
+            if let Some(e) = self.conns.get_mut(id) {
+                e.bump_in_pkts();
+            }
+        }
         let slot = self.dest_svc_slot(dest);
         let bytes = info.ip_len() as u64;
         match dir {
@@ -1179,5 +1242,7 @@ impl CoreLb {
     }
 }
 
+#[cfg(test)]
+mod defense_tests;
 #[cfg(test)]
 mod tests;

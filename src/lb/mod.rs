@@ -2,6 +2,7 @@
 //! Pure Rust, no DPDK: everything here is tested on plain data.
 
 pub mod conn;
+pub mod defense;
 pub mod director;
 pub mod fwd;
 pub mod laddr;

@@ -43,11 +43,18 @@ pub enum FwdEvent {
     TemplateLearned,
     /// New template not recorded for broadcast (notes buffer full).
     TemplateNoteLost,
+    /// Entry dropped by drop_entry ([`crate::lb::defense`]).
+    DefenseDropped,
+    /// This core's table came under pressure with drop_entry automatic, or
+    /// drop_entry was set to 3 (counted at each switch to on).
+    DropEntryOn,
+    /// secure_tcp switched on on this core.
+    SecureTcpOn,
 }
 
 impl FwdEvent {
     /// Number of events.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 13;
     /// Every event, in counter order.
     pub const ALL: [FwdEvent; FwdEvent::COUNT] = [
         FwdEvent::FragNeededSent,
@@ -60,6 +67,9 @@ impl FwdEvent {
         FwdEvent::ConnReused,
         FwdEvent::TemplateLearned,
         FwdEvent::TemplateNoteLost,
+        FwdEvent::DefenseDropped,
+        FwdEvent::DropEntryOn,
+        FwdEvent::SecureTcpOn,
     ];
 
     /// Counter index.
@@ -80,6 +90,9 @@ impl FwdEvent {
             FwdEvent::ConnReused => "conn_reused",
             FwdEvent::TemplateLearned => "template_learned",
             FwdEvent::TemplateNoteLost => "template_note_lost",
+            FwdEvent::DefenseDropped => "defense_dropped_entry",
+            FwdEvent::DropEntryOn => "defense_drop_entry_on",
+            FwdEvent::SecureTcpOn => "defense_secure_tcp_on",
         }
     }
 }
