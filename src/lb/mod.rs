@@ -13,6 +13,7 @@ pub mod persist;
 pub mod sched;
 pub mod service;
 pub mod stats;
+pub mod synproxy;
 pub mod tcp_state;
 pub mod timer;
 pub mod types;
