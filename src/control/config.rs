@@ -539,6 +539,8 @@ pub struct ServiceConf {
     pub flags: Vec<SchedFlag>,
     /// One-packet scheduling (`-o`, UDP and fwmark only).
     pub one_packet: bool,
+    /// SYN proxy with SYN cookies (IPv4 TCP, NAT/FULLNAT servers only).
+    pub synproxy: bool,
     /// FULLNAT source addresses.
     pub local_addresses: Vec<IpAddr>,
     /// Real servers, in file order.
@@ -687,6 +689,7 @@ struct RawService {
     #[serde(default)]
     flags: Vec<S<String>>,
     one_packet: Option<S<bool>>,
+    synproxy: Option<S<bool>>,
     #[serde(default)]
     local_addresses: Vec<S<String>>,
     #[serde(default)]
@@ -1969,6 +1972,24 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
             "one_packet applies to UDP and fwmark services only",
         ));
     }
+    let synproxy = s.synproxy.as_ref().is_some_and(|o| *o.get_ref());
+    let synproxy_span = s.synproxy.as_ref().map_or(raw.span(), S::span);
+    if synproxy
+        && !matches!(
+            key,
+            ServiceKey::Addr {
+                proto: Protocol::Tcp,
+                vip: IpAddr::V4(_),
+                ..
+            }
+        )
+    {
+        return Err(ctx.err(
+            synproxy_span,
+            k("synproxy"),
+            "synproxy applies to IPv4 TCP services only",
+        ));
+    }
     let mut local_addresses = Vec::with_capacity(s.local_addresses.len());
     for (j, a) in s.local_addresses.iter().enumerate() {
         let key = format!("{base}.local_addresses[{j}]");
@@ -2069,6 +2090,14 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
                 format!("duplicate real server {address} port {port}"),
             ));
         }
+        if synproxy && !method.sees_replies() {
+            let span = r.method.as_ref().map_or(r.address.span(), S::span);
+            return Err(ctx.err(
+                span,
+                rk("method"),
+                "synproxy needs nat or fullnat real servers (replies bypass the director)",
+            ));
+        }
         real_servers.push(RealServerConf {
             address,
             port,
@@ -2086,6 +2115,7 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
         netmask,
         flags,
         one_packet,
+        synproxy,
         local_addresses,
         real_servers,
     })
@@ -3236,6 +3266,7 @@ mod tests {
                 netmask: None,
                 flags: vec![],
                 one_packet: false,
+                synproxy: false,
                 local_addresses: vec![],
                 real_servers: vec![RealServerConf {
                     address: "198.18.0.11".parse().unwrap(),

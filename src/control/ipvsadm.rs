@@ -419,10 +419,11 @@ enum Opt {
     Laddr,
     PerWorker,
     Defense,
+    Synproxy,
 }
 
 impl Opt {
-    const ALL: [Opt; 37] = [
+    const ALL: [Opt; 38] = [
         Opt::Numeric,
         Opt::Connection,
         Opt::Service,
@@ -460,6 +461,7 @@ impl Opt {
         Opt::Laddr,
         Opt::PerWorker,
         Opt::Defense,
+        Opt::Synproxy,
     ];
 
     fn bit(self) -> u64 {
@@ -505,6 +507,7 @@ impl Opt {
             Opt::Laddr => "laddr",
             Opt::PerWorker => "per-worker",
             Opt::Defense => "defense",
+            Opt::Synproxy => "synproxy",
         }
     }
 }
@@ -529,7 +532,13 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
     match cmd {
         Cmd::Add | Cmd::Edit => match opt {
             O::Service => Required,
-            O::Scheduler | O::Persistent | O::Netmask | O::Ops | O::Pe | O::SchedFlags => Optional,
+            O::Scheduler
+            | O::Persistent
+            | O::Netmask
+            | O::Ops
+            | O::Pe
+            | O::SchedFlags
+            | O::Synproxy => Optional,
             _ => Illegal,
         },
         Cmd::Del => match opt {
@@ -697,6 +706,7 @@ enum Tag {
     Laddr,
     PerWorker,
     Defense,
+    Synproxy,
 }
 
 /// Whether an option takes a value.
@@ -829,6 +839,7 @@ const SPECS: &[Spec] = &[
         Tag::Command(Cmd::SetDefense),
     ),
     spec("defense", None, Arg::None, Tag::Defense),
+    spec("synproxy", None, Arg::None, Tag::Synproxy),
 ];
 
 /// Options with their values, and positional words.
@@ -1052,6 +1063,7 @@ struct Builder {
     sync_maxlen: Option<u16>,
     tun_type_unsupported: Option<String>,
     laddr: Option<IpAddr>,
+    synproxy: bool,
 }
 
 impl Builder {
@@ -1181,6 +1193,10 @@ impl Builder {
             Tag::Timeout => self.set_option(Opt::Timeout)?,
             Tag::Daemon => self.set_option(Opt::Daemon)?,
             Tag::Defense => self.set_option(Opt::Defense)?,
+            Tag::Synproxy => {
+                self.set_option(Opt::Synproxy)?;
+                self.synproxy = true;
+            }
             Tag::Stats => self.flag(Opt::Stats, |f| f.stats = true)?,
             Tag::Rate => self.flag(Opt::Rate, |f| f.rate = true)?,
             Tag::Thresholds => self.flag(Opt::Thresholds, |f| f.thresholds = true)?,
@@ -1333,6 +1349,7 @@ impl Builder {
                 persistence: self.persistence,
                 persist_mask,
                 one_packet: self.one_packet,
+                synproxy: self.synproxy,
                 ..ServiceConfig::default()
             },
         })
@@ -1566,7 +1583,7 @@ pub fn usage(program: &str) -> String {
     let p = program;
     format!(
         "Usage:\n\
-\x20 {p} -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags] [-o]\n\
+\x20 {p} -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags] [-o] [--synproxy]\n\
 \x20 {p} -D virtual-service\n\
 \x20 {p} -C\n\
 \x20 {p} -R\n\
@@ -1645,6 +1662,8 @@ Options:\n\
 \x20 --nosort                            disable sorting output of service/server entries\n\
 \x20 --sort                              does nothing, for backwards compatibility\n\
 \x20 --ops          -o                   one-packet scheduling\n\
+\x20 --synproxy                          SYN proxy with SYN cookies (vsd; IPv4 TCP,\n\
+\x20                                     NAT and FULLNAT servers only)\n\
 \x20 --numeric      -n                   numeric output of addresses and ports (always on)\n\
 \x20 --sched-flags  -b flags             scheduler flags (comma-separated)\n\
 \x20 --per-worker                        every worker's counters (with --counters)\n\

@@ -47,6 +47,8 @@ pub struct ServiceView {
     pub netmask: PersistMask,
     /// One-packet scheduling.
     pub one_packet: bool,
+    /// SYN proxy (vsd).
+    pub synproxy: bool,
     /// Counters since creation or the last `-Z`.
     pub stats: Counters,
     /// Estimated rates.
@@ -329,6 +331,9 @@ pub fn service_entry(out: &mut String, s: &ServiceView, fmt: &ListFormat) {
         if s.one_packet {
             out.push_str(" ops");
         }
+        if s.synproxy {
+            out.push_str(" synproxy");
+        }
     }
     out.push('\n');
     for d in sorted_dests(&s.dests, fmt.nosort) {
@@ -439,6 +444,9 @@ pub fn render_save(
         }
         if s.one_packet {
             out.push_str(" -o");
+        }
+        if s.synproxy {
+            out.push_str(" --synproxy");
         }
         let flags = flag_names(&s.scheduler, &s.flags);
         if !flags.is_empty() {
@@ -878,6 +886,7 @@ mod tests {
                 persistence: Some(100),
                 netmask: PersistMask::V6(64),
                 one_packet: false,
+                synproxy: false,
                 stats: c(z),
                 rates: r(z),
                 dests: vec![d(
@@ -903,6 +912,7 @@ mod tests {
                 persistence: None,
                 netmask: PersistMask::V6(128),
                 one_packet: false,
+                synproxy: false,
                 stats: c([1, 2, 3, 4, 5]),
                 rates: r(z),
                 dests: vec![
@@ -939,6 +949,7 @@ mod tests {
                 persistence: Some(300),
                 netmask: PersistMask::V4(Ipv4Addr::new(255, 255, 255, 0)),
                 one_packet: false,
+                synproxy: false,
                 stats: c([123456789, 5, 1000000000, 99999999, 123456789012345]),
                 rates: r([1500, 250000, 240000, 99999999, 100000000]),
                 dests: vec![
@@ -975,6 +986,7 @@ mod tests {
                 persistence: Some(60),
                 netmask: PersistMask::V4(Ipv4Addr::BROADCAST),
                 one_packet: false,
+                synproxy: false,
                 stats: c(z),
                 rates: r(z),
                 dests: vec![d(
@@ -1001,6 +1013,7 @@ mod tests {
                 persistence: None,
                 netmask: PersistMask::V4(Ipv4Addr::BROADCAST),
                 one_packet: true,
+                synproxy: false,
                 stats: c(z),
                 rates: r(z),
                 dests: vec![d(

@@ -256,6 +256,7 @@ pub fn service_config_from(s: &config::ServiceConf) -> ServiceConfig {
         persistence: s.persistence_timeout,
         persist_mask,
         one_packet: s.one_packet,
+        synproxy: s.synproxy,
         local_addresses: s.local_addresses.clone(),
         ..ServiceConfig::default()
     }
@@ -869,6 +870,7 @@ impl ControlState {
                     .persist_mask
                     .unwrap_or_else(|| PersistMask::full(key.af())),
                 one_packet: cfg.one_packet,
+                synproxy: cfg.synproxy,
                 stats: Counters::default(),
                 rates: Default::default(),
                 dests,
@@ -1532,5 +1534,64 @@ address = "198.18.1.21"
         )
         .unwrap_err();
         assert!(e.to_string().contains("drop_packet"), "{e}");
+    }
+
+    #[test]
+    fn synproxy_flag_from_vsadm_config_and_save() {
+        let mut s = ControlState::default();
+        ok(&mut s, "-A -t 198.18.0.100:80 -s rr --synproxy");
+        ok(&mut s, "-a -t 198.18.0.100:80 -r 198.18.1.11:8080 -m");
+        assert_eq!(
+            run(&mut s, "-a -t 198.18.0.100:80 -r 198.18.1.12 -g").unwrap_err(),
+            "synproxy needs NAT (-m) or FULLNAT (--fullnat) real servers, not Route: \
+             replies bypass the director"
+        );
+        assert_eq!(
+            run(&mut s, "-A -u 198.18.0.100:53 --synproxy").unwrap_err(),
+            "synproxy is only for IPv4 TCP virtual services"
+        );
+        let saved = s.save_text();
+        assert!(
+            saved.contains("-A -t 198.18.0.100:80 -s rr --synproxy\n"),
+            "{saved}"
+        );
+        let mut r = ControlState::default();
+        r.restore(&saved).unwrap();
+        assert_eq!(r.save_text(), saved, "-S | -R keeps synproxy");
+        // -E without --synproxy turns it off, as -E resets every setting
+        ok(&mut s, "-E -t 198.18.0.100:80 -s rr");
+        assert!(!s.save_text().contains("synproxy"));
+
+        let c = config(
+            "[[service]]\nproto = \"tcp\"\nvip = \"198.18.0.100\"\nport = 80\nsynproxy = true\nlocal_addresses = [\"198.18.2.1\"]\n\
+             [[service.real_server]]\naddress = \"198.18.1.11\"\nport = 8080\nmethod = \"fullnat\"\n\
+             [[service]]\nproto = \"tcp\"\nvip = \"198.18.0.100\"\nport = 81\n",
+        );
+        assert!(c.services[0].synproxy && !c.services[1].synproxy);
+        let e = Config::from_str(
+            &format!(
+                "{CONFIG_BASE}[[service]]\nproto = \"udp\"\nvip = \"198.18.0.100\"\nport = 53\nsynproxy = true\n"
+            ),
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("synproxy applies to IPv4 TCP services only"),
+            "{e}"
+        );
+        let e = Config::from_str(
+            &format!(
+                "{CONFIG_BASE}[[service]]\nproto = \"tcp\"\nvip = \"198.18.0.100\"\nport = 80\nsynproxy = true\n\
+                 [[service.real_server]]\naddress = \"198.18.1.11\"\nmethod = \"dr\"\n"
+            ),
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("real_server[0].method: synproxy needs nat or fullnat"),
+            "{e}"
+        );
     }
 }

@@ -83,6 +83,7 @@ use crate::lb::persist::{PersistError, PersistKey};
 use crate::lb::sched::{SchedInput, SchedulerSet};
 use crate::lb::service::{PersistMask, RealServer, ServiceSnapshot};
 use crate::lb::stats::{FwdEvent, StatsTable};
+use crate::lb::synproxy::{self, AckedCookie, CookieKey, Phase, ProxyDrop, ProxyTable};
 use crate::lb::tcp_state::{tcp_flags, TcpState, Timeouts};
 use crate::lb::types::{FwdMethod, Protocol};
 
@@ -346,6 +347,15 @@ fn insert_reusing(
     }
 }
 
+fn proxy_drop(e: ProxyDrop) -> FwdDrop {
+    match e {
+        ProxyDrop::BadCookie => FwdDrop::SynproxyBadCookie,
+        ProxyDrop::NotReady => FwdDrop::SynproxyNotReady,
+        ProxyDrop::Unexpected => FwdDrop::SynproxyUnexpected,
+        ProxyDrop::NoRoom => FwdDrop::NoRoom,
+    }
+}
+
 fn insert_error(e: ConnError) -> FwdDrop {
     match e {
         ConnError::TableFull => FwdDrop::TableFull,
@@ -368,6 +378,8 @@ pub struct CoreLb {
     notes: Vec<TemplateNote>,
     tun_ident: u16,
     defense: DefenseState,
+    cookie_key: CookieKey,
+    proxied: ProxyTable,
 }
 
 impl std::fmt::Debug for CoreLb {
@@ -398,6 +410,7 @@ impl CoreLb {
             Some(s) => Seed::new(s),
             None => Seed::random(),
         };
+        let cookie_key_seed = cfg.hash_seed;
         // drop_entry's probes: reproducible with a fixed hash seed
         let defense_seed = cfg.hash_seed.map_or_else(
             || {
@@ -425,6 +438,9 @@ impl CoreLb {
             notes: Vec::with_capacity(TEMPLATE_NOTES_MAX),
             tun_ident: 0,
             defense: DefenseState::new(defense_seed),
+            // one key for every core, so any core checks any cookie
+            cookie_key: cookie_key_seed.map_or_else(CookieKey::process, CookieKey::from_seed),
+            proxied: ProxyTable::default(),
         };
         lb.adopt(snap);
         Ok(lb)
@@ -757,10 +773,21 @@ impl CoreLb {
         now_ms: u64,
     ) -> FwdVerdict {
         let vip = IpAddr::V4(info.dst);
-        if self.snap.find(0, proto, vip, info.dport).is_none() {
+        let Some(synproxied) = self
+            .snap
+            .find(0, proto, vip, info.dport)
+            .map(|s| proto == Protocol::Tcp && s.config.synproxy)
+        else {
             return FwdVerdict::NotService;
-        }
-        if proto == Protocol::Tcp && !syn {
+        };
+        let mut acked: Option<AckedCookie> = None;
+        if synproxied {
+            match self.synproxy_new(pkt, info, syn, meta, now_ms) {
+                Ok(Some(a)) => acked = Some(a),
+                Ok(None) => return FwdVerdict::Forward { next_hop: info.src },
+                Err(d) => return FwdVerdict::Drop(d),
+            }
+        } else if proto == Protocol::Tcp && !syn {
             return FwdVerdict::Drop(if meta.is_some_and(|m| m.is_existing()) {
                 FwdDrop::SteeredNoConn
             } else {
@@ -961,7 +988,139 @@ impl CoreLb {
         let Some(c) = conns.get(id).copied() else {
             return FwdVerdict::Drop(FwdDrop::TableFull);
         };
+        if let Some(a) = acked {
+            return self.synproxy_open(pkt, info, id, &c, &a, now_ms);
+        }
         self.forward_conn(pkt, info, id, &c, Direction::Input, now_ms)
+    }
+
+    /// A packet to a synproxy service without a connection: a SYN is
+    /// answered with a cookie (`Ok(None)`: send it back to the client); an
+    /// ACK with a valid cookie may open a connection (`Ok(Some)`).
+    fn synproxy_new<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        syn: bool,
+        meta: Option<SteerMeta>,
+        now_ms: u64,
+    ) -> Result<Option<AckedCookie>, FwdDrop> {
+        if syn {
+            if info.tcp_flags & tcp_flags::ACK != 0 || info.first_fragment {
+                return Err(FwdDrop::SynproxyUnexpected);
+            }
+            let mss = self.cfg.mtu.saturating_sub(40).max(536);
+            synproxy::answer_syn(pkt, info, &self.cookie_key, now_ms, mss).map_err(proxy_drop)?;
+            self.stats.count_event(FwdEvent::SynproxyCookieSent);
+            return Ok(None);
+        }
+        match synproxy::check_ack(pkt.data(), info, &self.cookie_key, now_ms) {
+            Ok(a) => {
+                // a steered ACK was counted on the core that steered it
+                if meta.is_none() {
+                    self.stats.count_event(FwdEvent::SynproxyAckValid);
+                }
+                if a.payload > 0 {
+                    self.stats.count_event(FwdEvent::SynproxyAckData);
+                }
+                Ok(Some(a))
+            }
+            Err(ProxyDrop::Unexpected) => Err(if meta.is_some_and(|m| m.is_existing()) {
+                FwdDrop::SteeredNoConn
+            } else {
+                FwdDrop::NoConnNotSyn
+            }),
+            Err(e) => Err(proxy_drop(e)),
+        }
+    }
+
+    /// A connection was just made from a cookie ACK: send the real server
+    /// its SYN (the ACK rewritten), and remember the handshake.
+    fn synproxy_open<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        id: ConnId,
+        c: &Conn<u32>,
+        a: &AckedCookie,
+        now_ms: u64,
+    ) -> FwdVerdict {
+        let syn_info = if synproxy::ack_to_syn(pkt, info, a) {
+            fwd::classify(pkt.data()).ok().flatten()
+        } else {
+            None
+        };
+        let Some(syn_info) = syn_info else {
+            self.conns.remove(id);
+            return FwdVerdict::Drop(FwdDrop::NoRoom);
+        };
+        let v = self.forward_conn(pkt, &syn_info, id, c, Direction::Input, now_ms);
+        if matches!(v, FwdVerdict::Forward { .. }) {
+            let cap = self.conns.capacity();
+            self.proxied.insert(cap, id, synproxy::new_proxied(a));
+        }
+        v
+    }
+
+    /// A packet of a proxied connection: the server's SYN-ACK is answered
+    /// here (`Some`), early client data dropped (`Some`); otherwise the
+    /// sequence numbers are shifted and forwarding goes on (`None`).
+    fn synproxy_packet<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        id: ConnId,
+        c: &Conn<u32>,
+        dir: Direction,
+        now_ms: u64,
+    ) -> Option<FwdVerdict> {
+        let mut st = *self.proxied.get_mut(id)?;
+        let flags = info.tcp_flags;
+        let synack = flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST)
+            == tcp_flags::SYN | tcp_flags::ACK;
+        let verdict = match (st.phase, dir) {
+            (_, Direction::Input) if flags & tcp_flags::SYN != 0 => {
+                Some(FwdVerdict::Drop(FwdDrop::SynproxyUnexpected))
+            }
+            (Phase::WaitServer, Direction::Input) if flags & tcp_flags::RST != 0 => None,
+            (Phase::WaitServer, Direction::Input) => {
+                Some(FwdVerdict::Drop(FwdDrop::SynproxyNotReady))
+            }
+            (_, Direction::Output) if synack => {
+                if !synproxy::synack_to_ack(pkt, info, &mut st) {
+                    return Some(FwdVerdict::Drop(FwdDrop::SynproxyUnexpected));
+                }
+                self.conns
+                    .update_state(id, Direction::Output, flags, now_ms);
+                self.conns
+                    .update_state(id, Direction::Input, tcp_flags::ACK, now_ms);
+                self.stats.count_event(FwdEvent::SynproxyServerSynAck);
+                Some(FwdVerdict::Forward {
+                    next_hop: ep(c.real()).0,
+                })
+            }
+            (Phase::WaitServer, Direction::Output) if flags & tcp_flags::RST != 0 => {
+                synproxy::adjust_server(pkt.data_mut(), info, &st);
+                None
+            }
+            (Phase::WaitServer, Direction::Output) => {
+                Some(FwdVerdict::Drop(FwdDrop::SynproxyUnexpected))
+            }
+            (Phase::Established, Direction::Input) => {
+                synproxy::adjust_client(pkt.data_mut(), info, st.delta);
+                self.stats.count_event(FwdEvent::SynproxySeqAdjusted);
+                None
+            }
+            (Phase::Established, Direction::Output) => {
+                synproxy::adjust_server(pkt.data_mut(), info, &st);
+                self.stats.count_event(FwdEvent::SynproxySeqAdjusted);
+                None
+            }
+        };
+        if let Some(p) = self.proxied.get_mut(id) {
+            *p = st;
+        }
+        verdict
     }
 
     /// A packet of connection `id` seen in `dir`: drain/expire check, TTL,
@@ -982,6 +1141,11 @@ impl CoreLb {
         }
         if info.ttl <= 1 {
             return self.ttl_expired(pkt, info, dir);
+        }
+        if self.proxied.in_use() {
+            if let Some(v) = self.synproxy_packet(pkt, info, id, c, dir, now_ms) {
+                return v;
+            }
         }
         self.conns.update_state(id, dir, info.tcp_flags, now_ms);
         if dir == Direction::Input {
@@ -1244,5 +1408,7 @@ impl CoreLb {
 
 #[cfg(test)]
 mod defense_tests;
+#[cfg(test)]
+mod synproxy_tests;
 #[cfg(test)]
 mod tests;

@@ -50,11 +50,22 @@ pub enum FwdEvent {
     DropEntryOn,
     /// secure_tcp switched on on this core.
     SecureTcpOn,
+    /// SYN proxy: SYN answered with a cookie SYN-ACK (no state kept).
+    SynproxyCookieSent,
+    /// SYN proxy: ACK with a valid cookie (a connection is opened).
+    SynproxyAckValid,
+    /// SYN proxy: the cookie ACK carried data, not passed on (the client
+    /// retransmits it).
+    SynproxyAckData,
+    /// SYN proxy: the real server's SYN-ACK, answered with the ACK.
+    SynproxyServerSynAck,
+    /// SYN proxy: packet whose sequence/acknowledgement numbers were shifted.
+    SynproxySeqAdjusted,
 }
 
 impl FwdEvent {
     /// Number of events.
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 18;
     /// Every event, in counter order.
     pub const ALL: [FwdEvent; FwdEvent::COUNT] = [
         FwdEvent::FragNeededSent,
@@ -70,6 +81,11 @@ impl FwdEvent {
         FwdEvent::DefenseDropped,
         FwdEvent::DropEntryOn,
         FwdEvent::SecureTcpOn,
+        FwdEvent::SynproxyCookieSent,
+        FwdEvent::SynproxyAckValid,
+        FwdEvent::SynproxyAckData,
+        FwdEvent::SynproxyServerSynAck,
+        FwdEvent::SynproxySeqAdjusted,
     ];
 
     /// Counter index.
@@ -93,6 +109,11 @@ impl FwdEvent {
             FwdEvent::DefenseDropped => "defense_dropped_entry",
             FwdEvent::DropEntryOn => "defense_drop_entry_on",
             FwdEvent::SecureTcpOn => "defense_secure_tcp_on",
+            FwdEvent::SynproxyCookieSent => "synproxy_syn_cookie_sent",
+            FwdEvent::SynproxyAckValid => "synproxy_ack_valid",
+            FwdEvent::SynproxyAckData => "synproxy_ack_data_dropped",
+            FwdEvent::SynproxyServerSynAck => "synproxy_server_synack",
+            FwdEvent::SynproxySeqAdjusted => "synproxy_seq_adjusted",
         }
     }
 }
