@@ -352,6 +352,7 @@ impl Control<'_> {
             services: snap.services,
             timeouts: snap.timeouts,
             marks: snap.marks,
+            defense: snap.defense,
         }));
     }
 
@@ -662,6 +663,7 @@ fn serve(
         services: first.services.clone(),
         timeouts: first.timeouts,
         marks: first.marks.clone(),
+        defense: first.defense,
     })));
     let global = Arc::new(GlobalLoad::new(DEST_CAPACITY));
     // NIC checksum offload for forwarded TCP/UDP: only on hardware ports

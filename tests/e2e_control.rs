@@ -1748,59 +1748,6 @@ fn control_thread_switches(pid: u32) -> u64 {
 /// and SIGTERM under traffic ends vsd cleanly.
 #[test]
 fn connection_listings_and_sigterm_stay_prompt_under_traffic() {
-// Deleted servers do not pin traffic (issue 12, item 4)
-// ---------------------------------------------------------------------------------------
-
-/// The UDP client for [`deleted_server_pins_neither_reused_ports_nor_udp_flows`]:
-/// from CLIENT:45000 to VIP:9999 every ~0.25 s for argv[1] seconds, one
-/// line `<monotonic_ms> reply` per echo received.
-const UDP_PINGER: &str = r#"
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("198.18.0.2", 45000))
-s.settimeout(0.2)
-end = time.monotonic() + float(sys.argv[1])
-while time.monotonic() < end:
-    s.sendto(b"ping", ("198.18.0.100", 9999))
-    try:
-        s.recv(100)
-        print("%d reply" % int(time.monotonic() * 1000), flush=True)
-    except socket.timeout:
-        pass
-    time.sleep(0.05)
-"#;
-
-/// The real server of the UDP flow CLIENT:45000 -> VIP:9999 in `-Lnc`.
-fn udp_flow_server(lnc: &str) -> Option<String> {
-    lnc.lines().find_map(|l| {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        match w.as_slice() {
-            ["UDP", _, _, "198.18.0.2:45000", "198.18.0.100:9999", dest] => Some(dest.to_string()),
-            _ => None,
-        }
-    })
-}
-
-/// Replies the pinger got after monotonic time `after_ms`.
-fn replies_after(path: &Path, after_ms: u64) -> usize {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-        .filter(|t| *t > after_ms)
-        .count()
-}
-
-/// As the kernel's IPVS (`conn_reuse_mode` 1, `expire_nodest_conn` 0):
-/// (a) after `vsadm -d` of the server a client port last went to, a new
-/// connection from that port (its old entry in TIME_WAIT) is scheduled to
-/// a server that exists; (b) a UDP client that keeps sending to a deleted
-/// server is not pinned to it: its datagrams are dropped without refreshing
-/// the entry, which expires after the UDP timeout (4 s here), and the flow
-/// moves to the remaining server. vsd used to forward both to the deleted
-/// server, refreshing the UDP entry forever.
-#[test]
-fn deleted_server_pins_neither_reused_ports_nor_udp_flows() {
     if !prerequisites() {
         return;
     }
@@ -1900,6 +1847,138 @@ fn deleted_server_pins_neither_reused_ports_nor_udp_flows() {
     topo.vsd.child = None;
     assert!(status.success(), "vsd exit status {status:?}");
     drop(senders);
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 12 item 9: totals of deleted and re-added services and servers
+// ---------------------------------------------------------------------------------------
+
+/// Regression (issue 12 item 9): `-C`, `-D` or `-d` and then adding the
+/// same service or server again brought the old totals back (a re-added
+/// server takes its draining slot back; a re-added service gets the lowest
+/// free service slot, with the counters its predecessor left). IPVS starts
+/// them from zero.
+#[test]
+fn deleted_and_re_added_services_and_servers_start_from_zero() {
+    if !prerequisites() {
+        return;
+    }
+    let _serial = serial();
+    let topo = Topo::start(&service_toml("tcp", 80, "rr", &[(RS[0], 8080, 1)]), false);
+    let svc = format!("{VIP}:80");
+    let rs = format!("{}:8080", RS[0]);
+    let curl = || {
+        let out = topo.client.run_any(
+            "timeout",
+            &[
+                "15",
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                &format!("http://{svc}/id"),
+            ],
+        );
+        assert!(
+            out.status.success() && text(&out.stdout) == "rs11\n",
+            "curl: {:?} {}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    };
+    // (service conns, server conns, service inpkts)
+    let totals = || {
+        let rows = parse_numbers(&topo.vsadm(&["-Ln", "--stats", "--exact"]));
+        let s = find_svc(&rows, &format!("TCP {svc}")).clone();
+        assert_eq!(s.servers.len(), 1, "{s:?}");
+        (s.service.nums[0], s.servers[0].nums[0], s.service.nums[1])
+    };
+    for _ in 0..3 {
+        curl();
+    }
+    let (conns, rs_conns, _) = totals();
+    assert_eq!((conns, rs_conns), (3, 3));
+    // -d and -a of the same server
+    topo.vsadm(&["-d", "-t", &svc, "-r", &rs]);
+    topo.vsadm(&["-a", "-t", &svc, "-r", &rs, "-m"]);
+    let (conns, rs_conns, _) = totals();
+    assert_eq!((conns, rs_conns), (3, 0), "after -d and -a of the server");
+    // -C, and -D, then the same service and server again
+    for clear in [vec!["-C"], vec!["-D", "-t", &svc]] {
+        topo.vsadm(&clear);
+        topo.vsadm(&["-A", "-t", &svc, "-s", "rr"]);
+        topo.vsadm(&["-a", "-t", &svc, "-r", &rs, "-m"]);
+        let t = totals();
+        assert_eq!(t, (0, 0, 0), "after {clear:?} and re-adding");
+    }
+    curl();
+    let (conns, rs_conns, inpkts) = totals();
+    assert_eq!((conns, rs_conns), (1, 1));
+    assert!(inpkts > 0);
+    let mut topo = topo;
+    let status = topo.vsd.stop();
+    assert!(status.success(), "vsd exit status {status:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Deleted servers do not pin traffic (issue 12, item 4)
+// ---------------------------------------------------------------------------------------
+
+/// The UDP client for [`deleted_server_pins_neither_reused_ports_nor_udp_flows`]:
+/// from CLIENT:45000 to VIP:9999 every ~0.25 s for argv[1] seconds, one
+/// line `<monotonic_ms> reply` per echo received.
+const UDP_PINGER: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("198.18.0.2", 45000))
+s.settimeout(0.2)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    s.sendto(b"ping", ("198.18.0.100", 9999))
+    try:
+        s.recv(100)
+        print("%d reply" % int(time.monotonic() * 1000), flush=True)
+    except socket.timeout:
+        pass
+    time.sleep(0.05)
+"#;
+
+/// The real server of the UDP flow CLIENT:45000 -> VIP:9999 in `-Lnc`.
+fn udp_flow_server(lnc: &str) -> Option<String> {
+    lnc.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        match w.as_slice() {
+            ["UDP", _, _, "198.18.0.2:45000", "198.18.0.100:9999", dest] => Some(dest.to_string()),
+            _ => None,
+        }
+    })
+}
+
+/// Replies the pinger got after monotonic time `after_ms`.
+fn replies_after(path: &Path, after_ms: u64) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .filter(|t| *t > after_ms)
+        .count()
+}
+
+/// As the kernel's IPVS (`conn_reuse_mode` 1, `expire_nodest_conn` 0):
+/// (a) after `vsadm -d` of the server a client port last went to, a new
+/// connection from that port (its old entry in TIME_WAIT) is scheduled to
+/// a server that exists; (b) a UDP client that keeps sending to a deleted
+/// server is not pinned to it: its datagrams are dropped without refreshing
+/// the entry, which expires after the UDP timeout (4 s here), and the flow
+/// moves to the remaining server. vsd used to forward both to the deleted
+/// server, refreshing the UDP entry forever.
+#[test]
+fn deleted_server_pins_neither_reused_ports_nor_udp_flows() {
+    if !prerequisites() {
+        return;
+    }
+    let _serial = serial();
     let two = [(RS[0], 8080, 1), (RS[1], 8080, 1)];
     let two_udp = [(RS[0], 9999, 1), (RS[1], 9999, 1)];
     let services = format!(

@@ -210,6 +210,7 @@ pub fn service_json(s: &ServiceView) -> Value {
         "flags": listing::flag_names(&s.scheduler, &s.flags),
         "persistence": s.persistence,
         "one_packet": s.one_packet,
+        "synproxy": s.synproxy,
         "stats": counters(&s.stats),
         "rates": rates(&s.rates),
         "servers": dests.iter().map(|d| json!({

@@ -123,6 +123,17 @@ pub struct Config {
     pub services: Vec<ServiceConf>,
     /// `[[mark]]`: the firewall-mark classifier's rules, in match order.
     pub marks: Vec<crate::lb::mark::MarkRule>,
+    /// `[defense]`: IPVS's drop_entry / secure_tcp and the SYN_RECV timeout.
+    pub defense: DefenseConf,
+}
+
+/// `[defense]` (see [`crate::lb::defense`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DefenseConf {
+    /// drop_entry, secure_tcp and the pressure threshold.
+    pub knobs: crate::lb::defense::DefenseConfig,
+    /// SYN_RECV timeout in seconds; `None` keeps the current one (60 s at start).
+    pub synrecv_timeout: Option<u32>,
 }
 
 /// `[eal]`.
@@ -540,6 +551,8 @@ pub struct ServiceConf {
     pub flags: Vec<SchedFlag>,
     /// One-packet scheduling (`-o`, UDP and fwmark only).
     pub one_packet: bool,
+    /// SYN proxy with SYN cookies (IPv4 TCP, NAT/FULLNAT servers only).
+    pub synproxy: bool,
     /// FULLNAT source addresses.
     pub local_addresses: Vec<IpAddr>,
     /// Real servers, in file order.
@@ -584,6 +597,7 @@ struct RawConfig {
     lb: Option<S<RawLb>>,
     #[serde(default)]
     service: Vec<S<RawService>>,
+    defense: Option<S<RawDefense>>,
     #[serde(default)]
     mark: Vec<S<RawMark>>,
 }
@@ -606,6 +620,15 @@ struct RawMark {
 enum RawPorts {
     Port(i64),
     Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefense {
+    drop_entry: Option<S<i64>>,
+    secure_tcp: Option<S<i64>>,
+    pressure_percent: Option<S<i64>>,
+    synrecv_timeout: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -702,6 +725,7 @@ struct RawService {
     #[serde(default)]
     flags: Vec<S<String>>,
     one_packet: Option<S<bool>>,
+    synproxy: Option<S<bool>>,
     #[serde(default)]
     local_addresses: Vec<S<String>>,
     #[serde(default)]
@@ -1058,6 +1082,44 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         neighbour,
         lb,
         services,
+        defense: build_defense(ctx, raw.defense.as_ref())?,
+    })
+}
+
+fn build_defense(ctx: &Ctx<'_>, raw: Option<&S<RawDefense>>) -> Result<DefenseConf, ConfigError> {
+    use crate::lb::defense::{DefenseConfig, MAX_MODE};
+    let d = DefenseConfig::default();
+    let Some(raw) = raw else {
+        return Ok(DefenseConf::default());
+    };
+    let r = raw.get_ref();
+    let mode = |v: &Option<S<i64>>, key: &str| -> Result<u8, ConfigError> {
+        Ok(narrow(ctx.int_or(v, key, 0, i64::from(MAX_MODE), 0)?))
+    };
+    let knobs = DefenseConfig {
+        drop_entry: mode(&r.drop_entry, "defense.drop_entry")?,
+        secure_tcp: mode(&r.secure_tcp, "defense.secure_tcp")?,
+        pressure_percent: narrow(ctx.int_or(
+            &r.pressure_percent,
+            "defense.pressure_percent",
+            1,
+            100,
+            i64::from(d.pressure_percent),
+        )?),
+    };
+    let synrecv_timeout = match &r.synrecv_timeout {
+        None => None,
+        Some(_) => Some(narrow(ctx.int_or(
+            &r.synrecv_timeout,
+            "defense.synrecv_timeout",
+            1,
+            i64::from(crate::lb::tcp_state::MAX_TIMEOUT_S),
+            60,
+        )?)),
+    };
+    Ok(DefenseConf {
+        knobs,
+        synrecv_timeout,
     })
 }
 
@@ -1999,6 +2061,24 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
             "one_packet applies to UDP and fwmark services only",
         ));
     }
+    let synproxy = s.synproxy.as_ref().is_some_and(|o| *o.get_ref());
+    let synproxy_span = s.synproxy.as_ref().map_or(raw.span(), S::span);
+    if synproxy
+        && !matches!(
+            key,
+            ServiceKey::Addr {
+                proto: Protocol::Tcp,
+                vip: IpAddr::V4(_),
+                ..
+            }
+        )
+    {
+        return Err(ctx.err(
+            synproxy_span,
+            k("synproxy"),
+            "synproxy applies to IPv4 TCP services only",
+        ));
+    }
     let mut local_addresses = Vec::with_capacity(s.local_addresses.len());
     for (j, a) in s.local_addresses.iter().enumerate() {
         let key = format!("{base}.local_addresses[{j}]");
@@ -2099,6 +2179,14 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
                 format!("duplicate real server {address} port {port}"),
             ));
         }
+        if synproxy && !method.sees_replies() {
+            let span = r.method.as_ref().map_or(r.address.span(), S::span);
+            return Err(ctx.err(
+                span,
+                rk("method"),
+                "synproxy needs nat or fullnat real servers (replies bypass the director)",
+            ));
+        }
         real_servers.push(RealServerConf {
             address,
             port,
@@ -2116,6 +2204,7 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
         netmask,
         flags,
         one_packet,
+        synproxy,
         local_addresses,
         real_servers,
     })
@@ -2840,7 +2929,7 @@ mod tests {
         assert_eq!(
             error(&format!("[ports]\nx = 1\n{BASE}")),
             "t.toml:1:2: ports: unknown field `ports`, expected one of `eal`, `lcores`, `control`, \
-             `mempool`, `port`, `vip`, `neighbour`, `lb`, `service`, `mark`"
+             `mempool`, `port`, `vip`, `neighbour`, `lb`, `service`, `defense`, `mark`"
         );
         assert_eq!(
             error(&with_base("[neighbour]\nretry = 5\n")),
@@ -3271,6 +3360,7 @@ mod tests {
                 netmask: None,
                 flags: vec![],
                 one_packet: false,
+                synproxy: false,
                 local_addresses: vec![],
                 real_servers: vec![RealServerConf {
                     address: "198.18.0.11".parse().unwrap(),

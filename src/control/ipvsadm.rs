@@ -110,6 +110,8 @@ pub enum ListWhat {
     Daemons,
     /// `--marks`: the firewall-mark classifier's rules.
     Marks,
+    /// `--defense` (vsd): drop_entry, secure_tcp and SYN_RECV timeouts.
+    Defense,
 }
 
 /// `-L` output modifiers (ipvsadm's `FMT_*` flags).
@@ -182,6 +184,9 @@ pub enum Command {
         /// UDP timeout, seconds.
         udp: u32,
     },
+    /// `--set-defense key=value...` (vsd): IPVS's drop_entry / secure_tcp
+    /// knobs and the SYN_RECV timeout.
+    SetDefense(DefenseChange),
     /// `-S [-n]`.
     Save {
         /// `-n`.
@@ -247,6 +252,7 @@ impl Command {
                 | Command::DelServer { .. }
                 | Command::Clear
                 | Command::SetTimeouts { .. }
+                | Command::SetDefense(_)
                 | Command::Restore
                 | Command::StartDaemon(_)
                 | Command::StopDaemon(_)
@@ -256,6 +262,72 @@ impl Command {
                 | Command::DelMark(_)
                 | Command::Reload
         )
+    }
+}
+
+/// `--set-defense` words: each setting given, the others unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DefenseChange {
+    /// `drop_entry=0..3`.
+    pub drop_entry: Option<u8>,
+    /// `secure_tcp=0..3`.
+    pub secure_tcp: Option<u8>,
+    /// `synrecv=SECS`: the SYN_RECV timeout (1 s and more).
+    pub synrecv: Option<u32>,
+    /// `pressure=PCT`: table fill (1..=100 %) that turns modes 1 and 2 on.
+    pub pressure: Option<u8>,
+}
+
+impl DefenseChange {
+    /// Parse `key=value` words; at least one, each key at most once.
+    pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<DefenseChange, String> {
+        const USE: &str = "--set-defense takes drop_entry=0..3, secure_tcp=0..3, \
+                           synrecv=SECS or pressure=1..100";
+        if words.is_empty() {
+            return Err(format!("{USE}: nothing to set"));
+        }
+        let mut c = DefenseChange::default();
+        for w in words {
+            let w = w.as_ref();
+            let Some((key, value)) = w.split_once('=') else {
+                return Err(format!("{USE}: `{w}' is not key=value"));
+            };
+            let bad = || format!("invalid {key} value `{value}' specified");
+            let dup = || format!("{key} given twice");
+            match key {
+                "drop_entry" | "secure_tcp" => {
+                    let n = number(value, 0, 3).ok_or_else(|| {
+                        format!("invalid {key} value `{value}' specified: must be 0..3")
+                    })? as u8;
+                    let slot = if key == "drop_entry" {
+                        &mut c.drop_entry
+                    } else {
+                        &mut c.secure_tcp
+                    };
+                    if slot.replace(n).is_some() {
+                        return Err(dup());
+                    }
+                }
+                "synrecv" => {
+                    let n = timeout(value, 1).map_err(|_| bad())?;
+                    if c.synrecv.replace(n).is_some() {
+                        return Err(dup());
+                    }
+                }
+                "pressure" => {
+                    let n = number(value, 1, 100).ok_or_else(|| {
+                        format!(
+                            "invalid pressure value `{value}' specified: must be 1..100 (percent)"
+                        )
+                    })? as u8;
+                    if c.pressure.replace(n).is_some() {
+                        return Err(dup());
+                    }
+                }
+                _ => return Err(format!("{USE}: unknown setting `{key}'")),
+            }
+        }
+        Ok(c)
     }
 }
 
@@ -290,6 +362,7 @@ enum Cmd {
     Prometheus,
     AddMark,
     DelMark,
+    SetDefense,
 }
 
 impl Cmd {
@@ -319,6 +392,7 @@ impl Cmd {
             Cmd::Prometheus => "prometheus",
             Cmd::AddMark => "add-mark",
             Cmd::DelMark => "del-mark",
+            Cmd::SetDefense => "set-defense",
         }
     }
 }
@@ -367,10 +441,12 @@ enum Opt {
     MarkDport,
     SetMark,
     Marks,
+    Defense,
+    Synproxy,
 }
 
 impl Opt {
-    const ALL: [Opt; 41] = [
+    const ALL: [Opt; 43] = [
         Opt::Numeric,
         Opt::Connection,
         Opt::Service,
@@ -412,6 +488,8 @@ impl Opt {
         Opt::MarkDport,
         Opt::SetMark,
         Opt::Marks,
+        Opt::Defense,
+        Opt::Synproxy,
     ];
 
     fn bit(self) -> u64 {
@@ -461,6 +539,8 @@ impl Opt {
             Opt::MarkDport => "dport",
             Opt::SetMark => "set-mark",
             Opt::Marks => "marks",
+            Opt::Defense => "defense",
+            Opt::Synproxy => "synproxy",
         }
     }
 }
@@ -485,7 +565,13 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
     match cmd {
         Cmd::Add | Cmd::Edit => match opt {
             O::Service => Required,
-            O::Scheduler | O::Persistent | O::Netmask | O::Ops | O::Pe | O::SchedFlags => Optional,
+            O::Scheduler
+            | O::Persistent
+            | O::Netmask
+            | O::Ops
+            | O::Pe
+            | O::SchedFlags
+            | O::Synproxy => Optional,
             _ => Illegal,
         },
         Cmd::Del => match opt {
@@ -493,7 +579,9 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
             _ => Illegal,
         },
         Cmd::List => match opt {
-            O::Connection | O::Service | O::Timeout | O::Daemon | O::Marks => Exclusive,
+            O::Connection | O::Service | O::Timeout | O::Daemon | O::Marks | O::Defense => {
+                Exclusive
+            }
             O::Numeric
             | O::Stats
             | O::Rate
@@ -559,7 +647,8 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
         | Cmd::Latency
         | Cmd::Status
         | Cmd::Reload
-        | Cmd::Prometheus => Illegal,
+        | Cmd::Prometheus
+        | Cmd::SetDefense => Illegal,
     }
 }
 
@@ -661,6 +750,8 @@ enum Tag {
     MarkDport,
     SetMark,
     Marks,
+    Defense,
+    Synproxy,
 }
 
 /// Whether an option takes a value.
@@ -793,6 +884,14 @@ const SPECS: &[Spec] = &[
     spec("dport", None, Arg::Required, Tag::MarkDport),
     spec("set-mark", None, Arg::Required, Tag::SetMark),
     spec("marks", None, Arg::None, Tag::Marks),
+    spec(
+        "set-defense",
+        None,
+        Arg::None,
+        Tag::Command(Cmd::SetDefense),
+    ),
+    spec("defense", None, Arg::None, Tag::Defense),
+    spec("synproxy", None, Arg::None, Tag::Synproxy),
 ];
 
 /// Options with their values, and positional words.
@@ -1020,6 +1119,7 @@ struct Builder {
     mark_proto: Option<u8>,
     mark_dport: Option<(u16, u16)>,
     set_mark: Option<u32>,
+    synproxy: bool,
 }
 
 impl Builder {
@@ -1148,6 +1248,11 @@ impl Builder {
             }
             Tag::Timeout => self.set_option(Opt::Timeout)?,
             Tag::Daemon => self.set_option(Opt::Daemon)?,
+            Tag::Defense => self.set_option(Opt::Defense)?,
+            Tag::Synproxy => {
+                self.set_option(Opt::Synproxy)?;
+                self.synproxy = true;
+            }
             Tag::Stats => self.flag(Opt::Stats, |f| f.stats = true)?,
             Tag::Rate => self.flag(Opt::Rate, |f| f.rate = true)?,
             Tag::Thresholds => self.flag(Opt::Thresholds, |f| f.thresholds = true)?,
@@ -1317,6 +1422,7 @@ impl Builder {
                 persistence: self.persistence,
                 persist_mask,
                 one_packet: self.one_packet,
+                synproxy: self.synproxy,
                 ..ServiceConfig::default()
             },
         })
@@ -1414,6 +1520,11 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
         positional = rest;
         set_values = Some((t[0], t[1], t[2]));
     }
+    let mut defense = None;
+    if cmd == Cmd::SetDefense {
+        defense = Some(DefenseChange::parse(&positional)?);
+        positional.clear();
+    }
     if let Some(p) = positional.first() {
         return Err(format!("unexpected argument {p}"));
     }
@@ -1425,12 +1536,10 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
         Cmd::Del => Command::DelService(b.required_service()?),
         Cmd::Flush => Command::Clear,
         Cmd::List => {
-            let conflict = (b.has(Opt::Connection)
-                || b.has(Opt::Timeout)
-                || b.has(Opt::Daemon)
-                || b.has(Opt::Marks))
+            let summary = b.has(Opt::Timeout) || b.has(Opt::Daemon) || b.has(Opt::Defense);
+            let conflict = (b.has(Opt::Connection) || summary || b.has(Opt::Marks))
                 && (b.has(Opt::Stats) || b.has(Opt::Rate) || b.has(Opt::Thresholds))
-                || (b.has(Opt::Timeout) || b.has(Opt::Daemon)) && b.has(Opt::PersistentConn);
+                || summary && b.has(Opt::PersistentConn);
             if conflict {
                 return Err("options conflicts in the list command".into());
             }
@@ -1442,6 +1551,8 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
                 ListWhat::Daemons
             } else if b.has(Opt::Marks) {
                 ListWhat::Marks
+            } else if b.has(Opt::Defense) {
+                ListWhat::Defense
             } else {
                 ListWhat::Services
             };
@@ -1468,6 +1579,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
             let (tcp, tcpfin, udp) = set_values.unwrap_or((0, 0, 0));
             Command::SetTimeouts { tcp, tcpfin, udp }
         }
+        Cmd::SetDefense => Command::SetDefense(defense.unwrap_or_default()),
         Cmd::StartDaemon => Command::StartDaemon(SyncDaemonSpec {
             role: b.sync_role.unwrap_or(SyncRole::Master),
             mcast_interface: b.mcast_if.clone().unwrap_or_else(|| "eth0".into()),
@@ -1560,7 +1672,7 @@ pub fn usage(program: &str) -> String {
     let p = program;
     format!(
         "Usage:\n\
-\x20 {p} -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags] [-o]\n\
+\x20 {p} -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags] [-o] [--synproxy]\n\
 \x20 {p} -D virtual-service\n\
 \x20 {p} -C\n\
 \x20 {p} -R\n\
@@ -1570,6 +1682,7 @@ pub fn usage(program: &str) -> String {
 \x20 {p} -L|l [virtual-service] [options]\n\
 \x20 {p} -Z [virtual-service]\n\
 \x20 {p} --set tcp tcpfin udp\n\
+\x20 {p} --set-defense [drop_entry=N] [secure_tcp=N] [synrecv=SECS] [pressure=PCT]\n\
 \x20 {p} --start-daemon {{master|backup}} [daemon-options]\n\
 \x20 {p} --stop-daemon {{master|backup}}\n\
 \x20 {p} --add-laddr|--del-laddr -z local-address virtual-service\n\
@@ -1591,6 +1704,11 @@ Either long or short options are allowed.\n\
 \x20 --list            -L|-l     list the table\n\
 \x20 --zero            -Z        zero counters in a service or all services\n\
 \x20 --set tcp tcpfin udp        set connection timeout values\n\
+\x20 --set-defense key=value...  SYN-flood defences (vsd): drop_entry=0..3 and\n\
+\x20                             secure_tcp=0..3 (0 off, 1|2 when a worker's table\n\
+\x20                             is at least pressure=PCT % full, 3 always),\n\
+\x20                             synrecv=SECS (SYN_RECV timeout; 10 s at most while\n\
+\x20                             secure_tcp is on); show with -L --defense\n\
 \x20 --start-daemon              start connection sync daemon\n\
 \x20 --stop-daemon               stop connection sync daemon\n\
 \x20 --add-laddr                 add a FULLNAT local address to a service\n\
@@ -1627,6 +1745,7 @@ Options:\n\
 \x20 --timeout                           output of timeout (tcp tcpfin udp)\n\
 \x20 --daemon                            output of daemon information\n\
 \x20 --marks                             output of the firewall-mark rules\n\
+\x20 --defense                           output of SYN-flood defence settings (vsd)\n\
 \x20 --stats                             output of statistics information\n\
 \x20 --rate                              output of rate information\n\
 \x20 --exact                             expand numbers (display exact values)\n\
@@ -1636,6 +1755,8 @@ Options:\n\
 \x20 --nosort                            disable sorting output of service/server entries\n\
 \x20 --sort                              does nothing, for backwards compatibility\n\
 \x20 --ops          -o                   one-packet scheduling\n\
+\x20 --synproxy                          SYN proxy with SYN cookies (vsd; IPv4 TCP,\n\
+\x20                                     NAT and FULLNAT servers only)\n\
 \x20 --numeric      -n                   numeric output of addresses and ports (always on)\n\
 \x20 --sched-flags  -b flags             scheduler flags (comma-separated)\n\
 \x20 --per-worker                        every worker's counters (with --counters)\n\
@@ -2454,5 +2575,58 @@ vsadm -a -t 198.18.0.100:80 -r 198.18.1.12:8080 -m -w 2
             assert!(u.contains(s), "{s}");
         }
         assert!(u.starts_with("Usage:\n  vsadm -A|E virtual-service"));
+    }
+
+    #[test]
+    fn set_defense_and_its_listing() {
+        assert_eq!(
+            ok("--set-defense drop_entry=1 secure_tcp=3 synrecv=20 pressure=75"),
+            Command::SetDefense(DefenseChange {
+                drop_entry: Some(1),
+                secure_tcp: Some(3),
+                synrecv: Some(20),
+                pressure: Some(75),
+            })
+        );
+        assert_eq!(
+            ok("--set-defense secure_tcp=0"),
+            Command::SetDefense(DefenseChange {
+                secure_tcp: Some(0),
+                ..DefenseChange::default()
+            })
+        );
+        assert!(err("--set-defense").contains("nothing to set"));
+        assert_eq!(
+            err("--set-defense drop_entry=4"),
+            "invalid drop_entry value `4' specified: must be 0..3"
+        );
+        assert_eq!(
+            err("--set-defense synrecv=0"),
+            "invalid synrecv value `0' specified"
+        );
+        assert!(err("--set-defense pressure=101").contains("1..100"));
+        assert!(err("--set-defense drop_packet=1").contains("unknown setting `drop_packet'"));
+        assert!(err("--set-defense secure_tcp").contains("not key=value"));
+        assert_eq!(
+            err("--set-defense drop_entry=1 drop_entry=2"),
+            "drop_entry given twice"
+        );
+        assert_eq!(
+            err("--set-defense drop_entry=1 -t 198.18.0.100:80"),
+            "Illegal 'service-address' option with the 'set-defense' command"
+        );
+        assert!(ok("--set-defense drop_entry=1").is_change());
+        assert_eq!(list("-L --defense").what, ListWhat::Defense);
+        assert_eq!(
+            err("-L --defense --stats"),
+            "options conflicts in the list command"
+        );
+        assert_eq!(
+            err("-L --timeout --defense"),
+            "The option 'defense' conflicts with the 'timeout' option in the 'list' command"
+        );
+        let u = usage("vsadm");
+        assert!(u.contains("--set-defense [drop_entry=N] [secure_tcp=N] [synrecv=SECS]"));
+        assert!(u.contains("--defense "));
     }
 }

@@ -47,6 +47,8 @@ pub struct ServiceView {
     pub netmask: PersistMask,
     /// One-packet scheduling.
     pub one_packet: bool,
+    /// SYN proxy (vsd).
+    pub synproxy: bool,
     /// Counters since creation or the last `-Z`.
     pub stats: Counters,
     /// Estimated rates.
@@ -329,6 +331,9 @@ pub fn service_entry(out: &mut String, s: &ServiceView, fmt: &ListFormat) {
         if s.one_packet {
             out.push_str(" ops");
         }
+        if s.synproxy {
+            out.push_str(" synproxy");
+        }
     }
     out.push('\n');
     for d in sorted_dests(&s.dests, fmt.nosort) {
@@ -440,6 +445,9 @@ pub fn render_save(
         if s.one_packet {
             out.push_str(" -o");
         }
+        if s.synproxy {
+            out.push_str(" --synproxy");
+        }
         let flags = flag_names(&s.scheduler, &s.flags);
         if !flags.is_empty() {
             let _ = write!(out, " -b {}", flags.join(","));
@@ -478,6 +486,19 @@ pub fn render_save(
 /// `-L --timeout`.
 pub fn render_timeouts(t: &Timeouts) -> String {
     format!("{t}\n")
+}
+
+/// `-L --defense` (vsd): the drop_entry / secure_tcp modes with the
+/// pressure threshold, then the SYN_RECV timeout and the half-open timeout
+/// used while secure_tcp is on.
+pub fn render_defense(d: &crate::lb::defense::DefenseConfig, t: &Timeouts) -> String {
+    let synrecv = t.tcp_state(crate::lb::tcp_state::TcpState::SynRecv);
+    let secure = synrecv.min(crate::lb::defense::SECURE_HALFOPEN_TIMEOUT_S);
+    format!(
+        "Defense (drop_entry secure_tcp pressure): {} {} {}%\n\
+         Timeout (synrecv synrecv_secure): {synrecv} {secure}\n",
+        d.drop_entry, d.secure_tcp, d.pressure_percent
+    )
 }
 
 /// `-Lc`: the connection table, in the order given. With
@@ -865,6 +886,7 @@ mod tests {
                 persistence: Some(100),
                 netmask: PersistMask::V6(64),
                 one_packet: false,
+                synproxy: false,
                 stats: c(z),
                 rates: r(z),
                 dests: vec![d(
@@ -890,6 +912,7 @@ mod tests {
                 persistence: None,
                 netmask: PersistMask::V6(128),
                 one_packet: false,
+                synproxy: false,
                 stats: c([1, 2, 3, 4, 5]),
                 rates: r(z),
                 dests: vec![
@@ -926,6 +949,7 @@ mod tests {
                 persistence: Some(300),
                 netmask: PersistMask::V4(Ipv4Addr::new(255, 255, 255, 0)),
                 one_packet: false,
+                synproxy: false,
                 stats: c([123456789, 5, 1000000000, 99999999, 123456789012345]),
                 rates: r([1500, 250000, 240000, 99999999, 100000000]),
                 dests: vec![
@@ -962,6 +986,7 @@ mod tests {
                 persistence: Some(60),
                 netmask: PersistMask::V4(Ipv4Addr::BROADCAST),
                 one_packet: false,
+                synproxy: false,
                 stats: c(z),
                 rates: r(z),
                 dests: vec![d(
@@ -988,6 +1013,7 @@ mod tests {
                 persistence: None,
                 netmask: PersistMask::V4(Ipv4Addr::BROADCAST),
                 one_packet: true,
+                synproxy: false,
                 stats: c(z),
                 rates: r(z),
                 dests: vec![d(

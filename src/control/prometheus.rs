@@ -347,6 +347,7 @@ mod tests {
             persistence: None,
             netmask: PersistMask::full(AddrFamily::Inet),
             one_packet: false,
+            synproxy: false,
             stats: Counters {
                 conns: 10,
                 inpkts: 20,

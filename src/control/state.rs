@@ -26,13 +26,14 @@ use super::listing::{
     self, ConnView, CoreCounters, DestView, LatencyView, PortCounters, ServiceView,
 };
 use super::unsupported;
+use crate::lb::defense::DefenseConfig;
 use crate::lb::load::DestId;
 use crate::lb::mark::MarkRules;
 use crate::lb::service::{
     PersistMask, RealServerConfig, SchedFlags, ServiceConfig, ServiceKey, ServiceSnapshot,
     ServiceTable,
 };
-use crate::lb::tcp_state::Timeouts;
+use crate::lb::tcp_state::{TcpState, Timeouts};
 use crate::lb::types::{AddrFamily, FwdMethod, SchedulerKind};
 
 /// Real-server slots when the caller does not say (see [`ControlState::new`]).
@@ -103,6 +104,8 @@ pub struct ControlSnapshot {
     pub sync_daemons: Vec<SyncDaemonSpec>,
     /// The firewall-mark classifier's rules.
     pub marks: Arc<MarkRules>,
+    /// drop_entry / secure_tcp settings.
+    pub defense: DefenseConfig,
 }
 
 /// Changes a reload made (or would make).
@@ -124,6 +127,8 @@ pub struct ReloadDiff {
     pub laddrs_changed: Vec<ServiceKey>,
     /// The firewall-mark rules changed.
     pub marks_changed: bool,
+    /// `[defense]` changed the defence settings or the SYN_RECV timeout.
+    pub defense_changed: bool,
 }
 
 impl ReloadDiff {
@@ -137,6 +142,7 @@ impl ReloadDiff {
             && self.servers_removed.is_empty()
             && self.laddrs_changed.is_empty()
             && !self.marks_changed
+            && !self.defense_changed
     }
 
     /// One line for the operator.
@@ -148,14 +154,19 @@ impl ReloadDiff {
         };
         format!(
             "services: {} added, {} edited, {} removed; servers: {} added, {} edited, {} removed; \
-             local addresses changed in {} service(s){marks}",
+             local addresses changed in {} service(s){marks}{}",
             self.services_added.len(),
             self.services_edited.len(),
             self.services_removed.len(),
             self.servers_added.len(),
             self.servers_edited.len(),
             self.servers_removed.len(),
-            self.laddrs_changed.len()
+            self.laddrs_changed.len(),
+            if self.defense_changed {
+                "; defense settings changed"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -191,6 +202,7 @@ pub struct ControlState {
     table: ServiceTable,
     laddrs: HashMap<ServiceKey, Vec<IpAddr>>,
     timeouts: Timeouts,
+    defense: DefenseConfig,
     sync: Vec<SyncDaemonSpec>,
     /// Firewall-mark rules (`--add-mark`, `[[mark]]`).
     marks: MarkRules,
@@ -258,6 +270,7 @@ pub fn service_config_from(s: &config::ServiceConf) -> ServiceConfig {
         persistence: s.persistence_timeout,
         persist_mask,
         one_packet: s.one_packet,
+        synproxy: s.synproxy,
         local_addresses: s.local_addresses.clone(),
         ..ServiceConfig::default()
     }
@@ -292,6 +305,7 @@ impl ControlState {
             table: ServiceTable::new(dest_capacity),
             laddrs: HashMap::new(),
             timeouts: Timeouts::default(),
+            defense: DefenseConfig::default(),
             sync: Vec::new(),
             marks: MarkRules::new(),
             draining: BTreeSet::new(),
@@ -327,6 +341,11 @@ impl ControlState {
         &self.timeouts
     }
 
+    /// drop_entry / secure_tcp settings.
+    pub fn defense(&self) -> &DefenseConfig {
+        &self.defense
+    }
+
     /// FULLNAT local addresses of a service.
     pub fn local_addrs(&self, key: &ServiceKey) -> &[IpAddr] {
         self.laddrs.get(key).map_or(&[], Vec::as_slice)
@@ -346,6 +365,7 @@ impl ControlState {
             timeouts: self.timeouts,
             sync_daemons: self.sync.clone(),
             marks: Arc::new(self.marks.clone()),
+            defense: self.defense,
         }
     }
 
@@ -449,6 +469,20 @@ impl ControlState {
                 self.timeouts = t;
                 self.changed()
             }
+            Command::SetDefense(c) => {
+                let mut d = self.defense;
+                d.drop_entry = c.drop_entry.unwrap_or(d.drop_entry);
+                d.secure_tcp = c.secure_tcp.unwrap_or(d.secure_tcp);
+                d.pressure_percent = c.pressure.unwrap_or(d.pressure_percent);
+                d.validate().map_err(err)?;
+                let mut t = self.timeouts;
+                if let Some(secs) = c.synrecv {
+                    t.set_state(TcpState::SynRecv, secs).map_err(err)?;
+                }
+                self.defense = d;
+                self.timeouts = t;
+                self.changed()
+            }
             Command::StartDaemon(spec) => {
                 unsupported::check_start_daemon(spec)?;
                 if self.sync.iter().any(|d| d.role == spec.role) {
@@ -516,6 +550,9 @@ impl ControlState {
             Command::List(l) if l.what == ipvsadm::ListWhat::Timeouts => {
                 Ok(Reply::Text(listing::render_timeouts(&self.timeouts)))
             }
+            Command::List(l) if l.what == ipvsadm::ListWhat::Defense => Ok(Reply::Text(
+                listing::render_defense(&self.defense, &self.timeouts),
+            )),
             Command::List(l) if l.what == ipvsadm::ListWhat::Daemons => {
                 Ok(Reply::Text(listing::render_daemons(&self.sync)))
             }
@@ -714,6 +751,16 @@ impl ControlState {
             self.marks = marks;
             diff.marks_changed = true;
         }
+        let mut t = self.timeouts;
+        if let Some(secs) = cfg.defense.synrecv_timeout {
+            t.set_state(TcpState::SynRecv, secs).map_err(err)?;
+        }
+        if cfg.defense.knobs != self.defense || t != self.timeouts {
+            cfg.defense.knobs.validate().map_err(err)?;
+            self.defense = cfg.defense.knobs;
+            self.timeouts = t;
+            diff.defense_changed = true;
+        }
         Ok(diff)
     }
 
@@ -882,6 +929,7 @@ impl ControlState {
                     .persist_mask
                     .unwrap_or_else(|| PersistMask::full(key.af())),
                 one_packet: cfg.one_packet,
+                synproxy: cfg.synproxy,
                 stats: Counters::default(),
                 rates: Default::default(),
                 dests,
@@ -1580,6 +1628,133 @@ address = "198.18.1.21"
         assert_eq!(
             s.service_views(&stats)[0].dests[0].stats.conns,
             130_000 - 121_000
+        );
+    }
+
+    #[test]
+    fn set_defense_reaches_the_snapshot_and_the_listing() {
+        let mut s = ControlState::default();
+        let text = |s: &mut ControlState| match run(s, "-L --defense").unwrap() {
+            Reply::Text(t) => t,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            text(&mut s),
+            "Defense (drop_entry secure_tcp pressure): 0 0 90%\n\
+             Timeout (synrecv synrecv_secure): 60 10\n"
+        );
+        let v = s.version();
+        ok(&mut s, "--set-defense drop_entry=1 synrecv=5");
+        assert!(s.version() > v);
+        ok(&mut s, "--set-defense secure_tcp=2 pressure=50");
+        let snap = s.snapshot();
+        assert_eq!((snap.defense.drop_entry, snap.defense.secure_tcp), (1, 2));
+        assert_eq!(snap.defense.pressure_percent, 50);
+        assert_eq!(snap.timeouts.tcp_state(TcpState::SynRecv), 5);
+        assert_eq!(
+            text(&mut s),
+            "Defense (drop_entry secure_tcp pressure): 1 2 50%\n\
+             Timeout (synrecv synrecv_secure): 5 5\n"
+        );
+        // --set still shows the ipvsadm triple, unchanged by synrecv
+        assert_eq!(snap.timeouts.ipvsadm_triple(), (900, 120, 300));
+    }
+
+    #[test]
+    fn defense_from_the_config_and_on_reload() {
+        let c = config(
+            "[defense]\ndrop_entry = 1\nsecure_tcp = 3\npressure_percent = 80\nsynrecv_timeout = 30\n",
+        );
+        let mut s = ControlState::from_config(&c).unwrap();
+        assert_eq!(
+            *s.defense(),
+            DefenseConfig {
+                drop_entry: 1,
+                secure_tcp: 3,
+                pressure_percent: 80
+            }
+        );
+        assert_eq!(s.timeouts().tcp_state(TcpState::SynRecv), 30);
+        let d = s.reload(&c).unwrap();
+        assert!(d.is_empty(), "{d:?}");
+        let d = s.reload(&config("[defense]\nsecure_tcp = 1\n")).unwrap();
+        assert!(d.defense_changed);
+        assert!(d.summary().contains("defense settings changed"));
+        assert_eq!((s.defense().drop_entry, s.defense().secure_tcp), (0, 1));
+        assert_eq!(s.timeouts().tcp_state(TcpState::SynRecv), 30, "kept");
+        let e = Config::from_str(
+            &format!("{CONFIG_BASE}[defense]\ndrop_entry = 4\n"),
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.toml:8:14: defense.drop_entry: 4 out of range: must be 0..=3"
+        );
+        let e = Config::from_str(
+            &format!("{CONFIG_BASE}[defense]\ndrop_packet = 1\n"),
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("drop_packet"), "{e}");
+    }
+
+    #[test]
+    fn synproxy_flag_from_vsadm_config_and_save() {
+        let mut s = ControlState::default();
+        ok(&mut s, "-A -t 198.18.0.100:80 -s rr --synproxy");
+        ok(&mut s, "-a -t 198.18.0.100:80 -r 198.18.1.11:8080 -m");
+        assert_eq!(
+            run(&mut s, "-a -t 198.18.0.100:80 -r 198.18.1.12 -g").unwrap_err(),
+            "synproxy needs NAT (-m) or FULLNAT (--fullnat) real servers, not Route: \
+             replies bypass the director"
+        );
+        assert_eq!(
+            run(&mut s, "-A -u 198.18.0.100:53 --synproxy").unwrap_err(),
+            "synproxy is only for IPv4 TCP virtual services"
+        );
+        let saved = s.save_text();
+        assert!(
+            saved.contains("-A -t 198.18.0.100:80 -s rr --synproxy\n"),
+            "{saved}"
+        );
+        let mut r = ControlState::default();
+        r.restore(&saved).unwrap();
+        assert_eq!(r.save_text(), saved, "-S | -R keeps synproxy");
+        // -E without --synproxy turns it off, as -E resets every setting
+        ok(&mut s, "-E -t 198.18.0.100:80 -s rr");
+        assert!(!s.save_text().contains("synproxy"));
+
+        let c = config(
+            "[[service]]\nproto = \"tcp\"\nvip = \"198.18.0.100\"\nport = 80\nsynproxy = true\nlocal_addresses = [\"198.18.2.1\"]\n\
+             [[service.real_server]]\naddress = \"198.18.1.11\"\nport = 8080\nmethod = \"fullnat\"\n\
+             [[service]]\nproto = \"tcp\"\nvip = \"198.18.0.100\"\nport = 81\n",
+        );
+        assert!(c.services[0].synproxy && !c.services[1].synproxy);
+        let e = Config::from_str(
+            &format!(
+                "{CONFIG_BASE}[[service]]\nproto = \"udp\"\nvip = \"198.18.0.100\"\nport = 53\nsynproxy = true\n"
+            ),
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("synproxy applies to IPv4 TCP services only"),
+            "{e}"
+        );
+        let e = Config::from_str(
+            &format!(
+                "{CONFIG_BASE}[[service]]\nproto = \"tcp\"\nvip = \"198.18.0.100\"\nport = 80\nsynproxy = true\n\
+                 [[service.real_server]]\naddress = \"198.18.1.11\"\nmethod = \"dr\"\n"
+            ),
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("real_server[0].method: synproxy needs nat or fullnat"),
+            "{e}"
         );
     }
 }

@@ -34,6 +34,8 @@ pub struct PlaneConfig {
     pub timeouts: Timeouts,
     /// The firewall-mark classifier's rules.
     pub marks: Arc<crate::lb::mark::MarkRules>,
+    /// drop_entry / secure_tcp settings.
+    pub defense: crate::lb::defense::DefenseConfig,
 }
 
 /// Latency histograms a worker shares with the control thread (values in
@@ -462,6 +464,7 @@ impl Worker {
         self.lb.adopt(Arc::clone(&cfg.services));
         self.lb.set_timeouts(cfg.timeouts);
         self.lb.set_marks(Arc::clone(&cfg.marks));
+        self.lb.set_defense(cfg.defense);
         for wp in &mut self.ports {
             wp.addrs.vips = port_vips(&wp.addrs, &wp.static_vips, &cfg.services);
         }

@@ -30,12 +30,14 @@
 //! `IP_VS_CONN_F_TEMPLATE`: they share the capacity, cost no second
 //! structure, and a connection refers to its template by slab index.
 
+mod drop;
 pub(crate) mod index;
 
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use crate::lb::defense::SECURE_HALFOPEN_TIMEOUT_S;
 use crate::lb::load::{CoreLoad, DestId};
 use crate::lb::tcp_state::{
     next_state, StateDir, TcpState, Timeouts, INITIAL_TIMEOUT_S, MAX_TIMEOUT_S, UDP_STATE_NAME,
@@ -679,7 +681,8 @@ impl<A: Addr> ConnTable<A> {
     pub fn set_timeouts(&mut self, t: Timeouts) {
         self.timeouts = t;
     }
-    /// Use the secure_tcp transition tables.
+    /// Use the secure_tcp transition tables and the shortened half-open
+    /// timeouts ([`crate::lb::defense`]).
     pub fn set_secure_tcp(&mut self, on: bool) {
         self.secure_tcp = on;
     }
@@ -1046,7 +1049,11 @@ impl<A: Addr> ConnTable<A> {
                     assure = new == TcpState::Established;
                 }
                 e.state = new as u8;
-                e.timeout_ms = secs_to_ms(self.timeouts.tcp_state(new));
+                let mut secs = self.timeouts.tcp_state(new);
+                if secure && matches!(new, TcpState::SynRecv | TcpState::SynAck) {
+                    secs = secs.min(SECURE_HALFOPEN_TIMEOUT_S);
+                }
+                e.timeout_ms = secs_to_ms(secs);
             }
             PROTO_UDP => {
                 e.timeout_ms = secs_to_ms(self.timeouts.udp);

@@ -81,6 +81,7 @@ use std::sync::Arc;
 use crate::lb::conn::{
     Conn, ConnError, ConnId, ConnTable4, Direction, Endpoint, NewConn, Seed, Tuple,
 };
+use crate::lb::defense::{DefenseConfig, DefenseState, DROP_PROBE_SHIFT};
 use crate::lb::fwd::{
     self, FwdDrop, IcmpQuote, IcmpTranslation, L4Csum, PacketInfo, TunError, PROTO_ICMP, PROTO_TCP,
     PROTO_UDP,
@@ -94,6 +95,7 @@ use crate::lb::persist::{PersistError, PersistKey};
 use crate::lb::sched::{SchedInput, SchedulerSet};
 use crate::lb::service::{PersistMask, RealServer, ServiceKey, ServiceSnapshot};
 use crate::lb::stats::{FwdEvent, StatsTable};
+use crate::lb::synproxy::{self, AckedCookie, CookieKey, Phase, ProxyDrop, ProxyTable};
 use crate::lb::tcp_state::{tcp_flags, TcpState, Timeouts};
 use crate::lb::types::{FwdMethod, Protocol};
 
@@ -376,6 +378,15 @@ fn insert_reusing(
     }
 }
 
+fn proxy_drop(e: ProxyDrop) -> FwdDrop {
+    match e {
+        ProxyDrop::BadCookie => FwdDrop::SynproxyBadCookie,
+        ProxyDrop::NotReady => FwdDrop::SynproxyNotReady,
+        ProxyDrop::Unexpected => FwdDrop::SynproxyUnexpected,
+        ProxyDrop::NoRoom => FwdDrop::NoRoom,
+    }
+}
+
 fn insert_error(e: ConnError) -> FwdDrop {
     match e {
         ConnError::TableFull => FwdDrop::TableFull,
@@ -405,6 +416,9 @@ pub struct CoreLb {
     /// Whether the adopted snapshot has a fwmark service (else the
     /// classifier is never consulted).
     fwmark_services: bool,
+    defense: DefenseState,
+    cookie_key: CookieKey,
+    proxied: ProxyTable,
 }
 
 impl std::fmt::Debug for CoreLb {
@@ -435,6 +449,15 @@ impl CoreLb {
             Some(s) => Seed::new(s),
             None => Seed::random(),
         };
+        let cookie_key_seed = cfg.hash_seed;
+        // drop_entry's probes: reproducible with a fixed hash seed
+        let defense_seed = cfg.hash_seed.map_or_else(
+            || {
+                use std::hash::BuildHasher;
+                std::collections::hash_map::RandomState::new().hash_one(cfg.core)
+            },
+            |s| s ^ 0xdefe_17ce ^ u64::from(cfg.core),
+        );
         let conns = ConnTable4::with_seed(cfg.conn_capacity, Arc::clone(&load), now_ms, seed)?;
         // Start each core's port walk at a different place.
         let start = cfg.core.wrapping_mul(7919);
@@ -456,6 +479,10 @@ impl CoreLb {
             tun_ident: 0,
             marks: Arc::new(MarkRules::new()),
             fwmark_services: false,
+            defense: DefenseState::new(defense_seed),
+            // one key for every core, so any core checks any cookie
+            cookie_key: cookie_key_seed.map_or_else(CookieKey::process, CookieKey::from_seed),
+            proxied: ProxyTable::default(),
         };
         lb.adopt(snap);
         Ok(lb)
@@ -517,7 +544,53 @@ impl CoreLb {
             });
         self.ports.released(freed);
         self.sched.expire(now_ms);
+        n + self.defend(now_ms)
+    }
+
+    /// drop_entry / secure_tcp, once a second ([`crate::lb::defense`]).
+    /// Returns the entries dropped.
+    fn defend(&mut self, now_ms: u64) -> usize {
+        let before = self.defense.level();
+        let Some(level) = self
+            .defense
+            .check(now_ms, self.conns.len(), self.conns.capacity())
+        else {
+            return 0;
+        };
+        if level.secure_tcp && !before.secure_tcp {
+            self.stats.count_event(FwdEvent::SecureTcpOn);
+        }
+        if level.drop_entry && !before.drop_entry {
+            self.stats.count_event(FwdEvent::DropEntryOn);
+        }
+        self.conns.set_secure_tcp(level.secure_tcp);
+        if !level.drop_entry {
+            return 0;
+        }
+        let probes = (self.conns.capacity() >> DROP_PROBE_SHIFT).max(1);
+        let mut freed = 0u64;
+        let n = self
+            .conns
+            .drop_random_entries(&mut self.defense, probes, now_ms, |_, c| {
+                if c.local().is_some() {
+                    freed += 1;
+                }
+            });
+        self.ports.released(freed);
+        for _ in 0..n {
+            self.stats.count_event(FwdEvent::DefenseDropped);
+        }
         n
+    }
+
+    /// Change the drop_entry / secure_tcp settings (next [`CoreLb::tick`]).
+    pub fn set_defense(&mut self, d: DefenseConfig) {
+        self.defense.set_config(d);
+    }
+
+    /// The defence level this core decided last.
+    pub fn defense_level(&self) -> crate::lb::defense::DefenseLevel {
+        self.defense.level()
     }
 
     /// Change the protocol timeouts (`ipvsadm --set`).
@@ -820,10 +893,21 @@ impl CoreLb {
     ) -> FwdVerdict {
         let vip = IpAddr::V4(info.dst);
         let fwmark = self.fwmark_of(info);
-        if self.snap.find(fwmark, proto, vip, info.dport).is_none() {
+        let Some(synproxied) = self
+            .snap
+            .find(fwmark, proto, vip, info.dport)
+            .map(|s| proto == Protocol::Tcp && s.config.synproxy)
+        else {
             return FwdVerdict::NotService;
-        }
-        if proto == Protocol::Tcp && !syn {
+        };
+        let mut acked: Option<AckedCookie> = None;
+        if synproxied {
+            match self.synproxy_new(pkt, info, syn, meta, now_ms) {
+                Ok(Some(a)) => acked = Some(a),
+                Ok(None) => return FwdVerdict::Forward { next_hop: info.src },
+                Err(d) => return FwdVerdict::Drop(d),
+            }
+        } else if proto == Protocol::Tcp && !syn {
             return FwdVerdict::Drop(if meta.is_some_and(|m| m.is_existing()) {
                 FwdDrop::SteeredNoConn
             } else {
@@ -1039,7 +1123,139 @@ impl CoreLb {
         let Some(c) = conns.get(id).copied() else {
             return FwdVerdict::Drop(FwdDrop::TableFull);
         };
+        if let Some(a) = acked {
+            return self.synproxy_open(pkt, info, id, &c, &a, now_ms);
+        }
         self.forward_conn(pkt, info, id, &c, Direction::Input, now_ms)
+    }
+
+    /// A packet to a synproxy service without a connection: a SYN is
+    /// answered with a cookie (`Ok(None)`: send it back to the client); an
+    /// ACK with a valid cookie may open a connection (`Ok(Some)`).
+    fn synproxy_new<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        syn: bool,
+        meta: Option<SteerMeta>,
+        now_ms: u64,
+    ) -> Result<Option<AckedCookie>, FwdDrop> {
+        if syn {
+            if info.tcp_flags & tcp_flags::ACK != 0 || info.first_fragment {
+                return Err(FwdDrop::SynproxyUnexpected);
+            }
+            let mss = self.cfg.mtu.saturating_sub(40).max(536);
+            synproxy::answer_syn(pkt, info, &self.cookie_key, now_ms, mss).map_err(proxy_drop)?;
+            self.stats.count_event(FwdEvent::SynproxyCookieSent);
+            return Ok(None);
+        }
+        match synproxy::check_ack(pkt.data(), info, &self.cookie_key, now_ms) {
+            Ok(a) => {
+                // a steered ACK was counted on the core that steered it
+                if meta.is_none() {
+                    self.stats.count_event(FwdEvent::SynproxyAckValid);
+                }
+                if a.payload > 0 {
+                    self.stats.count_event(FwdEvent::SynproxyAckData);
+                }
+                Ok(Some(a))
+            }
+            Err(ProxyDrop::Unexpected) => Err(if meta.is_some_and(|m| m.is_existing()) {
+                FwdDrop::SteeredNoConn
+            } else {
+                FwdDrop::NoConnNotSyn
+            }),
+            Err(e) => Err(proxy_drop(e)),
+        }
+    }
+
+    /// A connection was just made from a cookie ACK: send the real server
+    /// its SYN (the ACK rewritten), and remember the handshake.
+    fn synproxy_open<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        id: ConnId,
+        c: &Conn<u32>,
+        a: &AckedCookie,
+        now_ms: u64,
+    ) -> FwdVerdict {
+        let syn_info = if synproxy::ack_to_syn(pkt, info, a) {
+            fwd::classify(pkt.data()).ok().flatten()
+        } else {
+            None
+        };
+        let Some(syn_info) = syn_info else {
+            self.conns.remove(id);
+            return FwdVerdict::Drop(FwdDrop::NoRoom);
+        };
+        let v = self.forward_conn(pkt, &syn_info, id, c, Direction::Input, now_ms);
+        if matches!(v, FwdVerdict::Forward { .. }) {
+            let cap = self.conns.capacity();
+            self.proxied.insert(cap, id, synproxy::new_proxied(a));
+        }
+        v
+    }
+
+    /// A packet of a proxied connection: the server's SYN-ACK is answered
+    /// here (`Some`), early client data dropped (`Some`); otherwise the
+    /// sequence numbers are shifted and forwarding goes on (`None`).
+    fn synproxy_packet<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        id: ConnId,
+        c: &Conn<u32>,
+        dir: Direction,
+        now_ms: u64,
+    ) -> Option<FwdVerdict> {
+        let mut st = *self.proxied.get_mut(id)?;
+        let flags = info.tcp_flags;
+        let synack = flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST)
+            == tcp_flags::SYN | tcp_flags::ACK;
+        let verdict = match (st.phase, dir) {
+            (_, Direction::Input) if flags & tcp_flags::SYN != 0 => {
+                Some(FwdVerdict::Drop(FwdDrop::SynproxyUnexpected))
+            }
+            (Phase::WaitServer, Direction::Input) if flags & tcp_flags::RST != 0 => None,
+            (Phase::WaitServer, Direction::Input) => {
+                Some(FwdVerdict::Drop(FwdDrop::SynproxyNotReady))
+            }
+            (_, Direction::Output) if synack => {
+                if !synproxy::synack_to_ack(pkt, info, &mut st) {
+                    return Some(FwdVerdict::Drop(FwdDrop::SynproxyUnexpected));
+                }
+                self.conns
+                    .update_state(id, Direction::Output, flags, now_ms);
+                self.conns
+                    .update_state(id, Direction::Input, tcp_flags::ACK, now_ms);
+                self.stats.count_event(FwdEvent::SynproxyServerSynAck);
+                Some(FwdVerdict::Forward {
+                    next_hop: ep(c.real()).0,
+                })
+            }
+            (Phase::WaitServer, Direction::Output) if flags & tcp_flags::RST != 0 => {
+                synproxy::adjust_server(pkt.data_mut(), info, &st);
+                None
+            }
+            (Phase::WaitServer, Direction::Output) => {
+                Some(FwdVerdict::Drop(FwdDrop::SynproxyUnexpected))
+            }
+            (Phase::Established, Direction::Input) => {
+                synproxy::adjust_client(pkt.data_mut(), info, st.delta);
+                self.stats.count_event(FwdEvent::SynproxySeqAdjusted);
+                None
+            }
+            (Phase::Established, Direction::Output) => {
+                synproxy::adjust_server(pkt.data_mut(), info, &st);
+                self.stats.count_event(FwdEvent::SynproxySeqAdjusted);
+                None
+            }
+        };
+        if let Some(p) = self.proxied.get_mut(id) {
+            *p = st;
+        }
+        verdict
     }
 
     /// A packet of connection `id` seen in `dir`: TTL, state (restarting
@@ -1059,7 +1275,18 @@ impl CoreLb {
             self.conns.refresh(id, now_ms);
             return self.ttl_expired(pkt, info, dir);
         }
+        if self.proxied.in_use() {
+            if let Some(v) = self.synproxy_packet(pkt, info, id, c, dir, now_ms) {
+                return v;
+            }
+        }
         self.conns.update_state(id, dir, info.tcp_flags, now_ms);
+        if dir == Direction::Input {
+            // kernel in_pkts: drop_entry spares busy connections
+            if let Some(e) = self.conns.get_mut(id) {
+                e.bump_in_pkts();
+            }
+        }
         let slot = self.dest_svc_slot(dest);
         let bytes = info.ip_len() as u64;
         match dir {
@@ -1312,5 +1539,9 @@ impl CoreLb {
     }
 }
 
+#[cfg(test)]
+mod defense_tests;
+#[cfg(test)]
+mod synproxy_tests;
 #[cfg(test)]
 mod tests;

@@ -113,11 +113,19 @@ pub enum FwdDrop {
     /// The real server's address family cannot carry this packet
     /// (IPv6 tunnel server behind an IPv4 service).
     UnsupportedDest,
+    /// SYN proxy: an ACK whose SYN cookie does not verify (forged or stale).
+    SynproxyBadCookie,
+    /// SYN proxy: client data before the real server's handshake completed
+    /// (the client retransmits it).
+    SynproxyNotReady,
+    /// SYN proxy: a handshake packet out of place (a client SYN on a proxied
+    /// connection, a SYN-ACK that answers no SYN of ours, ...).
+    SynproxyUnexpected,
 }
 
 impl FwdDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 23;
+    pub const COUNT: usize = 26;
     /// Every reason, in counter order.
     pub const ALL: [FwdDrop; FwdDrop::COUNT] = [
         FwdDrop::TruncatedL2,
@@ -143,6 +151,9 @@ impl FwdDrop {
         FwdDrop::TooBigNoDf,
         FwdDrop::NoRoom,
         FwdDrop::UnsupportedDest,
+        FwdDrop::SynproxyBadCookie,
+        FwdDrop::SynproxyNotReady,
+        FwdDrop::SynproxyUnexpected,
     ];
 
     /// Counter index (position in [`FwdDrop::ALL`]).
@@ -176,6 +187,9 @@ impl FwdDrop {
             FwdDrop::TooBigNoDf => "too_big_no_df",
             FwdDrop::NoRoom => "no_room",
             FwdDrop::UnsupportedDest => "unsupported_dest",
+            FwdDrop::SynproxyBadCookie => "synproxy_bad_cookie",
+            FwdDrop::SynproxyNotReady => "synproxy_not_ready",
+            FwdDrop::SynproxyUnexpected => "synproxy_unexpected",
         }
     }
 }

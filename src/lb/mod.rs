@@ -2,6 +2,7 @@
 //! Pure Rust, no DPDK: everything here is tested on plain data.
 
 pub mod conn;
+pub mod defense;
 pub mod director;
 pub mod fwd;
 pub mod laddr;
@@ -13,6 +14,7 @@ pub mod persist;
 pub mod sched;
 pub mod service;
 pub mod stats;
+pub mod synproxy;
 pub mod tcp_state;
 pub mod timer;
 pub mod types;

@@ -263,6 +263,8 @@ pub struct ServiceConfig {
     pub mh_table_size: u32,
     /// FULLNAT source addresses (DPVS `--add-laddr`); only FULLNAT servers use them.
     pub local_addresses: Vec<IpAddr>,
+    /// SYN proxy with SYN cookies (DPVS `--synproxy`; [`crate::lb::synproxy`]).
+    pub synproxy: bool,
 }
 
 impl Default for ServiceConfig {
@@ -275,6 +277,7 @@ impl Default for ServiceConfig {
             one_packet: false,
             mh_table_size: DEFAULT_MH_TABLE_SIZE,
             local_addresses: Vec::new(),
+            synproxy: false,
         }
     }
 }
@@ -355,6 +358,11 @@ pub enum LbError {
     ZeroPortNonPersistent,
     /// `-o` on a TCP service.
     OnePacketNotUdp,
+    /// `--synproxy` on a service that is not IPv4 TCP.
+    SynproxyNotTcp,
+    /// A DR or TUN server in a `--synproxy` service (replies bypass vsd, so
+    /// sequence numbers cannot be shifted).
+    SynproxyNeedsNat(FwdMethod),
     /// `-p` outside 1..=2678400.
     InvalidPersistTimeout(u32),
     /// `-M` netmask of the other address family.
@@ -413,6 +421,15 @@ impl fmt::Display for LbError {
             LbError::OnePacketNotUdp => {
                 f.write_str("One-Packet Scheduling is only for UDP virtual services")
             }
+            LbError::SynproxyNotTcp => {
+                f.write_str("synproxy is only for IPv4 TCP virtual services")
+            }
+            LbError::SynproxyNeedsNat(m) => write!(
+                f,
+                "synproxy needs NAT (-m) or FULLNAT (--fullnat) real servers, not {}: \
+                 replies bypass the director",
+                m.name()
+            ),
             LbError::InvalidPersistTimeout(t) => write!(f, "invalid timeout value `{t}' specified"),
             LbError::InvalidPersistMask => {
                 f.write_str("illegal virtual server persistent mask specified")
@@ -847,6 +864,15 @@ impl ServiceTable {
     pub fn edit_service(&mut self, key: &ServiceKey, config: ServiceConfig) -> Result<(), LbError> {
         let i = self.find(key).ok_or(LbError::NoSuchService)?;
         let sched = validate_service(key, &config, self.services[i].dests.len())?;
+        if config.synproxy {
+            if let Some(d) = self.services[i]
+                .dests
+                .iter()
+                .find(|d| !d.cfg.method.sees_replies())
+            {
+                return Err(LbError::SynproxyNeedsNat(d.cfg.method));
+            }
+        }
         let svc = &mut self.services[i];
         svc.config = config;
         svc.sched = sched;
@@ -896,6 +922,9 @@ impl ServiceTable {
         let i = self.find(key).ok_or(LbError::ServiceNotDefined)?;
         validate_dest(key, &dest)?;
         let svc = &self.services[i];
+        if svc.config.synproxy && !dest.method.sees_replies() {
+            return Err(LbError::SynproxyNeedsNat(dest.method));
+        }
         if svc
             .dests
             .iter()
@@ -936,6 +965,9 @@ impl ServiceTable {
     pub fn edit_dest(&mut self, key: &ServiceKey, dest: RealServerConfig) -> Result<(), LbError> {
         let i = self.find(key).ok_or(LbError::ServiceNotDefined)?;
         validate_dest(key, &dest)?;
+        if self.services[i].config.synproxy && !dest.method.sees_replies() {
+            return Err(LbError::SynproxyNeedsNat(dest.method));
+        }
         let d = self.services[i]
             .dests
             .iter_mut()
@@ -1059,6 +1091,18 @@ fn validate_service(
         {
             return Err(LbError::OnePacketNotUdp);
         }
+    }
+    if cfg.synproxy
+        && !matches!(
+            key,
+            ServiceKey::Addr {
+                proto: Protocol::Tcp,
+                addr: IpAddr::V4(_),
+                ..
+            }
+        )
+    {
+        return Err(LbError::SynproxyNotTcp);
     }
     if let Some(t) = cfg.persistence {
         if !(1..=MAX_PERSIST_TIMEOUT).contains(&t) {

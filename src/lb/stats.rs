@@ -47,11 +47,29 @@ pub enum FwdEvent {
     /// (`expire_nodest_conn`, or a new SYN on a quiescent server's
     /// connection); the packet is scheduled afresh where it may be.
     NodestExpired,
+    /// Entry dropped by drop_entry ([`crate::lb::defense`]).
+    DefenseDropped,
+    /// This core's table came under pressure with drop_entry automatic, or
+    /// drop_entry was set to 3 (counted at each switch to on).
+    DropEntryOn,
+    /// secure_tcp switched on on this core.
+    SecureTcpOn,
+    /// SYN proxy: SYN answered with a cookie SYN-ACK (no state kept).
+    SynproxyCookieSent,
+    /// SYN proxy: ACK with a valid cookie (a connection is opened).
+    SynproxyAckValid,
+    /// SYN proxy: the cookie ACK carried data, not passed on (the client
+    /// retransmits it).
+    SynproxyAckData,
+    /// SYN proxy: the real server's SYN-ACK, answered with the ACK.
+    SynproxyServerSynAck,
+    /// SYN proxy: packet whose sequence/acknowledgement numbers were shifted.
+    SynproxySeqAdjusted,
 }
 
 impl FwdEvent {
     /// Number of events.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 19;
     /// Every event, in counter order.
     pub const ALL: [FwdEvent; FwdEvent::COUNT] = [
         FwdEvent::FragNeededSent,
@@ -65,6 +83,14 @@ impl FwdEvent {
         FwdEvent::TemplateLearned,
         FwdEvent::TemplateNoteLost,
         FwdEvent::NodestExpired,
+        FwdEvent::DefenseDropped,
+        FwdEvent::DropEntryOn,
+        FwdEvent::SecureTcpOn,
+        FwdEvent::SynproxyCookieSent,
+        FwdEvent::SynproxyAckValid,
+        FwdEvent::SynproxyAckData,
+        FwdEvent::SynproxyServerSynAck,
+        FwdEvent::SynproxySeqAdjusted,
     ];
 
     /// Counter index.
@@ -86,6 +112,14 @@ impl FwdEvent {
             FwdEvent::TemplateLearned => "template_learned",
             FwdEvent::TemplateNoteLost => "template_note_lost",
             FwdEvent::NodestExpired => "nodest_expired",
+            FwdEvent::DefenseDropped => "defense_dropped_entry",
+            FwdEvent::DropEntryOn => "defense_drop_entry_on",
+            FwdEvent::SecureTcpOn => "defense_secure_tcp_on",
+            FwdEvent::SynproxyCookieSent => "synproxy_syn_cookie_sent",
+            FwdEvent::SynproxyAckValid => "synproxy_ack_valid",
+            FwdEvent::SynproxyAckData => "synproxy_ack_data_dropped",
+            FwdEvent::SynproxyServerSynAck => "synproxy_server_synack",
+            FwdEvent::SynproxySeqAdjusted => "synproxy_seq_adjusted",
         }
     }
 }

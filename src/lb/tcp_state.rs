@@ -227,12 +227,15 @@ pub const INITIAL_TIMEOUT_S: u32 = 3;
 pub enum TimeoutError {
     /// Above [`MAX_TIMEOUT_S`].
     TooLarge(u32),
+    /// 0 where a timeout is required.
+    Zero,
 }
 
 impl fmt::Display for TimeoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TimeoutError::TooLarge(v) => write!(f, "timeout {v} s exceeds {MAX_TIMEOUT_S} s"),
+            TimeoutError::Zero => f.write_str("timeout must be at least 1 s"),
         }
     }
 }
@@ -286,6 +289,19 @@ impl Timeouts {
         if udp != 0 {
             self.udp = udp;
         }
+        Ok(())
+    }
+
+    /// Set one TCP state's timeout (vsd's `--set-defense synrecv=SECS`);
+    /// 0 is refused (a state must time out after some time).
+    pub fn set_state(&mut self, state: TcpState, secs: u32) -> Result<(), TimeoutError> {
+        if secs > MAX_TIMEOUT_S {
+            return Err(TimeoutError::TooLarge(secs));
+        }
+        if secs == 0 {
+            return Err(TimeoutError::Zero);
+        }
+        self.tcp[state as usize] = secs;
         Ok(())
     }
 

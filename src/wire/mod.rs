@@ -29,6 +29,7 @@ pub mod ipip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
+pub mod tcp_syn;
 pub mod toeplitz;
 pub mod udp;
 

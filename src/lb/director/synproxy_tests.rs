@@ -1,0 +1,281 @@
+//! The SYN proxy through the director: a whole NAT and FULLNAT connection,
+//! a flood that leaves no entry, forged and early packets.
+
+use super::*;
+use crate::lb::packet::VecPacket;
+use crate::lb::service::{RealServerConfig, ServiceConfig, ServiceKey, ServiceTable};
+use crate::wire::{tcp, MacAddr, PacketBuilder, TcpPacket};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+const RIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 11);
+const LIP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+const CIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 7);
+const M1: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+const M2: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+const CISN: u32 = 0x0a00_0000;
+const SISN: u32 = 0x5000_0000;
+
+fn director(method: FwdMethod) -> CoreLb {
+    let key = ServiceKey::tcp(IpAddr::V4(VIP), 80);
+    let mut t = ServiceTable::new(4);
+    let mut cfg = ServiceConfig::with_scheduler("rr");
+    cfg.synproxy = true;
+    cfg.local_addresses = vec![IpAddr::V4(LIP)];
+    t.add_service(key, cfg).unwrap();
+    t.add_dest(&key, RealServerConfig::new(IpAddr::V4(RIP), 8080, method))
+        .unwrap();
+    let cfg = CoreLbConfig {
+        conn_capacity: 1024,
+        hash_seed: Some(5),
+        ..CoreLbConfig::default()
+    };
+    let global = Arc::new(GlobalLoad::new(t.dest_capacity()));
+    CoreLb::new(cfg, t.snapshot(), global, None, 0).unwrap()
+}
+
+fn run(lb: &mut CoreLb, frame: Vec<u8>, now: u64) -> (FwdVerdict, Vec<u8>) {
+    let mut p = VecPacket::new(&frame);
+    let v = lb.process(&mut p, None, now);
+    (v, p.to_vec())
+}
+
+fn tcp_of(frame: &[u8]) -> TcpPacket<&[u8]> {
+    TcpPacket::new_checked(&frame[34..]).unwrap()
+}
+
+fn from_client(flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+    PacketBuilder::ethernet(M1, M2)
+        .ipv4(CIP, VIP)
+        .tcp(40000, 80, flags)
+        .seq(seq)
+        .ack(ack)
+        .window(500)
+        .tcp_options(if flags & tcp::SYN != 0 {
+            &[2, 4, 5, 0xb4, 1, 1, 4, 2, 1, 3, 3, 7]
+        } else {
+            &[]
+        })
+        .payload(payload)
+        .build()
+}
+
+/// A server segment as it reaches vsd: to the client (NAT) or to the
+/// local address (FULLNAT).
+fn from_server(dst: (Ipv4Addr, u16), flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+    PacketBuilder::ethernet(M2, M1)
+        .ipv4(RIP, dst.0)
+        .tcp(8080, dst.1, flags)
+        .seq(seq)
+        .ack(ack)
+        .window(1000)
+        .tcp_options(if flags & tcp::SYN != 0 {
+            &[2, 4, 5, 0xb4, 1, 1, 4, 2, 1, 3, 3, 7]
+        } else {
+            &[]
+        })
+        .payload(payload)
+        .build()
+}
+
+fn whole_connection(method: FwdMethod) {
+    let mut lb = director(method);
+    // SYN: answered by vsd, nothing kept
+    let (v, out) = run(&mut lb, from_client(tcp::SYN, CISN, 0, &[]), 0);
+    assert_eq!(v, FwdVerdict::Forward { next_hop: CIP });
+    assert!(lb.conns().is_empty());
+    let t = tcp_of(&out);
+    assert_eq!((t.src_port(), t.dst_port(), t.flags().0), (80, 40000, 0x12));
+    assert_eq!(t.ack_number(), CISN + 1);
+    assert!(t.verify_checksum_v4(VIP, CIP));
+    let cookie = t.seq_number();
+    assert_eq!(lb.stats().event(FwdEvent::SynproxyCookieSent), 1);
+
+    // client data before the ACK completes nothing: no connection
+    let (v, _) = run(
+        &mut lb,
+        from_client(tcp::ACK, CISN + 1, cookie ^ 0x0100_0000, &[]),
+        1,
+    );
+    assert_eq!(v, FwdVerdict::Drop(FwdDrop::SynproxyBadCookie));
+    assert!(lb.conns().is_empty());
+
+    // ACK with the cookie: the server gets a SYN with the client's ISN
+    let (v, out) = run(&mut lb, from_client(tcp::ACK, CISN + 1, cookie + 1, &[]), 2);
+    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+    assert_eq!(lb.conns().len(), 1);
+    let (src, sport) = match method {
+        FwdMethod::FullNat => {
+            let c = lb.conns().iter().next().unwrap().1;
+            (LIP, c.local().unwrap().port)
+        }
+        _ => (CIP, 40000),
+    };
+    let t = tcp_of(&out);
+    assert_eq!(&out[26..30], &src.octets());
+    assert_eq!(&out[30..34], &RIP.octets());
+    assert_eq!(
+        (t.src_port(), t.dst_port(), t.flags().0),
+        (sport, 8080, tcp::SYN)
+    );
+    assert_eq!((t.seq_number(), t.mss()), (CISN, Some(1460)));
+    assert!(t.verify_checksum_v4(src, RIP));
+
+    // client data now: too early, dropped (the client retransmits)
+    let (v, _) = run(
+        &mut lb,
+        from_client(tcp::ACK | tcp::PSH, CISN + 1, cookie + 1, b"GET"),
+        3,
+    );
+    assert_eq!(v, FwdVerdict::Drop(FwdDrop::SynproxyNotReady));
+
+    // the server's SYN-ACK becomes our ACK to it
+    let (v, out) = run(
+        &mut lb,
+        from_server((src, sport), 0x12, SISN, CISN + 1, &[]),
+        4,
+    );
+    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+    let t = tcp_of(&out);
+    assert_eq!(&out[26..30], &src.octets());
+    assert_eq!(&out[30..34], &RIP.octets());
+    assert_eq!(
+        (t.src_port(), t.dst_port(), t.flags().0),
+        (sport, 8080, tcp::ACK)
+    );
+    assert_eq!((t.seq_number(), t.ack_number()), (CISN + 1, SISN + 1));
+    assert!(t.verify_checksum_v4(src, RIP));
+    let c = *lb.conns().iter().next().unwrap().1;
+    assert_eq!(c.tcp_state(), Some(TcpState::Established));
+    assert_eq!(lb.stats().event(FwdEvent::SynproxyServerSynAck), 1);
+
+    // data both ways, shifted between the two sequence spaces
+    let (v, out) = run(
+        &mut lb,
+        from_client(tcp::ACK | tcp::PSH, CISN + 1, cookie + 1, b"GET"),
+        5,
+    );
+    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+    let t = tcp_of(&out);
+    assert_eq!((t.seq_number(), t.ack_number()), (CISN + 1, SISN + 1));
+    assert_eq!(t.payload(), b"GET");
+    assert!(t.verify_checksum_v4(src, RIP));
+    let (v, out) = run(
+        &mut lb,
+        from_server(
+            (src, sport),
+            tcp::ACK | tcp::PSH,
+            SISN + 1,
+            CISN + 4,
+            b"200 OK",
+        ),
+        6,
+    );
+    assert_eq!(v, FwdVerdict::Forward { next_hop: CIP });
+    let t = tcp_of(&out);
+    assert_eq!(&out[26..30], &VIP.octets());
+    assert_eq!(&out[30..34], &CIP.octets());
+    assert_eq!((t.src_port(), t.dst_port()), (80, 40000));
+    assert_eq!((t.seq_number(), t.ack_number()), (cookie + 1, CISN + 4));
+    assert_eq!(t.window_len(), 1000, "same window scale on both sides");
+    assert!(t.verify_checksum_v4(VIP, CIP));
+    assert_eq!(lb.stats().event(FwdEvent::SynproxySeqAdjusted), 2);
+
+    // a retransmitted SYN-ACK of the server is acknowledged again
+    let (v, out) = run(
+        &mut lb,
+        from_server((src, sport), 0x12, SISN, CISN + 1, &[]),
+        7,
+    );
+    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+    assert_eq!(tcp_of(&out).ack_number(), SISN + 1);
+}
+
+#[test]
+fn nat_connection_through_the_proxy() {
+    whole_connection(FwdMethod::Masq);
+}
+
+#[test]
+fn fullnat_connection_through_the_proxy() {
+    whole_connection(FwdMethod::FullNat);
+}
+
+#[test]
+fn a_syn_flood_leaves_the_table_empty() {
+    let mut lb = director(FwdMethod::Masq);
+    for i in 0..5000u32 {
+        let src = Ipv4Addr::from(0xc613_0000 | (i.wrapping_mul(2_654_435_761) >> 16));
+        let f = PacketBuilder::ethernet(M1, M2)
+            .ipv4(src, VIP)
+            .tcp((i % 60000) as u16 + 1024, 80, tcp::SYN)
+            .seq(i)
+            .build();
+        let (v, _) = run(&mut lb, f, 0);
+        assert_eq!(v, FwdVerdict::Forward { next_hop: src });
+    }
+    assert!(lb.conns().is_empty());
+    assert_eq!(lb.stats().event(FwdEvent::SynproxyCookieSent), 5000);
+    // ... and a blind flood of ACKs opens nothing
+    for i in 0..5000u32 {
+        let f = from_client(tcp::ACK, i, i.wrapping_mul(2_654_435_761), &[]);
+        let mut p = VecPacket::new(&f);
+        lb.process(&mut p, None, 0);
+    }
+    assert!(lb.conns().is_empty());
+    assert!(lb.stats().drop_count(FwdDrop::SynproxyBadCookie) >= 4990);
+    // a real client still gets through
+    let (_, out) = run(&mut lb, from_client(tcp::SYN, CISN, 0, &[]), 1);
+    let cookie = tcp_of(&out).seq_number();
+    let (v, _) = run(&mut lb, from_client(tcp::ACK, CISN + 1, cookie + 1, &[]), 2);
+    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+}
+
+#[test]
+fn servers_refusal_reaches_the_client() {
+    let mut lb = director(FwdMethod::Masq);
+    let (_, out) = run(&mut lb, from_client(tcp::SYN, CISN, 0, &[]), 0);
+    let cookie = tcp_of(&out).seq_number();
+    run(&mut lb, from_client(tcp::ACK, CISN + 1, cookie + 1, &[]), 0);
+    let (v, out) = run(
+        &mut lb,
+        from_server((CIP, 40000), tcp::RST | tcp::ACK, 0, CISN + 1, &[]),
+        1,
+    );
+    assert_eq!(v, FwdVerdict::Forward { next_hop: CIP });
+    let t = tcp_of(&out);
+    assert_eq!(
+        (t.seq_number(), t.flags().0),
+        (cookie + 1, tcp::RST | tcp::ACK)
+    );
+    assert!(t.verify_checksum_v4(VIP, CIP));
+}
+
+#[test]
+fn synproxy_is_refused_for_dr_tun_and_udp() {
+    let key = ServiceKey::tcp(IpAddr::V4(VIP), 80);
+    let mut t = ServiceTable::new(4);
+    let mut cfg = ServiceConfig::with_scheduler("rr");
+    cfg.synproxy = true;
+    t.add_service(key, cfg.clone()).unwrap();
+    for m in [FwdMethod::Route, FwdMethod::Tunnel] {
+        let e = t
+            .add_dest(&key, RealServerConfig::new(IpAddr::V4(RIP), 80, m))
+            .unwrap_err();
+        assert!(e.to_string().starts_with("synproxy needs NAT"), "{e}");
+    }
+    let udp = ServiceKey::udp(IpAddr::V4(VIP), 53);
+    assert_eq!(
+        t.add_service(udp, cfg.clone()).unwrap_err().to_string(),
+        "synproxy is only for IPv4 TCP virtual services"
+    );
+    // turning it on over a DR server is refused too
+    let k2 = ServiceKey::tcp(IpAddr::V4(VIP), 81);
+    t.add_service(k2, ServiceConfig::with_scheduler("rr"))
+        .unwrap();
+    t.add_dest(
+        &k2,
+        RealServerConfig::new(IpAddr::V4(RIP), 81, FwdMethod::Route),
+    )
+    .unwrap();
+    assert!(t.edit_service(&k2, cfg).is_err());
+}
