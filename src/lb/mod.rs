@@ -3,6 +3,7 @@
 
 pub mod conn;
 pub mod director;
+pub mod frag;
 pub mod fwd;
 pub mod laddr;
 pub mod load;

@@ -43,11 +43,13 @@ pub enum FwdEvent {
     TemplateLearned,
     /// New template not recorded for broadcast (notes buffer full).
     TemplateNoteLost,
+    /// A non-first fragment forwarded like its datagram's first fragment.
+    FragmentForwarded,
 }
 
 impl FwdEvent {
     /// Number of events.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     /// Every event, in counter order.
     pub const ALL: [FwdEvent; FwdEvent::COUNT] = [
         FwdEvent::FragNeededSent,
@@ -60,6 +62,7 @@ impl FwdEvent {
         FwdEvent::ConnReused,
         FwdEvent::TemplateLearned,
         FwdEvent::TemplateNoteLost,
+        FwdEvent::FragmentForwarded,
     ];
 
     /// Counter index.
@@ -80,6 +83,7 @@ impl FwdEvent {
             FwdEvent::ConnReused => "conn_reused",
             FwdEvent::TemplateLearned => "template_learned",
             FwdEvent::TemplateNoteLost => "template_note_lost",
+            FwdEvent::FragmentForwarded => "fragments_forwarded",
         }
     }
 }
