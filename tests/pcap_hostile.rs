@@ -401,3 +401,32 @@ method = "fullnat"
         "{counters}"
     );
 }
+
+#[test]
+fn ipv6_services_are_refused_by_check_and_at_start() {
+    let dir = std::env::temp_dir().join(unique("vsd-refuse-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = unique("vsdr");
+    let text = config(&dir, &prefix, "")
+        + "\n[[service]]\nproto = \"tcp\"\nvip = \"2001:db8::100\"\nport = 80\n\
+           [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"nat\"\n";
+    let text = text.replace("{dir}", &dir.display().to_string());
+    let path = dir.join("v6.toml");
+    std::fs::write(&path, text).unwrap();
+    let vsd = env!("CARGO_BIN_EXE_vsd");
+    let check = std::process::Command::new(vsd)
+        .args(["--config", &path.display().to_string(), "--check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr).into_owned();
+    assert_eq!(check.status.code(), Some(2), "{err}");
+    assert!(err.contains("IPv6 services are not supported yet"), "{err}");
+    let start = std::process::Command::new(vsd)
+        .args(["--config", &path.display().to_string()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&start.stderr).into_owned();
+    assert_eq!(start.status.code(), Some(1), "{err}");
+    assert!(err.contains("IPv6 services are not supported yet"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -26,6 +26,11 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
+        // what the control plane would refuse at start (IPv6 services, ...)
+        if let Err(e) = vsd::control::state::ControlState::from_config(&cfg) {
+            eprintln!("vsd: {}: {e}", args.config.display());
+            return ExitCode::from(2);
+        }
         println!("configuration OK: {}", args.config.display());
         println!("EAL arguments: {}", cfg.eal_argv("vsd").join(" "));
         return ExitCode::SUCCESS;
