@@ -32,6 +32,12 @@
 //! ARCHITECTURE principle 3.) A quiescent server (weight 0) gets no new
 //! connections but keeps its existing ones.
 //!
+//! A packet starting a connection is matched to a fwmark service first
+//! when its mark (vsd's classifier, [`crate::lb::mark`], consulted only
+//! while a fwmark service exists) names one, as `ip_vs_service_find` does.
+//! Fragments: the first fragment is handled as above and its decision
+//! cached for the datagram's other fragments ([`crate::lb::frag`]).
+//!
 //! # Several cores
 //!
 //! The data plane delivers every packet to `owner(packet tuple)`

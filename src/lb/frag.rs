@@ -27,7 +27,9 @@
 //! A non-first fragment has no ports, so the owner of its 5-tuple cannot be
 //! computed. The rule, as a NIC's RSS applies it (IPv4 fragments hashed on
 //! the 2-tuple): *every* fragment of a datagram, the first included, is
-//! delivered to owner(source, destination) — by the NIC, or by
+//! delivered to owner(source, destination) — by the NIC (vsd enables
+//! `RTE_ETH_RSS_FRAG_IPV4`, which hashes a packet with MF set or a fragment
+//! offset on its addresses only), or by
 //! [`crate::lb::owner::RssOwner::owner_of_frame`] in software. That core F
 //! sees the first fragment before the others (they share a queue, in
 //! order). If the connection's core A = owner(5-tuple) differs, F steers
