@@ -115,6 +115,15 @@ fn udp_to(dst: Ipv4Addr, sport: u16) -> Vec<u8> {
         .build()
 }
 
+fn echo_from(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    PacketBuilder::ethernet(CLIENT_MAC, VSD_MAC)
+        .ipv4(src, dst)
+        .ttl(64)
+        .icmp_echo_request(0x1d, 1)
+        .payload(b"ping")
+        .build()
+}
+
 /// Replay `input`, wait until vsd received it all, return the counters,
 /// the `-Lnc` listing and the frames vsd sent.
 fn replay(extra: &str, input: &[Vec<u8>]) -> (serde_json::Value, String, Vec<Vec<u8>>) {
@@ -183,6 +192,12 @@ fn martian_and_non_host_packets_are_dropped_and_counted() {
             "martian_dst_loopback",
             udp_to(Ipv4Addr::new(127, 0, 0, 1), 1011),
         ),
+        // spoofed pings: the director must not answer them either
+        (
+            "martian_src_loopback",
+            echo_from(Ipv4Addr::new(127, 0, 0, 1), VIP),
+        ),
+        ("martian_src_local", echo_from(VIP, DIP)),
     ];
     input.extend(hostile.iter().map(|(_, f)| f.clone()));
     // the one legitimate request
@@ -209,6 +224,11 @@ fn martian_and_non_host_packets_are_dropped_and_counted() {
     assert_eq!(forwarded[0][18..20], 2000u16.to_be_bytes());
     let rows = listing.lines().filter(|l| l.starts_with("TCP")).count();
     assert_eq!(rows, 1, "one connection:\n{listing}");
+    let icmp = out
+        .iter()
+        .filter(|f| f.len() > 23 && f[12..14] == [8, 0] && f[23] == 1)
+        .count();
+    assert_eq!(icmp, 0, "no echo reply to a martian source: {out:02x?}");
 }
 
 #[test]
