@@ -23,6 +23,12 @@ const VSD_SRV_MAC: &str = "02:00:00:00:01:01";
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+const ONE_WORKER: &str = "control = 0\nworkers = [1]\n";
+/// Four workers on the two CPUs: net_tap spreads the fragments of one
+/// datagram over its queues, so they meet only through steering.
+const FOUR_WORKERS: &str =
+    "control = 0\nworkers = [1, 2, 3, 4]\ncpu_map = \"0@0,(1,3)@1,(2,4)@0\"\n";
+
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -55,7 +61,7 @@ fn prerequisites() -> bool {
 }
 
 /// vsd with a port on each side and `services` appended.
-fn vsd_config(lan_tap: &str, srv_tap: &str, prefix: &str, services: &str) -> String {
+fn vsd_config(lan_tap: &str, srv_tap: &str, prefix: &str, lcores: &str, services: &str) -> String {
     format!(
         r#"
 [eal]
@@ -64,9 +70,7 @@ huge = true
 memory_mb = 256
 
 [lcores]
-control = 0
-workers = [1]
-
+{lcores}
 [control]
 socket = "{{dir}}/vsd.sock"
 
@@ -100,10 +104,20 @@ struct Rig {
 
 impl Rig {
     fn start(method: Method, services: &str) -> Rig {
+        Self::start_on(method, ONE_WORKER, services)
+    }
+
+    fn start_on(method: Method, lcores: &str, services: &str) -> Rig {
         let lan_tap = unique("hl");
         let srv_tap = unique("hs");
         let prefix = DpdkPrefix::new("vsdh");
-        let vsd = Vsd::start(&vsd_config(&lan_tap, &srv_tap, &prefix.name, services));
+        let vsd = Vsd::start(&vsd_config(
+            &lan_tap,
+            &srv_tap,
+            &prefix.name,
+            lcores,
+            services,
+        ));
         let topo = Topology::build(method, &lan_tap, Some(&srv_tap));
         Rig {
             vsd,
@@ -209,4 +223,97 @@ fn fwmark_service_with_classifier_forwards_http() {
     rig.topo.assert_servers_alive();
     let status = rig.vsd.stop();
     assert!(status.success(), "vsd: {status:?}\n{}", rig.vsd.log_text());
+}
+
+/// `count` UDP queries of `size` bytes (fragmented on the wire) through the
+/// VIP: every one must come back whole (the server echoes it).
+fn big_udp(topo: &Topology, count: usize, size: usize) -> Result<String, String> {
+    let count = count.to_string();
+    let size = size.to_string();
+    let port = UDP_PORT.to_string();
+    let out = topo.client_run(
+        60,
+        python3(),
+        &[
+            &helper("udp_client.py"),
+            VIP,
+            &port,
+            "--count",
+            &count,
+            "--first-port",
+            "51000",
+            "--timeout",
+            "3",
+            "--size",
+            &size,
+        ],
+    );
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(text(&out))
+    }
+}
+
+fn fragmented_udp(method: Method, lcores: &str) {
+    let _one = serial();
+    if !prerequisites() {
+        return;
+    }
+    let locals = if method == Method::FullNat {
+        format!("local_addresses = [\"{LIP}\"]\n")
+    } else {
+        String::new()
+    };
+    let mut services = format!(
+        "\n[[service]]\nproto = \"udp\"\nvip = \"{VIP}\"\nport = {UDP_PORT}\nscheduler = \"rr\"\n{locals}"
+    );
+    for rs in RS_SRV {
+        services.push_str(&format!(
+            "\n[[service.real_server]]\naddress = \"{rs}\"\nport = {}\nmethod = \"{}\"\n",
+            method.rs_udp_port(),
+            method.config_name()
+        ));
+    }
+    let mut rig = Rig::start_on(method, lcores, &services);
+    // 3000-byte datagrams: three fragments each way, through the director
+    let answers = big_udp(&rig.topo, 6, 3000)
+        .unwrap_or_else(|e| panic!("{method:?}: fragmented UDP through the VIP: {e}"));
+    let mut counts = BTreeMap::new();
+    for l in answers.lines() {
+        *counts.entry(l.to_string()).or_insert(0usize) += 1;
+    }
+    assert_eq!(counts.values().sum::<usize>(), 6, "{method:?}: {counts:?}");
+    if lcores == ONE_WORKER {
+        assert_eq!(counts.get("rs1"), Some(&3), "{method:?}: {counts:?}");
+    }
+    let c = rig.vsd.ask("counters");
+    let forwarded = c["forwarding"]["events"]["fragments_forwarded"]
+        .as_u64()
+        .unwrap_or(0);
+    // 6 datagrams x (2 non-first fragments each way)
+    assert!(forwarded >= 24, "{method:?}: {c}");
+    rig.topo.assert_servers_alive();
+    let status = rig.vsd.stop();
+    assert!(status.success(), "vsd: {status:?}\n{}", rig.vsd.log_text());
+}
+
+#[test]
+fn fragmented_udp_through_nat() {
+    fragmented_udp(Method::Nat, ONE_WORKER);
+}
+
+#[test]
+fn fragmented_udp_through_fullnat() {
+    fragmented_udp(Method::FullNat, ONE_WORKER);
+}
+
+#[test]
+fn fragmented_udp_through_nat_four_workers() {
+    fragmented_udp(Method::Nat, FOUR_WORKERS);
+}
+
+#[test]
+fn fragmented_udp_through_fullnat_four_workers() {
+    fragmented_udp(Method::FullNat, FOUR_WORKERS);
 }

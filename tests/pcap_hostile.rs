@@ -115,6 +115,15 @@ fn udp_to(dst: Ipv4Addr, sport: u16) -> Vec<u8> {
         .build()
 }
 
+fn echo_from(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    PacketBuilder::ethernet(CLIENT_MAC, VSD_MAC)
+        .ipv4(src, dst)
+        .ttl(64)
+        .icmp_echo_request(0x1d, 1)
+        .payload(b"ping")
+        .build()
+}
+
 /// Replay `input`, wait until vsd received it all, return the counters,
 /// the `-Lnc` listing and the frames vsd sent.
 fn replay(extra: &str, input: &[Vec<u8>]) -> (serde_json::Value, String, Vec<Vec<u8>>) {
@@ -183,6 +192,12 @@ fn martian_and_non_host_packets_are_dropped_and_counted() {
             "martian_dst_loopback",
             udp_to(Ipv4Addr::new(127, 0, 0, 1), 1011),
         ),
+        // spoofed pings: the director must not answer them either
+        (
+            "martian_src_loopback",
+            echo_from(Ipv4Addr::new(127, 0, 0, 1), VIP),
+        ),
+        ("martian_src_local", echo_from(VIP, DIP)),
     ];
     input.extend(hostile.iter().map(|(_, f)| f.clone()));
     // the one legitimate request
@@ -209,6 +224,11 @@ fn martian_and_non_host_packets_are_dropped_and_counted() {
     assert_eq!(forwarded[0][18..20], 2000u16.to_be_bytes());
     let rows = listing.lines().filter(|l| l.starts_with("TCP")).count();
     assert_eq!(rows, 1, "one connection:\n{listing}");
+    let icmp = out
+        .iter()
+        .filter(|f| f.len() > 23 && f[12..14] == [8, 0] && f[23] == 1)
+        .count();
+    assert_eq!(icmp, 0, "no echo reply to a martian source: {out:02x?}");
 }
 
 #[test]
@@ -270,4 +290,163 @@ mark = 7
         .count();
     assert_eq!(templates, 1, "{listing}");
     assert_eq!(listing.matches("SYN_RECV").count(), 2, "{listing}");
+}
+
+/// A UDP datagram of `len` payload bytes cut into frames of at most
+/// 1500-byte IP packets (what a Linux sender puts on the wire).
+fn udp_fragments(
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    macs: (MacAddr, MacAddr),
+    id: u16,
+    len: usize,
+) -> Vec<Vec<u8>> {
+    let data: Vec<u8> = (0..len).map(|i| (i * 13 + 1) as u8).collect();
+    let whole = PacketBuilder::new()
+        .ipv4(src.0, dst.0)
+        .udp(src.1, dst.1)
+        .payload(&data)
+        .build();
+    let udp = &whole[20..];
+    udp.chunks(1480)
+        .enumerate()
+        .map(|(i, part)| {
+            PacketBuilder::ethernet(macs.0, macs.1)
+                .ipv4(src.0, dst.0)
+                .ttl(64)
+                .ident(id)
+                .dont_frag(false)
+                .fragment((i + 1) * 1480 < udp.len(), (i * 1480) as u16)
+                .ip_proto(vsd::wire::IpProtocol::UDP)
+                .payload(part)
+                .build()
+        })
+        .collect()
+}
+
+/// The frames `want` with vsd's rewrite applied by hand: new addresses,
+/// TTL 63, Ethernet toward `to_mac`, the ports (first fragment) as given,
+/// checksums recomputed from scratch.
+fn rewritten(
+    want: &[Vec<u8>],
+    to_mac: MacAddr,
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+) -> Vec<Vec<u8>> {
+    // rebuild the datagram with the new addresses and ports, then cut it
+    // the same way: the expected bytes come from the builder, not from vsd
+    let mut udp = Vec::new();
+    for f in want {
+        udp.extend_from_slice(&f[34..]);
+    }
+    let data = &udp[8..];
+    let id = u16::from_be_bytes([want[0][18], want[0][19]]);
+    udp_fragments(src, dst, (VSD_MAC, to_mac), id, data.len())
+        .into_iter()
+        .map(|mut f| {
+            f[22] = 63;
+            f[24] = 0;
+            f[25] = 0;
+            let c = vsd::wire::checksum::checksum(&f[14..34]);
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+            f
+        })
+        .collect()
+}
+
+#[test]
+fn fragmented_udp_is_forwarded_whole_through_nat_and_fullnat() {
+    let extra = format!(
+        r#"
+[[service]]
+proto = "udp"
+vip = "{VIP}"
+port = 54
+scheduler = "rr"
+local_addresses = ["{LIP}"]
+
+[[service.real_server]]
+address = "{RS}"
+port = 5454
+method = "fullnat"
+"#
+    );
+    let c2v = (CLIENT_MAC, VSD_MAC);
+    let r2v = (RS_MAC, VSD_MAC);
+    let nat_req = udp_fragments((CLIENT, 4000), (VIP, 53), c2v, 0x100, 3000);
+    let nat_reply = udp_fragments((RS, 5353), (CLIENT, 4000), r2v, 0x200, 3000);
+    let fnat_req = udp_fragments((CLIENT, 4001), (VIP, 54), c2v, 0x101, 3000);
+    let stray = udp_fragments((CLIENT, 4002), (VIP, 53), c2v, 0x102, 3000);
+    assert_eq!(nat_req.len(), 3);
+    let mut input = hellos();
+    input.extend(nat_req.iter().cloned());
+    input.extend(nat_reply.iter().cloned());
+    input.extend(fnat_req.iter().cloned());
+    // a reordered datagram: its last fragment before its first
+    input.push(stray[2].clone());
+    let (counters, _listing, out) = replay(&extra, &input);
+
+    let ipv4_out: Vec<&Vec<u8>> = out.iter().filter(|f| f[12..14] == [8, 0]).collect();
+    let want_nat = rewritten(&nat_req, RS_MAC, (CLIENT, 4000), (RS, 5353));
+    let want_reply = rewritten(&nat_reply, CLIENT_MAC, (VIP, 53), (CLIENT, 4000));
+    // FULLNAT: the local port is vsd's choice; read it from the first frame
+    let fnat_first = ipv4_out
+        .iter()
+        .find(|f| f[26..30] == LIP.octets() && f[20..22] == [0x20, 0])
+        .unwrap_or_else(|| panic!("no FULLNAT first fragment: {ipv4_out:02x?}"));
+    let lport = u16::from_be_bytes([fnat_first[34], fnat_first[35]]);
+    let want_fnat = rewritten(&fnat_req, RS_MAC, (LIP, lport), (RS, 5454));
+    for (what, want) in [
+        ("NAT request", &want_nat),
+        ("NAT reply", &want_reply),
+        ("FULLNAT request", &want_fnat),
+    ] {
+        for (i, w) in want.iter().enumerate() {
+            assert!(
+                ipv4_out.contains(&w),
+                "{what}: fragment {i} not sent as expected\nwant {w:02x?}\ngot {ipv4_out:02x?}"
+            );
+        }
+    }
+    assert_eq!(ipv4_out.len(), 9, "nothing else forwarded: {ipv4_out:02x?}");
+    let fwd = &counters["forwarding"];
+    assert_eq!(
+        fwd["drops"]["non_first_fragment"].as_u64(),
+        Some(1),
+        "{counters}"
+    );
+    assert_eq!(
+        fwd["events"]["fragments_forwarded"].as_u64(),
+        Some(6),
+        "{counters}"
+    );
+}
+
+#[test]
+fn ipv6_services_are_refused_by_check_and_at_start() {
+    let dir = std::env::temp_dir().join(unique("vsd-refuse-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = unique("vsdr");
+    let text = config(&dir, &prefix, "")
+        + "\n[[service]]\nproto = \"tcp\"\nvip = \"2001:db8::100\"\nport = 80\n\
+           [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"nat\"\n";
+    let text = text.replace("{dir}", &dir.display().to_string());
+    let path = dir.join("v6.toml");
+    std::fs::write(&path, text).unwrap();
+    let vsd = env!("CARGO_BIN_EXE_vsd");
+    let check = std::process::Command::new(vsd)
+        .args(["--config", &path.display().to_string(), "--check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr).into_owned();
+    assert_eq!(check.status.code(), Some(2), "{err}");
+    assert!(err.contains("IPv6 services are not supported yet"), "{err}");
+    let start = std::process::Command::new(vsd)
+        .args(["--config", &path.display().to_string()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&start.stderr).into_owned();
+    assert_eq!(start.status.code(), Some(1), "{err}");
+    assert!(err.contains("IPv6 services are not supported yet"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

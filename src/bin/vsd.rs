@@ -27,6 +27,11 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
+        // what the control plane would refuse at start (IPv6 services, ...)
+        if let Err(e) = vsd::control::state::ControlState::from_config(&cfg) {
+            eprintln!("vsd: {}: {e}", args.config.display());
+            return ExitCode::from(2);
+        }
         if let Err(e) = vsd::daemon::check(&cfg) {
             eprintln!("vsd: {e}");
             return ExitCode::from(1);

@@ -1,10 +1,12 @@
 //! Martian and non-host filtering of packets bound for the forwarding path.
 //!
-//! What: before a received IPv4 packet reaches the forwarding core (or a
-//! steering ring), [`MartianFilter::check`] drops what Linux would never
-//! hand to IPVS, each with its own counter:
+//! What: [`MartianFilter::check_ip`] runs on every received IPv4 frame
+//! (before the director answers ARP-less local traffic such as ICMP echo,
+//! and before forwarding), [`MartianFilter::not_host`] on what would be
+//! forwarded; each drop has its own counter:
 //!
-//! - **not_host**: a frame not addressed to the port's own MAC (Ethernet
+//! - **not_host** (forwarding only): a frame not addressed to the port's
+//!   own MAC (Ethernet
 //!   broadcast or multicast). IPVS only sees `PACKET_HOST` packets
 //!   (`ip_vs_in` accepts anything else untouched, and `ip_forward` drops
 //!   it), so a unicast IP packet to a VIP inside a broadcast frame is not a
@@ -96,13 +98,26 @@ impl MartianFilter {
     }
 
     /// Why `frame` (received on a port whose MAC is `port_mac`) must not be
-    /// forwarded, or `None`.
+    /// forwarded, or `None`: [`Self::not_host`], then [`Self::check_ip`].
     #[inline]
     pub fn check(&self, frame: &[u8], port_mac: &[u8; 6]) -> Option<DropReason> {
-        let dst_mac = frame.get(..6)?;
-        if dst_mac != port_mac {
+        if Self::not_host(frame, port_mac) {
             return Some(DropReason::NotHost);
         }
+        self.check_ip(frame)
+    }
+
+    /// Whether a frame to forward was not sent to this port's MAC
+    /// (broadcast, multicast, another host): IPVS sees only PACKET_HOST.
+    #[inline]
+    pub fn not_host(frame: &[u8], port_mac: &[u8; 6]) -> bool {
+        frame.get(..6).is_some_and(|d| d != port_mac)
+    }
+
+    /// The address rules for an IPv4 frame (`None` for anything else, or a
+    /// frame too short to judge).
+    #[inline]
+    pub fn check_ip(&self, frame: &[u8]) -> Option<DropReason> {
         // untagged IPv4 in the common case; else find the VLAN-tagged header
         let l3 = if frame.get(12..14)? == [0x08, 0x00] {
             14

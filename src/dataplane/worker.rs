@@ -480,6 +480,11 @@ impl Worker {
             c.drop_pkt(DropReason::MultiSegment);
             return;
         }
+        // martian source or destination: never answered, never forwarded
+        if let Some(r) = self.martian.check_ip(m.data()) {
+            c.drop_pkt(r);
+            return;
+        }
         let mut learned = None;
         let verdict = local::handle_frame(m.data_mut(), &self.ports[p].addrs, c, &mut learned);
         if let Some((ip, mac, solicited)) = learned {
@@ -512,8 +517,8 @@ impl Worker {
             LocalVerdict::Consumed => {}
             LocalVerdict::Drop(r) => c.drop_pkt(r),
             LocalVerdict::NotLocal => {
-                if let Some(r) = self.martian.check(m.data(), &self.ports[p].addrs.mac.0) {
-                    c.drop_pkt(r);
+                if MartianFilter::not_host(m.data(), &self.ports[p].addrs.mac.0) {
+                    c.drop_pkt(DropReason::NotHost);
                     return;
                 }
                 // The software rule when the NIC did not hash this packet

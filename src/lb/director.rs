@@ -43,6 +43,12 @@
 //! keeps its existing ones. With `expire_quiescent_template`, persistence
 //! templates of a quiescent server are not followed (a fresh one is made).
 //!
+//! A packet starting a connection is matched to a fwmark service first
+//! when its mark (vsd's classifier, [`crate::lb::mark`], consulted only
+//! while a fwmark service exists) names one, as `ip_vs_service_find` does.
+//! Fragments: the first fragment is handled as above and its decision
+//! cached for the datagram's other fragments ([`crate::lb::frag`]).
+//!
 //! # Several cores
 //!
 //! The data plane delivers every packet to `owner(packet tuple)`
@@ -82,6 +88,7 @@ use crate::lb::conn::{
     Conn, ConnError, ConnId, ConnTable4, Direction, Endpoint, NewConn, Seed, Tuple,
 };
 use crate::lb::defense::{DefenseConfig, DefenseState, DROP_PROBE_SHIFT};
+use crate::lb::frag::{self, FragAction, FragCache, FragKey};
 use crate::lb::fwd::{
     self, FwdDrop, IcmpQuote, IcmpTranslation, L4Csum, PacketInfo, TunError, PROTO_ICMP, PROTO_TCP,
     PROTO_UDP,
@@ -119,6 +126,7 @@ impl SteerMeta {
     const KIND_MASK: u64 = 3 << 62;
     const NEW: u64 = 1 << 62;
     const EXISTING: u64 = 2 << 62;
+    const FRAGMENT: u64 = 3 << 62;
 
     /// First packet of a connection the steering core scheduled to `dest`.
     pub fn new_conn(dest: DestId) -> Self {
@@ -127,6 +135,15 @@ impl SteerMeta {
     /// A packet of a connection that should exist on the receiving core.
     pub fn existing() -> Self {
         SteerMeta(Self::EXISTING)
+    }
+    /// An IPv4 fragment handed to the core that owns its datagram
+    /// ([`crate::lb::frag`]): handled there as if it came from the wire.
+    pub fn fragment() -> Self {
+        SteerMeta(Self::FRAGMENT)
+    }
+    /// Whether this is a fragment steered by the fragment rule.
+    pub fn is_fragment(self) -> bool {
+        self.0 & Self::KIND_MASK == Self::FRAGMENT
     }
     /// From the raw value (as carried on a ring).
     pub fn from_raw(v: u64) -> Self {
@@ -419,6 +436,11 @@ pub struct CoreLb {
     defense: DefenseState,
     cookie_key: CookieKey,
     proxied: ProxyTable,
+    /// Decisions for the fragments of recent datagrams ([`crate::lb::frag`]).
+    frags: FragCache,
+    /// The datagram of the first fragment being processed (recorded with
+    /// its rewrite in [`CoreLb::note_fragment`]).
+    frag_pending: Option<FragKey>,
 }
 
 impl std::fmt::Debug for CoreLb {
@@ -483,6 +505,8 @@ impl CoreLb {
             // one key for every core, so any core checks any cookie
             cookie_key: cookie_key_seed.map_or_else(CookieKey::process, CookieKey::from_seed),
             proxied: ProxyTable::default(),
+            frags: FragCache::new(),
+            frag_pending: None,
         };
         lb.adopt(snap);
         Ok(lb)
@@ -802,15 +826,166 @@ impl CoreLb {
         let info = match classified {
             Ok(Some(i)) => i,
             Ok(None) => return FwdVerdict::NotService,
+            Err(FwdDrop::NonFirstFragment) => return self.non_first_fragment(pkt, now_ms),
             Err(d) => return FwdVerdict::Drop(*d),
         };
         match info.proto {
+            PROTO_TCP | PROTO_UDP if info.first_fragment => {
+                self.first_fragment(pkt, info, meta, now_ms, pre)
+            }
             PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, info, meta, now_ms, pre),
             PROTO_ICMP => match &info.icmp {
                 Some(q) => self.handle_icmp_error(pkt, info, q, meta),
                 None => FwdVerdict::NotService,
             },
             _ => FwdVerdict::NotService,
+        }
+    }
+
+    /// A first fragment (MF set, offset 0): on the core that owns its
+    /// connection, handled as any packet, and the decision recorded for the
+    /// datagram's other fragments ([`crate::lb::frag`]).
+    fn first_fragment<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        meta: Option<SteerMeta>,
+        now_ms: u64,
+        pre: Option<(ConnId, Direction)>,
+    ) -> FwdVerdict {
+        let Some(key) = frag::frag_info(pkt.data()).map(|f| f.key) else {
+            return FwdVerdict::Drop(FwdDrop::TruncatedIp);
+        };
+        // Fragments arrive on owner(src, dst); the connection lives on the
+        // 5-tuple's owner: send the first fragment there, and the others
+        // after it.
+        if meta.is_none() {
+            if let Some(rss) = &self.rss {
+                let owner = rss.owner_v4(info.src, info.dst, info.sport, info.dport);
+                if owner != self.cfg.core {
+                    self.frags.insert(key, FragAction::Steer(owner), now_ms);
+                    self.stats.count_event(FwdEvent::SteeredOut);
+                    return FwdVerdict::Steer {
+                        core: owner,
+                        meta: SteerMeta::fragment(),
+                    };
+                }
+            }
+        }
+        let meta = meta.filter(|m| !m.is_fragment());
+        self.frag_pending = Some(key);
+        let v = self.handle_l4(pkt, info, meta, now_ms, pre);
+        self.frag_pending = None;
+        if let FwdVerdict::Steer { core, .. } = v {
+            self.frags.insert(key, FragAction::Steer(core), now_ms);
+        }
+        v
+    }
+
+    /// Record how a first fragment was rewritten, for the rest of its
+    /// datagram. `v` is the verdict of the rewrite: an ICMP error sent
+    /// back instead (TTL, frag-needed) records nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn note_fragment(
+        &mut self,
+        info: &PacketInfo,
+        f: &Flow,
+        dir: Direction,
+        dest: DestId,
+        svc_slot: u32,
+        v: FwdVerdict,
+        now_ms: u64,
+    ) {
+        let Some(key) = self.frag_pending.take() else {
+            return;
+        };
+        let FwdVerdict::Forward { next_hop } = v else {
+            return;
+        };
+        let (src, dst, hop, tunnel) = match (f.fwd, dir) {
+            (FwdMethod::Masq, Direction::Input) => (info.src, f.real.0, f.real.0, false),
+            (FwdMethod::Masq, Direction::Output) => (f.virt.0, info.dst, f.client.0, false),
+            (FwdMethod::FullNat, Direction::Input) => (f.local.0, f.real.0, f.real.0, false),
+            (FwdMethod::FullNat, Direction::Output) => (f.virt.0, f.client.0, f.client.0, false),
+            (FwdMethod::Route, Direction::Input) => (info.src, info.dst, f.real.0, false),
+            (FwdMethod::Tunnel, Direction::Input) => (info.src, info.dst, f.real.0, true),
+            (FwdMethod::Route | FwdMethod::Tunnel, Direction::Output) => return,
+        };
+        if next_hop != hop {
+            return;
+        }
+        let action = FragAction::Forward {
+            src,
+            dst,
+            next_hop: hop,
+            tunnel,
+            dest,
+            svc_slot,
+            inbound: dir == Direction::Input,
+        };
+        self.frags.insert(key, action, now_ms);
+    }
+
+    /// A fragment other than the first: treated as its datagram's first
+    /// fragment was, or dropped (`non_first_fragment`) if that is unknown.
+    fn non_first_fragment<P: PacketBuf>(&mut self, pkt: &mut P, now_ms: u64) -> FwdVerdict {
+        let Some(fi) = frag::frag_info(pkt.data()) else {
+            return FwdVerdict::Drop(FwdDrop::TruncatedIp);
+        };
+        let Some(action) = self.frags.lookup(&fi.key, now_ms) else {
+            return FwdVerdict::Drop(FwdDrop::NonFirstFragment);
+        };
+        match action {
+            FragAction::Steer(core) => {
+                if core == self.cfg.core {
+                    return FwdVerdict::Drop(FwdDrop::NonFirstFragment);
+                }
+                self.stats.count_event(FwdEvent::SteeredOut);
+                FwdVerdict::Steer {
+                    core,
+                    meta: SteerMeta::fragment(),
+                }
+            }
+            FragAction::Forward {
+                src,
+                dst,
+                next_hop,
+                tunnel,
+                dest,
+                svc_slot,
+                inbound,
+            } => {
+                if fi.ttl <= 1 {
+                    return FwdVerdict::Drop(FwdDrop::TtlExpired);
+                }
+                let bytes = (fi.end - fi.l3) as u64;
+                if inbound {
+                    self.stats.add_in(dest, svc_slot, bytes);
+                } else {
+                    self.stats.add_out(dest, svc_slot, bytes);
+                }
+                self.stats.count_event(FwdEvent::FragmentForwarded);
+                if tunnel {
+                    let pi = PacketInfo {
+                        l3: fi.l3,
+                        l4: fi.l3 + fwd::IPV4_HEADER_LEN,
+                        end: fi.end,
+                        proto: fi.key.proto,
+                        src: Ipv4Addr::from(fi.key.src),
+                        dst: Ipv4Addr::from(fi.key.dst),
+                        sport: 0,
+                        dport: 0,
+                        tcp_flags: 0,
+                        ttl: fi.ttl,
+                        dont_frag: fi.dont_frag,
+                        first_fragment: false,
+                        icmp: None,
+                    };
+                    return self.tunnel(pkt, &pi, next_hop);
+                }
+                frag::rewrite_fragment(pkt.data_mut(), fi.l3, src, dst);
+                FwdVerdict::Forward { next_hop }
+            }
         }
     }
 
@@ -1070,7 +1245,11 @@ impl CoreLb {
                 local: local.map_or((Ipv4Addr::UNSPECIFIED, 0), ep),
                 real: ep(real),
             };
-            return self.rewrite_flow(pkt, info, &flow, Direction::Input);
+            let v = self.rewrite_flow(pkt, info, &flow, Direction::Input);
+            if self.frag_pending.is_some() {
+                self.note_fragment(info, &flow, Direction::Input, dest, svc_slot, v, now_ms);
+            }
+            return v;
         }
 
         // NAT on several cores: the connection lives where its replies land.
@@ -1293,7 +1472,12 @@ impl CoreLb {
             Direction::Input => self.stats.add_in(dest, slot, bytes),
             Direction::Output => self.stats.add_out(dest, slot, bytes),
         }
-        self.rewrite_flow(pkt, info, &Flow::of(c), dir)
+        let flow = Flow::of(c);
+        let v = self.rewrite_flow(pkt, info, &flow, dir);
+        if self.frag_pending.is_some() {
+            self.note_fragment(info, &flow, dir, dest, slot, v, now_ms);
+        }
+        v
     }
 
     /// A packet with TTL ≤ 1: requests get ICMP time exceeded back (as the

@@ -4,6 +4,7 @@
 pub mod conn;
 pub mod defense;
 pub mod director;
+pub mod frag;
 pub mod fwd;
 pub mod laddr;
 pub mod load;

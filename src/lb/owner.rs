@@ -122,13 +122,13 @@ impl RssOwner {
     }
 
     /// The core that must handle a frame, by the ownership rule:
-    /// - TCP/UDP (including first fragments): its 4-tuple;
+    /// - TCP/UDP: its 4-tuple;
     /// - an ICMP error quoting TCP/UDP (types 3, 4, 11, 12): the quoted
     ///   packet's reverse 4-tuple, so the error reaches the core holding
     ///   the connection it is about (for a quoted IPIP packet, the TCP/UDP
     ///   packet inside it);
-    /// - other IPv4 (ICMP echo, other protocols, non-first fragments): the
-    ///   2-tuple, as a NIC hashes them;
+    /// - other IPv4 (ICMP echo, other protocols, every fragment, the first
+    ///   included): the 2-tuple, as a NIC hashes them;
     /// - not IPv4 or too short to tell: `None` (the receiving core keeps it).
     ///
     /// Only lengths are checked here (no checksums): the owning core
@@ -146,9 +146,12 @@ impl RssOwner {
         let ihl = usize::from(hdr[0] & 0x0f) * 4;
         let src = Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]);
         let dst = Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19]);
-        let frag_off = u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff;
+        // any fragment, the first included (MF set): on the 2-tuple, as a
+        // NIC hashes fragments, so a datagram's fragments meet on one core
+        // (crate::lb::frag)
+        let fragment = u16::from_be_bytes([hdr[6], hdr[7]]) & 0x3fff;
         let proto = hdr[9];
-        if ihl < 20 || frag_off != 0 {
+        if ihl < 20 || fragment != 0 {
             return Some(self.owner_v4_addrs(src, dst));
         }
         let l4 = ip.get(ihl..).unwrap_or(&[]);

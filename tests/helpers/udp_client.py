@@ -15,6 +15,8 @@ def main():
     ap.add_argument("--count", type=int, default=10)
     ap.add_argument("--first-port", type=int, default=50000)
     ap.add_argument("--timeout", type=float, default=3.0)
+    # pad each query to this many bytes (above the MTU: sent fragmented)
+    ap.add_argument("--size", type=int, default=0)
     a = ap.parse_args()
     failed = 0
     for i in range(a.count):
@@ -25,18 +27,20 @@ def main():
         # reply from the real server's own address would be refused.
         s.connect((a.host, a.port))
         query = f"query-{i}".encode()
+        if len(query) < a.size:
+            query += bytes((j * 31 + i) % 256 for j in range(a.size - len(query)))
         s.send(query)
         try:
             data = s.recv(65535)
         except (socket.timeout, ConnectionRefusedError) as e:
-            print(f"NO ANSWER to {query.decode()}: {e!r}")
+            print(f"NO ANSWER to query-{i}: {e!r}")
             failed += 1
             continue
         finally:
             s.close()
         name, _, echoed = data.partition(b" ")
         if echoed != query:
-            print(f"BAD ANSWER to {query.decode()}: {data!r}")
+            print(f"BAD ANSWER to query-{i}: {len(data)} bytes")
             failed += 1
             continue
         print(name.decode())
