@@ -198,15 +198,11 @@ impl PlaneView<'_> {
 /// control tick, time the control thread's core lost ten times a second.
 struct PlaneStats<'v, 'a> {
     view: &'v PlaneView<'a>,
-    snap: Arc<PlaneConfig>,
 }
 
 impl<'v, 'a> PlaneStats<'v, 'a> {
     fn new(view: &'v PlaneView<'a>) -> Self {
-        PlaneStats {
-            snap: view.plane.load(),
-            view,
-        }
+        PlaneStats { view }
     }
 
     fn tables(&self) -> impl Iterator<Item = &StatsTable> {
@@ -228,15 +224,8 @@ impl StatsSource for PlaneStats<'_, '_> {
     fn now_ms(&self) -> u64 {
         self.view.started.elapsed().as_millis() as u64
     }
-    fn service_counters(
-        &self,
-        key: &crate::lb::service::ServiceKey,
-    ) -> crate::control::estimator::Counters {
-        self.snap
-            .services
-            .get_key(key)
-            .map(|svc| to_counters(StatsTable::sum_service(self.tables(), svc.slot)))
-            .unwrap_or_default()
+    fn service_counters(&self, slot: u32) -> crate::control::estimator::Counters {
+        to_counters(StatsTable::sum_service(self.tables(), slot))
     }
     fn dest_counters(&self, id: crate::lb::load::DestId) -> crate::control::estimator::Counters {
         to_counters(StatsTable::sum_dest(self.tables(), id))

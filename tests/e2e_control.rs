@@ -1834,3 +1834,75 @@ fn connection_listings_and_sigterm_stay_prompt_under_traffic() {
     assert!(status.success(), "vsd exit status {status:?}");
     drop(senders);
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 12 item 9: totals of deleted and re-added services and servers
+// ---------------------------------------------------------------------------------------
+
+/// Regression (issue 12 item 9): `-C`, `-D` or `-d` and then adding the
+/// same service or server again brought the old totals back (a re-added
+/// server takes its draining slot back; a re-added service gets the lowest
+/// free service slot, with the counters its predecessor left). IPVS starts
+/// them from zero.
+#[test]
+fn deleted_and_re_added_services_and_servers_start_from_zero() {
+    if !prerequisites() {
+        return;
+    }
+    let _serial = serial();
+    let topo = Topo::start(&service_toml("tcp", 80, "rr", &[(RS[0], 8080, 1)]), false);
+    let svc = format!("{VIP}:80");
+    let rs = format!("{}:8080", RS[0]);
+    let curl = || {
+        let out = topo.client.run_any(
+            "timeout",
+            &[
+                "15",
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                &format!("http://{svc}/id"),
+            ],
+        );
+        assert!(
+            out.status.success() && text(&out.stdout) == "rs11\n",
+            "curl: {:?} {}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    };
+    // (service conns, server conns, service inpkts)
+    let totals = || {
+        let rows = parse_numbers(&topo.vsadm(&["-Ln", "--stats", "--exact"]));
+        let s = find_svc(&rows, &format!("TCP {svc}")).clone();
+        assert_eq!(s.servers.len(), 1, "{s:?}");
+        (s.service.nums[0], s.servers[0].nums[0], s.service.nums[1])
+    };
+    for _ in 0..3 {
+        curl();
+    }
+    let (conns, rs_conns, _) = totals();
+    assert_eq!((conns, rs_conns), (3, 3));
+    // -d and -a of the same server
+    topo.vsadm(&["-d", "-t", &svc, "-r", &rs]);
+    topo.vsadm(&["-a", "-t", &svc, "-r", &rs, "-m"]);
+    let (conns, rs_conns, _) = totals();
+    assert_eq!((conns, rs_conns), (3, 0), "after -d and -a of the server");
+    // -C, and -D, then the same service and server again
+    for clear in [vec!["-C"], vec!["-D", "-t", &svc]] {
+        topo.vsadm(&clear);
+        topo.vsadm(&["-A", "-t", &svc, "-s", "rr"]);
+        topo.vsadm(&["-a", "-t", &svc, "-r", &rs, "-m"]);
+        let t = totals();
+        assert_eq!(t, (0, 0, 0), "after {clear:?} and re-adding");
+    }
+    curl();
+    let (conns, rs_conns, inpkts) = totals();
+    assert_eq!((conns, rs_conns), (1, 1));
+    assert!(inpkts > 0);
+    let mut topo = topo;
+    let status = topo.vsd.stop();
+    assert!(status.success(), "vsd exit status {status:?}");
+}

@@ -25,7 +25,7 @@ impl StatsSource for Fake {
     fn now_ms(&self) -> u64 {
         0
     }
-    fn service_counters(&self, _: &ServiceKey) -> Counters {
+    fn service_counters(&self, _: u32) -> Counters {
         Counters::default()
     }
     fn dest_counters(&self, _: DestId) -> Counters {

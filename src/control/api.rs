@@ -300,8 +300,9 @@ mod tests {
         );
         // Stats: counters since the service was created.
         let vip = ServiceKey::tcp(ip("198.18.0.100"), 80);
+        // (the first service created: slot 0)
         st.services.borrow_mut().insert(
-            vip,
+            0,
             Counters {
                 conns: 3,
                 inpkts: 30,
