@@ -17,7 +17,6 @@ use vsd::control::listing::{ConnView, CoreCounters, LatencyView, PortCounters};
 use vsd::control::socket::{ControlServer, Handler};
 use vsd::control::state::{ConnCounts, ControlState, StatsSource};
 use vsd::lb::load::DestId;
-use vsd::lb::service::ServiceKey;
 
 struct Fake;
 

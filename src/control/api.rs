@@ -299,8 +299,7 @@ mod tests {
             "No such service"
         );
         // Stats: counters since the service was created.
-        let vip = ServiceKey::tcp(ip("198.18.0.100"), 80);
-        // (the first service created: slot 0)
+        // (198.18.0.100:80, the first service created: slot 0)
         st.services.borrow_mut().insert(
             0,
             Counters {
