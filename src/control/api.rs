@@ -233,7 +233,6 @@ mod tests {
     use crate::control::estimator::Counters;
     use crate::control::listing::{ConnView, LatencyView, PortCounters};
     use crate::control::state::testing::FakeStats;
-    use crate::lb::service::ServiceKey;
     use crate::lb::types::Protocol;
     use std::net::{IpAddr, SocketAddr};
 
