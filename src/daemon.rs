@@ -85,9 +85,16 @@ impl PlaneView<'_> {
             .counters
             .iter()
             .zip(&self.worker_lcores)
-            .map(|(c, l)| {
+            .zip(&self.lb_stats)
+            .map(|((c, l), lb)| {
                 let s = CounterSnapshot::sum([&**c]);
-                json!({"lcore": l, "events": pairs(&s.events), "drops": pairs(&s.drops)})
+                let fwd = StatsTable::sum(&[&**lb]);
+                let fwd_drops: serde_json::Map<String, Value> = FwdDrop::ALL
+                    .iter()
+                    .map(|d| (d.name().to_string(), json!(fwd.drop_count(*d))))
+                    .collect();
+                json!({"lcore": l, "events": pairs(&s.events), "drops": pairs(&s.drops),
+                       "forwarding_drops": fwd_drops})
             })
             .collect();
         let refs: Vec<&StatsTable> = self.lb_stats.iter().map(|t| &**t).collect();
