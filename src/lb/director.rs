@@ -74,6 +74,7 @@ use crate::lb::fwd::{
     self, FwdDrop, IcmpQuote, IcmpTranslation, L4Csum, PacketInfo, TunError, PROTO_ICMP, PROTO_TCP,
     PROTO_UDP,
 };
+use crate::lb::icmp_limit::{IcmpLimitConfig, IcmpLimiter, Verdict as IcmpVerdict};
 use crate::lb::laddr::{LocalPortStats, LocalPorts, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN};
 use crate::lb::load::{CoreLoad, DestId, GlobalLoad, SummedLoad};
 use crate::lb::owner::RssOwner;
@@ -366,6 +367,8 @@ pub struct CoreLb {
     dests: Vec<DestSlot>,
     notes: Vec<TemplateNote>,
     tun_ident: u16,
+    /// Rate limits on the ICMP errors this core sends.
+    icmp_limit: IcmpLimiter,
 }
 
 impl std::fmt::Debug for CoreLb {
@@ -401,6 +404,7 @@ impl CoreLb {
         let start = cfg.core.wrapping_mul(7919);
         let ports = LocalPorts::new(cfg.local_port_min, cfg.local_port_max, start);
         let stats = Arc::new(StatsTable::new(dest_capacity, cfg.service_capacity));
+        let cores = cfg.cores;
         let mut lb = CoreLb {
             sched: SchedulerSet::new(u64::from(cfg.core)),
             cfg,
@@ -414,6 +418,7 @@ impl CoreLb {
             dests: vec![DestSlot::default(); dest_capacity],
             notes: Vec::with_capacity(TEMPLATE_NOTES_MAX),
             tun_ident: 0,
+            icmp_limit: IcmpLimiter::new(IcmpLimitConfig::default(), cores, now_ms),
         };
         lb.adopt(snap);
         Ok(lb)
@@ -711,7 +716,7 @@ impl CoreLb {
             });
         }
         if info.ttl <= 1 {
-            return self.ttl_expired(pkt, info, Direction::Input);
+            return self.ttl_expired(pkt, info, Direction::Input, now_ms);
         }
         let CoreLb {
             cfg,
@@ -924,7 +929,7 @@ impl CoreLb {
             return FwdVerdict::Drop(FwdDrop::DestRemoved);
         }
         if info.ttl <= 1 {
-            return self.ttl_expired(pkt, info, dir);
+            return self.ttl_expired(pkt, info, dir, now_ms);
         }
         self.conns.update_state(id, dir, info.tcp_flags, now_ms);
         let slot = self.dest_svc_slot(dest);
@@ -937,14 +942,32 @@ impl CoreLb {
     }
 
     /// A packet with TTL ≤ 1: requests get ICMP time exceeded back (as the
-    /// kernel's `decrement_ttl`), replies are dropped.
+    /// kernel's `decrement_ttl`) within the ICMP rate limits, replies are
+    /// dropped.
     fn ttl_expired<P: PacketBuf>(
         &mut self,
         pkt: &mut P,
         info: &PacketInfo,
         dir: Direction,
+        now_ms: u64,
     ) -> FwdVerdict {
-        if dir == Direction::Input && fwd::time_exceeded(pkt, info) {
+        if dir != Direction::Input {
+            return FwdVerdict::Drop(FwdDrop::TtlExpired);
+        }
+        let limited =
+            match self
+                .icmp_limit
+                .allow(crate::wire::icmp::TYPE_TIME_EXCEEDED, 0, info.src, now_ms)
+            {
+                IcmpVerdict::Send => None,
+                IcmpVerdict::LimitedGlobal => Some(FwdEvent::IcmpRateLimitedGlobal),
+                IcmpVerdict::LimitedHost => Some(FwdEvent::IcmpRateLimitedHost),
+            };
+        if let Some(e) = limited {
+            self.stats.count_event(e);
+            return FwdVerdict::Drop(FwdDrop::TtlExpired);
+        }
+        if fwd::time_exceeded(pkt, info) {
             self.stats.count_drop(FwdDrop::TtlExpired);
             self.stats.count_event(FwdEvent::TimeExceededSent);
             return FwdVerdict::Forward { next_hop: info.src };

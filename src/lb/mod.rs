@@ -4,6 +4,7 @@
 pub mod conn;
 pub mod director;
 pub mod fwd;
+pub mod icmp_limit;
 pub mod laddr;
 pub mod load;
 pub mod owner;

@@ -43,11 +43,15 @@ pub enum FwdEvent {
     TemplateLearned,
     /// New template not recorded for broadcast (notes buffer full).
     TemplateNoteLost,
+    /// ICMP error not sent: the global rate limit (Linux RateLimitGlobal).
+    IcmpRateLimitedGlobal,
+    /// ICMP error not sent: its destination's rate limit (RateLimitHost).
+    IcmpRateLimitedHost,
 }
 
 impl FwdEvent {
     /// Number of events.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 12;
     /// Every event, in counter order.
     pub const ALL: [FwdEvent; FwdEvent::COUNT] = [
         FwdEvent::FragNeededSent,
@@ -60,6 +64,8 @@ impl FwdEvent {
         FwdEvent::ConnReused,
         FwdEvent::TemplateLearned,
         FwdEvent::TemplateNoteLost,
+        FwdEvent::IcmpRateLimitedGlobal,
+        FwdEvent::IcmpRateLimitedHost,
     ];
 
     /// Counter index.
@@ -80,6 +86,8 @@ impl FwdEvent {
             FwdEvent::ConnReused => "conn_reused",
             FwdEvent::TemplateLearned => "template_learned",
             FwdEvent::TemplateNoteLost => "template_note_lost",
+            FwdEvent::IcmpRateLimitedGlobal => "icmp_rate_limited_global",
+            FwdEvent::IcmpRateLimitedHost => "icmp_rate_limited_host",
         }
     }
 }
