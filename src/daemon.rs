@@ -85,9 +85,16 @@ impl PlaneView<'_> {
             .counters
             .iter()
             .zip(&self.worker_lcores)
-            .map(|(c, l)| {
+            .zip(&self.lb_stats)
+            .map(|((c, l), lb)| {
                 let s = CounterSnapshot::sum([&**c]);
-                json!({"lcore": l, "events": pairs(&s.events), "drops": pairs(&s.drops)})
+                let fwd = StatsTable::sum(&[&**lb]);
+                let fwd_drops: serde_json::Map<String, Value> = FwdDrop::ALL
+                    .iter()
+                    .map(|d| (d.name().to_string(), json!(fwd.drop_count(*d))))
+                    .collect();
+                json!({"lcore": l, "events": pairs(&s.events), "drops": pairs(&s.drops),
+                       "forwarding_drops": fwd_drops})
             })
             .collect();
         let refs: Vec<&StatsTable> = self.lb_stats.iter().map(|t| &**t).collect();
@@ -198,15 +205,11 @@ impl PlaneView<'_> {
 /// control tick, time the control thread's core lost ten times a second.
 struct PlaneStats<'v, 'a> {
     view: &'v PlaneView<'a>,
-    snap: Arc<PlaneConfig>,
 }
 
 impl<'v, 'a> PlaneStats<'v, 'a> {
     fn new(view: &'v PlaneView<'a>) -> Self {
-        PlaneStats {
-            snap: view.plane.load(),
-            view,
-        }
+        PlaneStats { view }
     }
 
     fn tables(&self) -> impl Iterator<Item = &StatsTable> {
@@ -228,15 +231,8 @@ impl StatsSource for PlaneStats<'_, '_> {
     fn now_ms(&self) -> u64 {
         self.view.started.elapsed().as_millis() as u64
     }
-    fn service_counters(
-        &self,
-        key: &crate::lb::service::ServiceKey,
-    ) -> crate::control::estimator::Counters {
-        self.snap
-            .services
-            .get_key(key)
-            .map(|svc| to_counters(StatsTable::sum_service(self.tables(), svc.slot)))
-            .unwrap_or_default()
+    fn service_counters(&self, slot: u32) -> crate::control::estimator::Counters {
+        to_counters(StatsTable::sum_service(self.tables(), slot))
     }
     fn dest_counters(&self, id: crate::lb::load::DestId) -> crate::control::estimator::Counters {
         to_counters(StatsTable::sum_dest(self.tables(), id))

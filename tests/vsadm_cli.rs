@@ -17,7 +17,6 @@ use vsd::control::listing::{ConnView, CoreCounters, LatencyView, PortCounters};
 use vsd::control::socket::{ControlServer, Handler};
 use vsd::control::state::{ConnCounts, ControlState, StatsSource};
 use vsd::lb::load::DestId;
-use vsd::lb::service::ServiceKey;
 
 struct Fake;
 
@@ -25,7 +24,7 @@ impl StatsSource for Fake {
     fn now_ms(&self) -> u64 {
         0
     }
-    fn service_counters(&self, _: &ServiceKey) -> Counters {
+    fn service_counters(&self, _: u32) -> Counters {
         Counters::default()
     }
     fn dest_counters(&self, _: DestId) -> Counters {

@@ -234,7 +234,6 @@ mod tests {
     use crate::control::estimator::Counters;
     use crate::control::listing::{ConnView, LatencyView, PortCounters};
     use crate::control::state::testing::FakeStats;
-    use crate::lb::service::ServiceKey;
     use crate::lb::types::Protocol;
     use std::net::{IpAddr, SocketAddr};
 
@@ -300,9 +299,9 @@ mod tests {
             "No such service"
         );
         // Stats: counters since the service was created.
-        let vip = ServiceKey::tcp(ip("198.18.0.100"), 80);
+        // (198.18.0.100:80, the first service created: slot 0)
         st.services.borrow_mut().insert(
-            vip,
+            0,
             Counters {
                 conns: 3,
                 inpkts: 30,

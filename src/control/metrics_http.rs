@@ -2,6 +2,14 @@
 //! polled from the control thread like the control socket: non-blocking,
 //! bounded request size, bounded clients, idle clients dropped. Loopback
 //! only (the config refuses other addresses).
+//!
+//! Never starved: a scrape is answered in the poll that reads its request
+//! and the connection closed once the answer is written. When every slot
+//! is taken, a newcomer is never turned away; the client that has waited
+//! longest without sending anything makes room (then the oldest with an
+//! unfinished request, then the oldest still being written to), and gets
+//! a 503 rather than a silent close. A request must be complete
+//! [`REQUEST_TIMEOUT`] after connecting, an answer taken within [`IDLE`].
 
 use super::wait::{Interest, WaitSet};
 use std::io::{ErrorKind, Read, Write};
@@ -10,7 +18,11 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 const MAX_REQUEST: usize = 8192;
-const MAX_CLIENTS: usize = 16;
+/// Clients held at once (more evict the longest-waiting, see above).
+pub const MAX_CLIENTS: usize = 32;
+/// A request not complete this long after connecting ends its client.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// A client connected this long is dropped, whatever it is doing.
 const IDLE: Duration = Duration::from_secs(5);
 
 struct Client {
@@ -21,6 +33,22 @@ struct Client {
     since: Instant,
     /// The client closed its side.
     eof: bool,
+}
+
+impl Client {
+    /// Eviction order when full (lowest first): sent nothing yet, then an
+    /// unfinished request, then an answer still being written; oldest
+    /// first within each.
+    fn eviction_rank(&self) -> (u8, Instant) {
+        let stage = if !self.out.is_empty() {
+            2
+        } else if !self.inbuf.is_empty() {
+            1
+        } else {
+            0
+        };
+        (stage, self.since)
+    }
 }
 
 /// The metrics listener.
@@ -79,8 +107,23 @@ impl MetricsServer {
     /// Serve whatever is ready; `render` produces the exposition text.
     pub fn poll(&mut self, render: &mut dyn FnMut() -> String) {
         while let Ok((stream, _)) = self.listener.accept() {
-            if self.clients.len() >= MAX_CLIENTS || stream.set_nonblocking(true).is_err() {
+            if stream.set_nonblocking(true).is_err() {
                 continue;
+            }
+            if self.clients.len() >= MAX_CLIENTS {
+                let evict = self
+                    .clients
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, c)| c.eviction_rank())
+                    .map(|(i, _)| i);
+                if let Some(i) = evict {
+                    let mut gone = self.clients.swap_remove(i);
+                    let _ = gone.stream.write(&response(
+                        "503 Service Unavailable",
+                        "too many connections; this one waited longest\n",
+                    ));
+                }
             }
             self.clients.push(Client {
                 stream,
@@ -133,11 +176,19 @@ impl MetricsServer {
                 }
             }
         }
-        self.clients.retain(|c| {
+        self.clients.retain_mut(|c| {
             let done = !c.out.is_empty() && c.sent >= c.out.len();
             // gone before asking anything complete: nothing to answer
             let gone = c.eof && c.out.is_empty();
-            !done && !gone && now.duration_since(c.since) < IDLE
+            let age = now.duration_since(c.since);
+            let too_slow = c.out.is_empty() && age >= REQUEST_TIMEOUT;
+            if too_slow && !gone {
+                let _ = c.stream.write(&response(
+                    "408 Request Timeout",
+                    "no complete request in time\n",
+                ));
+            }
+            !done && !gone && !too_slow && age < IDLE
         });
     }
 }
@@ -163,6 +214,44 @@ mod tests {
             }
         }
         String::from_utf8(got).unwrap()
+    }
+
+    /// Issue 12 item 9: 16 connections that never asked anything used to
+    /// hold every slot, and each further scrape was accepted and closed
+    /// unanswered. Now the longest-waiting idle client makes room (and is
+    /// told so), and an idle client is cut off after REQUEST_TIMEOUT.
+    #[test]
+    fn idle_connections_cannot_starve_scrapes() {
+        let mut server = MetricsServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.local_addr().unwrap();
+        let mut idle: Vec<TcpStream> = (0..MAX_CLIENTS + 8)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        server.poll(&mut || "vsd_up 1\n".to_string());
+        assert!(server.clients.len() <= MAX_CLIENTS);
+        for _ in 0..3 {
+            let ok = get(&mut server, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert!(ok.starts_with("HTTP/1.0 200 OK\r\n"), "{ok:?}");
+        }
+        // the first ones made room and were told why
+        let mut told = String::new();
+        idle[0]
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let _ = idle[0].read_to_string(&mut told);
+        assert!(told.starts_with("HTTP/1.0 503"), "{told:?}");
+        // the rest time out without a request
+        let deadline = Instant::now() + REQUEST_TIMEOUT * 3;
+        while !server.clients.is_empty() && Instant::now() < deadline {
+            server.poll(&mut || "vsd_up 1\n".to_string());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(server.clients.is_empty(), "idle clients never dropped");
+        let mut told = String::new();
+        let last = idle.last_mut().unwrap();
+        last.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let _ = last.read_to_string(&mut told);
+        assert!(told.starts_with("HTTP/1.0 408"), "{told:?}");
     }
 
     #[test]

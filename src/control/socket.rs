@@ -5,8 +5,17 @@
 //! `{"ok":true,"data":...}` or `{"ok":false,"error":"text"}`. Requests are
 //! answered in order. The server is polled from the control thread and never
 //! blocks: every client socket is non-blocking, a line longer than
-//! [`MAX_LINE`] or a client silent mid-line for [`IDLE_TIMEOUT`] is answered
-//! with an error and disconnected, and at most [`MAX_CLIENTS`] are served.
+//! [`MAX_LINE`] or a line not complete [`LINE_TIMEOUT`] after its first
+//! byte is answered with an error and disconnected, and at most
+//! [`MAX_CLIENTS`] are served at once.
+//!
+//! Capacity for well-behaved clients: when all slots are taken, a new
+//! client never gets "too many clients"; the client that has waited longest
+//! without doing its part makes room — an idle one first (connected, asked
+//! nothing), then the slowest sender (the oldest unfinished line), then the
+//! slowest reader (answers unread the longest). A vsadm sends its request
+//! at once and reads its answer, so it is never the one evicted; slow
+//! clients, however many, only evict each other.
 
 use super::wait::{Interest, WaitSet};
 use serde_json::{json, Value};
@@ -22,13 +31,15 @@ use std::time::{Duration, Instant};
 pub const PROTOCOL_VERSION: u64 = 1;
 /// Longest request line accepted.
 pub const MAX_LINE: usize = 1 << 20;
-/// A client with a partial line and no progress for this long is dropped.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request line must be complete this long after its first byte
+/// (however steadily it trickles in), and a client must take its answers
+/// within this long of the last byte it took.
+pub const LINE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Clients served at once. When all are taken, a new client replaces the
-/// one that has been idle longest.
+/// one that has waited longest without doing its part (see the module doc).
 pub const MAX_CLIENTS: usize = 64;
 /// A connected client that sends nothing for this long is dropped.
-pub const SILENT_TIMEOUT: Duration = Duration::from_secs(60);
+pub const SILENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Unsent reply bytes a client may leave queued before it is dropped.
 const MAX_OUTBOX: usize = 64 << 20;
 /// While more than this is unread by a client, nothing more is read from it
@@ -52,6 +63,8 @@ struct Client {
     consumed: usize,
     outbuf: VecDeque<u8>,
     last_progress: Instant,
+    /// When the unfinished line in `inbuf` got its first byte.
+    line_started: Option<Instant>,
     /// The client finished sending; its buffered lines are still answered.
     eof: bool,
     closing: bool,
@@ -70,6 +83,18 @@ impl Client {
     }
     fn idle(&self) -> bool {
         self.pending().is_empty() && self.outbuf.is_empty()
+    }
+    /// Eviction order when the server is full (lowest first): idle
+    /// clients by their last activity, then slow senders by the start of
+    /// their unfinished line, then slow readers by their last progress.
+    fn eviction_rank(&self) -> (u8, Instant) {
+        if self.idle() {
+            (0, self.last_progress)
+        } else if let Some(t) = self.line_started {
+            (1, t)
+        } else {
+            (2, self.last_progress)
+        }
     }
 }
 
@@ -180,24 +205,19 @@ impl ControlServer {
                         continue;
                     }
                     if self.clients.len() >= MAX_CLIENTS {
-                        // make room: the client idle longest goes
-                        let oldest = self
+                        // make room: the client that waited longest
+                        // without doing its part goes
+                        let evict = self
                             .clients
                             .iter()
                             .enumerate()
-                            .filter(|(_, c)| c.idle())
-                            .min_by_key(|(_, c)| c.last_progress)
+                            .min_by_key(|(_, c)| c.eviction_rank())
                             .map(|(i, _)| i);
-                        match oldest {
-                            Some(i) => {
-                                self.clients.swap_remove(i);
-                            }
-                            None => {
-                                let mut s = stream;
-                                let _ =
-                                    s.write_all(b"{\"ok\":false,\"error\":\"too many clients\"}\n");
-                                continue;
-                            }
+                        if let Some(i) = evict {
+                            let mut gone = self.clients.swap_remove(i);
+                            let _ = gone.stream.write(
+                                b"{\"ok\":false,\"error\":\"disconnected to serve another client (too many clients)\"}\n",
+                            );
                         }
                     }
                     self.clients.push(Client {
@@ -206,6 +226,7 @@ impl ControlServer {
                         consumed: 0,
                         outbuf: VecDeque::new(),
                         last_progress: Instant::now(),
+                        line_started: None,
                         eof: false,
                         closing: false,
                     });
@@ -263,6 +284,8 @@ fn serve(c: &mut Client, handler: &mut dyn Handler, now: Instant) {
         // reading our answers
         let mut budget = READ_PER_POLL;
         let mut buf = [0u8; 16384];
+        // a line ended in what was read: any unfinished one is new
+        let mut line_ended = false;
         while !c.eof && budget > 0 && c.outbuf.len() < BACKPRESSURE_OUTBOX {
             let want = budget.min(buf.len());
             match c.stream.read(&mut buf[..want]) {
@@ -273,6 +296,7 @@ fn serve(c: &mut Client, handler: &mut dyn Handler, now: Instant) {
                 Ok(n) => {
                     budget -= n;
                     c.last_progress = now;
+                    line_ended |= buf[..n].contains(&b'\n');
                     c.inbuf.extend_from_slice(&buf[..n]);
                     if c.pending().len() > MAX_LINE && !c.pending().contains(&b'\n') {
                         reply(
@@ -315,8 +339,17 @@ fn serve(c: &mut Client, handler: &mut dyn Handler, now: Instant) {
             // everything it sent is answered (a partial last line is dropped)
             c.closing = true;
         }
+        let partial = !c.pending().is_empty() && !c.pending().contains(&b'\n');
+        c.line_started = match (partial, c.line_started) {
+            (false, _) => None,
+            (true, Some(started)) if !line_ended => Some(started),
+            (true, _) => Some(now),
+        };
         let stalled = now.duration_since(c.last_progress);
-        if !c.pending().is_empty() && !c.pending().contains(&b'\n') && stalled > IDLE_TIMEOUT {
+        let line_age = c
+            .line_started
+            .map_or(Duration::ZERO, |t| now.duration_since(t));
+        if partial && line_age > LINE_TIMEOUT {
             reply(
                 c,
                 &json!({"ok": false, "error": "timed out waiting for the end of the request line"}),
@@ -338,7 +371,7 @@ fn serve(c: &mut Client, handler: &mut dyn Handler, now: Instant) {
                 c.last_progress = now;
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if now.duration_since(c.last_progress) > IDLE_TIMEOUT {
+                if now.duration_since(c.last_progress) > LINE_TIMEOUT {
                     // a reader that never reads: give up on it
                     c.outbuf.clear();
                     c.closing = true;
@@ -585,6 +618,65 @@ mod tests {
         );
         assert!(server.client_count() <= MAX_CLIENTS);
         drop(silent);
+    }
+
+    /// Issue 12 item 9: 64 clients trickling a request byte by byte (each
+    /// making progress, none finishing a line) used to hold every slot:
+    /// others got "too many clients". Now the slowest sender makes room,
+    /// and a line that is not complete LINE_TIMEOUT after it began ends its
+    /// client however steadily it trickles.
+    #[test]
+    fn slow_senders_cannot_lock_others_out_and_time_out() {
+        let path = sock("slow");
+        let mut server = ControlServer::bind(&path).unwrap();
+        let mut slow: Vec<UnixStream> = (0..MAX_CLIENTS)
+            .map(|_| {
+                let mut s = UnixStream::connect(&path).unwrap();
+                s.write_all(b"{\"cmd\":").unwrap();
+                s
+            })
+            .collect();
+        server.poll(&mut Echo);
+        assert_eq!(server.client_count(), MAX_CLIENTS);
+        let trickle = |slow: &mut Vec<UnixStream>| {
+            for s in slow.iter_mut() {
+                let _ = s.write(b" ");
+            }
+        };
+        trickle(&mut slow);
+        server.poll(&mut Echo);
+        let path2 = path.clone();
+        let t = std::thread::spawn(move || {
+            request(&path2, &json!({"cmd":"echo","x":7}), Duration::from_secs(5))
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !t.is_finished() && Instant::now() < deadline {
+            trickle(&mut slow);
+            server.poll(&mut Echo);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            t.join().unwrap().unwrap(),
+            json!(7),
+            "served despite 64 slow senders"
+        );
+        // the rest, still trickling, are cut off once their line is too old
+        let started = Instant::now();
+        while server.client_count() > 0 && started.elapsed() < LINE_TIMEOUT * 3 {
+            trickle(&mut slow);
+            server.poll(&mut Echo);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(server.client_count(), 0, "trickling clients never time out");
+        let mut got = String::new();
+        slow[1]
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let _ = slow[1].read_to_string(&mut got);
+        assert!(
+            got.contains("timed out") || got.contains("too many clients"),
+            "{got:?}"
+        );
     }
 
     /// Counts the requests it answered before the first `{"cmd":"echo"}`.

@@ -58,8 +58,11 @@ pub struct ConnCounts {
 pub trait StatsSource {
     /// Milliseconds on a monotonic clock (drives the rate estimators).
     fn now_ms(&self) -> u64;
-    /// Cumulative counters of a service since vsd started (summed over cores).
-    fn service_counters(&self, key: &ServiceKey) -> Counters;
+    /// Cumulative counters of a service slot since vsd started (summed
+    /// over cores). By slot, as the control state assigns it: a service
+    /// added but not yet published already has its slot, and the counters
+    /// a deleted service left there are its new baseline.
+    fn service_counters(&self, slot: u32) -> Counters;
     /// Cumulative counters of a real-server slot (summed over cores).
     fn dest_counters(&self, id: DestId) -> Counters;
     /// Connection counts of a real-server slot.
@@ -190,7 +193,8 @@ impl Tracked {
 /// Statistics presentation state.
 #[derive(Debug, Clone, Default)]
 struct StatsBook {
-    services: HashMap<ServiceKey, Tracked>,
+    /// By key, with the slot the service had when it was created.
+    services: HashMap<ServiceKey, (u32, Tracked)>,
     /// By slot, with the identity it was created for: a slot reused by
     /// another server starts over.
     dests: HashMap<DestId, ((ServiceKey, IpAddr, u16), Tracked)>,
@@ -425,6 +429,7 @@ impl ControlState {
             }
             Command::DelService(key) => {
                 let ids = self.table.del_service(key).map_err(err)?;
+                self.forget_stats(Some(key), &ids);
                 self.draining.extend(ids);
                 self.laddrs.remove(key);
                 self.changed()
@@ -451,11 +456,14 @@ impl ControlState {
                 port,
             } => {
                 let id = self.table.del_dest(service, *addr, *port).map_err(err)?;
+                self.forget_stats(None, &[id]);
                 self.draining.insert(id);
                 self.changed()
             }
             Command::Clear => {
                 let ids = self.table.clear();
+                self.book.services.clear();
+                self.forget_stats(None, &ids);
                 self.draining.extend(ids);
                 self.laddrs.clear();
                 // vsd's own classifier goes with the table, so that
@@ -774,12 +782,28 @@ impl ControlState {
     pub fn sync_stats(&mut self, stats: &dyn StatsSource) {
         let now = stats.now_ms();
         let keys = self.table.service_keys();
-        self.book.services.retain(|k, _| keys.contains(k));
+        let table = &self.table;
+        // Deleted services and servers are forgotten at once: re-added,
+        // they start from zero (IPVS makes them anew, or zeroes a server
+        // it takes back from its trash).
+        self.book
+            .services
+            .retain(|k, (slot, _)| table.service_slot(k) == Some(*slot));
+        self.book.dests.retain(|id, ((key, addr, port), _)| {
+            table
+                .dests(key)
+                .unwrap_or_default()
+                .iter()
+                .any(|(i, d)| i == id && d.addr == *addr && d.port == *port)
+        });
         for key in keys {
+            let Some(slot) = self.table.service_slot(&key) else {
+                continue;
+            };
             self.book
                 .services
                 .entry(key)
-                .or_insert_with(|| Tracked::new(now, &stats.service_counters(&key)));
+                .or_insert_with(|| (slot, Tracked::new(now, &stats.service_counters(slot))));
             for (id, d) in self.table.dests(&key).unwrap_or_default() {
                 let ident = (key, d.addr, d.port);
                 let fresh = match self.book.dests.get(&id) {
@@ -794,13 +818,25 @@ impl ControlState {
         }
     }
 
+    /// Forget the totals of a deleted service and deleted servers at once,
+    /// so that added again (even within the same restore) they start from
+    /// zero.
+    fn forget_stats(&mut self, service: Option<&ServiceKey>, dests: &[DestId]) {
+        if let Some(key) = service {
+            self.book.services.remove(key);
+        }
+        for id in dests {
+            self.book.dests.remove(id);
+        }
+    }
+
     /// Run the rate estimators (each samples every 2 s); call it often.
     pub fn tick(&mut self, stats: &dyn StatsSource) {
         self.sync_stats(stats);
         let now = stats.now_ms();
-        for (key, t) in self.book.services.iter_mut() {
+        for (slot, t) in self.book.services.values_mut() {
             if t.est.due(now) {
-                t.est.sample(now, &stats.service_counters(key));
+                t.est.sample(now, &stats.service_counters(*slot));
             }
         }
         for (id, (_, t)) in self.book.dests.iter_mut() {
@@ -847,8 +883,8 @@ impl ControlState {
             None => self.table.service_keys(),
         };
         for k in keys {
-            if let Some(t) = self.book.services.get_mut(&k) {
-                let raw = stats.service_counters(&k);
+            if let Some((slot, t)) = self.book.services.get_mut(&k) {
+                let raw = stats.service_counters(*slot);
                 t.base = raw;
                 t.est.zero(now, &raw);
             }
@@ -869,12 +905,9 @@ impl ControlState {
         self.service_views_with(&|id| stats.dest_counters(id), &|id| stats.dest_conns(id))
             .into_iter()
             .map(|mut v| {
-                let raw = stats.service_counters(&v.key);
-                if let Some(t) = self.book.services.get(&v.key) {
-                    v.stats = raw.since(&t.base);
+                if let Some((slot, t)) = self.book.services.get(&v.key) {
+                    v.stats = stats.service_counters(*slot).since(&t.base);
                     v.rates = t.est.rates();
-                } else {
-                    v.stats = raw;
                 }
                 v
             })
@@ -955,8 +988,8 @@ pub mod testing {
     pub struct FakeStats {
         /// Clock.
         pub now: Cell<u64>,
-        /// Raw service counters.
-        pub services: RefCell<HashMap<ServiceKey, Counters>>,
+        /// Raw service counters, by service slot.
+        pub services: RefCell<HashMap<u32, Counters>>,
         /// Raw slot counters.
         pub dests: RefCell<HashMap<DestId, Counters>>,
         /// Connection counts by slot.
@@ -977,8 +1010,12 @@ pub mod testing {
         fn now_ms(&self) -> u64 {
             self.now.get()
         }
-        fn service_counters(&self, key: &ServiceKey) -> Counters {
-            self.services.borrow().get(key).copied().unwrap_or_default()
+        fn service_counters(&self, slot: u32) -> Counters {
+            self.services
+                .borrow()
+                .get(&slot)
+                .copied()
+                .unwrap_or_default()
         }
         fn dest_counters(&self, id: DestId) -> Counters {
             self.dests.borrow().get(&id).copied().unwrap_or_default()
@@ -1581,7 +1618,7 @@ address = "198.18.1.21"
         // 1000 conn/s, seen by the estimators.
         for k in 1..=60u64 {
             stats.now.set(k * 2000);
-            stats.services.borrow_mut().insert(vip(), c(k * 2000));
+            stats.services.borrow_mut().insert(0, c(k * 2000));
             stats.dests.borrow_mut().insert(0, c(1000 + k * 2000));
             s.tick(&stats);
         }
@@ -1600,7 +1637,7 @@ address = "198.18.1.21"
                 .unwrap_err(),
             "No such service"
         );
-        stats.services.borrow_mut().insert(vip(), c(120_005));
+        stats.services.borrow_mut().insert(0, c(120_005));
         assert_eq!(s.service_views(&stats)[0].stats.conns, 5);
         s.zero(None, &stats).unwrap();
         assert_eq!(s.service_views(&stats)[0].stats.conns, 0);
@@ -1756,5 +1793,64 @@ address = "198.18.1.21"
                 .contains("real_server[0].method: synproxy needs nat or fullnat"),
             "{e}"
         );
+    }
+
+    /// Issue 12 item 9: like IPVS, a service or server deleted (`-D`,
+    /// `-d`, `-C`) and added again starts its totals from zero, though it
+    /// gets its old slot (and the slot's raw counters) back.
+    #[test]
+    fn deleted_and_re_added_services_and_servers_start_from_zero() {
+        let stats = FakeStats::default();
+        let mut s = ControlState::default();
+        let c = |n: u64| Counters {
+            conns: n,
+            inpkts: n * 10,
+            ..Counters::default()
+        };
+        let step = |s: &mut ControlState, line: &str| {
+            ok(s, line);
+            s.sync_stats(&stats);
+        };
+        step(&mut s, "-A -t 198.18.0.100:80 -s rr");
+        step(&mut s, "-a -t 198.18.0.100:80 -r 198.18.1.11:8080 -m");
+        stats.services.borrow_mut().insert(0, c(7));
+        stats.dests.borrow_mut().insert(0, c(7));
+        let views = s.service_views(&stats);
+        assert_eq!(
+            (views[0].stats.conns, views[0].dests[0].stats.conns),
+            (7, 7)
+        );
+        // -d, then -a of the same server: its draining slot comes back
+        step(&mut s, "-d -t 198.18.0.100:80 -r 198.18.1.11:8080");
+        step(&mut s, "-a -t 198.18.0.100:80 -r 198.18.1.11:8080 -m");
+        let views = s.service_views(&stats);
+        assert_eq!(views[0].dests[0].stats, Counters::default());
+        assert_eq!(views[0].stats.conns, 7, "the service was not deleted");
+        stats.dests.borrow_mut().insert(0, c(9));
+        assert_eq!(s.service_views(&stats)[0].dests[0].stats.conns, 2);
+        // -C, then the same service and server again: slot 0 again
+        for clear in ["-C", "-D -t 198.18.0.100:80"] {
+            step(&mut s, clear);
+            step(&mut s, "-A -t 198.18.0.100:80 -s rr");
+            step(&mut s, "-a -t 198.18.0.100:80 -r 198.18.1.11:8080 -m");
+            let views = s.service_views(&stats);
+            assert_eq!(views[0].stats, Counters::default(), "after {clear}");
+            assert_eq!(
+                views[0].dests[0].stats,
+                Counters::default(),
+                "after {clear}"
+            );
+        }
+        // and within one restore (no listing between the deletion and the add)
+        stats.services.borrow_mut().insert(0, c(20));
+        stats.dests.borrow_mut().insert(0, c(20));
+        s.restore(
+            "-C\n-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.1.11:8080 -m\n",
+        )
+        .unwrap();
+        s.sync_stats(&stats);
+        let views = s.service_views(&stats);
+        assert_eq!(views[0].stats, Counters::default());
+        assert_eq!(views[0].dests[0].stats, Counters::default());
     }
 }

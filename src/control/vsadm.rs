@@ -277,11 +277,25 @@ fn print_block(title: &str, v: &Value, out: &mut dyn Write) -> std::io::Result<(
     Ok(())
 }
 
-/// Human-readable counters.
+/// Human-readable counters: the worker totals, then the forwarding core's
+/// events and its drops by reason (what `forward_drops` adds up), then
+/// each worker's with `per_worker`.
 pub fn print_counters(v: &Value, per_worker: bool, out: &mut dyn Write) -> std::io::Result<()> {
     let total = v.get("total").cloned().unwrap_or(Value::Null);
     print_block("events:", total.get("events").unwrap_or(&Value::Null), out)?;
     print_block("drops:", total.get("drops").unwrap_or(&Value::Null), out)?;
+    if let Some(fwd) = v.get("forwarding") {
+        print_block(
+            "forwarding events:",
+            fwd.get("events").unwrap_or(&Value::Null),
+            out,
+        )?;
+        print_block(
+            "forwarding drops:",
+            fwd.get("drops").unwrap_or(&Value::Null),
+            out,
+        )?;
+    }
     if per_worker {
         for w in v
             .get("workers")
@@ -300,6 +314,9 @@ pub fn print_counters(v: &Value, per_worker: bool, out: &mut dyn Write) -> std::
                 w.get("drops").unwrap_or(&Value::Null),
                 out,
             )?;
+            if let Some(d) = w.get("forwarding_drops") {
+                print_block(&format!("worker lcore {l} forwarding drops:"), d, out)?;
+            }
         }
     }
     Ok(())
@@ -333,6 +350,38 @@ mod tests {
              \x20 addresses: 198.18.0.1/24\n\
              \x20 vips: 198.18.0.100\n\
              \x20 rx 5 pkts 300 bytes, tx 4 pkts 280 bytes, missed 0, rx errors 0, tx errors 0\n"
+        );
+    }
+
+    /// Issue 12 item 9: the reasons behind `forward_drops` are in the
+    /// plain output too, not only in `--json`.
+    #[test]
+    fn counters_text_shows_forwarding_drops_by_reason() {
+        let v = json!({
+            "total": {"events": {"forward_drops": 5, "forwarded": 9}, "drops": {"no_mbuf": 0}},
+            "forwarding": {"events": {"new_conns": 2},
+                           "drops": {"no_conn_not_syn": 3, "ttl_expired": 2}},
+            "workers": [{"lcore": 1, "events": {"forwarded": 9}, "drops": {"no_mbuf": 0},
+                         "forwarding_drops": {"no_conn_not_syn": 3, "ttl_expired": 2}}]
+        });
+        let text = |per_worker| {
+            let mut out = Vec::new();
+            print_counters(&v, per_worker, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let plain = text(false);
+        assert!(
+            plain.contains(
+                "forwarding drops:\n  no_conn_not_syn          3\n  ttl_expired              2\n"
+            ),
+            "{plain}"
+        );
+        assert!(plain.contains("forwarding events:\n  new_conns                2\n"));
+        assert!(!plain.contains("worker lcore"));
+        let all = text(true);
+        assert!(
+            all.contains("worker lcore 1 forwarding drops:\n  no_conn_not_syn          3\n"),
+            "{all}"
         );
     }
 

@@ -93,6 +93,7 @@ use crate::lb::fwd::{
     self, FwdDrop, IcmpQuote, IcmpTranslation, L4Csum, PacketInfo, TunError, PROTO_ICMP, PROTO_TCP,
     PROTO_UDP,
 };
+use crate::lb::icmp_limit::{IcmpLimitConfig, IcmpLimiter, Verdict as IcmpVerdict};
 use crate::lb::laddr::{LocalPortStats, LocalPorts, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN};
 use crate::lb::load::{CoreLoad, DestId, GlobalLoad, SummedLoad};
 use crate::lb::mark::MarkRules;
@@ -441,6 +442,8 @@ pub struct CoreLb {
     /// The datagram of the first fragment being processed (recorded with
     /// its rewrite in [`CoreLb::note_fragment`]).
     frag_pending: Option<FragKey>,
+    /// Rate limits on the ICMP errors this core sends.
+    icmp_limit: IcmpLimiter,
 }
 
 impl std::fmt::Debug for CoreLb {
@@ -485,6 +488,7 @@ impl CoreLb {
         let start = cfg.core.wrapping_mul(7919);
         let ports = LocalPorts::new(cfg.local_port_min, cfg.local_port_max, start);
         let stats = Arc::new(StatsTable::new(dest_capacity, cfg.service_capacity));
+        let cores = cfg.cores;
         let mut lb = CoreLb {
             sched: SchedulerSet::new(u64::from(cfg.core)),
             cfg,
@@ -507,6 +511,7 @@ impl CoreLb {
             proxied: ProxyTable::default(),
             frags: FragCache::new(),
             frag_pending: None,
+            icmp_limit: IcmpLimiter::new(IcmpLimitConfig::default(), cores, now_ms),
         };
         lb.adopt(snap);
         Ok(lb)
@@ -1090,7 +1095,7 @@ impl CoreLb {
             });
         }
         if info.ttl <= 1 {
-            return self.ttl_expired(pkt, info, Direction::Input);
+            return self.ttl_expired(pkt, info, Direction::Input, now_ms);
         }
         let CoreLb {
             cfg,
@@ -1452,7 +1457,7 @@ impl CoreLb {
         if info.ttl <= 1 {
             // the kernel restarts the timer after any transmit attempt
             self.conns.refresh(id, now_ms);
-            return self.ttl_expired(pkt, info, dir);
+            return self.ttl_expired(pkt, info, dir, now_ms);
         }
         if self.proxied.in_use() {
             if let Some(v) = self.synproxy_packet(pkt, info, id, c, dir, now_ms) {
@@ -1481,14 +1486,32 @@ impl CoreLb {
     }
 
     /// A packet with TTL ≤ 1: requests get ICMP time exceeded back (as the
-    /// kernel's `decrement_ttl`), replies are dropped.
+    /// kernel's `decrement_ttl`) within the ICMP rate limits, replies are
+    /// dropped.
     fn ttl_expired<P: PacketBuf>(
         &mut self,
         pkt: &mut P,
         info: &PacketInfo,
         dir: Direction,
+        now_ms: u64,
     ) -> FwdVerdict {
-        if dir == Direction::Input && fwd::time_exceeded(pkt, info) {
+        if dir != Direction::Input {
+            return FwdVerdict::Drop(FwdDrop::TtlExpired);
+        }
+        let limited =
+            match self
+                .icmp_limit
+                .allow(crate::wire::icmp::TYPE_TIME_EXCEEDED, 0, info.src, now_ms)
+            {
+                IcmpVerdict::Send => None,
+                IcmpVerdict::LimitedGlobal => Some(FwdEvent::IcmpRateLimitedGlobal),
+                IcmpVerdict::LimitedHost => Some(FwdEvent::IcmpRateLimitedHost),
+            };
+        if let Some(e) = limited {
+            self.stats.count_event(e);
+            return FwdVerdict::Drop(FwdDrop::TtlExpired);
+        }
+        if fwd::time_exceeded(pkt, info) {
             self.stats.count_drop(FwdDrop::TtlExpired);
             self.stats.count_event(FwdEvent::TimeExceededSent);
             return FwdVerdict::Forward { next_hop: info.src };

@@ -6,6 +6,7 @@ pub mod defense;
 pub mod director;
 pub mod frag;
 pub mod fwd;
+pub mod icmp_limit;
 pub mod laddr;
 pub mod load;
 pub mod mark;

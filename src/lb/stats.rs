@@ -67,11 +67,15 @@ pub enum FwdEvent {
     SynproxySeqAdjusted,
     /// A non-first fragment forwarded like its datagram's first fragment.
     FragmentForwarded,
+    /// ICMP error not sent: the global rate limit (Linux RateLimitGlobal).
+    IcmpRateLimitedGlobal,
+    /// ICMP error not sent: its destination's rate limit (RateLimitHost).
+    IcmpRateLimitedHost,
 }
 
 impl FwdEvent {
     /// Number of events.
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 22;
     /// Every event, in counter order.
     pub const ALL: [FwdEvent; FwdEvent::COUNT] = [
         FwdEvent::FragNeededSent,
@@ -94,6 +98,8 @@ impl FwdEvent {
         FwdEvent::SynproxyServerSynAck,
         FwdEvent::SynproxySeqAdjusted,
         FwdEvent::FragmentForwarded,
+        FwdEvent::IcmpRateLimitedGlobal,
+        FwdEvent::IcmpRateLimitedHost,
     ];
 
     /// Counter index.
@@ -124,6 +130,8 @@ impl FwdEvent {
             FwdEvent::SynproxyServerSynAck => "synproxy_server_synack",
             FwdEvent::SynproxySeqAdjusted => "synproxy_seq_adjusted",
             FwdEvent::FragmentForwarded => "fragments_forwarded",
+            FwdEvent::IcmpRateLimitedGlobal => "icmp_rate_limited_global",
+            FwdEvent::IcmpRateLimitedHost => "icmp_rate_limited_host",
         }
     }
 }

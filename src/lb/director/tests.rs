@@ -1784,3 +1784,32 @@ fn client_port_reused_toward_another_service_on_the_same_server() {
     let (v, _) = run(&mut lb, &seg(c, v80, 0x02, 64, &[]).build(), 2_500);
     assert_eq!(v, FwdVerdict::Drop(FwdDrop::ReplyTupleInUse));
 }
+
+/// Issue 12 item 9: time exceeded errors are rate limited like Linux's
+/// (icmp_ratelimit 1000 ms with a burst of 6 per destination, 1000/s with
+/// a burst of 50 in all); the packet is still dropped as ttl_expired and
+/// the suppressed error counted.
+#[test]
+fn time_exceeded_errors_are_rate_limited_per_destination() {
+    let t = table(tcp_key(), FwdMethod::Masq, &[(RIP1, RPORT)], |_| {});
+    let mut lb = lb_with(&t, cfg());
+    let dying = |port: u16| seg((CIP, port), (VIP, VPORT), tcp::SYN, 1, &[]).build();
+    let mut sent = 0;
+    for i in 0..100u16 {
+        let (v, _) = run(&mut lb, &dying(CPORT + i), 0);
+        if v == fwd_to(CIP) {
+            sent += 1;
+        } else {
+            assert_eq!(v, FwdVerdict::Drop(FwdDrop::TtlExpired));
+        }
+    }
+    assert_eq!(sent, 6, "a burst of 6 to one client");
+    assert_eq!(lb.stats().event(FwdEvent::TimeExceededSent), 6);
+    assert_eq!(lb.stats().event(FwdEvent::IcmpRateLimitedHost), 94);
+    assert_eq!(lb.stats().drop_count(FwdDrop::TtlExpired), 100);
+    // a second later, one more
+    let (v, _) = run(&mut lb, &dying(CPORT), 1000);
+    assert_eq!(v, fwd_to(CIP));
+    let (v, _) = run(&mut lb, &dying(CPORT), 1001);
+    assert_eq!(v, FwdVerdict::Drop(FwdDrop::TtlExpired));
+}
