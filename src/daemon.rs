@@ -526,7 +526,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         argv.push("--huge-unlink".into());
     }
     // before EAL starts its threads, so that they inherit the mask
-    signals::block_control_signals();
+    signals::block_async_signals();
     log!("starting EAL: {}", argv.join(" "));
     let runtime = startup::RuntimeDir::before_init(&argv);
     let eal = match Eal::init(&argv) {

@@ -261,6 +261,25 @@ fn a_control_socket_path_under_a_file_is_refused() {
     }
 }
 
+/// A regular file where the socket should be is neither taken for a stale
+/// socket nor removed (vsd runs as root: it used to delete whatever was
+/// there).
+#[test]
+fn a_file_in_the_way_of_the_socket_is_kept() {
+    if !e2e_prerequisites(true) {
+        return;
+    }
+    let _s = serial();
+    let c = Case::new();
+    std::fs::write(c.socket(), "precious").unwrap();
+    let cfg = c.config(&c.tap_device(), "");
+    for check in [false, true] {
+        let e = run_vsd(&c.dir.path, &cfg, check);
+        assert_fails_cleanly(&e, "not a socket", &c.prefix.name, None, &c.tap);
+        assert_eq!(std::fs::read_to_string(c.socket()).unwrap(), "precious");
+    }
+}
+
 /// Failures after EAL has started (its runtime directory exists, the tap
 /// may exist): a port EAL could not create, a mempool too large for the
 /// hugepages. Both pass `--check` (nothing there can tell) and must clean

@@ -129,7 +129,14 @@ impl ControlServer {
                     .map_err(|e| io_err("cannot create directory for", path, e))?;
             }
         }
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(format!(
+                    "control socket {}: a file that is not a socket is in the way (not removed)",
+                    path.display()
+                ));
+            }
             if UnixStream::connect(path).is_ok() {
                 return Err(format!(
                     "control socket {} is in use by a running process",

@@ -1,12 +1,12 @@
 //! Which thread takes which signal.
 //!
-//! What: SIGINT, SIGTERM and SIGHUP are blocked in every thread (before
-//! `rte_eal_init`, so EAL's own threads inherit the mask) and taken by one
-//! dedicated thread ("vsd-signals") with `sigwaitinfo`, which wakes the
-//! control loop through an eventfd in its poll set. Every other
-//! asynchronous signal is blocked on the control thread and on the
-//! workers; the signal thread leaves SIGIO and the real-time signals open
-//! so their handlers run there.
+//! What: every asynchronous signal is blocked in every thread: on the main
+//! thread before `rte_eal_init`, so EAL's own threads (workers, interrupt,
+//! multi-process and telemetry threads) inherit the mask. One dedicated
+//! thread ("vsd-signals") takes them all: it leaves SIGIO and the
+//! real-time signals open so their handlers run there, and waits for
+//! SIGINT, SIGTERM and SIGHUP with `sigwaitinfo`, waking the control loop
+//! through an eventfd in its poll set.
 //!
 //! Why: net_tap (DPDK 22.11) arms every queue's fd with `O_ASYNC` and
 //! `F_SETSIG` to a free real-time signal (SIGRTMIN+1 and up), owned by the
@@ -19,8 +19,10 @@
 //!
 //! Failure modes: the tap's handler must run somewhere, or its rx burst
 //! returns nothing and queued real-time signals pile up (past the queue
-//! limit the kernel sends SIGIO, fatal by default): the dedicated thread
-//! guarantees a taker, EAL's threads may take some too. Synchronous fault
+//! limit the kernel sends SIGIO, fatal by default): the dedicated thread is
+//! always there to take them (signals that arrive before it starts wait,
+//! pending). No DPDK thread needs a signal of its own (EAL's interrupt
+//! thread waits on epoll, its alarms use timerfd). Synchronous fault
 //! signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS) are never
 //! blocked: blocking them is undefined.
 
@@ -76,16 +78,18 @@ fn block(set: &libc::sigset_t) {
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, set, std::ptr::null_mut()) };
 }
 
-/// Before `rte_eal_init`, on the main thread: block the control signals
-/// in it and in every thread started from now on; ignore SIGPIPE.
-pub fn block_control_signals() {
-    block(&set_of(&CONTROL_SIGNALS));
+/// Before `rte_eal_init`, on the main thread: block every asynchronous
+/// signal in it and in every thread started from now on; ignore SIGPIPE.
+pub fn block_async_signals() {
+    block(&async_set());
     // SAFETY: setting SIGPIPE's disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
 /// On a worker lcore, first thing: block every asynchronous signal (the
-/// busy-polling loop is no place for handlers).
+/// busy-polling loop is no place for handlers). The lcore threads inherit
+/// the mask from [`block_async_signals`] already; this keeps it so
+/// whatever started them.
 pub fn keep_async_signals_off_worker() {
     block(&async_set());
 }
@@ -163,7 +167,7 @@ impl ControlSignals {
 }
 
 /// On the control thread, after `rte_eal_init`: block every asynchronous
-/// signal here and start the signal thread, which takes SIGIO and the
+/// signal here (again) and start the signal thread, which takes SIGIO and the
 /// real-time signals (net_tap's rx triggers: their handlers run there) and
 /// waits for SIGINT, SIGTERM and SIGHUP with `sigwaitinfo`.
 ///

@@ -115,11 +115,20 @@ fn check_control_socket(path: &Path) -> Result<(), String> {
             ));
         }
     }
-    if path.exists() && UnixStream::connect(path).is_ok() {
-        return Err(format!(
-            "control socket {} is in use by a running process (another vsd?)",
-            path.display()
-        ));
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(format!(
+                "control socket {}: a file that is not a socket is in the way (not removed)",
+                path.display()
+            ));
+        }
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "control socket {} is in use by a running process (another vsd?)",
+                path.display()
+            ));
+        }
     }
     Ok(())
 }
@@ -266,5 +275,11 @@ mod tests {
         assert!(check_control_socket(&path).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
         assert!(check_control_socket(Path::new("/dev/null/vsd.sock")).is_err());
+        // not a socket: never taken for a stale one
+        let file = std::env::temp_dir().join(format!("vsd-startup-file-{}", std::process::id()));
+        std::fs::write(&file, "keep me").unwrap();
+        let e = check_control_socket(&file).unwrap_err();
+        assert!(e.contains("not a socket"), "{e}");
+        let _ = std::fs::remove_file(&file);
     }
 }
