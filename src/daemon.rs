@@ -442,6 +442,8 @@ fn pairs(list: &[(&'static str, u64)]) -> Value {
     )
 }
 
+/// IPv4 entries only; the configuration refuses IPv6 director addresses
+/// (`control::unsupported`), so nothing is left out here.
 fn v4_only<T>(items: impl Iterator<Item = (IpAddr, T)>) -> Vec<(std::net::Ipv4Addr, T)> {
     items
         .filter_map(|(a, t)| match a {

@@ -450,3 +450,56 @@ fn ipv6_services_are_refused_by_check_and_at_start() {
     assert!(err.contains("IPv6 services are not supported yet"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ipv6_director_addresses_are_refused_by_check_and_at_start() {
+    // IPv6 port addresses, gateways and VIPs were accepted and then ignored by the
+    // data plane; each is refused now, before anything starts.
+    let dir = std::env::temp_dir().join(unique("vsd-refuse6-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = unique("vsdr6");
+    let base = config(&dir, &prefix, "").replace("{dir}", &dir.display().to_string());
+    let cases = [
+        (
+            base.replace(
+                &format!("addresses = [\"{DIP}/24\""),
+                &format!("addresses = [\"{DIP}/24\", \"2001:db8::1/64\""),
+            ),
+            "port[0].addresses[1]: IPv6 port addresses are not supported yet",
+        ),
+        (
+            base.replace(
+                &format!("addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]"),
+                &format!(
+                    "addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]\ngateway = \"2001:db8::fe\""
+                ),
+            ),
+            "port[0].gateway: IPv6 port gateways are not supported yet",
+        ),
+        (
+            base.clone() + "\n[[vip]]\naddress = \"2001:db8::100\"\nport = \"cap0\"\n",
+            "vip[1].address: IPv6 VIPs are not supported yet",
+        ),
+    ];
+    let vsd = env!("CARGO_BIN_EXE_vsd");
+    for (i, (text, want)) in cases.iter().enumerate() {
+        assert_ne!(text, &base, "case {i} changed nothing");
+        let path = dir.join(format!("v6-{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        for args in [vec!["--check"], vec![]] {
+            let out = std::process::Command::new(vsd)
+                .args(["--config", &path.display().to_string()])
+                .args(&args)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert_eq!(out.status.code(), Some(2), "case {i} {args:?}: {err}");
+            assert!(err.contains(want), "case {i} {args:?}: {err}");
+            assert!(
+                !std::path::Path::new(&format!("/var/run/dpdk/{prefix}")).exists(),
+                "case {i} {args:?}: EAL started"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
