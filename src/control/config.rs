@@ -1346,6 +1346,7 @@ fn build_neighbour(
             day_ms,
             d.gc_stale_ms as i64,
         )?),
+        delay_probe_ms: d.delay_probe_ms,
     };
     if params.max_pending_per_entry > params.max_pending_total {
         let span = n.max_pending_per_entry.as_ref().map_or(raw.span(), S::span);
