@@ -724,10 +724,11 @@ impl<P> NeighTable<P> {
         }
     }
 
-    /// Runs due timers (at most [`TICK_TIMER_BUDGET`]): repeats requests and probes, fails
-    /// entries whose retries are exhausted (their packets come back as
-    /// `Drop(_, Unresolved)`), and lets the clock hand collect idle Stale entries.
-    /// Returns the number of timers handled.
+    /// Hands back the packets of entries evicted since the last call (`Drop(_, Evicted)`),
+    /// then runs due timers (at most [`TICK_TIMER_BUDGET`]): repeats requests and probes,
+    /// probes Delay entries nothing confirmed, fails entries whose retries are exhausted
+    /// (their packets come back as `Drop(_, Unresolved)`), and lets the clock hand collect
+    /// idle Stale entries. Returns the number of timers handled.
     pub fn tick(&mut self, now: u64, mut on_action: impl FnMut(NeighAction<P>)) -> usize {
         // Packets of entries evicted since the last tick.
         let mut node = self.evicted_head;
@@ -882,8 +883,9 @@ impl<P> NeighTable<P> {
         true
     }
 
-    /// Removes every entry; queued packets go to `on_drop` (reason `Flushed`). Use before
-    /// the packets' memory pool goes away.
+    /// Removes every entry; queued packets go to `on_drop` (reason `Flushed`; those of
+    /// entries evicted since the last tick `Evicted`). Use before the packets' memory pool
+    /// goes away.
     pub fn flush(&mut self, mut on_drop: impl FnMut(P, DropReason)) {
         let mut node = self.evicted_head;
         while node != NIL {
