@@ -2,7 +2,8 @@
 //! martian and non-host packets must be dropped and counted per reason as
 //! Linux's `ip_route_input_slow` would, never forwarded; fragmented
 //! datagrams are forwarded whole; fwmark services forward what the
-//! built-in classifier marks.
+//! built-in classifier marks; spoofed on-link sources cannot fill the
+//! neighbour table; IPv6 director addresses are refused before anything starts.
 
 mod common;
 
@@ -502,4 +503,41 @@ fn ipv6_director_addresses_are_refused_by_check_and_at_start() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn spoofed_on_link_sources_cannot_fill_the_neighbour_table() {
+    // Pings from 20 on-link addresses that never answer ARP, then from a real
+    // client: before, the 8-entry table filled with unresolved entries and the
+    // client's reply was dropped as neigh_table_full without an ARP request;
+    // now at most half the table waits for answers, the oldest goes first.
+    let legit = Ipv4Addr::new(198, 18, 0, 50);
+    let mut input: Vec<Vec<u8>> = (0..20u8)
+        .map(|i| echo_from(Ipv4Addr::new(198, 18, 0, 150 + i), DIP))
+        .collect();
+    input.push(echo_from(legit, DIP));
+    let (counters, _, out) = replay("\n[neighbour]\nmax_entries = 8\n", &input);
+    let request_for = |ip: Ipv4Addr| {
+        out.iter().any(|f| {
+            f.len() >= 42
+                && f[..6] == MacAddr::BROADCAST.0
+                && f[12..14] == [8, 6]
+                && f[20..22] == [0, 1]
+                && f[38..42] == ip.octets()
+        })
+    };
+    assert!(
+        request_for(legit),
+        "no ARP request for the client: {out:02x?}"
+    );
+    let total = &counters["total"];
+    assert_eq!(
+        total["drops"]["neigh_table_full"].as_u64(),
+        Some(0),
+        "{counters}"
+    );
+    assert!(
+        total["events"]["neigh_incomplete_limited"].as_u64() >= Some(16),
+        "{counters}"
+    );
 }
