@@ -285,11 +285,16 @@ mark = 7
     );
     // one persistence template for both connections: the mark in place
     // of the VIP, port 0 (as IPVS keys fwmark templates)
-    let templates = listing
+    let templates: Vec<&str> = listing
         .lines()
         .filter(|l| l.contains(" 0.0.0.7:0 "))
-        .count();
-    assert_eq!(templates, 1, "{listing}");
+        .collect();
+    assert_eq!(templates.len(), 1, "{listing}");
+    // and, as ipvsadm prints the kernel's IPPROTO_IP template, protocol IP
+    assert!(
+        templates[0].starts_with("IP  ") && templates[0].contains(" NONE "),
+        "{listing}"
+    );
     assert_eq!(listing.matches("SYN_RECV").count(), 2, "{listing}");
 }
 
