@@ -250,11 +250,9 @@ impl StatsSource for PlaneStats<'_, '_> {
         let views = rows
             .into_iter()
             .map(|r| crate::control::listing::ConnView {
-                proto: if r.proto == "UDP" {
-                    crate::lb::types::Protocol::Udp
-                } else {
-                    crate::lb::types::Protocol::Tcp
-                },
+                // Rows name TCP, UDP or IP (fwmark templates); IP is the fallback.
+                proto: crate::control::listing::ConnProto::from_name(r.proto)
+                    .unwrap_or(crate::control::listing::ConnProto::Ip),
                 expires_ms: r.expires_ms,
                 state: r.state,
                 client: r.client.into(),
@@ -444,6 +442,8 @@ fn pairs(list: &[(&'static str, u64)]) -> Value {
     )
 }
 
+/// IPv4 entries only; the configuration refuses IPv6 director addresses
+/// (`control::unsupported`), so nothing is left out here.
 fn v4_only<T>(items: impl Iterator<Item = (IpAddr, T)>) -> Vec<(std::net::Ipv4Addr, T)> {
     items
         .filter_map(|(a, t)| match a {

@@ -522,6 +522,7 @@ impl VsdView<'_> {
             "neigh_pending_share_limit",
             "neigh_table_full",
             "neigh_unresolved",
+            "neigh_evicted",
             "no_route",
             "bad_ip_checksum",
         ] {

@@ -2,7 +2,8 @@
 //! martian and non-host packets must be dropped and counted per reason as
 //! Linux's `ip_route_input_slow` would, never forwarded; fragmented
 //! datagrams are forwarded whole; fwmark services forward what the
-//! built-in classifier marks.
+//! built-in classifier marks; spoofed on-link sources cannot fill the
+//! neighbour table; IPv6 director addresses are refused before anything starts.
 
 mod common;
 
@@ -284,11 +285,16 @@ mark = 7
     );
     // one persistence template for both connections: the mark in place
     // of the VIP, port 0 (as IPVS keys fwmark templates)
-    let templates = listing
+    let templates: Vec<&str> = listing
         .lines()
         .filter(|l| l.contains(" 0.0.0.7:0 "))
-        .count();
-    assert_eq!(templates, 1, "{listing}");
+        .collect();
+    assert_eq!(templates.len(), 1, "{listing}");
+    // and, as ipvsadm prints the kernel's IPPROTO_IP template, protocol IP
+    assert!(
+        templates[0].starts_with("IP  ") && templates[0].contains(" NONE "),
+        "{listing}"
+    );
     assert_eq!(listing.matches("SYN_RECV").count(), 2, "{listing}");
 }
 
@@ -449,4 +455,94 @@ fn ipv6_services_are_refused_by_check_and_at_start() {
     assert_eq!(start.status.code(), Some(1), "{err}");
     assert!(err.contains("IPv6 services are not supported yet"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ipv6_director_addresses_are_refused_by_check_and_at_start() {
+    // IPv6 port addresses, gateways and VIPs were accepted and then ignored by the
+    // data plane; each is refused now, before anything starts.
+    let dir = std::env::temp_dir().join(unique("vsd-refuse6-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = unique("vsdr6");
+    let base = config(&dir, &prefix, "").replace("{dir}", &dir.display().to_string());
+    let cases = [
+        (
+            base.replace(
+                &format!("addresses = [\"{DIP}/24\""),
+                &format!("addresses = [\"{DIP}/24\", \"2001:db8::1/64\""),
+            ),
+            "port[0].addresses[1]: IPv6 port addresses are not supported yet",
+        ),
+        (
+            base.replace(
+                &format!("addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]"),
+                &format!(
+                    "addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]\ngateway = \"2001:db8::fe\""
+                ),
+            ),
+            "port[0].gateway: IPv6 port gateways are not supported yet",
+        ),
+        (
+            base.clone() + "\n[[vip]]\naddress = \"2001:db8::100\"\nport = \"cap0\"\n",
+            "vip[1].address: IPv6 VIPs are not supported yet",
+        ),
+    ];
+    let vsd = env!("CARGO_BIN_EXE_vsd");
+    for (i, (text, want)) in cases.iter().enumerate() {
+        assert_ne!(text, &base, "case {i} changed nothing");
+        let path = dir.join(format!("v6-{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        for args in [vec!["--check"], vec![]] {
+            let out = std::process::Command::new(vsd)
+                .args(["--config", &path.display().to_string()])
+                .args(&args)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert_eq!(out.status.code(), Some(2), "case {i} {args:?}: {err}");
+            assert!(err.contains(want), "case {i} {args:?}: {err}");
+            assert!(
+                !std::path::Path::new(&format!("/var/run/dpdk/{prefix}")).exists(),
+                "case {i} {args:?}: EAL started"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn spoofed_on_link_sources_cannot_fill_the_neighbour_table() {
+    // Pings from 20 on-link addresses that never answer ARP, then from a real
+    // client: before, the 8-entry table filled with unresolved entries and the
+    // client's reply was dropped as neigh_table_full without an ARP request;
+    // now at most half the table waits for answers, the oldest goes first.
+    let legit = Ipv4Addr::new(198, 18, 0, 50);
+    let mut input: Vec<Vec<u8>> = (0..20u8)
+        .map(|i| echo_from(Ipv4Addr::new(198, 18, 0, 150 + i), DIP))
+        .collect();
+    input.push(echo_from(legit, DIP));
+    let (counters, _, out) = replay("\n[neighbour]\nmax_entries = 8\n", &input);
+    let request_for = |ip: Ipv4Addr| {
+        out.iter().any(|f| {
+            f.len() >= 42
+                && f[..6] == MacAddr::BROADCAST.0
+                && f[12..14] == [8, 6]
+                && f[20..22] == [0, 1]
+                && f[38..42] == ip.octets()
+        })
+    };
+    assert!(
+        request_for(legit),
+        "no ARP request for the client: {out:02x?}"
+    );
+    let total = &counters["total"];
+    assert_eq!(
+        total["drops"]["neigh_table_full"].as_u64(),
+        Some(0),
+        "{counters}"
+    );
+    assert!(
+        total["events"]["neigh_incomplete_limited"].as_u64() >= Some(16),
+        "{counters}"
+    );
 }

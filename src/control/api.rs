@@ -334,7 +334,7 @@ mod tests {
         let sa = |a: &str, p: u16| SocketAddr::new(ip(a), p);
         st.conn_list = vec![
             ConnView {
-                proto: Protocol::Tcp,
+                proto: Protocol::Tcp.into(),
                 expires_ms: 61_000,
                 state: "FIN_WAIT",
                 client: sa("198.18.5.1", 1234),

@@ -1033,6 +1033,8 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         let vip = vip.get_ref();
         let base = format!("vip[{i}]");
         let address = ctx.ip(&vip.address, &format!("{base}.address"))?;
+        super::unsupported::check_director_addr("VIPs", address, &address.to_string())
+            .map_err(|m| ctx.err(vip.address.span(), format!("{base}.address"), m))?;
         if vips.iter().any(|v| v.address == address) {
             return Err(ctx.err(
                 vip.address.span(),
@@ -1344,6 +1346,7 @@ fn build_neighbour(
             day_ms,
             d.gc_stale_ms as i64,
         )?),
+        delay_probe_ms: d.delay_probe_ms,
     };
     if params.max_pending_per_entry > params.max_pending_total {
         let span = n.max_pending_per_entry.as_ref().map_or(raw.span(), S::span);
@@ -1562,6 +1565,8 @@ fn build_port(
                 format!("invalid address {:?}: {m}", a.get_ref()),
             )
         })?;
+        super::unsupported::check_director_addr("port addresses", cidr.addr, a.get_ref())
+            .map_err(|m| ctx.err(a.span(), &key, m))?;
         if let Some(owner) = seen_addrs.get(&cidr.addr) {
             let message = if *owner == *name {
                 format!("address {} is listed twice", cidr.addr)
@@ -1578,6 +1583,8 @@ fn build_port(
         Some(g) => {
             let key = format!("{base}.gateway");
             let gw = ctx.ip(g, &key)?;
+            super::unsupported::check_director_addr("port gateways", gw, &gw.to_string())
+                .map_err(|m| ctx.err(g.span(), &key, m))?;
             if addresses.iter().any(|a| a.addr == gw) {
                 return Err(ctx.err(
                     g.span(),
@@ -3028,8 +3035,40 @@ mod tests {
             error(&text),
             "t.toml:7:14: port[0].addresses[0]: invalid address \"2001:db8::1/129\": prefix length must be 0..=128"
         );
-        let c = parse(&BASE.replace("198.18.0.1/24", "2001:db8::1/64"));
-        assert_eq!(c.ports[0].addresses[0].prefix_len, 64);
+    }
+
+    #[test]
+    fn ipv6_director_addresses_are_refused() {
+        // Accepted and then ignored by the data plane before: refused now, with the key.
+        assert_eq!(
+            error(&BASE.replace("198.18.0.1/24", "2001:db8::1/64")),
+            "t.toml:7:14: port[0].addresses[0]: IPv6 port addresses are not supported yet \
+             (vsd forwards IPv4 only): 2001:db8::1/64 refused"
+        );
+        let dual = BASE.replace("\"198.18.0.1/24\"", "\"198.18.0.1/24\", \"2001:db8::1/64\"");
+        assert!(error(&dual)
+            .contains("port[0].addresses[1]: IPv6 port addresses are not supported yet"));
+        let gw = BASE.replace(
+            "addresses = [\"198.18.0.1/24\"]\n",
+            "addresses = [\"198.18.0.1/24\"]\ngateway = \"2001:db8::fe\"\n",
+        );
+        assert!(
+            error(&gw).ends_with(
+                "port[0].gateway: IPv6 port gateways are not supported yet \
+                 (vsd forwards IPv4 only): 2001:db8::fe refused"
+            ),
+            "{}",
+            error(&gw)
+        );
+        let vip = with_base("[[vip]]\naddress = \"2001:db8::100\"\nport = \"lan0\"\n");
+        assert!(
+            error(&vip).ends_with(
+                "vip[0].address: IPv6 VIPs are not supported yet \
+                 (vsd forwards IPv4 only): 2001:db8::100 refused"
+            ),
+            "{}",
+            error(&vip)
+        );
     }
 
     #[test]

@@ -84,11 +84,51 @@ pub struct DestView {
     pub rates: Rates,
 }
 
+/// The protocol column of `-Lc`: the kernel's `ip_vs_proto_name` of the entry's
+/// protocol, which is IPPROTO_IP ("IP") for a fwmark service's persistence template
+/// (a fwmark matches any protocol, so its template has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnProto {
+    /// A TCP connection or template of a TCP service.
+    Tcp,
+    /// A UDP connection or template of a UDP service.
+    Udp,
+    /// A fwmark service's persistence template.
+    Ip,
+}
+
+impl ConnProto {
+    /// Name as `ipvsadm -Lc` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnProto::Tcp => "TCP",
+            ConnProto::Udp => "UDP",
+            ConnProto::Ip => "IP",
+        }
+    }
+    /// The protocol of a worker's connection row ("TCP", "UDP", or "IP" for a fwmark
+    /// template, as `Conn::proto_name` gives it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [ConnProto::Tcp, ConnProto::Udp, ConnProto::Ip]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+}
+
+impl From<Protocol> for ConnProto {
+    fn from(p: Protocol) -> Self {
+        match p {
+            Protocol::Tcp => ConnProto::Tcp,
+            Protocol::Udp => ConnProto::Udp,
+        }
+    }
+}
+
 /// One connection as `-Lc` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnView {
     /// Protocol.
-    pub proto: Protocol,
+    pub proto: ConnProto,
     /// Time left before it expires, milliseconds.
     pub expires_ms: u64,
     /// State name (`ESTABLISHED`, `UDP`, `NONE` for templates, ...).
@@ -818,6 +858,7 @@ mod tests {
         "TCP 14:59  ESTABLISHED 198.18.5.1:40000   198.18.0.100:80    198.18.1.11:8080\n",
         "UDP 00:05  UDP         198.18.5.2:5353    198.18.0.100:53    198.18.1.21:53\n",
         "TCP 1440:00 NONE        198.18.5.0:0       198.18.0.100:80    198.18.1.12:8080\n",
+        "IP  04:59  NONE        198.18.5.0:0       0.0.0.7:0          198.18.1.31:0\n",
         "TCP 00:59  SYN_RECV    [2001:db8:5::1]:50000 [2001:db8::100]:443 [2001:db8::11]:443\n",
     ];
     const GOLD_CONNS_PC_TITLE: &[&str] = &[
@@ -1193,7 +1234,7 @@ mod tests {
         let sa = |a: &str, p: u16| SocketAddr::new(ip(a), p);
         let conns = vec![
             ConnView {
-                proto: Protocol::Tcp,
+                proto: ConnProto::Tcp,
                 expires_ms: 899_999,
                 state: "ESTABLISHED",
                 client: sa("198.18.5.1", 40000),
@@ -1201,7 +1242,7 @@ mod tests {
                 dest: sa("198.18.1.11", 8080),
             },
             ConnView {
-                proto: Protocol::Udp,
+                proto: ConnProto::Udp,
                 expires_ms: 5000,
                 state: "UDP",
                 client: sa("198.18.5.2", 5353),
@@ -1209,7 +1250,7 @@ mod tests {
                 dest: sa("198.18.1.21", 53),
             },
             ConnView {
-                proto: Protocol::Tcp,
+                proto: ConnProto::Tcp,
                 expires_ms: 86_400_000,
                 state: "NONE",
                 client: sa("198.18.5.0", 0),
@@ -1217,7 +1258,15 @@ mod tests {
                 dest: sa("198.18.1.12", 8080),
             },
             ConnView {
-                proto: Protocol::Tcp,
+                proto: ConnProto::Ip,
+                expires_ms: 299_000,
+                state: "NONE",
+                client: sa("198.18.5.0", 0),
+                vip: sa("0.0.0.7", 0),
+                dest: sa("198.18.1.31", 0),
+            },
+            ConnView {
+                proto: ConnProto::Tcp,
                 expires_ms: 59_999,
                 state: "SYN_RECV",
                 client: sa("2001:db8:5::1", 50000),
@@ -1226,6 +1275,11 @@ mod tests {
             },
         ];
         check(&render_conns(&conns, false), GOLD_CONNS);
+        // The worker's row names map back, a fwmark template's "IP" included.
+        for p in [ConnProto::Tcp, ConnProto::Udp, ConnProto::Ip] {
+            assert_eq!(ConnProto::from_name(p.name()), Some(p));
+        }
+        assert_eq!(ConnProto::from_name("SCTP"), None);
         let pc = render_conns(&[], true);
         check(&pc, GOLD_CONNS_PC_TITLE);
     }

@@ -9,6 +9,10 @@
 //!   the forwarding core handles IPv4 only (IPv6 frames are dropped as
 //!   `ipv6_unsupported`, an IPv6 server behind an IPv4 service as
 //!   `unsupported_dest`).
+//! - IPv6 director addresses in the configuration: a port's IPv6
+//!   `addresses`, an IPv6 port `gateway`, IPv6 `[[vip]]` entries (the data
+//!   plane would neither answer for them nor route through them). Refused
+//!   when the configuration is read, so at start, `--check` and `--reload`.
 //! - `--start-daemon`: connection synchronisation is not implemented; the
 //!   multicast interface is checked first, so a typo is reported as such.
 //!
@@ -46,6 +50,18 @@ pub fn check_local_addr(addr: IpAddr) -> Result<(), String> {
     if addr.is_ipv6() {
         return Err(format!(
             "IPv6 local addresses are not supported yet (vsd forwards IPv4 only): {addr} refused"
+        ));
+    }
+    Ok(())
+}
+
+/// Refuse an IPv6 director address of the configuration: `what` names it
+/// ("port addresses", "port gateways", "VIPs"), `shown` is how the operator
+/// wrote it.
+pub fn check_director_addr(what: &str, addr: IpAddr, shown: &str) -> Result<(), String> {
+    if addr.is_ipv6() {
+        return Err(format!(
+            "IPv6 {what} are not supported yet (vsd forwards IPv4 only): {shown} refused"
         ));
     }
     Ok(())

@@ -17,14 +17,19 @@
 //!   fails: its packets are dropped (`Unresolved`) and the entry is removed.
 //! - **Reachable**: MAC known and confirmed less than `reachable_ms` ago.
 //! - **Stale**: MAC known but unconfirmed (aged out, or learned unsolicited). Packets are
-//!   sent; the first one also asks the caller for a unicast probe and the entry goes to
+//!   sent; the first one moves the entry to
+//! - **Delay** (Linux's `delay_first_probe_time`): packets are sent to the known MAC and
+//!   for `delay_probe_ms` the table waits for a confirmation (an ARP packet from the
+//!   neighbour with the same MAC, or a reply) before probing; then it goes to
 //! - **Probe**: packets are sent; probes repeat every `retry_ms`; a reply makes it
-//!   Reachable, `max_retries` unanswered probes remove it.
+//!   Reachable, `max_retries` unanswered probes remove it. (With `delay_probe_ms = 0`
+//!   a used Stale entry is probed at once: [`Resolve::SendAndProbe`].)
 //!
-//! Timers: Incomplete and Probe entries sit in a FIFO list ordered by deadline. Every
-//! deadline is "armed at + retry_ms" and `now` does not go back, so appending keeps the
-//! list sorted and [`NeighTable::tick`] only looks at its head. A clock hand inspects a
-//! few slots per tick.
+//! Timers: Incomplete, Probe and Delay entries sit in one FIFO list per state, ordered by
+//! deadline. Every deadline of a list is "armed at + the same interval" and `now` does
+//! not go back, so appending keeps each list sorted and [`NeighTable::tick`] only looks
+//! at the heads. The Incomplete list is also the eviction order (oldest request first).
+//! A clock hand inspects a few slots per tick.
 //!
 //! # Keeping neighbours in use (why, and how it fails)
 //!
@@ -59,8 +64,30 @@
 //!   peer's retransmission goes straight out. Known neighbours (Reachable, Stale, Probe)
 //!   never use the pool at all.
 //!
-//! What remains exhaustible is the entry table itself (Incomplete entries are not
-//! evicted: their queued packets could not be handed back from `resolve`).
+//!
+//! # The entry table under spoofed sources (Linux's neighbour GC)
+//!
+//! Each spoofed on-link address also takes an entry while its request goes unanswered.
+//! So that Incomplete entries cannot fill the table and lock a legitimate neighbour out,
+//! as Linux's forced GC collects INCOMPLETE/FAILED entries before useful ones:
+//! - at most half of `max_entries` may be Incomplete; a new neighbour beyond that evicts
+//!   the oldest Incomplete entry (`incomplete_limited`), so resolved neighbours always
+//!   have half the table;
+//! - a new neighbour finding the table full evicts an idle known entry (Stale, or
+//!   Reachable aged out; `evicted`), else the oldest Incomplete one
+//!   (`evicted_incomplete`), and is refused (`TableFull`) only when every entry is
+//!   resolved and in use (Reachable, Delay, Probe): those are never evicted;
+//! - an ARP reply from an address the table no longer holds (its entry was evicted while
+//!   waiting) may evict the oldest Incomplete entry: a neighbour that answers is worth
+//!   more than one that does not.
+//!
+//! An evicted entry's queued packets cannot be handed back from `resolve` (which returns
+//! the new packet's outcome), so they move, still occupying their pool nodes, to an
+//! evicted list that the next [`NeighTable::tick`] (or [`NeighTable::flush`]) hands back
+//! as `Drop(_, Evicted)`. Failure mode: under a flood of new addresses faster than one
+//! per round trip per half-table, a new neighbour's entry may be evicted before its
+//! reply arrives; the reply then still creates its entry (above), so the neighbour's
+//! next packet goes out.
 
 use std::net::Ipv4Addr;
 
@@ -86,6 +113,9 @@ pub struct NeighParams {
     /// Stale entries unused for this long are removed when the table is more than half
     /// full; entries used within it count as in use.
     pub gc_stale_ms: u64,
+    /// How long a Stale entry that is used again waits in Delay for a confirmation
+    /// before it is probed (Linux's `delay_first_probe_time`); 0 probes at once.
+    pub delay_probe_ms: u64,
 }
 
 impl Default for NeighParams {
@@ -98,6 +128,7 @@ impl Default for NeighParams {
             max_retries: 3,
             reachable_ms: 300_000,
             gc_stale_ms: 60_000,
+            delay_probe_ms: 5_000,
         }
     }
 }
@@ -117,11 +148,13 @@ pub enum DropReason {
     Unresolved,
     /// The entry was removed or the table flushed.
     Flushed,
+    /// The (Incomplete) entry was evicted to make room for another neighbour.
+    Evicted,
 }
 
 impl DropReason {
     /// Number of reasons (size of the counter array).
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::QueueFull,
@@ -130,6 +163,7 @@ impl DropReason {
         DropReason::TableFull,
         DropReason::Unresolved,
         DropReason::Flushed,
+        DropReason::Evicted,
     ];
     /// Index into [`NeighCounters::dropped`].
     pub fn index(self) -> usize {
@@ -140,6 +174,7 @@ impl DropReason {
             DropReason::TableFull => 3,
             DropReason::Unresolved => 4,
             DropReason::Flushed => 5,
+            DropReason::Evicted => 6,
         }
     }
     /// Short name for counters listings.
@@ -151,6 +186,7 @@ impl DropReason {
             DropReason::TableFull => "neigh_table_full",
             DropReason::Unresolved => "neigh_unresolved",
             DropReason::Flushed => "neigh_flushed",
+            DropReason::Evicted => "neigh_evicted",
         }
     }
 }
@@ -161,7 +197,7 @@ pub enum Resolve<P> {
     /// Send it to this MAC.
     Send(Mac, P),
     /// Send it to this MAC, and send an ARP probe for the address (unicast to this MAC):
-    /// the entry was Stale.
+    /// the entry was Stale and `delay_probe_ms` is 0.
     SendAndProbe(Mac, P),
     /// Queued until the neighbour answers; a request is already outstanding.
     Queued,
@@ -219,6 +255,8 @@ pub enum NeighState {
     Reachable,
     /// MAC known, not confirmed recently.
     Stale,
+    /// MAC in use after Stale, waiting `delay_probe_ms` for a confirmation.
+    Delay,
     /// MAC in use, probe outstanding.
     Probe,
 }
@@ -230,6 +268,7 @@ impl NeighState {
             NeighState::Incomplete => "INCOMPLETE",
             NeighState::Reachable => "REACHABLE",
             NeighState::Stale => "STALE",
+            NeighState::Delay => "DELAY",
             NeighState::Probe => "PROBE",
         }
     }
@@ -267,6 +306,14 @@ pub struct NeighCounters {
     pub failed: u64,
     /// Stale entries evicted to make room.
     pub evicted: u64,
+    /// Incomplete entries evicted because the table was full.
+    pub evicted_incomplete: u64,
+    /// Incomplete entries evicted because half the table was Incomplete.
+    pub incomplete_limited: u64,
+    /// Stale entries used again (moved to Delay).
+    pub delays: u64,
+    /// Delay entries confirmed by ARP from the neighbour before a probe was needed.
+    pub delay_confirmed: u64,
     /// Idle Stale entries removed by the clock hand.
     pub collected: u64,
     /// Unsolicited learns ignored because the table was full.
@@ -285,6 +332,33 @@ impl NeighCounters {
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped[reason.index()]
     }
+
+    /// What happened since `earlier` (a previous copy of these counters).
+    pub fn since(&self, earlier: &NeighCounters) -> NeighCounters {
+        let d = |a: u64, b: u64| a.wrapping_sub(b);
+        let mut dropped = [0; DropReason::COUNT];
+        for (i, v) in dropped.iter_mut().enumerate() {
+            *v = d(self.dropped[i], earlier.dropped[i]);
+        }
+        NeighCounters {
+            requests_sent: d(self.requests_sent, earlier.requests_sent),
+            probes_sent: d(self.probes_sent, earlier.probes_sent),
+            replies_learned: d(self.replies_learned, earlier.replies_learned),
+            unsolicited_learned: d(self.unsolicited_learned, earlier.unsolicited_learned),
+            mac_changes: d(self.mac_changes, earlier.mac_changes),
+            failed: d(self.failed, earlier.failed),
+            evicted: d(self.evicted, earlier.evicted),
+            evicted_incomplete: d(self.evicted_incomplete, earlier.evicted_incomplete),
+            incomplete_limited: d(self.incomplete_limited, earlier.incomplete_limited),
+            delays: d(self.delays, earlier.delays),
+            delay_confirmed: d(self.delay_confirmed, earlier.delay_confirmed),
+            collected: d(self.collected, earlier.collected),
+            learn_ignored_full: d(self.learn_ignored_full, earlier.learn_ignored_full),
+            refreshes: d(self.refreshes, earlier.refreshes),
+            requests_without_queue: d(self.requests_without_queue, earlier.requests_without_queue),
+            dropped,
+        }
+    }
 }
 
 /// Timer expirations [`NeighTable::tick`] handles per call at most.
@@ -302,8 +376,40 @@ enum Slot {
     Incomplete,
     Reachable,
     Stale,
+    Delay,
     Probe,
 }
+
+/// Timer lists, one per timed state (each sorted by deadline, see the module doc).
+const LIST_INCOMPLETE: usize = 0;
+const LIST_PROBE: usize = 1;
+const LIST_DELAY: usize = 2;
+
+impl Slot {
+    /// The timer list an entry in this state sits on.
+    fn list(self) -> Option<usize> {
+        match self {
+            Slot::Incomplete => Some(LIST_INCOMPLETE),
+            Slot::Probe => Some(LIST_PROBE),
+            Slot::Delay => Some(LIST_DELAY),
+            Slot::Free | Slot::Reachable | Slot::Stale => None,
+        }
+    }
+}
+
+/// A doubly linked list of entry slots (through `t_prev`/`t_next`).
+#[derive(Debug, Clone, Copy)]
+struct TimerList {
+    head: u32,
+    tail: u32,
+    len: u32,
+}
+
+const EMPTY_LIST: TimerList = TimerList {
+    head: NIL,
+    tail: NIL,
+    len: 0,
+};
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -312,7 +418,7 @@ struct Entry {
     slot: Slot,
     /// Requests or probes sent in the current resolution.
     attempts: u32,
-    /// Next retry (Incomplete, Probe).
+    /// Next retry (Incomplete, Probe) or the end of Delay.
     deadline: u64,
     /// Last confirmation (Reachable) or MAC learn.
     confirmed: u64,
@@ -322,7 +428,7 @@ struct Entry {
     q_head: u32,
     q_tail: u32,
     q_len: u32,
-    /// Timer list links (Incomplete, Probe only).
+    /// Timer list links (Incomplete, Probe, Delay only).
     t_prev: u32,
     t_next: u32,
 }
@@ -355,11 +461,15 @@ pub struct NeighTable<P> {
     pkt_next: Vec<u32>,
     pkt_free: u32,
     pending: u32,
-    timer_head: u32,
-    timer_tail: u32,
+    /// Pending nodes of evicted entries, handed back by the next tick.
+    evicted_head: u32,
+    evicted_tail: u32,
+    lists: [TimerList; 3],
     gc_hand: u32,
     len: u32,
     counters: NeighCounters,
+    /// `counters` as of the last [`NeighTable::counts_since_last_report`].
+    reported: NeighCounters,
 }
 
 impl<P> NeighTable<P> {
@@ -392,11 +502,13 @@ impl<P> NeighTable<P> {
             pkt_next,
             pkt_free: 0,
             pending: 0,
-            timer_head: NIL,
-            timer_tail: NIL,
+            evicted_head: NIL,
+            evicted_tail: NIL,
+            lists: [EMPTY_LIST; 3],
             gc_hand: 0,
             len: 0,
             counters: NeighCounters::default(),
+            reported: NeighCounters::default(),
         }
     }
 
@@ -425,6 +537,13 @@ impl<P> NeighTable<P> {
         &self.counters
     }
 
+    /// What the counters gained since the previous call (for the worker's counters).
+    pub fn counts_since_last_report(&mut self) -> NeighCounters {
+        let d = self.counters.since(&self.reported);
+        self.reported = self.counters;
+        d
+    }
+
     /// Where to send a packet for next hop `ip`. See [`Resolve`].
     pub fn resolve(&mut self, ip: Ipv4Addr, pkt: P, now: u64) -> Resolve<P> {
         let key = u32::from(ip);
@@ -438,6 +557,17 @@ impl<P> NeighTable<P> {
                 e.last_used = now;
                 Resolve::Send(e.mac, pkt)
             }
+            Slot::Reachable | Slot::Stale if self.params.delay_probe_ms > 0 => {
+                // Linux's STALE -> DELAY: send now, probe only if nothing confirms it.
+                e.last_used = now;
+                e.slot = Slot::Delay;
+                e.attempts = 0;
+                e.deadline = now.saturating_add(self.params.delay_probe_ms);
+                let mac = e.mac;
+                self.timer_push(slot);
+                self.counters.delays += 1;
+                Resolve::Send(mac, pkt)
+            }
             Slot::Reachable | Slot::Stale => {
                 e.last_used = now;
                 e.slot = Slot::Probe;
@@ -448,7 +578,7 @@ impl<P> NeighTable<P> {
                 self.counters.probes_sent += 1;
                 Resolve::SendAndProbe(mac, pkt)
             }
-            Slot::Probe => {
+            Slot::Probe | Slot::Delay => {
                 e.last_used = now;
                 Resolve::Send(e.mac, pkt)
             }
@@ -460,6 +590,12 @@ impl<P> NeighTable<P> {
     }
 
     fn resolve_miss(&mut self, key: u32, pkt: P, now: u64) -> Resolve<P> {
+        // At most half the table unresolved: the oldest unresolved entry makes room.
+        if self.lists[LIST_INCOMPLETE].len >= self.max_incomplete() {
+            let oldest = self.lists[LIST_INCOMPLETE].head;
+            self.counters.incomplete_limited += 1;
+            self.evict_incomplete(oldest);
+        }
         let slot = match self.alloc(key, now) {
             Some(slot) => slot,
             None => return self.dropped(pkt, DropReason::TableFull),
@@ -505,8 +641,19 @@ impl<P> NeighTable<P> {
     ) -> Learned {
         let key = u32::from(ip);
         let Some(slot) = self.find(key) else {
-            // Never evict a useful entry for an address nobody asked about.
-            let Some(slot) = self.alloc_free(key) else {
+            // Never evict a useful entry for an address nobody asked about; a reply (to a
+            // request whose entry was evicted) may take an unresolved one's place.
+            let free = match self.alloc_free(key) {
+                Some(slot) => Some(slot),
+                None if solicited && self.lists[LIST_INCOMPLETE].len > 0 => {
+                    let oldest = self.lists[LIST_INCOMPLETE].head;
+                    self.counters.evicted_incomplete += 1;
+                    self.evict_incomplete(oldest);
+                    self.alloc_free(key)
+                }
+                None => None,
+            };
+            let Some(slot) = free else {
                 self.counters.learn_ignored_full += 1;
                 return Learned::IgnoredTableFull;
             };
@@ -544,11 +691,20 @@ impl<P> NeighTable<P> {
             self.counters.mac_changes += 1;
         }
         if !solicited && !changed {
-            return Learned::Unchanged;
-        }
-        if e.slot == Slot::Probe {
+            if e.slot != Slot::Delay {
+                return Learned::Unchanged;
+            }
+            // The neighbour spoke (same MAC) while we waited to probe it: confirmed,
+            // as Linux confirms a DELAY entry without probing.
             self.timer_unlink(slot);
+            let e = &mut self.entries[slot as usize];
+            e.slot = Slot::Reachable;
+            e.attempts = 0;
+            e.confirmed = now;
+            self.counters.delay_confirmed += 1;
+            return Learned::Confirmed;
         }
+        self.timer_unlink(slot);
         let e = &mut self.entries[slot as usize];
         e.mac = mac;
         e.attempts = 0;
@@ -568,21 +724,50 @@ impl<P> NeighTable<P> {
         }
     }
 
-    /// Runs due timers (at most [`TICK_TIMER_BUDGET`]): repeats requests and probes, fails
-    /// entries whose retries are exhausted (their packets come back as
-    /// `Drop(_, Unresolved)`), and lets the clock hand collect idle Stale entries.
-    /// Returns the number of timers handled.
+    /// Hands back the packets of entries evicted since the last call (`Drop(_, Evicted)`),
+    /// then runs due timers (at most [`TICK_TIMER_BUDGET`]): repeats requests and probes,
+    /// probes Delay entries nothing confirmed, fails entries whose retries are exhausted
+    /// (their packets come back as `Drop(_, Unresolved)`), and lets the clock hand collect
+    /// idle Stale entries. Returns the number of timers handled.
     pub fn tick(&mut self, now: u64, mut on_action: impl FnMut(NeighAction<P>)) -> usize {
-        let mut handled = 0;
-        while handled < TICK_TIMER_BUDGET && self.timer_head != NIL {
-            let slot = self.timer_head;
-            let e = self.entries[slot as usize];
-            if e.deadline > now {
-                break;
+        // Packets of entries evicted since the last tick.
+        let mut node = self.evicted_head;
+        while node != NIL {
+            let next = self.pkt_next[node as usize];
+            if let Some(p) = self.pkts[node as usize].take() {
+                self.counters.dropped[DropReason::Evicted.index()] += 1;
+                on_action(NeighAction::Drop(p, DropReason::Evicted));
             }
+            self.free_node(node);
+            node = next;
+        }
+        self.evicted_head = NIL;
+        self.evicted_tail = NIL;
+        let mut handled = 0;
+        while handled < TICK_TIMER_BUDGET {
+            let Some(slot) = [LIST_INCOMPLETE, LIST_PROBE, LIST_DELAY]
+                .into_iter()
+                .map(|l| self.lists[l].head)
+                .find(|&h| h != NIL && self.entries[h as usize].deadline <= now)
+            else {
+                break;
+            };
+            let e = self.entries[slot as usize];
             handled += 1;
             self.timer_unlink(slot);
-            if e.attempts < self.params.max_retries {
+            if e.slot == Slot::Delay {
+                // Not confirmed in time: probe, still sending to the known MAC.
+                let entry = &mut self.entries[slot as usize];
+                entry.slot = Slot::Probe;
+                entry.attempts = 1;
+                entry.deadline = now.saturating_add(self.params.retry_ms);
+                self.timer_push(slot);
+                self.counters.probes_sent += 1;
+                on_action(NeighAction::Request {
+                    ip: Ipv4Addr::from(e.ip),
+                    unicast: Some(e.mac),
+                });
+            } else if e.attempts < self.params.max_retries {
                 let unicast = (e.slot == Slot::Probe).then_some(e.mac);
                 let entry = &mut self.entries[slot as usize];
                 entry.attempts += 1;
@@ -673,6 +858,7 @@ impl<P> NeighTable<P> {
                 NeighState::Reachable
             }
             Slot::Reachable | Slot::Stale => NeighState::Stale,
+            Slot::Delay => NeighState::Delay,
             Slot::Probe => NeighState::Probe,
         };
         let known = state != NeighState::Incomplete;
@@ -697,9 +883,22 @@ impl<P> NeighTable<P> {
         true
     }
 
-    /// Removes every entry; queued packets go to `on_drop` (reason `Flushed`). Use before
-    /// the packets' memory pool goes away.
+    /// Removes every entry; queued packets go to `on_drop` (reason `Flushed`; those of
+    /// entries evicted since the last tick `Evicted`). Use before the packets' memory pool
+    /// goes away.
     pub fn flush(&mut self, mut on_drop: impl FnMut(P, DropReason)) {
+        let mut node = self.evicted_head;
+        while node != NIL {
+            let next = self.pkt_next[node as usize];
+            if let Some(p) = self.pkts[node as usize].take() {
+                self.counters.dropped[DropReason::Evicted.index()] += 1;
+                on_drop(p, DropReason::Evicted);
+            }
+            self.free_node(node);
+            node = next;
+        }
+        self.evicted_head = NIL;
+        self.evicted_tail = NIL;
         for slot in 0..self.entries.len() as u32 {
             if self.entries[slot as usize].slot != Slot::Free {
                 let n = self.drain(slot, |p| on_drop(p, DropReason::Flushed));
@@ -711,7 +910,8 @@ impl<P> NeighTable<P> {
 
     // ---- entries ----
 
-    /// A free slot, or an evicted Stale one; indexed under `key`.
+    /// A free slot, or an evicted Stale one, or the oldest Incomplete one; indexed
+    /// under `key`. Entries in use (Reachable, Delay, Probe) are never evicted.
     fn alloc(&mut self, key: u32, now: u64) -> Option<u32> {
         if let Some(slot) = self.alloc_free(key) {
             return Some(slot);
@@ -724,7 +924,38 @@ impl<P> NeighTable<P> {
                 return self.alloc_free(key);
             }
         }
-        None
+        let oldest = self.lists[LIST_INCOMPLETE].head;
+        if oldest == NIL {
+            return None;
+        }
+        self.counters.evicted_incomplete += 1;
+        self.evict_incomplete(oldest);
+        self.alloc_free(key)
+    }
+
+    /// Incomplete entries allowed at once: half the table (at least one).
+    fn max_incomplete(&self) -> u32 {
+        (self.params.max_entries / 2).max(1)
+    }
+
+    /// Removes an Incomplete entry; its queued packets move to the evicted list (the
+    /// next tick hands them back).
+    fn evict_incomplete(&mut self, slot: u32) {
+        let e = self.entries[slot as usize];
+        debug_assert!(e.slot == Slot::Incomplete);
+        if e.q_head != NIL {
+            if self.evicted_tail == NIL {
+                self.evicted_head = e.q_head;
+            } else {
+                self.pkt_next[self.evicted_tail as usize] = e.q_head;
+            }
+            self.evicted_tail = e.q_tail;
+            let q = &mut self.entries[slot as usize];
+            q.q_head = NIL;
+            q.q_tail = NIL;
+            q.q_len = 0;
+        }
+        self.remove_slot(slot);
     }
 
     fn alloc_free(&mut self, key: u32) -> Option<u32> {
@@ -768,9 +999,7 @@ impl<P> NeighTable<P> {
     fn remove_slot(&mut self, slot: u32) {
         let e = self.entries[slot as usize];
         debug_assert!(e.slot != Slot::Free && e.q_len == 0);
-        if matches!(e.slot, Slot::Incomplete | Slot::Probe) {
-            self.timer_unlink(slot);
-        }
+        self.timer_unlink(slot);
         self.index_remove(e.ip);
         self.entries[slot as usize] = FREE_ENTRY;
         self.free_slots.push(slot);
@@ -821,9 +1050,7 @@ impl<P> NeighTable<P> {
                 f(p);
                 n += 1;
             }
-            self.pkt_next[node as usize] = self.pkt_free;
-            self.pkt_free = node;
-            self.pending -= 1;
+            self.free_node(node);
             node = next;
         }
         let e = &mut self.entries[slot as usize];
@@ -833,37 +1060,59 @@ impl<P> NeighTable<P> {
         n
     }
 
-    // ---- timer list ----
+    /// Returns a (taken) pending node to the free chain.
+    fn free_node(&mut self, node: u32) {
+        self.pkt_next[node as usize] = self.pkt_free;
+        self.pkt_free = node;
+        self.pending -= 1;
+    }
 
+    // ---- timer lists ----
+
+    /// Appends `slot` to the list of its (timed) state.
     fn timer_push(&mut self, slot: u32) {
-        let tail = self.timer_tail;
+        let Some(l) = self.entries[slot as usize].slot.list() else {
+            return;
+        };
+        let tail = self.lists[l].tail;
         let e = &mut self.entries[slot as usize];
         e.t_prev = tail;
         e.t_next = NIL;
         if tail == NIL {
-            self.timer_head = slot;
+            self.lists[l].head = slot;
         } else {
             self.entries[tail as usize].t_next = slot;
         }
-        self.timer_tail = slot;
+        self.lists[l].tail = slot;
+        self.lists[l].len += 1;
     }
 
-    /// Unlinks `slot` from the timer list; does nothing when it is not linked.
+    /// Unlinks `slot` from the list of its state; does nothing when it is not linked.
+    /// (Call before changing the state.)
     fn timer_unlink(&mut self, slot: u32) {
-        let Entry { t_prev, t_next, .. } = self.entries[slot as usize];
-        if t_prev == NIL && self.timer_head != slot {
+        let Entry {
+            t_prev,
+            t_next,
+            slot: state,
+            ..
+        } = self.entries[slot as usize];
+        let Some(l) = state.list() else {
+            return;
+        };
+        if t_prev == NIL && self.lists[l].head != slot {
             return;
         }
         if t_prev == NIL {
-            self.timer_head = t_next;
+            self.lists[l].head = t_next;
         } else {
             self.entries[t_prev as usize].t_next = t_next;
         }
         if t_next == NIL {
-            self.timer_tail = t_prev;
+            self.lists[l].tail = t_prev;
         } else {
             self.entries[t_next as usize].t_prev = t_prev;
         }
+        self.lists[l].len -= 1;
         let e = &mut self.entries[slot as usize];
         e.t_prev = NIL;
         e.t_next = NIL;
@@ -965,6 +1214,8 @@ mod tests {
             max_retries: 3,
             reachable_ms: 10_000,
             gc_stale_ms: 5_000,
+            // Most tests follow Stale -> Probe directly; the Delay tests set it.
+            delay_probe_ms: 0,
         }
     }
 
@@ -1014,32 +1265,30 @@ mod tests {
                     "index lookup"
                 );
             }
-            // Timer list: consistent links, exactly the Incomplete and Probe entries,
-            // deadlines in order.
+            // Timer lists: consistent links, exactly the entries of their state,
+            // deadlines in order, lengths right.
             let mut linked = HashSet::new();
-            let (mut prev, mut cur, mut last_deadline) = (NIL, self.timer_head, 0);
-            while cur != NIL {
-                let e = &self.entries[cur as usize];
-                assert_eq!(e.t_prev, prev, "timer back link");
-                assert!(
-                    matches!(e.slot, Slot::Incomplete | Slot::Probe),
-                    "timer on {:?}",
-                    e.slot
-                );
-                assert!(e.deadline >= last_deadline, "timer order");
-                assert!(linked.insert(cur), "timer loop");
-                last_deadline = e.deadline;
-                prev = cur;
-                cur = e.t_next;
+            for (l, list) in self.lists.iter().enumerate() {
+                let (mut prev, mut cur, mut last_deadline, mut n) = (NIL, list.head, 0, 0);
+                while cur != NIL {
+                    let e = &self.entries[cur as usize];
+                    assert_eq!(e.t_prev, prev, "timer back link");
+                    assert_eq!(e.slot.list(), Some(l), "timer on {:?}", e.slot);
+                    assert!(e.deadline >= last_deadline, "timer order");
+                    assert!(linked.insert(cur), "timer loop");
+                    last_deadline = e.deadline;
+                    prev = cur;
+                    cur = e.t_next;
+                    n += 1;
+                }
+                assert_eq!(list.tail, prev, "timer tail");
+                assert_eq!(list.len, n, "list length");
             }
-            assert_eq!(self.timer_tail, prev, "timer tail");
             for &s in &live {
-                let timed = matches!(
-                    self.entries[s as usize].slot,
-                    Slot::Incomplete | Slot::Probe
-                );
+                let timed = self.entries[s as usize].slot.list().is_some();
                 assert_eq!(linked.contains(&s), timed, "timer membership");
             }
+            assert!(self.lists[LIST_INCOMPLETE].len <= self.max_incomplete());
             // Pending: per-entry lengths add up, queues only on Incomplete entries, and
             // the free chain holds the rest of the pool.
             let mut queued = 0;
@@ -1055,6 +1304,15 @@ mod tests {
                 }
                 assert_eq!(n, e.q_len, "queue length");
                 queued += n;
+            }
+            let mut node = self.evicted_head;
+            while node != NIL {
+                assert!(self.pkts[node as usize].is_some());
+                queued += 1;
+                if self.pkt_next[node as usize] == NIL {
+                    assert_eq!(self.evicted_tail, node, "evicted tail");
+                }
+                node = self.pkt_next[node as usize];
             }
             assert_eq!(queued, self.pending, "pending total");
             let (mut free, mut node) = (0, self.pkt_free);
@@ -1238,7 +1496,11 @@ mod tests {
 
     #[test]
     fn total_pending_limit_spans_entries() {
-        let mut t = NeighTable::new(params());
+        // Room for 4 unresolved entries (half the table).
+        let mut t = NeighTable::new(NeighParams {
+            max_entries: 8,
+            ..params()
+        });
         // One neighbour alone may use its whole queue (3 of a pool of 5).
         for p in 1..=3 {
             t.resolve(ip(1), p, 0);
@@ -1269,15 +1531,7 @@ mod tests {
 
     #[test]
     fn table_full_drops() {
-        let mut t = NeighTable::new(params());
-        for n in 1..=4 {
-            assert_eq!(t.resolve(ip(n), u32::from(n), 0), Resolve::QueuedAndRequest);
-        }
-        assert_eq!(
-            t.resolve(ip(5), 5, 0),
-            Resolve::Dropped(5, DropReason::TableFull)
-        );
-        // Fresh Reachable entries are not evicted either.
+        // Fresh Reachable entries are never evicted.
         let mut t = NeighTable::new(params());
         for n in 1..=4 {
             learn(&mut t, ip(n), MAC_A, 0, true);
@@ -1311,7 +1565,7 @@ mod tests {
     fn unsolicited_learning_never_grows_past_capacity() {
         let mut t = NeighTable::new(params());
         for n in 1..=4 {
-            t.resolve(ip(n), u32::from(n), 0);
+            reachable(&mut t, n, 0);
         }
         assert_eq!(
             learn(&mut t, ip(9), MAC_A, 1, false),
@@ -1571,6 +1825,7 @@ mod tests {
             max_retries: 0,
             reachable_ms: 0,
             gc_stale_ms: 0,
+            delay_probe_ms: 0,
         });
         let p = t.params();
         assert_eq!(
@@ -1599,6 +1854,188 @@ mod tests {
         }
     }
 
+    /// Resolves `n` and confirms it by a reply: a fresh Reachable entry in use.
+    fn reachable(t: &mut NeighTable<u32>, n: u8, now: u64) {
+        assert_eq!(t.resolve(ip(n), 0, now), Resolve::QueuedAndRequest);
+        learn(t, ip(n), MAC_A, now, true);
+        assert_eq!(t.resolve(ip(n), 1, now), Resolve::Send(MAC_A, 1));
+    }
+
+    #[test]
+    fn spoofed_incomplete_entries_cannot_fill_the_table() {
+        // Before: every unanswered address kept its entry until its retries ran out, so
+        // 4 spoofed sources filled the table and a real neighbour got TableFull.
+        let mut t = NeighTable::new(params());
+        let mut dropped = Vec::new();
+        for n in 10..30 {
+            assert_eq!(t.resolve(ip(n), u32::from(n), 0), Resolve::QueuedAndRequest);
+            // The evicted entries' packets come back at the next tick, counted.
+            for a in tick(&mut t, 0) {
+                if let NeighAction::Drop(p, DropReason::Evicted) = a {
+                    dropped.push(p);
+                }
+            }
+        }
+        assert_eq!(t.len(), 2, "at most half the table unresolved");
+        assert_eq!(t.counters().incomplete_limited, 18);
+        assert_eq!(dropped, (10..28).collect::<Vec<u32>>());
+        assert_eq!(t.counters().dropped(DropReason::Evicted), 18);
+        assert_eq!(t.pending(), 2);
+        // The real neighbour still gets an entry and its request, and its answer
+        // delivers its packet.
+        assert_eq!(t.resolve(ip(1), 100, 2), Resolve::QueuedAndRequest);
+        let (r, sent) = learn(&mut t, ip(1), MAC_B, 3, true);
+        assert_eq!(r, Learned::Resolved { drained: 1 });
+        assert_eq!(sent, vec![(MAC_B, 100)]);
+    }
+
+    #[test]
+    fn full_table_evicts_the_oldest_incomplete_never_an_entry_in_use() {
+        let mut t = NeighTable::new(NeighParams {
+            max_entries: 6,
+            ..params()
+        });
+        for n in 1..=3 {
+            reachable(&mut t, n, 0);
+        }
+        // Three unresolved fill the table (the limit is 3 of 6).
+        for n in 10..=12 {
+            assert_eq!(t.resolve(ip(n), u32::from(n), 5), Resolve::QueuedAndRequest);
+        }
+        assert_eq!(t.len(), 6);
+        // A new neighbour: the oldest unresolved one (10) goes, the Reachable ones stay.
+        assert_eq!(t.resolve(ip(20), 20, 6), Resolve::QueuedAndRequest);
+        t.check_invariants();
+        assert_eq!(t.state(ip(10), 6), None);
+        for n in [1, 2, 3, 11, 12, 20] {
+            assert!(t.state(ip(n), 6).is_some(), "{n} kept");
+        }
+        assert_eq!(t.counters().incomplete_limited, 1);
+        assert_eq!(
+            tick(&mut t, 6),
+            vec![NeighAction::Drop(10, DropReason::Evicted)]
+        );
+        // Once every unresolved entry has resolved and the table is all in use, a new
+        // neighbour is refused and counted.
+        for n in [11, 12, 20] {
+            learn(&mut t, ip(n), MAC_B, 7, true);
+            t.resolve(ip(n), 0, 7);
+        }
+        assert_eq!(
+            t.resolve(ip(30), 30, 8),
+            Resolve::Dropped(30, DropReason::TableFull)
+        );
+        assert_eq!(t.counters().dropped(DropReason::TableFull), 1);
+        // A Stale, idle entry is evicted before an unresolved one.
+        let mut t = NeighTable::new(NeighParams {
+            max_entries: 6,
+            ..params()
+        });
+        learn(&mut t, ip(1), MAC_A, 0, false); // Stale, unused
+        for n in 2..=4 {
+            reachable(&mut t, n, 0);
+        }
+        t.resolve(ip(10), 10, 1);
+        t.resolve(ip(11), 11, 1);
+        assert_eq!(t.resolve(ip(12), 12, 2), Resolve::QueuedAndRequest);
+        t.check_invariants();
+        assert_eq!(t.lookup(ip(1)), None);
+        assert_eq!(t.counters().evicted, 1);
+        assert!(t.state(ip(10), 2).is_some() && t.state(ip(11), 2).is_some());
+    }
+
+    #[test]
+    fn reply_for_an_evicted_request_is_still_learned() {
+        let mut t = NeighTable::new(params());
+        reachable(&mut t, 1, 0);
+        reachable(&mut t, 2, 0);
+        t.resolve(ip(10), 10, 1);
+        t.resolve(ip(11), 11, 1);
+        // Unsolicited ARP from an unknown address never evicts anything.
+        assert_eq!(
+            learn(&mut t, ip(3), MAC_C, 2, false).0,
+            Learned::IgnoredTableFull
+        );
+        // A reply does, taking the oldest unresolved entry's place.
+        assert_eq!(learn(&mut t, ip(3), MAC_C, 2, true).0, Learned::Created);
+        assert_eq!(t.state(ip(10), 2), None);
+        assert_eq!(t.lookup(ip(3)), Some(MAC_C));
+        assert_eq!(t.counters().evicted_incomplete, 1);
+        assert_eq!(t.counters().learn_ignored_full, 1);
+        assert_eq!(
+            tick(&mut t, 3),
+            vec![NeighAction::Drop(10, DropReason::Evicted)]
+        );
+    }
+
+    #[test]
+    fn used_stale_entry_waits_in_delay_then_probes() {
+        let mut t = NeighTable::new(NeighParams {
+            delay_probe_ms: 5_000,
+            ..params()
+        });
+        learn(&mut t, ip(1), MAC_A, 0, false); // Stale
+                                               // Sent at once, no probe yet (before: a probe with the first packet).
+        assert_eq!(t.resolve(ip(1), 1, 100), Resolve::Send(MAC_A, 1));
+        assert_eq!(t.state(ip(1), 100), Some(NeighState::Delay));
+        assert_eq!(t.resolve(ip(1), 2, 200), Resolve::Send(MAC_A, 2));
+        assert_eq!(tick(&mut t, 5_099), vec![]);
+        assert_eq!(
+            tick(&mut t, 5_100),
+            vec![NeighAction::Request {
+                ip: ip(1),
+                unicast: Some(MAC_A)
+            }]
+        );
+        assert_eq!(t.state(ip(1), 5_100), Some(NeighState::Probe));
+        assert_eq!(t.resolve(ip(1), 3, 5_200), Resolve::Send(MAC_A, 3));
+        // The probe is answered: Reachable.
+        learn(&mut t, ip(1), MAC_A, 5_300, true);
+        assert_eq!(t.state(ip(1), 5_300), Some(NeighState::Reachable));
+        assert_eq!(t.counters().delays, 1);
+        assert_eq!(t.counters().probes_sent, 1);
+        // Unanswered, the probes remove it as before.
+        let mut t = NeighTable::new(NeighParams {
+            delay_probe_ms: 5_000,
+            ..params()
+        });
+        learn(&mut t, ip(1), MAC_A, 0, false);
+        t.resolve(ip(1), 1, 0);
+        assert_eq!(tick(&mut t, 5_000).len(), 1);
+        assert_eq!(tick(&mut t, 6_000).len(), 1);
+        assert_eq!(tick(&mut t, 7_000).len(), 1);
+        assert_eq!(tick(&mut t, 8_000), vec![]);
+        assert_eq!(t.lookup(ip(1)), None);
+    }
+
+    #[test]
+    fn arp_from_the_neighbour_confirms_a_delay_entry() {
+        let mut t = NeighTable::new(NeighParams {
+            delay_probe_ms: 5_000,
+            ..params()
+        });
+        learn(&mut t, ip(1), MAC_A, 0, false);
+        assert_eq!(t.resolve(ip(1), 1, 100), Resolve::Send(MAC_A, 1));
+        // Its own ARP request (same MAC) confirms it: no probe is needed.
+        assert_eq!(
+            learn(&mut t, ip(1), MAC_A, 1_000, false).0,
+            Learned::Confirmed
+        );
+        assert_eq!(t.state(ip(1), 1_000), Some(NeighState::Reachable));
+        assert_eq!(tick(&mut t, 6_000), vec![]);
+        assert_eq!(t.counters().delay_confirmed, 1);
+        assert_eq!(t.counters().probes_sent, 0);
+        // A different MAC is not a confirmation: Stale again, to be probed on use.
+        t.resolve(ip(1), 2, 20_000);
+        assert_eq!(t.state(ip(1), 20_000), Some(NeighState::Delay));
+        assert_eq!(
+            learn(&mut t, ip(1), MAC_B, 20_001, false).0,
+            Learned::MacChanged
+        );
+        assert_eq!(t.state(ip(1), 20_001), Some(NeighState::Stale));
+        assert_eq!(tick(&mut t, 30_000), vec![]);
+    }
+
     /// Random operations against the invariants: every packet comes back exactly once,
     /// packets of one neighbour come back in order, nothing grows past its bounds.
     #[test]
@@ -1612,6 +2049,7 @@ mod tests {
             max_retries: 2,
             reachable_ms: 20,
             gc_stale_ms: 10,
+            delay_probe_ms: 4,
         });
         // Packet id -> neighbour it was sent towards, while the table holds it.
         let mut held: BTreeMap<u32, u8> = BTreeMap::new();
@@ -1660,7 +2098,10 @@ mod tests {
                     t.tick(now, |a| actions.push(a));
                     for a in actions {
                         if let NeighAction::Drop(p, reason) = a {
-                            assert_eq!(reason, DropReason::Unresolved);
+                            assert!(
+                                matches!(reason, DropReason::Unresolved | DropReason::Evicted),
+                                "{reason:?}"
+                            );
                             give_back(p, &mut held, &mut returned);
                         }
                     }
@@ -1686,7 +2127,11 @@ mod tests {
         assert_eq!(returned.len(), next_id as usize);
         let c = t.counters();
         assert!(
-            c.requests_sent > 100 && c.failed > 10 && c.evicted > 10 && c.collected > 10,
+            c.requests_sent > 100
+                && c.failed > 10
+                && c.evicted + c.evicted_incomplete + c.incomplete_limited > 10
+                && c.collected > 10
+                && c.delays > 10,
             "{c:?}"
         );
     }

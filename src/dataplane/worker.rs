@@ -185,6 +185,7 @@ fn count_neigh_drop(c: &WorkerCounters, r: neigh::DropReason) {
         neigh::DropReason::PendingShareLimit => DropReason::NeighShareLimit,
         neigh::DropReason::TableFull => DropReason::NeighTableFull,
         neigh::DropReason::Unresolved | neigh::DropReason::Flushed => DropReason::NeighFailed,
+        neigh::DropReason::Evicted => DropReason::NeighEvicted,
     });
 }
 
@@ -681,7 +682,6 @@ impl Worker {
                 tx, addrs, neigh, ..
             } = wp;
             let pool = &self.pool;
-            let refreshes = neigh.counters().refreshes;
             // Every request the table asks for goes out (a fixed buffer of 8
             // used to lose the rest of a tick's retries and refresh probes).
             neigh.tick(now_ms, |a| match a {
@@ -693,10 +693,14 @@ impl Worker {
                     drop(m);
                 }
             });
-            c.add(
-                Event::NeighRefreshes,
-                neigh.counters().refreshes.wrapping_sub(refreshes),
-            );
+            // The table's own events since the last tick (evictions happen in resolve).
+            let d = neigh.counts_since_last_report();
+            c.add(Event::NeighRefreshes, d.refreshes);
+            c.add(Event::NeighEvictedStale, d.evicted);
+            c.add(Event::NeighEvictedIncomplete, d.evicted_incomplete);
+            c.add(Event::NeighIncompleteLimited, d.incomplete_limited);
+            c.add(Event::NeighLearnIgnoredFull, d.learn_ignored_full);
+            c.add(Event::NeighDelayConfirmed, d.delay_confirmed);
         }
     }
 
