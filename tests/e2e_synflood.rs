@@ -285,6 +285,11 @@ fn synproxy_flood_test(method: Method, flood_count: u32, label: &str) {
     let valid = rig.fwd("events", "synproxy_ack_valid");
     assert!(valid >= during + 6, "{label}: {valid} valid cookie ACKs");
     assert!(rig.fwd("events", "synproxy_server_synack") >= during + 6);
+    // curl's request follows its ACK at once: held, not lost
+    assert!(
+        rig.fwd("events", "synproxy_data_held") > 0,
+        "{label}: nothing held"
+    );
     assert_eq!(rig.fwd("drops", "table_full"), 0, "{label}: table full");
     rig.download(label);
     assert!(

@@ -83,7 +83,7 @@ use crate::lb::persist::{PersistError, PersistKey};
 use crate::lb::sched::{SchedInput, SchedulerSet};
 use crate::lb::service::{PersistMask, RealServer, ServiceSnapshot};
 use crate::lb::stats::{FwdEvent, StatsTable};
-use crate::lb::synproxy::{self, AckedCookie, CookieKey, Phase, ProxyDrop, ProxyTable};
+use crate::lb::synproxy::{self, AckedCookie, CookieKey, Phase, ProxyDrop, ProxyTable, NO_HELD};
 use crate::lb::tcp_state::{tcp_flags, TcpState, Timeouts};
 use crate::lb::types::{FwdMethod, Protocol};
 
@@ -157,6 +157,10 @@ pub enum FwdVerdict {
     NotService,
     /// Dropped (already counted in the core's [`StatsTable`]).
     Drop(FwdDrop),
+    /// Kept by the director (a copy: the SYN proxy holds a client's first
+    /// data segment until the real server's handshake completes); free the
+    /// buffer, count nothing.
+    Held,
 }
 
 /// Settings of one core's director.
@@ -1062,6 +1066,39 @@ impl CoreLb {
         v
     }
 
+    /// The server's SYN-ACK just arrived and the client's first data
+    /// segment is held: send that segment (its acknowledgement completes
+    /// the server's handshake) in place of the SYN-ACK. `None` if the slot
+    /// was lost or the buffer has no room (the caller sends the bare ACK).
+    fn synproxy_release_held<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        id: ConnId,
+        c: &Conn<u32>,
+        slot: u16,
+        now_ms: u64,
+    ) -> Option<FwdVerdict> {
+        let restored = match self.proxied.held.get(slot, id) {
+            Some(ip) => synproxy::restore_held(pkt, info.l3, ip),
+            None => false,
+        };
+        self.proxied.held.release(slot, id);
+        if !restored {
+            return None;
+        }
+        let data_info = fwd::classify(pkt.data()).ok().flatten()?;
+        let delta = self.proxied.get_mut(id)?.delta;
+        synproxy::adjust_client(pkt.data_mut(), &data_info, delta);
+        self.stats.count_event(FwdEvent::SynproxySeqAdjusted);
+        self.conns
+            .update_state(id, Direction::Input, data_info.tcp_flags, now_ms);
+        let slot_of = self.dest_svc_slot(c.dest());
+        self.stats
+            .add_in(c.dest(), slot_of, data_info.ip_len() as u64);
+        Some(self.rewrite_flow(pkt, &data_info, &Flow::of(c), Direction::Input))
+    }
+
     /// A packet of a proxied connection: the server's SYN-ACK is answered
     /// here (`Some`), early client data dropped (`Some`); otherwise the
     /// sequence numbers are shifted and forwarding goes on (`None`).
@@ -1084,17 +1121,42 @@ impl CoreLb {
             }
             (Phase::WaitServer, Direction::Input) if flags & tcp_flags::RST != 0 => None,
             (Phase::WaitServer, Direction::Input) => {
+                let first_data = st.held == NO_HELD && synproxy::payload_len(pkt.data(), info) > 0;
+                let ip = pkt.data().get(info.l3..info.end).unwrap_or(&[]);
+                let conns = &self.conns;
+                if first_data
+                    && self
+                        .proxied
+                        .hold(id, ip, |o| conns.get(o).is_some())
+                        .is_some()
+                {
+                    self.stats.count_event(FwdEvent::SynproxyDataHeld);
+                    return Some(FwdVerdict::Held);
+                }
                 Some(FwdVerdict::Drop(FwdDrop::SynproxyNotReady))
             }
             (_, Direction::Output) if synack => {
-                if !synproxy::synack_to_ack(pkt, info, &mut st) {
+                let first = st.phase == Phase::WaitServer;
+                if !synproxy::accept_synack(pkt.data(), info, &mut st) {
                     return Some(FwdVerdict::Drop(FwdDrop::SynproxyUnexpected));
+                }
+                let held = std::mem::replace(&mut st.held, NO_HELD);
+                if let Some(p) = self.proxied.get_mut(id) {
+                    *p = st;
                 }
                 self.conns
                     .update_state(id, Direction::Output, flags, now_ms);
+                self.stats.count_event(FwdEvent::SynproxyServerSynAck);
+                if first && held != NO_HELD {
+                    if let Some(v) = self.synproxy_release_held(pkt, info, id, c, held, now_ms) {
+                        return Some(v);
+                    }
+                }
+                if !synproxy::ack_to_server(pkt, info, &st) {
+                    return Some(FwdVerdict::Drop(FwdDrop::NoRoom));
+                }
                 self.conns
                     .update_state(id, Direction::Input, tcp_flags::ACK, now_ms);
-                self.stats.count_event(FwdEvent::SynproxyServerSynAck);
                 Some(FwdVerdict::Forward {
                     next_hop: ep(c.real()).0,
                 })

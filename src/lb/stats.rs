@@ -59,13 +59,16 @@ pub enum FwdEvent {
     SynproxyAckData,
     /// SYN proxy: the real server's SYN-ACK, answered with the ACK.
     SynproxyServerSynAck,
+    /// SYN proxy: a client's first data segment kept until its server's
+    /// handshake completes (then sent in place of the bare ACK).
+    SynproxyDataHeld,
     /// SYN proxy: packet whose sequence/acknowledgement numbers were shifted.
     SynproxySeqAdjusted,
 }
 
 impl FwdEvent {
     /// Number of events.
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
     /// Every event, in counter order.
     pub const ALL: [FwdEvent; FwdEvent::COUNT] = [
         FwdEvent::FragNeededSent,
@@ -85,6 +88,7 @@ impl FwdEvent {
         FwdEvent::SynproxyAckValid,
         FwdEvent::SynproxyAckData,
         FwdEvent::SynproxyServerSynAck,
+        FwdEvent::SynproxyDataHeld,
         FwdEvent::SynproxySeqAdjusted,
     ];
 
@@ -113,6 +117,7 @@ impl FwdEvent {
             FwdEvent::SynproxyAckValid => "synproxy_ack_valid",
             FwdEvent::SynproxyAckData => "synproxy_ack_data_dropped",
             FwdEvent::SynproxyServerSynAck => "synproxy_server_synack",
+            FwdEvent::SynproxyDataHeld => "synproxy_data_held",
             FwdEvent::SynproxySeqAdjusted => "synproxy_seq_adjusted",
         }
     }

@@ -29,8 +29,10 @@
 //! Failure modes and limits: timestamps are not offered (vsd has no clock
 //! shared with the server to translate TSval/TSecr); the MSS sent to the
 //! server is the table value at or below the client's. Data in the client's
-//! cookie ACK, and data arriving before the server's SYN-ACK, is dropped and
-//! counted (the client retransmits it). A server that refuses (RST) has its
+//! cookie ACK is dropped and counted (the client retransmits it); the
+//! client's first data segment arriving before the server's SYN-ACK is held
+//! ([`HeldPool`]) and sent in place of the bare ACK, later ones are dropped
+//! and counted. A server that refuses (RST) has its
 //! RST passed on in the client's sequence space. Direct routing and
 //! tunnelling cannot be proxied (replies bypass vsd, so sequence numbers
 //! could not be shifted): such servers are refused for synproxy services.
@@ -286,6 +288,138 @@ pub struct Proxied {
     pub client_view_wscale: u8,
     /// Window shift the server applies to its windows.
     pub server_wscale: u8,
+    /// Slot in [`HeldPool`] of the client's first data segment, kept until
+    /// the server's handshake completes ([`NO_HELD`]: none).
+    pub held: u16,
+}
+
+/// [`Proxied::held`] when nothing is held.
+pub const NO_HELD: u16 = u16::MAX;
+/// Held segments per core.
+pub const HELD_SLOTS: usize = 128;
+/// Largest IP packet a held slot takes (larger ones are dropped and counted
+/// as before the handshake).
+pub const HELD_SLOT_BYTES: usize = 1600;
+
+/// Per-core copies of client data segments that arrived before the real
+/// server's SYN-ACK (a client sends its request right after its ACK; that
+/// segment would otherwise be lost and retransmitted only after the
+/// client's retransmission timeout, 200 ms or more). One per connection;
+/// the server's SYN-ACK is turned into it (its acknowledgement completes the
+/// server's handshake as the bare ACK would). Slots of connections that
+/// ended before their server answered are reclaimed when the pool runs dry.
+#[derive(Debug, Default)]
+pub struct HeldPool {
+    bytes: Box<[u8]>,
+    lens: Box<[u16]>,
+    owners: Box<[Option<ConnId>]>,
+    free: Vec<u16>,
+}
+
+impl HeldPool {
+    fn allocate(&mut self) {
+        self.bytes = vec![0u8; HELD_SLOTS * HELD_SLOT_BYTES].into_boxed_slice();
+        self.lens = vec![0u16; HELD_SLOTS].into_boxed_slice();
+        self.owners = vec![None; HELD_SLOTS].into_boxed_slice();
+        self.free = (0..HELD_SLOTS as u16).rev().collect();
+    }
+
+    /// Keep a copy of `ip` (an IP packet) for `owner`; `live(id)` says
+    /// whether a slot's owner still waits for its server (slots of others
+    /// are reclaimed when no slot is free). `None`: too big or no room.
+    pub fn hold(&mut self, owner: ConnId, ip: &[u8], live: impl Fn(ConnId) -> bool) -> Option<u16> {
+        if ip.len() > HELD_SLOT_BYTES || self.owners.is_empty() {
+            return None;
+        }
+        if self.free.is_empty() {
+            for (i, o) in self.owners.iter_mut().enumerate() {
+                if o.is_some_and(|id| !live(id)) {
+                    *o = None;
+                    self.free.push(i as u16);
+                }
+            }
+        }
+        let slot = self.free.pop()?;
+        let at = usize::from(slot) * HELD_SLOT_BYTES;
+        self.bytes.get_mut(at..at + ip.len())?.copy_from_slice(ip);
+        if let (Some(l), Some(o)) = (
+            self.lens.get_mut(usize::from(slot)),
+            self.owners.get_mut(usize::from(slot)),
+        ) {
+            *l = ip.len() as u16;
+            *o = Some(owner);
+        }
+        Some(slot)
+    }
+
+    /// The bytes held in `slot` for `owner` (`None` if the slot was
+    /// reclaimed for another connection).
+    pub fn get(&self, slot: u16, owner: ConnId) -> Option<&[u8]> {
+        let i = usize::from(slot);
+        if self.owners.get(i).copied().flatten() != Some(owner) {
+            return None;
+        }
+        let len = usize::from(*self.lens.get(i)?);
+        self.bytes
+            .get(i * HELD_SLOT_BYTES..i * HELD_SLOT_BYTES + len)
+    }
+
+    /// Free `slot` if `owner` still has it.
+    pub fn release(&mut self, slot: u16, owner: ConnId) {
+        if let Some(o) = self.owners.get_mut(usize::from(slot)) {
+            if *o == Some(owner) {
+                *o = None;
+                self.free.push(slot);
+            }
+        }
+    }
+
+    /// Slots in use.
+    pub fn in_use(&self) -> usize {
+        self.owners.iter().filter(|o| o.is_some()).count()
+    }
+}
+
+impl ProxyTable {
+    /// Hold `ip` (a copy of the packet from its IP header) for connection
+    /// `id`, which waits for its server; `conn_live(id)` says whether a
+    /// connection still exists (slots of connections gone or past their
+    /// handshake are reclaimed when none is free). The slot, or `None`.
+    pub fn hold(
+        &mut self,
+        id: ConnId,
+        ip: &[u8],
+        conn_live: impl Fn(ConnId) -> bool,
+    ) -> Option<u16> {
+        let slots = &self.slots;
+        let slot = self.held.hold(id, ip, |o| {
+            conn_live(o)
+                && slots
+                    .get(o.index() as usize)
+                    .is_some_and(|s| s.conn == Some(o) && s.phase == Phase::WaitServer)
+        })?;
+        if let Some(p) = self.get_mut(id) {
+            p.held = slot;
+        }
+        Some(slot)
+    }
+}
+
+/// Put the held IP packet `ip` into `pkt` in place of what it carries from
+/// `l3` on. False if the buffer has no room.
+pub fn restore_held<P: PacketBuf>(pkt: &mut P, l3: usize, ip: &[u8]) -> bool {
+    let need = l3 + ip.len();
+    if pkt.len() < need && !pkt.append(need - pkt.len()) {
+        return false;
+    }
+    pkt.truncate(need);
+    match pkt.data_mut().get_mut(l3..need) {
+        Some(b) => {
+            b.copy_from_slice(ip);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Side table of proxied connections, by connection-table slot. Allocated
@@ -294,6 +428,8 @@ pub struct Proxied {
 #[derive(Debug, Default)]
 pub struct ProxyTable {
     slots: Box<[Proxied]>,
+    /// Client data held until the server's handshake completes.
+    pub held: HeldPool,
 }
 
 impl ProxyTable {
@@ -306,6 +442,7 @@ impl ProxyTable {
     pub fn insert(&mut self, capacity: usize, id: ConnId, p: Proxied) {
         if self.slots.is_empty() {
             self.slots = crate::lb::conn::huge_filled(capacity, Proxied::default());
+            self.held.allocate();
         }
         if let Some(s) = self.slots.get_mut(id.index() as usize) {
             *s = Proxied {
@@ -516,6 +653,7 @@ pub fn new_proxied(a: &AckedCookie) -> Proxied {
             0
         },
         server_wscale: 0,
+        held: NO_HELD,
     }
 }
 
@@ -524,7 +662,12 @@ pub fn new_proxied(a: &AckedCookie) -> Proxied {
 /// and turn it into the ACK that completes the server's handshake, sent
 /// back to the server. False if it is not a SYN-ACK for our SYN.
 pub fn synack_to_ack<P: PacketBuf>(pkt: &mut P, info: &PacketInfo, p: &mut Proxied) -> bool {
-    let frame = pkt.data();
+    accept_synack(pkt.data(), info, p) && ack_to_server(pkt, info, p)
+}
+
+/// Learn the server's ISN and window scale from its SYN-ACK (phase
+/// Established from now on). False if it is not a SYN-ACK for our SYN.
+pub fn accept_synack(frame: &[u8], info: &PacketInfo, p: &mut Proxied) -> bool {
     if info.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) != TCP_SYN | TCP_ACK
         || rd32(frame, info.l4 + 8) != p.client_isn.wrapping_add(1)
     {
@@ -539,13 +682,19 @@ pub fn synack_to_ack<P: PacketBuf>(pkt: &mut P, info: &PacketInfo, p: &mut Proxi
         0
     };
     p.phase = Phase::Established;
+    true
+}
+
+/// Turn the server's SYN-ACK (already accepted) into the bare ACK that
+/// completes its handshake, back to the server.
+pub fn ack_to_server<P: PacketBuf>(pkt: &mut P, info: &PacketInfo, p: &Proxied) -> bool {
     let seg = Segment {
         src: info.dst,
         dst: info.src,
         sport: info.dport,
         dport: info.sport,
         seq: p.client_isn.wrapping_add(1),
-        ack: server_isn.wrapping_add(1),
+        ack: p.our_isn.wrapping_sub(p.delta).wrapping_add(1),
         flags: TCP_ACK,
         window: p.client_window,
         ttl: TTL,
