@@ -10,7 +10,8 @@
 //!   counters show the cookies, and a 50 MB download through the proxy
 //!   arrives byte-identical (sequence numbers shifted on every packet);
 //! - `synproxy_fullnat_download`: the same download and requests through a
-//!   FULLNAT synproxy service, with a smaller flood;
+//!   FULLNAT synproxy service, with a smaller flood, and (`synproxy_nat_four_workers`)
+//!   NAT with four workers, where cookie ACKs are steered to the reply owner;
 //! - `defense_knobs_clear_a_flooded_table`: without the proxy a flood fills
 //!   the table and locks clients out; `vsadm --set-defense drop_entry=1
 //!   secure_tcp=1` lets them back in within seconds (IPVS alone would hold
@@ -52,7 +53,14 @@ fn prerequisites() -> bool {
     false
 }
 
-fn vsd_config(method: Method, synproxy: bool, lan: &str, srv: &str, prefix: &str) -> String {
+fn vsd_config(
+    method: Method,
+    synproxy: bool,
+    workers: &str,
+    lan: &str,
+    srv: &str,
+    prefix: &str,
+) -> String {
     let locals = if method == Method::FullNat {
         format!("local_addresses = [\"{LIP}\"]\n")
     } else {
@@ -66,8 +74,7 @@ huge = true
 memory_mb = 256
 
 [lcores]
-control = 0
-workers = [1]
+{workers}
 
 [control]
 socket = "{{dir}}/vsd.sock"
@@ -117,11 +124,18 @@ struct Rig {
 }
 
 impl Rig {
-    fn start(method: Method, synproxy: bool) -> Rig {
+    fn start(method: Method, synproxy: bool, workers: &str) -> Rig {
         let lan = unique("yl");
         let srv = unique("ys");
         let prefix = DpdkPrefix::new("vsdy");
-        let vsd = Vsd::start(&vsd_config(method, synproxy, &lan, &srv, &prefix.name));
+        let vsd = Vsd::start(&vsd_config(
+            method,
+            synproxy,
+            workers,
+            &lan,
+            &srv,
+            &prefix.name,
+        ));
         let topo = Topology::build(method, &lan, Some(&srv));
         Rig {
             vsd,
@@ -235,12 +249,18 @@ fn flood_done(mut p: Proc) -> u64 {
     p.log_text().trim().parse().unwrap_or(0)
 }
 
-fn synproxy_flood_test(method: Method, flood_count: u32, label: &str) {
+const ONE_WORKER: &str = "control = 0\nworkers = [1]";
+/// Four workers on the two CPUs: net_tap gets a queue per worker, so the
+/// packets of a connection arrive on different workers (cookie ACKs are
+/// checked on one and steered to the NAT reply owner).
+const FOUR_WORKERS: &str = "control = 0\nworkers = [1, 2, 3, 4]\ncpu_map = \"0@0,(1,3)@1,(2,4)@0\"";
+
+fn synproxy_flood_test(method: Method, workers: &str, flood_count: u32, label: &str) {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !prerequisites() {
         return;
     }
-    let rig = Rig::start(method, true);
+    let rig = Rig::start(method, true, workers);
     let listing = text(&rig.vsd.vsadm(&["-Ln"]));
     assert!(
         listing.contains(&format!("TCP  {VIP}:{HTTP_PORT} rr synproxy")),
@@ -304,12 +324,17 @@ fn synproxy_flood_test(method: Method, flood_count: u32, label: &str) {
 
 #[test]
 fn synproxy_nat_keeps_clients_in_during_and_after_a_flood() {
-    synproxy_flood_test(Method::Nat, 20_000, "synproxy NAT");
+    synproxy_flood_test(Method::Nat, ONE_WORKER, 20_000, "synproxy NAT");
+}
+
+#[test]
+fn synproxy_nat_four_workers() {
+    synproxy_flood_test(Method::Nat, FOUR_WORKERS, 10_000, "synproxy NAT 4 workers");
 }
 
 #[test]
 fn synproxy_fullnat_download() {
-    synproxy_flood_test(Method::FullNat, 5_000, "synproxy FULLNAT");
+    synproxy_flood_test(Method::FullNat, ONE_WORKER, 10_000, "synproxy FULLNAT");
 }
 
 #[test]
@@ -318,7 +343,7 @@ fn defense_knobs_clear_a_flooded_table() {
     if !prerequisites() {
         return;
     }
-    let rig = Rig::start(Method::Nat, false);
+    let rig = Rig::start(Method::Nat, false, ONE_WORKER);
     assert!(rig.get(10), "first request");
     let sent = flood_done(rig.flood(4 * CAPACITY as u32, 4000));
     assert!(sent > CAPACITY as u64, "flood sent {sent}");

@@ -1111,8 +1111,18 @@ impl CoreLb {
         dir: Direction,
         now_ms: u64,
     ) -> Option<FwdVerdict> {
-        let mut st = *self.proxied.get_mut(id)?;
         let flags = info.tcp_flags;
+        let p = self.proxied.get_mut(id)?;
+        if p.phase == Phase::Established && flags & tcp_flags::SYN == 0 {
+            // the common case, every packet of the connection: no copy
+            match dir {
+                Direction::Input => synproxy::adjust_client(pkt.data_mut(), info, p.delta),
+                Direction::Output => synproxy::adjust_server(pkt.data_mut(), info, p),
+            }
+            self.stats.count_event(FwdEvent::SynproxySeqAdjusted);
+            return None;
+        }
+        let mut st = *p;
         let synack = flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST)
             == tcp_flags::SYN | tcp_flags::ACK;
         let verdict = match (st.phase, dir) {
