@@ -1024,9 +1024,6 @@ impl CoreLb {
                 if meta.is_none() {
                     self.stats.count_event(FwdEvent::SynproxyAckValid);
                 }
-                if a.payload > 0 {
-                    self.stats.count_event(FwdEvent::SynproxyAckData);
-                }
                 Ok(Some(a))
             }
             Err(ProxyDrop::Unexpected) => Err(if meta.is_some_and(|m| m.is_existing()) {
@@ -1049,19 +1046,41 @@ impl CoreLb {
         a: &AckedCookie,
         now_ms: u64,
     ) -> FwdVerdict {
+        let cap = self.conns.capacity();
+        self.proxied.ensure(cap);
+        // data in the cookie ACK itself (its pure ACK was lost, say): held
+        // like early data, as the packet becomes the server's SYN
+        let mut held = NO_HELD;
+        if a.payload > 0 {
+            let ip = pkt.data().get(info.l3..info.end).unwrap_or(&[]);
+            let conns = &self.conns;
+            match self.proxied.hold(id, ip, |o| conns.get(o).is_some()) {
+                Some(slot) => {
+                    held = slot;
+                    self.stats.count_event(FwdEvent::SynproxyDataHeld);
+                }
+                None => self.stats.count_event(FwdEvent::SynproxyAckData),
+            }
+        }
         let syn_info = if synproxy::ack_to_syn(pkt, info, a) {
             fwd::classify(pkt.data()).ok().flatten()
         } else {
             None
         };
         let Some(syn_info) = syn_info else {
+            self.proxied.held.release(held, id);
             self.conns.remove(id);
             return FwdVerdict::Drop(FwdDrop::NoRoom);
         };
         let v = self.forward_conn(pkt, &syn_info, id, c, Direction::Input, now_ms);
         if matches!(v, FwdVerdict::Forward { .. }) {
-            let cap = self.conns.capacity();
-            self.proxied.insert(cap, id, synproxy::new_proxied(a));
+            let p = synproxy::Proxied {
+                held,
+                ..synproxy::new_proxied(a)
+            };
+            self.proxied.insert(cap, id, p);
+        } else {
+            self.proxied.held.release(held, id);
         }
         v
     }

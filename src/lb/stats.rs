@@ -54,8 +54,8 @@ pub enum FwdEvent {
     SynproxyCookieSent,
     /// SYN proxy: ACK with a valid cookie (a connection is opened).
     SynproxyAckValid,
-    /// SYN proxy: the cookie ACK carried data, not passed on (the client
-    /// retransmits it).
+    /// SYN proxy: the cookie ACK carried data and no slot was free to hold
+    /// it: not passed on (the client retransmits it).
     SynproxyAckData,
     /// SYN proxy: the real server's SYN-ACK, answered with the ACK.
     SynproxyServerSynAck,

@@ -433,6 +433,15 @@ pub struct ProxyTable {
 }
 
 impl ProxyTable {
+    /// Allocate the table (one entry per slot of a connection table of
+    /// `capacity`) and the held-data pool, once.
+    pub fn ensure(&mut self, capacity: usize) {
+        if self.slots.is_empty() {
+            self.slots = crate::lb::conn::huge_filled(capacity, Proxied::default());
+            self.held.allocate();
+        }
+    }
+
     /// Whether any connection was ever proxied (the table is allocated).
     pub fn in_use(&self) -> bool {
         !self.slots.is_empty()
@@ -440,10 +449,7 @@ impl ProxyTable {
 
     /// Record connection `id` (slot `id.index()` of a table of `capacity`).
     pub fn insert(&mut self, capacity: usize, id: ConnId, p: Proxied) {
-        if self.slots.is_empty() {
-            self.slots = crate::lb::conn::huge_filled(capacity, Proxied::default());
-            self.held.allocate();
-        }
+        self.ensure(capacity);
         if let Some(s) = self.slots.get_mut(id.index() as usize) {
             *s = Proxied {
                 conn: Some(id),

@@ -326,3 +326,26 @@ fn held_slots_of_abandoned_connections_are_reclaimed() {
     let (v, _) = run(&mut lb, get, t);
     assert_eq!(v, FwdVerdict::Held, "a reclaimed slot");
 }
+
+#[test]
+fn data_in_the_cookie_ack_reaches_the_server() {
+    let mut lb = director(FwdMethod::Masq);
+    let (_, out) = run(&mut lb, from_client(tcp::SYN, CISN, 0, &[]), 0);
+    let cookie = tcp_of(&out).seq_number();
+    // the pure ACK was lost; the request carries the cookie
+    let get = from_client(tcp::ACK | tcp::PSH, CISN + 1, cookie + 1, b"GET /");
+    let (v, out) = run(&mut lb, get, 1);
+    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+    let t = tcp_of(&out);
+    assert_eq!((t.flags().0, t.seq_number()), (tcp::SYN, CISN));
+    assert!(t.payload().is_empty());
+    assert_eq!(lb.stats().event(FwdEvent::SynproxyDataHeld), 1);
+    let synack = from_server((CIP, 40000), 0x12, SISN, CISN + 1, &[]);
+    let (v, out) = run(&mut lb, synack, 2);
+    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+    let t = tcp_of(&out);
+    assert_eq!((t.seq_number(), t.ack_number()), (CISN + 1, SISN + 1));
+    assert_eq!(t.payload(), b"GET /");
+    assert!(t.verify_checksum_v4(CIP, RIP));
+    assert_eq!(lb.stats().event(FwdEvent::SynproxyAckData), 0);
+}
