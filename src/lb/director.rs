@@ -484,27 +484,33 @@ impl CoreLb {
         n + self.defend(now_ms)
     }
 
-    /// drop_entry / secure_tcp, once a second ([`crate::lb::defense`]).
-    /// Returns the entries dropped.
+    /// drop_entry / secure_tcp: the level once a second, the drop pass
+    /// spread over the ticks ([`crate::lb::defense`]). Returns the entries
+    /// dropped.
     fn defend(&mut self, now_ms: u64) -> usize {
         let before = self.defense.level();
-        let Some(level) = self
+        if let Some(level) = self
             .defense
             .check(now_ms, self.conns.len(), self.conns.capacity())
-        else {
+        {
+            if level.secure_tcp && !before.secure_tcp {
+                self.stats.count_event(FwdEvent::SecureTcpOn);
+            }
+            if level.drop_entry && !before.drop_entry {
+                self.stats.count_event(FwdEvent::DropEntryOn);
+            }
+            self.conns.set_secure_tcp(level.secure_tcp);
+            let pass = if level.drop_entry {
+                (self.conns.capacity() >> DROP_PROBE_SHIFT).max(1)
+            } else {
+                0
+            };
+            self.defense.plan_probes(pass);
+        }
+        let probes = self.defense.take_probes(self.cfg.tick_budget);
+        if probes == 0 {
             return 0;
-        };
-        if level.secure_tcp && !before.secure_tcp {
-            self.stats.count_event(FwdEvent::SecureTcpOn);
         }
-        if level.drop_entry && !before.drop_entry {
-            self.stats.count_event(FwdEvent::DropEntryOn);
-        }
-        self.conns.set_secure_tcp(level.secure_tcp);
-        if !level.drop_entry {
-            return 0;
-        }
-        let probes = (self.conns.capacity() >> DROP_PROBE_SHIFT).max(1);
         let mut freed = 0u64;
         let n = self
             .conns
