@@ -380,3 +380,9 @@ fn side_table_entries_belong_to_their_connection_only() {
     assert_eq!(id2.index(), id.index(), "slot reused");
     assert!(side.get_mut(id2).is_none(), "new connection is not proxied");
 }
+
+#[test]
+fn side_entry_size() {
+    // what a proxied connection adds to its 64-byte entry
+    assert_eq!(std::mem::size_of::<Proxied>(), 32);
+}
