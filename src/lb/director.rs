@@ -1113,8 +1113,13 @@ impl CoreLb {
             return None;
         }
         let data_info = fwd::classify(pkt.data()).ok().flatten()?;
-        let delta = self.proxied.get_mut(id)?.delta;
-        synproxy::adjust_client(pkt.data_mut(), &data_info, delta);
+        let p = *self.proxied.get_mut(id)?;
+        synproxy::adjust_client(
+            pkt.data_mut(),
+            &data_info,
+            p.delta,
+            synproxy::client_ts_delta(&p),
+        );
         self.stats.count_event(FwdEvent::SynproxySeqAdjusted);
         self.conns
             .update_state(id, Direction::Input, data_info.tcp_flags, now_ms);
@@ -1141,7 +1146,12 @@ impl CoreLb {
         if p.phase == Phase::Established && flags & tcp_flags::SYN == 0 {
             // the common case, every packet of the connection: no copy
             match dir {
-                Direction::Input => synproxy::adjust_client(pkt.data_mut(), info, p.delta),
+                Direction::Input => synproxy::adjust_client(
+                    pkt.data_mut(),
+                    info,
+                    p.delta,
+                    synproxy::client_ts_delta(p),
+                ),
                 Direction::Output => synproxy::adjust_server(pkt.data_mut(), info, p),
             }
             self.stats.count_event(FwdEvent::SynproxySeqAdjusted);
@@ -1204,7 +1214,12 @@ impl CoreLb {
                 Some(FwdVerdict::Drop(FwdDrop::SynproxyUnexpected))
             }
             (Phase::Established, Direction::Input) => {
-                synproxy::adjust_client(pkt.data_mut(), info, st.delta);
+                synproxy::adjust_client(
+                    pkt.data_mut(),
+                    info,
+                    st.delta,
+                    synproxy::client_ts_delta(&st),
+                );
                 self.stats.count_event(FwdEvent::SynproxySeqAdjusted);
                 None
             }

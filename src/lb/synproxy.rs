@@ -11,7 +11,12 @@
 //! is added to the server's sequence numbers going to the client and taken
 //! from the client's acknowledgements (and SACK blocks) going to the
 //! server. The window field of server packets is rescaled when the server's
-//! window scale differs from the one vsd announced.
+//! window scale differs from the one vsd announced. Timestamps (RFC 7323)
+//! are kept when client and server both use them: vsd's SYN-ACK carries
+//! its own millisecond clock as TSval, the server's SYN carries the
+//! client's, and `ts_delta = vsd's TSval - the server's` is added to the
+//! server's TSval and taken from the client's TSecr on every segment, so
+//! each side's PAWS and RTT measurement see one consistent clock.
 //!
 //! Why: a SYN flood with random sources creates no entry at all, so the
 //! table never fills and real clients keep getting through (IPVS without a
@@ -20,19 +25,21 @@
 //! The cookie (as Linux's `syncookies.c`, own code): with a keyed SipHash
 //! `H` over the client's tuple and `t = now / 64 s`,
 //! `cookie = H0(tuple) + client ISN + (t << 24) + ((H1(tuple, t) + data) mod 2^24)`
-//! where `data` (7 bits) holds the MSS table index, the client's window
-//! scale and SACK permission. An ACK is valid when `t` recovered from its
-//! acknowledgement is at most [`MAX_COOKIE_AGE`] periods old and `data`
-//! decodes (17 bits of the hash must match). The keys are per process
+//! where `data` (8 bits) holds the MSS table index, the client's window
+//! scale, SACK permission and timestamp use (Linux puts the options in the
+//! TSval's low bits instead; the 24-bit field has room for them here). An
+//! ACK is valid when `t` recovered from its acknowledgement is at most
+//! [`MAX_COOKIE_AGE`] periods old and `data` decodes (16 bits of the hash
+//! must match). The keys are per process
 //! (every worker core derives the same), so any core can check a cookie.
 //!
-//! Failure modes and limits: timestamps are not offered (vsd has no clock
-//! shared with the server to translate TSval/TSecr); the MSS sent to the
-//! server is the table value at or below the client's. Data in the client's
-//! cookie ACK is dropped and counted (the client retransmits it); the
-//! client's first data segment arriving before the server's SYN-ACK is held
-//! ([`HeldPool`]) and sent in place of the bare ACK, later ones are dropped
-//! and counted. A server that refuses (RST) has its
+//! Failure modes and limits: the MSS sent to the server is the table value
+//! at or below the client's. The client's first data segment arriving
+//! before the server's SYN-ACK (or carried by the cookie ACK) is held
+//! ([`HeldPool`]) and sent in place of the bare ACK; later ones, or any
+//! when the pool is full, are dropped and counted (the client retransmits).
+//! ICMP errors quoting a proxied connection's segments are translated as
+//! for any connection, without shifting the quoted sequence number. A server that refuses (RST) has its
 //! RST passed on in the client's sequence space. Direct routing and
 //! tunnelling cannot be proxied (replies bypass vsd, so sequence numbers
 //! could not be shifted): such servers are refused for synproxy services.
@@ -45,7 +52,7 @@ use crate::lb::fwd::PacketInfo;
 use crate::lb::packet::PacketBuf;
 use crate::wire::checksum;
 use crate::wire::tcp_syn::{
-    for_each_option, headers_len, write_ipv4_tcp, Segment, SynOptions, OPT_SACK,
+    for_each_option, headers_len, write_ipv4_tcp, Segment, SynOptions, OPT_SACK, OPT_TIMESTAMP,
 };
 
 /// MSS values a cookie can carry (Linux's IPv4 table).
@@ -171,10 +178,12 @@ pub struct CookieData {
     pub wscale: Option<u8>,
     /// The client allows SACK.
     pub sack: bool,
+    /// The client offered timestamps (and vsd answered with its own).
+    pub ts: bool,
 }
 
 /// Bits of `data` in a cookie.
-const DATA_BITS: u32 = 7;
+const DATA_BITS: u32 = 8;
 
 impl CookieData {
     /// From the client SYN's options.
@@ -185,6 +194,7 @@ impl CookieData {
             mss_idx,
             wscale: o.wscale,
             sack: o.sack_perm,
+            ts: o.timestamp.is_some(),
         }
     }
 
@@ -195,7 +205,7 @@ impl CookieData {
 
     fn encode(&self) -> u32 {
         let ws = self.wscale.map_or(0, |w| u32::from(w.min(14)) + 1);
-        u32::from(self.mss_idx & 3) | ws << 2 | u32::from(self.sack) << 6
+        u32::from(self.mss_idx & 3) | ws << 2 | u32::from(self.sack) << 6 | u32::from(self.ts) << 7
     }
 
     fn decode(v: u32) -> Option<Self> {
@@ -207,6 +217,7 @@ impl CookieData {
             mss_idx: (v & 3) as u8,
             wscale: (ws != 0).then(|| (ws - 1) as u8),
             sack: v & (1 << 6) != 0,
+            ts: v & (1 << 7) != 0,
         })
     }
 }
@@ -288,6 +299,15 @@ pub struct Proxied {
     pub client_view_wscale: u8,
     /// Window shift the server applies to its windows.
     pub server_wscale: u8,
+    /// Timestamps in use on both sides: shift TSval (server to client) and
+    /// TSecr (client to server) by `ts_delta`.
+    pub ts: bool,
+    /// vsd's TSval in its SYN-ACK (the client's cookie ACK echoes it).
+    pub our_tsval: u32,
+    /// `our_tsval - the server's TSval`, once the server answered.
+    pub ts_delta: u32,
+    /// The client's TSval in its cookie ACK (echoed to the server).
+    pub client_tsval: u32,
     /// Slot in [`HeldPool`] of the client's first data segment, kept until
     /// the server's handshake completes ([`NO_HELD`]: none).
     pub held: u16,
@@ -552,7 +572,8 @@ pub fn answer_syn<P: PacketBuf>(
         mss: Some(our_mss),
         wscale: opts.wscale.map(|_| OUR_WSCALE),
         sack_perm: opts.sack_perm,
-        timestamp: None,
+        // vsd's TSval: a millisecond clock, as Linux's
+        timestamp: opts.timestamp.map(|(val, _)| (now_ms as u32, val)),
     };
     let (ob, on) = reply.emit();
     let seg = Segment {
@@ -583,6 +604,9 @@ pub struct AckedCookie {
     pub client_window: u16,
     /// Bytes of data the ACK carried (dropped when it becomes the SYN).
     pub payload: usize,
+    /// The ACK's timestamps (TSval, TSecr), when the cookie says they were
+    /// negotiated.
+    pub timestamp: Option<(u32, u32)>,
 }
 
 /// A client packet to a proxied service without a connection: a pure ACK
@@ -607,12 +631,18 @@ pub fn check_ack(
     let client_isn = seq.wrapping_sub(1);
     let our_isn = ack.wrapping_sub(1);
     let data = check_cookie(key, &flow, client_isn, our_isn, now_ms).ok_or(ProxyDrop::BadCookie)?;
+    let timestamp = if data.ts {
+        SynOptions::parse(tcp_options(frame, info)).timestamp
+    } else {
+        None
+    };
     Ok(AckedCookie {
         data,
         client_isn,
         our_isn,
         client_window: rd16(frame, info.l4 + 14),
         payload: payload_len(frame, info),
+        timestamp,
     })
 }
 
@@ -626,7 +656,8 @@ pub fn ack_to_syn<P: PacketBuf>(pkt: &mut P, info: &PacketInfo, a: &AckedCookie)
         mss: Some(a.data.mss()),
         wscale: a.data.wscale,
         sack_perm: a.data.sack,
-        timestamp: None,
+        // the client's clock, as if its SYN went through
+        timestamp: a.timestamp.map(|(val, _)| (val, 0)),
     };
     let (ob, on) = o.emit();
     let seg = Segment {
@@ -659,6 +690,10 @@ pub fn new_proxied(a: &AckedCookie) -> Proxied {
             0
         },
         server_wscale: 0,
+        ts: a.timestamp.is_some(),
+        our_tsval: a.timestamp.map_or(0, |(_, ecr)| ecr),
+        ts_delta: 0,
+        client_tsval: a.timestamp.map_or(0, |(val, _)| val),
         held: NO_HELD,
     }
 }
@@ -682,6 +717,12 @@ pub fn accept_synack(frame: &[u8], info: &PacketInfo, p: &mut Proxied) -> bool {
     let server_isn = rd32(frame, info.l4 + 4);
     let opts = SynOptions::parse(tcp_options(frame, info));
     p.delta = p.our_isn.wrapping_sub(server_isn);
+    match (p.ts, opts.timestamp) {
+        (true, Some((server_val, _))) => p.ts_delta = p.our_tsval.wrapping_sub(server_val),
+        // the server does not do timestamps: nothing to shift (the client
+        // keeps sending its own, which the server ignores)
+        _ => p.ts = false,
+    }
     p.server_wscale = if p.client_view_wscale != 0 {
         opts.wscale.unwrap_or(0)
     } else {
@@ -694,6 +735,12 @@ pub fn accept_synack(frame: &[u8], info: &PacketInfo, p: &mut Proxied) -> bool {
 /// Turn the server's SYN-ACK (already accepted) into the bare ACK that
 /// completes its handshake, back to the server.
 pub fn ack_to_server<P: PacketBuf>(pkt: &mut P, info: &PacketInfo, p: &Proxied) -> bool {
+    let mut ts = [1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0];
+    ts[4..8].copy_from_slice(&p.client_tsval.to_be_bytes());
+    // TSecr: the server's own TSval
+    let server_tsval = p.our_tsval.wrapping_sub(p.ts_delta);
+    ts[8..12].copy_from_slice(&server_tsval.to_be_bytes());
+    let options: &[u8] = if p.ts { &ts } else { &[] };
     let seg = Segment {
         src: info.dst,
         dst: info.src,
@@ -704,7 +751,7 @@ pub fn ack_to_server<P: PacketBuf>(pkt: &mut P, info: &PacketInfo, p: &Proxied) 
         flags: TCP_ACK,
         window: p.client_window,
         ttl: TTL,
-        options: &[],
+        options,
     };
     rewrite(pkt, info, &seg)
 }
@@ -732,7 +779,7 @@ fn set32(frame: &mut [u8], info: &PacketInfo, at: usize, new: u32) {
 
 /// A client packet of an established proxied connection: take `delta`
 /// from its acknowledgement and SACK block edges (server sequence space).
-pub fn adjust_client(frame: &mut [u8], info: &PacketInfo, delta: u32) {
+pub fn adjust_client(frame: &mut [u8], info: &PacketInfo, delta: u32, ts_delta: Option<u32>) {
     if info.tcp_flags & TCP_ACK != 0 {
         let ack = rd32(frame, info.l4 + 8);
         set32(frame, info, info.l4 + 8, ack.wrapping_sub(delta));
@@ -740,8 +787,12 @@ pub fn adjust_client(frame: &mut [u8], info: &PacketInfo, delta: u32) {
     let hl = tcp_header_len(frame, info);
     let mut edges = [0usize; 8];
     let mut n = 0;
+    let mut ecr_at = None;
     if let Some(opts) = frame.get(info.l4 + 20..info.l4 + hl) {
         for_each_option(opts, |kind, v, at| {
+            if kind == OPT_TIMESTAMP && v.len() == 8 {
+                ecr_at = Some(info.l4 + 20 + at + 4);
+            }
             if kind == OPT_SACK && v.len() % 8 == 0 {
                 for i in 0..v.len() / 4 {
                     if let Some(e) = edges.get_mut(n) {
@@ -756,6 +807,16 @@ pub fn adjust_client(frame: &mut [u8], info: &PacketInfo, delta: u32) {
         let v = rd32(frame, at);
         set32(frame, info, at, v.wrapping_sub(delta));
     }
+    // TSecr echoes vsd's clock: put the server's back
+    if let (Some(at), Some(d)) = (ecr_at, ts_delta) {
+        let v = rd32(frame, at);
+        set32(frame, info, at, v.wrapping_sub(d));
+    }
+}
+
+/// The `ts_delta` argument of [`adjust_client`] for a connection.
+pub fn client_ts_delta(p: &Proxied) -> Option<u32> {
+    (p.ts && p.phase == Phase::Established).then_some(p.ts_delta)
 }
 
 /// A server packet of an established proxied connection: add `delta` to
@@ -769,6 +830,22 @@ pub fn adjust_server(frame: &mut [u8], info: &PacketInfo, p: &Proxied) {
         Phase::WaitServer => p.our_isn.wrapping_add(1),
     };
     set32(frame, info, info.l4 + 4, new_seq);
+    if p.ts && p.phase == Phase::Established {
+        // TSval on vsd's clock, as the client saw it in the SYN-ACK
+        let hl = tcp_header_len(frame, info);
+        let mut val_at = None;
+        if let Some(opts) = frame.get(info.l4 + 20..info.l4 + hl) {
+            for_each_option(opts, |kind, v, at| {
+                if kind == OPT_TIMESTAMP && v.len() == 8 {
+                    val_at = Some(info.l4 + 20 + at);
+                }
+            });
+        }
+        if let Some(at) = val_at {
+            let v = rd32(frame, at);
+            set32(frame, info, at, v.wrapping_add(p.ts_delta));
+        }
+    }
     if p.phase == Phase::Established && p.server_wscale != p.client_view_wscale {
         let w = u32::from(rd16(frame, info.l4 + 14));
         let bytes = u64::from(w) << p.server_wscale;
