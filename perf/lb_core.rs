@@ -8,6 +8,8 @@ mod conn;
 mod fwd;
 #[path = "lb_core/sched.rs"]
 mod sched;
+#[path = "lb_core/synproxy.rs"]
+mod synproxy;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -15,7 +17,7 @@ fn main() {
     let named: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| matches!(*a, "conn" | "sched" | "fwd"))
+        .filter(|a| matches!(*a, "conn" | "sched" | "fwd" | "synproxy"))
         .collect();
     let wanted = |s: &str| named.is_empty() || named.contains(&s);
     if wanted("conn") {
@@ -26,5 +28,8 @@ fn main() {
     }
     if wanted("fwd") {
         fwd::run(quick);
+    }
+    if wanted("synproxy") {
+        synproxy::run(quick);
     }
 }

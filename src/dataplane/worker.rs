@@ -602,6 +602,8 @@ impl Worker {
             FwdVerdict::NotService => self.counters.drop_pkt(DropReason::NoService),
             // counted by reason in the core's forwarding stats
             FwdVerdict::Drop(_) => self.counters.add(Event::ForwardDrops, 1),
+            // the director kept a copy; the buffer goes back to the pool
+            FwdVerdict::Held => {}
         }
     }
 

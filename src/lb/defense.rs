@@ -10,6 +10,8 @@
 //! ([`DefenseState::check`]).
 //!
 //! - `drop_entry` on: every second, probe 1/32 of the table at random slots
+//!   (spread over that second's ticks, at most the tick budget per tick, so
+//!   that a large table's pass never stalls the worker for milliseconds)
 //!   and drop half-open TCP entries (SYN_RECV, SYNACK) outright, plus, at
 //!   the kernel's thinning rates, ESTABLISHED TCP and UDP entries that have
 //!   lived 60 s or more and have seen at most 8 client packets
@@ -145,6 +147,10 @@ pub struct DefenseState {
     /// Kernel `todrop_counter`: per client-packet count 0..=8, how many
     /// more candidates to skip before one is dropped.
     pub(crate) todrop_counter: [u8; 9],
+    /// drop_entry probes of this period not made yet: a period's probes
+    /// (1/32 of the table, 32K for a 1M table, each a likely cache miss)
+    /// are spread over the ticks so that no single tick stalls the worker.
+    pending_probes: usize,
 }
 
 impl DefenseState {
@@ -156,6 +162,7 @@ impl DefenseState {
             next_check_ms: 0,
             rng: seed | 1,
             todrop_counter: [0; 9],
+            pending_probes: 0,
         }
     }
 
@@ -193,6 +200,19 @@ impl DefenseState {
             drop_entry: mode_on(self.cfg.drop_entry, pressure),
         };
         Some(self.level)
+    }
+
+    /// Start a drop_entry pass of `probes` random probes (replacing what
+    /// is left of the previous one).
+    pub fn plan_probes(&mut self, probes: usize) {
+        self.pending_probes = probes;
+    }
+
+    /// Up to `budget` probes of the current pass, for this tick.
+    pub fn take_probes(&mut self, budget: usize) -> usize {
+        let n = self.pending_probes.min(budget);
+        self.pending_probes -= n;
+        n
     }
 
     /// A random number below `n` (xorshift64*; `n` > 0).

@@ -103,7 +103,7 @@ use crate::lb::persist::{PersistError, PersistKey};
 use crate::lb::sched::{SchedInput, SchedulerSet};
 use crate::lb::service::{PersistMask, RealServer, ServiceKey, ServiceSnapshot};
 use crate::lb::stats::{FwdEvent, StatsTable};
-use crate::lb::synproxy::{self, AckedCookie, CookieKey, Phase, ProxyDrop, ProxyTable};
+use crate::lb::synproxy::{self, AckedCookie, CookieKey, Phase, ProxyDrop, ProxyTable, NO_HELD};
 use crate::lb::tcp_state::{tcp_flags, TcpState, Timeouts};
 use crate::lb::types::{FwdMethod, Protocol};
 
@@ -187,6 +187,10 @@ pub enum FwdVerdict {
     NotService,
     /// Dropped (already counted in the core's [`StatsTable`]).
     Drop(FwdDrop),
+    /// Kept by the director (a copy: the SYN proxy holds a client's first
+    /// data segment until the real server's handshake completes); free the
+    /// buffer, count nothing.
+    Held,
 }
 
 /// Settings of one core's director.
@@ -576,27 +580,33 @@ impl CoreLb {
         n + self.defend(now_ms)
     }
 
-    /// drop_entry / secure_tcp, once a second ([`crate::lb::defense`]).
-    /// Returns the entries dropped.
+    /// drop_entry / secure_tcp: the level once a second, the drop pass
+    /// spread over the ticks ([`crate::lb::defense`]). Returns the entries
+    /// dropped.
     fn defend(&mut self, now_ms: u64) -> usize {
         let before = self.defense.level();
-        let Some(level) = self
+        if let Some(level) = self
             .defense
             .check(now_ms, self.conns.len(), self.conns.capacity())
-        else {
+        {
+            if level.secure_tcp && !before.secure_tcp {
+                self.stats.count_event(FwdEvent::SecureTcpOn);
+            }
+            if level.drop_entry && !before.drop_entry {
+                self.stats.count_event(FwdEvent::DropEntryOn);
+            }
+            self.conns.set_secure_tcp(level.secure_tcp);
+            let pass = if level.drop_entry {
+                (self.conns.capacity() >> DROP_PROBE_SHIFT).max(1)
+            } else {
+                0
+            };
+            self.defense.plan_probes(pass);
+        }
+        let probes = self.defense.take_probes(self.cfg.tick_budget);
+        if probes == 0 {
             return 0;
-        };
-        if level.secure_tcp && !before.secure_tcp {
-            self.stats.count_event(FwdEvent::SecureTcpOn);
         }
-        if level.drop_entry && !before.drop_entry {
-            self.stats.count_event(FwdEvent::DropEntryOn);
-        }
-        self.conns.set_secure_tcp(level.secure_tcp);
-        if !level.drop_entry {
-            return 0;
-        }
-        let probes = (self.conns.capacity() >> DROP_PROBE_SHIFT).max(1);
         let mut freed = 0u64;
         let n = self
             .conns
@@ -1339,9 +1349,6 @@ impl CoreLb {
                 if meta.is_none() {
                     self.stats.count_event(FwdEvent::SynproxyAckValid);
                 }
-                if a.payload > 0 {
-                    self.stats.count_event(FwdEvent::SynproxyAckData);
-                }
                 Ok(Some(a))
             }
             Err(ProxyDrop::Unexpected) => Err(if meta.is_some_and(|m| m.is_existing()) {
@@ -1364,21 +1371,81 @@ impl CoreLb {
         a: &AckedCookie,
         now_ms: u64,
     ) -> FwdVerdict {
+        let cap = self.conns.capacity();
+        self.proxied.ensure(cap);
+        // data in the cookie ACK itself (its pure ACK was lost, say): held
+        // like early data, as the packet becomes the server's SYN
+        let mut held = NO_HELD;
+        if a.payload > 0 {
+            let ip = pkt.data().get(info.l3..info.end).unwrap_or(&[]);
+            let conns = &self.conns;
+            match self.proxied.hold(id, ip, |o| conns.get(o).is_some()) {
+                Some(slot) => {
+                    held = slot;
+                    self.stats.count_event(FwdEvent::SynproxyDataHeld);
+                }
+                None => self.stats.count_event(FwdEvent::SynproxyAckData),
+            }
+        }
         let syn_info = if synproxy::ack_to_syn(pkt, info, a) {
             fwd::classify(pkt.data()).ok().flatten()
         } else {
             None
         };
         let Some(syn_info) = syn_info else {
+            self.proxied.held.release(held, id);
             self.conns.remove(id);
             return FwdVerdict::Drop(FwdDrop::NoRoom);
         };
         let v = self.forward_conn(pkt, &syn_info, id, c, Direction::Input, now_ms);
         if matches!(v, FwdVerdict::Forward { .. }) {
-            let cap = self.conns.capacity();
-            self.proxied.insert(cap, id, synproxy::new_proxied(a));
+            let p = synproxy::Proxied {
+                held,
+                ..synproxy::new_proxied(a)
+            };
+            self.proxied.insert(cap, id, p);
+        } else {
+            self.proxied.held.release(held, id);
         }
         v
+    }
+
+    /// The server's SYN-ACK just arrived and the client's first data
+    /// segment is held: send that segment (its acknowledgement completes
+    /// the server's handshake) in place of the SYN-ACK. `None` if the slot
+    /// was lost or the buffer has no room (the caller sends the bare ACK).
+    fn synproxy_release_held<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo,
+        id: ConnId,
+        c: &Conn<u32>,
+        slot: u16,
+        now_ms: u64,
+    ) -> Option<FwdVerdict> {
+        let restored = match self.proxied.held.get(slot, id) {
+            Some(ip) => synproxy::restore_held(pkt, info.l3, ip),
+            None => false,
+        };
+        self.proxied.held.release(slot, id);
+        if !restored {
+            return None;
+        }
+        let data_info = fwd::classify(pkt.data()).ok().flatten()?;
+        let p = *self.proxied.get_mut(id)?;
+        synproxy::adjust_client(
+            pkt.data_mut(),
+            &data_info,
+            p.delta,
+            synproxy::client_ts_delta(&p),
+        );
+        self.stats.count_event(FwdEvent::SynproxySeqAdjusted);
+        self.conns
+            .update_state(id, Direction::Input, data_info.tcp_flags, now_ms);
+        let slot_of = self.dest_svc_slot(c.dest());
+        self.stats
+            .add_in(c.dest(), slot_of, data_info.ip_len() as u64);
+        Some(self.rewrite_flow(pkt, &data_info, &Flow::of(c), Direction::Input))
     }
 
     /// A packet of a proxied connection: the server's SYN-ACK is answered
@@ -1393,8 +1460,23 @@ impl CoreLb {
         dir: Direction,
         now_ms: u64,
     ) -> Option<FwdVerdict> {
-        let mut st = *self.proxied.get_mut(id)?;
         let flags = info.tcp_flags;
+        let p = self.proxied.get_mut(id)?;
+        if p.phase == Phase::Established && flags & tcp_flags::SYN == 0 {
+            // the common case, every packet of the connection: no copy
+            match dir {
+                Direction::Input => synproxy::adjust_client(
+                    pkt.data_mut(),
+                    info,
+                    p.delta,
+                    synproxy::client_ts_delta(p),
+                ),
+                Direction::Output => synproxy::adjust_server(pkt.data_mut(), info, p),
+            }
+            self.stats.count_event(FwdEvent::SynproxySeqAdjusted);
+            return None;
+        }
+        let mut st = *p;
         let synack = flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST)
             == tcp_flags::SYN | tcp_flags::ACK;
         let verdict = match (st.phase, dir) {
@@ -1403,17 +1485,42 @@ impl CoreLb {
             }
             (Phase::WaitServer, Direction::Input) if flags & tcp_flags::RST != 0 => None,
             (Phase::WaitServer, Direction::Input) => {
+                let first_data = st.held == NO_HELD && synproxy::payload_len(pkt.data(), info) > 0;
+                let ip = pkt.data().get(info.l3..info.end).unwrap_or(&[]);
+                let conns = &self.conns;
+                if first_data
+                    && self
+                        .proxied
+                        .hold(id, ip, |o| conns.get(o).is_some())
+                        .is_some()
+                {
+                    self.stats.count_event(FwdEvent::SynproxyDataHeld);
+                    return Some(FwdVerdict::Held);
+                }
                 Some(FwdVerdict::Drop(FwdDrop::SynproxyNotReady))
             }
             (_, Direction::Output) if synack => {
-                if !synproxy::synack_to_ack(pkt, info, &mut st) {
+                let first = st.phase == Phase::WaitServer;
+                if !synproxy::accept_synack(pkt.data(), info, &mut st) {
                     return Some(FwdVerdict::Drop(FwdDrop::SynproxyUnexpected));
+                }
+                let held = std::mem::replace(&mut st.held, NO_HELD);
+                if let Some(p) = self.proxied.get_mut(id) {
+                    *p = st;
                 }
                 self.conns
                     .update_state(id, Direction::Output, flags, now_ms);
+                self.stats.count_event(FwdEvent::SynproxyServerSynAck);
+                if first && held != NO_HELD {
+                    if let Some(v) = self.synproxy_release_held(pkt, info, id, c, held, now_ms) {
+                        return Some(v);
+                    }
+                }
+                if !synproxy::ack_to_server(pkt, info, &st) {
+                    return Some(FwdVerdict::Drop(FwdDrop::NoRoom));
+                }
                 self.conns
                     .update_state(id, Direction::Input, tcp_flags::ACK, now_ms);
-                self.stats.count_event(FwdEvent::SynproxyServerSynAck);
                 Some(FwdVerdict::Forward {
                     next_hop: ep(c.real()).0,
                 })
@@ -1426,7 +1533,12 @@ impl CoreLb {
                 Some(FwdVerdict::Drop(FwdDrop::SynproxyUnexpected))
             }
             (Phase::Established, Direction::Input) => {
-                synproxy::adjust_client(pkt.data_mut(), info, st.delta);
+                synproxy::adjust_client(
+                    pkt.data_mut(),
+                    info,
+                    st.delta,
+                    synproxy::client_ts_delta(&st),
+                );
                 self.stats.count_event(FwdEvent::SynproxySeqAdjusted);
                 None
             }

@@ -58,11 +58,14 @@ pub enum FwdEvent {
     SynproxyCookieSent,
     /// SYN proxy: ACK with a valid cookie (a connection is opened).
     SynproxyAckValid,
-    /// SYN proxy: the cookie ACK carried data, not passed on (the client
-    /// retransmits it).
+    /// SYN proxy: the cookie ACK carried data and no slot was free to hold
+    /// it: not passed on (the client retransmits it).
     SynproxyAckData,
     /// SYN proxy: the real server's SYN-ACK, answered with the ACK.
     SynproxyServerSynAck,
+    /// SYN proxy: a client's first data segment kept until its server's
+    /// handshake completes (then sent in place of the bare ACK).
+    SynproxyDataHeld,
     /// SYN proxy: packet whose sequence/acknowledgement numbers were shifted.
     SynproxySeqAdjusted,
     /// A non-first fragment forwarded like its datagram's first fragment.
@@ -75,7 +78,7 @@ pub enum FwdEvent {
 
 impl FwdEvent {
     /// Number of events.
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 23;
     /// Every event, in counter order.
     pub const ALL: [FwdEvent; FwdEvent::COUNT] = [
         FwdEvent::FragNeededSent,
@@ -96,6 +99,7 @@ impl FwdEvent {
         FwdEvent::SynproxyAckValid,
         FwdEvent::SynproxyAckData,
         FwdEvent::SynproxyServerSynAck,
+        FwdEvent::SynproxyDataHeld,
         FwdEvent::SynproxySeqAdjusted,
         FwdEvent::FragmentForwarded,
         FwdEvent::IcmpRateLimitedGlobal,
@@ -128,6 +132,7 @@ impl FwdEvent {
             FwdEvent::SynproxyAckValid => "synproxy_ack_valid",
             FwdEvent::SynproxyAckData => "synproxy_ack_data_dropped",
             FwdEvent::SynproxyServerSynAck => "synproxy_server_synack",
+            FwdEvent::SynproxyDataHeld => "synproxy_data_held",
             FwdEvent::SynproxySeqAdjusted => "synproxy_seq_adjusted",
             FwdEvent::FragmentForwarded => "fragments_forwarded",
             FwdEvent::IcmpRateLimitedGlobal => "icmp_rate_limited_global",

@@ -11,7 +11,12 @@
 //! is added to the server's sequence numbers going to the client and taken
 //! from the client's acknowledgements (and SACK blocks) going to the
 //! server. The window field of server packets is rescaled when the server's
-//! window scale differs from the one vsd announced.
+//! window scale differs from the one vsd announced. Timestamps (RFC 7323)
+//! are kept when client and server both use them: vsd's SYN-ACK carries
+//! its own millisecond clock as TSval, the server's SYN carries the
+//! client's, and `ts_delta = vsd's TSval - the server's` is added to the
+//! server's TSval and taken from the client's TSecr on every segment, so
+//! each side's PAWS and RTT measurement see one consistent clock.
 //!
 //! Why: a SYN flood with random sources creates no entry at all, so the
 //! table never fills and real clients keep getting through (IPVS without a
@@ -20,17 +25,21 @@
 //! The cookie (as Linux's `syncookies.c`, own code): with a keyed SipHash
 //! `H` over the client's tuple and `t = now / 64 s`,
 //! `cookie = H0(tuple) + client ISN + (t << 24) + ((H1(tuple, t) + data) mod 2^24)`
-//! where `data` (7 bits) holds the MSS table index, the client's window
-//! scale and SACK permission. An ACK is valid when `t` recovered from its
-//! acknowledgement is at most [`MAX_COOKIE_AGE`] periods old and `data`
-//! decodes (17 bits of the hash must match). The keys are per process
+//! where `data` (8 bits) holds the MSS table index, the client's window
+//! scale, SACK permission and timestamp use (Linux puts the options in the
+//! TSval's low bits instead; the 24-bit field has room for them here). An
+//! ACK is valid when `t` recovered from its acknowledgement is at most
+//! [`MAX_COOKIE_AGE`] periods old and `data` decodes (16 bits of the hash
+//! must match). The keys are per process
 //! (every worker core derives the same), so any core can check a cookie.
 //!
-//! Failure modes and limits: timestamps are not offered (vsd has no clock
-//! shared with the server to translate TSval/TSecr); the MSS sent to the
-//! server is the table value at or below the client's. Data in the client's
-//! cookie ACK, and data arriving before the server's SYN-ACK, is dropped and
-//! counted (the client retransmits it). A server that refuses (RST) has its
+//! Failure modes and limits: the MSS sent to the server is the table value
+//! at or below the client's. The client's first data segment arriving
+//! before the server's SYN-ACK (or carried by the cookie ACK) is held
+//! ([`HeldPool`]) and sent in place of the bare ACK; later ones, or any
+//! when the pool is full, are dropped and counted (the client retransmits).
+//! ICMP errors quoting a proxied connection's segments are translated as
+//! for any connection, without shifting the quoted sequence number. A server that refuses (RST) has its
 //! RST passed on in the client's sequence space. Direct routing and
 //! tunnelling cannot be proxied (replies bypass vsd, so sequence numbers
 //! could not be shifted): such servers are refused for synproxy services.
@@ -43,7 +52,7 @@ use crate::lb::fwd::PacketInfo;
 use crate::lb::packet::PacketBuf;
 use crate::wire::checksum;
 use crate::wire::tcp_syn::{
-    for_each_option, headers_len, write_ipv4_tcp, Segment, SynOptions, OPT_SACK,
+    for_each_option, headers_len, write_ipv4_tcp, Segment, SynOptions, OPT_SACK, OPT_TIMESTAMP,
 };
 
 /// MSS values a cookie can carry (Linux's IPv4 table).
@@ -169,10 +178,12 @@ pub struct CookieData {
     pub wscale: Option<u8>,
     /// The client allows SACK.
     pub sack: bool,
+    /// The client offered timestamps (and vsd answered with its own).
+    pub ts: bool,
 }
 
 /// Bits of `data` in a cookie.
-const DATA_BITS: u32 = 7;
+const DATA_BITS: u32 = 8;
 
 impl CookieData {
     /// From the client SYN's options.
@@ -183,6 +194,7 @@ impl CookieData {
             mss_idx,
             wscale: o.wscale,
             sack: o.sack_perm,
+            ts: o.timestamp.is_some(),
         }
     }
 
@@ -193,7 +205,7 @@ impl CookieData {
 
     fn encode(&self) -> u32 {
         let ws = self.wscale.map_or(0, |w| u32::from(w.min(14)) + 1);
-        u32::from(self.mss_idx & 3) | ws << 2 | u32::from(self.sack) << 6
+        u32::from(self.mss_idx & 3) | ws << 2 | u32::from(self.sack) << 6 | u32::from(self.ts) << 7
     }
 
     fn decode(v: u32) -> Option<Self> {
@@ -205,6 +217,7 @@ impl CookieData {
             mss_idx: (v & 3) as u8,
             wscale: (ws != 0).then(|| (ws - 1) as u8),
             sack: v & (1 << 6) != 0,
+            ts: v & (1 << 7) != 0,
         })
     }
 }
@@ -286,6 +299,147 @@ pub struct Proxied {
     pub client_view_wscale: u8,
     /// Window shift the server applies to its windows.
     pub server_wscale: u8,
+    /// Timestamps in use on both sides: shift TSval (server to client) and
+    /// TSecr (client to server) by `ts_delta`.
+    pub ts: bool,
+    /// vsd's TSval in its SYN-ACK (the client's cookie ACK echoes it).
+    pub our_tsval: u32,
+    /// `our_tsval - the server's TSval`, once the server answered.
+    pub ts_delta: u32,
+    /// The client's TSval in its cookie ACK (echoed to the server).
+    pub client_tsval: u32,
+    /// Slot in [`HeldPool`] of the client's first data segment, kept until
+    /// the server's handshake completes ([`NO_HELD`]: none).
+    pub held: u16,
+}
+
+/// [`Proxied::held`] when nothing is held.
+pub const NO_HELD: u16 = u16::MAX;
+/// Held segments per core.
+pub const HELD_SLOTS: usize = 128;
+/// Largest IP packet a held slot takes (larger ones are dropped and counted
+/// as before the handshake).
+pub const HELD_SLOT_BYTES: usize = 1600;
+
+/// Per-core copies of client data segments that arrived before the real
+/// server's SYN-ACK (a client sends its request right after its ACK; that
+/// segment would otherwise be lost and retransmitted only after the
+/// client's retransmission timeout, 200 ms or more). One per connection;
+/// the server's SYN-ACK is turned into it (its acknowledgement completes the
+/// server's handshake as the bare ACK would). Slots of connections that
+/// ended before their server answered are reclaimed when the pool runs dry.
+#[derive(Debug, Default)]
+pub struct HeldPool {
+    bytes: Box<[u8]>,
+    lens: Box<[u16]>,
+    owners: Box<[Option<ConnId>]>,
+    free: Vec<u16>,
+}
+
+impl HeldPool {
+    fn allocate(&mut self) {
+        self.bytes = vec![0u8; HELD_SLOTS * HELD_SLOT_BYTES].into_boxed_slice();
+        self.lens = vec![0u16; HELD_SLOTS].into_boxed_slice();
+        self.owners = vec![None; HELD_SLOTS].into_boxed_slice();
+        self.free = (0..HELD_SLOTS as u16).rev().collect();
+    }
+
+    /// Keep a copy of `ip` (an IP packet) for `owner`; `live(id)` says
+    /// whether a slot's owner still waits for its server (slots of others
+    /// are reclaimed when no slot is free). `None`: too big or no room.
+    pub fn hold(&mut self, owner: ConnId, ip: &[u8], live: impl Fn(ConnId) -> bool) -> Option<u16> {
+        if ip.len() > HELD_SLOT_BYTES || self.owners.is_empty() {
+            return None;
+        }
+        if self.free.is_empty() {
+            for (i, o) in self.owners.iter_mut().enumerate() {
+                if o.is_some_and(|id| !live(id)) {
+                    *o = None;
+                    self.free.push(i as u16);
+                }
+            }
+        }
+        let slot = self.free.pop()?;
+        let at = usize::from(slot) * HELD_SLOT_BYTES;
+        self.bytes.get_mut(at..at + ip.len())?.copy_from_slice(ip);
+        if let (Some(l), Some(o)) = (
+            self.lens.get_mut(usize::from(slot)),
+            self.owners.get_mut(usize::from(slot)),
+        ) {
+            *l = ip.len() as u16;
+            *o = Some(owner);
+        }
+        Some(slot)
+    }
+
+    /// The bytes held in `slot` for `owner` (`None` if the slot was
+    /// reclaimed for another connection).
+    pub fn get(&self, slot: u16, owner: ConnId) -> Option<&[u8]> {
+        let i = usize::from(slot);
+        if self.owners.get(i).copied().flatten() != Some(owner) {
+            return None;
+        }
+        let len = usize::from(*self.lens.get(i)?);
+        self.bytes
+            .get(i * HELD_SLOT_BYTES..i * HELD_SLOT_BYTES + len)
+    }
+
+    /// Free `slot` if `owner` still has it.
+    pub fn release(&mut self, slot: u16, owner: ConnId) {
+        if let Some(o) = self.owners.get_mut(usize::from(slot)) {
+            if *o == Some(owner) {
+                *o = None;
+                self.free.push(slot);
+            }
+        }
+    }
+
+    /// Slots in use.
+    pub fn in_use(&self) -> usize {
+        self.owners.iter().filter(|o| o.is_some()).count()
+    }
+}
+
+impl ProxyTable {
+    /// Hold `ip` (a copy of the packet from its IP header) for connection
+    /// `id`, which waits for its server; `conn_live(id)` says whether a
+    /// connection still exists (slots of connections gone or past their
+    /// handshake are reclaimed when none is free). The slot, or `None`.
+    pub fn hold(
+        &mut self,
+        id: ConnId,
+        ip: &[u8],
+        conn_live: impl Fn(ConnId) -> bool,
+    ) -> Option<u16> {
+        let slots = &self.slots;
+        let slot = self.held.hold(id, ip, |o| {
+            conn_live(o)
+                && slots
+                    .get(o.index() as usize)
+                    .is_some_and(|s| s.conn == Some(o) && s.phase == Phase::WaitServer)
+        })?;
+        if let Some(p) = self.get_mut(id) {
+            p.held = slot;
+        }
+        Some(slot)
+    }
+}
+
+/// Put the held IP packet `ip` into `pkt` in place of what it carries from
+/// `l3` on. False if the buffer has no room.
+pub fn restore_held<P: PacketBuf>(pkt: &mut P, l3: usize, ip: &[u8]) -> bool {
+    let need = l3 + ip.len();
+    if pkt.len() < need && !pkt.append(need - pkt.len()) {
+        return false;
+    }
+    pkt.truncate(need);
+    match pkt.data_mut().get_mut(l3..need) {
+        Some(b) => {
+            b.copy_from_slice(ip);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Side table of proxied connections, by connection-table slot. Allocated
@@ -294,9 +448,20 @@ pub struct Proxied {
 #[derive(Debug, Default)]
 pub struct ProxyTable {
     slots: Box<[Proxied]>,
+    /// Client data held until the server's handshake completes.
+    pub held: HeldPool,
 }
 
 impl ProxyTable {
+    /// Allocate the table (one entry per slot of a connection table of
+    /// `capacity`) and the held-data pool, once.
+    pub fn ensure(&mut self, capacity: usize) {
+        if self.slots.is_empty() {
+            self.slots = crate::lb::conn::huge_filled(capacity, Proxied::default());
+            self.held.allocate();
+        }
+    }
+
     /// Whether any connection was ever proxied (the table is allocated).
     pub fn in_use(&self) -> bool {
         !self.slots.is_empty()
@@ -304,9 +469,7 @@ impl ProxyTable {
 
     /// Record connection `id` (slot `id.index()` of a table of `capacity`).
     pub fn insert(&mut self, capacity: usize, id: ConnId, p: Proxied) {
-        if self.slots.is_empty() {
-            self.slots = crate::lb::conn::huge_filled(capacity, Proxied::default());
-        }
+        self.ensure(capacity);
         if let Some(s) = self.slots.get_mut(id.index() as usize) {
             *s = Proxied {
                 conn: Some(id),
@@ -409,7 +572,8 @@ pub fn answer_syn<P: PacketBuf>(
         mss: Some(our_mss),
         wscale: opts.wscale.map(|_| OUR_WSCALE),
         sack_perm: opts.sack_perm,
-        timestamp: None,
+        // vsd's TSval: a millisecond clock, as Linux's
+        timestamp: opts.timestamp.map(|(val, _)| (now_ms as u32, val)),
     };
     let (ob, on) = reply.emit();
     let seg = Segment {
@@ -440,6 +604,9 @@ pub struct AckedCookie {
     pub client_window: u16,
     /// Bytes of data the ACK carried (dropped when it becomes the SYN).
     pub payload: usize,
+    /// The ACK's timestamps (TSval, TSecr), when the cookie says they were
+    /// negotiated.
+    pub timestamp: Option<(u32, u32)>,
 }
 
 /// A client packet to a proxied service without a connection: a pure ACK
@@ -464,12 +631,18 @@ pub fn check_ack(
     let client_isn = seq.wrapping_sub(1);
     let our_isn = ack.wrapping_sub(1);
     let data = check_cookie(key, &flow, client_isn, our_isn, now_ms).ok_or(ProxyDrop::BadCookie)?;
+    let timestamp = if data.ts {
+        SynOptions::parse(tcp_options(frame, info)).timestamp
+    } else {
+        None
+    };
     Ok(AckedCookie {
         data,
         client_isn,
         our_isn,
         client_window: rd16(frame, info.l4 + 14),
         payload: payload_len(frame, info),
+        timestamp,
     })
 }
 
@@ -483,7 +656,8 @@ pub fn ack_to_syn<P: PacketBuf>(pkt: &mut P, info: &PacketInfo, a: &AckedCookie)
         mss: Some(a.data.mss()),
         wscale: a.data.wscale,
         sack_perm: a.data.sack,
-        timestamp: None,
+        // the client's clock, as if its SYN went through
+        timestamp: a.timestamp.map(|(val, _)| (val, 0)),
     };
     let (ob, on) = o.emit();
     let seg = Segment {
@@ -516,6 +690,11 @@ pub fn new_proxied(a: &AckedCookie) -> Proxied {
             0
         },
         server_wscale: 0,
+        ts: a.timestamp.is_some(),
+        our_tsval: a.timestamp.map_or(0, |(_, ecr)| ecr),
+        ts_delta: 0,
+        client_tsval: a.timestamp.map_or(0, |(val, _)| val),
+        held: NO_HELD,
     }
 }
 
@@ -524,7 +703,12 @@ pub fn new_proxied(a: &AckedCookie) -> Proxied {
 /// and turn it into the ACK that completes the server's handshake, sent
 /// back to the server. False if it is not a SYN-ACK for our SYN.
 pub fn synack_to_ack<P: PacketBuf>(pkt: &mut P, info: &PacketInfo, p: &mut Proxied) -> bool {
-    let frame = pkt.data();
+    accept_synack(pkt.data(), info, p) && ack_to_server(pkt, info, p)
+}
+
+/// Learn the server's ISN and window scale from its SYN-ACK (phase
+/// Established from now on). False if it is not a SYN-ACK for our SYN.
+pub fn accept_synack(frame: &[u8], info: &PacketInfo, p: &mut Proxied) -> bool {
     if info.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) != TCP_SYN | TCP_ACK
         || rd32(frame, info.l4 + 8) != p.client_isn.wrapping_add(1)
     {
@@ -533,23 +717,41 @@ pub fn synack_to_ack<P: PacketBuf>(pkt: &mut P, info: &PacketInfo, p: &mut Proxi
     let server_isn = rd32(frame, info.l4 + 4);
     let opts = SynOptions::parse(tcp_options(frame, info));
     p.delta = p.our_isn.wrapping_sub(server_isn);
+    match (p.ts, opts.timestamp) {
+        (true, Some((server_val, _))) => p.ts_delta = p.our_tsval.wrapping_sub(server_val),
+        // the server does not do timestamps: nothing to shift (the client
+        // keeps sending its own, which the server ignores)
+        _ => p.ts = false,
+    }
     p.server_wscale = if p.client_view_wscale != 0 {
         opts.wscale.unwrap_or(0)
     } else {
         0
     };
     p.phase = Phase::Established;
+    true
+}
+
+/// Turn the server's SYN-ACK (already accepted) into the bare ACK that
+/// completes its handshake, back to the server.
+pub fn ack_to_server<P: PacketBuf>(pkt: &mut P, info: &PacketInfo, p: &Proxied) -> bool {
+    let mut ts = [1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0];
+    ts[4..8].copy_from_slice(&p.client_tsval.to_be_bytes());
+    // TSecr: the server's own TSval
+    let server_tsval = p.our_tsval.wrapping_sub(p.ts_delta);
+    ts[8..12].copy_from_slice(&server_tsval.to_be_bytes());
+    let options: &[u8] = if p.ts { &ts } else { &[] };
     let seg = Segment {
         src: info.dst,
         dst: info.src,
         sport: info.dport,
         dport: info.sport,
         seq: p.client_isn.wrapping_add(1),
-        ack: server_isn.wrapping_add(1),
+        ack: p.our_isn.wrapping_sub(p.delta).wrapping_add(1),
         flags: TCP_ACK,
         window: p.client_window,
         ttl: TTL,
-        options: &[],
+        options,
     };
     rewrite(pkt, info, &seg)
 }
@@ -577,7 +779,7 @@ fn set32(frame: &mut [u8], info: &PacketInfo, at: usize, new: u32) {
 
 /// A client packet of an established proxied connection: take `delta`
 /// from its acknowledgement and SACK block edges (server sequence space).
-pub fn adjust_client(frame: &mut [u8], info: &PacketInfo, delta: u32) {
+pub fn adjust_client(frame: &mut [u8], info: &PacketInfo, delta: u32, ts_delta: Option<u32>) {
     if info.tcp_flags & TCP_ACK != 0 {
         let ack = rd32(frame, info.l4 + 8);
         set32(frame, info, info.l4 + 8, ack.wrapping_sub(delta));
@@ -585,8 +787,12 @@ pub fn adjust_client(frame: &mut [u8], info: &PacketInfo, delta: u32) {
     let hl = tcp_header_len(frame, info);
     let mut edges = [0usize; 8];
     let mut n = 0;
+    let mut ecr_at = None;
     if let Some(opts) = frame.get(info.l4 + 20..info.l4 + hl) {
         for_each_option(opts, |kind, v, at| {
+            if kind == OPT_TIMESTAMP && v.len() == 8 {
+                ecr_at = Some(info.l4 + 20 + at + 4);
+            }
             if kind == OPT_SACK && v.len() % 8 == 0 {
                 for i in 0..v.len() / 4 {
                     if let Some(e) = edges.get_mut(n) {
@@ -601,6 +807,16 @@ pub fn adjust_client(frame: &mut [u8], info: &PacketInfo, delta: u32) {
         let v = rd32(frame, at);
         set32(frame, info, at, v.wrapping_sub(delta));
     }
+    // TSecr echoes vsd's clock: put the server's back
+    if let (Some(at), Some(d)) = (ecr_at, ts_delta) {
+        let v = rd32(frame, at);
+        set32(frame, info, at, v.wrapping_sub(d));
+    }
+}
+
+/// The `ts_delta` argument of [`adjust_client`] for a connection.
+pub fn client_ts_delta(p: &Proxied) -> Option<u32> {
+    (p.ts && p.phase == Phase::Established).then_some(p.ts_delta)
 }
 
 /// A server packet of an established proxied connection: add `delta` to
@@ -614,6 +830,22 @@ pub fn adjust_server(frame: &mut [u8], info: &PacketInfo, p: &Proxied) {
         Phase::WaitServer => p.our_isn.wrapping_add(1),
     };
     set32(frame, info, info.l4 + 4, new_seq);
+    if p.ts && p.phase == Phase::Established {
+        // TSval on vsd's clock, as the client saw it in the SYN-ACK
+        let hl = tcp_header_len(frame, info);
+        let mut val_at = None;
+        if let Some(opts) = frame.get(info.l4 + 20..info.l4 + hl) {
+            for_each_option(opts, |kind, v, at| {
+                if kind == OPT_TIMESTAMP && v.len() == 8 {
+                    val_at = Some(info.l4 + 20 + at);
+                }
+            });
+        }
+        if let Some(at) = val_at {
+            let v = rd32(frame, at);
+            set32(frame, info, at, v.wrapping_add(p.ts_delta));
+        }
+    }
     if p.phase == Phase::Established && p.server_wscale != p.client_view_wscale {
         let w = u32::from(rd16(frame, info.l4 + 14));
         let bytes = u64::from(w) << p.server_wscale;

@@ -147,3 +147,42 @@ fn automatic_modes_switch_off_when_the_pressure_is_gone() {
     lb.tick(62_000);
     assert!(!lb.defense_level().secure_tcp);
 }
+
+#[test]
+fn a_drop_pass_is_spread_over_the_ticks() {
+    let key = ServiceKey::tcp(IpAddr::V4(VIP), 80);
+    let mut t = ServiceTable::new(4);
+    t.add_service(key, ServiceConfig::with_scheduler("rr"))
+        .unwrap();
+    t.add_dest(
+        &key,
+        RealServerConfig::new(IpAddr::V4(RIP), 8080, FwdMethod::Masq),
+    )
+    .unwrap();
+    // 1/32 of 65536 slots = 2048 probes a second, at most 512 per tick
+    let cfg = CoreLbConfig {
+        conn_capacity: 65536,
+        tick_budget: 512,
+        hash_seed: Some(3),
+        ..CoreLbConfig::default()
+    };
+    let global = Arc::new(GlobalLoad::new(t.dest_capacity()));
+    let mut lb = CoreLb::new(cfg, t.snapshot(), global, None, 0).unwrap();
+    lb.set_defense(DefenseConfig {
+        drop_entry: 3,
+        ..DefenseConfig::default()
+    });
+    flood(&mut lb, 65536, 9, 0);
+    let full = lb.conns().len();
+    let mut dropped = Vec::new();
+    for tick in 0..6u64 {
+        lb.tick(tick * 10);
+        dropped.push(lb.stats().event(FwdEvent::DefenseDropped));
+    }
+    assert!(full > 60_000, "{full}");
+    // four ticks of at most 512 probes, then nothing until the next second
+    assert!(dropped[0] > 0 && dropped[0] <= 512, "{dropped:?}");
+    assert!(dropped[3] > dropped[2] && dropped[3] <= 2048, "{dropped:?}");
+    assert_eq!(dropped[4], dropped[3], "{dropped:?}");
+    assert_eq!(dropped[5], dropped[3], "{dropped:?}");
+}

@@ -120,44 +120,42 @@ fn whole_connection(method: FwdMethod) {
     assert_eq!((t.seq_number(), t.mss()), (CISN, Some(1460)));
     assert!(t.verify_checksum_v4(src, RIP));
 
-    // client data now: too early, dropped (the client retransmits)
-    let (v, _) = run(
-        &mut lb,
-        from_client(tcp::ACK | tcp::PSH, CISN + 1, cookie + 1, b"GET"),
-        3,
-    );
+    // the client's request, before the server answered: held (a second
+    // segment is dropped, the client retransmits it)
+    let get = from_client(tcp::ACK | tcp::PSH, CISN + 1, cookie + 1, b"GET");
+    let (v, _) = run(&mut lb, get, 3);
+    assert_eq!(v, FwdVerdict::Held);
+    assert_eq!(lb.stats().event(FwdEvent::SynproxyDataHeld), 1);
+    let more = from_client(tcp::ACK | tcp::PSH, CISN + 4, cookie + 1, b"/x");
+    let (v, _) = run(&mut lb, more, 3);
     assert_eq!(v, FwdVerdict::Drop(FwdDrop::SynproxyNotReady));
 
-    // the server's SYN-ACK becomes our ACK to it
-    let (v, out) = run(
-        &mut lb,
-        from_server((src, sport), 0x12, SISN, CISN + 1, &[]),
-        4,
-    );
+    // the server's SYN-ACK is answered with the held request, whose
+    // acknowledgement completes the server's handshake
+    let synack = from_server((src, sport), 0x12, SISN, CISN + 1, &[]);
+    let (v, out) = run(&mut lb, synack, 4);
     assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
     let t = tcp_of(&out);
     assert_eq!(&out[26..30], &src.octets());
     assert_eq!(&out[30..34], &RIP.octets());
     assert_eq!(
         (t.src_port(), t.dst_port(), t.flags().0),
-        (sport, 8080, tcp::ACK)
+        (sport, 8080, tcp::ACK | tcp::PSH)
     );
     assert_eq!((t.seq_number(), t.ack_number()), (CISN + 1, SISN + 1));
+    assert_eq!(t.payload(), b"GET");
     assert!(t.verify_checksum_v4(src, RIP));
     let c = *lb.conns().iter().next().unwrap().1;
     assert_eq!(c.tcp_state(), Some(TcpState::Established));
     assert_eq!(lb.stats().event(FwdEvent::SynproxyServerSynAck), 1);
 
     // data both ways, shifted between the two sequence spaces
-    let (v, out) = run(
-        &mut lb,
-        from_client(tcp::ACK | tcp::PSH, CISN + 1, cookie + 1, b"GET"),
-        5,
-    );
+    let more = from_client(tcp::ACK | tcp::PSH, CISN + 4, cookie + 1, b"/x");
+    let (v, out) = run(&mut lb, more, 5);
     assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
     let t = tcp_of(&out);
-    assert_eq!((t.seq_number(), t.ack_number()), (CISN + 1, SISN + 1));
-    assert_eq!(t.payload(), b"GET");
+    assert_eq!((t.seq_number(), t.ack_number()), (CISN + 4, SISN + 1));
+    assert_eq!(t.payload(), b"/x");
     assert!(t.verify_checksum_v4(src, RIP));
     let (v, out) = run(
         &mut lb,
@@ -178,7 +176,7 @@ fn whole_connection(method: FwdMethod) {
     assert_eq!((t.seq_number(), t.ack_number()), (cookie + 1, CISN + 4));
     assert_eq!(t.window_len(), 1000, "same window scale on both sides");
     assert!(t.verify_checksum_v4(VIP, CIP));
-    assert_eq!(lb.stats().event(FwdEvent::SynproxySeqAdjusted), 2);
+    assert_eq!(lb.stats().event(FwdEvent::SynproxySeqAdjusted), 3);
 
     // a retransmitted SYN-ACK of the server is acknowledged again
     let (v, out) = run(
@@ -187,7 +185,10 @@ fn whole_connection(method: FwdMethod) {
         7,
     );
     assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
-    assert_eq!(tcp_of(&out).ack_number(), SISN + 1);
+    let t = tcp_of(&out);
+    assert_eq!((t.flags().0, t.ack_number()), (tcp::ACK, SISN + 1));
+    assert!(t.payload().is_empty(), "a bare ACK this time");
+    assert_eq!(lb.proxied.held.in_use(), 0, "slot given back");
 }
 
 #[test]
@@ -278,4 +279,73 @@ fn synproxy_is_refused_for_dr_tun_and_udp() {
     )
     .unwrap();
     assert!(t.edit_service(&k2, cfg).is_err());
+}
+
+#[test]
+fn held_slots_of_abandoned_connections_are_reclaimed() {
+    let mut lb = director(FwdMethod::Masq);
+    // more abandoned handshakes with held data than there are slots
+    let n = synproxy::HELD_SLOTS as u16 + 10;
+    for i in 0..n {
+        let port = 20000 + i;
+        let seg = |flags: u8, ack: u32, payload: &[u8]| {
+            PacketBuilder::ethernet(M1, M2)
+                .ipv4(CIP, VIP)
+                .tcp(port, 80, flags)
+                .seq(if flags & tcp::SYN != 0 {
+                    CISN
+                } else {
+                    CISN + 1
+                })
+                .ack(ack)
+                .payload(payload)
+                .build()
+        };
+        let (_, out) = run(&mut lb, seg(tcp::SYN, 0, &[]), 0);
+        let cookie = tcp_of(&out).seq_number();
+        let (v, _) = run(&mut lb, seg(tcp::ACK, cookie + 1, &[]), 0);
+        assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+        let (v, _) = run(&mut lb, seg(tcp::ACK | tcp::PSH, cookie + 1, b"GET"), 0);
+        if usize::from(i) < synproxy::HELD_SLOTS {
+            assert_eq!(v, FwdVerdict::Held, "connection {i}");
+        } else {
+            assert_eq!(v, FwdVerdict::Drop(FwdDrop::SynproxyNotReady), "pool full");
+        }
+    }
+    // the servers never answered: the entries expire, their slots return
+    let mut t = 0;
+    while t <= 130_000 {
+        lb.tick(t);
+        t += 1000;
+    }
+    assert!(lb.conns().is_empty());
+    let (_, out) = run(&mut lb, from_client(tcp::SYN, CISN, 0, &[]), t);
+    let cookie = tcp_of(&out).seq_number();
+    run(&mut lb, from_client(tcp::ACK, CISN + 1, cookie + 1, &[]), t);
+    let get = from_client(tcp::ACK | tcp::PSH, CISN + 1, cookie + 1, b"GET");
+    let (v, _) = run(&mut lb, get, t);
+    assert_eq!(v, FwdVerdict::Held, "a reclaimed slot");
+}
+
+#[test]
+fn data_in_the_cookie_ack_reaches_the_server() {
+    let mut lb = director(FwdMethod::Masq);
+    let (_, out) = run(&mut lb, from_client(tcp::SYN, CISN, 0, &[]), 0);
+    let cookie = tcp_of(&out).seq_number();
+    // the pure ACK was lost; the request carries the cookie
+    let get = from_client(tcp::ACK | tcp::PSH, CISN + 1, cookie + 1, b"GET /");
+    let (v, out) = run(&mut lb, get, 1);
+    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+    let t = tcp_of(&out);
+    assert_eq!((t.flags().0, t.seq_number()), (tcp::SYN, CISN));
+    assert!(t.payload().is_empty());
+    assert_eq!(lb.stats().event(FwdEvent::SynproxyDataHeld), 1);
+    let synack = from_server((CIP, 40000), 0x12, SISN, CISN + 1, &[]);
+    let (v, out) = run(&mut lb, synack, 2);
+    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+    let t = tcp_of(&out);
+    assert_eq!((t.seq_number(), t.ack_number()), (CISN + 1, SISN + 1));
+    assert_eq!(t.payload(), b"GET /");
+    assert!(t.verify_checksum_v4(CIP, RIP));
+    assert_eq!(lb.stats().event(FwdEvent::SynproxyAckData), 0);
 }

@@ -1813,3 +1813,69 @@ fn time_exceeded_errors_are_rate_limited_per_destination() {
     let (v, _) = run(&mut lb, &dying(CPORT), 1001);
     assert_eq!(v, FwdVerdict::Drop(FwdDrop::TtlExpired));
 }
+
+#[test]
+fn two_cores_nat_synproxy_opens_on_the_reply_owner() {
+    let t = table(
+        tcp_key(),
+        FwdMethod::Masq,
+        &[(RIP1, RPORT), (RIP3, RPORT)],
+        |c| c.synproxy = true,
+    );
+    let mut sim = Sim::new(&t, 2);
+    let mut steered = 0;
+    for i in 0..100u16 {
+        let c = (CIP, 30000 + i);
+        let v = (VIP, VPORT);
+        let synack = sim.deliver(&seg(c, v, tcp::SYN, 64, &[]).build(), 0);
+        assert_eq!(synack.verdict, fwd_to(CIP));
+        let out = crate::lb::fwd::classify(&synack.out).unwrap().unwrap();
+        let cookie = u32::from_be_bytes(synack.out[out.l4 + 4..out.l4 + 8].try_into().unwrap());
+        let cisn = 0x1000_0000 + u32::from(tcp::SYN);
+        let ack = eth()
+            .ipv4(CIP, VIP)
+            .tcp(c.1, VPORT, tcp::ACK)
+            .seq(cisn + 1)
+            .ack(cookie.wrapping_add(1))
+            .build();
+        let syn = sim.deliver(&ack, 0);
+        let FwdVerdict::Forward { next_hop: rip } = syn.verdict else {
+            panic!("{:?}", syn.verdict)
+        };
+        let owner = sim.rss.owner_v4(rip, CIP, RPORT, c.1);
+        assert_eq!(syn.core, owner, "opened where the replies land");
+        if syn.first != owner {
+            steered += 1;
+        }
+        let s = crate::lb::fwd::classify(&syn.out).unwrap().unwrap();
+        assert_eq!((s.tcp_flags, s.dst, s.dport), (tcp::SYN, rip, RPORT));
+        let r = (rip, RPORT);
+        let server_synack = eth()
+            .ipv4(rip, CIP)
+            .tcp(RPORT, c.1, tcp::SYN | tcp::ACK)
+            .seq(0x7000_0000)
+            .ack(cisn + 1)
+            .build();
+        let d = sim.deliver(&server_synack, 0);
+        assert_eq!((d.core, d.verdict), (owner, fwd_to(rip)));
+        let data = eth()
+            .ipv4(CIP, VIP)
+            .tcp(c.1, VPORT, tcp::ACK | tcp::PSH)
+            .seq(cisn + 1)
+            .ack(cookie.wrapping_add(1))
+            .payload(REQ)
+            .build();
+        let d = sim.deliver(&data, 0);
+        assert_eq!((d.core, d.verdict), (owner, fwd_to(rip)));
+        let o = crate::lb::fwd::classify(&d.out).unwrap().unwrap();
+        let acked = u32::from_be_bytes(d.out[o.l4 + 8..o.l4 + 12].try_into().unwrap());
+        assert_eq!(acked, 0x7000_0001, "acknowledgement in the server's space");
+        let reply = sim.deliver(&seg(r, c, tcp::ACK, 64, &[]).build(), 0);
+        assert_eq!((reply.core, reply.verdict), (owner, fwd_to(CIP)));
+    }
+    assert!(steered > 0, "no cookie ACK needed steering");
+    let sums = StatsTable::sum(&sim.lbs.iter().map(|lb| &**lb.stats()).collect::<Vec<_>>());
+    assert_eq!(sums.event(FwdEvent::SynproxyCookieSent), 100);
+    assert_eq!(sums.event(FwdEvent::SynproxyAckValid), 100, "counted once");
+    assert_eq!(sums.event(FwdEvent::SynproxyServerSynAck), 100);
+}

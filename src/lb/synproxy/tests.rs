@@ -41,6 +41,7 @@ fn cookie_round_trip_and_forgery() {
         mss_idx: 3,
         wscale: Some(7),
         sack: true,
+        ts: true,
     };
     let c = make_cookie(&key(), &flow(), CLIENT_ISN, &d, 1_000);
     assert_eq!(check_cookie(&key(), &flow(), CLIENT_ISN, c, 1_000), Some(d));
@@ -86,6 +87,7 @@ fn cookie_data_covers_every_option_combination() {
                     mss_idx,
                     wscale,
                     sack,
+                    ts: !sack,
                 };
                 let c = make_cookie(&key(), &flow(), 5, &d, 0);
                 assert_eq!(check_cookie(&key(), &flow(), 5, c, 0), Some(d));
@@ -129,17 +131,21 @@ fn syn_is_answered_with_a_cookie_synack() {
             mss_idx: 3,
             wscale: Some(7),
             sack: true,
+            ts: true,
         },
         0,
     );
-    // MSS, SACK permitted, window scale 7; no timestamps
+    // MSS, SACK permitted, timestamps (vsd's clock, the client's echoed),
+    // window scale 7
     let expected = PacketBuilder::ethernet(M1, M2)
         .ipv4(VIP, CIP)
         .tcp(80, 40000, 0x12)
         .seq(cookie)
         .ack(CLIENT_ISN + 1)
         .window(SYNACK_WINDOW)
-        .tcp_options(&[2, 4, 5, 0xb4, 1, 1, 4, 2, 1, 3, 3, 7])
+        .tcp_options(&[
+            2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 0, 0, 0, 0, 9, 1, 3, 3, 7,
+        ])
         .build();
     assert_eq!(p.to_vec(), expected);
     // A SYN with data and without options: payload gone, no wscale/SACK.
@@ -306,7 +312,7 @@ fn sequence_numbers_and_sack_blocks_are_shifted_both_ways() {
         };
         let input = data(cookie.wrapping_add(1), &o);
         let mut f = input.clone();
-        adjust_client(&mut f, &info(&input), delta);
+        adjust_client(&mut f, &info(&input), delta, None);
         assert_eq!(f, data(SERVER_ISN + 1, &e), "options {opts:?}");
     }
     // server -> client: seq gains delta; window 100 << 9 seen as << 7
@@ -379,4 +385,122 @@ fn side_table_entries_belong_to_their_connection_only() {
     let id2 = t.insert(&nc, 0).unwrap();
     assert_eq!(id2.index(), id.index(), "slot reused");
     assert!(side.get_mut(id2).is_none(), "new connection is not proxied");
+}
+
+#[test]
+fn side_entry_size() {
+    // what a proxied connection adds to its 64-byte entry
+    assert_eq!(std::mem::size_of::<Proxied>(), 44);
+}
+
+/// Timestamps are negotiated with the client by vsd and with the server
+/// by the client's own clock; every later segment is moved between the
+/// two: TSval from the server gains `ts_delta`, TSecr from the client
+/// loses it.
+#[test]
+fn timestamps_are_shifted_between_vsds_clock_and_the_servers() {
+    let now = 5_000;
+    let syn = client_syn().build();
+    let mut p = VecPacket::new(&syn);
+    answer_syn(&mut p, &info(&syn), &key(), now, 1460).unwrap();
+    let out = p.to_vec();
+    let t = TcpPacket::new_checked(&out[34..]).unwrap();
+    let sa = SynOptions::parse(t.options());
+    assert_eq!(
+        sa.timestamp,
+        Some((5_000, 9)),
+        "vsd's ms clock, client's TSval echoed"
+    );
+    let cookie = t.seq_number();
+    let ts = |val: u32, ecr: u32| {
+        let mut o = vec![1, 1, 8, 10];
+        o.extend_from_slice(&val.to_be_bytes());
+        o.extend_from_slice(&ecr.to_be_bytes());
+        o
+    };
+    // the cookie ACK echoes vsd's TSval
+    let ack = PacketBuilder::ethernet(M1, M2)
+        .ipv4(CIP, VIP)
+        .tcp(40000, 80, 0x10)
+        .seq(CLIENT_ISN + 1)
+        .ack(cookie + 1)
+        .window(502)
+        .tcp_options(&ts(100, 5_000))
+        .build();
+    let a = check_ack(&ack, &info(&ack), &key(), now).unwrap();
+    assert_eq!(a.timestamp, Some((100, 5_000)));
+    let mut p = VecPacket::new(&ack);
+    assert!(ack_to_syn(&mut p, &info(&ack), &a));
+    let out = p.to_vec();
+    let o = SynOptions::parse(TcpPacket::new_checked(&out[34..]).unwrap().options());
+    assert_eq!(
+        o.timestamp,
+        Some((100, 0)),
+        "the server sees the client's clock"
+    );
+    // the server answers with its own clock
+    let mut st = new_proxied(&a);
+    let synack = PacketBuilder::ethernet(M2, M1)
+        .ipv4(RIP, CIP)
+        .tcp(8080, 40000, 0x12)
+        .seq(SERVER_ISN)
+        .ack(CLIENT_ISN + 1)
+        .tcp_options(&[
+            2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0x30, 0x39, 0, 0, 0, 100, 1, 3, 3, 7,
+        ])
+        .build();
+    let mut p = VecPacket::new(&synack);
+    assert!(synack_to_ack(&mut p, &info(&synack), &mut st));
+    assert!(st.ts);
+    assert_eq!(st.ts_delta, 5_000u32.wrapping_sub(12_345));
+    let out = p.to_vec();
+    let t = TcpPacket::new_checked(&out[34..]).unwrap();
+    assert_eq!(
+        t.options(),
+        &ts(100, 12_345)[..],
+        "our ACK carries both clocks"
+    );
+    assert!(t.verify_checksum_v4(CIP, RIP));
+    // client -> server: TSecr back on the server's clock
+    let data = |val: u32, ecr: u32| {
+        PacketBuilder::ethernet(M1, M2)
+            .ipv4(CIP, VIP)
+            .tcp(40000, 80, 0x18)
+            .seq(CLIENT_ISN + 1)
+            .ack(cookie + 1)
+            .window(502)
+            .tcp_options(&ts(val, ecr))
+            .payload(b"GET")
+            .build()
+    };
+    let input = data(101, 5_000);
+    let mut f = input.clone();
+    adjust_client(&mut f, &info(&input), st.delta, client_ts_delta(&st));
+    let expected = PacketBuilder::ethernet(M1, M2)
+        .ipv4(CIP, VIP)
+        .tcp(40000, 80, 0x18)
+        .seq(CLIENT_ISN + 1)
+        .ack(SERVER_ISN + 1)
+        .window(502)
+        .tcp_options(&ts(101, 12_345))
+        .payload(b"GET")
+        .build();
+    assert_eq!(f, expected);
+    // server -> client: TSval on vsd's clock
+    let reply = |seq: u32, val: u32| {
+        PacketBuilder::ethernet(M2, M1)
+            .ipv4(RIP, CIP)
+            .tcp(8080, 40000, 0x18)
+            .seq(seq)
+            .ack(CLIENT_ISN + 4)
+            .window(100)
+            .tcp_options(&ts(val, 101))
+            .payload(b"200")
+            .build()
+    };
+    let input = reply(SERVER_ISN + 1, 12_346);
+    let mut f = input.clone();
+    adjust_server(&mut f, &info(&input), &st);
+    // (the server's window scale 7 equals vsd's: the window is unchanged)
+    assert_eq!(f, reply(cookie + 1, 5_001));
 }
