@@ -697,6 +697,8 @@ struct RawLb {
     tun_source: Option<S<String>>,
     local_port_min: Option<S<i64>>,
     local_port_max: Option<S<i64>>,
+    sloppy_tcp: Option<bool>,
+    sloppy_sctp: Option<S<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -1082,7 +1084,17 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         neighbour,
         lb,
         services,
-        defense: build_defense(ctx, raw.defense.as_ref())?,
+        defense: {
+            // `[lb] sloppy_tcp` is a sysctl-like knob the workers read with
+            // the defences (see crate::lb::defense)
+            let mut d = build_defense(ctx, raw.defense.as_ref())?;
+            d.knobs.sloppy_tcp = raw
+                .lb
+                .as_ref()
+                .and_then(|l| l.get_ref().sloppy_tcp)
+                .unwrap_or(false);
+            d
+        },
     })
 }
 
@@ -1106,6 +1118,8 @@ fn build_defense(ctx: &Ctx<'_>, raw: Option<&S<RawDefense>>) -> Result<DefenseCo
             100,
             i64::from(d.pressure_percent),
         )?),
+        // from `[lb]`, set by the caller
+        sloppy_tcp: false,
     };
     let synrecv_timeout = match &r.synrecv_timeout {
         None => None,
@@ -1365,6 +1379,13 @@ fn build_lb(ctx: &Ctx<'_>, raw: Option<&S<RawLb>>) -> Result<LbConf, ConfigError
         return Ok(d);
     };
     let l = raw.get_ref();
+    if let Some(sctp) = l.sloppy_sctp.as_ref().filter(|v| *v.get_ref()) {
+        return Err(ctx.err(
+            sctp.span(),
+            "lb.sloppy_sctp",
+            "vsd has no SCTP services, so sloppy_sctp cannot be on",
+        ));
+    }
     let tun_source = match &l.tun_source {
         None => None,
         Some(a) => match ctx.ip(a, "lb.tun_source")? {

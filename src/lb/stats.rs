@@ -65,11 +65,13 @@ pub enum FwdEvent {
     SynproxyServerSynAck,
     /// SYN proxy: packet whose sequence/acknowledgement numbers were shifted.
     SynproxySeqAdjusted,
+    /// `sloppy_tcp`: a TCP packet without SYN scheduled as a new connection.
+    SloppyScheduled,
 }
 
 impl FwdEvent {
     /// Number of events.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
     /// Every event, in counter order.
     pub const ALL: [FwdEvent; FwdEvent::COUNT] = [
         FwdEvent::FragNeededSent,
@@ -91,6 +93,7 @@ impl FwdEvent {
         FwdEvent::SynproxyAckData,
         FwdEvent::SynproxyServerSynAck,
         FwdEvent::SynproxySeqAdjusted,
+        FwdEvent::SloppyScheduled,
     ];
 
     /// Counter index.
@@ -120,6 +123,7 @@ impl FwdEvent {
             FwdEvent::SynproxyAckData => "synproxy_ack_data_dropped",
             FwdEvent::SynproxyServerSynAck => "synproxy_server_synack",
             FwdEvent::SynproxySeqAdjusted => "synproxy_seq_adjusted",
+            FwdEvent::SloppyScheduled => "sloppy_scheduled",
         }
     }
 }
