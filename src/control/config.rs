@@ -437,6 +437,10 @@ pub struct VipConf {
     pub address: IpAddr,
     /// Index into [`Config::ports`] of the port that announces it.
     pub port: usize,
+    /// `follow = "IFACE"`: served only while the address is on this kernel
+    /// interface in vsd's network namespace ([`crate::control::vipwatch`]);
+    /// `None`: always on.
+    pub follow: Option<String>,
 }
 
 /// What identifies a virtual service.
@@ -685,6 +689,7 @@ struct RawPort {
 struct RawVip {
     address: S<String>,
     port: S<String>,
+    follow: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1052,7 +1057,38 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
                     format!("unknown port {:?}", vip.port.get_ref()),
                 )
             })?;
-        vips.push(VipConf { address, port });
+        let follow = match &vip.follow {
+            None => None,
+            Some(f) => {
+                let name = f.get_ref();
+                // the kernel's rules for an interface name (IFNAMSIZ 16)
+                if name.is_empty()
+                    || name.len() > 15
+                    || name == "."
+                    || name == ".."
+                    || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+                {
+                    return Err(ctx.err(
+                        f.span(),
+                        format!("{base}.follow"),
+                        format!("{name:?} is not a kernel interface name (1 to 15 characters, no '/', ':' or spaces)"),
+                    ));
+                }
+                if !address.is_ipv4() {
+                    return Err(ctx.err(
+                        f.span(),
+                        format!("{base}.follow"),
+                        "only IPv4 VIPs can follow an interface (vsd answers ARP, not neighbour discovery)",
+                    ));
+                }
+                Some(name.clone())
+            }
+        };
+        vips.push(VipConf {
+            address,
+            port,
+            follow,
+        });
     }
 
     let mut services: Vec<ServiceConf> = Vec::with_capacity(raw.service.len());
@@ -2629,7 +2665,8 @@ mod tests {
             c.vips,
             vec![VipConf {
                 address: "198.18.0.100".parse().unwrap(),
-                port: 0
+                port: 0,
+                follow: None,
             }]
         );
         assert_eq!(c.neighbour, NeighParams::default());
@@ -3165,6 +3202,29 @@ mod tests {
             )),
             "t.toml:12:11: vip[1].address: duplicate VIP 198.18.0.100"
         );
+    }
+
+    #[test]
+    fn vip_follow() {
+        let c = Config::from_str(
+            &with_base("[[vip]]\naddress = \"198.18.0.100\"\nport = \"lan0\"\nfollow = \"vsd-lan0\"\n[[vip]]\naddress = \"198.18.0.101\"\nport = \"lan0\"\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.vips[0].follow.as_deref(), Some("vsd-lan0"));
+        assert_eq!(c.vips[1].follow, None, "always on by default");
+        assert!(error(&with_base(
+            "[[vip]]\naddress = \"198.18.0.100\"\nport = \"lan0\"\nfollow = \"much-too-long-name\"\n"
+        ))
+        .contains("vip[0].follow: \"much-too-long-name\" is not a kernel interface name"));
+        assert!(error(&with_base(
+            "[[vip]]\naddress = \"198.18.0.100\"\nport = \"lan0\"\nfollow = \"\"\n"
+        ))
+        .contains("vip[0].follow"));
+        assert!(error(&with_base(
+            "[[vip]]\naddress = \"2001:db8::1\"\nport = \"lan0\"\nfollow = \"vsd-lan0\"\n"
+        ))
+        .contains("only IPv4 VIPs can follow"));
     }
 
     #[test]
