@@ -1066,7 +1066,9 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
                     || name.len() > 15
                     || name == "."
                     || name == ".."
-                    || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+                    || name
+                        .chars()
+                        .any(|c| c == '/' || c == ':' || c.is_whitespace())
                 {
                     return Err(ctx.err(
                         f.span(),

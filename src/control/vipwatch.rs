@@ -65,9 +65,17 @@ pub enum KernelEvent {
     /// The interface with this index is gone, with its addresses.
     LinkGone { index: u32 },
     /// An address (with its prefix length) was added to an interface.
-    AddrAdded { index: u32, addr: IpAddr, prefix: u8 },
+    AddrAdded {
+        index: u32,
+        addr: IpAddr,
+        prefix: u8,
+    },
     /// An address was removed.
-    AddrRemoved { index: u32, addr: IpAddr, prefix: u8 },
+    AddrRemoved {
+        index: u32,
+        addr: IpAddr,
+        prefix: u8,
+    },
 }
 
 /// The watcher's model of the kernel: interface names and addresses.
@@ -567,7 +575,8 @@ mod tests {
             prefix_len: 32,
             ..a.header
         };
-        a.attributes.push(AddressAttribute::Address(IpAddr::V4(VIP2)));
+        a.attributes
+            .push(AddressAttribute::Address(IpAddr::V4(VIP2)));
         a.attributes.push(AddressAttribute::Local(IpAddr::V4(VIP)));
         assert_eq!(
             event_of(&RouteNetlinkMessage::NewAddress(a.clone())),

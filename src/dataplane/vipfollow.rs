@@ -53,11 +53,7 @@ impl WorkerFollow {
     /// (at the first adoption: every active one, announced at start).
     pub fn adopt(&mut self, next: &Arc<[VipActivity]>) -> Vec<(usize, Ipv4Addr)> {
         let up = newly_active(&self.current, next);
-        self.inactive = next
-            .iter()
-            .filter(|v| !v.active)
-            .map(|v| v.addr)
-            .collect();
+        self.inactive = next.iter().filter(|v| !v.active).map(|v| v.addr).collect();
         self.current = Arc::clone(next);
         up
     }
