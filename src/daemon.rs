@@ -394,13 +394,15 @@ impl Control<'_> {
         }));
     }
 
-    /// Read rtnetlink; log and count what changed.
-    fn poll_vipwatch(&mut self) {
+    /// Read rtnetlink; log what changed. Returns whether a followed VIP
+    /// came or went.
+    fn poll_vipwatch(&mut self) -> bool {
         let Some(w) = self.vipwatch.as_mut() else {
-            return;
+            return false;
         };
         let before: Vec<bool> = w.states().map(|(_, a)| a).collect();
-        if w.poll() {
+        let changed = w.poll();
+        if changed {
             for ((v, now), was) in w.states().zip(before) {
                 if now != was {
                     log!(
@@ -415,6 +417,7 @@ impl Control<'_> {
             }
         }
         self.view.vip_watch = Some(w.stats());
+        changed
     }
 
     /// One past the highest server slot any connection can use: the
@@ -1001,8 +1004,9 @@ fn serve(
         let io = waits.wait(due.saturating_duration_since(Instant::now()));
         let now = Instant::now();
         // rtnetlink first: a VIP that came or went is published at once
-        control.poll_vipwatch();
-        control.publish_if_changed(&mut published_version);
+        if control.poll_vipwatch() {
+            control.publish_if_changed(&mut published_version);
+        }
         // Connection counts summed over cores: every LOAD_PERIOD while a
         // decision depends on them (lc, wlc, ..., thresholds), otherwise
         // with the tick; and before answering anybody, so listings are fresh.

@@ -204,23 +204,121 @@ pub struct WatchStats {
     pub errors: u64,
 }
 
-/// The rtnetlink watcher (control thread only).
-pub struct VipWatch {
-    socket: Socket,
-    vips: Vec<FollowedVip>,
+/// One netlink message as the synchronisation sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Incoming {
+    Event(KernelEvent),
+    /// End of a dump.
+    Done,
+    /// An error answer (a refused request).
+    Error,
+    /// The kernel lost messages.
+    Overrun,
+    /// Anything else (other message types, ACKs).
+    Other,
+}
+
+/// The synchronisation with the kernel, apart from the socket: the model
+/// in force, the one a re-dump is building, and the dumps to request.
+#[derive(Debug, Default)]
+struct Sync {
     /// The model in force.
     kernel: KernelAddrs,
-    /// The model a resynchronisation is building (events apply to both).
+    /// The model a (re)synchronisation is building; events apply to both.
     fresh: Option<KernelAddrs>,
     /// Dumps still to request, and the one in flight with its sequence
     /// number and whether the kernel flagged it interrupted.
     todo: Vec<Dump>,
     in_flight: Option<(Dump, u32, bool)>,
     seq: u32,
+    stats: WatchStats,
+}
+
+impl Sync {
+    /// Start building a fresh model from new dumps; the model in force
+    /// stays until they are complete.
+    fn resync(&mut self) {
+        if self.fresh.is_some() || self.in_flight.is_some() || self.stats.events > 0 {
+            self.stats.resyncs += 1;
+        }
+        self.fresh = Some(KernelAddrs::default());
+        self.todo = vec![Dump::Links, Dump::Addrs];
+        // the answer to a dump in flight may still arrive: with the
+        // sequence number moved on, its entries count as plain events
+        self.in_flight = None;
+    }
+
+    /// The next dump to request, now marked in flight.
+    fn next_request(&mut self) -> Option<(Dump, u32)> {
+        if self.in_flight.is_some() || self.todo.is_empty() {
+            return None;
+        }
+        let kind = self.todo.remove(0);
+        self.seq = self.seq.wrapping_add(1).max(1);
+        self.in_flight = Some((kind, self.seq, false));
+        Some((kind, self.seq))
+    }
+
+    /// The request could not be sent: try again later.
+    fn request_failed(&mut self) {
+        if let Some((d, _, _)) = self.in_flight.take() {
+            self.todo.insert(0, d);
+        }
+        self.stats.errors += 1;
+    }
+
+    fn syncing(&self) -> bool {
+        self.fresh.is_some()
+    }
+
+    /// Take one message (`seq`, `flags` from its header).
+    fn on_message(&mut self, seq: u32, flags: u16, m: Incoming) {
+        let ours = matches!(self.in_flight, Some((_, s, _)) if s == seq && seq != 0);
+        if ours && flags & NLM_F_DUMP_INTR != 0 {
+            if let Some((_, _, intr)) = self.in_flight.as_mut() {
+                *intr = true;
+            }
+        }
+        match m {
+            Incoming::Event(e) => {
+                self.stats.events += 1;
+                if let Some(f) = self.fresh.as_mut() {
+                    f.apply(&e);
+                }
+                // an event (not a dump entry of a re-dump) applies to the
+                // model in force too
+                if !ours || self.fresh.is_none() {
+                    self.kernel.apply(&e);
+                }
+            }
+            Incoming::Done if ours => {
+                let Some((_, _, interrupted)) = self.in_flight.take() else {
+                    return;
+                };
+                if interrupted {
+                    self.resync();
+                } else if self.todo.is_empty() {
+                    if let Some(f) = self.fresh.take() {
+                        self.kernel = f;
+                    }
+                }
+            }
+            // refused (e.g. EBUSY while an old dump drains): again later
+            Incoming::Error if ours => self.request_failed(),
+            Incoming::Overrun => self.resync(),
+            _ => {}
+        }
+    }
+}
+
+/// The rtnetlink watcher (control thread only).
+pub struct VipWatch {
+    socket: Socket,
+    vips: Vec<FollowedVip>,
+    sync: Sync,
     active: Vec<bool>,
     /// Bumped whenever `active` changes.
     version: u64,
-    stats: WatchStats,
     buf: Vec<u8>,
 }
 
@@ -244,17 +342,12 @@ impl VipWatch {
         let mut w = VipWatch {
             socket,
             vips,
-            kernel: KernelAddrs::default(),
-            fresh: None,
-            todo: Vec::new(),
-            in_flight: None,
-            seq: 0,
+            sync: Sync::default(),
             active,
             version: 0,
-            stats: WatchStats::default(),
             buf: vec![0; RECV_BUF],
         };
-        w.resync();
+        w.sync.resync();
         w.request_next()?;
         Ok(w)
     }
@@ -278,7 +371,7 @@ impl VipWatch {
 
     /// Whether a (re)synchronisation is under way.
     pub fn syncing(&self) -> bool {
-        self.fresh.is_some()
+        self.sync.syncing()
     }
 
     /// Followed VIPs and whether each is active.
@@ -292,14 +385,12 @@ impl VipWatch {
     }
 
     pub fn stats(&self) -> WatchStats {
-        self.stats
+        self.sync.stats
     }
 
     /// Periodic duty: request a dump that could not be sent.
     pub fn tick(&mut self) {
-        if self.in_flight.is_none() && !self.todo.is_empty() {
-            let _ = self.request_next();
-        }
+        let _ = self.request_next();
     }
 
     /// Read everything the socket holds. Returns whether the active set
@@ -313,20 +404,23 @@ impl VipWatch {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     // events were lost: learn everything again
-                    self.resync();
+                    self.sync.resync();
                     let _ = self.request_next();
                     continue;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => {
-                    self.stats.errors += 1;
+                    self.sync.stats.errors += 1;
                     break;
                 }
             };
             let data = std::mem::take(&mut self.buf);
             self.handle_datagram(&data[..n]);
             self.buf = data;
+            // a finished dump makes room for the next one
+            let _ = self.request_next();
         }
+        self.recompute();
         self.version != before
     }
 
@@ -347,7 +441,17 @@ impl VipWatch {
                 continue;
             };
             let len = msg.header.length as usize;
-            self.handle_message(msg);
+            let (seq, flags) = (msg.header.sequence_number, msg.header.flags);
+            let m = match msg.payload {
+                NetlinkPayload::InnerMessage(m) => {
+                    event_of(&m).map_or(Incoming::Other, Incoming::Event)
+                }
+                NetlinkPayload::Done(_) => Incoming::Done,
+                NetlinkPayload::Error(e) if e.code.is_some() => Incoming::Error,
+                NetlinkPayload::Overrun(_) => Incoming::Overrun,
+                _ => Incoming::Other,
+            };
+            self.sync.on_message(seq, flags, m);
             if len == 0 {
                 return;
             }
@@ -355,102 +459,31 @@ impl VipWatch {
         }
     }
 
-    fn handle_message(&mut self, msg: NetlinkMessage<RouteNetlinkMessage>) {
-        let seq = msg.header.sequence_number;
-        let ours = matches!(self.in_flight, Some((_, s, _)) if s == seq && seq != 0);
-        if ours && msg.header.flags & NLM_F_DUMP_INTR != 0 {
-            if let Some((_, _, intr)) = self.in_flight.as_mut() {
-                *intr = true;
-            }
-        }
-        match msg.payload {
-            NetlinkPayload::InnerMessage(m) => {
-                if let Some(e) = event_of(&m) {
-                    self.stats.events += 1;
-                    if let Some(f) = self.fresh.as_mut() {
-                        f.apply(&e);
-                    }
-                    // events also apply to the model in force (dump entries
-                    // only confirm what it has, or bring what it missed)
-                    if !ours || self.fresh.is_none() {
-                        self.kernel.apply(&e);
-                    }
-                    self.recompute();
-                }
-            }
-            NetlinkPayload::Done(_) if ours => self.dump_done(),
-            NetlinkPayload::Error(_) if ours => {
-                // refused (e.g. EBUSY): try again on the next tick
-                if let Some((d, _, _)) = self.in_flight.take() {
-                    self.todo.insert(0, d);
-                }
-            }
-            NetlinkPayload::Overrun(_) => {
-                self.resync();
-                let _ = self.request_next();
-            }
-            _ => {}
-        }
-    }
-
-    fn dump_done(&mut self) {
-        let Some((_, _, interrupted)) = self.in_flight.take() else {
-            return;
-        };
-        if interrupted {
-            self.resync();
-        } else if self.todo.is_empty() {
-            if let Some(f) = self.fresh.take() {
-                self.kernel = f;
-                self.recompute();
-            }
-        }
-        let _ = self.request_next();
-    }
-
-    /// Start building a fresh model from new dumps.
-    fn resync(&mut self) {
-        if self.fresh.is_some() || self.in_flight.is_some() {
-            self.stats.resyncs += 1;
-        }
-        self.fresh = Some(KernelAddrs::default());
-        self.todo = vec![Dump::Links, Dump::Addrs];
-        // an answer to a dump in flight still arrives; it is simply no
-        // longer ours once the sequence number moves on
-        self.in_flight = None;
-    }
-
     fn request_next(&mut self) -> std::io::Result<()> {
-        if self.in_flight.is_some() || self.todo.is_empty() {
+        let Some((kind, seq)) = self.sync.next_request() else {
             return Ok(());
-        }
-        let kind = self.todo.remove(0);
-        self.seq = self.seq.wrapping_add(1).max(1);
+        };
         let payload = match kind {
             Dump::Links => RouteNetlinkMessage::GetLink(LinkMessage::default()),
             Dump::Addrs => RouteNetlinkMessage::GetAddress(AddressMessage::default()),
         };
         let mut packet = NetlinkMessage::new(NetlinkHeader::default(), payload.into());
         packet.header.flags = NLM_F_DUMP | NLM_F_REQUEST;
-        packet.header.sequence_number = self.seq;
+        packet.header.sequence_number = seq;
         packet.finalize();
         let mut out = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut out[..]);
         match self.socket.send(&out, 0) {
-            Ok(_) => {
-                self.in_flight = Some((kind, self.seq, false));
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(e) => {
-                self.todo.insert(0, kind);
-                self.stats.errors += 1;
+                self.sync.request_failed();
                 Err(e)
             }
         }
     }
 
     fn recompute(&mut self) {
-        let now = active_set(&self.vips, &self.kernel);
+        let now = active_set(&self.vips, &self.sync.kernel);
         if now != self.active {
             self.active = now;
             self.version += 1;
@@ -564,6 +597,83 @@ mod tests {
         assert_eq!(run(&evs), [false, false]);
         evs.push(add(9, VIP, 32));
         assert_eq!(run(&evs), [true, false]);
+    }
+
+    /// A watcher's synchronisation after its first complete dump with
+    /// `vsd-lan0` (index 5) holding the VIP.
+    fn synced() -> Sync {
+        let mut s = Sync::default();
+        s.resync();
+        let (d, seq) = s.next_request().unwrap();
+        assert_eq!(d, Dump::Links);
+        s.on_message(seq, 0, Incoming::Event(link(5, "vsd-lan0")));
+        s.on_message(seq, 0, Incoming::Done);
+        assert!(s.syncing(), "addresses not dumped yet");
+        assert_eq!(active_set(&vips(), &s.kernel), [false, false]);
+        let (d, seq) = s.next_request().unwrap();
+        assert_eq!(d, Dump::Addrs);
+        s.on_message(seq, 0, Incoming::Event(add(5, VIP, 32)));
+        s.on_message(seq, 0, Incoming::Done);
+        assert!(!s.syncing());
+        assert!(s.next_request().is_none());
+        assert_eq!(active_set(&vips(), &s.kernel), [true, false]);
+        s
+    }
+
+    #[test]
+    fn the_first_dump_takes_effect_when_complete() {
+        synced();
+    }
+
+    #[test]
+    fn after_an_overrun_the_old_model_holds_until_the_re_dump_is_complete() {
+        let mut s = synced();
+        s.on_message(0, 0, Incoming::Overrun);
+        assert!(s.syncing());
+        assert_eq!(s.stats.resyncs, 1);
+        // while re-dumping, the VIP stays active (no flap) ...
+        let (_, seq) = s.next_request().unwrap();
+        s.on_message(seq, 0, Incoming::Event(link(5, "vsd-lan0")));
+        s.on_message(seq, 0, Incoming::Done);
+        assert_eq!(active_set(&vips(), &s.kernel), [true, false]);
+        // ... an event during the re-dump applies to both models ...
+        let (_, seq) = s.next_request().unwrap();
+        s.on_message(0, 0, Incoming::Event(link(7, "vsd-lan1")));
+        s.on_message(0, 0, Incoming::Event(add(7, VIP2, 32)));
+        assert_eq!(active_set(&vips(), &s.kernel), [true, true]);
+        // ... and the lost deletion shows once the dump is in
+        s.on_message(seq, 0, Incoming::Event(add(7, VIP2, 32)));
+        s.on_message(seq, 0, Incoming::Done);
+        assert!(!s.syncing());
+        assert_eq!(active_set(&vips(), &s.kernel), [false, true]);
+    }
+
+    #[test]
+    fn an_interrupted_dump_is_done_again() {
+        let mut s = synced();
+        s.resync();
+        let (_, seq) = s.next_request().unwrap();
+        s.on_message(seq, NLM_F_DUMP_INTR, Incoming::Event(link(5, "vsd-lan0")));
+        s.on_message(seq, NLM_F_DUMP_INTR, Incoming::Done);
+        assert!(s.syncing());
+        assert_eq!(s.next_request().map(|(d, _)| d), Some(Dump::Links));
+        assert_eq!(s.stats.resyncs, 2);
+    }
+
+    #[test]
+    fn a_refused_dump_is_requested_again() {
+        let mut s = Sync::default();
+        s.resync();
+        let (_, seq) = s.next_request().unwrap();
+        assert!(s.next_request().is_none(), "one dump at a time");
+        s.on_message(seq, 0, Incoming::Error);
+        let (d, seq2) = s.next_request().unwrap();
+        assert_eq!(d, Dump::Links);
+        assert_ne!(seq, seq2);
+        // answers to someone else's sequence number are not ours
+        s.on_message(seq, 0, Incoming::Done);
+        assert!(s.next_request().is_none());
+        assert!(s.syncing());
     }
 
     #[test]
