@@ -114,6 +114,39 @@ fn curl_id(client: &Netns) -> Result<String, String> {
     }
 }
 
+/// Send one bare TCP ACK (no connection behind it) from the client to
+/// VIP:80 through a raw socket.
+fn send_ack(client: &Netns, sport: u16) {
+    const SCRIPT: &str = r#"
+import socket, struct, sys
+src, dst, sport = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def csum(b):
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff)
+    s += s >> 16
+    return ~s & 0xffff
+tcp = struct.pack('!HHIIBBHHH', sport, 80, 1000, 1, 5 << 4, 0x10, 65535, 0, 0)
+pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack('!BBH', 0, 6, len(tcp))
+tcp = tcp[:16] + struct.pack('!H', csum(pseudo + tcp)) + tcp[18:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+s.sendto(tcp, (dst, 0))
+"#;
+    let out = run_in(
+        client,
+        5,
+        python3(),
+        &["-c", SCRIPT, CLIENT, VIP, &sport.to_string()],
+    );
+    assert!(out.status.success(), "raw ACK: {}", text(&out));
+}
+
+/// A forwarding-core counter (`events` or `drops`).
+fn fwd_counter(vsd: &Vsd, kind: &str, name: &str) -> u64 {
+    vsd.ask("counters")["forwarding"][kind][name]
+        .as_u64()
+        .unwrap_or(0)
+}
+
 /// The `active` flag vsd reports for the VIP.
 fn vip_active(vsd: &Vsd) -> Option<bool> {
     vsd.ask("status")["ports"][0]["vip_follow"][0]["active"].as_bool()
@@ -231,6 +264,40 @@ fn a_followed_vip_is_served_only_while_its_address_is_on_the_interface() {
         st.contains(&format!("vip {VIP} follows {FOLLOW_IF}: active")),
         "{st}"
     );
+
+    // sloppy pickup through the real binary: off by default, a bare ACK
+    // is dropped and counted; switched on with vsadm, it opens a connection
+    let not_syn = fwd_counter(&vsd, "drops", "no_conn_not_syn");
+    send_ack(&client, 40001);
+    assert!(
+        wait_for(Duration::from_secs(5), || fwd_counter(
+            &vsd,
+            "drops",
+            "no_conn_not_syn"
+        ) > not_syn),
+        "a bare ACK was not refused with sloppy_tcp off"
+    );
+    assert_eq!(fwd_counter(&vsd, "events", "sloppy_scheduled"), 0);
+    let set = vsd.vsadm(&["--set-defense", "sloppy_tcp=1"]);
+    assert!(set.status.success(), "{}", text(&set));
+    let defense = text(&vsd.vsadm(&["-L", "--defense"]));
+    assert!(defense.contains("Sloppy (sloppy_tcp): 1"), "{defense}");
+    send_ack(&client, 40002);
+    assert!(
+        wait_for(Duration::from_secs(5), || fwd_counter(
+            &vsd,
+            "events",
+            "sloppy_scheduled"
+        ) == 1),
+        "a bare ACK was not picked up with sloppy_tcp on"
+    );
+    let conns = text(&vsd.vsadm(&["-Lnc"]));
+    assert!(
+        conns.contains(&format!("{CLIENT}:40002")),
+        "no connection for the picked-up ACK:\n{conns}"
+    );
+    let set = vsd.vsadm(&["--set-defense", "sloppy_tcp=0"]);
+    assert!(set.status.success(), "{}", text(&set));
 
     // 3. the address goes: packets to the VIP are dropped and counted even
     //    from a client that still has vsd's MAC, and ARP is not answered
