@@ -9,11 +9,13 @@ use crate::control::config::Config;
 use crate::control::metrics_http::MetricsServer;
 use crate::control::socket::{ControlServer, Handler};
 use crate::control::state::{ConnCounts, ControlState, StatsSource};
+use crate::control::vipwatch::{FollowedVip, VipWatch};
 use crate::control::wait::WaitSet;
 use crate::dataplane::counters::{CounterSnapshot, WorkerCounters};
 use crate::dataplane::local::PortAddrs;
 use crate::dataplane::neigh::NeighTable;
 use crate::dataplane::publish::{Published, Subscriber};
+use crate::dataplane::vipfollow::VipActivity;
 use crate::dataplane::worker::{
     ConnDump, ConnRow, NeighUpdate, PlaneConfig, SteerOut, Worker, WorkerLatency, WorkerPort,
     FWD_BATCH, NEIGH_INBOX, STEER_RING_SIZE, TEMPLATE_INBOX,
@@ -29,7 +31,7 @@ use crate::lb::types::FwdMethod;
 use crate::wire::{MacAddr, SYMMETRIC_KEY};
 use crossbeam::queue::ArrayQueue;
 use serde_json::{json, Value};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -47,12 +49,30 @@ macro_rules! log {
     ($($t:tt)*) => { eprintln!("vsd: {}", format!($($t)*)) };
 }
 
+/// The followed VIPs and their state, as the workers take them.
+fn vip_activity(w: Option<&VipWatch>) -> Arc<[VipActivity]> {
+    w.map_or_else(
+        || Arc::from(Vec::new()),
+        |w| {
+            w.states()
+                .map(|(v, active)| VipActivity {
+                    port: v.port,
+                    addr: v.address,
+                    active,
+                })
+                .collect()
+        },
+    )
+}
+
 /// What the control plane shows of a port.
 struct PortView {
     port: Port,
     name: String,
     mac: MacAddr,
     addrs: PortAddrs,
+    /// `[[vip]]`s of this port that follow a kernel interface: (VIP, name).
+    follow: Vec<(Ipv4Addr, String)>,
 }
 
 /// What the control thread reads of the running data plane.
@@ -70,12 +90,18 @@ struct PlaneView<'a> {
     ports: &'a [PortView],
     pool: &'a Mempool,
     plane: Arc<Published<PlaneConfig>>,
+    /// The VIP watcher's counters (when a VIP follows an interface).
+    vip_watch: Option<crate::control::vipwatch::WatchStats>,
 }
 
 /// The control thread: the ipvsadm state plus the view of the data plane.
 struct Control<'a> {
     view: PlaneView<'a>,
     state: ControlState,
+    /// Which followed VIPs are active, from rtnetlink.
+    vipwatch: Option<VipWatch>,
+    /// The watcher's version in the last published configuration.
+    published_watch: u64,
 }
 
 impl PlaneView<'_> {
@@ -115,6 +141,7 @@ impl PlaneView<'_> {
     }
 
     fn ports_json(&self) -> Value {
+        let followed = self.plane.load().followed_vips.clone();
         Value::Array(
             self.ports
                 .iter()
@@ -131,6 +158,11 @@ impl PlaneView<'_> {
                         "rss": p.port.rss_active(),
                         "addresses": p.addrs.addrs.iter().map(|(a, l)| format!("{a}/{l}")).collect::<Vec<_>>(),
                         "vips": p.addrs.vips.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                        "vip_follow": p.follow.iter().map(|(vip, iface)| json!({
+                            "address": vip.to_string(),
+                            "follow": iface,
+                            "active": followed.iter().any(|f| f.addr == *vip && f.active),
+                        })).collect::<Vec<_>>(),
                         "stats": {
                             "rx_packets": stats.rx_packets, "tx_packets": stats.tx_packets,
                             "rx_bytes": stats.rx_bytes, "tx_bytes": stats.tx_bytes,
@@ -154,6 +186,9 @@ impl PlaneView<'_> {
             "ports": self.ports_json(),
             "mbufs_in_use": self.pool.in_use(),
             "mbufs_available": self.pool.available(),
+            "vip_watch": self.vip_watch.map(|w| json!({
+                "events": w.events, "resyncs": w.resyncs, "errors": w.errors,
+            })),
         })
     }
 
@@ -337,17 +372,46 @@ impl StatsSource for PlaneStats<'_, '_> {
 impl Control<'_> {
     /// Publish the state's snapshot to the workers if it changed.
     fn publish_if_changed(&mut self, published_version: &mut u64) {
-        if self.state.version() == *published_version {
+        let watch = self.vipwatch.as_ref().map_or(0, VipWatch::version);
+        if self.state.version() == *published_version && watch == self.published_watch {
             return;
         }
         let snap = self.state.snapshot();
         *published_version = snap.version;
+        self.published_watch = watch;
         self.view.plane.publish(Arc::new(PlaneConfig {
             services: snap.services,
             timeouts: snap.timeouts,
             marks: snap.marks,
             defense: snap.defense,
+            followed_vips: vip_activity(self.vipwatch.as_ref()),
         }));
+    }
+
+    /// Read rtnetlink; log what changed. Returns whether a followed VIP
+    /// came or went.
+    fn poll_vipwatch(&mut self) -> bool {
+        let Some(w) = self.vipwatch.as_mut() else {
+            return false;
+        };
+        let before: Vec<bool> = w.states().map(|(_, a)| a).collect();
+        let changed = w.poll();
+        if changed {
+            for ((v, now), was) in w.states().zip(before) {
+                if now != was {
+                    log!(
+                        "vip {} {} ({} {} {})",
+                        v.address,
+                        if now { "active" } else { "inactive" },
+                        v.address,
+                        if now { "is on" } else { "is not on" },
+                        v.iface
+                    );
+                }
+            }
+        }
+        self.view.vip_watch = Some(w.stats());
+        changed
     }
 
     /// One past the highest server slot any connection can use: the
@@ -638,6 +702,15 @@ fn serve(
             name: pc.name.clone(),
             mac,
             addrs,
+            follow: cfg
+                .vips
+                .iter()
+                .filter(|v| v.port == idx)
+                .filter_map(|v| match (v.address, &v.follow) {
+                    (IpAddr::V4(a), Some(f)) => Some((a, f.clone())),
+                    _ => None,
+                })
+                .collect(),
         });
     }
 
@@ -655,11 +728,41 @@ fn serve(
 
     let per_ms = (crate::dpdk::tsc_hz() / 1000).max(1);
     let now_ms = crate::dpdk::tsc_now() / per_ms;
+    // VIPs that follow a kernel interface: learn the addresses before the
+    // workers start, so they begin with the right set
+    let followed: Vec<FollowedVip> = cfg
+        .vips
+        .iter()
+        .filter_map(|v| match (v.address, &v.follow) {
+            (IpAddr::V4(address), Some(iface)) => Some(FollowedVip {
+                address,
+                port: v.port,
+                iface: iface.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let vipwatch = if followed.is_empty() {
+        None
+    } else {
+        let w = VipWatch::open_synced(followed, Duration::from_secs(2))
+            .map_err(|e| format!("VIPs that follow an interface: rtnetlink: {e}"))?;
+        for (v, active) in w.states() {
+            log!(
+                "vip {} follows {}: {}",
+                v.address,
+                v.iface,
+                if active { "active" } else { "inactive" }
+            );
+        }
+        Some(w)
+    };
     let plane = Arc::new(Published::new(Arc::new(PlaneConfig {
         services: first.services.clone(),
         timeouts: first.timeouts,
         marks: first.marks.clone(),
         defense: first.defense,
+        followed_vips: vip_activity(vipwatch.as_ref()),
     })));
     let global = Arc::new(GlobalLoad::new(DEST_CAPACITY));
     // NIC checksum offload for forwarded TCP/UDP: only on hardware ports
@@ -813,6 +916,7 @@ fn serve(
             fwd_batch: Vec::with_capacity(FWD_BATCH),
             fwd_meta: Vec::with_capacity(FWD_BATCH),
             martian: Default::default(),
+            follow: Default::default(),
         };
         let lcore = cfg.lcores.workers[w];
         launched.push(
@@ -855,8 +959,11 @@ fn serve(
             ports: &views,
             pool: &pool,
             plane: plane.clone(),
+            vip_watch: vipwatch.as_ref().map(VipWatch::stats),
         },
         state,
+        published_watch: vipwatch.as_ref().map_or(0, VipWatch::version),
+        vipwatch,
     };
     if let Some(addr) = metrics.as_ref().and_then(MetricsServer::local_addr) {
         log!("prometheus metrics on http://{addr}/metrics");
@@ -883,12 +990,19 @@ fn serve(
             control_signals.fd(),
         ));
         server.interest(&mut waits);
+        if let Some(w) = control.vipwatch.as_ref() {
+            waits.add(crate::control::wait::Interest::listener(w.fd()));
+        }
         if let Some(m) = metrics.as_ref() {
             m.interest(&mut waits);
         }
         let due = next_sum.min(next_tick);
         let io = waits.wait(due.saturating_duration_since(Instant::now()));
         let now = Instant::now();
+        // rtnetlink first: a VIP that came or went is published at once
+        if control.poll_vipwatch() {
+            control.publish_if_changed(&mut published_version);
+        }
         // Connection counts summed over cores: every LOAD_PERIOD while a
         // decision depends on them (lc, wlc, ..., thresholds), otherwise
         // with the tick; and before answering anybody, so listings are fresh.
@@ -905,6 +1019,9 @@ fn serve(
             control.publish_if_changed(&mut published_version);
         }
         if now >= next_tick {
+            if let Some(w) = control.vipwatch.as_mut() {
+                w.tick();
+            }
             control.tick();
             next_tick = now + TICK_PERIOD;
         }

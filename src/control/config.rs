@@ -437,6 +437,10 @@ pub struct VipConf {
     pub address: IpAddr,
     /// Index into [`Config::ports`] of the port that announces it.
     pub port: usize,
+    /// `follow = "IFACE"`: served only while the address is on this kernel
+    /// interface in vsd's network namespace ([`crate::control::vipwatch`]);
+    /// `None`: always on.
+    pub follow: Option<String>,
 }
 
 /// What identifies a virtual service.
@@ -685,6 +689,7 @@ struct RawPort {
 struct RawVip {
     address: S<String>,
     port: S<String>,
+    follow: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -697,6 +702,8 @@ struct RawLb {
     tun_source: Option<S<String>>,
     local_port_min: Option<S<i64>>,
     local_port_max: Option<S<i64>>,
+    sloppy_tcp: Option<bool>,
+    sloppy_sctp: Option<S<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -1052,7 +1059,33 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
                     format!("unknown port {:?}", vip.port.get_ref()),
                 )
             })?;
-        vips.push(VipConf { address, port });
+        let follow = match &vip.follow {
+            None => None,
+            Some(f) => {
+                let name = f.get_ref();
+                // the kernel's rules for an interface name (IFNAMSIZ 16)
+                if name.is_empty()
+                    || name.len() > 15
+                    || name == "."
+                    || name == ".."
+                    || name
+                        .chars()
+                        .any(|c| c == '/' || c == ':' || c.is_whitespace())
+                {
+                    return Err(ctx.err(
+                        f.span(),
+                        format!("{base}.follow"),
+                        format!("{name:?} is not a kernel interface name (1 to 15 characters, no '/', ':' or spaces)"),
+                    ));
+                }
+                Some(name.clone())
+            }
+        };
+        vips.push(VipConf {
+            address,
+            port,
+            follow,
+        });
     }
 
     let mut services: Vec<ServiceConf> = Vec::with_capacity(raw.service.len());
@@ -1084,7 +1117,17 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         neighbour,
         lb,
         services,
-        defense: build_defense(ctx, raw.defense.as_ref())?,
+        defense: {
+            // `[lb] sloppy_tcp` is a sysctl-like knob the workers read with
+            // the defences (see crate::lb::defense)
+            let mut d = build_defense(ctx, raw.defense.as_ref())?;
+            d.knobs.sloppy_tcp = raw
+                .lb
+                .as_ref()
+                .and_then(|l| l.get_ref().sloppy_tcp)
+                .unwrap_or(false);
+            d
+        },
     })
 }
 
@@ -1108,6 +1151,8 @@ fn build_defense(ctx: &Ctx<'_>, raw: Option<&S<RawDefense>>) -> Result<DefenseCo
             100,
             i64::from(d.pressure_percent),
         )?),
+        // from `[lb]`, set by the caller
+        sloppy_tcp: false,
     };
     let synrecv_timeout = match &r.synrecv_timeout {
         None => None,
@@ -1368,6 +1413,13 @@ fn build_lb(ctx: &Ctx<'_>, raw: Option<&S<RawLb>>) -> Result<LbConf, ConfigError
         return Ok(d);
     };
     let l = raw.get_ref();
+    if let Some(sctp) = l.sloppy_sctp.as_ref().filter(|v| *v.get_ref()) {
+        return Err(ctx.err(
+            sctp.span(),
+            "lb.sloppy_sctp",
+            "vsd has no SCTP services, so sloppy_sctp cannot be on",
+        ));
+    }
     let tun_source = match &l.tun_source {
         None => None,
         Some(a) => match ctx.ip(a, "lb.tun_source")? {
@@ -2615,7 +2667,8 @@ mod tests {
             c.vips,
             vec![VipConf {
                 address: "198.18.0.100".parse().unwrap(),
-                port: 0
+                port: 0,
+                follow: None,
             }]
         );
         assert_eq!(c.neighbour, NeighParams::default());
@@ -3183,6 +3236,29 @@ mod tests {
             )),
             "t.toml:12:11: vip[1].address: duplicate VIP 198.18.0.100"
         );
+    }
+
+    #[test]
+    fn vip_follow() {
+        let c = Config::from_str(
+            &with_base("[[vip]]\naddress = \"198.18.0.100\"\nport = \"lan0\"\nfollow = \"vsd-lan0\"\n[[vip]]\naddress = \"198.18.0.101\"\nport = \"lan0\"\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.vips[0].follow.as_deref(), Some("vsd-lan0"));
+        assert_eq!(c.vips[1].follow, None, "always on by default");
+        assert!(error(&with_base(
+            "[[vip]]\naddress = \"198.18.0.100\"\nport = \"lan0\"\nfollow = \"much-too-long-name\"\n"
+        ))
+        .contains("vip[0].follow: \"much-too-long-name\" is not a kernel interface name"));
+        assert!(error(&with_base(
+            "[[vip]]\naddress = \"198.18.0.100\"\nport = \"lan0\"\nfollow = \"\"\n"
+        ))
+        .contains("vip[0].follow"));
+        assert!(error(&with_base(
+            "[[vip]]\naddress = \"2001:db8::1\"\nport = \"lan0\"\nfollow = \"vsd-lan0\"\n"
+        ))
+        .contains("IPv6 VIPs are not supported yet"));
     }
 
     #[test]

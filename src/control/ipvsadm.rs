@@ -276,13 +276,15 @@ pub struct DefenseChange {
     pub synrecv: Option<u32>,
     /// `pressure=PCT`: table fill (1..=100 %) that turns modes 1 and 2 on.
     pub pressure: Option<u8>,
+    /// `sloppy_tcp=0|1`: a non-SYN TCP packet may create a connection.
+    pub sloppy_tcp: Option<bool>,
 }
 
 impl DefenseChange {
     /// Parse `key=value` words; at least one, each key at most once.
     pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<DefenseChange, String> {
         const USE: &str = "--set-defense takes drop_entry=0..3, secure_tcp=0..3, \
-                           synrecv=SECS or pressure=1..100";
+                           synrecv=SECS, pressure=1..100 or sloppy_tcp=0|1";
         if words.is_empty() {
             return Err(format!("{USE}: nothing to set"));
         }
@@ -323,6 +325,25 @@ impl DefenseChange {
                     if c.pressure.replace(n).is_some() {
                         return Err(dup());
                     }
+                }
+                "sloppy_tcp" => {
+                    let on = match value {
+                        "0" => false,
+                        "1" => true,
+                        _ => {
+                            return Err(format!(
+                                "invalid sloppy_tcp value `{value}' specified: must be 0 or 1"
+                            ))
+                        }
+                    };
+                    if c.sloppy_tcp.replace(on).is_some() {
+                        return Err(dup());
+                    }
+                }
+                "sloppy_sctp" => {
+                    return Err("sloppy_sctp: vsd has no SCTP services (--sctp-service is \
+                                refused), so there is nothing to pick up"
+                        .into())
                 }
                 _ => return Err(format!("{USE}: unknown setting `{key}'")),
             }
@@ -1682,7 +1703,7 @@ pub fn usage(program: &str) -> String {
 \x20 {p} -L|l [virtual-service] [options]\n\
 \x20 {p} -Z [virtual-service]\n\
 \x20 {p} --set tcp tcpfin udp\n\
-\x20 {p} --set-defense [drop_entry=N] [secure_tcp=N] [synrecv=SECS] [pressure=PCT]\n\
+\x20 {p} --set-defense [drop_entry=N] [secure_tcp=N] [synrecv=SECS] [pressure=PCT] [sloppy_tcp=0|1]\n\
 \x20 {p} --start-daemon {{master|backup}} [daemon-options]\n\
 \x20 {p} --stop-daemon {{master|backup}}\n\
 \x20 {p} --add-laddr|--del-laddr -z local-address virtual-service\n\
@@ -1708,7 +1729,9 @@ Either long or short options are allowed.\n\
 \x20                             secure_tcp=0..3 (0 off, 1|2 when a worker's table\n\
 \x20                             is at least pressure=PCT % full, 3 always),\n\
 \x20                             synrecv=SECS (SYN_RECV timeout; 10 s at most while\n\
-\x20                             secure_tcp is on); show with -L --defense\n\
+\x20                             secure_tcp is on), sloppy_tcp=0|1 (a non-SYN TCP\n\
+\x20                             packet may open a connection); show with\n\
+\x20                             -L --defense\n\
 \x20 --start-daemon              start connection sync daemon\n\
 \x20 --stop-daemon               stop connection sync daemon\n\
 \x20 --add-laddr                 add a FULLNAT local address to a service\n\
@@ -2586,6 +2609,7 @@ vsadm -a -t 198.18.0.100:80 -r 198.18.1.12:8080 -m -w 2
                 secure_tcp: Some(3),
                 synrecv: Some(20),
                 pressure: Some(75),
+                sloppy_tcp: None,
             })
         );
         assert_eq!(
@@ -2596,6 +2620,15 @@ vsadm -a -t 198.18.0.100:80 -r 198.18.1.12:8080 -m -w 2
             })
         );
         assert!(err("--set-defense").contains("nothing to set"));
+        assert_eq!(
+            ok("--set-defense sloppy_tcp=1"),
+            Command::SetDefense(DefenseChange {
+                sloppy_tcp: Some(true),
+                ..DefenseChange::default()
+            })
+        );
+        assert!(err("--set-defense sloppy_tcp=2").contains("must be 0 or 1"));
+        assert!(err("--set-defense sloppy_sctp=1").contains("no SCTP"));
         assert_eq!(
             err("--set-defense drop_entry=4"),
             "invalid drop_entry value `4' specified: must be 0..3"

@@ -536,8 +536,12 @@ pub fn render_defense(d: &crate::lb::defense::DefenseConfig, t: &Timeouts) -> St
     let secure = synrecv.min(crate::lb::defense::SECURE_HALFOPEN_TIMEOUT_S);
     format!(
         "Defense (drop_entry secure_tcp pressure): {} {} {}%\n\
-         Timeout (synrecv synrecv_secure): {synrecv} {secure}\n",
-        d.drop_entry, d.secure_tcp, d.pressure_percent
+         Timeout (synrecv synrecv_secure): {synrecv} {secure}\n\
+         Sloppy (sloppy_tcp): {}\n",
+        d.drop_entry,
+        d.secure_tcp,
+        d.pressure_percent,
+        u8::from(d.sloppy_tcp)
     )
 }
 

@@ -11,5 +11,6 @@ pub mod prometheus;
 pub mod socket;
 pub mod state;
 pub mod unsupported;
+pub mod vipwatch;
 pub mod vsadm;
 pub mod wait;

@@ -482,6 +482,7 @@ impl ControlState {
                 d.drop_entry = c.drop_entry.unwrap_or(d.drop_entry);
                 d.secure_tcp = c.secure_tcp.unwrap_or(d.secure_tcp);
                 d.pressure_percent = c.pressure.unwrap_or(d.pressure_percent);
+                d.sloppy_tcp = c.sloppy_tcp.unwrap_or(d.sloppy_tcp);
                 d.validate().map_err(err)?;
                 let mut t = self.timeouts;
                 if let Some(secs) = c.synrecv {
@@ -1678,20 +1679,26 @@ address = "198.18.1.21"
         assert_eq!(
             text(&mut s),
             "Defense (drop_entry secure_tcp pressure): 0 0 90%\n\
-             Timeout (synrecv synrecv_secure): 60 10\n"
+             Timeout (synrecv synrecv_secure): 60 10\n\
+             Sloppy (sloppy_tcp): 0\n"
         );
         let v = s.version();
         ok(&mut s, "--set-defense drop_entry=1 synrecv=5");
         assert!(s.version() > v);
-        ok(&mut s, "--set-defense secure_tcp=2 pressure=50");
+        ok(
+            &mut s,
+            "--set-defense secure_tcp=2 pressure=50 sloppy_tcp=1",
+        );
         let snap = s.snapshot();
+        assert!(snap.defense.sloppy_tcp);
         assert_eq!((snap.defense.drop_entry, snap.defense.secure_tcp), (1, 2));
         assert_eq!(snap.defense.pressure_percent, 50);
         assert_eq!(snap.timeouts.tcp_state(TcpState::SynRecv), 5);
         assert_eq!(
             text(&mut s),
             "Defense (drop_entry secure_tcp pressure): 1 2 50%\n\
-             Timeout (synrecv synrecv_secure): 5 5\n"
+             Timeout (synrecv synrecv_secure): 5 5\n\
+             Sloppy (sloppy_tcp): 1\n"
         );
         // --set still shows the ipvsadm triple, unchanged by synrecv
         assert_eq!(snap.timeouts.ipvsadm_triple(), (900, 120, 300));
@@ -1708,7 +1715,8 @@ address = "198.18.1.21"
             DefenseConfig {
                 drop_entry: 1,
                 secure_tcp: 3,
-                pressure_percent: 80
+                pressure_percent: 80,
+                sloppy_tcp: false,
             }
         );
         assert_eq!(s.timeouts().tcp_state(TcpState::SynRecv), 30);
@@ -1734,6 +1742,29 @@ address = "198.18.1.21"
         )
         .unwrap_err();
         assert!(e.to_string().contains("drop_packet"), "{e}");
+    }
+
+    #[test]
+    fn sloppy_tcp_from_the_lb_section_and_on_reload() {
+        let s = ControlState::from_config(&config("")).unwrap();
+        assert!(!s.defense().sloppy_tcp, "off by default, as in the kernel");
+        let mut s = ControlState::from_config(&config("[lb]\nsloppy_tcp = true\n")).unwrap();
+        assert!(s.defense().sloppy_tcp);
+        assert!(s.snapshot().defense.sloppy_tcp);
+        let d = s.reload(&config("")).unwrap();
+        assert!(d.defense_changed);
+        assert!(!s.defense().sloppy_tcp);
+        let e = Config::from_str(
+            &format!("{CONFIG_BASE}[lb]\nsloppy_sctp = true\n"),
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no SCTP"), "{e}");
+        assert!(Config::from_str(
+            &format!("{CONFIG_BASE}[lb]\nsloppy_sctp = false\n"),
+            "t.toml"
+        )
+        .is_ok());
     }
 
     #[test]

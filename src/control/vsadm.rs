@@ -251,6 +251,24 @@ pub fn print_status(v: &Value, out: &mut dyn Write) -> std::io::Result<()> {
         )?;
         writeln!(out, "  addresses: {}", list("addresses"))?;
         writeln!(out, "  vips: {}", list("vips"))?;
+        for f in p
+            .get("vip_follow")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            writeln!(
+                out,
+                "  vip {} follows {}: {}",
+                s(f, "address"),
+                s(f, "follow"),
+                if f.get("active").and_then(Value::as_bool) == Some(true) {
+                    "active"
+                } else {
+                    "inactive"
+                }
+            )?;
+        }
         let st = p.get("stats").cloned().unwrap_or(Value::Null);
         writeln!(
             out,
@@ -333,7 +351,8 @@ mod tests {
             "uptime_s": 7, "workers": [1], "mbufs_in_use": 1024, "mbufs_available": 7167,
             "ports": [{"name": "lan0", "driver": "net_tap", "mac": "02:00:00:00:00:01",
                        "mtu": 1500, "link_up": true, "rss": false,
-                       "addresses": ["198.18.0.1/24"], "vips": ["198.18.0.100"],
+                       "addresses": ["198.18.0.1/24"], "vips": ["198.18.0.100", "198.18.0.101"],
+                       "vip_follow": [{"address": "198.18.0.101", "follow": "vsd-lan0", "active": false}],
                        "stats": {"rx_packets": 5, "rx_bytes": 300, "tx_packets": 4,
                                  "tx_bytes": 280, "rx_missed": 0, "rx_errors": 0,
                                  "tx_errors": 0}}]
@@ -348,7 +367,8 @@ mod tests {
              mbufs: 1024 in use, 7167 available\n\
              port lan0: driver net_tap, mac 02:00:00:00:00:01, mtu 1500, link up, rss off\n\
              \x20 addresses: 198.18.0.1/24\n\
-             \x20 vips: 198.18.0.100\n\
+             \x20 vips: 198.18.0.100 198.18.0.101\n\
+             \x20 vip 198.18.0.101 follows vsd-lan0: inactive\n\
              \x20 rx 5 pkts 300 bytes, tx 4 pkts 280 bytes, missed 0, rx errors 0, tx errors 0\n"
         );
     }

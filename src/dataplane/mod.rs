@@ -6,4 +6,5 @@ pub mod martian;
 pub mod neigh;
 pub mod offload;
 pub mod publish;
+pub mod vipfollow;
 pub mod worker;

@@ -36,6 +36,8 @@ pub struct PlaneConfig {
     pub marks: Arc<crate::lb::mark::MarkRules>,
     /// drop_entry / secure_tcp settings.
     pub defense: crate::lb::defense::DefenseConfig,
+    /// VIPs that follow a kernel interface, and whether each is active.
+    pub followed_vips: Arc<[super::vipfollow::VipActivity]>,
 }
 
 /// Latency histograms a worker shares with the control thread (values in
@@ -173,6 +175,8 @@ pub struct Worker {
     pub fwd_meta: Vec<Option<SteerMeta>>,
     /// What must never reach the forwarding path (rebuilt on adoption).
     pub martian: MartianFilter,
+    /// Followed VIPs: which are inactive ([`super::vipfollow`]).
+    pub follow: super::vipfollow::WorkerFollow,
 }
 
 /// Capacity to give [`Worker::fwd_batch`] and [`Worker::fwd_meta`].
@@ -466,8 +470,24 @@ impl Worker {
         self.lb.set_timeouts(cfg.timeouts);
         self.lb.set_marks(Arc::clone(&cfg.marks));
         self.lb.set_defense(cfg.defense);
+        let came_up = self.follow.adopt(&cfg.followed_vips);
+        let inactive = self.follow.inactive();
         for wp in &mut self.ports {
             wp.addrs.vips = port_vips(&wp.addrs, &wp.static_vips, &cfg.services);
+            wp.addrs.vips.retain(|v| !inactive.contains(v));
+        }
+        if self.index == 0 {
+            for (p, vip) in came_up {
+                if let Some(wp) = self.ports.get_mut(p) {
+                    super::vipfollow::send_garps(
+                        &self.pool,
+                        &mut wp.tx,
+                        &self.counters,
+                        wp.addrs.mac,
+                        vip,
+                    );
+                }
+            }
         }
         self.martian = MartianFilter::new(self.ports.iter().map(|wp| &wp.addrs), &cfg.services);
     }
@@ -520,6 +540,11 @@ impl Worker {
             LocalVerdict::NotLocal => {
                 if MartianFilter::not_host(m.data(), &self.ports[p].addrs.mac.0) {
                     c.drop_pkt(DropReason::NotHost);
+                    return;
+                }
+                // a followed VIP while its address is off the kernel interface
+                if self.follow.to_inactive_vip(m.data()) {
+                    c.drop_pkt(DropReason::VipInactive);
                     return;
                 }
                 // The software rule when the NIC did not hash this packet

@@ -1,4 +1,5 @@
-//! IPVS's connection-table defences: `drop_entry` and `secure_tcp`.
+//! IPVS's connection-table defences: `drop_entry` and `secure_tcp`, and
+//! the other per-director TCP knob the workers read, `sloppy_tcp`.
 //!
 //! What: the kernel (`ip_vs_ctl.c`, `update_defense_level`, run every
 //! second) has two knobs against tables filled by a SYN flood, each an
@@ -31,6 +32,17 @@
 //! recycled within seconds. (The SYN proxy is the defence that keeps the
 //! table empty in the first place.)
 //!
+//! `sloppy_tcp` (kernel sysctl `net.ipv4.vs.sloppy_tcp`, off by default):
+//! a TCP packet without the SYN flag (but not a RST) that matches no
+//! connection may create one, scheduled as if it were new (kernel
+//! `tcp_conn_schedule`); its state then follows the packet from NONE as in
+//! the kernel (an ACK makes it ESTABLISHED). With `mh` (the same table on
+//! every director) a backup director that takes over mid-connection picks
+//! the same real server, so DR and TUN connections survive a failover
+//! without connection sync. SYN-proxied services keep their own rule (an
+//! ACK without a valid cookie opens nothing). vsd has no SCTP, so there is
+//! no `sloppy_sctp`.
+//!
 //! Failure modes: a burst faster than the drops still fills the table and
 //! new connections are then dropped and counted as `table_full`, as before;
 //! drop_entry may drop a legitimate connection that is still half-open
@@ -57,6 +69,8 @@ pub struct DefenseConfig {
     pub secure_tcp: u8,
     /// Table fill, percent (1..=100), at which modes 1 and 2 switch on.
     pub pressure_percent: u8,
+    /// `sloppy_tcp`: a non-SYN TCP packet may create a connection.
+    pub sloppy_tcp: bool,
 }
 
 impl Default for DefenseConfig {
@@ -66,6 +80,7 @@ impl Default for DefenseConfig {
             drop_entry: 0,
             secure_tcp: 0,
             pressure_percent: DEFAULT_PRESSURE_PERCENT,
+            sloppy_tcp: false,
         }
     }
 }
@@ -259,6 +274,7 @@ mod tests {
             drop_entry,
             secure_tcp,
             pressure_percent,
+            sloppy_tcp: false,
         });
         s
     }
@@ -293,6 +309,7 @@ mod tests {
             drop_entry: 0,
             secure_tcp: 3,
             pressure_percent: 50,
+            sloppy_tcp: false,
         });
         let l = s.check(1001, 0, 1000).unwrap();
         assert!(!l.drop_entry && l.secure_tcp);

@@ -1098,11 +1098,15 @@ impl CoreLb {
                 Err(d) => return FwdVerdict::Drop(d),
             }
         } else if proto == Protocol::Tcp && !syn {
-            return FwdVerdict::Drop(if meta.is_some_and(|m| m.is_existing()) {
-                FwdDrop::SteeredNoConn
-            } else {
-                FwdDrop::NoConnNotSyn
-            });
+            if meta.is_some_and(|m| m.is_existing()) {
+                return FwdVerdict::Drop(FwdDrop::SteeredNoConn);
+            }
+            // sloppy_tcp (kernel tcp_conn_schedule): any packet but a RST
+            // may be scheduled ([`crate::lb::defense`])
+            if !self.defense.config().sloppy_tcp || info.tcp_flags & tcp_flags::RST != 0 {
+                return FwdVerdict::Drop(FwdDrop::NoConnNotSyn);
+            }
+            self.stats.count_event(FwdEvent::SloppyScheduled);
         }
         if info.ttl <= 1 {
             return self.ttl_expired(pkt, info, Direction::Input, now_ms);
@@ -1860,6 +1864,8 @@ impl CoreLb {
 
 #[cfg(test)]
 mod defense_tests;
+#[cfg(test)]
+mod sloppy_tests;
 #[cfg(test)]
 mod synproxy_tests;
 #[cfg(test)]

@@ -74,11 +74,13 @@ pub enum FwdEvent {
     IcmpRateLimitedGlobal,
     /// ICMP error not sent: its destination's rate limit (RateLimitHost).
     IcmpRateLimitedHost,
+    /// `sloppy_tcp`: a TCP packet without SYN scheduled as a new connection.
+    SloppyScheduled,
 }
 
 impl FwdEvent {
     /// Number of events.
-    pub const COUNT: usize = 23;
+    pub const COUNT: usize = 24;
     /// Every event, in counter order.
     pub const ALL: [FwdEvent; FwdEvent::COUNT] = [
         FwdEvent::FragNeededSent,
@@ -104,6 +106,7 @@ impl FwdEvent {
         FwdEvent::FragmentForwarded,
         FwdEvent::IcmpRateLimitedGlobal,
         FwdEvent::IcmpRateLimitedHost,
+        FwdEvent::SloppyScheduled,
     ];
 
     /// Counter index.
@@ -137,6 +140,7 @@ impl FwdEvent {
             FwdEvent::FragmentForwarded => "fragments_forwarded",
             FwdEvent::IcmpRateLimitedGlobal => "icmp_rate_limited_global",
             FwdEvent::IcmpRateLimitedHost => "icmp_rate_limited_host",
+            FwdEvent::SloppyScheduled => "sloppy_scheduled",
         }
     }
 }

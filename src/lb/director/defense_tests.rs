@@ -135,6 +135,7 @@ fn automatic_modes_switch_off_when_the_pressure_is_gone() {
         drop_entry: 0,
         secure_tcp: 1,
         pressure_percent: 50,
+        sloppy_tcp: false,
     });
     lb.tick(0);
     assert!(!lb.defense_level().secure_tcp);
