@@ -377,3 +377,76 @@ fn defense_knobs_clear_a_flooded_table() {
     assert!(!out.status.success());
     assert!(text(&out).contains("must be 0..3"), "{}", text(&out));
 }
+
+/// Not part of the suite (`#[ignore]`): perf/synflood.sh runs it. Floods a
+/// synproxy NAT service (and then a plain one with drop_entry and
+/// secure_tcp on) from two raw-socket senders as fast as python sends
+/// (bounded by VSD_FLOOD_SECONDS, default 10), while a client opens one
+/// connection after another; prints the flood rate vsd saw and the share
+/// of legitimate connections that succeeded within 3 s.
+#[test]
+#[ignore]
+fn benchmark_legitimate_success_during_a_flood() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !prerequisites() {
+        return;
+    }
+    let secs: u32 = std::env::var("VSD_FLOOD_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+        .clamp(1, 120);
+    for (synproxy, label) in [(true, "synproxy"), (false, "drop_entry=1 secure_tcp=1")] {
+        let rig = Rig::start(Method::Nat, synproxy, ONE_WORKER);
+        if !synproxy {
+            let out = rig
+                .vsd
+                .vsadm(&["--set-defense", "drop_entry=1", "secure_tcp=1"]);
+            assert!(out.status.success(), "{}", text(&out));
+        }
+        assert!(rig.get(10), "{label}: first request");
+        let count = (secs * 200_000).to_string();
+        let s = secs.to_string();
+        let flooders: Vec<Proc> = (0..2)
+            .map(|i| {
+                Proc::spawn(
+                    Some(&rig.topo.client),
+                    &format!("flood{i}"),
+                    &rig.topo.dir.path,
+                    python3(),
+                    &[
+                        &helper("syn_flood.py"),
+                        VIP,
+                        &HTTP_PORT.to_string(),
+                        "--count",
+                        &count,
+                        "--rate",
+                        "1000000",
+                        "--seconds",
+                        &s,
+                    ],
+                )
+            })
+            .collect();
+        let before = rig.fwd("events", "synproxy_syn_cookie_sent");
+        let full_before = rig.fwd("drops", "table_full");
+        let t = Instant::now();
+        let (mut ok, mut tried) = (0u32, 0u32);
+        while t.elapsed() < Duration::from_secs(u64::from(secs)) {
+            tried += 1;
+            if rig.get(3) {
+                ok += 1;
+            }
+        }
+        let elapsed = t.elapsed().as_secs_f64();
+        let sent: u64 = flooders.into_iter().map(flood_done).sum();
+        let cookies = rig.fwd("events", "synproxy_syn_cookie_sent") - before;
+        let full = rig.fwd("drops", "table_full") - full_before;
+        println!(
+            "{label}: flood {:.0} SYN/s sent for {elapsed:.1} s ({cookies} cookies, {full} table_full drops); \
+             legitimate connections {ok}/{tried} = {:.1}% within 3 s",
+            sent as f64 / elapsed,
+            100.0 * f64::from(ok) / f64::from(tried.max(1))
+        );
+    }
+}
