@@ -150,6 +150,12 @@ impl Vsd {
     /// Start vsd with `config` (TOML text) in a fresh temporary directory;
     /// `{dir}` in the text is replaced by that directory.
     pub fn start(config: &str) -> Vsd {
+        Self::start_in(None, config)
+    }
+
+    /// [`Vsd::start`] inside network namespace `netns` (through
+    /// `ip netns exec`, which execs vsd: the child is vsd itself).
+    pub fn start_in(netns: Option<&str>, config: &str) -> Vsd {
         let dir = std::env::temp_dir().join(unique("vsd-e2e-"));
         let reg = topo::register("dir", &dir.display().to_string());
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -158,7 +164,14 @@ impl Vsd {
         std::fs::write(&cfg, text).expect("write config");
         let log = dir.join("vsd.log");
         let logf = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vsd"));
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_vsd")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_vsd")),
+        };
         cmd.arg("--config")
             .arg(&cfg)
             .stdout(Stdio::from(logf.try_clone().expect("dup log")))
