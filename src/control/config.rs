@@ -2733,6 +2733,7 @@ mod tests {
         assert_eq!(c.source, "configs/demo.toml");
         assert_eq!(c.lcores.control, 0);
         assert_eq!(c.lcores.workers, vec![1]);
+        assert_eq!(c.lcores.idle, IdleMode::Sleep);
         assert!(c.eal.huge);
         assert_eq!(c.ports.len(), 2);
         assert_eq!(c.ports[0].name, "lan0");
@@ -3074,7 +3075,8 @@ mod tests {
         assert_eq!(
             error(&with_base("bogus = 1\n")),
             "t.toml:8:1: port[0].bogus: unknown field `bogus`, expected one of `name`, `device`, \
-             `rx_desc`, `tx_desc`, `mtu`, `mac`, `promiscuous`, `rss`, `addresses`, `gateway`"
+             `rx_desc`, `tx_desc`, `mtu`, `mac`, `promiscuous`, `rss`, `addresses`, `gateway`, \
+             `kernel_iface`, `kernel_device`"
         );
         assert_eq!(
             error(&format!("[ports]\nx = 1\n{BASE}")),

@@ -127,3 +127,85 @@ pub fn open(
     ip(&["link", "set", "dev", &k.iface, "up"]).map_err(err)?;
     Ok(Twin { port, rx, tx })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::control::config::{Config, IdleMode, KernelDevice};
+
+    fn cfg(port_extra: &str, lcores_extra: &str) -> Result<Config, String> {
+        let text = format!(
+            "[lcores]\ncontrol = 0\nworkers = [1, 2]\n{lcores_extra}\n\n[[port]]\nname = \"lan0\"\n\
+             device = \"net_tap0\"\naddresses = [\"198.18.0.1/24\"]\n{port_extra}\n\n\
+             [[port]]\nname = \"srv0\"\ndevice = \"net_tap1\"\naddresses = [\"198.18.1.1/24\"]\n"
+        );
+        Config::from_str(&text, "t.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn kernel_iface_adds_a_twin_vdev_with_a_queue_per_worker() {
+        let c = cfg("kernel_iface = \"vsd-lan0\"", "").unwrap();
+        let k = c.ports[0].kernel.as_ref().unwrap();
+        assert_eq!(
+            (k.iface.as_str(), k.device),
+            ("vsd-lan0", KernelDevice::Tap)
+        );
+        assert!(c.ports[1].kernel.is_none());
+        let argv = c.eal_argv("vsd").join(" ");
+        assert!(
+            argv.contains("--vdev net_tap0 --vdev net_tap1 --vdev net_tap_vsdk0,iface=vsd-lan0"),
+            "{argv}"
+        );
+        let c = cfg("kernel_iface = \"k0\"\nkernel_device = \"virtio-user\"", "").unwrap();
+        let argv = c.eal_argv("vsd").join(" ");
+        assert!(
+            argv.contains("--vdev virtio_user_vsdk0,path=/dev/vhost-net,iface=k0,queues=2"),
+            "{argv}"
+        );
+        assert_eq!(c.lcores.idle, IdleMode::Poll);
+    }
+
+    #[test]
+    fn bad_twin_keys_are_refused_with_their_position() {
+        let e = cfg("kernel_iface = \"much-too-long-name\"", "").unwrap_err();
+        assert!(
+            e.contains("t.toml:10:16: port[0].kernel_iface: invalid interface name"),
+            "{e}"
+        );
+        let e = cfg("kernel_iface = \"a/b\"", "").unwrap_err();
+        assert!(e.contains("port[0].kernel_iface"), "{e}");
+        let e = cfg("kernel_device = \"tap\"", "").unwrap_err();
+        assert!(
+            e.contains("port[0].kernel_device: kernel_device needs kernel_iface"),
+            "{e}"
+        );
+        let e = cfg("kernel_iface = \"k0\"\nkernel_device = \"kni\"", "").unwrap_err();
+        assert!(e.contains("unknown kernel device \"kni\""), "{e}");
+        let text = "[lcores]\nworkers = [1]\n\n[[port]]\nname = \"a\"\ndevice = \"net_tap0\"\n\
+                    kernel_iface = \"k0\"\n\n[[port]]\nname = \"b\"\ndevice = \"net_tap1\"\n\
+                    kernel_iface = \"k0\"\n";
+        let e = Config::from_str(text, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("port[1].kernel_iface: interface \"k0\" is already the twin of port \"a\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn idle_mode_parses_and_refuses_unknown_modes() {
+        assert_eq!(
+            cfg("", "idle = \"sleep\"").unwrap().lcores.idle,
+            IdleMode::Sleep
+        );
+        assert_eq!(
+            cfg("", "idle = \"poll\"").unwrap().lcores.idle,
+            IdleMode::Poll
+        );
+        let e = cfg("", "idle = \"interrupt\"").unwrap_err();
+        assert!(
+            e.contains(
+                "lcores.idle: unknown idle mode \"interrupt\": expected \"poll\" or \"sleep\""
+            ),
+            "{e}"
+        );
+    }
+}
