@@ -152,6 +152,24 @@ fn kernel_twin_carries_management_ping_and_tcp_for_the_director() {
         "kernel neighbour table: {kneigh}"
     );
 
+    // multicast goes up too (the path VRRP and OSPF take): the kernel in
+    // vsd's namespace answers a ping to the all-hosts group
+    vns.sysctl("net.ipv4.icmp_echo_ignore_broadcasts=0");
+    let up0 = vsd.event("exception_to_kernel");
+    let ping = run_in(
+        &cns,
+        20,
+        "ping",
+        &["-c", "2", "-i", "0.2", "-W", "3", "-I", &tap, "224.0.0.1"],
+    );
+    assert!(
+        text(&ping).contains(&format!("from {DIP}")),
+        "ping 224.0.0.1: {}",
+        text(&ping)
+    );
+    assert!(vsd.event("exception_to_kernel") >= up0 + 2);
+    assert_eq!(vsd.dropped("dst_multicast"), 0);
+
     // 2. the VIP is still vsd's
     let echo0 = vsd.event("icmp_echo_out");
     let ping = run_in(&cns, 20, "ping", &["-c", "2", "-i", "0.2", "-W", "3", VIP]);
