@@ -96,6 +96,10 @@ pub fn classify(frame: &[u8], addrs: &PortAddrs) -> Punt {
         let Some(ip) = frame.get(14..34) else {
             return Punt::Continue;
         };
+        // another host's unicast frame (promiscuous port): not ours at all
+        if frame[0] & 1 == 0 && frame[..6] != addrs.mac.0 {
+            return Punt::Continue;
+        }
         let dst = ipv4_at(&ip[16..20]);
         if dst.is_multicast() {
             return Punt::ToKernel;
@@ -245,6 +249,9 @@ mod tests {
         assert_eq!(classify(&ipv4(other, 89, &[0; 20]), &a), Punt::Continue);
         assert_eq!(classify(&[0u8; 10], &a), Punt::Continue);
         assert_eq!(classify(&ipv4(OWN, 112, &[])[..30], &a), Punt::Continue);
+        let mut other_mac = ipv4(OWN, 112, &[0; 20]);
+        other_mac[..6].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
+        assert_eq!(classify(&other_mac, &a), Punt::Continue);
     }
 
     #[test]
