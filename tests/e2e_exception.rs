@@ -5,7 +5,9 @@
 //! twin, an HTTP server bound to the director's address in vsd's namespace
 //! answers curl (management through the twin), and a 50 MB TCP upload to a
 //! socket on the director arrives byte-identical (its throughput is
-//! printed; perf/README.md has the number). The VIP stays vsd's own.
+//! printed; perf/README.md has the number) and comes back down from the
+//! HTTP server identical. The VIP stays vsd's own. Once with one worker,
+//! once with two (each with its own queue pair on the twin).
 //! Workers run with `idle = "sleep"`. Needs root, /dev/net/tun, hugepages.
 
 mod common;
@@ -22,7 +24,7 @@ const VIP: &str = "198.18.0.100";
 const PEER: &str = "198.18.0.2";
 const UPLOAD_BYTES: usize = 50 * 1000 * 1000;
 
-fn config(tap: &str, twin: &str, prefix: &str) -> String {
+fn config(tap: &str, twin: &str, prefix: &str, lcores: &str) -> String {
     format!(
         r#"
 [eal]
@@ -32,7 +34,7 @@ memory_mb = 256
 
 [lcores]
 control = 0
-workers = [1]
+{lcores}
 idle = "sleep"
 
 [control]
@@ -101,13 +103,28 @@ fn kernel_twin_carries_management_ping_and_tcp_for_the_director() {
     if !e2e_prerequisites(true) {
         return;
     }
+    twin_scenario("workers = [1]");
+}
+
+/// Two workers (both on CPU 1): each has its own queue pair on the twin,
+/// the kernel spreads its transmissions over them, and TCP to the
+/// director's address is steered to its owner before it goes up.
+#[test]
+fn kernel_twin_with_two_workers() {
+    if !e2e_prerequisites(true) {
+        return;
+    }
+    twin_scenario("workers = [1, 2]\ncpu_map = \"0@0,1@1,2@1\"");
+}
+
+fn twin_scenario(lcores: &str) {
     let tap = unique("xt");
     let twin = unique("xk");
     let prefix = DpdkPrefix::new("vsdx");
     let files = TempDir::new("vsd-exc-");
     let vns = Ns::new("xv");
     let cns = Ns::new("xc");
-    let mut vsd = Vsd::start_in(Some(&vns.name), &config(&tap, &twin, &prefix.name));
+    let mut vsd = Vsd::start_in(Some(&vns.name), &config(&tap, &twin, &prefix.name, lcores));
 
     // the twin lives in vsd's namespace, with the port's MAC and address
     assert!(
@@ -203,7 +220,7 @@ fn kernel_twin_carries_management_ping_and_tcp_for_the_director() {
     assert!(http.alive());
 
     // 4. a 50 MB upload to a socket on the director, sha256 checked
-    let file = files.path.join("upload.bin");
+    let file = web.join("upload.bin");
     write_random_file(&file, UPLOAD_BYTES, 13);
     let want = sha256_of(None, &file);
     let ready = files.path.join("sink.ready");
@@ -238,6 +255,26 @@ fn kernel_twin_carries_management_ping_and_tcp_for_the_director() {
         "exception path: {UPLOAD_BYTES} bytes uploaded in {secs:.2} s = {:.0} Mbit/s",
         UPLOAD_BYTES as f64 * 8.0 / secs / 1e6
     );
+
+    // ... and back down from the HTTP server: the kernel's transmissions
+    // on the twin go out of the port
+    let down = files.path.join("down.bin");
+    let down_s = down.display().to_string();
+    let get = run_in(
+        &cns,
+        120,
+        "curl",
+        &[
+            "-sS",
+            "-m",
+            "100",
+            "-o",
+            &down_s,
+            &format!("http://{DIP}:8080/upload.bin"),
+        ],
+    );
+    assert!(get.status.success(), "download: {}", text(&get));
+    assert_eq!(sha256_of(None, &down), want, "downloaded file differs");
 
     // counters: in vsadm and in JSON; nothing dropped on the way
     let ct = vsd.vsadm(&["--counters"]);
