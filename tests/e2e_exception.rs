@@ -343,3 +343,41 @@ fn a_virtio_user_twin_without_vhost_net_is_refused() {
         );
     }
 }
+
+#[test]
+fn a_twin_name_taken_in_vsds_namespace_is_refused() {
+    if !e2e_prerequisites(false) {
+        return;
+    }
+    let vns = Ns::new("xv");
+    let taken = unique("xk");
+    let peer = unique("xp");
+    vns.ip(&["link", "add", &taken, "type", "veth", "peer", "name", &peer]);
+    let dir = TempDir::new("vsd-exctaken-");
+    let cfg = dir.path.join("vsd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[lcores]\ncontrol = 0\nworkers = [1]\n\n[control]\nsocket = \"{}/vsd.sock\"\n\n\
+             [[port]]\nname = \"lan0\"\ndevice = \"net_tap0\"\naddresses = [\"{DIP}/24\"]\n\
+             kernel_iface = \"{taken}\"\n",
+            dir.path.display()
+        ),
+    )
+    .expect("write config");
+    let cfg_s = cfg.display().to_string();
+    let vsd_bin = env!("CARGO_BIN_EXE_vsd");
+    let out = run_in(&vns, 30, vsd_bin, &["--config", &cfg_s, "--check"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "port lan0: kernel_iface \"{taken}\" already exists in this network namespace"
+        )),
+        "{err}"
+    );
+    // the same name is free in another namespace
+    let other = Ns::new("xw");
+    let out = run_in(&other, 30, vsd_bin, &["--config", &cfg_s, "--check"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
