@@ -56,6 +56,8 @@ struct PortView {
     name: String,
     mac: MacAddr,
     addrs: PortAddrs,
+    /// The kernel twin's interface (exception path), if any.
+    kernel_iface: Option<String>,
 }
 
 /// What the control thread reads of the running data plane.
@@ -127,6 +129,7 @@ impl PlaneView<'_> {
                         "rss": p.port.rss_active(),
                         "addresses": p.addrs.addrs.iter().map(|(a, l)| format!("{a}/{l}")).collect::<Vec<_>>(),
                         "vips": p.addrs.vips.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                        "kernel_iface": p.kernel_iface,
                         "stats": {
                             "rx_packets": stats.rx_packets, "tx_packets": stats.tx_packets,
                             "rx_bytes": stats.rx_bytes, "tx_bytes": stats.tx_bytes,
@@ -663,6 +666,7 @@ fn serve(
             name: pc.name.clone(),
             mac,
             addrs,
+            kernel_iface: pc.kernel.as_ref().map(|k| k.iface.clone()),
         });
     }
 

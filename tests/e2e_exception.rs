@@ -276,6 +276,10 @@ fn twin_scenario(lcores: &str) {
     assert!(get.status.success(), "download: {}", text(&get));
     assert_eq!(sha256_of(None, &down), want, "downloaded file differs");
 
+    let st = vsd.vsadm(&["--status"]);
+    let st = String::from_utf8_lossy(&st.stdout).into_owned();
+    assert!(st.contains(&format!("  kernel twin: {twin}")), "{st}");
+
     // counters: in vsadm and in JSON; nothing dropped on the way
     let ct = vsd.vsadm(&["--counters"]);
     assert!(ct.status.success());
