@@ -45,6 +45,11 @@
 //! the kernel. Polling the twin costs a `read` on net_tap, hence the
 //! [`TWIN_POLL_US`] spacing (kernel traffic waits at most that long).
 //! If the kernel is slow, its own queues drop (visible in `ip -s link`).
+//! The kernel owns the director's addresses once a twin exists: with the
+//! twin set down (writes to it fail: `exception_queue_full`) or an address
+//! removed from it, nobody answers ARP or ping for that address, and real
+//! servers cannot resolve it as a FULLNAT local address. VIPs are not
+//! affected.
 
 use super::local::PortAddrs;
 use crate::dpdk::{RxQueue, TxBuffer};
