@@ -46,7 +46,8 @@
 //! [`TWIN_POLL_US`] spacing (kernel traffic waits at most that long).
 //! If the kernel is slow, its own queues drop (visible in `ip -s link`).
 //! The kernel owns the director's addresses once a twin exists: with the
-//! twin set down (writes to it fail: `exception_queue_full`) or an address
+//! twin set down (writes to it fail: `exception_queue_full`, or the twin
+//! device's tx errors) or an address
 //! removed from it, nobody answers ARP or ping for that address, and real
 //! servers cannot resolve it as a FULLNAT local address. VIPs are not
 //! affected.
