@@ -47,10 +47,9 @@
 //! If the kernel is slow, its own queues drop (visible in `ip -s link`).
 //! The kernel owns the director's addresses once a twin exists: with the
 //! twin set down (writes to it fail: `exception_queue_full`, or the twin
-//! device's tx errors) or an address
-//! removed from it, nobody answers ARP or ping for that address, and real
-//! servers cannot resolve it as a FULLNAT local address. VIPs are not
-//! affected.
+//! device's tx errors) or an address removed from it, nobody answers ARP
+//! or ping for that address, and real servers cannot resolve it as a
+//! FULLNAT local address. VIPs are not affected.
 
 use super::local::PortAddrs;
 use crate::dpdk::{RxQueue, TxBuffer};
