@@ -7,7 +7,8 @@
 # Options: --quick, --no-build, --repeat N, --duration S, --warmup S,
 #          --flows "1000 100000 1000000", --modes "dr tun nat fullnat",
 #          --proto tcp|udp, --pkt-size N, --sched NAME, --out DIR,
-#          --wait-idle MIN (wait up to MIN minutes for a 1-minute load under 0.5)
+#          --wait-idle MIN (wait up to MIN minutes for a 1-minute load under 0.5),
+#          --idle poll|sleep (vsd's [lcores] idle mode, default poll)
 #
 # What it does (details and the meaning of every number: perf/README.md):
 #   1. builds release (vsd, vsadm, vsd-gen, vsd-stall-probe);
@@ -35,6 +36,7 @@ PROTO=tcp
 PKT_SIZE=64
 SCHED=rr
 WAIT_IDLE=0
+IDLE=poll
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
@@ -52,6 +54,7 @@ while [ $# -gt 0 ]; do
         --sched) SCHED=$2; shift ;;
         --out) OUT_DIR=$2; shift ;;
         --wait-idle) WAIT_IDLE=$2; shift ;;
+        --idle) IDLE=$2; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -184,6 +187,7 @@ memory_mb = 1024
 [lcores]
 control = 0
 workers = [1]
+idle = "$IDLE"
 
 [control]
 socket = "$CTL_SOCK"

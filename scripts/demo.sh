@@ -77,6 +77,7 @@ memory_mb = 256
 [lcores]
 control = 0
 workers = [1]
+idle = "sleep"
 
 [control]
 socket = "$SOCK"

@@ -12,6 +12,8 @@ use crate::control::state::{ConnCounts, ControlState, StatsSource};
 use crate::control::vipwatch::{FollowedVip, VipWatch};
 use crate::control::wait::WaitSet;
 use crate::dataplane::counters::{CounterSnapshot, WorkerCounters};
+use crate::dataplane::exception::{PuntBudget, TwinQueue};
+use crate::dataplane::idle::Idle;
 use crate::dataplane::local::PortAddrs;
 use crate::dataplane::neigh::NeighTable;
 use crate::dataplane::publish::{Published, Subscriber};
@@ -39,6 +41,7 @@ use std::time::{Duration, Instant};
 
 mod signals;
 mod startup;
+mod twin;
 
 pub use startup::check;
 
@@ -73,6 +76,8 @@ struct PortView {
     addrs: PortAddrs,
     /// `[[vip]]`s of this port that follow a kernel interface: (VIP, name).
     follow: Vec<(Ipv4Addr, String)>,
+    /// The kernel twin's interface (exception path), if any.
+    kernel_iface: Option<String>,
 }
 
 /// What the control thread reads of the running data plane.
@@ -163,6 +168,7 @@ impl PlaneView<'_> {
                             "follow": iface,
                             "active": followed.iter().any(|f| f.addr == *vip && f.active),
                         })).collect::<Vec<_>>(),
+                        "kernel_iface": p.kernel_iface,
                         "stats": {
                             "rx_packets": stats.rx_packets, "tx_packets": stats.tx_packets,
                             "rx_bytes": stats.rx_bytes, "tx_bytes": stats.tx_bytes,
@@ -644,6 +650,10 @@ fn serve(
     // ports: one rx and one tx queue per worker
     let mut views = Vec::new();
     let mut queues = Vec::new();
+    // kernel twins (exception path), dropped before the pool
+    let mut twin_ports: Vec<Port> = Vec::new();
+    let mut twin_queues: Vec<Option<(Vec<crate::dpdk::RxQueue>, Vec<crate::dpdk::TxQueue>)>> =
+        Vec::new();
     for (idx, pc) in cfg.ports.iter().enumerate() {
         let mut port = Port::by_name(&pc.device.eal_name()).map_err(|e| e.to_string())?;
         let pcfg = PortConfig {
@@ -696,6 +706,20 @@ fn serve(
             nworkers,
             if port.rss_active() { "on" } else { "off" }
         );
+        match &pc.kernel {
+            Some(k) => {
+                let t = twin::open(idx, pc, k, mac.0, nworkers, &pool)?;
+                log!(
+                    "port {}: kernel twin {} (driver {}), mac {mac}",
+                    pc.name,
+                    k.iface,
+                    t.port.info().driver
+                );
+                twin_ports.push(t.port);
+                twin_queues.push(Some((t.rx, t.tx)));
+            }
+            None => twin_queues.push(None),
+        }
         queues.push((rxq, txq));
         views.push(PortView {
             port,
@@ -711,6 +735,7 @@ fn serve(
                     _ => None,
                 })
                 .collect(),
+            kernel_iface: pc.kernel.as_ref().map(|k| k.iface.clone()),
         });
     }
 
@@ -841,9 +866,18 @@ fn serve(
         .map(|_| Arc::new(ArrayQueue::new(TEMPLATE_INBOX)))
         .collect();
     let mut per_worker_queues: Vec<Vec<_>> = (0..nworkers).map(|_| Vec::new()).collect();
-    for (rxq, txq) in queues {
+    for ((rxq, txq), twin) in queues.into_iter().zip(twin_queues) {
+        let mut twin = twin.map(|(r, t)| r.into_iter().zip(t));
         for (w, (r, t)) in rxq.into_iter().zip(txq).enumerate() {
-            per_worker_queues[w].push((r, t));
+            let tq = twin
+                .as_mut()
+                .and_then(Iterator::next)
+                .map(|(rx, tx)| TwinQueue {
+                    rx,
+                    tx: TxBuffer::new(tx),
+                    tx_dropped_seen: 0,
+                });
+            per_worker_queues[w].push((r, t, tq));
         }
     }
     let mut counters = Vec::new();
@@ -864,9 +898,10 @@ fn serve(
         let ports = qs
             .into_iter()
             .zip(&views)
-            .map(|((rx, tx), v)| WorkerPort {
+            .map(|((rx, tx, twin), v)| WorkerPort {
                 rx,
                 tx: TxBuffer::new(tx),
+                twin,
                 static_vips: v.addrs.vips.clone(),
                 addrs: v.addrs.clone(),
                 neigh: NeighTable::new(cfg.neighbour),
@@ -917,6 +952,8 @@ fn serve(
             fwd_meta: Vec::with_capacity(FWD_BATCH),
             martian: Default::default(),
             follow: Default::default(),
+            idle: Idle::new(cfg.lcores.idle),
+            punt_budget: PuntBudget::default(),
         };
         let lcore = cfg.lcores.workers[w];
         launched.push(
@@ -1043,6 +1080,12 @@ fn serve(
         }
     }
     drop(views);
+    for t in &mut twin_ports {
+        if let Err(e) = t.stop() {
+            log!("kernel twin {}: {e}", t.name());
+        }
+    }
+    drop(twin_ports);
     drop(pool);
     if !failures.is_empty() {
         Err("a worker failed".into())

@@ -176,7 +176,7 @@ fn a_followed_vip_is_served_only_while_its_address_is_on_the_interface() {
     let ready = dir.path.join("rs.ready");
 
     // vsd in its own namespace; the followed interface does not exist yet
-    let mut vsd = Vsd::start_in(&vsd_config(&prefix.name, &lan, &srv), Some(&vsd_ns.name));
+    let mut vsd = Vsd::start_in(Some(&vsd_ns.name), &vsd_config(&prefix.name, &lan, &srv));
     move_tap(&lan, &vsd_ns, &client);
     move_tap(&srv, &vsd_ns, &rs);
     // the taps' kernel ends are the far ends of the wire: MACs of their own

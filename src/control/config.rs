@@ -156,6 +156,60 @@ pub struct LcoreConf {
     pub workers: Vec<u32>,
     /// DPDK `--lcores` mapping of lcores onto CPUs, passed through when set.
     pub cpu_map: Option<String>,
+    /// What a worker does when it finds no packets (`idle`).
+    pub idle: IdleMode,
+}
+
+/// `[lcores] idle`: busy polling, or sleeping with backoff once idle
+/// (see `dataplane::idle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdleMode {
+    /// Poll without pause: lowest latency, one CPU per worker (appliances).
+    #[default]
+    Poll,
+    /// Sleep with a growing pause after a run of empty polls.
+    Sleep,
+}
+
+/// `[[port]] kernel_device`: the DPDK device behind a kernel twin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelDevice {
+    /// DPDK's net_tap PMD (needs /dev/net/tun).
+    Tap,
+    /// virtio-user with the vhost-net backend (needs /dev/vhost-net).
+    VirtioUser,
+}
+
+/// The kernel twin of a port (`kernel_iface`, `kernel_device`): see
+/// `dataplane::exception`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelTwin {
+    /// Name of the kernel interface vsd creates.
+    pub iface: String,
+    pub device: KernelDevice,
+}
+
+impl KernelTwin {
+    /// DPDK name of the twin device of port `index`.
+    pub fn eal_name(&self, index: usize) -> String {
+        match self.device {
+            KernelDevice::Tap => format!("net_tap_vsdk{index}"),
+            KernelDevice::VirtioUser => format!("virtio_user_vsdk{index}"),
+        }
+    }
+
+    /// The `--vdev` argument for the twin of port `index` with `queues`
+    /// queue pairs.
+    pub fn eal_spec(&self, index: usize, queues: usize) -> String {
+        match self.device {
+            KernelDevice::Tap => format!("{},iface={}", self.eal_name(index), self.iface),
+            KernelDevice::VirtioUser => format!(
+                "{},path=/dev/vhost-net,iface={},queues={queues},queue_size=1024",
+                self.eal_name(index),
+                self.iface
+            ),
+        }
+    }
 }
 
 /// `[lb]`: settings of each worker's forwarding core.
@@ -243,6 +297,8 @@ pub struct PortConf {
     pub addresses: Vec<IpCidr>,
     /// Default next hop reached through this port.
     pub gateway: Option<IpAddr>,
+    /// The kernel twin interface, when the port has one.
+    pub kernel: Option<KernelTwin>,
 }
 
 /// The DPDK device of a port.
@@ -650,6 +706,7 @@ struct RawLcores {
     control: Option<S<i64>>,
     workers: S<Vec<S<i64>>>,
     cpu_map: Option<S<String>>,
+    idle: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -682,6 +739,8 @@ struct RawPort {
     #[serde(default)]
     addresses: Vec<S<String>>,
     gateway: Option<S<String>>,
+    kernel_iface: Option<S<String>>,
+    kernel_device: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -940,6 +999,12 @@ impl Config {
             };
             argv.push(flag.to_string());
             argv.push(port.device.eal_spec());
+        }
+        for (i, port) in self.ports.iter().enumerate() {
+            if let Some(k) = &port.kernel {
+                argv.push("--vdev".to_string());
+                argv.push(k.eal_spec(i, self.lcores.workers.len()));
+            }
         }
         if !self.eal.huge {
             argv.push("--no-huge".to_string());
@@ -1229,10 +1294,25 @@ fn build_lcores(ctx: &Ctx<'_>, raw: &S<RawLcores>) -> Result<LcoreConf, ConfigEr
             Some(map.get_ref().clone())
         }
     };
+    let idle = match &lc.idle {
+        None => IdleMode::Poll,
+        Some(v) => match v.get_ref().as_str() {
+            "poll" => IdleMode::Poll,
+            "sleep" => IdleMode::Sleep,
+            other => {
+                return Err(ctx.err(
+                    v.span(),
+                    "lcores.idle",
+                    format!("unknown idle mode {other:?}: expected \"poll\" or \"sleep\""),
+                ))
+            }
+        },
+    };
     Ok(LcoreConf {
         control,
         workers,
         cpu_map,
+        idle,
     })
 }
 
@@ -1654,6 +1734,7 @@ fn build_port(
             Some(gw)
         }
     };
+    let kernel = build_kernel_twin(ctx, &base, raw, earlier)?;
     Ok(PortConf {
         name: name.clone(),
         device,
@@ -1665,7 +1746,74 @@ fn build_port(
         rss: raw.rss.unwrap_or(true),
         addresses,
         gateway,
+        kernel,
     })
+}
+
+/// `kernel_iface` / `kernel_device` of a port.
+fn build_kernel_twin(
+    ctx: &Ctx<'_>,
+    base: &str,
+    raw: &RawPort,
+    earlier: &[PortConf],
+) -> Result<Option<KernelTwin>, ConfigError> {
+    let device = match &raw.kernel_device {
+        None => None,
+        Some(d) => Some(match d.get_ref().as_str() {
+            "tap" => KernelDevice::Tap,
+            "virtio-user" => KernelDevice::VirtioUser,
+            other => {
+                return Err(ctx.err(
+                    d.span(),
+                    format!("{base}.kernel_device"),
+                    format!("unknown kernel device {other:?}: expected \"tap\" or \"virtio-user\""),
+                ))
+            }
+        }),
+    };
+    let Some(iface) = &raw.kernel_iface else {
+        if let Some(d) = &raw.kernel_device {
+            return Err(ctx.err(
+                d.span(),
+                format!("{base}.kernel_device"),
+                "kernel_device needs kernel_iface (the twin interface's name)",
+            ));
+        }
+        return Ok(None);
+    };
+    let key = format!("{base}.kernel_iface");
+    let name = iface.get_ref();
+    let valid = !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !valid {
+        return Err(ctx.err(
+            iface.span(),
+            key,
+            format!("invalid interface name {name:?}: 1 to 15 of A-Z a-z 0-9 _ . -"),
+        ));
+    }
+    if let Some(other) = earlier
+        .iter()
+        .find(|p| p.kernel.as_ref().is_some_and(|k| k.iface == *name))
+    {
+        return Err(ctx.err(
+            iface.span(),
+            key,
+            format!(
+                "interface {name:?} is already the twin of port {:?}",
+                other.name
+            ),
+        ));
+    }
+    Ok(Some(KernelTwin {
+        iface: name.clone(),
+        device: device.unwrap_or(KernelDevice::Tap),
+    }))
 }
 
 fn build_eal(
@@ -2644,6 +2792,7 @@ mod tests {
         assert_eq!(c.source, "configs/demo.toml");
         assert_eq!(c.lcores.control, 0);
         assert_eq!(c.lcores.workers, vec![1]);
+        assert_eq!(c.lcores.idle, IdleMode::Sleep);
         assert!(c.eal.huge);
         assert_eq!(c.ports.len(), 2);
         assert_eq!(c.ports[0].name, "lan0");
@@ -2844,7 +2993,8 @@ mod tests {
             LcoreConf {
                 control: 0,
                 workers: vec![1],
-                cpu_map: None
+                cpu_map: None,
+                idle: IdleMode::Poll,
             }
         );
         assert_eq!(
@@ -2876,6 +3026,7 @@ mod tests {
                 rss: true,
                 addresses: vec![IpCidr::parse("198.18.0.1/24").unwrap()],
                 gateway: None,
+                kernel: None,
             }
         );
         assert!(c.vips.is_empty() && c.services.is_empty());
@@ -2984,7 +3135,8 @@ mod tests {
         assert_eq!(
             error(&with_base("bogus = 1\n")),
             "t.toml:8:1: port[0].bogus: unknown field `bogus`, expected one of `name`, `device`, \
-             `rx_desc`, `tx_desc`, `mtu`, `mac`, `promiscuous`, `rss`, `addresses`, `gateway`"
+             `rx_desc`, `tx_desc`, `mtu`, `mac`, `promiscuous`, `rss`, `addresses`, `gateway`, \
+             `kernel_iface`, `kernel_device`"
         );
         assert_eq!(
             error(&format!("[ports]\nx = 1\n{BASE}")),

@@ -269,6 +269,9 @@ pub fn print_status(v: &Value, out: &mut dyn Write) -> std::io::Result<()> {
                 }
             )?;
         }
+        if let Some(twin) = p.get("kernel_iface").and_then(Value::as_str) {
+            writeln!(out, "  kernel twin: {twin}")?;
+        }
         let st = p.get("stats").cloned().unwrap_or(Value::Null);
         writeln!(
             out,

@@ -49,6 +49,7 @@ pub fn preflight(cfg: &Config) -> Result<Bound, String> {
             check_vdev(&pc.name, spec)?;
         }
     }
+    super::twin::preflight(cfg)?;
     check_control_socket(&cfg.control.socket)?;
     let metrics = match cfg.control.prometheus {
         Some(addr) => Some(

@@ -67,6 +67,9 @@ named_enum!(
     NoMbuf => "no_mbuf",
     TxFull => "tx_full",
     SteerFull => "steer_full",
+    ExceptionFull => "exception_queue_full",
+    ExceptionRateLimit => "exception_rate_limit",
+    ExceptionNoMbuf => "exception_no_mbuf",
 }
 );
 
@@ -100,6 +103,11 @@ named_enum!(
     Bursts => "rx_bursts",
     Stalls => "stalls",
     StallMicros => "stall_us",
+    ExceptionToKernel => "exception_to_kernel",
+    ExceptionArpCopies => "exception_arp_copies",
+    ExceptionFromKernel => "exception_from_kernel",
+    IdleSleeps => "idle_sleeps",
+    IdleSleepMicros => "idle_sleep_us",
 }
 );
 

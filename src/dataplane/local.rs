@@ -1,6 +1,9 @@
 //! Traffic addressed to the director itself: ARP for its addresses and VIPs,
 //! ICMP echo to them. Pure logic over a frame buffer, so it is tested on
 //! plain bytes; the worker moves frames between mbufs and these functions.
+//! On a port with a kernel twin, ARP requests and pings for the director's
+//! own addresses never get here: the kernel answers them (see
+//! `exception`); VIPs are always answered here.
 
 use super::counters::{DropReason, Event, WorkerCounters};
 use crate::wire::{self, ArpOperation, ArpPacket, EtherType, EthernetFrame, Ipv4Packet, MacAddr};

@@ -1,6 +1,8 @@
 //! The data plane: worker loop, classification, neighbours, steering.
 
 pub mod counters;
+pub mod exception;
+pub mod idle;
 pub mod local;
 pub mod martian;
 pub mod neigh;

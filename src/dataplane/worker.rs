@@ -10,6 +10,8 @@
 //! one worker learned, for the others).
 
 use super::counters::{DropReason, Event, WorkerCounters};
+use super::exception::{self, Punt, PuntBudget, TwinQueue};
+use super::idle::Idle;
 use super::local::{self, LocalVerdict, PortAddrs};
 use super::martian::MartianFilter;
 use super::neigh::{self, NeighAction, NeighTable, Resolve};
@@ -130,6 +132,8 @@ pub struct WorkerPort {
     pub neigh: NeighTable<Mbuf>,
     /// `tx.dropped` already counted as `tx_full`.
     pub tx_dropped_seen: u64,
+    /// This worker's queues on the port's kernel twin (exception path).
+    pub twin: Option<TwinQueue>,
 }
 
 /// The sending end of the steering ring to one other worker.
@@ -177,6 +181,10 @@ pub struct Worker {
     pub martian: MartianFilter,
     /// Followed VIPs: which are inactive ([`super::vipfollow`]).
     pub follow: super::vipfollow::WorkerFollow,
+    /// Busy polling or sleeping when idle (`[lcores] idle`).
+    pub idle: Idle,
+    /// Packets this worker may still punt to the kernel this millisecond.
+    pub punt_budget: PuntBudget,
 }
 
 /// Capacity to give [`Worker::fwd_batch`] and [`Worker::fwd_meta`].
@@ -328,6 +336,9 @@ impl Worker {
         let mut burst_hist = new_latency_histogram();
         let mut turn_hist = new_latency_histogram();
         let stall_cycles = (per_ms * STALL_US / 1000).max(1);
+        let twin_poll_cycles = (per_ms * exception::TWIN_POLL_US / 1000).max(1);
+        let mut last_twin_poll = 0u64;
+        let has_twin = self.ports.iter().any(|wp| wp.twin.is_some());
         self.adopt_config();
         let mut prev_turn_start = tsc_now();
         while !self.stop.load(Ordering::Relaxed) {
@@ -385,6 +396,10 @@ impl Worker {
                 }
                 self.forward_batch(now_ms);
             }
+            if has_twin && turn_start.wrapping_sub(last_twin_poll) >= twin_poll_cycles {
+                last_twin_poll = turn_start;
+                worked |= self.poll_twins(&mut burst);
+            }
             self.exchange_templates(&mut notes, now_ms);
             if self.dump.requested.load(Ordering::Relaxed)
                 != self.dump.answered.load(Ordering::Relaxed)
@@ -403,6 +418,17 @@ impl Worker {
             if now_ms.wrapping_sub(last_merge_ms) >= LATENCY_MERGE_MS {
                 last_merge_ms = now_ms;
                 self.merge_latency(&mut burst_hist, &mut turn_hist);
+            }
+            if let Some(us) = self.idle.after_turn(worked) {
+                std::thread::sleep(std::time::Duration::from_micros(us));
+                let slept = tsc_now();
+                self.counters.add(Event::IdleSleeps, 1);
+                self.counters.add(
+                    Event::IdleSleepMicros,
+                    ns(slept.wrapping_sub(turn_start)) / 1000,
+                );
+                // a chosen pause is not a stall
+                prev_turn_start = slept;
             }
         }
         self.merge_latency(&mut burst_hist, &mut turn_hist);
@@ -496,11 +522,21 @@ impl Worker {
     /// the forwarding core (rx_packets/rx_bytes are counted by the caller,
     /// once per burst).
     fn handle_wire(&mut self, p: usize, mut m: Mbuf, now_ms: u64) {
-        let c = &*self.counters;
         if m.segments() != 1 {
-            c.drop_pkt(DropReason::MultiSegment);
+            self.counters.drop_pkt(DropReason::MultiSegment);
             return;
         }
+        if self.ports[p].twin.is_some() {
+            match exception::classify(m.data(), &self.ports[p].addrs) {
+                Punt::Continue => {}
+                Punt::ToKernel => {
+                    self.punt(p, m, now_ms);
+                    return;
+                }
+                Punt::CopyToKernel => self.punt_copy(p, &m, now_ms),
+            }
+        }
+        let c = &*self.counters;
         // martian source or destination: never answered, never forwarded
         if let Some(r) = self.martian.check_ip(m.data()) {
             c.drop_pkt(r);
@@ -624,12 +660,75 @@ impl Worker {
                 );
             }
             FwdVerdict::Steer { core, meta } => self.steer(core as usize, m, meta.raw()),
-            FwdVerdict::NotService => self.counters.drop_pkt(DropReason::NoService),
+            FwdVerdict::NotService => {
+                // TCP/UDP to the director's own address that no service or
+                // connection takes: the kernel's (ssh, BGP, management)
+                let twin_port = exception::own_port_of(
+                    m.data(),
+                    self.ports.iter().map(|wp| (&wp.addrs, wp.twin.is_some())),
+                );
+                match twin_port {
+                    Some(p) => self.punt(p, m, now_ms),
+                    None => self.counters.drop_pkt(DropReason::NoService),
+                }
+            }
             // counted by reason in the core's forwarding stats
             FwdVerdict::Drop(_) => self.counters.add(Event::ForwardDrops, 1),
             // the director kept a copy; the buffer goes back to the pool
             FwdVerdict::Held => {}
         }
+    }
+
+    /// Hand a frame up to port `p`'s kernel twin (bounded: see
+    /// [`exception::PUNT_BUDGET_PER_MS`]).
+    fn punt(&mut self, p: usize, m: Mbuf, now_ms: u64) {
+        if !self.punt_budget.take(now_ms) {
+            self.counters.drop_pkt(DropReason::ExceptionRateLimit);
+            return;
+        }
+        match self.ports[p].twin.as_mut() {
+            Some(twin) => {
+                self.counters.add(Event::ExceptionToKernel, 1);
+                twin.tx.push(m);
+            }
+            None => self.counters.drop_pkt(DropReason::NoService),
+        }
+    }
+
+    /// Hand a copy of a frame up to port `p`'s twin (ARP: vsd handles the
+    /// original too).
+    fn punt_copy(&mut self, p: usize, m: &Mbuf, now_ms: u64) {
+        let Ok(mut copy) = Mbuf::alloc(&self.pool) else {
+            self.counters.drop_pkt(DropReason::ExceptionNoMbuf);
+            return;
+        };
+        if !copy.append(m.len()) || !copy.set_data(m.data()) {
+            self.counters.drop_pkt(DropReason::ExceptionNoMbuf);
+            return;
+        }
+        self.counters.add(Event::ExceptionArpCopies, 1);
+        self.punt(p, copy, now_ms);
+    }
+
+    /// Move what the kernel sent on the twins out of their ports (one burst
+    /// per twin). Returns whether anything came.
+    fn poll_twins(&mut self, burst: &mut MbufBurst) -> bool {
+        let mut any = false;
+        for wp in &mut self.ports {
+            let Some(twin) = wp.twin.as_mut() else {
+                continue;
+            };
+            let n = twin.rx.rx_burst(burst);
+            if n == 0 {
+                continue;
+            }
+            any = true;
+            self.counters.add(Event::ExceptionFromKernel, n as u64);
+            while let Some(m) = burst.next_packet() {
+                wp.tx.push(m);
+            }
+        }
+        any
     }
 
     /// Queue a packet for another worker's steering ring.
@@ -663,6 +762,14 @@ impl Worker {
             }
         }
         for wp in &mut self.ports {
+            if let Some(twin) = wp.twin.as_mut() {
+                twin.tx.flush();
+                let refused = twin.tx.dropped - twin.tx_dropped_seen;
+                if refused != 0 {
+                    twin.tx_dropped_seen = twin.tx.dropped;
+                    self.counters.drop_n(DropReason::ExceptionFull, refused);
+                }
+            }
             let (packets, bytes) = wp.tx.take_queued();
             if packets != 0 {
                 self.counters.add(Event::TxPackets, packets);

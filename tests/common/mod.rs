@@ -150,12 +150,12 @@ impl Vsd {
     /// Start vsd with `config` (TOML text) in a fresh temporary directory;
     /// `{dir}` in the text is replaced by that directory.
     pub fn start(config: &str) -> Vsd {
-        Vsd::start_in(config, None)
+        Self::start_in(None, config)
     }
 
-    /// Start vsd as [`Vsd::start`] does, inside the network namespace
-    /// `netns` when given (`ip netns exec`, which execs vsd in place).
-    pub fn start_in(config: &str, netns: Option<&str>) -> Vsd {
+    /// [`Vsd::start`] inside network namespace `netns` (through
+    /// `ip netns exec`, which execs vsd: the child is vsd itself).
+    pub fn start_in(netns: Option<&str>, config: &str) -> Vsd {
         let dir = std::env::temp_dir().join(unique("vsd-e2e-"));
         let reg = topo::register("dir", &dir.display().to_string());
         std::fs::create_dir_all(&dir).expect("temp dir");
