@@ -28,6 +28,7 @@ pub mod icmpv6;
 pub mod ipip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ipvs_sync;
 pub mod tcp;
 pub mod tcp_syn;
 pub mod toeplitz;
