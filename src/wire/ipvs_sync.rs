@@ -553,6 +553,19 @@ impl fmt::Display for EncodeError {
 
 impl std::error::Error for EncodeError {}
 
+/// Where entries with options (SEQ, FULLNAT) may go in a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionPlacement {
+    /// Anywhere, as the kernel master packs them: densest.
+    Packed,
+    /// At most one per message, as its last entry. Wireshark's `ipvs`
+    /// dissector (4.0 up to today's master) reads only the fixed part of a
+    /// version 1 entry and steps 36/72 bytes, ignoring the entry size,
+    /// options and padding, so anything after an entry with options is
+    /// misread ("Malformed Packet"). The kernel accepts both placements.
+    LastOnly,
+}
+
 /// Fills version 1 messages up to `sync_maxlen` bytes and 255 entries, as
 /// the kernel master does, handing out each full message.
 #[derive(Debug)]
@@ -561,11 +574,24 @@ pub struct SyncMessageBuilder {
     maxlen: usize,
     buf: Vec<u8>,
     nr_conns: u8,
+    placement: OptionPlacement,
+    /// The last entry has options and placement is `LastOnly`.
+    sealed: bool,
 }
 
 impl SyncMessageBuilder {
-    /// A builder for `syncid` and datagrams of at most `maxlen` bytes.
+    /// A builder for `syncid` and datagrams of at most `maxlen` bytes that
+    /// keeps every message readable by Wireshark ([`OptionPlacement::LastOnly`]).
     pub fn new(syncid: u8, maxlen: usize) -> Result<Self, EncodeError> {
+        Self::with_placement(syncid, maxlen, OptionPlacement::LastOnly)
+    }
+
+    /// A builder with an explicit placement of entries with options.
+    pub fn with_placement(
+        syncid: u8,
+        maxlen: usize,
+        placement: OptionPlacement,
+    ) -> Result<Self, EncodeError> {
         if !(MIN_MAXLEN..=MAX_MESSAGE_LEN).contains(&maxlen) {
             return Err(EncodeError::BadMaxlen(maxlen));
         }
@@ -574,6 +600,8 @@ impl SyncMessageBuilder {
             maxlen,
             buf: Vec::with_capacity(maxlen),
             nr_conns: 0,
+            placement,
+            sealed: false,
         };
         b.reset();
         Ok(b)
@@ -584,6 +612,7 @@ impl SyncMessageBuilder {
         self.buf
             .extend_from_slice(&[0, self.syncid, 0, 0, 0, SYNC_PROTO_VERSION, 0, 0]);
         self.nr_conns = 0;
+        self.sealed = false;
     }
 
     /// Entries in the message being filled.
@@ -609,7 +638,8 @@ impl SyncMessageBuilder {
         let len = conn.wire_len();
         let pad = self.buf.len().wrapping_neg() & 3;
         let full = self.buf.len() + pad + len > self.maxlen
-            || usize::from(self.nr_conns) == MAX_CONNS_PER_MESSAGE;
+            || usize::from(self.nr_conns) == MAX_CONNS_PER_MESSAGE
+            || self.sealed;
         let done = if full && self.nr_conns > 0 {
             self.finish()
         } else {
@@ -650,6 +680,11 @@ impl SyncMessageBuilder {
         }
         debug_assert_eq!(self.buf.len() - start, len);
         self.nr_conns += 1;
+        if self.placement == OptionPlacement::LastOnly
+            && len > if v6 { ENTRY_V6_LEN } else { ENTRY_V4_LEN }
+        {
+            self.sealed = true;
+        }
         let size = self.buf.len() as u16;
         write_u16(&mut self.buf, 2, size);
         self.buf[4] = self.nr_conns;
@@ -752,7 +787,16 @@ mod tests {
     }
 
     fn encode_all(syncid: u8, maxlen: usize, conns: &[SyncConn]) -> Vec<Vec<u8>> {
-        let mut b = SyncMessageBuilder::new(syncid, maxlen).unwrap();
+        encode_with(OptionPlacement::Packed, syncid, maxlen, conns)
+    }
+
+    fn encode_with(
+        placement: OptionPlacement,
+        syncid: u8,
+        maxlen: usize,
+        conns: &[SyncConn],
+    ) -> Vec<Vec<u8>> {
+        let mut b = SyncMessageBuilder::with_placement(syncid, maxlen, placement).unwrap();
         let mut out = Vec::new();
         for c in conns {
             out.extend(b.push(c).unwrap());
@@ -772,6 +816,28 @@ mod tests {
         assert_eq!(
             encode_all(7, 1500, &seq_and_template()),
             vec![hex(KERNEL_SEQ_AND_V6_TEMPLATE)]
+        );
+    }
+
+    #[test]
+    fn last_only_placement_ends_a_message_after_an_entry_with_options() {
+        let [seq, tpl] = seq_and_template();
+        let conns = [v4_dr(), seq, v4_dr(), tpl, seq, seq];
+        let msgs = encode_with(OptionPlacement::LastOnly, 7, 1500, &conns);
+        // [dr, seq] [dr, tpl, seq] [seq]
+        assert_eq!(msgs.iter().map(|m| m[4]).collect::<Vec<_>>(), vec![2, 3, 1]);
+        let mut all = Vec::new();
+        for m in &msgs {
+            let entries = decode(m, 7).unwrap().entries;
+            let with_opts = entries.iter().position(|e| e.unwrap().seq.is_some());
+            assert!(with_opts.is_none_or(|i| i == entries.len() - 1));
+            all.extend(entries);
+        }
+        let want: Vec<_> = conns.iter().map(|c| Ok(received(*c))).collect();
+        assert_eq!(all, want);
+        assert_eq!(
+            encode_with(OptionPlacement::Packed, 7, 1500, &conns).len(),
+            1
         );
     }
 
@@ -1051,7 +1117,7 @@ mod tests {
     /// whatever decodes re-encodes to a message that decodes the same.
     #[test]
     fn decoder_never_panics_on_garbage() {
-        let mut rng = XorShift(0x5eed_1b5);
+        let mut rng = XorShift(0x05ee_d1b5);
         let mut fn_conn = v4_dr();
         fn_conn.flags = flags::MASQ;
         fn_conn.fullnat_local = Some(sa("198.18.3.1:40000"));
