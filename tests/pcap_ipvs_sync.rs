@@ -12,7 +12,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 
 use vsd::wire::ipvs_sync::{
-    decode, flags, SeqAdjust, SeqOptions, SyncConn, SyncMessageBuilder, SYNC_GROUP_V4, SYNC_PORT,
+    decode, flags, OptionPlacement, SeqAdjust, SeqOptions, SyncConn, SyncMessageBuilder,
+    DEFAULT_MAXLEN_V4, SYNC_GROUP_V4, SYNC_PORT,
 };
 use vsd::wire::{MacAddr, PacketBuilder};
 
@@ -137,25 +138,39 @@ fn scenarios() -> Vec<Vec<SyncConn>> {
     ]
 }
 
-#[test]
-fn tshark_decodes_every_sync_message() {
+/// Encodes `scenarios` with `placement`; returns the datagrams and what vsd
+/// decodes from each.
+fn encode(
+    placement: OptionPlacement,
+    scenarios: Vec<Vec<SyncConn>>,
+) -> (Vec<Vec<u8>>, Vec<Vec<SyncConn>>) {
     let mut datagrams = Vec::new();
-    let mut expected: Vec<Vec<SyncConn>> = Vec::new();
-    for conns in scenarios() {
-        let mut b = SyncMessageBuilder::new(9, 1472).unwrap();
+    for conns in scenarios {
+        let mut b = SyncMessageBuilder::with_placement(9, DEFAULT_MAXLEN_V4, placement).unwrap();
         for c in &conns {
             datagrams.extend(b.push(c).unwrap());
         }
         datagrams.extend(b.finish());
     }
-    for d in &datagrams {
-        let m = decode(d, 9).expect("vsd decodes its own message");
-        expected.push(m.entries.into_iter().map(|e| e.unwrap()).collect());
-    }
-    assert!(
-        datagrams.len() >= 7,
-        "the 100 entries span several datagrams"
-    );
+    let expected = datagrams
+        .iter()
+        .map(|d| {
+            let m = decode(d, 9).expect("vsd decodes its own message");
+            m.entries.into_iter().map(|e| e.unwrap()).collect()
+        })
+        .collect();
+    (datagrams, expected)
+}
+
+/// What tshark says about `datagrams` sent to the sync group: the verbose
+/// dissection, one field row per datagram, and the frames it flags.
+struct Dissection {
+    verbose: String,
+    rows: Vec<String>,
+    flagged: String,
+}
+
+fn dissect(name: &str, datagrams: &[Vec<u8>]) -> Dissection {
     let frames: Vec<Vec<u8>> = datagrams
         .iter()
         .map(|d| {
@@ -168,7 +183,8 @@ fn tshark_decodes_every_sync_message() {
                 .build()
         })
         .collect();
-    let pcap = std::env::temp_dir().join(format!("vsd-ipvs-sync-{}.pcap", std::process::id()));
+    let pcap =
+        std::env::temp_dir().join(format!("vsd-ipvs-sync-{name}-{}.pcap", std::process::id()));
     common::pcap::write(&pcap, &frames);
     let verbose = tshark(&pcap, &["-O", "ipvs", "-V"]);
     let fields = tshark(
@@ -212,50 +228,80 @@ fn tshark_decodes_every_sync_message() {
             "ipvs.flags.v1",
         ],
     );
-    let bad = tshark(&pcap, &["-Y", "_ws.malformed || _ws.expert || !ipvs"]);
+    let flagged = tshark(&pcap, &["-Y", "_ws.malformed || _ws.expert || !ipvs"]);
     if std::env::var_os("KEEP_PCAP").is_none() {
         let _ = std::fs::remove_file(&pcap);
     }
-    assert!(
-        !verbose.contains("Malformed") && bad.trim().is_empty(),
-        "tshark flags errors:\n{bad}\n{verbose}"
-    );
-    let rows: Vec<&str> = fields.lines().collect();
-    assert_eq!(
-        rows.len(),
-        expected.len(),
-        "one row per datagram:\n{fields}"
-    );
-    for (row, conns) in rows.iter().zip(&expected) {
-        let join = |f: &dyn Fn(&SyncConn) -> Option<String>| {
-            conns.iter().filter_map(f).collect::<Vec<_>>().join(",")
-        };
-        let v4 = |a: SocketAddr| a.is_ipv4().then(|| a.ip().to_string());
-        let v6 = |a: SocketAddr| a.is_ipv6().then(|| a.ip().to_string());
-        let want = [
-            "9".to_string(),
-            conns.len().to_string(),
-            "1".to_string(),
-            join(&|c| v4(c.client)),
-            join(&|c| v4(c.virt)),
-            join(&|c| v4(c.real)),
-            join(&|c| v6(c.client)),
-            join(&|c| v6(c.virt)),
-            join(&|c| v6(c.real)),
-            join(&|c| Some(c.client.port().to_string())),
-            join(&|c| Some(c.virt.port().to_string())),
-            join(&|c| Some(c.real.port().to_string())),
-            join(&|c| Some(c.timeout_s.to_string())),
-            join(&|c| Some(format!("0x{:08x}", c.flags & !flags::SYNC))),
-        ]
-        .join("|");
-        assert_eq!(*row, want, "tshark fields differ from what vsd encoded");
+    Dissection {
+        verbose,
+        rows: fields.lines().map(str::to_string).collect(),
+        flagged,
     }
-    println!(
-        "{} datagrams, {} entries: tshark decodes all",
-        rows.len(),
-        expected.iter().map(Vec::len).sum::<usize>()
+}
+
+/// The field row tshark should print for a datagram holding `conns`.
+fn expected_row(conns: &[SyncConn]) -> String {
+    let join = |f: &dyn Fn(&SyncConn) -> Option<String>| {
+        conns.iter().filter_map(f).collect::<Vec<_>>().join(",")
+    };
+    let v4 = |a: SocketAddr| a.is_ipv4().then(|| a.ip().to_string());
+    let v6 = |a: SocketAddr| a.is_ipv6().then(|| a.ip().to_string());
+    [
+        "9".to_string(),
+        conns.len().to_string(),
+        "1".to_string(),
+        join(&|c| v4(c.client)),
+        join(&|c| v4(c.virt)),
+        join(&|c| v4(c.real)),
+        join(&|c| v6(c.client)),
+        join(&|c| v6(c.virt)),
+        join(&|c| v6(c.real)),
+        join(&|c| Some(c.client.port().to_string())),
+        join(&|c| Some(c.virt.port().to_string())),
+        join(&|c| Some(c.real.port().to_string())),
+        join(&|c| Some(c.timeout_s.to_string())),
+        join(&|c| Some(format!("0x{:08x}", c.flags & !flags::SYNC))),
+    ]
+    .join("|")
+}
+
+#[test]
+fn tshark_decodes_every_sync_message() {
+    let (datagrams, expected) = encode(OptionPlacement::LastOnly, scenarios());
+    assert!(
+        datagrams.len() >= 7,
+        "the 100 entries span several datagrams"
     );
+    let d = dissect("lastonly", &datagrams);
+    assert!(
+        !d.verbose.contains("Malformed") && d.flagged.trim().is_empty(),
+        "tshark flags errors:\n{}\n{}",
+        d.flagged,
+        d.verbose
+    );
+    assert_eq!(d.rows.len(), expected.len(), "one row per datagram");
+    for (row, conns) in d.rows.iter().zip(&expected) {
+        assert_eq!(
+            *row,
+            expected_row(conns),
+            "tshark fields differ from what vsd encoded"
+        );
+    }
+}
+
+/// Why [`OptionPlacement::LastOnly`] is the default: packed as the kernel
+/// packs them, an entry after one with options is misread by the dissector.
+/// (Should Wireshark learn entry sizes, this fails and Packed can be used.)
+#[test]
+fn tshark_misreads_entries_after_options_when_packed() {
+    let scen = scenarios();
+    let (datagrams, expected) = encode(OptionPlacement::Packed, vec![scen[3].clone()]);
+    assert_eq!(datagrams.len(), 1);
+    let d = dissect("packed", &datagrams);
+    // The count and the first entry (FULLNAT, with its option) are right;
+    // the second is read from the option's bytes.
+    assert!(d.rows[0].starts_with("9|4|1|198.18.0.9,"), "{}", d.rows[0]);
+    assert_ne!(d.rows[0], expected_row(&expected[0]));
 }
 
 fn tshark(pcap: &std::path::Path, args: &[&str]) -> String {

@@ -32,8 +32,17 @@
 //! server (it cannot forward it usefully: the server answers the local
 //! address, which only a vsd director owns) and is otherwise unaffected; the
 //! type is not one the kernel uses (1, 2, 3; 7 is the flag's bit number), so
-//! it never collides with a kernel option. FULLNAT templates carry the
-//! option with an all-zero address and port 0, which keeps the method.
+//! it never collides with a kernel option. Templates never carry it: a
+//! template pins a client to a real server whatever the method.
+//!
+//! **Wireshark.** Its `ipvs` dissector (4.0 up to today's master) reads only
+//! the fixed part of a version 1 entry and steps 36 or 72 bytes, ignoring
+//! the entry size, options and padding; anything after an entry with
+//! options is misread (the kernel's own SEQ entries included). The builder
+//! therefore by default ends a message after an entry with options
+//! ([`OptionPlacement::LastOnly`]); [`OptionPlacement::Packed`] packs as
+//! the kernel does. The dissector also labels the IPv6 type (1) "Unknown"
+//! (it expects 2) while decoding the IPv6 addresses correctly.
 //!
 //! **Failure modes.** Every reason the kernel drops a whole datagram is a
 //! [`MessageError`] variant, every reason it drops one entry an
@@ -78,6 +87,12 @@ pub const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
 pub const MAX_ENTRY_LEN: usize = ENTRY_V6_LEN + 2 + SEQ_OPTION_LEN + 2 + 18;
 /// Smallest `sync_maxlen` the builder accepts: one entry of any kind fits.
 pub const MIN_MAXLEN: usize = HEADER_LEN + MAX_ENTRY_LEN;
+
+/// The kernel master's default `sync_maxlen` for IPv4 multicast: a
+/// 1500-byte MTU less the IPv4 and UDP headers (`start_sync_thread`).
+pub const DEFAULT_MAXLEN_V4: usize = 1500 - 20 - 8;
+/// The same for IPv6 multicast.
+pub const DEFAULT_MAXLEN_V6: usize = 1500 - 40 - 8;
 
 /// Entry `type` bit: IPv6 addresses (`STYPE_F_INET6`).
 pub const TYPE_F_INET6: u8 = 1;
@@ -175,7 +190,7 @@ pub struct SyncConn {
     pub timeout_s: u32,
     pub seq: Option<SeqOptions>,
     /// vsd FULLNAT: the local address and port towards the real server
-    /// (all zero for a FULLNAT template).
+    /// (connections only).
     pub fullnat_local: Option<SocketAddr>,
 }
 
@@ -288,8 +303,8 @@ pub enum EntryError {
     /// Persistence-engine data: vsd has no persistence engines (the kernel
     /// drops the entry when it lacks the named engine).
     PersistenceEngine,
-    /// vsd's FULLNAT option of the wrong length, given twice, or on an
-    /// entry whose forwarding bits are not MASQ.
+    /// vsd's FULLNAT option of the wrong length, given twice, on a
+    /// template, or on an entry whose forwarding bits are not MASQ.
     BadFullnatOption,
 }
 
@@ -486,7 +501,7 @@ fn decode_entry(
     if pe_data || pe_name {
         return Ok(Err(EntryError::PersistenceEngine));
     }
-    if local.is_some() && flags & flags::FWD_MASK != flags::MASQ {
+    if local.is_some() && flags & (flags::FWD_MASK | flags::TEMPLATE) != flags::MASQ {
         return Ok(Err(EntryError::BadFullnatOption));
     }
     let addr_len = if v6 { 16 } else { 4 };
@@ -529,7 +544,7 @@ pub enum EncodeError {
     MixedFamilies,
     /// One-packet connections are never synced (the kernel skips them).
     OnePacket,
-    /// FULLNAT option with forwarding bits other than MASQ.
+    /// FULLNAT option on a template or with forwarding bits other than MASQ.
     FullnatNotMasq,
     /// `sync_maxlen` outside [`MIN_MAXLEN`]..=[`MAX_MESSAGE_LEN`].
     BadMaxlen(usize),
@@ -540,7 +555,9 @@ impl fmt::Display for EncodeError {
         match *self {
             EncodeError::MixedFamilies => f.write_str("addresses of different families"),
             EncodeError::OnePacket => f.write_str("one-packet connections are not synced"),
-            EncodeError::FullnatNotMasq => f.write_str("FULLNAT entry without MASQ bits"),
+            EncodeError::FullnatNotMasq => {
+                f.write_str("FULLNAT option on a template or without MASQ bits")
+            }
             EncodeError::BadMaxlen(n) => {
                 write!(
                     f,
@@ -558,11 +575,9 @@ impl std::error::Error for EncodeError {}
 pub enum OptionPlacement {
     /// Anywhere, as the kernel master packs them: densest.
     Packed,
-    /// At most one per message, as its last entry. Wireshark's `ipvs`
-    /// dissector (4.0 up to today's master) reads only the fixed part of a
-    /// version 1 entry and steps 36/72 bytes, ignoring the entry size,
-    /// options and padding, so anything after an entry with options is
-    /// misread ("Malformed Packet"). The kernel accepts both placements.
+    /// At most one per message, as its last entry, so that Wireshark
+    /// decodes every message (see the module note). The kernel accepts
+    /// both placements.
     LastOnly,
 }
 
@@ -632,7 +647,9 @@ impl SyncMessageBuilder {
         if conn.flags & flags::ONE_PACKET != 0 {
             return Err(EncodeError::OnePacket);
         }
-        if conn.fullnat_local.is_some() && conn.flags & flags::FWD_MASK != flags::MASQ {
+        if conn.fullnat_local.is_some()
+            && conn.flags & (flags::FWD_MASK | flags::TEMPLATE) != flags::MASQ
+        {
             return Err(EncodeError::FullnatNotMasq);
         }
         let len = conn.wire_len();
@@ -879,9 +896,11 @@ mod tests {
         c6.fullnat_local = Some(sa("[2001:db8::9]:1024"));
         let m = &encode_all(1, 1500, &[c6])[0];
         assert_eq!(decode(m, 0).unwrap().entries, vec![Ok(received(c6))]);
-        // Not with other methods.
-        c.flags = flags::DROUTE;
+        // Not with other methods, not on templates.
         let mut b = SyncMessageBuilder::new(1, 1500).unwrap();
+        c.flags = flags::DROUTE;
+        assert_eq!(b.push(&c), Err(EncodeError::FullnatNotMasq));
+        c.flags = flags::MASQ | flags::TEMPLATE;
         assert_eq!(b.push(&c), Err(EncodeError::FullnatNotMasq));
     }
 
