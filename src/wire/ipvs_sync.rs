@@ -49,14 +49,23 @@
 //! [`EntryError`] variant, so a caller can count drops by reason. Where the
 //! kernel applies the entries before a datagram-fatal error and then stops,
 //! vsd rejects the whole datagram first (nothing of a broken datagram is
-//! applied). vsd is stricter than the kernel in three documented places:
+//! applied). vsd is stricter than the kernel in two documented places:
 //! bytes after the last of `nr_conns` entries ([`MessageError::TrailingData`];
-//! the kernel ignores them, and never sends them), version-0 datagrams
-//! ([`MessageError::Version0`]: the kernel still parses the pre-2.6.39
-//! IPv4-only format when `sync_version=0`; vsd does not, the default and
-//! only IPv6-capable format is 1) and headers that are neither version 1 nor
-//! version 0 ([`MessageError::BadVersion`], [`MessageError::BadSpare`]; the
-//! kernel would read those as version 0 too). The decoder never panics on
+//! the kernel ignores them, and never sends them) and headers that are
+//! neither version 1 nor version 0 ([`MessageError::BadVersion`],
+//! [`MessageError::BadSpare`]; the kernel reads those as version 0 with no
+//! entry, i.e. ignores them too, silently).
+//!
+//! **Version 0.** A kernel master with `net.ipv4.vs.sync_version=0` sends
+//! the pre-2.6.39 format: a 4-byte header `{nr_conns, syncid, size}` (a
+//! non-zero first byte tells it from version 1) and 24-byte IPv4 entries
+//! `{reserved, protocol, cport, vport, dport, caddr, vaddr, daddr, flags
+//! (16 bit), state}`, followed by the 24-byte sequence data when the flags
+//! say so, with no timeout and no fwmark. vsd decodes it as the kernel does
+//! (`ip_vs_process_message_v0`), with timeout 0 (the receiver uses its own
+//! table); its sequence data is copied from the sender's memory in host
+//! byte order, so such an entry is dropped ([`EntryError::Version0SeqData`])
+//! rather than guessed at. The decoder never panics on
 //! any input (checked by a randomized test).
 
 use std::fmt;
@@ -227,8 +236,6 @@ pub enum MessageError {
     SizeMismatch { header: u16, actual: usize },
     /// Sync ID other than the one the backup listens for.
     SyncIdMismatch { got: u8 },
-    /// A version 0 datagram (first byte non-zero: its entry count).
-    Version0,
     /// Header version other than 1.
     BadVersion(u8),
     /// Version 1 header with non-zero spare bytes.
@@ -263,7 +270,6 @@ impl fmt::Display for MessageError {
                 write!(f, "sync header size {header}, datagram {actual} bytes")
             }
             MessageError::SyncIdMismatch { got } => write!(f, "sync id {got} not ours"),
-            MessageError::Version0 => f.write_str("sync protocol version 0 not supported"),
             MessageError::BadVersion(v) => write!(f, "sync protocol version {v}"),
             MessageError::BadSpare => f.write_str("sync header spare bytes not zero"),
             MessageError::EntryTruncated { index } => write!(f, "entry {index} truncated"),
@@ -303,6 +309,8 @@ pub enum EntryError {
     /// Persistence-engine data: vsd has no persistence engines (the kernel
     /// drops the entry when it lacks the named engine).
     PersistenceEngine,
+    /// Version 0 entry with sequence data (in the sender's byte order).
+    Version0SeqData,
     /// vsd's FULLNAT option of the wrong length, given twice, on a
     /// template, or on an entry whose forwarding bits are not MASQ.
     BadFullnatOption,
@@ -317,6 +325,7 @@ impl fmt::Display for EntryError {
                 write!(f, "invalid state {state} for protocol {protocol}")
             }
             EntryError::PersistenceEngine => f.write_str("persistence engine data not supported"),
+            EntryError::Version0SeqData => f.write_str("version 0 sequence data"),
             EntryError::BadFullnatOption => f.write_str("bad FULLNAT option"),
         }
     }
@@ -328,6 +337,8 @@ impl std::error::Error for EntryError {}
 /// was dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncMessage {
+    /// Protocol version of the datagram (0 or 1).
+    pub version: u8,
     pub syncid: u8,
     pub entries: Vec<Result<SyncConn, EntryError>>,
 }
@@ -360,7 +371,7 @@ pub fn decode(buf: &[u8], backup_syncid: u8) -> Result<SyncMessage, MessageError
         return Err(MessageError::SyncIdMismatch { got: syncid });
     }
     if buf[0] != 0 {
-        return Err(MessageError::Version0);
+        return decode_v0(buf);
     }
     if buf.len() < HEADER_LEN {
         return Err(MessageError::HeaderTooShort { len: buf.len() });
@@ -400,7 +411,76 @@ pub fn decode(buf: &[u8], backup_syncid: u8) -> Result<SyncMessage, MessageError
             extra: buf.len() - at,
         });
     }
-    Ok(SyncMessage { syncid, entries })
+    Ok(SyncMessage {
+        version: SYNC_PROTO_VERSION,
+        syncid,
+        entries,
+    })
+}
+
+/// Version 0 header length (`struct ip_vs_sync_mesg_v0`).
+pub const HEADER_V0_LEN: usize = 4;
+/// Version 0 entry length (`struct ip_vs_sync_conn_v0`).
+pub const ENTRY_V0_LEN: usize = 24;
+
+/// A version 0 datagram whose header checks (size, sync ID) passed.
+fn decode_v0(buf: &[u8]) -> Result<SyncMessage, MessageError> {
+    let nr_conns = buf[0];
+    let mut entries = Vec::with_capacity(usize::from(nr_conns));
+    let mut at = HEADER_V0_LEN;
+    for index in 0..nr_conns {
+        if at + ENTRY_V0_LEN > buf.len() {
+            return Err(MessageError::EntryTruncated { index });
+        }
+        let e = &buf[at..at + ENTRY_V0_LEN];
+        let flags = (u32::from(read_u16(e, 20)) | flags::SYNC) & !flags::HASHED;
+        at += ENTRY_V0_LEN;
+        let with_seq = flags & flags::SEQ_MASK != 0;
+        if with_seq {
+            if at + SEQ_OPTION_LEN > buf.len() {
+                return Err(MessageError::OptionTruncated { index });
+            }
+            at += SEQ_OPTION_LEN;
+        }
+        let (protocol, state) = (e[1], read_u16(e, 22));
+        if flags & flags::TEMPLATE == 0 {
+            let Some(count) = state_count(protocol) else {
+                entries.push(Err(EntryError::UnsupportedProtocol(protocol)));
+                continue;
+            };
+            if state >= count {
+                entries.push(Err(EntryError::InvalidState { protocol, state }));
+                continue;
+            }
+        }
+        if with_seq {
+            entries.push(Err(EntryError::Version0SeqData));
+            continue;
+        }
+        let addr = |o: usize| IpAddr::V4(Ipv4Addr::from(read_u32(e, o)));
+        entries.push(Ok(SyncConn {
+            protocol,
+            flags,
+            state,
+            client: SocketAddr::new(addr(8), read_u16(e, 2)),
+            virt: SocketAddr::new(addr(12), read_u16(e, 4)),
+            real: SocketAddr::new(addr(16), read_u16(e, 6)),
+            fwmark: 0,
+            timeout_s: 0,
+            seq: None,
+            fullnat_local: None,
+        }));
+    }
+    if at < buf.len() {
+        return Err(MessageError::TrailingData {
+            extra: buf.len() - at,
+        });
+    }
+    Ok(SyncMessage {
+        version: 0,
+        syncid: buf[1],
+        entries,
+    })
 }
 
 /// One entry: `rest` starts at the entry and holds at least an IPv4 entry's
@@ -878,6 +958,68 @@ mod tests {
         assert_eq!(c.flags, flags::DROUTE | flags::SYNC);
     }
 
+    /// A kernel master with `sync_version=0`: header `{nr_conns, syncid,
+    /// size}`, then `struct ip_vs_sync_conn_v0` entries.
+    const KERNEL_V0: &str = "
+        03 07 0064
+        00 06 3039 0050 1f90 c6120001 c6120101 c6120201 0003 0001
+        00 11 d431 0035 0035 c6120002 c6120102 c6120202 0100 0000
+        00 06 3039 0015 0015 c6120003 c6120103 c6120203 0600 0001
+        000000640000000500000002 000000c80000000a00000000";
+
+    #[test]
+    fn decodes_kernel_version_0() {
+        let m = decode(&hex(KERNEL_V0), 7).unwrap();
+        assert_eq!(m.version, 0);
+        let mut dr = v4_dr();
+        dr.timeout_s = 0;
+        let mut udp = dr;
+        udp.protocol = 17;
+        udp.flags = flags::MASQ | flags::INACTIVE;
+        udp.state = 0;
+        udp.client = sa("198.18.0.2:54321");
+        udp.virt = sa("198.18.1.2:53");
+        udp.real = sa("198.18.2.2:53");
+        assert_eq!(
+            m.entries,
+            vec![
+                Ok(received(dr)),
+                Ok(received(udp)),
+                Err(EntryError::Version0SeqData)
+            ]
+        );
+        let v0 = hex(KERNEL_V0);
+        assert_eq!(decode(&v0, 8), Err(MessageError::SyncIdMismatch { got: 7 }));
+        // One more entry promised than present; the SEQ data cut short.
+        let mut more = v0.clone();
+        more[0] = 4;
+        assert_eq!(
+            decode(&more, 0),
+            Err(MessageError::EntryTruncated { index: 3 })
+        );
+        let mut cut = v0[..v0.len() - 4].to_vec();
+        cut[3] -= 4;
+        assert_eq!(
+            decode(&cut, 0),
+            Err(MessageError::OptionTruncated { index: 2 })
+        );
+        let mut less = v0.clone();
+        less[0] = 2;
+        assert_eq!(
+            decode(&less, 0),
+            Err(MessageError::TrailingData { extra: 48 })
+        );
+        let mut bad_state = v0;
+        bad_state[4 + 22..4 + 24].copy_from_slice(&[0, 11]);
+        assert_eq!(
+            decode(&bad_state, 0).unwrap().entries[0],
+            Err(EntryError::InvalidState {
+                protocol: 6,
+                state: 11
+            })
+        );
+    }
+
     #[test]
     fn fullnat_option_roundtrips_and_is_optional_for_the_kernel() {
         let mut c = v4_dr();
@@ -989,7 +1131,6 @@ mod tests {
             Err(MessageError::SyncIdMismatch { got: 7 })
         );
         assert!(decode(&good, 0).is_ok());
-        assert_eq!(with(&|m| m[0] = 1), Err(MessageError::Version0));
         assert_eq!(with(&|m| m[5] = 2), Err(MessageError::BadVersion(2)));
         assert_eq!(with(&|m| m[7] = 1), Err(MessageError::BadSpare));
         assert_eq!(
@@ -1146,6 +1287,7 @@ mod tests {
             1500,
             &[v4_dr(), fn_conn, seq_and_template()[1]],
         ));
+        seeds.push(hex(KERNEL_V0));
         let mut decoded = 0;
         for i in 0..50_000 {
             let mut m = if i % 4 == 0 {
