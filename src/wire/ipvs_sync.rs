@@ -49,9 +49,11 @@
 //! [`EntryError`] variant, so a caller can count drops by reason. Where the
 //! kernel applies the entries before a datagram-fatal error and then stops,
 //! vsd rejects the whole datagram first (nothing of a broken datagram is
-//! applied). vsd is stricter than the kernel in two documented places:
+//! applied). vsd is stricter than the kernel in three documented places:
 //! bytes after the last of `nr_conns` entries ([`MessageError::TrailingData`];
-//! the kernel ignores them, and never sends them) and headers that are
+//! the kernel ignores them, and never sends them), entry types other than
+//! 0 and 1 ([`MessageError::EntryType`]; the kernel reads any odd type as
+//! IPv6, but only ever sends 0 or 1) and headers that are
 //! neither version 1 nor version 0 ([`MessageError::BadVersion`],
 //! [`MessageError::BadSpare`]; the kernel reads those as version 0 with no
 //! entry, i.e. ignores them too, silently).
