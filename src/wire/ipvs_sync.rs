@@ -1,6 +1,6 @@
 //! IPVS connection synchronisation messages, protocol version 1 (and 0 on
-//! receive), byte for
-//! byte as Linux writes and reads them (`net/netfilter/ipvs/ip_vs_sync.c`).
+//! receive), byte for byte as Linux writes and reads them
+//! (`net/netfilter/ipvs/ip_vs_sync.c`).
 //!
 //! **What.** A sync message is one UDP datagram (default group 224.0.0.81,
 //! port 8848 + sync thread id): an 8-byte header
