@@ -2,7 +2,8 @@
 # Installs what vsd needs to build, run and be tested on Debian bookworm:
 # DPDK 22.11 LTS and its headers, libclang for bindgen, the tools the
 # end-to-end tests drive (curl, ab, python3 for the real servers and the
-# IPIP helper, nftables, ethtool, sha256sum), and 2 MiB hugepages.
+# IPIP helper, nftables, ethtool, sha256sum, tshark for the IPVS sync
+# dissector), and 2 MiB hugepages.
 # Idempotent; run as root.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ PACKAGES=(
   dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev
   iproute2 iputils-ping procps
   curl apache2-utils python3 nftables ethtool coreutils psmisc
+  tshark
 )
 
 missing=()
@@ -19,6 +21,8 @@ done
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # wireshark-common asks whether non-root users may capture: no.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

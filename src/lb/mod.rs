@@ -16,6 +16,7 @@ pub mod persist;
 pub mod sched;
 pub mod service;
 pub mod stats;
+pub mod sync;
 pub mod synproxy;
 pub mod tcp_state;
 pub mod timer;

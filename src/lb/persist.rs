@@ -89,6 +89,16 @@ impl<A: Addr> PersistKey<A> {
         }
     }
 
+    /// Key from its raw parts, as a synced template carries them (protocol
+    /// number, 0 for fwmark; masked client; VIP or mark; vport).
+    pub fn from_parts(proto: u8, client_net: A, vaddr: A, vport: u16) -> Self {
+        PersistKey {
+            proto,
+            client_net,
+            vaddr,
+            vport,
+        }
+    }
     /// Masked client address.
     pub fn client_net(&self) -> A {
         self.client_net

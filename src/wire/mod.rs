@@ -16,8 +16,10 @@
 //! VLAN tags, [`l3_offset`]), [`arp`], [`ipv4`], [`ipv6`] (with extension
 //! header walking), [`tcp`], [`udp`], [`icmp`] (v4, including
 //! frag-needed), [`icmpv6`] (echo, Packet Too Big, neighbor discovery),
-//! [`ipip`] (TUN-mode encapsulation), [`toeplitz`] (software RSS hash) and
-//! [`builder`] (test/fixture packets; allocates).
+//! [`ipip`] (TUN-mode encapsulation), [`ipvs_sync`] (IPVS connection
+//! sync messages, versions 1 and 0, as the kernel writes them),
+//! [`toeplitz`] (software RSS hash) and [`builder`] (test/fixture packets;
+//! allocates).
 
 pub mod arp;
 pub mod builder;
@@ -28,6 +30,7 @@ pub mod icmpv6;
 pub mod ipip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ipvs_sync;
 pub mod tcp;
 pub mod tcp_syn;
 pub mod toeplitz;
