@@ -5,12 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+source scripts/lib/rust.sh
+find_rust test || exit 1
 scripts/setup.sh
-
-if ! command -v cargo >/dev/null; then
-  echo "test: cargo not found (install Rust with rustup)" >&2
-  exit 1
-fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
