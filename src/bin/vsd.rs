@@ -26,6 +26,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Legal for EAL but costly: say so before anything runs.
+    for w in vsd::control::cpumap::pinning_warnings(&cfg.lcores) {
+        eprintln!("vsd: warning: {w}");
+    }
     if args.check {
         // what the control plane would refuse at start (IPv6 services, ...)
         if let Err(e) = vsd::control::state::ControlState::from_config(&cfg) {
