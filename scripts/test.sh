@@ -17,3 +17,5 @@ echo "== build benches"
 cargo build --benches
 echo "== cargo test"
 cargo test --workspace
+echo "== Debian package (build, contents, unit, man pages)"
+scripts/check-package.sh

@@ -1,24 +1,11 @@
 //! vsd: the director daemon. All the work is in `vsd::daemon`.
 
 use clap::Parser;
-use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Linux Virtual Server director on DPDK.
-#[derive(Parser, Debug)]
-#[command(name = "vsd", version, about)]
-struct Args {
-    /// TOML configuration file.
-    #[arg(short, long, value_name = "FILE")]
-    config: PathBuf,
-    /// Only check the configuration (and that the control socket and the
-    /// Prometheus address are free) and print the EAL arguments it gives.
-    #[arg(long)]
-    check: bool,
-}
+use vsd::cli::VsdArgs;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = VsdArgs::parse();
     let cfg = match vsd::control::config::Config::from_file(&args.config) {
         Ok(c) => c,
         Err(e) => {
