@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if ((EUID != 0)); then
+  echo "test: needs root (packages, hugepages, network namespaces for the end-to-end tests): run it as root or with sudo" >&2
+  exit 1
+fi
 source scripts/lib/rust.sh
 find_rust test || exit 1
 scripts/setup.sh

@@ -257,8 +257,14 @@ fn readme_command_blocks_run_as_typed() {
         .current_dir(repo())
         .env("PATH", path)
         .env("LOG", &log)
-        // The debug build cargo test already made, not a release build.
-        .env("DEMO_PROFILE", "debug")
+        // The binaries cargo test already built (debug, or release under --release).
+        .env(
+            "DEMO_PROFILE",
+            bin_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("debug"),
+        )
         .env("DEMO_REQUESTS", "2")
         // cargo test built the binaries; a nested cargo would wait for its lock.
         .env("DEMO_BUILD", "0")
