@@ -12,9 +12,36 @@
 # failure or Ctrl-C.
 #
 #   scripts/demo.sh                 # release build
+#   scripts/demo.sh --keep          # leave it running to try vsadm on it; prints the teardown command
 #   DEMO_PROFILE=debug scripts/demo.sh
+#   DEMO_BUILD=0 ...                # use the binaries already in target/ (tests/readme.rs)
+#
+# With --keep the control socket is vsadm's default (/run/vsd/vsd.sock), so
+# `vsadm -Ln` works as typed; the teardown command is written to a file and
+# printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+KEEP=0
+for arg in "$@"; do
+  case $arg in
+  --keep) KEEP=1 ;;
+  -h | --help)
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit 0
+    ;;
+  *)
+    echo "demo: unknown argument $arg (usage: scripts/demo.sh [--keep])" >&2
+    exit 2
+    ;;
+  esac
+done
+if ((EUID != 0)); then
+  echo "demo: needs root (network namespaces, taps, hugepages): run it as root or with sudo" >&2
+  exit 1
+fi
+source scripts/lib/rust.sh
+find_rust demo || exit 1
 
 PROFILE=${DEMO_PROFILE:-release}
 REQUESTS=${DEMO_REQUESTS:-6}
@@ -28,11 +55,17 @@ TAP_C=vsdd$((TAG % 100000))c
 TAP_S=vsdd$((TAG % 100000))s
 WORK=$(mktemp -d /tmp/vsd-demo.XXXXXX)
 SOCK=$WORK/vsd.sock
+if ((KEEP)); then
+  SOCK=/run/vsd/vsd.sock
+  mkdir -p /run/vsd
+fi
 VSD_PID=
 
-cleanup() {
-  local rc=$?
-  set +e
+# Stops vsd, removes the namespaces (and the processes in them) and the work
+# directory. Written out as $WORK/teardown.sh by --keep, so it must only use
+# the variables declared below it in that file.
+teardown() {
+  local rc=${1:-0}
   if [[ -n "$VSD_PID" ]] && kill -0 "$VSD_PID" 2>/dev/null; then
     kill -TERM "$VSD_PID"
     for _ in $(seq 50); do kill -0 "$VSD_PID" 2>/dev/null || break; sleep 0.1; done
@@ -49,9 +82,15 @@ cleanup() {
     echo "--- vsd log ---"
     cat "$WORK/vsd.log"
   fi
-  rm -rf "$WORK"
   # DPDK leaves its runtime directory behind even after a clean exit
   rm -rf "/var/run/dpdk/vsd-demo-$TAG"
+  rm -rf "$WORK"
+}
+KEPT=0
+cleanup() {
+  local rc=$?
+  set +e
+  ((KEPT)) || teardown "$rc"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -59,7 +98,9 @@ trap 'exit 130' INT TERM
 
 scripts/setup.sh
 echo "== building vsd ($PROFILE)"
-if [[ $PROFILE == release ]]; then
+if [[ ${DEMO_BUILD:-1} == 0 ]]; then
+  echo "(DEMO_BUILD=0: using target/$PROFILE as it is)"
+elif [[ $PROFILE == release ]]; then
   cargo build --release --bins 2>&1 | tail -1
 else
   cargo build --bins 2>&1 | tail -1
@@ -202,6 +243,26 @@ echo "== vsadm -Ln --rate (IPVS estimator: 2 s samples, smoothed)"
 echo
 echo "== vsadm --counters (data plane events and drops by reason)"
 "$VSADM" --socket "$SOCK" --counters | grep -v ' 0$'
+
+if ((KEEP)); then
+  {
+    echo '#!/usr/bin/env bash'
+    echo '# written by scripts/demo.sh --keep: stops the demo vsd and removes its namespaces'
+    declare -p VSD_PID NS_C NS_SW NS_RS WORK TAG
+    declare -f teardown
+    echo 'set +e'
+    echo 'teardown 0'
+    echo 'echo "demo: torn down"'
+  } >"$WORK/teardown.sh"
+  chmod +x "$WORK/teardown.sh"
+  KEPT=1
+  echo
+  echo "== the demo keeps running (vsd pid $VSD_PID, control socket $SOCK)"
+  echo "try:       $VSADM -Ln --stats      (or export PATH=\"$PWD/target/$PROFILE:\$PATH\"; vsadm -Ln)"
+  echo "client:    ip netns exec $NS_C curl http://$VIP/"
+  echo "tear down: $WORK/teardown.sh"
+  exit 0
+fi
 
 echo
 echo "== stopping vsd (SIGTERM)"

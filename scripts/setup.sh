@@ -12,6 +12,7 @@ PACKAGES=(
   iproute2 iputils-ping procps
   curl apache2-utils python3 nftables ethtool coreutils psmisc
   tshark
+  debhelper fakeroot man-db systemd
 )
 
 missing=()

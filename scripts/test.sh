@@ -5,12 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
-
-if ! command -v cargo >/dev/null; then
-  echo "test: cargo not found (install Rust with rustup)" >&2
+if ((EUID != 0)); then
+  echo "test: needs root (packages, hugepages, network namespaces for the end-to-end tests): run it as root or with sudo" >&2
   exit 1
 fi
+source scripts/lib/rust.sh
+find_rust test || exit 1
+scripts/setup.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -20,3 +21,5 @@ echo "== build benches"
 cargo build --benches
 echo "== cargo test"
 cargo test --workspace
+echo "== Debian package (build, contents, unit, man pages)"
+scripts/check-package.sh

@@ -971,6 +971,11 @@ fn serve(
         plane.load().services.services().len(),
         cfg.control.socket.display()
     );
+    // systemd Type=notify: workers run and the control socket is listening.
+    // Without NOTIFY_SOCKET (not under systemd) this does nothing.
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        log!("sd_notify READY: {e}");
+    }
 
     // The control thread must never preempt packet work sharing its CPU
     // (on small machines it shares one with a worker or a generator):
@@ -1068,6 +1073,9 @@ fn serve(
         }
     }
     log!("stopping");
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]) {
+        log!("sd_notify STOPPING: {e}");
+    }
     let failures = launched.stop_and_join();
     for (lcore, e) in &failures {
         log!("worker on lcore {lcore} failed: {e}");

@@ -4,6 +4,7 @@
 //! `wire` (packet views), `lb` (the IPVS core), `dpdk` (safe wrappers),
 //! `dataplane` (worker loop), `control` (socket, config, stats).
 
+pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;

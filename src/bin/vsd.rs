@@ -1,24 +1,11 @@
 //! vsd: the director daemon. All the work is in `vsd::daemon`.
 
 use clap::Parser;
-use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Linux Virtual Server director on DPDK.
-#[derive(Parser, Debug)]
-#[command(name = "vsd", version, about)]
-struct Args {
-    /// TOML configuration file.
-    #[arg(short, long, value_name = "FILE")]
-    config: PathBuf,
-    /// Only check the configuration (and that the control socket and the
-    /// Prometheus address are free) and print the EAL arguments it gives.
-    #[arg(long)]
-    check: bool,
-}
+use vsd::cli::VsdArgs;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = VsdArgs::parse();
     let cfg = match vsd::control::config::Config::from_file(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -26,6 +13,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Legal for EAL but costly: say so before anything runs.
+    for w in vsd::control::cpumap::pinning_warnings(&cfg.lcores) {
+        eprintln!("vsd: warning: {w}");
+    }
     if args.check {
         // what the control plane would refuse at start (IPv6 services, ...)
         if let Err(e) = vsd::control::state::ControlState::from_config(&cfg) {

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod cpumap;
 pub mod estimator;
 pub mod ipvsadm;
 pub mod listing;

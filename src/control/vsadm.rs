@@ -76,12 +76,17 @@ pub enum Failure {
     Usage(String),
     /// The daemon refused or could not be reached (exit status 1).
     Daemon(String),
+    /// Whoever reads our output closed it (`vsadm -Lnc | head`): the reader
+    /// has what it wanted, so vsadm stops quietly with status 0, as a
+    /// pipeline under `set -o pipefail` expects.
+    OutputClosed,
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Usage(m) | Failure::Daemon(m) => f.write_str(m),
+            Failure::OutputClosed => f.write_str("output closed"),
         }
     }
 }
@@ -96,6 +101,10 @@ pub fn version_text() -> String {
 }
 
 fn io(e: std::io::Error) -> Failure {
+    // Rust ignores SIGPIPE, so a closed pipe is EPIPE here.
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return Failure::OutputClosed;
+    }
     Failure::Daemon(format!("writing output: {e}"))
 }
 
@@ -164,8 +173,11 @@ pub fn main_with(argv: &[String]) -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout();
-    match run(&args, &mut std::io::stdin(), &mut stdout) {
-        Ok(()) => ExitCode::SUCCESS,
+    // Flushed here, not at exit, where a failed flush would be lost.
+    let result =
+        run(&args, &mut std::io::stdin(), &mut stdout).and_then(|()| stdout.flush().map_err(io));
+    match result {
+        Ok(()) | Err(Failure::OutputClosed) => ExitCode::SUCCESS,
         Err(Failure::Usage(e)) => {
             eprintln!("vsadm: {e}");
             eprintln!("Try `vsadm -h' or 'vsadm --help' for more information.");

@@ -1,0 +1,28 @@
+//! The `vsd` command line, here rather than in `src/bin/vsd.rs` so the man
+//! page generator (`examples/mangen.rs`) renders vsd(8) from the same
+//! definition the binary parses with.
+
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Linux Virtual Server director on DPDK.
+#[derive(Parser, Debug)]
+#[command(
+    name = "vsd",
+    version,
+    about,
+    long_about = "vsd does what LVS/IPVS does in the kernel (virtual services in front of real \
+servers; NAT, DR, TUN and FULLNAT forwarding; the IPVS schedulers) in user space on DPDK \
+poll-mode drivers. It is administered with vsadm(8), which speaks ipvsadm's syntax over the \
+control socket. SIGHUP reloads the configuration's services; SIGTERM or SIGINT stops it. Under \
+systemd (Type=notify) it reports READY=1 once its workers run and the control socket listens."
+)]
+pub struct VsdArgs {
+    /// TOML configuration file (see vsd.toml(5)).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Only check the configuration (and that the control socket and the
+    /// Prometheus address are free) and print the EAL arguments it gives.
+    #[arg(long)]
+    pub check: bool,
+}
