@@ -10,6 +10,7 @@ PACKAGES=(
   dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev
   iproute2 iputils-ping procps
   curl apache2-utils python3 nftables ethtool coreutils psmisc
+  keepalived
 )
 
 missing=()
