@@ -31,7 +31,10 @@
 //! first request (a fresh TCP connection + HTTP GET, started after the
 //! kill) answered, after
 //! - stopping the master's keepalived (SIGTERM: it withdraws the VIP and
-//!   sends a priority-0 advertisement, the backup takes over at once),
+//!   sends a priority-0 advertisement, the backup takes over after its
+//!   skew time); once with VRRPv3 also SIGKILL of keepalived's parent
+//!   (its VRRP child dies of the parent-death signal SIGTERM, the same
+//!   graceful way),
 //! - SIGKILLing the master's vsd: its twin vanishes with the process
 //!   (net_tap's interface dies with its file descriptor), the master's
 //!   keepalived sees the interface deleted (RTM_DELLINK) and goes to FAULT,
@@ -268,6 +271,29 @@ follow = "{twin}"
             wait_for(Duration::from_secs(10), || !k.alive()),
             "keepalived {} did not stop:\n{}",
             self.tag,
+            k.log_text()
+        );
+    }
+
+    /// SIGKILL keepalived's parent process. Its VRRP child, which owns
+    /// the VIP, has the parent-death signal SIGTERM and so still withdraws
+    /// the VIP and sends priority 0 on its way out.
+    fn sigkill_keepalived(&mut self) {
+        let mut k = self.keepalived.take().expect("keepalived running");
+        let _ = k.child.kill();
+        let _ = k.child.wait();
+        let ns = self.ns.name.clone();
+        assert!(
+            wait_for(Duration::from_secs(10), || !text(&sh_any(
+                "ip",
+                &["netns", "pids", &ns]
+            ))
+            .lines()
+            .any(
+                |p| std::fs::read_to_string(format!("/proc/{}/comm", p.trim()))
+                    .is_ok_and(|c| c.trim() == "keepalived")
+            )),
+            "keepalived's VRRP child outlived its parent in {ns}:\n{}",
             k.log_text()
         );
     }
@@ -1033,12 +1059,27 @@ fn vrrp3_fast_failover_and_nopreempt_failback() {
     let mut lab = lab_with_keepalived(&vrrp);
     kill_cycles(&mut lab, &vrrp, "vrrp3 advert_int 0.1", false);
 
+    // keepalived's parent SIGKILLed: the VRRP child still withdraws the
+    // VIP on its way out (no two masters), B takes over
+    let (probe, probe_log) = lab.start_probe("probe-ka-kill");
+    std::thread::sleep(Duration::from_millis(500));
+    let kill_at = mono();
+    lab.a.sigkill_keepalived();
+    let t = lab.takeover(&probe_log, kill_at, Duration::from_secs(20));
+    drop(probe);
+    let t = t.unwrap_or_else(|| panic!("no request answered:\n{}", lab.logs()));
+    assert!(
+        lab.wait_master(false, Duration::from_secs(10)),
+        "B is not the only master after keepalived A was SIGKILLed:\n{}",
+        lab.logs()
+    );
+    eprintln!("vrrp3 advert_int 0.1 keepalived SIGKILL: takeover {t:.2} s");
+
     // nopreempt: both start as BACKUP, A (priority 100) wins the election
     let quiet = Vrrp {
         nopreempt: true,
         ..vrrp
     };
-    lab.a.stop_keepalived();
     lab.b.stop_keepalived();
     lab.a.start_keepalived(&quiet);
     lab.b.start_keepalived(&quiet);
