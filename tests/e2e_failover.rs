@@ -43,8 +43,9 @@
 //!   is needed: the VRRP interface itself is the twin.
 //!
 //! Long connections (CI sizes, smaller than the issue's: a 16 s download
-//! instead of >= 30 s, 24 concurrent connections instead of 100, as the
-//! whole suite shares 2 CPUs): rate-limited downloads through DR and TUN,
+//! instead of >= 30 s, 12 concurrent connections per method instead of 100
+//! in all, as the whole suite shares 2 CPUs; `VSD_FAILOVER_FULL=1` runs
+//! the sizes): rate-limited downloads through DR and TUN,
 //! started on the master, must complete sha256-identical after the
 //! takeover (goal: 0 broken). Each kill is repeated `VSD_FAILOVER_REPEATS`
 //! times (3 by default; the first with the downloads) and the median printed.
@@ -83,13 +84,34 @@ const TUN_PORT: u16 = 81;
 const NAT_PORT: u16 = 82;
 const NAT_RS_PORT: u16 = 8082;
 const NAT_GW: &str = "198.18.0.254";
-/// The long download: 16 s at 128 KiB/s.
-const BIG_BYTES: usize = 2 * 1024 * 1024;
 const BIG_RATE: u32 = 128 * 1024;
-/// The concurrent long connections: 12 per method, 15 s each.
-const SMALL_BYTES: usize = 300 * 1024;
 const SMALL_RATE: u32 = 20 * 1024;
-const CONNS_PER_METHOD: u32 = 12;
+
+/// How long the long transfers run and how many run at once. CI: one
+/// 16 s download (2 MiB at 128 KiB/s) and 12 connections of 15 s
+/// (300 KiB at 20 KiB/s) per method; `VSD_FAILOVER_FULL=1`: the issue's
+/// sizes, 32 s downloads and 34 connections per method (102 in all).
+struct Sizes {
+    big_bytes: usize,
+    small_bytes: usize,
+    conns_per_method: u32,
+}
+
+fn sizes() -> Sizes {
+    if std::env::var("VSD_FAILOVER_FULL").is_ok_and(|v| v == "1") {
+        Sizes {
+            big_bytes: 4 * 1024 * 1024,
+            small_bytes: 640 * 1024,
+            conns_per_method: 34,
+        }
+    } else {
+        Sizes {
+            big_bytes: 2 * 1024 * 1024,
+            small_bytes: 300 * 1024,
+            conns_per_method: 12,
+        }
+    }
+}
 
 /// One scenario at a time: they share CPUs and their timings matter.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -526,10 +548,10 @@ impl Lab {
     fn build() -> Lab {
         let files = TempDir::new("vsd-fo-");
         let big = files.path.join("big.bin");
-        write_random_file(&big, BIG_BYTES, 0x5eed_f00d_0000_0001);
+        write_random_file(&big, sizes().big_bytes, 0x5eed_f00d_0000_0001);
         let big_sha = sha256_of(None, &big);
         let small = files.path.join("small.bin");
-        write_random_file(&small, SMALL_BYTES, 0x5eed_f00d_0000_0002);
+        write_random_file(&small, sizes().small_bytes, 0x5eed_f00d_0000_0002);
         let small_sha = sha256_of(None, &small);
 
         let lan = Ns::new("fol");
@@ -797,7 +819,10 @@ impl Lab {
         ];
         for port in [DR_PORT, TUN_PORT, NAT_PORT] {
             args.push(format!("{port}:1:/big.bin:{BIG_RATE}"));
-            args.push(format!("{port}:{CONNS_PER_METHOD}:/small.bin:{SMALL_RATE}"));
+            args.push(format!(
+                "{port}:{}:/small.bin:{SMALL_RATE}",
+                sizes().conns_per_method
+            ));
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let p = Proc::spawn(
@@ -825,8 +850,8 @@ impl Lab {
             let f: Vec<&str> = line.split_whitespace().collect();
             let port: u16 = f[0].parse().expect("port");
             let expect = match f[1] {
-                "/big.bin" => (BIG_BYTES.to_string(), &self.big_sha),
-                _ => (SMALL_BYTES.to_string(), &self.small_sha),
+                "/big.bin" => (sizes().big_bytes.to_string(), &self.big_sha),
+                _ => (sizes().small_bytes.to_string(), &self.small_sha),
             };
             let good = f.get(2) == Some(&expect.0.as_str()) && f.get(3) == Some(&expect.1.as_str());
             if !good {
@@ -884,7 +909,7 @@ fn check_downloads(label: &str, res: &[(u16, u32, u32)]) -> u32 {
     assert_eq!(res.len(), 3, "{res:?}");
     let mut nat_broken = 0;
     for (port, good, broken) in res {
-        assert_eq!(good + broken, CONNS_PER_METHOD + 1, "{res:?}");
+        assert_eq!(good + broken, sizes().conns_per_method + 1, "{res:?}");
         if *port == NAT_PORT {
             nat_broken = *broken;
         } else {
