@@ -304,20 +304,22 @@ follow = "{twin}"
         let mut k = self.keepalived.take().expect("keepalived running");
         let _ = k.child.kill();
         let _ = k.child.wait();
-        let ns = self.ns.name.clone();
         assert!(
-            wait_for(Duration::from_secs(10), || !text(&sh_any(
-                "ip",
-                &["netns", "pids", &ns]
-            ))
-            .lines()
-            .any(
-                |p| std::fs::read_to_string(format!("/proc/{}/comm", p.trim()))
-                    .is_ok_and(|c| c.trim() == "keepalived")
-            )),
-            "keepalived's VRRP child outlived its parent in {ns}:\n{}",
+            wait_for(Duration::from_secs(10), || !self.keepalived_left()),
+            "keepalived's VRRP child outlived its parent in {}:\n{}",
+            self.ns.name,
             k.log_text()
         );
+    }
+
+    /// Whether any keepalived process still runs in the namespace.
+    fn keepalived_left(&self) -> bool {
+        text(&sh_any("ip", &["netns", "pids", &self.ns.name]))
+            .lines()
+            .any(|p| {
+                std::fs::read_to_string(format!("/proc/{}/comm", p.trim()))
+                    .is_ok_and(|c| c.trim() == "keepalived")
+            })
     }
 
     /// SIGKILL vsd; its twin and tap disappear with it.
@@ -357,7 +359,10 @@ impl Drop for Director {
     fn drop(&mut self) {
         // keepalived first (it would go to FAULT and log), then vsd; the
         // DPDK prefixes go after vsd has ended.
-        self.keepalived.take();
+        // (its VRRP child ends on the parent-death signal: wait for it)
+        if self.keepalived.take().is_some() {
+            wait_for(Duration::from_secs(10), || !self.keepalived_left());
+        }
         self.vsd.take();
         self.prefixes.clear();
     }
