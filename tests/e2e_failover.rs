@@ -312,13 +312,16 @@ follow = "{twin}"
         );
     }
 
-    /// Whether any keepalived process still runs in the namespace.
+    /// Whether any keepalived process still runs in the namespace (a
+    /// zombie waiting for init to reap it does not count).
     fn keepalived_left(&self) -> bool {
         text(&sh_any("ip", &["netns", "pids", &self.ns.name]))
             .lines()
             .any(|p| {
-                std::fs::read_to_string(format!("/proc/{}/comm", p.trim()))
-                    .is_ok_and(|c| c.trim() == "keepalived")
+                std::fs::read_to_string(format!("/proc/{}/status", p.trim())).is_ok_and(|st| {
+                    st.lines().any(|l| l == "Name:\tkeepalived")
+                        && !st.lines().any(|l| l.starts_with("State:\tZ"))
+                })
             })
     }
 
