@@ -1084,6 +1084,50 @@ impl<A: Addr> ConnTable<A> {
         true
     }
 
+    /// A sync backup's entry (see [`crate::lb::sync`]): put connection `id`
+    /// in the master's `state` (TCP state number; ignored for UDP) with the
+    /// master's `timeout_ms`, counted as active or inactive as the master
+    /// said, and restart its timer. False if the handle is stale or names a
+    /// template.
+    pub fn set_synced(
+        &mut self,
+        id: ConnId,
+        state: u8,
+        inactive: bool,
+        timeout_ms: u32,
+        now_ms: u64,
+    ) -> bool {
+        let Some(idx) = self.live_idx(id) else {
+            return false;
+        };
+        let Some(e) = self.slab.get_mut(idx).map(|s| &mut s.0) else {
+            return false;
+        };
+        if e.flags & F_TEMPLATE != 0 {
+            return false;
+        }
+        if e.proto == PROTO_TCP && TcpState::from_u8(state).is_some() {
+            e.state = state;
+        }
+        let was_inactive = e.flags & F_INACTIVE != 0;
+        if was_inactive && !inactive {
+            e.flags &= !F_INACTIVE;
+            self.load.add_active(e.dest, 1);
+            self.load.add_inactive(e.dest, -1);
+        } else if !was_inactive && inactive {
+            e.flags |= F_INACTIVE;
+            self.load.add_active(e.dest, -1);
+            self.load.add_inactive(e.dest, 1);
+        }
+        e.timeout_ms = timeout_ms;
+        let old = e.expires_ms;
+        e.expires_ms = now_ms + u64::from(timeout_ms);
+        if e.expires_ms < old {
+            self.wheel.arm(&mut self.slab[..], idx as u32);
+        }
+        true
+    }
+
     /// Free entry `idx`: unindex, disarm, uncount, report it to `on_removed`.
     fn release(&mut self, idx: usize, on_removed: &mut impl FnMut(ConnId, &Conn<A>)) {
         let Some(e) = self.slab.get(idx).map(|s| s.0) else {
