@@ -110,6 +110,9 @@ struct Control<'a> {
     published_watch: u64,
     /// The connection sync daemons that run (`--start-daemon`).
     syncd: crate::control::syncd::SyncDaemons,
+    /// `[[sync_daemon]]` as read at start (a reload does not restart
+    /// daemons; it says so when the file's differ).
+    sync_config: Vec<crate::control::ipvsadm::SyncDaemonSpec>,
 }
 
 impl PlaneView<'_> {
@@ -476,7 +479,16 @@ impl Control<'_> {
         let path = self.view.config_path.clone();
         match Config::from_file(&path).map_err(|e| e.to_string()) {
             Ok(cfg) => match self.state.reload(&cfg) {
-                Ok(diff) => log!("reloaded {}: {}", path.display(), diff.summary()),
+                Ok(diff) => {
+                    log!("reloaded {}: {}", path.display(), diff.summary());
+                    if cfg.sync_daemons != self.sync_config {
+                        log!(
+                            "[[sync_daemon]] changed in {}: not applied by a reload; \
+                             use vsadm --start-daemon/--stop-daemon or restart vsd",
+                            path.display()
+                        );
+                    }
+                }
                 Err(e) => log!(
                     "reload of {} refused, running config kept: {e}",
                     path.display()
@@ -1030,7 +1042,15 @@ fn serve(
         published_watch: vipwatch.as_ref().map_or(0, VipWatch::version),
         vipwatch,
         syncd: crate::control::syncd::SyncDaemons::new(sync_feeds, owner.clone()),
+        sync_config: cfg.sync_daemons.clone(),
     };
+    // `[[sync_daemon]]`: started now that the twins exist
+    for spec in &cfg.sync_daemons {
+        control
+            .state
+            .apply(&crate::control::ipvsadm::Command::StartDaemon(spec.clone()))
+            .map_err(|e| format!("sync_daemon {}: {e}", spec.role.name()))?;
+    }
     control.run_sync_daemons()?;
     if let Some(addr) = metrics.as_ref().and_then(MetricsServer::local_addr) {
         log!("prometheus metrics on http://{addr}/metrics");

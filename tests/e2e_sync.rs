@@ -59,7 +59,7 @@ const B: Director = Director {
     mac: "02:00:00:00:0b:01",
 };
 
-fn config(d: &Director, tap: &str, twin: &str, prefix: &str) -> String {
+fn config(d: &Director, tap: &str, twin: &str, prefix: &str, lcores: &str, extra: &str) -> String {
     let mut c = format!(
         r#"
 [eal]
@@ -69,7 +69,7 @@ memory_mb = 256
 
 [lcores]
 control = 0
-workers = [1]
+{lcores}
 idle = "sleep"
 
 [control]
@@ -81,6 +81,7 @@ device = "net_tap0,iface={tap}"
 mac = "{mac}"
 addresses = ["{dip}/24", "{gw}/24"]
 kernel_iface = "{twin}"
+{extra}
 "#,
         mac = d.mac,
         dip = d.dip,
@@ -162,6 +163,27 @@ fn backup_takes_over_nat_and_fullnat_connections() {
     if !e2e_prerequisites(true) {
         return;
     }
+    scenario("workers = [1]");
+}
+
+/// Two workers on each director (both on CPU 1): the backup hands each
+/// entry to the worker owning its tuples (NAT: reply owner plus a
+/// redirect on the request's worker).
+#[test]
+fn backup_takes_over_with_two_workers() {
+    if !e2e_prerequisites(true) {
+        return;
+    }
+    scenario("workers = [1, 2]\ncpu_map = \"0@0,1@1,2@1\"");
+}
+
+/// The scenarios run one at a time: each takes two directors' hugepages.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn scenario(lcores: &str) {
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let files = TempDir::new("vsd-sync-");
     let lan = Ns::new("sl");
     let (vna, vnb) = (Ns::new("sa"), Ns::new("sb"));
@@ -192,10 +214,21 @@ fn backup_takes_over_nat_and_fullnat_connections() {
     rns.ip(&["route", "add", "198.18.2.0/24", "via", A.dip]);
 
     // the directors
+    // A's daemon comes from vsadm, B's from the configuration file
     let start = |d: &Director, ns: &Ns, tag: &str| {
         let (tap, twin) = (unique(&format!("{tag}t")), unique(&format!("{tag}k")));
         let prefix = DpdkPrefix::new(&format!("vsds{tag}"));
-        let v = Vsd::start_in(Some(&ns.name), &config(d, &tap, &twin, &prefix.name));
+        let extra = if tag == "b" {
+            format!(
+                "\n[[sync_daemon]]\nrole = \"backup\"\nmcast_interface = \"{twin}\"\nsyncid = {SYNCID}\n"
+            )
+        } else {
+            String::new()
+        };
+        let v = Vsd::start_in(
+            Some(&ns.name),
+            &config(d, &tap, &twin, &prefix.name, lcores, &extra),
+        );
         assert!(
             wait_for(Duration::from_secs(10), || ns
                 .run_any("ip", &["link", "show", &tap])
@@ -238,17 +271,8 @@ fn backup_takes_over_nat_and_fullnat_connections() {
             SYNCID,
         ],
     );
-    vsadm_ok(
-        &vb,
-        &[
-            "--start-daemon",
-            "backup",
-            "--mcast-interface",
-            &twin_b,
-            "--syncid",
-            SYNCID,
-        ],
-    );
+    let twice = vb.vsadm(&["--start-daemon", "backup", "--mcast-interface", &twin_b]);
+    assert!(text(&twice).contains("already running"), "{}", text(&twice));
     assert_eq!(
         vsadm_ok(&va, &["-L", "--daemon"]),
         format!(
