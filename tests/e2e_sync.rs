@@ -207,7 +207,7 @@ fn scenario(lcores: &str) {
         ns.ip(&["link", "set", &inner, "up"]);
         lan.ip(&["link", "set", &outer, "master", &br, "up"]);
         ns.ip(&["link", "set", "lo", "up"]);
-        let _ = common::topo::no_offloads(ns, &inner, false);
+        common::topo::no_offloads(ns, &inner, false);
     }
     cns.ip(&["route", "add", "198.18.0.0/24", "via", A.cip_gw]);
     rns.ip(&["route", "add", "198.18.1.0/24", "via", A.dip]);
