@@ -1880,6 +1880,8 @@ mod defense_tests;
 #[cfg(test)]
 mod sloppy_tests;
 #[cfg(test)]
+mod sync_tests;
+#[cfg(test)]
 mod synproxy_tests;
 #[cfg(test)]
 mod tests;
