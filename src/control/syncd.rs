@@ -189,8 +189,16 @@ pub fn resolve(spec: &SyncDaemonSpec) -> Result<SyncDaemonSpec, String> {
             ))
         }
     }
+    // as the kernel's start_sync_thread: a given length is clamped
     let maxlen = match spec.sync_maxlen {
-        Some(m) => usize::from(m),
+        Some(m) => {
+            let min = if spec.role == SyncRole::Backup {
+                1024
+            } else {
+                1
+            };
+            usize::from(m).clamp(min, 65535 - HEADERS_V4)
+        }
         None => match spec.role {
             SyncRole::Master => 1500 - HEADERS_V4,
             SyncRole::Backup => {
@@ -470,36 +478,64 @@ fn entries_of(msg: &[u8]) -> usize {
     msg.get(4).map_or(0, |n| usize::from(*n))
 }
 
-fn master_loop(
-    sock: UdpSocket,
-    mut builder: SyncMessageBuilder,
-    feeds: Vec<Arc<SyncFeed>>,
-    counters: Arc<SyncCounters>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut first_pending: Option<Instant> = None;
-    loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        for f in &feeds {
+/// The master's batching: records in, finished messages out (when full,
+/// when the oldest entry has waited [`FLUSH_AFTER`], or when stopping).
+struct MasterBatch {
+    builder: SyncMessageBuilder,
+    first_pending: Option<Instant>,
+}
+
+impl MasterBatch {
+    /// Drain every feed into messages; those to send are appended to `out`.
+    fn collect(
+        &mut self,
+        feeds: &[Arc<SyncFeed>],
+        now: Instant,
+        stopping: bool,
+        counters: &SyncCounters,
+        out: &mut Vec<Vec<u8>>,
+    ) {
+        for f in feeds {
             while let Some(rec) = f.out.pop() {
-                match builder.push(&rec) {
+                match self.builder.push(&rec) {
                     Ok(Some(msg)) => {
-                        send(&sock, &msg, entries_of(&msg), &counters);
-                        first_pending = Some(Instant::now());
+                        out.push(msg);
+                        self.first_pending = Some(now);
                     }
                     Ok(None) => {
-                        first_pending.get_or_insert_with(Instant::now);
+                        self.first_pending.get_or_insert(now);
                     }
                     Err(_) => counters.add("encode_errors", 1),
                 }
             }
         }
-        let due = first_pending.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
-        if builder.pending() > 0 && (due || stopping) {
-            if let Some(msg) = builder.finish() {
-                send(&sock, &msg, entries_of(&msg), &counters);
-            }
-            first_pending = None;
+        let due = self
+            .first_pending
+            .is_some_and(|t| now.saturating_duration_since(t) >= FLUSH_AFTER);
+        if self.builder.pending() > 0 && (due || stopping) {
+            out.extend(self.builder.finish());
+            self.first_pending = None;
+        }
+    }
+}
+
+fn master_loop(
+    sock: UdpSocket,
+    builder: SyncMessageBuilder,
+    feeds: Vec<Arc<SyncFeed>>,
+    counters: Arc<SyncCounters>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut batch = MasterBatch {
+        builder,
+        first_pending: None,
+    };
+    let mut ready = Vec::new();
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        batch.collect(&feeds, Instant::now(), stopping, &counters, &mut ready);
+        for msg in ready.drain(..) {
+            send(&sock, &msg, entries_of(&msg), &counters);
         }
         if stopping {
             return;
@@ -663,6 +699,26 @@ mod tests {
         })
         .unwrap();
         assert_eq!(b.sync_maxlen, Some(65535 - 28));
+        // given lengths are clamped as the kernel does; a master needs room
+        // for one entry of the largest kind
+        let clamp = |role, m| {
+            resolve(&SyncDaemonSpec {
+                role,
+                sync_maxlen: Some(m),
+                ..spec.clone()
+            })
+        };
+        assert_eq!(
+            clamp(SyncRole::Backup, 100).unwrap().sync_maxlen,
+            Some(1024)
+        );
+        assert_eq!(
+            clamp(SyncRole::Master, 65535).unwrap().sync_maxlen,
+            Some(65507)
+        );
+        assert!(clamp(SyncRole::Master, 20)
+            .unwrap_err()
+            .contains("--sync-maxlen 20"));
         let bad = SyncDaemonSpec {
             mcast_interface: "nonexistent0".into(),
             ..spec.clone()
@@ -707,6 +763,66 @@ mod tests {
         t.template = true;
         destinations(&t, Some(&rss), 4, &mut out);
         assert_eq!(out.len(), 4);
+    }
+
+    #[test]
+    fn master_batches_until_full_or_two_seconds() {
+        let feeds = vec![Arc::new(SyncFeed::default()), Arc::new(SyncFeed::default())];
+        let counters = SyncCounters::default();
+        let mut batch = MasterBatch {
+            builder: SyncMessageBuilder::new(7, 1472).unwrap(),
+            first_pending: None,
+        };
+        let rec = |port: u16| crate::wire::ipvs_sync::SyncConn {
+            protocol: 6,
+            flags: crate::wire::ipvs_sync::flags::MASQ,
+            state: 1,
+            client: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 1, 10)), port),
+            virt: "198.18.0.100:80".parse().unwrap(),
+            real: "198.18.0.20:8080".parse().unwrap(),
+            fwmark: 0,
+            timeout_s: 900,
+            seq: None,
+            fullnat_local: None,
+        };
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        // three records from two workers wait (up to 2 s) for company
+        feeds[0].out.push(rec(1)).unwrap();
+        feeds[1].out.push(rec(2)).unwrap();
+        feeds[1].out.push(rec(3)).unwrap();
+        batch.collect(&feeds, t0, false, &counters, &mut out);
+        assert!(out.is_empty());
+        batch.collect(
+            &feeds,
+            t0 + Duration::from_millis(1999),
+            false,
+            &counters,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        batch.collect(&feeds, t0 + FLUSH_AFTER, false, &counters, &mut out);
+        assert_eq!(out.len(), 1);
+        let m = decode(&out[0], 7).unwrap();
+        assert_eq!(m.entries.len(), 3);
+        // a burst fills messages to sync_maxlen: 40 IPv4 entries of 36
+        // bytes after the 8-byte header in 1472 bytes
+        out.clear();
+        for p in 0..100 {
+            feeds[0].out.push(rec(100 + p)).unwrap();
+        }
+        batch.collect(&feeds, t0 + FLUSH_AFTER, false, &counters, &mut out);
+        assert_eq!(
+            out.iter().map(|m| entries_of(m)).collect::<Vec<_>>(),
+            [40, 40]
+        );
+        assert!(out.iter().all(|m| m.len() <= 1472));
+        // the rest leaves when the daemon stops
+        batch.collect(&feeds, t0 + FLUSH_AFTER, true, &counters, &mut out);
+        assert_eq!(
+            out.iter().map(|m| entries_of(m)).collect::<Vec<_>>(),
+            [40, 40, 20]
+        );
     }
 
     #[test]
