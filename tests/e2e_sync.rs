@@ -456,6 +456,37 @@ fn scenario(lcores: &str) {
          backup: {}",
         vb.ask("counters")["sync"]
     );
+    // every entry is one of the test's connections (or its template)
+    let addrs = tshark(&[
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+        "-E",
+        "separator=|",
+        "-e",
+        "ipvs.caddr",
+        "-e",
+        "ipvs.vaddr",
+        "-e",
+        "ipvs.daddr",
+    ]);
+    let mut seen = 0u64;
+    for line in addrs.lines() {
+        let cols: Vec<Vec<&str>> = line.split('|').map(|c| c.split(',').collect()).collect();
+        assert_eq!(cols.len(), 3, "{line}");
+        for i in 0..cols[0].len() {
+            assert_eq!(
+                (cols[0][i], cols[1][i], cols[2][i]),
+                (CLIENT, VIP, RIP),
+                "{line}"
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, sent_entries, "{addrs}");
     let verbose = tshark(&["-O", "ipvs"]);
     assert!(verbose.contains(RIP), "{verbose}");
 
