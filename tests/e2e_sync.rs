@@ -477,12 +477,8 @@ fn scenario(lcores: &str) {
     for line in addrs.lines() {
         let cols: Vec<Vec<&str>> = line.split('|').map(|c| c.split(',').collect()).collect();
         assert_eq!(cols.len(), 3, "{line}");
-        for i in 0..cols[0].len() {
-            assert_eq!(
-                (cols[0][i], cols[1][i], cols[2][i]),
-                (CLIENT, VIP, RIP),
-                "{line}"
-            );
+        for ((c, v), r) in cols[0].iter().zip(&cols[1]).zip(&cols[2]) {
+            assert_eq!((*c, *v, *r), (CLIENT, VIP, RIP), "{line}");
             seen += 1;
         }
     }
