@@ -48,18 +48,6 @@ pub enum SyncRefused {
     Table(ConnError),
 }
 
-impl SyncRefused {
-    pub fn name(self) -> &'static str {
-        match self {
-            SyncRefused::NoService => "no_service",
-            SyncRefused::NoDest => "no_dest",
-            SyncRefused::LocalAddrNotInPool => "local_addr_not_in_pool",
-            SyncRefused::Table(ConnError::TableFull) => "table_full",
-            SyncRefused::Table(_) => "tuple_in_use",
-        }
-    }
-}
-
 /// What [`CoreLb::install_synced`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncInstalled {
