@@ -10,7 +10,8 @@
 //!
 //! 1. `--start-daemon` on both; `-L --daemon` shows the kernel's defaults.
 //! 2. Malformed sync datagrams to B's group (wrong version, short, bad
-//!    size, wrong sync ID, truncated entry) are dropped and counted per
+//!    size, wrong sync ID, truncated entry, an unknown mandatory option,
+//!    an entry for a service B does not have) are dropped and counted per
 //!    reason; B's table stays empty.
 //! 3. Two rate-limited downloads through A (NAT and FULLNAT): B's `-Lnc`
 //!    shows both connections with A's real server and ports.
@@ -37,8 +38,8 @@ const RIP: &str = "198.18.0.20";
 const CLIENT: &str = "198.18.1.10";
 const LAN_SNIFF: &str = "198.18.0.250";
 const SYNCID: &str = "7";
-const FILE_BYTES: usize = 12 * 1000 * 1000;
-/// Client download rate, bytes/s: the transfer takes ~8 s, long enough
+const FILE_BYTES: usize = 16 * 1000 * 1000;
+/// Client download rate, bytes/s: the transfer takes ~10 s, long enough
 /// to sync, check and take over in the middle.
 const RATE: &str = "1500k";
 
@@ -112,7 +113,7 @@ method = "{method}"
 
 /// Sends malformed sync datagrams to the group from `argv[1]`.
 const FUZZ: &str = r#"
-import socket, sys
+import socket, struct, sys
 sid = int(sys.argv[2])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
@@ -123,6 +124,19 @@ msgs = [
     bytes([0, sid, 0, 100, 0, 1, 0, 0]),                # size says 100
     bytes([0, sid + 1, 0, 8, 0, 1, 0, 0]),              # another sync id
     bytes([0, sid, 0, 12, 1, 1, 0, 0, 0, 6, 0, 4]),     # entry cut short
+]
+def entry(vport, option=b""):
+    ip = socket.inet_aton
+    e = struct.pack("!BBHIHHHHII4s4s4s", 0, 6, 36 + len(option), 0, 1,
+                    40000, vport, 8080, 0, 900,
+                    ip("198.18.1.99"), ip("198.18.0.100"), ip("198.18.0.20"))
+    return e + option
+def message(entries):
+    body = b"".join(entries)
+    return struct.pack("!BBHBBH", 0, sid, 8 + len(body), len(entries), 1, 0) + body
+msgs += [
+    message([entry(80, bytes([9, 2, 0, 0]))]),          # unknown mandatory option
+    message([entry(99)]),                               # no such service here
 ]
 for m in msgs:
     s.sendto(m, ("224.0.0.81", 8848))
@@ -323,13 +337,15 @@ fn scenario(lcores: &str) {
     ];
     let all_counted = wait_for(Duration::from_secs(10), || {
         reasons.iter().all(|r| sync_counter(&vb, r) == 1)
+            && sync_counter(&vb, "dropped_entry_unknown_mandatory_option") == 1
+            && sync_counter(&vb, "worker_refused_no_service") >= 1
     });
     assert!(
         all_counted,
         "backup counters: {}",
         vb.ask("counters")["sync"]
     );
-    assert_eq!(sync_counter(&vb, "received_messages"), 5);
+    assert_eq!(sync_counter(&vb, "received_messages"), 7);
     assert_eq!(sync_counter(&vb, "worker_installed"), 0);
     assert!(conns_to(&vb, 80).is_empty() && conns_to(&vb, 81).is_empty());
 
@@ -402,6 +418,10 @@ fn scenario(lcores: &str) {
     assert!(sync_counter(&vb, "worker_installed") >= 2);
 
     eprintln!("A -Lnc before takeover: {a_rows:?}");
+    // the takeover must happen in the middle of both downloads
+    for (vport, p, _) in &mut downloads {
+        assert!(p.alive(), "download via :{vport} ended before the takeover");
+    }
     // 4. takeover: routes to B, A gone; the downloads go on through B
     cns.ip(&["route", "replace", "198.18.0.0/24", "via", B.cip_gw]);
     rns.ip(&["route", "replace", "198.18.1.0/24", "via", B.dip]);
