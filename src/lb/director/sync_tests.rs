@@ -124,6 +124,25 @@ fn takeover(method: FwdMethod) {
         backup.install_synced(&got, false, 0),
         Ok(SyncInstalled::New)
     );
+    let (id, _) = backup
+        .conns()
+        .iter()
+        .find(|(_, c)| !c.is_template())
+        .unwrap();
+    let entry = *backup.conns().get(id).unwrap();
+    assert!(entry.is_synced());
+    assert_eq!(entry.fwd(), method);
+    assert_eq!(entry.tcp_state(), Some(TcpState::Established));
+    assert_eq!(entry.timeout_ms(), 900_000);
+    assert!(entry.is_active());
+    let mine = master
+        .conns()
+        .iter()
+        .find(|(_, c)| !c.is_template())
+        .unwrap()
+        .1;
+    assert!(!mine.is_synced());
+    assert_eq!((entry.local(), entry.real()), (mine.local(), mine.real()));
     assert_eq!(
         backup.install_synced(&got, false, 0),
         Ok(SyncInstalled::Updated)
