@@ -75,22 +75,92 @@ pub const MASTER_POLL: Duration = Duration::from_millis(20);
 const HEADERS_V4: usize = 28;
 
 /// Counters of the sync daemons, by name (the control thread reads them;
-/// each daemon thread writes its own).
-#[derive(Debug, Default)]
+/// each daemon thread writes its own). A short lock per datagram or entry
+/// on the daemons' threads, never on a worker.
+#[derive(Debug)]
 pub struct SyncCounters {
     counts: Mutex<BTreeMap<String, u64>>,
+}
+
+/// Counters shown from the start (at 0), so every reason is visible.
+const COUNTER_NAMES: &[&str] = &[
+    "sent_messages",
+    "sent_entries",
+    "send_errors",
+    "encode_errors",
+    "received_messages",
+    "received_entries",
+    "recv_errors",
+    "delivered_entries",
+    "dropped_entry_inbox_full",
+    "dropped_entry_no_worker",
+];
+
+impl Default for SyncCounters {
+    fn default() -> Self {
+        let mut m = BTreeMap::new();
+        let drops = MESSAGE_DROPS
+            .iter()
+            .map(|n| format!("dropped_message_{n}"))
+            .chain(ENTRY_DROPS.iter().map(|n| format!("dropped_entry_{n}")));
+        for name in COUNTER_NAMES.iter().map(|n| n.to_string()).chain(drops) {
+            m.insert(name, 0);
+        }
+        SyncCounters {
+            counts: Mutex::new(m),
+        }
+    }
 }
 
 impl SyncCounters {
     fn add(&self, name: &str, n: u64) {
         if let Ok(mut m) = self.counts.lock() {
-            *m.entry(name.to_string()).or_default() += n;
+            match m.get_mut(name) {
+                Some(v) => *v += n,
+                None => {
+                    m.insert(name.to_string(), n);
+                }
+            }
         }
     }
     fn values(&self) -> BTreeMap<String, u64> {
         self.counts.lock().map(|m| m.clone()).unwrap_or_default()
     }
 }
+
+/// Every [`message_drop_name`].
+const MESSAGE_DROPS: &[&str] = &[
+    "header_too_short",
+    "size_mismatch",
+    "syncid_mismatch",
+    "bad_version",
+    "bad_spare",
+    "entry_truncated",
+    "entry_overrun",
+    "entry_version",
+    "entry_type",
+    "entry_too_small",
+    "option_truncated",
+    "option_empty",
+    "bad_seq_option",
+    "bad_pe_option",
+    "trailing_data",
+];
+
+/// Every [`entry_drop_name`] and [`from_sync_drop_name`].
+const ENTRY_DROPS: &[&str] = &[
+    "unknown_mandatory_option",
+    "unsupported_protocol",
+    "invalid_state",
+    "persistence_engine",
+    "version0_seq_data",
+    "bad_fullnat_option",
+    "address_family",
+    "forwarding_method",
+    "protocol",
+    "state",
+    "seq_adjust",
+];
 
 /// Counter name of a datagram dropped whole.
 pub fn message_drop_name(e: &MessageError) -> &'static str {
@@ -855,5 +925,37 @@ mod tests {
         ];
         let names: std::collections::BTreeSet<_> = errs.iter().map(message_drop_name).collect();
         assert_eq!(names.len(), errs.len());
+        assert!(names.iter().all(|n| MESSAGE_DROPS.contains(n)));
+        assert_eq!(MESSAGE_DROPS.len(), errs.len());
+        let entry = [
+            EntryError::UnknownMandatoryOption(0),
+            EntryError::UnsupportedProtocol(0),
+            EntryError::InvalidState {
+                protocol: 0,
+                state: 0,
+            },
+            EntryError::PersistenceEngine,
+            EntryError::Version0SeqData,
+            EntryError::BadFullnatOption,
+        ];
+        let from = [
+            FromSyncError::AddressFamily,
+            FromSyncError::ForwardingMethod(0),
+            FromSyncError::Protocol(0),
+            FromSyncError::State(0),
+            FromSyncError::SeqAdjust,
+        ];
+        let names: std::collections::BTreeSet<_> = entry
+            .iter()
+            .map(entry_drop_name)
+            .chain(from.iter().map(from_sync_drop_name))
+            .collect();
+        assert_eq!(names.len(), ENTRY_DROPS.len());
+        assert!(names.iter().all(|n| ENTRY_DROPS.contains(n)));
+        // all shown at 0 from the start
+        let c = SyncCounters::default().values();
+        assert_eq!(c.get("dropped_message_bad_version"), Some(&0));
+        assert_eq!(c.get("dropped_entry_seq_adjust"), Some(&0));
+        assert_eq!(c.get("sent_messages"), Some(&0));
     }
 }
