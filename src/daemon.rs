@@ -17,6 +17,7 @@ use crate::dataplane::idle::Idle;
 use crate::dataplane::local::PortAddrs;
 use crate::dataplane::neigh::NeighTable;
 use crate::dataplane::publish::{Published, Subscriber};
+use crate::dataplane::sync_feed::SyncFeed;
 use crate::dataplane::vipfollow::VipActivity;
 use crate::dataplane::worker::{
     ConnDump, ConnRow, NeighUpdate, PlaneConfig, SteerOut, Worker, WorkerLatency, WorkerPort,
@@ -107,6 +108,11 @@ struct Control<'a> {
     vipwatch: Option<VipWatch>,
     /// The watcher's version in the last published configuration.
     published_watch: u64,
+    /// The connection sync daemons that run (`--start-daemon`).
+    syncd: crate::control::syncd::SyncDaemons,
+    /// `[[sync_daemon]]` as read at start (a reload does not restart
+    /// daemons; it says so when the file's differ).
+    sync_config: Vec<crate::control::ipvsadm::SyncDaemonSpec>,
 }
 
 impl PlaneView<'_> {
@@ -453,12 +459,36 @@ impl Control<'_> {
         }
     }
 
+    /// Start and stop sync daemons to match the state; a daemon that
+    /// cannot start is taken out of the state again and reported.
+    fn run_sync_daemons(&mut self) -> Result<(), String> {
+        match self.syncd.reconcile(self.state.sync_daemons()) {
+            Ok(()) => Ok(()),
+            Err((role, e)) => {
+                let _ = self
+                    .state
+                    .apply(&crate::control::ipvsadm::Command::StopDaemon(role));
+                log!("{} sync daemon not started: {e}", role.name());
+                Err(e)
+            }
+        }
+    }
+
     /// SIGHUP: re-read the config file and apply its services.
     fn reload(&mut self) {
         let path = self.view.config_path.clone();
         match Config::from_file(&path).map_err(|e| e.to_string()) {
             Ok(cfg) => match self.state.reload(&cfg) {
-                Ok(diff) => log!("reloaded {}: {}", path.display(), diff.summary()),
+                Ok(diff) => {
+                    log!("reloaded {}: {}", path.display(), diff.summary());
+                    if cfg.sync_daemons != self.sync_config {
+                        log!(
+                            "[[sync_daemon]] changed in {}: not applied by a reload; \
+                             use vsadm --start-daemon/--stop-daemon or restart vsd",
+                            path.display()
+                        );
+                    }
+                }
                 Err(e) => log!(
                     "reload of {} refused, running config kept: {e}",
                     path.display()
@@ -478,7 +508,11 @@ impl Handler for Control<'_> {
                 "protocol": crate::control::socket::PROTOCOL_VERSION,
             })),
             "status" => Ok(self.view.status_json()),
-            "counters" => Ok(self.view.counters_json()),
+            "counters" => {
+                let mut v = self.view.counters_json();
+                v["sync"] = self.syncd.counters_json();
+                Ok(v)
+            }
             "ports" => Ok(self.view.ports_json()),
             "xstats" => Ok(Value::Object(
                 self.view
@@ -495,7 +529,9 @@ impl Handler for Control<'_> {
             )),
             "ipvsadm" => {
                 let stats = PlaneStats::new(&self.view);
-                api::handle_request(&mut self.state, &stats, req)
+                let reply = api::handle_request(&mut self.state, &stats, req);
+                self.run_sync_daemons()?;
+                reply
             }
             _ => Err(format!(
                 "unknown command {cmd:?} (known: version, status, counters, ports, xstats, ipvsadm)"
@@ -865,6 +901,9 @@ fn serve(
     let template_inboxes: Vec<Arc<ArrayQueue<_>>> = (0..nworkers)
         .map(|_| Arc::new(ArrayQueue::new(TEMPLATE_INBOX)))
         .collect();
+    let sync_feeds: Vec<Arc<SyncFeed>> = (0..nworkers)
+        .map(|_| Arc::new(SyncFeed::default()))
+        .collect();
     let mut per_worker_queues: Vec<Vec<_>> = (0..nworkers).map(|_| Vec::new()).collect();
     for ((rxq, txq), twin) in queues.into_iter().zip(twin_queues) {
         let mut twin = twin.map(|(r, t)| r.into_iter().zip(t));
@@ -944,6 +983,7 @@ fn serve(
             peers: others(&inboxes, w),
             template_inbox: template_inboxes[w].clone(),
             template_peers: others(&template_inboxes, w),
+            sync: sync_feeds[w].clone(),
             dump,
             adopted: adopted_gen,
             latency,
@@ -1006,7 +1046,17 @@ fn serve(
         state,
         published_watch: vipwatch.as_ref().map_or(0, VipWatch::version),
         vipwatch,
+        syncd: crate::control::syncd::SyncDaemons::new(sync_feeds, owner.clone()),
+        sync_config: cfg.sync_daemons.clone(),
     };
+    // `[[sync_daemon]]`: started now that the twins exist
+    for spec in &cfg.sync_daemons {
+        control
+            .state
+            .apply(&crate::control::ipvsadm::Command::StartDaemon(spec.clone()))
+            .map_err(|e| format!("sync_daemon {}: {e}", spec.role.name()))?;
+    }
+    control.run_sync_daemons()?;
     if let Some(addr) = metrics.as_ref().and_then(MetricsServer::local_addr) {
         log!("prometheus metrics on http://{addr}/metrics");
     }

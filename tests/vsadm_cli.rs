@@ -270,8 +270,15 @@ fn unsupported_features_are_refused_not_stored() {
         "--mcast-interface nonexistent0: no such interface",
     );
     refused(
-        &["--start-daemon", "backup", "--mcast-interface", "lo"],
-        "connection synchronisation is not implemented",
+        &[
+            "--start-daemon",
+            "backup",
+            "--mcast-interface",
+            "lo",
+            "--mcast-group",
+            "ff02::1",
+        ],
+        "IPv6 sync groups are not supported",
     );
     // nothing was stored
     assert_eq!(stdout(&d.vsadm(&["-S", "-n"])), "");

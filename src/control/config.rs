@@ -125,6 +125,9 @@ pub struct Config {
     pub marks: Vec<crate::lb::mark::MarkRule>,
     /// `[defense]`: IPVS's drop_entry / secure_tcp and the SYN_RECV timeout.
     pub defense: DefenseConf,
+    /// `[[sync_daemon]]`: connection sync daemons started with vsd (as
+    /// `--start-daemon`; see [`super::syncd`]).
+    pub sync_daemons: Vec<super::ipvsadm::SyncDaemonSpec>,
 }
 
 /// `[defense]` (see [`crate::lb::defense`]).
@@ -660,6 +663,23 @@ struct RawConfig {
     defense: Option<S<RawDefense>>,
     #[serde(default)]
     mark: Vec<S<RawMark>>,
+    #[serde(default)]
+    sync_daemon: Vec<S<RawSyncDaemon>>,
+}
+
+/// `[[sync_daemon]]`: `role = "master"|"backup"`, `mcast_interface`, and
+/// optional `syncid`, `sync_maxlen`, `mcast_group`, `mcast_port`,
+/// `mcast_ttl` (the `--start-daemon` options).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSyncDaemon {
+    role: S<String>,
+    mcast_interface: S<String>,
+    syncid: Option<S<i64>>,
+    sync_maxlen: Option<S<i64>>,
+    mcast_group: Option<S<String>>,
+    mcast_port: Option<S<i64>>,
+    mcast_ttl: Option<S<i64>>,
 }
 
 /// `[[mark]]`: `dst = "198.18.0.100/32"`, `proto = "tcp"`,
@@ -1170,7 +1190,9 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             .map_err(|e| ctx.err(m.span(), format!("mark[{i}]"), e))?;
     }
 
+    let sync_daemons = build_sync_daemons(ctx, &raw.sync_daemon)?;
     Ok(Config {
+        sync_daemons,
         marks: marks.rules().to_vec(),
         source: ctx.origin.to_string(),
         eal,
@@ -1194,6 +1216,63 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             d
         },
     })
+}
+
+fn build_sync_daemons(
+    ctx: &Ctx<'_>,
+    raw: &[S<RawSyncDaemon>],
+) -> Result<Vec<super::ipvsadm::SyncDaemonSpec>, ConfigError> {
+    use super::ipvsadm::{SyncDaemonSpec, SyncRole};
+    let mut out: Vec<SyncDaemonSpec> = Vec::new();
+    for (i, d) in raw.iter().enumerate() {
+        let d = d.get_ref();
+        let k = |f: &str| format!("sync_daemon[{i}].{f}");
+        let role = match d.role.get_ref().as_str() {
+            "master" => SyncRole::Master,
+            "backup" => SyncRole::Backup,
+            other => {
+                return Err(ctx.err(
+                    d.role.span(),
+                    k("role"),
+                    format!("{other:?}: must be \"master\" or \"backup\""),
+                ))
+            }
+        };
+        if out.iter().any(|o| o.role == role) {
+            return Err(ctx.err(
+                d.role.span(),
+                k("role"),
+                format!("a second {} sync daemon", role.name()),
+            ));
+        }
+        let opt = |v: &Option<S<i64>>, f: &str, lo: i64, hi: i64| {
+            v.as_ref().map(|v| ctx.int(v, &k(f), lo, hi)).transpose()
+        };
+        let mcast_group = match &d.mcast_group {
+            None => None,
+            Some(g) => {
+                let ip = ctx.ip(g, &k("mcast_group"))?;
+                if !ip.is_ipv4() || !ip.is_multicast() {
+                    return Err(ctx.err(
+                        g.span(),
+                        k("mcast_group"),
+                        format!("{ip}: must be an IPv4 multicast address"),
+                    ));
+                }
+                Some(ip)
+            }
+        };
+        out.push(SyncDaemonSpec {
+            role,
+            mcast_interface: d.mcast_interface.get_ref().clone(),
+            syncid: opt(&d.syncid, "syncid", 0, 255)?.unwrap_or(0) as u8,
+            sync_maxlen: opt(&d.sync_maxlen, "sync_maxlen", 1, 65535)?.map(|n| n as u16),
+            mcast_group,
+            mcast_port: opt(&d.mcast_port, "mcast_port", 1, 65535)?.map(|n| n as u16),
+            mcast_ttl: opt(&d.mcast_ttl, "mcast_ttl", 1, 255)?.map(|n| n as u8),
+        });
+    }
+    Ok(out)
 }
 
 fn build_defense(ctx: &Ctx<'_>, raw: Option<&S<RawDefense>>) -> Result<DefenseConf, ConfigError> {
@@ -3131,6 +3210,41 @@ mod tests {
     }
 
     #[test]
+    fn sync_daemons_are_read_and_checked() {
+        let c = parse(&format!(
+            "{BASE}\n[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"vsd-lan0\"\n\
+             syncid = 7\nmcast_ttl = 2\n\n[[sync_daemon]]\nrole = \"backup\"\n\
+             mcast_interface = \"vsd-lan0\"\nmcast_group = \"224.0.0.82\"\n"
+        ));
+        assert_eq!(c.sync_daemons.len(), 2);
+        let m = &c.sync_daemons[0];
+        assert_eq!(m.role, super::super::ipvsadm::SyncRole::Master);
+        assert_eq!((m.syncid, m.mcast_ttl, m.mcast_group), (7, Some(2), None));
+        assert_eq!(
+            c.sync_daemons[1].mcast_group,
+            Some("224.0.0.82".parse().unwrap())
+        );
+        assert!(error(&with_base(
+            "[[sync_daemon]]\nrole = \"boss\"\nmcast_interface = \"x\"\n"
+        ))
+        .contains("sync_daemon[0].role: \"boss\": must be"));
+        assert!(error(&with_base(
+            "[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"x\"\nsyncid = 256\n"
+        ))
+        .contains("sync_daemon[0].syncid: 256 out of range"));
+        assert!(error(&with_base(
+            "[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"x\"\n\
+             mcast_group = \"198.18.0.1\"\n"
+        ))
+        .contains("must be an IPv4 multicast address"));
+        assert!(error(&with_base(
+            "[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"x\"\n\
+             [[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"y\"\n"
+        ))
+        .contains("a second master sync daemon"));
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         assert_eq!(
             error(&with_base("bogus = 1\n")),
@@ -3141,7 +3255,8 @@ mod tests {
         assert_eq!(
             error(&format!("[ports]\nx = 1\n{BASE}")),
             "t.toml:1:2: ports: unknown field `ports`, expected one of `eal`, `lcores`, `control`, \
-             `mempool`, `port`, `vip`, `neighbour`, `lb`, `service`, `defense`, `mark`"
+             `mempool`, `port`, `vip`, `neighbour`, `lb`, `service`, `defense`, `mark`, \
+             `sync_daemon`"
         );
         assert_eq!(
             error(&with_base("[neighbour]\nretry = 5\n")),

@@ -11,6 +11,7 @@ pub mod metrics_http;
 pub mod prometheus;
 pub mod socket;
 pub mod state;
+pub mod syncd;
 pub mod unsupported;
 pub mod vipwatch;
 pub mod vsadm;

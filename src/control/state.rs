@@ -493,14 +493,14 @@ impl ControlState {
                 self.changed()
             }
             Command::StartDaemon(spec) => {
-                unsupported::check_start_daemon(spec)?;
+                let spec = super::syncd::resolve(spec)?;
                 if self.sync.iter().any(|d| d.role == spec.role) {
                     return Err(format!(
                         "{} sync daemon is already running",
                         spec.role.name()
                     ));
                 }
-                self.sync.push(spec.clone());
+                self.sync.push(spec);
                 self.changed()
             }
             Command::StopDaemon(role) => {
@@ -1228,7 +1228,7 @@ mod tests {
         assert!(s.apply(&too_big).is_err());
         assert_eq!(s.timeouts().ipvsadm_triple(), (900, 60, 300));
 
-        // sync is not implemented: refused, nothing stored
+        // sync daemons: the interface is checked, defaults are filled in
         let v = s.version();
         assert_eq!(
             run(
@@ -1238,15 +1238,30 @@ mod tests {
             .unwrap_err(),
             "--mcast-interface nonexistent0: no such interface"
         );
-        assert!(run(&mut s, "--start-daemon backup --mcast-interface lo")
-            .unwrap_err()
-            .contains("not implemented"));
         assert_eq!(s.version(), v);
         assert!(s.sync_daemons().is_empty());
         assert_eq!(
             run(&mut s, "-L --daemon").unwrap(),
             Reply::Text(String::new())
         );
+        run(
+            &mut s,
+            "--start-daemon master --mcast-interface lo --syncid 3",
+        )
+        .unwrap();
+        assert_eq!(
+            run(&mut s, "-L --daemon").unwrap(),
+            Reply::Text(
+                "master sync daemon (mcast=lo, syncid=3, maxlen=1472, group=224.0.0.81, \
+                 port=8848, ttl=1)\n"
+                    .into()
+            )
+        );
+        assert!(run(&mut s, "--start-daemon master --mcast-interface lo")
+            .unwrap_err()
+            .contains("already running"));
+        run(&mut s, "--stop-daemon master").unwrap();
+        assert!(s.sync_daemons().is_empty());
         assert_eq!(
             run(&mut s, "--stop-daemon backup").unwrap_err(),
             "no backup sync daemon is running"

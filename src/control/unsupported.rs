@@ -13,14 +13,11 @@
 //!   `addresses`, an IPv6 port `gateway`, IPv6 `[[vip]]` entries (the data
 //!   plane would neither answer for them nor route through them). Refused
 //!   when the configuration is read, so at start, `--check` and `--reload`.
-//! - `--start-daemon`: connection synchronisation is not implemented; the
-//!   multicast interface is checked first, so a typo is reported as such.
 //!
 //! Why: an operator must never believe something runs when it does not
 //! (the issue's "accepted but ignored"). When a feature lands, its rule
 //! here goes.
 
-use super::ipvsadm::SyncDaemonSpec;
 use crate::lb::service::ServiceKey;
 use crate::lb::types::AddrFamily;
 use std::net::IpAddr;
@@ -67,30 +64,6 @@ pub fn check_director_addr(what: &str, addr: IpAddr, shown: &str) -> Result<(), 
     Ok(())
 }
 
-/// Whether a network interface of this name exists in vsd's namespace.
-fn interface_exists(name: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(name) else {
-        return false;
-    };
-    // SAFETY: if_nametoindex reads a NUL-terminated string we own.
-    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
-}
-
-/// Refuse `--start-daemon`: sync is not implemented.
-pub fn check_start_daemon(spec: &SyncDaemonSpec) -> Result<(), String> {
-    if !interface_exists(&spec.mcast_interface) {
-        return Err(format!(
-            "--mcast-interface {}: no such interface",
-            spec.mcast_interface
-        ));
-    }
-    Err(format!(
-        "--start-daemon {}: connection synchronisation is not implemented in vsd yet; \
-         nothing was started",
-        spec.role.name()
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,26 +88,5 @@ mod tests {
         assert!(check_server("198.18.1.1".parse().unwrap()).is_ok());
         assert!(check_server("2001:db8::2".parse().unwrap()).is_err());
         assert!(check_local_addr("2001:db8::3".parse().unwrap()).is_err());
-    }
-
-    #[test]
-    fn start_daemon_is_refused_and_names_a_missing_interface() {
-        let mut spec = SyncDaemonSpec {
-            role: super::super::ipvsadm::SyncRole::Master,
-            mcast_interface: "nonexistent0".into(),
-            syncid: 0,
-            sync_maxlen: None,
-            mcast_group: None,
-            mcast_port: None,
-            mcast_ttl: None,
-        };
-        assert_eq!(
-            check_start_daemon(&spec).unwrap_err(),
-            "--mcast-interface nonexistent0: no such interface"
-        );
-        spec.mcast_interface = "lo".into();
-        assert!(check_start_daemon(&spec)
-            .unwrap_err()
-            .contains("not implemented"));
     }
 }

@@ -329,6 +329,9 @@ pub fn print_counters(v: &Value, per_worker: bool, out: &mut dyn Write) -> std::
             out,
         )?;
     }
+    if let Some(c) = v.get("sync").and_then(|s| s.get("counters")) {
+        print_block("sync:", c, out)?;
+    }
     if per_worker {
         for w in v
             .get("workers")

@@ -8,5 +8,6 @@ pub mod martian;
 pub mod neigh;
 pub mod offload;
 pub mod publish;
+pub mod sync_feed;
 pub mod vipfollow;
 pub mod worker;

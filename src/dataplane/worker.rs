@@ -163,6 +163,8 @@ pub struct Worker {
     /// Persistence templates from the other workers, and theirs.
     pub template_inbox: Arc<ArrayQueue<TemplateNote>>,
     pub template_peers: Vec<Arc<ArrayQueue<TemplateNote>>>,
+    /// Records to the sync master, entries from the sync backup.
+    pub sync: Arc<super::sync_feed::SyncFeed>,
     /// Connection listing requests from the control thread.
     pub dump: Arc<ConnDump>,
     /// Generation of the configuration this worker runs (for the control
@@ -331,6 +333,7 @@ impl Worker {
         let mut burst = MbufBurst::new();
         let mut steered = SteerBurst::new();
         let mut notes = Vec::with_capacity(64);
+        let mut sync_records = Vec::with_capacity(crate::lb::director::SYNC_RECORDS_MAX);
         let mut last_tick_ms = 0u64;
         let mut last_merge_ms = 0u64;
         let mut burst_hist = new_latency_histogram();
@@ -401,6 +404,7 @@ impl Worker {
                 worked |= self.poll_twins(&mut burst);
             }
             self.exchange_templates(&mut notes, now_ms);
+            self.sync.exchange(&mut self.lb, &mut sync_records, now_ms);
             if self.dump.requested.load(Ordering::Relaxed)
                 != self.dump.answered.load(Ordering::Relaxed)
             {

@@ -337,8 +337,14 @@ fn fwd_code(m: FwdMethod) -> u8 {
     }
 }
 
+/// Bits of `Conn::fwd` holding the forwarding method.
+const FWD_MASK: u8 = 0x3;
+/// `Conn::fwd` bit: the entry came from a sync master (the kernel's
+/// `IP_VS_CONN_F_SYNC`); kept for the entry's life.
+const FWD_F_SYNC: u8 = 0x80;
+
 fn fwd_from_code(c: u8) -> FwdMethod {
-    match c {
+    match c & FWD_MASK {
         1 => FwdMethod::Route,
         2 => FwdMethod::Tunnel,
         3 => FwdMethod::FullNat,
@@ -391,7 +397,7 @@ impl<A: Addr> Conn<A> {
     }
     /// Where replies are addressed: the local address for FULLNAT, else the client.
     pub fn reply_dst(&self) -> Endpoint<A> {
-        if self.fwd == fwd_code(FwdMethod::FullNat) {
+        if self.fwd & FWD_MASK == fwd_code(FwdMethod::FullNat) {
             Endpoint::new(self.laddr, self.lport)
         } else {
             Endpoint::new(self.caddr, self.cport)
@@ -480,6 +486,11 @@ impl<A: Addr> Conn<A> {
 
     fn is_live(&self) -> bool {
         self.flags & F_LIVE != 0
+    }
+
+    /// Whether a sync master sent this entry ([`ConnTable::set_synced`]).
+    pub fn is_synced(&self) -> bool {
+        self.fwd & FWD_F_SYNC != 0
     }
 
     /// Whether a packet with tuple `t` is this connection's request.
@@ -1080,6 +1091,51 @@ impl<A: Addr> ConnTable<A> {
                     t.0.flags |= F_ASSURED;
                 }
             }
+        }
+        true
+    }
+
+    /// A sync backup's entry (see [`crate::lb::sync`]): put connection `id`
+    /// in the master's `state` (TCP state number; ignored for UDP) with the
+    /// master's `timeout_ms`, counted as active or inactive as the master
+    /// said, mark it synced ([`Conn::is_synced`]) and restart its timer. False if the handle is stale or names a
+    /// template.
+    pub fn set_synced(
+        &mut self,
+        id: ConnId,
+        state: u8,
+        inactive: bool,
+        timeout_ms: u32,
+        now_ms: u64,
+    ) -> bool {
+        let Some(idx) = self.live_idx(id) else {
+            return false;
+        };
+        let Some(e) = self.slab.get_mut(idx).map(|s| &mut s.0) else {
+            return false;
+        };
+        if e.flags & F_TEMPLATE != 0 {
+            return false;
+        }
+        if e.proto == PROTO_TCP && TcpState::from_u8(state).is_some() {
+            e.state = state;
+        }
+        e.fwd |= FWD_F_SYNC;
+        let was_inactive = e.flags & F_INACTIVE != 0;
+        if was_inactive && !inactive {
+            e.flags &= !F_INACTIVE;
+            self.load.add_active(e.dest, 1);
+            self.load.add_inactive(e.dest, -1);
+        } else if !was_inactive && inactive {
+            e.flags |= F_INACTIVE;
+            self.load.add_active(e.dest, -1);
+            self.load.add_inactive(e.dest, 1);
+        }
+        e.timeout_ms = timeout_ms;
+        let old = e.expires_ms;
+        e.expires_ms = now_ms + u64::from(timeout_ms);
+        if e.expires_ms < old {
+            self.wheel.arm(&mut self.slab[..], idx as u32);
         }
         true
     }

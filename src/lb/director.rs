@@ -448,6 +448,10 @@ pub struct CoreLb {
     frag_pending: Option<FragKey>,
     /// Rate limits on the ICMP errors this core sends.
     icmp_limit: IcmpLimiter,
+    /// Sync master on: connections to send ([`sync`]), records lost.
+    sync_master: bool,
+    sync_out: Vec<crate::wire::ipvs_sync::SyncConn>,
+    sync_lost: u64,
 }
 
 impl std::fmt::Debug for CoreLb {
@@ -516,6 +520,9 @@ impl CoreLb {
             frags: FragCache::new(),
             frag_pending: None,
             icmp_limit: IcmpLimiter::new(IcmpLimitConfig::default(), cores, now_ms),
+            sync_master: false,
+            sync_out: Vec::new(),
+            sync_lost: 0,
         };
         lb.adopt(snap);
         Ok(lb)
@@ -1586,6 +1593,9 @@ impl CoreLb {
             if let Some(e) = self.conns.get_mut(id) {
                 e.bump_in_pkts();
             }
+            if self.sync_master {
+                self.feed_sync(id, c.tcp_state());
+            }
         }
         let slot = self.dest_svc_slot(dest);
         let bytes = info.ip_len() as u64;
@@ -1862,10 +1872,15 @@ impl CoreLb {
     }
 }
 
+mod sync;
+pub use sync::{SyncInstalled, SyncRefused, SYNC_RECORDS_MAX};
+
 #[cfg(test)]
 mod defense_tests;
 #[cfg(test)]
 mod sloppy_tests;
+#[cfg(test)]
+mod sync_tests;
 #[cfg(test)]
 mod synproxy_tests;
 #[cfg(test)]

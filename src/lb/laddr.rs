@@ -98,6 +98,12 @@ impl LocalPorts {
         self.stats.released += n;
     }
 
+    /// Count a port taken by a connection a sync master allocated (the
+    /// backup holds it until the connection goes, like its own).
+    pub fn adopted(&mut self) {
+        self.stats.allocated += 1;
+    }
+
     #[inline]
     fn advance(&mut self) -> u16 {
         let p = self.cursor;

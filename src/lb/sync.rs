@@ -325,6 +325,66 @@ impl<A: SyncAddr> SyncedConn<A> {
     }
 }
 
+/// The kernel's `sync_threshold` sysctl pair: a connection is synced when
+/// its packet count modulo `period` equals `threshold` (defaults 3 and 50).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncThreshold {
+    pub threshold: u32,
+    pub period: u32,
+}
+
+impl Default for SyncThreshold {
+    fn default() -> Self {
+        SyncThreshold {
+            threshold: 3,
+            period: 50,
+        }
+    }
+}
+
+/// TCP states the kernel syncs (`ip_vs_sync_conn_needed`): ESTABLISHED and
+/// the closing states FIN_WAIT, CLOSE, CLOSE_WAIT, TIME_WAIT.
+fn tcp_state_synced(s: TcpState) -> bool {
+    matches!(
+        s,
+        TcpState::Established
+            | TcpState::FinWait
+            | TcpState::Close
+            | TcpState::CloseWait
+            | TcpState::TimeWait
+    )
+}
+
+/// Whether the master sends connection `conn` after a client packet that
+/// moved it from `old_state` to its current state; `pkts` is its packet
+/// count including this one. As the kernel's `ip_vs_sync_conn_needed` with
+/// `sync_refresh_period` 0 (its default): TCP only in the synced states, at
+/// once on a change into a closing state, else (ESTABLISHED, UDP) when
+/// `pkts % period == threshold`; never one-packet UDP or templates (a
+/// template is sent along with its synced connections).
+pub fn sync_needed<A: Addr>(
+    conn: &Conn<A>,
+    old_state: Option<TcpState>,
+    pkts: u32,
+    t: SyncThreshold,
+) -> bool {
+    if conn.is_one_packet() || conn.is_template() {
+        return false;
+    }
+    if let Some(state) = conn.tcp_state() {
+        if !tcp_state_synced(state) {
+            return false;
+        }
+        let changed = old_state != Some(state);
+        if changed && state != TcpState::Established {
+            return true;
+        }
+    } else if conn.protocol_number() != 17 {
+        return false;
+    }
+    t.period > 0 && pkts % t.period == t.threshold
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,5 +575,52 @@ mod tests {
             with(&|s| s.real = "[::1]:80".parse().unwrap()),
             Err(FromSyncError::AddressFamily)
         );
+    }
+
+    #[test]
+    fn sync_decision_follows_the_kernel() {
+        let t = SyncThreshold::default();
+        let mut tab = table::<u32>();
+        let id = tab
+            .insert(&new_conn(1, 2, 3, FwdMethod::Masq, None), 0)
+            .unwrap();
+        // SYN: SYN_RECV, not a synced state
+        tab.update_state(id, Direction::Input, SYN, 0);
+        let c = *tab.get(id).unwrap();
+        assert!(!sync_needed(&c, Some(TcpState::None), 1, t));
+        // ESTABLISHED: on the change only at the threshold, as the kernel
+        tab.update_state(id, Direction::Output, SYN | ACK, 0);
+        tab.update_state(id, Direction::Input, ACK, 0);
+        let c = *tab.get(id).unwrap();
+        assert_eq!(c.tcp_state(), Some(TcpState::Established));
+        assert!(!sync_needed(&c, Some(TcpState::SynRecv), 2, t));
+        assert!(sync_needed(&c, Some(TcpState::Established), 3, t));
+        assert!(!sync_needed(&c, Some(TcpState::Established), 4, t));
+        assert!(sync_needed(&c, Some(TcpState::Established), 53, t));
+        assert!(!sync_needed(&c, Some(TcpState::Established), 50, t));
+        // a change into a closing state: at once
+        tab.update_state(
+            id,
+            Direction::Input,
+            crate::lb::tcp_state::tcp_flags::FIN,
+            0,
+        );
+        let c = *tab.get(id).unwrap();
+        assert_eq!(c.tcp_state(), Some(TcpState::CloseWait));
+        assert!(sync_needed(&c, Some(TcpState::Established), 10, t));
+        assert!(!sync_needed(&c, Some(TcpState::CloseWait), 10, t));
+        // UDP: threshold only; one-packet never
+        let mut u = new_conn(4, 2, 3, FwdMethod::Masq, None);
+        u.proto = Protocol::Udp;
+        let uid = tab.insert(&u, 0).unwrap();
+        tab.update_state(uid, Direction::Input, 0, 0);
+        let c = *tab.get(uid).unwrap();
+        assert!(sync_needed(&c, None, 3, t));
+        assert!(!sync_needed(&c, None, 2, t));
+        u.one_packet = true;
+        u.client.port = 1;
+        let oid = tab.insert(&u, 0).unwrap();
+        let c = *tab.get(oid).unwrap();
+        assert!(!sync_needed(&c, None, 3, t));
     }
 }

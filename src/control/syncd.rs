@@ -1,0 +1,961 @@
+//! The connection synchronisation daemons: IPVS's master and backup sync
+//! threads, speaking sync protocol version 1 ([`crate::wire::ipvs_sync`])
+//! over UDP multicast.
+//!
+//! **What.** `--start-daemon master|backup` starts one thread each (both
+//! may run). The master drains every worker's sync queue
+//! ([`crate::dataplane::sync_feed`]) every [`MASTER_POLL`], packs the
+//! records into messages of at most `sync_maxlen` bytes and sends a
+//! message when it is full or its first entry has waited
+//! [`FLUSH_AFTER`] (the kernel's `IPVS_SYNC_FLUSH_TIME`, 2 s). The backup
+//! joins the group on the interface, decodes each datagram (filtering the
+//! sync ID) and hands every entry to the worker that owns its tuple, which
+//! installs it ([`crate::lb::director`]'s sync module).
+//!
+//! **Transport.** Ordinary kernel UDP sockets in vsd's namespace, bound to
+//! the `--mcast-interface` (SO_BINDTODEVICE, IP_MULTICAST_IF, TTL
+//! `--mcast-ttl`, no loopback; the backup joins with IP_ADD_MEMBERSHIP on
+//! that interface). With the interface being a port's kernel twin, the
+//! exception path carries the datagrams to and from the wire, so sync
+//! costs the workers nothing but their queue pushes. Defaults as the
+//! kernel's: group 224.0.0.81, port 8848, TTL 1, `sync_maxlen` the
+//! interface MTU minus IP and UDP headers for a backup (the MTU at least
+//! 1500) and 1500 minus them for a master.
+//!
+//! **Ownership on the backup.** A connection goes to the worker owning its
+//! request tuple (client → VIP). A NAT connection whose reply tuple (real
+//! → client) another worker owns is installed there and a redirect entry
+//! on the request's worker, as vsd's own NAT does; a FULLNAT connection is
+//! installed on the owners of both its tuples (they agree when master and
+//! backup run the same number of workers, as the master chose the local
+//! port so). Templates go to every worker, as template notes do.
+//!
+//! **FULLNAT local addresses.** The master's local address and port are
+//! kept; the backup installs the entry only if that address is in its own
+//! local address pool for the service (`--add-laddr`), so directors that
+//! back each other up carry the same pools (counted as
+//! `refused_local_addr_not_in_pool` otherwise).
+//!
+//! **Failure modes.** Every datagram that is not used is counted by
+//! reason (the decoder's [`MessageError`] and [`EntryError`] variants,
+//! [`FromSyncError`], a full worker inbox); send errors are counted. A
+//! socket that cannot be set up refuses the `--start-daemon`.
+//!
+//! **Not done.** Unicast peers, sync_refresh_period / sync_retries (their
+//! kernel defaults, 0, are what runs), SEQ options (vsd keeps no sequence
+//! deltas), IPv6 multicast groups, fwmark services on the backup (the
+//! master sends fwmark 0 for connections).
+
+use super::ipvsadm::{SyncDaemonSpec, SyncRole};
+use crate::dataplane::sync_feed::{SyncDelivery, SyncFeed};
+use crate::lb::owner::RssOwner;
+use crate::lb::sync::{FromSyncError, SyncedConn};
+use crate::lb::types::FwdMethod;
+use crate::wire::ipvs_sync::{decode, EntryError, MessageError, SyncMessageBuilder};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Default multicast group (`IP_VS_SYNC_GROUP`).
+pub const DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
+/// Default port (`IP_VS_SYNC_PORT`).
+pub const DEFAULT_PORT: u16 = 8848;
+/// Default TTL.
+pub const DEFAULT_TTL: u8 = 1;
+/// How long a message's first entry may wait for company.
+pub const FLUSH_AFTER: Duration = Duration::from_secs(2);
+/// How often the master drains the workers' queues.
+pub const MASTER_POLL: Duration = Duration::from_millis(20);
+/// IPv4 + UDP header bytes.
+const HEADERS_V4: usize = 28;
+
+/// Counters of the sync daemons, by name (the control thread reads them;
+/// each daemon thread writes its own). A short lock per datagram or entry
+/// on the daemons' threads, never on a worker.
+#[derive(Debug)]
+pub struct SyncCounters {
+    counts: Mutex<BTreeMap<String, u64>>,
+}
+
+/// Counters shown from the start (at 0), so every reason is visible.
+const COUNTER_NAMES: &[&str] = &[
+    "sent_messages",
+    "sent_entries",
+    "send_errors",
+    "encode_errors",
+    "received_messages",
+    "received_entries",
+    "recv_errors",
+    "delivered_entries",
+    "dropped_entry_inbox_full",
+    "dropped_entry_no_worker",
+];
+
+impl Default for SyncCounters {
+    fn default() -> Self {
+        let mut m = BTreeMap::new();
+        let drops = MESSAGE_DROPS
+            .iter()
+            .map(|n| format!("dropped_message_{n}"))
+            .chain(ENTRY_DROPS.iter().map(|n| format!("dropped_entry_{n}")));
+        for name in COUNTER_NAMES.iter().map(|n| n.to_string()).chain(drops) {
+            m.insert(name, 0);
+        }
+        SyncCounters {
+            counts: Mutex::new(m),
+        }
+    }
+}
+
+impl SyncCounters {
+    fn add(&self, name: &str, n: u64) {
+        if let Ok(mut m) = self.counts.lock() {
+            match m.get_mut(name) {
+                Some(v) => *v += n,
+                None => {
+                    m.insert(name.to_string(), n);
+                }
+            }
+        }
+    }
+    fn values(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// Every [`message_drop_name`].
+const MESSAGE_DROPS: &[&str] = &[
+    "header_too_short",
+    "size_mismatch",
+    "syncid_mismatch",
+    "bad_version",
+    "bad_spare",
+    "entry_truncated",
+    "entry_overrun",
+    "entry_version",
+    "entry_type",
+    "entry_too_small",
+    "option_truncated",
+    "option_empty",
+    "bad_seq_option",
+    "bad_pe_option",
+    "trailing_data",
+];
+
+/// Every [`entry_drop_name`] and [`from_sync_drop_name`].
+const ENTRY_DROPS: &[&str] = &[
+    "unknown_mandatory_option",
+    "unsupported_protocol",
+    "invalid_state",
+    "persistence_engine",
+    "version0_seq_data",
+    "bad_fullnat_option",
+    "address_family",
+    "forwarding_method",
+    "protocol",
+    "state",
+    "seq_adjust",
+];
+
+/// Counter name of a datagram dropped whole.
+pub fn message_drop_name(e: &MessageError) -> &'static str {
+    match e {
+        MessageError::HeaderTooShort { .. } => "header_too_short",
+        MessageError::SizeMismatch { .. } => "size_mismatch",
+        MessageError::SyncIdMismatch { .. } => "syncid_mismatch",
+        MessageError::BadVersion(_) => "bad_version",
+        MessageError::BadSpare => "bad_spare",
+        MessageError::EntryTruncated { .. } => "entry_truncated",
+        MessageError::EntryOverrun { .. } => "entry_overrun",
+        MessageError::EntryVersion { .. } => "entry_version",
+        MessageError::EntryType { .. } => "entry_type",
+        MessageError::EntryTooSmall { .. } => "entry_too_small",
+        MessageError::OptionTruncated { .. } => "option_truncated",
+        MessageError::OptionEmpty { .. } => "option_empty",
+        MessageError::BadSeqOption { .. } => "bad_seq_option",
+        MessageError::BadPeOption { .. } => "bad_pe_option",
+        MessageError::TrailingData { .. } => "trailing_data",
+    }
+}
+
+/// Counter name of one entry dropped by the decoder.
+pub fn entry_drop_name(e: &EntryError) -> &'static str {
+    match e {
+        EntryError::UnknownMandatoryOption(_) => "unknown_mandatory_option",
+        EntryError::UnsupportedProtocol(_) => "unsupported_protocol",
+        EntryError::InvalidState { .. } => "invalid_state",
+        EntryError::PersistenceEngine => "persistence_engine",
+        EntryError::Version0SeqData => "version0_seq_data",
+        EntryError::BadFullnatOption => "bad_fullnat_option",
+    }
+}
+
+/// Counter name of an entry vsd cannot represent.
+pub fn from_sync_drop_name(e: &FromSyncError) -> &'static str {
+    match e {
+        FromSyncError::AddressFamily => "address_family",
+        FromSyncError::ForwardingMethod(_) => "forwarding_method",
+        FromSyncError::Protocol(_) => "protocol",
+        FromSyncError::State(_) => "state",
+        FromSyncError::SeqAdjust => "seq_adjust",
+    }
+}
+
+fn ifindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: if_nametoindex reads a NUL-terminated string we own.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+/// The MTU of interface `name` (SIOCGIFMTU).
+fn interface_mtu(name: &str) -> Result<usize, String> {
+    let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("socket: {e}"))?;
+    // SAFETY: a zeroed ifreq is valid; we copy at most IFNAMSIZ-1 bytes of
+    // the name, leaving it NUL-terminated.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req
+        .ifr_name
+        .iter_mut()
+        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+    {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU fills ifr_ifru.ifru_mtu of the ifreq we pass.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req) };
+    if rc != 0 {
+        return Err(format!(
+            "--mcast-interface {name}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: the ioctl succeeded, so the union holds the MTU.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    usize::try_from(mtu).map_err(|_| format!("--mcast-interface {name}: MTU {mtu}"))
+}
+
+/// Check `spec` and fill in every default as the kernel does, so the
+/// listing shows what runs. Refuses a missing interface, a non-multicast
+/// or IPv6 group, a `sync_maxlen` the encoder cannot use.
+pub fn resolve(spec: &SyncDaemonSpec) -> Result<SyncDaemonSpec, String> {
+    if ifindex(&spec.mcast_interface).is_none() {
+        return Err(format!(
+            "--mcast-interface {}: no such interface",
+            spec.mcast_interface
+        ));
+    }
+    let group = spec.mcast_group.unwrap_or(IpAddr::V4(DEFAULT_GROUP));
+    match group {
+        IpAddr::V4(g) if g.is_multicast() => {}
+        IpAddr::V4(g) => return Err(format!("--mcast-group {g}: not a multicast address")),
+        IpAddr::V6(g) => {
+            return Err(format!(
+                "--mcast-group {g}: IPv6 sync groups are not supported (IPv4 only)"
+            ))
+        }
+    }
+    // as the kernel's start_sync_thread: a given length is clamped
+    let maxlen = match spec.sync_maxlen {
+        Some(m) => {
+            let min = if spec.role == SyncRole::Backup {
+                1024
+            } else {
+                1
+            };
+            usize::from(m).clamp(min, 65535 - HEADERS_V4)
+        }
+        None => match spec.role {
+            SyncRole::Master => 1500 - HEADERS_V4,
+            SyncRole::Backup => {
+                interface_mtu(&spec.mcast_interface)?.clamp(1500, 65535) - HEADERS_V4
+            }
+        },
+    };
+    let min = crate::wire::ipvs_sync::MIN_MAXLEN;
+    let max = crate::wire::ipvs_sync::MAX_MESSAGE_LEN;
+    if spec.role == SyncRole::Master && !(min..=max).contains(&maxlen) {
+        return Err(format!("--sync-maxlen {maxlen}: outside {min}..={max}"));
+    }
+    Ok(SyncDaemonSpec {
+        role: spec.role,
+        mcast_interface: spec.mcast_interface.clone(),
+        syncid: spec.syncid,
+        sync_maxlen: Some(maxlen.min(usize::from(u16::MAX)) as u16),
+        mcast_group: Some(group),
+        mcast_port: Some(spec.mcast_port.unwrap_or(DEFAULT_PORT)),
+        mcast_ttl: Some(spec.mcast_ttl.unwrap_or(DEFAULT_TTL).max(1)),
+    })
+}
+
+fn setsockopt<T>(sock: &UdpSocket, level: i32, name: i32, val: &T) -> std::io::Result<()> {
+    // SAFETY: `val` points to a live T of the size we pass.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (val as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn bind_to_device(sock: &UdpSocket, name: &str) -> std::io::Result<()> {
+    // SAFETY: the name bytes are live for the call; the kernel copies them.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn mreqn(group: Ipv4Addr, ifindex: u32) -> libc::ip_mreqn {
+    libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr {
+            s_addr: u32::from(group).to_be(),
+        },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: ifindex as i32,
+    }
+}
+
+fn group_of(spec: &SyncDaemonSpec) -> (Ipv4Addr, u16) {
+    let g = match spec.mcast_group {
+        Some(IpAddr::V4(g)) => g,
+        _ => DEFAULT_GROUP,
+    };
+    (g, spec.mcast_port.unwrap_or(DEFAULT_PORT))
+}
+
+/// The master's socket: bound to the interface, sending to the group.
+fn master_socket(spec: &SyncDaemonSpec) -> Result<UdpSocket, String> {
+    let what = |e: std::io::Error| format!("master sync socket on {}: {e}", spec.mcast_interface);
+    let idx = ifindex(&spec.mcast_interface).ok_or_else(|| {
+        format!(
+            "--mcast-interface {}: no such interface",
+            spec.mcast_interface
+        )
+    })?;
+    let (group, port) = group_of(spec);
+    let sock = UdpSocket::bind("0.0.0.0:0").map_err(what)?;
+    bind_to_device(&sock, &spec.mcast_interface).map_err(what)?;
+    setsockopt(
+        &sock,
+        libc::IPPROTO_IP,
+        libc::IP_MULTICAST_IF,
+        &mreqn(group, idx),
+    )
+    .map_err(what)?;
+    let ttl = libc::c_int::from(spec.mcast_ttl.unwrap_or(DEFAULT_TTL));
+    setsockopt(&sock, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, &ttl).map_err(what)?;
+    setsockopt(
+        &sock,
+        libc::IPPROTO_IP,
+        libc::IP_MULTICAST_LOOP,
+        &0 as &libc::c_int,
+    )
+    .map_err(what)?;
+    sock.connect(SocketAddr::new(IpAddr::V4(group), port))
+        .map_err(what)?;
+    Ok(sock)
+}
+
+/// The backup's socket: the group's port, joined on the interface.
+fn backup_socket(spec: &SyncDaemonSpec) -> Result<UdpSocket, String> {
+    let what = |e: std::io::Error| format!("backup sync socket on {}: {e}", spec.mcast_interface);
+    let idx = ifindex(&spec.mcast_interface).ok_or_else(|| {
+        format!(
+            "--mcast-interface {}: no such interface",
+            spec.mcast_interface
+        )
+    })?;
+    let (group, port) = group_of(spec);
+    let sock = UdpSocket::bind(SocketAddr::new(IpAddr::V4(group), port)).map_err(what)?;
+    bind_to_device(&sock, &spec.mcast_interface).map_err(what)?;
+    setsockopt(
+        &sock,
+        libc::IPPROTO_IP,
+        libc::IP_ADD_MEMBERSHIP,
+        &mreqn(group, idx),
+    )
+    .map_err(what)?;
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(what)?;
+    Ok(sock)
+}
+
+struct Running {
+    spec: SyncDaemonSpec,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The running sync daemons of one vsd.
+pub struct SyncDaemons {
+    feeds: Vec<Arc<SyncFeed>>,
+    owner: Option<Arc<RssOwner>>,
+    counters: Arc<SyncCounters>,
+    running: Vec<Running>,
+}
+
+impl SyncDaemons {
+    /// Daemons for workers fed through `feeds`, whose flows `owner` assigns
+    /// (`None`: one worker).
+    pub fn new(feeds: Vec<Arc<SyncFeed>>, owner: Option<Arc<RssOwner>>) -> Self {
+        SyncDaemons {
+            feeds,
+            owner,
+            counters: Arc::new(SyncCounters::default()),
+            running: Vec::new(),
+        }
+    }
+
+    /// Make the running daemons those of `wanted` (resolved specs, at most
+    /// one per role): stop what is not wanted or changed, start what is
+    /// missing. The first daemon that cannot start is reported (its role
+    /// in the error); the others are started.
+    pub fn reconcile(&mut self, wanted: &[SyncDaemonSpec]) -> Result<(), (SyncRole, String)> {
+        let mut keep = Vec::new();
+        for mut r in std::mem::take(&mut self.running) {
+            if wanted.contains(&r.spec) {
+                keep.push(r);
+            } else {
+                if r.spec.role == SyncRole::Master {
+                    for f in &self.feeds {
+                        f.master.store(false, Ordering::Relaxed);
+                    }
+                }
+                r.stop();
+            }
+        }
+        self.running = keep;
+        let mut first_err = None;
+        for spec in wanted {
+            if self.running.iter().any(|r| r.spec == *spec) {
+                continue;
+            }
+            match self.start(spec) {
+                Ok(r) => self.running.push(r),
+                Err(e) => {
+                    first_err.get_or_insert((spec.role, e));
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn start(&self, spec: &SyncDaemonSpec) -> Result<Running, String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = self.counters.clone();
+        let feeds = self.feeds.clone();
+        let st = stop.clone();
+        let thread = match spec.role {
+            SyncRole::Master => {
+                let sock = master_socket(spec)?;
+                let maxlen = usize::from(spec.sync_maxlen.unwrap_or(1472));
+                let builder =
+                    SyncMessageBuilder::new(spec.syncid, maxlen).map_err(|e| e.to_string())?;
+                for f in &feeds {
+                    f.master.store(true, Ordering::Relaxed);
+                }
+                std::thread::Builder::new()
+                    .name("vsd-sync-master".into())
+                    .spawn(move || master_loop(sock, builder, feeds, counters, st))
+            }
+            SyncRole::Backup => {
+                let sock = backup_socket(spec)?;
+                let owner = self.owner.clone();
+                let syncid = spec.syncid;
+                std::thread::Builder::new()
+                    .name("vsd-sync-backup".into())
+                    .spawn(move || backup_loop(sock, syncid, feeds, owner, counters, st))
+            }
+        }
+        .map_err(|e| format!("sync thread: {e}"))?;
+        Ok(Running {
+            spec: spec.clone(),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stop every daemon (vsd shutting down).
+    pub fn stop_all(&mut self) {
+        let _ = self.reconcile(&[]);
+    }
+
+    /// The counters for `--counters`: the daemons' and the workers' summed.
+    pub fn counters_json(&self) -> Value {
+        let mut all: BTreeMap<String, u64> = self.counters.values();
+        for f in &self.feeds {
+            for (k, v) in f.counters.values() {
+                *all.entry(format!("worker_{k}")).or_default() += v;
+            }
+        }
+        json!({
+            "running": self.running.iter().map(|r| r.spec.role.name()).collect::<Vec<_>>(),
+            "counters": all,
+        })
+    }
+}
+
+impl Drop for SyncDaemons {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+fn send(sock: &UdpSocket, msg: &[u8], entries: usize, counters: &SyncCounters) {
+    match sock.send(msg) {
+        Ok(_) => {
+            counters.add("sent_messages", 1);
+            counters.add("sent_entries", entries as u64);
+        }
+        Err(_) => counters.add("send_errors", 1),
+    }
+}
+
+/// Entries in an encoded message (its `nr_conns` byte).
+fn entries_of(msg: &[u8]) -> usize {
+    msg.get(4).map_or(0, |n| usize::from(*n))
+}
+
+/// The master's batching: records in, finished messages out (when full,
+/// when the oldest entry has waited [`FLUSH_AFTER`], or when stopping).
+struct MasterBatch {
+    builder: SyncMessageBuilder,
+    first_pending: Option<Instant>,
+}
+
+impl MasterBatch {
+    /// Drain every feed into messages; those to send are appended to `out`.
+    fn collect(
+        &mut self,
+        feeds: &[Arc<SyncFeed>],
+        now: Instant,
+        stopping: bool,
+        counters: &SyncCounters,
+        out: &mut Vec<Vec<u8>>,
+    ) {
+        for f in feeds {
+            while let Some(rec) = f.out.pop() {
+                match self.builder.push(&rec) {
+                    Ok(Some(msg)) => {
+                        out.push(msg);
+                        self.first_pending = Some(now);
+                    }
+                    Ok(None) => {
+                        self.first_pending.get_or_insert(now);
+                    }
+                    Err(_) => counters.add("encode_errors", 1),
+                }
+            }
+        }
+        let due = self
+            .first_pending
+            .is_some_and(|t| now.saturating_duration_since(t) >= FLUSH_AFTER);
+        if self.builder.pending() > 0 && (due || stopping) {
+            out.extend(self.builder.finish());
+            self.first_pending = None;
+        }
+    }
+}
+
+fn master_loop(
+    sock: UdpSocket,
+    builder: SyncMessageBuilder,
+    feeds: Vec<Arc<SyncFeed>>,
+    counters: Arc<SyncCounters>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut batch = MasterBatch {
+        builder,
+        first_pending: None,
+    };
+    let mut ready = Vec::new();
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        batch.collect(&feeds, Instant::now(), stopping, &counters, &mut ready);
+        for msg in ready.drain(..) {
+            send(&sock, &msg, entries_of(&msg), &counters);
+        }
+        if stopping {
+            return;
+        }
+        std::thread::sleep(MASTER_POLL);
+    }
+}
+
+/// Where entry `c` goes: `(worker, redirect)` pairs.
+fn destinations(
+    c: &SyncedConn<u32>,
+    owner: Option<&RssOwner>,
+    workers: usize,
+    out: &mut Vec<(usize, bool)>,
+) {
+    out.clear();
+    let Some(rss) = owner else {
+        out.push((0, false));
+        return;
+    };
+    if c.template {
+        out.extend((0..workers).map(|w| (w, false)));
+        return;
+    }
+    let ip = Ipv4Addr::from;
+    let request = usize::from(rss.owner_v4(
+        ip(c.client.addr),
+        ip(c.virt.addr),
+        c.client.port,
+        c.virt.port,
+    ));
+    let reply_dst = c.local.unwrap_or(c.client);
+    let reply = usize::from(rss.owner_v4(
+        ip(c.real.addr),
+        ip(reply_dst.addr),
+        c.real.port,
+        reply_dst.port,
+    ));
+    match c.fwd {
+        FwdMethod::Masq if reply != request => {
+            out.push((reply, false));
+            out.push((request, true));
+        }
+        FwdMethod::FullNat if reply != request => {
+            out.push((request, false));
+            out.push((reply, false));
+        }
+        _ => out.push((request, false)),
+    }
+}
+
+fn backup_loop(
+    sock: UdpSocket,
+    syncid: u8,
+    feeds: Vec<Arc<SyncFeed>>,
+    owner: Option<Arc<RssOwner>>,
+    counters: Arc<SyncCounters>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 65536];
+    let mut dests = Vec::with_capacity(8);
+    while !stop.load(Ordering::Relaxed) {
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => {
+                counters.add("recv_errors", 1);
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        counters.add("received_messages", 1);
+        let msg = match decode(&buf[..n], syncid) {
+            Ok(m) => m,
+            Err(e) => {
+                counters.add(&format!("dropped_message_{}", message_drop_name(&e)), 1);
+                continue;
+            }
+        };
+        for entry in &msg.entries {
+            counters.add("received_entries", 1);
+            let s = match entry {
+                Ok(s) => s,
+                Err(e) => {
+                    counters.add(&format!("dropped_entry_{}", entry_drop_name(e)), 1);
+                    continue;
+                }
+            };
+            let c = match SyncedConn::<u32>::from_sync(s) {
+                Ok(c) => c,
+                Err(e) => {
+                    counters.add(&format!("dropped_entry_{}", from_sync_drop_name(&e)), 1);
+                    continue;
+                }
+            };
+            destinations(&c, owner.as_deref(), feeds.len(), &mut dests);
+            for &(w, redirect) in &dests {
+                let Some(f) = feeds.get(w) else {
+                    counters.add("dropped_entry_no_worker", 1);
+                    continue;
+                };
+                if f.inbox.push(SyncDelivery { conn: c, redirect }).is_err() {
+                    counters.add("dropped_entry_inbox_full", 1);
+                } else {
+                    counters.add("delivered_entries", 1);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::conn::Endpoint;
+
+    fn synced(fwd: FwdMethod, local: Option<Endpoint<u32>>) -> SyncedConn<u32> {
+        SyncedConn {
+            proto: 6,
+            client: Endpoint::new(0xc612_0002, 40000),
+            virt: Endpoint::new(0xc612_0064, 80),
+            local,
+            real: Endpoint::new(0xc613_0002, 8080),
+            fwd,
+            template: false,
+            state: 1,
+            inactive: false,
+            no_output: false,
+            timeout_s: 900,
+            fwmark: 0,
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_kernels() {
+        let spec = SyncDaemonSpec {
+            role: SyncRole::Master,
+            mcast_interface: "lo".into(),
+            syncid: 7,
+            sync_maxlen: None,
+            mcast_group: None,
+            mcast_port: None,
+            mcast_ttl: None,
+        };
+        let r = resolve(&spec).unwrap();
+        assert_eq!(r.sync_maxlen, Some(1472));
+        assert_eq!(r.mcast_group, Some(IpAddr::V4(DEFAULT_GROUP)));
+        assert_eq!(r.mcast_port, Some(8848));
+        assert_eq!(r.mcast_ttl, Some(1));
+        // lo's MTU (65536) clamps to 65535 for a backup
+        let b = resolve(&SyncDaemonSpec {
+            role: SyncRole::Backup,
+            ..spec.clone()
+        })
+        .unwrap();
+        assert_eq!(b.sync_maxlen, Some(65535 - 28));
+        // given lengths are clamped as the kernel does; a master needs room
+        // for one entry of the largest kind
+        let clamp = |role, m| {
+            resolve(&SyncDaemonSpec {
+                role,
+                sync_maxlen: Some(m),
+                ..spec.clone()
+            })
+        };
+        assert_eq!(
+            clamp(SyncRole::Backup, 100).unwrap().sync_maxlen,
+            Some(1024)
+        );
+        assert_eq!(
+            clamp(SyncRole::Master, 65535).unwrap().sync_maxlen,
+            Some(65507)
+        );
+        assert!(clamp(SyncRole::Master, 20)
+            .unwrap_err()
+            .contains("--sync-maxlen 20"));
+        let bad = SyncDaemonSpec {
+            mcast_interface: "nonexistent0".into(),
+            ..spec.clone()
+        };
+        assert_eq!(
+            resolve(&bad).unwrap_err(),
+            "--mcast-interface nonexistent0: no such interface"
+        );
+        let unicast = SyncDaemonSpec {
+            mcast_group: Some("198.18.0.1".parse().unwrap()),
+            ..spec
+        };
+        assert!(resolve(&unicast).unwrap_err().contains("not a multicast"));
+    }
+
+    #[test]
+    fn entries_go_to_the_owners_of_their_tuples() {
+        let rss = RssOwner::round_robin(4, 128);
+        let mut out = Vec::new();
+        // one worker: everything to worker 0
+        destinations(&synced(FwdMethod::Masq, None), None, 1, &mut out);
+        assert_eq!(out, [(0, false)]);
+        // NAT: the reply owner gets the connection, the request owner a
+        // redirect when they differ; search clients until they do
+        let mut seen_split = false;
+        for port in 40000..40100u16 {
+            let mut c = synced(FwdMethod::Masq, None);
+            c.client.port = port;
+            destinations(&c, Some(&rss), 4, &mut out);
+            let ip = Ipv4Addr::from;
+            let req = usize::from(rss.owner_v4(ip(c.client.addr), ip(c.virt.addr), port, 80));
+            let rep = usize::from(rss.owner_v4(ip(c.real.addr), ip(c.client.addr), 8080, port));
+            if req == rep {
+                assert_eq!(out, [(req, false)]);
+            } else {
+                seen_split = true;
+                assert_eq!(out, [(rep, false), (req, true)]);
+            }
+        }
+        assert!(seen_split);
+        let mut t = synced(FwdMethod::Masq, None);
+        t.template = true;
+        destinations(&t, Some(&rss), 4, &mut out);
+        assert_eq!(out.len(), 4);
+    }
+
+    #[test]
+    fn master_batches_until_full_or_two_seconds() {
+        let feeds = vec![Arc::new(SyncFeed::default()), Arc::new(SyncFeed::default())];
+        let counters = SyncCounters::default();
+        let mut batch = MasterBatch {
+            builder: SyncMessageBuilder::new(7, 1472).unwrap(),
+            first_pending: None,
+        };
+        let rec = |port: u16| crate::wire::ipvs_sync::SyncConn {
+            protocol: 6,
+            flags: crate::wire::ipvs_sync::flags::MASQ,
+            state: 1,
+            client: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 1, 10)), port),
+            virt: "198.18.0.100:80".parse().unwrap(),
+            real: "198.18.0.20:8080".parse().unwrap(),
+            fwmark: 0,
+            timeout_s: 900,
+            seq: None,
+            fullnat_local: None,
+        };
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        // three records from two workers wait (up to 2 s) for company
+        feeds[0].out.push(rec(1)).unwrap();
+        feeds[1].out.push(rec(2)).unwrap();
+        feeds[1].out.push(rec(3)).unwrap();
+        batch.collect(&feeds, t0, false, &counters, &mut out);
+        assert!(out.is_empty());
+        batch.collect(
+            &feeds,
+            t0 + Duration::from_millis(1999),
+            false,
+            &counters,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        batch.collect(&feeds, t0 + FLUSH_AFTER, false, &counters, &mut out);
+        assert_eq!(out.len(), 1);
+        let m = decode(&out[0], 7).unwrap();
+        assert_eq!(m.entries.len(), 3);
+        // a burst fills messages to sync_maxlen: 40 IPv4 entries of 36
+        // bytes after the 8-byte header in 1472 bytes
+        out.clear();
+        for p in 0..100 {
+            feeds[0].out.push(rec(100 + p)).unwrap();
+        }
+        batch.collect(&feeds, t0 + FLUSH_AFTER, false, &counters, &mut out);
+        assert_eq!(
+            out.iter().map(|m| entries_of(m)).collect::<Vec<_>>(),
+            [40, 40]
+        );
+        assert!(out.iter().all(|m| m.len() <= 1472));
+        // the rest leaves when the daemon stops
+        batch.collect(&feeds, t0 + FLUSH_AFTER, true, &counters, &mut out);
+        assert_eq!(
+            out.iter().map(|m| entries_of(m)).collect::<Vec<_>>(),
+            [40, 40, 20]
+        );
+    }
+
+    #[test]
+    fn every_message_drop_has_a_distinct_name() {
+        let errs = [
+            MessageError::HeaderTooShort { len: 0 },
+            MessageError::SizeMismatch {
+                header: 0,
+                actual: 0,
+            },
+            MessageError::SyncIdMismatch { got: 0 },
+            MessageError::BadVersion(0),
+            MessageError::BadSpare,
+            MessageError::EntryTruncated { index: 0 },
+            MessageError::EntryOverrun { index: 0 },
+            MessageError::EntryVersion {
+                index: 0,
+                version: 0,
+            },
+            MessageError::EntryType {
+                index: 0,
+                entry_type: 0,
+            },
+            MessageError::EntryTooSmall { index: 0, size: 0 },
+            MessageError::OptionTruncated { index: 0 },
+            MessageError::OptionEmpty { index: 0 },
+            MessageError::BadSeqOption { index: 0 },
+            MessageError::BadPeOption { index: 0 },
+            MessageError::TrailingData { extra: 0 },
+        ];
+        let names: std::collections::BTreeSet<_> = errs.iter().map(message_drop_name).collect();
+        assert_eq!(names.len(), errs.len());
+        assert!(names.iter().all(|n| MESSAGE_DROPS.contains(n)));
+        assert_eq!(MESSAGE_DROPS.len(), errs.len());
+        let entry = [
+            EntryError::UnknownMandatoryOption(0),
+            EntryError::UnsupportedProtocol(0),
+            EntryError::InvalidState {
+                protocol: 0,
+                state: 0,
+            },
+            EntryError::PersistenceEngine,
+            EntryError::Version0SeqData,
+            EntryError::BadFullnatOption,
+        ];
+        let from = [
+            FromSyncError::AddressFamily,
+            FromSyncError::ForwardingMethod(0),
+            FromSyncError::Protocol(0),
+            FromSyncError::State(0),
+            FromSyncError::SeqAdjust,
+        ];
+        let names: std::collections::BTreeSet<_> = entry
+            .iter()
+            .map(entry_drop_name)
+            .chain(from.iter().map(from_sync_drop_name))
+            .collect();
+        assert_eq!(names.len(), ENTRY_DROPS.len());
+        assert!(names.iter().all(|n| ENTRY_DROPS.contains(n)));
+        // all shown at 0 from the start
+        let c = SyncCounters::default().values();
+        assert_eq!(c.get("dropped_message_bad_version"), Some(&0));
+        assert_eq!(c.get("dropped_entry_seq_adjust"), Some(&0));
+        assert_eq!(c.get("sent_messages"), Some(&0));
+    }
+}

@@ -1,0 +1,138 @@
+//! The lock-free link between one worker and the sync daemons
+//! ([`crate::control::syncd`]).
+//!
+//! **What.** Each worker has one [`SyncFeed`]: `out`, a bounded queue of
+//! sync records the worker's director decided to send (the master daemon
+//! drains every worker's queue and batches the records into messages), and
+//! `inbox`, received entries the backup daemon addressed to this worker
+//! because it owns their tuples (the ownership rule). `master` says whether
+//! the worker runs the sync decision at all.
+//!
+//! **Why.** Per packet a worker only appends to its director's buffer; once
+//! per loop turn it moves those records to `out` (lock-free pushes, no
+//! syscall), so a master costs the data path almost nothing and a slow or
+//! absent daemon never blocks a worker.
+//!
+//! **Failure modes.** A full `out` drops the record (`sync_feed_full`);
+//! the connection is synced again at its next threshold. A full `inbox`
+//! is counted by the backup daemon. Entries the worker cannot install are
+//! counted per reason ([`SyncRefused`]).
+
+use crate::lb::director::{CoreLb, SyncInstalled, SyncRefused};
+use crate::lb::sync::SyncedConn;
+use crate::wire::ipvs_sync::SyncConn;
+use crossbeam::queue::ArrayQueue;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Records a worker's `out` queue holds.
+pub const SYNC_FEED_CAPACITY: usize = 8192;
+/// Entries a worker's `inbox` holds.
+pub const SYNC_INBOX_CAPACITY: usize = 8192;
+
+/// One received entry for a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncDelivery {
+    pub conn: SyncedConn<u32>,
+    /// Install only the redirect entry (this worker sees the requests of a
+    /// NAT connection another worker owns).
+    pub redirect: bool,
+}
+
+/// Counters a worker writes (single writer: plain load + store).
+#[derive(Debug, Default)]
+pub struct SyncFeedCounters {
+    pub fed: AtomicU64,
+    pub feed_full: AtomicU64,
+    pub buffer_full: AtomicU64,
+    pub installed: AtomicU64,
+    pub updated: AtomicU64,
+    pub no_service: AtomicU64,
+    pub no_dest: AtomicU64,
+    pub local_addr_not_in_pool: AtomicU64,
+    pub tuple_in_use: AtomicU64,
+    pub table_full: AtomicU64,
+}
+
+impl SyncFeedCounters {
+    /// `(name, value)` of every counter, for `--counters`.
+    pub fn values(&self) -> [(&'static str, u64); 10] {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        [
+            ("fed", g(&self.fed)),
+            ("feed_full", g(&self.feed_full)),
+            ("buffer_full", g(&self.buffer_full)),
+            ("installed", g(&self.installed)),
+            ("updated", g(&self.updated)),
+            ("refused_no_service", g(&self.no_service)),
+            ("refused_no_dest", g(&self.no_dest)),
+            (
+                "refused_local_addr_not_in_pool",
+                g(&self.local_addr_not_in_pool),
+            ),
+            ("refused_tuple_in_use", g(&self.tuple_in_use)),
+            ("refused_table_full", g(&self.table_full)),
+        ]
+    }
+}
+
+fn bump(a: &AtomicU64, n: u64) {
+    if n != 0 {
+        a.store(a.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
+/// One worker's queues to and from the sync daemons.
+#[derive(Debug)]
+pub struct SyncFeed {
+    pub master: AtomicBool,
+    pub out: ArrayQueue<SyncConn>,
+    pub inbox: ArrayQueue<SyncDelivery>,
+    pub counters: SyncFeedCounters,
+}
+
+impl Default for SyncFeed {
+    fn default() -> Self {
+        SyncFeed {
+            master: AtomicBool::new(false),
+            out: ArrayQueue::new(SYNC_FEED_CAPACITY),
+            inbox: ArrayQueue::new(SYNC_INBOX_CAPACITY),
+            counters: SyncFeedCounters::default(),
+        }
+    }
+}
+
+impl SyncFeed {
+    /// The worker's turn: follow the master switch, move the director's
+    /// records to `out`, install what the backup delivered. `scratch` is
+    /// the worker's reusable buffer.
+    pub fn exchange(&self, lb: &mut CoreLb, scratch: &mut Vec<SyncConn>, now_ms: u64) {
+        lb.set_sync_master(self.master.load(Ordering::Relaxed));
+        scratch.clear();
+        let lost = lb.take_sync_records(scratch);
+        bump(&self.counters.buffer_full, lost);
+        let (mut fed, mut full) = (0, 0);
+        for rec in scratch.drain(..) {
+            if self.out.push(rec).is_ok() {
+                fed += 1;
+            } else {
+                full += 1;
+            }
+        }
+        bump(&self.counters.fed, fed);
+        bump(&self.counters.feed_full, full);
+        while let Some(d) = self.inbox.pop() {
+            let c = &self.counters;
+            match lb.install_synced(&d.conn, d.redirect, now_ms) {
+                Ok(SyncInstalled::New) => bump(&c.installed, 1),
+                Ok(SyncInstalled::Updated) => bump(&c.updated, 1),
+                Err(SyncRefused::NoService) => bump(&c.no_service, 1),
+                Err(SyncRefused::NoDest) => bump(&c.no_dest, 1),
+                Err(SyncRefused::LocalAddrNotInPool) => bump(&c.local_addr_not_in_pool, 1),
+                Err(SyncRefused::Table(crate::lb::conn::ConnError::TableFull)) => {
+                    bump(&c.table_full, 1)
+                }
+                Err(SyncRefused::Table(_)) => bump(&c.tuple_in_use, 1),
+            }
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Connection synchronisation in a worker's director: the master's sync
+//! decision and the backup's installation of received entries.
+//!
+//! **Master.** While [`CoreLb::set_sync_master`] is on, every client packet
+//! of a connection runs the kernel's decision ([`sync_needed`]); a
+//! connection to send (and its persistence template) is appended to a
+//! bounded buffer the worker drains once per loop turn into its ring to
+//! the sync daemon ([`CoreLb::take_sync_records`]). A full buffer loses the
+//! record and counts it (`sync_buffer_full`): a later packet syncs again.
+//!
+//! **Backup.** [`CoreLb::install_synced`] turns a received entry into a
+//! live connection on this core: its service and real server are found
+//! in this core's snapshot by address (not by slot: the backup's slots are
+//! its own), it gets the master's state and timeout, and is counted where
+//! the master counted it. An entry that exists already is updated (state,
+//! timeout), as the kernel's `ip_vs_proc_conn` does. FULLNAT entries keep
+//! the master's local address and port, which must be in the backup's
+//! local address pool for that service (so both directors carry the same
+//! pool; the backup's own new connections avoid the port because its reply
+//! tuple is taken). A NAT entry whose replies another core owns is
+//! installed there, with a redirect entry on the request's core, exactly
+//! as a NAT connection created on this backup would be.
+//!
+//! **Failure modes.** Entries the backup cannot place are refused with a
+//! [`SyncRefused`] reason the worker counts; nothing is half-installed.
+
+use super::{CoreLb, REDIRECT_DEST};
+use crate::lb::conn::{secs_to_ms, ConnError, ConnId, NewConn, Tuple};
+use crate::lb::sync::{sync_needed, to_sync, SyncThreshold, SyncedConn};
+use crate::lb::tcp_state::TcpState;
+use crate::lb::types::{FwdMethod, Protocol};
+use crate::wire::ipvs_sync::SyncConn;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Sync records a core keeps between two drains by its worker.
+pub const SYNC_RECORDS_MAX: usize = 256;
+
+/// Why a received entry was not installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncRefused {
+    /// No service on this director matches its virtual address.
+    NoService,
+    /// The service has no such real server here.
+    NoDest,
+    /// FULLNAT local address not in this director's pool for the service.
+    LocalAddrNotInPool,
+    /// The connection table refused it (full, reply tuple in use, ...).
+    Table(ConnError),
+}
+
+/// What [`CoreLb::install_synced`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncInstalled {
+    New,
+    Updated,
+}
+
+impl CoreLb {
+    /// Turn the master's sync decision on or off (between bursts).
+    pub fn set_sync_master(&mut self, on: bool) {
+        if on && self.sync_out.capacity() == 0 {
+            self.sync_out.reserve_exact(SYNC_RECORDS_MAX);
+        }
+        self.sync_master = on;
+    }
+
+    /// Sync records collected since the last call, appended to `out`, and
+    /// how many were lost to a full buffer since the last call.
+    pub fn take_sync_records(&mut self, out: &mut Vec<SyncConn>) -> u64 {
+        out.append(&mut self.sync_out);
+        std::mem::take(&mut self.sync_lost)
+    }
+
+    /// The master's decision after a client packet of `id`, which was in
+    /// `old_state` before it.
+    pub(super) fn feed_sync(&mut self, id: ConnId, old_state: Option<TcpState>) {
+        let Some(c) = self.conns.get(id) else {
+            return;
+        };
+        if !sync_needed(c, old_state, c.in_pkts(), SyncThreshold::default()) {
+            return;
+        }
+        let template = self.conns.template_of(id).and_then(|t| self.conns.get(t));
+        for e in std::iter::once(c).chain(template) {
+            let Ok(rec) = to_sync(e, 0) else {
+                continue;
+            };
+            if self.sync_out.len() < SYNC_RECORDS_MAX {
+                self.sync_out.push(rec);
+            } else {
+                self.sync_lost += 1;
+            }
+        }
+    }
+
+    /// Install (or refresh) a connection or template a sync master sent.
+    /// `redirect`: this core only sees the requests of a NAT connection
+    /// another core owns; install the redirect entry that steers them.
+    pub fn install_synced(
+        &mut self,
+        s: &SyncedConn<u32>,
+        redirect: bool,
+        now_ms: u64,
+    ) -> Result<SyncInstalled, SyncRefused> {
+        let proto = s.protocol().unwrap_or(Protocol::Tcp);
+        let vip = IpAddr::V4(Ipv4Addr::from(s.virt.addr));
+        let svc = self
+            .snap
+            .find(s.fwmark, proto, vip, s.virt.port)
+            .ok_or(SyncRefused::NoService)?;
+        let rip = IpAddr::V4(Ipv4Addr::from(s.real.addr));
+        let dest = svc
+            .servers
+            .iter()
+            .find(|d| d.addr == rip && (d.port == s.real.port || d.port == 0))
+            .ok_or(SyncRefused::NoDest)?;
+        let dest_id = dest.id;
+        if let Some(l) = s.local {
+            let lip = IpAddr::V4(Ipv4Addr::from(l.addr));
+            if !svc.config.local_addresses.contains(&lip) {
+                return Err(SyncRefused::LocalAddrNotInPool);
+            }
+        }
+        if let Some(key) = s.persist_key() {
+            return match self
+                .conns
+                .template_insert(&key, dest_id, s.real, s.timeout_s, now_ms)
+            {
+                Ok(_) => Ok(SyncInstalled::New),
+                Err(ConnError::Exists) => Ok(SyncInstalled::Updated),
+                Err(e) => Err(SyncRefused::Table(e)),
+            };
+        }
+        let mut nc: NewConn<u32> = s.new_conn(dest_id, None).ok_or(SyncRefused::NoService)?;
+        if redirect {
+            nc.dest = REDIRECT_DEST;
+            nc.fwd = FwdMethod::Route;
+            nc.local = None;
+        }
+        let state = s.tcp_state();
+        let timeout_s = match (s.timeout_s, state) {
+            (0, Some(st)) => self.conns.timeouts().tcp_state(st),
+            (0, None) => self.conns.timeouts().udp,
+            (t, _) => t,
+        };
+        let request = Tuple {
+            proto: nc.proto,
+            src: nc.client,
+            dst: nc.virt,
+        };
+        let (id, outcome) = match self.conns.peek(&request) {
+            Some((id, _)) => (id, SyncInstalled::Updated),
+            None => {
+                let id = self.conns.insert(&nc, now_ms).map_err(SyncRefused::Table)?;
+                if nc.local.is_some() {
+                    self.ports.adopted();
+                }
+                (id, SyncInstalled::New)
+            }
+        };
+        let st = state.map_or(TcpState::None as u8, |t| t as u8);
+        self.conns
+            .set_synced(id, st, s.inactive, secs_to_ms(timeout_s), now_ms);
+        Ok(outcome)
+    }
+}

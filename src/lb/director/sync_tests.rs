@@ -1,0 +1,192 @@
+//! Connection sync through two directors' cores: the master's decision
+//! feeds records at the kernel's points; a backup core installs them and
+//! forwards the connection's next packets exactly as the master did (NAT:
+//! same real server; FULLNAT: same local address and port).
+
+use super::*;
+use crate::lb::packet::VecPacket;
+use crate::lb::service::{RealServerConfig, ServiceConfig, ServiceKey, ServiceTable};
+use crate::lb::sync::SyncedConn;
+use crate::wire::ipvs_sync::{decode, SyncConn, SyncMessageBuilder};
+use crate::wire::{tcp, MacAddr, PacketBuilder};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+const CIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 7);
+const RIPS: [Ipv4Addr; 2] = [Ipv4Addr::new(198, 18, 1, 11), Ipv4Addr::new(198, 18, 1, 12)];
+const LIP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+
+fn seg(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8, n: u32) -> Vec<u8> {
+    PacketBuilder::ethernet(MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]))
+        .ipv4(src.0, dst.0)
+        .tcp(src.1, dst.1, flags)
+        .seq(1000 + n)
+        .ack(5000)
+        .payload(b"x")
+        .build()
+}
+
+/// A director core with one TCP service over both servers. `first`
+/// rotates the rr start so master and backup would pick differently.
+fn director(method: FwdMethod, first: usize, pool: &[Ipv4Addr]) -> CoreLb {
+    let key = ServiceKey::tcp(IpAddr::V4(VIP), 80);
+    let mut t = ServiceTable::new(8);
+    let mut c = ServiceConfig::with_scheduler("rr");
+    c.local_addresses = pool.iter().map(|a| IpAddr::V4(*a)).collect();
+    t.add_service(key, c).unwrap();
+    // added last = tried first
+    for i in (0..2).rev() {
+        let rip = RIPS[(first + i) % 2];
+        t.add_dest(&key, RealServerConfig::new(IpAddr::V4(rip), 8080, method))
+            .unwrap();
+    }
+    let cfg = CoreLbConfig {
+        conn_capacity: 1024,
+        hash_seed: Some(11 + first as u64),
+        local_port_min: 20000 + 1000 * first as u16,
+        ..CoreLbConfig::default()
+    };
+    let global = Arc::new(GlobalLoad::new(t.dest_capacity()));
+    CoreLb::new(cfg, t.snapshot(), global, None, 0).unwrap()
+}
+
+fn run(lb: &mut CoreLb, frame: &[u8]) -> (FwdVerdict, Vec<u8>) {
+    let mut p = VecPacket::new(frame);
+    let v = lb.process(&mut p, None, 0);
+    (v, p.to_vec())
+}
+
+/// Client packets 1..=n of one connection (SYN, then ACKs) through `lb`,
+/// with the server's SYN-ACK to wherever the SYN went; the records fed
+/// after each client packet.
+fn drive(lb: &mut CoreLb, n: u32) -> Vec<Vec<SyncConn>> {
+    let (c, v) = ((CIP, 40000), (VIP, 80));
+    let mut fed = Vec::new();
+    for i in 1..=n {
+        let flags = if i == 1 { tcp::SYN } else { tcp::ACK };
+        let (verdict, out) = run(lb, &seg(c, v, flags, i));
+        assert!(matches!(verdict, FwdVerdict::Forward { .. }), "{verdict:?}");
+        if i == 1 {
+            let ip = crate::wire::Ipv4Packet::new_checked(&out[14..]).unwrap();
+            let l4 = &out[14 + ip.header_len()..];
+            let sport = u16::from_be_bytes([l4[0], l4[1]]);
+            let reply = seg(
+                (ip.dst_addr(), 8080),
+                (ip.src_addr(), sport),
+                tcp::SYN | tcp::ACK,
+                0,
+            );
+            let (rv, _) = run(lb, &reply);
+            assert!(matches!(rv, FwdVerdict::Forward { .. }), "{rv:?}");
+        }
+        let mut recs = Vec::new();
+        lb.take_sync_records(&mut recs);
+        fed.push(recs);
+    }
+    fed
+}
+
+#[test]
+fn master_feeds_at_the_kernels_points() {
+    let mut lb = director(FwdMethod::Masq, 0, &[]);
+    // off: nothing
+    assert!(drive(&mut lb, 4).iter().all(Vec::is_empty));
+    let mut lb = director(FwdMethod::Masq, 0, &[]);
+    lb.set_sync_master(true);
+    let fed = drive(&mut lb, 60);
+    // packet 3 (the kernel's threshold) and 53 (3 + period 50)
+    let at: Vec<usize> = (0..fed.len())
+        .filter(|i| !fed[*i].is_empty())
+        .map(|i| i + 1)
+        .collect();
+    assert_eq!(at, [3, 53]);
+    let rec = fed[2][0];
+    assert_eq!(rec.state, TcpState::Established as u16);
+    assert_eq!(rec.real.ip(), IpAddr::V4(RIPS[0]));
+}
+
+/// The master's records through the wire into a backup core: the next
+/// packet of the connection leaves the backup exactly as it left the
+/// master, although the backup would have scheduled another server.
+fn takeover(method: FwdMethod) {
+    let pool = [LIP];
+    let mut master = director(method, 0, &pool);
+    master.set_sync_master(true);
+    let fed = drive(&mut master, 3);
+    let recs: Vec<SyncConn> = fed.into_iter().flatten().collect();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let mut b = SyncMessageBuilder::new(1, 1472).unwrap();
+    assert!(b.push(&recs[0]).unwrap().is_none());
+    let msg = decode(&b.finish().unwrap(), 1).unwrap();
+    let got = SyncedConn::<u32>::from_sync(msg.entries[0].as_ref().unwrap()).unwrap();
+
+    let mut backup = director(method, 1, &pool);
+    assert_eq!(
+        backup.install_synced(&got, false, 0),
+        Ok(SyncInstalled::New)
+    );
+    let (id, _) = backup
+        .conns()
+        .iter()
+        .find(|(_, c)| !c.is_template())
+        .unwrap();
+    let entry = *backup.conns().get(id).unwrap();
+    assert!(entry.is_synced());
+    assert_eq!(entry.fwd(), method);
+    assert_eq!(entry.tcp_state(), Some(TcpState::Established));
+    assert_eq!(entry.timeout_ms(), 900_000);
+    assert!(entry.is_active());
+    let mine = master
+        .conns()
+        .iter()
+        .find(|(_, c)| !c.is_template())
+        .unwrap()
+        .1;
+    assert!(!mine.is_synced());
+    assert_eq!((entry.local(), entry.real()), (mine.local(), mine.real()));
+    assert_eq!(
+        backup.install_synced(&got, false, 0),
+        Ok(SyncInstalled::Updated)
+    );
+    let next = seg((CIP, 40000), (VIP, 80), tcp::ACK, 4);
+    let (mv, mout) = run(&mut master, &next);
+    let (bv, bout) = run(&mut backup, &next);
+    assert_eq!(bv, mv);
+    assert_eq!(bout, mout);
+    assert_eq!(bv, FwdVerdict::Forward { next_hop: RIPS[0] });
+    // while a new connection on the backup goes elsewhere
+    let (nv, _) = run(&mut backup, &seg((CIP, 40001), (VIP, 80), tcp::SYN, 1));
+    assert_eq!(nv, FwdVerdict::Forward { next_hop: RIPS[1] });
+
+    // a backup without the local address in its pool refuses FULLNAT
+    if method == FwdMethod::FullNat {
+        let mut other = director(method, 1, &[Ipv4Addr::new(198, 18, 2, 9)]);
+        assert_eq!(
+            other.install_synced(&got, false, 0),
+            Err(SyncRefused::LocalAddrNotInPool)
+        );
+    }
+    // a backup without the service refuses it
+    let mut none = director(method, 1, &pool);
+    let mut stray = got;
+    stray.virt.port = 81;
+    assert_eq!(
+        none.install_synced(&stray, false, 0),
+        Err(SyncRefused::NoService)
+    );
+    let mut gone = got;
+    gone.real.addr = u32::from(Ipv4Addr::new(198, 18, 1, 99));
+    assert_eq!(
+        none.install_synced(&gone, false, 0),
+        Err(SyncRefused::NoDest)
+    );
+}
+
+#[test]
+fn nat_connection_continues_on_the_backup() {
+    takeover(FwdMethod::Masq);
+}
+
+#[test]
+fn fullnat_connection_continues_on_the_backup() {
+    takeover(FwdMethod::FullNat);
+}
