@@ -1667,20 +1667,20 @@ fn client_port_reused_for_another_service_connects() {
         service_toml("tcp", 81, "rr", &[(RS[0], 8080, 1)])
     );
     let mut topo = Topo::start(&services, false);
+    // from client port 40000 each time (a helper: curl cannot bind a port
+    // its own kernel may still hold in TIME_WAIT)
+    let getter = helper("get_from_port.py");
     let curl = |port: u16| {
         topo.client.run_any(
             "timeout",
             &[
                 "15",
-                "curl",
-                "-sS",
-                "--local-port",
+                "python3",
+                &getter,
                 "40000",
-                "--connect-timeout",
-                "8",
-                "--max-time",
-                "10",
-                &format!("http://{VIP}:{port}/id"),
+                VIP,
+                &port.to_string(),
+                "/id",
             ],
         )
     };
@@ -1993,21 +1993,12 @@ fn deleted_server_pins_neither_reused_ports_nor_udp_flows() {
     let files = TempDir::new("vsd-ctl-reuse-");
 
     // (a) TCP: the same client port after -d of its server.
+    // from client port 40000 each time (see get_from_port.py)
+    let getter = helper("get_from_port.py");
     let curl = || {
         topo.client.run_any(
             "timeout",
-            &[
-                "15",
-                "curl",
-                "-sS",
-                "--local-port",
-                "40000",
-                "--connect-timeout",
-                "8",
-                "--max-time",
-                "10",
-                &format!("http://{VIP}/id"),
-            ],
+            &["15", "python3", &getter, "40000", VIP, "80", "/id"],
         )
     };
     let first = curl();
