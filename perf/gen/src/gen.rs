@@ -15,6 +15,22 @@
 //!    the counters are snapshot at every window edge and latencies
 //!    recorded per window;
 //! 5. drain: receive only, so packets in flight are counted, not lost.
+//!
+//! Handshake mode (`--handshake`, TCP through NAT/FULLNAT, for a SYN proxy
+//! or IPVS's defence knobs): every client connection is a real TCP
+//! handshake. A SYN-ACK from the VIP to one of our clients is answered in
+//! place with the ACK carrying a first data segment (marked with
+//! [`packet::HANDSHAKE_MARK`]); the real servers answer a SYN with a
+//! SYN-ACK acknowledging its sequence number and data with data
+//! acknowledging it ([`packet::reflect_tcp`]), so a SYN proxy in between
+//! sees consistent numbers. A connection counts as completed when the
+//! server's answer to the marked segment reaches the client: every leg of
+//! the handshake crossed the forwarder. Nothing is kept per connection:
+//! all client ISNs are 0 and the reply carries what the next step needs.
+//! On top, from the warm-up on, a flood of SYNs from random sources of
+//! their own block (`--flood-net`) at `--flood-rate`, paced separately;
+//! the SYN-ACKs the flood draws (cookies, or the servers' through a plain
+//! director) are counted and dropped, as a spoofed source would.
 
 use crate::check::{rs_mac, Direction, Expect, Failure};
 use crate::fast::{free_bulk, BulkPool};
@@ -64,6 +80,128 @@ pub struct Plan {
     pub warmup_cycles: u64,
     pub duration_cycles: u64,
     pub drain_cycles: u64,
+    /// Handshake mode with its flood, if on.
+    pub handshake: Option<Handshake>,
+}
+
+/// How fast the flood goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloodRate {
+    Off,
+    /// Packets per second.
+    Paced(u64),
+    /// As fast as the port takes them.
+    Max,
+}
+
+/// The handshake mode's extra plan (see the module note).
+#[derive(Debug)]
+pub struct Handshake {
+    /// The client's answer to a SYN-ACK: ACK with a marked data segment to
+    /// VIP:vport (seq/ack patched per packet).
+    pub answer: Template,
+    /// Flood sources, picked at random.
+    pub flood: FlowSpace,
+    pub flood_rate: FloodRate,
+    /// The real servers' ISN.
+    pub server_isn: u32,
+}
+
+/// What a TCP packet is in the handshake mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HsClass {
+    /// SYN-ACK from the VIP to a client of ours: answer it.
+    LegitSynAck,
+    /// SYN-ACK from the VIP to a flood source: count, drop.
+    FloodSynAck,
+    /// SYN-ACK from the VIP to anyone else: count, drop.
+    OtherSynAck,
+    /// RST in either direction: count, drop.
+    Rst,
+    /// The server's answer to a marked segment reached a new-connection
+    /// client / an established-flow client (its prime handshake).
+    DoneNew,
+    DoneEst,
+    /// SYN at a real server (from the proxy, or passed through): answer.
+    ServerSyn,
+    /// A marked data segment at a real server: answer.
+    MarkedRequest,
+    /// A segment without data at a real server (the proxy's ACK when it
+    /// held no data): count, no answer.
+    BareRequest,
+    /// Steady established-flow traffic (either direction): as without
+    /// the handshake mode.
+    Data,
+}
+
+impl Handshake {
+    /// Classifies a TCP packet (`frame` parsed into `h`, arriving in
+    /// direction `dir`).
+    pub fn classify(
+        &self,
+        e: &Expect,
+        frame: &[u8],
+        h: &packet::Headers,
+        dir: Direction,
+    ) -> HsClass {
+        if h.flags & tcp::RST != 0 {
+            return HsClass::Rst;
+        }
+        let marked = packet::is_marked(frame, h);
+        match dir {
+            Direction::Reply => {
+                let new = e.new_clients.index_of(h.dst, h.dport).is_some();
+                let ours = new || e.clients.index_of(h.dst, h.dport).is_some();
+                if h.flags & (tcp::SYN | tcp::ACK) == tcp::SYN | tcp::ACK {
+                    if ours {
+                        HsClass::LegitSynAck
+                    } else if self.flood.index_of(h.dst, h.dport).is_some() {
+                        HsClass::FloodSynAck
+                    } else {
+                        HsClass::OtherSynAck
+                    }
+                } else if marked && new {
+                    HsClass::DoneNew
+                } else if marked {
+                    HsClass::DoneEst
+                } else {
+                    HsClass::Data
+                }
+            }
+            Direction::Request => {
+                if h.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
+                    HsClass::ServerSyn
+                } else if marked {
+                    HsClass::MarkedRequest
+                } else if packet::payload_len(frame, h) == 0 {
+                    HsClass::BareRequest
+                } else {
+                    HsClass::Data
+                }
+            }
+        }
+    }
+
+    /// Turns a legitimate SYN-ACK (`frame`, parsed into `h`) into the
+    /// client's ACK with its first data segment, written into `out` (the
+    /// answer template's length). False if `out` has the wrong length.
+    pub fn answer(&self, frame: &[u8], h: &packet::Headers, out: &mut [u8]) -> bool {
+        let t = &self.answer;
+        let (Some(seq), Some(ack)) = (rd32(frame, h.l4 + 4), rd32(frame, h.l4 + 8)) else {
+            return false;
+        };
+        if out.len() != t.bytes().len() {
+            return false;
+        }
+        out.copy_from_slice(t.bytes());
+        t.patch(out, h.dst, h.dport, None);
+        t.patch_seq_ack(out, ack, seq.wrapping_add(1));
+        true
+    }
+}
+
+fn rd32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// Event counts. Copied at the measurement window's edges.
@@ -103,6 +241,22 @@ pub struct Counters {
     pub tx_ring_full: u64,
     /// Receive polls that found nothing.
     pub rx_empty_polls: u64,
+    /// Handshake mode: flood SYNs sent; answers (ACK + data) to SYN-ACKs
+    /// sent; SYN-ACKs received for our clients, for flood sources, for
+    /// anyone else; SYNs at the real servers; marked segments at the real
+    /// servers; segments without data there; RSTs; completed handshakes of
+    /// new connections and of established flows (their prime).
+    pub tx_flood: u64,
+    pub tx_answer: u64,
+    pub rx_synack_legit: u64,
+    pub rx_synack_flood: u64,
+    pub rx_synack_other: u64,
+    pub rx_server_syn: u64,
+    pub rx_marked_request: u64,
+    pub rx_bare_request: u64,
+    pub rx_rst: u64,
+    pub done_new: u64,
+    pub done_est: u64,
 }
 
 impl Counters {
@@ -155,6 +309,8 @@ enum Kind {
     Orig { new: bool },
     Reflected,
     Arp,
+    Flood,
+    Answer,
 }
 
 /// The most a paced generator lets its schedule run ahead of what it sent:
@@ -211,6 +367,9 @@ struct Loop<'a> {
     flow_next: u64,
     new_next: u64,
     new_acc: u32,
+    /// Flood packets built; the flood's random state.
+    flood_built: u64,
+    flood_rng: u64,
     sample_left: u32,
     sample_seq: u16,
     last_seq: Option<u16>,
@@ -251,6 +410,8 @@ impl<'a> Loop<'a> {
                 }
                 Kind::Reflected => self.c.tx_reflected += 1,
                 Kind::Arp => self.c.tx_arp += 1,
+                Kind::Flood => self.c.tx_flood += 1,
+                Kind::Answer => self.c.tx_answer += 1,
             }
         }
         self.pending.copy_within(sent..self.npend, 0);
@@ -317,6 +478,103 @@ impl<'a> Loop<'a> {
         }
     }
 
+    /// Builds up to `want` flood SYNs from random sources.
+    #[inline]
+    fn originate_flood(&mut self, pool: &BulkPool, want: usize, hs: &Handshake) {
+        let n = want
+            .min((PENDING - ANSWER_ROOM).saturating_sub(self.npend))
+            .min(BURST_SIZE);
+        if n == 0 {
+            return;
+        }
+        let mut fresh = [std::ptr::null_mut(); BURST_SIZE];
+        if !pool.alloc_bulk(&mut fresh[..n]) {
+            self.c.alloc_failures += 1;
+            return;
+        }
+        let t = &self.plan.fresh;
+        for raw in fresh.iter().take(n) {
+            let Some(raw) = NonNull::new(*raw) else {
+                continue;
+            };
+            // SAFETY: alloc_bulk just handed us this mbuf; nothing else owns it.
+            let mut m = unsafe { Mbuf::from_raw(raw) };
+            let (ip, port) = hs.flood.tuple(xorshift(&mut self.flood_rng));
+            if !m.set_data(t.bytes()) {
+                continue;
+            }
+            t.patch(m.data_mut(), ip, port, None);
+            self.flood_built += 1;
+            let _ = self.push(m, Kind::Flood);
+        }
+    }
+
+    /// The handshake mode's handling of a TCP packet: what to send back
+    /// (`Some(Some(kind))` with `m` rewritten, `Some(None)` to free it), or
+    /// None for steady established traffic, handled as without the mode.
+    #[inline]
+    fn handshake(
+        &mut self,
+        m: &mut Mbuf,
+        h: &packet::Headers,
+        dir: Direction,
+        hs: &Handshake,
+    ) -> Option<Option<Kind>> {
+        let plan = self.plan;
+        let e = &plan.expect;
+        let class = hs.classify(e, m.data(), h, dir);
+        let c = &mut self.c;
+        let answer = match class {
+            HsClass::Data => return None,
+            HsClass::LegitSynAck => {
+                c.rx_synack_legit += 1;
+                let mut out = [0u8; 1514];
+                let len = hs.answer.bytes().len();
+                if len <= out.len() && hs.answer(m.data(), h, &mut out[..len]) {
+                    m.set_data(&out[..len]).then_some(Kind::Answer)
+                } else {
+                    None
+                }
+            }
+            HsClass::FloodSynAck => {
+                c.rx_synack_flood += 1;
+                None
+            }
+            HsClass::OtherSynAck => {
+                c.rx_synack_other += 1;
+                None
+            }
+            HsClass::Rst => {
+                c.rx_rst += 1;
+                None
+            }
+            HsClass::DoneNew => {
+                c.done_new += 1;
+                None
+            }
+            HsClass::DoneEst => {
+                c.done_est += 1;
+                None
+            }
+            HsClass::BareRequest => {
+                c.rx_bare_request += 1;
+                None
+            }
+            HsClass::ServerSyn | HsClass::MarkedRequest => {
+                if class == HsClass::ServerSyn {
+                    c.rx_server_syn += 1;
+                    c.rx_new += 1;
+                } else {
+                    c.rx_marked_request += 1;
+                }
+                let (src, dst) = (rs_mac(h.dst), e.dut_mac);
+                packet::reflect_tcp(m.data_mut(), h, src, dst, hs.server_isn)
+                    .then_some(Kind::Reflected)
+            }
+        };
+        Some(answer)
+    }
+
     /// Handles one received burst: count, check samples, answer ARP,
     /// reflect requests; frees the rest in one call.
     #[inline]
@@ -345,8 +603,14 @@ impl<'a> Loop<'a> {
                     self.c.rx_other += 1;
                     None
                 }
-                Rx::Data(h) => {
+                Rx::Data(h) => 'data: {
                     let dir = e.direction(&h);
+                    let hs = plan.handshake.as_ref().filter(|_| h.proto == 6);
+                    if let Some(hs) = hs {
+                        if let Some(kind) = self.handshake(&mut m, &h, dir, hs) {
+                            break 'data kind;
+                        }
+                    }
                     match dir {
                         Direction::Request => self.c.rx_request += 1,
                         Direction::Reply => self.c.rx_reply += 1,
@@ -364,7 +628,13 @@ impl<'a> Loop<'a> {
                     }
                     if reflect {
                         let (src, dst) = (rs_mac(h.dst), e.dut_mac);
-                        packet::reflect(m.data_mut(), &h, src, dst).then_some(Kind::Reflected)
+                        let done = match hs {
+                            Some(hs) => {
+                                packet::reflect_tcp(m.data_mut(), &h, src, dst, hs.server_isn)
+                            }
+                            None => packet::reflect(m.data_mut(), &h, src, dst),
+                        };
+                        done.then_some(Kind::Reflected)
                     } else {
                         None
                     }
@@ -443,6 +713,8 @@ pub fn run(
         flow_next: 0,
         new_next: 0,
         new_acc: 0,
+        flood_built: 0,
+        flood_rng: 0x9e37_79b9_7f4a_7c15 ^ start_seed(),
         sample_left: plan.sample.max(1),
         sample_seq: 0,
         last_seq: None,
@@ -458,6 +730,19 @@ pub fn run(
         since: start,
         base: 0,
     };
+    let mut flood_pacer = Pacer {
+        rate: match plan.handshake.as_ref().map(|h| h.flood_rate) {
+            Some(FloodRate::Paced(r)) => r,
+            _ => 0,
+        },
+        hz: plan.hz,
+        since: start,
+        base: 0,
+    };
+    let flood = plan
+        .handshake
+        .as_ref()
+        .filter(|h| h.flood_rate != FloodRate::Off);
     let settle_flows = SETTLE_FLOWS.min(plan.flows.len());
     let settle_end = start + plan.settle_cycles;
     let warm_end = settle_end + plan.warmup_cycles;
@@ -527,6 +812,10 @@ pub fn run(
             Phase::Drain => 0,
         };
         lp.originate(pool, want, phase);
+        if let (Some(hs), Phase::Warm | Phase::Measure) = (flood, phase) {
+            let n = flood_pacer.budget(now, lp.flood_built);
+            lp.originate_flood(pool, n, hs);
+        }
         lp.flush(tx);
         // Receive (twice per send, so the rx ring drains faster than the
         // forwarder can fill it when both run flat out).
@@ -548,6 +837,20 @@ pub fn run(
         at_finish: lp.c,
         lead_cycles: first_start.saturating_sub(start),
     }
+}
+
+/// xorshift64: the flood's source picker (any nonzero state).
+#[inline]
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+/// A per-run seed, so two runs do not flood the same sources in order.
+fn start_seed() -> u64 {
+    tsc_now() | 1
 }
 
 #[cfg(test)]
@@ -593,6 +896,219 @@ mod tests {
             base: 0,
         };
         assert_eq!(unpaced.budget(123, 456), BURST_SIZE);
+    }
+
+    use crate::packet::{parse, Headers, HANDSHAKE_MARK};
+    use clap::Parser;
+    use vsd::wire::{Ipv4Packet, MacAddr, PacketBuilder, TcpPacket};
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn handshake_plan(mode: &str) -> Plan {
+        let o = crate::Opts::try_parse_from([
+            "vsd-gen",
+            "--expect",
+            mode,
+            "--proto",
+            "tcp",
+            "--rport",
+            "8080",
+            "--handshake",
+            "--flood-rate",
+            "2M",
+        ])
+        .unwrap();
+        crate::build_plan(&o, 1_000_000_000).unwrap().0
+    }
+
+    fn headers(f: &[u8]) -> Headers {
+        match parse(f) {
+            Rx::Data(h) => h,
+            other => panic!("not data: {other:?}"),
+        }
+    }
+
+    /// Sequence numbers, flags, payload mark; both checksums valid.
+    fn tcp_of(f: &[u8]) -> (Ipv4Addr, Ipv4Addr, u16, u16, u32, u32, u8, Vec<u8>) {
+        let ipp = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert!(ipp.verify_checksum());
+        let t = TcpPacket::new_checked(ipp.payload()).unwrap();
+        let (src, dst) = (ipp.src_addr(), ipp.dst_addr());
+        assert!(t.verify_checksum_v4(src, dst), "TCP checksum");
+        (
+            src,
+            dst,
+            t.src_port(),
+            t.dst_port(),
+            t.seq_number(),
+            t.ack_number(),
+            t.flags().0,
+            t.payload().to_vec(),
+        )
+    }
+
+    fn marked() -> Vec<u8> {
+        let mut p = vec![0u8; 6];
+        p[4..].copy_from_slice(&HANDSHAKE_MARK.to_be_bytes());
+        p
+    }
+
+    /// One legitimate connection through a (simulated) SYN proxy, every
+    /// packet as vsd's synproxy sends it: the generator's answers carry
+    /// the numbers the proxy checks, and the last leg counts as done.
+    #[test]
+    fn handshake_through_a_syn_proxy() {
+        let plan = handshake_plan("nat");
+        let hs = plan.handshake.as_ref().unwrap();
+        assert_eq!(hs.flood_rate, FloodRate::Paced(2_000_000));
+        let e = &plan.expect;
+        let gen = e.gen_mac;
+        let dut = e.dut_mac;
+        let vip = ip("198.18.0.100");
+        let rip = ip("198.18.0.11");
+        let rmac = rs_mac(u32::from(rip));
+        let (cip, cport) = plan.new_space.tuple(12345);
+        let client = Ipv4Addr::from(cip);
+        // 1. the client's SYN: ISN 0
+        let mut syn = plan.fresh.bytes().to_vec();
+        plan.fresh.patch(&mut syn, cip, cport, None);
+        let (s, d, _, dp, seq, _, fl, _) = tcp_of(&syn);
+        assert_eq!((s, d, dp, seq, fl), (client, vip, 80, 0, tcp::SYN));
+        // 2. the proxy's cookie SYN-ACK → the client's ACK with marked data
+        let cookie = 0xdead_beef_u32;
+        let synack = PacketBuilder::ethernet(dut, gen)
+            .ipv4(vip, client)
+            .tcp(80, cport, tcp::SYN | tcp::ACK)
+            .seq(cookie)
+            .ack(1)
+            .build();
+        let h = headers(&synack);
+        let dir = e.direction(&h);
+        assert_eq!(dir, Direction::Reply);
+        assert_eq!(hs.classify(e, &synack, &h, dir), HsClass::LegitSynAck);
+        let mut ack = vec![0u8; hs.answer.bytes().len()];
+        assert!(hs.answer(&synack, &h, &mut ack));
+        assert_eq!(&ack[0..6], &dut.0);
+        assert_eq!(&ack[6..12], &gen.0);
+        let (s, d, sp, dp, seq, ackn, fl, payload) = tcp_of(&ack);
+        assert_eq!((s, d, sp, dp), (client, vip, cport, 80));
+        assert_eq!((seq, ackn), (1, cookie.wrapping_add(1)));
+        assert_eq!(fl, tcp::ACK | tcp::PSH);
+        assert_eq!(payload, marked());
+        assert!(!hs.answer(&synack, &h, &mut [0u8; 10]));
+        // 3. the proxy's SYN to the server (client ISN = ack's seq - 1) →
+        //    the server's SYN-ACK acknowledges exactly that ISN, as vsd's
+        //    accept_synack requires
+        let mut to_rs = PacketBuilder::ethernet(dut, rmac)
+            .ipv4(client, rip)
+            .tcp(cport, 8080, tcp::SYN)
+            .seq(seq.wrapping_sub(1))
+            .build();
+        let h = headers(&to_rs);
+        let dir = e.direction(&h);
+        assert_eq!(dir, Direction::Request);
+        assert_eq!(hs.classify(e, &to_rs, &h, dir), HsClass::ServerSyn);
+        assert!(packet::reflect_tcp(
+            &mut to_rs,
+            &h,
+            rmac,
+            dut,
+            hs.server_isn
+        ));
+        let (s, d, sp, dp, seq, ackn, fl, _) = tcp_of(&to_rs);
+        assert_eq!((s, d, sp, dp), (rip, client, 8080, cport));
+        assert_eq!((seq, ackn, fl), (hs.server_isn, 1, tcp::SYN | tcp::ACK));
+        // 4. the held data, now in the server's sequence space → the
+        //    server's answer acknowledges it and carries the mark back
+        let mut data = PacketBuilder::ethernet(dut, rmac)
+            .ipv4(client, rip)
+            .tcp(cport, 8080, tcp::ACK | tcp::PSH)
+            .seq(1)
+            .ack(hs.server_isn + 1)
+            .payload(&marked())
+            .build();
+        let h = headers(&data);
+        assert_eq!(
+            hs.classify(e, &data, &h, Direction::Request),
+            HsClass::MarkedRequest
+        );
+        assert!(packet::reflect_tcp(&mut data, &h, rmac, dut, hs.server_isn));
+        let (s, d, _, _, seq, ackn, _, payload) = tcp_of(&data);
+        assert_eq!((s, d, seq, ackn), (rip, client, hs.server_isn + 1, 7));
+        assert_eq!(payload, marked());
+        // 5. through the proxy back to the client: done
+        let reply = |to: Ipv4Addr, port: u16, payload: &[u8], flags: u8| {
+            PacketBuilder::ethernet(dut, gen)
+                .ipv4(vip, to)
+                .tcp(80, port, flags)
+                .seq(cookie + 1)
+                .ack(7)
+                .payload(payload)
+                .build()
+        };
+        let f = reply(client, cport, &marked(), tcp::ACK | tcp::PSH);
+        let h = headers(&f);
+        assert_eq!(hs.classify(e, &f, &h, Direction::Reply), HsClass::DoneNew);
+        let (eip, eport) = plan.flows.tuple(7);
+        let f = reply(Ipv4Addr::from(eip), eport, &marked(), tcp::ACK);
+        let h = headers(&f);
+        assert_eq!(hs.classify(e, &f, &h, Direction::Reply), HsClass::DoneEst);
+        // steady established traffic, stamped or not, is plain data
+        let f = reply(Ipv4Addr::from(eip), eport, &[0, 0, 1, 2, 0, 9], tcp::ACK);
+        let h = headers(&f);
+        assert_eq!(hs.classify(e, &f, &h, Direction::Reply), HsClass::Data);
+    }
+
+    #[test]
+    fn handshake_classifies_what_is_not_ours() {
+        let plan = handshake_plan("fullnat");
+        let hs = plan.handshake.as_ref().unwrap();
+        let e = &plan.expect;
+        let (gen, dut) = (e.gen_mac, e.dut_mac);
+        let vip = ip("198.18.0.100");
+        let synack_to = |to: u32, port: u16, flags: u8| {
+            PacketBuilder::ethernet(dut, gen)
+                .ipv4(vip, Ipv4Addr::from(to))
+                .tcp(80, port, flags)
+                .seq(5)
+                .ack(1)
+                .build()
+        };
+        let class = |f: &[u8]| {
+            let h = headers(f);
+            hs.classify(e, f, &h, e.direction(&h))
+        };
+        let mut rng = 7u64;
+        for _ in 0..100 {
+            let (a, p) = hs.flood.tuple(xorshift(&mut rng));
+            assert!(e.clients.index_of(a, p).is_none() && e.new_clients.index_of(a, p).is_none());
+            let f = synack_to(a, p, tcp::SYN | tcp::ACK);
+            assert_eq!(class(&f), HsClass::FloodSynAck);
+        }
+        let f = synack_to(u32::from(ip("10.1.2.3")), 5000, tcp::SYN | tcp::ACK);
+        assert_eq!(class(&f), HsClass::OtherSynAck);
+        let (a, p) = plan.flows.tuple(3);
+        assert_eq!(class(&synack_to(a, p, tcp::RST | tcp::ACK)), HsClass::Rst);
+        // at a real server (FULLNAT: from a local address)
+        let rmac = rs_mac(u32::from(ip("198.18.0.12")));
+        let at_rs = |flags: u8, payload: &[u8]| {
+            PacketBuilder::ethernet(dut, rmac)
+                .ipv4(ip("198.18.0.201"), ip("198.18.0.12"))
+                .tcp(40000, 8080, flags)
+                .payload(payload)
+                .build()
+        };
+        // a bare ACK (the proxy's own, padded to 60 bytes on the wire)
+        let mut bare = at_rs(tcp::ACK, &[]);
+        bare.resize(60, 0);
+        assert_eq!(class(&bare), HsClass::BareRequest);
+        assert_eq!(class(&at_rs(tcp::ACK, &[0; 6])), HsClass::Data);
+        assert_eq!(class(&at_rs(tcp::ACK, &marked())), HsClass::MarkedRequest);
+        assert_eq!(class(&at_rs(tcp::SYN, &[])), HsClass::ServerSyn);
+        assert_eq!(class(&at_rs(tcp::RST, &[])), HsClass::Rst);
+        let _ = MacAddr::BROADCAST;
     }
 
     #[test]
