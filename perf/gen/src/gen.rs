@@ -105,6 +105,10 @@ pub struct Handshake {
     pub flood_rate: FloodRate,
     /// The real servers' ISN.
     pub server_isn: u32,
+    /// Most new connections open at once (0: no limit): a closed loop, so
+    /// that "as fast as possible" measures the forwarder's handshake rate
+    /// rather than a SYN proxy's pool of held segments overflowing.
+    pub max_inflight: u64,
 }
 
 /// What a TCP packet is in the handshake mode.
@@ -122,6 +126,8 @@ pub enum HsClass {
     /// client / an established-flow client (its prime handshake).
     DoneNew,
     DoneEst,
+    /// ... reached a client of the settle pass (not counted as either).
+    DoneSettle,
     /// SYN at a real server (from the proxy, or passed through): answer.
     ServerSyn,
     /// A marked data segment at a real server: answer.
@@ -150,7 +156,8 @@ impl Handshake {
         let marked = packet::is_marked(frame, h);
         match dir {
             Direction::Reply => {
-                let new = e.new_clients.index_of(h.dst, h.dport).is_some();
+                let new_index = e.new_clients.index_of(h.dst, h.dport);
+                let new = new_index.is_some();
                 let ours = new || e.clients.index_of(h.dst, h.dport).is_some();
                 if h.flags & (tcp::SYN | tcp::ACK) == tcp::SYN | tcp::ACK {
                     if ours {
@@ -160,6 +167,8 @@ impl Handshake {
                     } else {
                         HsClass::OtherSynAck
                     }
+                } else if marked && new_index.is_some_and(|i| i >= settle_base(e.new_clients)) {
+                    HsClass::DoneSettle
                 } else if marked && new {
                     HsClass::DoneNew
                 } else if marked {
@@ -370,6 +379,11 @@ struct Loop<'a> {
     /// Flood packets built; the flood's random state.
     flood_built: u64,
     flood_rng: u64,
+    /// The in-flight limit's view: completions seen, when the last one
+    /// was seen, connections given up as lost.
+    last_done: u64,
+    last_progress: u64,
+    given_up: u64,
     sample_left: u32,
     sample_seq: u16,
     last_seq: Option<u16>,
@@ -419,12 +433,38 @@ impl<'a> Loop<'a> {
         self.npend -= sent;
     }
 
+    /// New connections that may be opened now under the in-flight limit.
+    fn new_room(&mut self, now: u64) -> u64 {
+        let max = match &self.plan.handshake {
+            Some(hs) if hs.max_inflight > 0 => hs.max_inflight,
+            _ => return u64::MAX,
+        };
+        // A segment without data at a server is a connection whose first
+        // data the proxy dropped: it will never complete, count it now.
+        let (room, given_up) = inflight_room(
+            max,
+            self.new_next,
+            self.c.done_new + self.c.rx_bare_request,
+            self.given_up,
+            &mut self.last_done,
+            &mut self.last_progress,
+            now,
+            self.plan.hz / 1000 * INFLIGHT_PATIENCE_MS,
+        );
+        self.given_up = given_up;
+        room
+    }
+
     /// Builds up to `want` originated packets into the pending array.
     #[inline]
     fn originate(&mut self, pool: &BulkPool, want: usize, phase: Phase) {
-        let n = want
+        let mut new_room = self.new_room(tsc_now());
+        let mut n = want
             .min((PENDING - ANSWER_ROOM).saturating_sub(self.npend))
             .min(BURST_SIZE);
+        if self.plan.new_share_q16 >= 1 << 16 && matches!(phase, Phase::Warm | Phase::Measure) {
+            n = n.min(new_room.min(BURST_SIZE as u64) as usize);
+        }
         if n == 0 {
             return;
         }
@@ -440,14 +480,24 @@ impl<'a> Loop<'a> {
             };
             // SAFETY: alloc_bulk just handed us this mbuf; nothing else owns it.
             let mut m = unsafe { Mbuf::from_raw(raw) };
-            let (t, (ip, port), new) = if phase == Phase::Prime || phase == Phase::Settle {
+            let (t, (ip, port), new) = if phase == Phase::Settle && plan.handshake.is_some() {
+                // Handshake mode: the settle pass (whose SYNs to the real
+                // servers wait for ARP and may be lost, leaving a proxy's
+                // connection stuck) opens connections of its own, at the
+                // top of the new-connection block, never counted.
+                let f = self.prime_next;
+                self.prime_next += 1;
+                let k = settle_base(plan.new_space) + f;
+                (&plan.prime, plan.new_space.tuple(k), false)
+            } else if phase == Phase::Prime || phase == Phase::Settle {
                 let f = self.prime_next;
                 self.prime_next += 1;
                 (&plan.prime, plan.flows.tuple(f), false)
             } else {
                 self.new_acc += plan.new_share_q16;
-                if self.new_acc >= 1 << 16 {
+                if self.new_acc >= 1 << 16 && new_room > 0 {
                     self.new_acc -= 1 << 16;
+                    new_room -= 1;
                     let k = self.new_next;
                     self.new_next += 1;
                     (&plan.fresh, plan.new_space.tuple(k), true)
@@ -556,6 +606,7 @@ impl<'a> Loop<'a> {
                 c.done_est += 1;
                 None
             }
+            HsClass::DoneSettle => None,
             HsClass::BareRequest => {
                 c.rx_bare_request += 1;
                 None
@@ -714,6 +765,9 @@ pub fn run(
         new_next: 0,
         new_acc: 0,
         flood_built: 0,
+        last_done: 0,
+        last_progress: 0,
+        given_up: 0,
         flood_rng: 0x9e37_79b9_7f4a_7c15 ^ start_seed(),
         sample_left: plan.sample.max(1),
         sample_seq: 0,
@@ -743,7 +797,11 @@ pub fn run(
         .handshake
         .as_ref()
         .filter(|h| h.flood_rate != FloodRate::Off);
-    let settle_flows = SETTLE_FLOWS.min(plan.flows.len());
+    let settle_flows = if plan.handshake.is_some() {
+        HANDSHAKE_SETTLE_FLOWS
+    } else {
+        SETTLE_FLOWS.min(plan.flows.len())
+    };
     let settle_end = start + plan.settle_cycles;
     let warm_end = settle_end + plan.warmup_cycles;
     let mut phase = Phase::Settle;
@@ -758,9 +816,19 @@ pub fn run(
             Phase::Settle if now >= settle_end => {
                 phase = Phase::Prime;
                 lp.prime_next = 0;
+                if plan.handshake.is_some() {
+                    pacer.rate = match plan.rate_pps {
+                        0 => HANDSHAKE_PRIME_PPS,
+                        r => r.min(HANDSHAKE_PRIME_PPS),
+                    };
+                }
                 pacer.restart(now, lp.built);
             }
-            Phase::Prime if lp.prime_next >= plan.flows.len() => phase = Phase::Warm,
+            Phase::Prime if lp.prime_next >= plan.flows.len() => {
+                phase = Phase::Warm;
+                pacer.rate = plan.rate_pps;
+                pacer.restart(now, lp.built);
+            }
             Phase::Warm if now >= warm_end && repeat > 0 => {
                 phase = Phase::Measure;
                 lp.flush(tx);
@@ -837,6 +905,58 @@ pub fn run(
         at_finish: lp.c,
         lead_cycles: first_start.saturating_sub(start),
     }
+}
+
+/// First index of the settle pass's tuples in the new-connection space (its
+/// last [`SETTLE_FLOWS`]; the run's counter never gets there).
+pub fn settle_base(new_space: FlowSpace) -> u64 {
+    new_space.len().saturating_sub(SETTLE_FLOWS)
+}
+
+/// How long the in-flight limit waits for a completion before giving up on
+/// the outstanding connections (this VM's CPUs stall for up to ~30 ms).
+const INFLIGHT_PATIENCE_MS: u64 = 50;
+
+/// Flows of the settle pass in the handshake mode: fewer than a neighbour's
+/// queue of packets waiting for ARP (8 in vsd), so none is lost there — a
+/// SYN proxy's SYN to a server lost while the server's address resolves
+/// leaves that connection stuck until it times out, holding a slot of its
+/// pool of held segments. Four reach each of four servers in turn (rr).
+const HANDSHAKE_SETTLE_FLOWS: u64 = 4;
+
+/// Fastest prime pass in the handshake mode: a SYN proxy holds each
+/// connection's first data segment until the server answers, in a small
+/// pool (128 per worker in vsd); a thousand handshakes at once would
+/// overflow it and lose connections the steady traffic then misses.
+const HANDSHAKE_PRIME_PPS: u64 = 100_000;
+
+/// The in-flight limit: how many new connections may open, given `max`,
+/// `opened` and `done` so far and `given_up` as lost. When the limit is
+/// reached and nothing completed for `patience` cycles, the outstanding
+/// ones are given up (their packets were dropped somewhere; nobody
+/// retransmits) so the loop goes on. Returns the room and the new
+/// `given_up`.
+#[allow(clippy::too_many_arguments)]
+fn inflight_room(
+    max: u64,
+    opened: u64,
+    done: u64,
+    given_up: u64,
+    last_done: &mut u64,
+    last_progress: &mut u64,
+    now: u64,
+    patience: u64,
+) -> (u64, u64) {
+    if done != *last_done {
+        *last_done = done;
+        *last_progress = now;
+    }
+    let outstanding = opened.saturating_sub(done).saturating_sub(given_up);
+    if outstanding >= max && now.saturating_sub(*last_progress) > patience {
+        *last_progress = now;
+        return (max, given_up + outstanding);
+    }
+    (max.saturating_sub(outstanding), given_up)
 }
 
 /// xorshift64: the flood's source picker (any nonzero state).
@@ -1051,6 +1171,18 @@ mod tests {
         let f = reply(client, cport, &marked(), tcp::ACK | tcp::PSH);
         let h = headers(&f);
         assert_eq!(hs.classify(e, &f, &h, Direction::Reply), HsClass::DoneNew);
+        // the settle pass's connections are not counted
+        let (sip, sport) = plan.new_space.tuple(settle_base(plan.new_space) + 3);
+        let f = reply(Ipv4Addr::from(sip), sport, &marked(), tcp::ACK);
+        let h = headers(&f);
+        assert_eq!(
+            hs.classify(e, &f, &h, Direction::Reply),
+            HsClass::DoneSettle
+        );
+        let (lip, lport) = plan.new_space.tuple(settle_base(plan.new_space) - 1);
+        let f = reply(Ipv4Addr::from(lip), lport, &marked(), tcp::ACK);
+        let h = headers(&f);
+        assert_eq!(hs.classify(e, &f, &h, Direction::Reply), HsClass::DoneNew);
         let (eip, eport) = plan.flows.tuple(7);
         let f = reply(Ipv4Addr::from(eip), eport, &marked(), tcp::ACK);
         let h = headers(&f);
@@ -1109,6 +1241,35 @@ mod tests {
         assert_eq!(class(&at_rs(tcp::SYN, &[])), HsClass::ServerSyn);
         assert_eq!(class(&at_rs(tcp::RST, &[])), HsClass::Rst);
         let _ = MacAddr::BROADCAST;
+    }
+
+    #[test]
+    fn inflight_limit_closes_the_loop_and_gives_up_on_losses() {
+        let (mut last_done, mut last_progress) = (0, 0);
+        let mut room = |opened, done, given_up, now| {
+            inflight_room(
+                64,
+                opened,
+                done,
+                given_up,
+                &mut last_done,
+                &mut last_progress,
+                now,
+                1000,
+            )
+        };
+        assert_eq!(room(0, 0, 0, 0), (64, 0));
+        assert_eq!(room(40, 0, 0, 10), (24, 0));
+        assert_eq!(room(64, 0, 0, 20), (0, 0));
+        // completions make room
+        assert_eq!(room(64, 10, 0, 500), (10, 0));
+        assert_eq!(room(74, 10, 0, 1400), (0, 0));
+        // nothing for more than `patience` since the last completion: the
+        // 64 outstanding are given up
+        assert_eq!(room(74, 10, 0, 1501), (64, 64));
+        assert_eq!(room(74, 10, 64, 1502), (64, 64));
+        // a late completion of a given-up one does not underflow
+        assert_eq!(room(74, 80, 64, 1503), (64, 64));
     }
 
     #[test]

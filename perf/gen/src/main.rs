@@ -166,6 +166,11 @@ struct Opts {
     /// port takes them) or 0 (off).
     #[arg(long, default_value = "0", value_parser = parse_flood_rate)]
     flood_rate: FloodRate,
+    /// Handshake mode: most new connections open at once (0: no limit).
+    /// With --new-conn-share 1 --rate 0 this measures the forwarder's
+    /// handshake rate in a closed loop.
+    #[arg(long, default_value_t = 0)]
+    max_inflight: u64,
     /// First address of the flood's sources.
     #[arg(long, default_value = "198.18.128.0")]
     flood_net: Ipv4Addr,
@@ -419,9 +424,10 @@ fn build_plan(o: &Opts, hz: u64) -> Result<(Plan, RunInfo), String> {
             flood,
             flood_rate: o.flood_rate,
             server_isn: 0x5e5e_0000,
+            max_inflight: o.max_inflight,
         })
-    } else if o.flood_rate != FloodRate::Off {
-        return Err("--flood-rate needs --handshake".into());
+    } else if o.flood_rate != FloodRate::Off || o.max_inflight > 0 {
+        return Err("--flood-rate and --max-inflight need --handshake".into());
     } else {
         None
     };
@@ -500,8 +506,15 @@ fn run_on_eal(o: &Opts, out: &fast::StdoutGuard, port_name: &str) -> Result<(), 
     let (Some(mut rxq), Some(mut txq)) = (rxqs.pop(), txqs.pop()) else {
         return Err("port has no queues".into());
     };
-    port.start().map_err(|e| format!("port start: {e}"))?;
+    // A memif client's start fails while the server is not listening yet
+    // (its socket file may exist before): try again until the timeout.
     let t0 = Instant::now();
+    while let Err(e) = port.start() {
+        if t0.elapsed().as_secs_f64() > o.link_timeout {
+            return Err(format!("port start: {e}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let mut last_try = Instant::now();
     while !port.link().up {
         if t0.elapsed().as_secs_f64() > o.link_timeout {
@@ -649,6 +662,7 @@ mod tests {
             &["--expect", "dr", "--reflect", "on"],
             &["--repeat", "0"],
             &["--flood-rate", "1M"],
+            &["--max-inflight", "64"],
             &["--handshake", "--expect", "nat"],
             &["--handshake", "--expect", "dr", "--proto", "tcp"],
             &[
