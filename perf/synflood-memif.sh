@@ -14,6 +14,7 @@
 #     --capacity N           connection table slots (default 262144, "a small table")
 #     --duration S, --repeat N   measurement windows per point (default 2 s x 3)
 #     --cost-duration S      the handshake-cost points (default 1 s)
+#     --cost-capacity N      their table slots (default 1048576)
 #     --no-cost              skip the per-connection cost points
 #     --no-build             do not build the release binaries first
 #
@@ -52,6 +53,7 @@ while [ $# -gt 0 ]; do
         --duration) DURATION=$2; shift ;;
         --repeat) REPEAT=$2; shift ;;
         --cost-duration) COST_DURATION=$2; shift ;;
+        --cost-capacity) COST_CAPACITY=$2; shift ;;
         --no-cost) COST=0 ;;
         --no-build) BUILD=0 ;;
         -h | --help) usage; exit 0 ;;
