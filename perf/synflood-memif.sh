@@ -206,10 +206,15 @@ print(find(d, sys.argv[2]) or 0)
 EOF
 }
 
-# One session, tried twice (under load the generator's memif port sometimes fails to start).
+# One session, tried up to three times: now and then vsd's memif server never accepts the
+# generator's connection (vsd-gen retries for 10 s: "memif_connect_client(): Failed to
+# connect socket"); a fresh vsd does.
 session() {
-    session_once "$@" && return 0
-    log "$1: once more"
+    local try
+    for try in 1 2; do
+        session_once "$@" && return 0
+        log "$1: once more"
+    done
     session_once "$@"
 }
 
