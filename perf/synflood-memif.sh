@@ -180,32 +180,6 @@ start_vsd() { # label mode defense capacity
     return 1
 }
 
-# vsd's counter NAME from `vsadm --counters --json` (0 if absent).
-counter() { # file name
-    python3 - "$1" "$2" <<'EOF'
-import json, sys
-try:
-    d = json.load(open(sys.argv[1]))
-except Exception:
-    print(0); sys.exit()
-def find(o, k):
-    if isinstance(o, dict):
-        for kk, v in o.items():
-            if kk == k and isinstance(v, (int, float)):
-                return v
-            r = find(v, k)
-            if r is not None:
-                return r
-    elif isinstance(o, list):
-        s = [find(x, k) for x in o]
-        s = [x for x in s if x is not None]
-        if s:
-            return sum(s)
-    return None
-print(find(d, sys.argv[2]) or 0)
-EOF
-}
-
 # One session, tried up to three times: now and then vsd's memif server never accepts the
 # generator's connection (vsd-gen retries for 10 s: "memif_connect_client(): Failed to
 # connect socket"); a fresh vsd does.
