@@ -458,7 +458,16 @@ impl<'a> Loop<'a> {
     /// Builds up to `want` originated packets into the pending array.
     #[inline]
     fn originate(&mut self, pool: &BulkPool, want: usize, phase: Phase) {
-        let mut new_room = self.new_room(tsc_now());
+        let limited = self
+            .plan
+            .handshake
+            .as_ref()
+            .is_some_and(|h| h.max_inflight > 0);
+        let mut new_room = if limited {
+            self.new_room(tsc_now())
+        } else {
+            u64::MAX
+        };
         let mut n = want
             .min((PENDING - ANSWER_ROOM).saturating_sub(self.npend))
             .min(BURST_SIZE);
