@@ -553,6 +553,13 @@ impl CoreLb {
             .services()
             .iter()
             .any(|s| matches!(s.key, ServiceKey::Fwmark { .. }));
+        // The proxy's side table (one entry per connection slot) is
+        // allocated here, with the configuration, not by the first proxied
+        // connection: filling it is a multi-second stall of the packet loop
+        // for a large table (4M slots: ~200 MB).
+        if snap.services().iter().any(|s| s.config.synproxy) {
+            self.proxied.ensure(self.conns.capacity());
+        }
         self.snap = snap;
     }
 

@@ -15,6 +15,22 @@
 //!    the counters are snapshot at every window edge and latencies
 //!    recorded per window;
 //! 5. drain: receive only, so packets in flight are counted, not lost.
+//!
+//! Handshake mode (`--handshake`, TCP through NAT/FULLNAT, for a SYN proxy
+//! or IPVS's defence knobs): every client connection is a real TCP
+//! handshake. A SYN-ACK from the VIP to one of our clients is answered in
+//! place with the ACK carrying a first data segment (marked with
+//! [`packet::HANDSHAKE_MARK`]); the real servers answer a SYN with a
+//! SYN-ACK acknowledging its sequence number and data with data
+//! acknowledging it ([`packet::reflect_tcp`]), so a SYN proxy in between
+//! sees consistent numbers. A connection counts as completed when the
+//! server's answer to the marked segment reaches the client: every leg of
+//! the handshake crossed the forwarder. Nothing is kept per connection:
+//! all client ISNs are 0 and the reply carries what the next step needs.
+//! On top, from the warm-up on, a flood of SYNs from random sources of
+//! their own block (`--flood-net`) at `--flood-rate`, paced separately;
+//! the SYN-ACKs the flood draws (cookies, or the servers' through a plain
+//! director) are counted and dropped, as a spoofed source would.
 
 use crate::check::{rs_mac, Direction, Expect, Failure};
 use crate::fast::{free_bulk, BulkPool};
@@ -64,6 +80,137 @@ pub struct Plan {
     pub warmup_cycles: u64,
     pub duration_cycles: u64,
     pub drain_cycles: u64,
+    /// Handshake mode with its flood, if on.
+    pub handshake: Option<Handshake>,
+}
+
+/// How fast the flood goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloodRate {
+    Off,
+    /// Packets per second.
+    Paced(u64),
+    /// As fast as the port takes them.
+    Max,
+}
+
+/// The handshake mode's extra plan (see the module note).
+#[derive(Debug)]
+pub struct Handshake {
+    /// The client's answer to a SYN-ACK: ACK with a marked data segment to
+    /// VIP:vport (seq/ack patched per packet).
+    pub answer: Template,
+    /// Flood sources, picked at random.
+    pub flood: FlowSpace,
+    pub flood_rate: FloodRate,
+    /// The real servers' ISN.
+    pub server_isn: u32,
+    /// Most new connections open at once (0: no limit): a closed loop, so
+    /// that "as fast as possible" measures the forwarder's handshake rate
+    /// rather than a SYN proxy's pool of held segments overflowing.
+    pub max_inflight: u64,
+}
+
+/// What a TCP packet is in the handshake mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HsClass {
+    /// SYN-ACK from the VIP to a client of ours: answer it.
+    LegitSynAck,
+    /// SYN-ACK from the VIP to a flood source: count, drop.
+    FloodSynAck,
+    /// SYN-ACK from the VIP to anyone else: count, drop.
+    OtherSynAck,
+    /// RST in either direction: count, drop.
+    Rst,
+    /// The server's answer to a marked segment reached a new-connection
+    /// client / an established-flow client (its prime handshake).
+    DoneNew,
+    DoneEst,
+    /// ... reached a client of the settle pass (not counted as either).
+    DoneSettle,
+    /// SYN at a real server (from the proxy, or passed through): answer.
+    ServerSyn,
+    /// A marked data segment at a real server: answer.
+    MarkedRequest,
+    /// A segment without data at a real server (the proxy's ACK when it
+    /// held no data): count, no answer.
+    BareRequest,
+    /// Steady established-flow traffic (either direction): as without
+    /// the handshake mode.
+    Data,
+}
+
+impl Handshake {
+    /// Classifies a TCP packet (`frame` parsed into `h`, arriving in
+    /// direction `dir`).
+    pub fn classify(
+        &self,
+        e: &Expect,
+        frame: &[u8],
+        h: &packet::Headers,
+        dir: Direction,
+    ) -> HsClass {
+        if h.flags & tcp::RST != 0 {
+            return HsClass::Rst;
+        }
+        let marked = packet::is_marked(frame, h);
+        match dir {
+            Direction::Reply => {
+                let new_index = e.new_clients.index_of(h.dst, h.dport);
+                let new = new_index.is_some();
+                let ours = new || e.clients.index_of(h.dst, h.dport).is_some();
+                if h.flags & (tcp::SYN | tcp::ACK) == tcp::SYN | tcp::ACK {
+                    if ours {
+                        HsClass::LegitSynAck
+                    } else if self.flood.index_of(h.dst, h.dport).is_some() {
+                        HsClass::FloodSynAck
+                    } else {
+                        HsClass::OtherSynAck
+                    }
+                } else if marked && new_index.is_some_and(|i| i >= settle_base(e.new_clients)) {
+                    HsClass::DoneSettle
+                } else if marked && new {
+                    HsClass::DoneNew
+                } else if marked {
+                    HsClass::DoneEst
+                } else {
+                    HsClass::Data
+                }
+            }
+            Direction::Request => {
+                if h.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
+                    HsClass::ServerSyn
+                } else if marked {
+                    HsClass::MarkedRequest
+                } else if packet::payload_len(frame, h) == 0 {
+                    HsClass::BareRequest
+                } else {
+                    HsClass::Data
+                }
+            }
+        }
+    }
+
+    /// Turns a legitimate SYN-ACK (`frame`, parsed into `h`) into the
+    /// client's ACK with its first data segment, written into `out` (the
+    /// answer template's length). False if `out` has the wrong length.
+    pub fn answer(&self, frame: &[u8], h: &packet::Headers, out: &mut [u8]) -> bool {
+        let t = &self.answer;
+        let (Some(seq), Some(ack)) = (rd32(frame, h.l4 + 4), rd32(frame, h.l4 + 8)) else {
+            return false;
+        };
+        if out.len() != t.bytes().len() {
+            return false;
+        }
+        out.copy_from_slice(t.bytes());
+        t.patch(out, h.dst, h.dport, None);
+        t.patch_seq_ack(out, ack, seq.wrapping_add(1));
+        true
+    }
+}
+
+fn rd32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 /// Event counts. Copied at the measurement window's edges.
@@ -103,6 +250,22 @@ pub struct Counters {
     pub tx_ring_full: u64,
     /// Receive polls that found nothing.
     pub rx_empty_polls: u64,
+    /// Handshake mode: flood SYNs sent; answers (ACK + data) to SYN-ACKs
+    /// sent; SYN-ACKs received for our clients, for flood sources, for
+    /// anyone else; SYNs at the real servers; marked segments at the real
+    /// servers; segments without data there; RSTs; completed handshakes of
+    /// new connections and of established flows (their prime).
+    pub tx_flood: u64,
+    pub tx_answer: u64,
+    pub rx_synack_legit: u64,
+    pub rx_synack_flood: u64,
+    pub rx_synack_other: u64,
+    pub rx_server_syn: u64,
+    pub rx_marked_request: u64,
+    pub rx_bare_request: u64,
+    pub rx_rst: u64,
+    pub done_new: u64,
+    pub done_est: u64,
 }
 
 impl Counters {
@@ -155,6 +318,8 @@ enum Kind {
     Orig { new: bool },
     Reflected,
     Arp,
+    Flood,
+    Answer,
 }
 
 /// The most a paced generator lets its schedule run ahead of what it sent:
@@ -211,6 +376,14 @@ struct Loop<'a> {
     flow_next: u64,
     new_next: u64,
     new_acc: u32,
+    /// Flood packets built; the flood's random state.
+    flood_built: u64,
+    flood_rng: u64,
+    /// The in-flight limit's view: completions seen, when the last one
+    /// was seen, connections given up as lost.
+    last_done: u64,
+    last_progress: u64,
+    given_up: u64,
     sample_left: u32,
     sample_seq: u16,
     last_seq: Option<u16>,
@@ -251,6 +424,8 @@ impl<'a> Loop<'a> {
                 }
                 Kind::Reflected => self.c.tx_reflected += 1,
                 Kind::Arp => self.c.tx_arp += 1,
+                Kind::Flood => self.c.tx_flood += 1,
+                Kind::Answer => self.c.tx_answer += 1,
             }
         }
         self.pending.copy_within(sent..self.npend, 0);
@@ -258,12 +433,47 @@ impl<'a> Loop<'a> {
         self.npend -= sent;
     }
 
+    /// New connections that may be opened now under the in-flight limit.
+    fn new_room(&mut self, now: u64) -> u64 {
+        let max = match &self.plan.handshake {
+            Some(hs) if hs.max_inflight > 0 => hs.max_inflight,
+            _ => return u64::MAX,
+        };
+        // A segment without data at a server is a connection whose first
+        // data the proxy dropped: it will never complete, count it now.
+        let (room, given_up) = inflight_room(
+            max,
+            self.new_next,
+            self.c.done_new + self.c.rx_bare_request,
+            self.given_up,
+            &mut self.last_done,
+            &mut self.last_progress,
+            now,
+            self.plan.hz / 1000 * INFLIGHT_PATIENCE_MS,
+        );
+        self.given_up = given_up;
+        room
+    }
+
     /// Builds up to `want` originated packets into the pending array.
     #[inline]
     fn originate(&mut self, pool: &BulkPool, want: usize, phase: Phase) {
-        let n = want
+        let limited = self
+            .plan
+            .handshake
+            .as_ref()
+            .is_some_and(|h| h.max_inflight > 0);
+        let mut new_room = if limited {
+            self.new_room(tsc_now())
+        } else {
+            u64::MAX
+        };
+        let mut n = want
             .min((PENDING - ANSWER_ROOM).saturating_sub(self.npend))
             .min(BURST_SIZE);
+        if self.plan.new_share_q16 >= 1 << 16 && matches!(phase, Phase::Warm | Phase::Measure) {
+            n = n.min(new_room.min(BURST_SIZE as u64) as usize);
+        }
         if n == 0 {
             return;
         }
@@ -279,14 +489,24 @@ impl<'a> Loop<'a> {
             };
             // SAFETY: alloc_bulk just handed us this mbuf; nothing else owns it.
             let mut m = unsafe { Mbuf::from_raw(raw) };
-            let (t, (ip, port), new) = if phase == Phase::Prime || phase == Phase::Settle {
+            let (t, (ip, port), new) = if phase == Phase::Settle && plan.handshake.is_some() {
+                // Handshake mode: the settle pass (whose SYNs to the real
+                // servers wait for ARP and may be lost, leaving a proxy's
+                // connection stuck) opens connections of its own, at the
+                // top of the new-connection block, never counted.
+                let f = self.prime_next;
+                self.prime_next += 1;
+                let k = settle_base(plan.new_space) + f;
+                (&plan.prime, plan.new_space.tuple(k), false)
+            } else if phase == Phase::Prime || phase == Phase::Settle {
                 let f = self.prime_next;
                 self.prime_next += 1;
                 (&plan.prime, plan.flows.tuple(f), false)
             } else {
                 self.new_acc += plan.new_share_q16;
-                if self.new_acc >= 1 << 16 {
+                if self.new_acc >= 1 << 16 && new_room > 0 {
                     self.new_acc -= 1 << 16;
+                    new_room -= 1;
                     let k = self.new_next;
                     self.new_next += 1;
                     (&plan.fresh, plan.new_space.tuple(k), true)
@@ -317,6 +537,104 @@ impl<'a> Loop<'a> {
         }
     }
 
+    /// Builds up to `want` flood SYNs from random sources.
+    #[inline]
+    fn originate_flood(&mut self, pool: &BulkPool, want: usize, hs: &Handshake) {
+        let n = want
+            .min((PENDING - ANSWER_ROOM).saturating_sub(self.npend))
+            .min(BURST_SIZE);
+        if n == 0 {
+            return;
+        }
+        let mut fresh = [std::ptr::null_mut(); BURST_SIZE];
+        if !pool.alloc_bulk(&mut fresh[..n]) {
+            self.c.alloc_failures += 1;
+            return;
+        }
+        let t = &self.plan.fresh;
+        for raw in fresh.iter().take(n) {
+            let Some(raw) = NonNull::new(*raw) else {
+                continue;
+            };
+            // SAFETY: alloc_bulk just handed us this mbuf; nothing else owns it.
+            let mut m = unsafe { Mbuf::from_raw(raw) };
+            let (ip, port) = hs.flood.tuple(xorshift(&mut self.flood_rng));
+            if !m.set_data(t.bytes()) {
+                continue;
+            }
+            t.patch(m.data_mut(), ip, port, None);
+            self.flood_built += 1;
+            let _ = self.push(m, Kind::Flood);
+        }
+    }
+
+    /// The handshake mode's handling of a TCP packet: what to send back
+    /// (`Some(Some(kind))` with `m` rewritten, `Some(None)` to free it), or
+    /// None for steady established traffic, handled as without the mode.
+    #[inline]
+    fn handshake(
+        &mut self,
+        m: &mut Mbuf,
+        h: &packet::Headers,
+        dir: Direction,
+        hs: &Handshake,
+    ) -> Option<Option<Kind>> {
+        let plan = self.plan;
+        let e = &plan.expect;
+        let class = hs.classify(e, m.data(), h, dir);
+        let c = &mut self.c;
+        let answer = match class {
+            HsClass::Data => return None,
+            HsClass::LegitSynAck => {
+                c.rx_synack_legit += 1;
+                let mut out = [0u8; 1514];
+                let len = hs.answer.bytes().len();
+                if len <= out.len() && hs.answer(m.data(), h, &mut out[..len]) {
+                    m.set_data(&out[..len]).then_some(Kind::Answer)
+                } else {
+                    None
+                }
+            }
+            HsClass::FloodSynAck => {
+                c.rx_synack_flood += 1;
+                None
+            }
+            HsClass::OtherSynAck => {
+                c.rx_synack_other += 1;
+                None
+            }
+            HsClass::Rst => {
+                c.rx_rst += 1;
+                None
+            }
+            HsClass::DoneNew => {
+                c.done_new += 1;
+                None
+            }
+            HsClass::DoneEst => {
+                c.done_est += 1;
+                None
+            }
+            HsClass::DoneSettle => None,
+            HsClass::BareRequest => {
+                c.rx_bare_request += 1;
+                None
+            }
+            HsClass::ServerSyn | HsClass::MarkedRequest => {
+                if class == HsClass::ServerSyn {
+                    c.rx_server_syn += 1;
+                    c.rx_new += 1;
+                } else {
+                    c.rx_marked_request += 1;
+                }
+                let (src, dst) = (rs_mac(h.dst), e.dut_mac);
+                packet::reflect_tcp(m.data_mut(), h, src, dst, hs.server_isn)
+                    .then_some(Kind::Reflected)
+            }
+        };
+        Some(answer)
+    }
+
     /// Handles one received burst: count, check samples, answer ARP,
     /// reflect requests; frees the rest in one call.
     #[inline]
@@ -345,8 +663,14 @@ impl<'a> Loop<'a> {
                     self.c.rx_other += 1;
                     None
                 }
-                Rx::Data(h) => {
+                Rx::Data(h) => 'data: {
                     let dir = e.direction(&h);
+                    let hs = plan.handshake.as_ref().filter(|_| h.proto == 6);
+                    if let Some(hs) = hs {
+                        if let Some(kind) = self.handshake(&mut m, &h, dir, hs) {
+                            break 'data kind;
+                        }
+                    }
                     match dir {
                         Direction::Request => self.c.rx_request += 1,
                         Direction::Reply => self.c.rx_reply += 1,
@@ -364,7 +688,13 @@ impl<'a> Loop<'a> {
                     }
                     if reflect {
                         let (src, dst) = (rs_mac(h.dst), e.dut_mac);
-                        packet::reflect(m.data_mut(), &h, src, dst).then_some(Kind::Reflected)
+                        let done = match hs {
+                            Some(hs) => {
+                                packet::reflect_tcp(m.data_mut(), &h, src, dst, hs.server_isn)
+                            }
+                            None => packet::reflect(m.data_mut(), &h, src, dst),
+                        };
+                        done.then_some(Kind::Reflected)
                     } else {
                         None
                     }
@@ -443,6 +773,11 @@ pub fn run(
         flow_next: 0,
         new_next: 0,
         new_acc: 0,
+        flood_built: 0,
+        last_done: 0,
+        last_progress: 0,
+        given_up: 0,
+        flood_rng: 0x9e37_79b9_7f4a_7c15 ^ start_seed(),
         sample_left: plan.sample.max(1),
         sample_seq: 0,
         last_seq: None,
@@ -458,7 +793,24 @@ pub fn run(
         since: start,
         base: 0,
     };
-    let settle_flows = SETTLE_FLOWS.min(plan.flows.len());
+    let mut flood_pacer = Pacer {
+        rate: match plan.handshake.as_ref().map(|h| h.flood_rate) {
+            Some(FloodRate::Paced(r)) => r,
+            _ => 0,
+        },
+        hz: plan.hz,
+        since: start,
+        base: 0,
+    };
+    let flood = plan
+        .handshake
+        .as_ref()
+        .filter(|h| h.flood_rate != FloodRate::Off);
+    let settle_flows = if plan.handshake.is_some() {
+        HANDSHAKE_SETTLE_FLOWS
+    } else {
+        SETTLE_FLOWS.min(plan.flows.len())
+    };
     let settle_end = start + plan.settle_cycles;
     let warm_end = settle_end + plan.warmup_cycles;
     let mut phase = Phase::Settle;
@@ -473,9 +825,19 @@ pub fn run(
             Phase::Settle if now >= settle_end => {
                 phase = Phase::Prime;
                 lp.prime_next = 0;
+                if plan.handshake.is_some() {
+                    pacer.rate = match plan.rate_pps {
+                        0 => HANDSHAKE_PRIME_PPS,
+                        r => r.min(HANDSHAKE_PRIME_PPS),
+                    };
+                }
                 pacer.restart(now, lp.built);
             }
-            Phase::Prime if lp.prime_next >= plan.flows.len() => phase = Phase::Warm,
+            Phase::Prime if lp.prime_next >= plan.flows.len() => {
+                phase = Phase::Warm;
+                pacer.rate = plan.rate_pps;
+                pacer.restart(now, lp.built);
+            }
             Phase::Warm if now >= warm_end && repeat > 0 => {
                 phase = Phase::Measure;
                 lp.flush(tx);
@@ -527,6 +889,10 @@ pub fn run(
             Phase::Drain => 0,
         };
         lp.originate(pool, want, phase);
+        if let (Some(hs), Phase::Warm | Phase::Measure) = (flood, phase) {
+            let n = flood_pacer.budget(now, lp.flood_built);
+            lp.originate_flood(pool, n, hs);
+        }
         lp.flush(tx);
         // Receive (twice per send, so the rx ring drains faster than the
         // forwarder can fill it when both run flat out).
@@ -548,6 +914,72 @@ pub fn run(
         at_finish: lp.c,
         lead_cycles: first_start.saturating_sub(start),
     }
+}
+
+/// First index of the settle pass's tuples in the new-connection space (its
+/// last [`SETTLE_FLOWS`]; the run's counter never gets there).
+pub fn settle_base(new_space: FlowSpace) -> u64 {
+    new_space.len().saturating_sub(SETTLE_FLOWS)
+}
+
+/// How long the in-flight limit waits for a completion before giving up on
+/// the outstanding connections (this VM's CPUs stall for up to ~30 ms).
+const INFLIGHT_PATIENCE_MS: u64 = 50;
+
+/// Flows of the settle pass in the handshake mode: fewer than a neighbour's
+/// queue of packets waiting for ARP (8 in vsd), so none is lost there — a
+/// SYN proxy's SYN to a server lost while the server's address resolves
+/// leaves that connection stuck until it times out, holding a slot of its
+/// pool of held segments. Four reach each of four servers in turn (rr).
+const HANDSHAKE_SETTLE_FLOWS: u64 = 4;
+
+/// Fastest prime pass in the handshake mode: a SYN proxy holds each
+/// connection's first data segment until the server answers, in a small
+/// pool (128 per worker in vsd); a thousand handshakes at once would
+/// overflow it and lose connections the steady traffic then misses.
+const HANDSHAKE_PRIME_PPS: u64 = 100_000;
+
+/// The in-flight limit: how many new connections may open, given `max`,
+/// `opened` and `done` so far and `given_up` as lost. When the limit is
+/// reached and nothing completed for `patience` cycles, the outstanding
+/// ones are given up (their packets were dropped somewhere; nobody
+/// retransmits) so the loop goes on. Returns the room and the new
+/// `given_up`.
+#[allow(clippy::too_many_arguments)]
+fn inflight_room(
+    max: u64,
+    opened: u64,
+    done: u64,
+    given_up: u64,
+    last_done: &mut u64,
+    last_progress: &mut u64,
+    now: u64,
+    patience: u64,
+) -> (u64, u64) {
+    if done != *last_done {
+        *last_done = done;
+        *last_progress = now;
+    }
+    let outstanding = opened.saturating_sub(done).saturating_sub(given_up);
+    if outstanding >= max && now.saturating_sub(*last_progress) > patience {
+        *last_progress = now;
+        return (max, given_up + outstanding);
+    }
+    (max.saturating_sub(outstanding), given_up)
+}
+
+/// xorshift64: the flood's source picker (any nonzero state).
+#[inline]
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+/// A per-run seed, so two runs do not flood the same sources in order.
+fn start_seed() -> u64 {
+    tsc_now() | 1
 }
 
 #[cfg(test)]
@@ -593,6 +1025,260 @@ mod tests {
             base: 0,
         };
         assert_eq!(unpaced.budget(123, 456), BURST_SIZE);
+    }
+
+    use crate::packet::{parse, Headers, HANDSHAKE_MARK};
+    use clap::Parser;
+    use vsd::wire::{Ipv4Packet, MacAddr, PacketBuilder, TcpPacket};
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn handshake_plan(mode: &str) -> Plan {
+        let o = crate::Opts::try_parse_from([
+            "vsd-gen",
+            "--expect",
+            mode,
+            "--proto",
+            "tcp",
+            "--rport",
+            "8080",
+            "--handshake",
+            "--flood-rate",
+            "2M",
+        ])
+        .unwrap();
+        crate::build_plan(&o, 1_000_000_000).unwrap().0
+    }
+
+    fn headers(f: &[u8]) -> Headers {
+        match parse(f) {
+            Rx::Data(h) => h,
+            other => panic!("not data: {other:?}"),
+        }
+    }
+
+    /// Sequence numbers, flags, payload mark; both checksums valid.
+    fn tcp_of(f: &[u8]) -> (Ipv4Addr, Ipv4Addr, u16, u16, u32, u32, u8, Vec<u8>) {
+        let ipp = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert!(ipp.verify_checksum());
+        let t = TcpPacket::new_checked(ipp.payload()).unwrap();
+        let (src, dst) = (ipp.src_addr(), ipp.dst_addr());
+        assert!(t.verify_checksum_v4(src, dst), "TCP checksum");
+        (
+            src,
+            dst,
+            t.src_port(),
+            t.dst_port(),
+            t.seq_number(),
+            t.ack_number(),
+            t.flags().0,
+            t.payload().to_vec(),
+        )
+    }
+
+    fn marked() -> Vec<u8> {
+        let mut p = vec![0u8; 6];
+        p[4..].copy_from_slice(&HANDSHAKE_MARK.to_be_bytes());
+        p
+    }
+
+    /// One legitimate connection through a (simulated) SYN proxy, every
+    /// packet as vsd's synproxy sends it: the generator's answers carry
+    /// the numbers the proxy checks, and the last leg counts as done.
+    #[test]
+    fn handshake_through_a_syn_proxy() {
+        let plan = handshake_plan("nat");
+        let hs = plan.handshake.as_ref().unwrap();
+        assert_eq!(hs.flood_rate, FloodRate::Paced(2_000_000));
+        let e = &plan.expect;
+        let gen = e.gen_mac;
+        let dut = e.dut_mac;
+        let vip = ip("198.18.0.100");
+        let rip = ip("198.18.0.11");
+        let rmac = rs_mac(u32::from(rip));
+        let (cip, cport) = plan.new_space.tuple(12345);
+        let client = Ipv4Addr::from(cip);
+        // 1. the client's SYN: ISN 0
+        let mut syn = plan.fresh.bytes().to_vec();
+        plan.fresh.patch(&mut syn, cip, cport, None);
+        let (s, d, _, dp, seq, _, fl, _) = tcp_of(&syn);
+        assert_eq!((s, d, dp, seq, fl), (client, vip, 80, 0, tcp::SYN));
+        // 2. the proxy's cookie SYN-ACK → the client's ACK with marked data
+        let cookie = 0xdead_beef_u32;
+        let synack = PacketBuilder::ethernet(dut, gen)
+            .ipv4(vip, client)
+            .tcp(80, cport, tcp::SYN | tcp::ACK)
+            .seq(cookie)
+            .ack(1)
+            .build();
+        let h = headers(&synack);
+        let dir = e.direction(&h);
+        assert_eq!(dir, Direction::Reply);
+        assert_eq!(hs.classify(e, &synack, &h, dir), HsClass::LegitSynAck);
+        let mut ack = vec![0u8; hs.answer.bytes().len()];
+        assert!(hs.answer(&synack, &h, &mut ack));
+        assert_eq!(&ack[0..6], &dut.0);
+        assert_eq!(&ack[6..12], &gen.0);
+        let (s, d, sp, dp, seq, ackn, fl, payload) = tcp_of(&ack);
+        assert_eq!((s, d, sp, dp), (client, vip, cport, 80));
+        assert_eq!((seq, ackn), (1, cookie.wrapping_add(1)));
+        assert_eq!(fl, tcp::ACK | tcp::PSH);
+        assert_eq!(payload, marked());
+        assert!(!hs.answer(&synack, &h, &mut [0u8; 10]));
+        // 3. the proxy's SYN to the server (client ISN = ack's seq - 1) →
+        //    the server's SYN-ACK acknowledges exactly that ISN, as vsd's
+        //    accept_synack requires
+        let mut to_rs = PacketBuilder::ethernet(dut, rmac)
+            .ipv4(client, rip)
+            .tcp(cport, 8080, tcp::SYN)
+            .seq(seq.wrapping_sub(1))
+            .build();
+        let h = headers(&to_rs);
+        let dir = e.direction(&h);
+        assert_eq!(dir, Direction::Request);
+        assert_eq!(hs.classify(e, &to_rs, &h, dir), HsClass::ServerSyn);
+        assert!(packet::reflect_tcp(
+            &mut to_rs,
+            &h,
+            rmac,
+            dut,
+            hs.server_isn
+        ));
+        let (s, d, sp, dp, seq, ackn, fl, _) = tcp_of(&to_rs);
+        assert_eq!((s, d, sp, dp), (rip, client, 8080, cport));
+        assert_eq!((seq, ackn, fl), (hs.server_isn, 1, tcp::SYN | tcp::ACK));
+        // 4. the held data, now in the server's sequence space → the
+        //    server's answer acknowledges it and carries the mark back
+        let mut data = PacketBuilder::ethernet(dut, rmac)
+            .ipv4(client, rip)
+            .tcp(cport, 8080, tcp::ACK | tcp::PSH)
+            .seq(1)
+            .ack(hs.server_isn + 1)
+            .payload(&marked())
+            .build();
+        let h = headers(&data);
+        assert_eq!(
+            hs.classify(e, &data, &h, Direction::Request),
+            HsClass::MarkedRequest
+        );
+        assert!(packet::reflect_tcp(&mut data, &h, rmac, dut, hs.server_isn));
+        let (s, d, _, _, seq, ackn, _, payload) = tcp_of(&data);
+        assert_eq!((s, d, seq, ackn), (rip, client, hs.server_isn + 1, 7));
+        assert_eq!(payload, marked());
+        // 5. through the proxy back to the client: done
+        let reply = |to: Ipv4Addr, port: u16, payload: &[u8], flags: u8| {
+            PacketBuilder::ethernet(dut, gen)
+                .ipv4(vip, to)
+                .tcp(80, port, flags)
+                .seq(cookie + 1)
+                .ack(7)
+                .payload(payload)
+                .build()
+        };
+        let f = reply(client, cport, &marked(), tcp::ACK | tcp::PSH);
+        let h = headers(&f);
+        assert_eq!(hs.classify(e, &f, &h, Direction::Reply), HsClass::DoneNew);
+        // the settle pass's connections are not counted
+        let (sip, sport) = plan.new_space.tuple(settle_base(plan.new_space) + 3);
+        let f = reply(Ipv4Addr::from(sip), sport, &marked(), tcp::ACK);
+        let h = headers(&f);
+        assert_eq!(
+            hs.classify(e, &f, &h, Direction::Reply),
+            HsClass::DoneSettle
+        );
+        let (lip, lport) = plan.new_space.tuple(settle_base(plan.new_space) - 1);
+        let f = reply(Ipv4Addr::from(lip), lport, &marked(), tcp::ACK);
+        let h = headers(&f);
+        assert_eq!(hs.classify(e, &f, &h, Direction::Reply), HsClass::DoneNew);
+        let (eip, eport) = plan.flows.tuple(7);
+        let f = reply(Ipv4Addr::from(eip), eport, &marked(), tcp::ACK);
+        let h = headers(&f);
+        assert_eq!(hs.classify(e, &f, &h, Direction::Reply), HsClass::DoneEst);
+        // steady established traffic, stamped or not, is plain data
+        let f = reply(Ipv4Addr::from(eip), eport, &[0, 0, 1, 2, 0, 9], tcp::ACK);
+        let h = headers(&f);
+        assert_eq!(hs.classify(e, &f, &h, Direction::Reply), HsClass::Data);
+    }
+
+    #[test]
+    fn handshake_classifies_what_is_not_ours() {
+        let plan = handshake_plan("fullnat");
+        let hs = plan.handshake.as_ref().unwrap();
+        let e = &plan.expect;
+        let (gen, dut) = (e.gen_mac, e.dut_mac);
+        let vip = ip("198.18.0.100");
+        let synack_to = |to: u32, port: u16, flags: u8| {
+            PacketBuilder::ethernet(dut, gen)
+                .ipv4(vip, Ipv4Addr::from(to))
+                .tcp(80, port, flags)
+                .seq(5)
+                .ack(1)
+                .build()
+        };
+        let class = |f: &[u8]| {
+            let h = headers(f);
+            hs.classify(e, f, &h, e.direction(&h))
+        };
+        let mut rng = 7u64;
+        for _ in 0..100 {
+            let (a, p) = hs.flood.tuple(xorshift(&mut rng));
+            assert!(e.clients.index_of(a, p).is_none() && e.new_clients.index_of(a, p).is_none());
+            let f = synack_to(a, p, tcp::SYN | tcp::ACK);
+            assert_eq!(class(&f), HsClass::FloodSynAck);
+        }
+        let f = synack_to(u32::from(ip("10.1.2.3")), 5000, tcp::SYN | tcp::ACK);
+        assert_eq!(class(&f), HsClass::OtherSynAck);
+        let (a, p) = plan.flows.tuple(3);
+        assert_eq!(class(&synack_to(a, p, tcp::RST | tcp::ACK)), HsClass::Rst);
+        // at a real server (FULLNAT: from a local address)
+        let rmac = rs_mac(u32::from(ip("198.18.0.12")));
+        let at_rs = |flags: u8, payload: &[u8]| {
+            PacketBuilder::ethernet(dut, rmac)
+                .ipv4(ip("198.18.0.201"), ip("198.18.0.12"))
+                .tcp(40000, 8080, flags)
+                .payload(payload)
+                .build()
+        };
+        // a bare ACK (the proxy's own, padded to 60 bytes on the wire)
+        let mut bare = at_rs(tcp::ACK, &[]);
+        bare.resize(60, 0);
+        assert_eq!(class(&bare), HsClass::BareRequest);
+        assert_eq!(class(&at_rs(tcp::ACK, &[0; 6])), HsClass::Data);
+        assert_eq!(class(&at_rs(tcp::ACK, &marked())), HsClass::MarkedRequest);
+        assert_eq!(class(&at_rs(tcp::SYN, &[])), HsClass::ServerSyn);
+        assert_eq!(class(&at_rs(tcp::RST, &[])), HsClass::Rst);
+        let _ = MacAddr::BROADCAST;
+    }
+
+    #[test]
+    fn inflight_limit_closes_the_loop_and_gives_up_on_losses() {
+        let (mut last_done, mut last_progress) = (0, 0);
+        let mut room = |opened, done, given_up, now| {
+            inflight_room(
+                64,
+                opened,
+                done,
+                given_up,
+                &mut last_done,
+                &mut last_progress,
+                now,
+                1000,
+            )
+        };
+        assert_eq!(room(0, 0, 0, 0), (64, 0));
+        assert_eq!(room(40, 0, 0, 10), (24, 0));
+        assert_eq!(room(64, 0, 0, 20), (0, 0));
+        // completions make room
+        assert_eq!(room(64, 10, 0, 500), (10, 0));
+        assert_eq!(room(74, 10, 0, 1400), (0, 0));
+        // nothing for more than `patience` since the last completion: the
+        // 64 outstanding are given up
+        assert_eq!(room(74, 10, 0, 1501), (64, 64));
+        assert_eq!(room(74, 10, 64, 1502), (64, 64));
+        // a late completion of a given-up one does not underflow
+        assert_eq!(room(74, 80, 64, 1503), (64, 64));
     }
 
     #[test]

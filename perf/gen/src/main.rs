@@ -21,7 +21,7 @@ mod report;
 use check::{Expect, Mode, NetSet};
 use clap::{Parser, ValueEnum};
 use flows::FlowSpace;
-use gen::Plan;
+use gen::{FloodRate, Handshake, Plan};
 use hdrhistogram::Histogram;
 use packet::{Proto, Template, TemplateSpec, FCS_LEN};
 use report::{Report, RunInfo};
@@ -155,6 +155,28 @@ struct Opts {
     /// Lowest client port.
     #[arg(long, default_value_t = 1024)]
     src_port_base: u16,
+    /// Complete real TCP handshakes (TCP through NAT/FULLNAT, e.g. a SYN
+    /// proxy): answer SYN-ACKs to our clients with ACK + data, answer as the
+    /// real servers with consistent sequence numbers, count completed
+    /// connections. Needed for --flood-rate.
+    #[arg(long)]
+    handshake: bool,
+    /// SYN flood from random sources of --flood-net, from the warm-up on,
+    /// on top of --rate: packets/s (K/M suffixes), "max" (as fast as the
+    /// port takes them) or 0 (off).
+    #[arg(long, default_value = "0", value_parser = parse_flood_rate)]
+    flood_rate: FloodRate,
+    /// Handshake mode: most new connections open at once (0: no limit).
+    /// With --new-conn-share 1 --rate 0 this measures the forwarder's
+    /// handshake rate in a closed loop.
+    #[arg(long, default_value_t = 0)]
+    max_inflight: u64,
+    /// First address of the flood's sources.
+    #[arg(long, default_value = "198.18.128.0")]
+    flood_net: Ipv4Addr,
+    /// Addresses the flood's sources spread over (ports 1024-65535 each).
+    #[arg(long, default_value_t = 32768)]
+    flood_ips: u32,
     /// memif socket (the forwarder's).
     #[arg(long, default_value = "/tmp/vsd-memif.sock")]
     memif_socket: String,
@@ -203,6 +225,18 @@ fn parse_count(s: &str) -> Result<u64, String> {
         return Err(format!("not a whole count: {s:?}"));
     }
     Ok(v as u64)
+}
+
+/// "0"/"off", "max", or a count as [`parse_count`].
+fn parse_flood_rate(s: &str) -> Result<FloodRate, String> {
+    match s.trim() {
+        "off" => Ok(FloodRate::Off),
+        "max" => Ok(FloodRate::Max),
+        t => Ok(match parse_count(t)? {
+            0 => FloodRate::Off,
+            n => FloodRate::Paced(n),
+        }),
+    }
 }
 
 fn parse_mac(s: &str) -> Result<MacAddr, String> {
@@ -357,7 +391,48 @@ fn build_plan(o: &Opts, hz: u64) -> Result<(Plan, RunInfo), String> {
         clients,
         new_clients: new_space,
     };
+    let handshake = if o.handshake {
+        if proto != Proto::Tcp || !matches!(mode, Mode::Nat | Mode::Fullnat) || !reflect {
+            return Err(
+                "--handshake needs --proto tcp, --expect nat or fullnat and reflection".into(),
+            );
+        }
+        let flood = FlowSpace::full(o.flood_net, o.flood_ips, 1024)
+            .map_err(|e| format!("flood sources: {e}"))?;
+        let (fa, fb) = (
+            u32::from(o.flood_net),
+            u32::from(o.flood_net) + o.flood_ips - 1,
+        );
+        for (what, net, ips) in [
+            ("--client-net", o.client_net, o.client_ips),
+            ("--new-conn-net", o.new_conn_net, o.new_conn_ips),
+        ] {
+            let (a, b) = (
+                u32::from(net),
+                u32::from(net).saturating_add(ips.saturating_sub(1)),
+            );
+            if a <= fb && fa <= b {
+                return Err(format!(
+                    "--flood-net overlaps {what}: their answers would mix"
+                ));
+            }
+        }
+        let mut answer = Template::new(&spec(tcp::ACK | tcp::PSH));
+        answer.mark();
+        Some(Handshake {
+            answer,
+            flood,
+            flood_rate: o.flood_rate,
+            server_isn: 0x5e5e_0000,
+            max_inflight: o.max_inflight,
+        })
+    } else if o.flood_rate != FloodRate::Off || o.max_inflight > 0 {
+        return Err("--flood-rate and --max-inflight need --handshake".into());
+    } else {
+        None
+    };
     let plan = Plan {
+        handshake,
         expect,
         flows: clients,
         new_space,
@@ -387,6 +462,7 @@ fn build_plan(o: &Opts, hz: u64) -> Result<(Plan, RunInfo), String> {
         new_conn_share: o.new_conn_share,
         reflect,
         sample: o.sample,
+        handshake: o.handshake,
     };
     Ok((plan, info))
 }
@@ -430,8 +506,15 @@ fn run_on_eal(o: &Opts, out: &fast::StdoutGuard, port_name: &str) -> Result<(), 
     let (Some(mut rxq), Some(mut txq)) = (rxqs.pop(), txqs.pop()) else {
         return Err("port has no queues".into());
     };
-    port.start().map_err(|e| format!("port start: {e}"))?;
+    // A memif client's start fails while the server is not listening yet
+    // (its socket file may exist before): try again until the timeout.
     let t0 = Instant::now();
+    while let Err(e) = port.start() {
+        if t0.elapsed().as_secs_f64() > o.link_timeout {
+            return Err(format!("port start: {e}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let mut last_try = Instant::now();
     while !port.link().up {
         if t0.elapsed().as_secs_f64() > o.link_timeout {
@@ -578,6 +661,48 @@ mod tests {
             &["--flows", "10M", "--client-ips", "100"],
             &["--expect", "dr", "--reflect", "on"],
             &["--repeat", "0"],
+            &["--flood-rate", "1M"],
+            &["--max-inflight", "64"],
+            &["--handshake", "--expect", "nat"],
+            &["--handshake", "--expect", "dr", "--proto", "tcp"],
+            &[
+                "--handshake",
+                "--expect",
+                "nat",
+                "--proto",
+                "tcp",
+                "--reflect",
+                "off",
+            ],
+            &[
+                "--handshake",
+                "--expect",
+                "nat",
+                "--proto",
+                "tcp",
+                "--flood-net",
+                "198.19.1.0",
+            ],
+            &[
+                "--handshake",
+                "--expect",
+                "nat",
+                "--proto",
+                "tcp",
+                "--flood-net",
+                "198.19.127.255",
+                "--flood-ips",
+                "2",
+            ],
+            &[
+                "--handshake",
+                "--expect",
+                "nat",
+                "--proto",
+                "tcp",
+                "--flood-ips",
+                "0",
+            ],
         ] {
             assert!(build_plan(&opts(bad), 1).is_err(), "{bad:?} accepted");
         }
@@ -595,6 +720,28 @@ mod tests {
         assert_eq!(p.steady.bytes()[14 + 20 + 13], tcp::ACK);
         assert_eq!(p.prime.bytes()[14 + 20 + 13], tcp::SYN);
         assert_eq!(p.duration_cycles, 20_000_000_000);
+        assert!(p.handshake.is_none());
+        let (p, info) = build_plan(
+            &opts(&[
+                "--expect",
+                "fullnat",
+                "--proto",
+                "tcp",
+                "--handshake",
+                "--flood-rate",
+                "max",
+            ]),
+            1,
+        )
+        .unwrap();
+        let hs = p.handshake.unwrap();
+        assert!(info.handshake);
+        assert_eq!(hs.flood_rate, FloodRate::Max);
+        assert_eq!(hs.answer.bytes()[14 + 20 + 13], tcp::ACK | tcp::PSH);
+        assert_eq!(parse_flood_rate("0"), Ok(FloodRate::Off));
+        assert_eq!(parse_flood_rate("off"), Ok(FloodRate::Off));
+        assert_eq!(parse_flood_rate("1.5M"), Ok(FloodRate::Paced(1_500_000)));
+        assert!(parse_flood_rate("fast").is_err());
         let (p, _) = build_plan(&opts(&["--expect", "dr", "--new-conn-share", "0.25"]), 1).unwrap();
         assert!(!p.reflect);
         assert_eq!(p.new_share_q16, 16384);

@@ -207,6 +207,48 @@ impl Template {
     }
 }
 
+/// Marks the payload of the handshake mode's connection-completing data
+/// segments (the client's first segment and the server's answer to it):
+/// written after the 4 zero bytes where a stamp's TSC would be, so a marked
+/// payload never reads as a stamp and the reply to it carries the mark back.
+pub const HANDSHAKE_MARK: u16 = 0x4c47; // "LG"
+
+impl Template {
+    /// Writes [`HANDSHAKE_MARK`] into the template's payload (at the
+    /// stamp's sequence position, TSC left zero) and updates its checksum.
+    /// Packets built from it must not be stamped.
+    pub fn mark(&mut self) {
+        let at = self.proto.headers_len() + 4;
+        self.bytes[at..at + 2].copy_from_slice(&HANDSHAKE_MARK.to_be_bytes());
+        self.l4_csum = checksum::update_u16(self.l4_csum, 0, HANDSHAKE_MARK);
+        let at = IP_OFF + 20 + self.proto.csum_field();
+        self.bytes[at..at + 2].copy_from_slice(&self.l4_csum.to_be_bytes());
+    }
+
+    /// Sets the TCP sequence and acknowledgement numbers of a packet built
+    /// from this (ACK-flagged, so built with seq = ack = 1) TCP template.
+    #[inline]
+    pub fn patch_seq_ack(&self, out: &mut [u8], seq: u32, ack: u32) {
+        if self.proto != Proto::Tcp || out.len() != self.bytes.len() {
+            return;
+        }
+        let l4 = IP_OFF + 20;
+        set_tcp_u32(out, l4, 4, seq);
+        set_tcp_u32(out, l4, 8, ack);
+    }
+}
+
+/// Writes a 32-bit TCP header field at `l4 + at` and updates the checksum.
+#[inline]
+fn set_tcp_u32(frame: &mut [u8], l4: usize, at: usize, new: u32) {
+    let (Some(old), Some(c)) = (be32(frame, l4 + at), be16(frame, l4 + 16)) else {
+        return;
+    };
+    let c = checksum::update_u32(c, old, new);
+    frame[l4 + at..l4 + at + 4].copy_from_slice(&new.to_be_bytes());
+    frame[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+}
+
 /// What the fast parse found in a received frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rx {
@@ -337,6 +379,55 @@ pub fn reflect(frame: &mut [u8], h: &Headers, src_mac: MacAddr, dst_mac: MacAddr
         let c = checksum::update_u16(c, old, new);
         frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
     }
+    true
+}
+
+/// TCP payload bytes of a parsed data packet (from the IP total length,
+/// not the frame: a short segment is padded to 60 bytes on the wire).
+#[inline]
+pub fn payload_len(frame: &[u8], h: &Headers) -> usize {
+    let total = be16(frame, h.ip + 2).unwrap_or(0) as usize;
+    (h.ip + total).saturating_sub(h.payload)
+}
+
+/// Whether the payload carries [`HANDSHAKE_MARK`] (and no stamp).
+#[inline]
+pub fn is_marked(frame: &[u8], h: &Headers) -> bool {
+    payload_len(frame, h) >= STAMP_LEN
+        && be32(frame, h.payload) == Some(0)
+        && be16(frame, h.payload + 4) == Some(HANDSHAKE_MARK)
+}
+
+/// A TCP request that reached a real server turned into that server's
+/// answer as a TCP stack would send it (the handshake mode, where a SYN
+/// proxy checks sequence numbers): [`reflect`]'s swap, and a SYN answered
+/// with SYN+ACK `seq = server_isn, ack = seq + 1`, anything else with
+/// `seq = its ack, ack = its seq + payload` (the server "echoes" the data).
+/// False (frame unchanged) if `h` is not a plain TCP packet in `frame`.
+pub fn reflect_tcp(
+    frame: &mut [u8],
+    h: &Headers,
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    server_isn: u32,
+) -> bool {
+    if h.proto != 6 {
+        return false;
+    }
+    let (Some(seq), Some(ack)) = (be32(frame, h.l4 + 4), be32(frame, h.l4 + 8)) else {
+        return false;
+    };
+    let len = payload_len(frame, h) as u32;
+    if !reflect(frame, h, src_mac, dst_mac) {
+        return false;
+    }
+    let (new_seq, new_ack) = if h.flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
+        (server_isn, seq.wrapping_add(1))
+    } else {
+        (ack, seq.wrapping_add(len))
+    };
+    set_tcp_u32(frame, h.l4, 4, new_seq);
+    set_tcp_u32(frame, h.l4, 8, new_ack);
     true
 }
 
@@ -574,6 +665,81 @@ mod tests {
         assert!(ipp.verify_checksum());
         let tp = TcpPacket::new_checked(ipp.payload()).unwrap();
         assert!(tp.verify_checksum_v4(ip("198.18.0.11"), ip("198.19.0.5")));
+    }
+
+    #[test]
+    fn marked_template_and_seq_patch_keep_checksums_valid() {
+        let mut t = Template::new(&spec(Proto::Tcp, tcp::ACK | tcp::PSH, 60));
+        t.mark();
+        let mut f = vec![0u8; 60];
+        t.write(&mut f, u32::from(ip("198.19.128.9")), 2000, None);
+        t.patch_seq_ack(&mut f, 0x8000_0001, 0xffff_fffe);
+        let ipp = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        let tp = TcpPacket::new_checked(ipp.payload()).unwrap();
+        assert!(tp.verify_checksum_v4(ip("198.19.128.9"), ip("198.18.0.100")));
+        assert_eq!(
+            (tp.seq_number(), tp.ack_number()),
+            (0x8000_0001, 0xffff_fffe)
+        );
+        assert_eq!(tp.payload(), &[0, 0, 0, 0, 0x4c, 0x47]);
+        let Rx::Data(h) = parse(&f) else { panic!() };
+        assert!(is_marked(&f, &h));
+        assert_eq!(payload_len(&f, &h), 6);
+        // a stamp is not a mark
+        let plain = Template::new(&spec(Proto::Tcp, tcp::ACK, 60));
+        plain.write(&mut f, 1, 2, Some(Stamp::at(99, HANDSHAKE_MARK)));
+        let Rx::Data(h) = parse(&f) else { panic!() };
+        assert!(!is_marked(&f, &h));
+    }
+
+    #[test]
+    fn reflect_tcp_answers_like_a_server() {
+        let rs_mac = MacAddr([2, 0x52, 198, 18, 0, 11]);
+        let seg = |flags: u8, seq: u32, ack: u32, payload: &[u8]| {
+            let mut p = PacketBuilder::ethernet(DUT, rs_mac)
+                .ipv4(ip("198.19.0.5"), ip("198.18.0.11"))
+                .tcp(1030, 8080, flags)
+                .seq(seq)
+                .ack(ack)
+                .payload(payload)
+                .build();
+            p.resize(p.len().max(60), 0); // Ethernet padding
+            p
+        };
+        let answer = |mut p: Vec<u8>| {
+            let Rx::Data(h) = parse(&p) else { panic!() };
+            assert!(reflect_tcp(&mut p, &h, rs_mac, DUT, 777));
+            let ipp = Ipv4Packet::new_checked(&p[14..]).unwrap();
+            assert!(ipp.verify_checksum());
+            let tp = TcpPacket::new_checked(ipp.payload()).unwrap();
+            assert!(tp.verify_checksum_v4(ip("198.18.0.11"), ip("198.19.0.5")));
+            assert_eq!((tp.src_port(), tp.dst_port()), (8080, 1030));
+            (tp.flags().0, tp.seq_number(), tp.ack_number())
+        };
+        // SYN: SYN-ACK with the server's ISN, acknowledging the client's
+        assert_eq!(
+            answer(seg(tcp::SYN, 0xffff_ffff, 0, &[])),
+            (tcp::SYN | tcp::ACK, 777, 0)
+        );
+        // data: acknowledged, sent from where the client's ACK points
+        assert_eq!(
+            answer(seg(tcp::ACK | tcp::PSH, 1, 778, &[1, 2, 3, 4, 5, 6, 7])),
+            (tcp::ACK | tcp::PSH, 778, 8)
+        );
+        // a bare (padded) ACK: nothing to acknowledge beyond its seq
+        assert_eq!(answer(seg(tcp::ACK, 50, 778, &[])), (tcp::ACK, 778, 50));
+        let Rx::Data(h) = parse(&seg(tcp::ACK, 50, 778, &[])) else {
+            panic!()
+        };
+        assert_eq!(payload_len(&seg(tcp::ACK, 50, 778, &[]), &h), 0);
+        // UDP is not answered this way
+        let mut u = PacketBuilder::ethernet(DUT, GEN)
+            .ipv4(ip("198.19.0.9"), ip("198.18.0.12"))
+            .udp(4000, 9)
+            .payload(&[0; 6])
+            .build();
+        let Rx::Data(h) = parse(&u) else { panic!() };
+        assert!(!reflect_tcp(&mut u, &h, GEN, DUT, 1));
     }
 
     #[test]

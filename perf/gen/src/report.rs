@@ -18,6 +18,7 @@ pub struct RunInfo {
     pub new_conn_share: f64,
     pub reflect: bool,
     pub sample: u32,
+    pub handshake: bool,
 }
 
 /// The JSON report of one measurement window. Rates are over the window;
@@ -81,6 +82,67 @@ pub struct Report {
     pub tx_ring_full: u64,
     pub rx_empty_polls: u64,
     pub tsc_hz: u64,
+    /// Handshake mode only (`--handshake`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake: Option<HandshakeReport>,
+}
+
+/// The handshake mode's numbers: rates over the window, `*_run` over the
+/// whole run (warm-up, every window and the drain).
+#[derive(Debug, Clone, Serialize)]
+pub struct HandshakeReport {
+    /// Flood SYNs sent, per second.
+    pub flood_pps: f64,
+    /// SYN-ACKs the flood drew (vsd's cookies with a SYN proxy; the real
+    /// servers' through a plain director), per second.
+    pub flood_synacks_per_s: f64,
+    /// New connections opened (SYNs sent) and completed (the server's
+    /// answer to the first data segment reached the client), per second.
+    pub legit_opened_per_s: f64,
+    pub legit_done_per_s: f64,
+    /// Completed / opened over the whole run (the drain lets the last ones
+    /// finish): the legitimate success rate.
+    pub legit_opened_run: u64,
+    pub legit_done_run: u64,
+    pub legit_success: Option<f64>,
+    /// Established flows whose prime handshake completed, of `flows`.
+    pub est_flows_done: u64,
+    /// Established-flow traffic delivered: requests at the servers and
+    /// replies at the clients, per second.
+    pub est_pps: f64,
+    /// SYN-ACKs to our clients, answers sent, SYNs at the servers, marked
+    /// segments at the servers, segments without data there, RSTs, SYN-ACKs
+    /// to unknown addresses: whole run.
+    pub synacks_legit_run: u64,
+    pub answers_run: u64,
+    pub server_syns_run: u64,
+    pub marked_requests_run: u64,
+    pub bare_requests_run: u64,
+    pub rsts_run: u64,
+    pub synacks_other_run: u64,
+}
+
+impl HandshakeReport {
+    fn new(s: &Counters, e: &Counters, f: &Counters, per_s: impl Fn(u64) -> f64) -> Self {
+        HandshakeReport {
+            flood_pps: per_s(e.tx_flood - s.tx_flood).round(),
+            flood_synacks_per_s: per_s(e.rx_synack_flood - s.rx_synack_flood).round(),
+            legit_opened_per_s: per_s(e.tx_new - s.tx_new).round(),
+            legit_done_per_s: per_s(e.done_new - s.done_new).round(),
+            legit_opened_run: f.tx_new,
+            legit_done_run: f.done_new,
+            legit_success: (f.tx_new > 0).then(|| round(f.done_new as f64 / f.tx_new as f64, 6)),
+            est_flows_done: f.done_est,
+            est_pps: per_s(e.rx_data() - s.rx_data()).round(),
+            synacks_legit_run: f.rx_synack_legit,
+            answers_run: f.tx_answer,
+            server_syns_run: f.rx_server_syn,
+            marked_requests_run: f.rx_marked_request,
+            bare_requests_run: f.rx_bare_request,
+            rsts_run: f.rx_rst,
+            synacks_other_run: f.rx_synack_other,
+        }
+    }
 }
 
 fn round(x: f64, places: i32) -> f64 {
@@ -110,7 +172,14 @@ impl Report {
         let tx = e.tx_orig - s.tx_orig;
         let rx = e.rx_data() - s.rx_data();
         let legs = if info.reflect { 2 } else { 1 };
-        let expected = tx * legs;
+        // In the handshake mode new connections are counted apart (their
+        // packets are not data), so only the established flows' are expected.
+        let counted = if info.handshake {
+            tx - (e.tx_new - s.tx_new)
+        } else {
+            tx
+        };
+        let expected = counted * legs;
         let returned = w.at_settled.rx_data() - s.rx_data();
         let drops = expected.saturating_sub(returned);
         let us = |q: f64| {
@@ -160,6 +229,7 @@ impl Report {
             tx_ring_full: e.tx_ring_full - s.tx_ring_full,
             rx_empty_polls: e.rx_empty_polls - s.rx_empty_polls,
             tsc_hz: hz,
+            handshake: info.handshake.then(|| HandshakeReport::new(s, e, f, per_s)),
             info,
         }
     }
@@ -170,9 +240,24 @@ impl Report {
             (Some(a), Some(b), Some(c)) => format!("rtt p50 {a} p99 {b} p99.9 {c} us"),
             _ => "no latency samples".to_string(),
         };
+        let hs = match &self.handshake {
+            Some(h) => format!(
+                "; flood {:.3} Mpps drew {:.3} M SYN-ACKs/s, legit {}/{} done ({}), \
+                 {:.0} done/s, established {:.3} Mpps",
+                h.flood_pps / 1e6,
+                h.flood_synacks_per_s / 1e6,
+                h.legit_done_run,
+                h.legit_opened_run,
+                h.legit_success
+                    .map_or("-".to_string(), |r| format!("{:.3}%", r * 100.0)),
+                h.legit_done_per_s,
+                h.est_pps / 1e6
+            ),
+            None => String::new(),
+        };
         format!(
             "vsd-gen {} {} flows={} size={}{}: tx {:.3} Mpps, rx {:.3} Mpps, drops {} ({:.3}%), \
-             checked {} failed {}, {}{}",
+             checked {} failed {}, {}{}{hs}",
             self.info.mode,
             self.info.proto,
             self.info.flows,
@@ -212,6 +297,7 @@ mod tests {
             new_conn_share: 0.0,
             reflect,
             sample: 64,
+            handshake: false,
         }
     }
 

@@ -202,6 +202,37 @@ fn fullnat_connection_through_the_proxy() {
 }
 
 #[test]
+fn the_proxy_table_comes_with_the_configuration_not_the_first_connection() {
+    // Allocating (and filling) one entry per connection slot is too slow
+    // for the packet loop with a large table: it happens when a synproxy
+    // service is configured, and never for directors without one.
+    let lb = director(FwdMethod::Masq);
+    assert!(lb.proxied.in_use());
+    let mut t = ServiceTable::new(4);
+    let key = ServiceKey::tcp(IpAddr::V4(VIP), 80);
+    t.add_service(key, ServiceConfig::with_scheduler("rr"))
+        .unwrap();
+    t.add_dest(
+        &key,
+        RealServerConfig::new(IpAddr::V4(RIP), 8080, FwdMethod::Masq),
+    )
+    .unwrap();
+    let cfg = CoreLbConfig {
+        conn_capacity: 1024,
+        ..CoreLbConfig::default()
+    };
+    let global = Arc::new(GlobalLoad::new(t.dest_capacity()));
+    let mut plain = CoreLb::new(cfg, t.snapshot(), global, None, 0).unwrap();
+    assert!(!plain.proxied.in_use());
+    // a synproxy service added later: allocated on adoption
+    let mut sp = ServiceConfig::with_scheduler("rr");
+    sp.synproxy = true;
+    t.edit_service(&key, sp).unwrap();
+    plain.adopt(t.snapshot());
+    assert!(plain.proxied.in_use());
+}
+
+#[test]
 fn a_syn_flood_leaves_the_table_empty() {
     let mut lb = director(FwdMethod::Masq);
     for i in 0..5000u32 {
