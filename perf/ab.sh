@@ -10,7 +10,8 @@
 # packet (busy cycles / packets, from each vsd's own counters) moves even less.
 # Failure modes: REV that does not build -> run.sh stops with the build log; REV whose vsd
 # does not count cycles (before issue 19) -> its cycles/packet is "-" and only throughput
-# is compared; REV whose vsd refuses the generated config -> that point's sessions fail and
+# is compared, unless --ab-patch perf/ab-patches/cycle-counters.patch adds the counters to
+# it (a patch that does not apply stops the run); REV whose vsd refuses the generated config -> that point's sessions fail and
 # are noted. The generator (vsd-gen) is always this checkout's, so only the forwarder differs.
 # Output: $OUT_DIR/ab-latest.{json,md} (perf/ab_report.py) and the raw points in last-run/.
 
@@ -29,6 +30,11 @@ ab_build() { # rev
     log "A/B: building A = $AB_SHA in $AB_TREE (log: $RAW/build-a.log)"
     git -C "$ROOT" worktree add --detach --quiet "$AB_TREE" "$sha" >"$RAW/build-a.log" 2>&1 ||
         { log "--ab: git worktree add failed (see $RAW/build-a.log)"; exit 1; }
+    if [ -n "$AB_PATCH" ]; then
+        git -C "$AB_TREE" apply "$AB_PATCH" >>"$RAW/build-a.log" 2>&1 ||
+            { log "--ab-patch: $AB_PATCH does not apply to $AB_SHA (see $RAW/build-a.log)"; exit 1; }
+        AB_SHA="$AB_SHA+$(basename "$AB_PATCH" .patch)"
+    fi
     (cd "$AB_TREE" && CARGO_TARGET_DIR="$ROOT/target/ab" cargo build --release --workspace --bins) \
         >>"$RAW/build-a.log" 2>&1 || { log "--ab: building $AB_SHA failed (see $RAW/build-a.log)"; exit 1; }
     mkdir -p "$WORK/a"

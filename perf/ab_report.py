@@ -31,13 +31,15 @@ def spread(ratios):
 
 
 def values(row):
-    """(rate, cycles per packet) of one session; rate is Mpps, or new conns/s for syn."""
+    """(rate, cycles per packet, packets per burst) of one session; rate is Mpps, or new
+    conns/s for syn."""
     gen = row["gen"]
     rate = None
     if gen.get("rx_packets", 0) > 0:
         rate = gen.get("new_conns_per_s") if row["kind"] == "syn" else gen.get("rx_mpps")
     cycles = (row.get("cycles") or {}).get("cycles_per_packet")
-    return rate, cycles
+    burst = (row.get("cycles") or {}).get("packets_per_burst")
+    return rate, cycles, burst
 
 
 def build(rows):
@@ -85,6 +87,7 @@ def build(rows):
                       if "A" in x and "B" in x and x["A"][i] and x["B"][i] is not None]
             rec[key] = {"a": med(a), "b": med(b), "b_over_a": spread(ratios),
                         "a_runs": a, "b_runs": b}
+        rec["packets_per_burst_b"] = med([x["B"][3] for x in rounds.values() if "B" in x])
         io = testpmd.get("io", {}).get("cycles_per_packet")
         for b in ("a", "b"):
             c = rec["cycles_per_packet"][b]
@@ -129,15 +132,16 @@ def main():
         "- B/A: median [min, max] of the per-round ratios. Throughput B/A > 1 and cycles B/A < 1 mean B is",
         "  better; a change that costs nothing has a cycles ratio whose [min, max] holds 1.",
         "",
-        "| point | cycles/pkt A | cycles/pkt B | cycles B/A | B / testpmd io | rate A | rate B | rate B/A | note |",
-        "|---|---:|---:|---|---:|---:|---:|---|---|",
+        "| point | cycles/pkt A | cycles/pkt B | cycles B/A | B / testpmd io | rate A | rate B | rate B/A "
+        "| B pkts/burst | note |",
+        "|---|---:|---:|---|---:|---:|---:|---|---:|---|",
     ]
     for r in recs:
         c, t = r["cycles_per_packet"], r["rate"]
-        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             r["point"], fmt(c["a"], "{:.1f}"), fmt(c["b"], "{:.1f}"), ratio_text(c["b_over_a"]),
             fmt(c["b_over_testpmd_io"]), rate_text(r["kind"], t["a"]), rate_text(r["kind"], t["b"]),
-            ratio_text(t["b_over_a"]), r["note"] or ""))
+            ratio_text(t["b_over_a"]), fmt(r["packets_per_burst_b"]), r["note"] or ""))
     lines += ["", "Rates are Mpps received back by the generator (new connections/s for syn points).",
               "See perf/README.md (A/B mode) for how to read this.", ""]
     with open(os.path.join(out_dir, "ab-latest.md"), "w") as f:

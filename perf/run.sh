@@ -9,7 +9,8 @@
 #          --proto tcp|udp, --pkt-size N, --sched NAME, --out DIR,
 #          --wait-idle MIN (wait up to MIN minutes for a 1-minute load under 0.5),
 #          --idle poll|sleep (vsd's [lcores] idle mode, default poll),
-#          --ab REV (A/B: REV against this checkout, point by point; perf/ab.sh)
+#          --ab REV (A/B: REV against this checkout, point by point; perf/ab.sh),
+#          --ab-patch FILE (apply FILE to REV's build, e.g. perf/ab-patches/cycle-counters.patch)
 #
 # What it does (details and the meaning of every number: perf/README.md):
 #   1. builds release (vsd, vsadm, vsd-gen, vsd-stall-probe);
@@ -39,6 +40,7 @@ SCHED=rr
 WAIT_IDLE=0
 IDLE=poll
 AB_REV=""
+AB_PATCH=""
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
@@ -58,6 +60,7 @@ while [ $# -gt 0 ]; do
         --wait-idle) WAIT_IDLE=$2; shift ;;
         --idle) IDLE=$2; shift ;;
         --ab) AB_REV=$2; shift ;;
+        --ab-patch) AB_PATCH=$(realpath -e "$2") || { echo "run.sh: no patch file $2" >&2; exit 2; }; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -278,9 +281,12 @@ try:
         busy = sum(w["events"].get("busy_cycles", 0) for w in ws)
         idle = sum(w["events"].get("idle_cycles", 0) for w in ws)
         pkts = sum(w["events"].get("rx_packets", 0) for w in ws)
+        bursts = sum(w["events"].get("rx_bursts", 0) for w in ws)
         if any("busy_cycles" in w["events"] for w in ws):
+            # packets per rx burst: per-burst costs are spread over this many
             out = {"busy_cycles": busy, "idle_cycles": idle, "packets": pkts,
-                   "cycles_per_packet": round(busy / pkts, 1) if pkts else None}
+                   "cycles_per_packet": round(busy / pkts, 1) if pkts else None,
+                   "packets_per_burst": round(pkts / bursts, 1) if bursts else None}
 except (OSError, ValueError, KeyError, AttributeError, TypeError):
     pass
 print(json.dumps(out))
@@ -622,6 +628,7 @@ for label in labels:
         # the forwarder's busy cycles per received packet over the session
         # (testpmd --record-core-cycles, or vsd's busy_cycles / rx_packets)
         "cycles_per_packet": ((g[0].get("cycles") or {}).get("cycles_per_packet") if g else None),
+        "packets_per_burst": ((g[0].get("cycles") or {}).get("packets_per_burst") if g else None),
         "rate_pps": gens[0]["rate_pps"] if gens else None,
         "runs_mpps": [x["rx_mpps"] for x in gens],
         "drops": med([x["drops"] for x in gens]),
@@ -743,14 +750,15 @@ lines = [
     "the other CPU move far less than Mpps. vsd/io and vsd/macswap divide by testpmd's figure from",
     "this run: how many times testpmd's per-packet work vsd does (perf/README.md).",
     "",
-    "| kind | mode | flows | cycles/packet | vsd/io | vsd/macswap | Mpps |",
-    "|---|---|---:|---:|---:|---:|---:|",
+    "| kind | mode | flows | cycles/packet | vsd/io | vsd/macswap | Mpps | packets/burst |",
+    "|---|---|---:|---:|---:|---:|---:|---:|",
 ]
 for r in records:
     if r["kind"] in ("throughput", "syn"):
-        lines.append("| {} | {} | {} | {} | {} | {} | {} |".format(
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
             r["kind"], r["mode"], r["flows"], fmt(r["cycles_per_packet"], "{:.1f}"),
-            fmt(r["cycles_vs_io"], "{:.2f}"), fmt(r["cycles_vs_macswap"], "{:.2f}"), fmt(r["mpps"])))
+            fmt(r["cycles_vs_io"], "{:.2f}"), fmt(r["cycles_vs_macswap"], "{:.2f}"), fmt(r["mpps"]),
+            fmt(r["packets_per_burst"])))
 lines += [
     "",
     "## All points",
