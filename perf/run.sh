@@ -8,7 +8,9 @@
 #          --flows "1000 100000 1000000", --modes "dr tun nat fullnat",
 #          --proto tcp|udp, --pkt-size N, --sched NAME, --out DIR,
 #          --wait-idle MIN (wait up to MIN minutes for a 1-minute load under 0.5),
-#          --idle poll|sleep (vsd's [lcores] idle mode, default poll)
+#          --idle poll|sleep (vsd's [lcores] idle mode, default poll),
+#          --ab REV (A/B: REV against this checkout, point by point; perf/ab.sh),
+#          --ab-patch FILE (apply FILE to REV's build, e.g. perf/ab-patches/cycle-counters.patch)
 #
 # What it does (details and the meaning of every number: perf/README.md):
 #   1. builds release (vsd, vsadm, vsd-gen, vsd-stall-probe);
@@ -37,6 +39,8 @@ PKT_SIZE=64
 SCHED=rr
 WAIT_IDLE=0
 IDLE=poll
+AB_REV=""
+AB_PATCH=""
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
@@ -55,6 +59,8 @@ while [ $# -gt 0 ]; do
         --out) OUT_DIR=$2; shift ;;
         --wait-idle) WAIT_IDLE=$2; shift ;;
         --idle) IDLE=$2; shift ;;
+        --ab) AB_REV=$2; shift ;;
+        --ab-patch) AB_PATCH=$(realpath -e "$2") || { echo "run.sh: no patch file $2" >&2; exit 2; }; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -89,6 +95,8 @@ GEN_PID=""
 PREFIXES=()
 
 log() { printf '[run.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+# A/B mode (--ab): ab_build, ab_main, ab_cleanup
+. "$ROOT/perf/ab.sh"
 
 # Stop the forwarder (testpmd or vsd): SIGINT, then SIGKILL after 10 s.
 stop_fwd() {
@@ -120,6 +128,7 @@ cleanup() {
         rm -rf "/var/run/dpdk/$p" "${XDG_RUNTIME_DIR:-/nonexistent}/dpdk/$p"
         rm -f /dev/hugepages/"$p"map_* 2>/dev/null || true
     done
+    if declare -F ab_cleanup >/dev/null; then ab_cleanup; fi
     rm -rf "$WORK"
     exit "$rc"
 }
@@ -152,7 +161,7 @@ start_testpmd() { # forward-mode
     new_prefix "$FWD_NAME"
     dpdk-testpmd -l 0,1 --no-pci --file-prefix="$PREFIX" --no-huge -m 1024 \
         --vdev "net_memif0,role=server,socket=$MEMIF_SOCK,socket-abstract=no" -- \
-        --forward-mode="$1" --port-topology=loop --auto-start --stats-period 1 \
+        --forward-mode="$1" --port-topology=loop --auto-start --stats-period 1 --record-core-cycles \
         --total-num-mbufs=16384 --rxd=1024 --txd=1024 \
         </dev/null >"$RAW/$FWD_NAME.log" 2>&1 &
     FWD_PID=$!
@@ -187,7 +196,7 @@ memory_mb = 1024
 [lcores]
 control = 0
 workers = [1]
-idle = "$IDLE"
+$([ "$IDLE" = poll ] || printf 'idle = "%s"' "$IDLE")
 
 [control]
 socket = "$CTL_SOCK"
@@ -251,6 +260,39 @@ note() { # label text
     printf '{"label":"%s","note":"%s"}\n' "$1" "$2" >>"$RAW/points.jsonl"
 }
 
+# The forwarder's work per packet over a session, as JSON (null if unknown):
+# testpmd's --record-core-cycles total (cycles of bursts that carried packets)
+# over its received packets, or vsd's busy_cycles over rx_packets (vsadm
+# --counters --json, summed over workers). Reads what stop_fwd left behind.
+fwd_cycles() { # forwarder label
+    /usr/bin/python3 - "$1" "$RAW/$1.log" "$RAW/$2.counters.json" <<'PY'
+import json, re, sys
+fwd, log, counters = sys.argv[1:4]
+out = None
+try:
+    if fwd.startswith("testpmd-"):
+        m = re.findall(r"CPU cycles/packet=([0-9.]+) \(total cycles=(\d+) / total \S+ packets=(\d+)\)",
+                       open(log, errors="replace").read())
+        if m:
+            cpp, busy, pkts = m[-1]
+            out = {"busy_cycles": int(busy), "packets": int(pkts), "cycles_per_packet": round(float(cpp), 1)}
+    else:
+        ws = json.load(open(counters)).get("workers", [])
+        busy = sum(w["events"].get("busy_cycles", 0) for w in ws)
+        idle = sum(w["events"].get("idle_cycles", 0) for w in ws)
+        pkts = sum(w["events"].get("rx_packets", 0) for w in ws)
+        bursts = sum(w["events"].get("rx_bursts", 0) for w in ws)
+        if any("busy_cycles" in w["events"] for w in ws):
+            # packets per rx burst: per-burst costs are spread over this many
+            out = {"busy_cycles": busy, "idle_cycles": idle, "packets": pkts,
+                   "cycles_per_packet": round(busy / pkts, 1) if pkts else None,
+                   "packets_per_burst": round(pkts / bursts, 1) if bursts else None}
+except (OSError, ValueError, KeyError, AttributeError, TypeError):
+    pass
+print(json.dumps(out))
+PY
+}
+
 # One forwarder session: start the forwarder (testpmd-MODE or vsd-MODE), run
 # vsd-gen for $REPEAT back-to-back windows, stop the forwarder once the reports
 # are in, and only then let the generator disconnect (a memif client leaving
@@ -304,6 +346,9 @@ session() { # label kind target flows forwarder duration [vsd-gen options...]
         "$VSADM" --socket "$CTL_SOCK" -Ln --stats >"$RAW/$label.stats.txt" 2>&1 || true
     fi
     stop_fwd
+    local cycles
+    cycles=$(fwd_cycles "$fwd" "$label") || cycles=null
+    [ -n "$cycles" ] || cycles=null
     for _ in $(seq 100); do kill -0 "$GEN_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$GEN_PID" 2>/dev/null || true
     wait "$GEN_PID" 2>/dev/null || true
@@ -316,8 +361,8 @@ session() { # label kind target flows forwarder duration [vsd-gen options...]
         return 1
     fi
     while IFS= read -r line; do
-        printf '{"label":"%s","kind":"%s","target":"%s","fwd_rss_kb_before":%s,"fwd_rss_kb_after":%s,"gen":%s}\n' \
-            "$label" "$kind" "$target" "${rss0:-0}" "${rss1:-0}" "$line" >>"$RAW/points.jsonl"
+        printf '{"label":"%s","kind":"%s","target":"%s","fwd_rss_kb_before":%s,"fwd_rss_kb_after":%s,"cycles":%s,"gen":%s}\n' \
+            "$label" "$kind" "$target" "${rss0:-0}" "${rss1:-0}" "$cycles" "$line" >>"$RAW/points.jsonl"
     done <"$RAW/$label.json"
 }
 
@@ -355,6 +400,7 @@ for b in "$GEN" "$VSD" "$PROBE"; do
     [ -x "$b" ] || { log "missing $b (build first, or drop --no-build)"; exit 1; }
 done
 command -v dpdk-testpmd >/dev/null || { log "dpdk-testpmd not found (apt-get install dpdk)"; exit 1; }
+[ -z "$AB_REV" ] || ab_build "$AB_REV"
 if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null && ! command -v gnuplot >/dev/null; then
     log "installing python3-matplotlib for the chart"
     apt-get install -y -q python3-matplotlib >"$RAW/apt.log" 2>&1 ||
@@ -373,6 +419,10 @@ T0=$SECONDS
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "runs: $REPEAT x ${DURATION}s windows (+${WARMUP}s warm-up), flows: $FLOWS, $PROTO, ${PKT_SIZE}B; load $LOAD_BEFORE"
 case "$LOAD_BEFORE" in 0.[0-4]*) ;; *) log "warning: the machine is busy (load $LOAD_BEFORE): numbers will be low and noisy" ;; esac
+if [ -n "$AB_REV" ]; then
+    ab_main
+    exit 0
+fi
 
 # How much of each CPU the machine itself takes from a busy poll loop (the
 # floor under every latency tail here), before the points and after them.
@@ -575,6 +625,10 @@ for label in labels:
         "p50_us": med([x["p50_us"] for x in forwarded]),
         "p99_us": med([x["p99_us"] for x in forwarded]),
         "bytes_per_conn": bpc,
+        # the forwarder's busy cycles per received packet over the session
+        # (testpmd --record-core-cycles, or vsd's busy_cycles / rx_packets)
+        "cycles_per_packet": ((g[0].get("cycles") or {}).get("cycles_per_packet") if g else None),
+        "packets_per_burst": ((g[0].get("cycles") or {}).get("packets_per_burst") if g else None),
         "rate_pps": gens[0]["rate_pps"] if gens else None,
         "runs_mpps": [x["rx_mpps"] for x in gens],
         "drops": med([x["drops"] for x in gens]),
@@ -596,6 +650,19 @@ for label in labels:
     if kind == "throughput" and is_vsd and mpps is None and not rec["note"]:
         rec["note"] = "no result"
     records.append(rec)
+
+# vsd's cycles per packet against testpmd's in the same run: the work vsd adds
+# per packet, whatever rate the generator reached. The lowest of testpmd's
+# sessions (like the ceiling, the best one): testpmd counts whatever else ran
+# on its core inside a burst, so a disturbed session is only ever higher.
+CYCLES_BASE = {fwd: min([r["cycles_per_packet"] for r in records
+                         if r["kind"] == "throughput" and r["mode"] == fwd
+                         and r["cycles_per_packet"]] or [None])
+               for fwd in ("io", "macswap")}
+for r in records:
+    for fwd, base in CYCLES_BASE.items():
+        c = r["cycles_per_packet"]
+        r[f"cycles_vs_{fwd}"] = round(c / base, 2) if c and base and r["mode"] not in FORWARDERS else None
 
 with open(os.path.join(out_dir, "latest.json"), "w") as f:
     json.dump(records, f, indent=1)
@@ -678,6 +745,26 @@ lines = [
     f"(the best io throughput point: measured first and again last)",
     f"- connection table: {fmt(table_bpc)} bytes per slot (resident; 10M connections = "
     f"{fmt(None if table_bpc is None else round(table_bpc * 10e6 / 2**30, 2))} GiB)",
+    "",
+    "## Cycles per packet",
+    "",
+    "The forwarder's busy TSC cycles per packet it received (testpmd --record-core-cycles; vsd's",
+    "busy_cycles / rx_packets): the work per packet, which the generator's speed and the load on",
+    "the other CPU move far less than Mpps. vsd/io and vsd/macswap divide by testpmd's figure from",
+    "this run: how many times testpmd's per-packet work vsd does (perf/README.md).",
+    "",
+    "| kind | mode | flows | cycles/packet | vsd/io | vsd/macswap | Mpps | packets/burst |",
+    "|---|---|---:|---:|---:|---:|---:|---:|",
+]
+for r in records:
+    if r["kind"] in ("throughput", "syn"):
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            r["kind"], r["mode"], r["flows"], fmt(r["cycles_per_packet"], "{:.1f}"),
+            fmt(r["cycles_vs_io"], "{:.2f}"), fmt(r["cycles_vs_macswap"], "{:.2f}"), fmt(r["mpps"]),
+            fmt(r["packets_per_burst"])))
+lines += [
+    "",
+    "## All points",
     "",
     "| kind | mode | flows | Mpps | ratio | new conns/s | p50 us | p99 us | bytes/conn | runs (Mpps) | note |",
     "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",

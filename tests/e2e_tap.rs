@@ -132,6 +132,15 @@ fn vip_answers_arp_and_ping_and_vsd_resolves_neighbours() {
     let ct = vsd.vsadm(&["--counters"]);
     assert!(ct.status.success());
     assert!(String::from_utf8_lossy(&ct.stdout).contains("icmp_echo_out"));
+    // the worker accounts its cycles: turns that carried the pings were
+    // busy, the polling in between idle (issue 19)
+    assert!(vsd.event("busy_cycles") > 0, "no busy cycles counted");
+    assert!(vsd.event("idle_cycles") > 0, "no idle cycles counted");
+    assert!(
+        String::from_utf8_lossy(&ct.stdout).contains("cycles per worker:"),
+        "{}",
+        String::from_utf8_lossy(&ct.stdout)
+    );
 
     // a worker that loses its CPU counts it: the whole process stopped for
     // 200 ms makes the worker's next loop turn a stall at least that long

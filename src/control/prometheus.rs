@@ -11,6 +11,9 @@
 //!   `vsd_server_weight`, `vsd_server_active_connections`,
 //!   `vsd_server_inactive_connections`, `vsd_server_persistent_connections`;
 //! - `vsd_worker_events_total{core,event}`, `vsd_worker_drops_total{core,reason}`;
+//!   events `busy_cycles` and `idle_cycles` are TSC cycles on loop turns
+//!   with and without packets: `rate(busy_cycles) / rate(rx_packets)` is
+//!   the worker's cycles per packet;
 //! - `vsd_port_counter_total{port,counter}`: NIC counters;
 //! - `vsd_latency_nanoseconds{name,core,quantile}` summaries (p50, p99,
 //!   p99.9, with `_sum` and `_count`).

@@ -310,9 +310,57 @@ fn print_block(title: &str, v: &Value, out: &mut dyn Write) -> std::io::Result<(
     Ok(())
 }
 
+/// Each worker's TSC cycles on loop turns that carried packets (busy) and
+/// on empty polling (idle), and busy cycles per received packet: the work
+/// per packet, which a slower or faster traffic source does not move.
+fn print_cycles(v: &Value, out: &mut dyn Write) -> std::io::Result<()> {
+    let workers = v
+        .get("workers")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    // a daemon that does not count cycles has nothing to show here
+    if !workers
+        .iter()
+        .any(|w| w.get("events").and_then(|e| e.get("busy_cycles")).is_some())
+    {
+        return Ok(());
+    }
+    writeln!(out, "cycles per worker:")?;
+    writeln!(
+        out,
+        "  {:<6} {:>16} {:>16} {:>14} {:>14}",
+        "lcore", "busy_cycles", "idle_cycles", "packets", "cycles/packet"
+    )?;
+    for w in workers {
+        let ev = w.get("events").unwrap_or(&Value::Null);
+        let (busy, idle, pkts) = (
+            n(ev, "busy_cycles"),
+            n(ev, "idle_cycles"),
+            n(ev, "rx_packets"),
+        );
+        let per_packet = if pkts == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1}", busy as f64 / pkts as f64)
+        };
+        writeln!(
+            out,
+            "  {:<6} {:>16} {:>16} {:>14} {:>14}",
+            n(w, "lcore"),
+            busy,
+            idle,
+            pkts,
+            per_packet
+        )?;
+    }
+    Ok(())
+}
+
 /// Human-readable counters: the worker totals, then the forwarding core's
-/// events and its drops by reason (what `forward_drops` adds up), then
-/// each worker's with `per_worker`.
+/// events and its drops by reason (what `forward_drops` adds up), each
+/// worker's cycles per packet, then each worker's counters with
+/// `per_worker`.
 pub fn print_counters(v: &Value, per_worker: bool, out: &mut dyn Write) -> std::io::Result<()> {
     let total = v.get("total").cloned().unwrap_or(Value::Null);
     print_block("events:", total.get("events").unwrap_or(&Value::Null), out)?;
@@ -332,6 +380,7 @@ pub fn print_counters(v: &Value, per_worker: bool, out: &mut dyn Write) -> std::
     if let Some(c) = v.get("sync").and_then(|s| s.get("counters")) {
         print_block("sync:", c, out)?;
     }
+    print_cycles(v, out)?;
     if per_worker {
         for w in v
             .get("workers")
@@ -421,6 +470,43 @@ mod tests {
             all.contains("worker lcore 1 forwarding drops:\n  no_conn_not_syn          3\n"),
             "{all}"
         );
+    }
+
+    /// Issue 19: busy cycles per received packet, per worker, in the
+    /// plain output.
+    #[test]
+    fn counters_text_shows_cycles_per_packet_per_worker() {
+        let v = json!({
+            "total": {"events": {"rx_packets": 3000}, "drops": {}},
+            "workers": [
+                {"lcore": 1, "events": {"rx_packets": 1000, "busy_cycles": 250_500,
+                                        "idle_cycles": 9000}, "drops": {}},
+                {"lcore": 2, "events": {"rx_packets": 0, "busy_cycles": 0,
+                                        "idle_cycles": 7}, "drops": {}},
+            ]
+        });
+        let mut out = Vec::new();
+        print_counters(&v, false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .skip_while(|l| *l != "cycles per worker:")
+            .skip(2)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                vec!["1", "250500", "9000", "1000", "250.5"],
+                vec!["2", "0", "7", "0", "-"],
+            ],
+            "{text}"
+        );
+        // an older daemon without the cycle counters: no empty table
+        let old = json!({"total": {}, "workers": [{"lcore": 1, "events": {"rx_packets": 5}}]});
+        let mut out = Vec::new();
+        print_counters(&old, false, &mut out).unwrap();
+        assert!(!String::from_utf8(out).unwrap().contains("cycles"));
     }
 
     #[test]

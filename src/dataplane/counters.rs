@@ -108,6 +108,8 @@ named_enum!(
     ExceptionFromKernel => "exception_from_kernel",
     IdleSleeps => "idle_sleeps",
     IdleSleepMicros => "idle_sleep_us",
+    BusyCycles => "busy_cycles",
+    IdleCycles => "idle_cycles",
 }
 );
 

@@ -344,6 +344,7 @@ impl Worker {
         let has_twin = self.ports.iter().any(|wp| wp.twin.is_some());
         self.adopt_config();
         let mut prev_turn_start = tsc_now();
+        let mut prev_worked = false;
         while !self.stop.load(Ordering::Relaxed) {
             let turn_start = tsc_now();
             let now_ms = turn_start / per_ms;
@@ -357,6 +358,18 @@ impl Worker {
             if gap >= stall_cycles {
                 self.counters.add(Event::Stalls, 1);
                 self.counters.add(Event::StallMicros, ns(gap) / 1000);
+            } else {
+                // The previous turn took `gap` cycles (this turn's timestamp
+                // ends it: no extra rdtsc). Busy if it carried packets, idle
+                // polling if not; a stalled turn is neither (the cycles went
+                // to whoever took the core). busy_cycles / rx_packets is the
+                // work per packet, whatever rate the traffic came at.
+                let e = if prev_worked {
+                    Event::BusyCycles
+                } else {
+                    Event::IdleCycles
+                };
+                self.counters.add(e, gap);
             }
             if self.config.poll().is_some() {
                 self.adopt_config();
@@ -423,6 +436,7 @@ impl Worker {
                 last_merge_ms = now_ms;
                 self.merge_latency(&mut burst_hist, &mut turn_hist);
             }
+            prev_worked = worked;
             if let Some(us) = self.idle.after_turn(worked) {
                 std::thread::sleep(std::time::Duration::from_micros(us));
                 let slept = tsc_now();
