@@ -19,13 +19,15 @@
 //!
 //! Services: VIP:80 DR and VIP:81 TUN, both mh + `sloppy_tcp`, so the
 //! backup picks the master's real server for a connection it never saw;
-//! VIP:82 NAT (mh too), whose servers answer through a second floating
+//! VIP:82 NAT and VIP:83 FULLNAT (local address 198.18.2.50 on both
+//! directors; mh too), whose servers answer through a second floating
 //! address (198.18.0.254, moved by keepalived with the VIP, answered by
-//! the master's kernel through its twin). NAT connections break on a
-//! takeover (counted and printed, not asserted): the server's replies
-//! reach the backup first, which has no connection for them, and the
-//! client, waiting for data, sends nothing that sloppy pickup could
-//! start one from. That needs connection sync.
+//! the master's kernel through its twin). Those survive a takeover only
+//! through connection sync (without it every NAT connection broke: the
+//! server's replies reach the backup first, which has no connection for
+//! them, and the client, waiting for data, sends nothing that sloppy
+//! pickup could start one from): A runs a master sync daemon, B a backup
+//! one, both on their twin (`[[sync_daemon]]`, the default group 224.0.0.81).
 //!
 //! What is measured (printed): the takeover time, from the kill to the
 //! first request (a fresh TCP connection + HTTP GET, started after the
@@ -45,9 +47,9 @@
 //! Long connections (CI sizes, smaller than the issue's: a 16 s download
 //! instead of >= 30 s, 12 concurrent connections per method instead of 100
 //! in all, as the whole suite shares 2 CPUs; `VSD_FAILOVER_FULL=1` runs
-//! the issue's sizes): rate-limited downloads through DR and TUN,
-//! started on the master, must complete sha256-identical after the
-//! takeover (goal: 0 broken). Each kill is repeated `VSD_FAILOVER_REPEATS`
+//! the issue's sizes): rate-limited downloads through DR, TUN,
+//! NAT and FULLNAT, started on the master and synced to the backup, must
+//! complete sha256-identical after the takeover (0 broken). Each kill is repeated `VSD_FAILOVER_REPEATS`
 //! times (3 by default; the first with the downloads) and the median printed.
 //!
 //! Failback: with preemption the old master takes the VIP back once, with
@@ -84,6 +86,19 @@ const TUN_PORT: u16 = 81;
 const NAT_PORT: u16 = 82;
 const NAT_RS_PORT: u16 = 8082;
 const NAT_GW: &str = "198.18.0.254";
+/// FULLNAT: VIP:83 to the real servers' 8083 from a local address both
+/// directors have; the servers route its subnet via `NAT_GW`.
+const FULLNAT_PORT: u16 = 83;
+const FULLNAT_RS_PORT: u16 = 8083;
+const LIP: &str = "198.18.2.50";
+const SYNCID: u8 = 15;
+/// The forwarding method of each service port, in order.
+const METHODS: [(u16, u16, &str); 4] = [
+    (DR_PORT, DR_PORT, "dr"),
+    (TUN_PORT, TUN_PORT, "tun"),
+    (NAT_PORT, NAT_RS_PORT, "nat"),
+    (FULLNAT_PORT, FULLNAT_RS_PORT, "fullnat"),
+];
 const BIG_RATE: u32 = 128 * 1024;
 const SMALL_RATE: u32 = 20 * 1024;
 
@@ -189,11 +204,22 @@ port = "lan0"
 follow = "{twin}"
 "#
         );
-        for (port, method) in [(DR_PORT, "dr"), (TUN_PORT, "tun"), (NAT_PORT, "nat")] {
+        // connection sync: A (the preferred master) sends, B receives
+        let role = if self.priority == 100 {
+            "master"
+        } else {
+            "backup"
+        };
+        c.push_str(&format!(
+            "\n[[sync_daemon]]\nrole = \"{role}\"\nmcast_interface = \"{twin}\"\nsyncid = {SYNCID}\n"
+        ));
+        for (port, rs_port, method) in METHODS {
             c.push_str(&format!(
                 "\n[[service]]\nproto = \"tcp\"\nvip = \"{VIP}\"\nport = {port}\nscheduler = \"mh\"\n"
             ));
-            let rs_port = if port == NAT_PORT { NAT_RS_PORT } else { port };
+            if method == "fullnat" {
+                c.push_str(&format!("local_addresses = [\"{LIP}\"]\n"));
+            }
             for rs in RS {
                 c.push_str(&format!(
                     "\n[[service.real_server]]\naddress = \"{rs}\"\nport = {port}\nmethod = \"{method}\"\n",
@@ -697,7 +723,22 @@ impl Lab {
             "table",
             "100",
         ]);
-        for (port, udp) in [(DR_PORT, 9001), (TUN_PORT, 9002), (NAT_RS_PORT, 9003)] {
+        // FULLNAT replies go to the local address, through the same gateway
+        ns.ip(&[
+            "route",
+            "add",
+            &format!("{LIP}/32"),
+            "via",
+            NAT_GW,
+            "dev",
+            "eth0",
+        ]);
+        for (port, udp) in [
+            (DR_PORT, 9001),
+            (TUN_PORT, 9002),
+            (NAT_RS_PORT, 9003),
+            (FULLNAT_RS_PORT, 9004),
+        ] {
             let ready = dir.join(format!("{id}-{port}.ready"));
             let mut p = Proc::spawn(
                 Some(&ns),
@@ -825,7 +866,7 @@ impl Lab {
             VIP.to_string(),
             out.display().to_string(),
         ];
-        for port in [DR_PORT, TUN_PORT, NAT_PORT] {
+        for (port, _, _) in METHODS {
             args.push(format!("{port}:1:/big.bin:{BIG_RATE}"));
             args.push(format!(
                 "{port}:{}:/small.bin:{SMALL_RATE}",
@@ -910,21 +951,20 @@ fn repeats() -> usize {
         .unwrap_or(3)
 }
 
-/// DR and TUN downloads all complete and sha256-identical; NAT's broken
-/// ones are counted (no connection sync yet) and returned.
-fn check_downloads(label: &str, res: &[(u16, u32, u32)]) -> u32 {
-    eprintln!("{label}: per port (complete, broken): {res:?} (80 DR, 81 TUN, 82 NAT)");
-    assert_eq!(res.len(), 3, "{res:?}");
-    let mut nat_broken = 0;
-    for (port, good, broken) in res {
+/// The downloads of every method (DR and TUN by sloppy pickup, NAT and
+/// FULLNAT by connection sync) all complete and sha256-identical.
+fn check_downloads(label: &str, res: &[(u16, u32, u32)]) {
+    eprintln!("{label}: per port (complete, broken): {res:?} (80 DR, 81 TUN, 82 NAT, 83 FULLNAT)");
+    assert_eq!(res.len(), METHODS.len(), "{res:?}");
+    for (_, good, broken) in res {
         assert_eq!(good + broken, sizes().conns_per_method + 1, "{res:?}");
-        if *port == NAT_PORT {
-            nat_broken = *broken;
-        } else {
-            assert_eq!(*broken, 0, "port {port}: {broken} broken connections");
-        }
     }
-    nat_broken
+    for (port, _, broken) in res {
+        assert_eq!(
+            *broken, 0,
+            "port {port}: {broken} broken connections: {res:?}"
+        );
+    }
 }
 
 /// SIGTERM the master's keepalived; returns the takeover time.
@@ -1002,35 +1042,47 @@ fn failback_preempt(lab: &mut Lab, vrrp: &Vrrp) {
     lab.check_arp_owner(&lab.a, &lab.b);
 }
 
+/// Sync entries B's workers installed so far.
+fn synced_on_b(lab: &Lab) -> u64 {
+    lab.b.vsd.as_ref().expect("vsd B").ask("counters")["sync"]["counters"]["worker_installed"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Start the downloads through A and wait until B has them all synced
+/// (NAT and FULLNAT survive only through sync; DR and TUN are synced too).
+fn start_downloads_synced(lab: &Lab) -> (Proc, PathBuf) {
+    let before = synced_on_b(lab);
+    let s = lab.start_slowget();
+    std::thread::sleep(Duration::from_secs(3));
+    let want = u64::from(sizes().conns_per_method + 1) * METHODS.len() as u64;
+    assert!(
+        wait_for(Duration::from_secs(5), || synced_on_b(lab) - before >= want),
+        "B installed {} synced entries, want {want}",
+        synced_on_b(lab) - before
+    );
+    s
+}
+
 /// The kills, each repeated, with failback by preemption after each.
 /// Returns the takeover times (keepalived stop, vsd SIGKILL).
 fn kill_cycles(lab: &mut Lab, vrrp: &Vrrp, label: &str, downloads: bool) -> (Vec<f64>, Vec<f64>) {
     let (mut t_ka, mut t_vsd) = (Vec::new(), Vec::new());
     for i in 0..repeats() {
-        let slow = (downloads && i == 0).then(|| {
-            let s = lab.start_slowget();
-            std::thread::sleep(Duration::from_secs(3));
-            s
-        });
+        let slow = (downloads && i == 0).then(|| start_downloads_synced(lab));
         t_ka.push(keepalived_stop_takeover(lab, &format!("probe-ka{i}")));
         if let Some((p, out)) = slow {
             let res = lab.slowget_result(p, &out);
-            let nat = check_downloads(&format!("{label} keepalived stop"), &res);
-            eprintln!("{label} keepalived stop: {nat} NAT connections broken");
+            check_downloads(&format!("{label} keepalived stop"), &res);
         }
         failback_preempt(lab, vrrp);
     }
     for i in 0..repeats() {
-        let slow = (downloads && i == 0).then(|| {
-            let s = lab.start_slowget();
-            std::thread::sleep(Duration::from_secs(3));
-            s
-        });
+        let slow = (downloads && i == 0).then(|| start_downloads_synced(lab));
         t_vsd.push(vsd_kill_takeover(lab, &format!("probe-vsd{i}")));
         if let Some((p, out)) = slow {
             let res = lab.slowget_result(p, &out);
-            let nat = check_downloads(&format!("{label} vsd SIGKILL"), &res);
-            eprintln!("{label} vsd SIGKILL: {nat} NAT connections broken");
+            check_downloads(&format!("{label} vsd SIGKILL"), &res);
         }
         failback_preempt(lab, vrrp);
     }
@@ -1059,10 +1111,10 @@ fn lab_with_keepalived(vrrp: &Vrrp) -> Lab {
 }
 
 /// VRRPv2, advert_int 1, auth PASS (the seed notes' instance): takeovers
-/// after keepalived stop and vsd SIGKILL, with long DR/TUN/NAT downloads
+/// after keepalived stop and vsd SIGKILL, with long DR/TUN/NAT/FULLNAT downloads
 /// across the first of each, and failback by preemption.
 #[test]
-fn vrrp2_failover_keeps_dr_and_tun_connections() {
+fn vrrp2_failover_keeps_connections_of_every_method() {
     if !e2e_prerequisites(true) || !keepalived_present() {
         return;
     }
