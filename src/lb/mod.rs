@@ -15,6 +15,7 @@ pub mod packet;
 pub mod persist;
 pub mod sched;
 pub mod service;
+pub mod siphash;
 pub mod stats;
 pub mod sync;
 pub mod synproxy;

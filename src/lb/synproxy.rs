@@ -50,6 +50,7 @@ use std::sync::OnceLock;
 use crate::lb::conn::ConnId;
 use crate::lb::fwd::PacketInfo;
 use crate::lb::packet::PacketBuf;
+use crate::lb::siphash::siphash24_words;
 use crate::wire::checksum;
 use crate::wire::tcp_syn::{
     for_each_option, headers_len, write_ipv4_tcp, Segment, SynOptions, OPT_SACK, OPT_TIMESTAMP,
@@ -105,50 +106,6 @@ impl CookieKey {
             CookieKey::from_seed(s)
         })
     }
-}
-
-#[inline]
-fn sipround(v: &mut [u64; 4]) {
-    v[0] = v[0].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(13);
-    v[1] ^= v[0];
-    v[0] = v[0].rotate_left(32);
-    v[2] = v[2].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(16);
-    v[3] ^= v[2];
-    v[0] = v[0].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(21);
-    v[3] ^= v[0];
-    v[2] = v[2].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(17);
-    v[1] ^= v[2];
-    v[2] = v[2].rotate_left(32);
-}
-
-/// SipHash-2-4 of whole 64-bit words.
-fn siphash(k: &[u64; 2], words: &[u64]) -> u64 {
-    let mut v = [
-        k[0] ^ 0x736f_6d65_7073_6575,
-        k[1] ^ 0x646f_7261_6e64_6f6d,
-        k[0] ^ 0x6c79_6765_6e65_7261,
-        k[1] ^ 0x7465_6462_7974_6573,
-    ];
-    for &m in words {
-        v[3] ^= m;
-        sipround(&mut v);
-        sipround(&mut v);
-        v[0] ^= m;
-    }
-    let b = ((words.len() as u64 * 8) & 0xff) << 56;
-    v[3] ^= b;
-    sipround(&mut v);
-    sipround(&mut v);
-    v[0] ^= b;
-    v[2] ^= 0xff;
-    for _ in 0..4 {
-        sipround(&mut v);
-    }
-    v[0] ^ v[1] ^ v[2] ^ v[3]
 }
 
 /// A client's flow as the cookie covers it.
@@ -236,8 +193,8 @@ pub fn make_cookie(
 ) -> u32 {
     let w = flow.words();
     let t = period(now_ms);
-    let h0 = siphash(&key.0[0], &w) as u32;
-    let h1 = siphash(&key.0[1], &[w[0], w[1], u64::from(t)]) as u32;
+    let h0 = siphash24_words(&key.0[0], &w) as u32;
+    let h1 = siphash24_words(&key.0[1], &[w[0], w[1], u64::from(t)]) as u32;
     h0.wrapping_add(client_isn)
         .wrapping_add(t << 24)
         .wrapping_add(h1.wrapping_add(data.encode()) & 0x00ff_ffff)
@@ -253,7 +210,7 @@ pub fn check_cookie(
     now_ms: u64,
 ) -> Option<CookieData> {
     let w = flow.words();
-    let h0 = siphash(&key.0[0], &w) as u32;
+    let h0 = siphash24_words(&key.0[0], &w) as u32;
     let c = cookie.wrapping_sub(h0).wrapping_sub(client_isn);
     let now = period(now_ms);
     // the period modulo 256, as carried in the top byte
@@ -262,7 +219,7 @@ pub fn check_cookie(
         return None;
     }
     let t = now.wrapping_sub(age);
-    let h1 = siphash(&key.0[1], &[w[0], w[1], u64::from(t)]) as u32;
+    let h1 = siphash24_words(&key.0[1], &[w[0], w[1], u64::from(t)]) as u32;
     CookieData::decode((c.wrapping_sub(h1)) & 0x00ff_ffff)
 }
 

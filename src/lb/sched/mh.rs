@@ -24,6 +24,9 @@
 
 use super::{fold_addr, SchedCtx, SchedInput, Scheduler};
 use crate::lb::service::{Service, DEFAULT_MH_TABLE_SIZE, MH_TABLE_SIZES};
+#[cfg(test)]
+use crate::lb::siphash::siphash;
+use crate::lb::siphash::sipround;
 use crate::lb::types::{AddrFamily, SchedulerKind};
 use std::net::IpAddr;
 
@@ -32,60 +35,6 @@ const NONE: u32 = u32::MAX;
 const KEY1: u64 = 2_654_435_761;
 /// `hash2` key words (permutation skips).
 const KEY2: u64 = 2_654_446_892;
-
-#[inline]
-fn sipround(v: &mut [u64; 4]) {
-    v[0] = v[0].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(13);
-    v[1] ^= v[0];
-    v[0] = v[0].rotate_left(32);
-    v[2] = v[2].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(16);
-    v[3] ^= v[2];
-    v[0] = v[0].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(21);
-    v[3] ^= v[0];
-    v[2] = v[2].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(17);
-    v[1] ^= v[2];
-    v[2] = v[2].rotate_left(32);
-}
-
-/// SipHash-c-d of `data` with key (`k0`, `k1`), as lib/siphash.c computes
-/// it (little-endian words, length in the top byte of the last word).
-pub fn siphash(c_rounds: u32, d_rounds: u32, k0: u64, k1: u64, data: &[u8]) -> u64 {
-    let mut v = [
-        0x736f_6d65_7073_6575 ^ k0,
-        0x646f_7261_6e64_6f6d ^ k1,
-        0x6c79_6765_6e65_7261 ^ k0,
-        0x7465_6462_7974_6573 ^ k1,
-    ];
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        let m = u64::from_le_bytes(w);
-        v[3] ^= m;
-        for _ in 0..c_rounds {
-            sipround(&mut v);
-        }
-        v[0] ^= m;
-    }
-    let rest = chunks.remainder();
-    let mut w = [0u8; 8];
-    w[..rest.len()].copy_from_slice(rest);
-    let b = ((data.len() as u64) << 56) | u64::from_le_bytes(w);
-    v[3] ^= b;
-    for _ in 0..c_rounds {
-        sipround(&mut v);
-    }
-    v[0] ^= b;
-    v[2] ^= 0xff;
-    for _ in 0..d_rounds {
-        sipround(&mut v);
-    }
-    v[0] ^ v[1] ^ v[2] ^ v[3]
-}
 
 /// The kernel's 64-bit `hsiphash(&v, 4, key)` with both key words `k`:
 /// SipHash-1-3 of the little-endian word, truncated.
