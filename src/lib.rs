@@ -1,7 +1,8 @@
 //! vsd: a Linux Virtual Server director in user space.
 //!
 //! Layers, each using only the ones listed before it:
-//! `wire` (packet views), `lb` (the IPVS core), `dpdk` (safe wrappers),
+//! `wire` (packet views), `lb` (the IPVS core), `health` (real-server
+//! checks, no DPDK), `dpdk` (safe wrappers),
 //! `dataplane` (worker loop), `control` (socket, config, stats).
 
 pub mod cli;
@@ -9,5 +10,6 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod dpdk;
+pub mod health;
 pub mod lb;
 pub mod wire;

@@ -620,6 +620,8 @@ pub struct ServiceConf {
     pub local_addresses: Vec<IpAddr>,
     /// Real servers, in file order.
     pub real_servers: Vec<RealServerConf>,
+    /// Health checking defaults, quorum and sorry server (see [`crate::health`]).
+    pub health: crate::health::spec::ServiceHealth,
 }
 
 /// `[[service.real_server]]`.
@@ -637,6 +639,8 @@ pub struct RealServerConf {
     pub upper_threshold: u32,
     /// Lower connection threshold (`-y`), 0 = none.
     pub lower_threshold: u32,
+    /// Its checkers and notify scripts (see [`crate::health`]); none: always up.
+    pub health: crate::health::spec::ServerHealth,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2480,6 +2484,7 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
             method,
             upper_threshold: upper,
             lower_threshold: lower,
+            health: Default::default(),
         });
     }
 
@@ -2493,6 +2498,7 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
         synproxy,
         local_addresses,
         real_servers,
+        health: Default::default(),
     })
 }
 
@@ -2933,6 +2939,7 @@ mod tests {
                 method: FwdMethod::Masq,
                 upper_threshold: 0,
                 lower_threshold: 0,
+                health: Default::default(),
             }
         );
         assert_eq!(
@@ -3751,7 +3758,9 @@ mod tests {
                     method: FwdMethod::Route,
                     upper_threshold: 0,
                     lower_threshold: 0,
+                    health: Default::default(),
                 }],
+                health: Default::default(),
             }
         );
         let c = parse(&with_base(
