@@ -78,3 +78,20 @@ pub struct CheckStatus {
     /// Seconds since the last transition (or since the checker started).
     pub since_change: Duration,
 }
+
+/// What the control plane needs from a checker engine: the real one runs
+/// sockets and programs on its own thread; tests use a scripted fake.
+pub trait CheckRunner {
+    /// Run exactly these checkers. A key already running with an equal
+    /// target keeps its state and schedule; a key whose target changed
+    /// keeps its up/down state until its next result (no flap on reload);
+    /// a new key starts up, or down when `timing.starts_down` (alpha).
+    fn set_targets(&mut self, targets: Vec<spec::CheckTarget>);
+    /// Move the events that happened since the last call into `out`.
+    fn drain_events(&mut self, out: &mut Vec<CheckEvent>);
+    /// Every running checker, for `vsadm --checks` and metrics.
+    fn status(&self) -> Vec<CheckStatus>;
+    /// A descriptor that polls readable while events wait to be drained
+    /// (the control loop sleeps in poll(2)).
+    fn wake_fd(&self) -> Option<std::os::fd::RawFd>;
+}
