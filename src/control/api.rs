@@ -155,7 +155,9 @@ pub fn run_command(
                 ports: &stats.port_counters(),
                 latency: &stats.latency(),
             };
-            Ok(text(prometheus::render(&m), false))
+            let mut out = prometheus::render(&m);
+            out.push_str(&super::prometheus_ipvs::render(&views));
+            Ok(text(out, false))
         }
         other => match state.apply(other)? {
             Reply::Changed => {

@@ -9,6 +9,7 @@ pub mod ipvsadm;
 pub mod listing;
 pub mod metrics_http;
 pub mod prometheus;
+pub mod prometheus_ipvs;
 pub mod socket;
 pub mod state;
 pub mod syncd;

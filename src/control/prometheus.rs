@@ -21,6 +21,8 @@
 //! Label values are escaped (`\\`, `\"`, `\n`); `service` is `TCP
 //! 198.18.0.100:80` style (ipvsadm's identity of a service), `server` is
 //! `198.18.1.11:8080` or `[2001:db8::1]:80`.
+//!
+//! node_exporter's `node_ipvs_*` families follow (see [`super::prometheus_ipvs`]).
 
 use std::fmt::Write as _;
 
