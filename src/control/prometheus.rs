@@ -10,10 +10,12 @@
 //! - the same with `vsd_server_` and labels `service,server`, plus the gauges
 //!   `vsd_server_weight`, `vsd_server_active_connections`,
 //!   `vsd_server_inactive_connections`, `vsd_server_persistent_connections`;
-//! - `vsd_worker_events_total{core,event}`, `vsd_worker_drops_total{core,reason}`;
-//!   events `busy_cycles` and `idle_cycles` are TSC cycles on loop turns
-//!   with and without packets: `rate(busy_cycles) / rate(rx_packets)` is
-//!   the worker's cycles per packet;
+//! - `vsd_worker_events_total{core,event}` (counts only),
+//!   `vsd_worker_drops_total{core,reason}`, `vsd_worker_bytes_total{core,direction}`,
+//!   `vsd_worker_cycles_total{core,state}` (TSC cycles on loop turns with
+//!   packets, `busy`, and without, `idle`: `rate(busy) / rate(rx_packets)`
+//!   is the worker's cycles per packet), `vsd_worker_stall_seconds_total`
+//!   and `vsd_worker_idle_sleep_seconds_total`; one unit per family;
 //! - `vsd_port_counter_total{port,counter}`: NIC counters;
 //! - `vsd_latency_nanoseconds{name,core,quantile}` summaries (p50, p99,
 //!   p99.9, with `_sum` and `_count`).
@@ -27,6 +29,17 @@
 use std::fmt::Write as _;
 
 use super::listing::{addr_port, CoreCounters, LatencyView, PortCounters, ServiceView};
+
+/// Worker events that are not counts of things: exposed in families of
+/// their own unit (bytes, cycles, seconds) instead of `vsd_worker_events_total`.
+const WORKER_NON_COUNTS: [&str; 6] = [
+    "rx_bytes",
+    "tx_bytes",
+    "busy_cycles",
+    "idle_cycles",
+    "stall_us",
+    "idle_sleep_us",
+];
 
 /// Quantiles every latency summary reports.
 pub const QUANTILES: [f64; 3] = [0.5, 0.99, 0.999];
@@ -253,17 +266,82 @@ pub fn render(m: &Metrics<'_>) -> String {
         }
     }
 
-    // Workers and ports.
+    // Workers and ports. One unit per family: counts of events, bytes,
+    // seconds (from microsecond counters) and TSC cycles are apart.
     let mut f = Family::new(
         &mut out,
         "vsd_worker_events_total",
         "counter",
-        "Data-plane events per worker",
+        "Data-plane events per worker (counts)",
     );
     for c in m.cores {
         let core = c.core.to_string();
         for (k, v) in &c.events {
-            f.sample("", &[("core", &core), ("event", k)], v);
+            if !WORKER_NON_COUNTS.contains(&k.as_str()) {
+                f.sample("", &[("core", &core), ("event", k)], v);
+            }
+        }
+    }
+    let event = |c: &CoreCounters, name: &str| {
+        c.events
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or(0, |(_, v)| *v)
+    };
+    let mut f = Family::new(
+        &mut out,
+        "vsd_worker_bytes_total",
+        "counter",
+        "Bytes received and sent per worker",
+    );
+    for c in m.cores {
+        let core = c.core.to_string();
+        f.sample(
+            "",
+            &[("core", &core), ("direction", "rx")],
+            event(c, "rx_bytes"),
+        );
+        f.sample(
+            "",
+            &[("core", &core), ("direction", "tx")],
+            event(c, "tx_bytes"),
+        );
+    }
+    let mut f = Family::new(
+        &mut out,
+        "vsd_worker_cycles_total",
+        "counter",
+        "TSC cycles per worker on loop turns with packets (busy) and without (idle); rate(busy) / rate(vsd_worker_events_total{event=\"rx_packets\"}) is the cycles per packet",
+    );
+    for c in m.cores {
+        let core = c.core.to_string();
+        f.sample(
+            "",
+            &[("core", &core), ("state", "busy")],
+            event(c, "busy_cycles"),
+        );
+        f.sample(
+            "",
+            &[("core", &core), ("state", "idle")],
+            event(c, "idle_cycles"),
+        );
+    }
+    for (name, counter, help) in [
+        (
+            "vsd_worker_stall_seconds_total",
+            "stall_us",
+            "Time workers spent in stalls (a loop turn longer than the stall threshold)",
+        ),
+        (
+            "vsd_worker_idle_sleep_seconds_total",
+            "idle_sleep_us",
+            "Time workers slept in idle mode",
+        ),
+    ] {
+        let mut f = Family::new(&mut out, name, "counter", help);
+        for c in m.cores {
+            let core = c.core.to_string();
+            f.sample("", &[("core", &core)], event(c, counter) as f64 / 1e6);
         }
     }
     let mut f = Family::new(
@@ -395,7 +473,12 @@ mod tests {
         }];
         let cores = vec![CoreCounters {
             core: 2,
-            events: vec![("rx_packets".into(), 100)],
+            events: vec![
+                ("rx_packets".into(), 100),
+                ("rx_bytes".into(), 6400),
+                ("busy_cycles".into(), 25000),
+                ("stall_us".into(), 1500),
+            ],
             drops: vec![("no_route".into(), 5)],
         }];
         let ports = vec![PortCounters {
@@ -476,9 +559,23 @@ mod tests {
             "# TYPE vsd_server_bps gauge".into(),
             format!("vsd_server_bps{{{d},direction=\"in\"}} 17"),
             format!("vsd_server_bps{{{d},direction=\"out\"}} 18"),
-            "# HELP vsd_worker_events_total Data-plane events per worker".into(),
+            "# HELP vsd_worker_events_total Data-plane events per worker (counts)".into(),
             "# TYPE vsd_worker_events_total counter".into(),
             "vsd_worker_events_total{core=\"2\",event=\"rx_packets\"} 100".into(),
+            "# HELP vsd_worker_bytes_total Bytes received and sent per worker".into(),
+            "# TYPE vsd_worker_bytes_total counter".into(),
+            "vsd_worker_bytes_total{core=\"2\",direction=\"rx\"} 6400".into(),
+            "vsd_worker_bytes_total{core=\"2\",direction=\"tx\"} 0".into(),
+            "# HELP vsd_worker_cycles_total TSC cycles per worker on loop turns with packets (busy) and without (idle); rate(busy) / rate(vsd_worker_events_total{event=\"rx_packets\"}) is the cycles per packet".into(),
+            "# TYPE vsd_worker_cycles_total counter".into(),
+            "vsd_worker_cycles_total{core=\"2\",state=\"busy\"} 25000".into(),
+            "vsd_worker_cycles_total{core=\"2\",state=\"idle\"} 0".into(),
+            "# HELP vsd_worker_stall_seconds_total Time workers spent in stalls (a loop turn longer than the stall threshold)".into(),
+            "# TYPE vsd_worker_stall_seconds_total counter".into(),
+            "vsd_worker_stall_seconds_total{core=\"2\"} 0.0015".into(),
+            "# HELP vsd_worker_idle_sleep_seconds_total Time workers slept in idle mode".into(),
+            "# TYPE vsd_worker_idle_sleep_seconds_total counter".into(),
+            "vsd_worker_idle_sleep_seconds_total{core=\"2\"} 0".into(),
             "# HELP vsd_worker_drops_total Dropped packets per worker, by reason".into(),
             "# TYPE vsd_worker_drops_total counter".into(),
             "vsd_worker_drops_total{core=\"2\",reason=\"no_route\"} 5".into(),
@@ -509,7 +606,7 @@ mod tests {
             ports: &[],
             latency: &[],
         });
-        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 20);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 24);
         assert!(text.lines().all(|l| l.starts_with('#')));
     }
 }
