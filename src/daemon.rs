@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 
 mod signals;
 mod startup;
+mod taplink;
 mod twin;
 
 pub use startup::check;
@@ -79,6 +80,9 @@ struct PortView {
     follow: Vec<(Ipv4Addr, String)>,
     /// The kernel twin's interface (exception path), if any.
     kernel_iface: Option<String>,
+    /// A net_tap port's interface name (`iface=`), to tell its true link
+    /// state once it left vsd's namespace (see `taplink`).
+    tap_iface: Option<String>,
 }
 
 /// What the control thread reads of the running data plane.
@@ -157,7 +161,14 @@ impl PlaneView<'_> {
             self.ports
                 .iter()
                 .map(|p| {
-                    let link = p.port.link();
+                    let mut link = p.port.link();
+                    // net_tap reads "down" once its interface left our
+                    // namespace: ask the interface where it is now
+                    if !link.up {
+                        if let Some(up) = p.tap_iface.as_deref().and_then(taplink::tap_link_up) {
+                            link.up = up;
+                        }
+                    }
                     let stats = p.port.stats().unwrap_or_default();
                     json!({
                         "name": p.name,
@@ -540,6 +551,19 @@ impl Handler for Control<'_> {
     }
 }
 
+/// The `iface=` of a net_tap vdev spec (DPDK's default `dtap0`... names
+/// are not guessed: without `iface=` there is nothing to look up).
+fn tap_iface_of(dev: &crate::control::config::PortDevice) -> Option<String> {
+    let crate::control::config::PortDevice::Vdev(spec) = dev else {
+        return None;
+    };
+    let mut parts = spec.split(',');
+    if !parts.next()?.starts_with("net_tap") {
+        return None;
+    }
+    parts.find_map(|kv| kv.strip_prefix("iface=").map(str::to_string))
+}
+
 fn pairs(list: &[(&'static str, u64)]) -> Value {
     Value::Object(
         list.iter()
@@ -758,6 +782,7 @@ fn serve(
         }
         queues.push((rxq, txq));
         views.push(PortView {
+            tap_iface: tap_iface_of(&pc.device),
             port,
             name: pc.name.clone(),
             mac,

@@ -148,7 +148,26 @@ fn twin_scenario(lcores: &str) {
         &["-n", &vns.name, "link", "set", &tap, "netns", &cns.name],
     );
     cns.ip(&["addr", "add", &format!("{PEER}/24"), "dev", &tap]);
+    // net_tap itself reads "link down" once its interface left vsd's
+    // namespace; the status asks the interface where it is now
+    let link_up = || vsd.ask("status")["ports"][0]["link_up"].as_bool();
+    assert_eq!(
+        link_up(),
+        Some(false),
+        "the tap is down in the client namespace"
+    );
     cns.ip(&["link", "set", &tap, "up"]);
+    assert!(
+        wait_for(Duration::from_secs(5), || link_up() == Some(true)),
+        "the tap is up in the client namespace, status says {:?}",
+        vsd.ask("status")["ports"][0]
+    );
+    let shown = vsd.vsadm(&["--status"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("link up"),
+        "{}",
+        text(&shown)
+    );
 
     // 1. ping of the director's address: ARP and echo answered by the kernel
     let ping = run_in(&cns, 20, "ping", &["-c", "3", "-i", "0.2", "-W", "3", DIP]);
