@@ -85,6 +85,20 @@ struct PortView {
     tap_iface: Option<String>,
 }
 
+impl PortView {
+    /// The port's link status, with the truth about a net_tap interface
+    /// that left our namespace (net_tap itself reads "down" then).
+    fn link(&self) -> crate::dpdk::LinkStatus {
+        let mut link = self.port.link();
+        if !link.up {
+            if let Some(up) = self.tap_iface.as_deref().and_then(taplink::tap_link_up) {
+                link.up = up;
+            }
+        }
+        link
+    }
+}
+
 /// What the control thread reads of the running data plane.
 struct PlaneView<'a> {
     started: Instant,
@@ -161,14 +175,7 @@ impl PlaneView<'_> {
             self.ports
                 .iter()
                 .map(|p| {
-                    let mut link = p.port.link();
-                    // net_tap reads "down" once its interface left our
-                    // namespace: ask the interface where it is now
-                    if !link.up {
-                        if let Some(up) = p.tap_iface.as_deref().and_then(taplink::tap_link_up) {
-                            link.up = up;
-                        }
-                    }
+                    let link = p.link();
                     let stats = p.port.stats().unwrap_or_default();
                     json!({
                         "name": p.name,
@@ -355,6 +362,7 @@ impl StatsSource for PlaneStats<'_, '_> {
                 let st = p.port.stats().unwrap_or_default();
                 crate::control::listing::PortCounters {
                     port: p.name.clone(),
+                    link_up: p.link().up,
                     counters: vec![
                         ("rx_packets".into(), st.rx_packets),
                         ("rx_bytes".into(), st.rx_bytes),

@@ -149,11 +149,13 @@ pub fn run_command(
         Command::Prometheus => {
             state.sync_stats(stats);
             let views = state.service_views(stats);
+            let status = stats.status();
             let m = prometheus::Metrics {
                 services: &views,
                 cores: &stats.core_counters(),
                 ports: &stats.port_counters(),
                 latency: &stats.latency(),
+                dpdk_version: status["dpdk"].as_str().unwrap_or(""),
             };
             let mut out = prometheus::render(&m);
             out.push_str(&super::prometheus_ipvs::render(&views));
@@ -433,6 +435,7 @@ mod tests {
         }];
         st.ports = vec![PortCounters {
             port: "lan0".into(),
+            link_up: true,
             counters: vec![("rx_missed".into(), 1)],
         }];
         let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();

@@ -157,6 +157,8 @@ pub struct CoreCounters {
 pub struct PortCounters {
     /// Port name.
     pub port: String,
+    /// Link up (the PMD's answer, or where the tap interface now is).
+    pub link_up: bool,
     /// Counters by name (rx_packets, rx_bytes, tx_packets, ...).
     pub counters: Vec<(String, u64)>,
 }
@@ -1386,6 +1388,7 @@ mod tests {
         ];
         let ports = vec![PortCounters {
             port: "lan0".into(),
+            link_up: true,
             counters: vec![("rx_missed".into(), 3)],
         }];
         assert_eq!(

@@ -16,7 +16,9 @@
 //!   packets, `busy`, and without, `idle`: `rate(busy) / rate(rx_packets)`
 //!   is the worker's cycles per packet), `vsd_worker_stall_seconds_total`
 //!   and `vsd_worker_idle_sleep_seconds_total`; one unit per family;
-//! - `vsd_port_counter_total{port,counter}`: NIC counters;
+//! - `vsd_port_counter_total{port,counter}`: NIC packet and error counters,
+//!   `vsd_port_bytes_total{port,direction}`, `vsd_port_link_up{port}`;
+//! - `vsd_build_info{version,dpdk}` (always 1);
 //! - `vsd_latency_nanoseconds{name,core,quantile}` summaries (p50, p99,
 //!   p99.9, with `_sum` and `_count`).
 //!
@@ -55,6 +57,8 @@ pub struct Metrics<'a> {
     pub ports: &'a [PortCounters],
     /// Latency histograms.
     pub latency: &'a [LatencyView],
+    /// The DPDK version vsd runs on, for `vsd_build_info`.
+    pub dpdk_version: &'a str,
 }
 
 /// A label value escaped for the text format.
@@ -360,13 +364,48 @@ pub fn render(m: &Metrics<'_>) -> String {
         &mut out,
         "vsd_port_counter_total",
         "counter",
-        "NIC counters per port",
+        "NIC counters per port (packets and errors)",
     );
     for p in m.ports {
-        for (k, v) in &p.counters {
+        for (k, v) in p.counters.iter().filter(|(k, _)| !k.ends_with("_bytes")) {
             f.sample("", &[("port", &p.port), ("counter", k)], v);
         }
     }
+    let mut f = Family::new(
+        &mut out,
+        "vsd_port_bytes_total",
+        "counter",
+        "Bytes received and sent per port (NIC counters)",
+    );
+    for p in m.ports {
+        for (k, v) in p.counters.iter().filter(|(k, _)| k.ends_with("_bytes")) {
+            let dir = k.trim_end_matches("_bytes");
+            f.sample("", &[("port", &p.port), ("direction", dir)], v);
+        }
+    }
+    let mut f = Family::new(
+        &mut out,
+        "vsd_port_link_up",
+        "gauge",
+        "Whether the port's link is up (1) or down (0)",
+    );
+    for p in m.ports {
+        f.sample("", &[("port", &p.port)], u8::from(p.link_up));
+    }
+    let mut f = Family::new(
+        &mut out,
+        "vsd_build_info",
+        "gauge",
+        "vsd's version and the DPDK it runs on (always 1)",
+    );
+    f.sample(
+        "",
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("dpdk", m.dpdk_version),
+        ],
+        1,
+    );
 
     // Latency summaries.
     let mut f = Family::new(
@@ -483,7 +522,8 @@ mod tests {
         }];
         let ports = vec![PortCounters {
             port: "lan0".into(),
-            counters: vec![("rx_missed".into(), 7)],
+            link_up: true,
+            counters: vec![("rx_missed".into(), 7), ("rx_bytes".into(), 640)],
         }];
         let mut h = Histogram::<u64>::new(3).unwrap();
         for v in [100, 200, 300] {
@@ -499,6 +539,7 @@ mod tests {
             cores: &cores,
             ports: &ports,
             latency: &latency,
+            dpdk_version: "DPDK 22.11.4",
         });
         let s = "service=\"TCP 198.18.0.100:80\"";
         let d = "service=\"TCP 198.18.0.100:80\",server=\"[2001:db8::11]:8080\"";
@@ -579,9 +620,18 @@ mod tests {
             "# HELP vsd_worker_drops_total Dropped packets per worker, by reason".into(),
             "# TYPE vsd_worker_drops_total counter".into(),
             "vsd_worker_drops_total{core=\"2\",reason=\"no_route\"} 5".into(),
-            "# HELP vsd_port_counter_total NIC counters per port".into(),
+            "# HELP vsd_port_counter_total NIC counters per port (packets and errors)".into(),
             "# TYPE vsd_port_counter_total counter".into(),
             "vsd_port_counter_total{port=\"lan0\",counter=\"rx_missed\"} 7".into(),
+            "# HELP vsd_port_bytes_total Bytes received and sent per port (NIC counters)".into(),
+            "# TYPE vsd_port_bytes_total counter".into(),
+            "vsd_port_bytes_total{port=\"lan0\",direction=\"rx\"} 640".into(),
+            "# HELP vsd_port_link_up Whether the port's link is up (1) or down (0)".into(),
+            "# TYPE vsd_port_link_up gauge".into(),
+            "vsd_port_link_up{port=\"lan0\"} 1".into(),
+            "# HELP vsd_build_info vsd's version and the DPDK it runs on (always 1)".into(),
+            "# TYPE vsd_build_info gauge".into(),
+            format!("vsd_build_info{{version=\"{}\",dpdk=\"DPDK 22.11.4\"}} 1", env!("CARGO_PKG_VERSION")),
             "# HELP vsd_latency_nanoseconds Latency histograms (nanoseconds)".into(),
             "# TYPE vsd_latency_nanoseconds summary".into(),
             "vsd_latency_nanoseconds{name=\"lat\\\"x\",core=\"2\",quantile=\"0.5\"} 200".into(),
@@ -605,8 +655,12 @@ mod tests {
             cores: &[],
             ports: &[],
             latency: &[],
+            dpdk_version: "",
         });
-        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 24);
-        assert!(text.lines().all(|l| l.starts_with('#')));
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 27);
+        // only vsd_build_info has a sample without any input
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(samples.len(), 1, "{samples:?}");
+        assert!(samples[0].starts_with("vsd_build_info{"), "{samples:?}");
     }
 }
