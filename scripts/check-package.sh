@@ -46,6 +46,7 @@ fi
 echo "== dpkg-deb -c"
 contents=$(dpkg-deb -c "$DEB" | awk '{print $6}')
 for f in ./usr/sbin/vsd ./usr/sbin/vsadm ./etc/vsd/vsd.toml ./lib/systemd/system/vsd.service \
+  ./lib/systemd/system/vsd-prepare.service ./usr/lib/vsd/vsd-prepare \
   ./usr/share/man/man8/vsd.8.gz ./usr/share/man/man8/vsadm.8.gz ./usr/share/man/man5/vsd.toml.5.gz \
   ./usr/share/doc/vsd/examples/demo.toml; do
   grep -qx -- "$f" <<<"$contents" || fail "package lacks $f"
@@ -75,6 +76,31 @@ if ! MANPATH=$WORK/root/usr/share/man systemd-analyze verify "$WORK/units/vsd.se
   cat "$WORK/verify.log"
   fail "systemd-analyze verify vsd.service"
 fi
+
+echo "== systemd-analyze verify vsd-prepare.service; vsd-prepare --dry-run on a fake sysfs"
+grep -qxF 'Wants=network-pre.target vsd-prepare.service' "$unit" || fail "vsd.service does not want vsd-prepare.service"
+sed "s|/usr/lib/vsd/|$WORK/root/usr/lib/vsd/|g" "$WORK/root/lib/systemd/system/vsd-prepare.service" >"$WORK/units/vsd-prepare.service"
+if ! MANPATH=$WORK/root/usr/share/man systemd-analyze verify "$WORK/units/vsd-prepare.service" >"$WORK/verify.log" 2>&1 ||
+  [[ -s $WORK/verify.log ]]; then
+  cat "$WORK/verify.log"
+  fail "systemd-analyze verify vsd-prepare.service"
+fi
+# the default configuration's two NICs: one on a kernel driver, one bound already
+sys=$WORK/sys
+mkdir -p "$sys/kernel/mm/hugepages/hugepages-2048kB" "$sys/bus/pci/drivers/ixgbe" "$sys/bus/pci/drivers/vfio-pci"
+echo 0 >"$sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+for d in 0000:03:00.0:ixgbe 0000:03:00.1:vfio-pci; do
+  mkdir -p "$sys/bus/pci/devices/${d%:*}"
+  ln -s "../../drivers/${d##*:}" "$sys/bus/pci/devices/${d%:*}/driver"
+done
+prep=$(VSD=$WORK/root/usr/sbin/vsd VSD_SYSFS=$sys PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+  "$WORK/root/usr/lib/vsd/vsd-prepare" --dry-run "$WORK/vsd.toml" 2>&1) ||
+  { echo "$prep"; fail "vsd-prepare --dry-run failed"; }
+for want in "hugepages 2048kB: would raise 0 to 2080" "0000:03:00.0: ixgbe -> vfio-pci" \
+  "run: modprobe vfio-pci" "0000:03:00.1: already on vfio-pci"; do
+  grep -qF -- "$want" <<<"$prep" || { echo "$prep"; fail "vsd-prepare --dry-run did not say: $want"; }
+done
+[[ $(<"$sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages") == 0 ]] || fail "--dry-run changed nr_hugepages"
 
 echo "== man pages"
 for page in man8/vsd.8.gz man8/vsadm.8.gz man5/vsd.toml.5.gz; do

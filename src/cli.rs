@@ -25,4 +25,8 @@ pub struct VsdArgs {
     /// Prometheus address are free) and print the EAL arguments it gives.
     #[arg(long)]
     pub check: bool,
+    /// Print what the machine must prepare at boot (hugepages, PCI devices
+    /// to bind to vfio-pci) and exit; read by the vsd-prepare unit.
+    #[arg(long, conflicts_with = "check")]
+    pub boot_plan: bool,
 }

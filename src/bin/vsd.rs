@@ -13,6 +13,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.boot_plan {
+        print!("{}", vsd::control::bootplan::boot_plan(&cfg));
+        return ExitCode::SUCCESS;
+    }
     // Legal for EAL but costly: say so before anything runs.
     for w in vsd::control::cpumap::pinning_warnings(&cfg.lcores) {
         eprintln!("vsd: warning: {w}");

@@ -2,6 +2,7 @@
 //! control state machine, stats (rates, Prometheus). No fast-path access.
 
 pub mod api;
+pub mod bootplan;
 pub mod config;
 pub mod cpumap;
 pub mod estimator;
