@@ -663,4 +663,46 @@ mod tests {
         assert_eq!(samples.len(), 1, "{samples:?}");
         assert!(samples[0].starts_with("vsd_build_info{"), "{samples:?}");
     }
+
+    /// configs/grafana-vsd.json queries only metric families vsd exposes,
+    /// so the dashboard cannot drift from the exposition.
+    #[test]
+    fn the_grafana_dashboard_uses_only_exposed_families() {
+        let mut text = render(&Metrics {
+            services: &[],
+            cores: &[],
+            ports: &[],
+            latency: &[],
+            dpdk_version: "",
+        });
+        text.push_str(&super::super::prometheus_ipvs::render(&[]));
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let dash: serde_json::Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/configs/grafana-vsd.json"
+        )))
+        .expect("dashboard JSON");
+        let mut exprs = Vec::new();
+        for p in dash["panels"].as_array().expect("panels") {
+            for t in p["targets"].as_array().expect("targets") {
+                exprs.push(t["expr"].as_str().expect("expr").to_string());
+            }
+        }
+        assert!(exprs.len() >= 10);
+        let mut used = 0;
+        for e in &exprs {
+            let names = e
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("vsd_") || w.starts_with("node_ipvs_"));
+            for n in names {
+                used += 1;
+                assert!(families.contains(&n), "{n} (in {e}) is not exposed");
+            }
+        }
+        assert!(used >= exprs.len());
+    }
 }
