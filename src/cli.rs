@@ -29,4 +29,9 @@ pub struct VsdArgs {
     /// to bind to vfio-pci) and exit; read by the vsd-prepare unit.
     #[arg(long, conflicts_with = "check")]
     pub boot_plan: bool,
+    /// Log filter, env_logger syntax: `info` (default), `debug`,
+    /// `warn,dpdk=error` (target `dpdk` is DPDK's own log). Overrides the
+    /// VSD_LOG environment variable.
+    #[arg(long, value_name = "SPEC")]
+    pub log_level: Option<String>,
 }

@@ -50,8 +50,9 @@ pub use startup::check;
 /// Set once a stop is requested (SIGINT or SIGTERM), for `status`.
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Informational lines; warnings and errors use `log::warn!`/`log::error!`.
 macro_rules! log {
-    ($($t:tt)*) => { eprintln!("vsd: {}", format!($($t)*)) };
+    ($($t:tt)*) => { log::info!($($t)*) };
 }
 
 /// The followed VIPs and their state, as the workers take them.
@@ -487,7 +488,7 @@ impl Control<'_> {
                 let _ = self
                     .state
                     .apply(&crate::control::ipvsadm::Command::StopDaemon(role));
-                log!("{} sync daemon not started: {e}", role.name());
+                log::error!("{} sync daemon not started: {e}", role.name());
                 Err(e)
             }
         }
@@ -508,12 +509,12 @@ impl Control<'_> {
                         );
                     }
                 }
-                Err(e) => log!(
+                Err(e) => log::error!(
                     "reload of {} refused, running config kept: {e}",
                     path.display()
                 ),
             },
-            Err(e) => log!("reload refused, running config kept: {e}"),
+            Err(e) => log::error!("reload refused, running config kept: {e}"),
         }
     }
 }
@@ -549,6 +550,7 @@ impl Handler for Control<'_> {
             "ipvsadm" => {
                 let stats = PlaneStats::new(&self.view);
                 let reply = api::handle_request(&mut self.state, &stats, req);
+                log_change(req, &reply);
                 self.run_sync_daemons()?;
                 reply
             }
@@ -570,6 +572,28 @@ fn tap_iface_of(dev: &crate::control::config::PortDevice) -> Option<String> {
         return None;
     }
     parts.find_map(|kv| kv.strip_prefix("iface=").map(str::to_string))
+}
+
+/// Log a vsadm request that changes the configuration, with who asked
+/// (the socket's peer credentials) and how it ended; listings are not
+/// logged.
+fn log_change(req: &Value, reply: &Result<Value, String>) {
+    let args: Vec<&str> = req["args"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let Ok(cmd) = crate::control::ipvsadm::parse(&args) else {
+        return; // refused before anything ran; the client has the error
+    };
+    if !cmd.is_change() {
+        return;
+    }
+    let who = crate::control::socket::describe_peer(req);
+    let line = args.join(" ");
+    match reply {
+        Ok(_) => log!("vsadm {line} (by {who}): done"),
+        Err(e) => log::warn!("vsadm {line} (by {who}): refused: {e}"),
+    }
 }
 
 fn pairs(list: &[(&'static str, u64)]) -> Value {
@@ -666,6 +690,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
     // before EAL starts its threads, so that they inherit the mask
     signals::block_async_signals();
     log!("starting EAL: {}", argv.join(" "));
+    // EAL's own lines through our logger, with their levels (before init,
+    // so its first lines come through too)
+    if let Err(e) = crate::dpdk::log::route_to_logger() {
+        log::warn!("DPDK's log stays on its own stream: {e}");
+    }
     let runtime = startup::RuntimeDir::before_init(&argv);
     let eal = match Eal::init(&argv) {
         Ok(eal) => eal,
@@ -1047,7 +1076,7 @@ fn serve(
     // systemd Type=notify: workers run and the control socket is listening.
     // Without NOTIFY_SOCKET (not under systemd) this does nothing.
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
-        log!("sd_notify READY: {e}");
+        log::warn!("sd_notify READY: {e}");
     }
 
     // The control thread must never preempt packet work sharing its CPU
@@ -1151,17 +1180,17 @@ fn serve(
             next_tick = now + TICK_PERIOD;
         }
         if launched.any_finished() {
-            log!("a worker stopped unexpectedly; shutting down");
+            log::error!("a worker stopped unexpectedly; shutting down");
             break;
         }
     }
     log!("stopping");
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]) {
-        log!("sd_notify STOPPING: {e}");
+        log::warn!("sd_notify STOPPING: {e}");
     }
     let failures = launched.stop_and_join();
     for (lcore, e) in &failures {
-        log!("worker on lcore {lcore} failed: {e}");
+        log::error!("worker on lcore {lcore} failed: {e}");
     }
     drop(server);
     drop(rings);

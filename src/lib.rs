@@ -12,4 +12,5 @@ pub mod dataplane;
 pub mod dpdk;
 pub mod health;
 pub mod lb;
+pub mod logging;
 pub mod wire;

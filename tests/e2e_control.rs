@@ -1192,6 +1192,15 @@ fn download_survives_server_removals_and_reloads() {
         &format!("{other_a}:8080"),
     ]);
     progress("vsadm -d of another server", len0);
+    // every change is logged with who asked (the socket's peer credentials)
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let want = format!("vsadm -d -t 198.18.0.100:80 -r {other_a}:8080 (by uid {uid} pid ");
+    let log = topo.vsd.log_text();
+    assert!(
+        log.contains(&want) && log.contains("): done"),
+        "{want:?} not logged:\n{log}"
+    );
 
     // vsadm --reload: the serving server is quiesced (weight 0: its
     // connection drains, as in IPVS; a removed server's connections would

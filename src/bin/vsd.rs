@@ -6,10 +6,14 @@ use vsd::cli::VsdArgs;
 
 fn main() -> ExitCode {
     let args = VsdArgs::parse();
+    if let Err(e) = vsd::logging::init(args.log_level.as_deref()) {
+        eprintln!("vsd: {e}");
+        return ExitCode::from(2);
+    }
     let cfg = match vsd::control::config::Config::from_file(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("vsd: {e}");
+            log::error!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -19,16 +23,16 @@ fn main() -> ExitCode {
     }
     // Legal for EAL but costly: say so before anything runs.
     for w in vsd::control::cpumap::pinning_warnings(&cfg.lcores) {
-        eprintln!("vsd: warning: {w}");
+        log::warn!("{w}");
     }
     if args.check {
         // what the control plane would refuse at start (IPv6 services, ...)
         if let Err(e) = vsd::control::state::ControlState::from_config(&cfg) {
-            eprintln!("vsd: {}: {e}", args.config.display());
+            log::error!("{}: {e}", args.config.display());
             return ExitCode::from(2);
         }
         if let Err(e) = vsd::daemon::check(&cfg) {
-            eprintln!("vsd: {e}");
+            log::error!("{e}");
             return ExitCode::from(1);
         }
         println!("configuration OK: {}", args.config.display());
@@ -38,7 +42,7 @@ fn main() -> ExitCode {
     match vsd::daemon::run(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vsd: {e}");
+            log::error!("{e}");
             ExitCode::from(1)
         }
     }

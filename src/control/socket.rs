@@ -68,6 +68,59 @@ struct Client {
     /// The client finished sending; its buffered lines are still answered.
     eof: bool,
     closing: bool,
+    /// Who connected (SO_PEERCRED), passed to the handler as `"peer"`.
+    peer: Option<Peer>,
+}
+
+/// The credentials of a control client, from the kernel (SO_PEERCRED) at
+/// connect time: what the daemon logs as "who asked".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: i32,
+}
+
+impl Peer {
+    /// The credentials of the process at the other end of `stream`.
+    pub fn of(stream: &UnixStream) -> Option<Peer> {
+        use std::os::fd::AsRawFd;
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: SO_PEERCRED writes a ucred of `len` bytes into ours.
+        let r = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut len,
+            )
+        };
+        (r == 0).then_some(Peer {
+            uid: cred.uid,
+            gid: cred.gid,
+            pid: cred.pid,
+        })
+    }
+
+    /// The `"peer"` member handlers receive.
+    pub fn to_json(self) -> Value {
+        json!({"uid": self.uid, "gid": self.gid, "pid": self.pid})
+    }
+}
+
+/// "uid 0 pid 4242", or "an unknown peer", for logs.
+pub fn describe_peer(req: &Value) -> String {
+    let p = &req["peer"];
+    match (p["uid"].as_u64(), p["pid"].as_i64()) {
+        (Some(uid), Some(pid)) => format!("uid {uid} pid {pid}"),
+        _ => "an unknown peer".to_string(),
+    }
 }
 
 impl Client {
@@ -227,7 +280,9 @@ impl ControlServer {
                             );
                         }
                     }
+                    let peer = Peer::of(&stream);
                     self.clients.push(Client {
+                        peer,
                         stream,
                         inbuf: Vec::new(),
                         consumed: 0,
@@ -264,13 +319,24 @@ fn reply(c: &mut Client, v: &Value) {
 
 /// Run one request line through the handler.
 pub fn answer(handler: &mut dyn Handler, line: &[u8]) -> Value {
-    let req: Value = match serde_json::from_slice(line) {
+    answer_from(handler, line, None)
+}
+
+/// [`answer`] for a client whose credentials are `peer`: the request's
+/// `"peer"` member is the kernel's word, never the client's.
+pub fn answer_from(handler: &mut dyn Handler, line: &[u8], peer: Option<Peer>) -> Value {
+    let mut req: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(e) => return json!({"ok": false, "error": format!("bad request: {e}")}),
     };
-    let Some(obj) = req.as_object() else {
+    let Some(obj) = req.as_object_mut() else {
         return json!({"ok": false, "error": "bad request: expected a JSON object"});
     };
+    match peer {
+        Some(p) => obj.insert("peer".into(), p.to_json()),
+        None => obj.remove("peer"),
+    };
+    let obj = &req;
     if let Some(v) = obj.get("v") {
         if v.as_u64() != Some(PROTOCOL_VERSION) {
             return json!({"ok": false, "error": format!("unsupported protocol version {v}, this vsd speaks {PROTOCOL_VERSION}")});
@@ -279,7 +345,7 @@ pub fn answer(handler: &mut dyn Handler, line: &[u8]) -> Value {
     let Some(cmd) = obj.get("cmd").and_then(Value::as_str) else {
         return json!({"ok": false, "error": "bad request: missing \"cmd\""});
     };
-    match handler.handle(cmd, &req) {
+    match handler.handle(cmd, obj) {
         Ok(data) => json!({"ok": true, "data": data}),
         Err(e) => json!({"ok": false, "error": e}),
     }
@@ -337,7 +403,7 @@ fn serve(c: &mut Client, handler: &mut dyn Handler, now: Instant) {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let v = answer(handler, line);
+            let v = answer_from(handler, line, c.peer);
             reply(c, &v);
             answered += 1;
         }
@@ -444,6 +510,7 @@ mod tests {
         fn handle(&mut self, cmd: &str, req: &Value) -> Result<Value, String> {
             match cmd {
                 "echo" => Ok(req.get("x").cloned().unwrap_or(Value::Null)),
+                "who" => Ok(req.get("peer").cloned().unwrap_or(Value::Null)),
                 _ => Err(format!("unknown command {cmd:?}")),
             }
         }
@@ -528,6 +595,40 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("object"));
+    }
+
+    #[test]
+    fn handlers_see_the_kernels_peer_credentials_not_the_clients_claim() {
+        let path = sock("peer");
+        let mut server = ControlServer::bind(&path).unwrap();
+        let path2 = path.clone();
+        let t = std::thread::spawn(move || {
+            request(
+                &path2,
+                &json!({"v":1,"cmd":"who","peer":{"uid":4242,"pid":1}}),
+                Duration::from_secs(5),
+            )
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !t.is_finished() && Instant::now() < deadline {
+            server.poll(&mut Echo);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let peer = t.join().unwrap().unwrap();
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        assert_eq!(peer["uid"], json!(uid));
+        assert_eq!(peer["pid"], json!(std::process::id()));
+        assert_eq!(
+            describe_peer(&json!({"peer": peer})),
+            format!("uid {uid} pid {}", std::process::id())
+        );
+        // without a socket there is no peer, and a claimed one is dropped
+        assert_eq!(
+            answer(&mut Echo, br#"{"cmd":"who","peer":{"uid":0}}"#)["data"],
+            Value::Null
+        );
+        assert_eq!(describe_peer(&json!({})), "an unknown peer");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 mod eal;
 mod error;
 mod lcore;
+pub mod log;
 mod mbuf;
 mod mempool;
 mod port;
