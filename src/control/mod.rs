@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod cpumap;
 pub mod estimator;
+pub mod health;
 pub mod ipvsadm;
 pub mod listing;
 pub mod metrics_http;

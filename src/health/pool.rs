@@ -620,23 +620,36 @@ impl Pool {
     /// `omega`: what shutting down runs (the down notifiers of alive
     /// servers, then `quorum_down`); nothing without omega.
     pub fn shutdown(&self) -> Vec<Action> {
-        let mut out = Vec::new();
         if !self.cfg.omega {
-            return out;
+            return Vec::new();
         }
+        self.down_notifiers(true, "shutting down")
+    }
+
+    /// The service left the configuration: keepalived runs the down
+    /// notifiers of its alive servers, and `quorum_down` if the quorum was
+    /// up (it is lost with the servers).
+    pub fn retire(&self) -> Vec<Action> {
+        self.down_notifiers(self.quorum_up, "removed from the configuration")
+    }
+
+    fn down_notifiers(&self, quorum_down: bool, why: &str) -> Vec<Action> {
+        let mut out = Vec::new();
         for s in self.servers.iter().filter(|s| s.alive) {
             if let Some(script) = &s.cfg.notify_down {
                 out.push(Action::Run {
                     script: script.clone(),
-                    reason: format!("{} -> {} shutting down", self.cfg.service, s.cfg.dest),
+                    reason: format!("{} -> {} {why}", self.cfg.service, s.cfg.dest),
                 });
             }
         }
-        if let Some(script) = &self.cfg.quorum_down {
-            out.push(Action::Run {
-                script: script.clone(),
-                reason: format!("{} shutting down", self.cfg.service),
-            });
+        if quorum_down {
+            if let Some(script) = &self.cfg.quorum_down {
+                out.push(Action::Run {
+                    script: script.clone(),
+                    reason: format!("{} {why}", self.cfg.service),
+                });
+            }
         }
         out
     }
