@@ -43,6 +43,10 @@ use crate::health::{CheckEvent, CheckRunner, CheckStatus};
 use crate::lb::service::{RealServerConfig, ServiceKey};
 use crate::lb::types::FwdMethod;
 
+/// The refusal of health settings while no checker engine runs.
+pub const NEED_ENGINE: &str = "health checks need the checker engine, which this build does not \
+     start: remove the checkers, quorum, sorry_server and notify settings";
+
 /// Whether a configuration asks for anything health checking does
 /// (checkers, quorum settings, a sorry server, scripts, passive checks).
 pub fn needs_health(cfg: &Config) -> bool {
@@ -1343,6 +1347,134 @@ mod tests {
             rig.take().0,
             vec!["/bin/down 3", "/bin/down 4", "/bin/qdown"]
         );
+    }
+
+    fn ask(
+        state: &mut ControlState,
+        m: Option<&mut HealthMonitor>,
+        args: &[&str],
+    ) -> serde_json::Value {
+        let stats = crate::control::state::testing::FakeStats::default();
+        let req = serde_json::json!({"v": 1, "cmd": "ipvsadm", "args": args});
+        crate::control::api::handle_request_with(state, m, &stats, &req).unwrap()
+    }
+
+    fn status(server: &str, index: usize, up: bool, reason: &str) -> CheckStatus {
+        let (addr, port) = server.rsplit_once(':').unwrap();
+        CheckStatus {
+            key: CheckKey {
+                service: SVC.into(),
+                server: addr.parse().unwrap(),
+                server_port: port.parse().unwrap(),
+                index,
+            },
+            kind: "HTTP_GET",
+            target: server.into(),
+            up,
+            last: Some(crate::health::CheckResult {
+                ok: up,
+                reason: reason.into(),
+                latency: Duration::from_micros(1500),
+                dynamic_weight: None,
+            }),
+            checks: 12,
+            failures: if up { 0 } else { 4 },
+            transitions: if up { 0 } else { 1 },
+            since_change: Duration::from_secs(75),
+        }
+    }
+
+    #[test]
+    fn listings_show_removed_and_inhibited_servers_as_ipvs_would() {
+        let c = cfg_with("", |c| {
+            c.services[0].real_servers[1].health.inhibit_on_failure = Some(true)
+        });
+        let (rig, mut m, mut state) = started(&c);
+        rig.runner
+            .push(SVC, "198.19.0.2:80", 0, false, "status 503");
+        rig.runner
+            .push(SVC, "198.19.0.3:80", 0, false, "connection refused");
+        m.poll(&mut state);
+        let ln = ask(&mut state, Some(&mut m), &["-Ln"]);
+        assert_eq!(
+            ln["text"].as_str().unwrap(),
+            "IP Virtual Server version 1.2.1 (size=4096)\n\
+             Prot LocalAddress:Port Scheduler Flags\n\
+             \x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+             TCP  198.18.0.100:80 wrr\n\
+             \x20 -> 198.19.0.3:80                Masq    0      0          0         \n\
+             \x20 -> 198.19.0.4:80                Masq    3      0          0         \n"
+        );
+        rig.runner.0.borrow_mut().status = vec![
+            status("198.19.0.2:80", 0, false, "status 503"),
+            status("198.19.0.3:80", 0, false, "connection refused"),
+            status("198.19.0.4:80", 0, true, ""),
+        ];
+        let checks = ask(&mut state, Some(&mut m), &["--checks"]);
+        let text = checks["text"].as_str().unwrap();
+        assert!(
+            text.contains("TCP 198.18.0.100:80 up (live weight 3, quorum 1+0)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  -> 198.19.0.2:80                removed   - (HTTP_GET: status 503)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  -> 198.19.0.3:80                inhibited 0 (HTTP_GET: connection refused)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  -> 198.19.0.4:80                alive     3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("     HTTP_GET   198.19.0.2:80          down  status 503             1.5ms    12         4          1      1m15s\n"),
+            "{text}"
+        );
+        assert_eq!(checks["checks"][0]["servers"][1]["state"], "inhibited");
+        assert_eq!(
+            checks["checks"][0]["servers"][0]["checks"][0]["failures"],
+            4
+        );
+        let prom = ask(&mut state, Some(&mut m), &["--prometheus"]);
+        let prom = prom["text"].as_str().unwrap();
+        for line in [
+            "vsd_service_quorum_up{service=\"TCP 198.18.0.100:80\"} 1\n",
+            "vsd_real_server_up{service=\"TCP 198.18.0.100:80\",server=\"198.19.0.2:80\"} 0\n",
+            "vsd_real_server_up{service=\"TCP 198.18.0.100:80\",server=\"198.19.0.4:80\"} 1\n",
+            "vsd_health_check_up{service=\"TCP 198.18.0.100:80\",server=\"198.19.0.2:80\",checker=\"HTTP_GET\",index=\"0\"} 0\n",
+            "vsd_health_checks_total{service=\"TCP 198.18.0.100:80\",server=\"198.19.0.2:80\",checker=\"HTTP_GET\",index=\"0\"} 12\n",
+            "vsd_health_check_failures_total{service=\"TCP 198.18.0.100:80\",server=\"198.19.0.2:80\",checker=\"HTTP_GET\",index=\"0\"} 4\n",
+            "vsd_health_transitions_total{service=\"TCP 198.18.0.100:80\",server=\"198.19.0.2:80\",checker=\"HTTP_GET\",index=\"0\"} 1\n",
+            "vsd_health_check_latency_seconds{service=\"TCP 198.18.0.100:80\",server=\"198.19.0.2:80\",checker=\"HTTP_GET\",index=\"0\"} 0.0015\n",
+            "# TYPE vsd_health_checks_total counter\n",
+        ] {
+            assert!(prom.contains(line), "{line} missing from\n{prom}");
+        }
+        // without health checks: an empty --checks, no health families
+        let mut plain = ControlState::default();
+        let checks = ask(&mut plain, None, &["--checks"]);
+        assert_eq!(checks["checks"], serde_json::json!([]));
+        let prom = ask(&mut plain, None, &["--prometheus"]);
+        assert!(!prom["text"]
+            .as_str()
+            .unwrap()
+            .contains("vsd_real_server_up"));
+    }
+
+    #[test]
+    fn without_the_engine_a_reload_with_health_settings_is_refused() {
+        let mut state = ControlState::default();
+        let e = crate::control::api::reload_with(&mut state, None, &cfg()).unwrap_err();
+        assert_eq!(e, NEED_ENGINE);
+        let mut plain = cfg();
+        for r in &mut plain.services[0].real_servers {
+            r.health = Default::default();
+        }
+        assert!(crate::control::api::reload_with(&mut state, None, &plain).is_ok());
     }
 
     #[test]
