@@ -460,6 +460,18 @@ impl Control<'_> {
         }
     }
 
+    /// Passive health checking over the workers' half-open expiry
+    /// counters. True if the table changed.
+    fn tick_health(&mut self) -> bool {
+        let Some(h) = self.health.as_mut() else {
+            return false;
+        };
+        let tables = &self.view.lb_stats;
+        h.passive_tick(&mut self.state, Instant::now(), &|id| {
+            StatsTable::sum_syn_timeouts(tables.iter().map(|t| &**t), id)
+        })
+    }
+
     /// The Prometheus exposition, as `vsadm --prometheus` prints it.
     fn prometheus_text(&mut self) -> String {
         let stats = PlaneStats::new(&self.view);
@@ -1159,6 +1171,9 @@ fn serve(
                 w.tick();
             }
             control.tick();
+            if control.tick_health() {
+                control.publish_if_changed(&mut published_version);
+            }
             next_tick = now + TICK_PERIOD;
         }
         if launched.any_finished() {

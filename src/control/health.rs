@@ -27,7 +27,7 @@
 //! that is also a real server of the service) is refused at start and at
 //! reload with a clear error.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,7 @@ use crate::health::pool::{
 };
 use crate::health::spec::{CheckKey, CheckTarget, Script};
 use crate::health::{CheckEvent, CheckRunner, CheckStatus};
+use crate::lb::load::DestId;
 use crate::lb::service::{RealServerConfig, ServiceKey};
 use crate::lb::types::FwdMethod;
 
@@ -419,6 +420,22 @@ pub struct ServiceChecks {
     pub servers: Vec<ServerChecks>,
 }
 
+/// How often passive checking samples the half-open expiry counters.
+pub const PASSIVE_PERIOD: Duration = Duration::from_secs(1);
+
+/// Passive checking's view of one real server.
+#[derive(Debug, Clone, Default)]
+struct PassiveTrack {
+    /// The table slot the samples are of (a new slot starts over).
+    slot: Option<DestId>,
+    /// (time, cumulative half-open expiries), oldest first, spanning a
+    /// little more than the window.
+    samples: VecDeque<(Instant, u64)>,
+    /// Marked down: when, and each checker's attempt count then (the
+    /// mark lifts when one of them passes a later attempt).
+    marked: Option<(Instant, Vec<u64>)>,
+}
+
 /// Health checks in the control plane (see the module note).
 pub struct HealthMonitor {
     runner: Box<dyn CheckRunner>,
@@ -427,6 +444,9 @@ pub struct HealthMonitor {
     services: Vec<Monitored>,
     by_name: HashMap<String, usize>,
     events: Vec<CheckEvent>,
+    /// Passive checking, by service name and server.
+    passive: HashMap<(String, Dest), PassiveTrack>,
+    next_passive: Option<Instant>,
 }
 
 fn index_services(services: &[Monitored]) -> HashMap<String, usize> {
@@ -485,6 +505,8 @@ impl HealthMonitor {
             by_name: index_services(&services),
             services,
             events: Vec::new(),
+            passive: HashMap::new(),
+            next_passive: None,
         };
         for (i, actions) in start.into_iter().enumerate() {
             m.run_notes(i, actions);
@@ -544,6 +566,167 @@ impl HealthMonitor {
             .set_passive_down(dest, down, reason, &mut actions);
         self.execute(i, actions, state);
         known
+    }
+
+    /// Passive checking (`ServiceHealth::passive`, off by default): a
+    /// server with `syn_timeouts` or more connections expired half-open
+    /// within `window` is marked down until one of its checkers passes an
+    /// attempt made after the mark (a server without checkers: until a
+    /// window has passed). `half_open(slot)` reads the workers' summed
+    /// counters. Call it often; it samples every [`PASSIVE_PERIOD`]. True
+    /// if the table changed.
+    pub fn passive_tick(
+        &mut self,
+        state: &mut ControlState,
+        now: Instant,
+        half_open: &dyn Fn(DestId) -> u64,
+    ) -> bool {
+        if self.next_passive.is_some_and(|t| now < t) {
+            return false;
+        }
+        self.next_passive = Some(now + PASSIVE_PERIOD);
+        let before = state.version();
+        let mut marks: Vec<(usize, Dest, bool, String)> = Vec::new();
+        let mut status: Option<HashMap<CheckKey, CheckStatus>> = None;
+        let mut live = std::collections::HashSet::new();
+        for (i, m) in self.services.iter().enumerate() {
+            let Some(p) = m.conf.health.passive else {
+                continue;
+            };
+            let name = m.pool.config().service.clone();
+            let slots: HashMap<Dest, DestId> = state
+                .table()
+                .dests(&m.key)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(id, d)| {
+                    (
+                        Dest {
+                            addr: d.addr,
+                            port: d.port,
+                        },
+                        id,
+                    )
+                })
+                .collect();
+            for v in m.pool.servers() {
+                let key = (name.clone(), v.dest);
+                live.insert(key.clone());
+                let track = self.passive.entry(key).or_default();
+                if let Some((since, checks_then)) = &track.marked {
+                    if !m.pool.passive_down(v.dest) {
+                        // an event lifted it already
+                        track.marked = None;
+                        continue;
+                    }
+                    let n = checks_then.len();
+                    let passed = if n == 0 {
+                        now.duration_since(*since) >= p.window
+                    } else {
+                        let st = status.get_or_insert_with(|| {
+                            self.runner
+                                .status()
+                                .into_iter()
+                                .map(|s| (s.key.clone(), s))
+                                .collect()
+                        });
+                        (0..n).any(|index| {
+                            let ck = CheckKey {
+                                service: name.clone(),
+                                server: v.dest.addr,
+                                server_port: v.dest.port,
+                                index,
+                            };
+                            st.get(&ck).is_some_and(|s| {
+                                s.checks > checks_then[index]
+                                    && s.last.as_ref().is_some_and(|r| r.ok)
+                            })
+                        })
+                    };
+                    if passed {
+                        track.marked = None;
+                        track.samples.clear();
+                        let why = if n == 0 {
+                            format!(
+                                "passive: no checker, mark lifted after {}s",
+                                p.window.as_secs()
+                            )
+                        } else {
+                            "passive: an active check passed".to_string()
+                        };
+                        marks.push((i, v.dest, false, why));
+                    }
+                    continue;
+                }
+                let Some(&slot) = slots.get(&v.dest) else {
+                    track.samples.clear();
+                    continue;
+                };
+                if track.slot != Some(slot) {
+                    track.slot = Some(slot);
+                    track.samples.clear();
+                }
+                let count = half_open(slot);
+                track.samples.push_back((now, count));
+                // keep one sample at or before the window's start
+                while track
+                    .samples
+                    .get(1)
+                    .is_some_and(|(t, _)| now.duration_since(*t) >= p.window)
+                {
+                    track.samples.pop_front();
+                }
+                let base = track.samples.front().map_or(count, |(_, c)| *c);
+                let unanswered = count.saturating_sub(base);
+                if v.alive && p.syn_timeouts > 0 && unanswered >= u64::from(p.syn_timeouts) {
+                    let n = m
+                        .pool
+                        .config()
+                        .servers
+                        .iter()
+                        .find(|s| s.dest == v.dest)
+                        .map_or(0, |s| s.checkers.len());
+                    let st = status.get_or_insert_with(|| {
+                        self.runner
+                            .status()
+                            .into_iter()
+                            .map(|s| (s.key.clone(), s))
+                            .collect()
+                    });
+                    let checks_then = (0..n)
+                        .map(|index| {
+                            st.get(&CheckKey {
+                                service: name.clone(),
+                                server: v.dest.addr,
+                                server_port: v.dest.port,
+                                index,
+                            })
+                            .map_or(0, |s| s.checks)
+                        })
+                        .collect();
+                    track.marked = Some((now, checks_then));
+                    track.samples.clear();
+                    marks.push((
+                        i,
+                        v.dest,
+                        true,
+                        format!(
+                            "passive: {unanswered} unanswered SYNs in {}s",
+                            p.window.as_secs()
+                        ),
+                    ));
+                }
+            }
+        }
+        self.passive.retain(|k, _| live.contains(k));
+        for (i, dest, down, why) in marks {
+            let mut actions = Vec::new();
+            self.services[i]
+                .pool
+                .set_passive_down(dest, down, &why, &mut actions);
+            self.execute(i, actions, state);
+        }
+        state.version() != before
     }
 
     /// Logs and scripts only (start-up and reload: the table follows the
@@ -1475,6 +1658,100 @@ mod tests {
             r.health = Default::default();
         }
         assert!(crate::control::api::reload_with(&mut state, None, &plain).is_ok());
+    }
+
+    fn passive_cfg(syn_timeouts: u32, window_s: u64) -> Config {
+        cfg_with("", |c| {
+            c.services[0].health.passive = Some(crate::health::spec::PassiveCheck {
+                syn_timeouts,
+                window: Duration::from_secs(window_s),
+            });
+            // .4 has no checker: its mark lifts after a window
+            c.services[0].real_servers[2].health.checkers.clear();
+        })
+    }
+
+    fn slot_of(state: &ControlState, server: &str) -> DestId {
+        let key = key_from_config(&cfg().services[0].key);
+        state
+            .table()
+            .dests(&key)
+            .unwrap()
+            .into_iter()
+            .find(|(_, d)| {
+                Dest {
+                    addr: d.addr,
+                    port: d.port,
+                }
+                .to_string()
+                    == server
+            })
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn passive_checking_marks_a_server_with_unanswered_syns_down_until_a_check_passes() {
+        let (rig, mut m, mut state) = started(&passive_cfg(5, 10));
+        let counts: std::cell::RefCell<HashMap<DestId, u64>> = Default::default();
+        let s2 = slot_of(&state, "198.19.0.2:80");
+        let s3 = slot_of(&state, "198.19.0.3:80");
+        let s4 = slot_of(&state, "198.19.0.4:80");
+        let read = |id: DestId| counts.borrow().get(&id).copied().unwrap_or(0);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(!m.passive_tick(&mut state, at(0), &read));
+        // .3: 4 within the window, then 2 more after it slid: never 5 in 10 s
+        counts.borrow_mut().insert(s3, 4);
+        assert!(!m.passive_tick(&mut state, at(1), &read));
+        counts.borrow_mut().insert(s3, 6);
+        assert!(!m.passive_tick(&mut state, at(12), &read));
+        // within one period nothing is sampled
+        counts.borrow_mut().insert(s2, 50);
+        assert!(!m.passive_tick(&mut state, at(12) + Duration::from_millis(10), &read));
+        // .2: 50 in 2 s -> down, with the reason
+        rig.runner.0.borrow_mut().status = vec![status("198.19.0.2:80", 0, true, "")];
+        assert!(m.passive_tick(&mut state, at(14), &read));
+        assert_eq!(
+            table(&state),
+            rows(&[("198.19.0.3:80", 2), ("198.19.0.4:80", 3)])
+        );
+        let (scripts, log) = rig.take();
+        assert_eq!(scripts, vec!["/bin/down 2"]);
+        assert_eq!(
+            log,
+            vec!["health: TCP 198.18.0.100:80 -> 198.19.0.2:80 down, removed (passive: 50 unanswered SYNs in 10s)"]
+        );
+        // the same attempt count passing again is not a new check
+        assert!(!m.passive_tick(&mut state, at(16), &read));
+        // a later attempt that failed does not lift it either
+        rig.runner.0.borrow_mut().status = vec![status("198.19.0.2:80", 0, false, "refused")];
+        rig.runner.0.borrow_mut().status[0].checks = 13;
+        assert!(!m.passive_tick(&mut state, at(17), &read));
+        // one that passed does
+        rig.runner.0.borrow_mut().status = vec![status("198.19.0.2:80", 0, true, "")];
+        rig.runner.0.borrow_mut().status[0].checks = 14;
+        assert!(m.passive_tick(&mut state, at(18), &read));
+        assert_eq!(table(&state).len(), 3);
+        assert!(rig.take().1[0].ends_with("198.19.0.2:80 up (passive: an active check passed)"));
+        // .4 has no checker: marked, then back after one window
+        counts.borrow_mut().insert(s4, 9);
+        assert!(m.passive_tick(&mut state, at(19), &read));
+        assert_eq!(table(&state).len(), 2);
+        assert!(!m.passive_tick(&mut state, at(25), &read));
+        assert!(m.passive_tick(&mut state, at(30), &read));
+        assert_eq!(table(&state).len(), 3);
+    }
+
+    #[test]
+    fn passive_checking_is_off_by_default() {
+        let (_rig, mut m, mut state) = started(&cfg());
+        let s2 = slot_of(&state, "198.19.0.2:80");
+        let t0 = Instant::now();
+        let read = |id: DestId| if id == s2 { 1_000_000 } else { 0 };
+        assert!(!m.passive_tick(&mut state, t0, &|_| 0));
+        assert!(!m.passive_tick(&mut state, t0 + Duration::from_secs(5), &read));
+        assert_eq!(table(&state).len(), 3);
     }
 
     #[test]
