@@ -80,12 +80,10 @@ fn dest_of(key: &ServiceKey, r: &RealServerConf) -> Dest {
     }
 }
 
-/// The sorry server's address in the table.
+/// The sorry server's address in the table (DR and TUN take the
+/// service's port, as for any server).
 fn sorry_dest(key: &ServiceKey, s: &ServiceConf) -> Option<Dest> {
-    s.health.sorry_server.as_ref().map(|ss| Dest {
-        addr: ss.addr,
-        port: ss.port.unwrap_or(key.port()),
-    })
+    sorry_server_conf(key, s, 0).map(|r| dest_of(key, &r))
 }
 
 /// Every checker of every server of `s`, keyed for the runner.
@@ -172,15 +170,14 @@ fn pool_config(key: &ServiceKey, s: &ServiceConf) -> Result<PoolConfig, String> 
 /// The table entry of a service's sorry server with weight `weight`.
 fn sorry_server_conf(key: &ServiceKey, s: &ServiceConf, weight: u32) -> Option<RealServerConf> {
     let ss = s.health.sorry_server.as_ref()?;
-    let dest = sorry_dest(key, s)?;
     let method = ss.method.unwrap_or_else(|| {
         s.real_servers
             .first()
             .map_or(FwdMethod::Route, |r| r.method)
     });
     Some(RealServerConf {
-        address: dest.addr,
-        port: dest.port,
+        address: ss.addr,
+        port: ss.port.unwrap_or(key.port()),
         weight,
         method,
         upper_threshold: 0,
@@ -1385,6 +1382,31 @@ mod tests {
         rig.runner.push(SVC, "198.19.0.4:80", 0, true, "");
         m.poll(&mut state);
         assert_eq!(table(&state), rows(&[("198.19.0.4:80", 3)]));
+    }
+
+    #[test]
+    fn a_direct_routing_sorry_server_takes_the_service_port() {
+        let c = cfg_with("", |c| {
+            for r in &mut c.services[0].real_servers {
+                r.method = FwdMethod::Route;
+            }
+            c.services[0].health.sorry_server = Some(SorryServer {
+                addr: "198.19.0.99".parse().unwrap(),
+                port: Some(8080),
+                method: None,
+                inhibit: false,
+            })
+        });
+        let (rig, mut m, mut state) = started(&c);
+        for s in ["198.19.0.2:80", "198.19.0.3:80", "198.19.0.4:80"] {
+            rig.runner.push(SVC, s, 0, false, "connection refused");
+        }
+        m.poll(&mut state);
+        assert_eq!(table(&state), rows(&[("198.19.0.99:80", 1)]));
+        rig.runner.push(SVC, "198.19.0.2:80", 0, true, "");
+        m.poll(&mut state);
+        assert_eq!(table(&state), rows(&[("198.19.0.2:80", 1)]));
+        assert!(!rig.take().1.iter().any(|l| l.contains("cannot")));
     }
 
     #[test]

@@ -17,6 +17,11 @@
 //! - `vsd_port_counter_total{port,counter}`: NIC counters;
 //! - `vsd_latency_nanoseconds{name,core,quantile}` summaries (p50, p99,
 //!   p99.9, with `_sum` and `_count`).
+//! - with health checks ([`render_health`]): `vsd_real_server_up{service,server}`,
+//!   `vsd_service_quorum_up{service}`, and per checker
+//!   (`{service,server,checker,index}`) `vsd_health_check_up`,
+//!   `vsd_health_check_latency_seconds`, `vsd_health_checks_total`,
+//!   `vsd_health_check_failures_total`, `vsd_health_transitions_total`.
 //!
 //! Label values are escaped (`\\`, `\"`, `\n`); `service` is `TCP
 //! 198.18.0.100:80` style (ipvsadm's identity of a service), `server` is
