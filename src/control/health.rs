@@ -1277,7 +1277,7 @@ mod tests {
         assert_eq!(
             log,
             vec![
-                "health: TCP 198.18.0.100:80 -> 198.19.0.2:80 down, removed (HTTP_GET: status 503)"
+                "health: TCP 198.18.0.100:80 -> 198.19.0.2:80 down (HTTP_GET: status 503); removed"
             ]
         );
         rig.runner.push(SVC, "198.19.0.2:80", 0, true, "");
@@ -1315,7 +1315,7 @@ mod tests {
             ])
         );
         assert!(rig.take().1[0]
-            .ends_with("198.19.0.3:80 down, inhibited (weight 0) (HTTP_GET: timeout after 3s)"));
+            .ends_with("198.19.0.3:80 down (HTTP_GET: timeout after 3s); inhibited at weight 0"));
     }
 
     #[test]
@@ -1742,7 +1742,7 @@ mod tests {
         assert_eq!(scripts, vec!["/bin/down 2"]);
         assert_eq!(
             log,
-            vec!["health: TCP 198.18.0.100:80 -> 198.19.0.2:80 down, removed (passive: 50 unanswered SYNs in 10s)"]
+            vec!["health: TCP 198.18.0.100:80 -> 198.19.0.2:80 down (passive: 50 unanswered SYNs in 10s); removed"]
         );
         // the same attempt count passing again is not a new check
         assert!(!m.passive_tick(&mut state, at(16), &read));

@@ -452,13 +452,13 @@ impl Pool {
         } else {
             s.cfg.notify_down.clone()
         };
-        let what = match (alive, inhibit) {
-            (true, _) => "up",
-            (false, true) => "down, inhibited (weight 0)",
-            (false, false) => "down, removed",
+        let (what, then) = match (alive, inhibit) {
+            (true, _) => ("up", ""),
+            (false, true) => ("down", "; inhibited at weight 0"),
+            (false, false) => ("down", "; removed"),
         };
         notes.push(Action::Log(format!(
-            "health: {} -> {dest} {what} ({why})",
+            "health: {} -> {dest} {what} ({why}){then}",
             self.cfg.service
         )));
         if let Some(script) = script {
@@ -843,7 +843,7 @@ mod tests {
         assert_eq!(
             logs(&out),
             vec![
-                "health: TCP 198.18.0.100:80 -> 198.19.0.2:80 down, removed (HTTP_GET: status 503)"
+                "health: TCP 198.18.0.100:80 -> 198.19.0.2:80 down (HTTP_GET: status 503); removed"
             ]
         );
         assert_eq!(
@@ -1231,7 +1231,7 @@ mod tests {
                 member: Member::Real(dest(2))
             }]
         );
-        assert!(logs(&out)[0].contains("down, removed (passive: 5 unanswered SYNs in 10s)"));
+        assert!(logs(&out)[0].contains("down (passive: 5 unanswered SYNs in 10s); removed"));
         // a failing check keeps it down, a passing one lifts the mark
         event(&mut p, dest(2), 0, false, fail("refused"));
         let out = event(&mut p, dest(2), 0, true, pass());
