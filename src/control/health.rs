@@ -80,6 +80,15 @@ fn dest_of(key: &ServiceKey, r: &RealServerConf) -> Dest {
     }
 }
 
+/// Whether every service's health settings can be run (`vsd --check`):
+/// the same errors [`HealthMonitor::new`] would give.
+pub fn validate(cfg: &Config) -> Result<(), String> {
+    for s in &cfg.services {
+        pool_config(&key_from_config(&s.key), s)?;
+    }
+    Ok(())
+}
+
 /// The sorry server's address in the table (DR and TUN take the
 /// service's port, as for any server).
 fn sorry_dest(key: &ServiceKey, s: &ServiceConf) -> Option<Dest> {
@@ -1346,6 +1355,7 @@ mod tests {
 
     #[test]
     fn a_sorry_server_that_is_a_real_server_is_refused() {
+        assert!(validate(&cfg()).is_ok());
         let c = cfg_with("", |c| {
             c.services[0].health.sorry_server = Some(SorryServer {
                 addr: "198.19.0.2".parse().unwrap(),
