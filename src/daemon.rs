@@ -6,6 +6,7 @@
 
 use crate::control::api;
 use crate::control::config::Config;
+use crate::control::health::HealthMonitor;
 use crate::control::metrics_http::MetricsServer;
 use crate::control::socket::{ControlServer, Handler};
 use crate::control::state::{ConnCounts, ControlState, StatsSource};
@@ -132,6 +133,8 @@ struct Control<'a> {
     /// `[[sync_daemon]]` as read at start (a reload does not restart
     /// daemons; it says so when the file's differ).
     sync_config: Vec<crate::control::ipvsadm::SyncDaemonSpec>,
+    /// Health checks, when the configuration has some (see [`start_health`]).
+    health: Option<HealthMonitor>,
 }
 
 impl PlaneView<'_> {
@@ -469,11 +472,31 @@ impl Control<'_> {
         }
     }
 
+    /// Apply the health checks' news to the table. True if it changed.
+    fn poll_health(&mut self) -> bool {
+        match self.health.as_mut() {
+            Some(h) => h.poll(&mut self.state),
+            None => false,
+        }
+    }
+
+    /// Passive health checking over the workers' half-open expiry
+    /// counters. True if the table changed.
+    fn tick_health(&mut self) -> bool {
+        let Some(h) = self.health.as_mut() else {
+            return false;
+        };
+        let tables = &self.view.lb_stats;
+        h.passive_tick(&mut self.state, Instant::now(), &|id| {
+            StatsTable::sum_syn_timeouts(tables.iter().map(|t| &**t), id)
+        })
+    }
+
     /// The Prometheus exposition, as `vsadm --prometheus` prints it.
     fn prometheus_text(&mut self) -> String {
         let stats = PlaneStats::new(&self.view);
         let req = json!({"v": 1, "cmd": "ipvsadm", "args": ["--prometheus"]});
-        match api::handle_request(&mut self.state, &stats, &req) {
+        match api::handle_request_with(&mut self.state, self.health.as_mut(), &stats, &req) {
             Ok(v) => v["text"].as_str().unwrap_or_default().to_string(),
             Err(e) => format!("# error: {e}\n"),
         }
@@ -498,7 +521,7 @@ impl Control<'_> {
     fn reload(&mut self) {
         let path = self.view.config_path.clone();
         match Config::from_file(&path).map_err(|e| e.to_string()) {
-            Ok(cfg) => match self.state.reload(&cfg) {
+            Ok(cfg) => match api::reload_with(&mut self.state, self.health.as_mut(), &cfg) {
                 Ok(diff) => {
                     log!("reloaded {}: {}", path.display(), diff.summary());
                     if cfg.sync_daemons != self.sync_config {
@@ -549,7 +572,8 @@ impl Handler for Control<'_> {
             )),
             "ipvsadm" => {
                 let stats = PlaneStats::new(&self.view);
-                let reply = api::handle_request(&mut self.state, &stats, req);
+                let reply =
+                    api::handle_request_with(&mut self.state, self.health.as_mut(), &stats, req);
                 log_change(req, &reply);
                 self.run_sync_daemons()?;
                 reply
@@ -672,11 +696,28 @@ const DEST_CAPACITY: usize = 4096;
 /// Service slots for per-service counters.
 const SERVICE_CAPACITY: usize = 1024;
 
+/// The one place the checker engine starts (issue 14). Health settings
+/// need a [`crate::health::CheckRunner`]; until the engine is merged this
+/// refuses them rather than ignore them.
+///
+/// LEAD, to plug the engine in: replace the body with
+/// `let engine = crate::health::engine::Engine::start()?;`
+/// `HealthMonitor::new(cfg, Box::new(engine)).map(|(m, _)| Some(m))`
+/// (always a monitor, even without checkers, so that a reload may add
+/// some). It runs after `signals::block_async_signals`, so the engine's
+/// thread inherits the signal mask.
+fn start_health(cfg: &Config) -> Result<Option<HealthMonitor>, String> {
+    if crate::control::health::needs_health(cfg) {
+        return Err(crate::control::health::NEED_ENGINE.into());
+    }
+    Ok(None)
+}
+
 /// Run the director until a stop signal. Whatever fails at start-up is
 /// reported before any worker runs, and leaves nothing behind.
 pub fn run(cfg: Config) -> Result<(), String> {
     let bound = startup::preflight(&cfg)?;
-    let state = ControlState::from_config_with_capacity(&cfg, DEST_CAPACITY)?;
+    let mut state = ControlState::from_config_with_capacity(&cfg, DEST_CAPACITY)?;
     let mut argv = cfg.eal_argv("vsd");
     // Hugepage files are unlinked as soon as they are mapped, so none are
     // left behind whatever way the process ends.
@@ -689,6 +730,12 @@ pub fn run(cfg: Config) -> Result<(), String> {
     }
     // before EAL starts its threads, so that they inherit the mask
     signals::block_async_signals();
+    // the table starts as the checks' state says (alpha servers out, the
+    // sorry server in when the quorum starts down)
+    let health = start_health(&cfg)?;
+    if let Some(h) = &health {
+        state = ControlState::from_config_with_capacity(&h.effective_config(&cfg)?, DEST_CAPACITY)?;
+    }
     log!("starting EAL: {}", argv.join(" "));
     // EAL's own lines through our logger, with their levels (before init,
     // so its first lines come through too)
@@ -704,7 +751,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         }
     };
     let result = signals::start()
-        .and_then(|control_signals| serve(&cfg, state, &eal, bound, &control_signals));
+        .and_then(|control_signals| serve(&cfg, state, health, &eal, bound, &control_signals));
     let runtime_dir = eal.runtime_dir();
     drop(eal);
     // EAL leaves its runtime directory (config, sockets) behind; nothing
@@ -722,6 +769,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
 fn serve(
     cfg: &Config,
     state: ControlState,
+    health: Option<HealthMonitor>,
     eal: &Eal,
     bound: startup::Bound,
     control_signals: &signals::ControlSignals,
@@ -1110,6 +1158,7 @@ fn serve(
         vipwatch,
         syncd: crate::control::syncd::SyncDaemons::new(sync_feeds, owner.clone()),
         sync_config: cfg.sync_daemons.clone(),
+        health,
     };
     // `[[sync_daemon]]`: started now that the twins exist
     for spec in &cfg.sync_daemons {
@@ -1150,11 +1199,18 @@ fn serve(
         if let Some(m) = metrics.as_ref() {
             m.interest(&mut waits);
         }
+        if let Some(fd) = control.health.as_ref().and_then(HealthMonitor::wake_fd) {
+            waits.add(crate::control::wait::Interest::listener(fd));
+        }
         let due = next_sum.min(next_tick);
         let io = waits.wait(due.saturating_duration_since(Instant::now()));
         let now = Instant::now();
         // rtnetlink first: a VIP that came or went is published at once
         if control.poll_vipwatch() {
+            control.publish_if_changed(&mut published_version);
+        }
+        // health transitions next: a dead server leaves the table at once
+        if control.poll_health() {
             control.publish_if_changed(&mut published_version);
         }
         // Connection counts summed over cores: every LOAD_PERIOD while a
@@ -1177,6 +1233,9 @@ fn serve(
                 w.tick();
             }
             control.tick();
+            if control.tick_health() {
+                control.publish_if_changed(&mut published_version);
+            }
             next_tick = now + TICK_PERIOD;
         }
         if launched.any_finished() {
@@ -1185,6 +1244,10 @@ fn serve(
         }
     }
     log!("stopping");
+    // omega: the down notifiers run on the way out
+    if let Some(h) = control.health.as_mut() {
+        h.shutdown();
+    }
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]) {
         log::warn!("sd_notify STOPPING: {e}");
     }
@@ -1211,5 +1274,28 @@ fn serve(
         Err("a worker failed".into())
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_settings_are_refused_until_the_checker_engine_runs() {
+        let text = "[lcores]\nworkers = [1]\n\n[[port]]\nname = \"lan0\"\ndevice = \"net_tap0\"\n\
+                    [[service]]\nproto = \"tcp\"\nvip = \"198.18.0.100\"\nport = 80\n\
+                    [[service.real_server]]\naddress = \"198.19.0.2\"\nmethod = \"nat\"\n";
+        let mut cfg = Config::from_str(text, "t.toml").unwrap();
+        assert!(start_health(&cfg).unwrap().is_none());
+        cfg.services[0].real_servers[0].health.checkers =
+            vec![crate::health::spec::CheckerSpec::new(
+                crate::health::spec::CheckKind::Tcp,
+            )];
+        let e = start_health(&cfg).err().unwrap();
+        assert!(
+            e.starts_with("health checks need the checker engine"),
+            "{e}"
+        );
     }
 }

@@ -239,6 +239,15 @@ fn usage_errors_and_views() {
     assert!(stdout(&o).contains("icmp_echo_out"));
     let o = d.vsadm(&["--prometheus"]);
     assert!(stdout(&o).contains("vsd_worker_events_total{core=\"1\",event=\"icmp_echo_out\"} 3\n"));
+    // no health checks configured: the header only
+    let o = d.vsadm(&["--checks"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("Prot LocalAddress:Port Quorum\n"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(stdout(&o).lines().count(), 3, "{}", stdout(&o));
     let o = vsadm_at(Path::new("/nonexistent/vsd.sock"), &["-Ln"], None);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("cannot connect to vsd"));

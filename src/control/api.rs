@@ -24,6 +24,7 @@
 use serde_json::{json, Map, Value};
 
 use super::config::Config;
+use super::health::{self, HealthMonitor};
 use super::ipvsadm::{self, Command, ListWhat};
 use super::listing::{self, CoreCounters, ServiceView};
 use super::prometheus;
@@ -37,6 +38,17 @@ pub const MAX_LISTED_CONNS: usize = 100_000;
 /// Answer one request. `Err` is the error text the client shows.
 pub fn handle_request(
     state: &mut ControlState,
+    stats: &dyn StatsSource,
+    req: &Value,
+) -> Result<Value, String> {
+    handle_request_with(state, None, stats, req)
+}
+
+/// [`handle_request`] with the health monitor, when health checks run:
+/// `--reload` goes through it, `--checks` and `--prometheus` show it.
+pub fn handle_request_with(
+    state: &mut ControlState,
+    health: Option<&mut HealthMonitor>,
     stats: &dyn StatsSource,
     req: &Value,
 ) -> Result<Value, String> {
@@ -59,7 +71,7 @@ pub fn handle_request(
                 .collect::<Result<_, _>>()?;
             let input = req.get("input").and_then(Value::as_str);
             let command = ipvsadm::parse(&args)?;
-            run_command(state, stats, &command, input)
+            run_command_with(state, health, stats, &command, input)
         }
         "status" => Ok(stats.status()),
         "counters" => Ok(counters_json(&stats.core_counters())),
@@ -76,6 +88,32 @@ fn text(t: String, changed: bool) -> Value {
 /// Run a parsed command against the state and the daemon's statistics.
 pub fn run_command(
     state: &mut ControlState,
+    stats: &dyn StatsSource,
+    cmd: &Command,
+    input: Option<&str>,
+) -> Result<Value, String> {
+    run_command_with(state, None, stats, cmd, input)
+}
+
+/// A reload of `cfg`: through the health monitor when there is one (so
+/// checked servers keep their state); without one, a configuration that
+/// asks for health checks is refused.
+pub fn reload_with(
+    state: &mut ControlState,
+    health: Option<&mut HealthMonitor>,
+    cfg: &Config,
+) -> Result<super::state::ReloadDiff, String> {
+    match health {
+        Some(h) => h.reload(cfg, state),
+        None if health::needs_health(cfg) => Err(health::NEED_ENGINE.into()),
+        None => state.reload(cfg),
+    }
+}
+
+/// [`run_command`] with the health monitor, when health checks run.
+pub fn run_command_with(
+    state: &mut ControlState,
+    health: Option<&mut HealthMonitor>,
     stats: &dyn StatsSource,
     cmd: &Command,
     input: Option<&str>,
@@ -129,7 +167,7 @@ pub fn run_command(
                 .config_path()
                 .ok_or("vsd was started without a configuration file")?;
             let cfg = Config::from_file(&path).map_err(|e| e.to_string())?;
-            let diff = state.reload(&cfg)?;
+            let diff = reload_with(state, health, &cfg)?;
             state.sync_stats(stats);
             Ok(text(
                 format!("reloaded {}: {}\n", path.display(), diff.summary()),
@@ -159,7 +197,16 @@ pub fn run_command(
             };
             let mut out = prometheus::render(&m);
             out.push_str(&super::prometheus_ipvs::render(&views));
+            if let Some(h) = health {
+                out.push_str(&prometheus::render_health(&h.report()));
+            }
             Ok(text(out, false))
+        }
+        Command::Checks => {
+            let report = health.map(|h| h.report()).unwrap_or_default();
+            let mut data = text(health::render_checks(&report), false);
+            data["checks"] = health::checks_json(&report);
+            Ok(data)
         }
         other => match state.apply(other)? {
             Reply::Changed => {

@@ -232,6 +232,8 @@ pub enum Command {
     Reload,
     /// `--prometheus`: every metric in Prometheus text format.
     Prometheus,
+    /// `--checks`: health checks, per service, server and checker.
+    Checks,
     /// `-h`.
     Help,
     /// `-v`.
@@ -381,6 +383,7 @@ enum Cmd {
     Status,
     Reload,
     Prometheus,
+    Checks,
     AddMark,
     DelMark,
     SetDefense,
@@ -411,6 +414,7 @@ impl Cmd {
             Cmd::Status => "status",
             Cmd::Reload => "reload",
             Cmd::Prometheus => "prometheus",
+            Cmd::Checks => "checks",
             Cmd::AddMark => "add-mark",
             Cmd::DelMark => "del-mark",
             Cmd::SetDefense => "set-defense",
@@ -669,6 +673,7 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
         | Cmd::Status
         | Cmd::Reload
         | Cmd::Prometheus
+        | Cmd::Checks
         | Cmd::SetDefense => Illegal,
     }
 }
@@ -898,6 +903,7 @@ const SPECS: &[Spec] = &[
     spec("status", None, Arg::None, Tag::Command(Cmd::Status)),
     spec("reload", None, Arg::None, Tag::Command(Cmd::Reload)),
     spec("prometheus", None, Arg::None, Tag::Command(Cmd::Prometheus)),
+    spec("checks", None, Arg::None, Tag::Command(Cmd::Checks)),
     spec("add-mark", None, Arg::None, Tag::Command(Cmd::AddMark)),
     spec("del-mark", None, Arg::None, Tag::Command(Cmd::DelMark)),
     spec("dst", None, Arg::Required, Tag::MarkDst),
@@ -1647,6 +1653,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
         Cmd::Status => Command::Status,
         Cmd::Reload => Command::Reload,
         Cmd::Prometheus => Command::Prometheus,
+        Cmd::Checks => Command::Checks,
     })
 }
 
@@ -1743,6 +1750,7 @@ Either long or short options are allowed.\n\
 \x20 --counters                  show data-plane counters and drops by reason\n\
 \x20 --latency                   show latency histograms\n\
 \x20 --prometheus                print every metric in Prometheus text format\n\
+\x20 --checks                    show health checks: pool, quorum and checker states\n\
 \x20 --reload                    re-read the configuration file\n\
 \x20 --help            -h        display this help message\n\n\
 virtual-service:\n\
@@ -2491,6 +2499,11 @@ mod tests {
         assert_eq!(ok("--status"), Command::Status);
         assert_eq!(ok("--reload"), Command::Reload);
         assert_eq!(ok("--prometheus"), Command::Prometheus);
+        assert_eq!(ok("--checks"), Command::Checks);
+        assert_eq!(
+            err("--checks -t 198.18.0.100:80"),
+            "Illegal 'service-address' option with the 'checks' command"
+        );
         assert_eq!(err("--per-worker"), "no command specified");
         assert_eq!(
             err("-L --per-worker"),
@@ -2591,6 +2604,7 @@ vsadm -a -t 198.18.0.100:80 -r 198.18.1.12:8080 -m -w 2
             "--counters",
             "--latency",
             "--prometheus",
+            "--checks",
             "--reload",
             "--status",
             "--fullnat",

@@ -6,6 +6,7 @@ pub mod bootplan;
 pub mod config;
 pub mod cpumap;
 pub mod estimator;
+pub mod health;
 pub mod ipvsadm;
 pub mod listing;
 pub mod metrics_http;

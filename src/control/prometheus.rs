@@ -21,6 +21,11 @@
 //! - `vsd_build_info{version,dpdk}` (always 1);
 //! - `vsd_latency_nanoseconds{name,core,quantile}` summaries (p50, p99,
 //!   p99.9, with `_sum` and `_count`).
+//! - with health checks ([`render_health`]): `vsd_real_server_up{service,server}`,
+//!   `vsd_service_quorum_up{service}`, and per checker
+//!   (`{service,server,checker,index}`) `vsd_health_check_up`,
+//!   `vsd_health_check_latency_seconds`, `vsd_health_checks_total`,
+//!   `vsd_health_check_failures_total`, `vsd_health_transitions_total`.
 //!
 //! Label values are escaped (`\\`, `\"`, `\n`); `service` is `TCP
 //! 198.18.0.100:80` style (ipvsadm's identity of a service), `server` is
@@ -435,6 +440,103 @@ pub fn render(m: &Metrics<'_>) -> String {
             &[("name", &h.name), ("core", &core)],
             h.hist.len(),
         );
+    }
+    out
+}
+
+/// The health-check families (appended to [`render`] when checks run):
+/// `vsd_real_server_up{service,server}` and
+/// `vsd_service_quorum_up{service}` (1/0), per checker
+/// (`{service,server,checker,index}`, checker is keepalived's block name)
+/// `vsd_health_check_up`, `vsd_health_check_latency_seconds` (last
+/// attempt) and the counters `vsd_health_checks_total`,
+/// `vsd_health_check_failures_total`, `vsd_health_transitions_total`.
+pub fn render_health(report: &[super::health::ServiceChecks]) -> String {
+    let mut out = String::new();
+    let names: Vec<String> = report.iter().map(|s| s.service.to_string()).collect();
+    let mut f = Family::new(
+        &mut out,
+        "vsd_service_quorum_up",
+        "gauge",
+        "Whether the service has quorum (live weight against quorum and hysteresis)",
+    );
+    for (s, name) in report.iter().zip(&names) {
+        f.sample("", &[("service", name)], u8::from(s.quorum.up));
+    }
+    let mut f = Family::new(
+        &mut out,
+        "vsd_real_server_up",
+        "gauge",
+        "Whether every health checker of the real server passes",
+    );
+    for (s, name) in report.iter().zip(&names) {
+        for v in &s.servers {
+            let server = v.pool.dest.to_string();
+            f.sample(
+                "",
+                &[("service", name), ("server", &server)],
+                u8::from(v.pool.alive),
+            );
+        }
+    }
+    type CheckPick = fn(&crate::health::CheckStatus) -> String;
+    let families: [(&'static str, &str, &str, CheckPick); 5] = [
+        (
+            "vsd_health_check_up",
+            "gauge",
+            "Whether the health checker is up",
+            |c| u8::from(c.up).to_string(),
+        ),
+        (
+            "vsd_health_check_latency_seconds",
+            "gauge",
+            "Duration of the checker's last finished attempt",
+            |c| {
+                c.last
+                    .as_ref()
+                    .map_or(0.0, |r| r.latency.as_secs_f64())
+                    .to_string()
+            },
+        ),
+        (
+            "vsd_health_checks_total",
+            "counter",
+            "Check attempts finished",
+            |c| c.checks.to_string(),
+        ),
+        (
+            "vsd_health_check_failures_total",
+            "counter",
+            "Check attempts that failed",
+            |c| c.failures.to_string(),
+        ),
+        (
+            "vsd_health_transitions_total",
+            "counter",
+            "Up/down transitions of the checker",
+            |c| c.transitions.to_string(),
+        ),
+    ];
+    for (fam, kind, help, pick) in families {
+        let mut f = Family::new(&mut out, fam, kind, help);
+        for (s, name) in report.iter().zip(&names) {
+            for v in &s.servers {
+                let server = v.pool.dest.to_string();
+                for c in &v.checks {
+                    let index = c.key.index.to_string();
+                    f.sample(
+                        "",
+                        &[
+                            ("service", name),
+                            ("server", &server),
+                            ("checker", c.kind),
+                            ("index", &index),
+                        ],
+                        pick(c),
+                    );
+                }
+            }
+        }
     }
     out
 }

@@ -38,6 +38,7 @@ pub struct Bound {
 
 /// The checks `vsd --check` runs: [`preflight`], then release everything.
 pub fn check(cfg: &Config) -> Result<(), String> {
+    crate::control::health::validate(cfg)?;
     preflight(cfg).map(drop)
 }
 

@@ -28,6 +28,7 @@
 //! server costs one socket and a timer, never the control thread's time;
 //! a reload keeps every unchanged checker's state so nothing flaps.
 
+pub mod pool;
 pub mod spec;
 
 use std::time::Duration;

@@ -582,11 +582,16 @@ impl CoreLb {
     /// ports, and age the schedulers' tables. Returns the entries removed.
     pub fn tick(&mut self, now_ms: u64) -> usize {
         let mut freed = 0u64;
+        let stats = &self.stats;
         let n = self
             .conns
             .expire_some(now_ms, self.cfg.tick_budget, |_, c| {
                 if c.local().is_some() {
                     freed += 1;
+                }
+                // a SYN the server never answered (passive health checks)
+                if matches!(c.tcp_state(), Some(TcpState::SynRecv | TcpState::SynSent)) {
+                    stats.count_syn_timeout(c.dest());
                 }
             });
         self.ports.released(freed);

@@ -202,6 +202,10 @@ impl Counters {
 #[derive(Debug)]
 pub struct StatsTable {
     dests: Box<[Counters]>,
+    /// Per real server: TCP connections that expired half-open (SYN_RECV
+    /// or SYN_SENT), i.e. SYNs the server never answered (passive health
+    /// checking reads them).
+    syn_timeouts: Box<[AtomicU64]>,
     services: Box<[Counters]>,
     drops: Box<[AtomicU64]>,
     events: Box<[AtomicU64]>,
@@ -252,6 +256,7 @@ impl StatsTable {
     pub fn new(dest_capacity: usize, service_capacity: usize) -> Self {
         StatsTable {
             dests: (0..dest_capacity).map(|_| Counters::default()).collect(),
+            syn_timeouts: zeros(dest_capacity),
             services: (0..service_capacity).map(|_| Counters::default()).collect(),
             drops: zeros(FwdDrop::COUNT),
             events: zeros(FwdEvent::COUNT),
@@ -303,6 +308,29 @@ impl StatsTable {
             bump(&c.out_pkts, 1);
             bump(&c.out_bytes, bytes);
         }
+    }
+
+    /// A connection to `dest` expired half-open.
+    #[inline]
+    pub fn count_syn_timeout(&self, dest: DestId) {
+        if let Some(c) = self.syn_timeouts.get(dest as usize) {
+            bump(c, 1);
+        }
+    }
+
+    /// This core's half-open expiries of a real server.
+    pub fn syn_timeouts(&self, id: DestId) -> u64 {
+        self.syn_timeouts
+            .get(id as usize)
+            .map_or(0, |c| c.load(Relaxed))
+    }
+
+    /// One real server's half-open expiries over several cores' tables.
+    pub fn sum_syn_timeouts<'t>(
+        tables: impl IntoIterator<Item = &'t StatsTable>,
+        id: DestId,
+    ) -> u64 {
+        tables.into_iter().map(|t| t.syn_timeouts(id)).sum()
     }
 
     /// Count a drop.

@@ -1879,3 +1879,35 @@ fn two_cores_nat_synproxy_opens_on_the_reply_owner() {
     assert_eq!(sums.event(FwdEvent::SynproxyAckValid), 100, "counted once");
     assert_eq!(sums.event(FwdEvent::SynproxyServerSynAck), 100);
 }
+
+#[test]
+fn half_open_expiries_are_counted_per_server() {
+    let t = table(
+        tcp_key(),
+        FwdMethod::Masq,
+        &[(RIP1, RPORT), (RIP2, RPORT)],
+        |_| {},
+    );
+    let mut lb = lb_with(&t, cfg());
+    // rr: the first SYN goes to RIP1 and is never answered; the second
+    // goes to RIP2 and is completed
+    let syn = |port| seg((CIP, port), (VIP, VPORT), tcp::SYN, 64, &[]).build();
+    assert_eq!(run(&mut lb, &syn(CPORT), 0).0, fwd_to(RIP1));
+    assert_eq!(run(&mut lb, &syn(CPORT + 1), 0).0, fwd_to(RIP2));
+    let ack = seg((CIP, CPORT + 1), (VIP, VPORT), tcp::ACK, 64, &[]).build();
+    assert_eq!(run(&mut lb, &ack, 10).0, fwd_to(RIP2));
+    let (r1, r2) = (dest_id(&t, RIP1), dest_id(&t, RIP2));
+    assert_eq!(lb.tick(59_000), 0);
+    assert_eq!(lb.stats().syn_timeouts(r1), 0);
+    // SYN_RECV lasts 60 s
+    assert_eq!(lb.tick(61_000), 1);
+    assert_eq!(lb.stats().syn_timeouts(r1), 1);
+    assert_eq!(lb.stats().syn_timeouts(r2), 0);
+    assert_eq!(
+        StatsTable::sum_syn_timeouts([&**lb.stats(), &**lb.stats()], r1),
+        2
+    );
+    // the established one expires later, not as a SYN timeout
+    lb.tick(2_000_000);
+    assert_eq!(lb.stats().syn_timeouts(r2), 0);
+}
