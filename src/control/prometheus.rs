@@ -778,6 +778,7 @@ mod tests {
             dpdk_version: "",
         });
         text.push_str(&super::super::prometheus_ipvs::render(&[]));
+        text.push_str(&render_health(&[]));
         let families: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
