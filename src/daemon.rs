@@ -517,8 +517,20 @@ impl Control<'_> {
         }
     }
 
-    /// SIGHUP: re-read the config file and apply its services.
+    /// SIGHUP: re-read the config file and apply its services, telling
+    /// systemd RELOADING=1 before and READY=1 after.
     fn reload(&mut self) {
+        // systemd (ExecReload sends SIGHUP) sees the reload start and end
+        if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]) {
+            log::warn!("sd_notify RELOADING: {e}");
+        }
+        self.reload_config();
+        if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+            log::warn!("sd_notify READY: {e}");
+        }
+    }
+
+    fn reload_config(&mut self) {
         let path = self.view.config_path.clone();
         match Config::from_file(&path).map_err(|e| e.to_string()) {
             Ok(cfg) => match api::reload_with(&mut self.state, self.health.as_mut(), &cfg) {

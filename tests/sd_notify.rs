@@ -1,6 +1,7 @@
 //! vsd under systemd's Type=notify: a fake NOTIFY_SOCKET (a Unix datagram
 //! socket this test listens on) receives READY=1 once the workers run and the
-//! control socket answers, and STOPPING=1 on SIGTERM.
+//! control socket answers, RELOADING=1 then READY=1 around a SIGHUP reload,
+//! and STOPPING=1 on SIGTERM.
 
 mod common;
 
@@ -56,6 +57,22 @@ addresses = ["198.18.0.1/24"]
     // Ready means the control socket answers.
     let status = vsd.ask("status");
     assert_eq!(status["state"], "running", "{status}");
+    // SIGHUP (systemd's ExecReload): RELOADING=1, then READY=1 again
+    let pid = vsd.child.as_ref().expect("vsd running").id() as i32;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    assert_eq!(
+        next_message(&listener).as_deref(),
+        Some("RELOADING=1"),
+        "{}",
+        vsd.log_text()
+    );
+    assert_eq!(
+        next_message(&listener).as_deref(),
+        Some("READY=1"),
+        "{}",
+        vsd.log_text()
+    );
     let exit = vsd.stop();
     assert!(exit.success(), "{exit:?}\n{}", vsd.log_text());
     let stopping = next_message(&listener);
