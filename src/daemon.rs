@@ -719,10 +719,9 @@ const SERVICE_CAPACITY: usize = 1024;
 /// some). It runs after `signals::block_async_signals`, so the engine's
 /// thread inherits the signal mask.
 fn start_health(cfg: &Config) -> Result<Option<HealthMonitor>, String> {
-    if crate::control::health::needs_health(cfg) {
-        return Err(crate::control::health::NEED_ENGINE.into());
-    }
-    Ok(None)
+    let engine = crate::health::engine::Engine::start()
+        .map_err(|e| format!("health checks: cannot start the checker thread: {e}"))?;
+    HealthMonitor::new(cfg, Box::new(engine)).map(|(m, _)| Some(m))
 }
 
 /// Run the director until a stop signal. Whatever fails at start-up is
@@ -1294,20 +1293,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn health_settings_are_refused_until_the_checker_engine_runs() {
+    fn the_monitor_runs_the_real_engine_with_or_without_checkers() {
         let text = "[lcores]\nworkers = [1]\n\n[[port]]\nname = \"lan0\"\ndevice = \"net_tap0\"\n\
                     [[service]]\nproto = \"tcp\"\nvip = \"198.18.0.100\"\nport = 80\n\
                     [[service.real_server]]\naddress = \"198.19.0.2\"\nmethod = \"nat\"\n";
         let mut cfg = Config::from_str(text, "t.toml").unwrap();
-        assert!(start_health(&cfg).unwrap().is_none());
+        // a monitor even without checkers, so that a reload may add some
+        assert!(start_health(&cfg).unwrap().is_some());
         cfg.services[0].real_servers[0].health.checkers =
             vec![crate::health::spec::CheckerSpec::new(
                 crate::health::spec::CheckKind::Tcp,
             )];
-        let e = start_health(&cfg).err().unwrap();
-        assert!(
-            e.starts_with("health checks need the checker engine"),
-            "{e}"
-        );
+        let m = start_health(&cfg).unwrap().expect("monitor");
+        assert_eq!(m.report()[0].servers[0].checks.len(), 1);
     }
 }

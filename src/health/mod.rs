@@ -28,11 +28,14 @@
 //! server costs one socket and a timer, never the control thread's time;
 //! a reload keeps every unchanged checker's state so nothing flaps.
 
+pub mod check;
+pub mod engine;
 pub mod pool;
 pub mod spec;
 
 use std::time::Duration;
 
+pub use engine::{Engine, EngineStats};
 pub use spec::CheckKey;
 
 /// The outcome of one check attempt.
