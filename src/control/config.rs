@@ -31,6 +31,8 @@ use crate::dataplane::neigh::NeighParams;
 pub use crate::lb::types::{AddrFamily, SchedulerKind};
 use crate::lb::types::{FwdMethod, Protocol};
 
+pub mod health;
+
 /// Largest lcore id DPDK accepts with its default `RTE_MAX_LCORE` (128).
 pub const MAX_LCORE_ID: u32 = 127;
 /// Most worker lcores one vsd runs.
@@ -820,6 +822,11 @@ struct RawService {
     local_addresses: Vec<S<String>>,
     #[serde(default)]
     real_server: Vec<S<RawRealServer>>,
+    /// `[service.health]` (see [`health`]).
+    health: Option<S<health::RawServiceHealth>>,
+    /// `[[service.check]]`: checkers of every real server without its own.
+    #[serde(default)]
+    check: Vec<S<health::RawCheck>>,
 }
 
 /// `netmask = "255.255.255.0"` (IPv4) or `netmask = 64` (prefix length, any family).
@@ -859,6 +866,19 @@ struct RawRealServer {
     method: Option<S<String>>,
     upper_threshold: Option<S<i64>>,
     lower_threshold: Option<S<i64>>,
+    // health keys (see [`health`])
+    #[serde(default)]
+    check: Vec<S<health::RawCheck>>,
+    notify_up: Option<S<health::RawScript>>,
+    notify_down: Option<S<health::RawScript>>,
+    inhibit_on_failure: Option<S<bool>>,
+    alpha: Option<S<bool>>,
+    delay_loop: Option<S<health::RawSeconds>>,
+    connect_timeout: Option<S<health::RawSeconds>>,
+    retry: Option<S<i64>>,
+    delay_before_retry: Option<S<health::RawSeconds>>,
+    warmup: Option<S<health::RawSeconds>>,
+    virtualhost: Option<S<String>>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2484,9 +2504,17 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
             method,
             upper_threshold: upper,
             lower_threshold: lower,
-            health: Default::default(),
+            health: health::build_server_health(ctx, &rs_base, r)?,
         });
     }
+    let health = health::build_service_health(
+        ctx,
+        &base,
+        s.health.as_ref(),
+        &s.check,
+        family,
+        &local_addresses,
+    )?;
 
     Ok(ServiceConf {
         key,
@@ -2498,7 +2526,7 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
         synproxy,
         local_addresses,
         real_servers,
-        health: Default::default(),
+        health,
     })
 }
 
