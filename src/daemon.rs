@@ -85,6 +85,8 @@ struct PortView {
 struct PlaneView<'a> {
     started: Instant,
     config_path: PathBuf,
+    /// `--keepalived FILE`, re-read with the TOML file on reload.
+    keepalived_path: Option<PathBuf>,
     worker_lcores: Vec<u32>,
     counters: Vec<Arc<WorkerCounters>>,
     lb_stats: Vec<Arc<StatsTable>>,
@@ -379,6 +381,9 @@ impl StatsSource for PlaneStats<'_, '_> {
     fn config_path(&self) -> Option<PathBuf> {
         Some(self.view.config_path.clone())
     }
+    fn keepalived_path(&self) -> Option<PathBuf> {
+        self.view.keepalived_path.clone()
+    }
 }
 
 impl Control<'_> {
@@ -477,7 +482,8 @@ impl Control<'_> {
     /// SIGHUP: re-read the config file and apply its services.
     fn reload(&mut self) {
         let path = self.view.config_path.clone();
-        match Config::from_file(&path).map_err(|e| e.to_string()) {
+        let keepalived = self.view.keepalived_path.clone();
+        match Config::load(&path, keepalived.as_deref()).map_err(|e| e.to_string()) {
             Ok(cfg) => match self.state.reload(&cfg) {
                 Ok(diff) => {
                     log!("reloaded {}: {}", path.display(), diff.summary());
@@ -1030,6 +1036,7 @@ fn serve(
         view: PlaneView {
             started: Instant::now(),
             config_path: PathBuf::from(&cfg.source),
+            keepalived_path: cfg.keepalived.as_ref().map(PathBuf::from),
             worker_lcores: cfg.lcores.workers.clone(),
             counters,
             lb_stats,

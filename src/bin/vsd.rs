@@ -6,13 +6,16 @@ use vsd::cli::VsdArgs;
 
 fn main() -> ExitCode {
     let args = VsdArgs::parse();
-    let cfg = match vsd::control::config::Config::from_file(&args.config) {
+    let cfg = match vsd::control::config::Config::load(&args.config, args.keepalived.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vsd: {e}");
             return ExitCode::from(2);
         }
     };
+    for w in &cfg.warnings {
+        eprintln!("vsd: warning: {w}");
+    }
     // Legal for EAL but costly: say so before anything runs.
     for w in vsd::control::cpumap::pinning_warnings(&cfg.lcores) {
         eprintln!("vsd: warning: {w}");
@@ -27,7 +30,15 @@ fn main() -> ExitCode {
             eprintln!("vsd: {e}");
             return ExitCode::from(1);
         }
-        println!("configuration OK: {}", args.config.display());
+        match &args.keepalived {
+            Some(k) => println!(
+                "configuration OK: {} + {} ({} services)",
+                args.config.display(),
+                k.display(),
+                cfg.services.len()
+            ),
+            None => println!("configuration OK: {}", args.config.display()),
+        }
         println!("EAL arguments: {}", cfg.eal_argv("vsd").join(" "));
         return ExitCode::SUCCESS;
     }

@@ -128,7 +128,8 @@ pub fn run_command(
             let path = stats
                 .config_path()
                 .ok_or("vsd was started without a configuration file")?;
-            let cfg = Config::from_file(&path).map_err(|e| e.to_string())?;
+            let cfg = Config::load(&path, stats.keepalived_path().as_deref())
+                .map_err(|e| e.to_string())?;
             let diff = state.reload(&cfg)?;
             state.sync_stats(stats);
             Ok(text(

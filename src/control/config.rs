@@ -84,6 +84,9 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
             write!(f, "{}: ", self.file)?;
+        } else if self.col == 0 {
+            // keepalived.conf errors: a line, no column
+            write!(f, "{}:{}: ", self.file, self.line)?;
         } else {
             write!(f, "{}:{}:{}: ", self.file, self.line, self.col)?;
         }
@@ -130,6 +133,12 @@ pub struct Config {
     /// `[[sync_daemon]]`: connection sync daemons started with vsd (as
     /// `--start-daemon`; see [`super::syncd`]).
     pub sync_daemons: Vec<super::ipvsadm::SyncDaemonSpec>,
+    /// The keepalived.conf whose virtual servers were added to `services`
+    /// (`vsd --keepalived`; see [`super::keepalived`]).
+    pub keepalived: Option<String>,
+    /// Things skipped with a warning (keywords keepalived does not know
+    /// either, includes matching nothing), `FILE:LINE: ...`.
+    pub warnings: Vec<String>,
 }
 
 /// `[defense]` (see [`crate::lb::defense`]).
@@ -1009,6 +1018,26 @@ impl Config {
         Config::from_str(&text, &name)
     }
 
+    /// The running configuration from its files: the TOML file, plus the
+    /// virtual servers of a keepalived.conf when one is given (`vsd
+    /// --config FILE --keepalived FILE`). Start, `--check` and reload all
+    /// build the configuration here.
+    pub fn load(toml: &Path, keepalived: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut cfg = Config::from_file(toml)?;
+        if let Some(k) = keepalived {
+            super::keepalived::merge_into(&mut cfg, k)?;
+        }
+        Ok(cfg)
+    }
+
+    /// Reads the configuration again from the files this one came from.
+    pub fn reread(&self) -> Result<Config, ConfigError> {
+        Config::load(
+            Path::new(&self.source),
+            self.keepalived.as_deref().map(Path::new),
+        )
+    }
+
     /// Parses and validates configuration text; `origin` names it in errors.
     pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let ctx = Ctx { text, origin };
@@ -1216,6 +1245,8 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
 
     let sync_daemons = build_sync_daemons(ctx, &raw.sync_daemon)?;
     Ok(Config {
+        keepalived: None,
+        warnings: Vec::new(),
         sync_daemons,
         marks: marks.rules().to_vec(),
         source: ctx.origin.to_string(),
@@ -2172,7 +2203,7 @@ fn parse_method(name: &str) -> Option<FwdMethod> {
 }
 
 /// Prefix length of a contiguous IPv4 netmask such as 255.255.255.0.
-fn mask_prefix_len(mask: &str) -> Option<u8> {
+pub(crate) fn mask_prefix_len(mask: &str) -> Option<u8> {
     let mask: std::net::Ipv4Addr = mask.parse().ok()?;
     let bits = u32::from(mask);
     let len = bits.leading_ones();

@@ -6,6 +6,7 @@ pub mod config;
 pub mod cpumap;
 pub mod estimator;
 pub mod ipvsadm;
+pub mod keepalived;
 pub mod listing;
 pub mod metrics_http;
 pub mod prometheus;

@@ -81,6 +81,10 @@ pub trait StatsSource {
     fn status(&self) -> Value;
     /// The configuration file `--reload` re-reads, if vsd was started with one.
     fn config_path(&self) -> Option<PathBuf>;
+    /// The keepalived.conf `--reload` re-reads with it (`vsd --keepalived`).
+    fn keepalived_path(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// What a successful [`ControlState::apply`] produced.

@@ -235,24 +235,20 @@ pub const CHECK_TYPES: [&str; 7] = ["tcp", "http_get", "ssl_get", "misc", "dns",
 /// names the option it is about.
 pub fn validate_checker(spec: &CheckerSpec) -> Result<(), (&'static str, String)> {
     match &spec.kind {
-        CheckKind::Http(h) | CheckKind::Ssl(h) => {
-            if h.urls.is_empty() {
-                return Err((
-                    "url",
-                    format!("{} needs at least one url", spec.kind.name()),
-                ));
-            }
+        CheckKind::Http(h) | CheckKind::Ssl(h) if h.urls.is_empty() => {
+            return Err((
+                "url",
+                format!("{} needs at least one url", spec.kind.name()),
+            ));
         }
-        CheckKind::Udp(u) => {
-            if u.min_reply_length > u.max_reply_length {
-                return Err((
-                    "min_reply_length",
-                    format!(
-                        "min_reply_length {} is more than max_reply_length {}",
-                        u.min_reply_length, u.max_reply_length
-                    ),
-                ));
-            }
+        CheckKind::Udp(u) if u.min_reply_length > u.max_reply_length => {
+            return Err((
+                "min_reply_length",
+                format!(
+                    "min_reply_length {} is more than max_reply_length {}",
+                    u.min_reply_length, u.max_reply_length
+                ),
+            ));
         }
         CheckKind::Misc(m) => {
             if m.path.trim().is_empty() {
@@ -675,7 +671,8 @@ fn build_check(ctx: &Ctx<'_>, base: &str, raw: &S<RawCheck>) -> Result<CheckerSp
         ));
     }
     // Options that only some types take: (key, present, types).
-    let spans: [(&str, Option<std::ops::Range<usize>>, &[&str]); 18] = [
+    type OnlyFor<'a> = (&'a str, Option<std::ops::Range<usize>>, &'a [&'a str]);
+    let spans: [OnlyFor<'_>; 18] = [
         ("url", c.url.as_ref().map(S::span), &["http_get", "ssl_get"]),
         (
             "http_protocol",
