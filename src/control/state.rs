@@ -1009,6 +1009,8 @@ pub mod testing {
         pub hists: Vec<LatencyView>,
         /// Config file for --reload.
         pub config: Option<PathBuf>,
+        /// What `keepalived_path` reports.
+        pub keepalived: Option<PathBuf>,
     }
 
     impl StatsSource for FakeStats {
@@ -1051,6 +1053,9 @@ pub mod testing {
         }
         fn config_path(&self) -> Option<PathBuf> {
             self.config.clone()
+        }
+        fn keepalived_path(&self) -> Option<PathBuf> {
+            self.keepalived.clone()
         }
     }
 }

@@ -1227,3 +1227,50 @@ mod tests {
         assert!(hex_bytes("").is_err());
     }
 }
+
+#[cfg(test)]
+mod reference_tests {
+    use crate::control::config::Config;
+
+    /// configs/demo.toml documents the health keys as commented examples
+    /// (the demo runs without checks): uncommented, they must parse.
+    #[test]
+    fn the_commented_health_examples_in_demo_toml_parse() {
+        let demo = include_str!("../../../configs/demo.toml");
+        let mut inside = false;
+        let mut examples = 0;
+        let text: String = demo
+            .lines()
+            .map(|l| {
+                if l.starts_with("# ---- health checks") {
+                    inside = true;
+                } else if l.starts_with("# ---- end of health checks") {
+                    inside = false;
+                } else if inside {
+                    if let Some(code) = l.strip_prefix("# ") {
+                        let is_code = code.starts_with('[')
+                            || code.starts_with("  ")
+                            || code.split_once(" = ").is_some_and(|(k, _)| {
+                                k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                            });
+                        if is_code {
+                            examples += 1;
+                            return format!("{code}\n");
+                        }
+                    }
+                }
+                format!("{l}\n")
+            })
+            .collect();
+        assert!(examples > 50, "{examples}");
+        let c = match Config::from_str(&text, "demo.toml") {
+            Ok(c) => c,
+            Err(e) => panic!("{e}\n{text}"),
+        };
+        let s = &c.services[0];
+        assert_eq!(s.health.default_checkers.len(), 1);
+        assert!(s.health.sorry_server.is_some() && s.health.passive.is_some());
+        assert_eq!(s.real_servers[0].health.checkers.len(), 5);
+        assert!(s.real_servers[0].health.notify_down.is_some());
+    }
+}

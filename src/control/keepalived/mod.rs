@@ -88,11 +88,24 @@ impl From<KaError> for ConfigError {
     }
 }
 
+/// A file and line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub file: String,
+    pub line: usize,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
 /// What a keepalived.conf gives vsd.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeepalivedConf {
     /// Its virtual servers, in file order, with where each was defined.
-    pub services: Vec<(ServiceConf, String)>,
+    pub services: Vec<(ServiceConf, Place)>,
     /// Things skipped that keepalived would warn about too, `FILE:LINE: ...`.
     pub warnings: Vec<String>,
     /// Every file read (the main one first, then its includes).
@@ -129,8 +142,8 @@ pub fn merge_into(cfg: &mut Config, path: &Path) -> Result<(), ConfigError> {
     for (svc, place) in ka.services {
         if let Some(i) = cfg.services.iter().position(|s| s.key == svc.key) {
             return Err(ConfigError {
-                file: place.clone(),
-                line: 0,
+                file: place.file,
+                line: place.line,
                 col: 0,
                 key: String::new(),
                 message: format!(
@@ -181,7 +194,7 @@ fn from_lexed(lx: Lexed, ports: &[String]) -> Result<KeepalivedConf, KaError> {
             _ => {}
         }
     }
-    let mut services: Vec<(ServiceConf, String)> = Vec::new();
+    let mut services: Vec<(ServiceConf, Place)> = Vec::new();
     for n in &tree {
         let kw = n.keyword.as_str();
         match kw {
@@ -266,12 +279,11 @@ struct VsDraft {
 }
 
 impl Mapper<'_> {
-    fn place(&self, loc: Loc) -> String {
-        format!(
-            "{}:{}",
-            self.lx.files.get(loc.file).map_or("", String::as_str),
-            loc.line
-        )
+    fn place(&self, loc: Loc) -> Place {
+        Place {
+            file: self.lx.files.get(loc.file).cloned().unwrap_or_default(),
+            line: loc.line,
+        }
     }
 
     fn err(&self, n: &Node, message: impl Into<String>) -> KaError {
@@ -1532,11 +1544,8 @@ mod tests {
             "glob results sorted, hidden files skipped"
         );
         assert_eq!(k.services[0].0.real_servers[0].weight, 7);
-        assert!(
-            k.services[0].1.ends_with("conf.d/a.conf:1"),
-            "{}",
-            k.services[0].1
-        );
+        let place = k.services[0].1.to_string();
+        assert!(place.ends_with("conf.d/a.conf:1"), "{place}");
         assert_eq!(k.files.len(), 4);
         assert_eq!(k.warnings.len(), 1);
         assert!(
