@@ -486,6 +486,9 @@ impl Control<'_> {
         match Config::load(&path, keepalived.as_deref()).map_err(|e| e.to_string()) {
             Ok(cfg) => match self.state.reload(&cfg) {
                 Ok(diff) => {
+                    for w in &cfg.warnings {
+                        log!("warning: {w}");
+                    }
                     log!("reloaded {}: {}", path.display(), diff.summary());
                     if cfg.sync_daemons != self.sync_config {
                         log!(

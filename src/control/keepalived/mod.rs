@@ -639,14 +639,18 @@ impl Mapper<'_> {
                     self.no_args(c)?;
                     one_packet = Some(c.loc);
                 }
+                // IP_VS_SVC_F_HASHED: the kernel sets it on every service anyway
+                "hashed" => self.no_args(c)?,
                 "lvs_method" | "lb_kind" => d.method = self.method(c)?,
                 "persistence_timeout" => {
                     self.no_block(c)?;
-                    persistence = Some(if c.args.is_empty() {
-                        360
+                    // no value: keepalived's 6 minutes; 0: not persistent
+                    // (keepalived ignores 0 and leaves the service so)
+                    persistence = if c.args.is_empty() {
+                        Some(360)
                     } else {
-                        self.int(c, 1, u64::from(u32::MAX))? as u32
-                    });
+                        Some(self.int(c, 0, u64::from(u32::MAX))? as u32).filter(|t| *t > 0)
+                    };
                 }
                 "persistence_granularity" => {
                     d.granularity = Some((self.one(c)?.to_string(), c.loc))
@@ -766,6 +770,10 @@ impl Mapper<'_> {
             },
         };
         let family = key.family();
+        // as keepalived: a granularity makes the service persistent
+        if d.granularity.is_some() {
+            persistence.get_or_insert(360);
+        }
         if key.port() == 0 && matches!(key, ServiceKey::Addr { .. }) && persistence.is_none() {
             return Err(self.err(
                 n,
@@ -784,11 +792,6 @@ impl Mapper<'_> {
                 let Some(len) = len else {
                     return Err(self.lx.error(*loc, format!("invalid persistence_granularity {text:?}: expected a contiguous netmask like 255.255.255.0 or a prefix length")));
                 };
-                if persistence.is_none() {
-                    return Err(self
-                        .lx
-                        .error(*loc, "persistence_granularity needs persistence_timeout"));
-                }
                 Some(len)
             }
         };
@@ -1406,6 +1409,30 @@ mod tests {
     }
 
     #[test]
+    fn persistence_as_keepalived_sets_it() {
+        // a granularity alone makes the service persistent (6 minutes);
+        // persistence_timeout 0 leaves it not persistent
+        let s = services(
+            "virtual_server 198.18.0.1 0 {\n persistence_granularity 24\n}\n\
+             virtual_server 198.18.0.2 80 {\n persistence_timeout 0\n}\n\
+             virtual_server 198.18.0.3 80 {\n persistence_timeout 50\n persistence_granularity 255.255.0.0\n}\n",
+        );
+        assert_eq!(
+            (s[0].persistence_timeout, s[0].netmask),
+            (Some(360), Some(24))
+        );
+        assert_eq!((s[1].persistence_timeout, s[1].netmask), (None, None));
+        assert_eq!(
+            (s[2].persistence_timeout, s[2].netmask),
+            (Some(50), Some(16))
+        );
+        assert_eq!(
+            error("virtual_server 198.18.0.1 80 {\n persistence_granularity 255.0.255.0\n}\n"),
+            "k.conf:2: invalid persistence_granularity \"255.0.255.0\": expected a contiguous netmask like 255.255.255.0 or a prefix length"
+        );
+    }
+
+    #[test]
     fn fnat_takes_dpvs_local_address_groups() {
         let s = services(
             "local_address_group laddr_g1 {\n 198.18.2.1-3 lan0\n 198.18.2.10\n}\n\
@@ -1459,6 +1486,7 @@ mod tests {
             ("global_defs {\n lvs_sync_daemon eth0 VI_1\n}\n", "k.conf:2: lvs_sync_daemon is not supported: use [[sync_daemon]] in vsd's TOML"),
             ("virtual_server 198.18.0.1 80 {\n}\nvirtual_server 198.18.0.1 80 {\n}\n", "k.conf:3: duplicate virtual_server (first at k.conf:1)"),
             ("virtual_server 198.18.0.1 {\n}\n", "k.conf:1: a virtual_server without a port (all ports) needs persistence_timeout"),
+            ("virtual_server 198.18.0.1 {\n persistence_timeout 0\n}\n", "k.conf:1: a virtual_server without a port (all ports) needs persistence_timeout"),
             ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n }\n real_server 198.18.1.1 80 {\n }\n}\n", "k.conf:4: duplicate real_server 198.18.1.1 80"),
         ] {
             assert_eq!(error(text), want, "for {text}");
