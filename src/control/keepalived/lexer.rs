@@ -21,6 +21,9 @@ pub const MAX_FILES: usize = 1024;
 pub const MAX_FILE_BYTES: u64 = crate::control::config::MAX_CONFIG_BYTES;
 /// Depth of `$PARAMETER` substitution (values may name parameters).
 const MAX_SUBSTITUTION_DEPTH: usize = 16;
+/// Longest line after substitution (parameters naming others twice would
+/// otherwise grow a line exponentially).
+const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// Where a word came from: an index into [`Lexed::files`] and a 1-based line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,8 +124,19 @@ impl Lexer {
                 format!("includes nested deeper than {MAX_INCLUDE_DEPTH}"),
             ));
         }
+        // the main file's errors already carry its name
+        let what = if from.is_some() {
+            format!("{name}: ")
+        } else {
+            String::new()
+        };
+        let sep = if from.is_some() {
+            format!(" {name}: ")
+        } else {
+            ": ".to_string()
+        };
         let canon = std::fs::canonicalize(path)
-            .map_err(|e| err_at(&self.out, format!("cannot open {name}: {e}")))?;
+            .map_err(|e| err_at(&self.out, format!("cannot open{sep}{e}")))?;
         if self.stack.contains(&canon) {
             let chain: Vec<String> = self
                 .stack
@@ -136,19 +150,19 @@ impl Lexer {
             ));
         }
         let file = std::fs::File::open(path)
-            .map_err(|e| err_at(&self.out, format!("cannot open {name}: {e}")))?;
+            .map_err(|e| err_at(&self.out, format!("cannot open{sep}{e}")))?;
         let mut bytes = Vec::new();
         file.take(MAX_FILE_BYTES + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| err_at(&self.out, format!("cannot read {name}: {e}")))?;
+            .map_err(|e| err_at(&self.out, format!("cannot read{sep}{e}")))?;
         if bytes.len() as u64 > MAX_FILE_BYTES {
             return Err(err_at(
                 &self.out,
-                format!("{name}: file too large (more than {MAX_FILE_BYTES} bytes)"),
+                format!("{what}file too large (more than {MAX_FILE_BYTES} bytes)"),
             ));
         }
         let text = String::from_utf8(bytes)
-            .map_err(|e| err_at(&self.out, format!("{name}: not UTF-8 text: {e}")))?;
+            .map_err(|e| err_at(&self.out, format!("{what}not UTF-8 text: {e}")))?;
         let index = self.out.files.len();
         self.out.files.push(name);
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
@@ -282,6 +296,12 @@ impl Lexer {
             }
         }
         out.push_str(rest);
+        if out.len() > MAX_LINE_BYTES {
+            return Err(self.out.error(
+                loc,
+                format!("line longer than {MAX_LINE_BYTES} bytes after parameter substitution"),
+            ));
+        }
         if changed {
             self.substitute(&out, loc, depth + 1)
         } else {
@@ -553,6 +573,19 @@ mod tests {
         assert!(
             e.to_string()
                 .starts_with("k.conf:2: parameter substitution"),
+            "{e}"
+        );
+        let bomb: String = (0..15)
+            .map(|i| format!("$P{i}=${{P{}}}${{P{}}}\n", i + 1, i + 1))
+            .collect();
+        let e = lex_str(
+            &format!("{bomb}$P15=0123456789abcdef0123456789abcdef\nx $P0\n"),
+            "k.conf",
+            "",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("k.conf:17: line longer than"),
             "{e}"
         );
     }
