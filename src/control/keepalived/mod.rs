@@ -898,13 +898,21 @@ impl Mapper<'_> {
     }
 
     /// The timing keywords every level shares; true when `n` was one.
-    fn timing_keyword(&self, n: &Node, t: &mut CheckerTiming) -> Result<bool, KaError> {
+    fn timing_keyword(&mut self, n: &Node, t: &mut CheckerTiming) -> Result<bool, KaError> {
         match n.keyword.as_str() {
             "connect_timeout" => t.connect_timeout = Some(self.timer(n, false)?),
             "delay_loop" => t.delay_loop = Some(self.timer(n, false)?),
             "delay_before_retry" => t.delay_before_retry = Some(self.timer(n, true)?),
             "warmup" => t.warmup = Some(self.timer(n, true)?),
-            "retry" | "nb_get_retry" => t.retry = Some(self.int(n, 0, MAX_RETRY as u64)? as u32),
+            "retry" => t.retry = Some(self.int(n, 0, MAX_RETRY as u64)? as u32),
+            "nb_get_retry" => {
+                t.retry = Some(self.int(n, 0, MAX_RETRY as u64)? as u32);
+                let w = format!(
+                    "{}: nb_get_retry is deprecated - please use 'retry' (read as retry)",
+                    self.place(n.loc)
+                );
+                self.warnings.push(w);
+            }
             "alpha" => t.alpha = Some(self.flag(n)?),
             _ => return Ok(false),
         }
@@ -1511,6 +1519,53 @@ mod tests {
                 "k.conf:20: unknown keyword 'whatever' ignored (keepalived ignores it too)",
             ]
         );
+    }
+
+    /// Hostile input: mutations of a full configuration give a clear error
+    /// or a configuration, never a panic.
+    #[test]
+    fn mutated_configurations_never_panic() {
+        let seed = include_str!("../../../configs/keepalived-seed.conf").to_string()
+            + "virtual_server fwmark 3 {\n lb_kind NAT\n real_server 198.18.1.1 80 {\n\
+               UDP_CHECK {\n payload 0a0b\n require_reply XX\n }\n\
+               MISC_CHECK {\n misc_path \"/bin/true x\"\n user nobody\n }\n\
+               DNS_CHECK {\n type A\n name a.b\n }\n }\n}\n$P=1\n@x a\n";
+        let alphabet: &[u8] = b"{}\"#!$@\n 0123456789.-_abcXZ:/\\";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut outcomes = (0, 0);
+        for _ in 0..3000 {
+            let mut bytes = seed.clone().into_bytes();
+            for _ in 0..(1 + next() % 4) {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = (next() % bytes.len() as u64) as usize;
+                let c = alphabet[(next() % alphabet.len() as u64) as usize];
+                match next() % 3 {
+                    0 => bytes[at] = c,
+                    1 => bytes.insert(at, c),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            match from_str(&text, "fuzz.conf", &ports()) {
+                Ok(_) => outcomes.0 += 1,
+                Err(e) => {
+                    assert!(e.to_string().starts_with("fuzz.conf"), "{e}");
+                    outcomes.1 += 1;
+                }
+            }
+        }
+        // both outcomes happen: the mutations reach the mapping
+        assert!(outcomes.0 > 100 && outcomes.1 > 100, "{outcomes:?}");
     }
 
     /// A scratch directory removed on drop.
