@@ -927,7 +927,8 @@ impl Mapper<'_> {
         local_addresses: &[IpAddr],
         synproxy: bool,
     ) -> Result<RealServerConf, KaError> {
-        let body = self.block(n)?;
+        // keepalived takes a real_server without a block (no options)
+        let body = n.block.as_deref().unwrap_or(&[]);
         let (address, port) = match n.args.as_slice() {
             [a] => (self.ip(n, a)?, key.port()),
             [a, p] => (self.ip(n, a)?, self.port(n, p)?),
@@ -956,7 +957,11 @@ impl Mapper<'_> {
                 }
                 "smtp_alert" | "snmp_name" => self.no_block(c)?,
                 "HTTP_GET" | "SSL_GET" | "TCP_CHECK" | "MISC_CHECK" | "DNS_CHECK" | "UDP_CHECK"
-                | "PING_CHECK" => health.checkers.push(self.checker(c)?),
+                | "PING_CHECK" => {
+                    if let Some(spec) = self.checker(c)? {
+                        health.checkers.push(spec);
+                    }
+                }
                 "SMTP_CHECK" | "BFD_CHECK" | "FILE_CHECK" => {
                     return Err(self.err(c, format!("{kw} is not supported by vsd (TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, DNS_CHECK, UDP_CHECK and PING_CHECK are)")))
                 }
@@ -1005,7 +1010,8 @@ impl Mapper<'_> {
         })
     }
 
-    fn checker(&mut self, n: &Node) -> Result<CheckerSpec, KaError> {
+    /// A checker block; `None` for one keepalived drops with a warning.
+    fn checker(&mut self, n: &Node) -> Result<Option<CheckerSpec>, KaError> {
         let body = self.block(n)?;
         if !n.args.is_empty() {
             return Err(self.err(n, format!("{} takes no value", n.keyword)));
@@ -1045,14 +1051,12 @@ impl Mapper<'_> {
                 ck,
                 "connect_ip" | "connect_port" | "bindto" | "bind_port" | "bind_if" | "fwmark"
             );
-            if connection_option && is_misc {
-                return Err(self.err(
-                    c,
-                    format!("{ck} does not apply to MISC_CHECK (it runs a program)"),
-                ));
-            }
-            if matches!(ck, "connect_port" | "bind_port") && kw == "PING_CHECK" {
-                return Err(self.err(c, format!("{ck} does not apply to PING_CHECK")));
+            // keepalived accepts these and has no use for them either
+            if (connection_option && is_misc)
+                || (matches!(ck, "connect_port" | "bind_port") && kw == "PING_CHECK")
+            {
+                self.warn(c, format!("{ck} does not apply to {kw}: ignored"));
+                continue;
             }
             match ck {
                 "connect_ip" => spec.connect_ip = Some(self.ip(c, self.one(c)?)?),
@@ -1070,8 +1074,15 @@ impl Mapper<'_> {
                 }
             }
         }
+        if let CheckKind::Http(h) | CheckKind::Ssl(h) = &spec.kind {
+            if h.urls.is_empty() {
+                // keepalived drops such a checker with this warning
+                self.warn(n, format!("{kw} checker has no urls specified - ignoring"));
+                return Ok(None);
+            }
+        }
         validate_checker(&spec).map_err(|(_, m)| self.err(n, m))?;
-        Ok(spec)
+        Ok(Some(spec))
     }
 
     /// A checker type's own option; false when `n` is none of them.
@@ -1485,9 +1496,7 @@ mod tests {
             ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n  HTTP_GET {\n   url {\n    path /\n    status_code 299-200\n   }\n  }\n }\n}\n", "k.conf:6: invalid status code range \"299-200\": 299 > 200"),
             ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n  HTTP_GET {\n   url {\n    path /\n    digest 1234\n   }\n  }\n }\n}\n", "k.conf:6: invalid digest \"1234\": expected an MD5 as 32 hex digits"),
             ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n  HTTP_GET {\n   url {\n    path /\n    regex ok\n   }\n  }\n }\n}\n", "k.conf:6: regex is not supported by vsd (status_code and digest are)"),
-            ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n  HTTP_GET {\n  }\n }\n}\n", "k.conf:3: HTTP_GET needs at least one url"),
             ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n  MISC_CHECK {\n   misc_timeout 3\n  }\n }\n}\n", "k.conf:3: MISC_CHECK needs misc_path"),
-            ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n  MISC_CHECK {\n   misc_path /bin/true\n   connect_port 80\n  }\n }\n}\n", "k.conf:5: connect_port does not apply to MISC_CHECK (it runs a program)"),
             ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n  TCP_CHECK {\n   connect_timeout -3\n  }\n }\n}\n", "k.conf:4: connect_timeout: -3 is not a duration: expected seconds >= 0"),
             ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n  TCP_CHECK {\n   delay_loop 99999999\n  }\n }\n}\n", "k.conf:4: delay_loop: 99999999 seconds out of range: at most 86400 (one day)"),
             ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n  HTTP_GET {\n   url {\n    path / status_code 200\n   }\n  }\n }\n}\n", "k.conf:5: path takes one value, got 3 (/ status_code 200); quote a value with spaces"),
@@ -1517,6 +1526,34 @@ mod tests {
                 "k.conf:15: unknown keyword 'net_mask' in virtual_server ignored (keepalived ignores it too)",
                 "k.conf:17: unknown keyword 'frobnicate' in real_server ignored (keepalived ignores it too)",
                 "k.conf:20: unknown keyword 'whatever' ignored (keepalived ignores it too)",
+            ]
+        );
+    }
+
+    #[test]
+    fn what_keepalived_accepts_with_a_warning_loads_the_same_way() {
+        // checked against keepalived 2.2.7 --config-test: a real_server
+        // without a block, an HTTP_GET without url (dropped), connection
+        // options of MISC_CHECK (no use)
+        let k = from_str(
+            "virtual_server 198.18.0.1 80 {\n real_server 198.18.1.2 80\n\
+             real_server 198.18.1.1 80 {\n  HTTP_GET {\n  }\n  MISC_CHECK {\n   connect_port 80\n   misc_path /bin/true\n  }\n }\n}\n",
+            "k.conf",
+            &ports(),
+        )
+        .unwrap();
+        let s = &k.services[0].0;
+        assert_eq!(s.real_servers.len(), 2);
+        assert!(s.real_servers[0].health.checkers.is_empty());
+        let ch = &s.real_servers[1].health.checkers;
+        assert_eq!(ch.len(), 1);
+        assert!(matches!(ch[0].kind, CheckKind::Misc(_)));
+        assert_eq!(ch[0].connect_port, None);
+        assert_eq!(
+            k.warnings,
+            vec![
+                "k.conf:4: HTTP_GET checker has no urls specified - ignoring (keepalived ignores it too)",
+                "k.conf:7: connect_port does not apply to MISC_CHECK: ignored (keepalived ignores it too)",
             ]
         );
     }
