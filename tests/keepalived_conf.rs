@@ -216,7 +216,11 @@ fn vsd_check_names_the_file_and_line_of_a_keepalived_error() {
         format!("{base}\n[[service]]\nproto = \"tcp\"\nvip = \"198.18.0.50\"\nport = 80\n"),
     )
     .unwrap();
-    std::fs::write(&inc, "virtual_server 198.18.0.50 80 {\n}\n").unwrap();
+    std::fs::write(
+        &inc,
+        "virtual_server 198.18.0.50 80 {\n protocol TCP\n real_server 198.18.0.12 80\n}\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_vsd"))
         .args(["--check", "--config"])
         .arg(&toml)

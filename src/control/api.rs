@@ -515,7 +515,7 @@ mod tests {
         .unwrap();
         let ka = dir.join("keepalived.conf");
         let vs = |servers: &str| {
-            format!("virtual_server 198.18.0.100 80 {{\n lb_algo rr\n lb_kind NAT\n{servers}}}\n")
+            format!("virtual_server 198.18.0.100 80 {{\n protocol TCP\n lb_algo rr\n lb_kind NAT\n{servers}}}\n")
         };
         std::fs::write(
             &ka,
@@ -541,7 +541,7 @@ mod tests {
         // a broken keepalived.conf is refused with its file and line
         std::fs::write(&ka, vs(" real_server 198.18.1.12 8080 {\n  weight x\n }\n")).unwrap();
         let e = call(&mut s, &st, &["--reload"]).unwrap_err();
-        assert!(e.contains("keepalived.conf:5: weight \"x\""), "{e}");
+        assert!(e.contains("keepalived.conf:6: weight \"x\""), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -278,7 +278,8 @@ pub fn validate_service_health(
     family: AddrFamily,
     local_addresses: &[IpAddr],
 ) -> Result<(), (&'static str, String)> {
-    if health.hysteresis >= health.quorum {
+    // quorum 0 (keepalived.conf: no server weight to reach) is always met
+    if health.quorum > 0 && health.hysteresis >= health.quorum {
         return Err((
             "hysteresis",
             format!(

@@ -200,7 +200,9 @@ fn from_lexed(lx: Lexed, ports: &[String]) -> Result<KeepalivedConf, KaError> {
         match kw {
             "global_defs" | "local_address_group" => {}
             "virtual_server" => {
-                let svc = m.virtual_server(n)?;
+                let Some(svc) = m.virtual_server(n)? else {
+                    continue;
+                };
                 if let Some((_, first)) = services.iter().find(|(s, _)| s.key == svc.key) {
                     return Err(m.err(n, format!("duplicate virtual_server (first at {first})")));
                 }
@@ -563,7 +565,9 @@ impl Mapper<'_> {
         Ok(out)
     }
 
-    fn virtual_server(&mut self, n: &Node) -> Result<ServiceConf, KaError> {
+    /// A virtual server; `None` when keepalived would drop it (no real
+    /// servers), with a warning.
+    fn virtual_server(&mut self, n: &Node) -> Result<Option<ServiceConf>, KaError> {
         let body = self.block(n)?;
         enum Head {
             Addr(IpAddr, u16),
@@ -608,6 +612,7 @@ impl Mapper<'_> {
         let mut health = ServiceHealth::default();
         let mut server_nodes: Vec<&Node> = Vec::new();
         let mut quorum_loc: Option<Loc> = None;
+        let mut hysteresis_loc: Option<Loc> = None;
         for c in body {
             let kw = c.keyword.as_str();
             if self.timing_keyword(c, &mut health.timing)? {
@@ -692,7 +697,7 @@ impl Mapper<'_> {
                 }
                 "hysteresis" => {
                     health.hysteresis = self.int(c, 0, u64::from(u32::MAX))? as u32;
-                    quorum_loc = Some(c.loc);
+                    hysteresis_loc = Some(c.loc);
                 }
                 "quorum_up" => health.quorum_up = Some(self.script(c)?),
                 "quorum_down" => health.quorum_down = Some(self.script(c)?),
@@ -758,16 +763,29 @@ impl Mapper<'_> {
                 if let Some(f) = d.ip_family.filter(|f| *f != AddrFamily::of(vip)) {
                     return Err(self.err(n, format!("ip_family {f:?} does not match {vip}")));
                 }
-                ServiceKey::Addr {
-                    proto: d.protocol.map_or(Protocol::Tcp, |p| p.0),
-                    vip,
-                    port,
+                let proto = match d.protocol {
+                    Some((p, _)) => p,
+                    None => {
+                        // keepalived's choice: the kernel's default for protocol 0
+                        self.correct(n, "no protocol set - defaulting to UDP");
+                        Protocol::Udp
+                    }
+                };
+                ServiceKey::Addr { proto, vip, port }
+            }
+            Head::Fwmark(mark) => {
+                if let Some((_, loc)) = d.protocol {
+                    let w = format!(
+                        "{}: protocol specified for fwmark - protocol will be ignored",
+                        self.place(loc)
+                    );
+                    self.warnings.push(w);
+                }
+                ServiceKey::Fwmark {
+                    mark,
+                    family: d.ip_family.unwrap_or(AddrFamily::Inet),
                 }
             }
-            Head::Fwmark(mark) => ServiceKey::Fwmark {
-                mark,
-                family: d.ip_family.unwrap_or(AddrFamily::Inet),
-            },
         };
         let family = key.family();
         // as keepalived: a granularity makes the service persistent
@@ -775,10 +793,8 @@ impl Mapper<'_> {
             persistence.get_or_insert(360);
         }
         if key.port() == 0 && matches!(key, ServiceKey::Addr { .. }) && persistence.is_none() {
-            return Err(self.err(
-                n,
-                "a virtual_server without a port (all ports) needs persistence_timeout",
-            ));
+            self.correct(n, "zero port only valid for persistent services - setting");
+            persistence = Some(360);
         }
         let netmask = match &d.granularity {
             None => None,
@@ -813,18 +829,18 @@ impl Mapper<'_> {
             }
         }
         let _ = sched_loc;
-        if let Some(loc) = one_packet {
-            if matches!(
+        let mut one_packet = one_packet.is_some();
+        if one_packet
+            && matches!(
                 key,
                 ServiceKey::Addr {
                     proto: Protocol::Tcp,
                     ..
                 }
-            ) {
-                return Err(self
-                    .lx
-                    .error(loc, "ops applies to UDP and fwmark services only"));
-            }
+            )
+        {
+            self.correct(n, "one packet scheduling requires UDP - resetting");
+            one_packet = false;
         }
         if let Some(loc) = synproxy {
             if !matches!(
@@ -850,51 +866,110 @@ impl Mapper<'_> {
 
         let mut real_servers: Vec<RealServerConf> = Vec::new();
         for r in server_nodes {
-            let rs = self.real_server(r, &key, d.method, &local_addresses, synproxy.is_some())?;
+            let Some(rs) =
+                self.real_server(r, &key, d.method, &local_addresses, synproxy.is_some())?
+            else {
+                continue;
+            };
             if real_servers
                 .iter()
                 .any(|o| o.address == rs.address && o.port == rs.port)
             {
-                return Err(self.err(
+                self.correct(
                     r,
-                    format!("duplicate real_server {} {}", rs.address, rs.port),
-                ));
+                    &format!(
+                        "real server {} {} is duplicated - removing second rs",
+                        rs.address, rs.port
+                    ),
+                );
+                continue;
             }
             real_servers.push(rs);
         }
 
-        if let Some((addr, port, _)) = d.sorry {
-            health.sorry_server = Some(SorryServer {
-                addr,
-                port,
-                method: Some(d.sorry_method.unwrap_or(d.method)),
-                inhibit: d.sorry_inhibit,
-            });
+        if let Some((addr, port, loc)) = d.sorry {
+            let method = d.sorry_method.unwrap_or(d.method);
+            if AddrFamily::of(addr) != family && method != FwdMethod::Tunnel {
+                let w = format!(
+                    "{}: address family of virtual server and sorry server {addr} don't match - skipping sorry server (keepalived does the same)",
+                    self.place(loc)
+                );
+                self.warnings.push(w);
+            } else {
+                // keepalived's port rules: NAT keeps its port; otherwise the
+                // virtual server's (none for fwmark)
+                let port = match (method, &key) {
+                    (FwdMethod::Masq | FwdMethod::FullNat, _) => port,
+                    (_, ServiceKey::Fwmark { .. }) => Some(0),
+                    (_, ServiceKey::Addr { port: vport, .. }) => Some(*vport),
+                };
+                health.sorry_server = Some(SorryServer {
+                    addr,
+                    port,
+                    method: Some(method),
+                    inhibit: d.sorry_inhibit,
+                });
+            }
         } else if d.sorry_method.is_some() || d.sorry_inhibit {
             return Err(self.err(
                 n,
                 "sorry_server_lvs_method/sorry_server_inhibit without sorry_server",
             ));
         }
+        // keepalived: a quorum above the servers' total weight could never
+        // be reached, and hysteresis must stay below the quorum
+        let weight_sum: u64 = real_servers.iter().map(|r| u64::from(r.weight)).sum();
+        if u64::from(health.quorum) > weight_sum && !real_servers.is_empty() {
+            let sum = u32::try_from(weight_sum).unwrap_or(u32::MAX);
+            let w = format!(
+                "{}: quorum {} exceeds total weight of real servers {sum}, reducing quorum to {sum} (keepalived does the same)",
+                self.place(quorum_loc.unwrap_or(n.loc)),
+                health.quorum
+            );
+            self.warnings.push(w);
+            health.quorum = sum;
+        }
+        if health.quorum > 0 && health.hysteresis >= health.quorum {
+            let w = format!(
+                "{}: hysteresis {} >= quorum {}; setting hysteresis to {} (keepalived does the same)",
+                self.place(hysteresis_loc.or(quorum_loc).unwrap_or(n.loc)),
+                health.hysteresis,
+                health.quorum,
+                health.quorum - 1
+            );
+            self.warnings.push(w);
+            health.hysteresis = health.quorum - 1;
+        }
         validate_service_health(&health, family, &local_addresses).map_err(|(what, m)| {
             let loc = match what {
                 "sorry_server" => d.sorry.map_or(n.loc, |s| s.2),
-                _ => quorum_loc.unwrap_or(n.loc),
+                _ => hysteresis_loc.or(quorum_loc).unwrap_or(n.loc),
             };
             self.lx.error(loc, m)
         })?;
-        Ok(ServiceConf {
+        if real_servers.is_empty() {
+            self.correct(n, "virtual server has no real servers - ignoring");
+            return Ok(None);
+        }
+        Ok(Some(ServiceConf {
             key,
             scheduler,
             persistence_timeout: persistence,
             netmask,
             flags,
-            one_packet: one_packet.is_some(),
+            one_packet,
             synproxy: synproxy.is_some(),
             local_addresses,
             real_servers,
             health,
-        })
+        }))
+    }
+
+    /// A correction keepalived makes itself, with its words: applied the
+    /// same way, and reported.
+    fn correct(&mut self, n: &Node, what: &str) {
+        let w = format!("{}: {what} (keepalived does the same)", self.place(n.loc));
+        self.warnings.push(w);
     }
 
     /// The timing keywords every level shares; true when `n` was one.
@@ -926,7 +1001,7 @@ impl Mapper<'_> {
         vs_method: FwdMethod,
         local_addresses: &[IpAddr],
         synproxy: bool,
-    ) -> Result<RealServerConf, KaError> {
+    ) -> Result<Option<RealServerConf>, KaError> {
         // keepalived takes a real_server without a block (no options)
         let body = n.block.as_deref().unwrap_or(&[]);
         let (address, port) = match n.args.as_slice() {
@@ -969,17 +1044,40 @@ impl Mapper<'_> {
             }
         }
         if AddrFamily::of(address) != key.family() && method != FwdMethod::Tunnel {
-            return Err(self.err(n, format!("{address} is not in the virtual server's address family (only TUN mixes families)")));
-        }
-        if !method.sees_replies() && port != key.port() && matches!(key, ServiceKey::Addr { .. }) {
-            return Err(self.err(
+            self.correct(
                 n,
-                format!(
-                    "port {port} differs from the virtual server's {}: only NAT and FNAT map ports",
-                    key.port()
-                ),
-            ));
+                &format!("address family of virtual server and real server {address} don't match - skipping real server"),
+            );
+            return Ok(None);
         }
+        // keepalived's port rules: NAT (and FNAT) keep the real server's
+        // port (the virtual server's when none); DR and TUN forward to the
+        // virtual server's port (none for fwmark) while the checkers still
+        // connect to the port written
+        let forward_port = match (method.sees_replies(), key) {
+            (true, ServiceKey::Addr { port: vport, .. }) if port == 0 => *vport,
+            (true, _) => port,
+            (false, ServiceKey::Fwmark { .. }) => {
+                if port != 0 {
+                    self.correct(n, &format!("fwmark virtual server, real server {address} has port specified - clearing"));
+                }
+                0
+            }
+            (false, ServiceKey::Addr { port: vport, .. }) => {
+                if port != 0 && port != *vport {
+                    self.correct(n, &format!("virtual server and real server {address} ports don't match - resetting"));
+                }
+                *vport
+            }
+        };
+        if forward_port != port && port != 0 {
+            for c in &mut health.checkers {
+                if !matches!(c.kind, CheckKind::Misc(_) | CheckKind::Ping) {
+                    c.connect_port.get_or_insert(port);
+                }
+            }
+        }
+        let port = forward_port;
         if lower > upper {
             return Err(self.err(
                 n,
@@ -999,7 +1097,7 @@ impl Mapper<'_> {
                 "syn_proxy needs NAT or FNAT real servers (replies bypass the director)",
             ));
         }
-        Ok(RealServerConf {
+        Ok(Some(RealServerConf {
             address,
             port,
             weight,
@@ -1007,7 +1105,7 @@ impl Mapper<'_> {
             upper_threshold: upper,
             lower_threshold: lower,
             health,
-        })
+        }))
     }
 
     /// A checker block; `None` for one keepalived drops with a warning.
@@ -1432,9 +1530,9 @@ mod tests {
         // a granularity alone makes the service persistent (6 minutes);
         // persistence_timeout 0 leaves it not persistent
         let s = services(
-            "virtual_server 198.18.0.1 0 {\n persistence_granularity 24\n}\n\
-             virtual_server 198.18.0.2 80 {\n persistence_timeout 0\n}\n\
-             virtual_server 198.18.0.3 80 {\n persistence_timeout 50\n persistence_granularity 255.255.0.0\n}\n",
+            "virtual_server 198.18.0.1 0 {\n persistence_granularity 24\n real_server 198.18.1.1\n}\n\
+             virtual_server 198.18.0.2 80 {\n persistence_timeout 0\n real_server 198.18.1.1\n}\n\
+             virtual_server 198.18.0.3 80 {\n persistence_timeout 50\n persistence_granularity 255.255.0.0\n real_server 198.18.1.1\n}\n",
         );
         assert_eq!(
             (s[0].persistence_timeout, s[0].netmask),
@@ -1455,7 +1553,7 @@ mod tests {
     fn fnat_takes_dpvs_local_address_groups() {
         let s = services(
             "local_address_group laddr_g1 {\n 198.18.2.1-3 lan0\n 198.18.2.10\n}\n\
-             virtual_server 198.18.0.100 80 {\n lb_kind FNAT\n laddr_group_name laddr_g1\n syn_proxy\n\
+             virtual_server 198.18.0.100 80 {\n protocol TCP\n lb_kind FNAT\n laddr_group_name laddr_g1\n syn_proxy\n\
              real_server 198.18.1.1 8080 {\n }\n}\n",
         );
         assert_eq!(
@@ -1489,9 +1587,6 @@ mod tests {
             ("virtual_server 198.18.0.1 80 {\n lb_algo nope\n}\n", "k.conf:2: unknown scheduler \"nope\": expected one of rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos"),
             ("virtual_server 198.18.0.1 80 {\n protocol SCTP\n}\n", "k.conf:2: protocol SCTP is not supported by vsd"),
             ("virtual_server 198.18.0.1 80 {\n sh-port\n}\n", "k.conf:2: sh-port needs lvs_sched sh, not wlc"),
-            ("virtual_server 198.18.0.1 80 {\n quorum 1\n hysteresis 1\n}\n", "k.conf:3: hysteresis 1 must be less than quorum 1"),
-            ("virtual_server 198.18.0.1 80 {\n sorry_server 2001:db8::1 80\n}\n", "k.conf:2: sorry server 2001:db8::1 is not in the service's address family (only tun mixes families)"),
-            ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 81 {\n  weight 1\n }\n lb_kind DR\n}\n", "k.conf:2: port 81 differs from the virtual server's 80: only NAT and FNAT map ports"),
             ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n  weight 70000\n }\n}\n", "k.conf:3: weight \"70000\": expected an integer 0..=65535"),
             ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n  HTTP_GET {\n   url {\n    path /\n    status_code 299-200\n   }\n  }\n }\n}\n", "k.conf:6: invalid status code range \"299-200\": 299 > 200"),
             ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n  HTTP_GET {\n   url {\n    path /\n    digest 1234\n   }\n  }\n }\n}\n", "k.conf:6: invalid digest \"1234\": expected an MD5 as 32 hex digits"),
@@ -1501,10 +1596,7 @@ mod tests {
             ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n  TCP_CHECK {\n   delay_loop 99999999\n  }\n }\n}\n", "k.conf:4: delay_loop: 99999999 seconds out of range: at most 86400 (one day)"),
             ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n  HTTP_GET {\n   url {\n    path / status_code 200\n   }\n  }\n }\n}\n", "k.conf:5: path takes one value, got 3 (/ status_code 200); quote a value with spaces"),
             ("global_defs {\n lvs_sync_daemon eth0 VI_1\n}\n", "k.conf:2: lvs_sync_daemon is not supported: use [[sync_daemon]] in vsd's TOML"),
-            ("virtual_server 198.18.0.1 80 {\n}\nvirtual_server 198.18.0.1 80 {\n}\n", "k.conf:3: duplicate virtual_server (first at k.conf:1)"),
-            ("virtual_server 198.18.0.1 {\n}\n", "k.conf:1: a virtual_server without a port (all ports) needs persistence_timeout"),
-            ("virtual_server 198.18.0.1 {\n persistence_timeout 0\n}\n", "k.conf:1: a virtual_server without a port (all ports) needs persistence_timeout"),
-            ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80 {\n }\n real_server 198.18.1.1 80 {\n }\n}\n", "k.conf:4: duplicate real_server 198.18.1.1 80"),
+            ("virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80\n}\nvirtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80\n}\n", "k.conf:4: duplicate virtual_server (first at k.conf:1)"),
         ] {
             assert_eq!(error(text), want, "for {text}");
         }
@@ -1513,7 +1605,7 @@ mod tests {
         let k = from_str(
             "vrrp_script chk {\n script /bin/true\n}\nvrrp_sync_group G {\n group {\n VI_1\n }\n}\n\
              static_routes {\n 198.18.5.0/24 via 198.18.0.2\n}\nbfd_instance b {\n}\n\
-             virtual_server 198.18.0.1 80 {\n net_mask 255.255.255.0\n real_server 198.18.1.1 80 {\n  frobnicate 1\n }\n}\n\
+             virtual_server 198.18.0.1 80 {\n net_mask 255.255.255.0\n real_server 198.18.1.1 80 {\n  frobnicate 1\n }\n protocol TCP\n}\n\
              whatever {\n}\n",
             "k.conf",
             &ports(),
@@ -1525,7 +1617,7 @@ mod tests {
             vec![
                 "k.conf:15: unknown keyword 'net_mask' in virtual_server ignored (keepalived ignores it too)",
                 "k.conf:17: unknown keyword 'frobnicate' in real_server ignored (keepalived ignores it too)",
-                "k.conf:20: unknown keyword 'whatever' ignored (keepalived ignores it too)",
+                "k.conf:21: unknown keyword 'whatever' ignored (keepalived ignores it too)",
             ]
         );
     }
@@ -1536,7 +1628,7 @@ mod tests {
         // without a block, an HTTP_GET without url (dropped), connection
         // options of MISC_CHECK (no use)
         let k = from_str(
-            "virtual_server 198.18.0.1 80 {\n real_server 198.18.1.2 80\n\
+            "virtual_server 198.18.0.1 80 {\n protocol TCP\n real_server 198.18.1.2 80\n\
              real_server 198.18.1.1 80 {\n  HTTP_GET {\n  }\n  MISC_CHECK {\n   connect_port 80\n   misc_path /bin/true\n  }\n }\n}\n",
             "k.conf",
             &ports(),
@@ -1552,9 +1644,104 @@ mod tests {
         assert_eq!(
             k.warnings,
             vec![
-                "k.conf:4: HTTP_GET checker has no urls specified - ignoring (keepalived ignores it too)",
-                "k.conf:7: connect_port does not apply to MISC_CHECK: ignored (keepalived ignores it too)",
+                "k.conf:5: HTTP_GET checker has no urls specified - ignoring (keepalived ignores it too)",
+                "k.conf:8: connect_port does not apply to MISC_CHECK: ignored (keepalived ignores it too)",
             ]
+        );
+    }
+
+    #[test]
+    fn keepalived_own_corrections_are_applied_and_reported() {
+        // validate_check_config() of keepalived 2.2: what it corrects with a
+        // warning, vsd corrects the same way
+        let k = from_str(
+            "virtual_server 198.18.0.1 80 {\n\
+             ops\n\
+             lb_kind DR\n\
+             quorum 10\n\
+             hysteresis 5\n\
+             sorry_server 198.18.9.9 8080\n\
+             real_server 198.18.1.1 8080 {\n  weight 2\n  TCP_CHECK {\n  }\n  MISC_CHECK {\n   misc_path /bin/true\n  }\n }\n\
+             real_server 198.18.1.1 80\n\
+             real_server 2001:db8::1 80\n\
+             real_server 198.18.1.2 80 {\n  weight 1\n }\n\
+             }\n\
+             virtual_server 198.18.0.2 0 {\n protocol TCP\n sorry_server 2001:db8::9 80\n real_server 198.18.1.1\n}\n\
+             virtual_server fwmark 5 {\n protocol TCP\n lb_kind DR\n real_server 198.18.1.1 443 {\n  TCP_CHECK {\n  }\n }\n}\n\
+             virtual_server 198.18.0.3 80 {\n protocol TCP\n}\n",
+            "k.conf",
+            &ports(),
+        )
+        .unwrap();
+        let s: Vec<&ServiceConf> = k.services.iter().map(|(s, _)| s).collect();
+        assert_eq!(s.len(), 3, "the service without real servers is dropped");
+        let a = s[0];
+        assert!(matches!(
+            a.key,
+            ServiceKey::Addr {
+                proto: Protocol::Udp,
+                ..
+            }
+        ));
+        assert!(a.one_packet, "UDP keeps ops");
+        let rs: Vec<(String, u16)> = a
+            .real_servers
+            .iter()
+            .map(|r| (r.address.to_string(), r.port))
+            .collect();
+        assert_eq!(
+            rs,
+            [
+                ("198.18.1.1".to_string(), 80),
+                ("198.18.1.2".to_string(), 80)
+            ]
+        );
+        // DR forwards to the service port; the checker still connects to 8080
+        let ch = &a.real_servers[0].health.checkers;
+        assert_eq!((ch[0].connect_port, ch[1].connect_port), (Some(8080), None));
+        assert_eq!((a.health.quorum, a.health.hysteresis), (3, 2));
+        assert_eq!(a.health.sorry_server.as_ref().unwrap().port, Some(80));
+        let b = s[1];
+        assert_eq!(b.persistence_timeout, Some(360));
+        assert!(b.health.sorry_server.is_none());
+        let c = s[2];
+        assert_eq!(c.real_servers[0].port, 0);
+        assert_eq!(c.real_servers[0].health.checkers[0].connect_port, Some(443));
+        let w: Vec<String> = k
+            .warnings
+            .iter()
+            .map(|w| {
+                w.trim_end_matches(" (keepalived does the same)")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            w,
+            [
+                "k.conf:1: no protocol set - defaulting to UDP",
+                "k.conf:7: virtual server and real server 198.18.1.1 ports don't match - resetting",
+                "k.conf:15: real server 198.18.1.1 80 is duplicated - removing second rs",
+                "k.conf:16: address family of virtual server and real server 2001:db8::1 don't match - skipping real server",
+                "k.conf:4: quorum 10 exceeds total weight of real servers 3, reducing quorum to 3",
+                "k.conf:5: hysteresis 5 >= quorum 3; setting hysteresis to 2",
+                "k.conf:21: zero port only valid for persistent services - setting",
+                "k.conf:23: address family of virtual server and sorry server 2001:db8::9 don't match - skipping sorry server",
+                "k.conf:27: protocol specified for fwmark - protocol will be ignored",
+                "k.conf:29: fwmark virtual server, real server 198.18.1.1 has port specified - clearing",
+                "k.conf:34: virtual server has no real servers - ignoring",
+            ]
+        );
+        // ops on TCP is reset
+        let k = from_str(
+            "virtual_server 198.18.0.1 80 {\n protocol TCP\n ops\n real_server 198.18.1.1 80\n}\n",
+            "k.conf",
+            &ports(),
+        )
+        .unwrap();
+        assert!(!k.services[0].0.one_packet);
+        assert_eq!(
+            k.warnings,
+            ["k.conf:1: one packet scheduling requires UDP - resetting (keepalived does the same)"]
         );
     }
 
@@ -1638,9 +1825,12 @@ mod tests {
         );
         d.write(
             "conf.d/a.conf",
-            "virtual_server 198.18.0.1 80 {\n include ../servers/rs.inc\n}\n",
+            "virtual_server 198.18.0.1 80 {\n protocol TCP\n include ../servers/rs.inc\n}\n",
         );
-        d.write("conf.d/b.conf", "virtual_server 198.18.0.2 80 {\n}\n");
+        d.write(
+            "conf.d/b.conf",
+            "virtual_server 198.18.0.2 80 {\n protocol TCP\n real_server 198.18.1.2 80\n}\n",
+        );
         d.write("conf.d/.hidden.conf", "this is not read {\n");
         d.write("conf.d/c.txt", "neither {\n");
         d.write(
@@ -1729,7 +1919,10 @@ mod tests {
             Some(ka.display().to_string().as_str())
         );
         assert_eq!(cfg.reread().unwrap(), cfg);
-        let dup = d.write("dup.conf", "\nvirtual_server 198.18.0.100 80 {\n}\n");
+        let dup = d.write(
+            "dup.conf",
+            "\nvirtual_server 198.18.0.100 80 {\n protocol TCP\n real_server 198.18.1.1 80\n}\n",
+        );
         let e = Config::load(&toml, Some(&dup)).unwrap_err().to_string();
         assert_eq!(
             e,
