@@ -133,7 +133,15 @@ pub fn run_command(
             let diff = state.reload(&cfg)?;
             state.sync_stats(stats);
             Ok(text(
-                format!("reloaded {}: {}\n", path.display(), diff.summary()),
+                format!(
+                    "reloaded {}{}: {}\n",
+                    path.display(),
+                    cfg.keepalived
+                        .as_ref()
+                        .map(|k| format!(" + {k}"))
+                        .unwrap_or_default(),
+                    diff.summary()
+                ),
                 !diff.is_empty(),
             ))
         }
@@ -528,6 +536,14 @@ mod tests {
         // the same services as setup(): nothing changes
         let v = call(&mut s, &st, &["--reload"]).unwrap();
         assert_eq!(v["changed"], json!(false), "{v}");
+        assert!(
+            v["text"].as_str().unwrap().starts_with(&format!(
+                "reloaded {} + {}: ",
+                toml.display(),
+                ka.display()
+            )),
+            "{v}"
+        );
         // a server removed from keepalived.conf goes
         std::fs::write(&ka, vs(" real_server 198.18.1.12 8080 {\n  weight 2\n }\n")).unwrap();
         let v = call(&mut s, &st, &["--reload"]).unwrap();
