@@ -153,8 +153,7 @@ fn vsd_check_accepts_the_seed_files() {
         "{stdout}"
     );
     assert!(
-        stderr
-            .contains("vsd: warning: configs/keepalived-seed.conf:49: unknown keyword 'net_mask'"),
+        stderr.contains("configs/keepalived-seed.conf:49: unknown keyword 'net_mask'"),
         "{stderr}"
     );
 }
@@ -205,7 +204,7 @@ fn vsd_check_names_the_file_and_line_of_a_keepalived_error() {
         let out = run(text);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
-        let place = format!("vsd: {}{want}", inc.display());
+        let place = format!("{}{want}", inc.display());
         assert!(stderr.contains(&place), "want {place:?} in {stderr}");
     }
     // the same service in the TOML file and in keepalived.conf is refused
