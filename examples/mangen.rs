@@ -73,7 +73,9 @@ fn vsd_toml_page(reference: &str) -> String {
         ".SH SYNOPSIS\n.I /etc/vsd/vsd.toml\n.SH DESCRIPTION\n\
 vsd(8) reads one TOML file (\\fB\\-\\-config\\fR). Errors name the file, line, column and key; \
 \\fBvsd \\-\\-check \\-\\-config\\fR \\fIFILE\\fR validates a file without starting. \
-SIGHUP or \\fBvsadm \\-\\-reload\\fR applies a changed file's services.\n\
+SIGHUP or \\fBvsadm \\-\\-reload\\fR applies a changed file's services. \
+With \\fB\\-\\-keepalived\\fR \\fIFILE\\fR, the virtual_server blocks of an unmodified \
+keepalived.conf are added to the services (see docs/keepalived.md).\n\
 .PP\nThe reference below is the annotated example configuration shipped as \
 \\fI/usr/share/doc/vsd/examples/demo.toml\\fR: every key, its default and its meaning.\n\
 .SH REFERENCE\n.nf\n",

@@ -21,6 +21,13 @@ pub struct VsdArgs {
     /// TOML configuration file (see vsd.toml(5)).
     #[arg(short, long, value_name = "FILE")]
     pub config: PathBuf,
+    /// keepalived.conf whose virtual_server blocks (and their real servers
+    /// and checkers) are added to the TOML file's services; the TOML file
+    /// still gives ports, lcores and VIPs. vrrp_* blocks are skipped
+    /// (keepalived --vrrp runs them on the same file). A reload re-reads
+    /// both files.
+    #[arg(short = 'k', long, value_name = "FILE")]
+    pub keepalived: Option<PathBuf>,
     /// Only check the configuration (and that the control socket and the
     /// Prometheus address are free) and print the EAL arguments it gives.
     #[arg(long)]

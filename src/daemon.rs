@@ -105,6 +105,8 @@ impl PortView {
 struct PlaneView<'a> {
     started: Instant,
     config_path: PathBuf,
+    /// `--keepalived FILE`, re-read with the TOML file on reload.
+    keepalived_path: Option<PathBuf>,
     worker_lcores: Vec<u32>,
     counters: Vec<Arc<WorkerCounters>>,
     lb_stats: Vec<Arc<StatsTable>>,
@@ -402,6 +404,9 @@ impl StatsSource for PlaneStats<'_, '_> {
     fn config_path(&self) -> Option<PathBuf> {
         Some(self.view.config_path.clone())
     }
+    fn keepalived_path(&self) -> Option<PathBuf> {
+        self.view.keepalived_path.clone()
+    }
 }
 
 impl Control<'_> {
@@ -532,9 +537,13 @@ impl Control<'_> {
 
     fn reload_config(&mut self) {
         let path = self.view.config_path.clone();
-        match Config::from_file(&path).map_err(|e| e.to_string()) {
+        let keepalived = self.view.keepalived_path.clone();
+        match Config::load(&path, keepalived.as_deref()).map_err(|e| e.to_string()) {
             Ok(cfg) => match api::reload_with(&mut self.state, self.health.as_mut(), &cfg) {
                 Ok(diff) => {
+                    for w in &cfg.warnings {
+                        log::warn!("{w}");
+                    }
                     log!("reloaded {}: {}", path.display(), diff.summary());
                     if cfg.sync_daemons != self.sync_config {
                         log!(
@@ -1151,6 +1160,7 @@ fn serve(
         view: PlaneView {
             started: Instant::now(),
             config_path: PathBuf::from(&cfg.source),
+            keepalived_path: cfg.keepalived.as_ref().map(PathBuf::from),
             worker_lcores: cfg.lcores.workers.clone(),
             counters,
             lb_stats,

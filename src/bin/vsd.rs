@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         eprintln!("vsd: {e}");
         return ExitCode::from(2);
     }
-    let cfg = match vsd::control::config::Config::from_file(&args.config) {
+    let cfg = match vsd::control::config::Config::load(&args.config, args.keepalived.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             log::error!("{e}");
@@ -20,6 +20,9 @@ fn main() -> ExitCode {
     if args.boot_plan {
         print!("{}", vsd::control::bootplan::boot_plan(&cfg));
         return ExitCode::SUCCESS;
+    }
+    for w in &cfg.warnings {
+        log::warn!("{w}");
     }
     // Legal for EAL but costly: say so before anything runs.
     for w in vsd::control::cpumap::pinning_warnings(&cfg.lcores) {
@@ -35,7 +38,15 @@ fn main() -> ExitCode {
             log::error!("{e}");
             return ExitCode::from(1);
         }
-        println!("configuration OK: {}", args.config.display());
+        match &args.keepalived {
+            Some(k) => println!(
+                "configuration OK: {} + {} ({} services)",
+                args.config.display(),
+                k.display(),
+                cfg.services.len()
+            ),
+            None => println!("configuration OK: {}", args.config.display()),
+        }
         println!("EAL arguments: {}", cfg.eal_argv("vsd").join(" "));
         return ExitCode::SUCCESS;
     }

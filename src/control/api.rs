@@ -166,11 +166,20 @@ pub fn run_command_with(
             let path = stats
                 .config_path()
                 .ok_or("vsd was started without a configuration file")?;
-            let cfg = Config::from_file(&path).map_err(|e| e.to_string())?;
+            let cfg = Config::load(&path, stats.keepalived_path().as_deref())
+                .map_err(|e| e.to_string())?;
             let diff = reload_with(state, health, &cfg)?;
             state.sync_stats(stats);
             Ok(text(
-                format!("reloaded {}: {}\n", path.display(), diff.summary()),
+                format!(
+                    "reloaded {}{}: {}\n",
+                    path.display(),
+                    cfg.keepalived
+                        .as_ref()
+                        .map(|k| format!(" + {k}"))
+                        .unwrap_or_default(),
+                    diff.summary()
+                ),
                 !diff.is_empty(),
             ))
         }
@@ -551,6 +560,56 @@ mod tests {
         let e = call(&mut s, &st, &["--reload"]).unwrap_err();
         assert!(e.contains("vsd.toml"), "{e}");
         assert_eq!(s.save_text(), before);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reload_rereads_the_keepalived_file() {
+        let dir = std::env::temp_dir().join(format!("vsd-api-kareload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let toml = dir.join("vsd.toml");
+        std::fs::write(
+            &toml,
+            "[lcores]\nworkers = [1]\n\n[[port]]\nname = \"lan0\"\ndevice = \"net_tap0\"\n",
+        )
+        .unwrap();
+        let ka = dir.join("keepalived.conf");
+        let vs = |servers: &str| {
+            format!("virtual_server 198.18.0.100 80 {{\n protocol TCP\n lb_algo rr\n lb_kind NAT\n{servers}}}\n")
+        };
+        std::fs::write(
+            &ka,
+            vs(" real_server 198.18.1.11 8080 {\n }\n real_server 198.18.1.12 8080 {\n  weight 2\n }\n"),
+        )
+        .unwrap();
+        let (mut s, mut st) = setup();
+        st.config = Some(toml.clone());
+        st.keepalived = Some(ka.clone());
+        // the same services as setup(): nothing changes
+        let v = call(&mut s, &st, &["--reload"]).unwrap();
+        assert_eq!(v["changed"], json!(false), "{v}");
+        assert!(
+            v["text"].as_str().unwrap().starts_with(&format!(
+                "reloaded {} + {}: ",
+                toml.display(),
+                ka.display()
+            )),
+            "{v}"
+        );
+        // a server removed from keepalived.conf goes
+        std::fs::write(&ka, vs(" real_server 198.18.1.12 8080 {\n  weight 2\n }\n")).unwrap();
+        let v = call(&mut s, &st, &["--reload"]).unwrap();
+        assert!(
+            v["text"]
+                .as_str()
+                .unwrap()
+                .contains("servers: 0 added, 0 edited, 1 removed"),
+            "{v}"
+        );
+        // a broken keepalived.conf is refused with its file and line
+        std::fs::write(&ka, vs(" real_server 198.18.1.12 8080 {\n  weight x\n }\n")).unwrap();
+        let e = call(&mut s, &st, &["--reload"]).unwrap_err();
+        assert!(e.contains("keepalived.conf:6: weight \"x\""), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -31,6 +31,8 @@ use crate::dataplane::neigh::NeighParams;
 pub use crate::lb::types::{AddrFamily, SchedulerKind};
 use crate::lb::types::{FwdMethod, Protocol};
 
+pub mod health;
+
 /// Largest lcore id DPDK accepts with its default `RTE_MAX_LCORE` (128).
 pub const MAX_LCORE_ID: u32 = 127;
 /// Most worker lcores one vsd runs.
@@ -82,6 +84,9 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
             write!(f, "{}: ", self.file)?;
+        } else if self.col == 0 {
+            // keepalived.conf errors: a line, no column
+            write!(f, "{}:{}: ", self.file, self.line)?;
         } else {
             write!(f, "{}:{}:{}: ", self.file, self.line, self.col)?;
         }
@@ -128,6 +133,12 @@ pub struct Config {
     /// `[[sync_daemon]]`: connection sync daemons started with vsd (as
     /// `--start-daemon`; see [`super::syncd`]).
     pub sync_daemons: Vec<super::ipvsadm::SyncDaemonSpec>,
+    /// The keepalived.conf whose virtual servers were added to `services`
+    /// (`vsd --keepalived`; see [`super::keepalived`]).
+    pub keepalived: Option<String>,
+    /// Things skipped with a warning (keywords keepalived does not know
+    /// either, includes matching nothing), `FILE:LINE: ...`.
+    pub warnings: Vec<String>,
 }
 
 /// `[defense]` (see [`crate::lb::defense`]).
@@ -820,6 +831,11 @@ struct RawService {
     local_addresses: Vec<S<String>>,
     #[serde(default)]
     real_server: Vec<S<RawRealServer>>,
+    /// `[service.health]` (see [`health`]).
+    health: Option<S<health::RawServiceHealth>>,
+    /// `[[service.check]]`: checkers of every real server without its own.
+    #[serde(default)]
+    check: Vec<S<health::RawCheck>>,
 }
 
 /// `netmask = "255.255.255.0"` (IPv4) or `netmask = 64` (prefix length, any family).
@@ -859,6 +875,19 @@ struct RawRealServer {
     method: Option<S<String>>,
     upper_threshold: Option<S<i64>>,
     lower_threshold: Option<S<i64>>,
+    // health keys (see [`health`])
+    #[serde(default)]
+    check: Vec<S<health::RawCheck>>,
+    notify_up: Option<S<health::RawScript>>,
+    notify_down: Option<S<health::RawScript>>,
+    inhibit_on_failure: Option<S<bool>>,
+    alpha: Option<S<bool>>,
+    delay_loop: Option<S<health::RawSeconds>>,
+    connect_timeout: Option<S<health::RawSeconds>>,
+    retry: Option<S<i64>>,
+    delay_before_retry: Option<S<health::RawSeconds>>,
+    warmup: Option<S<health::RawSeconds>>,
+    virtualhost: Option<S<String>>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -987,6 +1016,26 @@ impl Config {
             )));
         }
         Config::from_str(&text, &name)
+    }
+
+    /// The running configuration from its files: the TOML file, plus the
+    /// virtual servers of a keepalived.conf when one is given (`vsd
+    /// --config FILE --keepalived FILE`). Start, `--check` and reload all
+    /// build the configuration here.
+    pub fn load(toml: &Path, keepalived: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut cfg = Config::from_file(toml)?;
+        if let Some(k) = keepalived {
+            super::keepalived::merge_into(&mut cfg, k)?;
+        }
+        Ok(cfg)
+    }
+
+    /// Reads the configuration again from the files this one came from.
+    pub fn reread(&self) -> Result<Config, ConfigError> {
+        Config::load(
+            Path::new(&self.source),
+            self.keepalived.as_deref().map(Path::new),
+        )
     }
 
     /// Parses and validates configuration text; `origin` names it in errors.
@@ -1196,6 +1245,8 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
 
     let sync_daemons = build_sync_daemons(ctx, &raw.sync_daemon)?;
     Ok(Config {
+        keepalived: None,
+        warnings: Vec::new(),
         sync_daemons,
         marks: marks.rules().to_vec(),
         source: ctx.origin.to_string(),
@@ -2152,7 +2203,7 @@ fn parse_method(name: &str) -> Option<FwdMethod> {
 }
 
 /// Prefix length of a contiguous IPv4 netmask such as 255.255.255.0.
-fn mask_prefix_len(mask: &str) -> Option<u8> {
+pub(crate) fn mask_prefix_len(mask: &str) -> Option<u8> {
     let mask: std::net::Ipv4Addr = mask.parse().ok()?;
     let bits = u32::from(mask);
     let len = bits.leading_ones();
@@ -2484,9 +2535,17 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
             method,
             upper_threshold: upper,
             lower_threshold: lower,
-            health: Default::default(),
+            health: health::build_server_health(ctx, &rs_base, r)?,
         });
     }
+    let health = health::build_service_health(
+        ctx,
+        &base,
+        s.health.as_ref(),
+        &s.check,
+        family,
+        &local_addresses,
+    )?;
 
     Ok(ServiceConf {
         key,
@@ -2498,7 +2557,7 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
         synproxy,
         local_addresses,
         real_servers,
-        health: Default::default(),
+        health,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod cpumap;
 pub mod estimator;
 pub mod health;
 pub mod ipvsadm;
+pub mod keepalived;
 pub mod listing;
 pub mod metrics_http;
 pub mod prometheus;

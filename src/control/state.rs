@@ -81,6 +81,10 @@ pub trait StatsSource {
     fn status(&self) -> Value;
     /// The configuration file `--reload` re-reads, if vsd was started with one.
     fn config_path(&self) -> Option<PathBuf>;
+    /// The keepalived.conf `--reload` re-reads with it (`vsd --keepalived`).
+    fn keepalived_path(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// What a successful [`ControlState::apply`] produced.
@@ -1005,6 +1009,8 @@ pub mod testing {
         pub hists: Vec<LatencyView>,
         /// Config file for --reload.
         pub config: Option<PathBuf>,
+        /// What `keepalived_path` reports.
+        pub keepalived: Option<PathBuf>,
     }
 
     impl StatsSource for FakeStats {
@@ -1047,6 +1053,9 @@ pub mod testing {
         }
         fn config_path(&self) -> Option<PathBuf> {
             self.config.clone()
+        }
+        fn keepalived_path(&self) -> Option<PathBuf> {
+            self.keepalived.clone()
         }
     }
 }
