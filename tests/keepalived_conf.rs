@@ -88,45 +88,69 @@ fn the_seed_keepalived_conf_loads_as_is() {
     );
 }
 
-/// keepalived itself (when installed, as in CI) warns about the same lines
-/// of the seed file: vsd skips what keepalived skips.
-#[test]
-fn keepalived_config_test_agrees_on_the_seed_file() {
-    let seed = repo("configs/keepalived-seed.conf");
+/// The lines `keepalived --config-test` warns about as unknown keywords
+/// (or the deprecated nb_get_retry) and the lines vsd warns about alike;
+/// `None` when keepalived is not installed (outside CI).
+fn unknown_keyword_lines(conf: &Path) -> Option<(Vec<usize>, Vec<usize>, String)> {
     let out = match Command::new("timeout")
         .args(["20", "keepalived", "--config-test", "-f"])
-        .arg(&seed)
+        .arg(conf)
         .output()
     {
         Ok(o) if o.status.code() != Some(127) => o,
         _ => {
             assert!(!common::in_ci(), "keepalived is needed in CI");
             eprintln!("keepalived not installed: skipped");
-            return;
+            return None;
         }
     };
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     let mut theirs: Vec<usize> = text
         .lines()
-        .filter(|l| l.contains("Unknown keyword") || l.contains("nb_get_retry is deprecated"))
+        .filter(|l| {
+            (l.contains("Unknown keyword") && !l.contains("Unknown keyword '}'"))
+                || l.contains("nb_get_retry is deprecated")
+        })
         .filter_map(|l| l.split("Line ").nth(1)?.split(')').next()?.parse().ok())
         .collect();
     theirs.sort();
-    let cfg = Config::load(&repo("configs/keepalived-seed.toml"), Some(&seed)).unwrap();
+    theirs.dedup();
+    let cfg = Config::load(&repo("configs/keepalived-seed.toml"), Some(conf)).unwrap();
+    let name = format!("{}:", conf.display());
     let mut ours: Vec<usize> = cfg
         .warnings
         .iter()
-        .filter_map(|w| {
-            w.split("keepalived-seed.conf:")
-                .nth(1)?
-                .split(':')
-                .next()?
-                .parse()
-                .ok()
-        })
+        .filter(|w| w.contains("unknown keyword") || w.contains("nb_get_retry"))
+        .filter_map(|w| w.split(&name).nth(1)?.split(':').next()?.parse().ok())
         .collect();
     ours.sort();
+    Some((ours, theirs, text))
+}
+
+/// keepalived itself (when installed, as in CI) warns about the same lines
+/// of the seed file: vsd skips what keepalived skips.
+#[test]
+fn keepalived_config_test_agrees_on_the_seed_file() {
+    let Some((ours, theirs, text)) = unknown_keyword_lines(&repo("configs/keepalived-seed.conf"))
+    else {
+        return;
+    };
+    assert_eq!(ours, vec![49, 61, 73]);
+    assert_eq!(ours, theirs, "keepalived said:\n{text}");
+}
+
+/// Every keyword vsd reads is one keepalived knows, at the same level, and
+/// unknown ones are skipped by both: tests/data/keepalived-all-keywords.conf
+/// uses each of them once and adds an unknown keyword to every block.
+#[test]
+fn vsd_knows_the_keywords_keepalived_knows() {
+    let Some((ours, theirs, text)) =
+        unknown_keyword_lines(&repo("tests/data/keepalived-all-keywords.conf"))
+    else {
+        return;
+    };
+    assert_eq!(ours.len(), 12, "{ours:?}");
     assert_eq!(ours, theirs, "keepalived said:\n{text}");
 }
 
@@ -236,5 +260,36 @@ fn vsd_check_names_the_file_and_line_of_a_keepalived_error() {
             toml.display()
         )),
         "{stderr}"
+    );
+}
+
+#[test]
+fn the_all_keywords_file_loads() {
+    let cfg = Config::load(
+        &repo("configs/keepalived-seed.toml"),
+        Some(&repo("tests/data/keepalived-all-keywords.conf")),
+    )
+    .unwrap();
+    assert_eq!(cfg.services.len(), 1);
+    let s = &cfg.services[0];
+    assert_eq!(s.scheduler, SchedulerKind::Sh);
+    assert!(s.one_packet && s.health.omega && s.health.sorry_server.is_some());
+    let kinds: Vec<&str> = s.real_servers[0]
+        .health
+        .checkers
+        .iter()
+        .map(|c| c.kind.name())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "HTTP_GET",
+            "SSL_GET",
+            "TCP_CHECK",
+            "MISC_CHECK",
+            "DNS_CHECK",
+            "UDP_CHECK",
+            "PING_CHECK"
+        ]
     );
 }

@@ -1200,10 +1200,6 @@ impl Mapper<'_> {
                 }
                 "fast_recovery" => h.fast_recovery = self.flag(n)?,
                 "enable_sni" => h.enable_sni = self.flag(n)?,
-                // how keepalived closes TLS connections; vsd always closes cleanly
-                "tls_compliant" => {
-                    self.flag(n)?;
-                }
                 _ => return Ok(false),
             },
             CheckKind::Misc(m) => match kw {
