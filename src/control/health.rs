@@ -463,8 +463,21 @@ fn index_services(services: &[Monitored]) -> HashMap<String, usize> {
         .collect()
 }
 
+/// The monitor's lines through vsd's logger: a server or quorum going
+/// down and failing scripts are warnings, the rest information.
 fn log_to_stderr(line: String) {
-    eprintln!("vsd: {line}");
+    let bad = [
+        " down (",
+        "quorum lost",
+        " failed",
+        "still running",
+        ": cannot ",
+    ];
+    if bad.iter().any(|b| line.contains(b)) {
+        log::warn!("{line}");
+    } else {
+        log::info!("{line}");
+    }
 }
 
 impl HealthMonitor {

@@ -156,6 +156,12 @@ impl Vsd {
     /// [`Vsd::start`] inside network namespace `netns` (through
     /// `ip netns exec`, which execs vsd: the child is vsd itself).
     pub fn start_in(netns: Option<&str>, config: &str) -> Vsd {
+        Self::start_with(netns, config, &[])
+    }
+
+    /// [`Vsd::start_in`] with more command-line arguments after `--config`
+    /// (`{dir}` in them is replaced too).
+    pub fn start_with(netns: Option<&str>, config: &str, extra: &[&str]) -> Vsd {
         let dir = std::env::temp_dir().join(unique("vsd-e2e-"));
         let reg = topo::register("dir", &dir.display().to_string());
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -174,6 +180,11 @@ impl Vsd {
         };
         cmd.arg("--config")
             .arg(&cfg)
+            .args(
+                extra
+                    .iter()
+                    .map(|a| a.replace("{dir}", &dir.display().to_string())),
+            )
             .stdout(Stdio::from(logf.try_clone().expect("dup log")))
             .stderr(Stdio::from(logf));
         // A test killed outright (SIGKILL) takes its vsd with it.
