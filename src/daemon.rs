@@ -137,6 +137,10 @@ struct Control<'a> {
     sync_config: Vec<crate::control::ipvsadm::SyncDaemonSpec>,
     /// Health checks, when the configuration has some (see [`start_health`]).
     health: Option<HealthMonitor>,
+    /// `[control] rules_file`: vsadm's own services, kept across restarts.
+    rules_file: Option<PathBuf>,
+    /// The rules text last written there (writes only on change).
+    rules_written: Option<String>,
 }
 
 impl PlaneView<'_> {
@@ -522,6 +526,23 @@ impl Control<'_> {
         }
     }
 
+    /// Write vsadm's own rules to `[control] rules_file` when they changed
+    /// (atomically: a temporary file renamed over it). A failure is logged
+    /// and tried again on the next change.
+    fn save_rules(&mut self) {
+        let Some(path) = &self.rules_file else {
+            return;
+        };
+        let text = self.state.vsadm_rules();
+        if self.rules_written.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        match write_atomically(path, &text) {
+            Ok(()) => self.rules_written = Some(text),
+            Err(e) => log::error!("rules file {}: {e}", path.display()),
+        }
+    }
+
     /// SIGHUP: re-read the config file and apply its services, telling
     /// systemd RELOADING=1 before and READY=1 after.
     fn reload(&mut self) {
@@ -530,6 +551,7 @@ impl Control<'_> {
             log::warn!("sd_notify RELOADING: {e}");
         }
         self.reload_config();
+        self.save_rules();
         if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
             log::warn!("sd_notify READY: {e}");
         }
@@ -596,6 +618,7 @@ impl Handler for Control<'_> {
                 let reply =
                     api::handle_request_with(&mut self.state, self.health.as_mut(), &stats, req);
                 log_change(req, &reply);
+                self.save_rules();
                 self.run_sync_daemons()?;
                 reply
             }
@@ -617,6 +640,42 @@ fn tap_iface_of(dev: &crate::control::config::PortDevice) -> Option<String> {
         return None;
     }
     parts.find_map(|kv| kv.strip_prefix("iface=").map(str::to_string))
+}
+
+/// Restore `[control] rules_file` (if it exists) on top of the
+/// configuration file's state; lines that cannot apply are logged and
+/// skipped, an unreadable file stops the start (its rules would be lost
+/// at the next save).
+fn restore_rules(state: &mut ControlState, path: &std::path::Path) -> Result<(), String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("rules file {}: {e}", path.display())),
+    };
+    let (applied, skipped) = state.restore_vsadm_rules(&text);
+    for why in &skipped {
+        log::warn!("rules file {}: {why}", path.display());
+    }
+    log!(
+        "rules file {}: {applied} vsadm rule(s) restored, {} skipped",
+        path.display(),
+        skipped.len()
+    );
+    Ok(())
+}
+
+/// Replace `path` with `text` in one step (write a temporary file in the
+/// same directory, fsync it, rename it over).
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Log a vsadm request that changes the configuration, with who asked
@@ -755,6 +814,10 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let health = start_health(&cfg)?;
     if let Some(h) = &health {
         state = ControlState::from_config_with_capacity(&h.effective_config(&cfg)?, DEST_CAPACITY)?;
+    }
+    // what vsadm added before the last stop comes back on top of the file
+    if let Some(path) = &cfg.control.rules_file {
+        restore_rules(&mut state, path)?;
     }
     log!("starting EAL: {}", argv.join(" "));
     // EAL's own lines through our logger, with their levels (before init,
@@ -1180,7 +1243,10 @@ fn serve(
         syncd: crate::control::syncd::SyncDaemons::new(sync_feeds, owner.clone()),
         sync_config: cfg.sync_daemons.clone(),
         health,
+        rules_file: cfg.control.rules_file.clone(),
+        rules_written: None,
     };
+    control.save_rules();
     // `[[sync_daemon]]`: started now that the twins exist
     for spec in &cfg.sync_daemons {
         control
@@ -1265,6 +1331,7 @@ fn serve(
         }
     }
     log!("stopping");
+    control.save_rules();
     // omega: the down notifiers run on the way out
     if let Some(h) = control.health.as_mut() {
         h.shutdown();

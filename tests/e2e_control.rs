@@ -2094,3 +2094,75 @@ fn deleted_server_pins_neither_reused_ports_nor_udp_flows() {
     let status = topo.vsd.stop();
     assert!(status.success(), "vsd exit status {status:?}");
 }
+
+/// ipvsadm-save/restore as vsd does it: with `[control] rules_file`,
+/// services added with vsadm are written there on every change and come
+/// back after a restart; a reload keeps them (the file owns only the
+/// services it names).
+#[test]
+fn vsadm_services_survive_reloads_and_restarts() {
+    let _guard = serial();
+    if !prerequisites() {
+        return;
+    }
+    let keep = common::topo::TempDir::new("vsd-rules-");
+    let rules = keep.path.join("vsadm.rules");
+    let config = |prefix: &str| {
+        let head = config_head(&unique("vcl"), &unique("vcs"), prefix).replace(
+            "socket = \"{dir}/vsd.sock\"\n",
+            &format!(
+                "socket = \"{{dir}}/vsd.sock\"\nrules_file = \"{}\"\n",
+                rules.display()
+            ),
+        );
+        format!(
+            "{head}{}",
+            service_toml("tcp", 80, "rr", &[(RS[0], 8080, 1)])
+        )
+    };
+    let listing = |vsd: &Vsd| text(&vsd.vsadm(&["-S", "-n"]).stdout);
+    let runtime = common::topo::DpdkPrefix::new("vsdrul");
+    let mut vsd = Vsd::start(&config(&runtime.name));
+    for args in [
+        vec!["-A", "-t", "198.18.0.100:443", "-s", "wlc"],
+        vec![
+            "-a",
+            "-t",
+            "198.18.0.100:443",
+            "-r",
+            "198.18.1.12:8443",
+            "-m",
+            "-w",
+            "4",
+        ],
+    ] {
+        let out = vsd.vsadm(&args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    let saved = std::fs::read_to_string(&rules).expect("rules file written on change");
+    assert!(saved.contains("-A -t 198.18.0.100:443 -s wlc"), "{saved}");
+    assert!(
+        !saved.contains(":80 "),
+        "the file's service is not vsadm's: {saved}"
+    );
+    // a reload keeps vsadm's service
+    let out = vsd.vsadm(&["--reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let before = listing(&vsd);
+    assert!(
+        before.contains("198.18.0.100:443"),
+        "--reload deleted vsadm's service:\n{before}"
+    );
+    assert!(vsd.stop().success());
+    drop(runtime);
+    // a restart restores it on top of the file's
+    let runtime = common::topo::DpdkPrefix::new("vsdrul");
+    let mut vsd = Vsd::start(&config(&runtime.name));
+    assert_eq!(listing(&vsd), before, "{}", vsd.log_text());
+    assert!(
+        vsd.log_text().contains("vsadm rule(s) restored, 0 skipped"),
+        "{}",
+        vsd.log_text()
+    );
+    assert!(vsd.stop().success());
+}

@@ -130,6 +130,8 @@ pub struct Config {
     pub marks: Vec<crate::lb::mark::MarkRule>,
     /// `[defense]`: IPVS's drop_entry / secure_tcp and the SYN_RECV timeout.
     pub defense: DefenseConf,
+    /// `[timeouts]`: `--set tcp tcpfin udp`.
+    pub timeouts: TimeoutsConf,
     /// `[[sync_daemon]]`: connection sync daemons started with vsd (as
     /// `--start-daemon`; see [`super::syncd`]).
     pub sync_daemons: Vec<super::ipvsadm::SyncDaemonSpec>,
@@ -275,6 +277,18 @@ pub struct ControlConf {
     pub socket_mode: u32,
     /// Serve Prometheus metrics over HTTP here (loopback only).
     pub prometheus: Option<std::net::SocketAddr>,
+    /// Where vsadm's own services are kept across restarts (ipvsadm-save
+    /// format, written on every change; see [`super::state`]).
+    pub rules_file: Option<PathBuf>,
+}
+
+/// `[timeouts]`: ipvsadm's `--set tcp tcpfin udp` as configuration
+/// (seconds; absent: IPVS's defaults, 900/120/300).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeoutsConf {
+    pub tcp: Option<u32>,
+    pub tcpfin: Option<u32>,
+    pub udp: Option<u32>,
 }
 
 /// `[mempool]`.
@@ -676,6 +690,7 @@ struct RawConfig {
     #[serde(default)]
     service: Vec<S<RawService>>,
     defense: Option<S<RawDefense>>,
+    timeouts: Option<S<RawTimeouts>>,
     #[serde(default)]
     mark: Vec<S<RawMark>>,
     #[serde(default)]
@@ -750,6 +765,16 @@ struct RawControl {
     socket: Option<S<String>>,
     socket_mode: Option<S<String>>,
     prometheus: Option<S<String>>,
+    rules_file: Option<S<String>>,
+}
+
+/// `[timeouts]`: `tcp`, `tcpfin`, `udp` in seconds.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    tcp: Option<S<i64>>,
+    tcpfin: Option<S<i64>>,
+    udp: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1259,6 +1284,20 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         neighbour,
         lb,
         services,
+        timeouts: {
+            let t = raw.timeouts.as_ref().map(S::get_ref);
+            let max = i64::from(crate::lb::tcp_state::MAX_TIMEOUT_S);
+            TimeoutsConf {
+                tcp: timeout(ctx, t.and_then(|t| t.tcp.as_ref()), "timeouts.tcp", max)?,
+                tcpfin: timeout(
+                    ctx,
+                    t.and_then(|t| t.tcpfin.as_ref()),
+                    "timeouts.tcpfin",
+                    max,
+                )?,
+                udp: timeout(ctx, t.and_then(|t| t.udp.as_ref()), "timeouts.udp", max)?,
+            }
+        },
         defense: {
             // `[lb] sloppy_tcp` is a sysctl-like knob the workers read with
             // the defences (see crate::lb::defense)
@@ -1271,6 +1310,27 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             d
         },
     })
+}
+
+/// One `[timeouts]` value: 1..=max seconds.
+fn timeout(
+    ctx: &Ctx<'_>,
+    v: Option<&S<i64>>,
+    key: &str,
+    max: i64,
+) -> Result<Option<u32>, ConfigError> {
+    let Some(v) = v else {
+        return Ok(None);
+    };
+    let n = *v.get_ref();
+    if !(1..=max).contains(&n) {
+        return Err(ctx.err(
+            v.span(),
+            key,
+            format!("{n} is out of range 1..={max} seconds"),
+        ));
+    }
+    Ok(Some(narrow(n)))
 }
 
 fn build_sync_daemons(
@@ -2151,10 +2211,18 @@ fn build_control(ctx: &Ctx<'_>, raw: Option<&S<RawControl>>) -> Result<ControlCo
             }
         },
     };
+    let rules_file = match c.and_then(|c| c.rules_file.as_ref()) {
+        None => None,
+        Some(f) if f.get_ref().is_empty() || f.get_ref().contains('\0') => {
+            return Err(ctx.err(f.span(), "control.rules_file", "expected a file path"))
+        }
+        Some(f) => Some(PathBuf::from(f.get_ref())),
+    };
     Ok(ControlConf {
         socket,
         socket_mode,
         prometheus,
+        rules_file,
     })
 }
 
@@ -3148,6 +3216,7 @@ mod tests {
                 socket: PathBuf::from(DEFAULT_SOCKET),
                 socket_mode: 0o660,
                 prometheus: None,
+                rules_file: None,
             }
         );
         assert_eq!(
@@ -3321,7 +3390,7 @@ mod tests {
         assert_eq!(
             error(&format!("[ports]\nx = 1\n{BASE}")),
             "t.toml:1:2: ports: unknown field `ports`, expected one of `eal`, `lcores`, `control`, \
-             `mempool`, `port`, `vip`, `neighbour`, `lb`, `service`, `defense`, `mark`, \
+             `mempool`, `port`, `vip`, `neighbour`, `lb`, `service`, `defense`, `timeouts`, `mark`, \
              `sync_daemon`"
         );
         assert_eq!(
@@ -3744,6 +3813,7 @@ mod tests {
                 socket: "/tmp/v.sock".into(),
                 socket_mode: 0o600,
                 prometheus: None,
+                rules_file: None,
             }
         );
         assert_eq!(

@@ -218,6 +218,20 @@ pub struct ControlState {
     draining: BTreeSet<DestId>,
     version: u64,
     book: StatsBook,
+    /// Services the configuration file names (the file owns them); the
+    /// others were added with vsadm and reloads leave them alone.
+    file_services: std::collections::HashSet<ServiceKey>,
+    /// The file's global settings as last read, so that a reload applies
+    /// only what the file changed (and keeps vsadm's changes otherwise).
+    file_globals: Option<FileGlobals>,
+}
+
+/// What the configuration file said of the global settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileGlobals {
+    marks: Vec<crate::lb::mark::MarkRule>,
+    defense: config::DefenseConf,
+    timeouts: config::TimeoutsConf,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -319,6 +333,8 @@ impl ControlState {
             draining: BTreeSet::new(),
             version: 1,
             book: StatsBook::default(),
+            file_services: std::collections::HashSet::new(),
+            file_globals: None,
         }
     }
 
@@ -632,6 +648,78 @@ impl ControlState {
         text
     }
 
+    /// What vsadm added on top of the configuration file, in `-S` form:
+    /// its services (with their servers and local addresses) and marks.
+    /// vsd keeps this in `[control] rules_file` across restarts.
+    pub fn vsadm_rules(&self) -> String {
+        let views: Vec<ServiceView> = self
+            .service_views_with(&|_| Counters::default(), &|_| ConnCounts::default())
+            .into_iter()
+            .filter(|v| !self.file_services.contains(&v.key))
+            .collect();
+        let mut text = listing::render_save(&views, &|k| self.local_addrs(k).to_vec());
+        let file_marks = self
+            .file_globals
+            .as_ref()
+            .map(|g| g.marks.clone())
+            .unwrap_or_default();
+        for r in self.marks.rules() {
+            if !file_marks.contains(r) {
+                text.push_str(&format!("{r}\n"));
+            }
+        }
+        text
+    }
+
+    /// Restore [`Self::vsadm_rules`] text at start, after the configuration:
+    /// a line for a service the file now names is skipped (the file owns
+    /// it), a line that fails is skipped; both are reported, the rest
+    /// applies. Returns the lines applied and the reasons lines were not.
+    pub fn restore_vsadm_rules(&mut self, text: &str) -> (usize, Vec<String>) {
+        let mut applied = 0;
+        let mut skipped = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let words = ipvsadm::restore_line_words(line);
+            if words.is_empty() {
+                continue;
+            }
+            let cmd = match ipvsadm::parse(&words) {
+                Ok(c) if c.is_change() && !matches!(c, Command::Restore | Command::Reload) => c,
+                Ok(_) => {
+                    skipped.push(format!("line {}: not a rule: {line}", n + 1));
+                    continue;
+                }
+                Err(e) => {
+                    skipped.push(format!("line {}: {e}", n + 1));
+                    continue;
+                }
+            };
+            let service = match &cmd {
+                Command::AddService(s) | Command::EditService(s) => Some(s.key),
+                Command::AddServer(s) | Command::EditServer(s) => Some(s.service),
+                Command::AddLocalAddr { service, .. } => Some(*service),
+                _ => None,
+            };
+            if service.is_some_and(|k| self.file_services.contains(&k)) {
+                skipped.push(format!(
+                    "line {}: the configuration file names this service now: {line}",
+                    n + 1
+                ));
+                continue;
+            }
+            if let Command::AddMark(r) = &cmd {
+                if self.marks.rules().contains(r) {
+                    continue;
+                }
+            }
+            match self.apply(&cmd) {
+                Ok(_) => applied += 1,
+                Err(e) => skipped.push(format!("line {}: {e}: {line}", n + 1)),
+            }
+        }
+        (applied, skipped)
+    }
+
     /// The firewall-mark rules.
     pub fn marks(&self) -> &MarkRules {
         &self.marks
@@ -667,8 +755,10 @@ impl ControlState {
             .collect();
         let ctx = |key: &ServiceKey, e: String| format!("service {key}: {e}");
         // Removals first, so limits (slots, mh table) see the final sizes.
+        // Only services the file owned: vsadm's own stay (the file is the
+        // truth for what it names, vsadm for the rest; see docs/rules.md).
         for key in self.table.service_keys() {
-            if !wanted.contains(&key) {
+            if !wanted.contains(&key) && self.file_services.contains(&key) {
                 let ids = self
                     .table
                     .del_service(&key)
@@ -756,24 +846,73 @@ impl ControlState {
                 diff.laddrs_changed.push(*key);
             }
         }
-        if self.marks.rules() != cfg.marks.as_slice() {
+        self.file_services = wanted.iter().copied().collect();
+        // Global settings: what the file changed since it was last read
+        // (everything, the first time); vsadm's changes stay otherwise.
+        let now = FileGlobals {
+            marks: cfg.marks.clone(),
+            defense: cfg.defense,
+            timeouts: cfg.timeouts,
+        };
+        let last = self.file_globals.clone();
+        if last.as_ref().map(|l| &l.marks) != Some(&now.marks) {
+            let old_file = last.as_ref().map(|l| l.marks.clone()).unwrap_or_default();
+            // the file's rules first, then those vsadm added
             let mut marks = MarkRules::new();
             for r in &cfg.marks {
                 marks.add(*r)?;
             }
-            self.marks = marks;
-            diff.marks_changed = true;
+            for r in self.marks.rules() {
+                if !old_file.contains(r) && !cfg.marks.contains(r) {
+                    marks.add(*r)?;
+                }
+            }
+            if marks.rules() != self.marks.rules() {
+                self.marks = marks;
+                diff.marks_changed = true;
+            }
         }
         let mut t = self.timeouts;
-        if let Some(secs) = cfg.defense.synrecv_timeout {
-            t.set_state(TcpState::SynRecv, secs).map_err(err)?;
-        }
-        if cfg.defense.knobs != self.defense || t != self.timeouts {
+        let mut d = self.defense;
+        if last.as_ref().map(|l| l.defense) != Some(now.defense) {
+            if let Some(secs) = cfg.defense.synrecv_timeout {
+                t.set_state(TcpState::SynRecv, secs).map_err(err)?;
+            }
             cfg.defense.knobs.validate().map_err(err)?;
-            self.defense = cfg.defense.knobs;
+            d = cfg.defense.knobs;
+        }
+        if last.as_ref().map(|l| l.timeouts) != Some(now.timeouts) {
+            let ipvs = Timeouts::default().ipvsadm_triple();
+            let old = last.as_ref().map(|l| l.timeouts).unwrap_or_default();
+            let pick = |new: Option<u32>, old: Option<u32>, default: u32| {
+                if new == old {
+                    0 // unchanged in the file: leave vsadm's value
+                } else {
+                    new.unwrap_or(default)
+                }
+            };
+            t.set(
+                pick(now.timeouts.tcp, old.tcp, ipvs.0),
+                pick(now.timeouts.tcpfin, old.tcpfin, ipvs.1),
+                pick(now.timeouts.udp, old.udp, ipvs.2),
+            )
+            .map_err(err)?;
+            if last.is_none() {
+                // first read: the file's values, or the defaults
+                t.set(
+                    now.timeouts.tcp.unwrap_or(ipvs.0),
+                    now.timeouts.tcpfin.unwrap_or(ipvs.1),
+                    now.timeouts.udp.unwrap_or(ipvs.2),
+                )
+                .map_err(err)?;
+            }
+        }
+        if d != self.defense || t != self.timeouts {
+            self.defense = d;
             self.timeouts = t;
             diff.defense_changed = true;
         }
+        self.file_globals = Some(now);
         Ok(diff)
     }
 
@@ -1543,6 +1682,131 @@ address = "198.18.1.21"
             &["--del-laddr", "-z", "198.18.1.200", "-t", "198.18.0.100:80"],
         );
         assert!(laddrs(&s).is_empty());
+    }
+
+    #[test]
+    fn reloads_leave_vsadm_services_alone_and_the_file_owns_what_it_names() {
+        let mut s = ControlState::from_config(&config(TWO_SERVICES)).unwrap();
+        run(&mut s, "-A -t 198.18.0.200:443 -s rr").unwrap();
+        run(&mut s, "-a -t 198.18.0.200:443 -r 198.18.1.31:443 -m -w 3").unwrap();
+        // a vsadm change to a file service lasts until the file is read again
+        run(&mut s, "-e -t 198.18.0.100:80 -r 198.18.1.11:8080 -m -w 7").unwrap();
+        let web = ServiceKey::tcp(ip("198.18.0.200"), 443);
+        let d = s.reload(&config(TWO_SERVICES)).unwrap();
+        assert!(d.services_removed.is_empty(), "{d:?}");
+        assert!(
+            s.table().service_config(&web).is_some(),
+            "vsadm's service was deleted"
+        );
+        assert_eq!(d.servers_edited, vec![(vip(), ip("198.18.1.11"), 8080)]);
+        // a service the file stops naming goes; vsadm's stays
+        let only_fwmark = &TWO_SERVICES[TWO_SERVICES.find("[[service]]\nfwmark").unwrap()..];
+        let d = s.reload(&config(only_fwmark)).unwrap();
+        assert_eq!(d.services_removed, vec![vip()]);
+        assert!(s.table().service_config(&web).is_some());
+        // the file taking a vsadm service's key owns it from then on
+        let takes_web = format!(
+            "{only_fwmark}\n[[service]]\nproto = \"tcp\"\nvip = \"198.18.0.200\"\nport = 443\n\
+             [[service.real_server]]\naddress = \"198.18.1.32\"\nmethod = \"nat\"\n"
+        );
+        s.reload(&config(&takes_web)).unwrap();
+        let servers: Vec<IpAddr> = s
+            .table()
+            .dests(&web)
+            .unwrap()
+            .iter()
+            .map(|(_, d)| d.addr)
+            .collect();
+        assert_eq!(servers, vec![ip("198.18.1.32")]);
+        assert_eq!(s.vsadm_rules(), "", "nothing is vsadm's any more");
+    }
+
+    #[test]
+    fn vsadm_rules_come_back_after_a_restart() {
+        let cfg = config(TWO_SERVICES);
+        let mut a = ControlState::from_config(&cfg).unwrap();
+        run(&mut a, "-A -u 198.18.0.200:53 -s sh").unwrap();
+        run(&mut a, "-a -u 198.18.0.200:53 -r 198.18.1.41:53 -m -w 2").unwrap();
+        run(&mut a, "-A -t 198.18.0.201:80 -s rr").unwrap();
+        run(
+            &mut a,
+            "-a -t 198.18.0.201:80 -r 198.18.1.42:8080 --fullnat",
+        )
+        .unwrap();
+        run(&mut a, "--add-laddr -z 198.18.2.9 -t 198.18.0.201:80").unwrap();
+        run(
+            &mut a,
+            "--add-mark --dst 198.18.0.250/32 --proto tcp --dport 8000:8100 --set-mark 9",
+        )
+        .unwrap();
+        let rules = a.vsadm_rules();
+        assert!(rules.contains("-A -u 198.18.0.200:53 -s sh"), "{rules}");
+        assert!(
+            !rules.contains("198.18.0.100:80"),
+            "file services are not vsadm's: {rules}"
+        );
+        // a restart: the file, then the rules
+        let mut b = ControlState::from_config(&cfg).unwrap();
+        let (applied, skipped) = b.restore_vsadm_rules(&rules);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert!(applied >= 6, "{applied}");
+        assert_eq!(b.save_text(), a.save_text());
+        // the file now names one of them: that line is skipped, the rest apply
+        let taken = format!(
+            "{TWO_SERVICES}\n[[service]]\nproto = \"udp\"\nvip = \"198.18.0.200\"\nport = 53\n\
+             [[service.real_server]]\naddress = \"198.18.1.43\"\nmethod = \"nat\"\n"
+        );
+        let mut c = ControlState::from_config(&config(&taken)).unwrap();
+        let (_, skipped) = c.restore_vsadm_rules(&rules);
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(
+            skipped[0].contains("the configuration file names this service"),
+            "{skipped:?}"
+        );
+        let dns = ServiceKey::Addr {
+            proto: crate::lb::types::Protocol::Udp,
+            addr: ip("198.18.0.200"),
+            port: 53,
+        };
+        let servers: Vec<IpAddr> = c
+            .table()
+            .dests(&dns)
+            .unwrap()
+            .iter()
+            .map(|(_, d)| d.addr)
+            .collect();
+        assert_eq!(servers, vec![ip("198.18.1.43")]);
+        // garbage lines are reported, not fatal
+        let (_, skipped) = ControlState::from_config(&cfg)
+            .unwrap()
+            .restore_vsadm_rules("-A -t nonsense\n");
+        assert_eq!(skipped.len(), 1);
+    }
+
+    #[test]
+    fn the_file_timeouts_and_marks_apply_when_the_file_changes_them() {
+        let with = |t: &str| config(&format!("[timeouts]\n{t}\n{TWO_SERVICES}"));
+        let mut s = ControlState::from_config(&with("tcp = 600")).unwrap();
+        assert_eq!(s.timeouts().ipvsadm_triple(), (600, 120, 300));
+        // vsadm --set survives a reload of an unchanged file
+        run(&mut s, "--set 700 0 100").unwrap();
+        run(
+            &mut s,
+            "--add-mark --dst 198.18.0.250/32 --proto tcp --dport 8000 --set-mark 9",
+        )
+        .unwrap();
+        s.reload(&with("tcp = 600")).unwrap();
+        assert_eq!(s.timeouts().ipvsadm_triple(), (700, 120, 100));
+        assert_eq!(s.marks().rules().len(), 1);
+        // the file changing tcp sets tcp only; dropping a key restores the default
+        s.reload(&with("tcp = 500\nudp = 200")).unwrap();
+        assert_eq!(s.timeouts().ipvsadm_triple(), (500, 120, 200));
+        s.reload(&with("tcp = 500")).unwrap();
+        assert_eq!(s.timeouts().ipvsadm_triple(), (500, 120, 300));
+        assert_eq!(s.marks().rules().len(), 1, "vsadm's mark stays");
+        let e =
+            Config::from_str(&format!("{CONFIG_BASE}[timeouts]\ntcp = 0\n"), "t.toml").unwrap_err();
+        assert!(e.to_string().contains("timeouts.tcp"), "{e}");
     }
 
     #[test]
