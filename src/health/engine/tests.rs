@@ -322,7 +322,7 @@ fn http_recovers_one_url_per_delay_loop_unless_fast_recovery() {
     let mut fast = slow.clone();
     fast.fast_recovery = true;
     slow.fast_recovery = false;
-    let t = timing(ms(150), 0, ms(50));
+    let t = timing(ms(500), 0, ms(50));
     engine.set_targets(vec![
         alpha(target(
             "recover-slow",
@@ -778,7 +778,16 @@ fn set_targets_keeps_unchanged_and_changed_state_and_stops_removed() {
     dead2.timing.connect_timeout = ms(900);
     dead2.timing.starts_down = false;
     let checks_before = status_of(&engine, "diff-steady").checks;
+    let gen_before = engine.next_gen;
+    engine.set_targets(vec![steady.clone(), dead2.clone()]);
+    // only the changed checker got a new task
+    assert_eq!(engine.next_gen, gen_before + 1);
     engine.set_targets(vec![steady.clone(), dead2]);
+    assert_eq!(
+        engine.next_gen,
+        gen_before + 1,
+        "unchanged targets restarted"
+    );
     let s = status_of(&engine, "diff-dead");
     assert_eq!((s.up, s.transitions), (false, 1));
     assert!(status_of(&engine, "diff-steady").checks >= checks_before);
@@ -815,5 +824,47 @@ fn set_targets_keeps_unchanged_and_changed_state_and_stops_removed() {
     assert_eq!(
         (events[0].key.service.as_str(), events[0].up),
         ("TCP test:diff-gone", true)
+    );
+}
+
+#[test]
+fn tcp_source_options_bindto_bind_port_bind_if_and_fwmark() {
+    let listener = TcpListener::bind((LOCAL, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let src_port = free_port_tcp();
+    let t = timing(Duration::from_secs(60), 0, ms(50));
+    let mut bound = alpha(target("src-bound", CheckKind::Tcp, LOCAL, port, t));
+    bound.spec.bindto = Some("127.0.0.2".parse().unwrap());
+    bound.spec.bind_port = Some(src_port);
+    bound.spec.bind_if = Some("lo".into());
+    bound.spec.fwmark = Some(0x42);
+    let mut no_dev = target("src-nodev", CheckKind::Tcp, LOCAL, port, t);
+    no_dev.spec.bind_if = Some("vsd-nonexist0".into());
+    let mut mixed = target("src-family", CheckKind::Tcp, LOCAL, port, t);
+    mixed.spec.bindto = Some("::1".parse().unwrap());
+    let mut engine = Engine::start().unwrap();
+    engine.set_targets(vec![bound, no_dev, mixed]);
+    let mut events = wait_events(&mut engine, 3);
+    events.sort_by(|a, b| a.key.service.cmp(&b.key.service));
+    let got: Vec<_> = events
+        .iter()
+        .map(|e| (e.key.service.as_str(), e.up, e.result.reason.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("TCP test:src-bound", true, ""),
+            (
+                "TCP test:src-family",
+                false,
+                "bindto and target address families differ"
+            ),
+            ("TCP test:src-nodev", false, "no such bind_if device"),
+        ]
+    );
+    let (_, peer) = listener.accept().unwrap();
+    assert_eq!(
+        peer,
+        SocketAddr::new("127.0.0.2".parse().unwrap(), src_port)
     );
 }
