@@ -467,7 +467,17 @@ fn misc_exit_codes_and_dynamic_weights() {
     if let CheckKind::Misc(m) = &mut nobody {
         m.user = Some("no-such-user-vsd".into());
     }
+    let mut as_nobody = misc(
+        "/bin/sh -c 'test $(id -u):$(id -g) = 65534:65534'",
+        false,
+        None,
+    );
+    if let CheckKind::Misc(m) = &mut as_nobody {
+        m.user = Some("nobody".into());
+        m.group = Some("nogroup".into());
+    }
     engine.set_targets(vec![
+        alpha(target("misc-as-nobody", as_nobody, LOCAL, 4, t)),
         target("misc-dyn", misc(&script, true, None), LOCAL, 1, t),
         target(
             "misc-fail",
@@ -478,7 +488,7 @@ fn misc_exit_codes_and_dynamic_weights() {
         ),
         target("misc-user", nobody, LOCAL, 3, t),
     ]);
-    let mut events = wait_events(&mut engine, 3);
+    let mut events = wait_events(&mut engine, 4);
     events.sort_by(|a, b| a.key.service.cmp(&b.key.service));
     let got: Vec<_> = events
         .iter()
@@ -494,6 +504,7 @@ fn misc_exit_codes_and_dynamic_weights() {
     assert_eq!(
         got,
         vec![
+            ("TCP test:misc-as-nobody", true, "", None),
             ("TCP test:misc-dyn", true, "", Some(5)),
             ("TCP test:misc-fail", false, "exit status 1", None),
             (
