@@ -105,6 +105,17 @@ fn thread_ticks(tid: libc::pid_t) -> u64 {
     get(11) + get(12)
 }
 
+/// Nanoseconds one of our threads spent waiting on a run queue (ready
+/// but not running), from /proc/self/task/TID/schedstat.
+fn thread_runqueue_wait_ns(tid: libc::pid_t) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .unwrap_or_default()
+        .split(' ')
+        .nth(1)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn listeners(ports: std::ops::Range<u16>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -195,11 +206,13 @@ fn main() {
     // SAFETY: sysconf with a valid name.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let ticks0 = thread_ticks(tid);
+    let wait0 = thread_runqueue_wait_ns(tid);
     let load0 = loadavg();
     let start = Instant::now();
     std::thread::sleep(Duration::from_secs(args.seconds));
     let elapsed = start.elapsed().as_secs_f64();
     let ticks = thread_ticks(tid) - ticks0;
+    let runqueue_pct = (thread_runqueue_wait_ns(tid) - wait0) as f64 / 1e9 / elapsed * 100.0;
     let stats = engine.stats();
     engine.drain_events(&mut events);
     let status = engine.status();
@@ -211,7 +224,8 @@ fn main() {
     println!(
         "checks/s {:.0} (ideal {}), lateness p50 {:.2} ms p99 {:.2} ms max {:.2} ms, \
          vsd-health thread CPU {:.1}% of one core ({:.1} us per check) over {:.0} s, up {}/{}, \
-         failed attempts {}, transitions {}, load average {} -> {}",
+         failed attempts {}, transitions {}, load average {} -> {}, \
+         thread ready but waiting for a CPU {:.1}% of the time",
         checks_per_s,
         n,
         stats.lateness_p50.as_secs_f64() * 1e3,
@@ -225,11 +239,12 @@ fn main() {
         failures,
         events.len(),
         load0,
-        loadavg()
+        loadavg(),
+        runqueue_pct
     );
     println!(
         "json: {{\"targets\": {n}, \"checks_per_s\": {checks_per_s:.0}, \"lateness_p50_ms\": {:.3}, \
-         \"lateness_p99_ms\": {:.3}, \"lateness_max_ms\": {:.3}, \"cpu_pct\": {cpu:.1}, \"cpu_us_per_check\": {cpu_us_per_check:.1}, \"up\": {up}, \
+         \"lateness_p99_ms\": {:.3}, \"lateness_max_ms\": {:.3}, \"cpu_pct\": {cpu:.1}, \"cpu_us_per_check\": {cpu_us_per_check:.1}, \"runqueue_wait_pct\": {runqueue_pct:.1}, \"up\": {up}, \
          \"failed_attempts\": {failures}, \"events\": {}}}",
         stats.lateness_p50.as_secs_f64() * 1e3,
         stats.lateness_p99.as_secs_f64() * 1e3,
