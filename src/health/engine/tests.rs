@@ -879,3 +879,56 @@ fn tcp_source_options_bindto_bind_port_bind_if_and_fwmark() {
         SocketAddr::new("127.0.0.2".parse().unwrap(), src_port)
     );
 }
+
+#[test]
+fn state_machine_retries_only_while_up_and_reports_weights() {
+    let t = target(
+        "machine",
+        misc("/bin/true", true, None),
+        LOCAL,
+        1,
+        timing(ms(1000), 2, ms(10)),
+    );
+    let mut m = Machine {
+        up: true,
+        retries_left: 2,
+        url_cursor: 0,
+        dynamic_weight: None,
+    };
+    let fail: check::Outcome = Err("exit status 1".into());
+    let step = |m: &mut Machine, o: &check::Outcome| m.apply(&t, UrlScope::All, o);
+    let retry = Step {
+        event: false,
+        next: ms(10),
+    };
+    // up: two retries delay_before_retry apart, then down with an event
+    assert_eq!(step(&mut m, &fail), retry);
+    assert_eq!(step(&mut m, &fail), retry);
+    assert_eq!(
+        step(&mut m, &fail),
+        Step {
+            event: true,
+            next: ms(1000)
+        }
+    );
+    assert!(!m.up);
+    // down: no retries, no events
+    assert_eq!(
+        step(&mut m, &fail),
+        Step {
+            event: false,
+            next: ms(1000)
+        }
+    );
+    // one success brings it up; the same weight again is no event
+    assert!(step(&mut m, &Ok(Some(3))).event);
+    assert!(m.up && m.dynamic_weight == Some(3));
+    assert!(!step(&mut m, &Ok(Some(3))).event);
+    assert!(step(&mut m, &Ok(None)).event);
+    // a success in between restores the full retry budget
+    assert_eq!(step(&mut m, &fail), retry);
+    assert!(!step(&mut m, &Ok(None)).event);
+    assert_eq!(step(&mut m, &fail), retry);
+    assert_eq!(step(&mut m, &fail), retry);
+    assert!(step(&mut m, &fail).event);
+}
