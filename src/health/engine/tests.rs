@@ -696,10 +696,15 @@ fn udp_check_refused_port_is_down_and_replies_are_matched() {
             max_reply_length: 255,
         })
     };
+    // a server that takes the datagram and never answers
+    let silent = UdpSocket::bind((LOCAL, 0)).unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
     let mut t = timing(Duration::from_secs(60), 0, ms(50));
     t.connect_timeout = ms(500);
     let mut engine = Engine::start().unwrap();
     engine.set_targets(vec![
+        alpha(target("udp-silent", udp(None), LOCAL, silent_port, t)),
+        target("udp-silent-reply", udp(Some(vec![])), LOCAL, silent_port, t),
         target("udp-refused", udp(None), LOCAL, closed, t),
         alpha(target(
             "udp-echo",
@@ -716,7 +721,7 @@ fn udp_check_refused_port_is_down_and_replies_are_matched() {
             t,
         ),
     ]);
-    let mut events = wait_events(&mut engine, 3);
+    let mut events = wait_events(&mut engine, 5);
     events.sort_by(|a, b| a.key.service.cmp(&b.key.service));
     let got: Vec<_> = events
         .iter()
@@ -732,6 +737,12 @@ fn udp_check_refused_port_is_down_and_replies_are_matched() {
                 "reply does not match require_reply"
             ),
             ("TCP test:udp-refused", false, "icmp port unreachable"),
+            ("TCP test:udp-silent", true, ""),
+            (
+                "TCP test:udp-silent-reply",
+                false,
+                "no reply, timeout after 500ms"
+            ),
         ]
     );
 }
