@@ -16,10 +16,11 @@
 //! **Parts.**
 //! - [`spec`]: the settings (shared by the TOML and keepalived.conf front
 //!   ends).
-//! - the engine: one thread that runs every checker asynchronously and
+//! - [`engine`]: one thread that runs every checker asynchronously and
 //!   reports [`CheckEvent`]s (checker up/down transitions and
 //!   `misc_dynamic` weights); its per-checker state machine applies
 //!   `retry`, `delay_before_retry`, `delay_loop`, `warmup` and `alpha`.
+//! - [`check`]: one attempt of each checker type.
 //! - the pool: per service, turns checker states into server weights,
 //!   removals, the sorry server, quorum transitions and notify scripts.
 //!

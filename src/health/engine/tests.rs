@@ -322,7 +322,7 @@ fn http_recovers_one_url_per_delay_loop_unless_fast_recovery() {
     let mut fast = slow.clone();
     fast.fast_recovery = true;
     slow.fast_recovery = false;
-    let t = timing(ms(150), 0, ms(50));
+    let t = timing(ms(500), 0, ms(50));
     engine.set_targets(vec![
         alpha(target(
             "recover-slow",
@@ -467,7 +467,17 @@ fn misc_exit_codes_and_dynamic_weights() {
     if let CheckKind::Misc(m) = &mut nobody {
         m.user = Some("no-such-user-vsd".into());
     }
+    let mut as_nobody = misc(
+        "/bin/sh -c 'test $(id -u):$(id -g) = 65534:65534'",
+        false,
+        None,
+    );
+    if let CheckKind::Misc(m) = &mut as_nobody {
+        m.user = Some("nobody".into());
+        m.group = Some("nogroup".into());
+    }
     engine.set_targets(vec![
+        alpha(target("misc-as-nobody", as_nobody, LOCAL, 4, t)),
         target("misc-dyn", misc(&script, true, None), LOCAL, 1, t),
         target(
             "misc-fail",
@@ -478,7 +488,7 @@ fn misc_exit_codes_and_dynamic_weights() {
         ),
         target("misc-user", nobody, LOCAL, 3, t),
     ]);
-    let mut events = wait_events(&mut engine, 3);
+    let mut events = wait_events(&mut engine, 4);
     events.sort_by(|a, b| a.key.service.cmp(&b.key.service));
     let got: Vec<_> = events
         .iter()
@@ -494,6 +504,7 @@ fn misc_exit_codes_and_dynamic_weights() {
     assert_eq!(
         got,
         vec![
+            ("TCP test:misc-as-nobody", true, "", None),
             ("TCP test:misc-dyn", true, "", Some(5)),
             ("TCP test:misc-fail", false, "exit status 1", None),
             (
@@ -685,10 +696,15 @@ fn udp_check_refused_port_is_down_and_replies_are_matched() {
             max_reply_length: 255,
         })
     };
+    // a server that takes the datagram and never answers
+    let silent = UdpSocket::bind((LOCAL, 0)).unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
     let mut t = timing(Duration::from_secs(60), 0, ms(50));
     t.connect_timeout = ms(500);
     let mut engine = Engine::start().unwrap();
     engine.set_targets(vec![
+        alpha(target("udp-silent", udp(None), LOCAL, silent_port, t)),
+        target("udp-silent-reply", udp(Some(vec![])), LOCAL, silent_port, t),
         target("udp-refused", udp(None), LOCAL, closed, t),
         alpha(target(
             "udp-echo",
@@ -705,7 +721,7 @@ fn udp_check_refused_port_is_down_and_replies_are_matched() {
             t,
         ),
     ]);
-    let mut events = wait_events(&mut engine, 3);
+    let mut events = wait_events(&mut engine, 5);
     events.sort_by(|a, b| a.key.service.cmp(&b.key.service));
     let got: Vec<_> = events
         .iter()
@@ -721,6 +737,12 @@ fn udp_check_refused_port_is_down_and_replies_are_matched() {
                 "reply does not match require_reply"
             ),
             ("TCP test:udp-refused", false, "icmp port unreachable"),
+            ("TCP test:udp-silent", true, ""),
+            (
+                "TCP test:udp-silent-reply",
+                false,
+                "no reply, timeout after 500ms"
+            ),
         ]
     );
 }
@@ -778,7 +800,16 @@ fn set_targets_keeps_unchanged_and_changed_state_and_stops_removed() {
     dead2.timing.connect_timeout = ms(900);
     dead2.timing.starts_down = false;
     let checks_before = status_of(&engine, "diff-steady").checks;
+    let gen_before = engine.next_gen;
+    engine.set_targets(vec![steady.clone(), dead2.clone()]);
+    // only the changed checker got a new task
+    assert_eq!(engine.next_gen, gen_before + 1);
     engine.set_targets(vec![steady.clone(), dead2]);
+    assert_eq!(
+        engine.next_gen,
+        gen_before + 1,
+        "unchanged targets restarted"
+    );
     let s = status_of(&engine, "diff-dead");
     assert_eq!((s.up, s.transitions), (false, 1));
     assert!(status_of(&engine, "diff-steady").checks >= checks_before);
@@ -816,4 +847,99 @@ fn set_targets_keeps_unchanged_and_changed_state_and_stops_removed() {
         (events[0].key.service.as_str(), events[0].up),
         ("TCP test:diff-gone", true)
     );
+}
+
+#[test]
+fn tcp_source_options_bindto_bind_port_bind_if_and_fwmark() {
+    let listener = TcpListener::bind((LOCAL, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let src_port = free_port_tcp();
+    let t = timing(Duration::from_secs(60), 0, ms(50));
+    let mut bound = alpha(target("src-bound", CheckKind::Tcp, LOCAL, port, t));
+    bound.spec.bindto = Some("127.0.0.2".parse().unwrap());
+    bound.spec.bind_port = Some(src_port);
+    bound.spec.bind_if = Some("lo".into());
+    bound.spec.fwmark = Some(0x42);
+    let mut no_dev = target("src-nodev", CheckKind::Tcp, LOCAL, port, t);
+    no_dev.spec.bind_if = Some("vsd-nonexist0".into());
+    let mut mixed = target("src-family", CheckKind::Tcp, LOCAL, port, t);
+    mixed.spec.bindto = Some("::1".parse().unwrap());
+    let mut engine = Engine::start().unwrap();
+    engine.set_targets(vec![bound, no_dev, mixed]);
+    let mut events = wait_events(&mut engine, 3);
+    events.sort_by(|a, b| a.key.service.cmp(&b.key.service));
+    let got: Vec<_> = events
+        .iter()
+        .map(|e| (e.key.service.as_str(), e.up, e.result.reason.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("TCP test:src-bound", true, ""),
+            (
+                "TCP test:src-family",
+                false,
+                "bindto and target address families differ"
+            ),
+            ("TCP test:src-nodev", false, "no such bind_if device"),
+        ]
+    );
+    let (_, peer) = listener.accept().unwrap();
+    assert_eq!(
+        peer,
+        SocketAddr::new("127.0.0.2".parse().unwrap(), src_port)
+    );
+}
+
+#[test]
+fn state_machine_retries_only_while_up_and_reports_weights() {
+    let t = target(
+        "machine",
+        misc("/bin/true", true, None),
+        LOCAL,
+        1,
+        timing(ms(1000), 2, ms(10)),
+    );
+    let mut m = Machine {
+        up: true,
+        retries_left: 2,
+        url_cursor: 0,
+        dynamic_weight: None,
+    };
+    let fail: check::Outcome = Err("exit status 1".into());
+    let step = |m: &mut Machine, o: &check::Outcome| m.apply(&t, UrlScope::All, o);
+    let retry = Step {
+        event: false,
+        next: ms(10),
+    };
+    // up: two retries delay_before_retry apart, then down with an event
+    assert_eq!(step(&mut m, &fail), retry);
+    assert_eq!(step(&mut m, &fail), retry);
+    assert_eq!(
+        step(&mut m, &fail),
+        Step {
+            event: true,
+            next: ms(1000)
+        }
+    );
+    assert!(!m.up);
+    // down: no retries, no events
+    assert_eq!(
+        step(&mut m, &fail),
+        Step {
+            event: false,
+            next: ms(1000)
+        }
+    );
+    // one success brings it up; the same weight again is no event
+    assert!(step(&mut m, &Ok(Some(3))).event);
+    assert!(m.up && m.dynamic_weight == Some(3));
+    assert!(!step(&mut m, &Ok(Some(3))).event);
+    assert!(step(&mut m, &Ok(None)).event);
+    // a success in between restores the full retry budget
+    assert_eq!(step(&mut m, &fail), retry);
+    assert!(!step(&mut m, &Ok(None)).event);
+    assert_eq!(step(&mut m, &fail), retry);
+    assert_eq!(step(&mut m, &fail), retry);
+    assert!(step(&mut m, &fail).event);
 }
