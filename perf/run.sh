@@ -10,7 +10,9 @@
 #          --wait-idle MIN (wait up to MIN minutes for a 1-minute load under 0.5),
 #          --idle poll|sleep (vsd's [lcores] idle mode, default poll),
 #          --ab REV (A/B: REV against this checkout, point by point; perf/ab.sh),
-#          --ab-patch FILE (apply FILE to REV's build, e.g. perf/ab-patches/cycle-counters.patch)
+#          --ab-patch FILE (apply FILE to REV's build, e.g. perf/ab-patches/cycle-counters.patch),
+#          --extra-config FILE (TOML appended to every vsd config, e.g. perf/health-ab.sh's
+#          10,000 health-checked real servers)
 #
 # What it does (details and the meaning of every number: perf/README.md):
 #   1. builds release (vsd, vsadm, vsd-gen, vsd-stall-probe);
@@ -41,6 +43,7 @@ WAIT_IDLE=0
 IDLE=poll
 AB_REV=""
 AB_PATCH=""
+EXTRA_CONFIG=""
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
@@ -59,6 +62,7 @@ while [ $# -gt 0 ]; do
         --out) OUT_DIR=$2; shift ;;
         --wait-idle) WAIT_IDLE=$2; shift ;;
         --idle) IDLE=$2; shift ;;
+        --extra-config) EXTRA_CONFIG=$(realpath -e "$2") || { echo "run.sh: no file $2" >&2; exit 2; }; shift ;;
         --ab) AB_REV=$2; shift ;;
         --ab-patch) AB_PATCH=$(realpath -e "$2") || { echo "run.sh: no patch file $2" >&2; exit 2; }; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -229,6 +233,10 @@ EOF
     for i in 11 12 13 14; do
         printf '\n[[service.real_server]]\naddress = "198.18.0.%s"\nport = %s\nmethod = "%s"\n' "$i" "$rport" "$mode"
     done
+    if [ -n "$EXTRA_CONFIG" ]; then
+        printf '\n# --extra-config %s\n' "$EXTRA_CONFIG"
+        cat "$EXTRA_CONFIG"
+    fi
 }
 
 VSD_NOTE=""

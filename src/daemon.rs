@@ -771,25 +771,48 @@ const LOAD_PERIOD: Duration = Duration::from_millis(10);
 /// The longest a connection listing waits for the workers' answers.
 const DUMP_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Real-server slots (connections keep a slot until they drain).
-const DEST_CAPACITY: usize = 4096;
+/// Real-server slots (connections keep a slot until they drain): room
+/// for 10,000 health-checked servers and their draining predecessors.
+const DEST_CAPACITY: usize = crate::control::state::DEFAULT_DEST_CAPACITY;
 /// Service slots for per-service counters.
 const SERVICE_CAPACITY: usize = 1024;
 
-/// The one place the checker engine starts (issue 14). Health settings
-/// need a [`crate::health::CheckRunner`]; until the engine is merged this
-/// refuses them rather than ignore them.
-///
-/// LEAD, to plug the engine in: replace the body with
-/// `let engine = crate::health::engine::Engine::start()?;`
-/// `HealthMonitor::new(cfg, Box::new(engine)).map(|(m, _)| Some(m))`
-/// (always a monitor, even without checkers, so that a reload may add
-/// some). It runs after `signals::block_async_signals`, so the engine's
-/// thread inherits the signal mask.
-fn start_health(cfg: &Config) -> Result<Option<HealthMonitor>, String> {
+/// The health monitor on the checker engine (always a monitor, even
+/// without checkers, so that a reload may add some), and the engine
+/// thread's id. It runs after `signals::block_async_signals`, so the
+/// engine's thread inherits the signal mask.
+fn start_health(cfg: &Config) -> Result<(Option<HealthMonitor>, libc::pid_t), String> {
     let engine = crate::health::engine::Engine::start()
         .map_err(|e| format!("health checks: cannot start the checker thread: {e}"))?;
-    HealthMonitor::new(cfg, Box::new(engine)).map(|(m, _)| Some(m))
+    let tid = engine.thread_id();
+    HealthMonitor::new(cfg, Box::new(engine)).map(|(m, _)| (Some(m), tid))
+}
+
+/// Keep a control-side thread (the checker engine) off the worker CPUs:
+/// the CPUs EAL gave the main (control) lcore, and SCHED_BATCH like the
+/// control thread, so thousands of checks never preempt packet work.
+fn confine_to_control_cpus(tid: libc::pid_t) {
+    // SAFETY: all-zero cpu_set_t is a valid empty set; sched_getaffinity
+    // fills it for the calling (main, EAL-pinned) thread.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, with the set's own size.
+    let got =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    // SAFETY: sched_setaffinity on our own thread id with a valid set.
+    if got != 0
+        || unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) }
+            != 0
+    {
+        log::warn!(
+            "health checks: could not pin the checker thread to the control CPUs: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: a zeroed sched_param is valid for SCHED_BATCH.
+    unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        libc::sched_setscheduler(tid, libc::SCHED_BATCH, &param);
+    }
 }
 
 /// Run the director until a stop signal. Whatever fails at start-up is
@@ -811,7 +834,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
     signals::block_async_signals();
     // the table starts as the checks' state says (alpha servers out, the
     // sorry server in when the quorum starts down)
-    let health = start_health(&cfg)?;
+    let (health, health_tid) = start_health(&cfg)?;
     if let Some(h) = &health {
         state = ControlState::from_config_with_capacity(&h.effective_config(&cfg)?, DEST_CAPACITY)?;
     }
@@ -833,6 +856,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
             return Err(format!("EAL: {e}"));
         }
     };
+    // EAL pinned this (main) thread to the control lcore's CPUs
+    confine_to_control_cpus(health_tid);
     let result = signals::start()
         .and_then(|control_signals| serve(&cfg, state, health, &eal, bound, &control_signals));
     let runtime_dir = eal.runtime_dir();
@@ -1376,12 +1401,12 @@ mod tests {
                     [[service.real_server]]\naddress = \"198.19.0.2\"\nmethod = \"nat\"\n";
         let mut cfg = Config::from_str(text, "t.toml").unwrap();
         // a monitor even without checkers, so that a reload may add some
-        assert!(start_health(&cfg).unwrap().is_some());
+        assert!(start_health(&cfg).unwrap().0.is_some());
         cfg.services[0].real_servers[0].health.checkers =
             vec![crate::health::spec::CheckerSpec::new(
                 crate::health::spec::CheckKind::Tcp,
             )];
-        let m = start_health(&cfg).unwrap().expect("monitor");
+        let m = start_health(&cfg).unwrap().0.expect("monitor");
         assert_eq!(m.report()[0].servers[0].checks.len(), 1);
     }
 }

@@ -37,7 +37,7 @@ use crate::lb::tcp_state::{TcpState, Timeouts};
 use crate::lb::types::{AddrFamily, FwdMethod, SchedulerKind};
 
 /// Real-server slots when the caller does not say (see [`ControlState::new`]).
-pub const DEFAULT_DEST_CAPACITY: usize = 4096;
+pub const DEFAULT_DEST_CAPACITY: usize = 16384;
 /// Most FULLNAT local addresses one service may have.
 pub const MAX_LADDRS_PER_SERVICE: usize = 1024;
 
