@@ -1291,10 +1291,18 @@ fn serve(
     loop {
         let asked = control_signals.take();
         if asked.stop {
+            log!(
+                "stop requested by {}",
+                signals::describe_sender(asked.stop_from)
+            );
             STOP.store(true, Ordering::SeqCst);
             break;
         }
         if asked.reload {
+            log!(
+                "SIGHUP from {}: reloading",
+                signals::describe_sender(asked.reload_from)
+            );
             control.reload();
             control.publish_if_changed(&mut published_version);
         }

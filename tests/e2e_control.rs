@@ -1257,6 +1257,15 @@ fn download_survives_server_removals_and_reloads() {
         "no reload after SIGHUP:\n{}",
         topo.vsd.log_text()
     );
+    // who sent the signal is logged (the kernel's siginfo)
+    let sender = format!(
+        "SIGHUP from pid {} uid {uid}: reloading",
+        std::process::id()
+    );
+    assert!(
+        topo.vsd.log_text().contains(&sender),
+        "{sender:?} not logged"
+    );
     progress("SIGHUP reload", len2);
     assert!(
         curl.running(),

@@ -47,11 +47,13 @@ const VIP: &str = "198.18.0.100";
 const DIP: &str = "198.18.0.1";
 const CLIENT: &str = "198.18.0.10";
 const CLIENT_MAC: &str = "02:00:00:00:0c:01";
-const RS: [&str; 3] = ["198.18.0.11", "198.18.0.12", "198.18.0.13"];
-const RS_MAC: [&str; 3] = [
+/// Real servers; the fourth only serves as a sorry server.
+const RS: [&str; 4] = ["198.18.0.11", "198.18.0.12", "198.18.0.13", "198.18.0.14"];
+const RS_MAC: [&str; 4] = [
     "02:00:00:00:0d:01",
     "02:00:00:00:0d:02",
     "02:00:00:00:0d:03",
+    "02:00:00:00:0d:04",
 ];
 const VSD_MAC: &str = "02:00:00:00:0a:01";
 const TAP_FAR_MAC: &str = "02:00:00:00:3a:01";
@@ -912,4 +914,85 @@ fn has_server_at(listing: &str, vip: &str, port: u16, addr: &str) -> bool {
         }
     }
     false
+}
+
+/// Quorum with hysteresis over three servers (weights 1, quorum 2,
+/// hysteresis 1: lost below 1, regained at 3) and the sorry server while
+/// all are down: two failures keep the pool, the third brings the sorry
+/// server in and runs quorum_down once; two recoveries are not enough to
+/// take it out again, the third is, and quorum_up runs once.
+#[test]
+fn quorum_with_hysteresis_over_three_servers_and_the_sorry_server() {
+    if !e2e_prerequisites(true) {
+        return;
+    }
+    let mut lab = Lab::build_with("q", &[0, 1, 2, 3]);
+    let files = lab.files.path.clone();
+    let flag = |rs: &str| files.join(format!("fail-{rs}")).display().to_string();
+    let mut svc = format!(
+        "\n[[service]]\nproto = \"tcp\"\nvip = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\n\
+         [service.health]\ndelay_loop = 1\nquorum = 2\nhysteresis = 1\n\
+         quorum_up = \"/bin/sh -c 'echo up >> {q}'\"\nquorum_down = \"/bin/sh -c 'echo down >> {q}'\"\n\
+         sorry_server = {{ address = \"{sorry}\", port = 80 }}\n",
+        q = files.join("quorum.log").display(),
+        sorry = RS[3]
+    );
+    for rs in &RS[..3] {
+        svc.push_str(&format!(
+            "\n[[service.real_server]]\naddress = \"{rs}\"\nport = 80\nmethod = \"dr\"\n\
+             [[service.real_server.check]]\ntype = \"misc\"\n{TIMING}\
+             misc_path = \"/bin/sh -c '! test -e {}'\"\n",
+            flag(rs)
+        ));
+    }
+    lab.start_vsd(&svc);
+    let pool = |n: usize| move |l: &str| servers_in(l, 80).len() == n && !has_server(l, 80, RS[3]);
+    let sorry = |l: &str| servers_in(l, 80) == vec![(format!("{}:80", RS[3]), 1)];
+    wait_listing(&lab, Duration::from_secs(20), "three servers", pool(3));
+    let quorum_log = || std::fs::read_to_string(files.join("quorum.log")).unwrap_or_default();
+    // live weight 2, then 1: not below quorum - hysteresis = 1
+    for (i, rs) in RS[..2].iter().enumerate() {
+        std::fs::write(flag(rs), "").expect("flag");
+        wait_listing(
+            &lab,
+            Duration::from_secs(15),
+            "one server less",
+            pool(2 - i),
+        );
+    }
+    assert_eq!(quorum_log(), "", "quorum lost too early");
+    // live weight 0: lost; the sorry server replaces the pool
+    std::fs::write(flag(RS[2]), "").expect("flag");
+    wait_listing(&lab, Duration::from_secs(15), "sorry server in", sorry);
+    let out = lab
+        .client
+        .run_any("curl", &["-s", "-m", "3", &format!("http://{VIP}:80/id")]);
+    assert_eq!(
+        text(&out).trim(),
+        "rs4",
+        "the sorry server answers\n{}",
+        lab.logs()
+    );
+    // live weight 1, then 2: below quorum + hysteresis = 3, still the sorry server
+    for rs in &RS[..2] {
+        std::fs::remove_file(flag(rs)).expect("flag");
+        let back = format!("{rs}:80 up");
+        assert!(
+            wait_for(Duration::from_secs(15), || lab
+                .vsd()
+                .log_text()
+                .contains(&back)),
+            "{rs} did not come back:\n{}",
+            lab.logs()
+        );
+        assert!(
+            sorry(&lab.listing()),
+            "quorum regained too early:\n{}",
+            lab.listing()
+        );
+    }
+    // live weight 3: regained
+    std::fs::remove_file(flag(RS[2])).expect("flag");
+    wait_listing(&lab, Duration::from_secs(15), "pool back", pool(3));
+    assert_eq!(quorum_log(), "down\nup\n", "quorum scripts\n{}", lab.logs());
 }

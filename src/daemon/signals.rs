@@ -99,6 +99,27 @@ pub fn keep_async_signals_off_worker() {
 pub struct Requests {
     pub stop: bool,
     pub reload: bool,
+    /// Who sent the last SIGHUP / stop signal: (pid, uid), for the log.
+    pub reload_from: Option<(i32, u32)>,
+    pub stop_from: Option<(i32, u32)>,
+}
+
+/// "pid 4242 uid 0" or "an unknown sender", for logs.
+pub fn describe_sender(from: Option<(i32, u32)>) -> String {
+    match from {
+        Some((pid, uid)) => format!("pid {pid} uid {uid}"),
+        None => "an unknown sender".into(),
+    }
+}
+
+/// A sender packed for an atomic: pid in the high half, uid in the low;
+/// 0 means none (no process has pid 0).
+fn pack(pid: i32, uid: u32) -> u64 {
+    (u64::from(pid as u32) << 32) | u64::from(uid)
+}
+
+fn unpack(v: u64) -> Option<(i32, u32)> {
+    (v != 0).then_some(((v >> 32) as u32 as i32, v as u32))
 }
 
 /// Stop and reload requests, taken by the signal thread and handed to the
@@ -108,6 +129,8 @@ pub struct ControlSignals {
     wake: OwnedFd,
     stop: AtomicBool,
     reload: AtomicBool,
+    stop_from: std::sync::atomic::AtomicU64,
+    reload_from: std::sync::atomic::AtomicU64,
 }
 
 impl ControlSignals {
@@ -122,6 +145,8 @@ impl ControlSignals {
             wake: unsafe { OwnedFd::from_raw_fd(fd) },
             stop: AtomicBool::new(false),
             reload: AtomicBool::new(false),
+            stop_from: std::sync::atomic::AtomicU64::new(0),
+            reload_from: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -130,11 +155,19 @@ impl ControlSignals {
         self.wake.as_raw_fd()
     }
 
-    /// Record a control signal and wake the control loop.
-    fn note(&self, sig: libc::c_int) {
+    /// Record a control signal (and who sent it, when the kernel says)
+    /// and wake the control loop.
+    fn note(&self, sig: libc::c_int, from: Option<(i32, u32)>) {
+        let from = from.map_or(0, |(pid, uid)| pack(pid, uid));
         match sig {
-            libc::SIGHUP => self.reload.store(true, Ordering::SeqCst),
-            _ => self.stop.store(true, Ordering::SeqCst),
+            libc::SIGHUP => {
+                self.reload_from.store(from, Ordering::SeqCst);
+                self.reload.store(true, Ordering::SeqCst)
+            }
+            _ => {
+                self.stop_from.store(from, Ordering::SeqCst);
+                self.stop.store(true, Ordering::SeqCst)
+            }
         }
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from `one` to our eventfd; a full counter
@@ -162,6 +195,8 @@ impl ControlSignals {
         Requests {
             stop: self.stop.load(Ordering::SeqCst),
             reload: self.reload.swap(false, Ordering::SeqCst),
+            reload_from: unpack(self.reload_from.load(Ordering::SeqCst)),
+            stop_from: unpack(self.stop_from.load(Ordering::SeqCst)),
         }
     }
 }
@@ -191,12 +226,18 @@ pub fn start() -> Result<Arc<ControlSignals>, String> {
             unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &open, std::ptr::null_mut()) };
             let wanted = set_of(&CONTROL_SIGNALS);
             loop {
+                // SAFETY: all-zero siginfo_t is valid to be written into.
+                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
                 // SAFETY: `wanted` is initialised and blocked in every
-                // thread; a null info pointer is allowed. Returns the
-                // signal, or -1 (EINTR) after a handler ran here.
-                let sig = unsafe { libc::sigwaitinfo(&wanted, std::ptr::null_mut()) };
+                // thread; `info` is ours. Returns the signal, or -1
+                // (EINTR) after a handler ran here.
+                let sig = unsafe { libc::sigwaitinfo(&wanted, &mut info) };
                 if sig > 0 {
-                    to_control.note(sig);
+                    // SAFETY: for a signal sent by kill(2) (SI_USER) or
+                    // sigqueue (SI_QUEUE) the kernel fills pid and uid.
+                    let from = matches!(info.si_code, libc::SI_USER | libc::SI_QUEUE)
+                        .then(|| unsafe { (info.si_pid(), info.si_uid()) });
+                    to_control.note(sig, from);
                 }
             }
         })
@@ -219,18 +260,22 @@ mod tests {
         };
         assert!(!ready(&s));
         assert_eq!(s.take(), Requests::default());
-        s.note(libc::SIGHUP);
+        s.note(libc::SIGHUP, Some((4242, 0)));
         assert!(ready(&s));
         assert_eq!(
             s.take(),
             Requests {
                 stop: false,
-                reload: true
+                reload: true,
+                reload_from: Some((4242, 0)),
+                stop_from: None,
             }
         );
+        assert_eq!(describe_sender(Some((4242, 0))), "pid 4242 uid 0");
+        assert_eq!(describe_sender(None), "an unknown sender");
         assert!(!ready(&s), "taken: no longer readable");
-        assert_eq!(s.take(), Requests::default());
-        s.note(libc::SIGTERM);
+        assert_eq!(s.take().reload, false);
+        s.note(libc::SIGTERM, None);
         assert!(ready(&s));
         assert!(s.take().stop);
         // a stop stays requested
