@@ -274,7 +274,7 @@ mod tests {
         assert_eq!(describe_sender(Some((4242, 0))), "pid 4242 uid 0");
         assert_eq!(describe_sender(None), "an unknown sender");
         assert!(!ready(&s), "taken: no longer readable");
-        assert_eq!(s.take().reload, false);
+        assert!(!s.take().reload);
         s.note(libc::SIGTERM, None);
         assert!(ready(&s));
         assert!(s.take().stop);
