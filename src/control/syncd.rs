@@ -41,15 +41,22 @@
 //! [`FromSyncError`], a full worker inbox); send errors are counted. A
 //! socket that cannot be set up refuses the `--start-daemon`.
 //!
-//! **Not done.** Unicast peers, sync_refresh_period / sync_retries (their
-//! kernel defaults, 0, are what runs), SEQ options (vsd keeps no sequence
-//! deltas), IPv6 multicast groups, fwmark services on the backup (the
-//! master sends fwmark 0 for connections).
+//! **Unicast peers** (vsd, `--sync-peer`): instead of the group, a master
+//! sends every message to each peer's sync port; a backup binds the port
+//! on any address of the interface, joins no group and drops (counting
+//! `dropped_message_not_a_peer`) datagrams whose source is not a peer.
+//!
+//! **Knobs.** The kernel's sync sysctls ([`SyncSettings`], `--set-sync`)
+//! go to every worker's feed ([`SyncDaemons::set_settings`]); the workers
+//! make the decision ([`crate::lb::sync::sync_decide`]).
+//!
+//! **Not done.** SEQ options (vsd keeps no sequence deltas), IPv6
+//! multicast groups and peers.
 
 use super::ipvsadm::{SyncDaemonSpec, SyncRole};
 use crate::dataplane::sync_feed::{SyncDelivery, SyncFeed};
 use crate::lb::owner::RssOwner;
-use crate::lb::sync::{FromSyncError, SyncedConn};
+use crate::lb::sync::{FromSyncError, SyncSettings, SyncedConn};
 use crate::lb::types::FwdMethod;
 use crate::wire::ipvs_sync::{decode, EntryError, MessageError, SyncMessageBuilder};
 use serde_json::{json, Value};
@@ -94,6 +101,7 @@ const COUNTER_NAMES: &[&str] = &[
     "delivered_entries",
     "dropped_entry_inbox_full",
     "dropped_entry_no_worker",
+    "dropped_message_not_a_peer",
 ];
 
 impl Default for SyncCounters {
@@ -289,7 +297,24 @@ pub fn resolve(spec: &SyncDaemonSpec) -> Result<SyncDaemonSpec, String> {
         mcast_group: Some(group),
         mcast_port: Some(spec.mcast_port.unwrap_or(DEFAULT_PORT)),
         mcast_ttl: Some(spec.mcast_ttl.unwrap_or(DEFAULT_TTL).max(1)),
+        peers: check_peers(&spec.peers)?,
     })
+}
+
+/// Unicast peers: IPv4 unicast addresses, each once.
+fn check_peers(peers: &[IpAddr]) -> Result<Vec<IpAddr>, String> {
+    let mut out: Vec<IpAddr> = Vec::with_capacity(peers.len());
+    for &p in peers {
+        match p {
+            IpAddr::V4(a) if !a.is_multicast() && !a.is_unspecified() && !a.is_broadcast() => {}
+            _ => return Err(format!("--sync-peer {p}: must be an IPv4 unicast address")),
+        }
+        if out.contains(&p) {
+            return Err(format!("--sync-peer {p} given twice"));
+        }
+        out.push(p);
+    }
+    Ok(out)
 }
 
 fn setsockopt<T>(sock: &UdpSocket, level: i32, name: i32, val: &T) -> std::io::Result<()> {
@@ -374,8 +399,10 @@ fn master_socket(spec: &SyncDaemonSpec) -> Result<UdpSocket, String> {
         &0 as &libc::c_int,
     )
     .map_err(what)?;
-    sock.connect(SocketAddr::new(IpAddr::V4(group), port))
-        .map_err(what)?;
+    if spec.peers.is_empty() {
+        sock.connect(SocketAddr::new(IpAddr::V4(group), port))
+            .map_err(what)?;
+    }
     Ok(sock)
 }
 
@@ -389,15 +416,23 @@ fn backup_socket(spec: &SyncDaemonSpec) -> Result<UdpSocket, String> {
         )
     })?;
     let (group, port) = group_of(spec);
-    let sock = UdpSocket::bind(SocketAddr::new(IpAddr::V4(group), port)).map_err(what)?;
+    // unicast peers: the port on any address of the interface, no group
+    let local = if spec.peers.is_empty() {
+        IpAddr::V4(group)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    };
+    let sock = UdpSocket::bind(SocketAddr::new(local, port)).map_err(what)?;
     bind_to_device(&sock, &spec.mcast_interface).map_err(what)?;
-    setsockopt(
-        &sock,
-        libc::IPPROTO_IP,
-        libc::IP_ADD_MEMBERSHIP,
-        &mreqn(group, idx),
-    )
-    .map_err(what)?;
+    if spec.peers.is_empty() {
+        setsockopt(
+            &sock,
+            libc::IPPROTO_IP,
+            libc::IP_ADD_MEMBERSHIP,
+            &mreqn(group, idx),
+        )
+        .map_err(what)?;
+    }
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .map_err(what)?;
     Ok(sock)
@@ -424,6 +459,7 @@ pub struct SyncDaemons {
     owner: Option<Arc<RssOwner>>,
     counters: Arc<SyncCounters>,
     running: Vec<Running>,
+    settings: SyncSettings,
 }
 
 impl SyncDaemons {
@@ -435,6 +471,19 @@ impl SyncDaemons {
             owner,
             counters: Arc::new(SyncCounters::default()),
             running: Vec::new(),
+            settings: SyncSettings::default(),
+        }
+    }
+
+    /// Hand the sync knobs (`--set-sync`, `[sync]`) to the workers if they
+    /// changed; they take them at their next loop turn.
+    pub fn set_settings(&mut self, s: &SyncSettings) {
+        if *s == self.settings {
+            return;
+        }
+        self.settings = *s;
+        for f in &self.feeds {
+            f.set_settings(s);
         }
     }
 
@@ -483,20 +532,27 @@ impl SyncDaemons {
                 let maxlen = usize::from(spec.sync_maxlen.unwrap_or(1472));
                 let builder =
                     SyncMessageBuilder::new(spec.syncid, maxlen).map_err(|e| e.to_string())?;
+                let port = spec.mcast_port.unwrap_or(DEFAULT_PORT);
+                let peers: Vec<SocketAddr> = spec
+                    .peers
+                    .iter()
+                    .map(|&p| SocketAddr::new(p, port))
+                    .collect();
                 for f in &feeds {
                     f.master.store(true, Ordering::Relaxed);
                 }
                 std::thread::Builder::new()
                     .name("vsd-sync-master".into())
-                    .spawn(move || master_loop(sock, builder, feeds, counters, st))
+                    .spawn(move || master_loop(sock, peers, builder, feeds, counters, st))
             }
             SyncRole::Backup => {
                 let sock = backup_socket(spec)?;
                 let owner = self.owner.clone();
                 let syncid = spec.syncid;
+                let peers = spec.peers.clone();
                 std::thread::Builder::new()
                     .name("vsd-sync-backup".into())
-                    .spawn(move || backup_loop(sock, syncid, feeds, owner, counters, st))
+                    .spawn(move || backup_loop(sock, syncid, peers, feeds, owner, counters, st))
             }
         }
         .map_err(|e| format!("sync thread: {e}"))?;
@@ -533,13 +589,27 @@ impl Drop for SyncDaemons {
     }
 }
 
-fn send(sock: &UdpSocket, msg: &[u8], entries: usize, counters: &SyncCounters) {
-    match sock.send(msg) {
+/// Send `msg` to the group (connected socket, `peers` empty) or to every
+/// unicast peer.
+fn send(
+    sock: &UdpSocket,
+    peers: &[SocketAddr],
+    msg: &[u8],
+    entries: usize,
+    counters: &SyncCounters,
+) {
+    let one = |r: std::io::Result<usize>| match r {
         Ok(_) => {
             counters.add("sent_messages", 1);
             counters.add("sent_entries", entries as u64);
         }
         Err(_) => counters.add("send_errors", 1),
+    };
+    if peers.is_empty() {
+        one(sock.send(msg));
+    }
+    for p in peers {
+        one(sock.send_to(msg, p));
     }
 }
 
@@ -591,6 +661,7 @@ impl MasterBatch {
 
 fn master_loop(
     sock: UdpSocket,
+    peers: Vec<SocketAddr>,
     builder: SyncMessageBuilder,
     feeds: Vec<Arc<SyncFeed>>,
     counters: Arc<SyncCounters>,
@@ -605,7 +676,7 @@ fn master_loop(
         let stopping = stop.load(Ordering::Relaxed);
         batch.collect(&feeds, Instant::now(), stopping, &counters, &mut ready);
         for msg in ready.drain(..) {
-            send(&sock, &msg, entries_of(&msg), &counters);
+            send(&sock, &peers, &msg, entries_of(&msg), &counters);
         }
         if stopping {
             return;
@@ -660,6 +731,7 @@ fn destinations(
 fn backup_loop(
     sock: UdpSocket,
     syncid: u8,
+    peers: Vec<IpAddr>,
     feeds: Vec<Arc<SyncFeed>>,
     owner: Option<Arc<RssOwner>>,
     counters: Arc<SyncCounters>,
@@ -668,8 +740,12 @@ fn backup_loop(
     let mut buf = vec![0u8; 65536];
     let mut dests = Vec::with_capacity(8);
     while !stop.load(Ordering::Relaxed) {
-        let n = match sock.recv(&mut buf) {
-            Ok(n) => n,
+        let n = match sock.recv_from(&mut buf) {
+            Ok((n, from)) if peers.is_empty() || peers.contains(&from.ip()) => n,
+            Ok(_) => {
+                counters.add("dropped_message_not_a_peer", 1);
+                continue;
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -756,6 +832,7 @@ mod tests {
             mcast_group: None,
             mcast_port: None,
             mcast_ttl: None,
+            peers: Vec::new(),
         };
         let r = resolve(&spec).unwrap();
         assert_eq!(r.sync_maxlen, Some(1472));
@@ -802,6 +879,117 @@ mod tests {
             ..spec
         };
         assert!(resolve(&unicast).unwrap_err().contains("not a multicast"));
+    }
+
+    fn free_udp_port() -> u16 {
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A master with unicast peers sends each message to every peer; a
+    /// backup with peers takes datagrams from them only (a stranger's is
+    /// counted and dropped) and delivers the entries to the workers.
+    #[test]
+    fn unicast_peers_carry_sync_and_strangers_are_dropped() {
+        let port = free_udp_port();
+        let spec = |role, peers: &[&str]| SyncDaemonSpec {
+            role,
+            mcast_interface: "lo".into(),
+            syncid: 9,
+            sync_maxlen: None,
+            mcast_group: None,
+            mcast_port: Some(port),
+            mcast_ttl: None,
+            peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+        };
+        let r = resolve(&spec(SyncRole::Master, &["127.0.0.1"])).unwrap();
+        assert_eq!(r.peers, ["127.0.0.1".parse::<IpAddr>().unwrap()]);
+        assert!(resolve(&spec(SyncRole::Master, &["224.0.0.81"]))
+            .unwrap_err()
+            .contains("unicast"));
+        assert!(
+            resolve(&spec(SyncRole::Master, &["127.0.0.1", "127.0.0.1"]))
+                .unwrap_err()
+                .contains("twice")
+        );
+        // master and backup in one vsd, as both roles may run
+        let feeds = vec![Arc::new(SyncFeed::default())];
+        let mut d = SyncDaemons::new(feeds.clone(), None);
+        let wanted = [
+            resolve(&spec(SyncRole::Backup, &["127.0.0.1"])).unwrap(),
+            resolve(&spec(SyncRole::Master, &["127.0.0.1"])).unwrap(),
+        ];
+        d.reconcile(&wanted).unwrap();
+        let listed = super::super::listing::render_daemons(&wanted);
+        assert!(listed.contains(", peer=127.0.0.1)"), "{listed}");
+        let rec = crate::wire::ipvs_sync::SyncConn {
+            protocol: 6,
+            flags: crate::wire::ipvs_sync::flags::MASQ,
+            state: 1,
+            client: "198.18.1.10:40000".parse().unwrap(),
+            virt: "198.18.0.100:80".parse().unwrap(),
+            real: "198.18.0.20:8080".parse().unwrap(),
+            fwmark: 0,
+            timeout_s: 900,
+            seq: None,
+            fullnat_local: None,
+        };
+        // a stranger (127.0.0.2) sends a valid message: dropped
+        let mut b = SyncMessageBuilder::new(9, 1472).unwrap();
+        b.push(&rec).unwrap();
+        let msg = b.finish().unwrap();
+        let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
+        stranger.send_to(&msg, ("127.0.0.1", port)).unwrap();
+        // the master's record, through its worker's queue
+        feeds[0].out.push(rec).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let got = loop {
+            if let Some(d) = feeds[0].inbox.pop() {
+                break d;
+            }
+            assert!(Instant::now() < deadline, "nothing delivered");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(
+            got.conn,
+            SyncedConn::from_sync(&{
+                let mut r = rec;
+                r.flags |= crate::wire::ipvs_sync::flags::SYNC;
+                r
+            })
+            .unwrap()
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while d.counters.values()["dropped_message_not_a_peer"] == 0 {
+            assert!(Instant::now() < deadline, "stranger not counted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d.stop_all();
+        let c = d.counters.values();
+        assert_eq!(c["sent_messages"], 1);
+        assert_eq!(c["received_messages"], 1, "{c:?}");
+        assert_eq!(c["dropped_message_not_a_peer"], 1);
+        assert_eq!(c["delivered_entries"], 1);
+    }
+
+    #[test]
+    fn settings_reach_the_feeds() {
+        let feeds = vec![Arc::new(SyncFeed::default()), Arc::new(SyncFeed::default())];
+        let mut d = SyncDaemons::new(feeds.clone(), None);
+        assert_eq!(feeds[1].settings(), Some(SyncSettings::default()));
+        let s = SyncSettings {
+            threshold: 7,
+            period: 0,
+            refresh_period_s: 120,
+            retries: 3,
+            persist_mode: true,
+            version: 1,
+        };
+        d.set_settings(&s);
+        assert!(feeds.iter().all(|f| f.settings() == Some(s)));
     }
 
     #[test]

@@ -2,11 +2,17 @@
 //! decision and the backup's installation of received entries.
 //!
 //! **Master.** While [`CoreLb::set_sync_master`] is on, every client packet
-//! of a connection runs the kernel's decision ([`sync_needed`]); a
-//! connection to send (and its persistence template) is appended to a
+//! of a connection runs the kernel's decision ([`sync_decide`], with the
+//! knobs of [`CoreLb::set_sync_settings`]) for the connection and then,
+//! as the kernel's `ip_vs_sync_conn` does, for its persistence template
+//! (whose own packet count it bumps); what is to be sent is appended to a
 //! bounded buffer the worker drains once per loop turn into its ring to
 //! the sync daemon ([`CoreLb::take_sync_records`]). A full buffer loses the
 //! record and counts it (`sync_buffer_full`): a later packet syncs again.
+//! The decision's memory (the kernel's `sync_endtime` and `old_state`) is
+//! a side table of 8 bytes per connection slot, allocated (zeroed, so
+//! lazily by the OS) when the master is first turned on; records carry the
+//! fwmark of the connection's service so a backup finds fwmark services.
 //!
 //! **Backup.** [`CoreLb::install_synced`] turns a received entry into a
 //! live connection on this core: its service and real server are found
@@ -26,7 +32,7 @@
 
 use super::{CoreLb, REDIRECT_DEST};
 use crate::lb::conn::{secs_to_ms, ConnError, ConnId, NewConn, Tuple};
-use crate::lb::sync::{sync_needed, to_sync, SyncThreshold, SyncedConn};
+use crate::lb::sync::{sync_decide, to_sync, SyncMark, SyncSettings, SyncedConn};
 use crate::lb::tcp_state::TcpState;
 use crate::lb::types::{FwdMethod, Protocol};
 use crate::wire::ipvs_sync::SyncConn;
@@ -61,7 +67,21 @@ impl CoreLb {
         if on && self.sync_out.capacity() == 0 {
             self.sync_out.reserve_exact(SYNC_RECORDS_MAX);
         }
+        if on && self.sync_marks.len() != self.conns.capacity() {
+            // zeroed memory: the OS maps it lazily, no stall of the loop
+            self.sync_marks = vec![0u64; self.conns.capacity()];
+        }
         self.sync_master = on;
+    }
+
+    /// The sync knobs (`--set-sync`), already validated.
+    pub fn set_sync_settings(&mut self, s: SyncSettings) {
+        self.sync_settings = s;
+    }
+
+    /// The sync knobs in use.
+    pub fn sync_settings(&self) -> SyncSettings {
+        self.sync_settings
     }
 
     /// Sync records collected since the last call, appended to `out`, and
@@ -71,25 +91,52 @@ impl CoreLb {
         std::mem::take(&mut self.sync_lost)
     }
 
-    /// The master's decision after a client packet of `id`, which was in
-    /// `old_state` before it.
-    pub(super) fn feed_sync(&mut self, id: ConnId, old_state: Option<TcpState>) {
-        let Some(c) = self.conns.get(id) else {
+    /// The master's decision after a client packet of `id` (its packet
+    /// count already bumped): the connection, then its template.
+    pub(super) fn feed_sync(&mut self, id: ConnId, now_ms: u64) {
+        let Some(&c) = self.conns.get(id) else {
             return;
         };
-        if !sync_needed(c, old_state, c.in_pkts(), SyncThreshold::default()) {
-            return;
-        }
-        let template = self.conns.template_of(id).and_then(|t| self.conns.get(t));
-        for e in std::iter::once(c).chain(template) {
-            let Ok(rec) = to_sync(e, 0) else {
-                continue;
-            };
-            if self.sync_out.len() < SYNC_RECORDS_MAX {
-                self.sync_out.push(rec);
-            } else {
-                self.sync_lost += 1;
+        let s = self.sync_settings;
+        let template = self.conns.template_of(id);
+        let fwmark = self.dests.get(c.dest() as usize).map_or(0, |d| d.fwmark);
+        // one-packet connections are never sent, their templates are
+        if !c.is_one_packet() {
+            if let Some(raw) = self.sync_marks.get_mut(id.index() as usize) {
+                let mut mark = SyncMark(*raw);
+                let send = sync_decide(&c, &mut mark, c.in_pkts(), now_ms, template.is_some(), &s);
+                *raw = mark.0;
+                if send {
+                    self.push_sync(&c, fwmark);
+                }
             }
+        }
+        let Some(t) = template else {
+            return;
+        };
+        let Some(tc) = self.conns.get_mut(t) else {
+            return;
+        };
+        tc.bump_in_pkts();
+        let tc = *tc;
+        if let Some(raw) = self.sync_marks.get_mut(t.index() as usize) {
+            let mut mark = SyncMark(*raw);
+            let send = sync_decide(&tc, &mut mark, tc.in_pkts(), now_ms, false, &s);
+            *raw = mark.0;
+            if send {
+                self.push_sync(&tc, fwmark);
+            }
+        }
+    }
+
+    fn push_sync(&mut self, c: &crate::lb::conn::Conn<u32>, fwmark: u32) {
+        let Ok(rec) = to_sync(c, fwmark) else {
+            return;
+        };
+        if self.sync_out.len() < SYNC_RECORDS_MAX {
+            self.sync_out.push(rec);
+        } else {
+            self.sync_lost += 1;
         }
     }
 

@@ -190,3 +190,114 @@ fn nat_connection_continues_on_the_backup() {
 fn fullnat_connection_continues_on_the_backup() {
     takeover(FwdMethod::FullNat);
 }
+
+/// The knobs reach the decision through the worker's feed: with period 0
+/// a connection is sent once, at the threshold.
+#[test]
+fn settings_from_the_feed_change_the_decision() {
+    use crate::dataplane::sync_feed::SyncFeed;
+    use crate::lb::sync::SyncSettings;
+    let mut lb = director(FwdMethod::Masq, 0, &[]);
+    let feed = SyncFeed::default();
+    let once = SyncSettings {
+        period: 0,
+        ..SyncSettings::default()
+    };
+    feed.set_settings(&once);
+    feed.master
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    feed.exchange(&mut lb, &mut Vec::new(), 0);
+    assert_eq!(lb.sync_settings(), once);
+    let fed = drive(&mut lb, 60);
+    let at: Vec<usize> = (0..fed.len())
+        .filter(|i| !fed[*i].is_empty())
+        .map(|i| i + 1)
+        .collect();
+    assert_eq!(at, [3]);
+}
+
+/// A director core with a persistent fwmark service (mark 7 for VIP:80
+/// TCP) over both servers.
+fn fwmark_director(first: usize) -> CoreLb {
+    use crate::lb::mark::{MarkRule, MarkRules};
+    use crate::lb::types::AddrFamily;
+    let key = ServiceKey::fwmark(7, AddrFamily::Inet);
+    let mut t = ServiceTable::new(8);
+    let mut c = ServiceConfig::with_scheduler("rr");
+    c.persistence = Some(300);
+    t.add_service(key, c).unwrap();
+    for i in (0..2).rev() {
+        let rip = RIPS[(first + i) % 2];
+        t.add_dest(
+            &key,
+            RealServerConfig::new(IpAddr::V4(rip), 8080, FwdMethod::Masq),
+        )
+        .unwrap();
+    }
+    let cfg = CoreLbConfig {
+        conn_capacity: 1024,
+        hash_seed: Some(21 + first as u64),
+        ..CoreLbConfig::default()
+    };
+    let global = Arc::new(GlobalLoad::new(t.dest_capacity()));
+    let mut lb = CoreLb::new(cfg, t.snapshot(), global, None, 0).unwrap();
+    let mut rules = MarkRules::new();
+    rules
+        .add(MarkRule {
+            dst: (VIP, 32),
+            proto: Some(6),
+            dport: Some((80, 80)),
+            mark: 7,
+        })
+        .unwrap();
+    lb.set_marks(Arc::new(rules));
+    lb
+}
+
+/// Connections of a fwmark service carry the mark; the backup files the
+/// connection and its fwmark template (protocol 0, port 0) under the
+/// fwmark service, so the connection continues there and the client's
+/// next connection sticks to the same server through the synced template.
+#[test]
+fn fwmark_service_connection_and_template_land_on_the_backup() {
+    let mut master = fwmark_director(0);
+    master.set_sync_master(true);
+    let recs: Vec<SyncConn> = drive(&mut master, 3).into_iter().flatten().collect();
+    // the connection (at the threshold) and its template (every time)
+    let conn = recs.iter().find(|r| !r.is_template()).unwrap();
+    let tmpl = recs.iter().find(|r| r.is_template()).unwrap();
+    assert_eq!(conn.fwmark, 7);
+    assert_eq!(conn.virt, std::net::SocketAddr::new(IpAddr::V4(VIP), 80));
+    assert_eq!((tmpl.protocol, tmpl.fwmark), (0, 7));
+    assert_eq!(tmpl.virt, "0.0.0.7:0".parse().unwrap());
+    assert_eq!(conn.real.ip(), IpAddr::V4(RIPS[0]));
+
+    let mut b = SyncMessageBuilder::new(1, 1472).unwrap();
+    for r in [tmpl, conn] {
+        assert!(b.push(r).unwrap().is_none());
+    }
+    let msg = decode(&b.finish().unwrap(), 1).unwrap();
+    let mut backup = fwmark_director(1);
+    for e in &msg.entries {
+        let got = SyncedConn::<u32>::from_sync(e.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            backup.install_synced(&got, false, 0),
+            Ok(SyncInstalled::New)
+        );
+    }
+    assert_eq!(backup.conns().template_count(), 1);
+    // the synced connection continues on the master's server
+    let next = seg((CIP, 40000), (VIP, 80), tcp::ACK, 4);
+    let (mv, mout) = run(&mut master, &next);
+    let (bv, bout) = run(&mut backup, &next);
+    assert_eq!((bv, &bout), (mv, &mout));
+    assert_eq!(bv, FwdVerdict::Forward { next_hop: RIPS[0] });
+    // a new connection of the same client follows the synced template,
+    // though the backup's rr would start with the other server
+    let (nv, _) = run(&mut backup, &seg((CIP, 40001), (VIP, 80), tcp::SYN, 1));
+    assert_eq!(nv, FwdVerdict::Forward { next_hop: RIPS[0] });
+    // ...which a backup without the template would not do
+    let mut bare = fwmark_director(1);
+    let (bare_v, _) = run(&mut bare, &seg((CIP, 40001), (VIP, 80), tcp::SYN, 1));
+    assert_eq!(bare_v, FwdVerdict::Forward { next_hop: RIPS[1] });
+}
