@@ -163,6 +163,7 @@ const ENTRY_DROPS: &[&str] = &[
     "persistence_engine",
     "version0_seq_data",
     "bad_fullnat_option",
+    "bad_synproxy_option",
     "address_family",
     "forwarding_method",
     "protocol",
@@ -200,6 +201,7 @@ pub fn entry_drop_name(e: &EntryError) -> &'static str {
         EntryError::PersistenceEngine => "persistence_engine",
         EntryError::Version0SeqData => "version0_seq_data",
         EntryError::BadFullnatOption => "bad_fullnat_option",
+        EntryError::BadSynproxyOption => "bad_synproxy_option",
     }
 }
 
@@ -819,6 +821,7 @@ mod tests {
             no_output: false,
             timeout_s: 900,
             fwmark: 0,
+            synproxy: None,
         }
     }
 
@@ -936,6 +939,7 @@ mod tests {
             timeout_s: 900,
             seq: None,
             fullnat_local: None,
+            synproxy: None,
         };
         // a stranger (127.0.0.2) sends a valid message: dropped
         let mut b = SyncMessageBuilder::new(9, 1472).unwrap();
@@ -1042,6 +1046,7 @@ mod tests {
             timeout_s: 900,
             seq: None,
             fullnat_local: None,
+            synproxy: None,
         };
         let t0 = Instant::now();
         let mut out = Vec::new();
@@ -1125,6 +1130,7 @@ mod tests {
             EntryError::PersistenceEngine,
             EntryError::Version0SeqData,
             EntryError::BadFullnatOption,
+            EntryError::BadSynproxyOption,
         ];
         let from = [
             FromSyncError::AddressFamily,

@@ -51,13 +51,14 @@ pub struct SyncFeedCounters {
     pub no_service: AtomicU64,
     pub no_dest: AtomicU64,
     pub local_addr_not_in_pool: AtomicU64,
+    pub not_proxied: AtomicU64,
     pub tuple_in_use: AtomicU64,
     pub table_full: AtomicU64,
 }
 
 impl SyncFeedCounters {
     /// `(name, value)` of every counter, for `--counters`.
-    pub fn values(&self) -> [(&'static str, u64); 10] {
+    pub fn values(&self) -> [(&'static str, u64); 11] {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         [
             ("fed", g(&self.fed)),
@@ -71,6 +72,7 @@ impl SyncFeedCounters {
                 "refused_local_addr_not_in_pool",
                 g(&self.local_addr_not_in_pool),
             ),
+            ("refused_not_proxied", g(&self.not_proxied)),
             ("refused_tuple_in_use", g(&self.tuple_in_use)),
             ("refused_table_full", g(&self.table_full)),
         ]
@@ -188,6 +190,7 @@ impl SyncFeed {
                 Err(SyncRefused::NoService) => bump(&c.no_service, 1),
                 Err(SyncRefused::NoDest) => bump(&c.no_dest, 1),
                 Err(SyncRefused::LocalAddrNotInPool) => bump(&c.local_addr_not_in_pool, 1),
+                Err(SyncRefused::NotProxied) => bump(&c.not_proxied, 1),
                 Err(SyncRefused::Table(crate::lb::conn::ConnError::TableFull)) => {
                     bump(&c.table_full, 1)
                 }

@@ -26,9 +26,23 @@
 //! **Failure modes.** A record vsd cannot represent is refused with a
 //! [`FromSyncError`] naming why (address family of the table, local-node or
 //! bypass forwarding, protocol), so the daemon counts it as a drop.
-//! Sequence adjustment (SEQ option) is not mapped: vsd connections keep no
-//! sequence deltas in their entry, so none are sent, and a received SEQ
-//! option is refused ([`FromSyncError::SeqAdjust`]) rather than ignored.
+//!
+//! **Sequence adjustment.** The only vsd connections whose sequence numbers
+//! are shifted are those its SYN proxy opened ([`crate::lb::synproxy`]):
+//! server sequence numbers going to the client get `delta = cookie -
+//! server ISN` added, client acknowledgements lose it. [`synproxy_options`]
+//! writes that as the kernel's SEQ option would carry it: `out_seq =
+//! {init_seq: server ISN, delta, previous_delta: 0}` (the kernel's
+//! `vs_fix_seq` adds `delta` to output sequence numbers after `init_seq`,
+//! `vs_fix_ack_seq` takes it from input acknowledgements after `init_seq +
+//! delta`), `in_seq` zero, flag `OUT_SEQ`; the timestamp shift and the
+//! window scales, which the kernel format lacks, go in vsd's optional
+//! option ([`crate::wire::ipvs_sync::VSD_OPT_SYNPROXY`]). A vsd backup with
+//! the same service (SYN proxy on) takes both and goes on shifting the
+//! connection. Any other SEQ data (a kernel master's FTP helper, or in_seq,
+//! or a previous delta, or SEQ data without vsd's option) is refused
+//! ([`FromSyncError::SeqAdjust`]) rather than ignored: vsd has no helper
+//! that could continue such a connection.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -36,9 +50,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use crate::lb::conn::{Addr, Conn, ConnId, Endpoint, NewConn};
 use crate::lb::load::DestId;
 use crate::lb::persist::PersistKey;
+use crate::lb::synproxy::{Phase, Proxied};
 use crate::lb::tcp_state::{TcpState, TCP_STATE_COUNT};
 use crate::lb::types::{FwdMethod, Protocol};
-use crate::wire::ipvs_sync::{flags, SyncConn};
+use crate::wire::ipvs_sync::{flags, SeqAdjust, SeqOptions, SyncConn, SynproxyState};
 
 /// Template state once a controlled connection got established.
 const TEMPLATE_ASSURED: u16 = 1;
@@ -164,7 +179,67 @@ pub fn to_sync<A: SyncAddr>(conn: &Conn<A>, fwmark: u32) -> Result<SyncConn, ToS
         timeout_s: conn.timeout_ms() / 1000,
         seq: None,
         fullnat_local: conn.local().map(sa),
+        synproxy: None,
     })
+}
+
+/// The SEQ option and vsd's SYN proxy option for a proxied connection in
+/// state `p` (`None` before the server answered: nothing is shifted yet).
+pub fn synproxy_options(p: &Proxied) -> Option<(SeqOptions, SynproxyState)> {
+    if p.phase != Phase::Established {
+        return None;
+    }
+    let seq = SeqOptions {
+        in_seq: SeqAdjust::default(),
+        out_seq: SeqAdjust {
+            init_seq: p.our_isn.wrapping_sub(p.delta),
+            delta: p.delta,
+            previous_delta: 0,
+        },
+    };
+    let state = SynproxyState {
+        ts: p.ts,
+        ts_delta: p.ts_delta,
+        server_wscale: p.server_wscale,
+        client_wscale: p.client_view_wscale,
+    };
+    Some((seq, state))
+}
+
+/// Add what [`synproxy_options`] gives to record `rec`.
+pub fn add_synproxy(rec: &mut SyncConn, p: &Proxied) {
+    if let Some((seq, state)) = synproxy_options(p) {
+        rec.seq = Some(seq);
+        rec.synproxy = Some(state);
+        rec.flags |= flags::OUT_SEQ;
+    }
+}
+
+/// A received SYN proxy connection: its sequence shift and the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncedProxy {
+    /// The server's ISN (`out_seq.init_seq`).
+    pub server_isn: u32,
+    /// `out_seq.delta`: cookie - server ISN.
+    pub delta: u32,
+    pub state: SynproxyState,
+}
+
+impl SyncedProxy {
+    /// The proxy's state for the connection, as the master had it once
+    /// both handshakes were done.
+    pub fn proxied(&self) -> Proxied {
+        Proxied {
+            phase: Phase::Established,
+            our_isn: self.server_isn.wrapping_add(self.delta),
+            delta: self.delta,
+            ts: self.state.ts,
+            ts_delta: self.state.ts_delta,
+            server_wscale: self.state.server_wscale,
+            client_view_wscale: self.state.client_wscale,
+            ..Proxied::default()
+        }
+    }
 }
 
 /// The mark vsd stores in a fwmark template's address field (its low 32
@@ -187,7 +262,8 @@ pub enum FromSyncError {
     Protocol(u8),
     /// A state number out of range (TCP 0..=10, UDP 0, templates 0 or 1).
     State(u16),
-    /// Sequence adjustment data, which vsd connections cannot carry.
+    /// Sequence adjustment data vsd cannot continue (anything but its SYN
+    /// proxy's shift, see the module note).
     SeqAdjust,
 }
 
@@ -226,6 +302,8 @@ pub struct SyncedConn<A> {
     /// Timeout of the state, seconds (0: use the local timeout table).
     pub timeout_s: u32,
     pub fwmark: u32,
+    /// A SYN proxy connection's shifts (vsd masters only).
+    pub synproxy: Option<SyncedProxy>,
 }
 
 impl<A: SyncAddr> SyncedConn<A> {
@@ -236,10 +314,22 @@ impl<A: SyncAddr> SyncedConn<A> {
                 .map(|addr| Endpoint::new(addr, a.port()))
                 .ok_or(FromSyncError::AddressFamily)
         };
-        if s.seq.is_some() {
-            return Err(FromSyncError::SeqAdjust);
-        }
         let template = s.flags & flags::TEMPLATE != 0;
+        let synproxy = match (s.seq, s.synproxy) {
+            (None, None) => None,
+            (Some(q), Some(state))
+                if !template
+                    && q.in_seq == SeqAdjust::default()
+                    && q.out_seq.previous_delta == 0 =>
+            {
+                Some(SyncedProxy {
+                    server_isn: q.out_seq.init_seq,
+                    delta: q.out_seq.delta,
+                    state,
+                })
+            }
+            _ => return Err(FromSyncError::SeqAdjust),
+        };
         let fwd = match s.flags & flags::FWD_MASK {
             flags::MASQ if s.fullnat_local.is_some() => FwdMethod::FullNat,
             flags::MASQ => FwdMethod::Masq,
@@ -279,6 +369,7 @@ impl<A: SyncAddr> SyncedConn<A> {
             no_output: s.flags & flags::NOOUTPUT != 0,
             timeout_s: s.timeout_s,
             fwmark: s.fwmark,
+            synproxy,
         })
     }
 
@@ -699,6 +790,7 @@ mod tests {
             timeout_s: 900,
             seq: None,
             fullnat_local: None,
+            synproxy: None,
         };
         assert!(SyncedConn::<u32>::from_sync(&base).is_ok());
         let with = |f: &dyn Fn(&mut SyncConn)| {

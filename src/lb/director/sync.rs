@@ -32,7 +32,7 @@
 
 use super::{CoreLb, REDIRECT_DEST};
 use crate::lb::conn::{secs_to_ms, ConnError, ConnId, NewConn, Tuple};
-use crate::lb::sync::{sync_decide, to_sync, SyncMark, SyncSettings, SyncedConn};
+use crate::lb::sync::{add_synproxy, sync_decide, to_sync, SyncMark, SyncSettings, SyncedConn};
 use crate::lb::tcp_state::TcpState;
 use crate::lb::types::{FwdMethod, Protocol};
 use crate::wire::ipvs_sync::SyncConn;
@@ -50,6 +50,8 @@ pub enum SyncRefused {
     NoDest,
     /// FULLNAT local address not in this director's pool for the service.
     LocalAddrNotInPool,
+    /// A SYN proxy connection for a service without the SYN proxy here.
+    NotProxied,
     /// The connection table refused it (full, reply tuple in use, ...).
     Table(ConnError),
 }
@@ -107,7 +109,7 @@ impl CoreLb {
                 let send = sync_decide(&c, &mut mark, c.in_pkts(), now_ms, template.is_some(), &s);
                 *raw = mark.0;
                 if send {
-                    self.push_sync(&c, fwmark);
+                    self.push_sync(id, &c, fwmark);
                 }
             }
         }
@@ -124,15 +126,18 @@ impl CoreLb {
             let send = sync_decide(&tc, &mut mark, tc.in_pkts(), now_ms, false, &s);
             *raw = mark.0;
             if send {
-                self.push_sync(&tc, fwmark);
+                self.push_sync(t, &tc, fwmark);
             }
         }
     }
 
-    fn push_sync(&mut self, c: &crate::lb::conn::Conn<u32>, fwmark: u32) {
-        let Ok(rec) = to_sync(c, fwmark) else {
+    fn push_sync(&mut self, id: ConnId, c: &crate::lb::conn::Conn<u32>, fwmark: u32) {
+        let Ok(mut rec) = to_sync(c, fwmark) else {
             return;
         };
+        if let Some(p) = self.proxied.get(id) {
+            add_synproxy(&mut rec, p);
+        }
         if self.sync_out.len() < SYNC_RECORDS_MAX {
             self.sync_out.push(rec);
         } else {
@@ -162,6 +167,9 @@ impl CoreLb {
             .find(|d| d.addr == rip && (d.port == s.real.port || d.port == 0))
             .ok_or(SyncRefused::NoDest)?;
         let dest_id = dest.id;
+        if s.synproxy.is_some() && !svc.config.synproxy {
+            return Err(SyncRefused::NotProxied);
+        }
         if let Some(l) = s.local {
             let lip = IpAddr::V4(Ipv4Addr::from(l.addr));
             if !svc.config.local_addresses.contains(&lip) {
@@ -205,6 +213,12 @@ impl CoreLb {
                 (id, SyncInstalled::New)
             }
         };
+        // the proxy's shifts, on the core that rewrites the packets (not on
+        // a NAT redirect entry's core, which only steers them)
+        if let (Some(sp), false) = (s.synproxy, redirect) {
+            let cap = self.conns.capacity();
+            self.proxied.insert(cap, id, sp.proxied());
+        }
         let st = state.map_or(TcpState::None as u8, |t| t as u8);
         self.conns
             .set_synced(id, st, s.inactive, secs_to_ms(timeout_s), now_ms);
