@@ -1,6 +1,7 @@
 //! Connection sync benchmark (issue 15), one core, no I/O:
 //!
-//! - `master`: client packets of established NAT connections through a
+//! - `master` (best of alternated rounds): client packets of established
+//!   NAT connections through a
 //!   director core with the sync master off, on with the kernel's default
 //!   knobs (a record at packet 3 and every 50th), and on with
 //!   `threshold=1 period=2` (a record every second packet); the worker's
@@ -74,8 +75,7 @@ fn master_pps(conns: u32, packets: u32, settings: Option<SyncSettings>) -> (f64,
         feed.set_settings(&s);
         feed.master.store(true, Ordering::Relaxed);
     }
-    let mut scratch = Vec::with_capacity(256);
-    feed.exchange(&mut lb, &mut scratch, 0);
+    feed.exchange(&mut lb, 0);
     // open every connection: SYN, the server's SYN-ACK, then the ACKs
     let mut p = VecPacket::new(&segment(client(0), (VIP, 80), tcp::SYN));
     for i in 0..conns {
@@ -106,7 +106,7 @@ fn master_pps(conns: u32, packets: u32, settings: Option<SyncSettings>) -> (f64,
         let v = lb.process(&mut p, None, 2);
         debug_assert!(matches!(v, FwdVerdict::Forward { .. }));
         if k % 32 == 31 {
-            feed.exchange(&mut lb, &mut scratch, 2);
+            feed.exchange(&mut lb, 2);
             while feed.out.pop().is_some() {
                 records += 1;
             }
@@ -157,14 +157,22 @@ pub fn run(quick: bool) {
     let conns: u32 = if quick { 100_000 } else { 1_000_000 };
     let packets: u32 = if quick { 2_000_000 } else { 20_000_000 };
     println!("\n== sync (one core, {conns} connections) ==");
-    let (off, _) = master_pps(conns, packets, None);
-    let (dflt, r_dflt) = master_pps(conns, packets, Some(SyncSettings::default()));
     let busy = SyncSettings {
         threshold: 1,
         period: 2,
         ..SyncSettings::default()
     };
-    let (every2, r_every2) = master_pps(conns, packets, Some(busy));
+    // alternated rounds, the best of each kind: the machine's noise only
+    // ever slows a round down
+    let (mut off, mut dflt, mut every2) = (0f64, 0f64, 0f64);
+    let (mut r_dflt, mut r_every2) = (0, 0);
+    for _ in 0..if quick { 3 } else { 5 } {
+        off = off.max(master_pps(conns, packets, None).0);
+        let (pps, r) = master_pps(conns, packets, Some(SyncSettings::default()));
+        (dflt, r_dflt) = (dflt.max(pps), r);
+        let (pps, r) = master_pps(conns, packets, Some(busy));
+        (every2, r_every2) = (every2.max(pps), r);
+    }
     let ns = |pps: f64| 1e9 / pps;
     println!(
         "master, client packets/s: off {:.2} M ({:.0} ns); on, default knobs {:.2} M ({:.0} ns, \

@@ -646,7 +646,7 @@ impl MasterBatch {
         for f in feeds {
             while let Some(rec) = f.out.pop() {
                 taken += 1;
-                match self.builder.push(&rec) {
+                match self.builder.push(&rec.to_wire()) {
                     Ok(Some(msg)) => {
                         out.push(msg);
                         self.first_pending = Some(now);
@@ -818,6 +818,7 @@ fn backup_loop(
 mod tests {
     use super::*;
     use crate::lb::conn::Endpoint;
+    use crate::lb::sync::SyncRecord;
 
     fn synced(fwd: FwdMethod, local: Option<Endpoint<u32>>) -> SyncedConn<u32> {
         SyncedConn {
@@ -960,7 +961,10 @@ mod tests {
         let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
         stranger.send_to(&msg, ("127.0.0.1", port)).unwrap();
         // the master's record, through its worker's queue
-        feeds[0].out.push(rec).unwrap();
+        feeds[0]
+            .out
+            .push(SyncRecord::from_wire(&rec).unwrap())
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let got = loop {
             if let Some(d) = feeds[0].inbox.pop() {
@@ -1063,6 +1067,7 @@ mod tests {
         let t0 = Instant::now();
         let mut out = Vec::new();
         // three records from two workers wait (up to 2 s) for company
+        let rec = |port| SyncRecord::from_wire(&rec(port)).unwrap();
         feeds[0].out.push(rec(1)).unwrap();
         feeds[1].out.push(rec(2)).unwrap();
         feeds[1].out.push(rec(3)).unwrap();

@@ -21,8 +21,7 @@
 //! counted per reason ([`SyncRefused`]).
 
 use crate::lb::director::{CoreLb, SyncInstalled, SyncRefused};
-use crate::lb::sync::{SyncSettings, SyncedConn};
-use crate::wire::ipvs_sync::SyncConn;
+use crate::lb::sync::{SyncRecord, SyncSettings, SyncedConn};
 use crossbeam::queue::ArrayQueue;
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -94,7 +93,7 @@ pub struct SyncFeed {
     /// threshold, period, refresh period (s), retries | persist_mode << 8 |
     /// version << 16.
     settings: [AtomicU32; 4],
-    pub out: ArrayQueue<SyncConn>,
+    pub out: ArrayQueue<SyncRecord>,
     pub inbox: ArrayQueue<SyncDelivery>,
     pub counters: SyncFeedCounters,
 }
@@ -157,9 +156,8 @@ impl SyncFeed {
     }
 
     /// The worker's turn: follow the master switch, move the director's
-    /// records to `out`, install what the backup delivered. `scratch` is
-    /// the worker's reusable buffer.
-    pub fn exchange(&self, lb: &mut CoreLb, scratch: &mut Vec<SyncConn>, now_ms: u64) {
+    /// records to `out`, install what the backup delivered.
+    pub fn exchange(&self, lb: &mut CoreLb, now_ms: u64) {
         let master = self.master.load(Ordering::Relaxed);
         lb.set_sync_master(master);
         if master {
@@ -169,17 +167,15 @@ impl SyncFeed {
                 }
             }
         }
-        scratch.clear();
-        let lost = lb.take_sync_records(scratch);
-        bump(&self.counters.buffer_full, lost);
         let (mut fed, mut full) = (0, 0);
-        for rec in scratch.drain(..) {
+        let lost = lb.drain_sync_records(|rec| {
             if self.out.push(rec).is_ok() {
                 fed += 1;
             } else {
                 full += 1;
             }
-        }
+        });
+        bump(&self.counters.buffer_full, lost);
         bump(&self.counters.fed, fed);
         bump(&self.counters.feed_full, full);
         while let Some(d) = self.inbox.pop() {

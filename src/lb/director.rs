@@ -453,11 +453,12 @@ pub struct CoreLb {
     icmp_limit: IcmpLimiter,
     /// Sync master on: connections to send ([`sync`]), records lost.
     sync_master: bool,
-    sync_out: Vec<crate::wire::ipvs_sync::SyncConn>,
+    sync_out: Vec<crate::lb::sync::SyncRecord>,
     sync_lost: u64,
     /// The kernel's sync knobs and, per slab slot, the master's memory of
     /// its last decision ([`crate::lb::sync::SyncMark`]).
     sync_settings: crate::lb::sync::SyncSettings,
+    /// ([`crate::lb::sync::SyncMark`] bits: a zeroed `Vec<u64>` is mapped lazily)
     sync_marks: Vec<u64>,
 }
 

@@ -129,14 +129,16 @@ impl fmt::Display for ToSyncError {
 
 impl std::error::Error for ToSyncError {}
 
-/// The sync record for `conn`. `fwmark` is the firewall mark of the
-/// connection's service (0 for address/port services); the backup looks
-/// the service up by it.
-pub fn to_sync<A: SyncAddr>(conn: &Conn<A>, fwmark: u32) -> Result<SyncConn, ToSyncError> {
+/// What every record of `conn` carries besides its endpoints: wire
+/// flags, state, virtual address (a fwmark template's is the mark) and
+/// fwmark.
+fn record_head<A: SyncAddr>(
+    conn: &Conn<A>,
+    fwmark: u32,
+) -> Result<(u32, u16, Endpoint<A>, u32), ToSyncError> {
     if conn.is_one_packet() {
         return Err(ToSyncError::OnePacket);
     }
-    let sa = |e: Endpoint<A>| SocketAddr::new(e.addr.to_ip(), e.port);
     let template = conn.is_template();
     let mut bits = match conn.fwd() {
         FwdMethod::Masq | FwdMethod::FullNat => flags::MASQ,
@@ -152,10 +154,9 @@ pub fn to_sync<A: SyncAddr>(conn: &Conn<A>, fwmark: u32) -> Result<SyncConn, ToS
         };
         if conn.protocol_number() == 0 {
             let mark = fwmark_of(conn.virt().addr);
-            let virt = SocketAddr::new(A::fwmark_to_ip(mark), conn.virt().port);
-            (state, virt, mark)
+            (state, conn.virt(), mark)
         } else {
-            (state, sa(conn.virt()), fwmark)
+            (state, conn.virt(), fwmark)
         }
     } else {
         if !conn.is_active() {
@@ -166,11 +167,25 @@ pub fn to_sync<A: SyncAddr>(conn: &Conn<A>, fwmark: u32) -> Result<SyncConn, ToS
         }
         // UDP has the single state 0 (IP_VS_UDP_S_NORMAL).
         let state = conn.tcp_state().map_or(0, |s| s as u16);
-        (state, sa(conn.virt()), fwmark)
+        (state, conn.virt(), fwmark)
+    };
+    Ok((bits, state, virt, fwmark))
+}
+
+/// The sync record for `conn`. `fwmark` is the firewall mark of the
+/// connection's service (0 for address/port services); the backup looks
+/// the service up by it.
+pub fn to_sync<A: SyncAddr>(conn: &Conn<A>, fwmark: u32) -> Result<SyncConn, ToSyncError> {
+    let (flags, state, virt, fwmark) = record_head(conn, fwmark)?;
+    let sa = |e: Endpoint<A>| SocketAddr::new(e.addr.to_ip(), e.port);
+    let virt = if conn.is_template() && conn.protocol_number() == 0 {
+        SocketAddr::new(A::fwmark_to_ip(fwmark), virt.port)
+    } else {
+        sa(virt)
     };
     Ok(SyncConn {
         protocol: conn.protocol_number(),
-        flags: bits,
+        flags,
         state,
         client: sa(conn.client()),
         virt,
@@ -181,6 +196,150 @@ pub fn to_sync<A: SyncAddr>(conn: &Conn<A>, fwmark: u32) -> Result<SyncConn, ToS
         fullnat_local: conn.local().map(sa),
         synproxy: None,
     })
+}
+
+/// A SYN proxy connection's shifts as a record carries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyShift {
+    pub server_isn: u32,
+    pub delta: u32,
+    pub state: SynproxyState,
+}
+
+/// What a worker hands to the sync daemon for one entry of its (IPv4)
+/// table: the fields of a sync entry in 60 bytes, copied by value through
+/// the worker's buffer and queue; the daemon's thread turns it into the
+/// wire form ([`SyncRecord::to_wire`]), so the worker neither builds
+/// socket addresses nor copies the ~190-byte [`SyncConn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncRecord {
+    pub caddr: u32,
+    pub vaddr: u32,
+    pub daddr: u32,
+    pub laddr: u32,
+    pub cport: u16,
+    pub vport: u16,
+    pub dport: u16,
+    pub lport: u16,
+    pub flags: u32,
+    pub fwmark: u32,
+    pub timeout_s: u32,
+    pub state: u16,
+    pub protocol: u8,
+    pub has_local: bool,
+    pub proxy: Option<ProxyShift>,
+}
+
+impl SyncRecord {
+    /// The record of `conn` (see [`to_sync`]).
+    pub fn of(conn: &Conn<u32>, fwmark: u32) -> Result<SyncRecord, ToSyncError> {
+        let (flags, state, virt, fwmark) = record_head(conn, fwmark)?;
+        let (laddr, lport, has_local) = match conn.local() {
+            Some(l) => (l.addr, l.port, true),
+            None => (0, 0, false),
+        };
+        let vaddr = if conn.is_template() && conn.protocol_number() == 0 {
+            fwmark
+        } else {
+            virt.addr
+        };
+        Ok(SyncRecord {
+            caddr: conn.client().addr,
+            vaddr,
+            daddr: conn.real().addr,
+            laddr,
+            cport: conn.client().port,
+            vport: virt.port,
+            dport: conn.real().port,
+            lport,
+            flags,
+            fwmark,
+            timeout_s: conn.timeout_ms() / 1000,
+            state,
+            protocol: conn.protocol_number(),
+            has_local,
+            proxy: None,
+        })
+    }
+
+    /// Add a proxied connection's shifts ([`synproxy_options`]).
+    pub fn add_synproxy(&mut self, p: &Proxied) {
+        if let Some((seq, state)) = synproxy_options(p) {
+            self.proxy = Some(ProxyShift {
+                server_isn: seq.out_seq.init_seq,
+                delta: seq.out_seq.delta,
+                state,
+            });
+            self.flags |= flags::OUT_SEQ;
+        }
+    }
+
+    /// The wire form.
+    pub fn to_wire(&self) -> SyncConn {
+        let sa = |a: u32, p: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(a)), p);
+        SyncConn {
+            protocol: self.protocol,
+            flags: self.flags,
+            state: self.state,
+            client: sa(self.caddr, self.cport),
+            virt: sa(self.vaddr, self.vport),
+            real: sa(self.daddr, self.dport),
+            fwmark: self.fwmark,
+            timeout_s: self.timeout_s,
+            seq: self.proxy.map(|p| SeqOptions {
+                in_seq: SeqAdjust::default(),
+                out_seq: SeqAdjust {
+                    init_seq: p.server_isn,
+                    delta: p.delta,
+                    previous_delta: 0,
+                },
+            }),
+            fullnat_local: self.has_local.then(|| sa(self.laddr, self.lport)),
+            synproxy: self.proxy.map(|p| p.state),
+        }
+    }
+
+    /// The record of an IPv4 wire entry (`None` for IPv6, and for SEQ data
+    /// other than a SYN proxy's): for tests and tools.
+    pub fn from_wire(s: &SyncConn) -> Option<SyncRecord> {
+        let v4 = |a: SocketAddr| match a.ip() {
+            IpAddr::V4(ip) => Some((u32::from(ip), a.port())),
+            IpAddr::V6(_) => None,
+        };
+        let (caddr, cport) = v4(s.client)?;
+        let (vaddr, vport) = v4(s.virt)?;
+        let (daddr, dport) = v4(s.real)?;
+        let (laddr, lport) = match s.fullnat_local {
+            Some(l) => v4(l)?,
+            None => (0, 0),
+        };
+        let proxy = match (s.seq, s.synproxy) {
+            (None, None) => None,
+            (Some(q), Some(state)) if q.in_seq == SeqAdjust::default() => Some(ProxyShift {
+                server_isn: q.out_seq.init_seq,
+                delta: q.out_seq.delta,
+                state,
+            }),
+            _ => return None,
+        };
+        Some(SyncRecord {
+            caddr,
+            vaddr,
+            daddr,
+            laddr,
+            cport,
+            vport,
+            dport,
+            lport,
+            flags: s.flags,
+            fwmark: s.fwmark,
+            timeout_s: s.timeout_s,
+            state: s.state,
+            protocol: s.protocol,
+            has_local: s.fullnat_local.is_some(),
+            proxy,
+        })
+    }
 }
 
 /// The SEQ option and vsd's SYN proxy option for a proxied connection in
@@ -204,15 +363,6 @@ pub fn synproxy_options(p: &Proxied) -> Option<(SeqOptions, SynproxyState)> {
         client_wscale: p.client_view_wscale,
     };
     Some((seq, state))
-}
-
-/// Add what [`synproxy_options`] gives to record `rec`.
-pub fn add_synproxy(rec: &mut SyncConn, p: &Proxied) {
-    if let Some((seq, state)) = synproxy_options(p) {
-        rec.seq = Some(seq);
-        rec.synproxy = Some(state);
-        rec.flags |= flags::OUT_SEQ;
-    }
 }
 
 /// A received SYN proxy connection: its sequence shift and the rest.
@@ -571,21 +721,14 @@ fn tcp_state_synced(s: TcpState) -> bool {
 /// template is decided on).
 pub fn sync_decide<A: Addr>(
     conn: &Conn<A>,
-    mark: &mut SyncMark,
+    mark: &mut u64,
     pkts: u32,
     now_ms: u64,
     persistent: bool,
     s: &SyncSettings,
 ) -> bool {
-    let (orig, old_state) = mark.for_entry(conn.gen, now_ms);
-    let now = now_ms as u32;
-    let timeout = conn.timeout_ms();
-    let mut n = now.wrapping_add(timeout) & !3;
     let template = conn.is_template();
-    let state = if template { 0 } else { conn.state };
-    // a change into a closing state is sent at once (the kernel's `force`;
-    // its cmpxchg on sync_endtime always succeeds here: one writer)
-    let mut immediate = false;
+    let mut closing = false;
     if template {
         // templates: decided by the refresh period and the period only
     } else if s.persist_mode && persistent {
@@ -594,37 +737,54 @@ pub fn sync_decide<A: Addr>(
         if !tcp_state_synced(st) {
             return false;
         }
-        immediate = st as u8 != old_state && st != TcpState::Established;
+        closing = st != TcpState::Established;
     } else if conn.protocol_number() != 17 {
         return false;
     }
-    if !immediate {
-        let refresh_ms = s.refresh_period_s.saturating_mul(1000);
-        if refresh_ms > 0 {
-            let diff = n.wrapping_sub(orig) as i32;
-            let min_diff = (timeout / 2).max(10_000);
-            if diff.unsigned_abs() < refresh_ms.min(min_diff) {
-                let retries = orig & 3;
-                if retries >= u32::from(s.retries) {
-                    return false;
-                }
-                // time_before(now, orig - timeout + refresh / 8)
-                let since = orig.wrapping_sub(timeout).wrapping_add(refresh_ms >> 3);
-                if (now.wrapping_sub(since) as i32) < 0 {
-                    return false;
-                }
-                n |= retries + 1;
-            }
-        }
-        if s.period > 0 {
-            if !template && pkts % s.period != s.threshold {
-                return false;
-            }
-        } else if refresh_ms == 0 && pkts != s.threshold {
-            return false;
+    // The memory is read only when needed (a closing state, the refresh
+    // period, a send): for most packets of a busy connection the period
+    // alone says no, without touching the side table.
+    let now = now_ms as u32;
+    let timeout = conn.timeout_ms();
+    let state = if template { 0 } else { conn.state };
+    if closing {
+        let (_, old_state) = SyncMark(*mark).for_entry(conn.gen, now_ms);
+        if state != old_state {
+            // a change into a closing state is sent at once (the kernel's
+            // `force`; its cmpxchg always succeeds here: one writer)
+            *mark = SyncMark::new(conn.gen, now.wrapping_add(timeout) & !3, state).0;
+            return true;
         }
     }
-    *mark = SyncMark::new(conn.gen, n, state);
+    // the kernel checks the refresh period first; both must pass, and
+    // neither changes anything when the other fails
+    let refresh_ms = s.refresh_period_s.saturating_mul(1000);
+    if s.period > 0 {
+        if !template && pkts % s.period != s.threshold {
+            return false;
+        }
+    } else if refresh_ms == 0 && pkts != s.threshold {
+        return false;
+    }
+    let mut n = now.wrapping_add(timeout) & !3;
+    if refresh_ms > 0 {
+        let (orig, _) = SyncMark(*mark).for_entry(conn.gen, now_ms);
+        let diff = n.wrapping_sub(orig) as i32;
+        let min_diff = (timeout / 2).max(10_000);
+        if diff.unsigned_abs() < refresh_ms.min(min_diff) {
+            let retries = orig & 3;
+            if retries >= u32::from(s.retries) {
+                return false;
+            }
+            // time_before(now, orig - timeout + refresh / 8)
+            let since = orig.wrapping_sub(timeout).wrapping_add(refresh_ms >> 3);
+            if (now.wrapping_sub(since) as i32) < 0 {
+                return false;
+            }
+            n |= retries + 1;
+        }
+    }
+    *mark = SyncMark::new(conn.gen, n, state).0;
     true
 }
 
@@ -707,6 +867,51 @@ mod tests {
             let mut backup = table::<u32>();
             assert!(backup.insert(&again, 0).is_ok());
         }
+    }
+
+    /// The worker's compact record says what the wire form says.
+    #[test]
+    fn compact_record_is_the_wire_record() {
+        let lip = Endpoint::new(0xc612_0301u32, 50000);
+        for fwd in [
+            FwdMethod::Masq,
+            FwdMethod::Route,
+            FwdMethod::Tunnel,
+            FwdMethod::FullNat,
+        ] {
+            let mut t = table::<u32>();
+            let local = (fwd == FwdMethod::FullNat).then_some(lip);
+            let id = t
+                .insert(
+                    &new_conn(0xc612_0001, 0xc612_0101, 0xc612_0201, fwd, local),
+                    0,
+                )
+                .unwrap();
+            t.update_state(id, Direction::Input, SYN, 0);
+            let c = t.get(id).unwrap();
+            let r = SyncRecord::of(c, 9).unwrap();
+            assert_eq!(r.to_wire(), to_sync(c, 9).unwrap(), "{fwd:?}");
+            assert_eq!(SyncRecord::from_wire(&r.to_wire()), Some(r));
+        }
+        // templates, fwmark templates
+        let mut t = table::<u32>();
+        let key = PersistKey::for_fwmark(0xc612_0009, u32::MAX, 7);
+        let id = t
+            .template_insert(&key, 1, Endpoint::new(0xc612_0201, 0), 60, 0)
+            .unwrap();
+        let c = t.get(id).unwrap();
+        let r = SyncRecord::of(c, 7).unwrap();
+        assert_eq!(r.to_wire(), to_sync(c, 7).unwrap());
+        assert_eq!(r.to_wire().virt, "0.0.0.7:0".parse().unwrap());
+        // one-packet: none
+        let mut nc = new_conn(1, 2, 3, FwdMethod::Masq, None);
+        nc.proto = Protocol::Udp;
+        nc.one_packet = true;
+        let id = t.insert(&nc, 0).unwrap();
+        assert_eq!(
+            SyncRecord::of(t.get(id).unwrap(), 0),
+            Err(ToSyncError::OnePacket)
+        );
     }
 
     #[test]
@@ -880,14 +1085,14 @@ mod tests {
         // SYN: SYN_RECV, not a synced state
         tab.update_state(id, Direction::Input, SYN, 0);
         let c = *tab.get(id).unwrap();
-        assert!(!sync_decide(&c, &mut m, 1, 0, false, &s));
+        assert!(!sync_decide(&c, &mut m.0, 1, 0, false, &s));
         // ESTABLISHED: even on the change only at the threshold, as the kernel
         tab.update_state(id, Direction::Output, SYN | ACK, 0);
         tab.update_state(id, Direction::Input, ACK, 0);
         let c = *tab.get(id).unwrap();
         assert_eq!(c.tcp_state(), Some(TcpState::Established));
         let sent: Vec<u32> = (2..=110)
-            .filter(|&p| sync_decide(&c, &mut m, p, 0, false, &s))
+            .filter(|&p| sync_decide(&c, &mut m.0, p, 0, false, &s))
             .collect();
         assert_eq!(sent, [3, 53, 103]);
         // a change into a closing state: at once, whatever the count; the
@@ -900,19 +1105,19 @@ mod tests {
         );
         let c = *tab.get(id).unwrap();
         assert_eq!(c.tcp_state(), Some(TcpState::FinWait));
-        assert!(sync_decide(&c, &mut m, 111, 0, false, &s));
-        assert!(!sync_decide(&c, &mut m, 112, 0, false, &s));
-        assert!(sync_decide(&c, &mut m, 153, 0, false, &s));
+        assert!(sync_decide(&c, &mut m.0, 111, 0, false, &s));
+        assert!(!sync_decide(&c, &mut m.0, 112, 0, false, &s));
+        assert!(sync_decide(&c, &mut m.0, 153, 0, false, &s));
         // a reused slot (new generation) starts from state NONE again
         let mut other = c;
         other.gen = c.gen.wrapping_add(1);
-        assert!(sync_decide(&other, &mut m, 7, 0, false, &s));
+        assert!(sync_decide(&other, &mut m.0, 7, 0, false, &s));
         // UDP: the threshold only
         let (utab, uid) = established(Protocol::Udp);
         let u = *utab.get(uid).unwrap();
         let mut um = SyncMark::default();
         let sent: Vec<u32> = (1..=60)
-            .filter(|&p| sync_decide(&u, &mut um, p, 0, false, &s))
+            .filter(|&p| sync_decide(&u, &mut um.0, p, 0, false, &s))
             .collect();
         assert_eq!(sent, [3, 53]);
     }
@@ -927,7 +1132,7 @@ mod tests {
         };
         let mut m = SyncMark::default();
         let sent: Vec<u32> = (1..=200)
-            .filter(|&p| sync_decide(&c, &mut m, p, 0, false, &once))
+            .filter(|&p| sync_decide(&c, &mut m.0, p, 0, false, &once))
             .collect();
         assert_eq!(sent, [3]);
         // templates: every time with a period (the kernel's rule 3), at
@@ -940,10 +1145,10 @@ mod tests {
         let tc = *t.get(tid).unwrap();
         let mut tm = SyncMark::default();
         let d = SyncSettings::default();
-        assert!((1..=10).all(|p| sync_decide(&tc, &mut tm, p, 0, false, &d)));
+        assert!((1..=10).all(|p| sync_decide(&tc, &mut tm.0, p, 0, false, &d)));
         let mut tm = SyncMark::default();
         let sent: Vec<u32> = (1..=10)
-            .filter(|&p| sync_decide(&tc, &mut tm, p, 0, false, &once))
+            .filter(|&p| sync_decide(&tc, &mut tm.0, p, 0, false, &once))
             .collect();
         assert_eq!(sent, [3]);
     }
@@ -957,8 +1162,8 @@ mod tests {
             ..SyncSettings::default()
         };
         let mut m = SyncMark::default();
-        assert!(!sync_decide(&c, &mut m, 3, 0, true, &s));
-        assert!(sync_decide(&c, &mut m, 3, 0, false, &s));
+        assert!(!sync_decide(&c, &mut m.0, 3, 0, true, &s));
+        assert!(sync_decide(&c, &mut m.0, 3, 0, false, &s));
     }
 
     #[test]
@@ -972,7 +1177,8 @@ mod tests {
             ..SyncSettings::default()
         };
         let mut m = SyncMark::default();
-        let at = |m: &mut SyncMark, p: u32, t_ms: u64| sync_decide(&c, m, p, t_ms, false, &s);
+        let at =
+            |m: &mut SyncMark, p: u32, t_ms: u64| sync_decide(&c, &mut m.0, p, t_ms, false, &s);
         assert!(at(&mut m, 3, 0));
         assert!(!at(&mut m, 53, 1_000));
         assert!(!at(&mut m, 103, 9_996));
@@ -983,7 +1189,7 @@ mod tests {
         // a closing state goes at once, refresh or not
         let mut fin = c;
         fin.state = TcpState::CloseWait as u8;
-        assert!(sync_decide(&fin, &mut m, 204, 30_001, false, &s));
+        assert!(sync_decide(&fin, &mut m.0, 204, 30_001, false, &s));
 
         // refresh 80 s, 2 retries, 80/8 = 10 s apart
         let s = SyncSettings {
@@ -992,7 +1198,7 @@ mod tests {
             ..SyncSettings::default()
         };
         let mut m = SyncMark::default();
-        let at = |m: &mut SyncMark, t_ms: u64| sync_decide(&c, m, 3, t_ms, false, &s);
+        let at = |m: &mut SyncMark, t_ms: u64| sync_decide(&c, &mut m.0, 3, t_ms, false, &s);
         assert!(at(&mut m, 0));
         assert!(!at(&mut m, 5_000), "within refresh/8 of the send");
         assert!(at(&mut m, 12_000), "retry 1");
@@ -1016,8 +1222,8 @@ mod tests {
             ..SyncSettings::default()
         };
         let mut m = SyncMark::default();
-        assert!(sync_decide(&short, &mut m, 3, 0, false, &long));
-        assert!(!sync_decide(&short, &mut m, 3, 9_000, false, &long));
-        assert!(sync_decide(&short, &mut m, 3, 10_000, false, &long));
+        assert!(sync_decide(&short, &mut m.0, 3, 0, false, &long));
+        assert!(!sync_decide(&short, &mut m.0, 3, 9_000, false, &long));
+        assert!(sync_decide(&short, &mut m.0, 3, 10_000, false, &long));
     }
 }

@@ -32,7 +32,7 @@
 
 use super::{CoreLb, REDIRECT_DEST};
 use crate::lb::conn::{secs_to_ms, ConnError, ConnId, NewConn, Tuple};
-use crate::lb::sync::{add_synproxy, sync_decide, to_sync, SyncMark, SyncSettings, SyncedConn};
+use crate::lb::sync::{sync_decide, SyncRecord, SyncSettings, SyncedConn};
 use crate::lb::tcp_state::TcpState;
 use crate::lb::types::{FwdMethod, Protocol};
 use crate::wire::ipvs_sync::SyncConn;
@@ -86,32 +86,54 @@ impl CoreLb {
         self.sync_settings
     }
 
-    /// Sync records collected since the last call, appended to `out`, and
-    /// how many were lost to a full buffer since the last call.
+    /// Sync records collected since the last call, in wire form,
+    /// appended to `out` (tests and tools; the worker uses
+    /// [`CoreLb::drain_sync_records`]), and how many were lost to a full
+    /// buffer since the last call.
     pub fn take_sync_records(&mut self, out: &mut Vec<SyncConn>) -> u64 {
-        out.append(&mut self.sync_out);
+        out.extend(self.sync_out.drain(..).map(|r| r.to_wire()));
+        std::mem::take(&mut self.sync_lost)
+    }
+
+    /// Hand every record collected since the last call to `f` (by value,
+    /// no allocation); returns how many were lost to a full buffer since
+    /// the last call.
+    pub fn drain_sync_records(&mut self, f: impl FnMut(SyncRecord)) -> u64 {
+        self.sync_out.drain(..).for_each(f);
         std::mem::take(&mut self.sync_lost)
     }
 
     /// The master's decision after a client packet of `id` (its packet
     /// count already bumped): the connection, then its template.
     pub(super) fn feed_sync(&mut self, id: ConnId, now_ms: u64) {
-        let Some(&c) = self.conns.get(id) else {
+        // decided on the entry in place (no copy of it per packet)
+        let Some(c) = self.conns.get(id) else {
             return;
         };
-        let s = self.sync_settings;
-        let template = self.conns.template_of(id);
-        let fwmark = self.dests.get(c.dest() as usize).map_or(0, |d| d.fwmark);
+        let template = if c.has_template() {
+            self.conns.template_of(id)
+        } else {
+            None
+        };
         // one-packet connections are never sent, their templates are
-        if !c.is_one_packet() {
-            if let Some(raw) = self.sync_marks.get_mut(id.index() as usize) {
-                let mut mark = SyncMark(*raw);
-                let send = sync_decide(&c, &mut mark, c.in_pkts(), now_ms, template.is_some(), &s);
-                *raw = mark.0;
-                if send {
-                    self.push_sync(id, &c, fwmark);
-                }
-            }
+        let send = !c.is_one_packet()
+            && self
+                .sync_marks
+                .get_mut(id.index() as usize)
+                .is_some_and(|raw| {
+                    sync_decide(
+                        c,
+                        raw,
+                        c.in_pkts(),
+                        now_ms,
+                        template.is_some(),
+                        &self.sync_settings,
+                    )
+                });
+        let fwmark = self.dests.get(c.dest() as usize).map_or(0, |d| d.fwmark);
+        if send {
+            let c = *c;
+            self.push_sync(id, &c, fwmark);
         }
         let Some(t) = template else {
             return;
@@ -122,21 +144,18 @@ impl CoreLb {
         tc.bump_in_pkts();
         let tc = *tc;
         if let Some(raw) = self.sync_marks.get_mut(t.index() as usize) {
-            let mut mark = SyncMark(*raw);
-            let send = sync_decide(&tc, &mut mark, tc.in_pkts(), now_ms, false, &s);
-            *raw = mark.0;
-            if send {
+            if sync_decide(&tc, raw, tc.in_pkts(), now_ms, false, &self.sync_settings) {
                 self.push_sync(t, &tc, fwmark);
             }
         }
     }
 
     fn push_sync(&mut self, id: ConnId, c: &crate::lb::conn::Conn<u32>, fwmark: u32) {
-        let Ok(mut rec) = to_sync(c, fwmark) else {
+        let Ok(mut rec) = SyncRecord::of(c, fwmark) else {
             return;
         };
         if let Some(p) = self.proxied.get(id) {
-            add_synproxy(&mut rec, p);
+            rec.add_synproxy(p);
         }
         if self.sync_out.len() < SYNC_RECORDS_MAX {
             self.sync_out.push(rec);
