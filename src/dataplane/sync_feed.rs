@@ -25,8 +25,9 @@ use crate::lb::sync::{SyncRecord, SyncSettings, SyncedConn};
 use crossbeam::queue::ArrayQueue;
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-/// Records a worker's `out` queue holds.
-pub const SYNC_FEED_CAPACITY: usize = 8192;
+/// Records a worker's `out` queue holds (60 bytes each plus crossbeam's
+/// stamp: ~4.5 MB per worker, allocated at start).
+pub const SYNC_FEED_CAPACITY: usize = 65536;
 /// Entries a worker's `inbox` holds.
 pub const SYNC_INBOX_CAPACITY: usize = 8192;
 
