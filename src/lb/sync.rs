@@ -35,7 +35,9 @@
 //! {init_seq: server ISN, delta, previous_delta: 0}` (the kernel's
 //! `vs_fix_seq` adds `delta` to output sequence numbers after `init_seq`,
 //! `vs_fix_ack_seq` takes it from input acknowledgements after `init_seq +
-//! delta`), `in_seq` zero, flag `OUT_SEQ`; the timestamp shift and the
+//! delta` — though only for a connection bound to an application helper,
+//! so a kernel backup keeps but never applies it), `in_seq` zero, flag
+//! `OUT_SEQ`; the timestamp shift and the
 //! window scales, which the kernel format lacks, go in vsd's optional
 //! option ([`crate::wire::ipvs_sync::VSD_OPT_SYNPROXY`]). A vsd backup with
 //! the same service (SYN proxy on) takes both and goes on shifting the
