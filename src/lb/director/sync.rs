@@ -31,7 +31,7 @@
 //! [`SyncRefused`] reason the worker counts; nothing is half-installed.
 
 use super::{CoreLb, REDIRECT_DEST};
-use crate::lb::conn::{secs_to_ms, ConnError, ConnId, NewConn, Tuple};
+use crate::lb::conn::{secs_to_ms, ConnError, ConnId, Direction, NewConn, Tuple};
 use crate::lb::sync::{sync_decide, SyncRecord, SyncSettings, SyncedConn};
 use crate::lb::tcp_state::TcpState;
 use crate::lb::types::{FwdMethod, Protocol};
@@ -164,6 +164,46 @@ impl CoreLb {
         }
     }
 
+    /// A synced connection's reply tuple is held by an older entry here:
+    /// the master gave the tuple (a FULLNAT local port, typically, after it
+    /// restarted and its port walk began again) to a new connection, so
+    /// the old one is over on the master. Remove the old entry if it is in
+    /// a closing state or itself only synced (the master's word is newer);
+    /// an established connection this director forwards itself stays, and
+    /// the new entry is refused (`tuple_in_use`).
+    fn evict_stale_reply(&mut self, nc: &NewConn<u32>) -> bool {
+        let reply = Tuple {
+            proto: nc.proto,
+            src: nc.real,
+            dst: nc.local.unwrap_or(nc.client),
+        };
+        let Some((old, Direction::Output)) = self.conns.peek(&reply) else {
+            return false;
+        };
+        let Some(c) = self.conns.get(old) else {
+            return false;
+        };
+        let closing = c.tcp_state().is_some_and(|st| {
+            matches!(
+                st,
+                TcpState::FinWait
+                    | TcpState::TimeWait
+                    | TcpState::Close
+                    | TcpState::CloseWait
+                    | TcpState::LastAck
+            )
+        });
+        if !(closing || c.is_synced()) {
+            return false;
+        }
+        if let Some(gone) = self.conns.remove(old) {
+            if gone.local().is_some() {
+                self.ports.released(1);
+            }
+        }
+        true
+    }
+
     /// Install (or refresh) a connection or template a sync master sent.
     /// `redirect`: this core only sees the requests of a NAT connection
     /// another core owns; install the redirect entry that steers them.
@@ -225,7 +265,13 @@ impl CoreLb {
         let (id, outcome) = match self.conns.peek(&request) {
             Some((id, _)) => (id, SyncInstalled::Updated),
             None => {
-                let id = self.conns.insert(&nc, now_ms).map_err(SyncRefused::Table)?;
+                let id = match self.conns.insert(&nc, now_ms) {
+                    Ok(id) => id,
+                    Err(ConnError::ReplyExists) if self.evict_stale_reply(&nc) => {
+                        self.conns.insert(&nc, now_ms).map_err(SyncRefused::Table)?
+                    }
+                    Err(e) => return Err(SyncRefused::Table(e)),
+                };
                 if nc.local.is_some() {
                     self.ports.adopted();
                 }

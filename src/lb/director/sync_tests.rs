@@ -301,3 +301,62 @@ fn fwmark_service_connection_and_template_land_on_the_backup() {
     let (bare_v, _) = run(&mut bare, &seg((CIP, 40001), (VIP, 80), tcp::SYN, 1));
     assert_eq!(bare_v, FwdVerdict::Forward { next_hop: RIPS[1] });
 }
+
+/// A master that restarted walks its FULLNAT ports from the start again:
+/// a new connection's local port may be one the backup still holds for
+/// an old, closing (or merely synced) connection. The master's word is
+/// newer: the old entry goes, the new one is installed; an entry the
+/// backup forwards itself stays.
+#[test]
+fn a_reused_fullnat_port_replaces_the_stale_entry() {
+    use crate::lb::conn::Endpoint;
+    let mut backup = director(FwdMethod::FullNat, 1, &[LIP]);
+    let entry = |cport: u16, state: TcpState| SyncedConn::<u32> {
+        proto: 6,
+        client: Endpoint::new(u32::from(CIP), cport),
+        virt: Endpoint::new(u32::from(VIP), 80),
+        local: Some(Endpoint::new(u32::from(LIP), 50000)),
+        real: Endpoint::new(u32::from(RIPS[0]), 8080),
+        fwd: FwdMethod::FullNat,
+        template: false,
+        state: state as u16,
+        inactive: state != TcpState::Established,
+        no_output: false,
+        timeout_s: 0,
+        fwmark: 0,
+        synproxy: None,
+    };
+    let old = entry(40000, TcpState::TimeWait);
+    assert_eq!(
+        backup.install_synced(&old, false, 0),
+        Ok(SyncInstalled::New)
+    );
+    let new = entry(40001, TcpState::Established);
+    assert_eq!(
+        backup.install_synced(&new, false, 0),
+        Ok(SyncInstalled::New)
+    );
+    let ports: Vec<u16> = backup
+        .conns()
+        .iter()
+        .map(|(_, c)| c.client().port)
+        .collect();
+    assert_eq!(ports, [40001], "the stale entry is gone");
+
+    // a connection the backup forwards itself keeps its port: find the
+    // local port its own scheduling picked, then sync a stranger onto it
+    let mut own = director(FwdMethod::FullNat, 1, &[LIP]);
+    let (v, out) = run(&mut own, &seg((CIP, 41000), (VIP, 80), tcp::SYN, 1));
+    assert!(matches!(v, FwdVerdict::Forward { .. }));
+    let ip = crate::wire::Ipv4Packet::new_checked(&out[14..]).unwrap();
+    let l4 = &out[14 + ip.header_len()..];
+    let lport = u16::from_be_bytes([l4[0], l4[1]]);
+    let mut clash = entry(42000, TcpState::Established);
+    clash.local = Some(Endpoint::new(u32::from(LIP), lport));
+    clash.real = Endpoint::new(u32::from(ip.dst_addr()), 8080);
+    assert_eq!(
+        own.install_synced(&clash, false, 0),
+        Err(SyncRefused::Table(crate::lb::conn::ConnError::ReplyExists))
+    );
+    assert_eq!(own.conns().len(), 1);
+}
