@@ -1065,8 +1065,9 @@ fn start_downloads_synced(lab: &Lab) -> (Proc, PathBuf) {
     let want = u64::from(sizes().conns_per_method + 1) * METHODS.len() as u64;
     assert!(
         wait_for(Duration::from_secs(5), || synced_on_b(lab) - before >= want),
-        "B installed {} synced entries, want {want}",
-        synced_on_b(lab) - before
+        "B installed {} synced entries, want {want}; B's sync counters: {}",
+        synced_on_b(lab) - before,
+        lab.b.vsd.as_ref().expect("vsd B").ask("counters")["sync"]
     );
     s
 }

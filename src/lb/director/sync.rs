@@ -63,6 +63,18 @@ pub enum SyncInstalled {
     Updated,
 }
 
+/// TCP states of a connection on its way out.
+fn closing(st: TcpState) -> bool {
+    matches!(
+        st,
+        TcpState::FinWait
+            | TcpState::TimeWait
+            | TcpState::Close
+            | TcpState::CloseWait
+            | TcpState::LastAck
+    )
+}
+
 impl CoreLb {
     /// Turn the master's sync decision on or off (between bursts).
     pub fn set_sync_master(&mut self, on: bool) {
@@ -183,17 +195,7 @@ impl CoreLb {
         let Some(c) = self.conns.get(old) else {
             return false;
         };
-        let closing = c.tcp_state().is_some_and(|st| {
-            matches!(
-                st,
-                TcpState::FinWait
-                    | TcpState::TimeWait
-                    | TcpState::Close
-                    | TcpState::CloseWait
-                    | TcpState::LastAck
-            )
-        });
-        if !(closing || c.is_synced()) {
+        if !(c.tcp_state().is_some_and(closing) || c.is_synced()) {
             return false;
         }
         if let Some(gone) = self.conns.remove(old) {
@@ -262,9 +264,35 @@ impl CoreLb {
             src: nc.client,
             dst: nc.virt,
         };
-        let (id, outcome) = match self.conns.peek(&request) {
-            Some((id, _)) => (id, SyncInstalled::Updated),
-            None => {
+        // an entry of the same request tuple bound elsewhere (another real
+        // server or local port: an old connection on a reused client port)
+        // is replaced, not updated: the master's binding is the live one
+        let existing = self.conns.peek(&request).map(|(id, _)| id);
+        let stale = existing.and_then(|id| {
+            let o = self.conns.get(id)?;
+            let moved = o.real() != nc.real || o.local() != nc.local || o.fwd() != nc.fwd;
+            // a closing entry and a record of a live state: a new
+            // connection on the reused tuple
+            let reused = o.tcp_state().is_some_and(closing) && state.is_some_and(|st| !closing(st));
+            Some((id, moved, reused))
+        });
+        if let Some((id, true, _)) = stale {
+            if let Some(gone) = self.conns.remove(id) {
+                if gone.local().is_some() {
+                    self.ports.released(1);
+                }
+            }
+        }
+        let (id, outcome) = match stale {
+            Some((id, false, reused)) => (
+                id,
+                if reused {
+                    SyncInstalled::New
+                } else {
+                    SyncInstalled::Updated
+                },
+            ),
+            _ => {
                 let id = match self.conns.insert(&nc, now_ms) {
                     Ok(id) => id,
                     Err(ConnError::ReplyExists) if self.evict_stale_reply(&nc) => {

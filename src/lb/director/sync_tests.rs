@@ -360,3 +360,57 @@ fn a_reused_fullnat_port_replaces_the_stale_entry() {
     );
     assert_eq!(own.conns().len(), 1);
 }
+
+/// A client port reused for a new connection: the backup's old, closing
+/// entry of the same request tuple is a new connection's (counted New)
+/// and, bound elsewhere, replaced by the master's binding.
+#[test]
+fn a_reused_client_port_takes_the_masters_binding() {
+    use crate::lb::conn::Endpoint;
+    let mut backup = director(FwdMethod::Masq, 1, &[]);
+    let entry = |rip: Ipv4Addr, state: TcpState| SyncedConn::<u32> {
+        proto: 6,
+        client: Endpoint::new(u32::from(CIP), 40000),
+        virt: Endpoint::new(u32::from(VIP), 80),
+        local: None,
+        real: Endpoint::new(u32::from(rip), 8080),
+        fwd: FwdMethod::Masq,
+        template: false,
+        state: state as u16,
+        inactive: state != TcpState::Established,
+        no_output: false,
+        timeout_s: 0,
+        fwmark: 0,
+        synproxy: None,
+    };
+    let real_of = |lb: &CoreLb| {
+        let c: Vec<_> = lb.conns().iter().map(|(_, c)| c.real().addr).collect();
+        assert_eq!(c.len(), 1);
+        Ipv4Addr::from(c[0])
+    };
+    let ins = |lb: &mut CoreLb, e| lb.install_synced(&e, false, 0);
+    assert_eq!(
+        ins(&mut backup, entry(RIPS[0], TcpState::TimeWait)),
+        Ok(SyncInstalled::New)
+    );
+    // same tuple, same server, a live state: a new connection on it
+    assert_eq!(
+        ins(&mut backup, entry(RIPS[0], TcpState::Established)),
+        Ok(SyncInstalled::New)
+    );
+    // the same connection again: an update
+    assert_eq!(
+        ins(&mut backup, entry(RIPS[0], TcpState::Established)),
+        Ok(SyncInstalled::Updated)
+    );
+    assert_eq!(real_of(&backup), RIPS[0]);
+    // the master has the tuple on the other server now: replaced
+    assert_eq!(
+        ins(&mut backup, entry(RIPS[1], TcpState::Established)),
+        Ok(SyncInstalled::New)
+    );
+    assert_eq!(real_of(&backup), RIPS[1]);
+    let next = seg((CIP, 40000), (VIP, 80), tcp::ACK, 9);
+    let (v, _) = run(&mut backup, &next);
+    assert_eq!(v, FwdVerdict::Forward { next_hop: RIPS[1] });
+}
