@@ -354,7 +354,7 @@ fn scenario(lcores: &str, both_roles: bool) {
     // capture the master's sync traffic on the LAN
     let cap = files.path.join("sync.pcap");
     let cap_s = cap.display().to_string();
-    let dump = Proc::spawn(
+    let mut dump = Proc::spawn(
         Some(&lan),
         "dumpcap",
         &files.path,
@@ -501,8 +501,16 @@ fn scenario(lcores: &str, both_roles: bool) {
     a_child.kill().expect("SIGKILL A");
     let _ = a_child.wait();
     va.child = None;
-    // A's messages are all out: the capture ends here
+    // A's messages are all out: the capture ends here, dumpcap stopped
+    // with SIGINT so that it writes what it buffered
     std::thread::sleep(Duration::from_millis(500));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &dump.child.id().to_string()])
+        .status();
+    let ended = wait_for(Duration::from_secs(10), || {
+        matches!(dump.child.try_wait(), Ok(Some(_)))
+    });
+    assert!(ended, "dumpcap did not stop: {}", dump.log_text());
     drop(dump);
     let mut survivor = vb;
     let mut _prefix_a2 = None;

@@ -19,7 +19,12 @@
 //! in this core's snapshot by address (not by slot: the backup's slots are
 //! its own), it gets the master's state and timeout, and is counted where
 //! the master counted it. An entry that exists already is updated (state,
-//! timeout), as the kernel's `ip_vs_proc_conn` does. FULLNAT entries keep
+//! timeout), as the kernel's `ip_vs_proc_conn` does — unless it is bound
+//! elsewhere (another real server or local port: an old connection on a
+//! reused client port), then the master's binding replaces it, where the
+//! kernel would keep the stale one. A new entry whose reply tuple an old
+//! closing or merely synced entry holds (a restarted master hands out its
+//! FULLNAT local ports from the start again) replaces that entry too. FULLNAT entries keep
 //! the master's local address and port, which must be in the backup's
 //! local address pool for that service (so both directors carry the same
 //! pool; the backup's own new connections avoid the port because its reply
