@@ -1,6 +1,7 @@
 //! IPVS core benchmark: connection table and schedulers, one core, no DPDK.
 //! Run: `cargo bench --bench lb_core` (add `-- --quick` for a short run;
-//! name sections to run only those: `-- --quick fwd`).
+//! name sections to run only those: `-- --quick fwd`; sections: conn,
+//! sched, fwd, synproxy, sync).
 
 #[path = "lb_core/conn.rs"]
 mod conn;
@@ -8,6 +9,8 @@ mod conn;
 mod fwd;
 #[path = "lb_core/sched.rs"]
 mod sched;
+#[path = "lb_core/sync.rs"]
+mod sync;
 #[path = "lb_core/synproxy.rs"]
 mod synproxy;
 
@@ -17,7 +20,7 @@ fn main() {
     let named: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| matches!(*a, "conn" | "sched" | "fwd" | "synproxy"))
+        .filter(|a| matches!(*a, "conn" | "sched" | "fwd" | "synproxy" | "sync"))
         .collect();
     let wanted = |s: &str| named.is_empty() || named.contains(&s);
     if wanted("conn") {
@@ -31,5 +34,8 @@ fn main() {
     }
     if wanted("synproxy") {
         synproxy::run(quick);
+    }
+    if wanted("sync") {
+        sync::run(quick);
     }
 }

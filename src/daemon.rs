@@ -514,6 +514,7 @@ impl Control<'_> {
     /// Start and stop sync daemons to match the state; a daemon that
     /// cannot start is taken out of the state again and reported.
     fn run_sync_daemons(&mut self) -> Result<(), String> {
+        self.syncd.set_settings(self.state.sync_settings());
         match self.syncd.reconcile(self.state.sync_daemons()) {
             Ok(()) => Ok(()),
             Err((role, e)) => {

@@ -50,7 +50,8 @@
 //! the sizes): rate-limited downloads through DR, TUN,
 //! NAT and FULLNAT, started on the master and synced to the backup, must
 //! complete sha256-identical after the takeover (0 broken). Each kill is repeated `VSD_FAILOVER_REPEATS`
-//! times (3 by default; the first with the downloads) and the median printed.
+//! times (3 by default; the first with the downloads, every one with
+//! `VSD_FAILOVER_EVERY=1`: scripts/failover-rounds.sh) and the median printed.
 //!
 //! Failback: with preemption the old master takes the VIP back once, with
 //! `nopreempt` the new master keeps it; a sampler asks both vsds every
@@ -951,6 +952,12 @@ fn repeats() -> usize {
         .unwrap_or(3)
 }
 
+/// Whether every repeated kill has the downloads running
+/// (`VSD_FAILOVER_EVERY=1`), not only the first of each kind.
+fn downloads_every_time() -> bool {
+    std::env::var("VSD_FAILOVER_EVERY").is_ok_and(|v| v == "1")
+}
+
 /// The downloads of every method (DR and TUN by sloppy pickup, NAT and
 /// FULLNAT by connection sync) all complete and sha256-identical.
 fn check_downloads(label: &str, res: &[(u16, u32, u32)]) {
@@ -1058,8 +1065,9 @@ fn start_downloads_synced(lab: &Lab) -> (Proc, PathBuf) {
     let want = u64::from(sizes().conns_per_method + 1) * METHODS.len() as u64;
     assert!(
         wait_for(Duration::from_secs(5), || synced_on_b(lab) - before >= want),
-        "B installed {} synced entries, want {want}",
-        synced_on_b(lab) - before
+        "B installed {} synced entries, want {want}; B's sync counters: {}",
+        synced_on_b(lab) - before,
+        lab.b.vsd.as_ref().expect("vsd B").ask("counters")["sync"]
     );
     s
 }
@@ -1069,7 +1077,8 @@ fn start_downloads_synced(lab: &Lab) -> (Proc, PathBuf) {
 fn kill_cycles(lab: &mut Lab, vrrp: &Vrrp, label: &str, downloads: bool) -> (Vec<f64>, Vec<f64>) {
     let (mut t_ka, mut t_vsd) = (Vec::new(), Vec::new());
     for i in 0..repeats() {
-        let slow = (downloads && i == 0).then(|| start_downloads_synced(lab));
+        let slow =
+            (downloads && (i == 0 || downloads_every_time())).then(|| start_downloads_synced(lab));
         t_ka.push(keepalived_stop_takeover(lab, &format!("probe-ka{i}")));
         if let Some((p, out)) = slow {
             let res = lab.slowget_result(p, &out);
@@ -1078,7 +1087,8 @@ fn kill_cycles(lab: &mut Lab, vrrp: &Vrrp, label: &str, downloads: bool) -> (Vec
         failback_preempt(lab, vrrp);
     }
     for i in 0..repeats() {
-        let slow = (downloads && i == 0).then(|| start_downloads_synced(lab));
+        let slow =
+            (downloads && (i == 0 || downloads_every_time())).then(|| start_downloads_synced(lab));
         t_vsd.push(vsd_kill_takeover(lab, &format!("probe-vsd{i}")));
         if let Some((p, out)) = slow {
             let res = lab.slowget_result(p, &out);

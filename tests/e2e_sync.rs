@@ -22,6 +22,13 @@
 //! 5. The sync traffic captured on the LAN decodes with `tshark -O ipvs`
 //!    without errors; messages and entries match A's counters.
 //!
+//! Both roles on both directors (`both_directors_run_master_and_backup`):
+//! A and B each run a master and a backup daemon at once. After the
+//! takeover B's master syncs the downloads it now carries; A comes back
+//! (a fresh vsd with both daemons), learns them from B, and takes them
+//! back when B is SIGKILLed in turn: two failovers, A → B → A, and both
+//! downloads complete byte-identical.
+//!
 //! Needs root, /dev/net/tun, hugepages, tshark/dumpcap, curl, python3.
 
 mod common;
@@ -39,6 +46,8 @@ const CLIENT: &str = "198.18.1.10";
 const LAN_SNIFF: &str = "198.18.0.250";
 const SYNCID: &str = "7";
 const FILE_BYTES: usize = 16 * 1000 * 1000;
+/// The failback scenario needs twice the time.
+const FILE_BYTES_FAILBACK: usize = 32 * 1000 * 1000;
 /// Client download rate, bytes/s: the transfer takes ~10 s, long enough
 /// to sync, check and take over in the middle.
 const RATE: &str = "1500k";
@@ -177,7 +186,7 @@ fn backup_takes_over_nat_and_fullnat_connections() {
     if !e2e_prerequisites(true) {
         return;
     }
-    scenario("workers = [1]");
+    scenario("workers = [1]", false);
 }
 
 /// Two workers on each director (both on CPU 1): the backup hands each
@@ -188,21 +197,39 @@ fn backup_takes_over_with_two_workers() {
     if !e2e_prerequisites(true) {
         return;
     }
-    scenario("workers = [1, 2]\ncpu_map = \"0@0,1@1,2@1\"");
+    scenario("workers = [1, 2]\ncpu_map = \"0@0,1@1,2@1\"", false);
+}
+
+/// A and B both run a master and a backup daemon; the connections go
+/// A → B → A through two SIGKILLs.
+#[test]
+fn both_directors_run_master_and_backup() {
+    if !e2e_prerequisites(true) {
+        return;
+    }
+    scenario("workers = [1]", true);
 }
 
 /// The scenarios run one at a time: each takes two directors' hugepages.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn scenario(lcores: &str) {
+fn scenario(lcores: &str, both_roles: bool) {
     let _serial = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // the both-roles variant names its namespaces and prefixes hs...
+    let n = |tag: &str| {
+        if both_roles {
+            format!("hs{tag}")
+        } else {
+            tag.to_string()
+        }
+    };
     let files = TempDir::new("vsd-sync-");
-    let lan = Ns::new("sl");
-    let (vna, vnb) = (Ns::new("sa"), Ns::new("sb"));
-    let (cns, rns) = (Ns::new("sc"), Ns::new("sr"));
-    let br = unique("sbr");
+    let lan = Ns::new(&n("sl"));
+    let (vna, vnb) = (Ns::new(&n("sa")), Ns::new(&n("sb")));
+    let (cns, rns) = (Ns::new(&n("sc")), Ns::new(&n("sr")));
+    let br = unique(&n("sbr"));
     lan.ip(&["link", "add", &br, "type", "bridge"]);
     lan.ip(&["addr", "add", &format!("{LAN_SNIFF}/24"), "dev", &br]);
     lan.ip(&["link", "set", &br, "up"]);
@@ -231,7 +258,11 @@ fn scenario(lcores: &str) {
     // A's daemon comes from vsadm, B's from the configuration file
     let start = |d: &Director, ns: &Ns, tag: &str| {
         let (tap, twin) = (unique(&format!("{tag}t")), unique(&format!("{tag}k")));
-        let prefix = DpdkPrefix::new(&format!("vsds{tag}"));
+        let prefix = DpdkPrefix::new(&if both_roles {
+            format!("hsvsd{tag}")
+        } else {
+            format!("vsds{tag}")
+        });
         let extra = if tag == "b" {
             format!(
                 "\n[[sync_daemon]]\nrole = \"backup\"\nmcast_interface = \"{twin}\"\nsyncid = {SYNCID}\n"
@@ -258,8 +289,8 @@ fn scenario(lcores: &str) {
         lan.ip(&["link", "set", &tap, "master", &br, "up"]);
         (v, twin, prefix)
     };
-    let (mut va, twin_a, _pa) = start(&A, &vna, "a");
-    let (mut vb, twin_b, _pb) = start(&B, &vnb, "b");
+    let (mut va, twin_a, pa) = start(&A, &vna, "a");
+    let (vb, twin_b, _pb) = start(&B, &vnb, "b");
 
     // 1. the daemons, with the kernel's defaults filled in
     let refused = va.vsadm(&[
@@ -287,12 +318,31 @@ fn scenario(lcores: &str) {
     );
     let twice = vb.vsadm(&["--start-daemon", "backup", "--mcast-interface", &twin_b]);
     assert!(text(&twice).contains("already running"), "{}", text(&twice));
-    assert_eq!(
-        vsadm_ok(&va, &["-L", "--daemon"]),
-        format!(
-            "master sync daemon (mcast={twin_a}, syncid={SYNCID}, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
-        )
+    let master_a = format!(
+        "master sync daemon (mcast={twin_a}, syncid={SYNCID}, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
     );
+    if both_roles {
+        for (v, role, twin) in [(&va, "backup", &twin_a), (&vb, "master", &twin_b)] {
+            vsadm_ok(
+                v,
+                &[
+                    "--start-daemon",
+                    role,
+                    "--mcast-interface",
+                    twin,
+                    "--syncid",
+                    SYNCID,
+                ],
+            );
+        }
+        let listed = vsadm_ok(&va, &["-L", "--daemon"]);
+        assert!(listed.starts_with(&master_a), "{listed}");
+        assert!(listed.contains("backup sync daemon"), "{listed}");
+        let listed = vsadm_ok(&vb, &["-L", "--daemon"]);
+        assert!(listed.contains("master sync daemon"), "{listed}");
+    } else {
+        assert_eq!(vsadm_ok(&va, &["-L", "--daemon"]), master_a);
+    }
     let listed_b = vsadm_ok(&vb, &["-L", "--daemon"]);
     assert!(
         listed_b.starts_with(&format!(
@@ -304,7 +354,7 @@ fn scenario(lcores: &str) {
     // capture the master's sync traffic on the LAN
     let cap = files.path.join("sync.pcap");
     let cap_s = cap.display().to_string();
-    let dump = Proc::spawn(
+    let mut dump = Proc::spawn(
         Some(&lan),
         "dumpcap",
         &files.path,
@@ -346,6 +396,10 @@ fn scenario(lcores: &str) {
         vb.ask("counters")["sync"]
     );
     assert_eq!(sync_counter(&vb, "received_messages"), 7);
+    // a director's own messages never reach its own backup (no loop)
+    if both_roles {
+        assert_eq!(sync_counter(&va, "received_messages"), 7);
+    }
     assert_eq!(sync_counter(&vb, "worker_installed"), 0);
     assert!(conns_to(&vb, 80).is_empty() && conns_to(&vb, 81).is_empty());
 
@@ -353,7 +407,12 @@ fn scenario(lcores: &str) {
     let web = files.path.join("web");
     std::fs::create_dir_all(&web).expect("web dir");
     let file = web.join("big.bin");
-    write_random_file(&file, FILE_BYTES, 15);
+    let bytes = if both_roles {
+        FILE_BYTES_FAILBACK
+    } else {
+        FILE_BYTES
+    };
+    write_random_file(&file, bytes, 15);
     let want = sha256_of(None, &file);
     let web_s = web.display().to_string();
     let _http = Proc::spawn(
@@ -391,7 +450,7 @@ fn scenario(lcores: &str) {
             &format!("curl{vport}"),
             &files.path,
             "curl",
-            &["-sS", "-m", "90", "--limit-rate", RATE, "-o", &out_s, &url],
+            &["-sS", "-m", "120", "--limit-rate", RATE, "-o", &out_s, &url],
         );
         downloads.push((vport, p, out));
     }
@@ -428,7 +487,13 @@ fn scenario(lcores: &str) {
     rns.ip(&["route", "replace", "198.18.2.0/24", "via", B.dip]);
     // the master's last partial message goes out when its daemon stops
     vsadm_ok(&va, &["--stop-daemon", "master"]);
-    assert_eq!(vsadm_ok(&va, &["-L", "--daemon"]), "");
+    let left = vsadm_ok(&va, &["-L", "--daemon"]);
+    if both_roles {
+        assert!(left.starts_with("backup sync daemon ("), "{left}");
+        assert_eq!(left.lines().count(), 1, "{left}");
+    } else {
+        assert_eq!(left, "");
+    }
     let sent_msgs = sync_counter(&va, "sent_messages");
     let sent_entries = sync_counter(&va, "sent_entries");
     // A dies as a crashed director does: SIGKILL
@@ -436,23 +501,83 @@ fn scenario(lcores: &str) {
     a_child.kill().expect("SIGKILL A");
     let _ = a_child.wait();
     va.child = None;
+    // A's messages are all out: the capture ends here, dumpcap stopped
+    // with SIGINT so that it writes what it buffered
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &dump.child.id().to_string()])
+        .status();
+    let ended = wait_for(Duration::from_secs(10), || {
+        matches!(dump.child.try_wait(), Ok(Some(_)))
+    });
+    assert!(ended, "dumpcap did not stop: {}", dump.log_text());
+    drop(dump);
+    let mut survivor = vb;
+    let mut _prefix_a2 = None;
+    if both_roles {
+        // B's master syncs what it now carries; A comes back (a fresh vsd
+        // running both daemons), learns the downloads from B and takes
+        // them back when B dies in turn
+        drop(pa);
+        let (va2, twin_a2, pa2) = start(&A, &vna, "a");
+        _prefix_a2 = Some(pa2);
+        for role in ["backup", "master"] {
+            vsadm_ok(
+                &va2,
+                &[
+                    "--start-daemon",
+                    role,
+                    "--mcast-interface",
+                    &twin_a2,
+                    "--syncid",
+                    SYNCID,
+                ],
+            );
+        }
+        let relearnt = wait_for(Duration::from_secs(10), || {
+            let rows: Vec<_> = [80, 81].iter().flat_map(|p| conns_to(&va2, *p)).collect();
+            a_rows.iter().all(|r| rows.contains(r))
+        });
+        assert!(
+            relearnt,
+            "A again:\n{}\nB:\n{}\nB sync: {}\nA sync: {}",
+            vsadm_ok(&va2, &["-Lnc"]),
+            vsadm_ok(&survivor, &["-Lnc"]),
+            survivor.ask("counters")["sync"],
+            va2.ask("counters")["sync"]
+        );
+        for (vport, p, _) in &mut downloads {
+            assert!(p.alive(), "download via :{vport} ended before the failback");
+        }
+        cns.ip(&["route", "replace", "198.18.0.0/24", "via", A.cip_gw]);
+        rns.ip(&["route", "replace", "198.18.1.0/24", "via", A.dip]);
+        rns.ip(&["route", "replace", "198.18.2.0/24", "via", A.dip]);
+        eprintln!(
+            "failback: B sent {} entries, A installed {}",
+            sync_counter(&survivor, "sent_entries"),
+            sync_counter(&va2, "worker_installed")
+        );
+        let b_child = survivor.child.as_mut().expect("B running");
+        b_child.kill().expect("SIGKILL B");
+        let _ = b_child.wait();
+        survivor.child = None;
+        survivor = va2;
+    }
     for (vport, p, out) in &mut downloads {
         let done = wait_for(Duration::from_secs(90), || !p.alive());
         assert!(done, "download via :{vport} did not finish");
         let st = p.child.wait().expect("curl status");
         assert!(
             st.success(),
-            "download via :{vport} failed after the takeover: {}\nB -Lnc:\n{}\nB counters: {}",
+            "download via :{vport} failed after the takeover: {}\n-Lnc:\n{}\ncounters: {}",
             p.log_text(),
-            vsadm_ok(&vb, &["-Lnc"]),
-            vb.ask("counters")
+            vsadm_ok(&survivor, &["-Lnc"]),
+            survivor.ask("counters")
         );
         assert_eq!(sha256_of(None, out), want, "download via :{vport} differs");
     }
 
     // 5. every captured sync message decodes; counts match A's
-    std::thread::sleep(Duration::from_millis(500));
-    drop(dump);
     let tshark = |args: &[&str]| {
         let out = std::process::Command::new("tshark")
             .args(["-n", "-r", &cap_s, "-d", "udp.port==8848,ipvs"])
@@ -476,8 +601,8 @@ fn scenario(lcores: &str) {
     );
     eprintln!(
         "sync: {sent_msgs} messages / {sent_entries} entries sent and captured; \
-         backup: {}",
-        vb.ask("counters")["sync"]
+         last director: {}",
+        survivor.ask("counters")["sync"]
     );
     // every entry is one of the test's connections (or its template)
     let addrs = tshark(&[
@@ -509,6 +634,10 @@ fn scenario(lcores: &str) {
     let verbose = tshark(&["-O", "ipvs"]);
     assert!(verbose.contains(RIP), "{verbose}");
 
-    let status = vb.stop();
-    assert!(status.success(), "B exit {status:?}:\n{}", vb.log_text());
+    let status = survivor.stop();
+    assert!(
+        status.success(),
+        "exit {status:?}:\n{}",
+        survivor.log_text()
+    );
 }

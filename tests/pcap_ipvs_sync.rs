@@ -38,6 +38,7 @@ fn conn(client: &str, virt: &str, real: &str, fwd: u32, state: u16) -> SyncConn 
         timeout_s: 900,
         seq: None,
         fullnat_local: None,
+        synproxy: None,
     }
 }
 

@@ -141,6 +141,8 @@ pub struct Config {
     /// Things skipped with a warning (keywords keepalived does not know
     /// either, includes matching nothing), `FILE:LINE: ...`.
     pub warnings: Vec<String>,
+    /// `[sync]`: the kernel's sync sysctls (as `--set-sync`).
+    pub sync: crate::lb::sync::SyncSettings,
 }
 
 /// `[defense]` (see [`crate::lb::defense`]).
@@ -695,11 +697,28 @@ struct RawConfig {
     mark: Vec<S<RawMark>>,
     #[serde(default)]
     sync_daemon: Vec<S<RawSyncDaemon>>,
+    sync: Option<S<RawSync>>,
+}
+
+/// `[sync]`: `threshold`, `period`, `refresh_period` (seconds), `retries`,
+/// `persist_mode` (0/1), `version` — the kernel's `sync_threshold` pair,
+/// `sync_refresh_period`, `sync_retries`, `sync_persist_mode`,
+/// `sync_version`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    threshold: Option<S<i64>>,
+    period: Option<S<i64>>,
+    refresh_period: Option<S<i64>>,
+    retries: Option<S<i64>>,
+    persist_mode: Option<S<i64>>,
+    version: Option<S<i64>>,
 }
 
 /// `[[sync_daemon]]`: `role = "master"|"backup"`, `mcast_interface`, and
 /// optional `syncid`, `sync_maxlen`, `mcast_group`, `mcast_port`,
-/// `mcast_ttl` (the `--start-daemon` options).
+/// `mcast_ttl` (the `--start-daemon` options) and `peers`, a list of IPv4
+/// unicast addresses used instead of the group (`--sync-peer`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSyncDaemon {
@@ -710,6 +729,8 @@ struct RawSyncDaemon {
     mcast_group: Option<S<String>>,
     mcast_port: Option<S<i64>>,
     mcast_ttl: Option<S<i64>>,
+    #[serde(default)]
+    peers: Vec<S<String>>,
 }
 
 /// `[[mark]]`: `dst = "198.18.0.100/32"`, `proto = "tcp"`,
@@ -1269,10 +1290,12 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let sync_daemons = build_sync_daemons(ctx, &raw.sync_daemon)?;
+    let sync = build_sync(ctx, raw.sync.as_ref())?;
     Ok(Config {
         keepalived: None,
         warnings: Vec::new(),
         sync_daemons,
+        sync,
         marks: marks.rules().to_vec(),
         source: ctx.origin.to_string(),
         eal,
@@ -1377,7 +1400,27 @@ fn build_sync_daemons(
                 Some(ip)
             }
         };
+        let mut peers = Vec::new();
+        for (j, p) in d.peers.iter().enumerate() {
+            let ip = ctx.ip(p, &k(&format!("peers[{j}]")))?;
+            if !ip.is_ipv4() || ip.is_multicast() || ip.is_unspecified() {
+                return Err(ctx.err(
+                    p.span(),
+                    k(&format!("peers[{j}]")),
+                    format!("{ip}: must be an IPv4 unicast address"),
+                ));
+            }
+            if peers.contains(&ip) {
+                return Err(ctx.err(
+                    p.span(),
+                    k(&format!("peers[{j}]")),
+                    format!("{ip} given twice"),
+                ));
+            }
+            peers.push(ip);
+        }
         out.push(SyncDaemonSpec {
+            peers,
             role,
             mcast_interface: d.mcast_interface.get_ref().clone(),
             syncid: opt(&d.syncid, "syncid", 0, 255)?.unwrap_or(0) as u8,
@@ -1388,6 +1431,35 @@ fn build_sync_daemons(
         });
     }
     Ok(out)
+}
+
+fn build_sync(
+    ctx: &Ctx<'_>,
+    raw: Option<&S<RawSync>>,
+) -> Result<crate::lb::sync::SyncSettings, ConfigError> {
+    use crate::lb::sync::{SyncSettings, MAX_REFRESH_PERIOD_S};
+    let d = SyncSettings::default();
+    let Some(raw) = raw else {
+        return Ok(d);
+    };
+    let r = raw.get_ref();
+    let max = i64::from(i32::MAX);
+    let s = SyncSettings {
+        threshold: narrow(ctx.int_or(&r.threshold, "sync.threshold", 0, max, 3)?),
+        period: narrow(ctx.int_or(&r.period, "sync.period", 0, max, 50)?),
+        refresh_period_s: narrow(ctx.int_or(
+            &r.refresh_period,
+            "sync.refresh_period",
+            0,
+            i64::from(MAX_REFRESH_PERIOD_S),
+            0,
+        )?),
+        retries: narrow(ctx.int_or(&r.retries, "sync.retries", 0, 3, 0)?),
+        persist_mode: ctx.int_or(&r.persist_mode, "sync.persist_mode", 0, 1, 0)? == 1,
+        version: narrow(ctx.int_or(&r.version, "sync.version", 0, 1, 1)?),
+    };
+    s.validate().map_err(|e| ctx.err(raw.span(), "sync", e))?;
+    Ok(s)
 }
 
 fn build_defense(ctx: &Ctx<'_>, raw: Option<&S<RawDefense>>) -> Result<DefenseConf, ConfigError> {
@@ -3377,6 +3449,46 @@ mod tests {
              [[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"y\"\n"
         ))
         .contains("a second master sync daemon"));
+        // unicast peers
+        let c = parse(&format!(
+            "{BASE}\n[[sync_daemon]]\nrole = \"backup\"\nmcast_interface = \"x\"\n\
+             peers = [\"198.18.0.1\", \"198.18.0.2\"]\n"
+        ));
+        assert_eq!(
+            c.sync_daemons[0].peers,
+            [
+                "198.18.0.1".parse::<IpAddr>().unwrap(),
+                "198.18.0.2".parse().unwrap()
+            ]
+        );
+        assert!(error(&with_base(
+            "[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"x\"\n\
+             peers = [\"224.0.0.81\"]\n"
+        ))
+        .contains("sync_daemon[0].peers[0]: 224.0.0.81: must be an IPv4 unicast address"));
+        assert!(error(&with_base(
+            "[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"x\"\n\
+             peers = [\"198.18.0.1\", \"198.18.0.1\"]\n"
+        ))
+        .contains("given twice"));
+    }
+
+    #[test]
+    fn sync_settings_are_read_and_checked() {
+        let c = parse(BASE);
+        assert_eq!(c.sync, crate::lb::sync::SyncSettings::default());
+        let c = parse(&format!(
+            "{BASE}\n[sync]\nthreshold = 1\nperiod = 10\nrefresh_period = 30\nretries = 3\n\
+             persist_mode = 1\n"
+        ));
+        assert_eq!(
+            c.sync.render(),
+            "threshold=1 period=10 refresh_period=30 retries=3 persist_mode=1 version=1"
+        );
+        assert!(error(&with_base("[sync]\nretries = 4\n")).contains("sync.retries: 4 out of range"));
+        assert!(error(&with_base("[sync]\nthreshold = 60\n")).contains("below the period"));
+        assert!(error(&with_base("[sync]\nversion = 0\n")).contains("version 1 only"));
+        assert!(error(&with_base("[sync]\nqlen = 1\n")).contains("unknown field `qlen`"));
     }
 
     #[test]
@@ -3391,7 +3503,7 @@ mod tests {
             error(&format!("[ports]\nx = 1\n{BASE}")),
             "t.toml:1:2: ports: unknown field `ports`, expected one of `eal`, `lcores`, `control`, \
              `mempool`, `port`, `vip`, `neighbour`, `lb`, `service`, `defense`, `timeouts`, `mark`, \
-             `sync_daemon`"
+             `sync_daemon`, `sync`"
         );
         assert_eq!(
             error(&with_base("[neighbour]\nretry = 5\n")),

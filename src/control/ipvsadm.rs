@@ -94,6 +94,11 @@ pub struct SyncDaemonSpec {
     pub mcast_port: Option<u16>,
     /// `--mcast-ttl`, `None` = 1.
     pub mcast_ttl: Option<u8>,
+    /// `--sync-peer IP`, repeated (vsd): unicast peers. A master sends
+    /// every message to each of them instead of the group; a backup
+    /// accepts datagrams from them only, on the sync port, without joining
+    /// the group. Empty: multicast, as the kernel.
+    pub peers: Vec<IpAddr>,
 }
 
 /// What `-L` lists.
@@ -112,6 +117,8 @@ pub enum ListWhat {
     Marks,
     /// `--defense` (vsd): drop_entry, secure_tcp and SYN_RECV timeouts.
     Defense,
+    /// `--sync` (vsd): the sync knobs of `--set-sync`.
+    SyncSettings,
 }
 
 /// `-L` output modifiers (ipvsadm's `FMT_*` flags).
@@ -187,6 +194,10 @@ pub enum Command {
     /// `--set-defense key=value...` (vsd): IPVS's drop_entry / secure_tcp
     /// knobs and the SYN_RECV timeout.
     SetDefense(DefenseChange),
+    /// `--set-sync key=value...` (vsd): the kernel's sync sysctls
+    /// (sync_threshold, sync_refresh_period, sync_retries,
+    /// sync_persist_mode, sync_version).
+    SetSync(SyncChange),
     /// `-S [-n]`.
     Save {
         /// `-n`.
@@ -255,6 +266,7 @@ impl Command {
                 | Command::Clear
                 | Command::SetTimeouts { .. }
                 | Command::SetDefense(_)
+                | Command::SetSync(_)
                 | Command::Restore
                 | Command::StartDaemon(_)
                 | Command::StopDaemon(_)
@@ -354,6 +366,75 @@ impl DefenseChange {
     }
 }
 
+/// `--set-sync` words: each setting given, the others unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncChange {
+    /// `threshold=N` (sync_threshold's first value).
+    pub threshold: Option<u32>,
+    /// `period=N` (sync_threshold's second value).
+    pub period: Option<u32>,
+    /// `refresh_period=SECS` (sync_refresh_period).
+    pub refresh_period: Option<u32>,
+    /// `retries=0..3` (sync_retries).
+    pub retries: Option<u8>,
+    /// `persist_mode=0|1` (sync_persist_mode).
+    pub persist_mode: Option<bool>,
+    /// `version=0|1` (sync_version).
+    pub version: Option<u8>,
+}
+
+impl SyncChange {
+    /// Parse `key=value` words; at least one, each key at most once.
+    /// Ranges are checked here; the combination (threshold below period,
+    /// version) by [`crate::lb::sync::SyncSettings::validate`].
+    pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<SyncChange, String> {
+        const USE: &str = "--set-sync takes threshold=N, period=N, refresh_period=SECS, \
+                           retries=0..3, persist_mode=0|1 or version=0|1";
+        if words.is_empty() {
+            return Err(format!("{USE}: nothing to set"));
+        }
+        let mut c = SyncChange::default();
+        for w in words {
+            let w = w.as_ref();
+            let Some((key, value)) = w.split_once('=') else {
+                return Err(format!("{USE}: `{w}' is not key=value"));
+            };
+            let num = |lo: i64, hi: i64| {
+                number(value, lo, hi).ok_or_else(|| {
+                    format!("invalid {key} value `{value}' specified: must be {lo}..{hi}")
+                })
+            };
+            let fresh = match key {
+                "threshold" => c.threshold.replace(num(0, i64::from(i32::MAX))? as u32),
+                "period" => c.period.replace(num(0, i64::from(i32::MAX))? as u32),
+                "refresh_period" => c
+                    .refresh_period
+                    .replace(num(0, i64::from(crate::lb::sync::MAX_REFRESH_PERIOD_S))? as u32),
+                "retries" => c.retries.replace(num(0, 3)? as u8).map(u32::from),
+                "persist_mode" => c.persist_mode.replace(num(0, 1)? == 1).map(u32::from),
+                "version" => c.version.replace(num(0, 1)? as u8).map(u32::from),
+                _ => return Err(format!("{USE}: unknown setting `{key}'")),
+            };
+            if fresh.is_some() {
+                return Err(format!("{key} given twice"));
+            }
+        }
+        Ok(c)
+    }
+
+    /// `s` with the given settings changed.
+    pub fn apply(&self, s: crate::lb::sync::SyncSettings) -> crate::lb::sync::SyncSettings {
+        crate::lb::sync::SyncSettings {
+            threshold: self.threshold.unwrap_or(s.threshold),
+            period: self.period.unwrap_or(s.period),
+            refresh_period_s: self.refresh_period.unwrap_or(s.refresh_period_s),
+            retries: self.retries.unwrap_or(s.retries),
+            persist_mode: self.persist_mode.unwrap_or(s.persist_mode),
+            version: self.version.unwrap_or(s.version),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The command/option table
 // ---------------------------------------------------------------------------------------
@@ -387,6 +468,7 @@ enum Cmd {
     AddMark,
     DelMark,
     SetDefense,
+    SetSync,
 }
 
 impl Cmd {
@@ -418,6 +500,7 @@ impl Cmd {
             Cmd::AddMark => "add-mark",
             Cmd::DelMark => "del-mark",
             Cmd::SetDefense => "set-defense",
+            Cmd::SetSync => "set-sync",
         }
     }
 }
@@ -468,10 +551,12 @@ enum Opt {
     Marks,
     Defense,
     Synproxy,
+    SyncSettings,
+    SyncPeer,
 }
 
 impl Opt {
-    const ALL: [Opt; 43] = [
+    const ALL: [Opt; 45] = [
         Opt::Numeric,
         Opt::Connection,
         Opt::Service,
@@ -515,6 +600,8 @@ impl Opt {
         Opt::Marks,
         Opt::Defense,
         Opt::Synproxy,
+        Opt::SyncSettings,
+        Opt::SyncPeer,
     ];
 
     fn bit(self) -> u64 {
@@ -566,6 +653,8 @@ impl Opt {
             Opt::Marks => "marks",
             Opt::Defense => "defense",
             Opt::Synproxy => "synproxy",
+            Opt::SyncSettings => "sync",
+            Opt::SyncPeer => "sync-peer",
         }
     }
 }
@@ -604,9 +693,13 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
             _ => Illegal,
         },
         Cmd::List => match opt {
-            O::Connection | O::Service | O::Timeout | O::Daemon | O::Marks | O::Defense => {
-                Exclusive
-            }
+            O::Connection
+            | O::Service
+            | O::Timeout
+            | O::Daemon
+            | O::Marks
+            | O::Defense
+            | O::SyncSettings => Exclusive,
             O::Numeric
             | O::Stats
             | O::Rate
@@ -636,9 +729,13 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
             _ => Illegal,
         },
         Cmd::StartDaemon => match opt {
-            O::Mcast | O::SyncId | O::McastGroup | O::McastPort | O::McastTtl | O::SyncMaxlen => {
-                Optional
-            }
+            O::Mcast
+            | O::SyncId
+            | O::McastGroup
+            | O::McastPort
+            | O::McastTtl
+            | O::SyncMaxlen
+            | O::SyncPeer => Optional,
             _ => Illegal,
         },
         Cmd::StopDaemon => match opt {
@@ -674,7 +771,8 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
         | Cmd::Reload
         | Cmd::Prometheus
         | Cmd::Checks
-        | Cmd::SetDefense => Illegal,
+        | Cmd::SetDefense
+        | Cmd::SetSync => Illegal,
     }
 }
 
@@ -778,6 +876,8 @@ enum Tag {
     Marks,
     Defense,
     Synproxy,
+    SyncSettings,
+    SyncPeer,
 }
 
 /// Whether an option takes a value.
@@ -918,6 +1018,9 @@ const SPECS: &[Spec] = &[
         Tag::Command(Cmd::SetDefense),
     ),
     spec("defense", None, Arg::None, Tag::Defense),
+    spec("set-sync", None, Arg::None, Tag::Command(Cmd::SetSync)),
+    spec("sync", None, Arg::None, Tag::SyncSettings),
+    spec("sync-peer", None, Arg::Required, Tag::SyncPeer),
     spec("synproxy", None, Arg::None, Tag::Synproxy),
 ];
 
@@ -1140,6 +1243,7 @@ struct Builder {
     mcast_port: Option<u16>,
     mcast_ttl: Option<u8>,
     sync_maxlen: Option<u16>,
+    sync_peers: Vec<IpAddr>,
     tun_type_unsupported: Option<String>,
     laddr: Option<IpAddr>,
     mark_dst: Option<(Ipv4Addr, u8)>,
@@ -1276,6 +1380,23 @@ impl Builder {
             Tag::Timeout => self.set_option(Opt::Timeout)?,
             Tag::Daemon => self.set_option(Opt::Daemon)?,
             Tag::Defense => self.set_option(Opt::Defense)?,
+            Tag::SyncSettings => self.set_option(Opt::SyncSettings)?,
+            Tag::SyncPeer => {
+                // repeated: one per peer
+                self.options |= Opt::SyncPeer.bit();
+                let ip: IpAddr = v
+                    .parse()
+                    .map_err(|_| format!("invalid sync-peer `{v}' specified"))?;
+                if !ip.is_ipv4() || ip.is_multicast() || ip.is_unspecified() {
+                    return Err(format!(
+                        "invalid sync-peer `{v}' specified: must be an IPv4 unicast address"
+                    ));
+                }
+                if self.sync_peers.contains(&ip) {
+                    return Err(format!("sync-peer {ip} given twice"));
+                }
+                self.sync_peers.push(ip);
+            }
             Tag::Synproxy => {
                 self.set_option(Opt::Synproxy)?;
                 self.synproxy = true;
@@ -1552,6 +1673,11 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
         defense = Some(DefenseChange::parse(&positional)?);
         positional.clear();
     }
+    let mut sync_change = None;
+    if cmd == Cmd::SetSync {
+        sync_change = Some(SyncChange::parse(&positional)?);
+        positional.clear();
+    }
     if let Some(p) = positional.first() {
         return Err(format!("unexpected argument {p}"));
     }
@@ -1563,7 +1689,10 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
         Cmd::Del => Command::DelService(b.required_service()?),
         Cmd::Flush => Command::Clear,
         Cmd::List => {
-            let summary = b.has(Opt::Timeout) || b.has(Opt::Daemon) || b.has(Opt::Defense);
+            let summary = b.has(Opt::Timeout)
+                || b.has(Opt::Daemon)
+                || b.has(Opt::Defense)
+                || b.has(Opt::SyncSettings);
             let conflict = (b.has(Opt::Connection) || summary || b.has(Opt::Marks))
                 && (b.has(Opt::Stats) || b.has(Opt::Rate) || b.has(Opt::Thresholds))
                 || summary && b.has(Opt::PersistentConn);
@@ -1580,6 +1709,8 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
                 ListWhat::Marks
             } else if b.has(Opt::Defense) {
                 ListWhat::Defense
+            } else if b.has(Opt::SyncSettings) {
+                ListWhat::SyncSettings
             } else {
                 ListWhat::Services
             };
@@ -1607,6 +1738,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
             Command::SetTimeouts { tcp, tcpfin, udp }
         }
         Cmd::SetDefense => Command::SetDefense(defense.unwrap_or_default()),
+        Cmd::SetSync => Command::SetSync(sync_change.unwrap_or_default()),
         Cmd::StartDaemon => Command::StartDaemon(SyncDaemonSpec {
             role: b.sync_role.unwrap_or(SyncRole::Master),
             mcast_interface: b.mcast_if.clone().unwrap_or_else(|| "eth0".into()),
@@ -1615,6 +1747,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
             mcast_group: b.mcast_group,
             mcast_port: b.mcast_port,
             mcast_ttl: b.mcast_ttl,
+            peers: b.sync_peers.clone(),
         }),
         Cmd::StopDaemon => Command::StopDaemon(b.sync_role.unwrap_or(SyncRole::Master)),
         Cmd::Restore => Command::Restore,
@@ -1713,6 +1846,7 @@ pub fn usage(program: &str) -> String {
 \x20 {p} --set-defense [drop_entry=N] [secure_tcp=N] [synrecv=SECS] [pressure=PCT] [sloppy_tcp=0|1]\n\
 \x20 {p} --start-daemon {{master|backup}} [daemon-options]\n\
 \x20 {p} --stop-daemon {{master|backup}}\n\
+\x20 {p} --set-sync [threshold=N] [period=N] [refresh_period=SECS] [retries=N] [persist_mode=0|1]\n\
 \x20 {p} --add-laddr|--del-laddr -z local-address virtual-service\n\
 \x20 {p} --get-laddr [virtual-service]\n\
 \x20 {p} --add-mark|--del-mark [--dst address[/len]] [--proto tcp|udp] [--dport port[:last]] --set-mark fwmark\n\
@@ -1739,6 +1873,11 @@ Either long or short options are allowed.\n\
 \x20                             secure_tcp is on), sloppy_tcp=0|1 (a non-SYN TCP\n\
 \x20                             packet may open a connection); show with\n\
 \x20                             -L --defense\n\
+\x20 --set-sync key=value...     connection sync knobs (the kernel's sysctls):\n\
+\x20                             threshold=3 period=50 (sync a connection when its\n\
+\x20                             packet count % period == threshold), refresh_period=\n\
+\x20                             SECS (0: off), retries=0..3, persist_mode=0|1,\n\
+\x20                             version=1; show with -L --sync\n\
 \x20 --start-daemon              start connection sync daemon\n\
 \x20 --stop-daemon               stop connection sync daemon\n\
 \x20 --add-laddr                 add a FULLNAT local address to a service\n\
@@ -1777,6 +1916,7 @@ Options:\n\
 \x20 --daemon                            output of daemon information\n\
 \x20 --marks                             output of the firewall-mark rules\n\
 \x20 --defense                           output of SYN-flood defence settings (vsd)\n\
+\x20 --sync                              output of connection sync settings (vsd)\n\
 \x20 --stats                             output of statistics information\n\
 \x20 --rate                              output of rate information\n\
 \x20 --exact                             expand numbers (display exact values)\n\
@@ -1803,7 +1943,9 @@ Daemon Options:\n\
 \x20 --mcast-interface interface         multicast interface for connection sync\n\
 \x20 --mcast-group address               IPv4/IPv6 group (default=224.0.0.81)\n\
 \x20 --mcast-port port                   UDP port (default=8848)\n\
-\x20 --mcast-ttl ttl                     Multicast TTL (default=1)\n"
+\x20 --mcast-ttl ttl                     Multicast TTL (default=1)\n\
+\x20 --sync-peer address                 unicast peer instead of the group (vsd;\n\
+\x20                                     repeat for each peer)\n"
     )
 }
 
@@ -2379,6 +2521,64 @@ mod tests {
     }
 
     #[test]
+    fn set_sync_sync_peers_and_the_listing() {
+        assert_eq!(
+            ok("--set-sync threshold=5 period=100 refresh_period=60 retries=2 persist_mode=1"),
+            Command::SetSync(SyncChange {
+                threshold: Some(5),
+                period: Some(100),
+                refresh_period: Some(60),
+                retries: Some(2),
+                persist_mode: Some(true),
+                version: None,
+            })
+        );
+        let Command::SetSync(c) = ok("--set-sync period=0") else {
+            panic!()
+        };
+        let s = c.apply(crate::lb::sync::SyncSettings::default());
+        assert_eq!((s.threshold, s.period), (3, 0));
+        assert!(ok("--set-sync retries=1").is_change());
+        assert!(err("--set-sync").contains("nothing to set"));
+        assert!(err("--set-sync retries=4").contains("must be 0..3"));
+        assert!(err("--set-sync persist_mode=2").contains("must be 0..1"));
+        assert!(err("--set-sync threshold=-1").contains("invalid threshold"));
+        assert!(err("--set-sync period=1 period=2").contains("period given twice"));
+        assert!(err("--set-sync sync_qlen_max=1").contains("unknown setting `sync_qlen_max'"));
+        assert!(err("--set-sync retries").contains("not key=value"));
+        assert_eq!(
+            err("--set-sync retries=1 --syncid 3"),
+            "Illegal 'syncid' option with the 'set-sync' command"
+        );
+        assert_eq!(list("-L --sync").what, ListWhat::SyncSettings);
+        assert_eq!(
+            err("-L --sync --daemon"),
+            "The option 'sync' conflicts with the 'daemon' option in the 'list' command"
+        );
+        // unicast peers, repeated
+        let Command::StartDaemon(spec) =
+            ok("--start-daemon master --sync-peer 198.18.0.2 --sync-peer 198.18.0.3")
+        else {
+            panic!()
+        };
+        assert_eq!(spec.peers, [v4("198.18.0.2"), v4("198.18.0.3")]);
+        assert!(
+            err("--start-daemon master --sync-peer 198.18.0.2 --sync-peer 198.18.0.2")
+                .contains("given twice")
+        );
+        assert!(err("--start-daemon master --sync-peer 224.0.0.81").contains("unicast"));
+        assert!(err("--start-daemon master --sync-peer 2001:db8::1").contains("unicast"));
+        assert!(err("--start-daemon master --sync-peer x").contains("invalid sync-peer"));
+        assert_eq!(
+            err("-L --sync-peer 198.18.0.2"),
+            "Illegal 'sync-peer' option with the 'list' command"
+        );
+        let u = usage("vsadm");
+        assert!(u.contains("--set-sync key=value"));
+        assert!(u.contains("--sync-peer address"));
+    }
+
+    #[test]
     fn sync_daemon_commands() {
         assert_eq!(
             ok("--start-daemon master"),
@@ -2390,6 +2590,7 @@ mod tests {
                 mcast_group: None,
                 mcast_port: None,
                 mcast_ttl: None,
+                peers: Vec::new(),
             })
         );
         assert_eq!(
@@ -2405,6 +2606,7 @@ mod tests {
                 mcast_group: Some(v4("239.1.1.1")),
                 mcast_port: Some(9000),
                 mcast_ttl: Some(2),
+                peers: Vec::new(),
             })
         );
         assert!(matches!(

@@ -605,6 +605,10 @@ pub fn render_daemons(daemons: &[SyncDaemonSpec]) -> String {
         if let Some(t) = d.mcast_ttl {
             let _ = write!(out, ", ttl={t}");
         }
+        // vsd: unicast peers instead of the group
+        for p in &d.peers {
+            let _ = write!(out, ", peer={p}");
+        }
         out.push_str(")\n");
     }
     out
@@ -1337,6 +1341,7 @@ mod tests {
                 mcast_group: None,
                 mcast_port: None,
                 mcast_ttl: None,
+                peers: Vec::new(),
             },
             SyncDaemonSpec {
                 role: crate::control::ipvsadm::SyncRole::Backup,
@@ -1346,6 +1351,7 @@ mod tests {
                 mcast_group: Some(ip("239.0.0.1")),
                 mcast_port: Some(9000),
                 mcast_ttl: Some(3),
+                peers: Vec::new(),
             },
         ];
         assert_eq!(

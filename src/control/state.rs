@@ -136,6 +136,8 @@ pub struct ReloadDiff {
     pub marks_changed: bool,
     /// `[defense]` changed the defence settings or the SYN_RECV timeout.
     pub defense_changed: bool,
+    /// `[sync]` changed the sync knobs.
+    pub sync_changed: bool,
 }
 
 impl ReloadDiff {
@@ -150,6 +152,7 @@ impl ReloadDiff {
             && self.laddrs_changed.is_empty()
             && !self.marks_changed
             && !self.defense_changed
+            && !self.sync_changed
     }
 
     /// One line for the operator.
@@ -161,7 +164,7 @@ impl ReloadDiff {
         };
         format!(
             "services: {} added, {} edited, {} removed; servers: {} added, {} edited, {} removed; \
-             local addresses changed in {} service(s){marks}{}",
+             local addresses changed in {} service(s){marks}{}{}",
             self.services_added.len(),
             self.services_edited.len(),
             self.services_removed.len(),
@@ -171,6 +174,11 @@ impl ReloadDiff {
             self.laddrs_changed.len(),
             if self.defense_changed {
                 "; defense settings changed"
+            } else {
+                ""
+            },
+            if self.sync_changed {
+                "; sync settings changed"
             } else {
                 ""
             }
@@ -212,6 +220,8 @@ pub struct ControlState {
     timeouts: Timeouts,
     defense: DefenseConfig,
     sync: Vec<SyncDaemonSpec>,
+    /// The kernel's sync sysctls (`--set-sync`, `[sync]`).
+    sync_settings: crate::lb::sync::SyncSettings,
     /// Firewall-mark rules (`--add-mark`, `[[mark]]`).
     marks: MarkRules,
     /// Slots of deleted servers still waiting for [`Self::release_dest_slot`].
@@ -232,6 +242,7 @@ struct FileGlobals {
     marks: Vec<crate::lb::mark::MarkRule>,
     defense: config::DefenseConf,
     timeouts: config::TimeoutsConf,
+    sync: crate::lb::sync::SyncSettings,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -329,6 +340,7 @@ impl ControlState {
             timeouts: Timeouts::default(),
             defense: DefenseConfig::default(),
             sync: Vec::new(),
+            sync_settings: crate::lb::sync::SyncSettings::default(),
             marks: MarkRules::new(),
             draining: BTreeSet::new(),
             version: 1,
@@ -378,6 +390,11 @@ impl ControlState {
     /// Sync daemons that should run.
     pub fn sync_daemons(&self) -> &[SyncDaemonSpec] {
         &self.sync
+    }
+
+    /// The sync knobs.
+    pub fn sync_settings(&self) -> &crate::lb::sync::SyncSettings {
+        &self.sync_settings
     }
 
     /// What to publish.
@@ -512,6 +529,12 @@ impl ControlState {
                 self.timeouts = t;
                 self.changed()
             }
+            Command::SetSync(c) => {
+                let s = c.apply(self.sync_settings);
+                s.validate()?;
+                self.sync_settings = s;
+                self.changed()
+            }
             Command::StartDaemon(spec) => {
                 let spec = super::syncd::resolve(spec)?;
                 if self.sync.iter().any(|d| d.role == spec.role) {
@@ -581,6 +604,9 @@ impl ControlState {
             }
             Command::List(l) if l.what == ipvsadm::ListWhat::Defense => Ok(Reply::Text(
                 listing::render_defense(&self.defense, &self.timeouts),
+            )),
+            Command::List(l) if l.what == ipvsadm::ListWhat::SyncSettings => Ok(Reply::Text(
+                format!("Sync settings: {}\n", self.sync_settings.render()),
             )),
             Command::List(l) if l.what == ipvsadm::ListWhat::Daemons => {
                 Ok(Reply::Text(listing::render_daemons(&self.sync)))
@@ -853,6 +879,7 @@ impl ControlState {
             marks: cfg.marks.clone(),
             defense: cfg.defense,
             timeouts: cfg.timeouts,
+            sync: cfg.sync,
         };
         let last = self.file_globals.clone();
         if last.as_ref().map(|l| &l.marks) != Some(&now.marks) {
@@ -911,6 +938,11 @@ impl ControlState {
             self.defense = d;
             self.timeouts = t;
             diff.defense_changed = true;
+        }
+        if last.as_ref().map(|l| l.sync) != Some(now.sync) && cfg.sync != self.sync_settings {
+            cfg.sync.validate()?;
+            self.sync_settings = cfg.sync;
+            diff.sync_changed = true;
         }
         self.file_globals = Some(now);
         Ok(diff)
@@ -1955,6 +1987,38 @@ address = "198.18.1.21"
             s.service_views(&stats)[0].dests[0].stats.conns,
             130_000 - 121_000
         );
+    }
+
+    #[test]
+    fn set_sync_changes_the_knobs_and_the_listing() {
+        let mut s = ControlState::default();
+        let text = |s: &mut ControlState| match run(s, "-L --sync").unwrap() {
+            Reply::Text(t) => t,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            text(&mut s),
+            "Sync settings: threshold=3 period=50 refresh_period=0 retries=0 persist_mode=0 \
+             version=1\n"
+        );
+        let v = s.version();
+        ok(&mut s, "--set-sync refresh_period=10 retries=2");
+        assert!(s.version() > v);
+        assert_eq!(s.sync_settings().retries, 2);
+        assert!(text(&mut s).contains("refresh_period=10 retries=2"));
+        // the combination is checked, the state kept on a refusal
+        assert!(run(&mut s, "--set-sync threshold=50")
+            .unwrap_err()
+            .contains("below the period"));
+        assert!(run(&mut s, "--set-sync version=0")
+            .unwrap_err()
+            .contains("version 1 only"));
+        assert_eq!(s.sync_settings().threshold, 3);
+        // from the config, and back to the defaults on reload
+        let d = s.reload(&config("[sync]\nperiod = 100\n")).unwrap();
+        assert!(d.sync_changed && d.summary().contains("sync settings changed"));
+        assert_eq!(s.sync_settings().period, 100);
+        assert_eq!(s.sync_settings().retries, 0);
     }
 
     #[test]

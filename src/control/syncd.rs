@@ -41,15 +41,22 @@
 //! [`FromSyncError`], a full worker inbox); send errors are counted. A
 //! socket that cannot be set up refuses the `--start-daemon`.
 //!
-//! **Not done.** Unicast peers, sync_refresh_period / sync_retries (their
-//! kernel defaults, 0, are what runs), SEQ options (vsd keeps no sequence
-//! deltas), IPv6 multicast groups, fwmark services on the backup (the
-//! master sends fwmark 0 for connections).
+//! **Unicast peers** (vsd, `--sync-peer`): instead of the group, a master
+//! sends every message to each peer's sync port; a backup binds the port
+//! on any address of the interface, joins no group and drops (counting
+//! `dropped_message_not_a_peer`) datagrams whose source is not a peer.
+//!
+//! **Knobs.** The kernel's sync sysctls ([`SyncSettings`], `--set-sync`)
+//! go to every worker's feed ([`SyncDaemons::set_settings`]); the workers
+//! make the decision ([`crate::lb::sync::sync_decide`]).
+//!
+//! **Not done.** SEQ options (vsd keeps no sequence deltas), IPv6
+//! multicast groups and peers.
 
 use super::ipvsadm::{SyncDaemonSpec, SyncRole};
 use crate::dataplane::sync_feed::{SyncDelivery, SyncFeed};
 use crate::lb::owner::RssOwner;
-use crate::lb::sync::{FromSyncError, SyncedConn};
+use crate::lb::sync::{FromSyncError, SyncSettings, SyncedConn};
 use crate::lb::types::FwdMethod;
 use crate::wire::ipvs_sync::{decode, EntryError, MessageError, SyncMessageBuilder};
 use serde_json::{json, Value};
@@ -69,8 +76,13 @@ pub const DEFAULT_PORT: u16 = 8848;
 pub const DEFAULT_TTL: u8 = 1;
 /// How long a message's first entry may wait for company.
 pub const FLUSH_AFTER: Duration = Duration::from_secs(2);
-/// How often the master drains the workers' queues.
+/// How often the master drains the workers' queues when they were empty.
 pub const MASTER_POLL: Duration = Duration::from_millis(20);
+/// ... and while records keep coming, so a worker's queue
+/// ([`crate::dataplane::sync_feed::SYNC_FEED_CAPACITY`] records, 65536:
+/// 130 ms at 500K records/s) rides out the daemon thread being scheduled
+/// late on a busy CPU.
+pub const MASTER_BUSY_POLL: Duration = Duration::from_millis(1);
 /// IPv4 + UDP header bytes.
 const HEADERS_V4: usize = 28;
 
@@ -94,6 +106,7 @@ const COUNTER_NAMES: &[&str] = &[
     "delivered_entries",
     "dropped_entry_inbox_full",
     "dropped_entry_no_worker",
+    "dropped_message_not_a_peer",
 ];
 
 impl Default for SyncCounters {
@@ -155,6 +168,7 @@ const ENTRY_DROPS: &[&str] = &[
     "persistence_engine",
     "version0_seq_data",
     "bad_fullnat_option",
+    "bad_synproxy_option",
     "address_family",
     "forwarding_method",
     "protocol",
@@ -192,6 +206,7 @@ pub fn entry_drop_name(e: &EntryError) -> &'static str {
         EntryError::PersistenceEngine => "persistence_engine",
         EntryError::Version0SeqData => "version0_seq_data",
         EntryError::BadFullnatOption => "bad_fullnat_option",
+        EntryError::BadSynproxyOption => "bad_synproxy_option",
     }
 }
 
@@ -289,7 +304,24 @@ pub fn resolve(spec: &SyncDaemonSpec) -> Result<SyncDaemonSpec, String> {
         mcast_group: Some(group),
         mcast_port: Some(spec.mcast_port.unwrap_or(DEFAULT_PORT)),
         mcast_ttl: Some(spec.mcast_ttl.unwrap_or(DEFAULT_TTL).max(1)),
+        peers: check_peers(&spec.peers)?,
     })
+}
+
+/// Unicast peers: IPv4 unicast addresses, each once.
+fn check_peers(peers: &[IpAddr]) -> Result<Vec<IpAddr>, String> {
+    let mut out: Vec<IpAddr> = Vec::with_capacity(peers.len());
+    for &p in peers {
+        match p {
+            IpAddr::V4(a) if !a.is_multicast() && !a.is_unspecified() && !a.is_broadcast() => {}
+            _ => return Err(format!("--sync-peer {p}: must be an IPv4 unicast address")),
+        }
+        if out.contains(&p) {
+            return Err(format!("--sync-peer {p} given twice"));
+        }
+        out.push(p);
+    }
+    Ok(out)
 }
 
 fn setsockopt<T>(sock: &UdpSocket, level: i32, name: i32, val: &T) -> std::io::Result<()> {
@@ -374,8 +406,10 @@ fn master_socket(spec: &SyncDaemonSpec) -> Result<UdpSocket, String> {
         &0 as &libc::c_int,
     )
     .map_err(what)?;
-    sock.connect(SocketAddr::new(IpAddr::V4(group), port))
-        .map_err(what)?;
+    if spec.peers.is_empty() {
+        sock.connect(SocketAddr::new(IpAddr::V4(group), port))
+            .map_err(what)?;
+    }
     Ok(sock)
 }
 
@@ -389,15 +423,23 @@ fn backup_socket(spec: &SyncDaemonSpec) -> Result<UdpSocket, String> {
         )
     })?;
     let (group, port) = group_of(spec);
-    let sock = UdpSocket::bind(SocketAddr::new(IpAddr::V4(group), port)).map_err(what)?;
+    // unicast peers: the port on any address of the interface, no group
+    let local = if spec.peers.is_empty() {
+        IpAddr::V4(group)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    };
+    let sock = UdpSocket::bind(SocketAddr::new(local, port)).map_err(what)?;
     bind_to_device(&sock, &spec.mcast_interface).map_err(what)?;
-    setsockopt(
-        &sock,
-        libc::IPPROTO_IP,
-        libc::IP_ADD_MEMBERSHIP,
-        &mreqn(group, idx),
-    )
-    .map_err(what)?;
+    if spec.peers.is_empty() {
+        setsockopt(
+            &sock,
+            libc::IPPROTO_IP,
+            libc::IP_ADD_MEMBERSHIP,
+            &mreqn(group, idx),
+        )
+        .map_err(what)?;
+    }
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .map_err(what)?;
     Ok(sock)
@@ -424,6 +466,7 @@ pub struct SyncDaemons {
     owner: Option<Arc<RssOwner>>,
     counters: Arc<SyncCounters>,
     running: Vec<Running>,
+    settings: SyncSettings,
 }
 
 impl SyncDaemons {
@@ -435,6 +478,19 @@ impl SyncDaemons {
             owner,
             counters: Arc::new(SyncCounters::default()),
             running: Vec::new(),
+            settings: SyncSettings::default(),
+        }
+    }
+
+    /// Hand the sync knobs (`--set-sync`, `[sync]`) to the workers if they
+    /// changed; they take them at their next loop turn.
+    pub fn set_settings(&mut self, s: &SyncSettings) {
+        if *s == self.settings {
+            return;
+        }
+        self.settings = *s;
+        for f in &self.feeds {
+            f.set_settings(s);
         }
     }
 
@@ -483,20 +539,27 @@ impl SyncDaemons {
                 let maxlen = usize::from(spec.sync_maxlen.unwrap_or(1472));
                 let builder =
                     SyncMessageBuilder::new(spec.syncid, maxlen).map_err(|e| e.to_string())?;
+                let port = spec.mcast_port.unwrap_or(DEFAULT_PORT);
+                let peers: Vec<SocketAddr> = spec
+                    .peers
+                    .iter()
+                    .map(|&p| SocketAddr::new(p, port))
+                    .collect();
                 for f in &feeds {
                     f.master.store(true, Ordering::Relaxed);
                 }
                 std::thread::Builder::new()
                     .name("vsd-sync-master".into())
-                    .spawn(move || master_loop(sock, builder, feeds, counters, st))
+                    .spawn(move || master_loop(sock, peers, builder, feeds, counters, st))
             }
             SyncRole::Backup => {
                 let sock = backup_socket(spec)?;
                 let owner = self.owner.clone();
                 let syncid = spec.syncid;
+                let peers = spec.peers.clone();
                 std::thread::Builder::new()
                     .name("vsd-sync-backup".into())
-                    .spawn(move || backup_loop(sock, syncid, feeds, owner, counters, st))
+                    .spawn(move || backup_loop(sock, syncid, peers, feeds, owner, counters, st))
             }
         }
         .map_err(|e| format!("sync thread: {e}"))?;
@@ -533,13 +596,27 @@ impl Drop for SyncDaemons {
     }
 }
 
-fn send(sock: &UdpSocket, msg: &[u8], entries: usize, counters: &SyncCounters) {
-    match sock.send(msg) {
+/// Send `msg` to the group (connected socket, `peers` empty) or to every
+/// unicast peer.
+fn send(
+    sock: &UdpSocket,
+    peers: &[SocketAddr],
+    msg: &[u8],
+    entries: usize,
+    counters: &SyncCounters,
+) {
+    let one = |r: std::io::Result<usize>| match r {
         Ok(_) => {
             counters.add("sent_messages", 1);
             counters.add("sent_entries", entries as u64);
         }
         Err(_) => counters.add("send_errors", 1),
+    };
+    if peers.is_empty() {
+        one(sock.send(msg));
+    }
+    for p in peers {
+        one(sock.send_to(msg, p));
     }
 }
 
@@ -557,6 +634,7 @@ struct MasterBatch {
 
 impl MasterBatch {
     /// Drain every feed into messages; those to send are appended to `out`.
+    /// Returns the records taken.
     fn collect(
         &mut self,
         feeds: &[Arc<SyncFeed>],
@@ -564,10 +642,12 @@ impl MasterBatch {
         stopping: bool,
         counters: &SyncCounters,
         out: &mut Vec<Vec<u8>>,
-    ) {
+    ) -> usize {
+        let mut taken = 0;
         for f in feeds {
             while let Some(rec) = f.out.pop() {
-                match self.builder.push(&rec) {
+                taken += 1;
+                match self.builder.push(&rec.to_wire()) {
                     Ok(Some(msg)) => {
                         out.push(msg);
                         self.first_pending = Some(now);
@@ -586,11 +666,13 @@ impl MasterBatch {
             out.extend(self.builder.finish());
             self.first_pending = None;
         }
+        taken
     }
 }
 
 fn master_loop(
     sock: UdpSocket,
+    peers: Vec<SocketAddr>,
     builder: SyncMessageBuilder,
     feeds: Vec<Arc<SyncFeed>>,
     counters: Arc<SyncCounters>,
@@ -603,14 +685,18 @@ fn master_loop(
     let mut ready = Vec::new();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        batch.collect(&feeds, Instant::now(), stopping, &counters, &mut ready);
+        let taken = batch.collect(&feeds, Instant::now(), stopping, &counters, &mut ready);
         for msg in ready.drain(..) {
-            send(&sock, &msg, entries_of(&msg), &counters);
+            send(&sock, &peers, &msg, entries_of(&msg), &counters);
         }
         if stopping {
             return;
         }
-        std::thread::sleep(MASTER_POLL);
+        std::thread::sleep(if taken > 0 {
+            MASTER_BUSY_POLL
+        } else {
+            MASTER_POLL
+        });
     }
 }
 
@@ -660,6 +746,7 @@ fn destinations(
 fn backup_loop(
     sock: UdpSocket,
     syncid: u8,
+    peers: Vec<IpAddr>,
     feeds: Vec<Arc<SyncFeed>>,
     owner: Option<Arc<RssOwner>>,
     counters: Arc<SyncCounters>,
@@ -668,8 +755,12 @@ fn backup_loop(
     let mut buf = vec![0u8; 65536];
     let mut dests = Vec::with_capacity(8);
     while !stop.load(Ordering::Relaxed) {
-        let n = match sock.recv(&mut buf) {
-            Ok(n) => n,
+        let n = match sock.recv_from(&mut buf) {
+            Ok((n, from)) if peers.is_empty() || peers.contains(&from.ip()) => n,
+            Ok(_) => {
+                counters.add("dropped_message_not_a_peer", 1);
+                continue;
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -728,6 +819,7 @@ fn backup_loop(
 mod tests {
     use super::*;
     use crate::lb::conn::Endpoint;
+    use crate::lb::sync::SyncRecord;
 
     fn synced(fwd: FwdMethod, local: Option<Endpoint<u32>>) -> SyncedConn<u32> {
         SyncedConn {
@@ -743,6 +835,7 @@ mod tests {
             no_output: false,
             timeout_s: 900,
             fwmark: 0,
+            synproxy: None,
         }
     }
 
@@ -756,6 +849,7 @@ mod tests {
             mcast_group: None,
             mcast_port: None,
             mcast_ttl: None,
+            peers: Vec::new(),
         };
         let r = resolve(&spec).unwrap();
         assert_eq!(r.sync_maxlen, Some(1472));
@@ -802,6 +896,121 @@ mod tests {
             ..spec
         };
         assert!(resolve(&unicast).unwrap_err().contains("not a multicast"));
+    }
+
+    fn free_udp_port() -> u16 {
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A master with unicast peers sends each message to every peer; a
+    /// backup with peers takes datagrams from them only (a stranger's is
+    /// counted and dropped) and delivers the entries to the workers.
+    #[test]
+    fn unicast_peers_carry_sync_and_strangers_are_dropped() {
+        let port = free_udp_port();
+        let spec = |role, peers: &[&str]| SyncDaemonSpec {
+            role,
+            mcast_interface: "lo".into(),
+            syncid: 9,
+            sync_maxlen: None,
+            mcast_group: None,
+            mcast_port: Some(port),
+            mcast_ttl: None,
+            peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+        };
+        let r = resolve(&spec(SyncRole::Master, &["127.0.0.1"])).unwrap();
+        assert_eq!(r.peers, ["127.0.0.1".parse::<IpAddr>().unwrap()]);
+        assert!(resolve(&spec(SyncRole::Master, &["224.0.0.81"]))
+            .unwrap_err()
+            .contains("unicast"));
+        assert!(
+            resolve(&spec(SyncRole::Master, &["127.0.0.1", "127.0.0.1"]))
+                .unwrap_err()
+                .contains("twice")
+        );
+        // master and backup in one vsd, as both roles may run
+        let feeds = vec![Arc::new(SyncFeed::default())];
+        let mut d = SyncDaemons::new(feeds.clone(), None);
+        let wanted = [
+            resolve(&spec(SyncRole::Backup, &["127.0.0.1"])).unwrap(),
+            resolve(&spec(SyncRole::Master, &["127.0.0.1"])).unwrap(),
+        ];
+        d.reconcile(&wanted).unwrap();
+        let listed = super::super::listing::render_daemons(&wanted);
+        assert!(listed.contains(", peer=127.0.0.1)"), "{listed}");
+        let rec = crate::wire::ipvs_sync::SyncConn {
+            protocol: 6,
+            flags: crate::wire::ipvs_sync::flags::MASQ,
+            state: 1,
+            client: "198.18.1.10:40000".parse().unwrap(),
+            virt: "198.18.0.100:80".parse().unwrap(),
+            real: "198.18.0.20:8080".parse().unwrap(),
+            fwmark: 0,
+            timeout_s: 900,
+            seq: None,
+            fullnat_local: None,
+            synproxy: None,
+        };
+        // a stranger (127.0.0.2) sends a valid message: dropped
+        let mut b = SyncMessageBuilder::new(9, 1472).unwrap();
+        b.push(&rec).unwrap();
+        let msg = b.finish().unwrap();
+        let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
+        stranger.send_to(&msg, ("127.0.0.1", port)).unwrap();
+        // the master's record, through its worker's queue
+        feeds[0]
+            .out
+            .push(SyncRecord::from_wire(&rec).unwrap())
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let got = loop {
+            if let Some(d) = feeds[0].inbox.pop() {
+                break d;
+            }
+            assert!(Instant::now() < deadline, "nothing delivered");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(
+            got.conn,
+            SyncedConn::from_sync(&{
+                let mut r = rec;
+                r.flags |= crate::wire::ipvs_sync::flags::SYNC;
+                r
+            })
+            .unwrap()
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while d.counters.values()["dropped_message_not_a_peer"] == 0 {
+            assert!(Instant::now() < deadline, "stranger not counted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d.stop_all();
+        let c = d.counters.values();
+        assert_eq!(c["sent_messages"], 1);
+        assert_eq!(c["received_messages"], 1, "{c:?}");
+        assert_eq!(c["dropped_message_not_a_peer"], 1);
+        assert_eq!(c["delivered_entries"], 1);
+    }
+
+    #[test]
+    fn settings_reach_the_feeds() {
+        let feeds = vec![Arc::new(SyncFeed::default()), Arc::new(SyncFeed::default())];
+        let mut d = SyncDaemons::new(feeds.clone(), None);
+        assert_eq!(feeds[1].settings(), Some(SyncSettings::default()));
+        let s = SyncSettings {
+            threshold: 7,
+            period: 0,
+            refresh_period_s: 120,
+            retries: 3,
+            persist_mode: true,
+            version: 1,
+        };
+        d.set_settings(&s);
+        assert!(feeds.iter().all(|f| f.settings() == Some(s)));
     }
 
     #[test]
@@ -854,10 +1063,12 @@ mod tests {
             timeout_s: 900,
             seq: None,
             fullnat_local: None,
+            synproxy: None,
         };
         let t0 = Instant::now();
         let mut out = Vec::new();
         // three records from two workers wait (up to 2 s) for company
+        let rec = |port| SyncRecord::from_wire(&rec(port)).unwrap();
         feeds[0].out.push(rec(1)).unwrap();
         feeds[1].out.push(rec(2)).unwrap();
         feeds[1].out.push(rec(3)).unwrap();
@@ -937,6 +1148,7 @@ mod tests {
             EntryError::PersistenceEngine,
             EntryError::Version0SeqData,
             EntryError::BadFullnatOption,
+            EntryError::BadSynproxyOption,
         ];
         let from = [
             FromSyncError::AddressFamily,

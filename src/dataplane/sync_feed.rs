@@ -6,7 +6,9 @@
 //! drains every worker's queue and batches the records into messages), and
 //! `inbox`, received entries the backup daemon addressed to this worker
 //! because it owns their tuples (the ownership rule). `master` says whether
-//! the worker runs the sync decision at all.
+//! the worker runs the sync decision at all; the sync knobs
+//! (`--set-sync`) come through a small sequence lock the worker reads once
+//! per loop turn (a few relaxed loads, never a wait).
 //!
 //! **Why.** Per packet a worker only appends to its director's buffer; once
 //! per loop turn it moves those records to `out` (lock-free pushes, no
@@ -19,13 +21,13 @@
 //! counted per reason ([`SyncRefused`]).
 
 use crate::lb::director::{CoreLb, SyncInstalled, SyncRefused};
-use crate::lb::sync::SyncedConn;
-use crate::wire::ipvs_sync::SyncConn;
+use crate::lb::sync::{SyncRecord, SyncSettings, SyncedConn};
 use crossbeam::queue::ArrayQueue;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-/// Records a worker's `out` queue holds.
-pub const SYNC_FEED_CAPACITY: usize = 8192;
+/// Records a worker's `out` queue holds (60 bytes each plus crossbeam's
+/// stamp: ~4.5 MB per worker, allocated at start).
+pub const SYNC_FEED_CAPACITY: usize = 65536;
 /// Entries a worker's `inbox` holds.
 pub const SYNC_INBOX_CAPACITY: usize = 8192;
 
@@ -49,13 +51,14 @@ pub struct SyncFeedCounters {
     pub no_service: AtomicU64,
     pub no_dest: AtomicU64,
     pub local_addr_not_in_pool: AtomicU64,
+    pub not_proxied: AtomicU64,
     pub tuple_in_use: AtomicU64,
     pub table_full: AtomicU64,
 }
 
 impl SyncFeedCounters {
     /// `(name, value)` of every counter, for `--counters`.
-    pub fn values(&self) -> [(&'static str, u64); 10] {
+    pub fn values(&self) -> [(&'static str, u64); 11] {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         [
             ("fed", g(&self.fed)),
@@ -69,6 +72,7 @@ impl SyncFeedCounters {
                 "refused_local_addr_not_in_pool",
                 g(&self.local_addr_not_in_pool),
             ),
+            ("refused_not_proxied", g(&self.not_proxied)),
             ("refused_tuple_in_use", g(&self.tuple_in_use)),
             ("refused_table_full", g(&self.table_full)),
         ]
@@ -85,7 +89,12 @@ fn bump(a: &AtomicU64, n: u64) {
 #[derive(Debug)]
 pub struct SyncFeed {
     pub master: AtomicBool,
-    pub out: ArrayQueue<SyncConn>,
+    /// Sequence of the settings words: odd while the control thread writes.
+    settings_seq: AtomicU32,
+    /// threshold, period, refresh period (s), retries | persist_mode << 8 |
+    /// version << 16.
+    settings: [AtomicU32; 4],
+    pub out: ArrayQueue<SyncRecord>,
     pub inbox: ArrayQueue<SyncDelivery>,
     pub counters: SyncFeedCounters,
 }
@@ -94,6 +103,8 @@ impl Default for SyncFeed {
     fn default() -> Self {
         SyncFeed {
             master: AtomicBool::new(false),
+            settings_seq: AtomicU32::new(0),
+            settings: Self::words(&SyncSettings::default()).map(AtomicU32::new),
             out: ArrayQueue::new(SYNC_FEED_CAPACITY),
             inbox: ArrayQueue::new(SYNC_INBOX_CAPACITY),
             counters: SyncFeedCounters::default(),
@@ -102,22 +113,70 @@ impl Default for SyncFeed {
 }
 
 impl SyncFeed {
+    fn words(s: &SyncSettings) -> [u32; 4] {
+        [
+            s.threshold,
+            s.period,
+            s.refresh_period_s,
+            u32::from(s.retries) | u32::from(s.persist_mode) << 8 | u32::from(s.version) << 16,
+        ]
+    }
+
+    /// Publish new sync knobs (the control thread, the only writer).
+    pub fn set_settings(&self, s: &SyncSettings) {
+        let seq = self.settings_seq.load(Ordering::Relaxed);
+        self.settings_seq
+            .store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        for (a, w) in self.settings.iter().zip(Self::words(s)) {
+            a.store(w, Ordering::Relaxed);
+        }
+        self.settings_seq
+            .store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// The published knobs, or `None` while they are being written.
+    pub fn settings(&self) -> Option<SyncSettings> {
+        let seq = self.settings_seq.load(Ordering::Acquire);
+        if seq & 1 != 0 {
+            return None;
+        }
+        let w = [0, 1, 2, 3].map(|i| self.settings[i].load(Ordering::Relaxed));
+        fence(Ordering::Acquire);
+        if self.settings_seq.load(Ordering::Relaxed) != seq {
+            return None;
+        }
+        Some(SyncSettings {
+            threshold: w[0],
+            period: w[1],
+            refresh_period_s: w[2],
+            retries: w[3] as u8,
+            persist_mode: (w[3] >> 8) & 1 != 0,
+            version: (w[3] >> 16) as u8,
+        })
+    }
+
     /// The worker's turn: follow the master switch, move the director's
-    /// records to `out`, install what the backup delivered. `scratch` is
-    /// the worker's reusable buffer.
-    pub fn exchange(&self, lb: &mut CoreLb, scratch: &mut Vec<SyncConn>, now_ms: u64) {
-        lb.set_sync_master(self.master.load(Ordering::Relaxed));
-        scratch.clear();
-        let lost = lb.take_sync_records(scratch);
-        bump(&self.counters.buffer_full, lost);
+    /// records to `out`, install what the backup delivered.
+    pub fn exchange(&self, lb: &mut CoreLb, now_ms: u64) {
+        let master = self.master.load(Ordering::Relaxed);
+        lb.set_sync_master(master);
+        if master {
+            if let Some(s) = self.settings() {
+                if s != lb.sync_settings() {
+                    lb.set_sync_settings(s);
+                }
+            }
+        }
         let (mut fed, mut full) = (0, 0);
-        for rec in scratch.drain(..) {
+        let lost = lb.drain_sync_records(|rec| {
             if self.out.push(rec).is_ok() {
                 fed += 1;
             } else {
                 full += 1;
             }
-        }
+        });
+        bump(&self.counters.buffer_full, lost);
         bump(&self.counters.fed, fed);
         bump(&self.counters.feed_full, full);
         while let Some(d) = self.inbox.pop() {
@@ -128,6 +187,7 @@ impl SyncFeed {
                 Err(SyncRefused::NoService) => bump(&c.no_service, 1),
                 Err(SyncRefused::NoDest) => bump(&c.no_dest, 1),
                 Err(SyncRefused::LocalAddrNotInPool) => bump(&c.local_addr_not_in_pool, 1),
+                Err(SyncRefused::NotProxied) => bump(&c.not_proxied, 1),
                 Err(SyncRefused::Table(crate::lb::conn::ConnError::TableFull)) => {
                     bump(&c.table_full, 1)
                 }

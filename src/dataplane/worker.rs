@@ -333,7 +333,6 @@ impl Worker {
         let mut burst = MbufBurst::new();
         let mut steered = SteerBurst::new();
         let mut notes = Vec::with_capacity(64);
-        let mut sync_records = Vec::with_capacity(crate::lb::director::SYNC_RECORDS_MAX);
         let mut last_tick_ms = 0u64;
         let mut last_merge_ms = 0u64;
         let mut burst_hist = new_latency_histogram();
@@ -417,7 +416,7 @@ impl Worker {
                 worked |= self.poll_twins(&mut burst);
             }
             self.exchange_templates(&mut notes, now_ms);
-            self.sync.exchange(&mut self.lb, &mut sync_records, now_ms);
+            self.sync.exchange(&mut self.lb, now_ms);
             if self.dump.requested.load(Ordering::Relaxed)
                 != self.dump.answered.load(Ordering::Relaxed)
             {

@@ -297,6 +297,9 @@ struct DestSlot {
     svc_slot: u32,
     /// Weight in the adopted snapshot (0: quiescent).
     weight: u32,
+    /// Firewall mark of its service (0: an address/port service), which
+    /// sync records carry so a backup finds the service.
+    fwmark: u32,
 }
 
 /// The endpoints of a connection as the rewrites need them.
@@ -450,8 +453,13 @@ pub struct CoreLb {
     icmp_limit: IcmpLimiter,
     /// Sync master on: connections to send ([`sync`]), records lost.
     sync_master: bool,
-    sync_out: Vec<crate::wire::ipvs_sync::SyncConn>,
+    sync_out: Vec<crate::lb::sync::SyncRecord>,
     sync_lost: u64,
+    /// The kernel's sync knobs and, per slab slot, the master's memory of
+    /// its last decision ([`crate::lb::sync::SyncMark`]).
+    sync_settings: crate::lb::sync::SyncSettings,
+    /// ([`crate::lb::sync::SyncMark`] bits: a zeroed `Vec<u64>` is mapped lazily)
+    sync_marks: Vec<u64>,
 }
 
 impl std::fmt::Debug for CoreLb {
@@ -523,6 +531,8 @@ impl CoreLb {
             sync_master: false,
             sync_out: Vec::new(),
             sync_lost: 0,
+            sync_settings: crate::lb::sync::SyncSettings::default(),
+            sync_marks: Vec::new(),
         };
         lb.adopt(snap);
         Ok(lb)
@@ -542,6 +552,10 @@ impl CoreLb {
                     d.present = true;
                     d.svc_slot = svc.slot;
                     d.weight = rs.weight;
+                    d.fwmark = match svc.key {
+                        ServiceKey::Fwmark { mark, .. } => mark,
+                        ServiceKey::Addr { .. } => 0,
+                    };
                 }
                 if let IpAddr::V4(a) = rs.addr {
                     self.reals.push((u32::from(a), rs.port));
@@ -1606,7 +1620,7 @@ impl CoreLb {
                 e.bump_in_pkts();
             }
             if self.sync_master {
-                self.feed_sync(id, c.tcp_state());
+                self.feed_sync(id, now_ms);
             }
         }
         let slot = self.dest_svc_slot(dest);

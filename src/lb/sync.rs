@@ -26,9 +26,25 @@
 //! **Failure modes.** A record vsd cannot represent is refused with a
 //! [`FromSyncError`] naming why (address family of the table, local-node or
 //! bypass forwarding, protocol), so the daemon counts it as a drop.
-//! Sequence adjustment (SEQ option) is not mapped: vsd connections keep no
-//! sequence deltas in their entry, so none are sent, and a received SEQ
-//! option is refused ([`FromSyncError::SeqAdjust`]) rather than ignored.
+//!
+//! **Sequence adjustment.** The only vsd connections whose sequence numbers
+//! are shifted are those its SYN proxy opened ([`crate::lb::synproxy`]):
+//! server sequence numbers going to the client get `delta = cookie -
+//! server ISN` added, client acknowledgements lose it. [`synproxy_options`]
+//! writes that as the kernel's SEQ option would carry it: `out_seq =
+//! {init_seq: server ISN, delta, previous_delta: 0}` (the kernel's
+//! `vs_fix_seq` adds `delta` to output sequence numbers after `init_seq`,
+//! `vs_fix_ack_seq` takes it from input acknowledgements after `init_seq +
+//! delta` — though only for a connection bound to an application helper,
+//! so a kernel backup keeps but never applies it), `in_seq` zero, flag
+//! `OUT_SEQ`; the timestamp shift and the
+//! window scales, which the kernel format lacks, go in vsd's optional
+//! option ([`crate::wire::ipvs_sync::VSD_OPT_SYNPROXY`]). A vsd backup with
+//! the same service (SYN proxy on) takes both and goes on shifting the
+//! connection. Any other SEQ data (a kernel master's FTP helper, or in_seq,
+//! or a previous delta, or SEQ data without vsd's option) is refused
+//! ([`FromSyncError::SeqAdjust`]) rather than ignored: vsd has no helper
+//! that could continue such a connection.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -36,9 +52,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use crate::lb::conn::{Addr, Conn, ConnId, Endpoint, NewConn};
 use crate::lb::load::DestId;
 use crate::lb::persist::PersistKey;
+use crate::lb::synproxy::{Phase, Proxied};
 use crate::lb::tcp_state::{TcpState, TCP_STATE_COUNT};
 use crate::lb::types::{FwdMethod, Protocol};
-use crate::wire::ipvs_sync::{flags, SyncConn};
+use crate::wire::ipvs_sync::{flags, SeqAdjust, SeqOptions, SyncConn, SynproxyState};
 
 /// Template state once a controlled connection got established.
 const TEMPLATE_ASSURED: u16 = 1;
@@ -114,14 +131,16 @@ impl fmt::Display for ToSyncError {
 
 impl std::error::Error for ToSyncError {}
 
-/// The sync record for `conn`. `fwmark` is the firewall mark of the
-/// connection's service (0 for address/port services); the backup looks
-/// the service up by it.
-pub fn to_sync<A: SyncAddr>(conn: &Conn<A>, fwmark: u32) -> Result<SyncConn, ToSyncError> {
+/// What every record of `conn` carries besides its endpoints: wire
+/// flags, state, virtual address (a fwmark template's is the mark) and
+/// fwmark.
+fn record_head<A: SyncAddr>(
+    conn: &Conn<A>,
+    fwmark: u32,
+) -> Result<(u32, u16, Endpoint<A>, u32), ToSyncError> {
     if conn.is_one_packet() {
         return Err(ToSyncError::OnePacket);
     }
-    let sa = |e: Endpoint<A>| SocketAddr::new(e.addr.to_ip(), e.port);
     let template = conn.is_template();
     let mut bits = match conn.fwd() {
         FwdMethod::Masq | FwdMethod::FullNat => flags::MASQ,
@@ -137,10 +156,9 @@ pub fn to_sync<A: SyncAddr>(conn: &Conn<A>, fwmark: u32) -> Result<SyncConn, ToS
         };
         if conn.protocol_number() == 0 {
             let mark = fwmark_of(conn.virt().addr);
-            let virt = SocketAddr::new(A::fwmark_to_ip(mark), conn.virt().port);
-            (state, virt, mark)
+            (state, conn.virt(), mark)
         } else {
-            (state, sa(conn.virt()), fwmark)
+            (state, conn.virt(), fwmark)
         }
     } else {
         if !conn.is_active() {
@@ -151,11 +169,25 @@ pub fn to_sync<A: SyncAddr>(conn: &Conn<A>, fwmark: u32) -> Result<SyncConn, ToS
         }
         // UDP has the single state 0 (IP_VS_UDP_S_NORMAL).
         let state = conn.tcp_state().map_or(0, |s| s as u16);
-        (state, sa(conn.virt()), fwmark)
+        (state, conn.virt(), fwmark)
+    };
+    Ok((bits, state, virt, fwmark))
+}
+
+/// The sync record for `conn`. `fwmark` is the firewall mark of the
+/// connection's service (0 for address/port services); the backup looks
+/// the service up by it.
+pub fn to_sync<A: SyncAddr>(conn: &Conn<A>, fwmark: u32) -> Result<SyncConn, ToSyncError> {
+    let (flags, state, virt, fwmark) = record_head(conn, fwmark)?;
+    let sa = |e: Endpoint<A>| SocketAddr::new(e.addr.to_ip(), e.port);
+    let virt = if conn.is_template() && conn.protocol_number() == 0 {
+        SocketAddr::new(A::fwmark_to_ip(fwmark), virt.port)
+    } else {
+        sa(virt)
     };
     Ok(SyncConn {
         protocol: conn.protocol_number(),
-        flags: bits,
+        flags,
         state,
         client: sa(conn.client()),
         virt,
@@ -164,7 +196,202 @@ pub fn to_sync<A: SyncAddr>(conn: &Conn<A>, fwmark: u32) -> Result<SyncConn, ToS
         timeout_s: conn.timeout_ms() / 1000,
         seq: None,
         fullnat_local: conn.local().map(sa),
+        synproxy: None,
     })
+}
+
+/// A SYN proxy connection's shifts as a record carries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyShift {
+    pub server_isn: u32,
+    pub delta: u32,
+    pub state: SynproxyState,
+}
+
+/// What a worker hands to the sync daemon for one entry of its (IPv4)
+/// table: the fields of a sync entry in 60 bytes, copied by value through
+/// the worker's buffer and queue; the daemon's thread turns it into the
+/// wire form ([`SyncRecord::to_wire`]), so the worker neither builds
+/// socket addresses nor copies the ~190-byte [`SyncConn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncRecord {
+    pub caddr: u32,
+    pub vaddr: u32,
+    pub daddr: u32,
+    pub laddr: u32,
+    pub cport: u16,
+    pub vport: u16,
+    pub dport: u16,
+    pub lport: u16,
+    pub flags: u32,
+    pub fwmark: u32,
+    pub timeout_s: u32,
+    pub state: u16,
+    pub protocol: u8,
+    pub has_local: bool,
+    pub proxy: Option<ProxyShift>,
+}
+
+impl SyncRecord {
+    /// The record of `conn` (see [`to_sync`]).
+    pub fn of(conn: &Conn<u32>, fwmark: u32) -> Result<SyncRecord, ToSyncError> {
+        let (flags, state, virt, fwmark) = record_head(conn, fwmark)?;
+        let (laddr, lport, has_local) = match conn.local() {
+            Some(l) => (l.addr, l.port, true),
+            None => (0, 0, false),
+        };
+        let vaddr = if conn.is_template() && conn.protocol_number() == 0 {
+            fwmark
+        } else {
+            virt.addr
+        };
+        Ok(SyncRecord {
+            caddr: conn.client().addr,
+            vaddr,
+            daddr: conn.real().addr,
+            laddr,
+            cport: conn.client().port,
+            vport: virt.port,
+            dport: conn.real().port,
+            lport,
+            flags,
+            fwmark,
+            timeout_s: conn.timeout_ms() / 1000,
+            state,
+            protocol: conn.protocol_number(),
+            has_local,
+            proxy: None,
+        })
+    }
+
+    /// Add a proxied connection's shifts ([`synproxy_options`]).
+    pub fn add_synproxy(&mut self, p: &Proxied) {
+        if let Some((seq, state)) = synproxy_options(p) {
+            self.proxy = Some(ProxyShift {
+                server_isn: seq.out_seq.init_seq,
+                delta: seq.out_seq.delta,
+                state,
+            });
+            self.flags |= flags::OUT_SEQ;
+        }
+    }
+
+    /// The wire form.
+    pub fn to_wire(&self) -> SyncConn {
+        let sa = |a: u32, p: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(a)), p);
+        SyncConn {
+            protocol: self.protocol,
+            flags: self.flags,
+            state: self.state,
+            client: sa(self.caddr, self.cport),
+            virt: sa(self.vaddr, self.vport),
+            real: sa(self.daddr, self.dport),
+            fwmark: self.fwmark,
+            timeout_s: self.timeout_s,
+            seq: self.proxy.map(|p| SeqOptions {
+                in_seq: SeqAdjust::default(),
+                out_seq: SeqAdjust {
+                    init_seq: p.server_isn,
+                    delta: p.delta,
+                    previous_delta: 0,
+                },
+            }),
+            fullnat_local: self.has_local.then(|| sa(self.laddr, self.lport)),
+            synproxy: self.proxy.map(|p| p.state),
+        }
+    }
+
+    /// The record of an IPv4 wire entry (`None` for IPv6, and for SEQ data
+    /// other than a SYN proxy's): for tests and tools.
+    pub fn from_wire(s: &SyncConn) -> Option<SyncRecord> {
+        let v4 = |a: SocketAddr| match a.ip() {
+            IpAddr::V4(ip) => Some((u32::from(ip), a.port())),
+            IpAddr::V6(_) => None,
+        };
+        let (caddr, cport) = v4(s.client)?;
+        let (vaddr, vport) = v4(s.virt)?;
+        let (daddr, dport) = v4(s.real)?;
+        let (laddr, lport) = match s.fullnat_local {
+            Some(l) => v4(l)?,
+            None => (0, 0),
+        };
+        let proxy = match (s.seq, s.synproxy) {
+            (None, None) => None,
+            (Some(q), Some(state)) if q.in_seq == SeqAdjust::default() => Some(ProxyShift {
+                server_isn: q.out_seq.init_seq,
+                delta: q.out_seq.delta,
+                state,
+            }),
+            _ => return None,
+        };
+        Some(SyncRecord {
+            caddr,
+            vaddr,
+            daddr,
+            laddr,
+            cport,
+            vport,
+            dport,
+            lport,
+            flags: s.flags,
+            fwmark: s.fwmark,
+            timeout_s: s.timeout_s,
+            state: s.state,
+            protocol: s.protocol,
+            has_local: s.fullnat_local.is_some(),
+            proxy,
+        })
+    }
+}
+
+/// The SEQ option and vsd's SYN proxy option for a proxied connection in
+/// state `p` (`None` before the server answered: nothing is shifted yet).
+pub fn synproxy_options(p: &Proxied) -> Option<(SeqOptions, SynproxyState)> {
+    if p.phase != Phase::Established {
+        return None;
+    }
+    let seq = SeqOptions {
+        in_seq: SeqAdjust::default(),
+        out_seq: SeqAdjust {
+            init_seq: p.our_isn.wrapping_sub(p.delta),
+            delta: p.delta,
+            previous_delta: 0,
+        },
+    };
+    let state = SynproxyState {
+        ts: p.ts,
+        ts_delta: p.ts_delta,
+        server_wscale: p.server_wscale,
+        client_wscale: p.client_view_wscale,
+    };
+    Some((seq, state))
+}
+
+/// A received SYN proxy connection: its sequence shift and the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncedProxy {
+    /// The server's ISN (`out_seq.init_seq`).
+    pub server_isn: u32,
+    /// `out_seq.delta`: cookie - server ISN.
+    pub delta: u32,
+    pub state: SynproxyState,
+}
+
+impl SyncedProxy {
+    /// The proxy's state for the connection, as the master had it once
+    /// both handshakes were done.
+    pub fn proxied(&self) -> Proxied {
+        Proxied {
+            phase: Phase::Established,
+            our_isn: self.server_isn.wrapping_add(self.delta),
+            delta: self.delta,
+            ts: self.state.ts,
+            ts_delta: self.state.ts_delta,
+            server_wscale: self.state.server_wscale,
+            client_view_wscale: self.state.client_wscale,
+            ..Proxied::default()
+        }
+    }
 }
 
 /// The mark vsd stores in a fwmark template's address field (its low 32
@@ -187,7 +414,8 @@ pub enum FromSyncError {
     Protocol(u8),
     /// A state number out of range (TCP 0..=10, UDP 0, templates 0 or 1).
     State(u16),
-    /// Sequence adjustment data, which vsd connections cannot carry.
+    /// Sequence adjustment data vsd cannot continue (anything but its SYN
+    /// proxy's shift, see the module note).
     SeqAdjust,
 }
 
@@ -226,6 +454,8 @@ pub struct SyncedConn<A> {
     /// Timeout of the state, seconds (0: use the local timeout table).
     pub timeout_s: u32,
     pub fwmark: u32,
+    /// A SYN proxy connection's shifts (vsd masters only).
+    pub synproxy: Option<SyncedProxy>,
 }
 
 impl<A: SyncAddr> SyncedConn<A> {
@@ -236,10 +466,22 @@ impl<A: SyncAddr> SyncedConn<A> {
                 .map(|addr| Endpoint::new(addr, a.port()))
                 .ok_or(FromSyncError::AddressFamily)
         };
-        if s.seq.is_some() {
-            return Err(FromSyncError::SeqAdjust);
-        }
         let template = s.flags & flags::TEMPLATE != 0;
+        let synproxy = match (s.seq, s.synproxy) {
+            (None, None) => None,
+            (Some(q), Some(state))
+                if !template
+                    && q.in_seq == SeqAdjust::default()
+                    && q.out_seq.previous_delta == 0 =>
+            {
+                Some(SyncedProxy {
+                    server_isn: q.out_seq.init_seq,
+                    delta: q.out_seq.delta,
+                    state,
+                })
+            }
+            _ => return Err(FromSyncError::SeqAdjust),
+        };
         let fwd = match s.flags & flags::FWD_MASK {
             flags::MASQ if s.fullnat_local.is_some() => FwdMethod::FullNat,
             flags::MASQ => FwdMethod::Masq,
@@ -279,6 +521,7 @@ impl<A: SyncAddr> SyncedConn<A> {
             no_output: s.flags & flags::NOOUTPUT != 0,
             timeout_s: s.timeout_s,
             fwmark: s.fwmark,
+            synproxy,
         })
     }
 
@@ -325,20 +568,124 @@ impl<A: SyncAddr> SyncedConn<A> {
     }
 }
 
-/// The kernel's `sync_threshold` sysctl pair: a connection is synced when
-/// its packet count modulo `period` equals `threshold` (defaults 3 and 50).
+/// The kernel's sync sysctls (`Documentation/networking/ipvs-sysctl.rst`),
+/// with its defaults. Checked by [`SyncSettings::validate`] as the kernel's
+/// handlers check them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncThreshold {
+pub struct SyncSettings {
+    /// `sync_threshold`'s first value: a connection is synced when its
+    /// packet count modulo `period` equals it (default 3).
     pub threshold: u32,
+    /// `sync_threshold`'s second value, the `sync_period` (default 50; 0:
+    /// sync once, when the count equals `threshold`, and on state changes).
     pub period: u32,
+    /// `sync_refresh_period`, seconds (default 0: off). When on, an entry
+    /// is not sent again while its timeout moved by less than this (or less
+    /// than half its timeout, at least 10 s) since it was last sent.
+    pub refresh_period_s: u32,
+    /// `sync_retries`, 0..=3 (default 0): extra sends, each 1/8 of
+    /// `refresh_period` apart, of an entry the refresh period holds back.
+    pub retries: u8,
+    /// `sync_persist_mode` (default off): connections of persistent
+    /// services are not sent, only their templates.
+    pub persist_mode: bool,
+    /// `sync_version` (default 1). vsd sends version 1 only (it reads both).
+    pub version: u8,
 }
 
-impl Default for SyncThreshold {
+impl Default for SyncSettings {
     fn default() -> Self {
-        SyncThreshold {
+        SyncSettings {
             threshold: 3,
             period: 50,
+            refresh_period_s: 0,
+            retries: 0,
+            persist_mode: false,
+            version: 1,
         }
+    }
+}
+
+/// Largest `sync_refresh_period` in seconds: the decision works in
+/// wrapping 32-bit milliseconds (the kernel's limit is `INT_MAX` jiffies).
+pub const MAX_REFRESH_PERIOD_S: u32 = 24 * 24 * 3600;
+
+impl SyncSettings {
+    /// The kernel's checks: `threshold < period` unless `period` is 0
+    /// (`proc_do_sync_threshold`), `retries` 0..=3, version 0 or 1 — and
+    /// version 0 refused because vsd does not send it.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.period != 0 && self.threshold >= self.period {
+            return Err(format!(
+                "sync_threshold {} {}: the threshold must be below the period (or the period 0)",
+                self.threshold, self.period
+            ));
+        }
+        if self.retries > 3 {
+            return Err(format!("sync_retries {}: must be 0..3", self.retries));
+        }
+        if self.refresh_period_s > MAX_REFRESH_PERIOD_S {
+            return Err(format!(
+                "sync_refresh_period {}: at most {MAX_REFRESH_PERIOD_S} seconds",
+                self.refresh_period_s
+            ));
+        }
+        match self.version {
+            1 => Ok(()),
+            0 => Err("sync_version 0: vsd sends sync protocol version 1 only \
+                      (its backup reads version 0)"
+                .into()),
+            v => Err(format!("sync_version {v}: must be 0 or 1")),
+        }
+    }
+
+    /// `key=value` words as `--set-sync` and `-L --sync` spell them.
+    pub fn render(&self) -> String {
+        format!(
+            "threshold={} period={} refresh_period={} retries={} persist_mode={} version={}",
+            self.threshold,
+            self.period,
+            self.refresh_period_s,
+            self.retries,
+            u8::from(self.persist_mode),
+            self.version
+        )
+    }
+}
+
+/// What the master remembers about one entry between its sync decisions:
+/// the kernel's `cp->sync_endtime` (when the entry's timeout would end as
+/// last sent, with the retries in the low two bits) and `cp->old_state`.
+/// Kept in a side table of the worker, packed into a `u64` so a zeroed
+/// table means "never decided": bits 0..32 the end (wrapping milliseconds),
+/// 32..40 the old state, 40..63 the entry's slab generation (low 23 bits,
+/// to notice a reused slot), bit 63 "set".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncMark(pub u64);
+
+const MARK_SET: u64 = 1 << 63;
+const MARK_GEN_MASK: u32 = (1 << 23) - 1;
+
+impl SyncMark {
+    /// The mark of an entry of generation `gen`, fresh as the kernel's
+    /// `ip_vs_conn_new` leaves it (end = now, old state NONE) if `self`
+    /// belongs to another entry or none.
+    fn for_entry(self, gen: u32, now_ms: u64) -> (u32, u8) {
+        let g = u64::from(gen & MARK_GEN_MASK) << 40;
+        if self.0 & MARK_SET != 0 && self.0 & (u64::from(MARK_GEN_MASK) << 40) == g {
+            (self.0 as u32, (self.0 >> 32) as u8)
+        } else {
+            ((now_ms as u32) & !3, TcpState::None as u8)
+        }
+    }
+
+    fn new(gen: u32, end: u32, old_state: u8) -> SyncMark {
+        SyncMark(
+            MARK_SET
+                | u64::from(gen & MARK_GEN_MASK) << 40
+                | u64::from(old_state) << 32
+                | u64::from(end),
+        )
     }
 }
 
@@ -355,34 +702,92 @@ fn tcp_state_synced(s: TcpState) -> bool {
     )
 }
 
-/// Whether the master sends connection `conn` after a client packet that
-/// moved it from `old_state` to its current state; `pkts` is its packet
-/// count including this one. As the kernel's `ip_vs_sync_conn_needed` with
-/// `sync_refresh_period` 0 (its default): TCP only in the synced states, at
-/// once on a change into a closing state, else (ESTABLISHED, UDP) when
-/// `pkts % period == threshold`; never one-packet UDP or templates (a
-/// template is sent along with its synced connections).
-pub fn sync_needed<A: Addr>(
+/// The kernel's `ip_vs_sync_conn_needed` for entry `conn` (a connection or
+/// a template) after a client packet: `pkts` is its packet count including
+/// this one, `mark` its memory (updated when the entry is sent),
+/// `persistent` whether it is a connection controlled by a template.
+///
+/// - TCP connections only in ESTABLISHED and the closing states; a change
+///   into a closing state (from the state last decided on) is sent at once.
+/// - With `refresh_period` on, an entry whose timeout end moved by less
+///   than `min(refresh_period, max(timeout / 2, 10 s))` since it was last
+///   sent is held back, unless it has retries left and `refresh_period / 8`
+///   passed since then.
+/// - Otherwise connections are sent when `pkts % period == threshold`
+///   (`period` 0: when `pkts == threshold`, unless `refresh_period` is on);
+///   templates every time (the kernel's rule; only `refresh_period` or
+///   `period` 0 thin them).
+/// - `persist_mode`: connections of persistent services never.
+///
+/// One-packet connections are the caller's business (never sent, but their
+/// template is decided on).
+pub fn sync_decide<A: Addr>(
     conn: &Conn<A>,
-    old_state: Option<TcpState>,
+    mark: &mut u64,
     pkts: u32,
-    t: SyncThreshold,
+    now_ms: u64,
+    persistent: bool,
+    s: &SyncSettings,
 ) -> bool {
-    if conn.is_one_packet() || conn.is_template() {
+    let template = conn.is_template();
+    let mut closing = false;
+    if template {
+        // templates: decided by the refresh period and the period only
+    } else if s.persist_mode && persistent {
         return false;
-    }
-    if let Some(state) = conn.tcp_state() {
-        if !tcp_state_synced(state) {
+    } else if let Some(st) = conn.tcp_state() {
+        if !tcp_state_synced(st) {
             return false;
         }
-        let changed = old_state != Some(state);
-        if changed && state != TcpState::Established {
-            return true;
-        }
+        closing = st != TcpState::Established;
     } else if conn.protocol_number() != 17 {
         return false;
     }
-    t.period > 0 && pkts % t.period == t.threshold
+    // The memory is read only when needed (a closing state, the refresh
+    // period, a send): for most packets of a busy connection the period
+    // alone says no, without touching the side table.
+    let now = now_ms as u32;
+    let timeout = conn.timeout_ms();
+    let state = if template { 0 } else { conn.state };
+    if closing {
+        let (_, old_state) = SyncMark(*mark).for_entry(conn.gen, now_ms);
+        if state != old_state {
+            // a change into a closing state is sent at once (the kernel's
+            // `force`; its cmpxchg always succeeds here: one writer)
+            *mark = SyncMark::new(conn.gen, now.wrapping_add(timeout) & !3, state).0;
+            return true;
+        }
+    }
+    // the kernel checks the refresh period first; both must pass, and
+    // neither changes anything when the other fails
+    let refresh_ms = s.refresh_period_s.saturating_mul(1000);
+    if s.period > 0 {
+        if !template && pkts % s.period != s.threshold {
+            return false;
+        }
+    } else if refresh_ms == 0 && pkts != s.threshold {
+        return false;
+    }
+    let mut n = now.wrapping_add(timeout) & !3;
+    if refresh_ms > 0 {
+        let (orig, _) = SyncMark(*mark).for_entry(conn.gen, now_ms);
+        let diff = n.wrapping_sub(orig) as i32;
+        let min_diff = (timeout / 2).max(10_000);
+        if diff.unsigned_abs() < refresh_ms.min(min_diff) {
+            let retries = orig & 3;
+            if retries >= u32::from(s.retries) {
+                return false;
+            }
+            // time_before(now, orig - timeout + refresh / 8)
+            let since = orig.wrapping_sub(timeout).wrapping_add(refresh_ms >> 3);
+            if (now.wrapping_sub(since) as i32) < 0 {
+                return false;
+            }
+            n |= retries + 1;
+        }
+    }
+    *mark = SyncMark::new(conn.gen, n, state).0;
+    true
 }
 
 #[cfg(test)]
@@ -466,6 +871,51 @@ mod tests {
         }
     }
 
+    /// The worker's compact record says what the wire form says.
+    #[test]
+    fn compact_record_is_the_wire_record() {
+        let lip = Endpoint::new(0xc612_0301u32, 50000);
+        for fwd in [
+            FwdMethod::Masq,
+            FwdMethod::Route,
+            FwdMethod::Tunnel,
+            FwdMethod::FullNat,
+        ] {
+            let mut t = table::<u32>();
+            let local = (fwd == FwdMethod::FullNat).then_some(lip);
+            let id = t
+                .insert(
+                    &new_conn(0xc612_0001, 0xc612_0101, 0xc612_0201, fwd, local),
+                    0,
+                )
+                .unwrap();
+            t.update_state(id, Direction::Input, SYN, 0);
+            let c = t.get(id).unwrap();
+            let r = SyncRecord::of(c, 9).unwrap();
+            assert_eq!(r.to_wire(), to_sync(c, 9).unwrap(), "{fwd:?}");
+            assert_eq!(SyncRecord::from_wire(&r.to_wire()), Some(r));
+        }
+        // templates, fwmark templates
+        let mut t = table::<u32>();
+        let key = PersistKey::for_fwmark(0xc612_0009, u32::MAX, 7);
+        let id = t
+            .template_insert(&key, 1, Endpoint::new(0xc612_0201, 0), 60, 0)
+            .unwrap();
+        let c = t.get(id).unwrap();
+        let r = SyncRecord::of(c, 7).unwrap();
+        assert_eq!(r.to_wire(), to_sync(c, 7).unwrap());
+        assert_eq!(r.to_wire().virt, "0.0.0.7:0".parse().unwrap());
+        // one-packet: none
+        let mut nc = new_conn(1, 2, 3, FwdMethod::Masq, None);
+        nc.proto = Protocol::Udp;
+        nc.one_packet = true;
+        let id = t.insert(&nc, 0).unwrap();
+        assert_eq!(
+            SyncRecord::of(t.get(id).unwrap(), 0),
+            Err(ToSyncError::OnePacket)
+        );
+    }
+
     #[test]
     fn ipv6_and_established_state() {
         let a = |s: &str| u128::from(s.parse::<Ipv6Addr>().unwrap());
@@ -547,6 +997,7 @@ mod tests {
             timeout_s: 900,
             seq: None,
             fullnat_local: None,
+            synproxy: None,
         };
         assert!(SyncedConn::<u32>::from_sync(&base).is_ok());
         let with = |f: &dyn Fn(&mut SyncConn)| {
@@ -577,50 +1028,204 @@ mod tests {
         );
     }
 
+    /// An established TCP (or live UDP) connection in a fresh table.
+    fn established(proto: Protocol) -> (ConnTable<u32>, ConnId) {
+        let mut tab = table::<u32>();
+        let mut nc = new_conn(1, 2, 3, FwdMethod::Masq, None);
+        nc.proto = proto;
+        let id = tab.insert(&nc, 0).unwrap();
+        if proto == Protocol::Tcp {
+            tab.update_state(id, Direction::Input, SYN, 0);
+            tab.update_state(id, Direction::Output, SYN | ACK, 0);
+            tab.update_state(id, Direction::Input, ACK, 0);
+        } else {
+            tab.update_state(id, Direction::Input, 0, 0);
+        }
+        (tab, id)
+    }
+
     #[test]
-    fn sync_decision_follows_the_kernel() {
-        let t = SyncThreshold::default();
+    fn settings_default_and_checks_are_the_kernels() {
+        let d = SyncSettings::default();
+        assert_eq!(
+            d.render(),
+            "threshold=3 period=50 refresh_period=0 retries=0 persist_mode=0 version=1"
+        );
+        assert!(d.validate().is_ok());
+        let with = |f: &dyn Fn(&mut SyncSettings)| {
+            let mut s = d;
+            f(&mut s);
+            s.validate()
+        };
+        // proc_do_sync_threshold: threshold < period unless period is 0
+        assert!(with(&|s| s.threshold = 50)
+            .unwrap_err()
+            .contains("below the period"));
+        assert!(with(&|s| {
+            s.threshold = 100;
+            s.period = 0
+        })
+        .is_ok());
+        assert!(with(&|s| s.retries = 3).is_ok());
+        assert!(with(&|s| s.retries = 4).unwrap_err().contains("0..3"));
+        assert!(with(&|s| s.version = 0)
+            .unwrap_err()
+            .contains("version 1 only"));
+        assert!(with(&|s| s.version = 2)
+            .unwrap_err()
+            .contains("must be 0 or 1"));
+    }
+
+    #[test]
+    fn default_decision_follows_the_kernel() {
+        let s = SyncSettings::default();
         let mut tab = table::<u32>();
         let id = tab
             .insert(&new_conn(1, 2, 3, FwdMethod::Masq, None), 0)
             .unwrap();
+        let mut m = SyncMark::default();
         // SYN: SYN_RECV, not a synced state
         tab.update_state(id, Direction::Input, SYN, 0);
         let c = *tab.get(id).unwrap();
-        assert!(!sync_needed(&c, Some(TcpState::None), 1, t));
-        // ESTABLISHED: on the change only at the threshold, as the kernel
+        assert!(!sync_decide(&c, &mut m.0, 1, 0, false, &s));
+        // ESTABLISHED: even on the change only at the threshold, as the kernel
         tab.update_state(id, Direction::Output, SYN | ACK, 0);
         tab.update_state(id, Direction::Input, ACK, 0);
         let c = *tab.get(id).unwrap();
         assert_eq!(c.tcp_state(), Some(TcpState::Established));
-        assert!(!sync_needed(&c, Some(TcpState::SynRecv), 2, t));
-        assert!(sync_needed(&c, Some(TcpState::Established), 3, t));
-        assert!(!sync_needed(&c, Some(TcpState::Established), 4, t));
-        assert!(sync_needed(&c, Some(TcpState::Established), 53, t));
-        assert!(!sync_needed(&c, Some(TcpState::Established), 50, t));
-        // a change into a closing state: at once
+        let sent: Vec<u32> = (2..=110)
+            .filter(|&p| sync_decide(&c, &mut m.0, p, 0, false, &s))
+            .collect();
+        assert_eq!(sent, [3, 53, 103]);
+        // a change into a closing state: at once, whatever the count; the
+        // state changed by a reply counts at the next client packet
         tab.update_state(
             id,
-            Direction::Input,
+            Direction::Output,
             crate::lb::tcp_state::tcp_flags::FIN,
             0,
         );
         let c = *tab.get(id).unwrap();
-        assert_eq!(c.tcp_state(), Some(TcpState::CloseWait));
-        assert!(sync_needed(&c, Some(TcpState::Established), 10, t));
-        assert!(!sync_needed(&c, Some(TcpState::CloseWait), 10, t));
-        // UDP: threshold only; one-packet never
-        let mut u = new_conn(4, 2, 3, FwdMethod::Masq, None);
-        u.proto = Protocol::Udp;
-        let uid = tab.insert(&u, 0).unwrap();
-        tab.update_state(uid, Direction::Input, 0, 0);
-        let c = *tab.get(uid).unwrap();
-        assert!(sync_needed(&c, None, 3, t));
-        assert!(!sync_needed(&c, None, 2, t));
-        u.one_packet = true;
-        u.client.port = 1;
-        let oid = tab.insert(&u, 0).unwrap();
-        let c = *tab.get(oid).unwrap();
-        assert!(!sync_needed(&c, None, 3, t));
+        assert_eq!(c.tcp_state(), Some(TcpState::FinWait));
+        assert!(sync_decide(&c, &mut m.0, 111, 0, false, &s));
+        assert!(!sync_decide(&c, &mut m.0, 112, 0, false, &s));
+        assert!(sync_decide(&c, &mut m.0, 153, 0, false, &s));
+        // a reused slot (new generation) starts from state NONE again
+        let mut other = c;
+        other.gen = c.gen.wrapping_add(1);
+        assert!(sync_decide(&other, &mut m.0, 7, 0, false, &s));
+        // UDP: the threshold only
+        let (utab, uid) = established(Protocol::Udp);
+        let u = *utab.get(uid).unwrap();
+        let mut um = SyncMark::default();
+        let sent: Vec<u32> = (1..=60)
+            .filter(|&p| sync_decide(&u, &mut um.0, p, 0, false, &s))
+            .collect();
+        assert_eq!(sent, [3, 53]);
+    }
+
+    #[test]
+    fn period_zero_syncs_once_and_templates_always() {
+        let (tab, id) = established(Protocol::Tcp);
+        let c = *tab.get(id).unwrap();
+        let once = SyncSettings {
+            period: 0,
+            ..SyncSettings::default()
+        };
+        let mut m = SyncMark::default();
+        let sent: Vec<u32> = (1..=200)
+            .filter(|&p| sync_decide(&c, &mut m.0, p, 0, false, &once))
+            .collect();
+        assert_eq!(sent, [3]);
+        // templates: every time with a period (the kernel's rule 3), at
+        // the threshold only without
+        let mut t = table::<u32>();
+        let key = PersistKey::for_service(Protocol::Tcp, 9, u32::MAX, 2, 80, 80);
+        let tid = t
+            .template_insert(&key, 1, Endpoint::new(3, 80), 300, 0)
+            .unwrap();
+        let tc = *t.get(tid).unwrap();
+        let mut tm = SyncMark::default();
+        let d = SyncSettings::default();
+        assert!((1..=10).all(|p| sync_decide(&tc, &mut tm.0, p, 0, false, &d)));
+        let mut tm = SyncMark::default();
+        let sent: Vec<u32> = (1..=10)
+            .filter(|&p| sync_decide(&tc, &mut tm.0, p, 0, false, &once))
+            .collect();
+        assert_eq!(sent, [3]);
+    }
+
+    #[test]
+    fn persist_mode_sends_only_templates_of_persistent_services() {
+        let (tab, id) = established(Protocol::Tcp);
+        let c = *tab.get(id).unwrap();
+        let s = SyncSettings {
+            persist_mode: true,
+            ..SyncSettings::default()
+        };
+        let mut m = SyncMark::default();
+        assert!(!sync_decide(&c, &mut m.0, 3, 0, true, &s));
+        assert!(sync_decide(&c, &mut m.0, 3, 0, false, &s));
+    }
+
+    #[test]
+    fn refresh_period_thins_and_retries_repeat() {
+        let (tab, id) = established(Protocol::Tcp);
+        let c = *tab.get(id).unwrap();
+        assert_eq!(c.timeout_ms(), 900_000);
+        // refresh 10 s: held back while the end moved less than 10 s
+        let s = SyncSettings {
+            refresh_period_s: 10,
+            ..SyncSettings::default()
+        };
+        let mut m = SyncMark::default();
+        let at =
+            |m: &mut SyncMark, p: u32, t_ms: u64| sync_decide(&c, &mut m.0, p, t_ms, false, &s);
+        assert!(at(&mut m, 3, 0));
+        assert!(!at(&mut m, 53, 1_000));
+        assert!(!at(&mut m, 103, 9_996));
+        assert!(at(&mut m, 153, 10_000));
+        // the period still applies
+        assert!(!at(&mut m, 154, 30_000));
+        assert!(at(&mut m, 203, 30_000));
+        // a closing state goes at once, refresh or not
+        let mut fin = c;
+        fin.state = TcpState::CloseWait as u8;
+        assert!(sync_decide(&fin, &mut m.0, 204, 30_001, false, &s));
+
+        // refresh 80 s, 2 retries, 80/8 = 10 s apart
+        let s = SyncSettings {
+            refresh_period_s: 80,
+            retries: 2,
+            ..SyncSettings::default()
+        };
+        let mut m = SyncMark::default();
+        let at = |m: &mut SyncMark, t_ms: u64| sync_decide(&c, &mut m.0, 3, t_ms, false, &s);
+        assert!(at(&mut m, 0));
+        assert!(!at(&mut m, 5_000), "within refresh/8 of the send");
+        assert!(at(&mut m, 12_000), "retry 1");
+        assert_eq!(m.0 as u32 & 3, 1);
+        assert!(!at(&mut m, 15_000));
+        assert!(at(&mut m, 23_000), "retry 2");
+        assert_eq!(m.0 as u32 & 3, 2);
+        assert!(!at(&mut m, 40_000), "retries used up");
+        assert!(
+            !at(&mut m, 100_000),
+            "80 s not yet passed since the last send"
+        );
+        assert!(at(&mut m, 104_000), "refreshed");
+        assert_eq!(m.0 as u32 & 3, 0);
+        // half the timeout caps the hold-back: a 20 s timeout is refreshed
+        // every 10 s whatever the period
+        let mut short = c;
+        short.timeout_ms = 20_000;
+        let long = SyncSettings {
+            refresh_period_s: 3600,
+            ..SyncSettings::default()
+        };
+        let mut m = SyncMark::default();
+        assert!(sync_decide(&short, &mut m.0, 3, 0, false, &long));
+        assert!(!sync_decide(&short, &mut m.0, 3, 9_000, false, &long));
+        assert!(sync_decide(&short, &mut m.0, 3, 10_000, false, &long));
     }
 }

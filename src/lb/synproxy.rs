@@ -435,6 +435,13 @@ impl ProxyTable {
         }
     }
 
+    /// The state of connection `id`, if it is proxied (read only).
+    pub fn get(&self, id: ConnId) -> Option<&Proxied> {
+        self.slots
+            .get(id.index() as usize)
+            .filter(|s| s.conn == Some(id))
+    }
+
     /// The state of connection `id`, if it is proxied.
     #[inline]
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Proxied> {

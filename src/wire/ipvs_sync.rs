@@ -36,6 +36,14 @@
 //! it never collides with a kernel option. Templates never carry it: a
 //! template pins a client to a real server whatever the method.
 //!
+//! **SYN proxy.** A connection vsd's SYN proxy opened has its sequence
+//! numbers shifted; vsd sends the shift as the kernel's own SEQ option
+//! (`out_seq`, flag `OUT_SEQ`, see [`crate::lb::sync`]) and the rest of the
+//! proxy's state (timestamp shift, window scales) in a second optional
+//! option, [`VSD_OPT_SYNPROXY`] (0x51 = 0x40 | 0x11, 8 bytes), which a
+//! kernel backup skips as it skips the FULLNAT one. It is only valid on a
+//! connection that also carries the SEQ option.
+//!
 //! **Wireshark.** Its `ipvs` dissector (4.0 up to today's master) reads only
 //! the fixed part of a version 1 entry and steps 36 or 72 bytes, ignoring
 //! the entry size, options and padding; anything after an entry with
@@ -96,7 +104,8 @@ pub const MAX_CONNS_PER_MESSAGE: usize = 255;
 /// Largest `size` the header can state.
 pub const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
 /// Largest entry vsd writes: IPv6, SEQ option, FULLNAT option.
-pub const MAX_ENTRY_LEN: usize = ENTRY_V6_LEN + 2 + SEQ_OPTION_LEN + 2 + 18;
+pub const MAX_ENTRY_LEN: usize =
+    ENTRY_V6_LEN + 2 + SEQ_OPTION_LEN + 2 + 18 + 2 + SYNPROXY_OPTION_LEN;
 /// Smallest `sync_maxlen` the builder accepts: one entry of any kind fits.
 pub const MIN_MAXLEN: usize = HEADER_LEN + MAX_ENTRY_LEN;
 
@@ -125,6 +134,11 @@ pub const OPT_F_OPTIONAL: u8 = 0x40;
 /// vsd's option: FULLNAT local address and port (optional, so a kernel
 /// backup skips it; see the module note).
 pub const VSD_OPT_FULLNAT: u8 = OPT_F_OPTIONAL | 0x10;
+/// vsd's option: the SYN proxy's state beyond the sequence shift the SEQ
+/// option carries (optional; see the module note).
+pub const VSD_OPT_SYNPROXY: u8 = OPT_F_OPTIONAL | 0x11;
+/// Length of [`VSD_OPT_SYNPROXY`]'s value.
+pub const SYNPROXY_OPTION_LEN: usize = 8;
 /// Longest PE name the kernel accepts (`IP_VS_PENAME_MAXLEN`).
 pub const PE_NAME_MAX_LEN: usize = 16;
 
@@ -181,6 +195,19 @@ pub struct SeqOptions {
     pub out_seq: SeqAdjust,
 }
 
+/// What a backup needs, beyond the SEQ option's sequence shift, to go on
+/// shifting a connection vsd's SYN proxy opened ([`crate::lb::synproxy`]):
+/// the timestamp shift and the two window scales. Wire form, 8 bytes:
+/// `ts_delta` (BE), flags (bit 0: timestamps in use), the server's window
+/// shift, the client's, 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SynproxyState {
+    pub ts: bool,
+    pub ts_delta: u32,
+    pub server_wscale: u8,
+    pub client_wscale: u8,
+}
+
 /// One synced connection or template, as the wire carries it. All three
 /// addresses share one family (the entry type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +231,8 @@ pub struct SyncConn {
     /// vsd FULLNAT: the local address and port towards the real server
     /// (connections only).
     pub fullnat_local: Option<SocketAddr>,
+    /// vsd SYN proxy: the state beside `seq` (connections with `seq` only).
+    pub synproxy: Option<SynproxyState>,
 }
 
 impl SyncConn {
@@ -221,6 +250,7 @@ impl SyncConn {
         fixed
             + self.seq.map_or(0, |_| 2 + SEQ_OPTION_LEN)
             + self.fullnat_local.map_or(0, |_| 2 + addr + 2)
+            + self.synproxy.map_or(0, |_| 2 + SYNPROXY_OPTION_LEN)
     }
 
     /// Whether this is a persistence template.
@@ -317,6 +347,9 @@ pub enum EntryError {
     /// vsd's FULLNAT option of the wrong length, given twice, on a
     /// template, or on an entry whose forwarding bits are not MASQ.
     BadFullnatOption,
+    /// vsd's SYN proxy option of the wrong length, given twice, on a
+    /// template, or without the SEQ option.
+    BadSynproxyOption,
 }
 
 impl fmt::Display for EntryError {
@@ -330,6 +363,7 @@ impl fmt::Display for EntryError {
             EntryError::PersistenceEngine => f.write_str("persistence engine data not supported"),
             EntryError::Version0SeqData => f.write_str("version 0 sequence data"),
             EntryError::BadFullnatOption => f.write_str("bad FULLNAT option"),
+            EntryError::BadSynproxyOption => f.write_str("bad SYN proxy option"),
         }
     }
 }
@@ -472,6 +506,7 @@ fn decode_v0(buf: &[u8]) -> Result<SyncMessage, MessageError> {
             timeout_s: 0,
             seq: None,
             fullnat_local: None,
+            synproxy: None,
         }));
     }
     if at < buf.len() {
@@ -514,6 +549,7 @@ fn decode_entry(
     let mut pe_data = false;
     let mut pe_name = false;
     let mut local = None;
+    let mut synproxy = None;
     let mut p = fixed;
     while p < entry.len() {
         if p + 2 > entry.len() {
@@ -565,6 +601,17 @@ fn decode_entry(
                     local = Some(SocketAddr::new(ip, read_u16(value, addr_len)));
                 }
             }
+            _ if ptype == VSD_OPT_SYNPROXY => {
+                if plen != SYNPROXY_OPTION_LEN || synproxy.is_some() {
+                    return Ok(Err(EntryError::BadSynproxyOption));
+                }
+                synproxy = Some(SynproxyState {
+                    ts_delta: read_u32(value, 0),
+                    ts: value[4] & 1 != 0,
+                    server_wscale: value[5],
+                    client_wscale: value[6],
+                });
+            }
             _ if ptype & OPT_F_OPTIONAL != 0 => {}
             _ => return Ok(Err(EntryError::UnknownMandatoryOption(ptype))),
         }
@@ -587,6 +634,9 @@ fn decode_entry(
     if local.is_some() && flags & (flags::FWD_MASK | flags::TEMPLATE) != flags::MASQ {
         return Ok(Err(EntryError::BadFullnatOption));
     }
+    if synproxy.is_some() && (seq.is_none() || flags & flags::TEMPLATE != 0) {
+        return Ok(Err(EntryError::BadSynproxyOption));
+    }
     let addr_len = if v6 { 16 } else { 4 };
     let addr = |n: usize| read_ip(entry, 24 + n * addr_len, v6);
     Ok(Ok(SyncConn {
@@ -600,6 +650,7 @@ fn decode_entry(
         timeout_s: read_u32(entry, 20),
         seq,
         fullnat_local: local,
+        synproxy,
     }))
 }
 
@@ -631,6 +682,8 @@ pub enum EncodeError {
     FullnatNotMasq,
     /// `sync_maxlen` outside [`MIN_MAXLEN`]..=[`MAX_MESSAGE_LEN`].
     BadMaxlen(usize),
+    /// SYN proxy option on a template or without the SEQ option.
+    SynproxyWithoutSeq,
 }
 
 impl fmt::Display for EncodeError {
@@ -640,6 +693,9 @@ impl fmt::Display for EncodeError {
             EncodeError::OnePacket => f.write_str("one-packet connections are not synced"),
             EncodeError::FullnatNotMasq => {
                 f.write_str("FULLNAT option on a template or without MASQ bits")
+            }
+            EncodeError::SynproxyWithoutSeq => {
+                f.write_str("SYN proxy option on a template or without SEQ data")
             }
             EncodeError::BadMaxlen(n) => {
                 write!(
@@ -735,6 +791,9 @@ impl SyncMessageBuilder {
         {
             return Err(EncodeError::FullnatNotMasq);
         }
+        if conn.synproxy.is_some() && (conn.seq.is_none() || conn.is_template()) {
+            return Err(EncodeError::SynproxyWithoutSeq);
+        }
         let len = conn.wire_len();
         let pad = self.buf.len().wrapping_neg() & 3;
         let full = self.buf.len() + pad + len > self.maxlen
@@ -777,6 +836,13 @@ impl SyncMessageBuilder {
             self.buf.extend_from_slice(&[VSD_OPT_FULLNAT, addr_len + 2]);
             write_ip(&mut self.buf, local.ip());
             self.buf.extend_from_slice(&local.port().to_be_bytes());
+        }
+        if let Some(sp) = conn.synproxy {
+            self.buf
+                .extend_from_slice(&[VSD_OPT_SYNPROXY, SYNPROXY_OPTION_LEN as u8]);
+            self.buf.extend_from_slice(&sp.ts_delta.to_be_bytes());
+            self.buf
+                .extend_from_slice(&[u8::from(sp.ts), sp.server_wscale, sp.client_wscale, 0]);
         }
         debug_assert_eq!(self.buf.len() - start, len);
         self.nr_conns += 1;
@@ -823,6 +889,7 @@ mod tests {
             timeout_s: 900,
             seq: None,
             fullnat_local: None,
+            synproxy: None,
         }
     }
 
@@ -870,6 +937,7 @@ mod tests {
                     },
                 }),
                 fullnat_local: None,
+                synproxy: None,
             },
             SyncConn {
                 protocol: 6,
@@ -882,6 +950,7 @@ mod tests {
                 timeout_s: 300,
                 seq: None,
                 fullnat_local: None,
+                synproxy: None,
             },
         ]
     }
@@ -1047,6 +1116,67 @@ mod tests {
         assert_eq!(b.push(&c), Err(EncodeError::FullnatNotMasq));
         c.flags = flags::MASQ | flags::TEMPLATE;
         assert_eq!(b.push(&c), Err(EncodeError::FullnatNotMasq));
+    }
+
+    #[test]
+    fn synproxy_option_follows_seq_and_is_optional_for_the_kernel() {
+        let mut c = v4_dr();
+        c.flags = flags::MASQ | flags::OUT_SEQ;
+        c.seq = Some(SeqOptions {
+            in_seq: SeqAdjust::default(),
+            out_seq: SeqAdjust {
+                init_seq: 0x5000_0000,
+                delta: 0x1234_5678,
+                previous_delta: 0,
+            },
+        });
+        c.synproxy = Some(SynproxyState {
+            ts: true,
+            ts_delta: 0xdead_beef,
+            server_wscale: 9,
+            client_wscale: 7,
+        });
+        let m = &encode_all(1, 1500, &[c])[0];
+        // fixed part, the kernel's SEQ option (in_seq zero, out_seq), then
+        // type 0x51 (optional bit set), length 8
+        assert_eq!(
+            &m[8 + 36..],
+            &hex(
+                "01 18 00000000 00000000 00000000 50000000 12345678 00000000 \
+                 51 08 deadbeef 01 09 07 00"
+            )[..]
+        );
+        assert_eq!(m[8 + 36 + 26] & OPT_F_OPTIONAL, OPT_F_OPTIONAL);
+        assert_eq!(decode(m, 0).unwrap().entries, vec![Ok(received(c))]);
+        // never without the SEQ option, never on a template
+        let mut b = SyncMessageBuilder::new(1, 1500).unwrap();
+        let mut bare = c;
+        bare.seq = None;
+        assert_eq!(b.push(&bare), Err(EncodeError::SynproxyWithoutSeq));
+        let mut t = c;
+        t.flags |= flags::TEMPLATE;
+        assert_eq!(b.push(&t), Err(EncodeError::SynproxyWithoutSeq));
+        // received without SEQ data, or with a wrong length: that entry only
+        let mut raw = m.clone();
+        raw[8 + 36 + 26 + 1] = 7;
+        raw.truncate(raw.len() - 1);
+        let n = raw.len() as u16;
+        raw[2..4].copy_from_slice(&n.to_be_bytes());
+        let size = (n as usize - 8) as u16;
+        raw[8 + 2..8 + 4].copy_from_slice(&size.to_be_bytes());
+        assert_eq!(
+            decode(&raw, 0).unwrap().entries,
+            vec![Err(EntryError::BadSynproxyOption)]
+        );
+        let mut only = m[..8 + 36].to_vec();
+        only.extend_from_slice(&m[8 + 36 + 26..]);
+        let n = only.len() as u16;
+        only[2..4].copy_from_slice(&n.to_be_bytes());
+        only[8 + 2..8 + 4].copy_from_slice(&(n - 8).to_be_bytes());
+        assert_eq!(
+            decode(&only, 0).unwrap().entries,
+            vec![Err(EntryError::BadSynproxyOption)]
+        );
     }
 
     #[test]

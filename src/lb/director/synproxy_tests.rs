@@ -16,10 +16,14 @@ const CISN: u32 = 0x0a00_0000;
 const SISN: u32 = 0x5000_0000;
 
 fn director(method: FwdMethod) -> CoreLb {
+    director_with(method, true)
+}
+
+fn director_with(method: FwdMethod, synproxy: bool) -> CoreLb {
     let key = ServiceKey::tcp(IpAddr::V4(VIP), 80);
     let mut t = ServiceTable::new(4);
     let mut cfg = ServiceConfig::with_scheduler("rr");
-    cfg.synproxy = true;
+    cfg.synproxy = synproxy;
     cfg.local_addresses = vec![IpAddr::V4(LIP)];
     t.add_service(key, cfg).unwrap();
     t.add_dest(&key, RealServerConfig::new(IpAddr::V4(RIP), 8080, method))
@@ -379,4 +383,93 @@ fn data_in_the_cookie_ack_reaches_the_server() {
     assert_eq!(t.payload(), b"GET /");
     assert!(t.verify_checksum_v4(CIP, RIP));
     assert_eq!(lb.stats().event(FwdEvent::SynproxyAckData), 0);
+}
+
+/// A proxied connection synced to a backup: the master sends its
+/// sequence shift as the kernel's SEQ option (out_seq) plus vsd's SYN
+/// proxy option; the backup goes on shifting exactly as the master.
+fn proxied_connection_continues_on_a_sync_backup(method: FwdMethod) {
+    use crate::lb::sync::SyncedConn;
+    use crate::wire::ipvs_sync::{decode, flags, SyncConn, SyncMessageBuilder};
+    let mut master = director(method);
+    master.set_sync_master(true);
+    let (_, out) = run(&mut master, from_client(tcp::SYN, CISN, 0, &[]), 0);
+    let cookie = tcp_of(&out).seq_number();
+    run(
+        &mut master,
+        from_client(tcp::ACK, CISN + 1, cookie + 1, &[]),
+        1,
+    );
+    let (src, sport) = match method {
+        FwdMethod::FullNat => {
+            let c = master.conns().iter().next().unwrap().1;
+            (LIP, c.local().unwrap().port)
+        }
+        _ => (CIP, 40000),
+    };
+    run(
+        &mut master,
+        from_server((src, sport), 0x12, SISN, CISN + 1, &[]),
+        2,
+    );
+    let mut recs: Vec<SyncConn> = Vec::new();
+    for i in 0..3u32 {
+        let seg = from_client(tcp::ACK | tcp::PSH, CISN + 1 + i, cookie + 1, b"x");
+        run(&mut master, seg, 3);
+        master.take_sync_records(&mut recs);
+    }
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let rec = recs[0];
+    let seq = rec.seq.unwrap();
+    assert_eq!(seq.out_seq.init_seq, SISN);
+    assert_eq!(seq.out_seq.delta, cookie.wrapping_sub(SISN));
+    assert_eq!(seq.in_seq, Default::default());
+    assert_eq!(rec.flags & flags::SEQ_MASK, flags::OUT_SEQ);
+    assert!(rec.synproxy.is_some());
+
+    let mut b = SyncMessageBuilder::new(1, 1472).unwrap();
+    assert!(b.push(&rec).unwrap().is_none());
+    let msg = decode(&b.finish().unwrap(), 1).unwrap();
+    let got = SyncedConn::<u32>::from_sync(msg.entries[0].as_ref().unwrap()).unwrap();
+    // a backup whose service does not proxy refuses it, and keeps nothing
+    let mut plain = director_with(method, false);
+    assert_eq!(
+        plain.install_synced(&got, false, 0),
+        Err(SyncRefused::NotProxied)
+    );
+    assert!(plain.conns().is_empty());
+    let mut backup = director(method);
+    assert_eq!(
+        backup.install_synced(&got, false, 0),
+        Ok(SyncInstalled::New)
+    );
+    // the server's data and the client's next segment leave both alike
+    let data = from_server(
+        (src, sport),
+        tcp::ACK | tcp::PSH,
+        SISN + 1,
+        CISN + 4,
+        b"200 OK",
+    );
+    let (mv, mout) = run(&mut master, data.clone(), 4);
+    let (bv, bout) = run(&mut backup, data, 4);
+    assert_eq!(bv, FwdVerdict::Forward { next_hop: CIP });
+    assert_eq!((bv, &bout), (mv, &mout));
+    assert_eq!(tcp_of(&bout).seq_number(), cookie + 1);
+    let next = from_client(tcp::ACK | tcp::PSH, CISN + 4, cookie + 7, b"y");
+    let (mv, mout) = run(&mut master, next.clone(), 5);
+    let (bv, bout) = run(&mut backup, next, 5);
+    assert_eq!(bv, FwdVerdict::Forward { next_hop: RIP });
+    assert_eq!((bv, &bout), (mv, &mout));
+    assert_eq!(tcp_of(&bout).ack_number(), SISN + 7);
+}
+
+#[test]
+fn proxied_nat_connection_continues_on_a_sync_backup() {
+    proxied_connection_continues_on_a_sync_backup(FwdMethod::Masq);
+}
+
+#[test]
+fn proxied_fullnat_connection_continues_on_a_sync_backup() {
+    proxied_connection_continues_on_a_sync_backup(FwdMethod::FullNat);
 }
