@@ -546,19 +546,24 @@ impl HealthMonitor {
         let mut events = std::mem::take(&mut self.events);
         events.clear();
         self.runner.drain_events(&mut events);
+        // one batch per service: a mass failure costs one table diff
+        let mut by_service: std::collections::BTreeMap<usize, Vec<&CheckEvent>> =
+            std::collections::BTreeMap::new();
         for ev in &events {
-            let Some(&i) = self.by_name.get(&ev.key.service) else {
-                continue;
-            };
-            let dest = Dest {
-                addr: ev.key.server,
-                port: ev.key.server_port,
-            };
+            if let Some(&i) = self.by_name.get(&ev.key.service) {
+                by_service.entry(i).or_default().push(ev);
+            }
+        }
+        for (i, evs) in by_service {
             let mut actions = Vec::new();
-            if self.services[i]
-                .pool
-                .on_check(dest, ev.key.index, ev.up, &ev.result, &mut actions)
-            {
+            let batch = evs.iter().map(|ev| {
+                let dest = Dest {
+                    addr: ev.key.server,
+                    port: ev.key.server_port,
+                };
+                (dest, ev.key.index, ev.up, &ev.result)
+            });
+            if self.services[i].pool.on_checks(batch, &mut actions) {
                 self.execute(i, actions, state);
             }
         }

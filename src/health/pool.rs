@@ -365,37 +365,58 @@ impl Pool {
         result: &CheckResult,
         out: &mut Vec<Action>,
     ) -> bool {
-        let Some(&i) = self.index.get(&dest) else {
-            return false;
-        };
-        if checker >= self.servers[i].checker_up.len() {
-            return false;
-        }
-        let before = self.desired();
+        self.on_checks([(dest, checker, up, result)], out)
+    }
+
+    /// [`Self::on_check`] for a batch of events (all the runner had): the
+    /// table difference and the quorum are worked out once for the batch,
+    /// so a mass failure of N servers costs O(N), not O(N) per server.
+    /// False when no event was for a server of this pool.
+    pub fn on_checks<'r>(
+        &mut self,
+        events: impl IntoIterator<Item = (Dest, usize, bool, &'r CheckResult)>,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let mut before = None;
         let mut notes = Vec::new();
-        let kind = self.servers[i].cfg.checkers[checker].kind;
-        if let Some(w) = result.dynamic_weight {
-            let s = &mut self.servers[i];
-            let old = s.effective_weight();
-            s.dynamic_weight = Some(w);
-            if old != w {
-                notes.push(Action::Log(format!(
-                    "health: {} -> {} weight {old} -> {w} ({kind}: misc_dynamic)",
-                    self.cfg.service, dest
-                )));
+        for (dest, checker, up, result) in events {
+            let Some(&i) = self.index.get(&dest) else {
+                continue;
+            };
+            if checker >= self.servers[i].checker_up.len() {
+                continue;
             }
+            if before.is_none() {
+                before = Some(self.desired());
+            }
+            let kind = self.servers[i].cfg.checkers[checker].kind;
+            if let Some(w) = result.dynamic_weight {
+                let s = &mut self.servers[i];
+                let old = s.effective_weight();
+                s.dynamic_weight = Some(w);
+                if old != w {
+                    notes.push(Action::Log(format!(
+                        "health: {} -> {} weight {old} -> {w} ({kind}: misc_dynamic)",
+                        self.cfg.service, dest
+                    )));
+                }
+            }
+            self.servers[i].checker_up[checker] = up;
+            if up && result.ok {
+                // an active check passed: passive checking's mark is over
+                self.servers[i].passive_down = false;
+            }
+            let why = if up {
+                format!("{kind}: {}", if result.ok { "ok" } else { &result.reason })
+            } else {
+                format!("{kind}: {}", result.reason)
+            };
+            self.settle_server(i, &why, &mut notes);
         }
-        self.servers[i].checker_up[checker] = up;
-        if up && result.ok {
-            // an active check passed: passive checking's mark is over
-            self.servers[i].passive_down = false;
-        }
-        let why = if up {
-            format!("{kind}: {}", if result.ok { "ok" } else { &result.reason })
-        } else {
-            format!("{kind}: {}", result.reason)
+        let Some(before) = before else {
+            return false;
         };
-        self.settle(i, &why, &mut notes);
+        self.update_quorum(&mut notes);
         self.finish(before, notes, out);
         true
     }
@@ -433,10 +454,16 @@ impl Pool {
     /// Recompute server `i`'s alive flag; on a transition log it, run its
     /// notifier and update the quorum.
     fn settle(&mut self, i: usize, why: &str, notes: &mut Vec<Action>) {
+        self.settle_server(i, why, notes);
+        self.update_quorum(notes);
+    }
+
+    /// A server's alive state after a change of its checkers, without the
+    /// quorum (a batch updates that once at its end).
+    fn settle_server(&mut self, i: usize, why: &str, notes: &mut Vec<Action>) {
         let s = &mut self.servers[i];
         let alive = s.computed_alive();
         if alive == s.alive {
-            self.update_quorum(notes);
             return;
         }
         s.alive = alive;
@@ -471,7 +498,6 @@ impl Pool {
                 ),
             });
         }
-        self.update_quorum(notes);
     }
 
     /// keepalived's `update_quorum_state`, after a change of alive
@@ -763,6 +789,21 @@ mod tests {
         }
     }
 
+    /// Server number `i` of a large pool (198.20.x.y).
+    fn dest_at(i: usize) -> Dest {
+        Dest {
+            addr: IpAddr::from([198, 20, (i / 250) as u8, (i % 250 + 1) as u8]),
+            port: 80,
+        }
+    }
+
+    fn server_at(i: usize, weight: u32) -> ServerConfig {
+        ServerConfig {
+            dest: dest_at(i),
+            ..server(1, weight, 1)
+        }
+    }
+
     fn pool_cfg(servers: Vec<ServerConfig>) -> PoolConfig {
         PoolConfig {
             service: "TCP 198.18.0.100:80".into(),
@@ -826,6 +867,34 @@ mod tests {
         let mut out = Vec::new();
         assert!(p.on_check(d, k, up, &r, &mut out));
         out
+    }
+
+    #[test]
+    fn a_batch_of_failures_makes_one_table_diff_and_one_quorum_change() {
+        // 1000 servers of weight 1, quorum 1: all fail in one batch
+        let n = 1000;
+        let servers: Vec<_> = (0..n).map(|i| server_at(i, 1)).collect();
+        let (mut batch_pool, _) = Pool::new(pool_cfg(servers.clone()));
+        let (mut one_by_one, _) = Pool::new(pool_cfg(servers));
+        let r = fail("connection refused");
+        let events: Vec<_> = (0..n).map(|i| (dest_at(i), 0, false, &r)).collect();
+        let mut out = Vec::new();
+        assert!(batch_pool.on_checks(events.iter().copied(), &mut out));
+        let removed = table(&out).len();
+        assert_eq!(removed, n, "one removal per server");
+        let quorum_lines: Vec<String> = logs(&out)
+            .into_iter()
+            .filter(|l| l.contains("quorum"))
+            .collect();
+        assert_eq!(quorum_lines.len(), 1, "{quorum_lines:?}");
+        assert!(!batch_pool.quorum_up());
+        // the same end state as one event at a time
+        for (d, c, up, r) in events {
+            one_by_one.on_check(d, c, up, r, &mut Vec::new());
+        }
+        assert_eq!(batch_pool.desired(), one_by_one.desired());
+        // events for unknown servers are no change
+        assert!(!batch_pool.on_checks([(dest_at(n + 1), 0, true, &r)], &mut Vec::new()));
     }
 
     #[test]
