@@ -6,6 +6,8 @@
 mod conn;
 #[path = "lb_core/fwd.rs"]
 mod fwd;
+#[path = "lb_core/martian.rs"]
+mod martian;
 #[path = "lb_core/sched.rs"]
 mod sched;
 #[path = "lb_core/synproxy.rs"]
@@ -17,7 +19,12 @@ fn main() {
     let named: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| matches!(*a, "conn" | "sched" | "fwd" | "synproxy"))
+        .filter(|a| {
+            matches!(
+                *a,
+                "conn" | "sched" | "fwd" | "synproxy" | "martian"
+            )
+        })
         .collect();
     let wanted = |s: &str| named.is_empty() || named.contains(&s);
     if wanted("conn") {
@@ -31,5 +38,8 @@ fn main() {
     }
     if wanted("synproxy") {
         synproxy::run(quick);
+    }
+    if wanted("martian") {
+        martian::run(quick);
     }
 }

@@ -1020,6 +1020,33 @@ impl<A: Addr> ConnTable<A> {
     /// set the timeout of the new state and restart the timer. False if the
     /// handle is stale or names a template.
     pub fn update_state(&mut self, id: ConnId, dir: Direction, tcp_flags: u8, now_ms: u64) -> bool {
+        self.update_state_counting(id, dir, tcp_flags, now_ms, false)
+    }
+
+    /// [`ConnTable::update_state`] for a packet forwarded on the
+    /// connection: a client → server packet (`dir` Input) also counts in
+    /// the entry's `in_pkts` (the kernel's, which drop_entry reads), in the
+    /// same visit to the entry.
+    #[inline]
+    pub fn update_state_forwarded(
+        &mut self,
+        id: ConnId,
+        dir: Direction,
+        tcp_flags: u8,
+        now_ms: u64,
+    ) -> bool {
+        self.update_state_counting(id, dir, tcp_flags, now_ms, dir == Direction::Input)
+    }
+
+    #[inline]
+    fn update_state_counting(
+        &mut self,
+        id: ConnId,
+        dir: Direction,
+        tcp_flags: u8,
+        now_ms: u64,
+        count_in: bool,
+    ) -> bool {
         let Some(idx) = self.live_idx(id) else {
             return false;
         };
@@ -1027,6 +1054,10 @@ impl<A: Addr> ConnTable<A> {
         let Some(e) = self.slab.get_mut(idx).map(|s| &mut s.0) else {
             return false;
         };
+        if count_in {
+            // counted before the template check, as get_mut + bump_in_pkts did
+            e.in_pkts = e.in_pkts.wrapping_add(1);
+        }
         if e.flags & F_TEMPLATE != 0 {
             return false;
         }

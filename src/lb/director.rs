@@ -1594,15 +1594,11 @@ impl CoreLb {
                 return v;
             }
         }
-        self.conns.update_state(id, dir, info.tcp_flags, now_ms);
-        if dir == Direction::Input {
-            // kernel in_pkts: drop_entry spares busy connections
-            if let Some(e) = self.conns.get_mut(id) {
-                e.bump_in_pkts();
-            }
-            if self.sync_master {
-                self.feed_sync(id, c.tcp_state());
-            }
+        // kernel in_pkts (Input): drop_entry spares busy connections
+        self.conns
+            .update_state_forwarded(id, dir, info.tcp_flags, now_ms);
+        if dir == Direction::Input && self.sync_master {
+            self.feed_sync(id, c.tcp_state());
         }
         let slot = self.dest_svc_slot(dest);
         let bytes = info.ip_len() as u64;
