@@ -6,6 +6,8 @@
 mod conn;
 #[path = "lb_core/fwd.rs"]
 mod fwd;
+#[path = "lb_core/laddr.rs"]
+mod laddr;
 #[path = "lb_core/martian.rs"]
 mod martian;
 #[path = "lb_core/sched.rs"]
@@ -22,7 +24,7 @@ fn main() {
         .filter(|a| {
             matches!(
                 *a,
-                "conn" | "sched" | "fwd" | "synproxy" | "martian"
+                "conn" | "sched" | "fwd" | "synproxy" | "laddr" | "martian"
             )
         })
         .collect();
@@ -38,6 +40,9 @@ fn main() {
     }
     if wanted("synproxy") {
         synproxy::run(quick);
+    }
+    if wanted("laddr") {
+        laddr::run(quick);
     }
     if wanted("martian") {
         martian::run(quick);

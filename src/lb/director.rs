@@ -494,7 +494,13 @@ impl CoreLb {
         let conns = ConnTable4::with_seed(cfg.conn_capacity, Arc::clone(&load), now_ms, seed)?;
         // Start each core's port walk at a different place.
         let start = cfg.core.wrapping_mul(7919);
-        let ports = LocalPorts::new(cfg.local_port_min, cfg.local_port_max, start);
+        // several cores: this core's port lists, built once here
+        let ports = LocalPorts::for_core(
+            cfg.local_port_min,
+            cfg.local_port_max,
+            start,
+            rss.as_deref().map(|r| (r, cfg.core)),
+        );
         let stats = Arc::new(StatsTable::new(dest_capacity, cfg.service_capacity));
         let cores = cfg.cores;
         let mut lb = CoreLb {
