@@ -35,18 +35,25 @@ pub fn run(quick: bool) {
     println!("FULLNAT local ports, core 1 of 4 (RETA 128), 16 local addresses, 4 servers");
     println!("{:<28} {:>14} {:>10}", "allocator", "ports/s", "ns each");
     let rss = RssOwner::round_robin(4, 128);
-    for (name, lists) in [
-        ("walk (skips other cores')", false),
-        ("per-core port lists", true),
-    ] {
-        let mut pool = if lists {
-            LocalPorts::for_core(DEFAULT_PORT_MIN, DEFAULT_PORT_MAX, 7919, Some((&rss, 1)))
-        } else {
-            LocalPorts::new(DEFAULT_PORT_MIN, DEFAULT_PORT_MAX, 7919)
-        };
-        assert_eq!(pool.has_port_lists(1), lists);
-        let (r, looked) = rate(&mut pool, &rss, 1, n);
-        assert_eq!(looked, u64::from(n), "one table check per port");
-        println!("{:<28} {:>14.0} {:>10.1}", name, r, 1e9 / r);
+    // best of 3 alternated runs (the machine is shared)
+    let mut best = [0f64; 2];
+    for _ in 0..3 {
+        for (k, lists) in [false, true].into_iter().enumerate() {
+            let mut pool = if lists {
+                LocalPorts::for_core(DEFAULT_PORT_MIN, DEFAULT_PORT_MAX, 7919, Some((&rss, 1)))
+            } else {
+                LocalPorts::new(DEFAULT_PORT_MIN, DEFAULT_PORT_MAX, 7919)
+            };
+            assert_eq!(pool.has_port_lists(1), lists);
+            let (r, looked) = rate(&mut pool, &rss, 1, n);
+            assert_eq!(looked, u64::from(n), "one table check per port");
+            best[k] = best[k].max(r);
+        }
+    }
+    for (k, name) in ["walk (skips other cores')", "per-core port lists"]
+        .into_iter()
+        .enumerate()
+    {
+        println!("{:<28} {:>14.0} {:>10.1}", name, best[k], 1e9 / best[k]);
     }
 }

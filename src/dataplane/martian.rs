@@ -31,14 +31,9 @@
 //! Why: spoofed SYNs from such sources created connections (and through
 //! FULLNAT each one took a local port), and broadcast frames were NATed.
 //!
-//! Cost: a MAC compare, and for ordinary traffic one test of two bits per
-//! address: a 256-bit table of first octets some rule looks at (0, 127,
-//! multicast, 255) and a 1024-bit filter of the listed addresses (the
-//! director's addresses, VIPs, local addresses and broadcast addresses,
-//! hashed; rebuilt when the configuration is adopted). Only an address
-//! that hits either takes the rules in order above (mask compares and
-//! binary searches of the small sorted lists), so every verdict is the
-//! rules' own; the bits only say when none of them can match. No
+//! Cost: a MAC compare, a few mask compares on the two addresses, and a
+//! binary search of a small sorted array (the director's addresses, VIPs
+//! and broadcast addresses, rebuilt when the configuration is adopted): no
 //! allocation or lock per packet.
 //!
 //! Failure modes: a frame too short for an IPv4 header is left to the
@@ -57,60 +52,6 @@ pub struct MartianFilter {
     local: Vec<u32>,
     /// Directed broadcast addresses of the connected subnets, sorted.
     broadcast: Vec<u32>,
-    /// The addresses the rules may reject, as bits: a clear bit for both
-    /// of a packet's addresses means no rule applies (see [`Screen`]).
-    screen: Screen,
-}
-
-/// Bits that clear ordinary addresses in two loads: the first octets the
-/// fixed rules name, and a one-hash Bloom filter of the listed addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Screen {
-    /// First octets 0 (zeronet), 127 (loopback), 224–239 (multicast) and
-    /// 255 (limited broadcast).
-    octets: [u64; 4],
-    /// `1 << slot(a)` for every local and broadcast address.
-    listed: [u64; Screen::LISTED_WORDS],
-}
-
-impl Default for Screen {
-    fn default() -> Self {
-        Screen::new(&[])
-    }
-}
-
-impl Screen {
-    const LISTED_BITS: u32 = 1024;
-    const LISTED_WORDS: usize = (Self::LISTED_BITS / 64) as usize;
-
-    fn new(listed_addrs: &[u32]) -> Self {
-        let mut octets = [0u64; 4];
-        for o in [0u32, 127, 255].into_iter().chain(224..=239) {
-            octets[(o / 64) as usize] |= 1 << (o % 64);
-        }
-        let mut listed = [0u64; Self::LISTED_WORDS];
-        for &a in listed_addrs {
-            let s = Self::slot(a);
-            listed[(s / 64) as usize] |= 1 << (s % 64);
-        }
-        Screen { octets, listed }
-    }
-
-    /// The address's bit in `listed` (Fibonacci hashing: the top bits of
-    /// a multiply mix every octet in).
-    #[inline]
-    fn slot(a: u32) -> u32 {
-        a.wrapping_mul(0x9e37_79b1) >> (32 - Self::LISTED_BITS.trailing_zeros())
-    }
-
-    /// Whether no rule can apply to `a` (as source or destination).
-    #[inline]
-    fn clear(&self, a: u32) -> bool {
-        let o = a >> 24;
-        let s = Self::slot(a);
-        (self.octets[(o / 64) as usize] >> (o % 64)) & 1 == 0
-            && (self.listed[(s / 64) as usize] >> (s % 64)) & 1 == 0
-    }
 }
 
 /// The directed broadcast address of `addr/prefix` (none for /31, /32,
@@ -153,12 +94,7 @@ impl MartianFilter {
         local.dedup();
         broadcast.sort_unstable();
         broadcast.dedup();
-        let listed: Vec<u32> = local.iter().chain(&broadcast).copied().collect();
-        MartianFilter {
-            screen: Screen::new(&listed),
-            local,
-            broadcast,
-        }
+        MartianFilter { local, broadcast }
     }
 
     /// Why `frame` (received on a port whose MAC is `port_mac`) must not be
@@ -200,16 +136,6 @@ impl MartianFilter {
     /// The address rules alone (see the module docs for their order).
     #[inline]
     pub fn check_addrs(&self, src: u32, dst: u32) -> Option<DropReason> {
-        if self.screen.clear(src) && self.screen.clear(dst) {
-            return None;
-        }
-        self.check_addrs_in_order(src, dst)
-    }
-
-    /// Every rule, in order, without the screen: the same verdict as
-    /// [`Self::check_addrs`] at the cost it had before the screen (tests
-    /// and `cargo bench --bench lb_core -- martian` compare the two).
-    pub fn check_addrs_in_order(&self, src: u32, dst: u32) -> Option<DropReason> {
         const LIMITED_BROADCAST: u32 = u32::MAX;
         let multicast = |a: u32| a >> 28 == 0xe;
         let zeronet = |a: u32| a >> 24 == 0;
@@ -377,41 +303,5 @@ mod tests {
             Some(DropReason::MartianSrcLocal)
         );
         assert_eq!(f.check_addrs(a("198.19.5.6"), other), None);
-    }
-
-    #[test]
-    fn the_screen_never_changes_a_verdict() {
-        // every address near the listed ones, the special octets and a
-        // spread of others, as source and destination
-        let f = filter();
-        let mut addrs: Vec<u32> = Vec::new();
-        for base in [a("198.18.0.0"), a("198.18.1.0"), a("198.18.2.0")] {
-            addrs.extend(base..base + 256);
-        }
-        for o in [0u32, 1, 126, 127, 128, 223, 224, 239, 240, 254, 255] {
-            addrs.extend([o << 24, (o << 24) | 1, (o << 24) | 0x00ff_ffff]);
-        }
-        let mut x = 0x1234_5678u32;
-        for _ in 0..4000 {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            addrs.push(x);
-        }
-        for &s in &addrs {
-            for &d in addrs.iter().step_by(7) {
-                assert_eq!(
-                    f.check_addrs(s, d),
-                    f.check_addrs_in_order(s, d),
-                    "{} -> {}",
-                    Ipv4Addr::from(s),
-                    Ipv4Addr::from(d)
-                );
-            }
-        }
-        // ordinary traffic passes the screen (the common case costs two bit tests)
-        assert!(f.screen.clear(a("198.19.7.7")));
-        assert!(!f.screen.clear(a("198.18.0.100")));
-        assert!(!f.screen.clear(a("127.0.0.1")));
     }
 }
