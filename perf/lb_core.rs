@@ -7,6 +7,10 @@
 mod conn;
 #[path = "lb_core/fwd.rs"]
 mod fwd;
+#[path = "lb_core/laddr.rs"]
+mod laddr;
+#[path = "lb_core/martian.rs"]
+mod martian;
 #[path = "lb_core/sched.rs"]
 mod sched;
 #[path = "lb_core/sync.rs"]
@@ -20,7 +24,12 @@ fn main() {
     let named: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| matches!(*a, "conn" | "sched" | "fwd" | "synproxy" | "sync"))
+        .filter(|a| {
+            matches!(
+                *a,
+                "conn" | "sched" | "fwd" | "synproxy" | "sync" | "laddr" | "martian"
+            )
+        })
         .collect();
     let wanted = |s: &str| named.is_empty() || named.contains(&s);
     if wanted("conn") {
@@ -37,5 +46,11 @@ fn main() {
     }
     if wanted("sync") {
         sync::run(quick);
+    }
+    if wanted("laddr") {
+        laddr::run(quick);
+    }
+    if wanted("martian") {
+        martian::run(quick);
     }
 }

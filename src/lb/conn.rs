@@ -618,6 +618,22 @@ pub(crate) fn huge_filled<T: Clone>(n: usize, v: T) -> Box<[T]> {
     out.into_boxed_slice()
 }
 
+/// Ask the CPU to start loading the cache line of `r` (a hint: no effect
+/// on what any later read returns; nothing on other architectures).
+#[inline(always)]
+pub(crate) fn prefetch<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = (r as *const T).cast::<i8>();
+        // SAFETY: `p` comes from a reference, so it points into a live
+        // object; a prefetch reads nothing architecturally and cannot fault.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
+}
+
 /// Wheel slots for a capacity: about one per 16 entries, 256 to 65536.
 fn wheel_slots(capacity: usize) -> usize {
     (capacity / 16).clamp(256, 65536).next_power_of_two()
@@ -810,14 +826,25 @@ impl<A: Addr> ConnTable<A> {
         tuples: &[Tuple<A>],
         out: &mut [Option<(ConnId, Direction)>],
     ) -> usize {
-        const GROUP: usize = 16;
+        const GROUP: usize = 32;
         let mut hits = 0;
         for (ts, os) in tuples.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
+            // A software pipeline (as HDSLB's, or DPDK's bulk lookups): hash
+            // every tuple and start loading its home bucket; then read the
+            // buckets and start loading the entries they name; only then
+            // compare. Each stage's cache misses overlap with the others'
+            // instead of one lookup waiting for the previous one.
             let mut hashes = [0u32; GROUP];
             let mut first = [None; GROUP];
-            for ((t, h), f) in ts.iter().zip(&mut hashes).zip(&mut first) {
+            for (t, h) in ts.iter().zip(&mut hashes) {
                 *h = self.tuple_hash(t.proto.number(), t);
+                self.index.prefetch_home(*h);
+            }
+            for (h, f) in hashes.iter().zip(&mut first) {
                 *f = self.index.home_candidate(*h);
+                if let Some(s) = f.and_then(|v| self.slab.get((v & !REPLY_BIT) as usize)) {
+                    prefetch(s);
+                }
             }
             for (i, (t, o)) in ts.iter().zip(os.iter_mut()).enumerate() {
                 let proto = t.proto.number();
@@ -1020,6 +1047,33 @@ impl<A: Addr> ConnTable<A> {
     /// set the timeout of the new state and restart the timer. False if the
     /// handle is stale or names a template.
     pub fn update_state(&mut self, id: ConnId, dir: Direction, tcp_flags: u8, now_ms: u64) -> bool {
+        self.update_state_counting(id, dir, tcp_flags, now_ms, false)
+    }
+
+    /// [`ConnTable::update_state`] for a packet forwarded on the
+    /// connection: a client → server packet (`dir` Input) also counts in
+    /// the entry's `in_pkts` (the kernel's, which drop_entry reads), in the
+    /// same visit to the entry.
+    #[inline]
+    pub fn update_state_forwarded(
+        &mut self,
+        id: ConnId,
+        dir: Direction,
+        tcp_flags: u8,
+        now_ms: u64,
+    ) -> bool {
+        self.update_state_counting(id, dir, tcp_flags, now_ms, dir == Direction::Input)
+    }
+
+    #[inline]
+    fn update_state_counting(
+        &mut self,
+        id: ConnId,
+        dir: Direction,
+        tcp_flags: u8,
+        now_ms: u64,
+        count_in: bool,
+    ) -> bool {
         let Some(idx) = self.live_idx(id) else {
             return false;
         };
@@ -1027,6 +1081,10 @@ impl<A: Addr> ConnTable<A> {
         let Some(e) = self.slab.get_mut(idx).map(|s| &mut s.0) else {
             return false;
         };
+        if count_in {
+            // counted before the template check, as get_mut + bump_in_pkts did
+            e.in_pkts = e.in_pkts.wrapping_add(1);
+        }
         if e.flags & F_TEMPLATE != 0 {
             return false;
         }

@@ -502,7 +502,13 @@ impl CoreLb {
         let conns = ConnTable4::with_seed(cfg.conn_capacity, Arc::clone(&load), now_ms, seed)?;
         // Start each core's port walk at a different place.
         let start = cfg.core.wrapping_mul(7919);
-        let ports = LocalPorts::new(cfg.local_port_min, cfg.local_port_max, start);
+        // several cores: this core's port lists, built once here
+        let ports = LocalPorts::for_core(
+            cfg.local_port_min,
+            cfg.local_port_max,
+            start,
+            rss.as_deref().map(|r| (r, cfg.core)),
+        );
         let stats = Arc::new(StatsTable::new(dest_capacity, cfg.service_capacity));
         let cores = cfg.cores;
         let mut lb = CoreLb {
@@ -1613,15 +1619,11 @@ impl CoreLb {
                 return v;
             }
         }
-        self.conns.update_state(id, dir, info.tcp_flags, now_ms);
-        if dir == Direction::Input {
-            // kernel in_pkts: drop_entry spares busy connections
-            if let Some(e) = self.conns.get_mut(id) {
-                e.bump_in_pkts();
-            }
-            if self.sync_master {
-                self.feed_sync(id, now_ms);
-            }
+        // kernel in_pkts (Input): drop_entry spares busy connections
+        self.conns
+            .update_state_forwarded(id, dir, info.tcp_flags, now_ms);
+        if dir == Direction::Input && self.sync_master {
+            self.feed_sync(id, now_ms);
         }
         let slot = self.dest_svc_slot(dest);
         let bytes = info.ip_len() as u64;

@@ -9,16 +9,33 @@
 //!
 //! There is no per-port bitmap: the connection table already knows which
 //! reply tuples are taken, and a port is free again as soon as its
-//! connection is removed. Each core keeps a cursor that walks the port range
-//! (and rotates the local addresses), so consecutive allocations continue
-//! where the last one stopped, like the kernel's ephemeral ports. A
-//! candidate costs one XOR and one RETA read (the port's Toeplitz term,
-//! [`RssOwner::dport_term`]); only candidates this core owns are looked up
-//! in the table. The walk is bounded ([`LocalPorts::MAX_CANDIDATES`] ports,
-//! [`LocalPorts::MAX_LOOKUPS`] lookups), so a nearly exhausted pool fails
-//! fast with `None` (counted as `NoLocalPort`) instead of scanning 64K ports.
+//! connection is removed.
 //!
-//! Fixed memory, no allocation per packet.
+//! **One core** (no RSS ownership): a cursor walks the port range (and
+//! rotates the local addresses), so consecutive allocations continue where
+//! the last one stopped, like the kernel's ephemeral ports.
+//!
+//! **Several cores**: the reply tuple's Toeplitz hash is
+//! `h0 ^ term(lport)`, with `h0` the hash of `(RIP, LIP, rport, 0)` and
+//! `term` the port's own term ([`RssOwner::dport_term`]), and its owner is
+//! `RETA[hash % n]`. With a power-of-two RETA of `n` entries the entry is
+//! `(h0 % n) ^ (term(lport) % n)`, so the ports can be grouped once by
+//! `term(lport) % n` ([`OwnedPorts`], built with the pool, as HDSLB and
+//! DPVS precompute per-core port lists): for a new connection, each RETA
+//! entry `e` this core owns names the group `e ^ (h0 % n)`, every port of
+//! which hashes back to this core. Allocation takes the next port of the
+//! next owned entry's group: no candidate is ever another core's, so there
+//! are no retries for ownership, only for ports in use. A RETA whose size
+//! is not a power of two keeps the walk, skipping other cores' ports (one
+//! XOR and one RETA read each).
+//!
+//! Both are bounded ([`LocalPorts::MAX_CANDIDATES`] ports,
+//! [`LocalPorts::MAX_LOOKUPS`] lookups), so a nearly exhausted pool fails
+//! fast with `None` (counted as `NoLocalPort`) instead of scanning 64K
+//! ports.
+//!
+//! Fixed memory (the port groups: two bytes per port of the range per
+//! core), no allocation per packet.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -57,6 +74,94 @@ pub struct LocalPorts {
     /// Next local address to try (index into the service's list).
     addr_cursor: usize,
     stats: LocalPortStats,
+    /// The pool's ports grouped by RETA entry, when the pool was built for
+    /// one core of several with a power-of-two RETA.
+    owned: Option<OwnedPorts>,
+}
+
+/// The ports of a pool grouped by the RETA entry bits their Toeplitz term
+/// contributes, and the RETA entries one core owns.
+#[derive(Debug, Clone)]
+struct OwnedPorts {
+    /// The core these lists are for.
+    core: u16,
+    /// RETA size − 1 (a power of two).
+    mask: u32,
+    /// RETA entries that map to `core`.
+    entries: Vec<u32>,
+    /// Next entry of `entries` to take a port for.
+    entry_cursor: usize,
+    /// Every port of the pool, grouped: group `g` (ports whose term
+    /// `% n == g`) is `ports[starts[g]..starts[g + 1]]`.
+    ports: Vec<u16>,
+    starts: Vec<u32>,
+    /// Next port of each group (an offset into it).
+    cursors: Vec<u32>,
+}
+
+impl OwnedPorts {
+    /// Lists for `core` under `rss`, or `None` when the RETA is empty, not
+    /// a power of two, or gives this core no entry.
+    fn new(min: u16, max: u16, rss: &RssOwner, core: u16) -> Option<Self> {
+        let n = rss.reta().len();
+        if n == 0 || !n.is_power_of_two() || n > 1 << 16 {
+            return None;
+        }
+        let mask = (n - 1) as u32;
+        let entries: Vec<u32> = (0..n as u32)
+            .filter(|&e| rss.reta().get(e as usize) == Some(&core))
+            .collect();
+        if entries.is_empty() {
+            return None;
+        }
+        let group = |p: u16| (rss.dport_term(p) & mask) as usize;
+        let mut starts = vec![0u32; n + 1];
+        for p in min..=max {
+            starts[group(p) + 1] += 1;
+        }
+        for g in 0..n {
+            starts[g + 1] += starts[g];
+        }
+        let mut fill = starts.clone();
+        let mut ports = vec![0u16; (u32::from(max - min) + 1) as usize];
+        for p in min..=max {
+            let g = group(p);
+            ports[fill[g] as usize] = p;
+            fill[g] += 1;
+        }
+        Some(OwnedPorts {
+            core,
+            mask,
+            entries,
+            entry_cursor: 0,
+            ports,
+            starts,
+            cursors: vec![0; n],
+        })
+    }
+
+    /// The next port of the group that RETA entry `entry_cursor` names for
+    /// a reply hash base `h0` (every such port's reply tuple maps to this
+    /// core), or `None` if that group is empty (a range narrower than the
+    /// RETA). Advances both cursors.
+    #[inline]
+    fn next(&mut self, h0: u32) -> Option<u16> {
+        let e = self.entries.get(self.entry_cursor).copied().unwrap_or(0);
+        self.entry_cursor += 1;
+        if self.entry_cursor >= self.entries.len() {
+            self.entry_cursor = 0;
+        }
+        let g = ((e ^ h0) & self.mask) as usize;
+        let (start, end) = (*self.starts.get(g)?, *self.starts.get(g + 1)?);
+        let len = end - start;
+        if len == 0 {
+            return None;
+        }
+        let cur = self.cursors.get_mut(g)?;
+        let port = self.ports.get((start + *cur) as usize).copied();
+        *cur = if *cur + 1 >= len { 0 } else { *cur + 1 };
+        port
+    }
 }
 
 impl LocalPorts {
@@ -69,18 +174,34 @@ impl LocalPorts {
     /// is never used). `start` picks the first port tried, e.g. from the
     /// core number, so cores do not all walk from the same place.
     pub fn new(min: u16, max: u16, start: u16) -> Self {
+        Self::for_core(min, max, start, None)
+    }
+
+    /// As [`LocalPorts::new`], for core `core` of the ownership rule `rss`:
+    /// the port lists of that core are built here (not per packet), and
+    /// [`LocalPorts::alloc`] with the same `(rss, core)` takes only ports
+    /// whose reply tuples `rss` gives this core.
+    pub fn for_core(min: u16, max: u16, start: u16, owner: Option<(&RssOwner, u16)>) -> Self {
         let (min, max) = if min <= max { (min, max) } else { (max, min) };
         let min = min.max(1);
         let max = max.max(min);
         let span = u32::from(max - min) + 1;
         let cursor = min + (u32::from(start) % span) as u16;
+        let owned = owner.and_then(|(rss, core)| OwnedPorts::new(min, max, rss, core));
         LocalPorts {
             min,
             max,
             cursor,
             addr_cursor: 0,
             stats: LocalPortStats::default(),
+            owned,
         }
+    }
+
+    /// Whether allocations for `core` take ports from precomputed lists
+    /// (no ownership retries).
+    pub fn has_port_lists(&self, core: u16) -> bool {
+        self.owned.as_ref().is_some_and(|o| o.core == core)
     }
 
     /// First and last port of the pool.
@@ -130,6 +251,20 @@ impl LocalPorts {
             self.stats.failed += 1;
             return None;
         }
+        if let (Some((rss, core)), Some(owned)) = (owner, self.owned.as_mut()) {
+            if owned.core == core {
+                return Self::alloc_listed(
+                    owned,
+                    &mut self.addr_cursor,
+                    &mut self.stats,
+                    addrs,
+                    rip,
+                    rport,
+                    rss,
+                    in_use,
+                );
+            }
+        }
         let span = u32::from(self.max - self.min) + 1;
         // Spread the budget over the addresses: each gets a full sweep of
         // its share of candidates before the next is tried.
@@ -161,6 +296,56 @@ impl LocalPorts {
             }
         }
         self.stats.failed += 1;
+        None
+    }
+
+    /// [`LocalPorts::alloc`] from this core's precomputed port lists.
+    #[allow(clippy::too_many_arguments)]
+    fn alloc_listed(
+        owned: &mut OwnedPorts,
+        addr_cursor: &mut usize,
+        stats: &mut LocalPortStats,
+        addrs: &[IpAddr],
+        rip: Ipv4Addr,
+        rport: u16,
+        rss: &RssOwner,
+        mut in_use: impl FnMut(Ipv4Addr, u16) -> bool,
+    ) -> Option<(Ipv4Addr, u16)> {
+        let n_addrs = addrs.len();
+        let tried_addrs = n_addrs.min(64);
+        // the same budgets as the walk, but every candidate is owned: spread
+        // the lookups over the addresses
+        let per_addr_lookups = (Self::MAX_LOOKUPS / tried_addrs.max(1) as u32).max(1);
+        let per_addr_candidates = (Self::MAX_CANDIDATES / tried_addrs.max(1) as u32).max(1);
+        let mut lookups = 0u32;
+        for k in 0..tried_addrs {
+            let i = (*addr_cursor + k) % n_addrs;
+            let Some(IpAddr::V4(lip)) = addrs.get(i).copied() else {
+                continue;
+            };
+            let h0 = rss.hash_v4(rip, lip, rport, 0);
+            let mut addr_lookups = 0u32;
+            for _ in 0..per_addr_candidates {
+                let Some(port) = owned.next(h0) else {
+                    continue;
+                };
+                lookups += 1;
+                addr_lookups += 1;
+                if !in_use(lip, port) {
+                    *addr_cursor = (i + 1) % n_addrs;
+                    stats.allocated += 1;
+                    return Some((lip, port));
+                }
+                if lookups >= Self::MAX_LOOKUPS {
+                    stats.failed += 1;
+                    return None;
+                }
+                if addr_lookups >= per_addr_lookups {
+                    break;
+                }
+            }
+        }
+        stats.failed += 1;
         None
     }
 }
@@ -270,5 +455,95 @@ mod tests {
         assert_eq!(pool.stats().failed, 2);
         let p = LocalPorts::new(10, 0, 5);
         assert_eq!(p.range(), (1, 10));
+    }
+
+    #[test]
+    fn port_lists_give_only_owned_ports_without_duplicates() {
+        let rss = RssOwner::round_robin(4, 128);
+        let lips = [IpAddr::V4(v4(198, 18, 2, 1)), IpAddr::V4(v4(198, 18, 2, 2))];
+        for core in 0..4u16 {
+            let mut pool = LocalPorts::for_core(
+                DEFAULT_PORT_MIN,
+                DEFAULT_PORT_MAX,
+                core * 1000,
+                Some((&rss, core)),
+            );
+            assert!(pool.has_port_lists(core));
+            assert!(!pool.has_port_lists(core + 1));
+            let mut used: HashSet<(Ipv4Addr, u16)> = HashSet::new();
+            // several real servers and ports: each has its own hash base
+            for k in 0..6000u32 {
+                let rip = v4(198, 18, 1, 11 + (k % 3) as u8);
+                let rport = [80, 8080][(k % 2) as usize];
+                let mut lookups = 0;
+                let (lip, port) = pool
+                    .alloc(&lips, rip, rport, Some((&rss, core)), |l, p| {
+                        lookups += 1;
+                        used.contains(&(l, p))
+                    })
+                    .unwrap();
+                assert!(port >= DEFAULT_PORT_MIN);
+                assert_eq!(rss.owner_v4(rip, lip, rport, port), core, "{lip}:{port}");
+                assert!(used.insert((lip, port)), "duplicate {lip}:{port}");
+                // every candidate is owned: no retries while ports are free
+                assert!(lookups <= 2, "{lookups} lookups for one port");
+            }
+            assert_eq!(pool.stats().allocated, 6000);
+            assert_eq!(pool.stats().failed, 0);
+        }
+    }
+
+    #[test]
+    fn port_lists_exhaust_to_exactly_the_owned_ports_and_count_it() {
+        // 512 ports over 4 cores: core 2 gets exactly the ports whose reply
+        // tuple it owns, then failures are counted; a released port comes back
+        let rss = RssOwner::round_robin(4, 128);
+        let lip = v4(198, 18, 2, 1);
+        let lips = [IpAddr::V4(lip)];
+        let rip = v4(198, 18, 1, 11);
+        let owned: HashSet<u16> = (4000..4512u16)
+            .filter(|&p| rss.owner_v4(rip, lip, 80, p) == 2)
+            .collect();
+        let mut pool = LocalPorts::for_core(4000, 4511, 0, Some((&rss, 2)));
+        assert!(pool.has_port_lists(2));
+        let mut used: HashSet<u16> = HashSet::new();
+        while let Some((_, p)) =
+            pool.alloc(&lips, rip, 80, Some((&rss, 2)), |_, p| used.contains(&p))
+        {
+            assert!(used.insert(p), "{p} given twice");
+        }
+        assert_eq!(used, owned);
+        assert_eq!(pool.stats().failed, 1);
+        assert_eq!(pool.stats().allocated, owned.len() as u64);
+        assert_eq!(
+            pool.alloc(&lips, rip, 80, Some((&rss, 2)), |_, p| used.contains(&p)),
+            None
+        );
+        assert_eq!(pool.stats().failed, 2);
+        let back = *owned.iter().next().unwrap();
+        used.remove(&back);
+        pool.released(1);
+        assert_eq!(
+            pool.alloc(&lips, rip, 80, Some((&rss, 2)), |_, p| used.contains(&p)),
+            Some((lip, back))
+        );
+    }
+
+    #[test]
+    fn a_reta_that_is_not_a_power_of_two_keeps_the_walk() {
+        let rss = RssOwner::new(
+            &crate::wire::toeplitz::SYMMETRIC_KEY,
+            (0..96).map(|i| i % 3).collect(),
+        );
+        let mut pool = LocalPorts::for_core(1024, 65535, 0, Some((&rss, 1)));
+        assert!(!pool.has_port_lists(1));
+        let lips = [IpAddr::V4(v4(198, 18, 2, 1))];
+        let rip = v4(198, 18, 1, 11);
+        for _ in 0..100 {
+            let (lip, p) = pool
+                .alloc(&lips, rip, 80, Some((&rss, 1)), |_, _| false)
+                .unwrap();
+            assert_eq!(rss.owner_v4(rip, lip, 80, p), 1);
+        }
     }
 }

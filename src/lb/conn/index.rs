@@ -45,6 +45,15 @@ impl Index {
         hash as usize & self.mask
     }
 
+    /// Start loading the home bucket of `hash` into the cache (a hint:
+    /// batched lookups issue every bucket's load before reading any).
+    #[inline]
+    pub(crate) fn prefetch_home(&self, hash: u32) {
+        if let Some(s) = self.slots.get(self.home(hash)) {
+            super::prefetch(s);
+        }
+    }
+
     /// The home-bucket slot of `hash`, raw: `Some(val)` if that slot holds a
     /// value stored under `hash`. Lets batched lookups issue all their first
     /// memory accesses before depending on any of them.
