@@ -465,6 +465,16 @@ fn checkers_take_killed_and_vanished_servers_out_within_keepalived_bound() {
     }
     std::thread::sleep(Duration::from_secs(3));
     let after_kill = failures_after(&logs, killed_at + BOUND);
+    // vsadm --checks tells which server is out and why
+    let checks = text(&lab.vsd().vsadm(&["--checks"]));
+    let rs1 = checks
+        .lines()
+        .find(|l| l.contains(&format!("-> {}:80 ", RS[0])))
+        .unwrap_or_else(|| panic!("rs1 not in --checks:\n{checks}"));
+    assert!(
+        rs1.contains("removed") && rs1.contains("HTTP_GET"),
+        "{rs1}\n{checks}"
+    );
 
     // 2. rs2 vanishes from the network (no ARP answer, checks time out)
     let vanished_at = mono();
