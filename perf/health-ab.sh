@@ -7,8 +7,8 @@
 #   perf/health-ab.sh [--servers 10000] [--rounds 2] [--modes "dr nat"] [--no-build]
 #
 # The checks connect to 127.0.0.1 ports 20000-20099 (connect_ip/connect_port),
-# where a listener this script starts accepts and closes (it counts the
-# connections: proof the checks ran). Loopback only: no route, address or
+# where a listener this script starts on CPU 0 accepts and closes (it counts
+# the connections: proof the checks ran). Loopback only: no route, address or
 # namespace is touched. vsd runs its checker thread on the control lcore's
 # CPU (CPU 0, shared with the generator), its worker on CPU 1: the worker's
 # cycles per packet is the data-plane figure; rates also show what the
@@ -28,11 +28,14 @@ while [ $# -gt 0 ]; do
 done
 [ "$servers" -ge 1 ] && [ "$servers" -le 16000 ] || { echo "--servers must be 1..16000" >&2; exit 2; }
 
-work=$(mktemp -d /tmp/vsd-health-ab.XXXXXX)
+# raw results stay in HEALTH_AB_RAW (default /tmp/vsd-health-ab-last)
+work=${HEALTH_AB_RAW:-/tmp/vsd-health-ab-last}
+rm -rf "$work"
+mkdir -p "$work"
 listener=""
 cleanup() {
     [ -n "$listener" ] && kill "$listener" 2>/dev/null && wait "$listener" 2>/dev/null
-    rm -rf "$work"
+    true
 }
 trap cleanup EXIT INT TERM
 
@@ -61,7 +64,8 @@ while True:
             # checker's connect reads as a failed check)
             c.close(); count += 1
 PY
-python3 "$work/listen.py" 20000 "$ports" "$work/accepts" &
+# on CPU 0 with the generator and vsd's control side: CPU 1 is the worker's
+taskset -c 0 python3 "$work/listen.py" 20000 "$ports" "$work/accepts" &
 listener=$!
 
 # N NAT real servers (198.19.x.y, never sent a packet: the generator's flows
@@ -102,7 +106,8 @@ def points(arm, r):
         if x.get("kind") == "throughput" and x.get("mode") in ("dr", "tun", "nat", "fullnat"):
             if x.get("cycles_per_packet"):
                 key = (x["mode"], x.get("flows"))
-                out.setdefault(key, []).append((x["cycles_per_packet"], x.get("mpps")))
+                out.setdefault(key, []).append(
+                    (x["cycles_per_packet"], x.get("mpps"), x.get("packets_per_burst"), x.get("worker_stalls")))
     return out
 rows = {}
 for r in range(1, rounds + 1):
@@ -112,11 +117,15 @@ for r in range(1, rounds + 1):
 on_secs = sum(int(l.split()[2]) for l in open(os.path.join(work, "arms")) if l.startswith("on "))
 print(f"health-ab: {servers} TCP_CHECK real servers at delay_loop 1; the listener accepted {accepts} checks "
       f"in {on_secs} s of 'on' runs (~{accepts / max(on_secs, 1):.0f}/s; the config load at each vsd start adds some)")
-print(f"{'point':<22}{'cycles/pkt off':>16}{'cycles/pkt on':>15}{'on/off':>8}{'Mpps off':>10}{'Mpps on':>9}")
+print(f"{'point':<22}{'cycles/pkt off':>16}{'cycles/pkt on':>15}{'on/off':>8}{'Mpps off':>10}{'Mpps on':>9}"
+      f"{'pkts/burst off':>16}{'on':>6}{'worker stalls off':>19}{'on':>6}")
 for (fwd, flows), d in sorted(rows.items(), key=lambda kv: str(kv[0])):
     if not d["off"] or not d["on"]:
         continue
-    c_off = statistics.median(c for c, _ in d["off"]); c_on = statistics.median(c for c, _ in d["on"])
-    m_off = statistics.median(m or 0 for _, m in d["off"]); m_on = statistics.median(m or 0 for _, m in d["on"])
-    print(f"{fwd + ' ' + str(flows) + ' flows':<22}{c_off:>16.1f}{c_on:>15.1f}{c_on / c_off:>8.3f}{m_off:>10.2f}{m_on:>9.2f}")
+    med = lambda arm, i: statistics.median((r[i] or 0) for r in d[arm])
+    c_off, c_on = med("off", 0), med("on", 0)
+    print(f"{fwd + ' ' + str(flows) + ' flows':<22}{c_off:>16.1f}{c_on:>15.1f}{c_on / c_off:>8.3f}"
+          f"{med('off', 1):>10.2f}{med('on', 1):>9.2f}{med('off', 2):>16.1f}{med('on', 2):>6.1f}"
+          f"{med('off', 3):>19.0f}{med('on', 3):>6.0f}")
+print(f"raw: {work}")
 PY
