@@ -23,7 +23,8 @@
 # Per session one line: rx Mpps (requests at the servers + replies at the clients, vsd-gen's
 # median window), and for "on" the records the workers fed and the entries the daemon sent per
 # second (sampled once a second from `vsadm --counters --json` in both kinds of session).
-# At the end: median off, median on, on/off, median updates/s. Raw output in
+# At the end: median off, median on, on/off, the worker's cycles per packet off and on (the
+# figure a starved generator cannot move), median updates/s. Raw output in
 # /tmp/vsd-syncbench-last/ (SYNCBENCH_RAW=DIR). Needs root and DPDK; every DPDK process has
 # --no-pci and its own --file-prefix (hssync...), sockets live in a temp directory, and
 # everything started is stopped on exit, also on failure.
@@ -242,9 +243,17 @@ session() {
 }
 
 line() { # label
-    python3 - "$RAW/$1.json" "$RAW/$1.poll" "$1" <<'EOF'
+    python3 - "$RAW/$1.json" "$RAW/$1.poll" "$1" "$RAW/$1.counters.json" <<'EOF'
 import json, statistics, sys
-path, poll, label = sys.argv[1:4]
+path, poll, label, counters = sys.argv[1:5]
+# the worker's own figure: TSC cycles on busy loop turns per received packet
+# over the session (vsd's busy_cycles / rx_packets), which a starved
+# generator on the shared CPU 0 cannot move
+try:
+    ev = json.load(open(counters))["total"]["events"]
+    cpp = ev["busy_cycles"] / ev["rx_packets"] if ev.get("rx_packets") else None
+except Exception:
+    cpp = None
 rows = [json.loads(l) for l in open(path) if l.strip()]
 rx = statistics.median(r["rx_mpps"] for r in rows)
 tx = statistics.median(r["tx_mpps"] for r in rows)
@@ -261,7 +270,8 @@ fed = statistics.median(r[0] for r in top) if top else 0
 sent = statistics.median(r[1] for r in top) if top else 0
 lost = pts[-1][3] if pts else 0
 print(json.dumps({"label": label, "rx_mpps": rx, "tx_mpps": tx, "fed_per_s": fed,
-                  "sent_per_s": sent, "lost": lost}))
+                  "sent_per_s": sent, "lost": lost,
+                  "cycles_per_packet": round(cpp, 1) if cpp else None}))
 EOF
 }
 
@@ -292,6 +302,12 @@ print(f"off: {m_off:.3f} Mpps (sessions: {', '.join(f'{x:.3f}' for x in off)})")
 on_list = ", ".join("%.3f" % r["rx_mpps"] for r in on)
 print(f"on:  {m_on:.3f} Mpps (sessions: {on_list})")
 print(f"on/off: {m_on / m_off * 100:.1f}%  (loss {(1 - m_on / m_off) * 100:+.1f}%)")
+c_off = [r["cycles_per_packet"] for r in rows if r["label"].startswith("off") and r.get("cycles_per_packet")]
+c_on = [r["cycles_per_packet"] for r in on if r.get("cycles_per_packet")]
+if c_off and c_on:
+    print(f"worker cycles/packet: off {statistics.median(c_off):.1f} (best {min(c_off):.1f}), "
+          f"on {statistics.median(c_on):.1f} (best {min(c_on):.1f}); on/off medians "
+          f"{statistics.median(c_on) / statistics.median(c_off):.3f}, best {min(c_on) / min(c_off):.3f}")
 print(f"sync updates: {ups / 1e3:.0f}K entries sent/s, {fed / 1e3:.0f}K records fed/s "
       f"(median of the on sessions' busiest seconds); records lost to full queues: {lost:.0f}")
 EOF
