@@ -235,99 +235,24 @@ pub trait Spawner {
     fn wait_all(&mut self, limit: Duration, log: &mut dyn FnMut(String));
 }
 
-/// Split a command line like a shell splits a simple command: words
-/// separated by blanks, single quotes literal, double quotes with `\"`
-/// and `\\`, backslash escapes outside quotes; no expansion.
+/// Split a script's command line (see [`crate::health::command`]).
 pub fn split_command(line: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' | '\t' | '\n' => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => cur.push(c),
-                        None => return Err(format!("unterminated ' in `{line}'")),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
-                            Some(c) => {
-                                cur.push('\\');
-                                cur.push(c);
-                            }
-                            None => return Err(format!("unterminated \" in `{line}'")),
-                        },
-                        Some(c) => cur.push(c),
-                        None => return Err(format!("unterminated \" in `{line}'")),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some(c) => cur.push(c),
-                    None => return Err(format!("trailing backslash in `{line}'")),
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    if words.is_empty() {
-        return Err("empty command".into());
-    }
-    Ok(words)
+    use crate::health::command::SplitError;
+    crate::health::command::split_command(line).map_err(|e| match e {
+        SplitError::Unterminated(q) => format!("unterminated {q} in `{line}'"),
+        SplitError::TrailingBackslash => format!("trailing backslash in `{line}'"),
+        SplitError::Empty => "empty command".to_string(),
+    })
 }
 
 /// A user's uid and primary gid, by name or number.
 fn lookup_user(name: &str) -> Result<(u32, u32), String> {
-    let cname = std::ffi::CString::new(name).map_err(|_| format!("bad user name {name:?}"))?;
-    // SAFETY: getpwnam takes a valid NUL-terminated string and returns a
-    // pointer to static storage or null; we copy the two ids at once on
-    // this (the only) thread that looks users up.
-    let pw = unsafe { libc::getpwnam(cname.as_ptr()) };
-    if !pw.is_null() {
-        // SAFETY: non-null pointer from getpwnam, valid until the next call.
-        return Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) });
-    }
-    match name.parse::<u32>() {
-        Ok(uid) => Ok((uid, uid)),
-        Err(_) => Err(format!("no user {name}")),
-    }
+    crate::health::command::lookup_user(name).ok_or_else(|| format!("no user {name}"))
 }
 
 /// A group's gid, by name or number.
 fn lookup_group(name: &str) -> Result<u32, String> {
-    let cname = std::ffi::CString::new(name).map_err(|_| format!("bad group name {name:?}"))?;
-    // SAFETY: as in lookup_user, for getgrnam.
-    let gr = unsafe { libc::getgrnam(cname.as_ptr()) };
-    if !gr.is_null() {
-        // SAFETY: non-null pointer from getgrnam, valid until the next call.
-        return Ok(unsafe { (*gr).gr_gid });
-    }
-    name.parse::<u32>().map_err(|_| format!("no group {name}"))
+    crate::health::command::lookup_group(name).ok_or_else(|| format!("no group {name}"))
 }
 
 /// Runs scripts as child processes (no shell), reaped by polling.

@@ -30,6 +30,7 @@
 //! a reload keeps every unchanged checker's state so nothing flaps.
 
 pub mod check;
+pub mod command;
 pub mod engine;
 pub mod pool;
 pub mod spec;

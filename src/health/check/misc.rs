@@ -13,7 +13,6 @@
 //! checker removed or the engine stopped): [`ChildGuard`] kills and reaps
 //! on drop, so no zombie and no stray program outlive a check.
 
-use std::ffi::CString;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus, Stdio};
@@ -139,64 +138,14 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Split a command line into words: blanks separate words, quotes group
-/// them, backslash escapes the next character (not inside single quotes).
+/// Split `misc_path` (see [`crate::health::command`]).
 pub fn split_command(line: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' | '\t' | '\n' => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return Err("unterminated ' in misc_path".into()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c) => word.push(c),
-                            None => return Err("unterminated \" in misc_path".into()),
-                        },
-                        Some(c) => word.push(c),
-                        None => return Err("unterminated \" in misc_path".into()),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(c) = chars.next() {
-                    word.push(c);
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    if words.is_empty() {
-        return Err("empty misc_path".into());
-    }
-    Ok(words)
+    use crate::health::command::SplitError;
+    crate::health::command::split_command(line).map_err(|e| match e {
+        SplitError::Unterminated(q) => format!("unterminated {q} in misc_path"),
+        SplitError::TrailingBackslash => "trailing backslash in misc_path".into(),
+        SplitError::Empty => "empty misc_path".into(),
+    })
 }
 
 /// uid and gid for `user [group]`: `None` when neither is given.
@@ -217,48 +166,11 @@ fn credentials(
 }
 
 fn lookup_user(name: &str) -> Result<(u32, u32), String> {
-    let cname = CString::new(name).map_err(|_| format!("unknown user {name}"))?;
-    let mut buf = vec![0 as libc::c_char; 16384];
-    // SAFETY: passwd is plain data; getpwnam_r fills it and points its
-    // strings into buf, which outlives the use below.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result = std::ptr::null_mut();
-    // SAFETY: valid pointers and the buffer's real length.
-    let r = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if r != 0 || result.is_null() {
-        return Err(format!("unknown user {name}"));
-    }
-    Ok((pwd.pw_uid, pwd.pw_gid))
+    crate::health::command::lookup_user(name).ok_or_else(|| format!("unknown user {name}"))
 }
 
 fn lookup_group(name: &str) -> Result<u32, String> {
-    let cname = CString::new(name).map_err(|_| format!("unknown group {name}"))?;
-    let mut buf = vec![0 as libc::c_char; 16384];
-    // SAFETY: group is plain data that getgrnam_r fills.
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut result = std::ptr::null_mut();
-    // SAFETY: valid pointers and the buffer's real length.
-    let r = unsafe {
-        libc::getgrnam_r(
-            cname.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if r != 0 || result.is_null() {
-        return Err(format!("unknown group {name}"));
-    }
-    Ok(grp.gr_gid)
+    crate::health::command::lookup_group(name).ok_or_else(|| format!("unknown group {name}"))
 }
 
 #[cfg(test)]
