@@ -4,6 +4,7 @@
 //! are joined before the ports stop, ports close before the mempool goes,
 //! and EAL cleanup comes last.
 
+use crate::control::announce::{Announcer, PlaneFacts};
 use crate::control::api;
 use crate::control::config::Config;
 use crate::control::health::HealthMonitor;
@@ -120,6 +121,8 @@ struct PlaneView<'a> {
     plane: Arc<Published<PlaneConfig>>,
     /// The VIP watcher's counters (when a VIP follows an interface).
     vip_watch: Option<crate::control::vipwatch::WatchStats>,
+    /// `[announce]`: the announcer's state at its last evaluation.
+    announce: Option<Value>,
 }
 
 /// The control thread: the ipvsadm state plus the view of the data plane.
@@ -141,6 +144,10 @@ struct Control<'a> {
     rules_file: Option<PathBuf>,
     /// The rules text last written there (writes only on change).
     rules_written: Option<String>,
+    /// `[announce]`: the served VIPs on a kernel interface, and the drain.
+    announce: Option<Announcer>,
+    /// When the announce rule ran last, and on which table generation.
+    announce_evaluated: Option<(Instant, u64)>,
 }
 
 impl PlaneView<'_> {
@@ -229,6 +236,7 @@ impl PlaneView<'_> {
             "vip_watch": self.vip_watch.map(|w| json!({
                 "events": w.events, "resyncs": w.resyncs, "errors": w.errors,
             })),
+            "announce": self.announce,
         })
     }
 
@@ -472,6 +480,116 @@ impl Control<'_> {
         published.max(draining).map_or(0, |m| m as usize + 1)
     }
 
+    /// IPVS ActiveConn summed over every server slot in use.
+    fn active_conns(&self) -> u64 {
+        use crate::lb::load::LoadView;
+        (0..self.slots_in_use() as u32)
+            .map(|id| u64::from(self.view.global.active(id)))
+            .sum()
+    }
+
+    /// Run the announce rule when the table changed or it is due (every
+    /// [`ANNOUNCE_PERIOD`]), or at once with `force`.
+    fn evaluate_announce(&mut self, finished: &[bool], force: bool) {
+        if self.announce.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let generation = self.view.plane.generation();
+        let due = force
+            || self.announce_evaluated.is_none_or(|(at, g)| {
+                g != generation || now.saturating_duration_since(at) >= ANNOUNCE_PERIOD
+            });
+        if !due {
+            return;
+        }
+        let turns: Vec<u64> = self
+            .view
+            .counters
+            .iter()
+            .map(|c| c.event(crate::dataplane::counters::Event::LoopTurns))
+            .collect();
+        let active_conns = self.active_conns();
+        let plane = self.view.plane.load();
+        let facts = PlaneFacts {
+            services: &plane.services,
+            marks: &plane.marks,
+            loop_turns: &turns,
+            finished,
+            active_conns,
+        };
+        if let Some(a) = self.announce.as_mut() {
+            a.evaluate(now, &facts);
+            self.view.announce = Some(a.json(now));
+        }
+        self.announce_evaluated = Some((now, generation));
+    }
+
+    /// `vsadm --drain` / `--undrain` with `[announce]` (without it the
+    /// request goes to `api`, which refuses it).
+    fn drain_command(&mut self, cmd: &crate::control::ipvsadm::Command) -> Result<Value, String> {
+        use crate::control::ipvsadm::Command;
+        let active_conns = self.active_conns();
+        let Some(a) = self.announce.as_mut() else {
+            return Err("internal: no announcer".into());
+        };
+        let text = match cmd {
+            Command::Drain { timeout, .. } => a.start_drain(
+                Instant::now(),
+                std::time::SystemTime::now(),
+                timeout.map(|s| Duration::from_secs(u64::from(s))),
+                active_conns,
+            ),
+            _ => a.end_drain(),
+        };
+        // withdraw (or announce) before answering
+        self.evaluate_announce(&[], true);
+        Ok(json!({"text": text, "changed": false, "announce": self.view.announce}))
+    }
+
+    /// A reload's `[announce]`: start, stop, or change the announcer.
+    fn reload_announce(&mut self, conf: Option<crate::control::config::announce::AnnounceConf>) {
+        match (self.announce.as_mut(), conf) {
+            (None, None) => {}
+            (Some(a), None) => {
+                log!("[announce] removed by the reload: withdrawing every VIP");
+                a.shutdown();
+                self.announce = None;
+                self.view.announce = None;
+            }
+            (None, Some(c)) => match open_announcer(c) {
+                Ok(a) => self.announce = Some(a),
+                Err(e) => log::error!("[announce] from the reload not started: {e}"),
+            },
+            (Some(a), Some(c)) => {
+                if c.interface == a.conf().interface {
+                    if c.kind != a.conf().kind {
+                        log!(
+                            "[announce] kind {:?} applies the next time vsd creates {} \
+                             (it exists now)",
+                            c.kind,
+                            c.interface
+                        );
+                    }
+                    a.reconfigure(c, None);
+                } else {
+                    match crate::control::announce::netlink::IfaceAnnouncer::open(
+                        &c.interface,
+                        c.kind,
+                    ) {
+                        Ok(k) => a.reconfigure(c, Some(Box::new(k))),
+                        Err(e) => log::error!(
+                            "[announce] interface {} from the reload not used, {} stays: {e}",
+                            c.interface,
+                            a.conf().interface
+                        ),
+                    }
+                }
+            }
+        }
+        self.evaluate_announce(&[], true);
+    }
+
     /// Periodic work: rate estimators, reuse of drained server slots.
     fn tick(&mut self) {
         let stats = PlaneStats::new(&self.view);
@@ -568,6 +686,7 @@ impl Control<'_> {
                         log::warn!("{w}");
                     }
                     log!("reloaded {}: {}", path.display(), diff.summary());
+                    self.reload_announce(cfg.announce.clone());
                     if cfg.sync_daemons != self.sync_config {
                         log!(
                             "[[sync_daemon]] changed in {}: not applied by a reload; \
@@ -615,10 +734,33 @@ impl Handler for Control<'_> {
                     .collect(),
             )),
             "ipvsadm" => {
+                use crate::control::ipvsadm::Command;
+                let args: Vec<&str> = req["args"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let parsed = crate::control::ipvsadm::parse(&args).ok();
+                if self.announce.is_some()
+                    && matches!(parsed, Some(Command::Drain { .. } | Command::Undrain))
+                {
+                    let reply = parsed
+                        .as_ref()
+                        .map_or_else(|| Err("bad request".into()), |c| self.drain_command(c));
+                    log_change(req, &reply);
+                    return reply;
+                }
                 let stats = PlaneStats::new(&self.view);
                 let reply =
                     api::handle_request_with(&mut self.state, self.health.as_mut(), &stats, req);
                 log_change(req, &reply);
+                if reply.is_ok() && parsed == Some(Command::Reload) {
+                    // the file was read and applied: its [announce] too
+                    match Config::load(&self.view.config_path, self.view.keepalived_path.as_deref())
+                    {
+                        Ok(cfg) => self.reload_announce(cfg.announce),
+                        Err(e) => log::error!("[announce] not reloaded: {e}"),
+                    }
+                }
                 self.save_rules();
                 self.run_sync_daemons()?;
                 reply
@@ -768,6 +910,24 @@ const TICK_PERIOD: Duration = Duration::from_millis(100);
 /// Refresh period of the summed connection counts while a scheduler or
 /// threshold reads them (bounded staleness for lc, wlc, ...).
 const LOAD_PERIOD: Duration = Duration::from_millis(10);
+
+/// The longest the announce rule waits between two evaluations.
+const ANNOUNCE_PERIOD: Duration = Duration::from_millis(100);
+
+/// Open `[announce]`'s interface (rtnetlink) and make the announcer.
+fn open_announcer(
+    conf: crate::control::config::announce::AnnounceConf,
+) -> Result<Announcer, String> {
+    let k = crate::control::announce::netlink::IfaceAnnouncer::open(&conf.interface, conf.kind)
+        .map_err(|e| format!("[announce] interface {}: {e}", conf.interface))?;
+    log!(
+        "announce: VIPs go on {} (require_healthy {}, drain_timeout {} s)",
+        conf.interface,
+        conf.require_healthy,
+        conf.drain_timeout.as_secs()
+    );
+    Ok(Announcer::new(conf, Box::new(k)))
+}
 
 /// The longest a connection listing waits for the workers' answers.
 const DUMP_DEADLINE: Duration = Duration::from_secs(2);
@@ -1262,6 +1422,7 @@ fn serve(
             pool: &pool,
             plane: plane.clone(),
             vip_watch: vipwatch.as_ref().map(VipWatch::stats),
+            announce: None,
         },
         state,
         published_watch: vipwatch.as_ref().map_or(0, VipWatch::version),
@@ -1271,7 +1432,13 @@ fn serve(
         health,
         rules_file: cfg.control.rules_file.clone(),
         rules_written: None,
+        announce: match &cfg.announce {
+            Some(c) => Some(open_announcer(c.clone())?),
+            None => None,
+        },
+        announce_evaluated: None,
     };
+    control.evaluate_announce(&launched.finished_each(), true);
     control.save_rules();
     // `[[sync_daemon]]`: started now that the twins exist
     for spec in &cfg.sync_daemons {
@@ -1359,12 +1526,18 @@ fn serve(
             }
             next_tick = now + TICK_PERIOD;
         }
+        control.evaluate_announce(&launched.finished_each(), false);
         if launched.any_finished() {
             log::error!("a worker stopped unexpectedly; shutting down");
             break;
         }
     }
     log!("stopping");
+    // routes first, so that the routers move the traffic while we still
+    // forward it
+    if let Some(a) = control.announce.as_mut() {
+        a.shutdown();
+    }
     control.save_rules();
     // omega: the down notifiers run on the way out
     if let Some(h) = control.health.as_mut() {

@@ -31,6 +31,7 @@ use crate::dataplane::neigh::NeighParams;
 pub use crate::lb::types::{AddrFamily, SchedulerKind};
 use crate::lb::types::{FwdMethod, Protocol};
 
+pub mod announce;
 pub mod health;
 
 /// Largest lcore id DPDK accepts with its default `RTE_MAX_LCORE` (128).
@@ -143,6 +144,9 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// `[sync]`: the kernel's sync sysctls (as `--set-sync`).
     pub sync: crate::lb::sync::SyncSettings,
+    /// `[announce]`: put served VIPs on a kernel interface for a routing
+    /// daemon (see [`crate::control::announce`]); `None`: no announcement.
+    pub announce: Option<announce::AnnounceConf>,
 }
 
 /// `[defense]` (see [`crate::lb::defense`]).
@@ -698,6 +702,7 @@ struct RawConfig {
     #[serde(default)]
     sync_daemon: Vec<S<RawSyncDaemon>>,
     sync: Option<S<RawSync>>,
+    announce: Option<S<announce::RawAnnounce>>,
 }
 
 /// `[sync]`: `threshold`, `period`, `refresh_period` (seconds), `retries`,
@@ -1291,7 +1296,9 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
 
     let sync_daemons = build_sync_daemons(ctx, &raw.sync_daemon)?;
     let sync = build_sync(ctx, raw.sync.as_ref())?;
+    let announce = announce::build_announce(ctx, raw.announce.as_ref(), &ports, &vips)?;
     Ok(Config {
+        announce,
         keepalived: None,
         warnings: Vec::new(),
         sync_daemons,
@@ -3503,7 +3510,7 @@ mod tests {
             error(&format!("[ports]\nx = 1\n{BASE}")),
             "t.toml:1:2: ports: unknown field `ports`, expected one of `eal`, `lcores`, `control`, \
              `mempool`, `port`, `vip`, `neighbour`, `lb`, `service`, `defense`, `timeouts`, `mark`, \
-             `sync_daemon`, `sync`"
+             `sync_daemon`, `sync`, `announce`"
         );
         assert_eq!(
             error(&with_base("[neighbour]\nretry = 5\n")),

@@ -1,6 +1,7 @@
 //! Control plane: config, socket, ipvsadm syntax and output formats, the
 //! control state machine, stats (rates, Prometheus). No fast-path access.
 
+pub mod announce;
 pub mod api;
 pub mod bootplan;
 pub mod config;

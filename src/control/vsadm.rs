@@ -160,7 +160,34 @@ pub fn run(args: &Args, stdin: &mut dyn Read, out: &mut dyn Write) -> Result<(),
         return writeln!(out, "{v}").map_err(io);
     }
     let text = v.get("text").and_then(Value::as_str).unwrap_or("");
-    out.write_all(text.as_bytes()).map_err(io)
+    out.write_all(text.as_bytes()).map_err(io)?;
+    if let Command::Drain { wait: true, .. } = cmd {
+        wait_for_drain(args, out)?;
+    }
+    Ok(())
+}
+
+/// How often `vsadm --drain --wait` asks whether the drain is done.
+const DRAIN_POLL: Duration = Duration::from_millis(500);
+
+/// `--drain --wait`: ask for the drain state until it is done, then print
+/// the final state. An `--undrain` meanwhile ends the wait with an error.
+fn wait_for_drain(args: &Args, out: &mut dyn Write) -> Result<(), Failure> {
+    let req = json!({"v": PROTOCOL_VERSION, "cmd": "ipvsadm", "args": ["-L", "--announce"]});
+    loop {
+        let v = ask(args, &req)?;
+        let drain = &v["announce"]["drain"];
+        if drain["draining"].as_bool() != Some(true) {
+            return Err(Failure::Daemon(
+                "the drain ended (--undrain) before it was done".into(),
+            ));
+        }
+        if drain["done"].as_bool() == Some(true) {
+            let text = v.get("text").and_then(Value::as_str).unwrap_or("");
+            return out.write_all(text.as_bytes()).map_err(io);
+        }
+        std::thread::sleep(DRAIN_POLL);
+    }
 }
 
 /// The whole program: parse `argv` (without the program name), run, report.

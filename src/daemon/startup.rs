@@ -206,6 +206,11 @@ impl Workers {
         self.launched.push(l);
     }
 
+    /// Each worker's thread has ended, in launch order.
+    pub fn finished_each(&self) -> Vec<bool> {
+        self.launched.iter().map(LaunchedLcore::finished).collect()
+    }
+
     /// Whether a worker has ended (it only should when told to).
     pub fn any_finished(&self) -> bool {
         self.launched.iter().any(LaunchedLcore::finished)
