@@ -511,12 +511,19 @@ impl Control<'_> {
             .collect();
         let active_conns = self.active_conns();
         let plane = self.view.plane.load();
+        let inactive: Vec<IpAddr> = plane
+            .followed_vips
+            .iter()
+            .filter(|f| !f.active)
+            .map(|f| IpAddr::V4(f.addr))
+            .collect();
         let facts = PlaneFacts {
             services: &plane.services,
             marks: &plane.marks,
             loop_turns: &turns,
             finished,
             active_conns,
+            inactive_vips: &inactive,
         };
         if let Some(a) = self.announce.as_mut() {
             a.evaluate(now, &facts);
@@ -1433,7 +1440,11 @@ fn serve(
         rules_file: cfg.control.rules_file.clone(),
         rules_written: None,
         announce: match &cfg.announce {
-            Some(c) => Some(open_announcer(c.clone())?),
+            Some(c) => {
+                let mut a = open_announcer(c.clone())?;
+                a.remember(cfg.vips.iter().map(|v| v.address));
+                Some(a)
+            }
             None => None,
         },
         announce_evaluated: None,

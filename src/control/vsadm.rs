@@ -324,6 +324,34 @@ pub fn print_status(v: &Value, out: &mut dyn Write) -> std::io::Result<()> {
             n(&st, "tx_errors")
         )?;
     }
+    if let Some(a) = v.get("announce").filter(|a| a.is_object()) {
+        let vips = a["vips"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let announced = vips
+            .iter()
+            .filter(|x| x["announced"].as_bool() == Some(true))
+            .count();
+        let d = &a["drain"];
+        let drain = if d["draining"].as_bool() != Some(true) {
+            "not draining".to_string()
+        } else {
+            format!(
+                "draining since {}, {} active connections left{}",
+                s(d, "since"),
+                n(d, "active_connections"),
+                if d["done"].as_bool() == Some(true) {
+                    ", done"
+                } else {
+                    ""
+                }
+            )
+        };
+        writeln!(
+            out,
+            "announce on {}: {announced} of {} VIPs announced, {drain} (vsadm -L --announce)",
+            s(a, "interface"),
+            vips.len()
+        )?;
+    }
     Ok(())
 }
 
@@ -464,6 +492,29 @@ mod tests {
              \x20 vips: 198.18.0.100 198.18.0.101\n\
              \x20 vip 198.18.0.101 follows vsd-lan0: inactive\n\
              \x20 rx 5 pkts 300 bytes, tx 4 pkts 280 bytes, missed 0, rx errors 0, tx errors 0\n"
+        );
+    }
+
+    #[test]
+    fn status_text_with_announce() {
+        let v = json!({
+            "vsd": "0.1.0", "dpdk": "DPDK 22.11.11", "state": "running", "pid": 42,
+            "uptime_s": 7, "workers": [1], "mbufs_in_use": 1, "mbufs_available": 2, "ports": [],
+            "announce": {"interface": "vip0", "vips": [
+                {"vip": "198.18.0.100", "announced": false, "reasons": ["draining"]},
+                {"vip": "198.18.0.101", "announced": false, "reasons": ["no_service", "draining"]}],
+                "drain": {"draining": true, "since": "2026-12-05T10:00:00Z",
+                          "active_connections": 3, "done": false}}
+        });
+        let mut out = Vec::new();
+        print_status(&v, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(
+                "announce on vip0: 0 of 2 VIPs announced, draining since 2026-12-05T10:00:00Z, \
+                 3 active connections left (vsadm -L --announce)\n"
+            ),
+            "{text}"
         );
     }
 

@@ -51,6 +51,9 @@ pub fn preflight(cfg: &Config) -> Result<Bound, String> {
         }
     }
     super::twin::preflight(cfg)?;
+    if let Some(a) = &cfg.announce {
+        crate::control::announce::preflight(a)?;
+    }
     check_control_socket(&cfg.control.socket)?;
     let metrics = match cfg.control.prometheus {
         Some(addr) => Some(

@@ -64,6 +64,20 @@ use crate::lb::mark::MarkRules;
 use crate::lb::service::{ServiceKey, ServiceSnapshot};
 use crate::lb::types::AddrFamily;
 
+/// What can be checked before EAL starts (`vsd --check` too): a TUN
+/// device needs /dev/net/tun.
+pub fn preflight(conf: &AnnounceConf) -> Result<(), String> {
+    use super::config::announce::LinkKind;
+    if conf.kind == LinkKind::Tun && !std::path::Path::new("/dev/net/tun").exists() {
+        return Err(format!(
+            "[announce] kind = \"tun\" needs /dev/net/tun, which does not exist \
+             (load the tun module, or use kind = \"dummy\") for interface {}",
+            conf.interface
+        ));
+    }
+    Ok(())
+}
+
 /// A worker whose loop counter did not advance for this long is stalled.
 pub const STALL_LIMIT: Duration = Duration::from_secs(1);
 
@@ -74,6 +88,9 @@ pub enum Reason {
     NoService,
     /// `require_healthy`: no service on it has a real server with weight > 0.
     NoAvailableServer,
+    /// A `[[vip]] follow` VIP whose address is not on its interface: vsd
+    /// does not serve it.
+    VipInactive,
     /// A worker is stalled or gone.
     WorkerStalled,
     /// `vsadm --drain`.
@@ -86,6 +103,7 @@ impl Reason {
         match self {
             Reason::NoService => "no service",
             Reason::NoAvailableServer => "no available real server",
+            Reason::VipInactive => "vip inactive (follow)",
             Reason::WorkerStalled => "worker stalled",
             Reason::Draining => "draining",
         }
@@ -95,6 +113,7 @@ impl Reason {
         match self {
             Reason::NoService => "no_service",
             Reason::NoAvailableServer => "no_available_real_server",
+            Reason::VipInactive => "vip_inactive",
             Reason::WorkerStalled => "worker_stalled",
             Reason::Draining => "draining",
         }
@@ -108,6 +127,9 @@ pub struct VipFacts {
     pub services: usize,
     /// Whether one of them has a real server with weight > 0.
     pub available: bool,
+    /// It follows a kernel interface (`[[vip]] follow`) that does not
+    /// have it now.
+    pub inactive: bool,
 }
 
 /// The rule's inputs.
@@ -134,6 +156,9 @@ pub fn decide(i: &RuleInputs<'_>) -> BTreeMap<IpAddr, Vec<Reason>> {
                 why.push(Reason::NoService);
             } else if i.require_healthy && !f.available {
                 why.push(Reason::NoAvailableServer);
+            }
+            if f.inactive {
+                why.push(Reason::VipInactive);
             }
             if !i.workers_alive {
                 why.push(Reason::WorkerStalled);
@@ -349,6 +374,8 @@ pub struct PlaneFacts<'a> {
     pub finished: &'a [bool],
     /// IPVS ActiveConn summed over every server.
     pub active_conns: u64,
+    /// `[[vip]] follow` VIPs that are inactive now.
+    pub inactive_vips: &'a [IpAddr],
 }
 
 /// The announcement state machine (control thread only).
@@ -386,6 +413,11 @@ impl Announcer {
             errors: BTreeMap::new(),
             first: true,
         }
+    }
+
+    /// List these VIPs too, with or without a service (`[[vip]]`).
+    pub fn remember(&mut self, vips: impl IntoIterator<Item = IpAddr>) {
+        self.known.extend(vips);
     }
 
     /// The configuration in force.
@@ -444,6 +476,11 @@ impl Announcer {
         self.known.extend(vips.keys().copied());
         for v in self.known.iter().chain(&self.on_iface) {
             vips.entry(*v).or_default();
+        }
+        for v in facts.inactive_vips {
+            if let Some(f) = vips.get_mut(v) {
+                f.inactive = true;
+            }
         }
         self.decisions = decide(&RuleInputs {
             vips: &vips,
@@ -595,11 +632,11 @@ impl Announcer {
 }
 
 impl Drop for Announcer {
-    /// A panic that unwinds the control thread still takes the VIPs off.
+    /// A panic that unwinds the control thread, or an error return after
+    /// start, still takes the VIPs and the link off ([`Announcer::shutdown`]
+    /// does nothing the second time).
     fn drop(&mut self) {
-        if !self.on_iface.is_empty() {
-            self.shutdown();
-        }
+        self.shutdown();
     }
 }
 
@@ -694,6 +731,7 @@ fn reason_text(name: &str) -> &str {
     [
         Reason::NoService,
         Reason::NoAvailableServer,
+        Reason::VipInactive,
         Reason::WorkerStalled,
         Reason::Draining,
     ]

@@ -29,6 +29,7 @@ fn a_vip_is_announced_only_when_every_input_allows_it() {
     let facts = |services, available| VipFacts {
         services,
         available,
+        inactive: false,
     };
     let vips: BTreeMap<IpAddr, VipFacts> = [
         (ip(VIP), facts(1, true)),
@@ -76,7 +77,8 @@ fn vips_come_from_address_services_and_single_address_marks() {
         f[&ip(VIP)],
         VipFacts {
             services: 2,
-            available: true
+            available: true,
+            inactive: false
         },
         "one service with a server of weight > 0 is enough"
     );
@@ -84,7 +86,8 @@ fn vips_come_from_address_services_and_single_address_marks() {
         f[&ip(VIP2)],
         VipFacts {
             services: 1,
-            available: false
+            available: false,
+            inactive: false
         },
         "weight 0 is not available"
     );
@@ -198,6 +201,7 @@ struct Rig {
     t: Instant,
     turns: u64,
     active: u64,
+    inactive: Vec<IpAddr>,
 }
 
 impl Rig {
@@ -211,6 +215,7 @@ impl Rig {
             t: Instant::now(),
             turns: 0,
             active: 0,
+            inactive: Vec::new(),
         }
     }
     /// 100 ms later, workers turning.
@@ -227,6 +232,7 @@ impl Rig {
                 loop_turns: &turns,
                 finished: &[false],
                 active_conns: self.active,
+                inactive_vips: &self.inactive,
             },
         )
     }
@@ -306,6 +312,7 @@ fn a_stalled_worker_withdraws_everything_until_it_turns_again() {
         loop_turns: &stuck,
         finished: &[false],
         active_conns: 0,
+        inactive_vips: &[],
     };
     r.a.evaluate(r.t + Duration::from_millis(900), &facts);
     assert_eq!(r.on(), [VIP], "not yet");
@@ -432,4 +439,32 @@ fn listing_without_announce() {
         render(None),
         "Announce: off (no [announce] in the configuration)\n"
     );
+}
+
+#[test]
+fn configured_vips_are_listed_and_inactive_followed_vips_withdrawn() {
+    let mut r = Rig::new();
+    r.a.remember([ip(VIP2)]);
+    run(&mut r.state, "-A -t 198.18.0.100:80 -s rr");
+    run(&mut r.state, "-a -t 198.18.0.100:80 -r 198.18.1.11:80 -g");
+    r.eval();
+    let text = r.listing();
+    assert!(text.contains("198.18.0.101"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("198.18.0.101") && l.ends_with("withdrawn  no service")),
+        "{text}"
+    );
+    // a [[vip]] follow VIP keepalived has not put on its interface
+    r.inactive = vec![ip(VIP)];
+    r.eval();
+    assert!(r.on().is_empty());
+    assert!(
+        r.listing().contains("withdrawn  vip inactive (follow)"),
+        "{}",
+        r.listing()
+    );
+    r.inactive.clear();
+    r.eval();
+    assert_eq!(r.on(), [VIP]);
 }

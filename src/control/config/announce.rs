@@ -213,6 +213,38 @@ mod tests {
             .starts_with("t.toml:11:1: announce.bogus: unknown field `bogus`"));
     }
 
+    /// The commented `[announce]` of configs/demo.toml parses once
+    /// uncommented, with the documented defaults.
+    #[test]
+    fn the_demo_reference_block_parses() {
+        let demo = include_str!("../../../configs/demo.toml");
+        let start = demo
+            .find("# [announce]\n")
+            .expect("[announce] in demo.toml");
+        let block: String = demo[start..]
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                *l == "[announce]"
+                    || l.split_once(" = ")
+                        .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(block.lines().count(), 5, "{block}");
+        let c = parse(&block).unwrap();
+        assert_eq!(
+            c.announce,
+            Some(AnnounceConf {
+                interface: "vip0".into(),
+                drain_timeout: Duration::from_secs(DEFAULT_DRAIN_TIMEOUT_S as u64),
+                require_healthy: true,
+                kind: LinkKind::Auto,
+            })
+        );
+    }
+
     #[test]
     fn an_interface_vip_follow_watches_is_refused() {
         let vip = "[[vip]]\naddress = \"198.18.0.100\"\nport = \"lan0\"\nfollow = \"vsd-lan0\"\n";
