@@ -4,8 +4,10 @@
 pub mod conn;
 pub mod defense;
 pub mod director;
+pub mod family;
 pub mod frag;
 pub mod fwd;
+pub mod fwd6;
 pub mod icmp_limit;
 pub mod laddr;
 pub mod load;

@@ -1,0 +1,417 @@
+//! Address families of the forwarding core.
+//!
+//! What: [`Family`], implemented by [`Ipv4Addr`] and [`Ipv6Addr`], is what
+//! the director's per-packet path ([`crate::lb::director::CoreLb`]) needs to
+//! know about a family: its connection-table key ([`Addr`]: `u32`/`u128`),
+//! which of the core's two connection tables holds it, RSS ownership of its
+//! tuples, the persistence netmask, and its wire operations (the rewrites
+//! of [`crate::lb::fwd`] and [`crate::lb::fwd6`], TUN encapsulation, the
+//! ICMP errors the director sends).
+//!
+//! Why: one copy of the director logic (lookup, schedule, state, counters,
+//! redirects, templates) for both families, monomorphised, so the IPv4
+//! path compiles to what it was: every family test here is a constant.
+//!
+//! Mixed families: an IPv6 connection whose real server is IPv4 (TUN
+//! IPv6-in-IPv4) keeps that server as an IPv4-mapped address
+//! (`::ffff:a.b.c.d`, RFC 4291 §2.5.5.2) in the IPv6 table; such addresses
+//! are never a real IPv6 destination, so the encoding is unambiguous.
+//! IPv4 connections to IPv6 servers (IPv4-in-IPv6) cannot be held in the
+//! IPv4 table and are refused per packet (`unsupported_dest`).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::lb::conn::{Addr, Conn, ConnTable, ConnTable4, ConnTable6, Endpoint};
+use crate::lb::fwd::{self, IcmpQuote, IcmpTranslation, L4Csum, PacketInfo, TunError, PROTO_ICMP};
+use crate::lb::fwd6::{self, PROTO_ICMPV6};
+use crate::lb::owner::RssOwner;
+use crate::lb::packet::PacketBuf;
+use crate::lb::persist::PersistKey;
+use crate::lb::service::PersistMask;
+use crate::lb::types::FwdMethod;
+use crate::wire::ipip;
+
+/// An IP address family as the forwarding core sees it (see the module
+/// docs).
+pub trait Family: Copy + Eq + fmt::Debug + 'static {
+    /// Its connection-table key.
+    type Key: Addr;
+    /// IPv6.
+    const IS_V6: bool;
+    /// The unspecified address.
+    const UNSPECIFIED: Self;
+    /// Its ICMP protocol number (no ICMP error is sent about an ICMP packet
+    /// too big to tunnel).
+    const ICMP_PROTO: u8;
+
+    /// The connection-table key of an address.
+    fn key(self) -> Self::Key;
+    /// The address of a connection-table key.
+    fn from_key(k: Self::Key) -> Self;
+    /// As an [`IpAddr`].
+    fn ip(self) -> IpAddr;
+    /// An address of this family.
+    fn of(ip: IpAddr) -> Option<Self>;
+    /// How a real server at `ip` is recorded in a connection of this
+    /// family forwarded by `method` (`None`: the family cannot carry it).
+    fn real_of(ip: IpAddr, method: FwdMethod) -> Option<Self>;
+    /// Where to send a packet for `self` (an IPv4-mapped real server is
+    /// reached over IPv4).
+    fn next_hop(self) -> IpAddr;
+
+    /// This family's table of a core's two.
+    fn table<'a>(v4: &'a mut ConnTable4, v6: &'a mut ConnTable6) -> &'a mut ConnTable<Self::Key>;
+    /// This family's table, shared.
+    fn table_ref<'a>(v4: &'a ConnTable4, v6: &'a ConnTable6) -> &'a ConnTable<Self::Key>;
+
+    /// Toeplitz hash of a TCP/UDP tuple of this family.
+    fn rss_hash(rss: &RssOwner, src: Self, dst: Self, sport: u16, dport: u16) -> u32;
+    /// The destination port's term of [`Family::rss_hash`] (the hash is
+    /// linear: `hash(s, d, sp, dp) == hash(s, d, sp, 0) ^ term(dp)`).
+    fn rss_dport_term(rss: &RssOwner, dport: u16) -> u32;
+    /// The core owning a TCP/UDP tuple.
+    #[inline]
+    fn owner(rss: &RssOwner, src: Self, dst: Self, sport: u16, dport: u16) -> u16 {
+        rss.core_of_hash(Self::rss_hash(rss, src, dst, sport, dport))
+    }
+
+    /// A service's persistence granularity as a key mask (the other
+    /// family's form means the whole address).
+    fn persist_netmask(m: PersistMask) -> Self::Key;
+    /// The address the ICMP rate limiter keys this peer on.
+    fn limit_key(self) -> Ipv4Addr;
+
+    /// Rewrite a TCP/UDP packet's addresses and ports (TTL/hop limit − 1
+    /// with `dec_ttl`).
+    fn rewrite(
+        frame: &mut [u8],
+        info: &PacketInfo<Self>,
+        src: (Self, u16),
+        dst: (Self, u16),
+        dec_ttl: bool,
+        csum: L4Csum,
+    );
+    /// ICMP time exceeded back to the packet's source, in place.
+    fn time_exceeded<P: PacketBuf>(pkt: &mut P, info: &PacketInfo<Self>) -> bool;
+    /// TUN: encapsulate toward `real` (an IPv4-mapped one over IPv4) from
+    /// the core's tunnel source of the outer family. `Err` carries the
+    /// outer header's length.
+    fn tunnel<P: PacketBuf>(
+        pkt: &mut P,
+        info: &PacketInfo<Self>,
+        src4: Ipv4Addr,
+        src6: Ipv6Addr,
+        real: Self,
+        mtu: u16,
+        ident: u16,
+    ) -> Result<(), (TunError, usize)>;
+    /// The "too big" error for a packet that does not fit the tunnel
+    /// (IPv4 frag-needed, ICMPv6 Packet Too Big), in place.
+    fn too_big<P: PacketBuf>(
+        pkt: &mut P,
+        info: &PacketInfo<Self>,
+        mtu: u16,
+        overhead: usize,
+    ) -> bool;
+
+    /// Whether an ICMP error's checksum verifies.
+    fn icmp_checksum_ok(frame: &[u8], info: &PacketInfo<Self>) -> bool;
+    /// Translate an ICMP error about a connection, outer and quoted
+    /// headers and every checksum.
+    fn translate_icmp_error(
+        frame: &mut [u8],
+        info: &PacketInfo<Self>,
+        q: &IcmpQuote<Self>,
+        t: &IcmpTranslation<Self>,
+    );
+
+    /// The IPv4 view of an IPv4 packet's info (`None` for IPv6): for the
+    /// IPv4-only side paths (SYN proxy, fragments, sync).
+    fn v4(info: &PacketInfo<Self>) -> Option<&PacketInfo<Ipv4Addr>>;
+    /// The IPv4 view of an IPv4 connection.
+    fn v4_conn(c: &Conn<Self::Key>) -> Option<&Conn<u32>>;
+    /// The IPv4 view of an IPv4 ICMP quote.
+    fn v4_quote(q: &IcmpQuote<Self>) -> Option<&IcmpQuote<Ipv4Addr>>;
+    /// An IPv4 address (`None` for IPv6).
+    fn to_v4(self) -> Option<Ipv4Addr>;
+    /// An IPv4 template's key and server, for the other cores (templates
+    /// of IPv6 services stay per core).
+    fn note_parts(
+        key: &PersistKey<Self::Key>,
+        real: Endpoint<Self::Key>,
+    ) -> Option<(PersistKey<u32>, Endpoint<u32>)>;
+}
+
+impl Family for Ipv4Addr {
+    type Key = u32;
+    const IS_V6: bool = false;
+    const UNSPECIFIED: Self = Ipv4Addr::UNSPECIFIED;
+    const ICMP_PROTO: u8 = PROTO_ICMP;
+
+    #[inline(always)]
+    fn key(self) -> u32 {
+        u32::from(self)
+    }
+    #[inline(always)]
+    fn from_key(k: u32) -> Self {
+        Ipv4Addr::from(k)
+    }
+    #[inline(always)]
+    fn ip(self) -> IpAddr {
+        IpAddr::V4(self)
+    }
+    #[inline]
+    fn of(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
+    #[inline]
+    fn real_of(ip: IpAddr, _method: FwdMethod) -> Option<Self> {
+        Self::of(ip)
+    }
+    #[inline(always)]
+    fn next_hop(self) -> IpAddr {
+        IpAddr::V4(self)
+    }
+    #[inline(always)]
+    fn table<'a>(v4: &'a mut ConnTable4, _v6: &'a mut ConnTable6) -> &'a mut ConnTable<u32> {
+        v4
+    }
+    #[inline(always)]
+    fn table_ref<'a>(v4: &'a ConnTable4, _v6: &'a ConnTable6) -> &'a ConnTable<u32> {
+        v4
+    }
+    #[inline]
+    fn rss_hash(rss: &RssOwner, src: Self, dst: Self, sport: u16, dport: u16) -> u32 {
+        rss.hash_v4(src, dst, sport, dport)
+    }
+    #[inline]
+    fn rss_dport_term(rss: &RssOwner, dport: u16) -> u32 {
+        rss.dport_term(dport)
+    }
+    #[inline]
+    fn owner(rss: &RssOwner, src: Self, dst: Self, sport: u16, dport: u16) -> u16 {
+        rss.owner_v4(src, dst, sport, dport)
+    }
+    fn persist_netmask(m: PersistMask) -> u32 {
+        match m {
+            PersistMask::V4(m) => u32::from(m),
+            PersistMask::V6(_) => u32::MAX,
+        }
+    }
+    #[inline(always)]
+    fn limit_key(self) -> Ipv4Addr {
+        self
+    }
+    #[inline(always)]
+    fn rewrite(
+        frame: &mut [u8],
+        info: &PacketInfo<Self>,
+        src: (Self, u16),
+        dst: (Self, u16),
+        dec_ttl: bool,
+        csum: L4Csum,
+    ) {
+        fwd::rewrite(frame, info, src, dst, dec_ttl, csum);
+    }
+    fn time_exceeded<P: PacketBuf>(pkt: &mut P, info: &PacketInfo<Self>) -> bool {
+        fwd::time_exceeded(pkt, info)
+    }
+    #[inline(always)]
+    fn tunnel<P: PacketBuf>(
+        pkt: &mut P,
+        info: &PacketInfo<Self>,
+        src4: Ipv4Addr,
+        _src6: Ipv6Addr,
+        real: Self,
+        mtu: u16,
+        ident: u16,
+    ) -> Result<(), (TunError, usize)> {
+        fwd::tun_encap(pkt, info, src4, real, mtu, ident).map_err(|e| (e, ipip::IPV4_HEADROOM))
+    }
+    fn too_big<P: PacketBuf>(
+        pkt: &mut P,
+        info: &PacketInfo<Self>,
+        mtu: u16,
+        _overhead: usize,
+    ) -> bool {
+        fwd::frag_needed(pkt, info, mtu)
+    }
+    fn icmp_checksum_ok(frame: &[u8], info: &PacketInfo<Self>) -> bool {
+        fwd::icmp_checksum_ok(frame, info)
+    }
+    fn translate_icmp_error(
+        frame: &mut [u8],
+        info: &PacketInfo<Self>,
+        q: &IcmpQuote<Self>,
+        t: &IcmpTranslation<Self>,
+    ) {
+        fwd::translate_icmp_error(frame, info, q, t);
+    }
+    #[inline(always)]
+    fn v4(info: &PacketInfo<Self>) -> Option<&PacketInfo<Ipv4Addr>> {
+        Some(info)
+    }
+    #[inline(always)]
+    fn v4_conn(c: &Conn<u32>) -> Option<&Conn<u32>> {
+        Some(c)
+    }
+    #[inline(always)]
+    fn v4_quote(q: &IcmpQuote<Self>) -> Option<&IcmpQuote<Ipv4Addr>> {
+        Some(q)
+    }
+    #[inline(always)]
+    fn to_v4(self) -> Option<Ipv4Addr> {
+        Some(self)
+    }
+    fn note_parts(
+        key: &PersistKey<u32>,
+        real: Endpoint<u32>,
+    ) -> Option<(PersistKey<u32>, Endpoint<u32>)> {
+        Some((*key, real))
+    }
+}
+
+impl Family for Ipv6Addr {
+    type Key = u128;
+    const IS_V6: bool = true;
+    const UNSPECIFIED: Self = Ipv6Addr::UNSPECIFIED;
+    const ICMP_PROTO: u8 = PROTO_ICMPV6;
+
+    #[inline(always)]
+    fn key(self) -> u128 {
+        u128::from(self)
+    }
+    #[inline(always)]
+    fn from_key(k: u128) -> Self {
+        Ipv6Addr::from(k)
+    }
+    #[inline(always)]
+    fn ip(self) -> IpAddr {
+        IpAddr::V6(self)
+    }
+    #[inline]
+    fn of(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        }
+    }
+    fn real_of(ip: IpAddr, method: FwdMethod) -> Option<Self> {
+        match (ip, method) {
+            (IpAddr::V6(a), _) if a.to_ipv4_mapped().is_none() => Some(a),
+            (IpAddr::V4(a), FwdMethod::Tunnel) => Some(a.to_ipv6_mapped()),
+            _ => None,
+        }
+    }
+    #[inline]
+    fn next_hop(self) -> IpAddr {
+        match self.to_ipv4_mapped() {
+            Some(a) => IpAddr::V4(a),
+            None => IpAddr::V6(self),
+        }
+    }
+    #[inline(always)]
+    fn table<'a>(_v4: &'a mut ConnTable4, v6: &'a mut ConnTable6) -> &'a mut ConnTable<u128> {
+        v6
+    }
+    #[inline(always)]
+    fn table_ref<'a>(_v4: &'a ConnTable4, v6: &'a ConnTable6) -> &'a ConnTable<u128> {
+        v6
+    }
+    #[inline]
+    fn rss_hash(rss: &RssOwner, src: Self, dst: Self, sport: u16, dport: u16) -> u32 {
+        rss.table().hash_v6(&src, &dst, sport, dport)
+    }
+    #[inline]
+    fn rss_dport_term(rss: &RssOwner, dport: u16) -> u32 {
+        rss.table()
+            .hash_v6(&Ipv6Addr::UNSPECIFIED, &Ipv6Addr::UNSPECIFIED, 0, dport)
+    }
+    fn persist_netmask(m: PersistMask) -> u128 {
+        match m {
+            PersistMask::V6(len) => u128::prefix_mask(len),
+            PersistMask::V4(_) => u128::MAX,
+        }
+    }
+    /// The XOR of the address's four words: peers of one /64 share some
+    /// buckets, as the kernel's inetpeer keys whole addresses.
+    fn limit_key(self) -> Ipv4Addr {
+        let w = u128::from(self);
+        Ipv4Addr::from((w >> 96) as u32 ^ (w >> 64) as u32 ^ (w >> 32) as u32 ^ w as u32)
+    }
+    fn rewrite(
+        frame: &mut [u8],
+        info: &PacketInfo<Self>,
+        src: (Self, u16),
+        dst: (Self, u16),
+        dec_ttl: bool,
+        csum: L4Csum,
+    ) {
+        fwd6::rewrite6(frame, info, src, dst, dec_ttl, csum);
+    }
+    fn time_exceeded<P: PacketBuf>(pkt: &mut P, info: &PacketInfo<Self>) -> bool {
+        fwd6::time_exceeded6(pkt, info)
+    }
+    fn tunnel<P: PacketBuf>(
+        pkt: &mut P,
+        info: &PacketInfo<Self>,
+        src4: Ipv4Addr,
+        src6: Ipv6Addr,
+        real: Self,
+        mtu: u16,
+        ident: u16,
+    ) -> Result<(), (TunError, usize)> {
+        match real.to_ipv4_mapped() {
+            Some(rip) => fwd6::tun_encap6_in4(pkt, info, src4, rip, mtu, ident)
+                .map_err(|e| (e, ipip::IPV4_HEADROOM)),
+            None => {
+                fwd6::tun_encap6(pkt, info, src6, real, mtu).map_err(|e| (e, ipip::IPV6_HEADROOM))
+            }
+        }
+    }
+    fn too_big<P: PacketBuf>(
+        pkt: &mut P,
+        info: &PacketInfo<Self>,
+        mtu: u16,
+        overhead: usize,
+    ) -> bool {
+        fwd6::packet_too_big(pkt, info, mtu, overhead)
+    }
+    fn icmp_checksum_ok(frame: &[u8], info: &PacketInfo<Self>) -> bool {
+        fwd6::icmp6_checksum_ok(frame, info)
+    }
+    fn translate_icmp_error(
+        frame: &mut [u8],
+        info: &PacketInfo<Self>,
+        q: &IcmpQuote<Self>,
+        t: &IcmpTranslation<Self>,
+    ) {
+        fwd6::translate_icmp6_error(frame, info, q, t);
+    }
+    #[inline(always)]
+    fn v4(_info: &PacketInfo<Self>) -> Option<&PacketInfo<Ipv4Addr>> {
+        None
+    }
+    #[inline(always)]
+    fn v4_conn(_c: &Conn<u128>) -> Option<&Conn<u32>> {
+        None
+    }
+    #[inline(always)]
+    fn v4_quote(_q: &IcmpQuote<Self>) -> Option<&IcmpQuote<Ipv4Addr>> {
+        None
+    }
+    #[inline(always)]
+    fn to_v4(self) -> Option<Ipv4Addr> {
+        None
+    }
+    fn note_parts(
+        _key: &PersistKey<u128>,
+        _real: Endpoint<u128>,
+    ) -> Option<(PersistKey<u32>, Endpoint<u32>)> {
+        None
+    }
+}
