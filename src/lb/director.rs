@@ -458,6 +458,10 @@ pub struct CoreLb {
     /// Whether the adopted snapshot has a fwmark service (else the
     /// classifier is never consulted).
     fwmark_services: bool,
+    /// Whether it has an IPv6 FULLNAT service with IPv4 servers (NAT64:
+    /// IPv4 packets that match no service may be replies of its
+    /// connections, [`crate::lb::nat64`]).
+    nat64: bool,
     defense: DefenseState,
     cookie_key: CookieKey,
     proxied: ProxyTable,
@@ -546,6 +550,7 @@ impl CoreLb {
             tun_ident: 0,
             marks: Arc::new(MarkRules::new()),
             fwmark_services: false,
+            nat64: false,
             defense: DefenseState::new(defense_seed),
             // one key for every core, so any core checks any cookie
             cookie_key: cookie_key_seed.map_or_else(CookieKey::process, CookieKey::from_seed),
@@ -590,6 +595,12 @@ impl CoreLb {
             .services()
             .iter()
             .any(|s| matches!(s.key, ServiceKey::Fwmark { .. }));
+        self.nat64 = snap.services().iter().any(|s| {
+            s.af() == crate::lb::types::AddrFamily::Inet6
+                && s.servers
+                    .iter()
+                    .any(|r| r.addr.is_ipv4() && r.method == FwdMethod::FullNat)
+        });
         // The proxy's side table (one entry per connection slot) is
         // allocated here, with the configuration, not by the first proxied
         // connection: filling it is a multi-second stall of the packet loop
@@ -1200,6 +1211,12 @@ impl CoreLb {
             .find(fwmark, proto, vip, info.dport)
             .map(|s| proto == Protocol::Tcp && s.config.synproxy)
         else {
+            if self.nat64 {
+                if let Some(info4) = A::v4(info) {
+                    let info4 = *info4;
+                    return self.nat64_reply(pkt, &info4, now_ms);
+                }
+            }
             return FwdVerdict::NotService;
         };
         let mut acked: Option<AckedCookie> = None;
@@ -1349,7 +1366,7 @@ impl CoreLb {
         let mut local = None;
         if method == FwdMethod::FullNat {
             let addrs = &svc.config.local_addresses;
-            if !addrs.iter().any(|a| A::of(*a).is_some()) {
+            if !addrs.iter().any(|&a| A::local_of(a, rip).is_some()) {
                 return FwdVerdict::Drop(FwdDrop::NoLocalAddress);
             }
             let owner = rss.as_deref().map(|r| (r, cfg.core));
@@ -1794,12 +1811,19 @@ impl CoreLb {
                 }
             }
             (FwdMethod::FullNat, Direction::Input) => {
+                if let Some(ok) = A::nat64(pkt, info, f.local, f.real, csum, self.tun_ident) {
+                    self.tun_ident = self.tun_ident.wrapping_add(1);
+                    return self.nat64_verdict(ok, f.real.0);
+                }
                 A::rewrite(pkt.data_mut(), info, f.local, f.real, true, csum);
                 FwdVerdict::Forward {
                     next_hop: f.real.0.ip(),
                 }
             }
             (FwdMethod::FullNat, Direction::Output) => {
+                if let Some(ok) = A::nat64(pkt, info, f.virt, f.client, csum, 0) {
+                    return self.nat64_verdict(ok, f.client.0);
+                }
                 A::rewrite(pkt.data_mut(), info, f.virt, f.client, true, csum);
                 FwdVerdict::Forward {
                     next_hop: f.client.0.ip(),
@@ -1816,6 +1840,45 @@ impl CoreLb {
             // DR and TUN connections have no reply key.
             (FwdMethod::Route | FwdMethod::Tunnel, Direction::Output) => FwdVerdict::NotService,
         }
+    }
+
+    fn nat64_verdict<A: Family>(&self, translated: bool, to: A) -> FwdVerdict {
+        if translated {
+            FwdVerdict::Forward {
+                next_hop: to.next_hop(),
+            }
+        } else {
+            FwdVerdict::Drop(FwdDrop::Nat64Untranslatable)
+        }
+    }
+
+    /// An IPv4 TCP/UDP packet for no service while NAT64 services exist:
+    /// a reply of a NAT64 connection (RIP → LIP, held in the IPv6 table in
+    /// IPv4-mapped form) is forwarded as such a connection's replies are;
+    /// anything else is not for a service.
+    #[inline(never)]
+    fn nat64_reply<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo<Ipv4Addr>,
+        now_ms: u64,
+    ) -> FwdVerdict {
+        let mapped = info.with_addrs(info.src.to_ipv6_mapped(), info.dst.to_ipv6_mapped());
+        let tuple = tcp_udp_tuple(
+            info.proto,
+            (mapped.src, info.sport),
+            (mapped.dst, info.dport),
+        );
+        let Some((id, Direction::Output)) = self.conns6.peek(&tuple) else {
+            return FwdVerdict::NotService;
+        };
+        let Some(c) = self.conns6.get(id).copied() else {
+            return FwdVerdict::NotService;
+        };
+        if info.first_fragment {
+            return FwdVerdict::Drop(FwdDrop::Nat64Untranslatable);
+        }
+        self.forward_conn(pkt, &mapped, id, &c, Direction::Output, now_ms)
     }
 
     /// TUN toward `rip` (IPv4-in-IPv4, IPv6-in-IPv6, or IPv6-in-IPv4 for
@@ -1897,6 +1960,10 @@ impl CoreLb {
             return FwdVerdict::Drop(FwdDrop::TtlExpired);
         }
         let f = Flow::<A>::of(&c);
+        if f.real.0.is_mapped_v4() {
+            // NAT64 does not translate ICMP errors (yet)
+            return FwdVerdict::Drop(FwdDrop::Nat64Untranslatable);
+        }
         let (dest, slot) = (c.dest(), self.dest_svc_slot(c.dest()));
         let bytes = info.ip_len() as u64;
         let (t, next_hop) = match (f.fwd, dir) {

@@ -25,6 +25,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::lb::conn::{Addr, Conn, ConnTable, ConnTable4, ConnTable6, Endpoint};
 use crate::lb::fwd::{self, IcmpQuote, IcmpTranslation, L4Csum, PacketInfo, TunError, PROTO_ICMP};
 use crate::lb::fwd6::{self, PROTO_ICMPV6};
+use crate::lb::nat64;
 use crate::lb::owner::RssOwner;
 use crate::lb::packet::PacketBuf;
 use crate::lb::persist::PersistKey;
@@ -59,6 +60,9 @@ pub trait Family: Copy + Eq + fmt::Debug + 'static {
     /// Where to send a packet for `self` (an IPv4-mapped real server is
     /// reached over IPv4).
     fn next_hop(self) -> IpAddr;
+    /// A FULLNAT local address for a connection to `real`: of `real`'s
+    /// family (IPv4-mapped for NAT64).
+    fn local_of(ip: IpAddr, real: Self) -> Option<Self>;
 
     /// This family's table of a core's two.
     fn table<'a>(v4: &'a mut ConnTable4, v6: &'a mut ConnTable6) -> &'a mut ConnTable<Self::Key>;
@@ -67,9 +71,10 @@ pub trait Family: Copy + Eq + fmt::Debug + 'static {
 
     /// Toeplitz hash of a TCP/UDP tuple of this family.
     fn rss_hash(rss: &RssOwner, src: Self, dst: Self, sport: u16, dport: u16) -> u32;
-    /// The destination port's term of [`Family::rss_hash`] (the hash is
-    /// linear: `hash(s, d, sp, dp) == hash(s, d, sp, 0) ^ term(dp)`).
-    fn rss_dport_term(rss: &RssOwner, dport: u16) -> u32;
+    /// The destination port's term of [`Family::rss_hash`] for tuples
+    /// from `src` (the hash is linear:
+    /// `hash(s, d, sp, dp) == hash(s, d, sp, 0) ^ term(dp)`).
+    fn rss_dport_term(rss: &RssOwner, src: Self, dport: u16) -> u32;
     /// The core owning a TCP/UDP tuple.
     #[inline]
     fn owner(rss: &RssOwner, src: Self, dst: Self, sport: u16, dport: u16) -> u16 {
@@ -114,6 +119,21 @@ pub trait Family: Copy + Eq + fmt::Debug + 'static {
         mtu: u16,
         overhead: usize,
     ) -> bool;
+
+    /// NAT64 (an IPv6 connection with IPv4-mapped ends): translate the
+    /// packet to the other family with the new endpoints. `None`: not a
+    /// NAT64 packet (always, for IPv4); `Some(false)`: no room.
+    fn nat64<P: PacketBuf>(
+        pkt: &mut P,
+        info: &PacketInfo<Self>,
+        src: (Self, u16),
+        dst: (Self, u16),
+        csum: L4Csum,
+        ident: u16,
+    ) -> Option<bool>;
+    /// Whether `self` is an IPv4 address in this family's connection
+    /// (IPv4-mapped, for IPv6).
+    fn is_mapped_v4(self) -> bool;
 
     /// Whether an ICMP error's checksum verifies.
     fn icmp_checksum_ok(frame: &[u8], info: &PacketInfo<Self>) -> bool;
@@ -176,6 +196,10 @@ impl Family for Ipv4Addr {
     fn next_hop(self) -> IpAddr {
         IpAddr::V4(self)
     }
+    #[inline]
+    fn local_of(ip: IpAddr, _real: Self) -> Option<Self> {
+        Self::of(ip)
+    }
     #[inline(always)]
     fn table<'a>(v4: &'a mut ConnTable4, _v6: &'a mut ConnTable6) -> &'a mut ConnTable<u32> {
         v4
@@ -189,7 +213,7 @@ impl Family for Ipv4Addr {
         rss.hash_v4(src, dst, sport, dport)
     }
     #[inline]
-    fn rss_dport_term(rss: &RssOwner, dport: u16) -> u32 {
+    fn rss_dport_term(rss: &RssOwner, _src: Self, dport: u16) -> u32 {
         rss.dport_term(dport)
     }
     #[inline]
@@ -239,6 +263,21 @@ impl Family for Ipv4Addr {
         _overhead: usize,
     ) -> bool {
         fwd::frag_needed(pkt, info, mtu)
+    }
+    #[inline(always)]
+    fn nat64<P: PacketBuf>(
+        _pkt: &mut P,
+        _info: &PacketInfo<Self>,
+        _src: (Self, u16),
+        _dst: (Self, u16),
+        _csum: L4Csum,
+        _ident: u16,
+    ) -> Option<bool> {
+        None
+    }
+    #[inline(always)]
+    fn is_mapped_v4(self) -> bool {
+        false
     }
     fn icmp_checksum_ok(frame: &[u8], info: &PacketInfo<Self>) -> bool {
         fwd::icmp_checksum_ok(frame, info)
@@ -303,7 +342,8 @@ impl Family for Ipv6Addr {
     fn real_of(ip: IpAddr, method: FwdMethod) -> Option<Self> {
         match (ip, method) {
             (IpAddr::V6(a), _) if a.to_ipv4_mapped().is_none() => Some(a),
-            (IpAddr::V4(a), FwdMethod::Tunnel) => Some(a.to_ipv6_mapped()),
+            // IPv6-in-IPv4 tunnels and NAT64
+            (IpAddr::V4(a), FwdMethod::Tunnel | FwdMethod::FullNat) => Some(a.to_ipv6_mapped()),
             _ => None,
         }
     }
@@ -314,6 +354,13 @@ impl Family for Ipv6Addr {
             None => IpAddr::V6(self),
         }
     }
+    fn local_of(ip: IpAddr, real: Self) -> Option<Self> {
+        match (ip, real.is_mapped_v4()) {
+            (IpAddr::V4(a), true) => Some(a.to_ipv6_mapped()),
+            (IpAddr::V6(a), false) if !a.is_mapped_v4() => Some(a),
+            _ => None,
+        }
+    }
     #[inline(always)]
     fn table<'a>(_v4: &'a mut ConnTable4, v6: &'a mut ConnTable6) -> &'a mut ConnTable<u128> {
         v6
@@ -322,12 +369,19 @@ impl Family for Ipv6Addr {
     fn table_ref<'a>(_v4: &'a ConnTable4, v6: &'a ConnTable6) -> &'a ConnTable<u128> {
         v6
     }
+    /// NAT64's IPv4 side is hashed as the IPv4 tuple it is on the wire.
     #[inline]
     fn rss_hash(rss: &RssOwner, src: Self, dst: Self, sport: u16, dport: u16) -> u32 {
-        rss.table().hash_v6(&src, &dst, sport, dport)
+        match (src.to_ipv4_mapped(), dst.to_ipv4_mapped()) {
+            (Some(s), Some(d)) => rss.hash_v4(s, d, sport, dport),
+            _ => rss.table().hash_v6(&src, &dst, sport, dport),
+        }
     }
     #[inline]
-    fn rss_dport_term(rss: &RssOwner, dport: u16) -> u32 {
+    fn rss_dport_term(rss: &RssOwner, src: Self, dport: u16) -> u32 {
+        if src.is_mapped_v4() {
+            return rss.dport_term(dport);
+        }
         rss.table()
             .hash_v6(&Ipv6Addr::UNSPECIFIED, &Ipv6Addr::UNSPECIFIED, 0, dport)
     }
@@ -380,6 +434,38 @@ impl Family for Ipv6Addr {
         overhead: usize,
     ) -> bool {
         fwd6::packet_too_big(pkt, info, mtu, overhead)
+    }
+    fn nat64<P: PacketBuf>(
+        pkt: &mut P,
+        info: &PacketInfo<Self>,
+        src: (Self, u16),
+        dst: (Self, u16),
+        csum: L4Csum,
+        ident: u16,
+    ) -> Option<bool> {
+        let (s4, d4) = (src.0.to_ipv4_mapped(), dst.0.to_ipv4_mapped());
+        let (i4, j4) = (info.src.to_ipv4_mapped(), info.dst.to_ipv4_mapped());
+        match (s4, d4, i4, j4) {
+            // a request: IPv6 on the wire, to IPv4 ends
+            (Some(s), Some(d), None, None) => Some(nat64::request_6to4(
+                pkt,
+                info,
+                (s, src.1),
+                (d, dst.1),
+                ident,
+                csum,
+            )),
+            // a reply: IPv4 on the wire (its info in mapped form), to IPv6
+            (None, None, Some(i), Some(j)) => {
+                let wire = info.with_addrs(i, j);
+                Some(nat64::reply_4to6(pkt, &wire, src, dst, csum))
+            }
+            _ => None,
+        }
+    }
+    #[inline]
+    fn is_mapped_v4(self) -> bool {
+        self.to_ipv4_mapped().is_some()
     }
     fn icmp_checksum_ok(frame: &[u8], info: &PacketInfo<Self>) -> bool {
         fwd6::icmp6_checksum_ok(frame, info)

@@ -130,11 +130,14 @@ pub enum FwdDrop {
     /// IPv6: a packet for a service feature not available over IPv6 (the
     /// SYN proxy).
     Ipv6Unsupported,
+    /// NAT64: a packet of a NAT64 connection that is not translated (an
+    /// ICMP error, an IPv4 fragment), or no room to translate it.
+    Nat64Untranslatable,
 }
 
 impl FwdDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 29;
+    pub const COUNT: usize = 30;
     /// Every reason, in counter order.
     pub const ALL: [FwdDrop; FwdDrop::COUNT] = [
         FwdDrop::TruncatedL2,
@@ -166,6 +169,7 @@ impl FwdDrop {
         FwdDrop::Ipv6ExtHeaders,
         FwdDrop::Ipv6Fragment,
         FwdDrop::Ipv6Unsupported,
+        FwdDrop::Nat64Untranslatable,
     ];
 
     /// Counter index (position in [`FwdDrop::ALL`]).
@@ -205,6 +209,7 @@ impl FwdDrop {
             FwdDrop::Ipv6ExtHeaders => "ipv6_ext_headers",
             FwdDrop::Ipv6Fragment => "ipv6_fragment",
             FwdDrop::Ipv6Unsupported => "ipv6_unsupported_feature",
+            FwdDrop::Nat64Untranslatable => "nat64_untranslatable",
         }
     }
 }
@@ -280,6 +285,28 @@ pub struct PacketInfo<A = Ipv4Addr> {
     pub first_fragment: bool,
     /// For an ICMP error quoting TCP/UDP: the quote.
     pub icmp: Option<IcmpQuote<A>>,
+}
+
+impl<A: Copy> PacketInfo<A> {
+    /// The same packet described with addresses of another type (NAT64's
+    /// IPv4-mapped view of an IPv4 packet, and back); no ICMP quote.
+    pub fn with_addrs<B>(&self, src: B, dst: B) -> PacketInfo<B> {
+        PacketInfo {
+            l3: self.l3,
+            l4: self.l4,
+            end: self.end,
+            proto: self.proto,
+            src,
+            dst,
+            sport: self.sport,
+            dport: self.dport,
+            tcp_flags: self.tcp_flags,
+            ttl: self.ttl,
+            dont_frag: self.dont_frag,
+            first_fragment: self.first_fragment,
+            icmp: None,
+        }
+    }
 }
 
 impl<A> PacketInfo<A> {

@@ -255,7 +255,7 @@ impl LocalPorts {
             return None;
         }
         if let (Some((rss, core)), Some(owned)) = (owner, self.owned.as_mut()) {
-            if owned.core == core && !A::IS_V6 {
+            if owned.core == core && (!A::IS_V6 || rip.is_mapped_v4()) {
                 return Self::alloc_listed(
                     owned,
                     &mut self.addr_cursor,
@@ -275,14 +275,14 @@ impl LocalPorts {
         let mut lookups = 0u32;
         for k in 0..n_addrs.min(64) {
             let i = (self.addr_cursor + k) % n_addrs;
-            let Some(lip) = addrs.get(i).copied().and_then(A::of) else {
+            let Some(lip) = addrs.get(i).and_then(|&a| A::local_of(a, rip)) else {
                 continue;
             };
             let base = owner.map(|(rss, _)| A::rss_hash(rss, rip, lip, rport, 0));
             for _ in 0..per_addr {
                 let port = self.advance();
                 if let (Some((rss, core)), Some(h0)) = (owner, base) {
-                    if rss.core_of_hash(h0 ^ A::rss_dport_term(rss, port)) != core {
+                    if rss.core_of_hash(h0 ^ A::rss_dport_term(rss, rip, port)) != core {
                         continue;
                     }
                 }
@@ -323,7 +323,7 @@ impl LocalPorts {
         let mut lookups = 0u32;
         for k in 0..tried_addrs {
             let i = (*addr_cursor + k) % n_addrs;
-            let Some(lip) = addrs.get(i).copied().and_then(A::of) else {
+            let Some(lip) = addrs.get(i).and_then(|&a| A::local_of(a, rip)) else {
                 continue;
             };
             let h0 = A::rss_hash(rss, rip, lip, rport, 0);

@@ -12,6 +12,7 @@ pub mod icmp_limit;
 pub mod laddr;
 pub mod load;
 pub mod mark;
+pub mod nat64;
 pub mod owner;
 pub mod packet;
 pub mod persist;

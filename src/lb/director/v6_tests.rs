@@ -489,3 +489,113 @@ fn random_garbage_behind_an_ipv6_ethertype_never_panics() {
     }
     lb.tick(10_000_000);
 }
+
+mod nat64 {
+    use super::*;
+
+    const LIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+
+    fn v4seg(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8, ttl: u8) -> PacketBuilder {
+        eth()
+            .ipv4(src.0, dst.0)
+            .ttl(ttl)
+            .ident(0)
+            .dont_frag(false)
+            .tcp(src.1, dst.1, flags)
+            .seq(0x1000_0000 + u32::from(flags))
+            .ack(0x2000_0000)
+            .window(29200)
+            .payload(b"hello")
+    }
+
+    fn lb() -> CoreLb {
+        lb_for(FwdMethod::FullNat, &[IpAddr::V4(RIP4)], |c| {
+            c.local_addresses = vec![IpAddr::V6(LIP), IpAddr::V4(LIP4)];
+        })
+    }
+
+    #[test]
+    fn tcp_both_directions_exact() {
+        let mut lb = lb();
+        let syn = seg((CIP, CPORT), (VIP, VPORT), tcp::SYN, 64).build();
+        let (v, out) = run(&mut lb, &syn);
+        assert_eq!(
+            v,
+            FwdVerdict::Forward {
+                next_hop: IpAddr::V4(RIP4)
+            }
+        );
+        let lport = u16::from_be_bytes([out[34], out[35]]);
+        // an IPv4 packet from the IPv4 local address, checksums from scratch
+        assert_eq!(
+            out,
+            v4seg((LIP4, lport), (RIP4, RPORT), tcp::SYN, 63).build(),
+            "IPv6 -> IPv4"
+        );
+        assert_eq!(checksum::checksum(&out[14..34]), 0);
+        let synack = v4seg((RIP4, RPORT), (LIP4, lport), tcp::SYN | tcp::ACK, 64).build();
+        let (v, out) = run(&mut lb, &synack);
+        assert_eq!(v, to(CIP));
+        assert_eq!(
+            out,
+            seg((VIP, VPORT), (CIP, CPORT), tcp::SYN | tcp::ACK, 63).build(),
+            "IPv4 -> IPv6"
+        );
+        assert_eq!(l4_verify(&out), 0);
+        assert_eq!(lb.conns6().len(), 1);
+        // the next request goes the same way
+        let ack = seg((CIP, CPORT), (VIP, VPORT), tcp::ACK, 64).build();
+        let (_, out) = run(&mut lb, &ack);
+        assert_eq!(
+            out,
+            eth()
+                .ipv4(LIP4, RIP4)
+                .ttl(63)
+                .ident(1)
+                .dont_frag(false)
+                .tcp(lport, RPORT, tcp::ACK)
+                .seq(0x1000_0000 + u32::from(tcp::ACK))
+                .ack(0x2000_0000)
+                .window(29200)
+                .payload(b"hello")
+                .build()
+        );
+    }
+
+    #[test]
+    fn udp_without_checksum_gets_one_in_ipv6() {
+        let mut lb = lb();
+        let q = udp((CIP, 5353), (VIP, VPORT), 64).build();
+        let (_, out) = run(&mut lb, &q);
+        assert_eq!(u16::from_be_bytes([out[12], out[13]]), 0x0800);
+        let lport = u16::from_be_bytes([out[34], out[35]]);
+        let reply = eth()
+            .ipv4(RIP4, LIP4)
+            .ttl(64)
+            .udp(RPORT, lport)
+            .payload(b"query")
+            .l4_checksum(0)
+            .build();
+        let (v, out) = run(&mut lb, &reply);
+        assert_eq!(v, to(CIP));
+        assert_eq!(out, udp((VIP, VPORT), (CIP, 5353), 63).build());
+    }
+
+    #[test]
+    fn large_requests_get_df_and_ipv4_noise_is_not_ours() {
+        let mut lb = lb();
+        let big = eth()
+            .ipv6(CIP, VIP)
+            .ttl(64)
+            .udp(CPORT, VPORT)
+            .payload(&[7; 1400])
+            .build();
+        let (_, out) = run(&mut lb, &big);
+        assert_eq!(out.len(), 14 + 20 + 8 + 1400);
+        assert_eq!(out[14 + 6] & 0x40, 0x40, "DF above 1260 bytes");
+        assert_eq!(checksum::checksum(&out[14..34]), 0);
+        // an IPv4 packet to the local address with no connection
+        let stray = v4seg((RIP4, RPORT), (LIP4, 1), tcp::ACK, 64).build();
+        assert_eq!(run(&mut lb, &stray).0, FwdVerdict::NotService);
+    }
+}
