@@ -299,6 +299,11 @@ fn tcp_udp_tuple<A: Family>(proto: u8, src: (A, u16), dst: (A, u16)) -> Tuple<A:
     }
 }
 
+/// An IPv4 packet's info in the IPv4-mapped form of the IPv6 table.
+fn mapped_v4(info: &PacketInfo<Ipv4Addr>) -> PacketInfo<Ipv6Addr> {
+    info.with_addrs(info.src.to_ipv6_mapped(), info.dst.to_ipv6_mapped())
+}
+
 /// Most template notes kept between two `take_new_templates` calls.
 const TEMPLATE_NOTES_MAX: usize = 1024;
 
@@ -462,6 +467,9 @@ pub struct CoreLb {
     /// IPv4 packets that match no service may be replies of its
     /// connections, [`crate::lb::nat64`]).
     nat64: bool,
+    /// Whether it has an IPv4 service with IPv6 (tunnel) servers: their
+    /// connections live in the IPv6 table in IPv4-mapped form.
+    tun_4in6: bool,
     defense: DefenseState,
     cookie_key: CookieKey,
     proxied: ProxyTable,
@@ -551,6 +559,7 @@ impl CoreLb {
             marks: Arc::new(MarkRules::new()),
             fwmark_services: false,
             nat64: false,
+            tun_4in6: false,
             defense: DefenseState::new(defense_seed),
             // one key for every core, so any core checks any cookie
             cookie_key: cookie_key_seed.map_or_else(CookieKey::process, CookieKey::from_seed),
@@ -595,6 +604,10 @@ impl CoreLb {
             .services()
             .iter()
             .any(|s| matches!(s.key, ServiceKey::Fwmark { .. }));
+        self.tun_4in6 = snap.services().iter().any(|s| {
+            s.af() == crate::lb::types::AddrFamily::Inet
+                && s.servers.iter().any(|r| r.addr.is_ipv6())
+        });
         self.nat64 = snap.services().iter().any(|s| {
             s.af() == crate::lb::types::AddrFamily::Inet6
                 && s.servers
@@ -1219,6 +1232,20 @@ impl CoreLb {
             }
             return FwdVerdict::NotService;
         };
+        if self.tun_4in6 {
+            if let Some(info4) = A::v4(info) {
+                let mapped = mapped_v4(info4);
+                let tuple = tcp_udp_tuple(
+                    mapped.proto,
+                    (mapped.src, info.sport),
+                    (mapped.dst, info.dport),
+                );
+                if self.conns6.peek(&tuple).is_some() {
+                    // an IPv4 flow tunnelled to an IPv6 server
+                    return self.handle_l4(pkt, &mapped, meta, now_ms, None);
+                }
+            }
+        }
         let mut acked: Option<AckedCookie> = None;
         if synproxied {
             // the SYN proxy speaks IPv4 only
@@ -1353,7 +1380,25 @@ impl CoreLb {
             return FwdVerdict::Drop(FwdDrop::NoDest);
         };
         let Some(rip) = A::real_of(rs.addr, rs.method) else {
-            return FwdVerdict::Drop(FwdDrop::UnsupportedDest);
+            // IPv4 to an IPv6 tunnel server: a connection of the IPv6 table
+            let (IpAddr::V6(rip6), FwdMethod::Tunnel, Some(info4)) =
+                (rs.addr, rs.method, A::v4(info))
+            else {
+                return FwdVerdict::Drop(FwdDrop::UnsupportedDest);
+            };
+            let mapped = mapped_v4(info4);
+            let rport = if rs.port == 0 { info.dport } else { rs.port };
+            let one_packet = svc.config.one_packet && proto == Protocol::Udp;
+            let (dest, svc_slot) = (rs.id, svc.slot);
+            return self.tun_4in6_new(
+                pkt,
+                &mapped,
+                proto,
+                (rip6, rport),
+                (dest, svc_slot),
+                one_packet,
+                now_ms,
+            );
         };
         let rport = if rs.port == 0 { info.dport } else { rs.port };
         let method = rs.method;
@@ -1842,6 +1887,60 @@ impl CoreLb {
         }
     }
 
+    /// A new connection of an IPv4 client to an IPv6 tunnel server (the
+    /// packet described in IPv4-mapped form): kept in the IPv6 table
+    /// (without its persistence template's link: that lives in the IPv4
+    /// table) and tunnelled IPv4-in-IPv6.
+    #[allow(clippy::too_many_arguments)]
+    fn tun_4in6_new<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        mapped: &PacketInfo<Ipv6Addr>,
+        proto: Protocol,
+        real: (Ipv6Addr, u16),
+        (dest, svc_slot): (DestId, u32),
+        one_packet: bool,
+        now_ms: u64,
+    ) -> FwdVerdict {
+        let client = Endpoint::new(mapped.src.key(), mapped.sport);
+        let virt = Endpoint::new(mapped.dst.key(), mapped.dport);
+        let real = Endpoint::new(real.0.key(), real.1);
+        if one_packet {
+            self.stats.add_conn(dest, svc_slot);
+            self.stats.add_in(dest, svc_slot, mapped.ip_len() as u64);
+            self.stats.count_event(FwdEvent::OnePacket);
+            let flow = Flow {
+                fwd: FwdMethod::Tunnel,
+                client: ep(client),
+                virt: ep(virt),
+                local: (Ipv6Addr::UNSPECIFIED, 0),
+                real: ep(real),
+            };
+            self.frag_pending = None;
+            return self.rewrite_flow(pkt, mapped, &flow, Direction::Input);
+        }
+        let nc = NewConn {
+            proto,
+            client,
+            virt,
+            local: None,
+            real,
+            dest,
+            fwd: FwdMethod::Tunnel,
+            one_packet: false,
+            template: None,
+        };
+        let id = match insert_reusing(&mut self.conns6, &self.stats, &nc, now_ms) {
+            Ok(id) => id,
+            Err(e) => return FwdVerdict::Drop(insert_error(e)),
+        };
+        self.stats.add_conn(dest, svc_slot);
+        let Some(c) = self.conns6.get(id).copied() else {
+            return FwdVerdict::Drop(FwdDrop::TableFull);
+        };
+        self.forward_conn(pkt, mapped, id, &c, Direction::Input, now_ms)
+    }
+
     fn nat64_verdict<A: Family>(&self, translated: bool, to: A) -> FwdVerdict {
         if translated {
             FwdVerdict::Forward {
@@ -1863,7 +1962,7 @@ impl CoreLb {
         info: &PacketInfo<Ipv4Addr>,
         now_ms: u64,
     ) -> FwdVerdict {
-        let mapped = info.with_addrs(info.src.to_ipv6_mapped(), info.dst.to_ipv6_mapped());
+        let mapped = mapped_v4(info);
         let tuple = tcp_udp_tuple(
             info.proto,
             (mapped.src, info.sport),

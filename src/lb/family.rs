@@ -328,9 +328,10 @@ impl Family for Ipv6Addr {
     fn from_key(k: u128) -> Self {
         Ipv6Addr::from(k)
     }
-    #[inline(always)]
+    /// An IPv4-mapped address is the IPv4 address it stands for.
+    #[inline]
     fn ip(self) -> IpAddr {
-        IpAddr::V6(self)
+        self.next_hop()
     }
     #[inline]
     fn of(ip: IpAddr) -> Option<Self> {
@@ -388,7 +389,8 @@ impl Family for Ipv6Addr {
     fn persist_netmask(m: PersistMask) -> u128 {
         match m {
             PersistMask::V6(len) => u128::prefix_mask(len),
-            PersistMask::V4(_) => u128::MAX,
+            // an IPv4 service's clients in mapped form (IPv4-in-IPv6 TUN)
+            PersistMask::V4(m) => u128::MAX << 32 | u128::from(u32::from(m)),
         }
     }
     /// The XOR of the address's four words: peers of one /64 share some
@@ -408,7 +410,10 @@ impl Family for Ipv6Addr {
         fwd6::rewrite6(frame, info, src, dst, dec_ttl, csum);
     }
     fn time_exceeded<P: PacketBuf>(pkt: &mut P, info: &PacketInfo<Self>) -> bool {
-        fwd6::time_exceeded6(pkt, info)
+        match wire_v4(info) {
+            Some(wire) => fwd::time_exceeded(pkt, &wire),
+            None => fwd6::time_exceeded6(pkt, info),
+        }
     }
     fn tunnel<P: PacketBuf>(
         pkt: &mut P,
@@ -419,13 +424,18 @@ impl Family for Ipv6Addr {
         mtu: u16,
         ident: u16,
     ) -> Result<(), (TunError, usize)> {
-        match real.to_ipv4_mapped() {
-            Some(rip) => fwd6::tun_encap6_in4(pkt, info, src4, rip, mtu, ident)
-                .map_err(|e| (e, ipip::IPV4_HEADROOM)),
-            None => {
-                fwd6::tun_encap6(pkt, info, src6, real, mtu).map_err(|e| (e, ipip::IPV6_HEADROOM))
-            }
-        }
+        let outer = if real.is_mapped_v4() {
+            ipip::IPV4_HEADROOM
+        } else {
+            ipip::IPV6_HEADROOM
+        };
+        let done = match (wire_v4(info), real.to_ipv4_mapped()) {
+            (Some(wire), Some(rip)) => fwd::tun_encap(pkt, &wire, src4, rip, mtu, ident),
+            (Some(wire), None) => fwd6::tun_encap4_in6(pkt, &wire, src6, real, mtu),
+            (None, Some(rip)) => fwd6::tun_encap6_in4(pkt, info, src4, rip, mtu, ident),
+            (None, None) => fwd6::tun_encap6(pkt, info, src6, real, mtu),
+        };
+        done.map_err(|e| (e, outer))
     }
     fn too_big<P: PacketBuf>(
         pkt: &mut P,
@@ -433,7 +443,10 @@ impl Family for Ipv6Addr {
         mtu: u16,
         overhead: usize,
     ) -> bool {
-        fwd6::packet_too_big(pkt, info, mtu, overhead)
+        match wire_v4(info) {
+            Some(wire) => fwd::frag_needed_for(pkt, &wire, mtu, overhead),
+            None => fwd6::packet_too_big(pkt, info, mtu, overhead),
+        }
     }
     fn nat64<P: PacketBuf>(
         pkt: &mut P,
@@ -499,5 +512,15 @@ impl Family for Ipv6Addr {
         _real: Endpoint<u128>,
     ) -> Option<(PersistKey<u32>, Endpoint<u32>)> {
         None
+    }
+}
+
+/// The IPv4 packet behind an IPv6 connection's info in IPv4-mapped form
+/// (IPv4-in-IPv6 TUN, NAT64 replies), with its real addresses.
+#[inline]
+fn wire_v4(info: &PacketInfo<Ipv6Addr>) -> Option<PacketInfo<Ipv4Addr>> {
+    match (info.src.to_ipv4_mapped(), info.dst.to_ipv4_mapped()) {
+        (Some(s), Some(d)) => Some(info.with_addrs(s, d)),
+        _ => None,
     }
 }

@@ -877,7 +877,18 @@ pub fn icmp_error_in_place<P: PacketBuf>(
 /// about a packet too big to tunnel, from the VIP (its destination) back
 /// to the client (its source), in place. See [`icmp_error_in_place`].
 pub fn frag_needed<P: PacketBuf>(pkt: &mut P, info: &PacketInfo, mtu: u16) -> bool {
-    let next_hop_mtu = u32::from(mtu.saturating_sub(ipip::IPV4_HEADROOM as u16));
+    frag_needed_for(pkt, info, mtu, ipip::IPV4_HEADROOM)
+}
+
+/// [`frag_needed`] for a tunnel whose outer header is `overhead` bytes
+/// (IPv4-in-IPv6: 40).
+pub fn frag_needed_for<P: PacketBuf>(
+    pkt: &mut P,
+    info: &PacketInfo,
+    mtu: u16,
+    overhead: usize,
+) -> bool {
+    let next_hop_mtu = u32::from(mtu).saturating_sub(overhead as u32);
     icmp_error_in_place(
         pkt,
         info,

@@ -351,6 +351,52 @@ pub fn tun_encap6_in4<P: PacketBuf>(
     Ok(())
 }
 
+/// TUN for an IPv4 packet to an IPv6 real server: encapsulate it in an
+/// outer IPv6 header (next header 4, hop limit 64, traffic class from the
+/// TOS, flow label 0) from `outer_src` to `outer_dst`, after decrementing
+/// the inner TTL (the caller has checked it is above 1); the EtherType
+/// becomes IPv6. Too big for `mtu`: `FragNeeded` with DF set, `TooBig`
+/// without (the director does not fragment).
+pub fn tun_encap4_in6<P: PacketBuf>(
+    pkt: &mut P,
+    info: &PacketInfo<Ipv4Addr>,
+    outer_src: Ipv6Addr,
+    outer_dst: Ipv6Addr,
+    mtu: u16,
+) -> Result<(), TunError> {
+    let inner_len = info.ip_len();
+    if inner_len + ipip::IPV6_HEADROOM > usize::from(mtu) {
+        return Err(if info.dont_frag {
+            TunError::FragNeeded
+        } else {
+            TunError::TooBig
+        });
+    }
+    let inner = prepend_outer(pkt, info, ipip::IPV6_HEADROOM)?;
+    let frame = pkt.data_mut();
+    let ttl_proto = rd16(frame, inner + 8);
+    let dec = ttl_proto.wrapping_sub(0x100);
+    wr16(frame, inner + 8, dec);
+    let c = adjust(rd16(frame, inner + 10), d16(ttl_proto, dec));
+    wr16(frame, inner + 10, c);
+    let tos = frame.get(inner + 1).copied().unwrap_or(0);
+    let mut hdr = [0u8; IPV6_HEADER_LEN];
+    let first = (6u32 << 28) | (u32::from(tos) << 20);
+    hdr[..4].copy_from_slice(&first.to_be_bytes());
+    // inner_len + 40 <= mtu (a u16), checked above
+    hdr[4..6].copy_from_slice(&(inner_len as u16).to_be_bytes());
+    hdr[6] = crate::lb::fwd::PROTO_IPIP;
+    hdr[7] = ipip::OUTER_TTL;
+    hdr[8..24].copy_from_slice(&outer_src.octets());
+    hdr[24..40].copy_from_slice(&outer_dst.octets());
+    let l3 = info.l3;
+    if let Some(h) = frame.get_mut(l3..inner) {
+        h.copy_from_slice(&hdr);
+    }
+    set_ethertype(frame, l3, EtherType::IPV6);
+    Ok(())
+}
+
 /// The EtherType field just before the IP header at `l3` (the innermost
 /// VLAN tag's, if any).
 fn set_ethertype(frame: &mut [u8], l3: usize, t: EtherType) {

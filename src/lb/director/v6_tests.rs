@@ -599,3 +599,82 @@ mod nat64 {
         assert_eq!(run(&mut lb, &stray).0, FwdVerdict::NotService);
     }
 }
+
+mod tun_4in6 {
+    use super::*;
+
+    const CIP4: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 7);
+    const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+
+    fn lb() -> CoreLb {
+        let mut t = ServiceTable::new(16);
+        let key = ServiceKey::tcp(IpAddr::V4(VIP4), VPORT);
+        t.add_service(key, ServiceConfig::with_scheduler("rr"))
+            .unwrap();
+        t.add_dest(
+            &key,
+            RealServerConfig::new(IpAddr::V6(RIP), VPORT, FwdMethod::Tunnel),
+        )
+        .unwrap();
+        let global = Arc::new(GlobalLoad::new(t.dest_capacity()));
+        let c = CoreLbConfig {
+            tun_source: DIP4,
+            tun_source6: DIP6,
+            conn_capacity: 1024,
+            conn_capacity6: 1024,
+            hash_seed: Some(7),
+            ..CoreLbConfig::default()
+        };
+        CoreLb::new(c, t.snapshot(), global, None, 0).unwrap()
+    }
+
+    fn v4seg(flags: u8, ttl: u8, len: usize) -> PacketBuilder {
+        eth()
+            .ipv4(CIP4, VIP4)
+            .ttl(ttl)
+            .tos(0xb8)
+            .ident(0x1c46)
+            .dont_frag(true)
+            .tcp(CPORT, VPORT, flags)
+            .payload(&vec![3; len])
+    }
+
+    #[test]
+    fn ipv4_client_to_ipv6_server_exact() {
+        let mut lb = lb();
+        for flags in [tcp::SYN, tcp::ACK, tcp::ACK | tcp::PSH] {
+            let (v, out) = run(&mut lb, &v4seg(flags, 64, 5).build());
+            assert_eq!(v, to(RIP), "{flags:#x}");
+            let inner = v4seg(flags, 63, 5).build();
+            let want = eth()
+                .ipv6(DIP6, RIP)
+                .ttl(64)
+                .tos(0xb8)
+                .ip_proto(IpProtocol::IPIP)
+                .payload(&inner[14..])
+                .build();
+            assert_eq!(out, want, "{flags:#x}");
+            assert_eq!(checksum::checksum(&out[54..74]), 0, "inner header");
+        }
+        // one connection, in the IPv6 table
+        assert_eq!(lb.conns6().len(), 1);
+        assert_eq!(lb.conns().len(), 0);
+    }
+
+    #[test]
+    fn too_big_with_df_gets_frag_needed_for_the_ipv6_overhead() {
+        let mut lb = lb();
+        let big = v4seg(tcp::SYN, 64, 1500 - 40).build();
+        let (v, out) = run(&mut lb, &big);
+        assert_eq!(
+            v,
+            FwdVerdict::Forward {
+                next_hop: IpAddr::V4(CIP4)
+            }
+        );
+        assert_eq!(out[14 + 9], 1, "ICMP");
+        assert_eq!((out[34], out[35]), (3, 4), "frag needed");
+        assert_eq!(u16::from_be_bytes([out[40], out[41]]), 1460, "1500 - 40");
+        assert_eq!(checksum::checksum(&out[34..]), 0);
+    }
+}
