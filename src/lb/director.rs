@@ -366,22 +366,6 @@ fn reusable_in_mode<K: Addr>(c: &Conn<K>, mode: u8) -> bool {
     }
 }
 
-/// The next-hop MTU field of an ICMP message (bytes 6..8).
-fn rd_icmp_mtu(frame: &[u8], info: &PacketInfo) -> u16 {
-    match frame.get(info.l4 + 6..info.l4 + 8) {
-        Some(b) => u16::from_be_bytes([b[0], b[1]]),
-        None => 0,
-    }
-}
-
-/// The 4 bytes after an ICMP message's checksum.
-fn rd_icmp_rest(frame: &[u8], info: &PacketInfo) -> u32 {
-    match frame.get(info.l4 + 4..info.l4 + 8) {
-        Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-        None => 0,
-    }
-}
-
 /// Insert a new connection. If its reply tuple belongs to an old
 /// connection that is already closing (TIME_WAIT or CLOSE, as for SYN
 /// reuse) — e.g. a client port reused toward another service on the same
@@ -2024,15 +2008,7 @@ impl CoreLb {
         meta: Option<SteerMeta>,
     ) -> FwdVerdict {
         if let Some((outer_src, outer_dst)) = q.tunnel {
-            // (errors about IPv6 tunnel packets are not relayed)
-            let (Some(i4), Some(q4)) = (A::v4(info), A::v4_quote(q)) else {
-                return FwdVerdict::NotService;
-            };
-            let (Some(s4), Some(d4)) = (outer_src.to_v4(), outer_dst.to_v4()) else {
-                return FwdVerdict::NotService;
-            };
-            let (i4, q4) = (*i4, *q4);
-            return self.handle_tunnel_icmp(pkt, &i4, &q4, s4, d4);
+            return self.handle_tunnel_icmp(pkt, info, q, outer_src, outer_dst);
         }
         let tuple = tcp_udp_tuple(q.proto, (q.dst, q.dport), (q.src, q.sport));
         // Like the kernel, an ICMP error does not refresh the connection.
@@ -2139,52 +2115,41 @@ impl CoreLb {
     /// packet inside, as the kernel does; a frag-needed advertises the
     /// reported MTU minus the 20 bytes of the outer header, so the client
     /// lowers its path MTU enough for the tunnel.
-    fn handle_tunnel_icmp<P: PacketBuf>(
+    fn handle_tunnel_icmp<A: Family, P: PacketBuf>(
         &mut self,
         pkt: &mut P,
-        info: &PacketInfo,
-        q: &IcmpQuote,
-        outer_src: Ipv4Addr,
-        outer_dst: Ipv4Addr,
+        info: &PacketInfo<A>,
+        q: &IcmpQuote<A>,
+        outer_src: A,
+        outer_dst: A,
     ) -> FwdVerdict {
-        if outer_src != self.cfg.tun_source {
+        if outer_src != A::tun_source(self.cfg.tun_source, self.cfg.tun_source6) {
             return FwdVerdict::NotService;
         }
         // The quoted inner packet is the client's request as it was.
         let tuple = tcp_udp_tuple(q.proto, (q.src, q.sport), (q.dst, q.dport));
-        let Some((id, Direction::Input)) = self.conns.peek(&tuple) else {
+        let Some((id, Direction::Input)) = self.table::<A>().peek(&tuple) else {
             return FwdVerdict::NotService;
         };
-        let Some(c) = self.conns.get(id).copied() else {
+        let Some(c) = self.table::<A>().get(id).copied() else {
             return FwdVerdict::NotService;
         };
-        if c.fwd() != FwdMethod::Tunnel || ep::<Ipv4Addr>(c.real()).0 != outer_dst {
+        if c.fwd() != FwdMethod::Tunnel || ep::<A>(c.real()).0 != outer_dst {
             return FwdVerdict::NotService;
         }
-        if !fwd::icmp_checksum_ok(pkt.data(), info) {
+        if !A::icmp_checksum_ok(pkt.data(), info) {
             return FwdVerdict::Drop(FwdDrop::BadIcmpChecksum);
         }
-        let rest = match (q.msg_type, q.code) {
-            (crate::wire::icmp::TYPE_DEST_UNREACHABLE, crate::wire::icmp::CODE_FRAG_NEEDED) => {
-                let mtu = u32::from(rd_icmp_mtu(pkt.data(), info));
-                // As the kernel: only above the IPv4 minimum plus the header.
-                if mtu > 68 + 20 {
-                    mtu - 20
-                } else {
-                    mtu
-                }
-            }
-            _ => rd_icmp_rest(pkt.data(), info),
-        };
+        let rest = A::tunnel_icmp_rest(pkt.data(), info, q);
         let (client, virt) = (q.src, q.dst);
-        if !fwd::relay_tunnel_icmp(pkt, info, q, rest, virt, client) {
+        if !A::relay_tunnel_icmp(pkt, info, q, rest, virt, client) {
             return FwdVerdict::Drop(FwdDrop::NoRoom);
         }
         self.stats
             .add_out(c.dest(), self.dest_svc_slot(c.dest()), info.ip_len() as u64);
         self.stats.count_event(FwdEvent::IcmpForwarded);
         FwdVerdict::Forward {
-            next_hop: IpAddr::V4(client),
+            next_hop: client.ip(),
         }
     }
 }

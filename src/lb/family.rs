@@ -135,6 +135,24 @@ pub trait Family: Copy + Eq + fmt::Debug + 'static {
     /// (IPv4-mapped, for IPv6).
     fn is_mapped_v4(self) -> bool;
 
+    /// The core's tunnel source of this family.
+    fn tun_source(src4: Ipv4Addr, src6: Ipv6Addr) -> Self;
+    /// The 4 bytes after the checksum of an error about one of our tunnel
+    /// packets, as relayed to the client: a "too big" advertises the
+    /// reported MTU minus the outer header, so the client's path MTU
+    /// leaves room for the tunnel (as the kernel's `ip_vs_in_icmp`).
+    fn tunnel_icmp_rest(frame: &[u8], info: &PacketInfo<Self>, q: &IcmpQuote<Self>) -> u32;
+    /// Replace an error about one of our tunnel packets with the same
+    /// error about the packet inside, from `src` to `dst`, with `rest`.
+    fn relay_tunnel_icmp<P: PacketBuf>(
+        pkt: &mut P,
+        info: &PacketInfo<Self>,
+        q: &IcmpQuote<Self>,
+        rest: u32,
+        src: Self,
+        dst: Self,
+    ) -> bool;
+
     /// Whether an ICMP error's checksum verifies.
     fn icmp_checksum_ok(frame: &[u8], info: &PacketInfo<Self>) -> bool;
     /// Translate an ICMP error about a connection, outer and quoted
@@ -151,8 +169,6 @@ pub trait Family: Copy + Eq + fmt::Debug + 'static {
     fn v4(info: &PacketInfo<Self>) -> Option<&PacketInfo<Ipv4Addr>>;
     /// The IPv4 view of an IPv4 connection.
     fn v4_conn(c: &Conn<Self::Key>) -> Option<&Conn<u32>>;
-    /// The IPv4 view of an IPv4 ICMP quote.
-    fn v4_quote(q: &IcmpQuote<Self>) -> Option<&IcmpQuote<Ipv4Addr>>;
     /// An IPv4 address (`None` for IPv6).
     fn to_v4(self) -> Option<Ipv4Addr>;
     /// An IPv4 template's key and server, for the other cores (templates
@@ -279,6 +295,34 @@ impl Family for Ipv4Addr {
     fn is_mapped_v4(self) -> bool {
         false
     }
+    #[inline]
+    fn tun_source(src4: Ipv4Addr, _src6: Ipv6Addr) -> Self {
+        src4
+    }
+    fn tunnel_icmp_rest(frame: &[u8], info: &PacketInfo<Self>, q: &IcmpQuote<Self>) -> u32 {
+        match (q.msg_type, q.code) {
+            (crate::wire::icmp::TYPE_DEST_UNREACHABLE, crate::wire::icmp::CODE_FRAG_NEEDED) => {
+                let mtu = u32::from(fwd::rd16(frame, info.l4 + 6));
+                // As the kernel: only above the IPv4 minimum plus the header.
+                if mtu > 68 + 20 {
+                    mtu - 20
+                } else {
+                    mtu
+                }
+            }
+            _ => fwd::rd32(frame, info.l4 + 4),
+        }
+    }
+    fn relay_tunnel_icmp<P: PacketBuf>(
+        pkt: &mut P,
+        info: &PacketInfo<Self>,
+        q: &IcmpQuote<Self>,
+        rest: u32,
+        src: Self,
+        dst: Self,
+    ) -> bool {
+        fwd::relay_tunnel_icmp(pkt, info, q, rest, src, dst)
+    }
     fn icmp_checksum_ok(frame: &[u8], info: &PacketInfo<Self>) -> bool {
         fwd::icmp_checksum_ok(frame, info)
     }
@@ -297,10 +341,6 @@ impl Family for Ipv4Addr {
     #[inline(always)]
     fn v4_conn(c: &Conn<u32>) -> Option<&Conn<u32>> {
         Some(c)
-    }
-    #[inline(always)]
-    fn v4_quote(q: &IcmpQuote<Self>) -> Option<&IcmpQuote<Ipv4Addr>> {
-        Some(q)
     }
     #[inline(always)]
     fn to_v4(self) -> Option<Ipv4Addr> {
@@ -480,6 +520,30 @@ impl Family for Ipv6Addr {
     fn is_mapped_v4(self) -> bool {
         self.to_ipv4_mapped().is_some()
     }
+    #[inline]
+    fn tun_source(_src4: Ipv4Addr, src6: Ipv6Addr) -> Self {
+        src6
+    }
+    /// Packet Too Big: the MTU less the 40-byte outer header, never below
+    /// the IPv6 minimum of 1280.
+    fn tunnel_icmp_rest(frame: &[u8], info: &PacketInfo<Self>, q: &IcmpQuote<Self>) -> u32 {
+        let rest = fwd::rd32(frame, info.l4 + 4);
+        if q.msg_type == crate::wire::icmpv6::TYPE_PACKET_TOO_BIG {
+            let min = crate::wire::icmpv6::IPV6_MIN_MTU as u32;
+            return rest.saturating_sub(ipip::IPV6_HEADROOM as u32).max(min);
+        }
+        rest
+    }
+    fn relay_tunnel_icmp<P: PacketBuf>(
+        pkt: &mut P,
+        info: &PacketInfo<Self>,
+        q: &IcmpQuote<Self>,
+        rest: u32,
+        src: Self,
+        dst: Self,
+    ) -> bool {
+        fwd6::relay_tunnel_icmp6(pkt, info, q, rest, src, dst)
+    }
     fn icmp_checksum_ok(frame: &[u8], info: &PacketInfo<Self>) -> bool {
         fwd6::icmp6_checksum_ok(frame, info)
     }
@@ -497,10 +561,6 @@ impl Family for Ipv6Addr {
     }
     #[inline(always)]
     fn v4_conn(_c: &Conn<u128>) -> Option<&Conn<u32>> {
-        None
-    }
-    #[inline(always)]
-    fn v4_quote(_q: &IcmpQuote<Self>) -> Option<&IcmpQuote<Ipv4Addr>> {
         None
     }
     #[inline(always)]

@@ -476,6 +476,68 @@ pub fn icmp6_error_in_place<P: PacketBuf>(
     }
 }
 
+/// Replace an ICMPv6 error about one of our IPv6-in-IPv6 packets with the
+/// same error about the packet inside, for its sender: a new IPv6 header
+/// from `src` to `dst`, the ICMPv6 header with the original type and code
+/// and `rest`, and the inner packet as quoted (within 1280 bytes). The
+/// Ethernet header stays. False (nothing changed) if it cannot be built.
+pub fn relay_tunnel_icmp6<P: PacketBuf>(
+    pkt: &mut P,
+    info: &PacketInfo<Ipv6Addr>,
+    q: &IcmpQuote<Ipv6Addr>,
+    rest: u32,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+) -> bool {
+    let mut out = [0u8; ICMPV6_ERROR_MAX];
+    let Some(quote) = pkt.data().get(q.ip..info.end) else {
+        return false;
+    };
+    let quote = &quote[..quote.len().min(ICMPV6_ERROR_MAX - IPV6_HEADER_LEN - 8)];
+    let icmp_len = 8 + quote.len();
+    let total = IPV6_HEADER_LEN + icmp_len;
+    let repr = crate::wire::ipv6::Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: crate::wire::IpProtocol::ICMPV6,
+        payload_len: icmp_len,
+        hop_limit: icmpv6::DEFAULT_HOP_LIMIT,
+        traffic_class: 0,
+        flow_label: 0,
+    };
+    let Some(buf) = out.get_mut(..total) else {
+        return false;
+    };
+    if repr.emit(buf).is_err() {
+        return false;
+    }
+    {
+        let (_, icmp_buf) = buf.split_at_mut(IPV6_HEADER_LEN);
+        let mut m = icmpv6::Icmpv6Packet::new_unchecked(icmp_buf);
+        m.set_msg_type(q.msg_type);
+        m.set_code(q.code);
+        m.set_rest_of_header(rest);
+        m.payload_mut().copy_from_slice(quote);
+        m.fill_checksum(&src, &dst);
+    }
+    let want = info.l3 + total;
+    let have = pkt.len();
+    if have < want {
+        if !pkt.append(want - have) {
+            return false;
+        }
+    } else {
+        pkt.truncate(want);
+    }
+    match pkt.data_mut().get_mut(info.l3..want) {
+        Some(d) => {
+            d.copy_from_slice(buf);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Packet Too Big about a packet too big to tunnel, from its destination
 /// (the VIP) back to its source, advertising `mtu - overhead` but at least
 /// 1280. See [`icmp6_error_in_place`].

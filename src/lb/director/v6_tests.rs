@@ -678,3 +678,47 @@ mod tun_4in6 {
         assert_eq!(checksum::checksum(&out[34..]), 0);
     }
 }
+
+#[test]
+fn packet_too_big_about_a_tunnel_packet_is_relayed_to_the_client() {
+    let mut lb = lb_for(FwdMethod::Tunnel, &[IpAddr::V6(RIP)], |_| {});
+    let syn = seg((CIP, CPORT), (VIP, VPORT), tcp::SYN, 64).build();
+    let (_, tunnelled) = run(&mut lb, &syn);
+    let router = Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0xfe);
+    let ptb = eth()
+        .ipv6(router, DIP6)
+        .ttl(64)
+        .icmpv6(icmpv6::TYPE_PACKET_TOO_BIG, 0, 1400)
+        .payload(&tunnelled[14..])
+        .build();
+    let (v, out) = run(&mut lb, &ptb);
+    assert_eq!(v, to(CIP));
+    let inner = &tunnelled[14 + 40..];
+    let want = eth()
+        .ipv6(VIP, CIP)
+        .ttl(64)
+        .icmpv6(icmpv6::TYPE_PACKET_TOO_BIG, 0, 1360)
+        .payload(inner)
+        .build();
+    assert_eq!(out, want, "MTU 1400 - 40, about the client's own packet");
+    // one that advertises less than 1280 + 40 still leaves 1280
+    let small = eth()
+        .ipv6(router, DIP6)
+        .icmpv6(icmpv6::TYPE_PACKET_TOO_BIG, 0, 1280)
+        .payload(&tunnelled[14..])
+        .build();
+    let (_, out) = run(&mut lb, &small);
+    assert_eq!(
+        u32::from_be_bytes([out[58], out[59], out[60], out[61]]),
+        1280
+    );
+    // about someone else's tunnel: not ours
+    let mut other = tunnelled.clone();
+    other[14 + 8 + 15] ^= 1;
+    let foreign = eth()
+        .ipv6(router, DIP6)
+        .icmpv6(icmpv6::TYPE_PACKET_TOO_BIG, 0, 1400)
+        .payload(&other[14..])
+        .build();
+    assert_eq!(run(&mut lb, &foreign).0, FwdVerdict::NotService);
+}
