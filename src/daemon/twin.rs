@@ -95,13 +95,24 @@ pub fn open(
 ) -> Result<Twin, String> {
     let err = |e: String| format!("port {}: kernel twin {}: {e}", pc.name, k.iface);
     let mut port = Port::by_name(&k.eal_name(index)).map_err(|e| err(e.to_string()))?;
-    // IPv6 on, addresses from the configuration only (no SLAAC, no
-    // default route from a router advertisement)
-    for (name, value) in [("accept_ra", "0"), ("autoconf", "0"), ("disable_ipv6", "0")] {
+    // IPv6 off while the device comes up with its own MAC; then, with
+    // the port's MAC, on (below): addresses from the configuration only
+    // (no SLAAC, no default route from a router advertisement) and the
+    // EUI-64 link-local address vsd also owns for the port
+    let v6_conf = |name: &str, value: &str| -> Result<(), String> {
         let path = format!("/proc/sys/net/ipv6/conf/{}/{name}", k.iface);
         if Path::new(&path).exists() {
             std::fs::write(&path, value).map_err(|e| err(format!("{path}: {e}")))?;
         }
+        Ok(())
+    };
+    for (name, value) in [
+        ("disable_ipv6", "1"),
+        ("accept_ra", "0"),
+        ("autoconf", "0"),
+        ("addr_gen_mode", "0"),
+    ] {
+        v6_conf(name, value)?;
     }
     let pcfg = PortConfig {
         rx_queues: workers as u16,
@@ -124,6 +135,7 @@ pub fn open(
         "link", "set", "dev", &k.iface, "address", &mac_text, "mtu", &mtu,
     ])
     .map_err(err)?;
+    v6_conf("disable_ipv6", "0")?;
     for a in &pc.addresses {
         let cidr = format!("{}/{}", a.addr, a.prefix_len);
         match a.addr {
