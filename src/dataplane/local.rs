@@ -33,7 +33,8 @@
 //!   group) teaches us the target's MAC (its target link-layer option, or
 //!   the Ethernet source of a solicited one without the option); solicited
 //!   and sent to us, it confirms the entry. One that claims one of our own
-//!   addresses or VIPs is dropped (`nd_duplicate_address`).
+//!   addresses or VIPs, or a solicitation from one of them, is dropped
+//!   (`nd_duplicate_address`).
 //! - Everything else ICMPv6 to a multicast group (router advertisements,
 //!   MLD, ...) is dropped here (`dst_multicast`; with a twin it went up
 //!   before); ICMPv6 errors and echo replies to our addresses go to the
@@ -508,6 +509,11 @@ fn handle_ns(
             icmpv6::multicast_mac(&icmpv6::ALL_NODES),
         )
     } else {
+        if port.is_local(IpAddr::V6(nd.src)) {
+            // another node soliciting from one of our addresses uses it:
+            // never answer it there, nor learn our own address
+            return LocalVerdict::Drop(DropReason::NdDuplicateAddress);
+        }
         let src_mac = EthernetFrame::new_unchecked(&*frame).src_addr();
         if let Some(mac) = nd.lladdr {
             // like an ARP request: the solicitor, unconfirmed
@@ -1184,6 +1190,13 @@ mod tests {
                         FAR6,
                     )),
                     verdict: LocalVerdict::Drop(DropReason::NdNotForUs),
+                    output: None,
+                    learned: None,
+                },
+                Case {
+                    name: "NS from one of our own addresses",
+                    input: room(ns(VIP6, SOL_DIP6, SOL_MAC_DIP6, DIP6)),
+                    verdict: LocalVerdict::Drop(DropReason::NdDuplicateAddress),
                     output: None,
                     learned: None,
                 },

@@ -255,22 +255,48 @@ fn route(
     pool: &Mempool,
     c: &WorkerCounters,
     next_hop: IpAddr,
+    m: Mbuf,
+    now_ms: u64,
+) {
+    route_from(ports, pool, c, None, next_hop, m, now_ms)
+}
+
+/// The port and the neighbour to send a packet for `next_hop` to: the
+/// port whose subnet holds it (the `ingress` port first, if it does: a
+/// reply to an IPv6 link-local address, on-link on every port, must leave
+/// where the request came in), else the first port with a gateway of its
+/// family.
+pub fn egress<T>(
+    ports: &[T],
+    addrs: impl Fn(&T) -> &PortAddrs,
+    ingress: Option<usize>,
+    next_hop: IpAddr,
+) -> Option<(usize, IpAddr)> {
+    if let Some(i) = ingress.filter(|&i| ports.get(i).is_some_and(|p| addrs(p).on_link(next_hop))) {
+        return Some((i, next_hop));
+    }
+    if let Some(i) = ports.iter().position(|p| addrs(p).on_link(next_hop)) {
+        return Some((i, next_hop));
+    }
+    ports
+        .iter()
+        .enumerate()
+        .find_map(|(i, p)| addrs(p).gateway_for(next_hop).map(|g| (i, g)))
+}
+
+/// [`route`] for a packet that came in on port `ingress` (see [`egress`]).
+fn route_from(
+    ports: &mut [WorkerPort],
+    pool: &Mempool,
+    c: &WorkerCounters,
+    ingress: Option<usize>,
+    next_hop: IpAddr,
     mut m: Mbuf,
     now_ms: u64,
 ) {
-    let (p, hop) = match ports.iter().position(|wp| wp.addrs.on_link(next_hop)) {
-        Some(p) => (p, next_hop),
-        None => match ports
-            .iter()
-            .enumerate()
-            .find_map(|(i, wp)| wp.addrs.gateway_for(next_hop).map(|g| (i, g)))
-        {
-            Some(found) => found,
-            None => {
-                c.drop_pkt(DropReason::NoRoute);
-                return;
-            }
-        },
+    let Some((p, hop)) = egress(ports, |wp| &wp.addrs, ingress, next_hop) else {
+        c.drop_pkt(DropReason::NoRoute);
+        return;
     };
     let WorkerPort {
         tx, addrs, neigh, ..
@@ -608,7 +634,7 @@ impl Worker {
             }
             LocalVerdict::Route { len, next_hop } => {
                 m.truncate(len);
-                route(&mut self.ports, &self.pool, c, next_hop, m, now_ms);
+                route_from(&mut self.ports, &self.pool, c, Some(p), next_hop, m, now_ms);
             }
             LocalVerdict::Consumed => {}
             LocalVerdict::Drop(r) => c.drop_pkt(r),
@@ -887,5 +913,133 @@ impl Worker {
                 drop(m);
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::service::{ServiceConfig, ServiceTable};
+
+    fn v4(s: &str) -> IpAddr {
+        IpAddr::V4(s.parse().unwrap())
+    }
+
+    fn v6(s: &str) -> IpAddr {
+        IpAddr::V6(s.parse().unwrap())
+    }
+
+    fn ports() -> [PortAddrs; 2] {
+        [
+            PortAddrs::new(
+                MacAddr([2, 0, 0, 0, 0, 1]),
+                vec![(v4("198.18.0.1"), 24), (v6("2001:2::1"), 64)],
+                vec![],
+                vec![],
+            ),
+            PortAddrs::new(
+                MacAddr([2, 0, 0, 0, 0, 2]),
+                vec![(v4("198.18.1.1"), 24), (v6("2001:2:1::1"), 64)],
+                vec![],
+                vec![v4("198.18.1.254"), v6("fe80::1")],
+            ),
+        ]
+    }
+
+    #[test]
+    fn egress_by_subnet_ingress_and_gateway_of_the_family() {
+        let p = ports();
+        fn id(a: &PortAddrs) -> &PortAddrs {
+            a
+        }
+        assert_eq!(
+            egress(&p, id, None, v6("2001:2:1::9")),
+            Some((1, v6("2001:2:1::9")))
+        );
+        assert_eq!(
+            egress(&p, id, Some(0), v6("2001:2:1::9")),
+            Some((1, v6("2001:2:1::9")))
+        );
+        // off-link: the gateway of the destination's family
+        assert_eq!(
+            egress(&p, id, None, v6("2001:3::9")),
+            Some((1, v6("fe80::1")))
+        );
+        assert_eq!(
+            egress(&p, id, None, v4("198.19.0.9")),
+            Some((1, v4("198.18.1.254")))
+        );
+        // link-local is on-link everywhere: the ingress port decides
+        assert_eq!(
+            egress(&p, id, Some(1), v6("fe80::99")),
+            Some((1, v6("fe80::99")))
+        );
+        assert_eq!(
+            egress(&p, id, Some(0), v6("fe80::99")),
+            Some((0, v6("fe80::99")))
+        );
+        assert_eq!(
+            egress(&p, id, None, v6("fe80::99")),
+            Some((0, v6("fe80::99")))
+        );
+        assert_eq!(egress(&p[..1], id, None, v6("2001:3::9")), None);
+        assert_eq!(
+            egress(&p[..1], id, Some(5), v4("198.18.0.7")),
+            Some((0, v4("198.18.0.7")))
+        );
+    }
+
+    #[test]
+    fn port_vips_take_on_link_service_addresses_of_both_families() {
+        let p = ports();
+        let mut t = ServiceTable::new(16);
+        t.add_service(
+            crate::lb::service::ServiceKey::tcp(v6("2001:2::64"), 80),
+            ServiceConfig::default(),
+        )
+        .unwrap();
+        t.add_service(
+            crate::lb::service::ServiceKey::tcp(v4("198.18.0.100"), 80),
+            ServiceConfig::default(),
+        )
+        .unwrap();
+        t.add_service(
+            crate::lb::service::ServiceKey::tcp(v6("2001:9::64"), 80),
+            ServiceConfig::default(),
+        )
+        .unwrap();
+        let vips = port_vips(&p[0], &[], &t.snapshot());
+        assert!(vips.contains(&v6("2001:2::64")), "{vips:?}");
+        assert!(vips.contains(&v4("198.18.0.100")), "{vips:?}");
+        assert!(!vips.contains(&v6("2001:9::64")), "off-link: {vips:?}");
+    }
+
+    #[test]
+    fn only_short_icmpv6_frames_get_room_for_an_advertisement() {
+        use crate::wire::PacketBuilder;
+        let (a, b) = (MacAddr([2, 0, 0, 0, 0, 9]), MacAddr([2, 0, 0, 0, 0, 1]));
+        let ip6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap();
+        let ns = PacketBuilder::ethernet(a, b)
+            .ipv6(ip6("2001:2::2"), ip6("2001:2::1"))
+            .neighbor_solicit(ip6("2001:2::1"), None)
+            .build();
+        assert!(may_be_nd(&ns));
+        let tagged = PacketBuilder::ethernet(a, b)
+            .vlan(5)
+            .ipv6(ip6("2001:2::2"), ip6("2001:2::1"))
+            .neighbor_solicit(ip6("2001:2::1"), None)
+            .build();
+        assert!(may_be_nd(&tagged));
+        let tcp = PacketBuilder::ethernet(a, b)
+            .ipv6(ip6("2001:2::2"), ip6("2001:2::1"))
+            .tcp(1, 2, crate::wire::tcp::ACK)
+            .build();
+        assert!(!may_be_nd(&tcp));
+        let v4 = PacketBuilder::ethernet(a, b)
+            .ipv4("198.18.0.2".parse().unwrap(), "198.18.0.1".parse().unwrap())
+            .icmp_echo_request(1, 1)
+            .build();
+        assert!(!may_be_nd(&v4));
+        assert!(!may_be_nd(&ns[..15]));
     }
 }
