@@ -858,17 +858,6 @@ fn pairs(list: &[(&'static str, u64)]) -> Value {
     )
 }
 
-/// IPv4 entries only; the configuration refuses IPv6 director addresses
-/// (`control::unsupported`), so nothing is left out here.
-fn v4_only<T>(items: impl Iterator<Item = (IpAddr, T)>) -> Vec<(std::net::Ipv4Addr, T)> {
-    items
-        .filter_map(|(a, t)| match a {
-            IpAddr::V4(v4) => Some((v4, t)),
-            IpAddr::V6(_) => None,
-        })
-        .collect()
-}
-
 /// Outer source of TUN packets: the configured one, else the director
 /// address on the port toward the first tunnelled real server, else the
 /// last port's first address.
@@ -886,7 +875,8 @@ fn tun_source(cfg: &Config, views: &[PortView]) -> std::net::Ipv4Addr {
             IpAddr::V6(_) => None,
         });
     if let Some(rs) = tun_rs {
-        if let Some(src) = views
+        let rs = IpAddr::V4(rs);
+        if let Some(IpAddr::V4(src)) = views
             .iter()
             .find(|v| v.addrs.on_link(rs))
             .and_then(|v| v.addrs.source_for(rs))
@@ -897,7 +887,12 @@ fn tun_source(cfg: &Config, views: &[PortView]) -> std::net::Ipv4Addr {
     views
         .iter()
         .rev()
-        .find_map(|v| v.addrs.addrs.first().map(|(a, _)| *a))
+        .find_map(|v| {
+            v.addrs.addrs.iter().find_map(|(a, _)| match a {
+                IpAddr::V4(a) => Some(*a),
+                IpAddr::V6(_) => None,
+            })
+        })
         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
 }
 
@@ -1101,23 +1096,19 @@ fn serve(
                 pc.name
             );
         }
-        let addrs = PortAddrs {
+        let addrs = PortAddrs::new(
             mac,
-            addrs: v4_only(pc.addresses.iter().map(|c| (c.addr, c.prefix_len))),
-            vips: v4_only(
-                cfg.vips
-                    .iter()
-                    .filter(|v| v.port == idx)
-                    .map(|v| (v.address, ())),
-            )
-            .into_iter()
-            .map(|(a, _)| a)
-            .collect(),
-            gateway: match pc.gateway {
-                Some(IpAddr::V4(g)) => Some(g),
-                _ => None,
-            },
-        };
+            pc.addresses
+                .iter()
+                .map(|c| (c.addr, c.prefix_len))
+                .collect(),
+            cfg.vips
+                .iter()
+                .filter(|v| v.port == idx)
+                .map(|v| v.address)
+                .collect(),
+            pc.gateways.clone(),
+        );
         log!(
             "port {} ({}, driver {}): mac {}, {} queue(s), rss {}",
             pc.name,

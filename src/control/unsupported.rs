@@ -6,13 +6,13 @@
 //! plane would otherwise silently ignore:
 //!
 //! - IPv6 services, IPv6 real servers and IPv6 FULLNAT local addresses:
-//!   the forwarding core handles IPv4 only (IPv6 frames are dropped as
-//!   `ipv6_unsupported`, an IPv6 server behind an IPv4 service as
-//!   `unsupported_dest`).
-//! - IPv6 director addresses in the configuration: a port's IPv6
-//!   `addresses`, an IPv6 port `gateway`, IPv6 `[[vip]]` entries (the data
-//!   plane would neither answer for them nor route through them). Refused
-//!   when the configuration is read, so at start, `--check` and `--reload`.
+//!   the forwarding core handles IPv4 only (an IPv6 server behind an IPv4
+//!   service is dropped as `unsupported_dest`).
+//! - IPv6 `[[vip]]` entries in the configuration (no IPv6 service could
+//!   use them). Refused when the configuration is read, so at start,
+//!   `--check` and `--reload`. A port's IPv6 `addresses` and `gateway` are
+//!   accepted: the data plane answers neighbor discovery and ping for them
+//!   and routes through them (`dataplane::local`).
 //!
 //! Why: an operator must never believe something runs when it does not
 //! (the "accepted but ignored"). When a feature lands, its rule
@@ -53,8 +53,7 @@ pub fn check_local_addr(addr: IpAddr) -> Result<(), String> {
 }
 
 /// Refuse an IPv6 director address of the configuration: `what` names it
-/// ("port addresses", "port gateways", "VIPs"), `shown` is how the operator
-/// wrote it.
+/// ("VIPs"), `shown` is how the operator wrote it.
 pub fn check_director_addr(what: &str, addr: IpAddr, shown: &str) -> Result<(), String> {
     if addr.is_ipv6() {
         return Err(format!(
