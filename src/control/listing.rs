@@ -277,7 +277,9 @@ pub fn fwd_switch(m: FwdMethod) -> &'static str {
     }
 }
 
-fn mask_text(m: &PersistMask) -> Option<String> {
+/// The persistence granularity as `-S` writes it after `-M` (a netmask
+/// for IPv4, a prefix length for IPv6); `None` for the family default.
+pub fn mask_text(m: &PersistMask) -> Option<String> {
     if m.is_full() {
         return None;
     }

@@ -7,6 +7,8 @@ pub mod config;
 pub mod cpumap;
 pub mod estimator;
 pub mod health;
+#[cfg(test)]
+mod ipv6_tests;
 pub mod ipvsadm;
 pub mod keepalived;
 pub mod listing;

@@ -17,14 +17,28 @@
 //! Why: an operator must never believe something runs when it does not
 //! (the "accepted but ignored"). When a feature lands, its rule
 //! here goes.
+//!
+//! IPv6 services, servers and local addresses: everything above the
+//! forwarding core (parsing, the service table, listings, `-S`/`-R`, JSON,
+//! Prometheus, the TOML and keepalived configurations) handles them
+//! already, and is tested with the refusal lifted (`control::ipv6_tests`).
+//! Lifting it for good is [`IPV6_FORWARDING`] set to `true`.
 
 use crate::lb::service::ServiceKey;
 use crate::lb::types::AddrFamily;
 use std::net::IpAddr;
 
+/// Whether the forwarding core forwards IPv6 services, IPv6 real servers
+/// and IPv6 FULLNAT local addresses. The one switch of the refusals below.
+pub const IPV6_FORWARDING: bool = false;
+
+fn ipv6_refused() -> bool {
+    !(IPV6_FORWARDING || test_override::ipv6_allowed())
+}
+
 /// Refuse a service vsd cannot forward.
 pub fn check_service(key: &ServiceKey) -> Result<(), String> {
-    if key.af() == AddrFamily::Inet6 {
+    if key.af() == AddrFamily::Inet6 && ipv6_refused() {
         return Err(format!(
             "IPv6 services are not supported yet (vsd forwards IPv4 only): {key} refused"
         ));
@@ -34,7 +48,7 @@ pub fn check_service(key: &ServiceKey) -> Result<(), String> {
 
 /// Refuse a real server address vsd cannot forward to.
 pub fn check_server(addr: IpAddr) -> Result<(), String> {
-    if addr.is_ipv6() {
+    if addr.is_ipv6() && ipv6_refused() {
         return Err(format!(
             "IPv6 real servers are not supported yet (vsd forwards IPv4 only): {addr} refused"
         ));
@@ -44,7 +58,7 @@ pub fn check_server(addr: IpAddr) -> Result<(), String> {
 
 /// Refuse a FULLNAT local address vsd cannot use.
 pub fn check_local_addr(addr: IpAddr) -> Result<(), String> {
-    if addr.is_ipv6() {
+    if addr.is_ipv6() && ipv6_refused() {
         return Err(format!(
             "IPv6 local addresses are not supported yet (vsd forwards IPv4 only): {addr} refused"
         ));
@@ -62,6 +76,45 @@ pub fn check_director_addr(what: &str, addr: IpAddr, shown: &str) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+/// Lifting the IPv6 refusals in unit tests of the layers above the
+/// forwarding core (one test thread at a time; nothing outside tests can
+/// reach it).
+#[cfg(test)]
+pub(crate) mod test_override {
+    use std::cell::Cell;
+
+    thread_local! {
+        static ALLOW_IPV6: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub(crate) fn ipv6_allowed() -> bool {
+        ALLOW_IPV6.with(Cell::get)
+    }
+
+    /// IPv6 is accepted on this thread while the guard lives.
+    pub(crate) struct AllowIpv6(());
+
+    impl AllowIpv6 {
+        pub(crate) fn new() -> Self {
+            ALLOW_IPV6.with(|a| a.set(true));
+            AllowIpv6(())
+        }
+    }
+
+    impl Drop for AllowIpv6 {
+        fn drop(&mut self) {
+            ALLOW_IPV6.with(|a| a.set(false));
+        }
+    }
+}
+
+#[cfg(not(test))]
+mod test_override {
+    pub(super) fn ipv6_allowed() -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -88,5 +141,17 @@ mod tests {
         assert!(check_server("198.18.1.1".parse().unwrap()).is_ok());
         assert!(check_server("2001:db8::2".parse().unwrap()).is_err());
         assert!(check_local_addr("2001:db8::3".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn the_test_override_lifts_the_ipv6_refusals_only_while_it_lives() {
+        let v6 = ServiceKey::fwmark(1, AddrFamily::Inet6);
+        {
+            let _allow = test_override::AllowIpv6::new();
+            assert!(check_service(&v6).is_ok());
+            assert!(check_server("2001:2::10".parse().unwrap()).is_ok());
+            assert!(check_local_addr("2001:2::5".parse().unwrap()).is_ok());
+        }
+        assert_eq!(check_service(&v6).is_err(), !IPV6_FORWARDING);
     }
 }
