@@ -742,3 +742,39 @@ fn without_the_override_every_ipv6_form_is_still_refused() {
     assert!(ControlState::from_config(&config(SETUP_TOML)).is_err());
     assert_eq!(s.save_text(), "-A -t 198.18.0.100:80 -s wlc\n");
 }
+
+#[test]
+fn mixed_family_servers_and_a_sync_daemon_exclude_each_other() {
+    let _v6 = AllowIpv6::new();
+    let mut s = ControlState::default();
+    let st = FakeStats::default();
+    text(&mut s, &st, "-A -t [2001:2::64]:80");
+    text(&mut s, &st, "-a -t [2001:2::64]:80 -r [2001:2::10]:80 -i");
+    text(&mut s, &st, "--start-daemon master --mcast-interface lo");
+    // as the kernel: no server of the other family while sync runs
+    let e = err(&mut s, &st, "-a -t [2001:2::64]:80 -r 198.18.1.10 -i");
+    assert!(
+        e.starts_with("Different address family is not allowed while a sync daemon runs"),
+        "{e}"
+    );
+    // the same family still is
+    text(&mut s, &st, "-a -t [2001:2::64]:80 -r [2001:2::11]:80 -i");
+    // and a reload cannot add one either
+    let mixed = "[[service]]\nproto = \"tcp\"\nvip = \"2001:2::64\"\nport = 80\n\
+                 [[service.real_server]]\naddress = \"198.18.1.10\"\nmethod = \"tun\"\n";
+    let e = s.reload(&config(mixed)).unwrap_err();
+    assert!(e.contains("Different address family is not allowed"), "{e}");
+    text(&mut s, &st, "--stop-daemon master");
+    text(&mut s, &st, "-a -t [2001:2::64]:80 -r 198.18.1.10 -i");
+    // with one present, no sync daemon starts (vsd: the kernel would start
+    // it and could not sync those connections)
+    let e = err(&mut s, &st, "--start-daemon backup --mcast-interface lo");
+    assert!(
+        e.starts_with(
+            "a sync daemon cannot run while service TCP [2001:2::64]:80 has real server 198.18.1.10"
+        ),
+        "{e}"
+    );
+    text(&mut s, &st, "-d -t [2001:2::64]:80 -r 198.18.1.10");
+    text(&mut s, &st, "--start-daemon backup --mcast-interface lo");
+}
