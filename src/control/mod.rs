@@ -18,6 +18,8 @@ pub mod prometheus_ipvs;
 pub mod socket;
 pub mod state;
 pub mod syncd;
+#[cfg(test)]
+mod test_netns;
 pub mod unsupported;
 pub mod vipwatch;
 pub mod vsadm;

@@ -884,6 +884,7 @@ fn backup_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::test_netns::{in_private_netns, ip};
     use crate::lb::conn::Endpoint;
     use crate::lb::sync::SyncRecord;
 
@@ -1060,36 +1061,6 @@ mod tests {
         assert_eq!(c["received_messages"], 1, "{c:?}");
         assert_eq!(c["dropped_message_not_a_peer"], 1);
         assert_eq!(c["delivered_entries"], 1);
-    }
-
-    /// Runs `f` on a thread in a network namespace of its own (removed
-    /// with everything in it when the thread ends), `lo` up.
-    fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-        std::thread::scope(|sc| {
-            sc.spawn(|| {
-                // SAFETY: unshare changes only this thread's namespace.
-                let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-                assert_eq!(
-                    rc,
-                    0,
-                    "unshare(CLONE_NEWNET): {}",
-                    std::io::Error::last_os_error()
-                );
-                ip(&["link", "set", "lo", "up"]);
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
-
-    /// `ip ARGS` in the calling thread's namespace.
-    fn ip(args: &[&str]) {
-        let out = std::process::Command::new("ip")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ip {args:?}: {out:?}");
     }
 
     /// One record from the master's worker queue to the backup's inbox.
