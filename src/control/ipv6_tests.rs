@@ -406,6 +406,14 @@ fn every_ipv6_form_of_a_change_command() {
     // a bare IPv6 address is a service without a port
     text(&mut s, &st, "-A -t 2001:2::64 -p");
     assert!(text(&mut s, &st, "-Ln").contains("TCP  [2001:2::64]:0 wlc persistent 300\n"));
+    // an IPv6 fwmark service's persistence granularity is a prefix length
+    text(&mut s, &st, "-A -f 2 -6 -s rr -p 60 -M 56");
+    assert!(text(&mut s, &st, "-Ln").contains("FWM  2 IPv6 rr persistent 60 mask 56\n"));
+    assert!(text(&mut s, &st, "-S").contains("-A -f 2 -6 -s rr -p 60 -M 56\n"));
+    assert_eq!(
+        err(&mut s, &st, "-E -f 2 -6 -s rr -p 60 -M 255.255.255.0"),
+        "illegal ipv6 netmask specified"
+    );
     // the service port of a DR/TUN server wins over the one given, as in ipvsadm
     text(&mut s, &st, "-A -u [2001:2::65]:53");
     text(&mut s, &st, "-a -u [2001:2::65]:53 -r [2001:2::21]:5353 -g");
@@ -717,6 +725,18 @@ fn keepalived_virtual_servers_give_the_same_table() {
     cfg.services = parsed.services.into_iter().map(|(s, _)| s).collect();
     let s = ControlState::from_config(&cfg).unwrap();
     assert_eq!(s.save_text(), SAVED);
+    // keepalived's IPv6 ranges: the last group, in hex
+    let ranged = "local_address_group v6 {\n 2001:2::5-7\n 2001:2::a\n}\n\
+                  virtual_server 2001:2::64 80 {\n protocol TCP\n lb_kind FNAT\n\
+                  laddr_group_name v6\n real_server 2001:2::10 80 {\n }\n}\n";
+    let k = super::keepalived::from_str(ranged, "k.conf", &["lan0".to_string()]).unwrap();
+    let laddrs: Vec<String> = k.services[0]
+        .0
+        .local_addresses
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(laddrs, ["2001:2::5", "2001:2::6", "2001:2::7", "2001:2::a"]);
     // an IPv4 real server of an IPv6 virtual server, not tunnelled, is
     // skipped with keepalived's own warning
     let mixed = "virtual_server 2001:2::64 80 {\n protocol TCP\n lb_kind NAT\n\
@@ -777,4 +797,50 @@ fn mixed_family_servers_and_a_sync_daemon_exclude_each_other() {
     );
     text(&mut s, &st, "-d -t [2001:2::64]:80 -r 198.18.1.10");
     text(&mut s, &st, "--start-daemon backup --mcast-interface lo");
+}
+
+#[test]
+fn ipv6_sync_groups_and_peers_from_vsadm_and_the_toml() {
+    let mut s = ControlState::default();
+    let st = FakeStats::default();
+    text(
+        &mut s,
+        &st,
+        "--start-daemon master --mcast-interface lo --mcast-group ff02::51 --syncid 3",
+    );
+    text(
+        &mut s,
+        &st,
+        "--start-daemon backup --mcast-interface lo --sync-peer ::1",
+    );
+    assert_eq!(
+        text(&mut s, &st, "-L --daemon"),
+        "master sync daemon (mcast=lo, syncid=3, maxlen=1452, group=ff02::51, port=8848, ttl=1)\n\
+         backup sync daemon (mcast=lo, syncid=0, maxlen=65487, group=224.0.0.81, port=8848, ttl=1, peer=::1)\n"
+    );
+    let cfg = config(
+        "[[sync_daemon]]\nrole = \"backup\"\nmcast_interface = \"lo\"\n\
+         mcast_group = \"ff02::51\"\n\
+         [[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"lo\"\n\
+         peers = [\"2001:2::2\", \"2001:2::3\"]\n",
+    );
+    assert_eq!(cfg.sync_daemons[0].mcast_group, Some(ip("ff02::51")));
+    assert_eq!(
+        cfg.sync_daemons[1].peers,
+        [ip("2001:2::2"), ip("2001:2::3")]
+    );
+    let bad = |t: &str| match Config::from_str(&format!("{CONFIG_BASE}{t}"), "t.toml") {
+        Ok(_) => panic!("accepted: {t}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(bad(
+        "[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"lo\"\n\
+                 peers = [\"2001:2::2\", \"198.18.0.2\"]\n"
+    )
+    .contains("198.18.0.2: peers of one address family only (2001:2::2 is the other)"));
+    assert!(bad(
+        "[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"lo\"\n\
+                 mcast_group = \"2001:2::1\"\n"
+    )
+    .contains("2001:2::1: must be a multicast address"));
 }
