@@ -498,7 +498,7 @@ impl ControlState {
                 self.changed()
             }
             Command::AddServer(s) => {
-                unsupported::check_server(s.server.addr)?;
+                unsupported::check_server(s.service.af(), s.server.addr)?;
                 self.check_sync_family(&s.service, s.server.addr)?;
                 let id = self
                     .table
@@ -508,7 +508,7 @@ impl ControlState {
                 self.changed()
             }
             Command::EditServer(s) => {
-                unsupported::check_server(s.server.addr)?;
+                unsupported::check_server(s.service.af(), s.server.addr)?;
                 self.check_sync_family(&s.service, s.server.addr)?;
                 self.table
                     .edit_dest(&s.service, fix_port(&s.service, s.server))
@@ -851,7 +851,7 @@ impl ControlState {
         for (s, key) in cfg.services.iter().zip(&wanted) {
             unsupported::check_service(key).map_err(|e| ctx(key, e))?;
             for r in &s.real_servers {
-                unsupported::check_server(r.address).map_err(|e| ctx(key, e))?;
+                unsupported::check_server(key.af(), r.address).map_err(|e| ctx(key, e))?;
                 self.check_sync_family(key, r.address)
                     .map_err(|e| ctx(key, e))?;
             }
