@@ -62,11 +62,16 @@ fn vip_activity(w: Option<&VipWatch>) -> Arc<[VipActivity]> {
     w.map_or_else(
         || Arc::from(Vec::new()),
         |w| {
+            // IPv4 only: the configuration refuses IPv6 `[[vip]]`s until
+            // the data plane answers for them (control::unsupported)
             w.states()
-                .map(|(v, active)| VipActivity {
-                    port: v.port,
-                    addr: v.address,
-                    active,
+                .filter_map(|(v, active)| match v.address {
+                    IpAddr::V4(addr) => Some(VipActivity {
+                        port: v.port,
+                        addr,
+                        active,
+                    }),
+                    IpAddr::V6(_) => None,
                 })
                 .collect()
         },
@@ -1172,7 +1177,7 @@ fn serve(
         .vips
         .iter()
         .filter_map(|v| match (v.address, &v.follow) {
-            (IpAddr::V4(address), Some(iface)) => Some(FollowedVip {
+            (address @ IpAddr::V4(_), Some(iface)) => Some(FollowedVip {
                 address,
                 port: v.port,
                 iface: iface.clone(),

@@ -285,6 +285,7 @@ pub fn service_json(s: &ServiceView) -> Value {
         "scheduler": s.scheduler,
         "flags": listing::flag_names(&s.scheduler, &s.flags),
         "persistence": s.persistence,
+        "netmask": listing::mask_text(&s.netmask),
         "one_packet": s.one_packet,
         "synproxy": s.synproxy,
         "stats": counters(&s.stats),

@@ -1399,11 +1399,11 @@ fn build_sync_daemons(
             None => None,
             Some(g) => {
                 let ip = ctx.ip(g, &k("mcast_group"))?;
-                if !ip.is_ipv4() || !ip.is_multicast() {
+                if !ip.is_multicast() {
                     return Err(ctx.err(
                         g.span(),
                         k("mcast_group"),
-                        format!("{ip}: must be an IPv4 multicast address"),
+                        format!("{ip}: must be a multicast address"),
                     ));
                 }
                 Some(ip)
@@ -1412,11 +1412,18 @@ fn build_sync_daemons(
         let mut peers = Vec::new();
         for (j, p) in d.peers.iter().enumerate() {
             let ip = ctx.ip(p, &k(&format!("peers[{j}]")))?;
-            if !ip.is_ipv4() || ip.is_multicast() || ip.is_unspecified() {
+            if ip.is_multicast() || ip.is_unspecified() || ip == IpAddr::from([255; 4]) {
                 return Err(ctx.err(
                     p.span(),
                     k(&format!("peers[{j}]")),
-                    format!("{ip}: must be an IPv4 unicast address"),
+                    format!("{ip}: must be a unicast address"),
+                ));
+            }
+            if let Some(o) = peers.iter().find(|o: &&IpAddr| o.is_ipv4() != ip.is_ipv4()) {
+                return Err(ctx.err(
+                    p.span(),
+                    k(&format!("peers[{j}]")),
+                    format!("{ip}: peers of one address family only ({o} is the other)"),
                 ));
             }
             if peers.contains(&ip) {
@@ -3482,7 +3489,7 @@ mod tests {
             "[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"x\"\n\
              mcast_group = \"198.18.0.1\"\n"
         ))
-        .contains("must be an IPv4 multicast address"));
+        .contains("198.18.0.1: must be a multicast address"));
         assert!(error(&with_base(
             "[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"x\"\n\
              [[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"y\"\n"
@@ -3504,7 +3511,7 @@ mod tests {
             "[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"x\"\n\
              peers = [\"224.0.0.81\"]\n"
         ))
-        .contains("sync_daemon[0].peers[0]: 224.0.0.81: must be an IPv4 unicast address"));
+        .contains("sync_daemon[0].peers[0]: 224.0.0.81: must be a unicast address"));
         assert!(error(&with_base(
             "[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"x\"\n\
              peers = [\"198.18.0.1\", \"198.18.0.1\"]\n"

@@ -1429,9 +1429,9 @@ impl Builder {
                 let ip: IpAddr = v
                     .parse()
                     .map_err(|_| format!("invalid sync-peer `{v}' specified"))?;
-                if !ip.is_ipv4() || ip.is_multicast() || ip.is_unspecified() {
+                if ip.is_multicast() || ip.is_unspecified() || ip == IpAddr::from([255; 4]) {
                     return Err(format!(
-                        "invalid sync-peer `{v}' specified: must be an IPv4 unicast address"
+                        "invalid sync-peer `{v}' specified: must be a unicast address"
                     ));
                 }
                 if self.sync_peers.contains(&ip) {
@@ -2640,7 +2640,13 @@ mod tests {
                 .contains("given twice")
         );
         assert!(err("--start-daemon master --sync-peer 224.0.0.81").contains("unicast"));
-        assert!(err("--start-daemon master --sync-peer 2001:db8::1").contains("unicast"));
+        assert!(err("--start-daemon master --sync-peer ff02::1").contains("unicast"));
+        assert!(err("--start-daemon master --sync-peer 255.255.255.255").contains("unicast"));
+        // IPv6 peers too (the kernel's IPv6 sync)
+        let Command::StartDaemon(spec) = ok("--start-daemon backup --sync-peer 2001:2::2") else {
+            panic!()
+        };
+        assert_eq!(spec.peers, ["2001:2::2".parse::<IpAddr>().unwrap()]);
         assert!(err("--start-daemon master --sync-peer x").contains("invalid sync-peer"));
         assert_eq!(
             err("-L --sync-peer 198.18.0.2"),

@@ -8,6 +8,8 @@ pub mod config;
 pub mod cpumap;
 pub mod estimator;
 pub mod health;
+#[cfg(test)]
+mod ipv6_tests;
 pub mod ipvsadm;
 pub mod keepalived;
 pub mod listing;
@@ -17,6 +19,8 @@ pub mod prometheus_ipvs;
 pub mod socket;
 pub mod state;
 pub mod syncd;
+#[cfg(test)]
+mod test_netns;
 pub mod unsupported;
 pub mod vipwatch;
 pub mod vsadm;
