@@ -711,11 +711,6 @@ impl Worker {
     fn carry_out(&mut self, verdict: FwdVerdict, mut m: Mbuf, now_ms: u64) {
         match verdict {
             FwdVerdict::Forward { next_hop } => {
-                // IPv6 next hops wait for IPv6 neighbour resolution here
-                let std::net::IpAddr::V4(next_hop) = next_hop else {
-                    self.counters.drop_pkt(DropReason::Ipv6Unsupported);
-                    return;
-                };
                 if self.l4_csum_offload {
                     if let Some(o) = super::offload::prepare_l4_offload(m.data_mut()) {
                         m.request_tx_offload(o.l2_len, o.l3_len, o.flags);
@@ -725,7 +720,7 @@ impl Worker {
                     &mut self.ports,
                     &self.pool,
                     &self.counters,
-                    IpAddr::V4(next_hop),
+                    next_hop,
                     m,
                     now_ms,
                 );
