@@ -1533,7 +1533,9 @@ fn serve(
             }
             next_tick = now + TICK_PERIOD;
         }
-        control.evaluate_announce(&launched.finished_each(), false);
+        if control.announce.is_some() {
+            control.evaluate_announce(&launched.finished_each(), false);
+        }
         if launched.any_finished() {
             log::error!("a worker stopped unexpectedly; shutting down");
             break;
