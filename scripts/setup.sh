@@ -13,7 +13,7 @@ PACKAGES=(
   curl apache2-utils python3 nftables ethtool coreutils psmisc
   tshark
   debhelper fakeroot man-db systemd
-  keepalived
+  keepalived bird2
 )
 
 missing=()
