@@ -15,7 +15,7 @@ Log (--log): one JSON object per line, "t" in CLOCK_MONOTONIC seconds
 (the clock the test reads), "ev" one of
   up      {target, n}                 all long connections of a target open
   break   {target, conn, why, server} a long connection broke (t: noticed)
-  stall   {target, conn, secs}        an answer took longer than 0.5 s
+  stall   {target, conn, secs}        an answer took longer than 0.25 s
                                       (t: when the ping was sent)
   new     {target, ok, secs, why}     a new connection's outcome (t: start)
   reopen  {target, conn, ok}          a broken long connection replaced
@@ -84,7 +84,7 @@ async def long_conn(log, name, i, addr, port, a, opened):
                     why = type(e).__name__ + ": " + str(e)[:60]
                     break
                 took = time.monotonic() - sent
-                if took > 0.5:
+                if took > 0.25:
                     log.write("stall", target=name, conn=i, secs=round(took, 3), t0=round(sent, 6))
                 if server is not None and got != server:
                     why = "server changed %s -> %s" % (server, got)
