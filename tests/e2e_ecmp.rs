@@ -556,7 +556,7 @@ struct Event {
 fn tally(log: &[Value], events: &[Event], end: f64) -> Vec<BTreeMap<String, Tally>> {
     let mut out = vec![BTreeMap::new(); events.len()];
     for e in log {
-        let t = e["t0"].as_f64().or_else(|| e["t"].as_f64()).unwrap_or(0.0);
+        let t = e["t"].as_f64().unwrap_or(0.0);
         let Some(k) = events.iter().rposition(|ev| ev.t0 <= t).filter(|_| t < end) else {
             continue;
         };
@@ -650,6 +650,13 @@ fn directors_behind_ecmp_lose_no_connection() {
     client.ip(&["addr", "add", &format!("{CLIENT}/24"), "dev", "eth0"]);
     client.ip(&["link", "set", "eth0", "up"]);
     client.ip(&["route", "add", "default", "via", ROUTER_CLIENT]);
+    // The router's multipath hash of a packet that already carries an L4
+    // hash (a veth keeps the sending socket's) is that hash, and TCP picks
+    // a new one for its socket at every retransmission timeout: a stalled
+    // flow would hop between directors until one knew it. A router behind
+    // a wire hashes the headers; a socket's hash that never changes is
+    // the closest this lab gets.
+    client.sysctl("net.core.txrehash=0");
     for kv in [
         "net.ipv4.ip_forward=1",
         "net.ipv4.fib_multipath_hash_policy=1",
@@ -692,6 +699,8 @@ fn directors_behind_ecmp_lose_no_connection() {
         }
         ns.sysctl("net.ipv4.conf.all.rp_filter=0");
         ns.sysctl("net.ipv4.conf.default.rp_filter=0");
+        // (see the client)
+        ns.sysctl("net.core.txrehash=0");
         let ready = files.path.join(format!("{name}.ready"));
         let mut p = Proc::spawn(
             Some(&ns),
@@ -940,6 +949,9 @@ fn directors_behind_ecmp_lose_no_connection() {
         let _ = std::fs::copy(&log, &keep);
     }
     let entries = read_log(&log);
+    for ev in &events {
+        eprintln!("event {:?} at {:.3} (CLOCK_MONOTONIC)", ev.name, ev.t0);
+    }
     let tallies = tally(&entries, &events, end);
 
     // the table
