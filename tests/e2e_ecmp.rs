@@ -157,7 +157,14 @@ impl Bird {
         let _ = std::fs::remove_file(&socket);
         let c = conf.display().to_string();
         let s = socket.display().to_string();
-        let mut proc = Proc::spawn(Some(ns), name, files, "bird", &["-f", "-c", &c, "-s", &s]);
+        // log times in UTC, to compare with the test's clock
+        let mut proc = Proc::spawn(
+            Some(ns),
+            name,
+            files,
+            "env",
+            &["TZ=UTC", "bird", "-f", "-c", &c, "-s", &s],
+        );
         let mut ended = None;
         let up = wait_for(Duration::from_secs(10), || {
             ended = proc.child.try_wait().ok().flatten();
@@ -189,24 +196,88 @@ impl Bird {
             .collect()
     }
 
-    /// Neighbour addresses of BGP sessions in state Established.
-    fn established(&self) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        let mut state = String::new();
+    /// BGP sessions: (protocol name, neighbour address, BGP state).
+    fn sessions(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        let (mut name, mut state) = (String::new(), String::new());
         for l in self.ask("show protocols all").lines() {
-            let l = l.trim();
-            if let Some(s) = l.strip_prefix("BGP state:") {
-                state = s.trim().to_string();
-            } else if let Some(a) = l.strip_prefix("Neighbor address:") {
-                if state == "Established" {
-                    out.insert(a.trim().to_string());
-                }
-            } else if l.starts_with("BIRD") || !l.contains(':') {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if !l.starts_with(char::is_whitespace) && w.get(1) == Some(&"BGP") {
+                name = w[0].to_string();
                 state.clear();
+            }
+            let t = l.trim();
+            if let Some(s) = t.strip_prefix("BGP state:") {
+                state = s.trim().to_string();
+            } else if let Some(a) = t.strip_prefix("Neighbor address:") {
+                out.push((name.clone(), a.trim().to_string(), state.clone()));
             }
         }
         out
     }
+
+    /// Neighbour addresses of BGP sessions in state Established.
+    fn established(&self) -> BTreeSet<String> {
+        self.sessions()
+            .into_iter()
+            .filter(|(_, _, st)| st == "Established")
+            .map(|(_, a, _)| a)
+            .collect()
+    }
+
+    /// The time of the first log line at or after `from` (UTC seconds)
+    /// containing `needle`.
+    fn logged(&self, from: f64, needle: &str) -> Option<f64> {
+        self.proc.log_text().lines().find_map(|l| {
+            let t = utc_secs(l.get(..23)?)?;
+            (t >= from && l.contains(needle)).then_some(t)
+        })
+    }
+}
+
+/// Seconds since the epoch of a UTC time "YYYY-MM-DD HH:MM:SS.fff" (also
+/// with a `T`, as `ip -ts` writes it).
+fn utc_secs(s: &str) -> Option<f64> {
+    let (date, time) = s.trim().split_once([' ', 'T'])?;
+    let mut d = date.split('-').map(str::parse::<i64>);
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':').map(str::parse::<f64>);
+    let (h, min, sec) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    // days from the civil date (H. Hinnant's algorithm)
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    Some(days as f64 * 86400.0 + h * 3600.0 + min * 60.0 + sec)
+}
+
+/// The CLOCK_MONOTONIC reading at UTC time `w` (a moment ago).
+fn wall_to_mono(w: f64) -> f64 {
+    mono() - (wall() - w)
+}
+
+/// UTC seconds since the epoch, now.
+fn wall() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Route changes `ip -ts monitor route` logged: (UTC seconds, destination).
+fn route_changes(log: &Path) -> Vec<(f64, String)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (ts, rest) = l.strip_prefix('[')?.split_once(']')?;
+            let mut w = rest.split_whitespace();
+            let mut dst = w.next()?;
+            if dst == "Deleted" {
+                dst = w.next()?;
+            }
+            Some((utc_secs(ts)?, dst.to_string()))
+        })
+        .collect()
 }
 
 /// The router's IPv4 routes: destination -> next hops.
@@ -490,12 +561,81 @@ fn matches(have: &BTreeMap<String, BTreeSet<String>>, want: &Want) -> bool {
     })
 }
 
-/// Convergence of one event, seconds after its start.
+/// Convergence of one event, seconds after its start: first from polling
+/// (which only says when it is done), then refined from the logs.
 #[derive(Default, Clone)]
 struct Convergence {
     route_s: Option<f64>,
     bfd_down_s: Option<f64>,
     bgp_s: Option<f64>,
+}
+
+/// What the router logged: its route changes and its BIRD's log.
+struct RouterLogs<'a> {
+    monitor: &'a Path,
+    bird: &'a Bird,
+}
+
+impl RouterLogs<'_> {
+    /// Exact times for a converged event that started at `t0w` (UTC):
+    /// the last change of a watched route up to when polling saw the goal,
+    /// the router's BFD session with `watch` going down, its BGP session
+    /// going down or up (protocol `bgp_name`).
+    fn refine(
+        &self,
+        t0w: f64,
+        polled: &Convergence,
+        want: &Want,
+        watch: Option<(&str, bool)>,
+        bgp_name: Option<&str>,
+    ) -> Convergence {
+        let Some(seen) = polled.route_s else {
+            return polled.clone();
+        };
+        // the monitor writes a moment after the kernel changed the route
+        std::thread::sleep(Duration::from_millis(200));
+        let last = route_changes(self.monitor)
+            .into_iter()
+            .filter(|(t, dst)| {
+                *t >= t0w && *t <= t0w + seen + 0.05 && want.iter().any(|(d, _)| d == dst)
+            })
+            .map(|(t, _)| t - t0w)
+            .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+        let mut c = Convergence {
+            route_s: last.or(Some(seen)),
+            ..Convergence::default()
+        };
+        if let Some((addr, up)) = watch {
+            if !up {
+                c.bfd_down_s = self
+                    .bird
+                    .logged(
+                        t0w,
+                        &format!("Session to {addr} changed state from Up to Down"),
+                    )
+                    .map(|t| t - t0w)
+                    .or(polled.bfd_down_s);
+            }
+            let change = if up { "up" } else { "stop" };
+            c.bgp_s = bgp_name
+                .and_then(|n| {
+                    self.bird
+                        .logged(t0w, &format!("{n}: State changed to {change}"))
+                })
+                .map(|t| t - t0w)
+                .or(polled.bgp_s);
+        }
+        c
+    }
+
+    /// The router's BGP protocol (a dynamic one) for a director.
+    fn bgp_name(&self, addr: &str) -> Option<String> {
+        self.bird
+            .sessions()
+            .into_iter()
+            .find(|(_, a, _)| a == addr)
+            .map(|(n, _, _)| n)
+    }
 }
 
 /// Poll the router until its table shows `want`; note when the BFD
@@ -605,8 +745,8 @@ fn at_servers(servers: &[(Ns, Proc)]) -> String {
     format!("FULLNAT connections at the servers by local address {per:?}")
 }
 
-fn secs(v: Option<f64>) -> String {
-    v.map_or("-".into(), |s| format!("{s:.2}"))
+fn millis(v: Option<f64>) -> String {
+    v.map_or("-".into(), |s| format!("{:.0}", s * 1000.0))
 }
 
 #[test]
@@ -670,18 +810,27 @@ fn directors_behind_ecmp_lose_no_connection() {
     ] {
         router.sysctl(kv);
     }
-    let router_bird = Bird::start(
-        &router,
+    // the router's route changes, with their times
+    let monitor = Proc::spawn(
+        Some(&router),
+        "route-monitor",
         &files.path,
-        "bird-router",
-        &bird_config(
-            "bird-router.conf",
-            &[
-                ("ROUTER", ROUTER_LAN.to_string()),
-                ("DIRECTORS", "198.18.0.0/24".to_string()),
-            ],
-        ),
+        "env",
+        &["TZ=UTC", "ip", "-ts", "monitor", "route"],
     );
+    // the router's BIRD, logging session changes (for the times)
+    let conf = bird_config(
+        "bird-router.conf",
+        &[
+            ("ROUTER", ROUTER_LAN.to_string()),
+            ("DIRECTORS", "198.18.0.0/24".to_string()),
+        ],
+    )
+    .replace(
+        "log stderr all;",
+        "log stderr all;\ndebug protocols { states, events };",
+    );
+    let router_bird = Bird::start(&router, &files.path, "bird-router", &conf);
 
     // the real servers: DR's VIP on lo, replies through the router
     let mut servers = Vec::new();
@@ -821,17 +970,38 @@ fn directors_behind_ecmp_lose_no_connection() {
 
     let last = n;
     let others: Vec<usize> = (1..n).collect();
+    let logs = RouterLogs {
+        monitor: &monitor.log,
+        bird: &router_bird,
+    };
+    // wait for the router to show `want`, then take the exact times from
+    // its logs
+    let converged = |what: &str, t0w: f64, want: &Want, watch: Option<(&str, bool)>| {
+        let name = watch.and_then(|(a, _)| logs.bgp_name(a));
+        let polled = converge(
+            &router,
+            &router_bird,
+            wall_to_mono(t0w),
+            want,
+            watch,
+            Duration::from_secs(20),
+        );
+        assert!(
+            polled.route_s.is_some(),
+            "{what}: the router shows {:?}, not {want:?}\n{}",
+            routes(&router),
+            router_bird.ask("show protocols all")
+        );
+        let name = name.or_else(|| watch.and_then(|(a, _)| logs.bgp_name(a)));
+        logs.refine(t0w, &polled, want, watch, name.as_deref())
+    };
+
     // 1. drain the last director: its VIPs go, its local address stays
-    let t0 = mono();
+    let (t0, t0w) = (mono(), wall());
     dirs[last - 1].drain();
     let mut w = vips_over(&others);
     w.push((local_addr(last), [dip(last)].into()));
-    let conv = converge(&router, &router_bird, t0, &w, None, Duration::from_secs(15));
-    assert!(
-        conv.route_s.is_some(),
-        "drain: router shows {:?}",
-        routes(&router)
-    );
+    let conv = converged("drain", t0w, &w, None);
     events.push(Event {
         name: format!("drain d{last}"),
         t0,
@@ -841,21 +1011,9 @@ fn directors_behind_ecmp_lose_no_connection() {
     std::thread::sleep(SETTLE);
 
     // 2. undrain it
-    let t0 = mono();
+    let (t0, t0w) = (mono(), wall());
     dirs[last - 1].undrain();
-    let conv = converge(
-        &router,
-        &router_bird,
-        t0,
-        &vips_over(&all),
-        None,
-        Duration::from_secs(15),
-    );
-    assert!(
-        conv.route_s.is_some(),
-        "undrain: router shows {:?}",
-        routes(&router)
-    );
+    let conv = converged("undrain", t0w, &vips_over(&all), None);
     events.push(Event {
         name: format!("undrain d{last}"),
         t0,
@@ -866,28 +1024,16 @@ fn directors_behind_ecmp_lose_no_connection() {
 
     // 3. SIGKILL the first director's vsd
     let rest: Vec<usize> = (2..=n).collect();
-    let t0 = mono();
-    dirs[0].kill_vsd();
+    let d1 = dip(1);
     let mut w = vips_over(&rest);
     w.push((local_addr(1), BTreeSet::new()));
     w.push((
         LOCAL_RANGE.to_string(),
         rest.iter().map(|i| dip(*i)).collect(),
     ));
-    let d1 = dip(1);
-    let conv = converge(
-        &router,
-        &router_bird,
-        t0,
-        &w,
-        Some((&d1, false)),
-        Duration::from_secs(20),
-    );
-    assert!(
-        conv.route_s.is_some(),
-        "kill: router shows {:?}",
-        routes(&router)
-    );
+    let (t0, t0w) = (mono(), wall());
+    dirs[0].kill_vsd();
+    let conv = converged("kill", t0w, &w, Some((&d1, false)));
     eprintln!("after the kill: {}", at_servers(&servers));
     events.push(Event {
         name: "SIGKILL d1".into(),
@@ -911,28 +1057,11 @@ fn directors_behind_ecmp_lose_no_connection() {
         dirs[0].fullnat_established()
     );
     let warmup = mono() - t_start;
-    let t0 = mono();
-    dirs[0].start_bird();
     let mut w = vips_over(&all);
     w.push((local_addr(1), [d1.clone()].into()));
-    let conv = converge(
-        &router,
-        &router_bird,
-        t0,
-        &w,
-        Some((&d1, true)),
-        Duration::from_secs(20),
-    );
-    assert!(
-        conv.route_s.is_some(),
-        "add back: router shows {:?}\n{}",
-        routes(&router),
-        dirs[0]
-            .bird
-            .as_ref()
-            .map(|b| b.proc.log_text())
-            .unwrap_or_default()
-    );
+    let t0w = wall();
+    dirs[0].start_bird();
+    let conv = converged("add back", t0w, &w, Some((&d1, true)));
     events.push(Event {
         name: "add d1 back".into(),
         t0: t_start,
@@ -952,6 +1081,10 @@ fn directors_behind_ecmp_lose_no_connection() {
     for ev in &events {
         eprintln!("event {:?} at {:.3} (CLOCK_MONOTONIC)", ev.name, ev.t0);
     }
+    eprintln!(
+        "route changes the router logged: {}",
+        route_changes(&monitor.log).len()
+    );
     let tallies = tally(&entries, &events, end);
 
     // the table
@@ -962,8 +1095,8 @@ fn directors_behind_ecmp_lose_no_connection() {
         if sloppy { "on" } else { "off" },
     );
     eprintln!(
-        "{:<14} {:>7} {:>6} {:>6} | {:<8} {:>6} {:>10} {:>9} | {}",
-        "event", "route s", "BFD s", "BGP s", "method", "broken", "new fail", "stall s", "note"
+        "{:<14} {:>8} {:>6} {:>6} | {:<8} {:>6} {:>10} {:>9} | {}",
+        "event", "route ms", "BFD ms", "BGP ms", "method", "broken", "new fail", "stall s", "note"
     );
     for (ev, t) in events.iter().zip(&tallies) {
         for (k, (m, _)) in METHODS.iter().enumerate() {
@@ -971,15 +1104,15 @@ fn directors_behind_ecmp_lose_no_connection() {
             let (name, r, bfd, bgp) = if k == 0 {
                 (
                     ev.name.as_str(),
-                    secs(ev.conv.route_s),
-                    secs(ev.conv.bfd_down_s),
-                    secs(ev.conv.bgp_s),
+                    millis(ev.conv.route_s),
+                    millis(ev.conv.bfd_down_s),
+                    millis(ev.conv.bgp_s),
                 )
             } else {
                 ("", String::new(), String::new(), String::new())
             };
             eprintln!(
-                "{:<14} {:>7} {:>6} {:>6} | {:<8} {:>6} {:>4}/{:<5} {:>9.2} | {}",
+                "{:<14} {:>8} {:>6} {:>6} | {:<8} {:>6} {:>4}/{:<5} {:>9.2} | {}",
                 name,
                 r,
                 bfd,
