@@ -1095,8 +1095,8 @@ fn directors_behind_ecmp_lose_no_connection() {
         if sloppy { "on" } else { "off" },
     );
     eprintln!(
-        "{:<14} {:>8} {:>6} {:>6} | {:<8} {:>6} {:>10} {:>9} | {}",
-        "event", "route ms", "BFD ms", "BGP ms", "method", "broken", "new fail", "stall s", "note"
+        "{:<14} {:>8} {:>6} {:>6} | {:<8} {:>6} {:>10} {:>9} | note",
+        "event", "route ms", "BFD ms", "BGP ms", "method", "broken", "new fail", "stall s"
     );
     for (ev, t) in events.iter().zip(&tallies) {
         for (k, (m, _)) in METHODS.iter().enumerate() {
