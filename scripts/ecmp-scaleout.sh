@@ -40,7 +40,8 @@ CI=true VSD_ECMP_DIRECTORS=$DIRECTORS VSD_ECMP_CONNS=$CONNS VSD_ECMP_SYNC=$SYNC 
     VSD_ECMP_SLOPPY=$SLOPPY VSD_ECMP_LOG=/tmp/vsd-ecmp-scaleout-load.log \
     cargo test --test e2e_ecmp -- --nocapture --test-threads=1 >"$LOG" 2>&1 || rc=$?
 # the table and the distribution lines
-sed -n '/^before the events/p; /^after the kill/p; /^at the end/p; /^ECMP, /,/^test /p' "$LOG" | sed '$d'
+sed -n '/^before the events/p; /^after the kill/p; /^BFD sessions/p; /^ECMP, /,/^test result/p' "$LOG" |
+    grep -v -e '^test result' -e '^ok$' -e '^$' || true
 if ((rc)); then
     echo "ecmp-scaleout: the test failed (exit $rc); see $LOG" >&2
     grep -E "panicked|assert" "$LOG" | head -5 >&2 || true
