@@ -3,7 +3,8 @@
 # DPDK 22.11 LTS and its headers, libclang for bindgen, the tools the
 # end-to-end tests drive (curl, ab, python3 for the real servers and the
 # IPIP helper, nftables, ethtool, sha256sum, tshark for the IPVS sync
-# dissector), and 2 MiB hugepages.
+# dissector, keepalived and bird2 for the failover and ECMP tests), and
+# 2 MiB hugepages.
 # Idempotent; run as root.
 set -euo pipefail
 
@@ -13,7 +14,7 @@ PACKAGES=(
   curl apache2-utils python3 nftables ethtool coreutils psmisc
   tshark
   debhelper fakeroot man-db systemd
-  keepalived
+  keepalived bird2
 )
 
 missing=()
@@ -27,6 +28,13 @@ if ((${#missing[@]})); then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
+  # bird2 enables a BIRD in the root namespace; the tests run their own in
+  # namespaces they make, so one this run installed is stopped (a BIRD that
+  # was there before stays as it was).
+  if [[ " ${missing[*]} " == *" bird2 "* ]] && command -v systemctl >/dev/null &&
+    systemctl is-enabled bird.service >/dev/null 2>&1; then
+    systemctl disable --now bird.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # Hugepages: 512 x 2 MiB, and a hugetlbfs mount for EAL.

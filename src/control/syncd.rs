@@ -31,10 +31,12 @@
 //! port so). Templates go to every worker, as template notes do.
 //!
 //! **FULLNAT local addresses.** The master's local address and port are
-//! kept; the backup installs the entry only if that address is in its own
-//! local address pool for the service (`--add-laddr`), so directors that
-//! back each other up carry the same pools (counted as
-//! `refused_local_addr_not_in_pool` otherwise).
+//! kept, whether the address is in the backup's own pool for the service
+//! (`--add-laddr`; directors sharing one pool) or not (directors behind
+//! ECMP with a pool each, docs/ecmp.md: the entry serves requests the
+//! router moves here and the replies to a dead peer's address). Entries
+//! for a service with no local address here are refused (counted as
+//! `refused_local_addr_not_in_pool`).
 //!
 //! **Failure modes.** Every datagram that is not used is counted by
 //! reason (the decoder's [`MessageError`] and [`EntryError`] variants,

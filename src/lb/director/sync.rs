@@ -25,10 +25,13 @@
 //! kernel would keep the stale one. A new entry whose reply tuple an old
 //! closing or merely synced entry holds (a restarted master hands out its
 //! FULLNAT local ports from the start again) replaces that entry too. FULLNAT entries keep
-//! the master's local address and port, which must be in the backup's
-//! local address pool for that service (so both directors carry the same
-//! pool; the backup's own new connections avoid the port because its reply
-//! tuple is taken). A NAT entry whose replies another core owns is
+//! the master's local address and port: an address of the backup's own
+//! pool for that service (directors sharing a pool; the backup's own new
+//! connections avoid the port because its reply tuple is taken) or a
+//! peer's (directors behind ECMP, a pool each: the entry serves the
+//! requests the router moves here and, once the peer is gone, the replies
+//! its address's covering route brings here). A service without a local
+//! address is refused (`LocalAddrNotInPool`). A NAT entry whose replies another core owns is
 //! installed there, with a redirect entry on the request's core, exactly
 //! as a NAT connection created on this backup would be.
 //!
@@ -53,7 +56,8 @@ pub enum SyncRefused {
     NoService,
     /// The service has no such real server here.
     NoDest,
-    /// FULLNAT local address not in this director's pool for the service.
+    /// A FULLNAT entry for a service with no local address (of the
+    /// entry's family) on this director: not a FULLNAT service here.
     LocalAddrNotInPool,
     /// A SYN proxy connection for a service without the SYN proxy here.
     NotProxied,
@@ -236,11 +240,14 @@ impl CoreLb {
         if s.synproxy.is_some() && !svc.config.synproxy {
             return Err(SyncRefused::NotProxied);
         }
-        if let Some(l) = s.local {
-            let lip = IpAddr::V4(Ipv4Addr::from(l.addr));
-            if !svc.config.local_addresses.contains(&lip) {
-                return Err(SyncRefused::LocalAddrNotInPool);
-            }
+        // FULLNAT keeps the master's local endpoint, whether or not its
+        // address is in this director's pool: directors behind ECMP have a
+        // pool each (docs/ecmp.md), so their local ports never collide, and
+        // a peer's address reaches this director only when routing sends
+        // it here (the peer died; its address's covering route remains).
+        // A service with no local address here is no FULLNAT service here.
+        if s.local.is_some() && !svc.config.local_addresses.iter().any(IpAddr::is_ipv4) {
+            return Err(SyncRefused::LocalAddrNotInPool);
         }
         if let Some(key) = s.persist_key() {
             return match self

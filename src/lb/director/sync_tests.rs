@@ -167,9 +167,9 @@ fn takeover(method: FwdMethod) {
         }
     );
 
-    // a backup without the local address in its pool refuses FULLNAT
+    // a backup with no local address for the service refuses FULLNAT
     if method == FwdMethod::FullNat {
-        let mut other = director(method, 1, &[Ipv4Addr::new(198, 18, 2, 9)]);
+        let mut other = director(method, 1, &[]);
         assert_eq!(
             other.install_synced(&got, false, 0),
             Err(SyncRefused::LocalAddrNotInPool)
@@ -199,6 +199,48 @@ fn nat_connection_continues_on_the_backup() {
 #[test]
 fn fullnat_connection_continues_on_the_backup() {
     takeover(FwdMethod::FullNat);
+}
+
+/// Directors behind ECMP have a local address pool each. A peer's FULLNAT
+/// connection (its local address not in this director's pool) is
+/// installed from sync; requests the router moves here leave exactly as
+/// they left the peer, and once the peer is gone the real server's
+/// replies to the peer's local address reach the client from here. This
+/// director's own new connections keep to its own pool.
+#[test]
+fn fullnat_connection_of_a_peer_with_another_pool() {
+    let peer_lip = Ipv4Addr::new(198, 18, 2, 2);
+    let mut peer = director(FwdMethod::FullNat, 0, &[LIP]);
+    peer.set_sync_master(true);
+    let recs: Vec<SyncConn> = drive(&mut peer, 3).into_iter().flatten().collect();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let got = SyncedConn::<u32>::from_sync(&recs[0]).unwrap();
+    let local = got
+        .local
+        .expect("a FULLNAT record carries its local endpoint");
+    assert_eq!(Ipv4Addr::from(local.addr), LIP);
+
+    let mut me = director(FwdMethod::FullNat, 1, &[peer_lip]);
+    assert_eq!(me.install_synced(&got, false, 0), Ok(SyncInstalled::New));
+    // a request the router now sends here
+    let next = seg((CIP, 40000), (VIP, 80), tcp::ACK, 4);
+    let (pv, pout) = run(&mut peer, &next);
+    let (mv, mout) = run(&mut me, &next);
+    assert_eq!(mv, pv);
+    assert_eq!(mout, pout);
+    // the server's reply to the peer's local address
+    let rip = Ipv4Addr::from(got.real.addr);
+    let reply = seg((rip, 8080), (LIP, local.port), tcp::ACK, 9);
+    let (pv, pout) = run(&mut peer, &reply);
+    let (mv, mout) = run(&mut me, &reply);
+    assert_eq!(pv, FwdVerdict::Forward { next_hop: CIP });
+    assert_eq!(mv, pv);
+    assert_eq!(mout, pout);
+    // this director's own connections take its own address
+    let (nv, nout) = run(&mut me, &seg((CIP, 40001), (VIP, 80), tcp::SYN, 1));
+    assert!(matches!(nv, FwdVerdict::Forward { .. }), "{nv:?}");
+    let ip = crate::wire::Ipv4Packet::new_checked(&nout[14..]).unwrap();
+    assert_eq!(ip.src_addr(), peer_lip);
 }
 
 /// The knobs reach the decision through the worker's feed: with period 0
