@@ -604,8 +604,15 @@ impl Worker {
         // room for a neighbor advertisement built in place of a short
         // ICMPv6 frame (given back below if the frame is not ours)
         let received_len = m.len();
-        if received_len < local::ND_REPLY_ROOM && may_be_nd(m.data()) {
-            let _ = m.append(local::ND_REPLY_ROOM - received_len);
+        if received_len < local::ND_REPLY_ROOM
+            && may_be_nd(m.data())
+            && m.append(local::ND_REPLY_ROOM - received_len)
+        {
+            // zeroed: a packet whose length fields claim more than arrived
+            // must never read (and echo) an earlier packet's bytes
+            if let Some(tail) = m.data_mut().get_mut(received_len..) {
+                tail.fill(0);
+            }
         }
         let mut learned = None;
         let verdict = local::handle_frame(m.data_mut(), &self.ports[p].addrs, c, &mut learned);
