@@ -768,8 +768,9 @@ impl Worker {
         }
     }
 
-    /// Hand a copy of a frame up to port `p`'s twin (ARP: vsd handles the
-    /// original too).
+    /// Hand a copy of a frame up to port `p`'s twin (ARP and neighbor
+    /// advertisements: vsd handles the original too; both counted as
+    /// `exception_arp_copies`).
     fn punt_copy(&mut self, p: usize, m: &Mbuf, now_ms: u64) {
         let Ok(mut copy) = Mbuf::alloc(&self.pool) else {
             self.counters.drop_pkt(DropReason::ExceptionNoMbuf);
