@@ -288,6 +288,18 @@ impl Port {
                 check("rte_eth_promiscuous_enable", ret)?;
             }
         }
+        // IPv6 neighbor discovery arrives on multicast MACs (the
+        // solicited-node groups 33:33:ff:xx:xx:xx of the port's addresses
+        // and VIPs, all-nodes 33:33:00:00:00:01), as do VRRP and OSPF for
+        // the kernel twin; a NIC filters them out unless told otherwise.
+        // The data plane checks the group against the packet and counts
+        // what is not its own.
+        // SAFETY: valid port id.
+        let ret = unsafe { dpdk_sys::rte_eth_allmulticast_enable(self.id) };
+        // a PMD without the mode (pcap, memif) already passes everything up
+        if ret != -(libc::ENOTSUP) && ret != -(libc::EOPNOTSUPP) {
+            check("rte_eth_allmulticast_enable", ret)?;
+        }
         Ok((rxqs, txqs))
     }
 
