@@ -1123,6 +1123,15 @@ fn serve(
             nworkers,
             if port.rss_active() { "on" } else { "off" }
         );
+        let missing = port.rss_missing_l4();
+        if !missing.is_empty() {
+            log!(
+                "port {}: warning: the driver's RSS does not hash {} on ports; such flows may \
+                 reach another worker than the ownership rule predicts",
+                pc.name,
+                missing.join(", ")
+            );
+        }
         match &pc.kernel {
             Some(k) => {
                 let t = twin::open(idx, pc, k, mac.0, nworkers, &pool)?;

@@ -16,6 +16,7 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const RS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 11);
 const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+const DIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
 const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x64);
 
 /// `frame` (IPv6 at 14, no extension headers) with `ext` inserted after
@@ -90,6 +91,25 @@ fn seeds() -> Vec<Vec<u8>> {
             .ipv6(VIP6, CLIENT6)
             .icmpv6(2, 0, 1280)
             .payload(&c6().tcp(40006, 80, 0x02).build()[14..])
+            .build(),
+        // IPv6 to the director: neighbor discovery (a solicitation to the
+        // solicited-node group, a DAD probe, an advertisement) and echo
+        PacketBuilder::ethernet(PEER_MAC, MacAddr([0x33, 0x33, 0xff, 0, 0, 1]))
+            .ipv6(CLIENT6, "ff02::1:ff00:1".parse().unwrap())
+            .neighbor_solicit(DIP6, Some(PEER_MAC))
+            .build(),
+        PacketBuilder::ethernet(PEER_MAC, MacAddr([0x33, 0x33, 0xff, 0, 0, 1]))
+            .ipv6(Ipv6Addr::UNSPECIFIED, "ff02::1:ff00:1".parse().unwrap())
+            .neighbor_solicit(DIP6, None)
+            .build(),
+        PacketBuilder::ethernet(PEER_MAC, VSD_MAC)
+            .ipv6(CLIENT6, DIP6)
+            .neighbor_advert(0x60, CLIENT6, Some(PEER_MAC))
+            .build(),
+        PacketBuilder::ethernet(PEER_MAC, VSD_MAC)
+            .ipv6(CLIENT6, DIP6)
+            .icmpv6_echo_request(1, 1)
+            .payload(b"ping6")
             .build(),
     ]
 }
@@ -186,7 +206,7 @@ conn_capacity = 4096
 name = "cap0"
 device = "net_pcap0,rx_pcap={rx},tx_pcap={tx}"
 mac = "{VSD_MAC}"
-addresses = ["198.18.0.1/24", "198.18.1.1/24"]
+addresses = ["198.18.0.1/24", "198.18.1.1/24", "{DIP6}/64"]
 
 [[vip]]
 address = "{VIP}"

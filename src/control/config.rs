@@ -121,7 +121,7 @@ pub struct Config {
     pub ports: Vec<PortConf>,
     /// `[[vip]]`: addresses the director answers ARP and ping for.
     pub vips: Vec<VipConf>,
-    /// `[neighbour]`: the per-worker ARP table.
+    /// `[neighbour]`: the per-worker neighbour table (ARP and IPv6 neighbor discovery).
     pub neighbour: NeighParams,
     /// `[lb]`: the forwarding core.
     pub lb: LbConf,

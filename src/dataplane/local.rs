@@ -459,6 +459,11 @@ fn handle_ipv6(
             if src.is_unspecified() || src.is_multicast() {
                 return LocalVerdict::Drop(DropReason::BadIcmpv6);
             }
+            if port.is_local(IpAddr::V6(src)) {
+                // spoofed from ourselves: never answered (IPv4's
+                // martian_src_local)
+                return LocalVerdict::Drop(DropReason::MartianSrcLocal);
+            }
             counters.add(Event::IcmpEchoIn, 1);
             let Some(next_hop) = port.next_hop(IpAddr::V6(src)) else {
                 return LocalVerdict::Drop(DropReason::NoRoute);
@@ -1453,6 +1458,13 @@ mod tests {
                     name: "bad ICMPv6 checksum",
                     input: bad,
                     verdict: LocalVerdict::Drop(DropReason::BadIcmpv6),
+                    output: None,
+                    learned: None,
+                },
+                Case {
+                    name: "echo from one of our own addresses",
+                    input: echo6(VIP6, DIP6, OUR_MAC).build(),
+                    verdict: LocalVerdict::Drop(DropReason::MartianSrcLocal),
                     output: None,
                     learned: None,
                 },

@@ -2144,4 +2144,57 @@ mod tests {
             "{c:?}"
         );
     }
+
+    #[test]
+    fn both_families_share_one_table_without_collisions() {
+        let mut t: NeighTable<u32> = NeighTable::new(NeighParams {
+            max_entries: 128,
+            max_pending_total: 256,
+            max_pending_per_entry: 4,
+            ..params()
+        });
+        // IPv6 neighbours in one /64, their IPv4 look-alikes (same low 32
+        // bits) and IPv4-mapped forms: all distinct entries
+        let mut keys = Vec::new();
+        for n in 1..=16u32 {
+            let v6 = std::net::Ipv6Addr::from((0x2001_0002u128 << 96) | u128::from(n));
+            keys.push(IpAddr::V6(v6));
+            keys.push(IpAddr::V4(Ipv4Addr::from(n)));
+            keys.push(IpAddr::V6(Ipv4Addr::from(n).to_ipv6_mapped()));
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(t.resolve(*k, i as u32, 0), Resolve::QueuedAndRequest, "{k}");
+            t.check_invariants();
+        }
+        assert_eq!(t.len(), keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            let mac = [2, 0, 0, 0, (i >> 8) as u8, i as u8];
+            let (r, sent) = learn(&mut t, *k, mac, 1, true);
+            assert_eq!(r, Learned::Resolved { drained: 1 }, "{k}");
+            assert_eq!(sent, [(mac, i as u32)]);
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(
+                t.lookup(*k),
+                Some([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
+                "{k}"
+            );
+        }
+        // removal keeps the others findable (backward-shift deletion)
+        for k in keys.iter().step_by(2) {
+            assert!(t.remove(*k, |_, _| {}));
+            t.check_invariants();
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(t.lookup(*k).is_some(), i % 2 == 1, "{k}");
+        }
+        assert_eq!(
+            t.iter(2).filter(|e| e.ip.is_ipv6()).count(),
+            keys.iter()
+                .skip(1)
+                .step_by(2)
+                .filter(|k| k.is_ipv6())
+                .count()
+        );
+    }
 }

@@ -604,8 +604,15 @@ impl Worker {
         // room for a neighbor advertisement built in place of a short
         // ICMPv6 frame (given back below if the frame is not ours)
         let received_len = m.len();
-        if received_len < local::ND_REPLY_ROOM && may_be_nd(m.data()) {
-            let _ = m.append(local::ND_REPLY_ROOM - received_len);
+        if received_len < local::ND_REPLY_ROOM
+            && may_be_nd(m.data())
+            && m.append(local::ND_REPLY_ROOM - received_len)
+        {
+            // zeroed: a packet whose length fields claim more than arrived
+            // must never read (and echo) an earlier packet's bytes
+            if let Some(tail) = m.data_mut().get_mut(received_len..) {
+                tail.fill(0);
+            }
         }
         let mut learned = None;
         let verdict = local::handle_frame(m.data_mut(), &self.ports[p].addrs, c, &mut learned);
@@ -761,8 +768,9 @@ impl Worker {
         }
     }
 
-    /// Hand a copy of a frame up to port `p`'s twin (ARP: vsd handles the
-    /// original too).
+    /// Hand a copy of a frame up to port `p`'s twin (ARP and neighbor
+    /// advertisements: vsd handles the original too; both counted as
+    /// `exception_arp_copies`).
     fn punt_copy(&mut self, p: usize, m: &Mbuf, now_ms: u64) {
         let Ok(mut copy) = Mbuf::alloc(&self.pool) else {
             self.counters.drop_pkt(DropReason::ExceptionNoMbuf);

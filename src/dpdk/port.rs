@@ -63,6 +63,8 @@ pub struct Port {
     started: bool,
     /// Whether RSS got configured (the PMD supports it and it was asked for).
     rss_active: bool,
+    /// The RSS hash types configured (0 without RSS).
+    rss_types: u64,
     tx_offloads: u64,
     /// A configured MAC the PMD could not program (used in software only).
     soft_mac: Option<[u8; 6]>,
@@ -92,6 +94,7 @@ impl Port {
             info,
             started: false,
             rss_active: false,
+            rss_types: 0,
             tx_offloads: 0,
             soft_mac: None,
         })
@@ -138,6 +141,17 @@ impl Port {
     pub fn rss_active(&self) -> bool {
         self.rss_active
     }
+
+    /// The TCP/UDP hash types of either family the port's RSS does not
+    /// compute on ports (names as DPDK spells them); empty without RSS.
+    /// Flows of those kinds are spread on addresses alone, so the worker
+    /// the NIC picks may not be the one the ownership rule predicts.
+    pub fn rss_missing_l4(&self) -> Vec<&'static str> {
+        if !self.rss_active {
+            return Vec::new();
+        }
+        rss_missing_l4(self.rss_types)
+    }
     /// TX checksum offloads enabled on the port (`RTE_ETH_TX_OFFLOAD_*`).
     /// Whether the MAC is kept in software because the PMD refused it.
     pub fn mac_in_software(&self) -> bool {
@@ -173,6 +187,7 @@ impl Port {
         let mut rss_key = cfg.rss_key;
         let rss_types = rss_hash_types(self.info.flow_type_rss_offloads);
         self.rss_active = cfg.rx_queues > 1 && rss_key.is_some() && rss_types != 0;
+        self.rss_types = if self.rss_active { rss_types } else { 0 };
         if self.rss_active {
             conf.rxmode.mq_mode = dpdk_sys::ETH_MQ_RX_RSS;
             if let Some(key) = rss_key.as_mut() {
@@ -272,6 +287,18 @@ impl Port {
             if ret != -(libc::ENOTSUP) && ret != -(libc::EOPNOTSUPP) {
                 check("rte_eth_promiscuous_enable", ret)?;
             }
+        }
+        // IPv6 neighbor discovery arrives on multicast MACs (the
+        // solicited-node groups 33:33:ff:xx:xx:xx of the port's addresses
+        // and VIPs, all-nodes 33:33:00:00:00:01), as do VRRP and OSPF for
+        // the kernel twin; a NIC filters them out unless told otherwise.
+        // The data plane checks the group against the packet and counts
+        // what is not its own.
+        // SAFETY: valid port id.
+        let ret = unsafe { dpdk_sys::rte_eth_allmulticast_enable(self.id) };
+        // a PMD without the mode (pcap, memif) already passes everything up
+        if ret != -(libc::ENOTSUP) && ret != -(libc::EOPNOTSUPP) {
+            check("rte_eth_allmulticast_enable", ret)?;
         }
         Ok((rxqs, txqs))
     }
@@ -529,9 +556,24 @@ pub fn rss_hash_types(offered: u64) -> u64 {
             | NONFRAG_IPV6_OTHER)
 }
 
+/// The 4-tuple hash types (both families) missing from `types`.
+pub fn rss_missing_l4(types: u64) -> Vec<&'static str> {
+    use dpdk_sys::rss::*;
+    [
+        (NONFRAG_IPV4_TCP, "ipv4-tcp"),
+        (NONFRAG_IPV4_UDP, "ipv4-udp"),
+        (NONFRAG_IPV6_TCP, "ipv6-tcp"),
+        (NONFRAG_IPV6_UDP, "ipv6-udp"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| types & bit == 0)
+    .map(|(_, name)| name)
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::rss_hash_types;
+    use super::{rss_hash_types, rss_missing_l4};
     use dpdk_sys::rss::*;
 
     #[test]
@@ -556,5 +598,10 @@ mod tests {
             NONFRAG_IPV6_TCP
         );
         assert_eq!(rss_hash_types(0), 0);
+        assert!(rss_missing_l4(t).is_empty());
+        assert_eq!(
+            rss_missing_l4(rss_hash_types(IP | NONFRAG_IPV4_TCP | NONFRAG_IPV4_UDP)),
+            ["ipv6-tcp", "ipv6-udp"]
+        );
     }
 }
