@@ -722,3 +722,91 @@ fn packet_too_big_about_a_tunnel_packet_is_relayed_to_the_client() {
         .build();
     assert_eq!(run(&mut lb, &foreign).0, FwdVerdict::NotService);
 }
+
+mod two_cores {
+    use super::*;
+    use crate::lb::family::Family;
+    use crate::lb::owner::RssOwner;
+
+    fn cores(method: FwdMethod) -> (Vec<CoreLb>, Arc<RssOwner>) {
+        let rss = Arc::new(RssOwner::round_robin(2, 128));
+        let mut t = ServiceTable::new(16);
+        let mut cfg = ServiceConfig::with_scheduler("rr");
+        cfg.local_addresses = vec![IpAddr::V6(LIP)];
+        let key = ServiceKey::tcp(IpAddr::V6(VIP), VPORT);
+        t.add_service(key, cfg).unwrap();
+        t.add_dest(&key, RealServerConfig::new(IpAddr::V6(RIP), RPORT, method))
+            .unwrap();
+        let global = Arc::new(GlobalLoad::new(t.dest_capacity()));
+        let lbs = (0..2u16)
+            .map(|core| {
+                let c = CoreLbConfig {
+                    core,
+                    cores: 2,
+                    conn_capacity: 1024,
+                    conn_capacity6: 1024,
+                    hash_seed: Some(7),
+                    ..CoreLbConfig::default()
+                };
+                CoreLb::new(c, t.snapshot(), global.clone(), Some(rss.clone()), 0).unwrap()
+            })
+            .collect();
+        (lbs, rss)
+    }
+
+    #[test]
+    fn nat_connections_live_where_their_replies_land() {
+        let (mut lbs, rss) = cores(FwdMethod::Masq);
+        let mut steered = 0;
+        for cport in 40000..40064u16 {
+            let syn = seg((CIP, cport), (VIP, VPORT), tcp::SYN, 64).build();
+            let mut p = VecPacket::with_room(&syn, 128, 64);
+            let owner = Ipv6Addr::owner(&rss, RIP, CIP, RPORT, cport);
+            let v = lbs[0].process(&mut p, None, 1);
+            let v = match v {
+                FwdVerdict::Steer { core, meta } => {
+                    assert_eq!(core, owner);
+                    steered += 1;
+                    lbs[usize::from(core)].process(&mut p, Some(meta), 1)
+                }
+                v => {
+                    assert_eq!(owner, 0);
+                    v
+                }
+            };
+            assert_eq!(v, to(RIP));
+            let reply = seg((RIP, RPORT), (CIP, cport), tcp::SYN | tcp::ACK, 64).build();
+            let (v, out) = run(&mut lbs[usize::from(owner)], &reply);
+            assert_eq!(v, to(CIP));
+            assert_eq!(
+                out,
+                seg((VIP, VPORT), (CIP, cport), tcp::SYN | tcp::ACK, 63).build()
+            );
+            // later requests arriving on core 0 follow the redirect
+            let ack = seg((CIP, cport), (VIP, VPORT), tcp::ACK, 64).build();
+            let mut p = VecPacket::with_room(&ack, 128, 64);
+            let v = match lbs[0].process(&mut p, None, 2) {
+                FwdVerdict::Steer { core, meta } => {
+                    lbs[usize::from(core)].process(&mut p, Some(meta), 2)
+                }
+                v => v,
+            };
+            assert_eq!(v, to(RIP));
+        }
+        assert!(steered > 10 && steered < 54, "{steered}");
+    }
+
+    #[test]
+    fn fullnat_local_ports_keep_replies_on_the_core() {
+        let (mut lbs, rss) = cores(FwdMethod::FullNat);
+        for core in 0..2u16 {
+            for cport in 40000..40032u16 {
+                let syn = seg((CIP, cport), (VIP, VPORT), tcp::SYN, 64).build();
+                let (v, out) = run(&mut lbs[usize::from(core)], &syn);
+                assert_eq!(v, to(RIP));
+                let lport = u16::from_be_bytes([out[54], out[55]]);
+                assert_eq!(Ipv6Addr::owner(&rss, RIP, LIP, RPORT, lport), core);
+            }
+        }
+    }
+}
