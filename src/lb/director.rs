@@ -100,6 +100,7 @@ use crate::lb::icmp_limit::{IcmpLimitConfig, IcmpLimiter, Verdict as IcmpVerdict
 use crate::lb::laddr::{LocalPortStats, LocalPorts, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN};
 use crate::lb::load::{CoreLoad, DestId, GlobalLoad, SummedLoad};
 use crate::lb::mark::MarkRules;
+use crate::lb::nat64;
 use crate::lb::owner::RssOwner;
 use crate::lb::packet::PacketBuf;
 use crate::lb::persist::{PersistError, PersistKey};
@@ -937,7 +938,10 @@ impl CoreLb {
             }
             PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, info, meta, now_ms, pre),
             PROTO_ICMP => match &info.icmp {
-                Some(q) => self.handle_icmp_error(pkt, info, q, meta),
+                Some(q) => match self.handle_icmp_error(pkt, info, q, meta) {
+                    FwdVerdict::NotService if self.nat64 => self.nat64_icmp4(pkt, info, q),
+                    v => v,
+                },
                 None => FwdVerdict::NotService,
             },
             _ => FwdVerdict::NotService,
@@ -1964,6 +1968,49 @@ impl CoreLb {
         self.forward_conn(pkt, &mapped, id, &c, Direction::Output, now_ms)
     }
 
+    /// An IPv4 ICMP error that is about no IPv4 connection while NAT64
+    /// services exist: if it quotes a NAT64 connection's IPv4 request
+    /// (LIP → RIP), it goes to the client as ICMPv6 ([`nat64::icmp_4to6`]).
+    #[inline(never)]
+    fn nat64_icmp4<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo<Ipv4Addr>,
+        q: &IcmpQuote<Ipv4Addr>,
+    ) -> FwdVerdict {
+        if q.tunnel.is_some() {
+            return FwdVerdict::NotService;
+        }
+        let (qsrc, qdst) = (q.src.to_ipv6_mapped(), q.dst.to_ipv6_mapped());
+        let tuple = tcp_udp_tuple(q.proto, (qdst, q.dport), (qsrc, q.sport));
+        let Some((id, Direction::Output)) = self.conns6.peek(&tuple) else {
+            return FwdVerdict::NotService;
+        };
+        let Some(c) = self.conns6.get(id).copied() else {
+            return FwdVerdict::NotService;
+        };
+        let f = Flow::<Ipv6Addr>::of(&c);
+        if c.fwd() != FwdMethod::FullNat || !f.real.0.is_mapped_v4() {
+            return FwdVerdict::NotService;
+        }
+        if !fwd::icmp_checksum_ok(pkt.data(), info) {
+            return FwdVerdict::Drop(FwdDrop::BadIcmpChecksum);
+        }
+        if info.ttl <= 1 {
+            return FwdVerdict::Drop(FwdDrop::TtlExpired);
+        }
+        let bytes = info.ip_len() as u64;
+        if !nat64::icmp_4to6(pkt, info, q, (f.virt.0, f.client.0), f.client, f.virt) {
+            return FwdVerdict::Drop(FwdDrop::Nat64Untranslatable);
+        }
+        let (dest, slot) = (c.dest(), self.dest_svc_slot(c.dest()));
+        self.stats.add_out(dest, slot, bytes);
+        self.stats.count_event(FwdEvent::IcmpForwarded);
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V6(f.client.0),
+        }
+    }
+
     /// TUN toward `rip` (IPv4-in-IPv4, IPv6-in-IPv6, or IPv6-in-IPv4 for
     /// an IPv4-mapped `rip`); too big with DF (always, for IPv6): the
     /// frag-needed / Packet Too Big goes back to the client instead.
@@ -2035,10 +2082,6 @@ impl CoreLb {
             return FwdVerdict::Drop(FwdDrop::TtlExpired);
         }
         let f = Flow::<A>::of(&c);
-        if f.real.0.is_mapped_v4() {
-            // NAT64 does not translate ICMP errors (yet)
-            return FwdVerdict::Drop(FwdDrop::Nat64Untranslatable);
-        }
         let (dest, slot) = (c.dest(), self.dest_svc_slot(c.dest()));
         let bytes = info.ip_len() as u64;
         let (t, next_hop) = match (f.fwd, dir) {
@@ -2099,6 +2142,21 @@ impl CoreLb {
                 return FwdVerdict::NotService
             }
         };
+        if f.real.0.is_mapped_v4() {
+            // NAT64: an ICMPv6 error from the client's side becomes ICMPv4
+            // for the server (its IPv4 errors: CoreLb::nat64_icmp4)
+            let outer = (t.outer_src, t.outer_dst);
+            if dir != Direction::Input
+                || !A::nat64_icmp(pkt, info, q, outer, t.quote_src, t.quote_dst)
+            {
+                return FwdVerdict::Drop(FwdDrop::Nat64Untranslatable);
+            }
+            self.stats.add_in(dest, slot, bytes);
+            self.stats.count_event(FwdEvent::IcmpForwarded);
+            return FwdVerdict::Forward {
+                next_hop: next_hop.ip(),
+            };
+        }
         match dir {
             Direction::Input => self.stats.add_in(dest, slot, bytes),
             Direction::Output => self.stats.add_out(dest, slot, bytes),

@@ -582,6 +582,96 @@ mod nat64 {
     }
 
     #[test]
+    fn icmp_errors_are_translated_both_ways() {
+        let mut lb = lb();
+        let syn = seg((CIP, CPORT), (VIP, VPORT), tcp::SYN, 64).build();
+        let (_, sent) = run(&mut lb, &syn);
+        let lport = u16::from_be_bytes([sent[34], sent[35]]);
+        // the server's side: port unreachable about our IPv4 request
+        let unreach = eth()
+            .ipv4(RIP4, LIP4)
+            .ttl(64)
+            .icmp(3, 3, 0)
+            .payload(&sent[14..])
+            .build();
+        let (v, out) = run(&mut lb, &unreach);
+        assert_eq!(v, to(CIP));
+        let want = eth()
+            .ipv6(VIP, CIP)
+            .ttl(63)
+            .icmpv6(icmpv6::TYPE_DEST_UNREACHABLE, 4, 0)
+            .payload(&seg((CIP, CPORT), (VIP, VPORT), tcp::SYN, 63).build()[14..])
+            .build();
+        assert_eq!(
+            out, want,
+            "ICMPv4 3/3 -> ICMPv6 1/4 about the client's packet"
+        );
+        // frag needed: Packet Too Big, 20 bytes more
+        let frag = eth()
+            .ipv4(RIP4, LIP4)
+            .icmp(3, 4, 1400)
+            .payload(&sent[14..14 + 28])
+            .build();
+        let (v, out) = run(&mut lb, &frag);
+        assert_eq!(v, to(CIP));
+        assert_eq!(out[54], icmpv6::TYPE_PACKET_TOO_BIG);
+        assert_eq!(
+            u32::from_be_bytes([out[58], out[59], out[60], out[61]]),
+            1420
+        );
+        assert_eq!(l4_verify(&out), 0);
+        // the client's side: port unreachable about our IPv6 reply
+        let synack = v4seg((RIP4, RPORT), (LIP4, lport), tcp::SYN | tcp::ACK, 64).build();
+        let (_, reply) = run(&mut lb, &synack);
+        let back = eth()
+            .ipv6(CIP, VIP)
+            .ttl(64)
+            .icmpv6(icmpv6::TYPE_DEST_UNREACHABLE, 4, 0)
+            .payload(&reply[14..])
+            .build();
+        let (v, out) = run(&mut lb, &back);
+        assert_eq!(
+            v,
+            FwdVerdict::Forward {
+                next_hop: IpAddr::V4(RIP4)
+            }
+        );
+        let quoted = eth()
+            .ipv4(RIP4, LIP4)
+            .ttl(63)
+            .ident(0)
+            .dont_frag(true)
+            .tcp(RPORT, lport, tcp::SYN | tcp::ACK)
+            .seq(0x1000_0000 + u32::from(tcp::SYN | tcp::ACK))
+            .ack(0x2000_0000)
+            .window(29200)
+            .payload(b"hello")
+            .build();
+        let want = eth()
+            .ipv4(LIP4, RIP4)
+            .ttl(63)
+            .ident(0)
+            .dont_frag(false)
+            .icmp(3, 3, 0)
+            .payload(&quoted[14..])
+            .build();
+        assert_eq!(
+            out, want,
+            "ICMPv6 1/4 -> ICMPv4 3/3 about the server's packet"
+        );
+        // untranslatable: source quench
+        let quench = eth()
+            .ipv4(RIP4, LIP4)
+            .icmp(4, 0, 0)
+            .payload(&sent[14..14 + 28])
+            .build();
+        assert_eq!(
+            run(&mut lb, &quench).0,
+            FwdVerdict::Drop(FwdDrop::Nat64Untranslatable)
+        );
+    }
+
+    #[test]
     fn large_requests_get_df_and_ipv4_noise_is_not_ours() {
         let mut lb = lb();
         let big = eth()
