@@ -124,8 +124,10 @@ pub fn is_redirect<K: Addr>(c: &Conn<K>) -> bool {
 /// top two bits (new connection / existing) and, for a new connection, the
 /// chosen server's [`DestId`] in the low 32. Its raw value is never 0, so a
 /// ring may use 0 for "no metadata".
+/// (Held as two 32-bit halves: 4-byte alignment keeps [`FwdVerdict`], with
+/// its 17-byte IPv6-capable next hop, at 20 bytes rather than 24.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SteerMeta(u64);
+pub struct SteerMeta([u32; 2]);
 
 impl SteerMeta {
     const KIND_MASK: u64 = 3 << 62;
@@ -133,38 +135,47 @@ impl SteerMeta {
     const EXISTING: u64 = 2 << 62;
     const FRAGMENT: u64 = 3 << 62;
 
+    #[inline]
+    const fn of(v: u64) -> Self {
+        SteerMeta([(v >> 32) as u32, v as u32])
+    }
+    #[inline]
+    const fn get(self) -> u64 {
+        (self.0[0] as u64) << 32 | self.0[1] as u64
+    }
+
     /// First packet of a connection the steering core scheduled to `dest`.
     pub fn new_conn(dest: DestId) -> Self {
-        SteerMeta(Self::NEW | u64::from(dest))
+        Self::of(Self::NEW | u64::from(dest))
     }
     /// A packet of a connection that should exist on the receiving core.
     pub fn existing() -> Self {
-        SteerMeta(Self::EXISTING)
+        Self::of(Self::EXISTING)
     }
     /// An IPv4 fragment handed to the core that owns its datagram
     /// ([`crate::lb::frag`]): handled there as if it came from the wire.
     pub fn fragment() -> Self {
-        SteerMeta(Self::FRAGMENT)
+        Self::of(Self::FRAGMENT)
     }
     /// Whether this is a fragment steered by the fragment rule.
     pub fn is_fragment(self) -> bool {
-        self.0 & Self::KIND_MASK == Self::FRAGMENT
+        self.get() & Self::KIND_MASK == Self::FRAGMENT
     }
     /// From the raw value (as carried on a ring).
     pub fn from_raw(v: u64) -> Self {
-        SteerMeta(v)
+        Self::of(v)
     }
     /// The raw value.
     pub fn raw(self) -> u64 {
-        self.0
+        self.get()
     }
     /// The server chosen for a new connection.
     pub fn new_dest(self) -> Option<DestId> {
-        (self.0 & Self::KIND_MASK == Self::NEW).then_some(self.0 as u32)
+        (self.get() & Self::KIND_MASK == Self::NEW).then_some(self.0[1])
     }
     /// Whether this is a packet of an existing connection.
     pub fn is_existing(self) -> bool {
-        self.0 & Self::KIND_MASK == Self::EXISTING
+        self.get() & Self::KIND_MASK == Self::EXISTING
     }
 }
 
