@@ -78,6 +78,22 @@
 //! them, as it does neighbours). Until a template has propagated, a second
 //! core may schedule the same client elsewhere.
 //!
+//! # IPv6
+//!
+//! The per-packet path above is generic over the address family
+//! ([`crate::lb::family::Family`]) and monomorphised: IPv4 frames take the
+//! path they always took (batched lookups in [`CoreLb::process_burst`]);
+//! frames that are not IPv4 go to [`fwd6::classify6`] and the same logic
+//! over a second connection table of 128-bit keys (lookups one by one).
+//! Mixed families live in that IPv6 table with IPv4-mapped addresses:
+//! NAT64 ([`crate::lb::nat64`]: IPv6 VIP, IPv4 servers and local
+//! addresses; IPv4 packets matching no service are looked up there while a
+//! NAT64 service exists), TUN IPv6-in-IPv4 and IPv4-in-IPv6 (an IPv4
+//! service's flows to IPv6 tunnel servers). Not over IPv6: the SYN proxy
+//! (`ipv6_unsupported_feature`), fragments (`ipv6_fragment`), connection
+//! sync, the firewall-mark classifier, and template broadcast to other
+//! cores (IPv6 templates stay on their core).
+//!
 //! Counters: every drop is counted here, in the core's [`StatsTable`],
 //! with its reason; the data plane must not count `Drop` verdicts again.
 
@@ -1832,8 +1848,9 @@ impl CoreLb {
         f: &Flow<A>,
         dir: Direction,
     ) -> FwdVerdict {
-        // a NIC cannot checksum a fragment: those keep the software update
-        let csum = if info.first_fragment {
+        // a NIC cannot checksum a fragment: those keep the software update;
+        // so do IPv6 packets (the data plane prepares IPv4 offloads only)
+        let csum = if info.first_fragment || A::IS_V6 {
             L4Csum::Update
         } else {
             self.cfg.l4_csum

@@ -907,3 +907,28 @@ fn the_verdict_stays_small() {
     // over IPv4's 16, not 8 (SteerMeta's 4-byte alignment)
     assert_eq!(std::mem::size_of::<FwdVerdict>(), 20);
 }
+
+#[test]
+fn ipv6_checksums_are_updated_even_with_offload_configured() {
+    // the data plane prepares IPv4 checksum offloads only
+    let mut t = ServiceTable::new(16);
+    let key = ServiceKey::tcp(IpAddr::V6(VIP), VPORT);
+    t.add_service(key, ServiceConfig::with_scheduler("rr"))
+        .unwrap();
+    t.add_dest(
+        &key,
+        RealServerConfig::new(IpAddr::V6(RIP), RPORT, FwdMethod::Masq),
+    )
+    .unwrap();
+    let global = Arc::new(GlobalLoad::new(t.dest_capacity()));
+    let c = CoreLbConfig {
+        l4_csum: L4Csum::Skip,
+        conn_capacity6: 64,
+        hash_seed: Some(7),
+        ..CoreLbConfig::default()
+    };
+    let mut lb = CoreLb::new(c, t.snapshot(), global, None, 0).unwrap();
+    let syn = seg((CIP, CPORT), (VIP, VPORT), tcp::SYN, 64).build();
+    let (_, out) = run(&mut lb, &syn);
+    assert_eq!(out, seg((CIP, CPORT), (RIP, RPORT), tcp::SYN, 63).build());
+}
