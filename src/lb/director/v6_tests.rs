@@ -355,6 +355,14 @@ fn malformed_ipv6_is_dropped_and_counted() {
     let mut cut = with_ext(&syn, 60, &[6, 0, 1, 4, 0, 0, 0, 0]);
     cut[55] = 200;
     cases.push(("truncated extension header", cut, FwdDrop::Ipv6ExtHeaders));
+    // an extension header the walker cannot cross (mobility)
+    let mut mobility = syn.clone();
+    mobility[20] = 135;
+    cases.push((
+        "unknown extension header",
+        mobility,
+        FwdDrop::Ipv6ExtHeaders,
+    ));
     // fragments: first (offset 0, M) and later
     let first = with_ext(&syn, 44, &[6, 0, 0, 1, 0, 0, 0, 9]);
     cases.push(("first fragment", first, FwdDrop::Ipv6Fragment));
