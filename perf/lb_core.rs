@@ -1,7 +1,7 @@
 //! IPVS core benchmark: connection table and schedulers, one core, no DPDK.
 //! Run: `cargo bench --bench lb_core` (add `-- --quick` for a short run;
 //! name sections to run only those: `-- --quick fwd`; sections: conn,
-//! sched, fwd, synproxy, sync).
+//! sched, fwd, synproxy, sync). `--family 6`: the fwd section over IPv6.
 
 #[path = "lb_core/conn.rs"]
 mod conn;
@@ -39,7 +39,8 @@ fn main() {
         sched::run(quick);
     }
     if wanted("fwd") {
-        fwd::run(quick);
+        let v6 = args.windows(2).any(|w| w[0] == "--family" && w[1] == "6");
+        fwd::run(quick, if v6 { fwd::Family::V6 } else { fwd::Family::V4 });
     }
     if wanted("synproxy") {
         synproxy::run(quick);

@@ -1,10 +1,11 @@
 //! Forwarding benchmark: packets per second through `CoreLb::process` on
 //! one core, 64-byte TCP frames (60 bytes without FCS) in `VecPacket`s,
 //! for each method: new connections (SYN), then requests and replies of
-//! established flows, at 1K and 1M live flows.
+//! established flows, at 1K and 1M live flows. `--family 6`: the same over
+//! IPv6 (78-byte frames: the smallest IPv6 TCP frame, 74 without FCS).
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,66 +17,144 @@ use vsd::lb::service::{RealServerConfig, ServiceConfig, ServiceKey, ServiceTable
 use vsd::lb::types::FwdMethod;
 use vsd::wire::{tcp, MacAddr, PacketBuilder};
 
-const FRAME: usize = 60;
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const DIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x64);
+const DIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+
+/// The address family measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// Frame length without FCS (64 and 78 bytes on the wire).
+    fn frame(self) -> usize {
+        match self {
+            Family::V4 => 60,
+            Family::V6 => 74,
+        }
+    }
+    fn vip(self) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(VIP),
+            Family::V6 => IpAddr::V6(VIP6),
+        }
+    }
+    /// The `i`th address of a block (`block` 1: servers, 2: local).
+    fn addr(self, block: u32, i: u32) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(Ipv4Addr::from(0xc612_0001 + (block << 8) + i)),
+            Family::V6 => IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                2,
+                0,
+                block as u16,
+                0,
+                0,
+                0,
+                i as u16 + 1,
+            )),
+        }
+    }
+}
 const SERVERS: u32 = 16;
 const LOCAL_ADDRS: u32 = 4;
 const CLIENT_PORTS: u32 = 50_000;
 
-fn template(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
-    PacketBuilder::ethernet(MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]))
-        .ipv4(src, dst)
-        .tcp(sport, dport, flags)
-        .pad_to(FRAME)
-        .build()
+fn template(fam: Family, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let b = PacketBuilder::ethernet(MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
+    let b = match fam {
+        Family::V4 => b.ipv4(VIP, VIP),
+        Family::V6 => b.ipv6(VIP6, VIP6),
+    };
+    b.tcp(sport, dport, flags).pad_to(fam.frame()).build()
+}
+
+fn octets(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
 }
 
 /// Write addresses and ports into a copy of `tpl` at `out`, fixing the
 /// IPv4 header checksum (the L4 checksum is not checked by the director).
-fn patch(out: &mut [u8], tpl: &[u8], src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) {
+fn patch(out: &mut [u8], tpl: &[u8], src: (IpAddr, u16), dst: (IpAddr, u16)) {
     out.copy_from_slice(tpl);
-    out[26..30].copy_from_slice(&src.0.octets());
-    out[30..34].copy_from_slice(&dst.0.octets());
-    out[34..36].copy_from_slice(&src.1.to_be_bytes());
-    out[36..38].copy_from_slice(&dst.1.to_be_bytes());
-    out[24..26].copy_from_slice(&[0, 0]);
-    let c = vsd::wire::checksum::checksum(&out[14..34]);
-    out[24..26].copy_from_slice(&c.to_be_bytes());
+    let (s, d, l4) = if src.0.is_ipv4() {
+        (26, 30, 34)
+    } else {
+        (22, 38, 54)
+    };
+    out[s..d].copy_from_slice(&octets(src.0));
+    out[d..l4].copy_from_slice(&octets(dst.0));
+    out[l4..l4 + 2].copy_from_slice(&src.1.to_be_bytes());
+    out[l4 + 2..l4 + 4].copy_from_slice(&dst.1.to_be_bytes());
+    if src.0.is_ipv4() {
+        out[24..26].copy_from_slice(&[0, 0]);
+        let c = vsd::wire::checksum::checksum(&out[14..34]);
+        out[24..26].copy_from_slice(&c.to_be_bytes());
+    }
 }
 
-fn client(i: u32) -> (Ipv4Addr, u16) {
-    (
-        Ipv4Addr::from(0xc613_0000 + i / CLIENT_PORTS),
-        1024 + (i % CLIENT_PORTS) as u16,
-    )
+fn client(fam: Family, i: u32) -> (IpAddr, u16) {
+    let host = i / CLIENT_PORTS;
+    let a = match fam {
+        Family::V4 => IpAddr::V4(Ipv4Addr::from(0xc613_0000 + host)),
+        Family::V6 => IpAddr::V6(Ipv6Addr::new(
+            0x2001,
+            2,
+            0,
+            0xc,
+            0,
+            0,
+            (host >> 16) as u16,
+            host as u16,
+        )),
+    };
+    (a, 1024 + (i % CLIENT_PORTS) as u16)
 }
 
-fn director(method: FwdMethod, flows: usize) -> CoreLb {
+fn director(fam: Family, method: FwdMethod, flows: usize) -> CoreLb {
     let rport = match method {
         FwdMethod::Route | FwdMethod::Tunnel => 80,
         _ => 8080,
     };
-    let key = ServiceKey::tcp(IpAddr::V4(VIP), 80);
+    let key = ServiceKey::tcp(fam.vip(), 80);
     let mut t = ServiceTable::new(64);
     let mut cfg = ServiceConfig::with_scheduler("rr");
-    cfg.local_addresses = (0..LOCAL_ADDRS)
-        .map(|i| IpAddr::V4(Ipv4Addr::from(0xc612_0201 + i)))
-        .collect();
+    cfg.local_addresses = (0..LOCAL_ADDRS).map(|i| fam.addr(2, i)).collect();
     t.add_service(key, cfg).expect("service");
     for i in 0..SERVERS {
-        let a = IpAddr::V4(Ipv4Addr::from(0xc612_0101 + i));
-        t.add_dest(&key, RealServerConfig::new(a, rport, method))
+        t.add_dest(&key, RealServerConfig::new(fam.addr(1, i), rport, method))
             .expect("server");
     }
     let global = Arc::new(GlobalLoad::new(t.dest_capacity()));
+    let capacity = flows + flows / 8 + 1024;
     let cfg = CoreLbConfig {
         tun_source: DIP,
-        conn_capacity: flows + flows / 8 + 1024,
+        tun_source6: DIP6,
+        conn_capacity: if fam == Family::V4 { capacity } else { 1024 },
+        conn_capacity6: if fam == Family::V6 { capacity } else { 1024 },
         hash_seed: Some(0x5eed),
         ..CoreLbConfig::default()
     };
     CoreLb::new(cfg, t.snapshot(), global, None, 0).expect("director")
+}
+
+/// The addresses and ports of a frame the director sent.
+fn endpoints(frame: &[u8]) -> (IpAddr, u16, IpAddr, u16) {
+    if let Some(i) = fwd::classify(frame).ok().flatten() {
+        return (IpAddr::V4(i.src), i.sport, IpAddr::V4(i.dst), i.dport);
+    }
+    let i = vsd::lb::fwd6::classify6(frame)
+        .ok()
+        .flatten()
+        .expect("valid output");
+    (IpAddr::V6(i.src), i.sport, IpAddr::V6(i.dst), i.dport)
 }
 
 struct Row {
@@ -105,11 +184,13 @@ fn gcd(a: usize, b: usize) -> usize {
     }
 }
 
-fn bench(method: FwdMethod, flows: usize, packets: usize) -> Row {
-    let mut lb = director(method, flows);
-    let syn_tpl = template(VIP, VIP, 1, 80, tcp::SYN);
-    let ack_tpl = template(VIP, VIP, 1, 80, tcp::ACK);
-    let reply_tpl = template(VIP, VIP, 1, 1, tcp::ACK);
+fn bench(fam: Family, method: FwdMethod, flows: usize, packets: usize) -> Row {
+    #[allow(non_snake_case)]
+    let FRAME = fam.frame();
+    let mut lb = director(fam, method, flows);
+    let syn_tpl = template(fam, 1, 80, tcp::SYN);
+    let ack_tpl = template(fam, 1, 80, tcp::ACK);
+    let reply_tpl = template(fam, 1, 1, tcp::ACK);
     // Frames are laid out in the order they are sent, so reading them is
     // sequential as it is from an RX ring; the flows are visited in a
     // scattered order, so connection lookups are not.
@@ -117,23 +198,24 @@ fn bench(method: FwdMethod, flows: usize, packets: usize) -> Row {
     let mut syns = vec![0u8; flows * FRAME];
     let mut acks = vec![0u8; flows * FRAME];
     for (k, &i) in visit.iter().enumerate() {
-        let c = client(i as u32);
+        let c = client(fam, i as u32);
         patch(
             &mut syns[i * FRAME..(i + 1) * FRAME],
             &syn_tpl,
             c,
-            (VIP, 80),
+            (fam.vip(), 80),
         );
         patch(
             &mut acks[k * FRAME..(k + 1) * FRAME],
             &ack_tpl,
             c,
-            (VIP, 80),
+            (fam.vip(), 80),
         );
     }
     let mut pkt = VecPacket::new(&syn_tpl);
     // New connections, in client order; remember what each became.
-    let mut became = vec![(Ipv4Addr::UNSPECIFIED, 0u16, Ipv4Addr::UNSPECIFIED, 0u16); flows];
+    let none = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let mut became = vec![(none, 0u16, none, 0u16); flows];
     let start = Instant::now();
     for (i, b) in became.iter_mut().enumerate() {
         pkt.reset(
@@ -146,11 +228,7 @@ fn bench(method: FwdMethod, flows: usize, packets: usize) -> Row {
             "{method:?} SYN {i}: {v:?}"
         );
         if method.sees_replies() {
-            let out = fwd::classify(pkt.data())
-                .ok()
-                .flatten()
-                .expect("valid output");
-            *b = (out.src, out.sport, out.dst, out.dport);
+            *b = endpoints(pkt.data());
         }
     }
     let syn_per_s = flows as f64 / start.elapsed().as_secs_f64();
@@ -227,7 +305,7 @@ fn bench(method: FwdMethod, flows: usize, packets: usize) -> Row {
     }
 }
 
-pub fn run(quick: bool) {
+pub fn run(quick: bool, fam: Family) {
     let sizes: &[usize] = if quick {
         &[1_000, 100_000]
     } else {
@@ -235,7 +313,10 @@ pub fn run(quick: bool) {
     };
     let packets = if quick { 1 << 20 } else { 4 << 20 };
     println!();
-    println!("Forwarding through CoreLb, one core, 64-byte TCP frames (M packets/s)");
+    println!(
+        "Forwarding through CoreLb, one core, {}-byte {fam:?} TCP frames (M packets/s)",
+        fam.frame() + 4
+    );
     println!("one: process() per packet; x32: process_burst() of 32");
     println!(
         "{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -250,7 +331,7 @@ pub fn run(quick: bool) {
         FwdMethod::Tunnel,
     ] {
         for &n in sizes {
-            let r = bench(method, n, packets);
+            let r = bench(fam, method, n, packets);
             println!(
                 "{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
                 r.method.name(),

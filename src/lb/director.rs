@@ -78,6 +78,22 @@
 //! them, as it does neighbours). Until a template has propagated, a second
 //! core may schedule the same client elsewhere.
 //!
+//! # IPv6
+//!
+//! The per-packet path above is generic over the address family
+//! ([`crate::lb::family::Family`]) and monomorphised: IPv4 frames take the
+//! path they always took (batched lookups in [`CoreLb::process_burst`]);
+//! frames that are not IPv4 go to [`fwd6::classify6`] and the same logic
+//! over a second connection table of 128-bit keys (lookups one by one).
+//! Mixed families live in that IPv6 table with IPv4-mapped addresses:
+//! NAT64 ([`crate::lb::nat64`]: IPv6 VIP, IPv4 servers and local
+//! addresses; IPv4 packets matching no service are looked up there while a
+//! NAT64 service exists), TUN IPv6-in-IPv4 and IPv4-in-IPv6 (an IPv4
+//! service's flows to IPv6 tunnel servers). Not over IPv6: the SYN proxy
+//! (`ipv6_unsupported_feature`), fragments (`ipv6_fragment`), connection
+//! sync, the firewall-mark classifier, and template broadcast to other
+//! cores (IPv6 templates stay on their core).
+//!
 //! Counters: every drop is counted here, in the core's [`StatsTable`],
 //! with its reason; the data plane must not count `Drop` verdicts again.
 
@@ -100,6 +116,7 @@ use crate::lb::icmp_limit::{IcmpLimitConfig, IcmpLimiter, Verdict as IcmpVerdict
 use crate::lb::laddr::{LocalPortStats, LocalPorts, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN};
 use crate::lb::load::{CoreLoad, DestId, GlobalLoad, SummedLoad};
 use crate::lb::mark::MarkRules;
+use crate::lb::nat64;
 use crate::lb::owner::RssOwner;
 use crate::lb::packet::PacketBuf;
 use crate::lb::persist::{PersistError, PersistKey};
@@ -123,8 +140,10 @@ pub fn is_redirect<K: Addr>(c: &Conn<K>) -> bool {
 /// top two bits (new connection / existing) and, for a new connection, the
 /// chosen server's [`DestId`] in the low 32. Its raw value is never 0, so a
 /// ring may use 0 for "no metadata".
+/// (Held as two 32-bit halves: 4-byte alignment keeps [`FwdVerdict`], with
+/// its 17-byte IPv6-capable next hop, at 20 bytes rather than 24.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SteerMeta(u64);
+pub struct SteerMeta([u32; 2]);
 
 impl SteerMeta {
     const KIND_MASK: u64 = 3 << 62;
@@ -132,38 +151,47 @@ impl SteerMeta {
     const EXISTING: u64 = 2 << 62;
     const FRAGMENT: u64 = 3 << 62;
 
+    #[inline]
+    const fn of(v: u64) -> Self {
+        SteerMeta([(v >> 32) as u32, v as u32])
+    }
+    #[inline]
+    const fn get(self) -> u64 {
+        (self.0[0] as u64) << 32 | self.0[1] as u64
+    }
+
     /// First packet of a connection the steering core scheduled to `dest`.
     pub fn new_conn(dest: DestId) -> Self {
-        SteerMeta(Self::NEW | u64::from(dest))
+        Self::of(Self::NEW | u64::from(dest))
     }
     /// A packet of a connection that should exist on the receiving core.
     pub fn existing() -> Self {
-        SteerMeta(Self::EXISTING)
+        Self::of(Self::EXISTING)
     }
     /// An IPv4 fragment handed to the core that owns its datagram
     /// ([`crate::lb::frag`]): handled there as if it came from the wire.
     pub fn fragment() -> Self {
-        SteerMeta(Self::FRAGMENT)
+        Self::of(Self::FRAGMENT)
     }
     /// Whether this is a fragment steered by the fragment rule.
     pub fn is_fragment(self) -> bool {
-        self.0 & Self::KIND_MASK == Self::FRAGMENT
+        self.get() & Self::KIND_MASK == Self::FRAGMENT
     }
     /// From the raw value (as carried on a ring).
     pub fn from_raw(v: u64) -> Self {
-        SteerMeta(v)
+        Self::of(v)
     }
     /// The raw value.
     pub fn raw(self) -> u64 {
-        self.0
+        self.get()
     }
     /// The server chosen for a new connection.
     pub fn new_dest(self) -> Option<DestId> {
-        (self.0 & Self::KIND_MASK == Self::NEW).then_some(self.0 as u32)
+        (self.get() & Self::KIND_MASK == Self::NEW).then_some(self.0[1])
     }
     /// Whether this is a packet of an existing connection.
     pub fn is_existing(self) -> bool {
-        self.0 & Self::KIND_MASK == Self::EXISTING
+        self.get() & Self::KIND_MASK == Self::EXISTING
     }
 }
 
@@ -937,7 +965,10 @@ impl CoreLb {
             }
             PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, info, meta, now_ms, pre),
             PROTO_ICMP => match &info.icmp {
-                Some(q) => self.handle_icmp_error(pkt, info, q, meta),
+                Some(q) => match self.handle_icmp_error(pkt, info, q, meta) {
+                    FwdVerdict::NotService if self.nat64 => self.nat64_icmp4(pkt, info, q),
+                    v => v,
+                },
                 None => FwdVerdict::NotService,
             },
             _ => FwdVerdict::NotService,
@@ -1817,8 +1848,9 @@ impl CoreLb {
         f: &Flow<A>,
         dir: Direction,
     ) -> FwdVerdict {
-        // a NIC cannot checksum a fragment: those keep the software update
-        let csum = if info.first_fragment {
+        // a NIC cannot checksum a fragment: those keep the software update;
+        // so do IPv6 packets (the data plane prepares IPv4 offloads only)
+        let csum = if info.first_fragment || A::IS_V6 {
             L4Csum::Update
         } else {
             self.cfg.l4_csum
@@ -1964,6 +1996,49 @@ impl CoreLb {
         self.forward_conn(pkt, &mapped, id, &c, Direction::Output, now_ms)
     }
 
+    /// An IPv4 ICMP error that is about no IPv4 connection while NAT64
+    /// services exist: if it quotes a NAT64 connection's IPv4 request
+    /// (LIP → RIP), it goes to the client as ICMPv6 ([`nat64::icmp_4to6`]).
+    #[inline(never)]
+    fn nat64_icmp4<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo<Ipv4Addr>,
+        q: &IcmpQuote<Ipv4Addr>,
+    ) -> FwdVerdict {
+        if q.tunnel.is_some() {
+            return FwdVerdict::NotService;
+        }
+        let (qsrc, qdst) = (q.src.to_ipv6_mapped(), q.dst.to_ipv6_mapped());
+        let tuple = tcp_udp_tuple(q.proto, (qdst, q.dport), (qsrc, q.sport));
+        let Some((id, Direction::Output)) = self.conns6.peek(&tuple) else {
+            return FwdVerdict::NotService;
+        };
+        let Some(c) = self.conns6.get(id).copied() else {
+            return FwdVerdict::NotService;
+        };
+        let f = Flow::<Ipv6Addr>::of(&c);
+        if c.fwd() != FwdMethod::FullNat || !f.real.0.is_mapped_v4() {
+            return FwdVerdict::NotService;
+        }
+        if !fwd::icmp_checksum_ok(pkt.data(), info) {
+            return FwdVerdict::Drop(FwdDrop::BadIcmpChecksum);
+        }
+        if info.ttl <= 1 {
+            return FwdVerdict::Drop(FwdDrop::TtlExpired);
+        }
+        let bytes = info.ip_len() as u64;
+        if !nat64::icmp_4to6(pkt, info, q, (f.virt.0, f.client.0), f.client, f.virt) {
+            return FwdVerdict::Drop(FwdDrop::Nat64Untranslatable);
+        }
+        let (dest, slot) = (c.dest(), self.dest_svc_slot(c.dest()));
+        self.stats.add_out(dest, slot, bytes);
+        self.stats.count_event(FwdEvent::IcmpForwarded);
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V6(f.client.0),
+        }
+    }
+
     /// TUN toward `rip` (IPv4-in-IPv4, IPv6-in-IPv6, or IPv6-in-IPv4 for
     /// an IPv4-mapped `rip`); too big with DF (always, for IPv6): the
     /// frag-needed / Packet Too Big goes back to the client instead.
@@ -2035,10 +2110,6 @@ impl CoreLb {
             return FwdVerdict::Drop(FwdDrop::TtlExpired);
         }
         let f = Flow::<A>::of(&c);
-        if f.real.0.is_mapped_v4() {
-            // NAT64 does not translate ICMP errors (yet)
-            return FwdVerdict::Drop(FwdDrop::Nat64Untranslatable);
-        }
         let (dest, slot) = (c.dest(), self.dest_svc_slot(c.dest()));
         let bytes = info.ip_len() as u64;
         let (t, next_hop) = match (f.fwd, dir) {
@@ -2099,6 +2170,21 @@ impl CoreLb {
                 return FwdVerdict::NotService
             }
         };
+        if f.real.0.is_mapped_v4() {
+            // NAT64: an ICMPv6 error from the client's side becomes ICMPv4
+            // for the server (its IPv4 errors: CoreLb::nat64_icmp4)
+            let outer = (t.outer_src, t.outer_dst);
+            if dir != Direction::Input
+                || !A::nat64_icmp(pkt, info, q, outer, t.quote_src, t.quote_dst)
+            {
+                return FwdVerdict::Drop(FwdDrop::Nat64Untranslatable);
+            }
+            self.stats.add_in(dest, slot, bytes);
+            self.stats.count_event(FwdEvent::IcmpForwarded);
+            return FwdVerdict::Forward {
+                next_hop: next_hop.ip(),
+            };
+        }
         match dir {
             Direction::Input => self.stats.add_in(dest, slot, bytes),
             Direction::Output => self.stats.add_out(dest, slot, bytes),

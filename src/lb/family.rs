@@ -131,6 +131,17 @@ pub trait Family: Copy + Eq + fmt::Debug + 'static {
         csum: L4Csum,
         ident: u16,
     ) -> Option<bool>;
+    /// NAT64: an ICMPv6 error from the client's side translated into
+    /// ICMPv4 for the server, with the new outer and quoted endpoints
+    /// (IPv4-mapped). False (never, for IPv4): untranslatable.
+    fn nat64_icmp<P: PacketBuf>(
+        pkt: &mut P,
+        info: &PacketInfo<Self>,
+        q: &IcmpQuote<Self>,
+        outer: (Self, Self),
+        quote_src: (Self, u16),
+        quote_dst: (Self, u16),
+    ) -> bool;
     /// Whether `self` is an IPv4 address in this family's connection
     /// (IPv4-mapped, for IPv6).
     fn is_mapped_v4(self) -> bool;
@@ -290,6 +301,16 @@ impl Family for Ipv4Addr {
         _ident: u16,
     ) -> Option<bool> {
         None
+    }
+    fn nat64_icmp<P: PacketBuf>(
+        _pkt: &mut P,
+        _info: &PacketInfo<Self>,
+        _q: &IcmpQuote<Self>,
+        _outer: (Self, Self),
+        _quote_src: (Self, u16),
+        _quote_dst: (Self, u16),
+    ) -> bool {
+        false
     }
     #[inline(always)]
     fn is_mapped_v4(self) -> bool {
@@ -514,6 +535,22 @@ impl Family for Ipv6Addr {
                 Some(nat64::reply_4to6(pkt, &wire, src, dst, csum))
             }
             _ => None,
+        }
+    }
+    fn nat64_icmp<P: PacketBuf>(
+        pkt: &mut P,
+        info: &PacketInfo<Self>,
+        q: &IcmpQuote<Self>,
+        outer: (Self, Self),
+        quote_src: (Self, u16),
+        quote_dst: (Self, u16),
+    ) -> bool {
+        let v4 = |a: Self| a.to_ipv4_mapped();
+        match (v4(outer.0), v4(outer.1), v4(quote_src.0), v4(quote_dst.0)) {
+            (Some(os), Some(od), Some(qs), Some(qd)) => {
+                nat64::icmp_6to4(pkt, info, q, (os, od), (qs, quote_src.1), (qd, quote_dst.1))
+            }
+            _ => false,
         }
     }
     #[inline]

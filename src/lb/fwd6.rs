@@ -19,8 +19,9 @@
 //!   server's problem, as the kernel's `ip_vs_tunnel_xmit_v6`);
 //! - extension headers are walked to the upper layer
 //!   ([`Ipv6Packet::upper_layer`]) and kept as they are; a chain cut short
-//!   or longer than [`crate::wire::ipv6::MAX_EXT_HEADERS`] is dropped
-//!   (`ipv6_ext_headers`). Fragments are dropped (`ipv6_fragment`):
+//!   or longer than [`crate::wire::ipv6::MAX_EXT_HEADERS`], or one the
+//!   walker cannot cross (AH, mobility, HIP, shim6, experimental), is
+//!   dropped (`ipv6_ext_headers`). Fragments are dropped (`ipv6_fragment`):
 //!   IPv4's first-fragment cache ([`crate::lb::frag`]) keys on the IPv4
 //!   identification, and an IPv6 fragment header is end to end (a path MTU
 //!   problem the sender must solve with the PTBs above). An atomic
@@ -49,6 +50,11 @@ pub const PROTO_ICMPV6: u8 = 58;
 pub const PROTO_IPV6: u8 = 41;
 /// The fixed IPv6 header.
 pub const IPV6_HEADER_LEN: usize = 40;
+/// Extension headers (RFC 7045's list) the walker does not cross:
+/// authentication (51), mobility (135), HIP (139), shim6 (140) and the
+/// experimental 253 and 254. What follows them is unknown: dropped as
+/// `ipv6_ext_headers`, not taken for an upper layer.
+const UNWALKED_EXT_HEADERS: [u8; 6] = [51, 135, 139, 140, 253, 254];
 /// Largest ICMPv6 error we originate: the IPv6 minimum MTU.
 const ICMPV6_ERROR_MAX: usize = icmpv6::IPV6_MIN_MTU;
 
@@ -94,6 +100,9 @@ pub fn classify6_at(frame: &[u8], l3: usize) -> Result<PacketInfo<Ipv6Addr>, Fwd
         return Err(FwdDrop::Ipv6Fragment);
     }
     let proto = upper.protocol.0;
+    if UNWALKED_EXT_HEADERS.contains(&proto) {
+        return Err(FwdDrop::Ipv6ExtHeaders);
+    }
     let l4 = l3 + upper.offset;
     let end = l3 + total;
     let mut info = PacketInfo {

@@ -19,8 +19,15 @@
 //!   ports) move the sum. A UDP datagram without a checksum (IPv4 allows
 //!   it, IPv6 does not) gets one computed in full on the way to IPv6
 //!   (RFC 7915 §4.5).
-//! - ICMP errors are not translated here (counted: `nat64_untranslatable`
-//!   in the director), nor are IPv4 fragments.
+//! - ICMP errors (§4.2–4.4, §5.2–5.4): an ICMPv4 error about a request
+//!   goes to the client as ICMPv6 ([`icmp_4to6`]), an ICMPv6 error about a
+//!   reply to the server as ICMPv4 ([`icmp_6to4`]): types and codes mapped
+//!   ([`map_icmp_4to6`], [`map_icmp_6to4`]; frag-needed ⇄ Packet Too Big
+//!   with the 20-byte header difference), the quoted packet translated
+//!   back to what its sender sent (addresses, ports, its checksum), the
+//!   outer checksum computed. Types with no counterpart (source quench,
+//!   parameter problems with a pointer) and IPv4 fragments are dropped
+//!   and counted (`nat64_untranslatable`).
 //!
 //! Failure modes: no headroom for the 20 extra bytes of the IPv6 header, or
 //! a frame shorter than its info says: `false`, nothing changed.
@@ -195,4 +202,231 @@ pub fn reply_4to6<P: PacketBuf>(
         }
     }
     true
+}
+
+/// Largest ICMPv4 error NAT64 sends (RFC 1812 §4.3.2.3: up to 576 bytes).
+const ICMP4_ERROR_MAX: usize = 576;
+/// Largest ICMPv6 error NAT64 sends: the IPv6 minimum MTU.
+const ICMP6_ERROR_MAX: usize = crate::wire::icmpv6::IPV6_MIN_MTU;
+
+/// RFC 7915 §4.2: an ICMPv4 error's type, code and rest as ICMPv6
+/// (`None`: not translated — source quench, parameter problem other than
+/// "protocol unreachable", and the administrative codes with no IPv6
+/// counterpart are dropped).
+pub fn map_icmp_4to6(msg_type: u8, code: u8, rest: u32) -> Option<(u8, u8, u32)> {
+    use crate::wire::icmpv6 as v6;
+    match (msg_type, code) {
+        (3, 0 | 1 | 5 | 6 | 7 | 8 | 11 | 12) => Some((v6::TYPE_DEST_UNREACHABLE, 0, 0)),
+        // protocol unreachable: parameter problem pointing at next header
+        (3, 2) => Some((v6::TYPE_PARAM_PROBLEM, 1, 6)),
+        (3, 3) => Some((v6::TYPE_DEST_UNREACHABLE, 4, 0)),
+        // fragmentation needed: Packet Too Big, the IPv6 header being 20
+        // bytes larger, never below 1280
+        (3, 4) => {
+            let mtu = (rest & 0xffff) + 20;
+            Some((v6::TYPE_PACKET_TOO_BIG, 0, mtu.max(v6::IPV6_MIN_MTU as u32)))
+        }
+        (3, 9 | 10 | 13 | 15) => Some((v6::TYPE_DEST_UNREACHABLE, 1, 0)),
+        (11, c) => Some((v6::TYPE_TIME_EXCEEDED, c, 0)),
+        _ => None,
+    }
+}
+
+/// RFC 7915 §5.2: an ICMPv6 error's type, code and rest as ICMPv4.
+pub fn map_icmp_6to4(msg_type: u8, code: u8, rest: u32) -> Option<(u8, u8, u32)> {
+    use crate::wire::icmpv6 as v6;
+    match (msg_type, code) {
+        (v6::TYPE_DEST_UNREACHABLE, 0 | 2 | 3) => Some((3, 1, 0)),
+        (v6::TYPE_DEST_UNREACHABLE, 1) => Some((3, 10, 0)),
+        (v6::TYPE_DEST_UNREACHABLE, 4) => Some((3, 3, 0)),
+        // Packet Too Big: fragmentation needed, 20 bytes less
+        (v6::TYPE_PACKET_TOO_BIG, _) => {
+            let mtu = rest.saturating_sub(20).min(0xffff);
+            Some((3, 4, mtu))
+        }
+        (v6::TYPE_TIME_EXCEEDED, c) => Some((11, c, 0)),
+        // unrecognised next header: protocol unreachable
+        (v6::TYPE_PARAM_PROBLEM, 1) => Some((3, 2, 0)),
+        _ => None,
+    }
+}
+
+/// Put `msg` (a whole IP packet) in place of the IP packet of `pkt` at
+/// `l3`, with EtherType `t`.
+fn replace_l3<P: PacketBuf>(pkt: &mut P, l3: usize, msg: &[u8], t: EtherType) -> bool {
+    let want = l3 + msg.len();
+    let have = pkt.len();
+    if have < want {
+        if !pkt.append(want - have) {
+            return false;
+        }
+    } else {
+        pkt.truncate(want);
+    }
+    let frame = pkt.data_mut();
+    match frame.get_mut(l3..want) {
+        Some(d) => d.copy_from_slice(msg),
+        None => return false,
+    }
+    set_ethertype(frame, l3, t);
+    true
+}
+
+/// The quoted transport header's new ports and checksum (`delta`: the
+/// pseudo-header's address change), in a copy of the quoted bytes.
+fn patch_quoted_l4(l4: &mut [u8], proto: u8, ports: (u16, u16), mut delta: u64) {
+    let old = (
+        l4.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]])),
+        l4.get(2..4).map_or(0, |b| u16::from_be_bytes([b[0], b[1]])),
+    );
+    delta += crate::lb::fwd::d16(old.0, ports.0) + crate::lb::fwd::d16(old.1, ports.1);
+    wr16(l4, 0, ports.0);
+    wr16(l4, 2, ports.1);
+    if let Some(off) = crate::lb::fwd::l4_csum_offset(proto) {
+        if let Some(b) = l4.get(off..off + 2) {
+            let c = u16::from_be_bytes([b[0], b[1]]);
+            if !(proto == PROTO_UDP && c == 0) {
+                let mut n = crate::lb::fwd::adjust(c, delta);
+                if proto == PROTO_UDP && n == 0 {
+                    n = 0xffff;
+                }
+                wr16(l4, off, n);
+            }
+        }
+    }
+}
+
+/// Translate an ICMPv4 error about a NAT64 connection's IPv4 packet into
+/// ICMPv6 for the client (RFC 7915 §4.2–4.4): outer header `outer` (from,
+/// to), type and code mapped, the quoted IPv4 packet turned into the
+/// IPv6 packet the client sent (`quote_src`, `quote_dst`, ports and
+/// checksum included). False (nothing changed) if it cannot be: the type
+/// has no ICMPv6 counterpart, the quote has IPv4 options, no room.
+pub fn icmp_4to6<P: PacketBuf>(
+    pkt: &mut P,
+    info: &PacketInfo<Ipv4Addr>,
+    q: &crate::lb::fwd::IcmpQuote<Ipv4Addr>,
+    outer: (Ipv6Addr, Ipv6Addr),
+    quote_src: (Ipv6Addr, u16),
+    quote_dst: (Ipv6Addr, u16),
+) -> bool {
+    let frame = pkt.data();
+    let rest = crate::lb::fwd::rd32(frame, info.l4 + 4);
+    let Some((t, code, rest)) = map_icmp_4to6(q.msg_type, q.code, rest) else {
+        return false;
+    };
+    if q.l4 != q.ip + IPV4_LEN {
+        return false;
+    }
+    let Some(qdata) = frame.get(q.l4..info.end) else {
+        return false;
+    };
+    let (qtos, qtotal, qttl) = (
+        frame.get(q.ip + 1).copied().unwrap_or(0),
+        crate::lb::fwd::rd16(frame, q.ip + 2),
+        frame.get(q.ip + 8).copied().unwrap_or(0),
+    );
+    let mut out = [0u8; ICMP6_ERROR_MAX];
+    let qlen = qdata.len().min(ICMP6_ERROR_MAX - 2 * IPV6_HEADER_LEN - 8);
+    let icmp_len = 8 + IPV6_HEADER_LEN + qlen;
+    let total = IPV6_HEADER_LEN + icmp_len;
+    // outer IPv6 header
+    out[0] = 0x60;
+    out[4..6].copy_from_slice(&(icmp_len as u16).to_be_bytes());
+    out[6] = crate::lb::fwd6::PROTO_ICMPV6;
+    out[7] = info.ttl.wrapping_sub(1);
+    out[8..24].copy_from_slice(&outer.0.octets());
+    out[24..40].copy_from_slice(&outer.1.octets());
+    out[40] = t;
+    out[41] = code;
+    out[44..48].copy_from_slice(&rest.to_be_bytes());
+    // the quoted packet as the client sent it
+    let qh = 48;
+    let first = (6u32 << 28) | (u32::from(qtos) << 20);
+    out[qh..qh + 4].copy_from_slice(&first.to_be_bytes());
+    out[qh + 4..qh + 6].copy_from_slice(&qtotal.saturating_sub(IPV4_LEN as u16).to_be_bytes());
+    out[qh + 6] = q.proto;
+    out[qh + 7] = qttl;
+    out[qh + 8..qh + 24].copy_from_slice(&quote_src.0.octets());
+    out[qh + 24..qh + 40].copy_from_slice(&quote_dst.0.octets());
+    let l4 = &mut out[qh + IPV6_HEADER_LEN..qh + IPV6_HEADER_LEN + qlen];
+    l4.copy_from_slice(&qdata[..qlen]);
+    let delta = words_v4(q.src, true)
+        + words_v4(q.dst, true)
+        + words_v6(quote_src.0, false)
+        + words_v6(quote_dst.0, false);
+    patch_quoted_l4(l4, q.proto, (quote_src.1, quote_dst.1), delta);
+    crate::wire::icmpv6::Icmpv6Packet::new_unchecked(&mut out[IPV6_HEADER_LEN..total])
+        .fill_checksum(&outer.0, &outer.1);
+    replace_l3(pkt, info.l3, &out[..total], EtherType::IPV6)
+}
+
+/// Translate an ICMPv6 error about a NAT64 connection's IPv6 packet into
+/// ICMPv4 for the real server (RFC 7915 §5.2–5.4): outer header `outer`,
+/// type and code mapped, the quoted IPv6 packet (extension headers
+/// dropped) turned into the IPv4 packet the server sent. False (nothing
+/// changed) if it cannot be.
+pub fn icmp_6to4<P: PacketBuf>(
+    pkt: &mut P,
+    info: &PacketInfo<Ipv6Addr>,
+    q: &crate::lb::fwd::IcmpQuote<Ipv6Addr>,
+    outer: (Ipv4Addr, Ipv4Addr),
+    quote_src: (Ipv4Addr, u16),
+    quote_dst: (Ipv4Addr, u16),
+) -> bool {
+    let frame = pkt.data();
+    let rest = crate::lb::fwd::rd32(frame, info.l4 + 4);
+    let Some((t, code, rest)) = map_icmp_6to4(q.msg_type, q.code, rest) else {
+        return false;
+    };
+    let Some(qdata) = frame.get(q.l4..info.end) else {
+        return false;
+    };
+    let qfirst = u32::from(crate::lb::fwd::rd16(frame, q.ip));
+    let qtc = ((qfirst >> 4) & 0xff) as u8;
+    let qplen = usize::from(crate::lb::fwd::rd16(frame, q.ip + 4));
+    let qhop = frame.get(q.ip + 7).copied().unwrap_or(0);
+    let ext = q.l4 - q.ip - IPV6_HEADER_LEN;
+    let mut out = [0u8; ICMP4_ERROR_MAX];
+    let qlen = qdata.len().min(ICMP4_ERROR_MAX - 2 * IPV4_LEN - 8);
+    let icmp_len = 8 + IPV4_LEN + qlen;
+    let outer_repr = Ipv4Repr {
+        src_addr: outer.0,
+        dst_addr: outer.1,
+        protocol: IpProtocol::ICMP,
+        payload_len: icmp_len,
+        ttl: info.ttl.wrapping_sub(1),
+        tos: 0,
+        ident: 0,
+        dont_frag: false,
+    };
+    let quoted_repr = Ipv4Repr {
+        src_addr: quote_src.0,
+        dst_addr: quote_dst.0,
+        protocol: IpProtocol(q.proto),
+        payload_len: qplen.saturating_sub(ext),
+        ttl: qhop,
+        tos: qtc,
+        ident: 0,
+        dont_frag: true,
+    };
+    let total = IPV4_LEN + icmp_len;
+    if outer_repr.emit(&mut out[..IPV4_LEN]).is_err()
+        || quoted_repr.emit(&mut out[28..28 + IPV4_LEN]).is_err()
+    {
+        return false;
+    }
+    out[20] = t;
+    out[21] = code;
+    out[24..28].copy_from_slice(&rest.to_be_bytes());
+    let l4 = &mut out[28 + IPV4_LEN..28 + IPV4_LEN + qlen];
+    l4.copy_from_slice(&qdata[..qlen]);
+    let delta = words_v6(q.src, true)
+        + words_v6(q.dst, true)
+        + words_v4(quote_src.0, false)
+        + words_v4(quote_dst.0, false);
+    patch_quoted_l4(l4, q.proto, (quote_src.1, quote_dst.1), delta);
+    let c = checksum::checksum(&out[IPV4_LEN..total]);
+    wr16(&mut out, IPV4_LEN + 2, c);
+    replace_l3(pkt, info.l3, &out[..total], EtherType::IPV4)
 }
