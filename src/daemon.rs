@@ -4,6 +4,7 @@
 //! are joined before the ports stop, ports close before the mempool goes,
 //! and EAL cleanup comes last.
 
+use crate::control::announce::{Announcer, PlaneFacts};
 use crate::control::api;
 use crate::control::config::Config;
 use crate::control::health::HealthMonitor;
@@ -61,11 +62,16 @@ fn vip_activity(w: Option<&VipWatch>) -> Arc<[VipActivity]> {
     w.map_or_else(
         || Arc::from(Vec::new()),
         |w| {
+            // IPv4 only: the configuration refuses IPv6 `[[vip]]`s until
+            // the data plane answers for them (control::unsupported)
             w.states()
-                .map(|(v, active)| VipActivity {
-                    port: v.port,
-                    addr: v.address,
-                    active,
+                .filter_map(|(v, active)| match v.address {
+                    IpAddr::V4(addr) => Some(VipActivity {
+                        port: v.port,
+                        addr,
+                        active,
+                    }),
+                    IpAddr::V6(_) => None,
                 })
                 .collect()
         },
@@ -120,6 +126,8 @@ struct PlaneView<'a> {
     plane: Arc<Published<PlaneConfig>>,
     /// The VIP watcher's counters (when a VIP follows an interface).
     vip_watch: Option<crate::control::vipwatch::WatchStats>,
+    /// `[announce]`: the announcer's state at its last evaluation.
+    announce: Option<Value>,
 }
 
 /// The control thread: the ipvsadm state plus the view of the data plane.
@@ -141,6 +149,10 @@ struct Control<'a> {
     rules_file: Option<PathBuf>,
     /// The rules text last written there (writes only on change).
     rules_written: Option<String>,
+    /// `[announce]`: the served VIPs on a kernel interface, and the drain.
+    announce: Option<Announcer>,
+    /// When the announce rule ran last, and on which table generation.
+    announce_evaluated: Option<(Instant, u64)>,
 }
 
 impl PlaneView<'_> {
@@ -229,6 +241,7 @@ impl PlaneView<'_> {
             "vip_watch": self.vip_watch.map(|w| json!({
                 "events": w.events, "resyncs": w.resyncs, "errors": w.errors,
             })),
+            "announce": self.announce,
         })
     }
 
@@ -472,6 +485,123 @@ impl Control<'_> {
         published.max(draining).map_or(0, |m| m as usize + 1)
     }
 
+    /// IPVS ActiveConn summed over every server slot in use.
+    fn active_conns(&self) -> u64 {
+        use crate::lb::load::LoadView;
+        (0..self.slots_in_use() as u32)
+            .map(|id| u64::from(self.view.global.active(id)))
+            .sum()
+    }
+
+    /// Run the announce rule when the table changed or it is due (every
+    /// [`ANNOUNCE_PERIOD`]), or at once with `force`.
+    fn evaluate_announce(&mut self, finished: &[bool], force: bool) {
+        if self.announce.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let generation = self.view.plane.generation();
+        let due = force
+            || self.announce_evaluated.is_none_or(|(at, g)| {
+                g != generation || now.saturating_duration_since(at) >= ANNOUNCE_PERIOD
+            });
+        if !due {
+            return;
+        }
+        let turns: Vec<u64> = self
+            .view
+            .counters
+            .iter()
+            .map(|c| c.event(crate::dataplane::counters::Event::LoopTurns))
+            .collect();
+        let active_conns = self.active_conns();
+        let plane = self.view.plane.load();
+        let inactive: Vec<IpAddr> = plane
+            .followed_vips
+            .iter()
+            .filter(|f| !f.active)
+            .map(|f| IpAddr::V4(f.addr))
+            .collect();
+        let facts = PlaneFacts {
+            services: &plane.services,
+            marks: &plane.marks,
+            loop_turns: &turns,
+            finished,
+            active_conns,
+            inactive_vips: &inactive,
+        };
+        if let Some(a) = self.announce.as_mut() {
+            a.evaluate(now, &facts);
+            self.view.announce = Some(a.json(now));
+        }
+        self.announce_evaluated = Some((now, generation));
+    }
+
+    /// `vsadm --drain` / `--undrain` with `[announce]` (without it the
+    /// request goes to `api`, which refuses it).
+    fn drain_command(&mut self, cmd: &crate::control::ipvsadm::Command) -> Result<Value, String> {
+        use crate::control::ipvsadm::Command;
+        let active_conns = self.active_conns();
+        let Some(a) = self.announce.as_mut() else {
+            return Err("internal: no announcer".into());
+        };
+        let text = match cmd {
+            Command::Drain { timeout, .. } => a.start_drain(
+                Instant::now(),
+                std::time::SystemTime::now(),
+                timeout.map(|s| Duration::from_secs(u64::from(s))),
+                active_conns,
+            ),
+            _ => a.end_drain(),
+        };
+        // withdraw (or announce) before answering
+        self.evaluate_announce(&[], true);
+        Ok(json!({"text": text, "changed": false, "announce": self.view.announce}))
+    }
+
+    /// A reload's `[announce]`: start, stop, or change the announcer.
+    fn reload_announce(&mut self, conf: Option<crate::control::config::announce::AnnounceConf>) {
+        match (self.announce.as_mut(), conf) {
+            (None, None) => {}
+            (Some(a), None) => {
+                log!("[announce] removed by the reload: withdrawing every VIP");
+                a.shutdown();
+                self.announce = None;
+                self.view.announce = None;
+            }
+            (None, Some(c)) => match open_announcer(c) {
+                Ok(a) => self.announce = Some(a),
+                Err(e) => log::error!("[announce] from the reload not started: {e}"),
+            },
+            (Some(a), Some(c)) => {
+                if c.interface == a.conf().interface {
+                    if c.kind != a.conf().kind {
+                        log!(
+                            "[announce] kind {:?} applies the next time vsd creates {} \
+                             (it exists now)",
+                            c.kind,
+                            c.interface
+                        );
+                    }
+                    a.reconfigure(c, None);
+                } else {
+                    match crate::control::announce::netlink::IfaceAnnouncer::open(
+                        &c.interface,
+                        c.kind,
+                    ) {
+                        Ok(k) => a.reconfigure(c, Some(Box::new(k))),
+                        Err(e) => log::error!(
+                            "[announce] interface {} from the reload not used, {} stays: {e}",
+                            c.interface,
+                            a.conf().interface
+                        ),
+                    }
+                }
+            }
+        }
+        self.evaluate_announce(&[], true);
+    }
+
     /// Periodic work: rate estimators, reuse of drained server slots.
     fn tick(&mut self) {
         let stats = PlaneStats::new(&self.view);
@@ -568,6 +698,7 @@ impl Control<'_> {
                         log::warn!("{w}");
                     }
                     log!("reloaded {}: {}", path.display(), diff.summary());
+                    self.reload_announce(cfg.announce.clone());
                     if cfg.sync_daemons != self.sync_config {
                         log!(
                             "[[sync_daemon]] changed in {}: not applied by a reload; \
@@ -615,10 +746,33 @@ impl Handler for Control<'_> {
                     .collect(),
             )),
             "ipvsadm" => {
+                use crate::control::ipvsadm::Command;
+                let args: Vec<&str> = req["args"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let parsed = crate::control::ipvsadm::parse(&args).ok();
+                if self.announce.is_some()
+                    && matches!(parsed, Some(Command::Drain { .. } | Command::Undrain))
+                {
+                    let reply = parsed
+                        .as_ref()
+                        .map_or_else(|| Err("bad request".into()), |c| self.drain_command(c));
+                    log_change(req, &reply);
+                    return reply;
+                }
                 let stats = PlaneStats::new(&self.view);
                 let reply =
                     api::handle_request_with(&mut self.state, self.health.as_mut(), &stats, req);
                 log_change(req, &reply);
+                if reply.is_ok() && parsed == Some(Command::Reload) {
+                    // the file was read and applied: its [announce] too
+                    match Config::load(&self.view.config_path, self.view.keepalived_path.as_deref())
+                    {
+                        Ok(cfg) => self.reload_announce(cfg.announce),
+                        Err(e) => log::error!("[announce] not reloaded: {e}"),
+                    }
+                }
                 self.save_rules();
                 self.run_sync_daemons()?;
                 reply
@@ -709,17 +863,6 @@ fn pairs(list: &[(&'static str, u64)]) -> Value {
     )
 }
 
-/// IPv4 entries only; the configuration refuses IPv6 director addresses
-/// (`control::unsupported`), so nothing is left out here.
-fn v4_only<T>(items: impl Iterator<Item = (IpAddr, T)>) -> Vec<(std::net::Ipv4Addr, T)> {
-    items
-        .filter_map(|(a, t)| match a {
-            IpAddr::V4(v4) => Some((v4, t)),
-            IpAddr::V6(_) => None,
-        })
-        .collect()
-}
-
 /// Outer source of TUN packets: the configured one, else the director
 /// address on the port toward the first tunnelled real server, else the
 /// last port's first address.
@@ -737,7 +880,8 @@ fn tun_source(cfg: &Config, views: &[PortView]) -> std::net::Ipv4Addr {
             IpAddr::V6(_) => None,
         });
     if let Some(rs) = tun_rs {
-        if let Some(src) = views
+        let rs = IpAddr::V4(rs);
+        if let Some(IpAddr::V4(src)) = views
             .iter()
             .find(|v| v.addrs.on_link(rs))
             .and_then(|v| v.addrs.source_for(rs))
@@ -748,7 +892,12 @@ fn tun_source(cfg: &Config, views: &[PortView]) -> std::net::Ipv4Addr {
     views
         .iter()
         .rev()
-        .find_map(|v| v.addrs.addrs.first().map(|(a, _)| *a))
+        .find_map(|v| {
+            v.addrs.addrs.iter().find_map(|(a, _)| match a {
+                IpAddr::V4(a) => Some(*a),
+                IpAddr::V6(_) => None,
+            })
+        })
         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
 }
 
@@ -768,6 +917,24 @@ const TICK_PERIOD: Duration = Duration::from_millis(100);
 /// Refresh period of the summed connection counts while a scheduler or
 /// threshold reads them (bounded staleness for lc, wlc, ...).
 const LOAD_PERIOD: Duration = Duration::from_millis(10);
+
+/// The longest the announce rule waits between two evaluations.
+const ANNOUNCE_PERIOD: Duration = Duration::from_millis(100);
+
+/// Open `[announce]`'s interface (rtnetlink) and make the announcer.
+fn open_announcer(
+    conf: crate::control::config::announce::AnnounceConf,
+) -> Result<Announcer, String> {
+    let k = crate::control::announce::netlink::IfaceAnnouncer::open(&conf.interface, conf.kind)
+        .map_err(|e| format!("[announce] interface {}: {e}", conf.interface))?;
+    log!(
+        "announce: VIPs go on {} (require_healthy {}, drain_timeout {} s)",
+        conf.interface,
+        conf.require_healthy,
+        conf.drain_timeout.as_secs()
+    );
+    Ok(Announcer::new(conf, Box::new(k)))
+}
 
 /// The longest a connection listing waits for the workers' answers.
 const DUMP_DEADLINE: Duration = Duration::from_secs(2);
@@ -934,23 +1101,19 @@ fn serve(
                 pc.name
             );
         }
-        let addrs = PortAddrs {
+        let addrs = PortAddrs::new(
             mac,
-            addrs: v4_only(pc.addresses.iter().map(|c| (c.addr, c.prefix_len))),
-            vips: v4_only(
-                cfg.vips
-                    .iter()
-                    .filter(|v| v.port == idx)
-                    .map(|v| (v.address, ())),
-            )
-            .into_iter()
-            .map(|(a, _)| a)
-            .collect(),
-            gateway: match pc.gateway {
-                Some(IpAddr::V4(g)) => Some(g),
-                _ => None,
-            },
-        };
+            pc.addresses
+                .iter()
+                .map(|c| (c.addr, c.prefix_len))
+                .collect(),
+            cfg.vips
+                .iter()
+                .filter(|v| v.port == idx)
+                .map(|v| v.address)
+                .collect(),
+            pc.gateways.clone(),
+        );
         log!(
             "port {} ({}, driver {}): mac {}, {} queue(s), rss {}",
             pc.name,
@@ -1014,7 +1177,7 @@ fn serve(
         .vips
         .iter()
         .filter_map(|v| match (v.address, &v.follow) {
-            (IpAddr::V4(address), Some(iface)) => Some(FollowedVip {
+            (address @ IpAddr::V4(_), Some(iface)) => Some(FollowedVip {
                 address,
                 port: v.port,
                 iface: iface.clone(),
@@ -1262,6 +1425,7 @@ fn serve(
             pool: &pool,
             plane: plane.clone(),
             vip_watch: vipwatch.as_ref().map(VipWatch::stats),
+            announce: None,
         },
         state,
         published_watch: vipwatch.as_ref().map_or(0, VipWatch::version),
@@ -1271,7 +1435,17 @@ fn serve(
         health,
         rules_file: cfg.control.rules_file.clone(),
         rules_written: None,
+        announce: match &cfg.announce {
+            Some(c) => {
+                let mut a = open_announcer(c.clone())?;
+                a.remember(cfg.vips.iter().map(|v| v.address));
+                Some(a)
+            }
+            None => None,
+        },
+        announce_evaluated: None,
     };
+    control.evaluate_announce(&launched.finished_each(), true);
     control.save_rules();
     // `[[sync_daemon]]`: started now that the twins exist
     for spec in &cfg.sync_daemons {
@@ -1359,12 +1533,20 @@ fn serve(
             }
             next_tick = now + TICK_PERIOD;
         }
+        if control.announce.is_some() {
+            control.evaluate_announce(&launched.finished_each(), false);
+        }
         if launched.any_finished() {
             log::error!("a worker stopped unexpectedly; shutting down");
             break;
         }
     }
     log!("stopping");
+    // routes first, so that the routers move the traffic while we still
+    // forward it
+    if let Some(a) = control.announce.as_mut() {
+        a.shutdown();
+    }
     control.save_rules();
     // omega: the down notifiers run on the way out
     if let Some(h) = control.health.as_mut() {

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use vsd::wire::{MacAddr, PacketBuilder};
 
 const VSD_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
@@ -15,6 +15,24 @@ const PEER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const RS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 11);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x64);
+
+/// `frame` (IPv6 at 14, no extension headers) with `ext` inserted after
+/// the fixed header: next header `first`, the last extension header's
+/// next header the original upper layer (its first byte is overwritten).
+fn with_ext6(frame: &[u8], first: u8, ext: &[u8]) -> Vec<u8> {
+    let mut out = frame[..54].to_vec();
+    let plen = u16::from_be_bytes([out[18], out[19]]) as usize + ext.len();
+    out[18..20].copy_from_slice(&(plen as u16).to_be_bytes());
+    let upper = out[20];
+    out[20] = first;
+    let mut ext = ext.to_vec();
+    ext[0] = upper;
+    out.extend_from_slice(&ext);
+    out.extend_from_slice(&frame[54..]);
+    out
+}
 
 struct Rng(u64);
 impl Rng {
@@ -55,7 +73,29 @@ fn seeds() -> Vec<Vec<u8>> {
             .ipv4(CLIENT, VIP)
             .tcp(40005, 80, 0x02)
             .build(),
+        // IPv6: TCP, UDP, extension headers, a fragment, an ICMPv6 error
+        c6().tcp(40006, 80, 0x02).build(),
+        c6().udp(40007, 53).payload(b"q").build(),
+        with_ext6(
+            &c6().tcp(40008, 80, 0x02).build(),
+            0,
+            &[0, 0, 1, 4, 0, 0, 0, 0],
+        ),
+        with_ext6(
+            &c6().tcp(40009, 80, 0x02).build(),
+            44,
+            &[0, 0, 0, 1, 0, 0, 0, 9],
+        ),
+        PacketBuilder::ethernet(PEER_MAC, VSD_MAC)
+            .ipv6(VIP6, CLIENT6)
+            .icmpv6(2, 0, 1280)
+            .payload(&c6().tcp(40006, 80, 0x02).build()[14..])
+            .build(),
     ]
+}
+
+fn c6() -> PacketBuilder {
+    PacketBuilder::ethernet(PEER_MAC, VSD_MAC).ipv6(CLIENT6, VIP6)
 }
 
 fn mutate(rng: &mut Rng, f: &mut Vec<u8>) {

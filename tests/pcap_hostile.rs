@@ -458,21 +458,35 @@ fn ipv6_services_are_refused_by_check_and_at_start() {
 }
 
 #[test]
-fn ipv6_director_addresses_are_refused_by_check_and_at_start() {
-    // IPv6 port addresses, gateways and VIPs were accepted and then ignored by the
-    // data plane; each is refused now, before anything starts.
+fn ipv6_vips_are_refused_by_check_and_at_start_port_addresses_accepted() {
+    // IPv6 VIPs were accepted and then ignored by the data plane; they are
+    // refused, before anything starts. IPv6 port addresses and gateways are
+    // served by the data plane (neighbor discovery, echo, routing) and pass.
     let dir = std::env::temp_dir().join(unique("vsd-refuse6-"));
     std::fs::create_dir_all(&dir).unwrap();
     let prefix = unique("vsdr6");
     let base = config(&dir, &prefix, "").replace("{dir}", &dir.display().to_string());
-    let cases = [
-        (
-            base.replace(
-                &format!("addresses = [\"{DIP}/24\""),
-                &format!("addresses = [\"{DIP}/24\", \"2001:db8::1/64\""),
-            ),
-            "port[0].addresses[1]: IPv6 port addresses are not supported yet",
+    let vsd = env!("CARGO_BIN_EXE_vsd");
+    let dual = base.replace(
+        &format!("addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]"),
+        &format!(
+            "addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\", \"2001:2::1/64\"]\ngateway = [\"2001:2::fe\"]"
         ),
+    );
+    assert_ne!(dual, base);
+    let path = dir.join("v6-ok.toml");
+    std::fs::write(&path, &dual).unwrap();
+    let out = std::process::Command::new(vsd)
+        .args(["--config", &path.display().to_string(), "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cases = [
         (
             base.replace(
                 &format!("addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]"),
@@ -480,14 +494,13 @@ fn ipv6_director_addresses_are_refused_by_check_and_at_start() {
                     "addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]\ngateway = \"2001:db8::fe\""
                 ),
             ),
-            "port[0].gateway: IPv6 port gateways are not supported yet",
+            "port[0].gateway: gateway 2001:db8::fe is not in any subnet of this port",
         ),
         (
             base.clone() + "\n[[vip]]\naddress = \"2001:db8::100\"\nport = \"cap0\"\n",
             "vip[1].address: IPv6 VIPs are not supported yet",
         ),
     ];
-    let vsd = env!("CARGO_BIN_EXE_vsd");
     for (i, (text, want)) in cases.iter().enumerate() {
         assert_ne!(text, &base, "case {i} changed nothing");
         let path = dir.join(format!("v6-{i}.toml"));

@@ -15,15 +15,13 @@ use vsd::lb::service::{ServiceConfig, ServiceKey, ServiceTable};
 use vsd::wire::MacAddr;
 
 fn filter() -> MartianFilter {
-    let port = PortAddrs {
-        mac: MacAddr([2, 0, 0, 0, 0x10, 1]),
-        addrs: vec![
-            (Ipv4Addr::new(198, 18, 0, 1), 24),
-            (Ipv4Addr::new(198, 18, 1, 1), 24),
-        ],
-        vips: vec![Ipv4Addr::new(198, 18, 0, 100)],
-        gateway: Some(Ipv4Addr::new(198, 18, 0, 254)),
-    };
+    let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+    let port = PortAddrs::new(
+        MacAddr([2, 0, 0, 0, 0x10, 1]),
+        vec![(v4(198, 18, 0, 1), 24), (v4(198, 18, 1, 1), 24)],
+        vec![v4(198, 18, 0, 100)],
+        vec![v4(198, 18, 0, 254)],
+    );
     let mut t = ServiceTable::new(16);
     let cfg = ServiceConfig {
         local_addresses: (200..216u8)

@@ -83,7 +83,10 @@ fn master_pps(conns: u32, packets: u32, settings: Option<SyncSettings>) -> (f64,
             &segment(client(i), (VIP, 80), tcp::SYN),
             VecPacket::DEFAULT_HEADROOM,
         );
-        let FwdVerdict::Forward { next_hop } = lb.process(&mut p, None, 1) else {
+        let FwdVerdict::Forward {
+            next_hop: std::net::IpAddr::V4(next_hop),
+        } = lb.process(&mut p, None, 1)
+        else {
             panic!("SYN not forwarded");
         };
         let c = client(i);

@@ -206,11 +206,27 @@ pub fn run_command_with(
             };
             let mut out = prometheus::render(&m);
             out.push_str(&super::prometheus_ipvs::render(&views));
+            if let Some(a) = status.get("announce").filter(|a| !a.is_null()) {
+                out.push_str(&super::announce::render_prometheus(a));
+            }
             if let Some(h) = health {
                 out.push_str(&prometheus::render_health(&h.report()));
             }
             Ok(text(out, false))
         }
+        Command::List(l) if l.what == ListWhat::Announce => {
+            let status = stats.status();
+            let state = status.get("announce").filter(|a| !a.is_null());
+            let mut data = text(super::announce::render(state), false);
+            data["announce"] = state.cloned().unwrap_or(Value::Null);
+            Ok(data)
+        }
+        // the daemon answers these itself when it runs with [announce]
+        Command::Drain { .. } | Command::Undrain => Err(
+            "vsd runs without [announce] in its configuration: there are no announced \
+             routes to withdraw (add [announce] interface = \"vip0\" and reload)"
+                .into(),
+        ),
         Command::Checks => {
             let report = health.map(|h| h.report()).unwrap_or_default();
             let mut data = text(health::render_checks(&report), false);
@@ -269,6 +285,7 @@ pub fn service_json(s: &ServiceView) -> Value {
         "scheduler": s.scheduler,
         "flags": listing::flag_names(&s.scheduler, &s.flags),
         "persistence": s.persistence,
+        "netmask": listing::mask_text(&s.netmask),
         "one_packet": s.one_packet,
         "synproxy": s.synproxy,
         "stats": counters(&s.stats),
@@ -447,6 +464,29 @@ mod tests {
         // Limit on listed connections.
         st.conn_list = vec![st.conn_list[0]; MAX_LISTED_CONNS + 2];
         assert!(text_of(&mut s, &st, "-Lnc").ends_with("(2 more connections not listed)\n"));
+    }
+
+    /// Without `[announce]` (the daemon answers drains itself when it has
+    /// it): a drain is refused, the listing says announcing is off.
+    #[test]
+    fn drain_without_announce_is_refused() {
+        let (mut s, st) = setup();
+        for args in [
+            &["--drain"][..],
+            &["--undrain"],
+            &["--drain", "--timeout", "5"],
+        ] {
+            let e = call(&mut s, &st, args).unwrap_err();
+            assert!(e.starts_with("vsd runs without [announce]"), "{e}");
+        }
+        let v = call(&mut s, &st, &["-L", "--announce"]).unwrap();
+        assert_eq!(
+            v["text"],
+            "Announce: off (no [announce] in the configuration)\n"
+        );
+        assert_eq!(v["announce"], Value::Null);
+        let prom = text_of(&mut s, &st, "--prometheus");
+        assert!(!prom.contains("vsd_director_draining"));
     }
 
     #[test]

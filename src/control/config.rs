@@ -31,6 +31,7 @@ use crate::dataplane::neigh::NeighParams;
 pub use crate::lb::types::{AddrFamily, SchedulerKind};
 use crate::lb::types::{FwdMethod, Protocol};
 
+pub mod announce;
 pub mod health;
 
 /// Largest lcore id DPDK accepts with its default `RTE_MAX_LCORE` (128).
@@ -143,6 +144,9 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// `[sync]`: the kernel's sync sysctls (as `--set-sync`).
     pub sync: crate::lb::sync::SyncSettings,
+    /// `[announce]`: put served VIPs on a kernel interface for a routing
+    /// daemon (see [`crate::control::announce`]); `None`: no announcement.
+    pub announce: Option<announce::AnnounceConf>,
 }
 
 /// `[defense]` (see [`crate::lb::defense`]).
@@ -325,8 +329,9 @@ pub struct PortConf {
     pub rss: bool,
     /// The director's own addresses on this port.
     pub addresses: Vec<IpCidr>,
-    /// Default next hop reached through this port.
-    pub gateway: Option<IpAddr>,
+    /// Default next hops reached through this port, at most one per
+    /// address family (`gateway = "ADDR"` or a list of addresses).
+    pub gateways: Vec<IpAddr>,
     /// The kernel twin interface, when the port has one.
     pub kernel: Option<KernelTwin>,
 }
@@ -698,6 +703,7 @@ struct RawConfig {
     #[serde(default)]
     sync_daemon: Vec<S<RawSyncDaemon>>,
     sync: Option<S<RawSync>>,
+    announce: Option<S<announce::RawAnnounce>>,
 }
 
 /// `[sync]`: `threshold`, `period`, `refresh_period` (seconds), `retries`,
@@ -819,7 +825,8 @@ struct RawPort {
     rss: Option<bool>,
     #[serde(default)]
     addresses: Vec<S<String>>,
-    gateway: Option<S<String>>,
+    /// One address, or a list with at most one per family.
+    gateway: Option<S<toml::Value>>,
     kernel_iface: Option<S<String>>,
     kernel_device: Option<S<String>>,
 }
@@ -1291,7 +1298,9 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
 
     let sync_daemons = build_sync_daemons(ctx, &raw.sync_daemon)?;
     let sync = build_sync(ctx, raw.sync.as_ref())?;
+    let announce = announce::build_announce(ctx, raw.announce.as_ref(), &ports, &vips)?;
     Ok(Config {
+        announce,
         keepalived: None,
         warnings: Vec::new(),
         sync_daemons,
@@ -1390,11 +1399,11 @@ fn build_sync_daemons(
             None => None,
             Some(g) => {
                 let ip = ctx.ip(g, &k("mcast_group"))?;
-                if !ip.is_ipv4() || !ip.is_multicast() {
+                if !ip.is_multicast() {
                     return Err(ctx.err(
                         g.span(),
                         k("mcast_group"),
-                        format!("{ip}: must be an IPv4 multicast address"),
+                        format!("{ip}: must be a multicast address"),
                     ));
                 }
                 Some(ip)
@@ -1403,11 +1412,18 @@ fn build_sync_daemons(
         let mut peers = Vec::new();
         for (j, p) in d.peers.iter().enumerate() {
             let ip = ctx.ip(p, &k(&format!("peers[{j}]")))?;
-            if !ip.is_ipv4() || ip.is_multicast() || ip.is_unspecified() {
+            if ip.is_multicast() || ip.is_unspecified() || ip == IpAddr::from([255; 4]) {
                 return Err(ctx.err(
                     p.span(),
                     k(&format!("peers[{j}]")),
-                    format!("{ip}: must be an IPv4 unicast address"),
+                    format!("{ip}: must be a unicast address"),
+                ));
+            }
+            if let Some(o) = peers.iter().find(|o: &&IpAddr| o.is_ipv4() != ip.is_ipv4()) {
+                return Err(ctx.err(
+                    p.span(),
+                    k(&format!("peers[{j}]")),
+                    format!("{ip}: peers of one address family only ({o} is the other)"),
                 ));
             }
             if peers.contains(&ip) {
@@ -1963,8 +1979,6 @@ fn build_port(
                 format!("invalid address {:?}: {m}", a.get_ref()),
             )
         })?;
-        super::unsupported::check_director_addr("port addresses", cidr.addr, a.get_ref())
-            .map_err(|m| ctx.err(a.span(), &key, m))?;
         if let Some(owner) = seen_addrs.get(&cidr.addr) {
             let message = if *owner == *name {
                 format!("address {} is listed twice", cidr.addr)
@@ -1976,30 +1990,7 @@ fn build_port(
         seen_addrs.insert(cidr.addr, name.clone());
         addresses.push(cidr);
     }
-    let gateway = match &raw.gateway {
-        None => None,
-        Some(g) => {
-            let key = format!("{base}.gateway");
-            let gw = ctx.ip(g, &key)?;
-            super::unsupported::check_director_addr("port gateways", gw, &gw.to_string())
-                .map_err(|m| ctx.err(g.span(), &key, m))?;
-            if addresses.iter().any(|a| a.addr == gw) {
-                return Err(ctx.err(
-                    g.span(),
-                    key,
-                    format!("gateway {gw} is the port's own address"),
-                ));
-            }
-            if !addresses.iter().any(|a| a.contains(gw)) {
-                return Err(ctx.err(
-                    g.span(),
-                    key,
-                    format!("gateway {gw} is not in any subnet of this port"),
-                ));
-            }
-            Some(gw)
-        }
-    };
+    let gateways = build_gateways(ctx, &base, raw.gateway.as_ref(), &addresses)?;
     let kernel = build_kernel_twin(ctx, &base, raw, earlier)?;
     Ok(PortConf {
         name: name.clone(),
@@ -2011,9 +2002,61 @@ fn build_port(
         promiscuous: raw.promiscuous.unwrap_or(false),
         rss: raw.rss.unwrap_or(true),
         addresses,
-        gateway,
+        gateways,
         kernel,
     })
+}
+
+/// A port's `gateway`: one address or a list, at most one per address
+/// family, each in one of the port's subnets (an IPv6 link-local gateway,
+/// as routers advertise themselves, is on-link through the port's own
+/// link-local address) and none the port's own address.
+fn build_gateways(
+    ctx: &Ctx,
+    base: &str,
+    raw: Option<&S<toml::Value>>,
+    addresses: &[IpCidr],
+) -> Result<Vec<IpAddr>, ConfigError> {
+    let Some(g) = raw else {
+        return Ok(Vec::new());
+    };
+    let key = format!("{base}.gateway");
+    let err = |m: String| ctx.err(g.span(), &key, m);
+    let texts: Vec<&str> = match g.get_ref() {
+        toml::Value::String(t) => vec![t.as_str()],
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str())
+            .collect::<Option<_>>()
+            .ok_or_else(|| err("gateway list entries must be address strings".to_string()))?,
+        _ => {
+            return Err(err(
+                "gateway must be an address or a list of addresses (one per family)".to_string(),
+            ))
+        }
+    };
+    let mut gateways: Vec<IpAddr> = Vec::with_capacity(texts.len());
+    for t in texts {
+        let gw: IpAddr = t
+            .parse()
+            .map_err(|_| err(format!("invalid address {t:?}: not an IP address")))?;
+        if let Some(other) = gateways.iter().find(|o| o.is_ipv4() == gw.is_ipv4()) {
+            return Err(err(format!(
+                "gateway {gw}: the port already has gateway {other} (at most one per address family)"
+            )));
+        }
+        if addresses.iter().any(|a| a.addr == gw) {
+            return Err(err(format!("gateway {gw} is the port's own address")));
+        }
+        let link_local = matches!(gw, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80);
+        if !link_local && !addresses.iter().any(|a| a.contains(gw)) {
+            return Err(err(format!(
+                "gateway {gw} is not in any subnet of this port"
+            )));
+        }
+        gateways.push(gw);
+    }
+    Ok(gateways)
 }
 
 /// `kernel_iface` / `kernel_device` of a port.
@@ -3176,7 +3219,10 @@ mod tests {
             }
         );
         assert!(c.ports.iter().all(|p| p.rss));
-        assert_eq!(c.ports[0].gateway, Some("198.18.0.254".parse().unwrap()));
+        assert_eq!(
+            c.ports[0].gateways,
+            ["198.18.0.254".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(c.mempool.mbufs, 262143);
         assert_eq!(c.neighbour.max_entries, 16384);
         assert_eq!(
@@ -3311,7 +3357,7 @@ mod tests {
                 promiscuous: false,
                 rss: true,
                 addresses: vec![IpCidr::parse("198.18.0.1/24").unwrap()],
-                gateway: None,
+                gateways: Vec::new(),
                 kernel: None,
             }
         );
@@ -3443,7 +3489,7 @@ mod tests {
             "[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"x\"\n\
              mcast_group = \"198.18.0.1\"\n"
         ))
-        .contains("must be an IPv4 multicast address"));
+        .contains("198.18.0.1: must be a multicast address"));
         assert!(error(&with_base(
             "[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"x\"\n\
              [[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"y\"\n"
@@ -3465,7 +3511,7 @@ mod tests {
             "[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"x\"\n\
              peers = [\"224.0.0.81\"]\n"
         ))
-        .contains("sync_daemon[0].peers[0]: 224.0.0.81: must be an IPv4 unicast address"));
+        .contains("sync_daemon[0].peers[0]: 224.0.0.81: must be a unicast address"));
         assert!(error(&with_base(
             "[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"x\"\n\
              peers = [\"198.18.0.1\", \"198.18.0.1\"]\n"
@@ -3503,7 +3549,7 @@ mod tests {
             error(&format!("[ports]\nx = 1\n{BASE}")),
             "t.toml:1:2: ports: unknown field `ports`, expected one of `eal`, `lcores`, `control`, \
              `mempool`, `port`, `vip`, `neighbour`, `lb`, `service`, `defense`, `timeouts`, `mark`, \
-             `sync_daemon`, `sync`"
+             `sync_daemon`, `sync`, `announce`"
         );
         assert_eq!(
             error(&with_base("[neighbour]\nretry = 5\n")),
@@ -3605,28 +3651,51 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_director_addresses_are_refused() {
-        // Accepted and then ignored by the data plane before: refused now, with the key.
+    fn ipv6_port_addresses_and_gateways_are_accepted_vips_refused() {
+        let v6 = parse(&BASE.replace("198.18.0.1/24", "2001:2::1/64"));
         assert_eq!(
-            error(&BASE.replace("198.18.0.1/24", "2001:db8::1/64")),
-            "t.toml:7:14: port[0].addresses[0]: IPv6 port addresses are not supported yet \
-             (vsd forwards IPv4 only): 2001:db8::1/64 refused"
+            v6.ports[0].addresses[0].addr,
+            "2001:2::1".parse::<IpAddr>().unwrap()
         );
-        let dual = BASE.replace("\"198.18.0.1/24\"", "\"198.18.0.1/24\", \"2001:db8::1/64\"");
-        assert!(error(&dual)
-            .contains("port[0].addresses[1]: IPv6 port addresses are not supported yet"));
-        let gw = BASE.replace(
-            "addresses = [\"198.18.0.1/24\"]\n",
-            "addresses = [\"198.18.0.1/24\"]\ngateway = \"2001:db8::fe\"\n",
+        assert_eq!(v6.ports[0].addresses[0].prefix_len, 64);
+        let dual = |gw: &str| {
+            BASE.replace(
+                "addresses = [\"198.18.0.1/24\"]\n",
+                &format!("addresses = [\"198.18.0.1/24\", \"2001:2::1/64\"]\ngateway = {gw}\n"),
+            )
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            parse(&dual("\"2001:2::fe\"")).ports[0].gateways,
+            [ip("2001:2::fe")]
         );
-        assert!(
-            error(&gw).ends_with(
-                "port[0].gateway: IPv6 port gateways are not supported yet \
-                 (vsd forwards IPv4 only): 2001:db8::fe refused"
-            ),
-            "{}",
-            error(&gw)
+        assert_eq!(
+            parse(&dual("[\"198.18.0.254\", \"fe80::1\"]")).ports[0].gateways,
+            [ip("198.18.0.254"), ip("fe80::1")]
         );
+        assert_eq!(
+            error(&dual("[\"2001:2::fe\", \"fe80::1\"]")),
+            "t.toml:8:11: port[0].gateway: gateway fe80::1: the port already has gateway \
+             2001:2::fe (at most one per address family)"
+        );
+        assert_eq!(
+            error(&dual("\"2001:3::fe\"")),
+            "t.toml:8:11: port[0].gateway: gateway 2001:3::fe is not in any subnet of this port"
+        );
+        assert_eq!(
+            error(&dual("\"2001:2::1\"")),
+            "t.toml:8:11: port[0].gateway: gateway 2001:2::1 is the port's own address"
+        );
+        assert_eq!(
+            error(&dual("[1]")),
+            "t.toml:8:11: port[0].gateway: gateway list entries must be address strings"
+        );
+        assert_eq!(
+            error(&dual("7")),
+            "t.toml:8:11: port[0].gateway: gateway must be an address or a list of addresses \
+             (one per family)"
+        );
+        // VIPs stay refused until the forwarding core forwards IPv6.
         let vip = with_base("[[vip]]\naddress = \"2001:db8::100\"\nport = \"lan0\"\n");
         assert!(
             error(&vip).ends_with(
@@ -3820,7 +3889,10 @@ mod tests {
             "t.toml:8:11: port[0].gateway: gateway 198.18.0.1 is the port's own address"
         );
         let gw = parse(&with_base("gateway = \"198.18.0.254\"\n"));
-        assert_eq!(gw.ports[0].gateway, Some("198.18.0.254".parse().unwrap()));
+        assert_eq!(
+            gw.ports[0].gateways,
+            ["198.18.0.254".parse::<IpAddr>().unwrap()]
+        );
     }
 
     #[test]

@@ -119,6 +119,9 @@ pub enum ListWhat {
     Defense,
     /// `--sync` (vsd): the sync knobs of `--set-sync`.
     SyncSettings,
+    /// `--announce` (vsd): each VIP announced or withdrawn and why, and
+    /// the drain state ([`crate::control::announce`]).
+    Announce,
 }
 
 /// `-L` output modifiers (ipvsadm's `FMT_*` flags).
@@ -245,6 +248,16 @@ pub enum Command {
     Prometheus,
     /// `--checks`: health checks, per service, server and checker.
     Checks,
+    /// `--drain [--timeout S] [--wait]` (vsd): withdraw every VIP, keep
+    /// forwarding until no active connection is left or the timeout.
+    Drain {
+        /// `--timeout S`: instead of `[announce] drain_timeout`.
+        timeout: Option<u32>,
+        /// `--wait`: vsadm returns when the drain is done.
+        wait: bool,
+    },
+    /// `--undrain` (vsd): end the drain; the rule announces again.
+    Undrain,
     /// `-h`.
     Help,
     /// `-v`.
@@ -275,6 +288,8 @@ impl Command {
                 | Command::AddMark(_)
                 | Command::DelMark(_)
                 | Command::Reload
+                | Command::Drain { .. }
+                | Command::Undrain
         )
     }
 }
@@ -469,6 +484,8 @@ enum Cmd {
     DelMark,
     SetDefense,
     SetSync,
+    Drain,
+    Undrain,
 }
 
 impl Cmd {
@@ -501,6 +518,8 @@ impl Cmd {
             Cmd::DelMark => "del-mark",
             Cmd::SetDefense => "set-defense",
             Cmd::SetSync => "set-sync",
+            Cmd::Drain => "drain",
+            Cmd::Undrain => "undrain",
         }
     }
 }
@@ -553,10 +572,12 @@ enum Opt {
     Synproxy,
     SyncSettings,
     SyncPeer,
+    Announce,
+    Wait,
 }
 
 impl Opt {
-    const ALL: [Opt; 45] = [
+    const ALL: [Opt; 47] = [
         Opt::Numeric,
         Opt::Connection,
         Opt::Service,
@@ -602,6 +623,8 @@ impl Opt {
         Opt::Synproxy,
         Opt::SyncSettings,
         Opt::SyncPeer,
+        Opt::Announce,
+        Opt::Wait,
     ];
 
     fn bit(self) -> u64 {
@@ -655,6 +678,8 @@ impl Opt {
             Opt::Synproxy => "synproxy",
             Opt::SyncSettings => "sync",
             Opt::SyncPeer => "sync-peer",
+            Opt::Announce => "announce",
+            Opt::Wait => "wait",
         }
     }
 }
@@ -699,7 +724,8 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
             | O::Daemon
             | O::Marks
             | O::Defense
-            | O::SyncSettings => Exclusive,
+            | O::SyncSettings
+            | O::Announce => Exclusive,
             O::Numeric
             | O::Stats
             | O::Rate
@@ -758,6 +784,10 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
             O::PerWorker => Optional,
             _ => Illegal,
         },
+        Cmd::Drain => match opt {
+            O::Timeout | O::Wait => Optional,
+            _ => Illegal,
+        },
         Cmd::AddMark | Cmd::DelMark => match opt {
             O::SetMark => Required,
             O::MarkDst | O::MarkProto | O::MarkDport => Optional,
@@ -772,7 +802,8 @@ fn rule(cmd: Cmd, opt: Opt) -> Rule {
         | Cmd::Prometheus
         | Cmd::Checks
         | Cmd::SetDefense
-        | Cmd::SetSync => Illegal,
+        | Cmd::SetSync
+        | Cmd::Undrain => Illegal,
     }
 }
 
@@ -878,6 +909,8 @@ enum Tag {
     Synproxy,
     SyncSettings,
     SyncPeer,
+    Announce,
+    Wait,
 }
 
 /// Whether an option takes a value.
@@ -1022,6 +1055,10 @@ const SPECS: &[Spec] = &[
     spec("sync", None, Arg::None, Tag::SyncSettings),
     spec("sync-peer", None, Arg::Required, Tag::SyncPeer),
     spec("synproxy", None, Arg::None, Tag::Synproxy),
+    spec("drain", None, Arg::None, Tag::Command(Cmd::Drain)),
+    spec("undrain", None, Arg::None, Tag::Command(Cmd::Undrain)),
+    spec("announce", None, Arg::None, Tag::Announce),
+    spec("wait", None, Arg::None, Tag::Wait),
 ];
 
 /// Options with their values, and positional words.
@@ -1115,6 +1152,9 @@ fn number(text: &str, min: i64, max: i64) -> Option<i64> {
     let n: i64 = text.parse().ok()?;
     (min..=max).contains(&n).then_some(n)
 }
+
+/// Longest `--drain --timeout` (one day, as `[announce] drain_timeout`).
+const DRAIN_TIMEOUT_MAX: i64 = 86_400;
 
 /// ipvsadm's `parse_timeout`.
 fn timeout(text: &str, min: u32) -> Result<u32, String> {
@@ -1381,15 +1421,17 @@ impl Builder {
             Tag::Daemon => self.set_option(Opt::Daemon)?,
             Tag::Defense => self.set_option(Opt::Defense)?,
             Tag::SyncSettings => self.set_option(Opt::SyncSettings)?,
+            Tag::Announce => self.set_option(Opt::Announce)?,
+            Tag::Wait => self.set_option(Opt::Wait)?,
             Tag::SyncPeer => {
                 // repeated: one per peer
                 self.options |= Opt::SyncPeer.bit();
                 let ip: IpAddr = v
                     .parse()
                     .map_err(|_| format!("invalid sync-peer `{v}' specified"))?;
-                if !ip.is_ipv4() || ip.is_multicast() || ip.is_unspecified() {
+                if ip.is_multicast() || ip.is_unspecified() || ip == IpAddr::from([255; 4]) {
                     return Err(format!(
-                        "invalid sync-peer `{v}' specified: must be an IPv4 unicast address"
+                        "invalid sync-peer `{v}' specified: must be a unicast address"
                     ));
                 }
                 if self.sync_peers.contains(&ip) {
@@ -1673,6 +1715,23 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
         defense = Some(DefenseChange::parse(&positional)?);
         positional.clear();
     }
+    let mut drain_timeout = None;
+    if cmd == Cmd::Drain && b.has(Opt::Timeout) {
+        // `--timeout` lists timeouts with -L; after --drain it takes seconds
+        let Some(p) = positional.first() else {
+            return Err("--drain --timeout needs a number of seconds".into());
+        };
+        drain_timeout = Some(
+            number(p, 0, DRAIN_TIMEOUT_MAX)
+                .map(|n| n as u32)
+                .ok_or_else(|| {
+                    format!(
+                        "invalid drain timeout `{p}' specified: 0..={DRAIN_TIMEOUT_MAX} seconds"
+                    )
+                })?,
+        );
+        positional.remove(0);
+    }
     let mut sync_change = None;
     if cmd == Cmd::SetSync {
         sync_change = Some(SyncChange::parse(&positional)?);
@@ -1693,9 +1752,10 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
                 || b.has(Opt::Daemon)
                 || b.has(Opt::Defense)
                 || b.has(Opt::SyncSettings);
-            let conflict = (b.has(Opt::Connection) || summary || b.has(Opt::Marks))
-                && (b.has(Opt::Stats) || b.has(Opt::Rate) || b.has(Opt::Thresholds))
-                || summary && b.has(Opt::PersistentConn);
+            let conflict =
+                (b.has(Opt::Connection) || summary || b.has(Opt::Marks) || b.has(Opt::Announce))
+                    && (b.has(Opt::Stats) || b.has(Opt::Rate) || b.has(Opt::Thresholds))
+                    || summary && b.has(Opt::PersistentConn);
             if conflict {
                 return Err("options conflicts in the list command".into());
             }
@@ -1711,6 +1771,8 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
                 ListWhat::Defense
             } else if b.has(Opt::SyncSettings) {
                 ListWhat::SyncSettings
+            } else if b.has(Opt::Announce) {
+                ListWhat::Announce
             } else {
                 ListWhat::Services
             };
@@ -1787,6 +1849,11 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
         Cmd::Reload => Command::Reload,
         Cmd::Prometheus => Command::Prometheus,
         Cmd::Checks => Command::Checks,
+        Cmd::Drain => Command::Drain {
+            timeout: drain_timeout,
+            wait: b.has(Opt::Wait),
+        },
+        Cmd::Undrain => Command::Undrain,
     })
 }
 
@@ -1851,6 +1918,7 @@ pub fn usage(program: &str) -> String {
 \x20 {p} --get-laddr [virtual-service]\n\
 \x20 {p} --add-mark|--del-mark [--dst address[/len]] [--proto tcp|udp] [--dport port[:last]] --set-mark fwmark\n\
 \x20 {p} --status | --counters [--per-worker] | --latency | --prometheus | --reload\n\
+\x20 {p} --drain [--timeout seconds] [--wait] | --undrain\n\
 \x20 {p} -h\n\n\
 Commands:\n\
 Either long or short options are allowed.\n\
@@ -1891,6 +1959,10 @@ Either long or short options are allowed.\n\
 \x20 --prometheus                print every metric in Prometheus text format\n\
 \x20 --checks                    show health checks: pool, quorum and checker states\n\
 \x20 --reload                    re-read the configuration file\n\
+\x20 --drain                     withdraw every announced VIP ([announce]), keep\n\
+\x20                             forwarding until no active connection is left or\n\
+\x20                             the timeout (--timeout seconds); --wait: until done\n\
+\x20 --undrain                   end a drain: announce again\n\
 \x20 --help            -h        display this help message\n\n\
 virtual-service:\n\
 \x20 --tcp-service|-t  service-address   service-address is host[:port]\n\
@@ -1917,6 +1989,7 @@ Options:\n\
 \x20 --marks                             output of the firewall-mark rules\n\
 \x20 --defense                           output of SYN-flood defence settings (vsd)\n\
 \x20 --sync                              output of connection sync settings (vsd)\n\
+\x20 --announce                          output of VIP announcement and drain state (vsd)\n\
 \x20 --stats                             output of statistics information\n\
 \x20 --rate                              output of rate information\n\
 \x20 --exact                             expand numbers (display exact values)\n\
@@ -2567,7 +2640,13 @@ mod tests {
                 .contains("given twice")
         );
         assert!(err("--start-daemon master --sync-peer 224.0.0.81").contains("unicast"));
-        assert!(err("--start-daemon master --sync-peer 2001:db8::1").contains("unicast"));
+        assert!(err("--start-daemon master --sync-peer ff02::1").contains("unicast"));
+        assert!(err("--start-daemon master --sync-peer 255.255.255.255").contains("unicast"));
+        // IPv6 peers too (the kernel's IPv6 sync)
+        let Command::StartDaemon(spec) = ok("--start-daemon backup --sync-peer 2001:2::2") else {
+            panic!()
+        };
+        assert_eq!(spec.peers, ["2001:2::2".parse::<IpAddr>().unwrap()]);
         assert!(err("--start-daemon master --sync-peer x").contains("invalid sync-peer"));
         assert_eq!(
             err("-L --sync-peer 198.18.0.2"),
@@ -2717,6 +2796,78 @@ mod tests {
             err("--status -n"),
             "Illegal 'numeric' option with the 'status' command"
         );
+    }
+
+    #[test]
+    fn drain_undrain_and_list_announce() {
+        assert_eq!(
+            ok("--drain"),
+            Command::Drain {
+                timeout: None,
+                wait: false
+            }
+        );
+        assert_eq!(
+            ok("--drain --timeout 60 --wait"),
+            Command::Drain {
+                timeout: Some(60),
+                wait: true
+            }
+        );
+        assert_eq!(
+            ok("--timeout 0 --drain"),
+            Command::Drain {
+                timeout: Some(0),
+                wait: false
+            }
+        );
+        assert!(ok("--drain").is_change());
+        assert_eq!(ok("--undrain"), Command::Undrain);
+        assert_eq!(
+            err("--drain --timeout"),
+            "--drain --timeout needs a number of seconds"
+        );
+        assert_eq!(
+            err("--drain --timeout x"),
+            "invalid drain timeout `x' specified: 0..=86400 seconds"
+        );
+        assert_eq!(
+            err("--drain --timeout 86401"),
+            "invalid drain timeout `86401' specified: 0..=86400 seconds"
+        );
+        assert_eq!(err("--drain 5"), "unexpected argument 5");
+        assert_eq!(
+            err("--undrain --wait"),
+            "Illegal 'wait' option with the 'undrain' command"
+        );
+        assert_eq!(
+            err("--drain -t 198.18.0.100:80"),
+            "Illegal 'service-address' option with the 'drain' command"
+        );
+        assert_eq!(err("--drain --undrain"), "multiple commands specified");
+        assert_eq!(
+            ok("-L --announce"),
+            Command::List(ListOptions {
+                what: ListWhat::Announce,
+                ..ListOptions::default()
+            })
+        );
+        assert_eq!(
+            err("-L --announce --stats"),
+            "options conflicts in the list command"
+        );
+        assert_eq!(
+            err("-L --wait"),
+            "Illegal 'wait' option with the 'list' command"
+        );
+        // -L --timeout still lists timeouts
+        assert!(matches!(
+            ok("-L --timeout"),
+            Command::List(ListOptions {
+                what: ListWhat::Timeouts,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -199,11 +199,25 @@ pub fn largenum(n: u64, exact: bool) -> String {
     }
 }
 
+/// An address as ipvsadm prints it: glibc's `inet_ntop`. It agrees with
+/// Rust's text everywhere but on the deprecated IPv4-compatible form
+/// (`::a.b.c.d`: six zero groups, then a non-zero one), which glibc
+/// writes dotted and Rust in hex (`::c612:1`).
+pub fn ip_text(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V6(a) if a.segments()[..6] == [0; 6] && a.segments()[6] != 0 => {
+            let [.., b0, b1, b2, b3] = a.octets();
+            format!("::{}", std::net::Ipv4Addr::new(b0, b1, b2, b3))
+        }
+        a => a.to_string(),
+    }
+}
+
 /// `ADDR:PORT`, `[ADDR]:PORT` for IPv6 (ipvsadm's numeric `addrport_to_anyname`).
 pub fn addr_port(addr: IpAddr, port: u16) -> String {
     match addr {
         IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
+        IpAddr::V6(_) => format!("[{}]:{port}", ip_text(addr)),
     }
 }
 
@@ -277,7 +291,9 @@ pub fn fwd_switch(m: FwdMethod) -> &'static str {
     }
 }
 
-fn mask_text(m: &PersistMask) -> Option<String> {
+/// The persistence granularity as `-S` writes it after `-M` (a netmask
+/// for IPv4, a prefix length for IPv6); `None` for the family default.
+pub fn mask_text(m: &PersistMask) -> Option<String> {
     if m.is_full() {
         return None;
     }
@@ -628,7 +644,7 @@ pub fn render_laddrs(entries: &[(ServiceKey, Vec<IpAddr>)]) -> String {
             IpAddr::V6(x) => (1u8, u128::from(*x)),
         });
         for a in addrs {
-            let _ = writeln!(out, "  -> {a}");
+            let _ = writeln!(out, "  -> {}", ip_text(a));
         }
     }
     out
@@ -1324,6 +1340,27 @@ mod tests {
             "-f 3 -6"
         );
         assert_eq!(addr_port(ip("::ffff:1.2.3.4"), 1), "[::ffff:1.2.3.4]:1");
+    }
+
+    #[test]
+    fn ipv6_text_is_glibcs_inet_ntop() {
+        // glibc's inet_ntop, as ipvsadm prints: IPv4-compatible dotted,
+        // one zero group never "::", the first longest run compressed
+        for (a, want) in [
+            ("::198.18.0.1", "::198.18.0.1"),
+            ("::1.0.0.0", "::1.0.0.0"),
+            ("::1", "::1"),
+            ("::", "::"),
+            ("::1:0:0", "::1:0:0"),
+            ("2001:2:0:1::64", "2001:2:0:1::64"),
+            ("2001:0:0:1:0:0:0:64", "2001:0:0:1::64"),
+            ("2001:0:0:1:1:0:0:64", "2001::1:1:0:0:64"),
+            ("2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1"),
+            ("0:0:0:0:0:1:0:1", "::1:0:1"),
+        ] {
+            assert_eq!(ip_text(ip(a)), want, "{a}");
+        }
+        assert_eq!(addr_port(ip("::198.18.0.1"), 80), "[::198.18.0.1]:80");
     }
 
     #[test]

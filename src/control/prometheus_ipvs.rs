@@ -22,6 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use super::listing::ServiceView;
 use super::prometheus::{escape_help, escape_label};
@@ -31,14 +32,28 @@ use crate::lb::types::Protocol;
 /// The six backend labels, in node_exporter's order.
 type BackendLabels = [String; 6];
 
-fn backend_labels(key: &ServiceKey, addr: std::net::IpAddr, port: u16) -> BackendLabels {
+/// An address as node_exporter labels it: Go's `net.IP.String()` of what
+/// procfs parsed from /proc/net/ip_vs, which writes an IPv4-mapped IPv6
+/// address dotted (`::ffff:198.18.0.1` is `198.18.0.1`) and compresses
+/// the rest as Rust does.
+fn go_ip_text(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => a.to_string(),
+        },
+        IpAddr::V4(a) => a.to_string(),
+    }
+}
+
+fn backend_labels(key: &ServiceKey, addr: IpAddr, port: u16) -> BackendLabels {
     let (local_address, local_port, proto, mark) = match key {
         ServiceKey::Addr {
             proto,
             addr: vip,
             port,
         } => (
-            vip.to_string(),
+            go_ip_text(*vip),
             port.to_string(),
             match proto {
                 Protocol::Tcp => "TCP",
@@ -57,7 +72,7 @@ fn backend_labels(key: &ServiceKey, addr: std::net::IpAddr, port: u16) -> Backen
     [
         local_address,
         local_port,
-        addr.to_string(),
+        go_ip_text(addr),
         port.to_string(),
         proto,
         mark,
@@ -246,5 +261,31 @@ mod tests {
                 .count(),
             3
         );
+    }
+
+    #[test]
+    fn ipv6_labels_are_gos_net_ip_text() {
+        let v6 = |a: &str| -> IpAddr { a.parse().unwrap() };
+        let services = vec![service(
+            ServiceKey::Addr {
+                proto: Protocol::Udp,
+                addr: v6("2001:2:0:0:0:0:0:64"),
+                port: 53,
+            },
+            1,
+            vec![
+                dest("2001:0002::0010", 53, 1, 0, 0),
+                dest("::ffff:198.18.1.10", 53, 1, 0, 0),
+            ],
+        )];
+        let text = render(&services);
+        for want in [
+            "node_ipvs_backend_weight{local_address=\"2001:2::64\",local_port=\"53\",remote_address=\"2001:2::10\",remote_port=\"53\",proto=\"UDP\",local_mark=\"\"} 1",
+            "node_ipvs_backend_weight{local_address=\"2001:2::64\",local_port=\"53\",remote_address=\"198.18.1.10\",remote_port=\"53\",proto=\"UDP\",local_mark=\"\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == want), "missing {want:?} in\n{text}");
+        }
+        assert_eq!(go_ip_text(v6("::198.18.1.10")), "::c612:10a");
+        assert_eq!(go_ip_text(v6("198.18.1.10")), "198.18.1.10");
     }
 }

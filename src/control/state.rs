@@ -437,6 +437,32 @@ impl ControlState {
         Ok(())
     }
 
+    /// The kernel refuses a real server of the other address family while
+    /// a sync daemon runs (ip_vs_ctl.c: "The synchronization protocol is
+    /// incompatible with mixed family services"; ipvsadm shows its EINVAL
+    /// as "Invalid operation..."): a sync entry has one family for the
+    /// client, virtual and real addresses. vsd says why.
+    fn check_sync_family(&self, service: &ServiceKey, addr: IpAddr) -> Result<(), String> {
+        if !self.sync.is_empty() && AddrFamily::of(addr) != service.af() {
+            return Err(format!(
+                "Different address family is not allowed while a sync daemon runs \
+                 (the sync protocol carries one address family per connection): {addr} refused"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A real server whose family differs from its service's, if any.
+    fn mixed_family_server(&self) -> Option<(ServiceKey, IpAddr)> {
+        self.table.service_keys().into_iter().find_map(|key| {
+            self.table
+                .dests(&key)?
+                .into_iter()
+                .find(|(_, d)| AddrFamily::of(d.addr) != key.af())
+                .map(|(_, d)| (key, d.addr))
+        })
+    }
+
     fn changed(&mut self) -> Result<Reply, String> {
         self.version = self.version.wrapping_add(1);
         Ok(Reply::Changed)
@@ -472,7 +498,8 @@ impl ControlState {
                 self.changed()
             }
             Command::AddServer(s) => {
-                unsupported::check_server(s.server.addr)?;
+                unsupported::check_server(s.service.af(), s.server.addr)?;
+                self.check_sync_family(&s.service, s.server.addr)?;
                 let id = self
                     .table
                     .add_dest(&s.service, fix_port(&s.service, s.server))
@@ -481,7 +508,8 @@ impl ControlState {
                 self.changed()
             }
             Command::EditServer(s) => {
-                unsupported::check_server(s.server.addr)?;
+                unsupported::check_server(s.service.af(), s.server.addr)?;
+                self.check_sync_family(&s.service, s.server.addr)?;
                 self.table
                     .edit_dest(&s.service, fix_port(&s.service, s.server))
                     .map_err(err)?;
@@ -537,6 +565,13 @@ impl ControlState {
             }
             Command::StartDaemon(spec) => {
                 let spec = super::syncd::resolve(spec)?;
+                if let Some((key, addr)) = self.mixed_family_server() {
+                    return Err(format!(
+                        "a sync daemon cannot run while service {key} has real server {addr} \
+                         of the other address family (the sync protocol carries one address \
+                         family per connection)"
+                    ));
+                }
                 if self.sync.iter().any(|d| d.role == spec.role) {
                     return Err(format!(
                         "{} sync daemon is already running",
@@ -816,7 +851,9 @@ impl ControlState {
         for (s, key) in cfg.services.iter().zip(&wanted) {
             unsupported::check_service(key).map_err(|e| ctx(key, e))?;
             for r in &s.real_servers {
-                unsupported::check_server(r.address).map_err(|e| ctx(key, e))?;
+                unsupported::check_server(key.af(), r.address).map_err(|e| ctx(key, e))?;
+                self.check_sync_family(key, r.address)
+                    .map_err(|e| ctx(key, e))?;
             }
             for a in &s.local_addresses {
                 unsupported::check_local_addr(*a).map_err(|e| ctx(key, e))?;

@@ -52,18 +52,24 @@
 //! go to every worker's feed ([`SyncDaemons::set_settings`]); the workers
 //! make the decision ([`crate::lb::sync::sync_decide`]).
 //!
-//! **Not done.** SEQ options (vsd keeps no sequence deltas), IPv6
-//! multicast groups and peers.
+//! **IPv6 transport.** As the kernel's (`mcast_af` AF_INET6): an IPv6
+//! `--mcast-group` is joined with IPV6_ADD_MEMBERSHIP and sent to with
+//! IPV6_MULTICAST_IF/HOPS, and `sync_maxlen` leaves room for IPv6 + UDP
+//! headers (48 bytes). Unicast peers may be IPv6 too (all of one family);
+//! link-local groups and peers are scoped to the interface. What the
+//! messages carry is independent of the transport.
+//!
+//! **Not done.** SEQ options (vsd keeps no sequence deltas).
 
 use super::ipvsadm::{SyncDaemonSpec, SyncRole};
 use crate::dataplane::sync_feed::{SyncDelivery, SyncFeed};
 use crate::lb::owner::RssOwner;
 use crate::lb::sync::{FromSyncError, SyncSettings, SyncedConn};
-use crate::lb::types::FwdMethod;
+use crate::lb::types::{AddrFamily, FwdMethod};
 use crate::wire::ipvs_sync::{decode, EntryError, MessageError, SyncMessageBuilder};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -87,6 +93,8 @@ pub const MASTER_POLL: Duration = Duration::from_millis(20);
 pub const MASTER_BUSY_POLL: Duration = Duration::from_millis(1);
 /// IPv4 + UDP header bytes.
 const HEADERS_V4: usize = 28;
+/// IPv6 + UDP header bytes.
+const HEADERS_V6: usize = 48;
 
 /// Counters of the sync daemons, by name (the control thread reads them;
 /// each daemon thread writes its own). A short lock per datagram or entry
@@ -267,15 +275,14 @@ pub fn resolve(spec: &SyncDaemonSpec) -> Result<SyncDaemonSpec, String> {
         ));
     }
     let group = spec.mcast_group.unwrap_or(IpAddr::V4(DEFAULT_GROUP));
-    match group {
-        IpAddr::V4(g) if g.is_multicast() => {}
-        IpAddr::V4(g) => return Err(format!("--mcast-group {g}: not a multicast address")),
-        IpAddr::V6(g) => {
-            return Err(format!(
-                "--mcast-group {g}: IPv6 sync groups are not supported (IPv4 only)"
-            ))
-        }
+    if !group.is_multicast() {
+        return Err(format!("--mcast-group {group}: not a multicast address"));
     }
+    let peers = check_peers(&spec.peers)?;
+    let headers = match transport_family(group, &peers) {
+        AddrFamily::Inet => HEADERS_V4,
+        AddrFamily::Inet6 => HEADERS_V6,
+    };
     // as the kernel's start_sync_thread: a given length is clamped
     let maxlen = match spec.sync_maxlen {
         Some(m) => {
@@ -284,13 +291,11 @@ pub fn resolve(spec: &SyncDaemonSpec) -> Result<SyncDaemonSpec, String> {
             } else {
                 1
             };
-            usize::from(m).clamp(min, 65535 - HEADERS_V4)
+            usize::from(m).clamp(min, 65535 - headers)
         }
         None => match spec.role {
-            SyncRole::Master => 1500 - HEADERS_V4,
-            SyncRole::Backup => {
-                interface_mtu(&spec.mcast_interface)?.clamp(1500, 65535) - HEADERS_V4
-            }
+            SyncRole::Master => 1500 - headers,
+            SyncRole::Backup => interface_mtu(&spec.mcast_interface)?.clamp(1500, 65535) - headers,
         },
     };
     let min = crate::wire::ipvs_sync::MIN_MAXLEN;
@@ -306,24 +311,51 @@ pub fn resolve(spec: &SyncDaemonSpec) -> Result<SyncDaemonSpec, String> {
         mcast_group: Some(group),
         mcast_port: Some(spec.mcast_port.unwrap_or(DEFAULT_PORT)),
         mcast_ttl: Some(spec.mcast_ttl.unwrap_or(DEFAULT_TTL).max(1)),
-        peers: check_peers(&spec.peers)?,
+        peers,
     })
 }
 
-/// Unicast peers: IPv4 unicast addresses, each once.
+/// Unicast peers: unicast addresses of one family, each once.
 fn check_peers(peers: &[IpAddr]) -> Result<Vec<IpAddr>, String> {
     let mut out: Vec<IpAddr> = Vec::with_capacity(peers.len());
     for &p in peers {
-        match p {
-            IpAddr::V4(a) if !a.is_multicast() && !a.is_unspecified() && !a.is_broadcast() => {}
-            _ => return Err(format!("--sync-peer {p}: must be an IPv4 unicast address")),
+        let unicast = match p {
+            IpAddr::V4(a) => !a.is_multicast() && !a.is_unspecified() && !a.is_broadcast(),
+            IpAddr::V6(a) => !a.is_multicast() && !a.is_unspecified(),
+        };
+        if !unicast {
+            return Err(format!("--sync-peer {p}: must be a unicast address"));
         }
         if out.contains(&p) {
             return Err(format!("--sync-peer {p} given twice"));
         }
+        if let Some(o) = out.iter().find(|o| o.is_ipv4() != p.is_ipv4()) {
+            return Err(format!(
+                "--sync-peer {p}: peers of one address family only ({o} is the other)"
+            ));
+        }
         out.push(p);
     }
     Ok(out)
+}
+
+/// The family the daemon's datagrams travel in: the peers', else the group's.
+fn transport_family(group: IpAddr, peers: &[IpAddr]) -> AddrFamily {
+    AddrFamily::of(peers.first().copied().unwrap_or(group))
+}
+
+/// `addr:port`, scoped to interface `ifindex` when `addr` is link-local
+/// (a link-local IPv6 group or peer means nothing without its link).
+fn scoped(addr: IpAddr, port: u16, ifindex: u32) -> SocketAddr {
+    match addr {
+        // multicast scope (RFC 4291): 1 interface-local, 2 link-local
+        IpAddr::V6(a)
+            if a.is_unicast_link_local() || (a.is_multicast() && a.segments()[0] & 0xf <= 2) =>
+        {
+            SocketAddr::V6(SocketAddrV6::new(a, port, 0, ifindex))
+        }
+        a => SocketAddr::new(a, port),
+    }
 }
 
 fn setsockopt<T>(sock: &UdpSocket, level: i32, name: i32, val: &T) -> std::io::Result<()> {
@@ -362,6 +394,15 @@ fn bind_to_device(sock: &UdpSocket, name: &str) -> std::io::Result<()> {
     }
 }
 
+fn mreq6(group: Ipv6Addr, ifindex: u32) -> libc::ipv6_mreq {
+    libc::ipv6_mreq {
+        ipv6mr_multiaddr: libc::in6_addr {
+            s6_addr: group.octets(),
+        },
+        ipv6mr_interface: ifindex,
+    }
+}
+
 fn mreqn(group: Ipv4Addr, ifindex: u32) -> libc::ip_mreqn {
     libc::ip_mreqn {
         imr_multiaddr: libc::in_addr {
@@ -372,11 +413,8 @@ fn mreqn(group: Ipv4Addr, ifindex: u32) -> libc::ip_mreqn {
     }
 }
 
-fn group_of(spec: &SyncDaemonSpec) -> (Ipv4Addr, u16) {
-    let g = match spec.mcast_group {
-        Some(IpAddr::V4(g)) => g,
-        _ => DEFAULT_GROUP,
-    };
+fn group_of(spec: &SyncDaemonSpec) -> (IpAddr, u16) {
+    let g = spec.mcast_group.unwrap_or(IpAddr::V4(DEFAULT_GROUP));
     (g, spec.mcast_port.unwrap_or(DEFAULT_PORT))
 }
 
@@ -390,27 +428,49 @@ fn master_socket(spec: &SyncDaemonSpec) -> Result<UdpSocket, String> {
         )
     })?;
     let (group, port) = group_of(spec);
-    let sock = UdpSocket::bind("0.0.0.0:0").map_err(what)?;
-    bind_to_device(&sock, &spec.mcast_interface).map_err(what)?;
-    setsockopt(
-        &sock,
-        libc::IPPROTO_IP,
-        libc::IP_MULTICAST_IF,
-        &mreqn(group, idx),
-    )
-    .map_err(what)?;
     let ttl = libc::c_int::from(spec.mcast_ttl.unwrap_or(DEFAULT_TTL));
-    setsockopt(&sock, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, &ttl).map_err(what)?;
-    setsockopt(
-        &sock,
-        libc::IPPROTO_IP,
-        libc::IP_MULTICAST_LOOP,
-        &0 as &libc::c_int,
-    )
-    .map_err(what)?;
-    if spec.peers.is_empty() {
-        sock.connect(SocketAddr::new(IpAddr::V4(group), port))
+    let sock = match transport_family(group, &spec.peers) {
+        AddrFamily::Inet => {
+            let sock = UdpSocket::bind("0.0.0.0:0").map_err(what)?;
+            bind_to_device(&sock, &spec.mcast_interface).map_err(what)?;
+            if let IpAddr::V4(g) = group {
+                setsockopt(
+                    &sock,
+                    libc::IPPROTO_IP,
+                    libc::IP_MULTICAST_IF,
+                    &mreqn(g, idx),
+                )
+                .map_err(what)?;
+            }
+            setsockopt(&sock, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, &ttl).map_err(what)?;
+            setsockopt(
+                &sock,
+                libc::IPPROTO_IP,
+                libc::IP_MULTICAST_LOOP,
+                &0 as &libc::c_int,
+            )
             .map_err(what)?;
+            sock
+        }
+        AddrFamily::Inet6 => {
+            let sock = UdpSocket::bind("[::]:0").map_err(what)?;
+            bind_to_device(&sock, &spec.mcast_interface).map_err(what)?;
+            let ifindex = idx as libc::c_int;
+            setsockopt(&sock, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, &ifindex)
+                .map_err(what)?;
+            setsockopt(&sock, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, &ttl).map_err(what)?;
+            setsockopt(
+                &sock,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MULTICAST_LOOP,
+                &0 as &libc::c_int,
+            )
+            .map_err(what)?;
+            sock
+        }
+    };
+    if spec.peers.is_empty() {
+        sock.connect(scoped(group, port, idx)).map_err(what)?;
     }
     Ok(sock)
 }
@@ -426,20 +486,28 @@ fn backup_socket(spec: &SyncDaemonSpec) -> Result<UdpSocket, String> {
     })?;
     let (group, port) = group_of(spec);
     // unicast peers: the port on any address of the interface, no group
-    let local = if spec.peers.is_empty() {
-        IpAddr::V4(group)
-    } else {
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    let local = match (spec.peers.is_empty(), transport_family(group, &spec.peers)) {
+        (true, _) => scoped(group, port, idx),
+        (false, AddrFamily::Inet) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+        (false, AddrFamily::Inet6) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
     };
-    let sock = UdpSocket::bind(SocketAddr::new(local, port)).map_err(what)?;
+    let sock = UdpSocket::bind(local).map_err(what)?;
     bind_to_device(&sock, &spec.mcast_interface).map_err(what)?;
     if spec.peers.is_empty() {
-        setsockopt(
-            &sock,
-            libc::IPPROTO_IP,
-            libc::IP_ADD_MEMBERSHIP,
-            &mreqn(group, idx),
-        )
+        match group {
+            IpAddr::V4(g) => setsockopt(
+                &sock,
+                libc::IPPROTO_IP,
+                libc::IP_ADD_MEMBERSHIP,
+                &mreqn(g, idx),
+            ),
+            IpAddr::V6(g) => setsockopt(
+                &sock,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_ADD_MEMBERSHIP,
+                &mreq6(g, idx),
+            ),
+        }
         .map_err(what)?;
     }
     sock.set_read_timeout(Some(Duration::from_millis(200)))
@@ -542,11 +610,9 @@ impl SyncDaemons {
                 let builder =
                     SyncMessageBuilder::new(spec.syncid, maxlen).map_err(|e| e.to_string())?;
                 let port = spec.mcast_port.unwrap_or(DEFAULT_PORT);
-                let peers: Vec<SocketAddr> = spec
-                    .peers
-                    .iter()
-                    .map(|&p| SocketAddr::new(p, port))
-                    .collect();
+                let idx = ifindex(&spec.mcast_interface).unwrap_or(0);
+                let peers: Vec<SocketAddr> =
+                    spec.peers.iter().map(|&p| scoped(p, port, idx)).collect();
                 for f in &feeds {
                     f.master.store(true, Ordering::Relaxed);
                 }
@@ -820,6 +886,7 @@ fn backup_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::test_netns::{in_private_netns, ip};
     use crate::lb::conn::Endpoint;
     use crate::lb::sync::SyncRecord;
 
@@ -996,6 +1063,113 @@ mod tests {
         assert_eq!(c["received_messages"], 1, "{c:?}");
         assert_eq!(c["dropped_message_not_a_peer"], 1);
         assert_eq!(c["delivered_entries"], 1);
+    }
+
+    /// One record from the master's worker queue to the backup's inbox.
+    fn carries_one_record(wanted: &[SyncDaemonSpec]) {
+        let feeds = vec![Arc::new(SyncFeed::default())];
+        let mut d = SyncDaemons::new(feeds.clone(), None);
+        d.reconcile(wanted).unwrap();
+        let rec = crate::wire::ipvs_sync::SyncConn {
+            protocol: 17,
+            flags: crate::wire::ipvs_sync::flags::MASQ,
+            state: 0,
+            client: "198.18.1.10:5353".parse().unwrap(),
+            virt: "198.18.0.100:53".parse().unwrap(),
+            real: "198.18.0.20:53".parse().unwrap(),
+            fwmark: 0,
+            timeout_s: 300,
+            seq: None,
+            fullnat_local: None,
+            synproxy: None,
+        };
+        feeds[0]
+            .out
+            .push(SyncRecord::from_wire(&rec).unwrap())
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let got = loop {
+            if let Some(d) = feeds[0].inbox.pop() {
+                break d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nothing delivered: {:?}",
+                d.counters.values()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut synced = rec;
+        synced.flags |= crate::wire::ipvs_sync::flags::SYNC;
+        assert_eq!(got.conn, SyncedConn::from_sync(&synced).unwrap());
+        d.stop_all();
+        let c = d.counters.values();
+        assert_eq!(c["sent_messages"], 1, "{c:?}");
+        assert_eq!(c["received_messages"], 1, "{c:?}");
+        assert_eq!(c["send_errors"], 0, "{c:?}");
+    }
+
+    /// As the kernel with an IPv6 `--mcast-group`: the group joined on the
+    /// backup's interface, the master sending to it on its own, 48 header
+    /// bytes off `sync_maxlen`; unicast peers over IPv6 likewise.
+    #[test]
+    fn ipv6_groups_and_peers_carry_sync() {
+        let spec = |role, ifname: &str, group: &str, peers: &[&str]| SyncDaemonSpec {
+            role,
+            mcast_interface: ifname.into(),
+            syncid: 4,
+            sync_maxlen: None,
+            mcast_group: Some(group.parse().unwrap()),
+            mcast_port: Some(8848),
+            mcast_ttl: None,
+            peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+        };
+        assert!(resolve(&spec(SyncRole::Master, "lo", "2001:2::1", &[]))
+            .unwrap_err()
+            .contains("--mcast-group 2001:2::1: not a multicast address"));
+        assert_eq!(
+            resolve(&spec(
+                SyncRole::Master,
+                "lo",
+                "ff02::51",
+                &["::1", "127.0.0.1"]
+            ))
+            .unwrap_err(),
+            "--sync-peer 127.0.0.1: peers of one address family only (::1 is the other)"
+        );
+        assert!(
+            resolve(&spec(SyncRole::Master, "lo", "ff02::51", &["ff02::1"]))
+                .unwrap_err()
+                .contains("must be a unicast address")
+        );
+        let master = resolve(&spec(SyncRole::Master, "lo", "ff02::51", &[])).unwrap();
+        assert_eq!(master.sync_maxlen, Some(1500 - 48));
+        let backup = resolve(&spec(SyncRole::Backup, "lo", "ff02::51", &[])).unwrap();
+        assert_eq!(backup.sync_maxlen, Some(65535 - 48));
+        // IPv4 peers of an IPv6 group travel in IPv4
+        let v4 = resolve(&spec(SyncRole::Master, "lo", "ff02::51", &["127.0.0.1"])).unwrap();
+        assert_eq!(v4.sync_maxlen, Some(1500 - 28));
+        let listed = super::super::listing::render_daemons(&[master]);
+        assert!(listed.contains(", group=ff02::51, port=8848"), "{listed}");
+
+        in_private_netns(|| {
+            // a link between two interfaces: master on one, backup on the other
+            std::fs::write("/proc/sys/net/ipv6/conf/default/accept_dad", "0").unwrap();
+            ip(&[
+                "link", "add", "vsync0", "type", "veth", "peer", "name", "vsync1",
+            ]);
+            ip(&["link", "set", "vsync0", "up"]);
+            ip(&["link", "set", "vsync1", "up"]);
+            carries_one_record(&[
+                resolve(&spec(SyncRole::Backup, "vsync1", "ff02::51", &[])).unwrap(),
+                resolve(&spec(SyncRole::Master, "vsync0", "ff02::51", &[])).unwrap(),
+            ]);
+            // unicast IPv6 peers
+            carries_one_record(&[
+                resolve(&spec(SyncRole::Backup, "lo", "ff02::51", &["::1"])).unwrap(),
+                resolve(&spec(SyncRole::Master, "lo", "ff02::51", &["::1"])).unwrap(),
+            ]);
+        });
     }
 
     #[test]

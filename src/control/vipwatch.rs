@@ -4,8 +4,8 @@
 //! What: a VIP configured with `follow` is served (ARP answered, ICMP echo,
 //! its services forwarded) only while its address is on the named
 //! interface in vsd's own network namespace. [`VipWatch`] holds a
-//! `NETLINK_ROUTE` socket subscribed to link and IPv4 address events
-//! (RTM_NEWLINK/DELLINK, RTM_NEWADDR/DELADDR), dumps links and addresses at
+//! `NETLINK_ROUTE` socket subscribed to link and IPv4 and IPv6 address
+//! events (RTM_NEWLINK/DELLINK, RTM_NEWADDR/DELADDR), dumps links and addresses at
 //! start, and keeps [`KernelAddrs`], a model of "which address is on which
 //! interface". The daemon's control loop waits on the socket with its other
 //! file descriptors, calls [`VipWatch::poll`], and publishes a new
@@ -33,23 +33,29 @@
 //!   events taught, and at start every followed VIP is inactive.
 //! - Any other receive error is counted and logged by the caller; the
 //!   watcher keeps its last model.
+//! - An IPv6 address still in duplicate address detection (tentative) or
+//!   that failed it (dadfailed) is not on the interface yet: the kernel
+//!   would not use it either. Its RTM_NEWADDR without those flags (DAD
+//!   done, or `nodad`) makes it count.
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// One configured VIP that follows a kernel interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FollowedVip {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// Index of the port that announces it.
     pub port: usize,
     /// The kernel interface whose addresses it follows.
@@ -125,7 +131,7 @@ impl KernelAddrs {
 /// Which of `vips` are active under `kernel`, in order.
 pub fn active_set(vips: &[FollowedVip], kernel: &KernelAddrs) -> Vec<bool> {
     vips.iter()
-        .map(|v| kernel.has(&v.iface, IpAddr::V4(v.address)))
+        .map(|v| kernel.has(&v.iface, v.address))
         .collect()
 }
 
@@ -142,6 +148,14 @@ fn event_of(msg: &RouteNetlinkMessage) -> Option<KernelEvent> {
         RouteNetlinkMessage::DelLink(l) => Some(KernelEvent::LinkGone {
             index: l.header.index,
         }),
+        RouteNetlinkMessage::NewAddress(a) if in_dad(a) => {
+            let (index, addr, prefix) = address_of(a)?;
+            Some(KernelEvent::AddrRemoved {
+                index,
+                addr,
+                prefix,
+            })
+        }
         RouteNetlinkMessage::NewAddress(a) => {
             let (index, addr, prefix) = address_of(a)?;
             Some(KernelEvent::AddrAdded {
@@ -167,6 +181,22 @@ fn link_name(l: &LinkMessage) -> Option<String> {
         LinkAttribute::IfName(n) => Some(n.clone()),
         _ => None,
     })
+}
+
+/// Whether the address is tentative (in DAD) or failed DAD: IFA_FLAGS
+/// when present (it holds all the flags), else the header's 8 bits.
+fn in_dad(a: &AddressMessage) -> bool {
+    let flags = a.attributes.iter().find_map(|x| match x {
+        AddressAttribute::Flags(f) => Some(*f),
+        _ => None,
+    });
+    match flags {
+        Some(f) => f.intersects(AddressFlags::Tentative | AddressFlags::Dadfailed),
+        None => a
+            .header
+            .flags
+            .intersects(AddressHeaderFlags::Tentative | AddressHeaderFlags::Dadfailed),
+    }
 }
 
 /// The interface's own address: IFA_LOCAL (IFA_ADDRESS is the peer on a
@@ -337,6 +367,7 @@ impl VipWatch {
         let _ = socket.set_rx_buf_sz(SOCKET_RCVBUF);
         socket.add_membership(libc::RTNLGRP_LINK)?;
         socket.add_membership(libc::RTNLGRP_IPV4_IFADDR)?;
+        socket.add_membership(libc::RTNLGRP_IPV6_IFADDR)?;
         socket.set_non_blocking(true)?;
         let active = vec![false; vips.len()];
         let mut w = VipWatch {
@@ -498,19 +529,21 @@ fn align4(n: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
     const VIP2: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 101);
+    const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x64);
 
     fn vips() -> Vec<FollowedVip> {
         vec![
             FollowedVip {
-                address: VIP,
+                address: IpAddr::V4(VIP),
                 port: 0,
                 iface: "vsd-lan0".into(),
             },
             FollowedVip {
-                address: VIP2,
+                address: IpAddr::V4(VIP2),
                 port: 0,
                 iface: "vsd-lan1".into(),
             },
@@ -709,5 +742,112 @@ mod tests {
             event_of(&RouteNetlinkMessage::NewLink(l)),
             Some(link(4, "vsd-lan0"))
         );
+    }
+
+    #[test]
+    fn ipv6_vips_follow_and_count_only_after_dad() {
+        let v6 = vec![FollowedVip {
+            address: IpAddr::V6(VIP6),
+            port: 0,
+            iface: "vsd-lan0".into(),
+        }];
+        let mut k = KernelAddrs::default();
+        k.apply(&link(5, "vsd-lan0"));
+        let added = KernelEvent::AddrAdded {
+            index: 5,
+            addr: IpAddr::V6(VIP6),
+            prefix: 128,
+        };
+        k.apply(&added);
+        assert_eq!(active_set(&v6, &k), [true]);
+        // the same bits as an IPv4 address are another address
+        assert_eq!(active_set(&vips()[..1], &k), [false]);
+
+        // RTM_NEWADDR of a tentative or DAD-failed address: not there
+        // (IFA_FLAGS when present, else the header's flags)
+        use netlink_packet_route::address::AddressHeader;
+        let mut a = AddressMessage::default();
+        a.header = AddressHeader {
+            index: 5,
+            prefix_len: 128,
+            ..a.header
+        };
+        a.attributes
+            .push(AddressAttribute::Address(IpAddr::V6(VIP6)));
+        let removed = KernelEvent::AddrRemoved {
+            index: 5,
+            addr: IpAddr::V6(VIP6),
+            prefix: 128,
+        };
+        let new = |a: &AddressMessage| event_of(&RouteNetlinkMessage::NewAddress(a.clone()));
+        assert_eq!(new(&a), Some(added.clone()));
+        let mut t = a.clone();
+        t.header.flags = AddressHeaderFlags::Tentative;
+        assert_eq!(new(&t), Some(removed.clone()));
+        let mut f = a.clone();
+        f.attributes.push(AddressAttribute::Flags(
+            AddressFlags::Dadfailed | AddressFlags::Tentative,
+        ));
+        assert_eq!(new(&f), Some(removed.clone()));
+        // IFA_FLAGS wins: DAD done, whatever the header's 8 bits say
+        let mut done = t.clone();
+        done.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Permanent));
+        assert_eq!(new(&done), Some(added));
+        k.apply(&new(&t).unwrap());
+        assert_eq!(active_set(&v6, &k), [false]);
+    }
+
+    /// The watcher on a real rtnetlink socket, in a namespace of the
+    /// test's own: an IPv6 VIP added with `nodad` counts at once, one in
+    /// DAD only once DAD is done, and a deleted one no more.
+    #[test]
+    fn ipv6_vip_on_a_live_interface() {
+        use crate::control::test_netns::{in_private_netns, ip};
+        in_private_netns(|| {
+            ip(&[
+                "link", "add", "vfollow0", "type", "veth", "peer", "name", "vfollow1",
+            ]);
+            ip(&["link", "set", "vfollow0", "up"]);
+            ip(&["link", "set", "vfollow1", "up"]);
+            let vip = |a: &str| FollowedVip {
+                address: a.parse().unwrap(),
+                port: 0,
+                iface: "vfollow0".into(),
+            };
+            let mut w = VipWatch::open_synced(
+                vec![vip("2001:2::64"), vip("2001:2::65")],
+                Duration::from_secs(5),
+            )
+            .unwrap();
+            assert!(!w.syncing());
+            let active = |w: &VipWatch| w.states().map(|(_, a)| a).collect::<Vec<_>>();
+            let wait_for = |w: &mut VipWatch, want: [bool; 2]| {
+                let end = Instant::now() + Duration::from_secs(10);
+                while active(w) != want {
+                    assert!(Instant::now() < end, "still {:?}, want {want:?}", active(w));
+                    w.poll();
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            };
+            assert_eq!(active(&w), [false, false]);
+            ip(&[
+                "-6",
+                "addr",
+                "add",
+                "2001:2::64/128",
+                "dev",
+                "vfollow0",
+                "nodad",
+            ]);
+            wait_for(&mut w, [true, false]);
+            // with DAD: tentative for at least a second (RetransTimer)
+            ip(&["-6", "addr", "add", "2001:2::65/64", "dev", "vfollow0"]);
+            w.poll();
+            assert_eq!(active(&w), [true, false], "tentative counted");
+            wait_for(&mut w, [true, true]);
+            ip(&["-6", "addr", "del", "2001:2::64/128", "dev", "vfollow0"]);
+            wait_for(&mut w, [false, true]);
+        });
     }
 }

@@ -160,7 +160,34 @@ pub fn run(args: &Args, stdin: &mut dyn Read, out: &mut dyn Write) -> Result<(),
         return writeln!(out, "{v}").map_err(io);
     }
     let text = v.get("text").and_then(Value::as_str).unwrap_or("");
-    out.write_all(text.as_bytes()).map_err(io)
+    out.write_all(text.as_bytes()).map_err(io)?;
+    if let Command::Drain { wait: true, .. } = cmd {
+        wait_for_drain(args, out)?;
+    }
+    Ok(())
+}
+
+/// How often `vsadm --drain --wait` asks whether the drain is done.
+const DRAIN_POLL: Duration = Duration::from_millis(500);
+
+/// `--drain --wait`: ask for the drain state until it is done, then print
+/// the final state. An `--undrain` meanwhile ends the wait with an error.
+fn wait_for_drain(args: &Args, out: &mut dyn Write) -> Result<(), Failure> {
+    let req = json!({"v": PROTOCOL_VERSION, "cmd": "ipvsadm", "args": ["-L", "--announce"]});
+    loop {
+        let v = ask(args, &req)?;
+        let drain = &v["announce"]["drain"];
+        if drain["draining"].as_bool() != Some(true) {
+            return Err(Failure::Daemon(
+                "the drain ended (--undrain) before it was done".into(),
+            ));
+        }
+        if drain["done"].as_bool() == Some(true) {
+            let text = v.get("text").and_then(Value::as_str).unwrap_or("");
+            return out.write_all(text.as_bytes()).map_err(io);
+        }
+        std::thread::sleep(DRAIN_POLL);
+    }
 }
 
 /// The whole program: parse `argv` (without the program name), run, report.
@@ -295,6 +322,34 @@ pub fn print_status(v: &Value, out: &mut dyn Write) -> std::io::Result<()> {
             n(&st, "rx_missed"),
             n(&st, "rx_errors"),
             n(&st, "tx_errors")
+        )?;
+    }
+    if let Some(a) = v.get("announce").filter(|a| a.is_object()) {
+        let vips = a["vips"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let announced = vips
+            .iter()
+            .filter(|x| x["announced"].as_bool() == Some(true))
+            .count();
+        let d = &a["drain"];
+        let drain = if d["draining"].as_bool() != Some(true) {
+            "not draining".to_string()
+        } else {
+            format!(
+                "draining since {}, {} active connections left{}",
+                s(d, "since"),
+                n(d, "active_connections"),
+                if d["done"].as_bool() == Some(true) {
+                    ", done"
+                } else {
+                    ""
+                }
+            )
+        };
+        writeln!(
+            out,
+            "announce on {}: {announced} of {} VIPs announced, {drain} (vsadm -L --announce)",
+            s(a, "interface"),
+            vips.len()
         )?;
     }
     Ok(())
@@ -437,6 +492,29 @@ mod tests {
              \x20 vips: 198.18.0.100 198.18.0.101\n\
              \x20 vip 198.18.0.101 follows vsd-lan0: inactive\n\
              \x20 rx 5 pkts 300 bytes, tx 4 pkts 280 bytes, missed 0, rx errors 0, tx errors 0\n"
+        );
+    }
+
+    #[test]
+    fn status_text_with_announce() {
+        let v = json!({
+            "vsd": "0.1.0", "dpdk": "DPDK 22.11.11", "state": "running", "pid": 42,
+            "uptime_s": 7, "workers": [1], "mbufs_in_use": 1, "mbufs_available": 2, "ports": [],
+            "announce": {"interface": "vip0", "vips": [
+                {"vip": "198.18.0.100", "announced": false, "reasons": ["draining"]},
+                {"vip": "198.18.0.101", "announced": false, "reasons": ["no_service", "draining"]}],
+                "drain": {"draining": true, "since": "2026-12-05T10:00:00Z",
+                          "active_connections": 3, "done": false}}
+        });
+        let mut out = Vec::new();
+        print_status(&v, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(
+                "announce on vip0: 0 of 2 VIPs announced, draining since 2026-12-05T10:00:00Z, \
+                 3 active connections left (vsadm -L --announce)\n"
+            ),
+            "{text}"
         );
     }
 

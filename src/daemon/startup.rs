@@ -51,6 +51,9 @@ pub fn preflight(cfg: &Config) -> Result<Bound, String> {
         }
     }
     super::twin::preflight(cfg)?;
+    if let Some(a) = &cfg.announce {
+        crate::control::announce::preflight(a)?;
+    }
     check_control_socket(&cfg.control.socket)?;
     let metrics = match cfg.control.prometheus {
         Some(addr) => Some(
@@ -204,6 +207,11 @@ impl Workers {
 
     pub fn push(&mut self, l: LaunchedLcore) {
         self.launched.push(l);
+    }
+
+    /// Each worker's thread has ended, in launch order.
+    pub fn finished_each(&self) -> Vec<bool> {
+        self.launched.iter().map(LaunchedLcore::finished).collect()
     }
 
     /// Whether a worker has ended (it only should when told to).

@@ -6,7 +6,11 @@
 //! interface of that name already in this namespace). After EAL created
 //! the device, [`open`] sets up one queue pair per worker, starts it, and
 //! gives the kernel interface the port's MAC and MTU, the port's own
-//! addresses, IPv6 off, link up.
+//! addresses, IPv6 on with router advertisements ignored (its addresses
+//! are the port's, not SLAAC's), link up. With IPv6 on, the kernel forms
+//! the same EUI-64 link-local address vsd owns for the port, answers
+//! neighbor solicitations for its addresses and resolves its own next hops
+//! through the twin (`dataplane::exception`).
 //!
 //! Why `ip`: these are a handful of one-time configuration steps at start;
 //! iproute2 is on every host vsd runs on and its errors are precise. A
@@ -91,11 +95,24 @@ pub fn open(
 ) -> Result<Twin, String> {
     let err = |e: String| format!("port {}: kernel twin {}: {e}", pc.name, k.iface);
     let mut port = Port::by_name(&k.eal_name(index)).map_err(|e| err(e.to_string()))?;
-    // vsd speaks IPv4 only: keep the kernel from sending router
-    // solicitations and DAD probes through the port
-    let v6 = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", k.iface);
-    if Path::new(&v6).exists() {
-        std::fs::write(&v6, "1").map_err(|e| err(format!("{v6}: {e}")))?;
+    // IPv6 off while the device comes up with its own MAC; then, with
+    // the port's MAC, on (below): addresses from the configuration only
+    // (no SLAAC, no default route from a router advertisement) and the
+    // EUI-64 link-local address vsd also owns for the port
+    let v6_conf = |name: &str, value: &str| -> Result<(), String> {
+        let path = format!("/proc/sys/net/ipv6/conf/{}/{name}", k.iface);
+        if Path::new(&path).exists() {
+            std::fs::write(&path, value).map_err(|e| err(format!("{path}: {e}")))?;
+        }
+        Ok(())
+    };
+    for (name, value) in [
+        ("disable_ipv6", "1"),
+        ("accept_ra", "0"),
+        ("autoconf", "0"),
+        ("addr_gen_mode", "0"),
+    ] {
+        v6_conf(name, value)?;
     }
     let pcfg = PortConfig {
         rx_queues: workers as u16,
@@ -118,11 +135,14 @@ pub fn open(
         "link", "set", "dev", &k.iface, "address", &mac_text, "mtu", &mtu,
     ])
     .map_err(err)?;
+    v6_conf("disable_ipv6", "0")?;
     for a in &pc.addresses {
-        if let IpAddr::V4(v4) = a.addr {
-            let cidr = format!("{v4}/{}", a.prefix_len);
-            ip(&["-4", "addr", "add", &cidr, "dev", &k.iface]).map_err(err)?;
+        let cidr = format!("{}/{}", a.addr, a.prefix_len);
+        match a.addr {
+            IpAddr::V4(_) => ip(&["-4", "addr", "add", &cidr, "dev", &k.iface]),
+            IpAddr::V6(_) => ip(&["-6", "addr", "add", &cidr, "dev", &k.iface]),
         }
+        .map_err(err)?;
     }
     ip(&["link", "set", "dev", &k.iface, "up"]).map_err(err)?;
     Ok(Twin { port, rx, tx })

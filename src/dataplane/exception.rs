@@ -24,8 +24,20 @@
 //!   replies, gratuitous ARP) is handled by vsd as before and a copy goes
 //!   up, so the kernel's neighbour table stays right. vsd keeps answering
 //!   ARP and ping for VIPs: they are not on the twin.
-//! - everything else (IPv6, broadcasts, VLAN-tagged frames) is treated as
-//!   without a twin (the twin's IPv6 is turned off).
+//! - IPv6, by the same rules: to a multicast group (router advertisements,
+//!   MLD, OSPFv3, VRRPv3, ...) up, except neighbor discovery; to one of the
+//!   port's own addresses (the link-local address from the MAC included,
+//!   which the kernel forms alike) TCP/UDP and extension-header chains go
+//!   to the forwarding path first, ICMPv6 errors too, ICMPv6 informational
+//!   messages (echo request and reply, ...) and other protocols go up.
+//!   Neighbor discovery as ARP: a solicitation whose target is one of the
+//!   port's own addresses (DAD probes included) goes up and only the kernel
+//!   answers it; a solicitation for a VIP is vsd's; an advertisement is
+//!   learned by vsd and copied up, so the kernel resolves its own next hops
+//!   through the twin. The twin has IPv6 on, the port's IPv6 addresses,
+//!   and router advertisements ignored (`daemon::twin`).
+//! - everything else (broadcasts, VLAN-tagged frames) is treated as
+//!   without a twin.
 //!
 //! Who moves packets: every worker, with no mover thread and no ring
 //! between threads. The twin has one queue pair per worker, like the port:
@@ -53,6 +65,7 @@
 
 use super::local::PortAddrs;
 use crate::dpdk::{RxQueue, TxBuffer};
+use std::net::IpAddr;
 
 /// The longest a worker leaves its twin rx queue unpolled (µs).
 pub const TWIN_POLL_US: u64 = 20;
@@ -80,6 +93,13 @@ pub enum Punt {
 
 const ETH_IPV4: [u8; 2] = [0x08, 0x00];
 const ETH_ARP: [u8; 2] = [0x08, 0x06];
+const ETH_IPV6: [u8; 2] = [0x86, 0xdd];
+const PROTO_ICMPV6: u8 = 58;
+/// IPv6 extension headers the forwarding path walks (hop-by-hop, routing,
+/// fragment, destination options).
+const IPV6_EXT_HEADERS: [u8; 4] = [0, 43, 44, 60];
+const ND_SOLICIT: u8 = 135;
+const ND_ADVERT: u8 = 136;
 const PROTO_ICMP: u8 = 1;
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
@@ -110,7 +130,7 @@ pub fn classify(frame: &[u8], addrs: &PortAddrs) -> Punt {
             return Punt::ToKernel;
         }
         let proto = ip[9];
-        if proto == PROTO_TCP || proto == PROTO_UDP || !addrs.is_own(dst) {
+        if proto == PROTO_TCP || proto == PROTO_UDP || !addrs.is_own(IpAddr::V4(dst)) {
             return Punt::Continue;
         }
         if proto != PROTO_ICMP {
@@ -124,10 +144,15 @@ pub fn classify(frame: &[u8], addrs: &PortAddrs) -> Punt {
             _ => Punt::Continue,
         };
     }
+    if ethertype == ETH_IPV6 {
+        return classify_ipv6(frame, addrs);
+    }
     if ethertype == ETH_ARP {
         // Ethernet/IPv4 ARP: op at 20, target protocol address at 38
         return match (frame.get(20..22), frame.get(38..42)) {
-            (Some(op), Some(target)) if op == ARP_REQUEST && addrs.is_own(ipv4_at(target)) => {
+            (Some(op), Some(target))
+                if op == ARP_REQUEST && addrs.is_own(IpAddr::V4(ipv4_at(target))) =>
+            {
                 Punt::ToKernel
             }
             _ => Punt::CopyToKernel,
@@ -136,16 +161,67 @@ pub fn classify(frame: &[u8], addrs: &PortAddrs) -> Punt {
     Punt::Continue
 }
 
-/// The index of the port whose own address is the IPv4 destination of
+fn ipv6_at(b: &[u8]) -> Option<std::net::Ipv6Addr> {
+    let a: [u8; 16] = b.get(..16)?.try_into().ok()?;
+    Some(std::net::Ipv6Addr::from(a))
+}
+
+/// [`classify`] for an untagged IPv6 frame (see the module docs).
+fn classify_ipv6(frame: &[u8], addrs: &PortAddrs) -> Punt {
+    let Some(ip) = frame.get(14..54) else {
+        return Punt::Continue;
+    };
+    if frame[0] & 1 == 0 && frame[..6] != addrs.mac.0 {
+        return Punt::Continue;
+    }
+    let Some(dst) = ipv6_at(&ip[24..40]) else {
+        return Punt::Continue;
+    };
+    let next = ip[6];
+    let icmp_type = frame.get(54).copied();
+    if next == PROTO_ICMPV6 {
+        match icmp_type {
+            // Ethernet/IPv6 NS: the target right after the 8-byte header
+            Some(ND_SOLICIT) => {
+                return match frame.get(62..78).and_then(ipv6_at) {
+                    Some(t) if addrs.is_own(IpAddr::V6(t)) => Punt::ToKernel,
+                    _ => Punt::Continue,
+                };
+            }
+            Some(ND_ADVERT) => return Punt::CopyToKernel,
+            _ => {}
+        }
+    }
+    if dst.is_multicast() {
+        return Punt::ToKernel;
+    }
+    if !addrs.is_own(IpAddr::V6(dst)) || next == PROTO_TCP || next == PROTO_UDP {
+        return Punt::Continue;
+    }
+    if IPV6_EXT_HEADERS.contains(&next) {
+        return Punt::Continue;
+    }
+    if next != PROTO_ICMPV6 {
+        return Punt::ToKernel;
+    }
+    // errors (types below 128) are about connections: forwarding path
+    match icmp_type {
+        Some(t) if t >= 128 => Punt::ToKernel,
+        _ => Punt::Continue,
+    }
+}
+
+/// The index of the port whose own address is the IP destination of
 /// `frame` and that has a twin (for TCP/UDP the forwarding path refused).
 pub fn own_port_of<'a>(
     frame: &[u8],
     ports: impl Iterator<Item = (&'a PortAddrs, bool)>,
 ) -> Option<usize> {
-    if frame.get(12..14)? != ETH_IPV4 {
-        return None;
-    }
-    let dst = ipv4_at(frame.get(30..34)?);
+    let dst = match frame.get(12..14)? {
+        e if e == ETH_IPV4 => IpAddr::V4(ipv4_at(frame.get(30..34)?)),
+        e if e == ETH_IPV6 => IpAddr::V6(ipv6_at(frame.get(38..54)?)?),
+        _ => return None,
+    };
     ports
         .enumerate()
         .find(|(_, (a, has_twin))| *has_twin && a.is_own(dst))
@@ -179,18 +255,20 @@ impl PuntBudget {
 mod tests {
     use super::*;
     use crate::wire::MacAddr;
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     const OWN: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
     const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+    const OWN6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+    const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100);
 
     fn addrs() -> PortAddrs {
-        PortAddrs {
-            mac: MacAddr([2, 0, 0, 0, 0, 1]),
-            addrs: vec![(OWN, 24)],
-            vips: vec![VIP],
-            gateway: None,
-        }
+        PortAddrs::new(
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            vec![(IpAddr::V4(OWN), 24), (IpAddr::V6(OWN6), 64)],
+            vec![IpAddr::V4(VIP), IpAddr::V6(VIP6)],
+            vec![],
+        )
     }
 
     fn ipv4(dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
@@ -284,7 +362,7 @@ mod tests {
     fn refused_tcp_finds_the_port_owning_the_address() {
         let a = addrs();
         let mut b = addrs();
-        b.addrs = vec![(Ipv4Addr::new(198, 19, 0, 1), 24)];
+        b.addrs = vec![(IpAddr::V4(Ipv4Addr::new(198, 19, 0, 1)), 24)];
         let f = ipv4(OWN, PROTO_TCP, &[0; 20]);
         assert_eq!(
             own_port_of(&f, [(&b, true), (&a, true)].into_iter()),
@@ -292,6 +370,105 @@ mod tests {
         );
         assert_eq!(own_port_of(&f, [(&b, true), (&a, false)].into_iter()), None);
         let f = ipv4(VIP, PROTO_TCP, &[0; 20]);
+        assert_eq!(own_port_of(&f, [(&a, true)].into_iter()), None);
+    }
+
+    fn ipv6(dst: Ipv6Addr, next: u8, l4: &[u8]) -> Vec<u8> {
+        let dst_mac = if dst.is_multicast() {
+            crate::wire::icmpv6::multicast_mac(&dst).0
+        } else {
+            [2, 0, 0, 0, 0, 1]
+        };
+        let mut f = dst_mac.to_vec();
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f.extend_from_slice(&ETH_IPV6);
+        let mut ip = [0u8; 40];
+        ip[0] = 0x60;
+        ip[4..6].copy_from_slice(&(l4.len() as u16).to_be_bytes());
+        ip[6] = next;
+        ip[7] = 255;
+        ip[8..24].copy_from_slice(&Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2).octets());
+        ip[24..40].copy_from_slice(&dst.octets());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(l4);
+        f
+    }
+
+    fn nd(msg_type: u8, target: Ipv6Addr) -> Vec<u8> {
+        let mut icmp = vec![msg_type, 0, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&target.octets());
+        icmp
+    }
+
+    #[test]
+    fn ipv6_follows_the_ipv4_rules() {
+        let a = addrs();
+        let group = |t: &Ipv6Addr| crate::wire::icmpv6::solicited_node(t);
+        let ll = a.link_local();
+        // neighbor discovery: solicitations for the kernel's addresses go up
+        // (DAD probes too), for VIPs stay; advertisements are copied
+        assert_eq!(
+            classify(&ipv6(group(&OWN6), 58, &nd(135, OWN6)), &a),
+            Punt::ToKernel
+        );
+        assert_eq!(
+            classify(&ipv6(group(&ll), 58, &nd(135, ll)), &a),
+            Punt::ToKernel
+        );
+        assert_eq!(
+            classify(&ipv6(OWN6, 58, &nd(135, OWN6)), &a),
+            Punt::ToKernel
+        );
+        assert_eq!(
+            classify(&ipv6(group(&VIP6), 58, &nd(135, VIP6)), &a),
+            Punt::Continue
+        );
+        assert_eq!(
+            classify(&ipv6(OWN6, 58, &nd(136, VIP6)), &a),
+            Punt::CopyToKernel
+        );
+        let all_nodes = crate::wire::icmpv6::ALL_NODES;
+        assert_eq!(
+            classify(&ipv6(all_nodes, 58, &nd(136, VIP6)), &a),
+            Punt::CopyToKernel
+        );
+        // other multicast: up (router advertisements, MLD, VRRPv3, OSPFv3)
+        assert_eq!(
+            classify(&ipv6(all_nodes, 58, &[134, 0, 0, 0]), &a),
+            Punt::ToKernel
+        );
+        let vrrp = "ff02::12".parse().unwrap();
+        assert_eq!(classify(&ipv6(vrrp, 112, &[0; 8]), &a), Punt::ToKernel);
+        // to an own address: echo and other protocols up, TCP/UDP,
+        // extension headers and ICMPv6 errors to the forwarding path first
+        assert_eq!(
+            classify(&ipv6(OWN6, 58, &[128, 0, 0, 0]), &a),
+            Punt::ToKernel
+        );
+        assert_eq!(classify(&ipv6(ll, 58, &[129, 0, 0, 0]), &a), Punt::ToKernel);
+        assert_eq!(classify(&ipv6(OWN6, 89, &[0; 8]), &a), Punt::ToKernel);
+        assert_eq!(classify(&ipv6(OWN6, 58, &[1, 4, 0, 0]), &a), Punt::Continue);
+        assert_eq!(
+            classify(&ipv6(OWN6, PROTO_TCP, &[0; 20]), &a),
+            Punt::Continue
+        );
+        assert_eq!(
+            classify(&ipv6(OWN6, PROTO_UDP, &[0; 8]), &a),
+            Punt::Continue
+        );
+        assert_eq!(classify(&ipv6(OWN6, 44, &[0; 8]), &a), Punt::Continue);
+        // VIPs and transit stay in the data plane
+        assert_eq!(
+            classify(&ipv6(VIP6, 58, &[128, 0, 0, 0]), &a),
+            Punt::Continue
+        );
+        let other = "2001:2::99".parse().unwrap();
+        assert_eq!(classify(&ipv6(other, 89, &[0; 8]), &a), Punt::Continue);
+        assert_eq!(classify(&ipv6(OWN6, 58, &[])[..40], &a), Punt::Continue);
+        // refused TCP to an own IPv6 address finds its port
+        let f = ipv6(OWN6, PROTO_TCP, &[0; 20]);
+        assert_eq!(own_port_of(&f, [(&a, true)].into_iter()), Some(0));
+        let f = ipv6(VIP6, PROTO_TCP, &[0; 20]);
         assert_eq!(own_port_of(&f, [(&a, true)].into_iter()), None);
     }
 

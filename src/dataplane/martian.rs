@@ -71,10 +71,15 @@ impl MartianFilter {
         let mut broadcast = Vec::new();
         for p in ports {
             for (a, prefix) in &p.addrs {
-                local.push(u32::from(*a));
-                broadcast.extend(directed_broadcast(*a, *prefix));
+                if let IpAddr::V4(a) = a {
+                    local.push(u32::from(*a));
+                    broadcast.extend(directed_broadcast(*a, *prefix));
+                }
             }
-            local.extend(p.vips.iter().map(|v| u32::from(*v)));
+            local.extend(p.vips.iter().filter_map(|v| match v {
+                IpAddr::V4(a) => Some(u32::from(*a)),
+                IpAddr::V6(_) => None,
+            }));
         }
         for svc in snap.services() {
             if let ServiceKey::Addr {
@@ -185,16 +190,17 @@ mod tests {
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 
     fn filter() -> MartianFilter {
-        let port = PortAddrs {
-            mac: MacAddr(MAC),
-            addrs: vec![
-                (Ipv4Addr::new(198, 18, 0, 1), 24),
-                (Ipv4Addr::new(198, 18, 1, 1), 24),
-                (Ipv4Addr::new(198, 18, 2, 1), 31),
+        let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+        let port = PortAddrs::new(
+            MacAddr(MAC),
+            vec![
+                (v4(198, 18, 0, 1), 24),
+                (v4(198, 18, 1, 1), 24),
+                (v4(198, 18, 2, 1), 31),
             ],
-            vips: vec![Ipv4Addr::new(198, 18, 0, 100)],
-            gateway: None,
-        };
+            vec![v4(198, 18, 0, 100)],
+            vec![],
+        );
         MartianFilter::new([&port], &ServiceSnapshot::empty(16))
     }
 

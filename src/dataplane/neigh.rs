@@ -1,4 +1,6 @@
-//! The neighbour (ARP) table: IPv4 next hop -> MAC, one per worker core.
+//! The neighbour table: next hop (IPv4 by ARP, IPv6 by neighbor discovery) -> MAC,
+//! one per worker core. Both families share one table, keyed by `IpAddr`; the caller
+//! sends an ARP request or a neighbor solicitation as the address asks.
 //!
 //! Pure and single-threaded: no DPDK, no I/O, no clock. The caller passes `now` (in
 //! milliseconds, non-decreasing) and performs the actions the table returns: sending
@@ -89,7 +91,7 @@
 //! reply arrives; the reply then still creates its entry (above), so the neighbour's
 //! next packet goes out.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// An Ethernet MAC address.
 pub type Mac = [u8; 6];
@@ -218,7 +220,7 @@ pub enum NeighAction<P> {
     /// that MAC.
     Request {
         /// Address to resolve.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// Destination MAC of a probe.
         unicast: Option<Mac>,
     },
@@ -278,7 +280,7 @@ impl NeighState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NeighInfo {
     /// Neighbour address.
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// Its MAC, once known.
     pub mac: Option<Mac>,
     /// Current state.
@@ -413,7 +415,7 @@ const EMPTY_LIST: TimerList = TimerList {
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    ip: u32,
+    ip: IpAddr,
     mac: Mac,
     slot: Slot,
     /// Requests or probes sent in the current resolution.
@@ -434,7 +436,7 @@ struct Entry {
 }
 
 const FREE_ENTRY: Entry = Entry {
-    ip: 0,
+    ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     mac: [0; 6],
     slot: Slot::Free,
     attempts: 0,
@@ -545,8 +547,8 @@ impl<P> NeighTable<P> {
     }
 
     /// Where to send a packet for next hop `ip`. See [`Resolve`].
-    pub fn resolve(&mut self, ip: Ipv4Addr, pkt: P, now: u64) -> Resolve<P> {
-        let key = u32::from(ip);
+    pub fn resolve(&mut self, ip: IpAddr, pkt: P, now: u64) -> Resolve<P> {
+        let key = ip;
         let Some(slot) = self.find(key) else {
             return self.resolve_miss(key, pkt, now);
         };
@@ -589,7 +591,7 @@ impl<P> NeighTable<P> {
         }
     }
 
-    fn resolve_miss(&mut self, key: u32, pkt: P, now: u64) -> Resolve<P> {
+    fn resolve_miss(&mut self, key: IpAddr, pkt: P, now: u64) -> Resolve<P> {
         // At most half the table unresolved: the oldest unresolved entry makes room.
         if self.lists[LIST_INCOMPLETE].len >= self.max_incomplete() {
             let oldest = self.lists[LIST_INCOMPLETE].head;
@@ -633,13 +635,13 @@ impl<P> NeighTable<P> {
     /// Packets that were waiting for this neighbour go to `send` in arrival order.
     pub fn learn(
         &mut self,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         mac: Mac,
         now: u64,
         solicited: bool,
         mut send: impl FnMut(Mac, P),
     ) -> Learned {
-        let key = u32::from(ip);
+        let key = ip;
         let Some(slot) = self.find(key) else {
             // Never evict a useful entry for an address nobody asked about; a reply (to a
             // request whose entry was evicted) may take an unresolved one's place.
@@ -764,7 +766,7 @@ impl<P> NeighTable<P> {
                 self.timer_push(slot);
                 self.counters.probes_sent += 1;
                 on_action(NeighAction::Request {
-                    ip: Ipv4Addr::from(e.ip),
+                    ip: e.ip,
                     unicast: Some(e.mac),
                 });
             } else if e.attempts < self.params.max_retries {
@@ -778,10 +780,7 @@ impl<P> NeighTable<P> {
                 } else {
                     self.counters.requests_sent += 1;
                 }
-                on_action(NeighAction::Request {
-                    ip: Ipv4Addr::from(e.ip),
-                    unicast,
-                });
+                on_action(NeighAction::Request { ip: e.ip, unicast });
             } else {
                 self.counters.failed += 1;
                 let dropped = self.drain(slot, |p| {
@@ -810,7 +809,7 @@ impl<P> NeighTable<P> {
                 self.counters.probes_sent += 1;
                 self.counters.refreshes += 1;
                 on_action(NeighAction::Request {
-                    ip: Ipv4Addr::from(ip),
+                    ip,
                     unicast: Some(mac),
                 });
             }
@@ -831,15 +830,15 @@ impl<P> NeighTable<P> {
     }
 
     /// The MAC for `ip` if one is known (Reachable, Stale or Probe); changes nothing.
-    pub fn lookup(&self, ip: Ipv4Addr) -> Option<Mac> {
-        let slot = self.find(u32::from(ip))?;
+    pub fn lookup(&self, ip: IpAddr) -> Option<Mac> {
+        let slot = self.find(ip)?;
         let e = &self.entries[slot as usize];
         (e.slot != Slot::Incomplete).then_some(e.mac)
     }
 
     /// State of the entry for `ip` at time `now`.
-    pub fn state(&self, ip: Ipv4Addr, now: u64) -> Option<NeighState> {
-        let slot = self.find(u32::from(ip))?;
+    pub fn state(&self, ip: IpAddr, now: u64) -> Option<NeighState> {
+        let slot = self.find(ip)?;
         Some(self.info(&self.entries[slot as usize], now).state)
     }
 
@@ -863,7 +862,7 @@ impl<P> NeighTable<P> {
         };
         let known = state != NeighState::Incomplete;
         NeighInfo {
-            ip: Ipv4Addr::from(e.ip),
+            ip: e.ip,
             mac: known.then_some(e.mac),
             state,
             pending: e.q_len,
@@ -873,8 +872,8 @@ impl<P> NeighTable<P> {
 
     /// Removes the entry for `ip`; its queued packets go to `on_drop` (reason `Flushed`).
     /// Returns whether there was one.
-    pub fn remove(&mut self, ip: Ipv4Addr, mut on_drop: impl FnMut(P, DropReason)) -> bool {
-        let Some(slot) = self.find(u32::from(ip)) else {
+    pub fn remove(&mut self, ip: IpAddr, mut on_drop: impl FnMut(P, DropReason)) -> bool {
+        let Some(slot) = self.find(ip) else {
             return false;
         };
         let n = self.drain(slot, |p| on_drop(p, DropReason::Flushed));
@@ -912,7 +911,7 @@ impl<P> NeighTable<P> {
 
     /// A free slot, or an evicted Stale one, or the oldest Incomplete one; indexed
     /// under `key`. Entries in use (Reachable, Delay, Probe) are never evicted.
-    fn alloc(&mut self, key: u32, now: u64) -> Option<u32> {
+    fn alloc(&mut self, key: IpAddr, now: u64) -> Option<u32> {
         if let Some(slot) = self.alloc_free(key) {
             return Some(slot);
         }
@@ -958,7 +957,7 @@ impl<P> NeighTable<P> {
         self.remove_slot(slot);
     }
 
-    fn alloc_free(&mut self, key: u32) -> Option<u32> {
+    fn alloc_free(&mut self, key: IpAddr) -> Option<u32> {
         let slot = self.free_slots.pop()?;
         self.entries[slot as usize] = Entry {
             ip: key,
@@ -1120,16 +1119,26 @@ impl<P> NeighTable<P> {
 
     // ---- index: open addressing, linear probing, backward-shift deletion ----
 
-    fn home(&self, key: u32) -> usize {
-        // Fibonacci hashing: the top bits of key x 2^32/phi spread consecutive addresses.
-        ((u64::from(key.wrapping_mul(0x9E37_79B9)) << self.index_bits) >> 32) as usize
+    fn home(&self, key: IpAddr) -> usize {
+        // An IPv6 address folds to 32 bits (its interface identifier varies most; the
+        // prefix is mixed in). Then Fibonacci hashing: the top bits of key x 2^32/phi
+        // spread consecutive addresses.
+        let folded = match key {
+            IpAddr::V4(a) => u32::from(a),
+            IpAddr::V6(a) => {
+                let x = u128::from(a);
+                let y = (x as u64) ^ ((x >> 64) as u64).rotate_left(17);
+                (y as u32) ^ ((y >> 32) as u32)
+            }
+        };
+        ((u64::from(folded.wrapping_mul(0x9E37_79B9)) << self.index_bits) >> 32) as usize
     }
 
     fn mask(&self) -> usize {
         self.index.len() - 1
     }
 
-    fn find(&self, key: u32) -> Option<u32> {
+    fn find(&self, key: IpAddr) -> Option<u32> {
         let mask = self.mask();
         let mut i = self.home(key);
         // The index is at most half full, so an empty bucket ends every probe.
@@ -1145,7 +1154,7 @@ impl<P> NeighTable<P> {
         }
     }
 
-    fn index_insert(&mut self, key: u32, slot: u32) {
+    fn index_insert(&mut self, key: IpAddr, slot: u32) {
         let mask = self.mask();
         let mut i = self.home(key);
         while self.index[i] != NIL {
@@ -1154,7 +1163,7 @@ impl<P> NeighTable<P> {
         self.index[i] = slot;
     }
 
-    fn index_remove(&mut self, key: u32) {
+    fn index_remove(&mut self, key: IpAddr) {
         let mask = self.mask();
         let mut hole = self.home(key);
         loop {
@@ -1219,8 +1228,8 @@ mod tests {
         }
     }
 
-    fn ip(n: u8) -> Ipv4Addr {
-        Ipv4Addr::new(198, 18, 1, n)
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(198, 18, 1, n))
     }
 
     /// Runs `tick` and collects the actions.
@@ -1233,7 +1242,7 @@ mod tests {
 
     fn learn(
         t: &mut NeighTable<u32>,
-        a: Ipv4Addr,
+        a: IpAddr,
         mac: Mac,
         now: u64,
         solicited: bool,

@@ -109,7 +109,7 @@ pub struct ConnDump {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NeighUpdate {
     pub port: u16,
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub mac: [u8; 6],
     pub solicited: bool,
 }
@@ -128,7 +128,7 @@ pub struct WorkerPort {
     pub addrs: PortAddrs,
     /// The VIPs configured for this port in `[[vip]]` (the snapshot adds
     /// on-link service VIPs and FULLNAT local addresses to `addrs.vips`).
-    pub static_vips: Vec<Ipv4Addr>,
+    pub static_vips: Vec<IpAddr>,
     pub neigh: NeighTable<Mbuf>,
     /// `tx.dropped` already counted as `tx_full`.
     pub tx_dropped_seen: u64,
@@ -211,26 +211,24 @@ fn send_to(tx: &mut TxBuffer, mac: [u8; 6], mut m: Mbuf) {
     tx.push(m);
 }
 
-/// Send an ARP request for `target` (broadcast, or a unicast probe).
-fn send_arp_request(
+/// Send the request that resolves `target`: an ARP request (IPv4) or a
+/// neighbor solicitation (IPv6), to everyone or, with `unicast`, as a
+/// probe to that MAC.
+fn send_neigh_request(
     pool: &Mempool,
     tx: &mut TxBuffer,
     c: &WorkerCounters,
     addrs: &PortAddrs,
-    target: Ipv4Addr,
+    target: IpAddr,
     unicast: Option<[u8; 6]>,
 ) {
-    let Some(src_ip) = addrs.source_for(target) else {
+    let mut frame = [0u8; 96];
+    let Some(len) = local::build_neighbor_request(&mut frame, addrs, target, unicast.map(MacAddr))
+    else {
+        // no address of the target's family on this port to ask from
         c.drop_pkt(DropReason::NoRoute);
         return;
     };
-    let mut frame = [0u8; 60];
-    let Some(len) = local::build_arp_request(&mut frame, addrs.mac, src_ip, target) else {
-        return;
-    };
-    if let Some(mac) = unicast {
-        frame[..6].copy_from_slice(&mac);
-    }
     let Ok(mut m) = Mbuf::alloc(pool) else {
         c.drop_pkt(DropReason::NoMbuf);
         return;
@@ -239,34 +237,66 @@ fn send_arp_request(
         c.drop_pkt(DropReason::NoMbuf);
         return;
     }
-    c.add(Event::ArpRequestsOut, 1);
+    c.add(
+        match target {
+            IpAddr::V4(_) => Event::ArpRequestsOut,
+            IpAddr::V6(_) => Event::NdSolicitsOut,
+        },
+        1,
+    );
     tx.push(m);
 }
 
-/// Route `m` (an IPv4 frame whose Ethernet header we fill) toward
+/// Route `m` (an IPv4 or IPv6 frame whose Ethernet header we fill) toward
 /// `next_hop`: out of the port whose subnet holds it, else through the
-/// first port with a gateway.
+/// first port with a gateway of its family.
 fn route(
     ports: &mut [WorkerPort],
     pool: &Mempool,
     c: &WorkerCounters,
-    next_hop: Ipv4Addr,
+    next_hop: IpAddr,
+    m: Mbuf,
+    now_ms: u64,
+) {
+    route_from(ports, pool, c, None, next_hop, m, now_ms)
+}
+
+/// The port and the neighbour to send a packet for `next_hop` to: the
+/// port whose subnet holds it (the `ingress` port first, if it does: a
+/// reply to an IPv6 link-local address, on-link on every port, must leave
+/// where the request came in), else the first port with a gateway of its
+/// family.
+pub fn egress<T>(
+    ports: &[T],
+    addrs: impl Fn(&T) -> &PortAddrs,
+    ingress: Option<usize>,
+    next_hop: IpAddr,
+) -> Option<(usize, IpAddr)> {
+    if let Some(i) = ingress.filter(|&i| ports.get(i).is_some_and(|p| addrs(p).on_link(next_hop))) {
+        return Some((i, next_hop));
+    }
+    if let Some(i) = ports.iter().position(|p| addrs(p).on_link(next_hop)) {
+        return Some((i, next_hop));
+    }
+    ports
+        .iter()
+        .enumerate()
+        .find_map(|(i, p)| addrs(p).gateway_for(next_hop).map(|g| (i, g)))
+}
+
+/// [`route`] for a packet that came in on port `ingress` (see [`egress`]).
+fn route_from(
+    ports: &mut [WorkerPort],
+    pool: &Mempool,
+    c: &WorkerCounters,
+    ingress: Option<usize>,
+    next_hop: IpAddr,
     mut m: Mbuf,
     now_ms: u64,
 ) {
-    let (p, hop) = match ports.iter().position(|wp| wp.addrs.on_link(next_hop)) {
-        Some(p) => (p, next_hop),
-        None => match ports
-            .iter()
-            .enumerate()
-            .find_map(|(i, wp)| wp.addrs.gateway.map(|g| (i, g)))
-        {
-            Some(found) => found,
-            None => {
-                c.drop_pkt(DropReason::NoRoute);
-                return;
-            }
-        },
+    let Some((p, hop)) = egress(ports, |wp| &wp.addrs, ingress, next_hop) else {
+        c.drop_pkt(DropReason::NoRoute);
+        return;
     };
     let WorkerPort {
         tx, addrs, neigh, ..
@@ -276,10 +306,10 @@ fn route(
         Resolve::Send(mac, m) => send_to(tx, mac, m),
         Resolve::SendAndProbe(mac, m) => {
             send_to(tx, mac, m);
-            send_arp_request(pool, tx, c, addrs, hop, Some(mac));
+            send_neigh_request(pool, tx, c, addrs, hop, Some(mac));
         }
         Resolve::Queued => {}
-        Resolve::QueuedAndRequest => send_arp_request(pool, tx, c, addrs, hop, None),
+        Resolve::QueuedAndRequest => send_neigh_request(pool, tx, c, addrs, hop, None),
         Resolve::Dropped(m, r) => {
             count_neigh_drop(c, r);
             drop(m);
@@ -288,25 +318,20 @@ fn route(
             c.add(Event::NeighRequestsUnqueued, 1);
             count_neigh_drop(c, r);
             drop(m);
-            send_arp_request(pool, tx, c, addrs, hop, None);
+            send_neigh_request(pool, tx, c, addrs, hop, None);
         }
     }
 }
 
-/// The addresses a port answers ARP for, beyond its own: its configured
-/// VIPs, plus every IPv4 service VIP and FULLNAT local address on one of
-/// its subnets (so `vsadm -A` and `--add-laddr` need no config change).
-pub fn port_vips(
-    addrs: &PortAddrs,
-    static_vips: &[Ipv4Addr],
-    snap: &ServiceSnapshot,
-) -> Vec<Ipv4Addr> {
-    let mut v: Vec<Ipv4Addr> = static_vips.to_vec();
-    let mut add = |ip: IpAddr| {
-        if let IpAddr::V4(a) = ip {
-            if addrs.on_link(a) && !addrs.is_own(a) && !v.contains(&a) {
-                v.push(a);
-            }
+/// The addresses a port answers ARP and neighbor solicitations for,
+/// beyond its own: its configured VIPs, plus every service VIP and FULLNAT
+/// local address (of either family) on one of its subnets (so `vsadm -A`
+/// and `--add-laddr` need no config change).
+pub fn port_vips(addrs: &PortAddrs, static_vips: &[IpAddr], snap: &ServiceSnapshot) -> Vec<IpAddr> {
+    let mut v: Vec<IpAddr> = static_vips.to_vec();
+    let mut add = |a: IpAddr| {
+        if addrs.on_link(a) && !addrs.is_own(a) && !v.contains(&a) {
+            v.push(a);
         }
     };
     for svc in snap.services() {
@@ -318,6 +343,21 @@ pub fn port_vips(
         }
     }
     v
+}
+
+/// Whether a frame is (untagged or single-tagged) IPv6 with ICMPv6 right
+/// after the fixed header: the only frames [`local::handle_frame`] may
+/// answer with a neighbor advertisement longer than themselves.
+#[inline]
+fn may_be_nd(frame: &[u8]) -> bool {
+    const ICMPV6: u8 = 58;
+    match frame.get(12..14) {
+        Some([0x86, 0xdd]) => frame.get(20) == Some(&ICMPV6),
+        Some([0x81, 0x00]) => {
+            frame.get(16..18) == Some(&[0x86, 0xdd]) && frame.get(24) == Some(&ICMPV6)
+        }
+        _ => false,
+    }
 }
 
 /// Metadata 0 on a steering ring: a packet steered by the ownership rule,
@@ -517,7 +557,9 @@ impl Worker {
         let inactive = self.follow.inactive();
         for wp in &mut self.ports {
             wp.addrs.vips = port_vips(&wp.addrs, &wp.static_vips, &cfg.services);
-            wp.addrs.vips.retain(|v| !inactive.contains(v));
+            wp.addrs
+                .vips
+                .retain(|v| !matches!(v, IpAddr::V4(a) if inactive.contains(a)));
         }
         if self.index == 0 {
             for (p, vip) in came_up {
@@ -559,6 +601,12 @@ impl Worker {
             c.drop_pkt(r);
             return;
         }
+        // room for a neighbor advertisement built in place of a short
+        // ICMPv6 frame (given back below if the frame is not ours)
+        let received_len = m.len();
+        if received_len < local::ND_REPLY_ROOM && may_be_nd(m.data()) {
+            let _ = m.append(local::ND_REPLY_ROOM - received_len);
+        }
         let mut learned = None;
         let verdict = local::handle_frame(m.data_mut(), &self.ports[p].addrs, c, &mut learned);
         if let Some((ip, mac, solicited)) = learned {
@@ -586,11 +634,12 @@ impl Worker {
             }
             LocalVerdict::Route { len, next_hop } => {
                 m.truncate(len);
-                route(&mut self.ports, &self.pool, c, next_hop, m, now_ms);
+                route_from(&mut self.ports, &self.pool, c, Some(p), next_hop, m, now_ms);
             }
             LocalVerdict::Consumed => {}
             LocalVerdict::Drop(r) => c.drop_pkt(r),
             LocalVerdict::NotLocal => {
+                m.truncate(received_len);
                 if MartianFilter::not_host(m.data(), &self.ports[p].addrs.mac.0) {
                     c.drop_pkt(DropReason::NotHost);
                     return;
@@ -837,7 +886,7 @@ impl Worker {
             // used to lose the rest of a tick's retries and refresh probes).
             neigh.tick(now_ms, |a| match a {
                 NeighAction::Request { ip, unicast } => {
-                    send_arp_request(pool, tx, c, addrs, ip, unicast);
+                    send_neigh_request(pool, tx, c, addrs, ip, unicast);
                 }
                 NeighAction::Drop(m, r) => {
                     count_neigh_drop(c, r);
@@ -864,5 +913,133 @@ impl Worker {
                 drop(m);
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::service::{ServiceConfig, ServiceTable};
+
+    fn v4(s: &str) -> IpAddr {
+        IpAddr::V4(s.parse().unwrap())
+    }
+
+    fn v6(s: &str) -> IpAddr {
+        IpAddr::V6(s.parse().unwrap())
+    }
+
+    fn ports() -> [PortAddrs; 2] {
+        [
+            PortAddrs::new(
+                MacAddr([2, 0, 0, 0, 0, 1]),
+                vec![(v4("198.18.0.1"), 24), (v6("2001:2::1"), 64)],
+                vec![],
+                vec![],
+            ),
+            PortAddrs::new(
+                MacAddr([2, 0, 0, 0, 0, 2]),
+                vec![(v4("198.18.1.1"), 24), (v6("2001:2:1::1"), 64)],
+                vec![],
+                vec![v4("198.18.1.254"), v6("fe80::1")],
+            ),
+        ]
+    }
+
+    #[test]
+    fn egress_by_subnet_ingress_and_gateway_of_the_family() {
+        let p = ports();
+        fn id(a: &PortAddrs) -> &PortAddrs {
+            a
+        }
+        assert_eq!(
+            egress(&p, id, None, v6("2001:2:1::9")),
+            Some((1, v6("2001:2:1::9")))
+        );
+        assert_eq!(
+            egress(&p, id, Some(0), v6("2001:2:1::9")),
+            Some((1, v6("2001:2:1::9")))
+        );
+        // off-link: the gateway of the destination's family
+        assert_eq!(
+            egress(&p, id, None, v6("2001:3::9")),
+            Some((1, v6("fe80::1")))
+        );
+        assert_eq!(
+            egress(&p, id, None, v4("198.19.0.9")),
+            Some((1, v4("198.18.1.254")))
+        );
+        // link-local is on-link everywhere: the ingress port decides
+        assert_eq!(
+            egress(&p, id, Some(1), v6("fe80::99")),
+            Some((1, v6("fe80::99")))
+        );
+        assert_eq!(
+            egress(&p, id, Some(0), v6("fe80::99")),
+            Some((0, v6("fe80::99")))
+        );
+        assert_eq!(
+            egress(&p, id, None, v6("fe80::99")),
+            Some((0, v6("fe80::99")))
+        );
+        assert_eq!(egress(&p[..1], id, None, v6("2001:3::9")), None);
+        assert_eq!(
+            egress(&p[..1], id, Some(5), v4("198.18.0.7")),
+            Some((0, v4("198.18.0.7")))
+        );
+    }
+
+    #[test]
+    fn port_vips_take_on_link_service_addresses_of_both_families() {
+        let p = ports();
+        let mut t = ServiceTable::new(16);
+        t.add_service(
+            crate::lb::service::ServiceKey::tcp(v6("2001:2::64"), 80),
+            ServiceConfig::default(),
+        )
+        .unwrap();
+        t.add_service(
+            crate::lb::service::ServiceKey::tcp(v4("198.18.0.100"), 80),
+            ServiceConfig::default(),
+        )
+        .unwrap();
+        t.add_service(
+            crate::lb::service::ServiceKey::tcp(v6("2001:9::64"), 80),
+            ServiceConfig::default(),
+        )
+        .unwrap();
+        let vips = port_vips(&p[0], &[], &t.snapshot());
+        assert!(vips.contains(&v6("2001:2::64")), "{vips:?}");
+        assert!(vips.contains(&v4("198.18.0.100")), "{vips:?}");
+        assert!(!vips.contains(&v6("2001:9::64")), "off-link: {vips:?}");
+    }
+
+    #[test]
+    fn only_short_icmpv6_frames_get_room_for_an_advertisement() {
+        use crate::wire::PacketBuilder;
+        let (a, b) = (MacAddr([2, 0, 0, 0, 0, 9]), MacAddr([2, 0, 0, 0, 0, 1]));
+        let ip6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap();
+        let ns = PacketBuilder::ethernet(a, b)
+            .ipv6(ip6("2001:2::2"), ip6("2001:2::1"))
+            .neighbor_solicit(ip6("2001:2::1"), None)
+            .build();
+        assert!(may_be_nd(&ns));
+        let tagged = PacketBuilder::ethernet(a, b)
+            .vlan(5)
+            .ipv6(ip6("2001:2::2"), ip6("2001:2::1"))
+            .neighbor_solicit(ip6("2001:2::1"), None)
+            .build();
+        assert!(may_be_nd(&tagged));
+        let tcp = PacketBuilder::ethernet(a, b)
+            .ipv6(ip6("2001:2::2"), ip6("2001:2::1"))
+            .tcp(1, 2, crate::wire::tcp::ACK)
+            .build();
+        assert!(!may_be_nd(&tcp));
+        let v4 = PacketBuilder::ethernet(a, b)
+            .ipv4("198.18.0.2".parse().unwrap(), "198.18.0.1".parse().unwrap())
+            .icmp_echo_request(1, 1)
+            .build();
+        assert!(!may_be_nd(&v4));
+        assert!(!may_be_nd(&ns[..15]));
     }
 }

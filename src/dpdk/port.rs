@@ -171,8 +171,7 @@ impl Port {
         // SAFETY: rte_eth_conf is a plain C struct; all-zero is its default.
         let mut conf: dpdk_sys::rte_eth_conf = unsafe { std::mem::zeroed() };
         let mut rss_key = cfg.rss_key;
-        let rss_types = self.info.flow_type_rss_offloads
-            & (dpdk_sys::rss::IP | dpdk_sys::rss::TCP | dpdk_sys::rss::UDP);
+        let rss_types = rss_hash_types(self.info.flow_type_rss_offloads);
         self.rss_active = cfg.rx_queues > 1 && rss_key.is_some() && rss_types != 0;
         if self.rss_active {
             conf.rxmode.mq_mode = dpdk_sys::ETH_MQ_RX_RSS;
@@ -505,5 +504,57 @@ impl TxQueue {
             return false;
         }
         true
+    }
+}
+
+/// The RSS hash types to ask of a PMD that offers `offered`: the inputs
+/// the software ownership rule (`lb::owner`) computes, for both families:
+/// TCP and UDP on the 4-tuple (`NONFRAG_IPV4_*`, `NONFRAG_IPV6_*`),
+/// fragments and other IP on the 2-tuple. Not the `IPV6_*_EX` types,
+/// which hash addresses from the home-address option and routing header
+/// instead of the fixed header's and so would disagree with the software
+/// rule (and with the NAT reply core the forwarding core predicts).
+pub fn rss_hash_types(offered: u64) -> u64 {
+    use dpdk_sys::rss::*;
+    offered
+        & (IPV4
+            | FRAG_IPV4
+            | NONFRAG_IPV4_TCP
+            | NONFRAG_IPV4_UDP
+            | NONFRAG_IPV4_OTHER
+            | IPV6
+            | FRAG_IPV6
+            | NONFRAG_IPV6_TCP
+            | NONFRAG_IPV6_UDP
+            | NONFRAG_IPV6_OTHER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rss_hash_types;
+    use dpdk_sys::rss::*;
+
+    #[test]
+    fn rss_hashes_ipv6_tcp_udp_on_the_fixed_header() {
+        let everything = IP | TCP | UDP;
+        let t = rss_hash_types(everything);
+        for want in [
+            NONFRAG_IPV4_TCP,
+            NONFRAG_IPV4_UDP,
+            NONFRAG_IPV6_TCP,
+            NONFRAG_IPV6_UDP,
+            IPV6,
+            FRAG_IPV6,
+            NONFRAG_IPV6_OTHER,
+        ] {
+            assert_ne!(t & want, 0, "{want:#x} missing from {t:#x}");
+        }
+        assert_eq!(t & (IPV6_EX | IPV6_TCP_EX | IPV6_UDP_EX), 0);
+        // only what the PMD offers
+        assert_eq!(
+            rss_hash_types(NONFRAG_IPV6_TCP | IPV6_TCP_EX),
+            NONFRAG_IPV6_TCP
+        );
+        assert_eq!(rss_hash_types(0), 0);
     }
 }

@@ -81,18 +81,21 @@
 //! Counters: every drop is counted here, in the core's [`StatsTable`],
 //! with its reason; the data plane must not count `Drop` verdicts again.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::lb::conn::{
-    Conn, ConnError, ConnId, ConnTable4, Direction, Endpoint, NewConn, Seed, Tuple,
+    Addr, Conn, ConnError, ConnId, ConnTable, ConnTable4, ConnTable6, Direction, Endpoint, NewConn,
+    Seed, Tuple,
 };
 use crate::lb::defense::{DefenseConfig, DefenseState, DROP_PROBE_SHIFT};
+use crate::lb::family::Family;
 use crate::lb::frag::{self, FragAction, FragCache, FragKey};
 use crate::lb::fwd::{
     self, FwdDrop, IcmpQuote, IcmpTranslation, L4Csum, PacketInfo, TunError, PROTO_ICMP, PROTO_TCP,
     PROTO_UDP,
 };
+use crate::lb::fwd6;
 use crate::lb::icmp_limit::{IcmpLimitConfig, IcmpLimiter, Verdict as IcmpVerdict};
 use crate::lb::laddr::{LocalPortStats, LocalPorts, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN};
 use crate::lb::load::{CoreLoad, DestId, GlobalLoad, SummedLoad};
@@ -101,7 +104,7 @@ use crate::lb::owner::RssOwner;
 use crate::lb::packet::PacketBuf;
 use crate::lb::persist::{PersistError, PersistKey};
 use crate::lb::sched::{SchedInput, SchedulerSet};
-use crate::lb::service::{PersistMask, RealServer, ServiceKey, ServiceSnapshot};
+use crate::lb::service::{RealServer, ServiceKey, ServiceSnapshot};
 use crate::lb::stats::{FwdEvent, StatsTable};
 use crate::lb::synproxy::{self, AckedCookie, CookieKey, Phase, ProxyDrop, ProxyTable, NO_HELD};
 use crate::lb::tcp_state::{tcp_flags, TcpState, Timeouts};
@@ -112,7 +115,7 @@ use crate::lb::types::{FwdMethod, Protocol};
 pub const REDIRECT_DEST: DestId = DestId::MAX;
 
 /// Whether a connection-table entry is a NAT redirect (listings skip them).
-pub fn is_redirect(c: &Conn<u32>) -> bool {
+pub fn is_redirect<K: Addr>(c: &Conn<K>) -> bool {
     c.dest() == REDIRECT_DEST
 }
 
@@ -168,11 +171,13 @@ impl SteerMeta {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FwdVerdict {
     /// Rewritten: resolve `next_hop`'s MAC on the port whose subnet holds it
-    /// (or its gateway), fill the Ethernet header and send.
+    /// (or its gateway), fill the Ethernet header and send. Its family is
+    /// the frame's (EtherType) as it now is: a TUN packet across families
+    /// has been re-framed for the real server's family.
     Forward {
         /// The real server (requests) or the client (replies, ICMP errors
         /// we originate).
-        next_hop: Ipv4Addr,
+        next_hop: IpAddr,
     },
     /// Untouched: give it to `core`'s worker, which calls `process` with
     /// `Some(meta)`.
@@ -204,8 +209,13 @@ pub struct CoreLbConfig {
     pub mtu: u16,
     /// Outer source address of TUN packets (a director address).
     pub tun_source: Ipv4Addr,
+    /// Outer source address of IPv6 TUN packets (IPv6-in-IPv6).
+    pub tun_source6: Ipv6Addr,
     /// Connection table capacity (connections + templates + redirects).
     pub conn_capacity: usize,
+    /// The IPv6 connection table's capacity (a table of its own: 128-bit
+    /// keys).
+    pub conn_capacity6: usize,
     /// Expire a connection whose server was removed on its next request
     /// packet and schedule that packet afresh (IPVS `expire_nodest_conn`).
     pub expire_nodest_conn: bool,
@@ -237,7 +247,9 @@ impl Default for CoreLbConfig {
             cores: 1,
             mtu: 1500,
             tun_source: Ipv4Addr::UNSPECIFIED,
+            tun_source6: Ipv6Addr::UNSPECIFIED,
             conn_capacity: 1 << 16,
+            conn_capacity6: 1 << 16,
             expire_nodest_conn: false,
             conn_reuse_mode: 1,
             expire_quiescent_template: false,
@@ -274,16 +286,22 @@ fn l4_tuple(info: &PacketInfo) -> Option<Tuple<u32>> {
 }
 
 /// The connection-table key of a TCP (`proto` 6) or else UDP flow.
-fn tcp_udp_tuple(proto: u8, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Tuple<u32> {
+#[inline(always)]
+fn tcp_udp_tuple<A: Family>(proto: u8, src: (A, u16), dst: (A, u16)) -> Tuple<A::Key> {
     Tuple {
         proto: if proto == PROTO_TCP {
             Protocol::Tcp
         } else {
             Protocol::Udp
         },
-        src: Endpoint::new(u32::from(src.0), src.1),
-        dst: Endpoint::new(u32::from(dst.0), dst.1),
+        src: Endpoint::new(src.0.key(), src.1),
+        dst: Endpoint::new(dst.0.key(), dst.1),
     }
+}
+
+/// An IPv4 packet's info in the IPv4-mapped form of the IPv6 table.
+fn mapped_v4(info: &PacketInfo<Ipv4Addr>) -> PacketInfo<Ipv6Addr> {
+    info.with_addrs(info.src.to_ipv6_mapped(), info.dst.to_ipv6_mapped())
 }
 
 /// Most template notes kept between two `take_new_templates` calls.
@@ -304,25 +322,27 @@ struct DestSlot {
 
 /// The endpoints of a connection as the rewrites need them.
 #[derive(Debug, Clone, Copy)]
-struct Flow {
+struct Flow<A = Ipv4Addr> {
     fwd: FwdMethod,
-    client: (Ipv4Addr, u16),
-    virt: (Ipv4Addr, u16),
-    local: (Ipv4Addr, u16),
-    real: (Ipv4Addr, u16),
+    client: (A, u16),
+    virt: (A, u16),
+    local: (A, u16),
+    real: (A, u16),
 }
 
-fn ep(e: Endpoint<u32>) -> (Ipv4Addr, u16) {
-    (Ipv4Addr::from(e.addr), e.port)
+#[inline(always)]
+fn ep<A: Family>(e: Endpoint<A::Key>) -> (A, u16) {
+    (A::from_key(e.addr), e.port)
 }
 
-impl Flow {
-    fn of(c: &Conn<u32>) -> Flow {
+impl<A: Family> Flow<A> {
+    #[inline(always)]
+    fn of(c: &Conn<A::Key>) -> Flow<A> {
         Flow {
             fwd: c.fwd(),
             client: ep(c.client()),
             virt: ep(c.virt()),
-            local: c.local().map_or((Ipv4Addr::UNSPECIFIED, 0), ep),
+            local: c.local().map_or((A::UNSPECIFIED, 0), ep),
             real: ep(c.real()),
         }
     }
@@ -331,12 +351,12 @@ impl Flow {
 /// Whether a SYN may replace this entry (kernel `is_new_conn_expected`,
 /// conn_reuse_mode 1; redirect entries follow the INPUT-ONLY table, so
 /// FIN_WAIT is their closing state, as mode 2 allows for DR).
-fn reusable(c: &Conn<u32>) -> bool {
+fn reusable<K: Addr>(c: &Conn<K>) -> bool {
     reusable_in_mode(c, 1)
 }
 
 /// Kernel `is_new_conn_expected` for `conn_reuse_mode` `mode` (nonzero).
-fn reusable_in_mode(c: &Conn<u32>, mode: u8) -> bool {
+fn reusable_in_mode<K: Addr>(c: &Conn<K>, mode: u8) -> bool {
     match c.tcp_state() {
         Some(TcpState::TimeWait | TcpState::Close) => is_redirect(c) || !c.has_template(),
         Some(TcpState::FinWait) => {
@@ -346,31 +366,15 @@ fn reusable_in_mode(c: &Conn<u32>, mode: u8) -> bool {
     }
 }
 
-/// The next-hop MTU field of an ICMP message (bytes 6..8).
-fn rd_icmp_mtu(frame: &[u8], info: &PacketInfo) -> u16 {
-    match frame.get(info.l4 + 6..info.l4 + 8) {
-        Some(b) => u16::from_be_bytes([b[0], b[1]]),
-        None => 0,
-    }
-}
-
-/// The 4 bytes after an ICMP message's checksum.
-fn rd_icmp_rest(frame: &[u8], info: &PacketInfo) -> u32 {
-    match frame.get(info.l4 + 4..info.l4 + 8) {
-        Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-        None => 0,
-    }
-}
-
 /// Insert a new connection. If its reply tuple belongs to an old
 /// connection that is already closing (TIME_WAIT or CLOSE, as for SYN
 /// reuse) — e.g. a client port reused toward another service on the same
 /// real server — the old entry gives way, as the real server's own TIME_WAIT
 /// handling would let the new SYN through.
-fn insert_reusing(
-    conns: &mut ConnTable4,
+fn insert_reusing<K: Addr>(
+    conns: &mut ConnTable<K>,
     stats: &StatsTable,
-    nc: &NewConn<u32>,
+    nc: &NewConn<K>,
     now_ms: u64,
 ) -> Result<ConnId, ConnError> {
     match conns.insert(nc, now_ms) {
@@ -423,6 +427,8 @@ fn insert_error(e: ConnError) -> FwdDrop {
 pub struct CoreLb {
     cfg: CoreLbConfig,
     conns: ConnTable4,
+    /// IPv6 connections ([`Family`]: the same logic, 128-bit keys).
+    conns6: ConnTable6,
     sched: SchedulerSet,
     snap: Arc<ServiceSnapshot>,
     load: Arc<CoreLoad>,
@@ -431,9 +437,9 @@ pub struct CoreLb {
     ports: LocalPorts,
     stats: Arc<StatsTable>,
     dests: Vec<DestSlot>,
-    /// `(address, port)` of every IPv4 server in the snapshot, sorted: a NAT
+    /// `(address, port)` of every server in the snapshot, sorted: a NAT
     /// redirect entry knows its real server only by address.
-    reals: Vec<(u32, u16)>,
+    reals: Vec<(IpAddr, u16)>,
     notes: Vec<TemplateNote>,
     tun_ident: u16,
     /// The firewall-mark classifier ([`crate::lb::mark`]).
@@ -441,6 +447,13 @@ pub struct CoreLb {
     /// Whether the adopted snapshot has a fwmark service (else the
     /// classifier is never consulted).
     fwmark_services: bool,
+    /// Whether it has an IPv6 FULLNAT service with IPv4 servers (NAT64:
+    /// IPv4 packets that match no service may be replies of its
+    /// connections, [`crate::lb::nat64`]).
+    nat64: bool,
+    /// Whether it has an IPv4 service with IPv6 (tunnel) servers: their
+    /// connections live in the IPv6 table in IPv4-mapped form.
+    tun_4in6: bool,
     defense: DefenseState,
     cookie_key: CookieKey,
     proxied: ProxyTable,
@@ -500,6 +513,7 @@ impl CoreLb {
             |s| s ^ 0xdefe_17ce ^ u64::from(cfg.core),
         );
         let conns = ConnTable4::with_seed(cfg.conn_capacity, Arc::clone(&load), now_ms, seed)?;
+        let conns6 = ConnTable6::with_seed(cfg.conn_capacity6, Arc::clone(&load), now_ms, seed)?;
         // Start each core's port walk at a different place.
         let start = cfg.core.wrapping_mul(7919);
         // several cores: this core's port lists, built once here
@@ -515,6 +529,7 @@ impl CoreLb {
             sched: SchedulerSet::new(u64::from(cfg.core)),
             cfg,
             conns,
+            conns6,
             snap: Arc::clone(&snap),
             load,
             global,
@@ -527,6 +542,8 @@ impl CoreLb {
             tun_ident: 0,
             marks: Arc::new(MarkRules::new()),
             fwmark_services: false,
+            nat64: false,
+            tun_4in6: false,
             defense: DefenseState::new(defense_seed),
             // one key for every core, so any core checks any cookie
             cookie_key: cookie_key_seed.map_or_else(CookieKey::process, CookieKey::from_seed),
@@ -563,9 +580,7 @@ impl CoreLb {
                         ServiceKey::Addr { .. } => 0,
                     };
                 }
-                if let IpAddr::V4(a) = rs.addr {
-                    self.reals.push((u32::from(a), rs.port));
-                }
+                self.reals.push((rs.addr, rs.port));
             }
         }
         self.reals.sort_unstable();
@@ -573,6 +588,16 @@ impl CoreLb {
             .services()
             .iter()
             .any(|s| matches!(s.key, ServiceKey::Fwmark { .. }));
+        self.tun_4in6 = snap.services().iter().any(|s| {
+            s.af() == crate::lb::types::AddrFamily::Inet
+                && s.servers.iter().any(|r| r.addr.is_ipv6())
+        });
+        self.nat64 = snap.services().iter().any(|s| {
+            s.af() == crate::lb::types::AddrFamily::Inet6
+                && s.servers
+                    .iter()
+                    .any(|r| r.addr.is_ipv4() && r.method == FwdMethod::FullNat)
+        });
         // The proxy's side table (one entry per connection slot) is
         // allocated here, with the configuration, not by the first proxied
         // connection: filling it is a multi-second stall of the packet loop
@@ -614,6 +639,16 @@ impl CoreLb {
                     stats.count_syn_timeout(c.dest());
                 }
             });
+        let n = n + self
+            .conns6
+            .expire_some(now_ms, self.cfg.tick_budget, |_, c| {
+                if c.local().is_some() {
+                    freed += 1;
+                }
+                if matches!(c.tcp_state(), Some(TcpState::SynRecv | TcpState::SynSent)) {
+                    stats.count_syn_timeout(c.dest());
+                }
+            });
         self.ports.released(freed);
         self.sched.expire(now_ms);
         n + self.defend(now_ms)
@@ -635,6 +670,7 @@ impl CoreLb {
                 self.stats.count_event(FwdEvent::DropEntryOn);
             }
             self.conns.set_secure_tcp(level.secure_tcp);
+            self.conns6.set_secure_tcp(level.secure_tcp);
             let pass = if level.drop_entry {
                 (self.conns.capacity() >> DROP_PROBE_SHIFT).max(1)
             } else {
@@ -674,6 +710,7 @@ impl CoreLb {
     /// Change the protocol timeouts (`ipvsadm --set`).
     pub fn set_timeouts(&mut self, t: Timeouts) {
         self.conns.set_timeouts(t);
+        self.conns6.set_timeouts(t);
     }
 
     /// This core's number.
@@ -687,6 +724,10 @@ impl CoreLb {
     /// The connection table (listings, tests).
     pub fn conns(&self) -> &ConnTable4 {
         &self.conns
+    }
+    /// The IPv6 connection table (listings, tests).
+    pub fn conns6(&self) -> &ConnTable6 {
+        &self.conns6
     }
     /// This core's connection counts per server (sum them into the
     /// [`GlobalLoad`]).
@@ -736,13 +777,14 @@ impl CoreLb {
     /// slot, or for a NAT redirect (which has none) by address and port (a
     /// port-0 server serves any port; a server still in another service
     /// counts as present, so a doubt never drops traffic).
-    fn real_present(&self, c: &Conn<u32>) -> bool {
+    fn real_present<A: Family>(&self, c: &Conn<A::Key>) -> bool {
         if !is_redirect(c) {
             return self.dest_present(c.dest());
         }
         let r = c.real();
-        self.reals.binary_search(&(r.addr, r.port)).is_ok()
-            || self.reals.binary_search(&(r.addr, 0)).is_ok()
+        let addr = A::from_key(r.addr).ip();
+        self.reals.binary_search(&(addr, r.port)).is_ok()
+            || self.reals.binary_search(&(addr, 0)).is_ok()
     }
 
     /// A present server of weight 0.
@@ -754,7 +796,7 @@ impl CoreLb {
 
     /// Whether a new SYN on connection `c` expires it and is scheduled
     /// afresh (the kernel's `ip_vs_in` with `conn_reuse_mode`).
-    fn syn_reschedules(&self, c: &Conn<u32>) -> bool {
+    fn syn_reschedules<K: Addr>(&self, c: &Conn<K>) -> bool {
         let mode = self.cfg.conn_reuse_mode;
         if mode == 0 {
             return false;
@@ -770,14 +812,20 @@ impl CoreLb {
     }
 
     /// Owner of the reply tuple of a NAT entry (this core if single-core).
-    fn reply_owner(&self, c: &Conn<u32>) -> u16 {
+    fn reply_owner<A: Family>(&self, c: &Conn<A::Key>) -> u16 {
         match &self.rss {
             Some(rss) => {
-                let (r, cl) = (ep(c.real()), ep(c.client()));
-                rss.owner_v4(r.0, cl.0, r.1, cl.1)
+                let (r, cl) = (ep::<A>(c.real()), ep::<A>(c.client()));
+                A::owner(rss, r.0, cl.0, r.1, cl.1)
             }
             None => self.cfg.core,
         }
+    }
+
+    /// The connection table of family `A`.
+    #[inline(always)]
+    fn table<A: Family>(&mut self) -> &mut ConnTable<A::Key> {
+        A::table(&mut self.conns, &mut self.conns6)
     }
 
     /// Process one frame. `meta` is what a `Steer` verdict of another core
@@ -879,7 +927,7 @@ impl CoreLb {
     ) -> FwdVerdict {
         let info = match classified {
             Ok(Some(i)) => i,
-            Ok(None) => return FwdVerdict::NotService,
+            Ok(None) => return self.dispatch6(pkt, meta, now_ms),
             Err(FwdDrop::NonFirstFragment) => return self.non_first_fragment(pkt, now_ms),
             Err(d) => return FwdVerdict::Drop(*d),
         };
@@ -890,6 +938,32 @@ impl CoreLb {
             PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, info, meta, now_ms, pre),
             PROTO_ICMP => match &info.icmp {
                 Some(q) => self.handle_icmp_error(pkt, info, q, meta),
+                None => FwdVerdict::NotService,
+            },
+            _ => FwdVerdict::NotService,
+        }
+    }
+
+    /// A frame that is not IPv4: IPv6 is classified and handled by the same
+    /// logic over its own connection table (lookups one by one: IPv6 does
+    /// not take part in the burst's batched lookups); anything else is not
+    /// for a service.
+    #[inline(never)]
+    fn dispatch6<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        meta: Option<SteerMeta>,
+        now_ms: u64,
+    ) -> FwdVerdict {
+        let info = match fwd6::classify6(pkt.data()) {
+            Ok(Some(i)) => i,
+            Ok(None) => return FwdVerdict::NotService,
+            Err(d) => return FwdVerdict::Drop(d),
+        };
+        match info.proto {
+            PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, &info, meta, now_ms, None),
+            fwd6::PROTO_ICMPV6 => match &info.icmp {
+                Some(q) => self.handle_icmp_error(pkt, &info, q, meta),
                 None => FwdVerdict::NotService,
             },
             _ => FwdVerdict::NotService,
@@ -940,10 +1014,10 @@ impl CoreLb {
     /// datagram. `v` is the verdict of the rewrite: an ICMP error sent
     /// back instead (TTL, frag-needed) records nothing.
     #[allow(clippy::too_many_arguments)]
-    fn note_fragment(
+    fn note_fragment<A: Family>(
         &mut self,
-        info: &PacketInfo,
-        f: &Flow,
+        info: &PacketInfo<A>,
+        f: &Flow<A>,
         dir: Direction,
         dest: DestId,
         svc_slot: u32,
@@ -956,6 +1030,7 @@ impl CoreLb {
         let FwdVerdict::Forward { next_hop } = v else {
             return;
         };
+        // (only IPv4 fragments are tracked)
         let (src, dst, hop, tunnel) = match (f.fwd, dir) {
             (FwdMethod::Masq, Direction::Input) => (info.src, f.real.0, f.real.0, false),
             (FwdMethod::Masq, Direction::Output) => (f.virt.0, info.dst, f.client.0, false),
@@ -965,7 +1040,10 @@ impl CoreLb {
             (FwdMethod::Tunnel, Direction::Input) => (info.src, info.dst, f.real.0, true),
             (FwdMethod::Route | FwdMethod::Tunnel, Direction::Output) => return,
         };
-        if next_hop != hop {
+        let (Some(src), Some(dst), Some(hop)) = (src.to_v4(), dst.to_v4(), hop.to_v4()) else {
+            return;
+        };
+        if next_hop != IpAddr::V4(hop) {
             return;
         }
         let action = FragAction::Forward {
@@ -1038,15 +1116,17 @@ impl CoreLb {
                     return self.tunnel(pkt, &pi, next_hop);
                 }
                 frag::rewrite_fragment(pkt.data_mut(), fi.l3, src, dst);
-                FwdVerdict::Forward { next_hop }
+                FwdVerdict::Forward {
+                    next_hop: IpAddr::V4(next_hop),
+                }
             }
         }
     }
 
-    fn handle_l4<P: PacketBuf>(
+    fn handle_l4<A: Family, P: PacketBuf>(
         &mut self,
         pkt: &mut P,
-        info: &PacketInfo,
+        info: &PacketInfo<A>,
         meta: Option<SteerMeta>,
         now_ms: u64,
         pre: Option<(ConnId, Direction)>,
@@ -1061,15 +1141,16 @@ impl CoreLb {
         // matches and the lookup is done again. Lookups do not restart the
         // entry's timer: update_state does, for packets that go on.
         let hit = match pre {
-            Some((id, dir)) if self.conns.get(id).is_some() => Some((id, dir)),
-            _ => self.conns.peek(&tuple),
+            Some((id, dir)) if self.table::<A>().get(id).is_some() => Some((id, dir)),
+            _ => self.table::<A>().peek(&tuple),
         };
         if let Some((id, dir)) = hit {
-            if let Some(c) = self.conns.get(id).copied() {
+            if let Some(c) = self.table::<A>().get(id).copied() {
                 let redirect = is_redirect(&c);
                 let reuse = dir == Direction::Input && syn && self.syn_reschedules(&c);
                 let stale_redirect = redirect && meta.is_some();
-                let gone = dir == Direction::Input && !stale_redirect && !self.real_present(&c);
+                let gone =
+                    dir == Direction::Input && !stale_redirect && !self.real_present::<A>(&c);
                 // The steering core scheduled a new connection: the old entry
                 // of a removed server gives way.
                 let replaced = meta.and_then(SteerMeta::new_dest).is_some();
@@ -1077,18 +1158,18 @@ impl CoreLb {
                     // The server was removed (kernel: not AVAILABLE).
                     if !self.cfg.expire_nodest_conn || (proto == Protocol::Tcp && !syn) {
                         if self.cfg.expire_nodest_conn {
-                            self.conns.remove(id);
+                            self.table::<A>().remove(id);
                             self.stats.count_event(FwdEvent::NodestExpired);
                         }
                         return FwdVerdict::Drop(FwdDrop::DestRemoved);
                     }
                     // expire_nodest_conn: expire it, schedule this packet.
-                    self.conns.remove(id);
+                    self.table::<A>().remove(id);
                     self.stats.count_event(FwdEvent::NodestExpired);
                 } else if reuse || stale_redirect || (gone && replaced) {
                     // Replaced by a new connection (or a stale redirect on
                     // the core that must hold the real connection).
-                    self.conns.remove(id);
+                    self.table::<A>().remove(id);
                     if reuse && (redirect || reusable(&c)) {
                         self.stats.count_event(FwdEvent::ConnReused);
                     } else if reuse || gone {
@@ -1099,7 +1180,7 @@ impl CoreLb {
                         .update_state(id, Direction::Input, info.tcp_flags, now_ms);
                     self.stats.count_event(FwdEvent::SteeredOut);
                     return FwdVerdict::Steer {
-                        core: self.reply_owner(&c),
+                        core: self.reply_owner::<A>(&c),
                         meta: SteerMeta::existing(),
                     };
                 } else {
@@ -1111,29 +1192,57 @@ impl CoreLb {
     }
 
     /// No connection: schedule one if this is a request to a service.
-    fn new_conn<P: PacketBuf>(
+    fn new_conn<A: Family, P: PacketBuf>(
         &mut self,
         pkt: &mut P,
-        info: &PacketInfo,
+        info: &PacketInfo<A>,
         proto: Protocol,
         syn: bool,
         meta: Option<SteerMeta>,
         now_ms: u64,
     ) -> FwdVerdict {
-        let vip = IpAddr::V4(info.dst);
-        let fwmark = self.fwmark_of(info);
+        let vip = info.dst.ip();
+        let fwmark = A::v4(info).map_or(0, |i| self.fwmark_of(i));
         let Some(synproxied) = self
             .snap
             .find(fwmark, proto, vip, info.dport)
             .map(|s| proto == Protocol::Tcp && s.config.synproxy)
         else {
+            if self.nat64 {
+                if let Some(info4) = A::v4(info) {
+                    let info4 = *info4;
+                    return self.nat64_reply(pkt, &info4, now_ms);
+                }
+            }
             return FwdVerdict::NotService;
         };
+        if self.tun_4in6 {
+            if let Some(info4) = A::v4(info) {
+                let mapped = mapped_v4(info4);
+                let tuple = tcp_udp_tuple(
+                    mapped.proto,
+                    (mapped.src, info.sport),
+                    (mapped.dst, info.dport),
+                );
+                if self.conns6.peek(&tuple).is_some() {
+                    // an IPv4 flow tunnelled to an IPv6 server
+                    return self.handle_l4(pkt, &mapped, meta, now_ms, None);
+                }
+            }
+        }
         let mut acked: Option<AckedCookie> = None;
         if synproxied {
-            match self.synproxy_new(pkt, info, syn, meta, now_ms) {
+            // the SYN proxy speaks IPv4 only
+            let Some(info4) = A::v4(info) else {
+                return FwdVerdict::Drop(FwdDrop::Ipv6Unsupported);
+            };
+            match self.synproxy_new(pkt, info4, syn, meta, now_ms) {
                 Ok(Some(a)) => acked = Some(a),
-                Ok(None) => return FwdVerdict::Forward { next_hop: info.src },
+                Ok(None) => {
+                    return FwdVerdict::Forward {
+                        next_hop: info.src.ip(),
+                    }
+                }
                 Err(d) => return FwdVerdict::Drop(d),
             }
         } else if proto == Protocol::Tcp && !syn {
@@ -1153,6 +1262,7 @@ impl CoreLb {
         let CoreLb {
             cfg,
             conns,
+            conns6,
             sched,
             snap,
             load,
@@ -1163,6 +1273,7 @@ impl CoreLb {
             notes,
             ..
         } = self;
+        let conns = A::table(conns, conns6);
         let Some(svc) = snap.find(fwmark, proto, vip, info.dport) else {
             return FwdVerdict::NotService;
         };
@@ -1171,7 +1282,7 @@ impl CoreLb {
             local: load,
         };
         let input = SchedInput {
-            src: IpAddr::V4(info.src),
+            src: info.src.ip(),
             sport: info.sport,
             dst: vip,
             dport: info.dport,
@@ -1183,21 +1294,18 @@ impl CoreLb {
         let mut template: Option<ConnId> = None;
         if chosen.is_none() {
             if let Some(timeout_s) = svc.config.persistence {
-                let netmask = match svc.persist_mask() {
-                    PersistMask::V4(m) => u32::from(m),
-                    PersistMask::V6(_) => u32::MAX,
-                };
+                let netmask = A::persist_netmask(svc.persist_mask());
                 let key = match svc.key {
                     // fwmark services: one template per client and mark,
                     // port 0, whatever the packet's address and port (IPVS)
                     ServiceKey::Fwmark { mark, .. } => {
-                        PersistKey::for_fwmark(u32::from(info.src), netmask, mark)
+                        PersistKey::for_fwmark(info.src.key(), netmask, mark)
                     }
                     ServiceKey::Addr { .. } => PersistKey::for_service(
                         proto,
-                        u32::from(info.src),
+                        info.src.key(),
                         netmask,
-                        u32::from(info.dst),
+                        info.dst.key(),
                         svc.key.port(),
                         info.dport,
                     ),
@@ -1218,10 +1326,8 @@ impl CoreLb {
                     },
                     || {
                         let rs = sched.schedule(svc, &load_view, &input)?;
-                        let addr = match rs.addr {
-                            IpAddr::V4(a) => u32::from(a),
-                            IpAddr::V6(_) => 0,
-                        };
+                        let addr = A::real_of(rs.addr, rs.method)
+                            .map_or_else(|| A::UNSPECIFIED.key(), |a| a.key());
                         Some((rs.id, Endpoint::new(addr, rs.port)))
                     },
                 );
@@ -1230,11 +1336,13 @@ impl CoreLb {
                         template = Some(t);
                         chosen = svc.servers.iter().find(|s| s.id == d);
                         if conns.stats().templates_created != created_before {
-                            if let Some(tc) = conns.get(t) {
+                            if let Some((key, real)) =
+                                conns.get(t).and_then(|tc| A::note_parts(&key, tc.real()))
+                            {
                                 let note = TemplateNote {
                                     key,
                                     dest: d,
-                                    real: tc.real(),
+                                    real,
                                     timeout_s,
                                 };
                                 if notes.len() < TEMPLATE_NOTES_MAX {
@@ -1255,36 +1363,54 @@ impl CoreLb {
         let Some(rs) = chosen else {
             return FwdVerdict::Drop(FwdDrop::NoDest);
         };
-        let IpAddr::V4(rip) = rs.addr else {
-            return FwdVerdict::Drop(FwdDrop::UnsupportedDest);
+        let Some(rip) = A::real_of(rs.addr, rs.method) else {
+            // IPv4 to an IPv6 tunnel server: a connection of the IPv6 table
+            let (IpAddr::V6(rip6), FwdMethod::Tunnel, Some(info4)) =
+                (rs.addr, rs.method, A::v4(info))
+            else {
+                return FwdVerdict::Drop(FwdDrop::UnsupportedDest);
+            };
+            let mapped = mapped_v4(info4);
+            let rport = if rs.port == 0 { info.dport } else { rs.port };
+            let one_packet = svc.config.one_packet && proto == Protocol::Udp;
+            let (dest, svc_slot) = (rs.id, svc.slot);
+            return self.tun_4in6_new(
+                pkt,
+                &mapped,
+                proto,
+                (rip6, rport),
+                (dest, svc_slot),
+                one_packet,
+                now_ms,
+            );
         };
         let rport = if rs.port == 0 { info.dport } else { rs.port };
         let method = rs.method;
         let (dest, svc_slot) = (rs.id, svc.slot);
-        let client = Endpoint::new(u32::from(info.src), info.sport);
-        let virt = Endpoint::new(u32::from(info.dst), info.dport);
-        let real = Endpoint::new(u32::from(rip), rport);
+        let client = Endpoint::new(info.src.key(), info.sport);
+        let virt = Endpoint::new(info.dst.key(), info.dport);
+        let real = Endpoint::new(rip.key(), rport);
 
         // FULLNAT: a local endpoint whose reply tuple this core owns.
         let mut local = None;
         if method == FwdMethod::FullNat {
             let addrs = &svc.config.local_addresses;
-            if !addrs.iter().any(IpAddr::is_ipv4) {
+            if !addrs.iter().any(|&a| A::local_of(a, rip).is_some()) {
                 return FwdVerdict::Drop(FwdDrop::NoLocalAddress);
             }
             let owner = rss.as_deref().map(|r| (r, cfg.core));
-            let got = ports.alloc(addrs, rip, rport, owner, |lip, lport| {
+            let got = ports.alloc(addrs, rip, rport, owner, |lip: A, lport| {
                 let reply = Tuple {
                     proto,
                     src: real,
-                    dst: Endpoint::new(u32::from(lip), lport),
+                    dst: Endpoint::new(lip.key(), lport),
                 };
                 conns.peek(&reply).is_some()
             });
             let Some((lip, lport)) = got else {
                 return FwdVerdict::Drop(FwdDrop::NoLocalPort);
             };
-            local = Some(Endpoint::new(u32::from(lip), lport));
+            local = Some(Endpoint::new(lip.key(), lport));
         }
 
         // -o: every datagram on its own, nothing kept (replies of NAT and
@@ -1296,11 +1422,11 @@ impl CoreLb {
             stats.add_conn(dest, svc_slot);
             stats.add_in(dest, svc_slot, info.ip_len() as u64);
             stats.count_event(FwdEvent::OnePacket);
-            let flow = Flow {
+            let flow: Flow<A> = Flow {
                 fwd: method,
                 client: ep(client),
                 virt: ep(virt),
-                local: local.map_or((Ipv4Addr::UNSPECIFIED, 0), ep),
+                local: local.map_or((A::UNSPECIFIED, 0), ep),
                 real: ep(real),
             };
             let v = self.rewrite_flow(pkt, info, &flow, Direction::Input);
@@ -1313,7 +1439,7 @@ impl CoreLb {
         // NAT on several cores: the connection lives where its replies land.
         if method == FwdMethod::Masq && meta.is_none() {
             if let Some(rss) = rss.as_deref() {
-                let owner = rss.owner_v4(rip, info.src, rport, info.sport);
+                let owner = A::owner(rss, rip, info.src, rport, info.sport);
                 if owner != cfg.core {
                     let nc = NewConn {
                         proto,
@@ -1361,7 +1487,10 @@ impl CoreLb {
             return FwdVerdict::Drop(FwdDrop::TableFull);
         };
         if let Some(a) = acked {
-            return self.synproxy_open(pkt, info, id, &c, &a, now_ms);
+            if let (Some(info4), Some(c4)) = (A::v4(info), A::v4_conn(&c)) {
+                let c4 = *c4;
+                return self.synproxy_open(pkt, info4, id, &c4, &a, now_ms);
+            }
         }
         self.forward_conn(pkt, info, id, &c, Direction::Input, now_ms)
     }
@@ -1565,7 +1694,7 @@ impl CoreLb {
                 self.conns
                     .update_state(id, Direction::Input, tcp_flags::ACK, now_ms);
                 Some(FwdVerdict::Forward {
-                    next_hop: ep(c.real()).0,
+                    next_hop: IpAddr::V4(ep::<Ipv4Addr>(c.real()).0),
                 })
             }
             (Phase::WaitServer, Direction::Output) if flags & tcp_flags::RST != 0 => {
@@ -1599,30 +1728,34 @@ impl CoreLb {
 
     /// A packet of connection `id` seen in `dir`: TTL, state (restarting
     /// the timer), counters, rewrite.
-    fn forward_conn<P: PacketBuf>(
+    fn forward_conn<A: Family, P: PacketBuf>(
         &mut self,
         pkt: &mut P,
-        info: &PacketInfo,
+        info: &PacketInfo<A>,
         id: ConnId,
-        c: &Conn<u32>,
+        c: &Conn<A::Key>,
         dir: Direction,
         now_ms: u64,
     ) -> FwdVerdict {
         let dest = c.dest();
         if info.ttl <= 1 {
             // the kernel restarts the timer after any transmit attempt
-            self.conns.refresh(id, now_ms);
+            self.table::<A>().refresh(id, now_ms);
             return self.ttl_expired(pkt, info, dir, now_ms);
         }
         if self.proxied.in_use() {
-            if let Some(v) = self.synproxy_packet(pkt, info, id, c, dir, now_ms) {
-                return v;
+            // (IPv6 connections are never proxied)
+            if let (Some(info4), Some(c4)) = (A::v4(info), A::v4_conn(c)) {
+                if let Some(v) = self.synproxy_packet(pkt, info4, id, c4, dir, now_ms) {
+                    return v;
+                }
             }
         }
         // kernel in_pkts (Input): drop_entry spares busy connections
-        self.conns
+        self.table::<A>()
             .update_state_forwarded(id, dir, info.tcp_flags, now_ms);
-        if dir == Direction::Input && self.sync_master {
+        // (sync messages carry IPv4 connections only)
+        if dir == Direction::Input && self.sync_master && !A::IS_V6 {
             self.feed_sync(id, now_ms);
         }
         let slot = self.dest_svc_slot(dest);
@@ -1631,7 +1764,7 @@ impl CoreLb {
             Direction::Input => self.stats.add_in(dest, slot, bytes),
             Direction::Output => self.stats.add_out(dest, slot, bytes),
         }
-        let flow = Flow::of(c);
+        let flow = Flow::<A>::of(c);
         let v = self.rewrite_flow(pkt, info, &flow, dir);
         if self.frag_pending.is_some() {
             self.note_fragment(info, &flow, dir, dest, slot, v, now_ms);
@@ -1642,43 +1775,46 @@ impl CoreLb {
     /// A packet with TTL ≤ 1: requests get ICMP time exceeded back (as the
     /// kernel's `decrement_ttl`) within the ICMP rate limits, replies are
     /// dropped.
-    fn ttl_expired<P: PacketBuf>(
+    fn ttl_expired<A: Family, P: PacketBuf>(
         &mut self,
         pkt: &mut P,
-        info: &PacketInfo,
+        info: &PacketInfo<A>,
         dir: Direction,
         now_ms: u64,
     ) -> FwdVerdict {
         if dir != Direction::Input {
             return FwdVerdict::Drop(FwdDrop::TtlExpired);
         }
-        let limited =
-            match self
-                .icmp_limit
-                .allow(crate::wire::icmp::TYPE_TIME_EXCEEDED, 0, info.src, now_ms)
-            {
-                IcmpVerdict::Send => None,
-                IcmpVerdict::LimitedGlobal => Some(FwdEvent::IcmpRateLimitedGlobal),
-                IcmpVerdict::LimitedHost => Some(FwdEvent::IcmpRateLimitedHost),
-            };
+        let limited = match self.icmp_limit.allow(
+            crate::wire::icmp::TYPE_TIME_EXCEEDED,
+            0,
+            info.src.limit_key(),
+            now_ms,
+        ) {
+            IcmpVerdict::Send => None,
+            IcmpVerdict::LimitedGlobal => Some(FwdEvent::IcmpRateLimitedGlobal),
+            IcmpVerdict::LimitedHost => Some(FwdEvent::IcmpRateLimitedHost),
+        };
         if let Some(e) = limited {
             self.stats.count_event(e);
             return FwdVerdict::Drop(FwdDrop::TtlExpired);
         }
-        if fwd::time_exceeded(pkt, info) {
+        if A::time_exceeded(pkt, info) {
             self.stats.count_drop(FwdDrop::TtlExpired);
             self.stats.count_event(FwdEvent::TimeExceededSent);
-            return FwdVerdict::Forward { next_hop: info.src };
+            return FwdVerdict::Forward {
+                next_hop: info.src.ip(),
+            };
         }
         FwdVerdict::Drop(FwdDrop::TtlExpired)
     }
 
     /// Apply the method's rewrite for `dir`.
-    fn rewrite_flow<P: PacketBuf>(
+    fn rewrite_flow<A: Family, P: PacketBuf>(
         &mut self,
         pkt: &mut P,
-        info: &PacketInfo,
-        f: &Flow,
+        info: &PacketInfo<A>,
+        f: &Flow<A>,
         dir: Direction,
     ) -> FwdVerdict {
         // a NIC cannot checksum a fragment: those keep the software update
@@ -1688,29 +1824,46 @@ impl CoreLb {
             self.cfg.l4_csum
         };
         match (f.fwd, dir) {
+            // (the fwd:: helpers of IPv4, spelled out for both families)
             (FwdMethod::Masq, Direction::Input) => {
-                fwd::nat_request(pkt.data_mut(), info, f.real.0, f.real.1, csum);
-                FwdVerdict::Forward { next_hop: f.real.0 }
+                let src = (info.src, info.sport);
+                A::rewrite(pkt.data_mut(), info, src, f.real, true, csum);
+                FwdVerdict::Forward {
+                    next_hop: f.real.0.ip(),
+                }
             }
             (FwdMethod::Masq, Direction::Output) => {
-                fwd::nat_reply(pkt.data_mut(), info, f.virt.0, f.virt.1, csum);
+                let dst = (info.dst, info.dport);
+                A::rewrite(pkt.data_mut(), info, f.virt, dst, true, csum);
                 FwdVerdict::Forward {
-                    next_hop: f.client.0,
+                    next_hop: f.client.0.ip(),
                 }
             }
             (FwdMethod::FullNat, Direction::Input) => {
-                fwd::fullnat_request(pkt.data_mut(), info, f.local, f.real, csum);
-                FwdVerdict::Forward { next_hop: f.real.0 }
+                if let Some(ok) = A::nat64(pkt, info, f.local, f.real, csum, self.tun_ident) {
+                    self.tun_ident = self.tun_ident.wrapping_add(1);
+                    return self.nat64_verdict(ok, f.real.0);
+                }
+                A::rewrite(pkt.data_mut(), info, f.local, f.real, true, csum);
+                FwdVerdict::Forward {
+                    next_hop: f.real.0.ip(),
+                }
             }
             (FwdMethod::FullNat, Direction::Output) => {
-                fwd::fullnat_reply(pkt.data_mut(), info, f.virt, f.client, csum);
+                if let Some(ok) = A::nat64(pkt, info, f.virt, f.client, csum, 0) {
+                    return self.nat64_verdict(ok, f.client.0);
+                }
+                A::rewrite(pkt.data_mut(), info, f.virt, f.client, true, csum);
                 FwdVerdict::Forward {
-                    next_hop: f.client.0,
+                    next_hop: f.client.0.ip(),
                 }
             }
             (FwdMethod::Route, Direction::Input) => {
-                fwd::dr_request(pkt.data_mut(), info);
-                FwdVerdict::Forward { next_hop: f.real.0 }
+                let (src, dst) = ((info.src, info.sport), (info.dst, info.dport));
+                A::rewrite(pkt.data_mut(), info, src, dst, true, L4Csum::Skip);
+                FwdVerdict::Forward {
+                    next_hop: f.real.0.ip(),
+                }
             }
             (FwdMethod::Tunnel, Direction::Input) => self.tunnel(pkt, info, f.real.0),
             // DR and TUN connections have no reply key.
@@ -1718,39 +1871,140 @@ impl CoreLb {
         }
     }
 
-    fn tunnel<P: PacketBuf>(
+    /// A new connection of an IPv4 client to an IPv6 tunnel server (the
+    /// packet described in IPv4-mapped form): kept in the IPv6 table
+    /// (without its persistence template's link: that lives in the IPv4
+    /// table) and tunnelled IPv4-in-IPv6.
+    #[allow(clippy::too_many_arguments)]
+    fn tun_4in6_new<P: PacketBuf>(
         &mut self,
         pkt: &mut P,
-        info: &PacketInfo,
-        rip: Ipv4Addr,
+        mapped: &PacketInfo<Ipv6Addr>,
+        proto: Protocol,
+        real: (Ipv6Addr, u16),
+        (dest, svc_slot): (DestId, u32),
+        one_packet: bool,
+        now_ms: u64,
+    ) -> FwdVerdict {
+        let client = Endpoint::new(mapped.src.key(), mapped.sport);
+        let virt = Endpoint::new(mapped.dst.key(), mapped.dport);
+        let real = Endpoint::new(real.0.key(), real.1);
+        if one_packet {
+            self.stats.add_conn(dest, svc_slot);
+            self.stats.add_in(dest, svc_slot, mapped.ip_len() as u64);
+            self.stats.count_event(FwdEvent::OnePacket);
+            let flow = Flow {
+                fwd: FwdMethod::Tunnel,
+                client: ep(client),
+                virt: ep(virt),
+                local: (Ipv6Addr::UNSPECIFIED, 0),
+                real: ep(real),
+            };
+            self.frag_pending = None;
+            return self.rewrite_flow(pkt, mapped, &flow, Direction::Input);
+        }
+        let nc = NewConn {
+            proto,
+            client,
+            virt,
+            local: None,
+            real,
+            dest,
+            fwd: FwdMethod::Tunnel,
+            one_packet: false,
+            template: None,
+        };
+        let id = match insert_reusing(&mut self.conns6, &self.stats, &nc, now_ms) {
+            Ok(id) => id,
+            Err(e) => return FwdVerdict::Drop(insert_error(e)),
+        };
+        self.stats.add_conn(dest, svc_slot);
+        let Some(c) = self.conns6.get(id).copied() else {
+            return FwdVerdict::Drop(FwdDrop::TableFull);
+        };
+        self.forward_conn(pkt, mapped, id, &c, Direction::Input, now_ms)
+    }
+
+    fn nat64_verdict<A: Family>(&self, translated: bool, to: A) -> FwdVerdict {
+        if translated {
+            FwdVerdict::Forward {
+                next_hop: to.next_hop(),
+            }
+        } else {
+            FwdVerdict::Drop(FwdDrop::Nat64Untranslatable)
+        }
+    }
+
+    /// An IPv4 TCP/UDP packet for no service while NAT64 services exist:
+    /// a reply of a NAT64 connection (RIP → LIP, held in the IPv6 table in
+    /// IPv4-mapped form) is forwarded as such a connection's replies are;
+    /// anything else is not for a service.
+    #[inline(never)]
+    fn nat64_reply<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo<Ipv4Addr>,
+        now_ms: u64,
+    ) -> FwdVerdict {
+        let mapped = mapped_v4(info);
+        let tuple = tcp_udp_tuple(
+            info.proto,
+            (mapped.src, info.sport),
+            (mapped.dst, info.dport),
+        );
+        let Some((id, Direction::Output)) = self.conns6.peek(&tuple) else {
+            return FwdVerdict::NotService;
+        };
+        let Some(c) = self.conns6.get(id).copied() else {
+            return FwdVerdict::NotService;
+        };
+        if info.first_fragment {
+            return FwdVerdict::Drop(FwdDrop::Nat64Untranslatable);
+        }
+        self.forward_conn(pkt, &mapped, id, &c, Direction::Output, now_ms)
+    }
+
+    /// TUN toward `rip` (IPv4-in-IPv4, IPv6-in-IPv6, or IPv6-in-IPv4 for
+    /// an IPv4-mapped `rip`); too big with DF (always, for IPv6): the
+    /// frag-needed / Packet Too Big goes back to the client instead.
+    fn tunnel<A: Family, P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo<A>,
+        rip: A,
     ) -> FwdVerdict {
         let mtu = self.cfg.mtu;
-        match fwd::tun_encap(pkt, info, self.cfg.tun_source, rip, mtu, self.tun_ident) {
+        let (src4, src6) = (self.cfg.tun_source, self.cfg.tun_source6);
+        match A::tunnel(pkt, info, src4, src6, rip, mtu, self.tun_ident) {
             Ok(()) => {
                 self.tun_ident = self.tun_ident.wrapping_add(1);
-                FwdVerdict::Forward { next_hop: rip }
+                FwdVerdict::Forward {
+                    next_hop: rip.next_hop(),
+                }
             }
-            Err(TunError::FragNeeded) => {
-                if info.proto != PROTO_ICMP && fwd::frag_needed(pkt, info, mtu) {
+            Err((TunError::FragNeeded, overhead)) => {
+                if info.proto != A::ICMP_PROTO && A::too_big(pkt, info, mtu, overhead) {
                     self.stats.count_event(FwdEvent::FragNeededSent);
-                    FwdVerdict::Forward { next_hop: info.src }
+                    FwdVerdict::Forward {
+                        next_hop: info.src.ip(),
+                    }
                 } else {
                     FwdVerdict::Drop(FwdDrop::TooBigNoDf)
                 }
             }
-            Err(TunError::TooBig) => FwdVerdict::Drop(FwdDrop::TooBigNoDf),
-            Err(TunError::NoHeadroom) => FwdVerdict::Drop(FwdDrop::NoRoom),
+            Err((TunError::TooBig, _)) => FwdVerdict::Drop(FwdDrop::TooBigNoDf),
+            Err((TunError::NoHeadroom, _)) => FwdVerdict::Drop(FwdDrop::NoRoom),
         }
     }
 
     /// An ICMP error quoting TCP/UDP: find the connection from the quoted
     /// packet's reverse tuple (IPVS `ip_vs_in_icmp` / `ip_vs_out_icmp`) and
     /// translate toward the other side.
-    fn handle_icmp_error<P: PacketBuf>(
+    fn handle_icmp_error<A: Family, P: PacketBuf>(
         &mut self,
         pkt: &mut P,
-        info: &PacketInfo,
-        q: &IcmpQuote,
+        info: &PacketInfo<A>,
+        q: &IcmpQuote<A>,
         meta: Option<SteerMeta>,
     ) -> FwdVerdict {
         if let Some((outer_src, outer_dst)) = q.tunnel {
@@ -1758,10 +2012,10 @@ impl CoreLb {
         }
         let tuple = tcp_udp_tuple(q.proto, (q.dst, q.dport), (q.src, q.sport));
         // Like the kernel, an ICMP error does not refresh the connection.
-        let Some((id, dir)) = self.conns.peek(&tuple) else {
+        let Some((id, dir)) = self.table::<A>().peek(&tuple) else {
             return FwdVerdict::NotService;
         };
-        let Some(c) = self.conns.get(id).copied() else {
+        let Some(c) = self.table::<A>().get(id).copied() else {
             return FwdVerdict::NotService;
         };
         if is_redirect(&c) {
@@ -1770,17 +2024,21 @@ impl CoreLb {
             }
             self.stats.count_event(FwdEvent::SteeredOut);
             return FwdVerdict::Steer {
-                core: self.reply_owner(&c),
+                core: self.reply_owner::<A>(&c),
                 meta: SteerMeta::existing(),
             };
         }
-        if !fwd::icmp_checksum_ok(pkt.data(), info) {
+        if !A::icmp_checksum_ok(pkt.data(), info) {
             return FwdVerdict::Drop(FwdDrop::BadIcmpChecksum);
         }
         if info.ttl <= 1 {
             return FwdVerdict::Drop(FwdDrop::TtlExpired);
         }
-        let f = Flow::of(&c);
+        let f = Flow::<A>::of(&c);
+        if f.real.0.is_mapped_v4() {
+            // NAT64 does not translate ICMP errors (yet)
+            return FwdVerdict::Drop(FwdDrop::Nat64Untranslatable);
+        }
         let (dest, slot) = (c.dest(), self.dest_svc_slot(c.dest()));
         let bytes = info.ip_len() as u64;
         let (t, next_hop) = match (f.fwd, dir) {
@@ -1826,8 +2084,11 @@ impl CoreLb {
             (FwdMethod::Route, Direction::Input) => {
                 self.stats.add_in(dest, slot, bytes);
                 self.stats.count_event(FwdEvent::IcmpForwarded);
-                fwd::dr_request(pkt.data_mut(), info);
-                return FwdVerdict::Forward { next_hop: f.real.0 };
+                let (src, dst) = ((info.src, info.sport), (info.dst, info.dport));
+                A::rewrite(pkt.data_mut(), info, src, dst, true, L4Csum::Skip);
+                return FwdVerdict::Forward {
+                    next_hop: f.real.0.ip(),
+                };
             }
             (FwdMethod::Tunnel, Direction::Input) => {
                 self.stats.add_in(dest, slot, bytes);
@@ -1843,8 +2104,10 @@ impl CoreLb {
             Direction::Output => self.stats.add_out(dest, slot, bytes),
         }
         self.stats.count_event(FwdEvent::IcmpForwarded);
-        fwd::translate_icmp_error(pkt.data_mut(), info, q, &t);
-        FwdVerdict::Forward { next_hop }
+        A::translate_icmp_error(pkt.data_mut(), info, q, &t);
+        FwdVerdict::Forward {
+            next_hop: next_hop.ip(),
+        }
     }
 
     /// An ICMP error about one of our TUN packets (quoted IPIP from
@@ -1852,51 +2115,42 @@ impl CoreLb {
     /// packet inside, as the kernel does; a frag-needed advertises the
     /// reported MTU minus the 20 bytes of the outer header, so the client
     /// lowers its path MTU enough for the tunnel.
-    fn handle_tunnel_icmp<P: PacketBuf>(
+    fn handle_tunnel_icmp<A: Family, P: PacketBuf>(
         &mut self,
         pkt: &mut P,
-        info: &PacketInfo,
-        q: &IcmpQuote,
-        outer_src: Ipv4Addr,
-        outer_dst: Ipv4Addr,
+        info: &PacketInfo<A>,
+        q: &IcmpQuote<A>,
+        outer_src: A,
+        outer_dst: A,
     ) -> FwdVerdict {
-        if outer_src != self.cfg.tun_source {
+        if outer_src != A::tun_source(self.cfg.tun_source, self.cfg.tun_source6) {
             return FwdVerdict::NotService;
         }
         // The quoted inner packet is the client's request as it was.
         let tuple = tcp_udp_tuple(q.proto, (q.src, q.sport), (q.dst, q.dport));
-        let Some((id, Direction::Input)) = self.conns.peek(&tuple) else {
+        let Some((id, Direction::Input)) = self.table::<A>().peek(&tuple) else {
             return FwdVerdict::NotService;
         };
-        let Some(c) = self.conns.get(id).copied() else {
+        let Some(c) = self.table::<A>().get(id).copied() else {
             return FwdVerdict::NotService;
         };
-        if c.fwd() != FwdMethod::Tunnel || ep(c.real()).0 != outer_dst {
+        if c.fwd() != FwdMethod::Tunnel || ep::<A>(c.real()).0 != outer_dst {
             return FwdVerdict::NotService;
         }
-        if !fwd::icmp_checksum_ok(pkt.data(), info) {
+        if !A::icmp_checksum_ok(pkt.data(), info) {
             return FwdVerdict::Drop(FwdDrop::BadIcmpChecksum);
         }
-        let rest = match (q.msg_type, q.code) {
-            (crate::wire::icmp::TYPE_DEST_UNREACHABLE, crate::wire::icmp::CODE_FRAG_NEEDED) => {
-                let mtu = u32::from(rd_icmp_mtu(pkt.data(), info));
-                // As the kernel: only above the IPv4 minimum plus the header.
-                if mtu > 68 + 20 {
-                    mtu - 20
-                } else {
-                    mtu
-                }
-            }
-            _ => rd_icmp_rest(pkt.data(), info),
-        };
+        let rest = A::tunnel_icmp_rest(pkt.data(), info, q);
         let (client, virt) = (q.src, q.dst);
-        if !fwd::relay_tunnel_icmp(pkt, info, q, rest, virt, client) {
+        if !A::relay_tunnel_icmp(pkt, info, q, rest, virt, client) {
             return FwdVerdict::Drop(FwdDrop::NoRoom);
         }
         self.stats
             .add_out(c.dest(), self.dest_svc_slot(c.dest()), info.ip_len() as u64);
         self.stats.count_event(FwdEvent::IcmpForwarded);
-        FwdVerdict::Forward { next_hop: client }
+        FwdVerdict::Forward {
+            next_hop: client.ip(),
+        }
     }
 }
 
@@ -1913,3 +2167,5 @@ mod sync_tests;
 mod synproxy_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod v6_tests;

@@ -438,7 +438,12 @@ mod tests {
         assert_eq!(req.len(), 3);
         let out = run_all(&mut lb, &req, 10);
         for (v, _) in &out {
-            assert_eq!(*v, FwdVerdict::Forward { next_hop: RIP });
+            assert_eq!(
+                *v,
+                FwdVerdict::Forward {
+                    next_hop: IpAddr::V4(RIP)
+                }
+            );
         }
         let frames: Vec<Vec<u8>> = out.into_iter().map(|(_, f)| f).collect();
         let udp = reassemble(&frames, CIP, RIP);
@@ -451,7 +456,12 @@ mod tests {
         let reply = fragments((RIP, 9999), (CIP, 40000), 0x99, 3000);
         let out = run_all(&mut lb, &reply, 20);
         for (v, _) in &out {
-            assert_eq!(*v, FwdVerdict::Forward { next_hop: CIP });
+            assert_eq!(
+                *v,
+                FwdVerdict::Forward {
+                    next_hop: IpAddr::V4(CIP)
+                }
+            );
         }
         let frames: Vec<Vec<u8>> = out.into_iter().map(|(_, f)| f).collect();
         let udp = reassemble(&frames, VIP, CIP);
@@ -466,17 +476,19 @@ mod tests {
         let mut lb = core(&t, 0, 1, None);
         let req = fragments((CIP, 40000), (VIP, 9000), 0x42, 3000);
         let out = run_all(&mut lb, &req, 10);
-        assert!(out
-            .iter()
-            .all(|(v, _)| *v == FwdVerdict::Forward { next_hop: RIP }));
+        assert!(out.iter().all(|(v, _)| *v
+            == FwdVerdict::Forward {
+                next_hop: IpAddr::V4(RIP)
+            }));
         let frames: Vec<Vec<u8>> = out.into_iter().map(|(_, f)| f).collect();
         let udp = reassemble(&frames, LIP, RIP);
         let lport = u16::from_be_bytes([udp[0], udp[1]]);
         let reply = fragments((RIP, 9999), (LIP, lport), 0x43, 2000);
         let out = run_all(&mut lb, &reply, 20);
-        assert!(out
-            .iter()
-            .all(|(v, _)| *v == FwdVerdict::Forward { next_hop: CIP }));
+        assert!(out.iter().all(|(v, _)| *v
+            == FwdVerdict::Forward {
+                next_hop: IpAddr::V4(CIP)
+            }));
         let frames: Vec<Vec<u8>> = out.into_iter().map(|(_, f)| f).collect();
         let udp = reassemble(&frames, VIP, CIP);
         assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), 40000);
@@ -488,9 +500,10 @@ mod tests {
         let mut lb = core(&t, 0, 1, None);
         let req = fragments((CIP, 40000), (VIP, 9000), 7, 3000);
         let out = run_all(&mut lb, &req, 10);
-        assert!(out
-            .iter()
-            .all(|(v, _)| *v == FwdVerdict::Forward { next_hop: RIP }));
+        assert!(out.iter().all(|(v, _)| *v
+            == FwdVerdict::Forward {
+                next_hop: IpAddr::V4(RIP)
+            }));
         let frames: Vec<Vec<u8>> = out.into_iter().map(|(_, f)| f).collect();
         reassemble(&frames, CIP, VIP);
 
@@ -501,7 +514,12 @@ mod tests {
         let req = fragments_of((CIP, 40000), (VIP, 9000), 8, 3000, 1400);
         let out = run_all(&mut lb, &req, 10);
         for (v, f) in &out {
-            assert_eq!(*v, FwdVerdict::Forward { next_hop: RIP });
+            assert_eq!(
+                *v,
+                FwdVerdict::Forward {
+                    next_hop: IpAddr::V4(RIP)
+                }
+            );
             assert_eq!(f[23], 4, "IPIP");
             assert_eq!(&f[26..34], &[198, 18, 1, 1, 198, 18, 1, 11]);
         }
@@ -596,7 +614,12 @@ mod tests {
                     seen_steered |= core0 != rss.owner_of_frame(&req[0]).unwrap();
                     for (c, v, _) in &out {
                         assert_eq!(*c, core0, "{method:?} {cores}: one core");
-                        assert_eq!(*v, FwdVerdict::Forward { next_hop: RIP });
+                        assert_eq!(
+                            *v,
+                            FwdVerdict::Forward {
+                                next_hop: IpAddr::V4(RIP)
+                            }
+                        );
                     }
                     let frames: Vec<Vec<u8>> = out.into_iter().map(|(_, _, f)| f).collect();
                     let src = if method == FwdMethod::FullNat {
@@ -611,7 +634,13 @@ mod tests {
                     let back = on_cores(&mut lbs, &rss, &reply, 6);
                     assert_eq!(back.len(), 2);
                     for (_, v, _) in &back {
-                        assert_eq!(*v, FwdVerdict::Forward { next_hop: CIP }, "{method:?}");
+                        assert_eq!(
+                            *v,
+                            FwdVerdict::Forward {
+                                next_hop: IpAddr::V4(CIP)
+                            },
+                            "{method:?}"
+                        );
                     }
                     let frames: Vec<Vec<u8>> = back.into_iter().map(|(_, _, f)| f).collect();
                     reassemble(&frames, VIP, CIP);

@@ -58,7 +58,7 @@ pub const IPV4_HEADER_LEN: usize = 20;
 /// Largest ICMP error message we originate (IP + ICMP + quoted header + 8).
 const ICMP_ERROR_MAX: usize = 20 + 8 + 60 + 8;
 /// An untagged Ethernet header.
-const ETH_LEN: usize = 14;
+pub(crate) const ETH_LEN: usize = 14;
 
 /// Why the forwarding core dropped a packet. One counter each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,11 +121,23 @@ pub enum FwdDrop {
     /// SYN proxy: a handshake packet out of place (a client SYN on a proxied
     /// connection, a SYN-ACK that answers no SYN of ours, ...).
     SynproxyUnexpected,
+    /// IPv6: an extension header chain cut short, or longer than
+    /// [`crate::wire::ipv6::MAX_EXT_HEADERS`] headers.
+    Ipv6ExtHeaders,
+    /// IPv6: a fragment (first or later; IPv6 fragments are not
+    /// reassembled or tracked, see [`crate::lb::fwd6`]).
+    Ipv6Fragment,
+    /// IPv6: a packet for a service feature not available over IPv6 (the
+    /// SYN proxy).
+    Ipv6Unsupported,
+    /// NAT64: a packet of a NAT64 connection that is not translated (an
+    /// ICMP error, an IPv4 fragment), or no room to translate it.
+    Nat64Untranslatable,
 }
 
 impl FwdDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 30;
     /// Every reason, in counter order.
     pub const ALL: [FwdDrop; FwdDrop::COUNT] = [
         FwdDrop::TruncatedL2,
@@ -154,6 +166,10 @@ impl FwdDrop {
         FwdDrop::SynproxyBadCookie,
         FwdDrop::SynproxyNotReady,
         FwdDrop::SynproxyUnexpected,
+        FwdDrop::Ipv6ExtHeaders,
+        FwdDrop::Ipv6Fragment,
+        FwdDrop::Ipv6Unsupported,
+        FwdDrop::Nat64Untranslatable,
     ];
 
     /// Counter index (position in [`FwdDrop::ALL`]).
@@ -190,6 +206,10 @@ impl FwdDrop {
             FwdDrop::SynproxyBadCookie => "synproxy_bad_cookie",
             FwdDrop::SynproxyNotReady => "synproxy_not_ready",
             FwdDrop::SynproxyUnexpected => "synproxy_unexpected",
+            FwdDrop::Ipv6ExtHeaders => "ipv6_ext_headers",
+            FwdDrop::Ipv6Fragment => "ipv6_fragment",
+            FwdDrop::Ipv6Unsupported => "ipv6_unsupported_feature",
+            FwdDrop::Nat64Untranslatable => "nat64_untranslatable",
         }
     }
 }
@@ -205,9 +225,10 @@ pub enum L4Csum {
     Skip,
 }
 
-/// An ICMP error (types 3, 4, 11, 12) quoting a TCP or UDP packet.
+/// An ICMP error (types 3, 4, 11, 12; ICMPv6 1–4) quoting a TCP or UDP
+/// packet. `A`: the address type of the family (IPv4 by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IcmpQuote {
+pub struct IcmpQuote<A = Ipv4Addr> {
     /// ICMP type.
     pub msg_type: u8,
     /// ICMP code.
@@ -219,9 +240,9 @@ pub struct IcmpQuote {
     /// Quoted protocol (6 or 17).
     pub proto: u8,
     /// Quoted source address.
-    pub src: Ipv4Addr,
+    pub src: A,
     /// Quoted destination address.
-    pub dst: Ipv4Addr,
+    pub dst: A,
     /// Quoted source port.
     pub sport: u16,
     /// Quoted destination port.
@@ -229,15 +250,17 @@ pub struct IcmpQuote {
     /// The quoted packet was IPIP (one of our TUN packets, or anyone's):
     /// its outer source and destination. `ip`, `l4`, `src`, `dst`, ports
     /// then describe the packet inside the tunnel.
-    pub tunnel: Option<(Ipv4Addr, Ipv4Addr)>,
+    pub tunnel: Option<(A, A)>,
 }
 
-/// What [`classify`] learned about a valid IPv4 frame.
+/// What [`classify`] learned about a valid IPv4 frame (or
+/// [`crate::lb::fwd6::classify6`] about an IPv6 one: `A = Ipv6Addr`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PacketInfo {
-    /// Frame offset of the IPv4 header (after Ethernet and VLAN tags).
+pub struct PacketInfo<A = Ipv4Addr> {
+    /// Frame offset of the IP header (after Ethernet and VLAN tags).
     pub l3: usize,
-    /// Frame offset of the L4 header (`l3 + 20`).
+    /// Frame offset of the L4 header (`l3 + 20`; IPv6: after the
+    /// extension headers).
     pub l4: usize,
     /// Frame offset just past the IP packet (`l3 + total length`);
     /// anything after it is Ethernet padding.
@@ -245,26 +268,48 @@ pub struct PacketInfo {
     /// IP protocol.
     pub proto: u8,
     /// Source address.
-    pub src: Ipv4Addr,
+    pub src: A,
     /// Destination address.
-    pub dst: Ipv4Addr,
+    pub dst: A,
     /// TCP/UDP source port (0 otherwise).
     pub sport: u16,
     /// TCP/UDP destination port (0 otherwise).
     pub dport: u16,
     /// TCP flags byte (0 otherwise).
     pub tcp_flags: u8,
-    /// TTL.
+    /// TTL (IPv6: hop limit).
     pub ttl: u8,
-    /// Don't Fragment.
+    /// Don't Fragment (always set for IPv6: routers never fragment it).
     pub dont_frag: bool,
     /// A first fragment (MF set, offset 0).
     pub first_fragment: bool,
     /// For an ICMP error quoting TCP/UDP: the quote.
-    pub icmp: Option<IcmpQuote>,
+    pub icmp: Option<IcmpQuote<A>>,
 }
 
-impl PacketInfo {
+impl<A: Copy> PacketInfo<A> {
+    /// The same packet described with addresses of another type (NAT64's
+    /// IPv4-mapped view of an IPv4 packet, and back); no ICMP quote.
+    pub fn with_addrs<B>(&self, src: B, dst: B) -> PacketInfo<B> {
+        PacketInfo {
+            l3: self.l3,
+            l4: self.l4,
+            end: self.end,
+            proto: self.proto,
+            src,
+            dst,
+            sport: self.sport,
+            dport: self.dport,
+            tcp_flags: self.tcp_flags,
+            ttl: self.ttl,
+            dont_frag: self.dont_frag,
+            first_fragment: self.first_fragment,
+            icmp: None,
+        }
+    }
+}
+
+impl<A> PacketInfo<A> {
     /// IP total length.
     pub fn ip_len(&self) -> usize {
         self.end - self.l3
@@ -272,7 +317,7 @@ impl PacketInfo {
 }
 
 #[inline]
-fn rd16(buf: &[u8], at: usize) -> u16 {
+pub(crate) fn rd16(buf: &[u8], at: usize) -> u16 {
     match buf.get(at..at + 2) {
         Some(b) => u16::from_be_bytes([b[0], b[1]]),
         None => 0,
@@ -280,7 +325,7 @@ fn rd16(buf: &[u8], at: usize) -> u16 {
 }
 
 #[inline]
-fn rd32(buf: &[u8], at: usize) -> u32 {
+pub(crate) fn rd32(buf: &[u8], at: usize) -> u32 {
     match buf.get(at..at + 4) {
         Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
         None => 0,
@@ -288,14 +333,14 @@ fn rd32(buf: &[u8], at: usize) -> u32 {
 }
 
 #[inline]
-fn wr16(buf: &mut [u8], at: usize, v: u16) {
+pub(crate) fn wr16(buf: &mut [u8], at: usize, v: u16) {
     if let Some(b) = buf.get_mut(at..at + 2) {
         b.copy_from_slice(&v.to_be_bytes());
     }
 }
 
 #[inline]
-fn wr32(buf: &mut [u8], at: usize, v: u32) {
+pub(crate) fn wr32(buf: &mut [u8], at: usize, v: u32) {
     if let Some(b) = buf.get_mut(at..at + 4) {
         b.copy_from_slice(&v.to_be_bytes());
     }
@@ -303,19 +348,19 @@ fn wr32(buf: &mut [u8], at: usize, v: u32) {
 
 /// RFC 1624 delta of one 16-bit word: `~m + m'`.
 #[inline]
-fn d16(old: u16, new: u16) -> u64 {
+pub(crate) fn d16(old: u16, new: u16) -> u64 {
     u64::from(!old) + u64::from(new)
 }
 
 /// Delta of a 32-bit field (two words).
 #[inline]
-fn d32(old: u32, new: u32) -> u64 {
+pub(crate) fn d32(old: u32, new: u32) -> u64 {
     d16((old >> 16) as u16, (new >> 16) as u16) + d16(old as u16, new as u16)
 }
 
 /// Apply an accumulated delta: `HC' = ~(~HC + Σ(~m + m'))` (eqn. 3).
 #[inline]
-fn adjust(csum: u16, delta: u64) -> u16 {
+pub(crate) fn adjust(csum: u16, delta: u64) -> u16 {
     !checksum::fold(u64::from(!csum) + delta)
 }
 
@@ -562,7 +607,7 @@ pub fn relay_tunnel_icmp<P: PacketBuf>(
 }
 
 /// Offset of the L4 checksum field for `proto` relative to its header.
-fn l4_csum_offset(proto: u8) -> Option<usize> {
+pub(crate) fn l4_csum_offset(proto: u8) -> Option<usize> {
     match proto {
         PROTO_TCP => Some(16),
         PROTO_UDP => Some(6),
@@ -608,16 +653,31 @@ pub fn rewrite(
         let c = adjust(rd16(frame, ip + 10), ip_delta);
         wr16(frame, ip + 10, c);
     }
+    rewrite_l4(frame, info, src.1, dst.1, l4_delta, csum);
+}
+
+/// The L4 half of a rewrite, shared by both families: new ports, and the
+/// L4 checksum adjusted by `l4_delta` (the pseudo-header's address change)
+/// plus the port changes.
+#[inline(always)]
+pub(crate) fn rewrite_l4<A>(
+    frame: &mut [u8],
+    info: &PacketInfo<A>,
+    sport: u16,
+    dport: u16,
+    mut l4_delta: u64,
+    csum: L4Csum,
+) {
     let Some(csum_at) = l4_csum_offset(info.proto) else {
         return;
     };
-    if src.1 != info.sport {
-        l4_delta += d16(info.sport, src.1);
-        wr16(frame, info.l4, src.1);
+    if sport != info.sport {
+        l4_delta += d16(info.sport, sport);
+        wr16(frame, info.l4, sport);
     }
-    if dst.1 != info.dport {
-        l4_delta += d16(info.dport, dst.1);
-        wr16(frame, info.l4 + 2, dst.1);
+    if dport != info.dport {
+        l4_delta += d16(info.dport, dport);
+        wr16(frame, info.l4 + 2, dport);
     }
     if csum == L4Csum::Skip || l4_delta == 0 {
         return;
@@ -817,7 +877,18 @@ pub fn icmp_error_in_place<P: PacketBuf>(
 /// about a packet too big to tunnel, from the VIP (its destination) back
 /// to the client (its source), in place. See [`icmp_error_in_place`].
 pub fn frag_needed<P: PacketBuf>(pkt: &mut P, info: &PacketInfo, mtu: u16) -> bool {
-    let next_hop_mtu = u32::from(mtu.saturating_sub(ipip::IPV4_HEADROOM as u16));
+    frag_needed_for(pkt, info, mtu, ipip::IPV4_HEADROOM)
+}
+
+/// [`frag_needed`] for a tunnel whose outer header is `overhead` bytes
+/// (IPv4-in-IPv6: 40).
+pub fn frag_needed_for<P: PacketBuf>(
+    pkt: &mut P,
+    info: &PacketInfo,
+    mtu: u16,
+    overhead: usize,
+) -> bool {
+    let next_hop_mtu = u32::from(mtu).saturating_sub(overhead as u32);
     icmp_error_in_place(
         pkt,
         info,
@@ -853,15 +924,15 @@ pub fn icmp_checksum_ok(frame: &[u8], info: &PacketInfo) -> bool {
 
 /// New addresses for an ICMP error and the packet it quotes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IcmpTranslation {
+pub struct IcmpTranslation<A = Ipv4Addr> {
     /// Outer source address.
-    pub outer_src: Ipv4Addr,
+    pub outer_src: A,
     /// Outer destination address.
-    pub outer_dst: Ipv4Addr,
+    pub outer_dst: A,
     /// Quoted source address and port.
-    pub quote_src: (Ipv4Addr, u16),
+    pub quote_src: (A, u16),
     /// Quoted destination address and port.
-    pub quote_dst: (Ipv4Addr, u16),
+    pub quote_dst: (A, u16),
 }
 
 /// Translate an ICMP error about a connection (IPVS `ip_vs_nat_icmp`, and

@@ -37,8 +37,9 @@
 //! Fixed memory (the port groups: two bytes per port of the range per
 //! core), no allocation per packet.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
+use crate::lb::family::Family;
 use crate::lb::owner::RssOwner;
 
 /// Default first local port.
@@ -233,26 +234,28 @@ impl LocalPorts {
     }
 
     /// Pick `(LIP, lport)` for a new connection to `rip:rport` from the
-    /// IPv4 addresses among `addrs`. With `owner = Some((rss, core))` only
+    /// addresses of `rip`'s family among `addrs` (a pool per family: a
+    /// connection never mixes them). With `owner = Some((rss, core))` only
     /// ports whose reply tuple `(rip, LIP, rport, lport)` maps to `core`
     /// qualify. `in_use(lip, lport)` says whether that reply tuple already
     /// has a connection. `None` when nothing was found within the bounds
-    /// (or `addrs` holds no IPv4 address).
-    pub fn alloc(
+    /// (or `addrs` holds no address of that family). The precomputed port
+    /// lists are the IPv4 hash's; IPv6 allocations walk.
+    pub fn alloc<A: Family>(
         &mut self,
         addrs: &[IpAddr],
-        rip: Ipv4Addr,
+        rip: A,
         rport: u16,
         owner: Option<(&RssOwner, u16)>,
-        mut in_use: impl FnMut(Ipv4Addr, u16) -> bool,
-    ) -> Option<(Ipv4Addr, u16)> {
+        mut in_use: impl FnMut(A, u16) -> bool,
+    ) -> Option<(A, u16)> {
         let n_addrs = addrs.len();
         if n_addrs == 0 {
             self.stats.failed += 1;
             return None;
         }
         if let (Some((rss, core)), Some(owned)) = (owner, self.owned.as_mut()) {
-            if owned.core == core {
+            if owned.core == core && (!A::IS_V6 || rip.is_mapped_v4()) {
                 return Self::alloc_listed(
                     owned,
                     &mut self.addr_cursor,
@@ -272,14 +275,14 @@ impl LocalPorts {
         let mut lookups = 0u32;
         for k in 0..n_addrs.min(64) {
             let i = (self.addr_cursor + k) % n_addrs;
-            let Some(IpAddr::V4(lip)) = addrs.get(i).copied() else {
+            let Some(lip) = addrs.get(i).and_then(|&a| A::local_of(a, rip)) else {
                 continue;
             };
-            let base = owner.map(|(rss, _)| rss.hash_v4(rip, lip, rport, 0));
+            let base = owner.map(|(rss, _)| A::rss_hash(rss, rip, lip, rport, 0));
             for _ in 0..per_addr {
                 let port = self.advance();
                 if let (Some((rss, core)), Some(h0)) = (owner, base) {
-                    if rss.core_of_hash(h0 ^ rss.dport_term(port)) != core {
+                    if rss.core_of_hash(h0 ^ A::rss_dport_term(rss, rip, port)) != core {
                         continue;
                     }
                 }
@@ -301,16 +304,16 @@ impl LocalPorts {
 
     /// [`LocalPorts::alloc`] from this core's precomputed port lists.
     #[allow(clippy::too_many_arguments)]
-    fn alloc_listed(
+    fn alloc_listed<A: Family>(
         owned: &mut OwnedPorts,
         addr_cursor: &mut usize,
         stats: &mut LocalPortStats,
         addrs: &[IpAddr],
-        rip: Ipv4Addr,
+        rip: A,
         rport: u16,
         rss: &RssOwner,
-        mut in_use: impl FnMut(Ipv4Addr, u16) -> bool,
-    ) -> Option<(Ipv4Addr, u16)> {
+        mut in_use: impl FnMut(A, u16) -> bool,
+    ) -> Option<(A, u16)> {
         let n_addrs = addrs.len();
         let tried_addrs = n_addrs.min(64);
         // the same budgets as the walk, but every candidate is owned: spread
@@ -320,10 +323,10 @@ impl LocalPorts {
         let mut lookups = 0u32;
         for k in 0..tried_addrs {
             let i = (*addr_cursor + k) % n_addrs;
-            let Some(IpAddr::V4(lip)) = addrs.get(i).copied() else {
+            let Some(lip) = addrs.get(i).and_then(|&a| A::local_of(a, rip)) else {
                 continue;
             };
-            let h0 = rss.hash_v4(rip, lip, rport, 0);
+            let h0 = A::rss_hash(rss, rip, lip, rport, 0);
             let mut addr_lookups = 0u32;
             for _ in 0..per_addr_candidates {
                 let Some(port) = owned.next(h0) else {
@@ -354,6 +357,7 @@ impl LocalPorts {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+    use std::net::Ipv4Addr;
 
     fn v4(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
         Ipv4Addr::new(a, b, c, d)

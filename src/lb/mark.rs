@@ -218,6 +218,7 @@ impl MarkRules {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
@@ -302,7 +303,6 @@ mod tests {
         use crate::lb::load::GlobalLoad;
         use crate::lb::service::{RealServerConfig, ServiceConfig, ServiceKey, ServiceTable};
         use crate::lb::types::{AddrFamily, FwdMethod};
-        use std::net::IpAddr;
         use std::sync::Arc;
         let mut t = ServiceTable::new(16);
         let key = ServiceKey::fwmark(1, AddrFamily::Inet);
@@ -357,7 +357,10 @@ mod tests {
         let mut lb = director(&[rule], None);
         let mut p = syn(40000, 85);
         let v = lb.process(&mut p, None, 0);
-        let FwdVerdict::Forward { next_hop } = v else {
+        let FwdVerdict::Forward {
+            next_hop: IpAddr::V4(next_hop),
+        } = v
+        else {
             panic!("{v:?}");
         };
         // NAT to the server, keeping the packet's port (server port 0)
@@ -381,7 +384,9 @@ mod tests {
         // (client, mark 1, port 0), so rr never moves the client
         for (sport, dport) in [(40000, 80), (40001, 443), (40002, 8080), (40003, 22)] {
             match lb.process(&mut syn(sport, dport), None, 0) {
-                FwdVerdict::Forward { next_hop } => hops.push(next_hop),
+                FwdVerdict::Forward {
+                    next_hop: IpAddr::V4(next_hop),
+                } => hops.push(next_hop),
                 v => panic!("{v:?}"),
             }
         }

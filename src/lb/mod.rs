@@ -4,12 +4,15 @@
 pub mod conn;
 pub mod defense;
 pub mod director;
+pub mod family;
 pub mod frag;
 pub mod fwd;
+pub mod fwd6;
 pub mod icmp_limit;
 pub mod laddr;
 pub mod load;
 pub mod mark;
+pub mod nat64;
 pub mod owner;
 pub mod packet;
 pub mod persist;

@@ -1155,7 +1155,10 @@ fn validate_dest(key: &ServiceKey, d: &RealServerConfig) -> Result<(), LbError> 
     if !unicast {
         return Err(LbError::DestNotUnicast);
     }
-    if AddrFamily::of(d.addr) != key.af() && d.method != FwdMethod::Tunnel {
+    // mixed families: tunnels (IPIP carries either), and NAT64 (FULLNAT
+    // from an IPv6 VIP to IPv4 servers, crate::lb::nat64)
+    let nat64 = d.method == FwdMethod::FullNat && key.af() == AddrFamily::Inet6 && d.addr.is_ipv4();
+    if AddrFamily::of(d.addr) != key.af() && d.method != FwdMethod::Tunnel && !nat64 {
         return Err(LbError::AddressFamilyMismatch);
     }
     // DR and TUN cannot rewrite the port. ipvsadm silently copies the

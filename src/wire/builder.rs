@@ -327,6 +327,32 @@ impl PacketBuilder {
         self.icmpv6(129, 0, ((ident as u32) << 16) | seq as u32)
     }
 
+    /// ICMPv6 Neighbor Solicitation (type 135) for `target`, with a source
+    /// link-layer address option when `sll` is given; hop limit 255 (set
+    /// another with [`ttl`](Self::ttl) afterwards).
+    pub fn neighbor_solicit(mut self, target: Ipv6Addr, sll: Option<MacAddr>) -> Self {
+        let mut body = target.octets().to_vec();
+        if let Some(m) = sll {
+            body.extend_from_slice(&[1, 1]);
+            body.extend_from_slice(&m.0);
+        }
+        self.ttl = 255;
+        self.icmpv6(135, 0, 0).payload(&body)
+    }
+
+    /// ICMPv6 Neighbor Advertisement (type 136) for `target` with `flags`
+    /// (R 0x80, S 0x40, O 0x20) and a target link-layer address option
+    /// when `tll` is given; hop limit 255.
+    pub fn neighbor_advert(mut self, flags: u8, target: Ipv6Addr, tll: Option<MacAddr>) -> Self {
+        let mut body = target.octets().to_vec();
+        if let Some(m) = tll {
+            body.extend_from_slice(&[2, 1]);
+            body.extend_from_slice(&m.0);
+        }
+        self.ttl = 255;
+        self.icmpv6(136, 0, u32::from(flags) << 24).payload(&body)
+    }
+
     /// No transport header: the payload follows IP with this protocol
     /// number (e.g. an already built inner packet with `IpProtocol::IPIP`).
     pub fn ip_proto(mut self, protocol: IpProtocol) -> Self {

@@ -361,6 +361,112 @@ pub fn build_neighbor_advert(
     Ok(total)
 }
 
+/// The all-nodes link-local multicast group (ff02::1).
+pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// The solicited-node multicast group of `addr` (RFC 4291 §2.7.1):
+/// ff02::1:ff00:0/104 with the address's low 24 bits.
+pub fn solicited_node(addr: &Ipv6Addr) -> Ipv6Addr {
+    let o = addr.octets();
+    Ipv6Addr::from([
+        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
+    ])
+}
+
+/// Whether `group` is a solicited-node multicast address.
+pub fn is_solicited_node(group: &Ipv6Addr) -> bool {
+    group.octets()[..13] == [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff]
+}
+
+/// The Ethernet address an IPv6 multicast group maps to (RFC 2464 §7):
+/// 33:33 and the group's low 32 bits.
+pub fn multicast_mac(group: &Ipv6Addr) -> MacAddr {
+    let o = group.octets();
+    MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
+}
+
+/// The modified EUI-64 link-local address of an Ethernet interface
+/// (fe80::/64, RFC 4291 appendix A), as Linux forms it by default.
+pub fn link_local_from_mac(mac: MacAddr) -> Ipv6Addr {
+    let m = mac.0;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 0x02,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
+}
+
+/// Whether every option of a neighbor message is well formed: a nonzero
+/// length that stays within the message (RFC 4861 §7.1.1/§7.1.2: "all
+/// included options have a length that is greater than zero").
+pub fn ndp_options_valid(options: &[u8]) -> bool {
+    let mut opts = options;
+    while !opts.is_empty() {
+        let Some(&units) = opts.get(1) else {
+            return false;
+        };
+        let len = usize::from(units) * 8;
+        if len == 0 || len > opts.len() {
+            return false;
+        }
+        opts = &opts[len..];
+    }
+    true
+}
+
+/// Builds an IPv6 + ICMPv6 Neighbor Solicitation for `target` into `out`:
+/// from `src` to `dst` (the target's solicited-node group, or the target
+/// itself for a unicast probe), hop limit 255, with a source link-layer
+/// address option carrying `our_mac` unless `src` is unspecified (a DAD
+/// probe, RFC 4861 §7.2.2). Returns the bytes written (40 + 24, + 8 with
+/// the option); `NoSpace` if `out` is too small.
+pub fn build_neighbor_solicit(
+    our_mac: MacAddr,
+    target: Ipv6Addr,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    out: &mut [u8],
+) -> Result<usize> {
+    let with_option = !src.is_unspecified();
+    let icmp_len = field::NDP_OPTIONS + if with_option { 8 } else { 0 };
+    let repr = Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::ICMPV6,
+        payload_len: icmp_len,
+        hop_limit: NDP_HOP_LIMIT,
+        traffic_class: 0,
+        flow_label: 0,
+    };
+    let total = repr.header_len() + icmp_len;
+    let out = out.get_mut(..total).ok_or(Error::NoSpace)?;
+    repr.emit(out)?;
+    let (_, icmp_buf) = out.split_at_mut(repr.header_len());
+    icmp_buf.fill(0);
+    icmp_buf[field::TYPE] = TYPE_NEIGHBOR_SOLICIT;
+    icmp_buf[field::TARGET].copy_from_slice(&target.octets());
+    if with_option {
+        icmp_buf[field::NDP_OPTIONS] = OPT_SOURCE_LINK_ADDR;
+        icmp_buf[field::NDP_OPTIONS + 1] = 1;
+        icmp_buf[field::NDP_OPTIONS + 2..].copy_from_slice(&our_mac.0);
+    }
+    Icmpv6Packet::new_unchecked(icmp_buf).fill_checksum(&src, &dst);
+    Ok(total)
+}
+
 /// Builds an ICMPv6 error (`msg_type`, `code`, `rest` = the 4 bytes after
 /// the checksum) about `orig` into `out`, quoting as much of `orig` as
 /// keeps the result within the IPv6 minimum MTU (RFC 4443 §2.4(c)).
@@ -587,6 +693,58 @@ mod tests {
         );
         assert_eq!(
             build_packet_too_big(&orig, 1280, us, them, &mut out[..100]),
+            Err(Error::NoSpace)
+        );
+    }
+
+    #[test]
+    fn nd_addresses_and_solicitation_builder() {
+        // RFC 4291 §2.7.1 example shape; RFC 2464 §7 mapping.
+        let t = a("2001:2::1:abcd:ef01");
+        assert_eq!(solicited_node(&t), a("ff02::1:ffcd:ef01"));
+        assert!(is_solicited_node(&solicited_node(&t)));
+        assert!(!is_solicited_node(&ALL_NODES));
+        assert_eq!(
+            multicast_mac(&a("ff02::1:ffcd:ef01")),
+            MacAddr([0x33, 0x33, 0xff, 0xcd, 0xef, 0x01])
+        );
+        assert_eq!(multicast_mac(&ALL_NODES), MacAddr([0x33, 0x33, 0, 0, 0, 1]));
+        // EUI-64 as Linux forms it (the U/L bit flipped).
+        assert_eq!(
+            link_local_from_mac(MacAddr([0x02, 0x00, 0x5e, 0x10, 0x20, 0x30])),
+            a("fe80::5eff:fe10:2030")
+        );
+        assert_eq!(
+            link_local_from_mac(MacAddr([0x52, 0x54, 0x00, 0x12, 0x34, 0x56])),
+            a("fe80::5054:ff:fe12:3456")
+        );
+        assert!(ndp_options_valid(&[]));
+        assert!(ndp_options_valid(&hex("0101 020000000001")));
+        assert!(!ndp_options_valid(&hex("0100 020000000001")));
+        assert!(!ndp_options_valid(&hex("0102 020000000001")));
+        assert!(!ndp_options_valid(&[1]));
+
+        let us = MacAddr([2, 0, 0, 0, 0, 1]);
+        let (src, target) = (a("2001:2::1"), a("2001:2::2"));
+        let mut out = [0u8; 80];
+        let n = build_neighbor_solicit(us, target, src, solicited_node(&target), &mut out).unwrap();
+        assert_eq!(n, 40 + 32);
+        let mut want = hex("6000 0000 0020 3aff");
+        want.extend_from_slice(&src.octets());
+        want.extend_from_slice(&a("ff02::1:ff00:2").octets());
+        want.extend_from_slice(&hex("8700 0000 0000 0000"));
+        want.extend_from_slice(&target.octets());
+        want.extend_from_slice(&hex("0101 020000000001"));
+        let dst = a("ff02::1:ff00:2");
+        Icmpv6Packet::new_unchecked(&mut want[40..]).fill_checksum(&src, &dst);
+        assert_eq!(&out[..n], &want[..]);
+        let icmp = Icmpv6Packet::new_checked(&out[40..n]).unwrap();
+        assert!(icmp.verify_checksum(&src, &dst));
+        // A DAD probe carries no source link-layer option.
+        let n = build_neighbor_solicit(us, target, Ipv6Addr::UNSPECIFIED, dst, &mut out).unwrap();
+        assert_eq!(n, 40 + 24);
+        assert_eq!(
+            build_neighbor_solicit(us, target, src, dst, &mut out[..71]),
             Err(Error::NoSpace)
         );
     }

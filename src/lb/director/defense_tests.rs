@@ -93,7 +93,9 @@ fn drop_entry_frees_half_open_entries_within_seconds() {
     assert!(lb.conns().len() < CAPACITY);
     assert_eq!(
         legit(&mut lb, 5000, 2_000),
-        FwdVerdict::Forward { next_hop: RIP }
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIP)
+        }
     );
     // A flood that keeps coming is thinned every second, so clients keep
     // finding room between its bursts.
@@ -101,7 +103,13 @@ fn drop_entry_frees_half_open_entries_within_seconds() {
         flood(&mut lb, CAPACITY as u32, 100 + s, u64::from(s) * 1000);
         run_clock(&mut lb, u64::from(s) * 1000, u64::from(s) * 1000 + 990);
         let v = legit(&mut lb, 6000 + s as u16, u64::from(s) * 1000 + 995);
-        assert_eq!(v, FwdVerdict::Forward { next_hop: RIP }, "second {s}");
+        assert_eq!(
+            v,
+            FwdVerdict::Forward {
+                next_hop: IpAddr::V4(RIP)
+            },
+            "second {s}"
+        );
     }
 }
 
@@ -124,7 +132,9 @@ fn secure_tcp_expires_flood_entries_after_ten_seconds() {
     assert_eq!(lb.conns().len(), 0);
     assert_eq!(
         legit(&mut lb, 5000, 10_100),
-        FwdVerdict::Forward { next_hop: RIP }
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIP)
+        }
     );
 }
 

@@ -98,13 +98,18 @@ fn an_ack_on_a_backup_goes_to_the_server_the_master_picked_with_mh() {
     let mut backup = director("mh", 2, true);
     let mut used = std::collections::HashSet::new();
     for sport in 40000..40064u16 {
-        let FwdVerdict::Forward { next_hop: picked } = send(&mut master, sport, tcp::SYN) else {
+        let FwdVerdict::Forward {
+            next_hop: IpAddr::V4(picked),
+        } = send(&mut master, sport, tcp::SYN)
+        else {
             panic!("master did not forward the SYN of port {sport}");
         };
         used.insert(picked);
         assert_eq!(
             send(&mut backup, sport, tcp::ACK | tcp::PSH),
-            FwdVerdict::Forward { next_hop: picked },
+            FwdVerdict::Forward {
+                next_hop: IpAddr::V4(picked)
+            },
             "client port {sport}"
         );
         // from NONE an ACK makes the connection ESTABLISHED, as in the kernel

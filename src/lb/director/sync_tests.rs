@@ -152,10 +152,20 @@ fn takeover(method: FwdMethod) {
     let (bv, bout) = run(&mut backup, &next);
     assert_eq!(bv, mv);
     assert_eq!(bout, mout);
-    assert_eq!(bv, FwdVerdict::Forward { next_hop: RIPS[0] });
+    assert_eq!(
+        bv,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIPS[0])
+        }
+    );
     // while a new connection on the backup goes elsewhere
     let (nv, _) = run(&mut backup, &seg((CIP, 40001), (VIP, 80), tcp::SYN, 1));
-    assert_eq!(nv, FwdVerdict::Forward { next_hop: RIPS[1] });
+    assert_eq!(
+        nv,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIPS[1])
+        }
+    );
 
     // a backup with no local address for the service refuses FULLNAT
     if method == FwdMethod::FullNat {
@@ -333,15 +343,30 @@ fn fwmark_service_connection_and_template_land_on_the_backup() {
     let (mv, mout) = run(&mut master, &next);
     let (bv, bout) = run(&mut backup, &next);
     assert_eq!((bv, &bout), (mv, &mout));
-    assert_eq!(bv, FwdVerdict::Forward { next_hop: RIPS[0] });
+    assert_eq!(
+        bv,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIPS[0])
+        }
+    );
     // a new connection of the same client follows the synced template,
     // though the backup's rr would start with the other server
     let (nv, _) = run(&mut backup, &seg((CIP, 40001), (VIP, 80), tcp::SYN, 1));
-    assert_eq!(nv, FwdVerdict::Forward { next_hop: RIPS[0] });
+    assert_eq!(
+        nv,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIPS[0])
+        }
+    );
     // ...which a backup without the template would not do
     let mut bare = fwmark_director(1);
     let (bare_v, _) = run(&mut bare, &seg((CIP, 40001), (VIP, 80), tcp::SYN, 1));
-    assert_eq!(bare_v, FwdVerdict::Forward { next_hop: RIPS[1] });
+    assert_eq!(
+        bare_v,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIPS[1])
+        }
+    );
 }
 
 /// A master that restarted walks its FULLNAT ports from the start again:
@@ -454,5 +479,10 @@ fn a_reused_client_port_takes_the_masters_binding() {
     assert_eq!(real_of(&backup), RIPS[1]);
     let next = seg((CIP, 40000), (VIP, 80), tcp::ACK, 9);
     let (v, _) = run(&mut backup, &next);
-    assert_eq!(v, FwdVerdict::Forward { next_hop: RIPS[1] });
+    assert_eq!(
+        v,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIPS[1])
+        }
+    );
 }

@@ -85,7 +85,12 @@ fn whole_connection(method: FwdMethod) {
     let mut lb = director(method);
     // SYN: answered by vsd, nothing kept
     let (v, out) = run(&mut lb, from_client(tcp::SYN, CISN, 0, &[]), 0);
-    assert_eq!(v, FwdVerdict::Forward { next_hop: CIP });
+    assert_eq!(
+        v,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(CIP)
+        }
+    );
     assert!(lb.conns().is_empty());
     let t = tcp_of(&out);
     assert_eq!((t.src_port(), t.dst_port(), t.flags().0), (80, 40000, 0x12));
@@ -105,7 +110,12 @@ fn whole_connection(method: FwdMethod) {
 
     // ACK with the cookie: the server gets a SYN with the client's ISN
     let (v, out) = run(&mut lb, from_client(tcp::ACK, CISN + 1, cookie + 1, &[]), 2);
-    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+    assert_eq!(
+        v,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIP)
+        }
+    );
     assert_eq!(lb.conns().len(), 1);
     let (src, sport) = match method {
         FwdMethod::FullNat => {
@@ -138,7 +148,12 @@ fn whole_connection(method: FwdMethod) {
     // acknowledgement completes the server's handshake
     let synack = from_server((src, sport), 0x12, SISN, CISN + 1, &[]);
     let (v, out) = run(&mut lb, synack, 4);
-    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+    assert_eq!(
+        v,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIP)
+        }
+    );
     let t = tcp_of(&out);
     assert_eq!(&out[26..30], &src.octets());
     assert_eq!(&out[30..34], &RIP.octets());
@@ -156,7 +171,12 @@ fn whole_connection(method: FwdMethod) {
     // data both ways, shifted between the two sequence spaces
     let more = from_client(tcp::ACK | tcp::PSH, CISN + 4, cookie + 1, b"/x");
     let (v, out) = run(&mut lb, more, 5);
-    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+    assert_eq!(
+        v,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIP)
+        }
+    );
     let t = tcp_of(&out);
     assert_eq!((t.seq_number(), t.ack_number()), (CISN + 4, SISN + 1));
     assert_eq!(t.payload(), b"/x");
@@ -172,7 +192,12 @@ fn whole_connection(method: FwdMethod) {
         ),
         6,
     );
-    assert_eq!(v, FwdVerdict::Forward { next_hop: CIP });
+    assert_eq!(
+        v,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(CIP)
+        }
+    );
     let t = tcp_of(&out);
     assert_eq!(&out[26..30], &VIP.octets());
     assert_eq!(&out[30..34], &CIP.octets());
@@ -188,7 +213,12 @@ fn whole_connection(method: FwdMethod) {
         from_server((src, sport), 0x12, SISN, CISN + 1, &[]),
         7,
     );
-    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+    assert_eq!(
+        v,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIP)
+        }
+    );
     let t = tcp_of(&out);
     assert_eq!((t.flags().0, t.ack_number()), (tcp::ACK, SISN + 1));
     assert!(t.payload().is_empty(), "a bare ACK this time");
@@ -247,7 +277,12 @@ fn a_syn_flood_leaves_the_table_empty() {
             .seq(i)
             .build();
         let (v, _) = run(&mut lb, f, 0);
-        assert_eq!(v, FwdVerdict::Forward { next_hop: src });
+        assert_eq!(
+            v,
+            FwdVerdict::Forward {
+                next_hop: IpAddr::V4(src)
+            }
+        );
     }
     assert!(lb.conns().is_empty());
     assert_eq!(lb.stats().event(FwdEvent::SynproxyCookieSent), 5000);
@@ -263,7 +298,12 @@ fn a_syn_flood_leaves_the_table_empty() {
     let (_, out) = run(&mut lb, from_client(tcp::SYN, CISN, 0, &[]), 1);
     let cookie = tcp_of(&out).seq_number();
     let (v, _) = run(&mut lb, from_client(tcp::ACK, CISN + 1, cookie + 1, &[]), 2);
-    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+    assert_eq!(
+        v,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIP)
+        }
+    );
 }
 
 #[test]
@@ -277,7 +317,12 @@ fn servers_refusal_reaches_the_client() {
         from_server((CIP, 40000), tcp::RST | tcp::ACK, 0, CISN + 1, &[]),
         1,
     );
-    assert_eq!(v, FwdVerdict::Forward { next_hop: CIP });
+    assert_eq!(
+        v,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(CIP)
+        }
+    );
     let t = tcp_of(&out);
     assert_eq!(
         (t.seq_number(), t.flags().0),
@@ -339,7 +384,12 @@ fn held_slots_of_abandoned_connections_are_reclaimed() {
         let (_, out) = run(&mut lb, seg(tcp::SYN, 0, &[]), 0);
         let cookie = tcp_of(&out).seq_number();
         let (v, _) = run(&mut lb, seg(tcp::ACK, cookie + 1, &[]), 0);
-        assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+        assert_eq!(
+            v,
+            FwdVerdict::Forward {
+                next_hop: IpAddr::V4(RIP)
+            }
+        );
         let (v, _) = run(&mut lb, seg(tcp::ACK | tcp::PSH, cookie + 1, b"GET"), 0);
         if usize::from(i) < synproxy::HELD_SLOTS {
             assert_eq!(v, FwdVerdict::Held, "connection {i}");
@@ -370,14 +420,24 @@ fn data_in_the_cookie_ack_reaches_the_server() {
     // the pure ACK was lost; the request carries the cookie
     let get = from_client(tcp::ACK | tcp::PSH, CISN + 1, cookie + 1, b"GET /");
     let (v, out) = run(&mut lb, get, 1);
-    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+    assert_eq!(
+        v,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIP)
+        }
+    );
     let t = tcp_of(&out);
     assert_eq!((t.flags().0, t.seq_number()), (tcp::SYN, CISN));
     assert!(t.payload().is_empty());
     assert_eq!(lb.stats().event(FwdEvent::SynproxyDataHeld), 1);
     let synack = from_server((CIP, 40000), 0x12, SISN, CISN + 1, &[]);
     let (v, out) = run(&mut lb, synack, 2);
-    assert_eq!(v, FwdVerdict::Forward { next_hop: RIP });
+    assert_eq!(
+        v,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIP)
+        }
+    );
     let t = tcp_of(&out);
     assert_eq!((t.seq_number(), t.ack_number()), (CISN + 1, SISN + 1));
     assert_eq!(t.payload(), b"GET /");
@@ -453,13 +513,23 @@ fn proxied_connection_continues_on_a_sync_backup(method: FwdMethod) {
     );
     let (mv, mout) = run(&mut master, data.clone(), 4);
     let (bv, bout) = run(&mut backup, data, 4);
-    assert_eq!(bv, FwdVerdict::Forward { next_hop: CIP });
+    assert_eq!(
+        bv,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(CIP)
+        }
+    );
     assert_eq!((bv, &bout), (mv, &mout));
     assert_eq!(tcp_of(&bout).seq_number(), cookie + 1);
     let next = from_client(tcp::ACK | tcp::PSH, CISN + 4, cookie + 7, b"y");
     let (mv, mout) = run(&mut master, next.clone(), 5);
     let (bv, bout) = run(&mut backup, next, 5);
-    assert_eq!(bv, FwdVerdict::Forward { next_hop: RIP });
+    assert_eq!(
+        bv,
+        FwdVerdict::Forward {
+            next_hop: IpAddr::V4(RIP)
+        }
+    );
     assert_eq!((bv, &bout), (mv, &mout));
     assert_eq!(tcp_of(&bout).ack_number(), SISN + 7);
 }

@@ -64,7 +64,9 @@ fn udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), ttl: u8, payload: &[u8]) -> P
 }
 
 fn fwd_to(a: Ipv4Addr) -> FwdVerdict {
-    FwdVerdict::Forward { next_hop: a }
+    FwdVerdict::Forward {
+        next_hop: IpAddr::V4(a),
+    }
 }
 
 /// A table with one service and servers (given in walking order: the
@@ -1013,7 +1015,10 @@ fn rr_spreads_four_nat_connections_evenly() {
             &seg((CIP, CPORT + i), (VIP, VPORT), tcp::SYN, 64, &[]).build(),
             0,
         );
-        let FwdVerdict::Forward { next_hop } = v else {
+        let FwdVerdict::Forward {
+            next_hop: IpAddr::V4(next_hop),
+        } = v
+        else {
             panic!("{v:?}")
         };
         assert_eq!(&out[30..34], &next_hop.octets());
@@ -1461,7 +1466,10 @@ fn nat_on_cores(cores: u16) -> u64 {
         let c = (CIP, 20000 + i);
         let v = (VIP, VPORT);
         let syn = sim.deliver(&seg(c, v, tcp::SYN, 64, &[]).build(), 0);
-        let FwdVerdict::Forward { next_hop: rip } = syn.verdict else {
+        let FwdVerdict::Forward {
+            next_hop: IpAddr::V4(rip),
+        } = syn.verdict
+        else {
             panic!("{:?}", syn.verdict)
         };
         let r = (rip, RPORT);
@@ -1541,7 +1549,10 @@ fn two_cores_fullnat_stays_on_one_core() {
         let v = (VIP, VPORT);
         let syn = sim.deliver(&seg(c, v, tcp::SYN, 64, &[]).build(), 0);
         assert_eq!(syn.first, syn.core, "never steered");
-        let FwdVerdict::Forward { next_hop: rip } = syn.verdict else {
+        let FwdVerdict::Forward {
+            next_hop: IpAddr::V4(rip),
+        } = syn.verdict
+        else {
             panic!("{:?}", syn.verdict)
         };
         let out = crate::lb::fwd::classify(&syn.out).unwrap().unwrap();
@@ -1839,7 +1850,10 @@ fn two_cores_nat_synproxy_opens_on_the_reply_owner() {
             .ack(cookie.wrapping_add(1))
             .build();
         let syn = sim.deliver(&ack, 0);
-        let FwdVerdict::Forward { next_hop: rip } = syn.verdict else {
+        let FwdVerdict::Forward {
+            next_hop: IpAddr::V4(rip),
+        } = syn.verdict
+        else {
             panic!("{:?}", syn.verdict)
         };
         let owner = sim.rss.owner_v4(rip, CIP, RPORT, c.1);

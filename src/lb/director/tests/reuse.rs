@@ -258,7 +258,9 @@ fn expire_quiescent_template_moves_persistent_clients() {
 fn syn_burst(lb: &mut CoreLb, ports: std::ops::Range<u16>) -> Vec<Ipv4Addr> {
     ports
         .map(|p| match run(lb, &syn((CIP, p)), 0).0 {
-            FwdVerdict::Forward { next_hop } => next_hop,
+            FwdVerdict::Forward {
+                next_hop: IpAddr::V4(next_hop),
+            } => next_hop,
             v => panic!("{v:?}"),
         })
         .collect()
@@ -345,7 +347,10 @@ fn two_cores_nat_redirect_to_a_deleted_server_expires_and_the_flow_moves() {
         .find_map(|p| {
             let q = udp((CIP, p), (VIP, 53), 64, b"q").build();
             let d = sim.deliver(&q, 0);
-            let FwdVerdict::Forward { next_hop } = d.verdict else {
+            let FwdVerdict::Forward {
+                next_hop: IpAddr::V4(next_hop),
+            } = d.verdict
+            else {
                 panic!("{:?}", d.verdict)
             };
             (d.core != d.first).then_some((q, d.first, next_hop))
@@ -377,7 +382,10 @@ fn two_cores_nat_redirect_to_a_deleted_server_expires_and_the_flow_moves() {
     }
     assert_eq!(redirects(&sim), before - 1, "the redirect expired");
     let d = sim.deliver(&q, 301_000);
-    let FwdVerdict::Forward { next_hop } = d.verdict else {
+    let FwdVerdict::Forward {
+        next_hop: IpAddr::V4(next_hop),
+    } = d.verdict
+    else {
         panic!("{:?}", d.verdict)
     };
     assert_ne!(next_hop, rip);
