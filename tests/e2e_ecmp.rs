@@ -324,13 +324,6 @@ impl Director {
         let ns = Ns::new(&format!("ed{i}"));
         ns.sysctl("net.ipv4.conf.all.rp_filter=0");
         ns.sysctl("net.ipv4.conf.default.rp_filter=0");
-        // The announce interface. vsd creates a dummy link when it is
-        // missing, but this kernel has no dummy driver: a veth pair does.
-        ns.ip(&[
-            "link", "add", "vip0", "type", "veth", "peer", "name", "vip0p",
-        ]);
-        ns.ip(&["link", "set", "vip0p", "up"]);
-        ns.ip(&["link", "set", "vip0", "up"]);
         Director {
             i,
             sync,
@@ -383,6 +376,12 @@ mac = "{mac}"
 addresses = ["{dip}/24"]
 gateway = "{ROUTER_LAN}"
 kernel_iface = "{twin}"
+
+# vsd puts the VIPs it serves on vip0 (a TUN device here: this kernel has
+# no dummy driver) and BIRD announces them
+[announce]
+interface = "vip0"
+drain_timeout = 120
 "#,
             sloppy = self.sloppy,
         );
@@ -463,25 +462,42 @@ kernel_iface = "{twin}"
         ));
     }
 
-    /// Put a VIP on the announce interface or take it off: what vsd's own
-    /// announcement does (`[announce]`) once it is there.
-    fn announce(&self, vip: &str, on: bool) {
-        let verb = if on { "add" } else { "del" };
-        self.ns
-            .ip(&["addr", verb, &format!("{vip}/32"), "dev", "vip0"]);
+    fn vsadm_ok(&self, args: &[&str]) -> String {
+        let v = self.vsd();
+        let out = v.vsadm(args);
+        assert!(
+            out.status.success(),
+            "d{}: vsadm {args:?}: {}\n{}",
+            self.i,
+            text(&out),
+            v.log_text()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Drain: the VIPs are withdrawn, established connections go on.
+    /// Drain: vsd withdraws its VIPs, established connections go on.
     fn drain(&self) {
-        for (_, vip) in METHODS {
-            self.announce(vip, false);
-        }
+        self.vsadm_ok(&["--drain"]);
     }
 
     fn undrain(&self) {
-        for (_, vip) in METHODS {
-            self.announce(vip, true);
-        }
+        self.vsadm_ok(&["--undrain"]);
+    }
+
+    /// The VIPs on the announce interface.
+    fn announced(&self) -> BTreeSet<String> {
+        let out = text(
+            &self
+                .ns
+                .run_any("ip", &["-4", "-o", "addr", "show", "dev", "vip0"]),
+        );
+        out.lines()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let i = w.iter().position(|x| *x == "inet")?;
+                Some(w.get(i + 1)?.trim_end_matches("/32").to_string())
+            })
+            .collect()
     }
 
     /// SIGKILL vsd; its twin and tap vanish with it. BIRD stays (it
@@ -879,7 +895,14 @@ fn directors_behind_ecmp_lose_no_connection() {
         .collect();
     for d in &mut dirs {
         d.start_vsd(&lan);
-        d.undrain();
+        let want: BTreeSet<String> = METHODS.iter().map(|(_, v)| v.to_string()).collect();
+        assert!(
+            wait_for(Duration::from_secs(10), || d.announced() == want),
+            "d{} announces {:?}:\n{}",
+            d.i,
+            d.announced(),
+            d.vsadm_ok(&["-L", "--announce"])
+        );
         d.start_bird();
     }
     let all: Vec<usize> = (1..=n).collect();
@@ -1067,6 +1090,37 @@ fn directors_behind_ecmp_lose_no_connection() {
         t0: t_start,
         conv,
         extra: format!("sync warm-up {warmup:.1} s, then BIRD"),
+    });
+    std::thread::sleep(SETTLE);
+
+    // 5. the last director loses every real server (removed there alone):
+    // it serves the VIPs no more and withdraws them; its local address
+    // stays, for the replies to the connections it made
+    let mut w = vips_over(&others);
+    w.push((local_addr(last), [dip(last)].into()));
+    let (t0, t0w) = (mono(), wall());
+    for (vip, port) in [(VIP_DR, VPORT), (VIP_FULLNAT, FULLNAT_RS_PORT)] {
+        for rs in RS {
+            dirs[last - 1].vsadm_ok(&[
+                "-d",
+                "-t",
+                &format!("{vip}:{VPORT}"),
+                "-r",
+                &format!("{rs}:{port}"),
+            ]);
+        }
+    }
+    let conv = converged("servers removed", t0w, &w, None);
+    assert!(
+        dirs[last - 1].announced().is_empty(),
+        "d{last} still announces {:?}",
+        dirs[last - 1].announced()
+    );
+    events.push(Event {
+        name: format!("d{last} 0 servers"),
+        t0,
+        conv,
+        extra: String::new(),
     });
     std::thread::sleep(SETTLE);
     let end = mono();
