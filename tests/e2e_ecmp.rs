@@ -1,6 +1,6 @@
 //! End to end: several active vsd directors behind a router's ECMP,
 //! announced over BGP by BIRD, losing no connection when one is drained,
-//! killed or added back (docs/ecmp.md).
+//! killed, added back or left without real servers (docs/ecmp.md).
 //!
 //! ```text
 //!  [client ns] 198.18.1.10 --- [router ns] BIRD, ECMP (L4 hash), BFD
@@ -12,10 +12,11 @@
 //!
 //! Each director runs vsd (`idle = "sleep"`, `--no-pci`, its own file
 //! prefix) with a kernel twin carrying its address, a master and a backup
-//! sync daemon on the twin, and BIRD (configs/bird-director.conf, its
-//! `define` lines rewritten) announcing the VIPs found on its announce
-//! interface `vip0` and its FULLNAT local address 198.18.2.i plus the
-//! covering 198.18.2.0/24. The router's BIRD (configs/bird-router.conf)
+//! sync daemon on the twin, `[announce] interface = "vip0"` (vsd puts the
+//! VIPs it serves there; a TUN device, as this kernel has no dummy
+//! driver), and BIRD (configs/bird-director.conf, its `define` lines
+//! rewritten) announcing the VIPs found on `vip0` and its FULLNAT local
+//! address 198.18.2.i plus the covering 198.18.2.0/24. The router's BIRD (configs/bird-router.conf)
 //! merges the VIP routes into one multipath route; the kernel hashes
 //! flows on addresses and ports (`fib_multipath_hash_policy=1`).
 //!
@@ -30,16 +31,19 @@
 //! followed by a count of broken long connections (reset, closed, no
 //! answer within 6 s, or another server answering) and failed new ones:
 //!
-//! 1. drain the last director (its VIPs leave `vip0`; BIRD withdraws);
-//! 2. undrain it;
+//! 1. drain the last director (`vsadm --drain`: its VIPs leave `vip0`;
+//!    BIRD withdraws them);
+//! 2. undrain it (`vsadm --undrain`);
 //! 3. SIGKILL the first director's vsd (its twin vanishes; the router's
 //!    BFD notices; its local address's replies follow the covering
 //!    prefix to the survivors, which know its connections from sync);
 //! 4. add it back: a fresh vsd learns the fleet's connections from sync,
 //!    then its BIRD starts;
+//! 5. remove every real server on the last director alone (`vsadm -d`):
+//!    it no longer serves the VIPs and withdraws them.
 //!
-//! The router's table must show the VIPs over N, N-1, N, N-1, N next
-//! hops. Printed (`--nocapture`): per event and method, broken and failed
+//! The router's table must show the VIPs over N, N-1, N, N-1, N, N-1
+//! next hops. Printed (`--nocapture`): per event and method, broken and failed
 //! connections, the longest stall, and the convergence times (router's
 //! route, BFD and BGP as the router's BIRD reports them).
 //!
