@@ -233,7 +233,12 @@ fn fullnat_connection_of_a_peer_with_another_pool() {
     let reply = seg((rip, 8080), (LIP, local.port), tcp::ACK, 9);
     let (pv, pout) = run(&mut peer, &reply);
     let (mv, mout) = run(&mut me, &reply);
-    assert_eq!(pv, FwdVerdict::Forward { next_hop: CIP });
+    assert_eq!(
+        pv,
+        FwdVerdict::Forward {
+            next_hop: CIP.into()
+        }
+    );
     assert_eq!(mv, pv);
     assert_eq!(mout, pout);
     // this director's own connections take its own address
