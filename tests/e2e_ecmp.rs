@@ -1,6 +1,6 @@
 //! End to end: several active vsd directors behind a router's ECMP,
 //! announced over BGP by BIRD, losing no connection when one is drained,
-//! killed or added back (docs/ecmp.md).
+//! killed, added back or left without real servers (docs/ecmp.md).
 //!
 //! ```text
 //!  [client ns] 198.18.1.10 --- [router ns] BIRD, ECMP (L4 hash), BFD
@@ -12,10 +12,11 @@
 //!
 //! Each director runs vsd (`idle = "sleep"`, `--no-pci`, its own file
 //! prefix) with a kernel twin carrying its address, a master and a backup
-//! sync daemon on the twin, and BIRD (configs/bird-director.conf, its
-//! `define` lines rewritten) announcing the VIPs found on its announce
-//! interface `vip0` and its FULLNAT local address 198.18.2.i plus the
-//! covering 198.18.2.0/24. The router's BIRD (configs/bird-router.conf)
+//! sync daemon on the twin, `[announce] interface = "vip0"` (vsd puts the
+//! VIPs it serves there; a TUN device, as this kernel has no dummy
+//! driver), and BIRD (configs/bird-director.conf, its `define` lines
+//! rewritten) announcing the VIPs found on `vip0` and its FULLNAT local
+//! address 198.18.2.i plus the covering 198.18.2.0/24. The router's BIRD (configs/bird-router.conf)
 //! merges the VIP routes into one multipath route; the kernel hashes
 //! flows on addresses and ports (`fib_multipath_hash_policy=1`).
 //!
@@ -30,16 +31,19 @@
 //! followed by a count of broken long connections (reset, closed, no
 //! answer within 6 s, or another server answering) and failed new ones:
 //!
-//! 1. drain the last director (its VIPs leave `vip0`; BIRD withdraws);
-//! 2. undrain it;
+//! 1. drain the last director (`vsadm --drain`: its VIPs leave `vip0`;
+//!    BIRD withdraws them);
+//! 2. undrain it (`vsadm --undrain`);
 //! 3. SIGKILL the first director's vsd (its twin vanishes; the router's
 //!    BFD notices; its local address's replies follow the covering
 //!    prefix to the survivors, which know its connections from sync);
 //! 4. add it back: a fresh vsd learns the fleet's connections from sync,
 //!    then its BIRD starts;
+//! 5. remove every real server on the last director alone (`vsadm -d`):
+//!    it no longer serves the VIPs and withdraws them.
 //!
-//! The router's table must show the VIPs over N, N-1, N, N-1, N next
-//! hops. Printed (`--nocapture`): per event and method, broken and failed
+//! The router's table must show the VIPs over N, N-1, N, N-1, N, N-1
+//! next hops. Printed (`--nocapture`): per event and method, broken and failed
 //! connections, the longest stall, and the convergence times (router's
 //! route, BFD and BGP as the router's BIRD reports them).
 //!
@@ -324,13 +328,6 @@ impl Director {
         let ns = Ns::new(&format!("ed{i}"));
         ns.sysctl("net.ipv4.conf.all.rp_filter=0");
         ns.sysctl("net.ipv4.conf.default.rp_filter=0");
-        // The announce interface. vsd creates a dummy link when it is
-        // missing, but this kernel has no dummy driver: a veth pair does.
-        ns.ip(&[
-            "link", "add", "vip0", "type", "veth", "peer", "name", "vip0p",
-        ]);
-        ns.ip(&["link", "set", "vip0p", "up"]);
-        ns.ip(&["link", "set", "vip0", "up"]);
         Director {
             i,
             sync,
@@ -383,6 +380,12 @@ mac = "{mac}"
 addresses = ["{dip}/24"]
 gateway = "{ROUTER_LAN}"
 kernel_iface = "{twin}"
+
+# vsd puts the VIPs it serves on vip0 (a TUN device here: this kernel has
+# no dummy driver) and BIRD announces them
+[announce]
+interface = "vip0"
+drain_timeout = 120
 "#,
             sloppy = self.sloppy,
         );
@@ -463,25 +466,42 @@ kernel_iface = "{twin}"
         ));
     }
 
-    /// Put a VIP on the announce interface or take it off: what vsd's own
-    /// announcement does (`[announce]`) once it is there.
-    fn announce(&self, vip: &str, on: bool) {
-        let verb = if on { "add" } else { "del" };
-        self.ns
-            .ip(&["addr", verb, &format!("{vip}/32"), "dev", "vip0"]);
+    fn vsadm_ok(&self, args: &[&str]) -> String {
+        let v = self.vsd();
+        let out = v.vsadm(args);
+        assert!(
+            out.status.success(),
+            "d{}: vsadm {args:?}: {}\n{}",
+            self.i,
+            text(&out),
+            v.log_text()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Drain: the VIPs are withdrawn, established connections go on.
+    /// Drain: vsd withdraws its VIPs, established connections go on.
     fn drain(&self) {
-        for (_, vip) in METHODS {
-            self.announce(vip, false);
-        }
+        self.vsadm_ok(&["--drain"]);
     }
 
     fn undrain(&self) {
-        for (_, vip) in METHODS {
-            self.announce(vip, true);
-        }
+        self.vsadm_ok(&["--undrain"]);
+    }
+
+    /// The VIPs on the announce interface.
+    fn announced(&self) -> BTreeSet<String> {
+        let out = text(
+            &self
+                .ns
+                .run_any("ip", &["-4", "-o", "addr", "show", "dev", "vip0"]),
+        );
+        out.lines()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let i = w.iter().position(|x| *x == "inet")?;
+                Some(w.get(i + 1)?.trim_end_matches("/32").to_string())
+            })
+            .collect()
     }
 
     /// SIGKILL vsd; its twin and tap vanish with it. BIRD stays (it
@@ -879,7 +899,14 @@ fn directors_behind_ecmp_lose_no_connection() {
         .collect();
     for d in &mut dirs {
         d.start_vsd(&lan);
-        d.undrain();
+        let want: BTreeSet<String> = METHODS.iter().map(|(_, v)| v.to_string()).collect();
+        assert!(
+            wait_for(Duration::from_secs(10), || d.announced() == want),
+            "d{} announces {:?}:\n{}",
+            d.i,
+            d.announced(),
+            d.vsadm_ok(&["-L", "--announce"])
+        );
         d.start_bird();
     }
     let all: Vec<usize> = (1..=n).collect();
@@ -1067,6 +1094,37 @@ fn directors_behind_ecmp_lose_no_connection() {
         t0: t_start,
         conv,
         extra: format!("sync warm-up {warmup:.1} s, then BIRD"),
+    });
+    std::thread::sleep(SETTLE);
+
+    // 5. the last director loses every real server (removed there alone):
+    // it serves the VIPs no more and withdraws them; its local address
+    // stays, for the replies to the connections it made
+    let mut w = vips_over(&others);
+    w.push((local_addr(last), [dip(last)].into()));
+    let (t0, t0w) = (mono(), wall());
+    for (vip, port) in [(VIP_DR, VPORT), (VIP_FULLNAT, FULLNAT_RS_PORT)] {
+        for rs in RS {
+            dirs[last - 1].vsadm_ok(&[
+                "-d",
+                "-t",
+                &format!("{vip}:{VPORT}"),
+                "-r",
+                &format!("{rs}:{port}"),
+            ]);
+        }
+    }
+    let conv = converged("servers removed", t0w, &w, None);
+    assert!(
+        dirs[last - 1].announced().is_empty(),
+        "d{last} still announces {:?}",
+        dirs[last - 1].announced()
+    );
+    events.push(Event {
+        name: format!("d{last} 0 servers"),
+        t0,
+        conv,
+        extra: String::new(),
     });
     std::thread::sleep(SETTLE);
     let end = mono();
