@@ -140,10 +140,8 @@ pub fn is_redirect<K: Addr>(c: &Conn<K>) -> bool {
 /// top two bits (new connection / existing) and, for a new connection, the
 /// chosen server's [`DestId`] in the low 32. Its raw value is never 0, so a
 /// ring may use 0 for "no metadata".
-/// (Held as two 32-bit halves: 4-byte alignment keeps [`FwdVerdict`], with
-/// its 17-byte IPv6-capable next hop, at 20 bytes rather than 24.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SteerMeta([u32; 2]);
+pub struct SteerMeta(u64);
 
 impl SteerMeta {
     const KIND_MASK: u64 = 3 << 62;
@@ -151,47 +149,38 @@ impl SteerMeta {
     const EXISTING: u64 = 2 << 62;
     const FRAGMENT: u64 = 3 << 62;
 
-    #[inline]
-    const fn of(v: u64) -> Self {
-        SteerMeta([(v >> 32) as u32, v as u32])
-    }
-    #[inline]
-    const fn get(self) -> u64 {
-        (self.0[0] as u64) << 32 | self.0[1] as u64
-    }
-
     /// First packet of a connection the steering core scheduled to `dest`.
     pub fn new_conn(dest: DestId) -> Self {
-        Self::of(Self::NEW | u64::from(dest))
+        SteerMeta(Self::NEW | u64::from(dest))
     }
     /// A packet of a connection that should exist on the receiving core.
     pub fn existing() -> Self {
-        Self::of(Self::EXISTING)
+        SteerMeta(Self::EXISTING)
     }
     /// An IPv4 fragment handed to the core that owns its datagram
     /// ([`crate::lb::frag`]): handled there as if it came from the wire.
     pub fn fragment() -> Self {
-        Self::of(Self::FRAGMENT)
+        SteerMeta(Self::FRAGMENT)
     }
     /// Whether this is a fragment steered by the fragment rule.
     pub fn is_fragment(self) -> bool {
-        self.get() & Self::KIND_MASK == Self::FRAGMENT
+        self.0 & Self::KIND_MASK == Self::FRAGMENT
     }
     /// From the raw value (as carried on a ring).
     pub fn from_raw(v: u64) -> Self {
-        Self::of(v)
+        SteerMeta(v)
     }
     /// The raw value.
     pub fn raw(self) -> u64 {
-        self.get()
+        self.0
     }
     /// The server chosen for a new connection.
     pub fn new_dest(self) -> Option<DestId> {
-        (self.get() & Self::KIND_MASK == Self::NEW).then_some(self.0[1])
+        (self.0 & Self::KIND_MASK == Self::NEW).then_some(self.0 as u32)
     }
     /// Whether this is a packet of an existing connection.
     pub fn is_existing(self) -> bool {
-        self.get() & Self::KIND_MASK == Self::EXISTING
+        self.0 & Self::KIND_MASK == Self::EXISTING
     }
 }
 
@@ -965,10 +954,7 @@ impl CoreLb {
             }
             PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, info, meta, now_ms, pre),
             PROTO_ICMP => match &info.icmp {
-                Some(q) => match self.handle_icmp_error(pkt, info, q, meta) {
-                    FwdVerdict::NotService if self.nat64 => self.nat64_icmp4(pkt, info, q),
-                    v => v,
-                },
+                Some(q) => self.handle_icmp_error(pkt, info, q, meta),
                 None => FwdVerdict::NotService,
             },
             _ => FwdVerdict::NotService,
@@ -2088,6 +2074,13 @@ impl CoreLb {
         let tuple = tcp_udp_tuple(q.proto, (q.dst, q.dport), (q.src, q.sport));
         // Like the kernel, an ICMP error does not refresh the connection.
         let Some((id, dir)) = self.table::<A>().peek(&tuple) else {
+            // an IPv4 error about a NAT64 connection's IPv4 side?
+            if self.nat64 {
+                if let (Some(i4), Some(q4)) = (A::v4(info), A::v4_quote(q)) {
+                    let (i4, q4) = (*i4, *q4);
+                    return self.nat64_icmp4(pkt, &i4, &q4);
+                }
+            }
             return FwdVerdict::NotService;
         };
         let Some(c) = self.table::<A>().get(id).copied() else {

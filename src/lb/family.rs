@@ -180,6 +180,8 @@ pub trait Family: Copy + Eq + fmt::Debug + 'static {
     fn v4(info: &PacketInfo<Self>) -> Option<&PacketInfo<Ipv4Addr>>;
     /// The IPv4 view of an IPv4 connection.
     fn v4_conn(c: &Conn<Self::Key>) -> Option<&Conn<u32>>;
+    /// The IPv4 view of an IPv4 ICMP quote.
+    fn v4_quote(q: &IcmpQuote<Self>) -> Option<&IcmpQuote<Ipv4Addr>>;
     /// An IPv4 address (`None` for IPv6).
     fn to_v4(self) -> Option<Ipv4Addr>;
     /// An IPv4 template's key and server, for the other cores (templates
@@ -362,6 +364,10 @@ impl Family for Ipv4Addr {
     #[inline(always)]
     fn v4_conn(c: &Conn<u32>) -> Option<&Conn<u32>> {
         Some(c)
+    }
+    #[inline(always)]
+    fn v4_quote(q: &IcmpQuote<Self>) -> Option<&IcmpQuote<Ipv4Addr>> {
+        Some(q)
     }
     #[inline(always)]
     fn to_v4(self) -> Option<Ipv4Addr> {
@@ -598,6 +604,10 @@ impl Family for Ipv6Addr {
     }
     #[inline(always)]
     fn v4_conn(_c: &Conn<u128>) -> Option<&Conn<u32>> {
+        None
+    }
+    #[inline(always)]
+    fn v4_quote(_q: &IcmpQuote<Self>) -> Option<&IcmpQuote<Ipv4Addr>> {
         None
     }
     #[inline(always)]

@@ -774,6 +774,9 @@ pub enum TunError {
 ///
 /// If the outer packet would exceed `mtu`, nothing changes: with DF set
 /// the caller answers with [`frag_needed`], otherwise the packet is dropped.
+// Always inlined: its callers (one per family) would otherwise share an
+// out-of-line copy, a call per TUN packet the IPv4-only build did not make.
+#[inline(always)]
 pub fn tun_encap<P: PacketBuf>(
     pkt: &mut P,
     info: &PacketInfo,
