@@ -62,8 +62,8 @@ fn vip_activity(w: Option<&VipWatch>) -> Arc<[VipActivity]> {
     w.map_or_else(
         || Arc::from(Vec::new()),
         |w| {
-            // IPv4 only: the configuration refuses IPv6 `[[vip]]`s until
-            // the data plane answers for them (control::unsupported)
+            // IPv4 only: the configuration refuses IPv6 `[[vip]]`s that
+            // follow an interface (control::unsupported)
             w.states()
                 .filter_map(|(v, active)| match v.address {
                     IpAddr::V4(addr) => Some(VipActivity {
@@ -343,9 +343,9 @@ impl StatsSource for PlaneStats<'_, '_> {
                     .unwrap_or(crate::control::listing::ConnProto::Ip),
                 expires_ms: r.expires_ms,
                 state: r.state,
-                client: r.client.into(),
-                vip: r.vip.into(),
-                dest: r.real.into(),
+                client: r.client,
+                vip: r.vip,
+                dest: r.real,
             })
             .collect();
         (views, total)
@@ -863,42 +863,46 @@ fn pairs(list: &[(&'static str, u64)]) -> Value {
     )
 }
 
-/// Outer source of TUN packets: the configured one, else the director
-/// address on the port toward the first tunnelled real server, else the
-/// last port's first address.
-fn tun_source(cfg: &Config, views: &[PortView]) -> std::net::Ipv4Addr {
-    if let Some(a) = cfg.lb.tun_source {
-        return a;
-    }
-    let tun_rs = cfg
-        .services
-        .iter()
-        .flat_map(|s| s.real_servers.iter())
-        .filter(|r| r.method == FwdMethod::Tunnel)
-        .find_map(|r| match r.address {
-            IpAddr::V4(a) => Some(a),
-            IpAddr::V6(_) => None,
-        });
-    if let Some(rs) = tun_rs {
-        let rs = IpAddr::V4(rs);
-        if let Some(IpAddr::V4(src)) = views
+/// Outer sources of TUN packets (IPv4, IPv6 outer headers): for IPv4 the
+/// configured one; otherwise, per family, the director address on the port
+/// toward the first tunnelled real server of that family, else the last
+/// port's first address of the family (IPv6: not link-local), else the
+/// unspecified address (no port has one: nothing of that family can be
+/// tunnelled anywhere).
+fn tun_sources(cfg: &Config, views: &[PortView]) -> (Ipv4Addr, std::net::Ipv6Addr) {
+    let of_family = |v6: bool| -> Option<IpAddr> {
+        let tun_rs = cfg
+            .services
             .iter()
-            .find(|v| v.addrs.on_link(rs))
-            .and_then(|v| v.addrs.source_for(rs))
-        {
-            return src;
+            .flat_map(|s| s.real_servers.iter())
+            .filter(|r| r.method == FwdMethod::Tunnel)
+            .map(|r| r.address)
+            .find(|a| a.is_ipv6() == v6);
+        if let Some(rs) = tun_rs {
+            let src = views
+                .iter()
+                .find(|v| v.addrs.on_link(rs))
+                .and_then(|v| v.addrs.source_for(rs));
+            if let Some(src) = src.filter(|a| a.is_ipv6() == v6) {
+                return Some(src);
+            }
         }
-    }
-    views
-        .iter()
-        .rev()
-        .find_map(|v| {
-            v.addrs.addrs.iter().find_map(|(a, _)| match a {
-                IpAddr::V4(a) => Some(*a),
-                IpAddr::V6(_) => None,
+        views.iter().rev().find_map(|v| {
+            v.addrs.addrs.iter().map(|(a, _)| *a).find(|a| {
+                a.is_ipv6() == v6
+                    && !matches!(a, IpAddr::V6(b) if b.segments()[0] & 0xffc0 == 0xfe80)
             })
         })
-        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
+    };
+    let v4 = match (cfg.lb.tun_source, of_family(false)) {
+        (Some(a), _) | (None, Some(IpAddr::V4(a))) => a,
+        _ => Ipv4Addr::UNSPECIFIED,
+    };
+    let v6 = match of_family(true) {
+        Some(IpAddr::V6(a)) => a,
+        _ => std::net::Ipv6Addr::UNSPECIFIED,
+    };
+    (v4, v6)
 }
 
 /// Every queue but worker `w`'s own.
@@ -1226,6 +1230,7 @@ fn serve(
             matches!(pc.device, crate::control::config::PortDevice::Pci { .. })
                 && v.port.tx_offloads() & want_csum == want_csum
         });
+    let (tun_source4, tun_source6) = tun_sources(cfg, &views);
     let lb_cfg = CoreLbConfig {
         l4_csum: if l4_csum_offload {
             crate::lb::fwd::L4Csum::Skip
@@ -1238,7 +1243,8 @@ fn serve(
             .filter_map(|v| v.port.mtu().ok())
             .min()
             .unwrap_or(1500),
-        tun_source: tun_source(cfg, &views),
+        tun_source: tun_source4,
+        tun_source6,
         conn_capacity: cfg.lb.conn_capacity as usize,
         expire_nodest_conn: cfg.lb.expire_nodest_conn,
         conn_reuse_mode: cfg.lb.conn_reuse_mode,
@@ -1249,9 +1255,10 @@ fn serve(
         ..CoreLbConfig::default()
     };
     log!(
-        "forwarding: {} conns per worker, TUN source {}, MTU {}, L4 checksums {}",
+        "forwarding: {} conns per worker, TUN source {} / {}, MTU {}, L4 checksums {}",
         lb_cfg.conn_capacity,
         lb_cfg.tun_source,
+        lb_cfg.tun_source6,
         lb_cfg.mtu,
         if l4_csum_offload {
             "by the NIC"

@@ -429,13 +429,13 @@ method = "fullnat"
 }
 
 #[test]
-fn ipv6_services_are_refused_by_check_and_at_start() {
+fn ipv6_fwmark_services_are_refused_by_check_and_at_start() {
     let dir = std::env::temp_dir().join(unique("vsd-refuse-"));
     std::fs::create_dir_all(&dir).unwrap();
     let prefix = unique("vsdr");
     let text = config(&dir, &prefix, "")
-        + "\n[[service]]\nproto = \"tcp\"\nvip = \"2001:db8::100\"\nport = 80\n\
-           [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"nat\"\n";
+        + "\n[[service]]\nfwmark = 3\nfamily = \"inet6\"\n\
+           [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"dr\"\n";
     let text = text.replace("{dir}", &dir.display().to_string());
     let path = dir.join("v6.toml");
     std::fs::write(&path, text).unwrap();
@@ -446,22 +446,29 @@ fn ipv6_services_are_refused_by_check_and_at_start() {
         .unwrap();
     let err = String::from_utf8_lossy(&check.stderr).into_owned();
     assert_eq!(check.status.code(), Some(2), "{err}");
-    assert!(err.contains("IPv6 services are not supported yet"), "{err}");
+    assert!(
+        err.contains("IPv6 firewall-mark services are not supported yet"),
+        "{err}"
+    );
     let start = std::process::Command::new(vsd)
         .args(["--config", &path.display().to_string()])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&start.stderr).into_owned();
     assert_eq!(start.status.code(), Some(1), "{err}");
-    assert!(err.contains("IPv6 services are not supported yet"), "{err}");
+    assert!(
+        err.contains("IPv6 firewall-mark services are not supported yet"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
-fn ipv6_vips_are_refused_by_check_and_at_start_port_addresses_accepted() {
-    // IPv6 VIPs were accepted and then ignored by the data plane; they are
-    // refused, before anything starts. IPv6 port addresses and gateways are
-    // served by the data plane (neighbor discovery, echo, routing) and pass.
+fn followed_ipv6_vips_are_refused_by_check_and_at_start_port_addresses_accepted() {
+    // An IPv6 VIP that follows a kernel interface would be served always
+    // (the VIP watch hands the workers IPv4 VIPs only): refused, before
+    // anything starts. IPv6 port addresses and gateways are served by the
+    // data plane (neighbor discovery, echo, routing) and pass.
     let dir = std::env::temp_dir().join(unique("vsd-refuse6-"));
     std::fs::create_dir_all(&dir).unwrap();
     let prefix = unique("vsdr6");
@@ -497,8 +504,9 @@ fn ipv6_vips_are_refused_by_check_and_at_start_port_addresses_accepted() {
             "port[0].gateway: gateway 2001:db8::fe is not in any subnet of this port",
         ),
         (
-            base.clone() + "\n[[vip]]\naddress = \"2001:db8::100\"\nport = \"cap0\"\n",
-            "vip[1].address: IPv6 VIPs are not supported yet",
+            base.clone()
+                + "\n[[vip]]\naddress = \"2001:db8::100\"\nport = \"cap0\"\nfollow = \"eth9\"\n",
+            "vip[1].address: IPv6 VIPs cannot follow a kernel interface yet",
         ),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {

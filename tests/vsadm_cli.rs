@@ -262,12 +262,8 @@ fn unsupported_features_are_refused_not_stored() {
         assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
     };
     refused(
-        &["-A", "-t", "[2001:db8::100]:80", "-s", "rr"],
-        "IPv6 services are not supported yet",
-    );
-    refused(
         &["-A", "-f", "3", "-6"],
-        "IPv6 services are not supported yet",
+        "IPv6 firewall-mark services are not supported yet",
     );
     refused(
         &[
@@ -298,7 +294,7 @@ fn unsupported_features_are_refused_not_stored() {
     // nothing was stored
     assert_eq!(stdout(&d.vsadm(&["-S", "-n"])), "");
     assert_eq!(stdout(&d.vsadm(&["-L", "--daemon"])), "");
-    let o = vsadm_at(&d.path, &["-R"], Some("-A -t [2001:db8::1]:80 -s rr\n"));
+    let o = vsadm_at(&d.path, &["-R"], Some("-A -f 3 -6 -s rr\n"));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(stdout(&d.vsadm(&["-S", "-n"])), "");
 }

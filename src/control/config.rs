@@ -1231,7 +1231,7 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         let vip = vip.get_ref();
         let base = format!("vip[{i}]");
         let address = ctx.ip(&vip.address, &format!("{base}.address"))?;
-        super::unsupported::check_director_addr("VIPs", address, &address.to_string())
+        super::unsupported::check_vip(address, vip.follow.is_some())
             .map_err(|m| ctx.err(vip.address.span(), format!("{base}.address"), m))?;
         if vips.iter().any(|v| v.address == address) {
             return Err(ctx.err(
@@ -2632,12 +2632,16 @@ fn build_service(ctx: &Ctx<'_>, i: usize, raw: &S<RawService>) -> Result<Service
                 )
             })?,
         };
-        if AddrFamily::of(address) != family && method != FwdMethod::Tunnel {
+        // NAT64: FULLNAT from an IPv6 service to IPv4 servers
+        let nat64 =
+            method == FwdMethod::FullNat && family == AddrFamily::Inet6 && address.is_ipv4();
+        if AddrFamily::of(address) != family && method != FwdMethod::Tunnel && !nat64 {
             return Err(ctx.err(
                 r.address.span(),
                 rk("address"),
                 format!(
-                    "{address} is not in the service's address family (only tun mixes families)"
+                    "{address} is not in the service's address family (only tun mixes families), \
+                     nor an IPv4 fullnat server of an IPv6 service (NAT64)"
                 ),
             ));
         }
@@ -3695,15 +3699,12 @@ mod tests {
             "t.toml:8:11: port[0].gateway: gateway must be an address or a list of addresses \
              (one per family)"
         );
-        // VIPs stay refused until the forwarding core forwards IPv6.
+        // IPv6 VIPs are served (neighbor discovery answers for them)
         let vip = with_base("[[vip]]\naddress = \"2001:db8::100\"\nport = \"lan0\"\n");
-        assert!(
-            error(&vip).ends_with(
-                "vip[0].address: IPv6 VIPs are not supported yet \
-                 (vsd forwards IPv4 only): 2001:db8::100 refused"
-            ),
-            "{}",
-            error(&vip)
+        let c = Config::from_str(&vip, "t.toml").unwrap();
+        assert_eq!(
+            c.vips[0].address,
+            "2001:db8::100".parse::<IpAddr>().unwrap()
         );
     }
 
@@ -3841,7 +3842,7 @@ mod tests {
         assert!(error(&with_base(
             "[[vip]]\naddress = \"2001:db8::1\"\nport = \"lan0\"\nfollow = \"vsd-lan0\"\n"
         ))
-        .contains("IPv6 VIPs are not supported yet"));
+        .contains("vip[0].address: IPv6 VIPs cannot follow a kernel interface yet"));
     }
 
     #[test]
@@ -4230,7 +4231,7 @@ mod tests {
             error(&with_base(&format!(
                 "{SVC}[[service.real_server]]\naddress = \"2001:db8::1\"\n"
             ))),
-            "t.toml:13:11: service[0].real_server[0].address: 2001:db8::1 is not in the service's address family (only tun mixes families)"
+            "t.toml:13:11: service[0].real_server[0].address: 2001:db8::1 is not in the service's address family (only tun mixes families), nor an IPv4 fullnat server of an IPv6 service (NAT64)"
         );
         // A tunnel may cross families; DR with the service port spelled out is fine.
         let c = parse(&with_base(&format!(
@@ -4239,6 +4240,23 @@ mod tests {
         )));
         assert_eq!(c.services[0].real_servers[0].method, FwdMethod::Tunnel);
         assert_eq!(c.services[0].real_servers[1].port, 80);
+        // NAT64: FULLNAT from an IPv6 service to IPv4 servers, with an
+        // IPv4 local address; not from IPv4 to IPv6, nor by NAT
+        let v6 = "[[service]]\nproto = \"tcp\"\nvip = \"2001:2::64\"\nport = 80\n\
+                  local_addresses = [\"198.18.1.200\"]\n";
+        let c = parse(&with_base(&format!(
+            "{v6}[[service.real_server]]\naddress = \"198.18.1.11\"\nport = 8080\nmethod = \"fullnat\"\n"
+        )));
+        assert_eq!(c.services[0].real_servers[0].method, FwdMethod::FullNat);
+        assert!(error(&with_base(&format!(
+            "{v6}[[service.real_server]]\naddress = \"198.18.1.11\"\nmethod = \"nat\"\n"
+        )))
+        .contains("198.18.1.11 is not in the service's address family"));
+        assert!(error(&with_base(&format!(
+            "{SVC}local_addresses = [\"2001:2::200\"]\n\
+             [[service.real_server]]\naddress = \"2001:2::11\"\nmethod = \"fullnat\"\n"
+        )))
+        .contains("2001:2::11 is not in the service's address family"));
     }
 
     // ---- pieces ----

@@ -1630,7 +1630,10 @@ impl Builder {
         if !fw && matches!(method, FwdMethod::Route | FwdMethod::Tunnel) {
             port = service.port();
         }
-        if AddrFamily::of(addr) != service.af() && method != FwdMethod::Tunnel {
+        // NAT64: FULLNAT from an IPv6 service to IPv4 servers
+        let nat64 =
+            method == FwdMethod::FullNat && service.af() == AddrFamily::Inet6 && addr.is_ipv4();
+        if AddrFamily::of(addr) != service.af() && method != FwdMethod::Tunnel && !nat64 {
             return Err("Different address family is allowed only for tunneling servers".into());
         }
         let tun_opts = [
@@ -2391,6 +2394,13 @@ mod tests {
         assert_eq!(s.server.addr, "2001:db8::5".parse::<IpAddr>().unwrap());
         assert_eq!(
             err("-a -t 198.18.0.100:80 -r [2001:db8::5]:80 -m"),
+            "Different address family is allowed only for tunneling servers"
+        );
+        // NAT64: an IPv4 FULLNAT server of an IPv6 service; not the reverse
+        let s = server("-a -t [2001:db8::64]:80 -r 198.18.1.11:8080 --fullnat");
+        assert_eq!(s.server.method, FwdMethod::FullNat);
+        assert_eq!(
+            err("-a -t 198.18.0.100:80 -r [2001:db8::5]:80 --fullnat"),
             "Different address family is allowed only for tunneling servers"
         );
         // -d: port as given, else the service's.

@@ -590,7 +590,7 @@ impl ControlState {
                 self.changed()
             }
             Command::AddLocalAddr { service, addr } => {
-                unsupported::check_local_addr(*addr)?;
+                unsupported::check_local_addr(service.af(), *addr)?;
                 if self.table.service_config(service).is_none() {
                     return Err("Service not defined".into());
                 }
@@ -856,7 +856,7 @@ impl ControlState {
                     .map_err(|e| ctx(key, e))?;
             }
             for a in &s.local_addresses {
-                unsupported::check_local_addr(*a).map_err(|e| ctx(key, e))?;
+                unsupported::check_local_addr(key.af(), *a).map_err(|e| ctx(key, e))?;
             }
             let config = service_config_from(s);
             match self.table.service_config(key) {
@@ -1605,37 +1605,58 @@ address = "198.18.1.21"
 "#;
 
     #[test]
-    fn ipv6_is_refused_from_vsadm_restore_and_config() {
+    fn ipv6_is_accepted_from_vsadm_restore_and_config_what_cannot_work_is_refused() {
         let mut s = ControlState::default();
-        for line in [
-            "-A -t [2001:db8::100]:443 -s rr",
-            "-A -f 9 -6 -s lc",
-            "-A -u [2001:db8::100]:53",
-        ] {
-            let e = run(&mut s, line).unwrap_err();
-            assert!(
-                e.contains("IPv6 services are not supported yet"),
-                "{line}: {e}"
-            );
-        }
+        ok(&mut s, "-A -t [2001:db8::100]:443 -s rr");
+        ok(
+            &mut s,
+            "-a -t [2001:db8::100]:443 -r [2001:db8::11]:8443 -m",
+        );
+        ok(&mut s, "--add-laddr -z 2001:db8::5 -t [2001:db8::100]:443");
+        // NAT64: an IPv4 FULLNAT server and an IPv4 local address
+        ok(&mut s, "-A -t [2001:db8::100]:80 -s rr");
+        ok(
+            &mut s,
+            "-a -t [2001:db8::100]:80 -r 198.18.1.11:8080 --fullnat",
+        );
+        ok(&mut s, "--add-laddr -z 198.18.1.200 -t [2001:db8::100]:80");
+        let e = run(&mut s, "-A -f 9 -6 -s lc").unwrap_err();
+        assert!(
+            e.contains("IPv6 firewall-mark services are not supported yet"),
+            "{e}"
+        );
         ok(&mut s, "-A -t 198.18.0.100:80 -s rr");
-        assert!(run(&mut s, "-a -t 198.18.0.100:80 -r [2001:db8::11]:80 -i")
+        // IPv6-in-IPv4 and IPv4-in-IPv6 tunnels; other mixes stay the
+        // table's refusal
+        ok(&mut s, "-a -t 198.18.0.100:80 -r [2001:db8::11]:80 -i");
+        assert!(run(&mut s, "-a -t 198.18.0.100:80 -r [2001:db8::12]:80 -m")
             .unwrap_err()
-            .contains("IPv6 real servers"));
+            .contains("Different address family is allowed only for tunneling servers"));
         assert!(run(&mut s, "--add-laddr -z 2001:db8::5 -t 198.18.0.100:80")
             .unwrap_err()
-            .contains("IPv6 local addresses"));
-        assert_eq!(s.save_text(), "-A -t 198.18.0.100:80 -s rr\n");
-        assert!(s
-            .restore("-A -t [2001:db8::1]:80 -s rr\n")
+            .contains("an IPv6 local address is never used by an IPv4 service"));
+        let saved = s.save_text();
+        assert!(
+            saved.contains("-A -t [2001:db8::100]:443 -s rr\n"),
+            "{saved}"
+        );
+        let mut r = ControlState::default();
+        r.restore(&saved).unwrap();
+        assert_eq!(r.save_text(), saved);
+        assert!(r
+            .restore("-A -f 4 -6 -s rr\n")
             .unwrap_err()
-            .starts_with("line 1: IPv6 services"));
+            .starts_with("line 1: IPv6 firewall-mark services"));
         let v6 = "[[service]]\nproto = \"tcp\"\nvip = \"2001:db8::100\"\nport = 80\n\
                   [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"nat\"\n";
-        let e = ControlState::from_config(&config(v6)).unwrap_err();
-        assert!(e.contains("IPv6 services are not supported yet"), "{e}");
-        assert!(s.reload(&config(v6)).is_err());
-        assert_eq!(s.save_text(), "-A -t 198.18.0.100:80 -s rr\n");
+        let c = ControlState::from_config(&config(v6)).unwrap();
+        assert!(c
+            .save_text()
+            .contains("-a -t [2001:db8::100]:80 -r [2001:db8::11]:80 -m"));
+        let fwm6 = "[[service]]\nfwmark = 3\nfamily = \"inet6\"\n\
+                    [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"dr\"\n";
+        let e = ControlState::from_config(&config(fwm6)).unwrap_err();
+        assert!(e.contains("IPv6 firewall-mark services"), "{e}");
     }
 
     #[test]

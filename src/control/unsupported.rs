@@ -5,29 +5,27 @@
 //! these rules and refuses, with a message that says why, what the data
 //! plane would otherwise silently ignore:
 //!
-//! - IPv6 services, IPv6 real servers and IPv6 FULLNAT local addresses:
-//!   the forwarding core handles IPv4 only (an IPv6 server behind an IPv4
-//!   service is dropped as `unsupported_dest`).
-//! - Tunnels between address families (a TUN server of the other family
-//!   than its service), once IPv6 is lifted.
-//! - IPv6 `[[vip]]` entries in the configuration (no IPv6 service could
-//!   use them). Refused when the configuration is read, so at start,
-//!   `--check` and `--reload`. A port's IPv6 `addresses` and `gateway` are
-//!   accepted: the data plane answers neighbor discovery and ping for them
-//!   and routes through them (`dataplane::local`).
+//! - IPv6 firewall-mark services (`-f MARK -6`): vsd's mark rules
+//!   ([`crate::lb::mark`]) classify IPv4 packets only, so no IPv6 packet
+//!   would ever carry the mark.
+//! - IPv6 `[[vip]]` entries that `follow` a kernel interface: the VIP
+//!   watch hands the workers IPv4 addresses only (an IPv6 one would be
+//!   served always, whatever the interface says). Refused when the
+//!   configuration is read, so at start, `--check` and `--reload`.
+//!
+//! IPv6 forwarding itself is no longer refused ([`IPV6_FORWARDING`]):
+//! every method forwards IPv6 (NAT, DR, TUN IPv6-in-IPv6, FULLNAT with
+//! IPv6 local addresses), FULLNAT translates IPv6 clients to IPv4 real
+//! servers (NAT64), and tunnels cross families ([`MIXED_FAMILY_TUNNELS`]:
+//! IPv4-in-IPv6 and IPv6-in-IPv4); the service table itself refuses other
+//! mixes of families ("Different address family is allowed only for
+//! tunneling servers"). Static IPv6 `[[vip]]`s are answered by the data
+//! plane's neighbor discovery (`dataplane::local`). Proven end to end in
+//! tests/e2e_ipv6.rs.
 //!
 //! Why: an operator must never believe something runs when it does not
 //! (the issue's "accepted but ignored"). When a feature lands, its rule
 //! here goes.
-//!
-//! IPv6 services, servers and local addresses: everything above the
-//! forwarding core (parsing, the service table, listings, `-S`/`-R`, JSON,
-//! Prometheus, the TOML and keepalived configurations) handles them
-//! already, and is tested with the refusal lifted (`control::ipv6_tests`).
-//! Lifting it for good is [`IPV6_FORWARDING`] set to `true`; tunnels
-//! between families (an IPv4 server behind an IPv6 service or the
-//! reverse, which the kernel allows for TUN only) have their own switch,
-//! [`MIXED_FAMILY_TUNNELS`], as the forwarding core may do them later.
 
 use crate::lb::service::ServiceKey;
 use crate::lb::types::AddrFamily;
@@ -35,11 +33,12 @@ use std::net::IpAddr;
 
 /// Whether the forwarding core forwards IPv6 services, IPv6 real servers
 /// and IPv6 FULLNAT local addresses: the switch of the IPv6 refusals below.
-pub const IPV6_FORWARDING: bool = false;
+pub const IPV6_FORWARDING: bool = true;
 
 /// Whether the forwarding core tunnels between address families (IPv4 in
-/// IPv6, IPv6 in IPv4: a TUN server of the other family than its service).
-pub const MIXED_FAMILY_TUNNELS: bool = false;
+/// IPv6, IPv6 in IPv4: a TUN server of the other family than its service)
+/// and translates IPv6 clients to IPv4 FULLNAT servers (NAT64).
+pub const MIXED_FAMILY_TUNNELS: bool = true;
 
 fn ipv6_refused() -> bool {
     !(IPV6_FORWARDING || test_override::ipv6_allowed())
@@ -55,6 +54,18 @@ pub fn check_service(key: &ServiceKey) -> Result<(), String> {
         return Err(format!(
             "IPv6 services are not supported yet (vsd forwards IPv4 only): {key} refused"
         ));
+    }
+    if let ServiceKey::Fwmark {
+        af: AddrFamily::Inet6,
+        ..
+    } = key
+    {
+        if !test_override::ipv6_allowed() {
+            return Err(format!(
+                "IPv6 firewall-mark services are not supported yet (vsd's mark rules \
+                 classify IPv4 packets only): {key} refused"
+            ));
+        }
     }
     Ok(())
 }
@@ -80,30 +91,41 @@ pub fn check_server(service_af: AddrFamily, addr: IpAddr) -> Result<(), String> 
     Ok(())
 }
 
-/// Refuse a FULLNAT local address vsd cannot use.
-pub fn check_local_addr(addr: IpAddr) -> Result<(), String> {
+/// Refuse a FULLNAT local address vsd cannot use for a service of family
+/// `service_af`: an IPv6 one of an IPv4 service would never be used (IPv4
+/// clients are never translated to IPv6 servers).
+pub fn check_local_addr(service_af: AddrFamily, addr: IpAddr) -> Result<(), String> {
     if addr.is_ipv6() && ipv6_refused() {
         return Err(format!(
             "IPv6 local addresses are not supported yet (vsd forwards IPv4 only): {addr} refused"
         ));
     }
-    Ok(())
-}
-
-/// Refuse an IPv6 director address of the configuration: `what` names it
-/// ("VIPs"), `shown` is how the operator wrote it.
-pub fn check_director_addr(what: &str, addr: IpAddr, shown: &str) -> Result<(), String> {
-    if addr.is_ipv6() {
+    if addr.is_ipv6() && service_af == AddrFamily::Inet {
         return Err(format!(
-            "IPv6 {what} are not supported yet (vsd forwards IPv4 only): {shown} refused"
+            "an IPv6 local address is never used by an IPv4 service (FULLNAT from IPv4 \
+             clients to IPv6 servers is not supported): {addr} refused"
         ));
     }
     Ok(())
 }
 
-/// Lifting the IPv6 refusals in unit tests of the layers above the
-/// forwarding core (one test thread at a time; nothing outside tests can
-/// reach it).
+/// Refuse a `[[vip]]` of the configuration vsd cannot serve as written:
+/// an IPv6 one that follows a kernel interface (`follows`).
+pub fn check_vip(addr: IpAddr, follows: bool) -> Result<(), String> {
+    if addr.is_ipv6() && ipv6_refused() {
+        return Err(format!(
+            "IPv6 VIPs are not supported yet (vsd forwards IPv4 only): {addr} refused"
+        ));
+    }
+    if addr.is_ipv6() && follows {
+        return Err(format!(
+            "IPv6 VIPs cannot follow a kernel interface yet (vsd follows IPv4 VIPs only): \
+             {addr} refused; leave out `follow` to serve it always"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 pub(crate) mod test_override {
     use std::cell::Cell;
@@ -146,55 +168,50 @@ mod tests {
     use crate::lb::types::Protocol;
 
     #[test]
-    fn ipv6_is_refused_ipv4_passes() {
-        let v4 = ServiceKey::Addr {
-            proto: Protocol::Tcp,
-            addr: "198.18.0.100".parse().unwrap(),
-            port: 80,
-        };
+    fn ipv6_services_servers_and_local_addresses_pass() {
         let v6 = ServiceKey::Addr {
             proto: Protocol::Tcp,
-            addr: "2001:db8::1".parse().unwrap(),
+            addr: "2001:2::64".parse().unwrap(),
             port: 80,
         };
-        assert!(check_service(&v4).is_ok());
-        assert!(check_service(&ServiceKey::fwmark(1, AddrFamily::Inet)).is_ok());
-        assert!(check_service(&v6).unwrap_err().contains("IPv6 services"));
-        assert!(check_service(&ServiceKey::fwmark(1, AddrFamily::Inet6)).is_err());
-        assert!(check_server(AddrFamily::Inet, "198.18.1.1".parse().unwrap()).is_ok());
-        assert!(check_server(AddrFamily::Inet, "2001:db8::2".parse().unwrap()).is_err());
-        assert!(check_local_addr("2001:db8::3".parse().unwrap()).is_err());
+        assert!(check_service(&v6).is_ok());
+        assert!(check_server(AddrFamily::Inet6, "2001:2::11".parse().unwrap()).is_ok());
+        assert!(check_local_addr(AddrFamily::Inet6, "2001:2::200".parse().unwrap()).is_ok());
+        // NAT64: IPv4 local addresses for the IPv4 servers of an IPv6 service
+        assert!(check_local_addr(AddrFamily::Inet6, "198.18.1.200".parse().unwrap()).is_ok());
+        assert!(check_vip("2001:2::64".parse().unwrap(), false).is_ok());
+        // NAT64 and tunnels between families: the service table decides by
+        // method (only TUN, and FULLNAT from IPv6 to IPv4)
+        assert!(check_server(AddrFamily::Inet6, "198.18.1.11".parse().unwrap()).is_ok());
+        assert!(check_server(AddrFamily::Inet, "2001:2::12".parse().unwrap()).is_ok());
     }
 
     #[test]
-    fn the_test_override_lifts_the_ipv6_refusals_only_while_it_lives() {
+    fn ipv6_fwmark_services_followed_ipv6_vips_and_nat46_local_addresses_are_refused() {
+        assert_eq!(
+            check_service(&ServiceKey::fwmark(3, AddrFamily::Inet6)).unwrap_err(),
+            "IPv6 firewall-mark services are not supported yet (vsd's mark rules classify \
+             IPv4 packets only): FWM 3 IPv6 refused"
+        );
+        assert!(check_service(&ServiceKey::fwmark(3, AddrFamily::Inet)).is_ok());
+        assert!(check_vip("2001:2::64".parse().unwrap(), true)
+            .unwrap_err()
+            .starts_with("IPv6 VIPs cannot follow a kernel interface yet"));
+        assert!(check_vip("198.18.0.100".parse().unwrap(), true).is_ok());
+        assert!(
+            check_local_addr(AddrFamily::Inet, "2001:2::200".parse().unwrap())
+                .unwrap_err()
+                .starts_with("an IPv6 local address is never used by an IPv4 service")
+        );
+    }
+
+    #[test]
+    fn the_test_override_lifts_the_fwmark_refusal_only_while_it_lives() {
         let v6 = ServiceKey::fwmark(1, AddrFamily::Inet6);
         {
             let _allow = test_override::AllowIpv6::new();
             assert!(check_service(&v6).is_ok());
-            assert!(check_server(AddrFamily::Inet6, "2001:2::10".parse().unwrap()).is_ok());
-            assert!(check_server(AddrFamily::Inet6, "198.18.1.10".parse().unwrap()).is_ok());
-            assert!(check_local_addr("2001:2::5".parse().unwrap()).is_ok());
         }
-        assert_eq!(check_service(&v6).is_err(), !IPV6_FORWARDING);
-    }
-
-    #[test]
-    fn tunnels_between_families_have_their_own_switch() {
-        let v4_server = check_server(AddrFamily::Inet6, "198.18.1.10".parse().unwrap());
-        assert_eq!(v4_server.is_err(), !MIXED_FAMILY_TUNNELS);
-        if let Err(e) = v4_server {
-            assert_eq!(
-                e,
-                "tunnels between address families (IPv6 in IPv4) are not supported yet: \
-                 198.18.1.10 refused"
-            );
-        }
-        // an IPv6 server of an IPv4 service is refused as IPv6 first
-        let v6_server = check_server(AddrFamily::Inet, "2001:2::12".parse().unwrap());
-        assert_eq!(
-            v6_server.is_err(),
-            !(IPV6_FORWARDING && MIXED_FAMILY_TUNNELS)
-        );
+        assert!(check_service(&v6).is_err());
     }
 }

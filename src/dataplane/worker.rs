@@ -87,9 +87,11 @@ pub struct ConnRow {
     pub proto: &'static str,
     pub expires_ms: u64,
     pub state: &'static str,
-    pub client: std::net::SocketAddrV4,
-    pub vip: std::net::SocketAddrV4,
-    pub real: std::net::SocketAddrV4,
+    /// Addresses of both families; an IPv4-mapped address of the IPv6
+    /// table (NAT64 servers, tunnels between families) as its IPv4 one.
+    pub client: std::net::SocketAddr,
+    pub vip: std::net::SocketAddr,
+    pub real: std::net::SocketAddr,
 }
 
 /// A request from the control thread for a worker's connection list (for
@@ -515,26 +517,44 @@ impl Worker {
     fn answer_dump(&mut self, now_ms: u64) {
         let want = self.dump.requested.load(Ordering::Acquire);
         let limit = self.dump.limit.load(Ordering::Relaxed);
-        let conns = self.lb.conns();
-        let v4 = |e: crate::lb::conn::Endpoint<u32>| {
-            std::net::SocketAddrV4::new(Ipv4Addr::from(e.addr), e.port)
-        };
+        use crate::lb::conn::{Addr, Conn, Endpoint};
+        use std::net::{Ipv6Addr, SocketAddr};
+        fn v4(e: Endpoint<u32>) -> SocketAddr {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::from(e.addr)), e.port)
+        }
+        fn v6(e: Endpoint<u128>) -> SocketAddr {
+            let a = Ipv6Addr::from(e.addr);
+            let ip = a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4);
+            SocketAddr::new(ip, e.port)
+        }
+        fn row<K: Addr>(c: &Conn<K>, now_ms: u64, addr: fn(Endpoint<K>) -> SocketAddr) -> ConnRow {
+            ConnRow {
+                proto: c.proto_name(),
+                expires_ms: c.expires_in_ms(now_ms),
+                state: c.state_name(),
+                client: addr(c.client()),
+                vip: addr(c.virt()),
+                real: addr(c.real()),
+            }
+        }
         let mut rows = Vec::new();
         let mut total = 0u64;
-        for (_, c) in conns.iter() {
+        for (_, c) in self.lb.conns().iter() {
             if crate::lb::director::is_redirect(c) {
                 continue;
             }
             total += 1;
             if rows.len() < limit {
-                rows.push(ConnRow {
-                    proto: c.proto_name(),
-                    expires_ms: c.expires_in_ms(now_ms),
-                    state: c.state_name(),
-                    client: v4(c.client()),
-                    vip: v4(c.virt()),
-                    real: v4(c.real()),
-                });
+                rows.push(row(c, now_ms, v4));
+            }
+        }
+        for (_, c) in self.lb.conns6().iter() {
+            if crate::lb::director::is_redirect(c) {
+                continue;
+            }
+            total += 1;
+            if rows.len() < limit {
+                rows.push(row(c, now_ms, v6));
             }
         }
         if let Ok(mut slot) = self.dump.rows.lock() {

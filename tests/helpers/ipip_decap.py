@@ -10,6 +10,10 @@ so the inner packet is delivered locally and answered straight to the
 client. The kernel itself must drop protocol 4 (nftables), or it answers
 every tunnelled packet with ICMP protocol-unreachable.
 
+With an IPv6 --addr it does the same for IPv6-in-IPv6 (and IPv4-in-IPv6):
+IPv6 packets of next header 41 (or 4) with no extension headers, for a
+kernel without the ip6_tunnel module (nftables must drop next header 41).
+
 Each distinct outer source address is appended once to --log as
 "outer SRC"; --ready is written once the TUN device is up.
 """
@@ -70,6 +74,30 @@ def inner_of(pkt, local):
     return inner, socket.inet_ntoa(pkt[12:16])
 
 
+ETH_P_IPV6 = 0x86DD
+IPPROTO_IPV6 = 41
+
+
+def inner_of6(pkt, local):
+    """The inner packet of an IPv6 packet tunnelling IPv6 or IPv4 to
+    `local` (no extension headers), or None."""
+    if len(pkt) < 40 or pkt[0] >> 4 != 6:
+        return None
+    plen = struct.unpack_from("!H", pkt, 4)[0]
+    if 40 + plen > len(pkt) or pkt[24:40] != local:
+        return None
+    if pkt[6] == IPPROTO_IPV6:
+        version, least = 6, 40
+    elif pkt[6] == IPPROTO_IPIP:
+        version, least = 4, 20
+    else:
+        return None
+    inner = pkt[40 : 40 + plen]
+    if len(inner) < least or inner[0] >> 4 != version:
+        return None
+    return inner, socket.inet_ntop(socket.AF_INET6, pkt[8:24])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iface", required=True)
@@ -80,10 +108,15 @@ def main():
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 
-    local = socket.inet_aton(a.addr)
+    if ":" in a.addr:
+        local = socket.inet_pton(socket.AF_INET6, a.addr)
+        ethertype, decap = ETH_P_IPV6, inner_of6
+    else:
+        local = socket.inet_aton(a.addr)
+        ethertype, decap = ETH_P_IP, inner_of
     tun = open_tun(a.tun)
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
-    sock.bind((a.iface, ETH_P_IP))
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ethertype))
+    sock.bind((a.iface, ethertype))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     seen = set()
     log = open(a.log, "a")
@@ -93,7 +126,7 @@ def main():
         pkt, addr = sock.recvfrom(65535)
         if addr[2] != PACKET_HOST:  # skip our own outgoing packets
             continue
-        got = inner_of(pkt, local)
+        got = decap(pkt, local)
         if got is None:
             continue
         inner, outer_src = got

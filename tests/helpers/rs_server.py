@@ -7,6 +7,7 @@ UDP datagrams prefixed with the server's name. Every distinct peer address
 (TCP or UDP) is appended once to --peer-log, so a test can tell which source
 addresses reached the server (FULLNAT: only the director's local addresses).
 Writes --ready once both sockets listen. Runs until SIGTERM/SIGKILL.
+--family 6 serves IPv6 (on "::") instead of IPv4.
 """
 import argparse
 import hashlib
@@ -43,6 +44,10 @@ class Server(http.server.ThreadingHTTPServer):
     request_queue_size = 4096
     allow_reuse_address = True
     daemon_threads = True
+
+
+class Server6(Server):
+    address_family = socket.AF_INET6
 
 
 def make_handler(name, directory, peers):
@@ -97,6 +102,25 @@ def udp_echo(sock, name, peers):
         sock.sendmsg([name.encode() + b" " + data], cmsg, 0, peer)
 
 
+IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+
+
+def udp_echo6(sock, name, peers):
+    """udp_echo for IPv6: answer from the address the datagram was sent to
+    (IPV6_PKTINFO), as a DR or TUN real server must."""
+    sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+    while True:
+        data, anc, _flags, peer = sock.recvmsg(65535, socket.CMSG_SPACE(20))
+        peers.note("udp", peer[0])
+        cmsg = []
+        for level, kind, cdata in anc:
+            if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(cdata) >= 20:
+                # in6_pktinfo: the destination address, then the interface
+                cmsg = [(socket.IPPROTO_IPV6, IPV6_PKTINFO, cdata[:16] + struct.pack("I", 0))]
+        sock.sendmsg([name.encode() + b" " + data], cmsg, 0, peer)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--name", required=True)
@@ -105,14 +129,23 @@ def main():
     ap.add_argument("--udp-port", type=int, default=9000)
     ap.add_argument("--peer-log", required=True)
     ap.add_argument("--ready", required=True)
+    ap.add_argument("--family", type=int, choices=(4, 6), default=4)
     a = ap.parse_args()
 
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     peers = Peers(a.peer_log)
-    httpd = Server(("0.0.0.0", a.http_port), make_handler(a.name, a.dir, peers))
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("0.0.0.0", a.udp_port))
-    threading.Thread(target=udp_echo, args=(udp, a.name, peers), daemon=True).start()
+    handler = make_handler(a.name, a.dir, peers)
+    if a.family == 6:
+        httpd = Server6(("::", a.http_port), handler)
+        udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        udp.bind(("::", a.udp_port))
+        echo = udp_echo6
+    else:
+        httpd = Server(("0.0.0.0", a.http_port), handler)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("0.0.0.0", a.udp_port))
+        echo = udp_echo
+    threading.Thread(target=echo, args=(udp, a.name, peers), daemon=True).start()
     with open(a.ready, "w") as f:
         f.write("ready\n")
     httpd.serve_forever()

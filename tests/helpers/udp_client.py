@@ -18,9 +18,10 @@ def main():
     # pad each query to this many bytes (above the MTU: sent fragmented)
     ap.add_argument("--size", type=int, default=0)
     a = ap.parse_args()
+    family = socket.AF_INET6 if ":" in a.host else socket.AF_INET
     failed = 0
     for i in range(a.count):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = socket.socket(family, socket.SOCK_DGRAM)
         s.settimeout(a.timeout)
         s.bind(("", a.first_port + i))
         # connect() makes the kernel accept answers only from HOST:PORT: a

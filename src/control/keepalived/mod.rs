@@ -1043,7 +1043,10 @@ impl Mapper<'_> {
                 _ => self.warn(c, format!("unknown keyword '{kw}' in real_server ignored")),
             }
         }
-        if AddrFamily::of(address) != key.family() && method != FwdMethod::Tunnel {
+        // NAT64 (DPVS): FNAT from an IPv6 virtual server to IPv4 servers
+        let nat64 =
+            method == FwdMethod::FullNat && key.family() == AddrFamily::Inet6 && address.is_ipv4();
+        if AddrFamily::of(address) != key.family() && method != FwdMethod::Tunnel && !nat64 {
             self.correct(
                 n,
                 &format!("address family of virtual server and real server {address} don't match - skipping real server"),
@@ -1313,6 +1316,33 @@ mod tests {
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
+    }
+
+    #[test]
+    fn fnat_ipv4_real_servers_of_an_ipv6_virtual_server_are_nat64() {
+        let k = from_str(
+            "local_address_group v4 {\n 198.18.1.200\n}\n\
+             virtual_server 2001:2::64 80 {\n protocol TCP\n lb_kind FNAT\n\
+             laddr_group_name v4\n real_server 198.18.1.11 8080 {\n }\n}\n\
+             virtual_server 198.18.0.100 80 {\n protocol TCP\n lb_kind FNAT\n\
+             real_server 2001:2::11 8080 {\n }\n}\n",
+            "k.conf",
+            &ports(),
+        )
+        .unwrap();
+        let nat64 = &k.services[0].0;
+        assert_eq!(nat64.real_servers.len(), 1);
+        assert_eq!(nat64.real_servers[0].method, FwdMethod::FullNat);
+        assert_eq!(
+            nat64.local_addresses,
+            ["198.18.1.200".parse::<IpAddr>().unwrap()]
+        );
+        // IPv4 clients to IPv6 servers: skipped, as keepalived does
+        assert!(k.services.iter().all(|(s, _)| s.real_servers.len() == 1));
+        assert!(k
+            .warnings
+            .iter()
+            .any(|w| w.contains("2001:2::11 don't match")));
     }
 
     #[test]
