@@ -477,6 +477,7 @@ impl ControlState {
         match cmd {
             Command::AddService(s) => {
                 unsupported::check_service(&s.key)?;
+                unsupported::check_service_while_syncing(&s.key, !self.sync.is_empty())?;
                 self.table
                     .add_service(s.key, s.config.clone())
                     .map_err(err)?;
@@ -565,6 +566,7 @@ impl ControlState {
             }
             Command::StartDaemon(spec) => {
                 let spec = super::syncd::resolve(spec)?;
+                unsupported::check_sync_daemon(self.table.service_keys())?;
                 if let Some((key, addr)) = self.mixed_family_server() {
                     return Err(format!(
                         "a sync daemon cannot run while service {key} has real server {addr} \
@@ -850,6 +852,8 @@ impl ControlState {
         }
         for (s, key) in cfg.services.iter().zip(&wanted) {
             unsupported::check_service(key).map_err(|e| ctx(key, e))?;
+            unsupported::check_service_while_syncing(key, !self.sync.is_empty())
+                .map_err(|e| ctx(key, e))?;
             for r in &s.real_servers {
                 unsupported::check_server(key.af(), r.address).map_err(|e| ctx(key, e))?;
                 self.check_sync_family(key, r.address)
@@ -1657,6 +1661,32 @@ address = "198.18.1.21"
                     [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"dr\"\n";
         let e = ControlState::from_config(&config(fwm6)).unwrap_err();
         assert!(e.contains("IPv6 firewall-mark services"), "{e}");
+    }
+
+    #[test]
+    fn ipv6_services_and_sync_daemons_exclude_each_other() {
+        let mut s = ControlState::default();
+        ok(&mut s, "-A -t [2001:db8::100]:80 -s rr");
+        let e = run(&mut s, "--start-daemon master --mcast-interface lo").unwrap_err();
+        assert!(
+            e.starts_with("a sync daemon cannot run while IPv6 service TCP [2001:db8::100]:80"),
+            "{e}"
+        );
+        ok(&mut s, "-D -t [2001:db8::100]:80");
+        ok(&mut s, "--start-daemon master --mcast-interface lo");
+        let e = run(&mut s, "-A -u [2001:db8::100]:53").unwrap_err();
+        assert!(
+            e.starts_with("IPv6 service UDP [2001:db8::100]:53 cannot be added"),
+            "{e}"
+        );
+        let v6 = "[[service]]\nproto = \"tcp\"\nvip = \"2001:db8::100\"\nport = 80\n\
+                  [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"nat\"\n";
+        let e = s.reload(&config(v6)).unwrap_err();
+        assert!(
+            e.contains("cannot be added while a sync daemon runs"),
+            "{e}"
+        );
+        ok(&mut s, "-A -t 198.18.0.100:80 -s rr");
     }
 
     #[test]
