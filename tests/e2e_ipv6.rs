@@ -100,9 +100,12 @@ enum Case {
     /// TUN from an IPv4 service to an IPv6 real server (IPv4 in IPv6),
     /// from the IPv4 client.
     Tun4in6,
+    /// DR through an IPv6 firewall-mark service (`-f 6 -6`) whose packets
+    /// IPv6 mark rules pick (TCP and UDP to the VIP, one port each).
+    Fwmark6,
 }
 
-const CASES: [Case; 7] = [
+const CASES: [Case; 8] = [
     Case::Nat,
     Case::Dr,
     Case::Tun,
@@ -110,7 +113,11 @@ const CASES: [Case; 7] = [
     Case::Nat64,
     Case::Tun6in4,
     Case::Tun4in6,
+    Case::Fwmark6,
 ];
+
+/// The mark of [`Case::Fwmark6`].
+const MARK6: &str = "6";
 
 impl Case {
     fn index(self) -> u16 {
@@ -126,6 +133,7 @@ impl Case {
             Case::Nat64 => "nat64",
             Case::Tun6in4 => "tun6in4",
             Case::Tun4in6 => "tun4in6",
+            Case::Fwmark6 => "fwmark6",
         }
     }
 
@@ -133,6 +141,7 @@ impl Case {
         match self {
             Case::Nat64 => "fullnat",
             Case::Tun6in4 | Case::Tun4in6 => "tun",
+            Case::Fwmark6 => "dr",
             c => c.tag(),
         }
     }
@@ -326,7 +335,11 @@ address = "{VIP6}"
 port = "lan0"
 "#
     );
-    for case in CASES.into_iter().filter(|c| *c != Case::Nat) {
+    // NAT and the fwmark service are made live through vsadm
+    for case in CASES
+        .into_iter()
+        .filter(|c| !matches!(c, Case::Nat | Case::Fwmark6))
+    {
         let locals = match case {
             Case::FullNat => format!("local_addresses = [\"{LIP6}\"]\n"),
             Case::Nat64 => format!("local_addresses = [\"{LIP4}\"]\n"),
@@ -683,7 +696,7 @@ struct StatsRow {
     out_bytes: u64,
 }
 
-/// Services ("TCP [2001:2::64]:80") of a `-Ln --stats` listing, each with
+/// Services ("TCP [2001:2::64]:80", "FWM 6 IPv6") of a `-Ln --stats` listing, each with
 /// its total and its real servers' rows ("[2001:2:1::11]:8080" -> row).
 fn parse_stats(listing: &str) -> BTreeMap<String, (StatsRow, BTreeMap<String, StatsRow>)> {
     fn largenum(s: &str) -> Option<u64> {
@@ -716,6 +729,13 @@ fn parse_stats(listing: &str) -> BTreeMap<String, (StatsRow, BTreeMap<String, St
             [proto @ ("TCP" | "UDP"), addr, rest @ ..] => {
                 if let Some(total) = row(rest) {
                     let key = format!("{proto} {addr}");
+                    out.insert(key.clone(), (total, BTreeMap::new()));
+                    current = Some(key);
+                }
+            }
+            ["FWM", mark, "IPv6", rest @ ..] => {
+                if let Some(total) = row(rest) {
+                    let key = format!("FWM {mark} IPv6");
                     out.insert(key.clone(), (total, BTreeMap::new()));
                     current = Some(key);
                 }
@@ -981,8 +1001,16 @@ fn run_case(rig: &mut Rig, case: Case) {
     let t = Instant::now();
     let seq = sequential(rig, case);
     assert_split(case, "sequential HTTP", &seq, SEQUENTIAL, rig.workers);
-    let tcp_key = format!("TCP {}:{}", case.vip_shown(), case.vport());
-    assert_conns(rig, case, &tcp_key, case.rport(), &seq);
+    // a fwmark service is one row for both protocols, its servers port 0
+    let (tcp_key, listed_rport) = if case == Case::Fwmark6 {
+        (format!("FWM {MARK6} IPv6"), 0)
+    } else {
+        (
+            format!("TCP {}:{}", case.vip_shown(), case.vport()),
+            case.rport(),
+        )
+    };
+    assert_conns(rig, case, &tcp_key, listed_rport, &seq);
     eprintln!(
         "{case:?}: {SEQUENTIAL} sequential requests {seq:?} ({:?})",
         t.elapsed()
@@ -1007,9 +1035,24 @@ fn run_case(rig: &mut Rig, case: Case) {
 
     let answers = udp(rig, case);
     assert_split(case, "UDP", &answers, UDP_QUERIES, rig.workers);
-    let udp_key = format!("UDP {}:{}", case.vip_shown(), case.udp_vport());
-    let row = assert_conns(rig, case, &udp_key, case.udp_rport(), &answers);
     eprintln!("{case:?}: {UDP_QUERIES} UDP queries {answers:?}");
+    if case != Case::Fwmark6 {
+        udp_stats(rig, case, &answers);
+    }
+    let tcp = &parse_stats(&rig.vsadm_ok(&["-Ln", "--stats"]))[&tcp_key].0;
+    if !case.replies_through_vsd() {
+        assert_eq!(tcp.out_pkts, 0, "{case:?}: DR/TUN out");
+    } else {
+        assert!(tcp.out_bytes >= BIG_FILE_BYTES as u64, "{case:?}: {tcp:?}");
+    }
+    assert!(tcp.in_bytes >= UPLOAD_BYTES as u64, "{case:?}: {tcp:?}");
+    after_traffic(rig, case);
+}
+
+/// The UDP service's connections per server and its exact counters.
+fn udp_stats(rig: &Rig, case: Case, answers: &BTreeMap<String, usize>) {
+    let udp_key = format!("UDP {}:{}", case.vip_shown(), case.udp_vport());
+    let row = assert_conns(rig, case, &udp_key, case.udp_rport(), answers);
     // IP + UDP headers and "query-N"; the answers say "rsN query-N"
     let n = UDP_QUERIES as u64;
     let client_ip_header = if case.v4_client() { 20 } else { 40 };
@@ -1018,7 +1061,6 @@ fn run_case(rig: &mut Rig, case: Case) {
         (n, n * (client_ip_header + 8 + 7)),
         "{case:?}: UDP in"
     );
-    let tcp = &parse_stats(&rig.vsadm_ok(&["-Ln", "--stats"]))[&tcp_key].0;
     if case.replies_through_vsd() {
         // counted as received, as IPVS does (ip_vs_out_stats before the
         // rewrite): NAT64's answers as the IPv4 packets of its servers
@@ -1028,12 +1070,14 @@ fn run_case(rig: &mut Rig, case: Case) {
             (n, n * (ip_header + 8 + 11)),
             "{case:?}: UDP out"
         );
-        assert!(tcp.out_bytes >= BIG_FILE_BYTES as u64, "{case:?}: {tcp:?}");
     } else {
-        assert_eq!((row.out_pkts, tcp.out_pkts), (0, 0), "{case:?}: DR/TUN out");
+        assert_eq!(row.out_pkts, 0, "{case:?}: DR/TUN out");
     }
-    assert!(tcp.in_bytes >= UPLOAD_BYTES as u64, "{case:?}: {tcp:?}");
+}
 
+/// What the connection listing, the real servers, the tunnels and the
+/// client show after the traffic.
+fn after_traffic(rig: &Rig, case: Case) {
     // the method's connections, in ipvsadm's IPv6 forms (checked now:
     // TIME_WAIT ends after 120 s)
     let conns = rig.vsadm_ok(&["-Lnc"]);
@@ -1165,6 +1209,27 @@ fn every_method(workers: usize) {
             rig.vsadm_ok(&["-a", flag, &svc, "-r", &format!("[{rs}]:{rport}"), "-m"]);
         }
     }
+    // an IPv6 fwmark service, its packets marked by IPv6 rules
+    let fw = Case::Fwmark6;
+    for (proto, port) in [("tcp", fw.vport()), ("udp", fw.udp_vport())] {
+        let dst = format!("{VIP6}/128");
+        let port = port.to_string();
+        rig.vsadm_ok(&[
+            "--add-mark",
+            "--dst",
+            &dst,
+            "--proto",
+            proto,
+            "--dport",
+            &port,
+            "--set-mark",
+            MARK6,
+        ]);
+    }
+    rig.vsadm_ok(&["-A", "-f", MARK6, "-6", "-s", "rr"]);
+    for rs in RS6 {
+        rig.vsadm_ok(&["-a", "-f", MARK6, "-6", "-r", rs, "-g"]);
+    }
     let listing = rig.vsadm_ok(&["-Ln"]);
     for want in [
         format!("TCP  [{VIP6}]:80 rr"),
@@ -1177,6 +1242,8 @@ fn every_method(workers: usize) {
         format!("-> {}:85", RS6_V4[0]),
         format!("TCP  {VIP4}:86 rr"),
         format!("-> [{}]:86", RS6[1]),
+        format!("FWM  {MARK6} IPv6 rr"),
+        format!("-> [{}]:0", RS6[0]),
     ] {
         assert!(
             listing.contains(&want),

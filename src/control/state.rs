@@ -1624,10 +1624,11 @@ address = "198.18.1.21"
             "-a -t [2001:db8::100]:80 -r 198.18.1.11:8080 --fullnat",
         );
         ok(&mut s, "--add-laddr -z 198.18.1.200 -t [2001:db8::100]:80");
-        let e = run(&mut s, "-A -f 9 -6 -s lc").unwrap_err();
-        assert!(
-            e.contains("IPv6 firewall-mark services are not supported yet"),
-            "{e}"
+        ok(&mut s, "-A -f 9 -6 -s lc");
+        ok(&mut s, "-a -f 9 -6 -r 2001:db8::20 -g");
+        ok(
+            &mut s,
+            "--add-mark --dst 2001:db8::100 --proto tcp --set-mark 9",
         );
         ok(&mut s, "-A -t 198.18.0.100:80 -s rr");
         // IPv6-in-IPv4 and IPv4-in-IPv6 tunnels; other mixes stay the
@@ -1647,10 +1648,11 @@ address = "198.18.1.21"
         let mut r = ControlState::default();
         r.restore(&saved).unwrap();
         assert_eq!(r.save_text(), saved);
-        assert!(r
-            .restore("-A -f 4 -6 -s rr\n")
-            .unwrap_err()
-            .starts_with("line 1: IPv6 firewall-mark services"));
+        assert!(saved.contains("-A -f 9 -6 -s lc\n"), "{saved}");
+        assert!(
+            saved.contains("--add-mark --dst 2001:db8::100/128 --proto tcp --set-mark 9\n"),
+            "{saved}"
+        );
         let v6 = "[[service]]\nproto = \"tcp\"\nvip = \"2001:db8::100\"\nport = 80\n\
                   [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"nat\"\n";
         let c = ControlState::from_config(&config(v6)).unwrap();
@@ -1659,8 +1661,8 @@ address = "198.18.1.21"
             .contains("-a -t [2001:db8::100]:80 -r [2001:db8::11]:80 -m"));
         let fwm6 = "[[service]]\nfwmark = 3\nfamily = \"inet6\"\n\
                     [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"dr\"\n";
-        let e = ControlState::from_config(&config(fwm6)).unwrap_err();
-        assert!(e.contains("IPv6 firewall-mark services"), "{e}");
+        let c = ControlState::from_config(&config(fwm6)).unwrap();
+        assert!(c.save_text().contains("-A -f 3 -6"), "{}", c.save_text());
     }
 
     #[test]

@@ -5,9 +5,6 @@
 //! these rules and refuses, with a message that says why, what the data
 //! plane would otherwise silently ignore:
 //!
-//! - IPv6 firewall-mark services (`-f MARK -6`): vsd's mark rules
-//!   ([`crate::lb::mark`]) classify IPv4 packets only, so no IPv6 packet
-//!   would ever carry the mark.
 //! - IPv6 services together with a connection sync daemon (either order):
 //!   the workers hand the sync daemon IPv4 connections only, so IPv6 ones
 //!   would silently never reach the backup.
@@ -57,18 +54,6 @@ pub fn check_service(key: &ServiceKey) -> Result<(), String> {
         return Err(format!(
             "IPv6 services are not supported yet (vsd forwards IPv4 only): {key} refused"
         ));
-    }
-    if let ServiceKey::Fwmark {
-        af: AddrFamily::Inet6,
-        ..
-    } = key
-    {
-        if !test_override::ipv6_allowed() {
-            return Err(format!(
-                "IPv6 firewall-mark services are not supported yet (vsd's mark rules \
-                 classify IPv4 packets only): {key} refused"
-            ));
-        }
     }
     Ok(())
 }
@@ -216,13 +201,8 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_fwmark_services_followed_ipv6_vips_and_nat46_local_addresses_are_refused() {
-        assert_eq!(
-            check_service(&ServiceKey::fwmark(3, AddrFamily::Inet6)).unwrap_err(),
-            "IPv6 firewall-mark services are not supported yet (vsd's mark rules classify \
-             IPv4 packets only): FWM 3 IPv6 refused"
-        );
-        assert!(check_service(&ServiceKey::fwmark(3, AddrFamily::Inet)).is_ok());
+    fn followed_ipv6_vips_and_nat46_local_addresses_are_refused() {
+        assert!(check_service(&ServiceKey::fwmark(3, AddrFamily::Inet6)).is_ok());
         assert!(check_vip("2001:2::64".parse().unwrap(), true)
             .unwrap_err()
             .starts_with("IPv6 VIPs cannot follow a kernel interface yet"));
@@ -262,12 +242,12 @@ mod tests {
     }
 
     #[test]
-    fn the_test_override_lifts_the_fwmark_refusal_only_while_it_lives() {
+    fn the_test_override_lifts_the_sync_refusal_only_while_it_lives() {
         let v6 = ServiceKey::fwmark(1, AddrFamily::Inet6);
         {
             let _allow = test_override::AllowIpv6::new();
-            assert!(check_service(&v6).is_ok());
+            assert!(check_sync_daemon([v6]).is_ok());
         }
-        assert!(check_service(&v6).is_err());
+        assert!(check_sync_daemon([v6]).is_err());
     }
 }
