@@ -1,41 +1,49 @@
 //! IPv6 forwarding end to end on net_tap: NAT, DR, TUN (IPv6-in-IPv6),
-//! FULLNAT (IPv6 local address) and NAT64 (FULLNAT from an IPv6 VIP to
-//! IPv4 real servers with an IPv4 local address), all through one vsd and
-//! one topology, each method a service of its own on the same IPv6 VIP:
+//! FULLNAT (IPv6 local address), NAT64 (FULLNAT from an IPv6 VIP to IPv4
+//! real servers with an IPv4 local address) and TUN across families
+//! (IPv6-in-IPv4 to an IPv4 address of a real server, IPv4-in-IPv6 from an
+//! IPv4 client), all through one vsd and one topology, each method a
+//! service of its own (several on the same IPv6 VIP, different ports):
 //!
 //! - 100 sequential `curl -6` requests (a new connection each) spread by
-//!   rr exactly 50/50 over the two real servers (one worker), and
-//!   `vsadm -Ln --stats` counts the same connections per real server;
+//!   rr exactly 50/50 over the two real servers (one worker; with four,
+//!   within the number of workers), and `vsadm -Ln --stats` counts the
+//!   same connections per real server;
 //! - a 50 MB download arrives sha256-identical, and so does an 8 MB upload
-//!   (for TUN that needs an ICMPv6 Packet Too Big from vsd: full-size
-//!   segments do not fit the tunnel);
+//!   (for the tunnels that needs an ICMPv6 Packet Too Big / ICMP
+//!   fragmentation-needed from vsd: full-size segments do not fit, and the
+//!   client's route to the VIP must show the tunnel's path MTU);
 //! - `ab -n 2000 -c 200` completes with no failure;
-//! - a UDP service of the method answers 10 queries, 5 per real server;
+//! - a UDP service of the method answers 10 queries, 5 per real server,
+//!   and its packet and byte counters are exact;
+//! - `vsadm -Lnc` shows the method's connections in ipvsadm's forms;
 //! - what the method promises on the real-server side: NAT, DR and TUN
 //!   servers see the client's address, FULLNAT servers only the IPv6 local
 //!   address, NAT64 servers (IPv4 only, no IPv6 at all in their namespace)
-//!   only the IPv4 local address; TUN packets arrive tunnelled in IPv6
-//!   from the director; the client (IPv6 only) resolves the VIP to vsd.
+//!   only the IPv4 local address; tunnelled packets arrive from the
+//!   director's address of the outer family; the client (IPv6 only)
+//!   resolves the VIP to vsd.
 //!
 //! The NAT services are made live through the control socket
-//! (`vsadm -A -t [VIP]:80`, `-a ... -r [RIP]:8080 -m`) and `vsadm -Ln` /
-//! `-Lnc` must show their IPv6 rows; the others come from the TOML (with
-//! an IPv6 `[[vip]]`).
+//! (`vsadm -A -t [VIP]:80`, `-a ... -r [RIP]:8080 -m`) and `vsadm -Ln`
+//! must show their IPv6 rows; the others come from the TOML (with an IPv6
+//! `[[vip]]`).
 //!
 //! ```text
-//! [client ns] lan 2001:2::2 ===== vsd lan0 2001:2::1, VIP 2001:2::64
-//!             eth1 2001:2:1::2 ---+       (the DR/TUN servers' way back)
-//!                                 |
-//! vsd srv0 2001:2:1::1, 198.18.1.1 -[switch ns: br0]-+- [rs1] 2001:2:1::11  (NAT, DR, TUN, FULLNAT)
-//!                                                    +- [rs2] 2001:2:1::12
+//! [client ns, IPv6 only] lan 2001:2::2 ===== vsd lan0 2001:2::1, VIPs 2001:2::64, ::65
+//!                        eth1 2001:2:1::2 --+     (the DR/TUN servers' way back)
+//! [client4 ns] eth0 198.18.1.2 -------------+     (IPv4 VIP 198.18.0.100 via vsd)
+//!                                           |
+//! vsd srv0 2001:2:1::1, 198.18.1.1 -[switch ns: br0]-+- [rs1] 2001:2:1::11, 198.18.1.21
+//!                                                    +- [rs2] 2001:2:1::12, 198.18.1.22
 //!                                                    +- [rs3] 198.18.1.11   (NAT64: IPv4 only)
 //!                                                    +- [rs4] 198.18.1.12
-//! IPv6 real servers: VIP/128 on lo; 2001:2::/64 via vsd (NAT replies);
-//! replies from the VIP (DR, TUN) by policy routing via the client's eth1;
-//! FULLNAT local addresses 2001:2:1::200 and 198.18.1.200 are on-link.
-//! TUN: the kernel here has no ip6_tunnel; tests/helpers/ipip_decap.py
-//! decapsulates IPv6-in-IPv6 into a TUN device, nftables drops
-//! next header 41.
+//! rs1, rs2: the VIPs on lo; 2001:2::/64 via vsd (NAT replies); replies
+//! from the IPv6 VIPs (DR, TUN) by policy routing via the client's eth1,
+//! from the IPv4 VIP on-link to client4. FULLNAT local addresses
+//! 2001:2:1::200 and 198.18.1.200 are on-link. Tunnels: the kernel here has
+//! no tunnel modules; tests/helpers/ipip_decap.py (one per outer family)
+//! decapsulates into TUN devices, nftables drops protocols 4 and 41.
 //! ```
 //!
 //! Needs root, /dev/net/tun, hugepages, curl, ab, python3, nft, ethtool.
@@ -53,12 +61,21 @@ const VSD_LAN_MAC: &str = "02:00:00:00:00:01";
 const VSD_SRV_MAC: &str = "02:00:00:00:01:01";
 const CLIENT6: &str = "2001:2::2";
 const VIP6: &str = "2001:2::64";
+/// The VIP of the IPv6-in-IPv4 service (its own: the client's path MTU
+/// toward it is the IPv4 tunnel's).
+const VIP6_6IN4: &str = "2001:2::65";
+/// The IPv4-in-IPv6 service's VIP, and its client on the server network
+/// (routed to the VIP through vsd).
+const VIP4: &str = "198.18.0.100";
+const CLIENT4: &str = "198.18.1.2";
 const LAN_DIP6: &str = "2001:2::1";
 const SRV_DIP6: &str = "2001:2:1::1";
 const CLIENT_SRV6: &str = "2001:2:1::2";
 const LIP6: &str = "2001:2:1::200";
 const RS6: [&str; 2] = ["2001:2:1::11", "2001:2:1::12"];
 const RS6_MAC: [&str; 2] = ["02:00:00:00:02:11", "02:00:00:00:02:12"];
+/// The IPv6 real servers' IPv4 addresses (IPv6-in-IPv4 tunnels end there).
+const RS6_V4: [&str; 2] = ["198.18.1.21", "198.18.1.22"];
 const SRV_DIP4: &str = "198.18.1.1";
 const LIP4: &str = "198.18.1.200";
 const RS4: [&str; 2] = ["198.18.1.11", "198.18.1.12"];
@@ -78,9 +95,29 @@ enum Case {
     Tun,
     FullNat,
     Nat64,
+    /// TUN from an IPv6 service to an IPv4 real server (IPv6 in IPv4).
+    Tun6in4,
+    /// TUN from an IPv4 service to an IPv6 real server (IPv4 in IPv6),
+    /// from the IPv4 client.
+    Tun4in6,
+    /// DR through an IPv6 firewall-mark service (`-f 6 -6`) whose packets
+    /// IPv6 mark rules pick (TCP and UDP to the VIP, one port each).
+    Fwmark6,
 }
 
-const CASES: [Case; 5] = [Case::Nat, Case::Dr, Case::Tun, Case::FullNat, Case::Nat64];
+const CASES: [Case; 8] = [
+    Case::Nat,
+    Case::Dr,
+    Case::Tun,
+    Case::FullNat,
+    Case::Nat64,
+    Case::Tun6in4,
+    Case::Tun4in6,
+    Case::Fwmark6,
+];
+
+/// The mark of [`Case::Fwmark6`].
+const MARK6: &str = "6";
 
 impl Case {
     fn index(self) -> u16 {
@@ -94,19 +131,59 @@ impl Case {
             Case::Tun => "tun",
             Case::FullNat => "fullnat",
             Case::Nat64 => "nat64",
+            Case::Tun6in4 => "tun6in4",
+            Case::Tun4in6 => "tun4in6",
+            Case::Fwmark6 => "fwmark6",
         }
     }
 
     fn method(self) -> &'static str {
         match self {
             Case::Nat64 => "fullnat",
+            Case::Tun6in4 | Case::Tun4in6 => "tun",
+            Case::Fwmark6 => "dr",
             c => c.tag(),
         }
     }
 
     /// Whether replies come back through vsd.
     fn replies_through_vsd(self) -> bool {
-        !matches!(self, Case::Dr | Case::Tun)
+        matches!(self, Case::Nat | Case::FullNat | Case::Nat64)
+    }
+
+    fn tunnels(self) -> bool {
+        matches!(self, Case::Tun | Case::Tun6in4 | Case::Tun4in6)
+    }
+
+    /// The client's family (and the service's).
+    fn v4_client(self) -> bool {
+        self == Case::Tun4in6
+    }
+
+    fn vip(self) -> &'static str {
+        match self {
+            Case::Tun6in4 => VIP6_6IN4,
+            Case::Tun4in6 => VIP4,
+            _ => VIP6,
+        }
+    }
+
+    /// The VIP as ipvsadm prints it before `:port`.
+    fn vip_shown(self) -> String {
+        if self.v4_client() {
+            self.vip().to_string()
+        } else {
+            format!("[{}]", self.vip())
+        }
+    }
+
+    /// The family of the real servers' sockets.
+    fn rs_family(self) -> u8 {
+        if matches!(self, Case::Nat64 | Case::Tun4in6) {
+            4
+        } else {
+            6
+        }
     }
 
     fn vport(self) -> u16 {
@@ -136,10 +213,10 @@ impl Case {
     }
 
     fn rs_addrs(self) -> [&'static str; 2] {
-        if self == Case::Nat64 {
-            RS4
-        } else {
-            RS6
+        match self {
+            Case::Nat64 => RS4,
+            Case::Tun6in4 => RS6_V4,
+            _ => RS6,
         }
     }
 
@@ -148,6 +225,7 @@ impl Case {
         match self {
             Case::FullNat => LIP6,
             Case::Nat64 => LIP4,
+            Case::Tun4in6 => CLIENT4,
             _ => CLIENT6,
         }
     }
@@ -163,7 +241,15 @@ impl Case {
     }
 
     fn url(self, path: &str) -> String {
-        format!("http://[{VIP6}]:{}/{path}", self.vport())
+        format!("http://{}:{}/{path}", self.vip_shown(), self.vport())
+    }
+
+    fn curl_family(self) -> &'static str {
+        if self.v4_client() {
+            "-4"
+        } else {
+            "-6"
+        }
     }
 }
 
@@ -205,7 +291,15 @@ fn prerequisites() -> bool {
 
 /// vsd's configuration: the ports, the IPv6 VIP and every service but
 /// NAT's (made live through vsadm).
-fn vsd_config(lan_tap: &str, srv_tap: &str, prefix: &str) -> String {
+fn vsd_config(lan_tap: &str, srv_tap: &str, prefix: &str, workers: usize) -> String {
+    let lcores = if workers == 1 {
+        "workers = [1]"
+    } else {
+        // four worker lcores on the two CPUs: net_tap gets a queue per
+        // worker, so a connection's packets arrive on different workers
+        // and are steered to their owner (Toeplitz over IPv6 tuples)
+        "workers = [1, 2, 3, 4]\ncpu_map = \"0@0,(1,3)@1,(2,4)@0\""
+    };
     let mut c = format!(
         r#"
 [eal]
@@ -215,7 +309,7 @@ memory_mb = 256
 
 [lcores]
 control = 0
-workers = [1]
+{lcores}
 idle = "sleep"
 
 [control]
@@ -241,7 +335,11 @@ address = "{VIP6}"
 port = "lan0"
 "#
     );
-    for case in [Case::Dr, Case::Tun, Case::FullNat, Case::Nat64] {
+    // NAT and the fwmark service are made live through vsadm
+    for case in CASES
+        .into_iter()
+        .filter(|c| !matches!(c, Case::Nat | Case::Fwmark6))
+    {
         let locals = match case {
             Case::FullNat => format!("local_addresses = [\"{LIP6}\"]\n"),
             Case::Nat64 => format!("local_addresses = [\"{LIP4}\"]\n"),
@@ -252,8 +350,9 @@ port = "lan0"
             ("udp", case.udp_vport(), case.udp_rport()),
         ] {
             c.push_str(&format!(
-                "\n[[service]]\nproto = \"{proto}\"\nvip = \"{VIP6}\"\nport = {vport}\n\
-                 scheduler = \"rr\"\n{locals}"
+                "\n[[service]]\nproto = \"{proto}\"\nvip = \"{}\"\nport = {vport}\n\
+                 scheduler = \"rr\"\n{locals}",
+                case.vip()
             ));
             for rs in case.rs_addrs() {
                 c.push_str(&format!(
@@ -279,11 +378,16 @@ struct Server {
 /// programs, then the namespaces, files and the DPDK prefix.
 struct Rig {
     vsd: Vsd,
+    workers: usize,
     servers: Vec<Server>,
-    decaps: Vec<(Proc, PathBuf)>,
+    /// Decapsulation helpers: (outer family, helper, its log of outer
+    /// sources).
+    decaps: Vec<(u8, Proc, PathBuf)>,
     _rs6: Vec<Ns>,
     rs4: Vec<Ns>,
     client: Ns,
+    /// The IPv4 client of the IPv4-in-IPv6 service, on the server network.
+    client4: Ns,
     _switch: Ns,
     dir: TempDir,
     big_sha256: String,
@@ -341,7 +445,7 @@ fn add6(ns: &Ns, cidr: &str, dev: &str) {
 }
 
 impl Rig {
-    fn start() -> Rig {
+    fn start(workers: usize) -> Rig {
         let dir = TempDir::new("vsd-e2e6-");
         let big = dir.path.join("big.bin");
         write_random_file(&big, BIG_FILE_BYTES, 0x5eed_0000_0000_0061);
@@ -353,7 +457,7 @@ impl Rig {
         let lan_tap = unique("v6l");
         let srv_tap = unique("v6s");
         let prefix = DpdkPrefix::new("vsd6e");
-        let vsd = Vsd::start(&vsd_config(&lan_tap, &srv_tap, &prefix.name));
+        let vsd = Vsd::start(&vsd_config(&lan_tap, &srv_tap, &prefix.name, workers));
 
         // the client: IPv6 only
         let client = Ns::new("v6c");
@@ -384,6 +488,13 @@ impl Rig {
         no_offloads(&switch, &srv_tap, false);
         bridge_veth(&switch, "pc", &client, "eth1", "02:00:00:00:02:03");
         add6(&client, &format!("{CLIENT_SRV6}/64"), "eth1");
+        // the IPv4 client: IPv4 only, routed to the IPv4 VIP through vsd
+        let client4 = Ns::new("v4c");
+        client4.sysctl("net.ipv4.conf.all.rp_filter=0");
+        client4.sysctl("net.ipv4.conf.default.rp_filter=0");
+        bridge_veth(&switch, "pd", &client4, "eth0", "02:00:00:00:02:04");
+        client4.ip(&["addr", "add", &format!("{CLIENT4}/24"), "dev", "eth0"]);
+        client4.ip(&["route", "add", &format!("{VIP4}/32"), "via", SRV_DIP4]);
 
         let mut servers = Vec::new();
         let mut decaps = Vec::new();
@@ -394,10 +505,19 @@ impl Rig {
             bridge_veth(&switch, &format!("p{}", i + 1), &ns, "eth0", RS6_MAC[i]);
             add6(&ns, &format!("{addr}/64"), "eth0");
             add6(&ns, &format!("{VIP6}/128"), "lo");
+            add6(&ns, &format!("{VIP6_6IN4}/128"), "lo");
+            // IPv6-in-IPv4 ends on the IPv4 address; IPv4-in-IPv6 carries
+            // packets for the IPv4 VIP, answered on-link to the IPv4 client
+            ns.sysctl("net.ipv4.conf.all.rp_filter=0");
+            ns.sysctl("net.ipv4.conf.default.rp_filter=0");
+            ns.ip(&["addr", "add", &format!("{}/24", RS6_V4[i]), "dev", "eth0"]);
+            ns.ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "lo"]);
             // NAT replies go back through vsd; DR and TUN replies (from
-            // the VIP) straight to the client's second leg
+            // the VIPs) straight to the client's second leg
             ns.ip(&["-6", "route", "add", "2001:2::/64", "via", SRV_DIP6]);
-            ns.ip(&["-6", "rule", "add", "from", VIP6, "lookup", VIP_TABLE]);
+            for vip in [VIP6, VIP6_6IN4] {
+                ns.ip(&["-6", "rule", "add", "from", vip, "lookup", VIP_TABLE]);
+            }
             ns.ip(&[
                 "-6",
                 "route",
@@ -410,35 +530,40 @@ impl Rig {
                 "table",
                 VIP_TABLE,
             ]);
-            let rules = "table inet vsdtest6 {\n chain input {\n  type filter hook input priority 0; policy accept;\n  meta nfproto ipv6 meta l4proto 41 counter drop\n }\n}\n";
+            // the kernel here has no tunnel modules: it must not answer
+            // tunnelled packets (the helpers decapsulate them)
+            let rules = "table inet vsdtest6 {\n chain input {\n  type filter hook input priority 0; policy accept;\n  meta l4proto { 4, 41 } counter drop\n }\n}\n";
             let nft = dir.path.join(format!("rs{}.nft", i + 1));
             std::fs::write(&nft, rules).expect("nft rules");
             ns.run("nft", &["-f", &nft.display().to_string()]);
-            let ready = dir.path.join(format!("rs{}.decap.ready", i + 1));
-            let log = dir.path.join(format!("rs{}.outer", i + 1));
-            let mut p = Proc::spawn(
-                Some(&ns),
-                &format!("rs{}-decap", i + 1),
-                &dir.path,
-                python3(),
-                &[
-                    &helper("ipip_decap.py"),
-                    "--iface",
-                    "eth0",
-                    "--addr",
-                    addr,
-                    "--tun",
-                    "tun6",
-                    "--log",
-                    &log.display().to_string(),
-                    "--ready",
-                    &ready.display().to_string(),
-                ],
-            );
-            p.wait_ready(&ready, Duration::from_secs(20));
-            decaps.push((p, log));
-            for case in [Case::Nat, Case::Dr, Case::Tun, Case::FullNat] {
-                servers.push(spawn_server(&ns, &dir.path, case, i, 6));
+            for (family, outer) in [(6u8, *addr), (4, RS6_V4[i])] {
+                let name = format!("rs{}-decap{family}", i + 1);
+                let ready = dir.path.join(format!("{name}.ready"));
+                let log = dir.path.join(format!("{name}.outer"));
+                let mut p = Proc::spawn(
+                    Some(&ns),
+                    &name,
+                    &dir.path,
+                    python3(),
+                    &[
+                        &helper("ipip_decap.py"),
+                        "--iface",
+                        "eth0",
+                        "--addr",
+                        outer,
+                        "--tun",
+                        &format!("tun{family}"),
+                        "--log",
+                        &log.display().to_string(),
+                        "--ready",
+                        &ready.display().to_string(),
+                    ],
+                );
+                p.wait_ready(&ready, Duration::from_secs(20));
+                decaps.push((family, p, log));
+            }
+            for case in CASES.into_iter().filter(|c| *c != Case::Nat64) {
+                servers.push(spawn_server(&ns, &dir.path, case, i, case.rs_family()));
             }
             rs6.push(ns);
         }
@@ -459,11 +584,13 @@ impl Rig {
         }
         Rig {
             vsd,
+            workers,
             servers,
             decaps,
             _rs6: rs6,
             rs4,
             client,
+            client4,
             _switch: switch,
             dir,
             big_sha256,
@@ -473,8 +600,20 @@ impl Rig {
         }
     }
 
-    fn client_run(&self, secs: u32, program: &str, args: &[&str]) -> std::process::Output {
-        run_in(&self.client, secs, program, args)
+    /// Run a client program for `case` (bounded by `secs`).
+    fn client_run(
+        &self,
+        case: Case,
+        secs: u32,
+        program: &str,
+        args: &[&str],
+    ) -> std::process::Output {
+        let ns = if case.v4_client() {
+            &self.client4
+        } else {
+            &self.client
+        };
+        run_in(ns, secs, program, args)
     }
 
     /// `vsadm ARGS`, which must succeed; its stdout.
@@ -498,7 +637,7 @@ impl Rig {
                 s.proc.log_text()
             );
         }
-        for (d, _) in &mut self.decaps {
+        for (_, d, _) in &mut self.decaps {
             assert!(d.alive(), "{} died:\n{}", d.name, d.log_text());
         }
     }
@@ -557,7 +696,7 @@ struct StatsRow {
     out_bytes: u64,
 }
 
-/// Services ("TCP [2001:2::64]:80") of a `-Ln --stats` listing, each with
+/// Services ("TCP [2001:2::64]:80", "FWM 6 IPv6") of a `-Ln --stats` listing, each with
 /// its total and its real servers' rows ("[2001:2:1::11]:8080" -> row).
 fn parse_stats(listing: &str) -> BTreeMap<String, (StatsRow, BTreeMap<String, StatsRow>)> {
     fn largenum(s: &str) -> Option<u64> {
@@ -590,6 +729,13 @@ fn parse_stats(listing: &str) -> BTreeMap<String, (StatsRow, BTreeMap<String, St
             [proto @ ("TCP" | "UDP"), addr, rest @ ..] => {
                 if let Some(total) = row(rest) {
                     let key = format!("{proto} {addr}");
+                    out.insert(key.clone(), (total, BTreeMap::new()));
+                    current = Some(key);
+                }
+            }
+            ["FWM", mark, "IPv6", rest @ ..] => {
+                if let Some(total) = row(rest) {
+                    let key = format!("FWM {mark} IPv6");
                     out.insert(key.clone(), (total, BTreeMap::new()));
                     current = Some(key);
                 }
@@ -646,21 +792,42 @@ fn count_lines(s: &str) -> BTreeMap<String, usize> {
     counts
 }
 
-fn assert_split(case: Case, what: &str, counts: &BTreeMap<String, usize>, n: usize) {
-    let want: BTreeMap<String, usize> = [("rs1".to_string(), n / 2), ("rs2".to_string(), n / 2)]
-        .into_iter()
-        .collect();
+/// rr over the two servers: exactly half each with one worker; with
+/// several, each worker alternates on its own, so the counts differ by at
+/// most the number of workers.
+fn assert_split(
+    case: Case,
+    what: &str,
+    counts: &BTreeMap<String, usize>,
+    n: usize,
+    workers: usize,
+) {
+    let rs1 = counts.get("rs1").copied().unwrap_or(0);
+    let rs2 = counts.get("rs2").copied().unwrap_or(0);
     assert_eq!(
-        counts, &want,
-        "{case:?}: {what}: rr over two servers with one worker"
+        (rs1 + rs2, counts.len()),
+        (n, 2),
+        "{case:?}: {what}: answers {counts:?}"
     );
+    if workers == 1 {
+        assert_eq!(
+            (rs1, rs2),
+            (n / 2, n / 2),
+            "{case:?}: {what}: rr alternates"
+        );
+    } else {
+        assert!(
+            rs1.abs_diff(rs2) <= workers,
+            "{case:?}: {what}: rr spread {counts:?} with {workers} workers"
+        );
+    }
 }
 
 /// 100 requests, each on a new connection, in one curl run.
 fn sequential(rig: &Rig, case: Case) -> BTreeMap<String, usize> {
     let url = case.url("id");
     let mut args: Vec<&str> = vec![
-        "-6",
+        case.curl_family(),
         "-g",
         "-sS",
         "--fail",
@@ -675,7 +842,7 @@ fn sequential(rig: &Rig, case: Case) -> BTreeMap<String, usize> {
     for _ in 0..SEQUENTIAL {
         args.push(&url);
     }
-    let out = rig.client_run(240, "curl", &args);
+    let out = rig.client_run(case, 240, "curl", &args);
     let body = String::from_utf8_lossy(&out.stdout).into_owned();
     let counts = count_lines(&body);
     assert!(
@@ -692,10 +859,11 @@ fn download(rig: &Rig, case: Case) {
     let path = dst.display().to_string();
     let url = case.url("big.bin");
     let out = rig.client_run(
+        case,
         200,
         "curl",
         &[
-            "-6",
+            case.curl_family(),
             "-g",
             "-sS",
             "--fail",
@@ -724,10 +892,11 @@ fn upload(rig: &Rig, case: Case) -> String {
     let data = format!("@{}", rig.upload.display());
     let url = case.url("upload");
     let out = rig.client_run(
+        case,
         150,
         "curl",
         &[
-            "-6",
+            case.curl_family(),
             "-g",
             "-sS",
             "--fail",
@@ -756,7 +925,12 @@ fn upload(rig: &Rig, case: Case) -> String {
 fn ab(rig: &Rig, case: Case) -> String {
     let url = case.url("id");
     let (n, c) = (AB_REQUESTS.to_string(), AB_CONCURRENCY.to_string());
-    let out = rig.client_run(300, "ab", &["-q", "-n", &n, "-c", &c, "-s", "30", &url]);
+    let out = rig.client_run(
+        case,
+        300,
+        "ab",
+        &["-q", "-n", &n, "-c", &c, "-s", "30", &url],
+    );
     let report = text(&out);
     let field = |name: &str| -> Option<u64> {
         report
@@ -792,11 +966,12 @@ fn udp(rig: &Rig, case: Case) -> BTreeMap<String, usize> {
     let count = UDP_QUERIES.to_string();
     let first = (50000 + 100 * case.index()).to_string();
     let out = rig.client_run(
+        case,
         60,
         python3(),
         &[
             &helper("udp_client.py"),
-            VIP6,
+            case.vip(),
             &port,
             "--count",
             &count,
@@ -825,9 +1000,17 @@ fn peers(s: &Server) -> Vec<(String, String)> {
 fn run_case(rig: &mut Rig, case: Case) {
     let t = Instant::now();
     let seq = sequential(rig, case);
-    assert_split(case, "sequential HTTP", &seq, SEQUENTIAL);
-    let tcp_key = format!("TCP [{VIP6}]:{}", case.vport());
-    assert_conns(rig, case, &tcp_key, case.rport(), &seq);
+    assert_split(case, "sequential HTTP", &seq, SEQUENTIAL, rig.workers);
+    // a fwmark service is one row for both protocols, its servers port 0
+    let (tcp_key, listed_rport) = if case == Case::Fwmark6 {
+        (format!("FWM {MARK6} IPv6"), 0)
+    } else {
+        (
+            format!("TCP {}:{}", case.vip_shown(), case.vport()),
+            case.rport(),
+        )
+    };
+    assert_conns(rig, case, &tcp_key, listed_rport, &seq);
     eprintln!(
         "{case:?}: {SEQUENTIAL} sequential requests {seq:?} ({:?})",
         t.elapsed()
@@ -851,18 +1034,33 @@ fn run_case(rig: &mut Rig, case: Case) {
     );
 
     let answers = udp(rig, case);
-    assert_split(case, "UDP", &answers, UDP_QUERIES);
-    let udp_key = format!("UDP [{VIP6}]:{}", case.udp_vport());
-    let row = assert_conns(rig, case, &udp_key, case.udp_rport(), &answers);
+    assert_split(case, "UDP", &answers, UDP_QUERIES, rig.workers);
     eprintln!("{case:?}: {UDP_QUERIES} UDP queries {answers:?}");
-    // IPv6 + UDP headers and "query-N"; the answers say "rsN query-N"
+    if case != Case::Fwmark6 {
+        udp_stats(rig, case, &answers);
+    }
+    let tcp = &parse_stats(&rig.vsadm_ok(&["-Ln", "--stats"]))[&tcp_key].0;
+    if !case.replies_through_vsd() {
+        assert_eq!(tcp.out_pkts, 0, "{case:?}: DR/TUN out");
+    } else {
+        assert!(tcp.out_bytes >= BIG_FILE_BYTES as u64, "{case:?}: {tcp:?}");
+    }
+    assert!(tcp.in_bytes >= UPLOAD_BYTES as u64, "{case:?}: {tcp:?}");
+    after_traffic(rig, case);
+}
+
+/// The UDP service's connections per server and its exact counters.
+fn udp_stats(rig: &Rig, case: Case, answers: &BTreeMap<String, usize>) {
+    let udp_key = format!("UDP {}:{}", case.vip_shown(), case.udp_vport());
+    let row = assert_conns(rig, case, &udp_key, case.udp_rport(), answers);
+    // IP + UDP headers and "query-N"; the answers say "rsN query-N"
     let n = UDP_QUERIES as u64;
+    let client_ip_header = if case.v4_client() { 20 } else { 40 };
     assert_eq!(
         (row.in_pkts, row.in_bytes),
-        (n, n * (40 + 8 + 7)),
+        (n, n * (client_ip_header + 8 + 7)),
         "{case:?}: UDP in"
     );
-    let tcp = &parse_stats(&rig.vsadm_ok(&["-Ln", "--stats"]))[&tcp_key].0;
     if case.replies_through_vsd() {
         // counted as received, as IPVS does (ip_vs_out_stats before the
         // rewrite): NAT64's answers as the IPv4 packets of its servers
@@ -872,23 +1070,30 @@ fn run_case(rig: &mut Rig, case: Case) {
             (n, n * (ip_header + 8 + 11)),
             "{case:?}: UDP out"
         );
-        assert!(tcp.out_bytes >= BIG_FILE_BYTES as u64, "{case:?}: {tcp:?}");
     } else {
-        assert_eq!((row.out_pkts, tcp.out_pkts), (0, 0), "{case:?}: DR/TUN out");
+        assert_eq!(row.out_pkts, 0, "{case:?}: DR/TUN out");
     }
-    assert!(tcp.in_bytes >= UPLOAD_BYTES as u64, "{case:?}: {tcp:?}");
+}
 
+/// What the connection listing, the real servers, the tunnels and the
+/// client show after the traffic.
+fn after_traffic(rig: &Rig, case: Case) {
     // the method's connections, in ipvsadm's IPv6 forms (checked now:
     // TIME_WAIT ends after 120 s)
     let conns = rig.vsadm_ok(&["-Lnc"]);
-    let virt = format!("[{VIP6}]:{}", case.vport());
-    let real = case.rs_endpoint(0, case.rport());
+    let client = if case.v4_client() {
+        format!(" {CLIENT4}:")
+    } else {
+        format!(" [{CLIENT6}]:")
+    };
+    let virt = format!(" {}:{} ", case.vip_shown(), case.vport());
+    let real = format!(" {}", case.rs_endpoint(0, case.rport()));
     let row = conns
         .lines()
-        .find(|l| l.contains(&format!("[{CLIENT6}]:")) && l.contains(&virt) && l.contains(&real));
+        .find(|l| l.contains(&client) && l.contains(&virt) && l.ends_with(&real));
     assert!(
         row.is_some(),
-        "{case:?}: vsadm -Lnc has no connection {CLIENT6} -> {virt} -> {real}:\n{}",
+        "{case:?}: vsadm -Lnc has no connection{client}..{virt}..{real}:\n{}",
         conns.lines().take(40).collect::<Vec<_>>().join("\n")
     );
     eprintln!("{case:?}: vsadm -Lnc: {}", row.unwrap_or_default());
@@ -908,24 +1113,37 @@ fn run_case(rig: &mut Rig, case: Case) {
             case.peer()
         );
     }
-    match case {
-        Case::Tun => {
-            for (i, (_, log)) in rig.decaps.iter().enumerate() {
+    if case.tunnels() {
+        // the tunnels: IPv6 outer headers from the director's IPv6
+        // address, IPv4 ones from its IPv4 address
+        let (outer_family, outer_src, mtu) = match case {
+            Case::Tun6in4 => (4, SRV_DIP4, 1480),
+            _ => (6, SRV_DIP6, 1460),
+        };
+        for (family, d, log) in &rig.decaps {
+            if *family == outer_family {
                 let outer = std::fs::read_to_string(log).unwrap_or_default();
                 assert_eq!(
                     outer,
-                    format!("outer {SRV_DIP6}\n"),
-                    "{case:?}: rs{}: outer sources of the tunnelled packets",
-                    i + 1
+                    format!("outer {outer_src}\n"),
+                    "{case:?}: {}: outer sources of the tunnelled packets",
+                    d.name
                 );
             }
-            // the upload taught the client the tunnel's path MTU
-            let route = text(&rig.client.ip(&["-6", "route", "get", VIP6]));
-            assert!(
-                route.contains("mtu 1460"),
-                "{case:?}: the client's route to the VIP lacks the tunnel's path MTU: {route:?}"
-            );
         }
+        // the upload taught the client the tunnel's path MTU (vsd's
+        // Packet Too Big / fragmentation needed)
+        let route = if case.v4_client() {
+            text(&rig.client4.ip(&["route", "get", VIP4]))
+        } else {
+            text(&rig.client.ip(&["-6", "route", "get", case.vip()]))
+        };
+        assert!(
+            route.contains(&format!("mtu {mtu}")),
+            "{case:?}: the client's route to the VIP lacks the tunnel's path MTU {mtu}: {route:?}"
+        );
+    }
+    match case {
         Case::Dr => {
             // the VIP is the director's on the client's link, never a
             // real server's (they have it on lo and answer no solicitation)
@@ -948,17 +1166,35 @@ fn run_case(rig: &mut Rig, case: Case) {
     }
 }
 
+/// One test at a time: vsd's workers poll, and the machine has 2 CPUs.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn ipv6_every_method_and_nat64_through_one_vip() {
+    every_method(1);
+}
+
+#[test]
+fn ipv6_every_method_and_nat64_four_workers_on_two_cpus() {
+    every_method(4);
+}
+
+fn every_method(workers: usize) {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !prerequisites() {
         return;
     }
     let started = Instant::now();
-    let mut rig = Rig::start();
+    let mut rig = Rig::start(workers);
     eprintln!("topology up ({:?})", started.elapsed());
 
     // the client reaches vsd's IPv6 VIP (neighbor discovery and echo)
-    let ping = rig.client_run(20, "ping", &["-6", "-c", "2", "-i", "0.2", "-W", "3", VIP6]);
+    let ping = rig.client_run(
+        Case::Nat,
+        20,
+        "ping",
+        &["-6", "-c", "2", "-i", "0.2", "-W", "3", VIP6],
+    );
     assert!(ping.status.success(), "ping -6 {VIP6}: {}", text(&ping));
 
     // NAT made live through the control socket, in ipvsadm's IPv6 forms
@@ -973,6 +1209,27 @@ fn ipv6_every_method_and_nat64_through_one_vip() {
             rig.vsadm_ok(&["-a", flag, &svc, "-r", &format!("[{rs}]:{rport}"), "-m"]);
         }
     }
+    // an IPv6 fwmark service, its packets marked by IPv6 rules
+    let fw = Case::Fwmark6;
+    for (proto, port) in [("tcp", fw.vport()), ("udp", fw.udp_vport())] {
+        let dst = format!("{VIP6}/128");
+        let port = port.to_string();
+        rig.vsadm_ok(&[
+            "--add-mark",
+            "--dst",
+            &dst,
+            "--proto",
+            proto,
+            "--dport",
+            &port,
+            "--set-mark",
+            MARK6,
+        ]);
+    }
+    rig.vsadm_ok(&["-A", "-f", MARK6, "-6", "-s", "rr"]);
+    for rs in RS6 {
+        rig.vsadm_ok(&["-a", "-f", MARK6, "-6", "-r", rs, "-g"]);
+    }
     let listing = rig.vsadm_ok(&["-Ln"]);
     for want in [
         format!("TCP  [{VIP6}]:80 rr"),
@@ -981,6 +1238,12 @@ fn ipv6_every_method_and_nat64_through_one_vip() {
         format!("-> [{}]:9080", RS6[1]),
         format!("TCP  [{VIP6}]:84 rr"),
         format!("-> {}:8084", RS4[0]),
+        format!("TCP  [{VIP6_6IN4}]:85 rr"),
+        format!("-> {}:85", RS6_V4[0]),
+        format!("TCP  {VIP4}:86 rr"),
+        format!("-> [{}]:86", RS6[1]),
+        format!("FWM  {MARK6} IPv6 rr"),
+        format!("-> [{}]:0", RS6[0]),
     ] {
         assert!(
             listing.contains(&want),
@@ -1031,6 +1294,12 @@ fn ipv6_every_method_and_nat64_through_one_vip() {
         rig.vsd.event("nd_adverts_out") > 0,
         "vsd advertised nothing"
     );
+    if workers > 1 {
+        assert!(
+            rig.vsd.event("steered_in") > 0,
+            "with {workers} workers no packet was steered to its owner"
+        );
+    }
     eprintln!(
         "vsadm --counters:\n{}",
         text(&rig.vsd.vsadm(&["--counters"]))

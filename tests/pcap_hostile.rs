@@ -429,13 +429,14 @@ method = "fullnat"
 }
 
 #[test]
-fn ipv6_fwmark_services_are_refused_by_check_and_at_start() {
+fn ipv6_local_addresses_of_ipv4_services_are_refused_by_check_and_at_start() {
     let dir = std::env::temp_dir().join(unique("vsd-refuse-"));
     std::fs::create_dir_all(&dir).unwrap();
     let prefix = unique("vsdr");
     let text = config(&dir, &prefix, "")
-        + "\n[[service]]\nfwmark = 3\nfamily = \"inet6\"\n\
-           [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"dr\"\n";
+        + "\n[[service]]\nproto = \"tcp\"\nvip = \"198.18.0.100\"\nport = 81\n\
+           local_addresses = [\"2001:db8::5\"]\n\
+           [[service.real_server]]\naddress = \"198.18.1.11\"\nmethod = \"nat\"\n";
     let text = text.replace("{dir}", &dir.display().to_string());
     let path = dir.join("v6.toml");
     std::fs::write(&path, text).unwrap();
@@ -447,7 +448,7 @@ fn ipv6_fwmark_services_are_refused_by_check_and_at_start() {
     let err = String::from_utf8_lossy(&check.stderr).into_owned();
     assert_eq!(check.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("IPv6 firewall-mark services are not supported yet"),
+        err.contains("an IPv6 local address is never used by an IPv4 service"),
         "{err}"
     );
     let start = std::process::Command::new(vsd)
@@ -457,7 +458,7 @@ fn ipv6_fwmark_services_are_refused_by_check_and_at_start() {
     let err = String::from_utf8_lossy(&start.stderr).into_owned();
     assert_eq!(start.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("IPv6 firewall-mark services are not supported yet"),
+        err.contains("an IPv6 local address is never used by an IPv4 service"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);

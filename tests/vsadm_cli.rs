@@ -262,8 +262,8 @@ fn unsupported_features_are_refused_not_stored() {
         assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
     };
     refused(
-        &["-A", "-f", "3", "-6"],
-        "IPv6 firewall-mark services are not supported yet",
+        &["-A", "-u", "198.18.0.100:53", "--synproxy"],
+        "synproxy is only for IPv4 TCP virtual services",
     );
     refused(
         &[
@@ -294,7 +294,7 @@ fn unsupported_features_are_refused_not_stored() {
     // nothing was stored
     assert_eq!(stdout(&d.vsadm(&["-S", "-n"])), "");
     assert_eq!(stdout(&d.vsadm(&["-L", "--daemon"])), "");
-    let o = vsadm_at(&d.path, &["-R"], Some("-A -f 3 -6 -s rr\n"));
+    let o = vsadm_at(&d.path, &["-R"], Some("-A -u 198.18.0.100:53 --synproxy\n"));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(stdout(&d.vsadm(&["-S", "-n"])), "");
 }

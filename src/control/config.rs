@@ -2350,7 +2350,7 @@ fn build_mark(
     let k = |key: &str| format!("mark[{i}].{key}");
     let dst = match &raw.dst {
         Some(d) => MarkRule::parse_dst(d.get_ref()).map_err(|e| ctx.err(d.span(), k("dst"), e))?,
-        None => (std::net::Ipv4Addr::UNSPECIFIED, 0),
+        None => (IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0),
     };
     let proto = match &raw.proto {
         Some(p) => {

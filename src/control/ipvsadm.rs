@@ -1286,7 +1286,7 @@ struct Builder {
     sync_peers: Vec<IpAddr>,
     tun_type_unsupported: Option<String>,
     laddr: Option<IpAddr>,
-    mark_dst: Option<(Ipv4Addr, u8)>,
+    mark_dst: Option<(IpAddr, u8)>,
     mark_proto: Option<u8>,
     mark_dport: Option<(u16, u16)>,
     set_mark: Option<u32>,
@@ -1832,7 +1832,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
         Cmd::GetLaddr => Command::GetLocalAddrs(b.service_key()),
         Cmd::AddMark | Cmd::DelMark => {
             let rule = MarkRule::new(
-                b.mark_dst.unwrap_or((Ipv4Addr::UNSPECIFIED, 0)),
+                b.mark_dst.unwrap_or((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)),
                 b.mark_proto,
                 b.mark_dport,
                 b.set_mark

@@ -477,6 +477,7 @@ impl ControlState {
         match cmd {
             Command::AddService(s) => {
                 unsupported::check_service(&s.key)?;
+                unsupported::check_service_while_syncing(&s.key, !self.sync.is_empty())?;
                 self.table
                     .add_service(s.key, s.config.clone())
                     .map_err(err)?;
@@ -565,6 +566,7 @@ impl ControlState {
             }
             Command::StartDaemon(spec) => {
                 let spec = super::syncd::resolve(spec)?;
+                unsupported::check_sync_daemon(self.table.service_keys())?;
                 if let Some((key, addr)) = self.mixed_family_server() {
                     return Err(format!(
                         "a sync daemon cannot run while service {key} has real server {addr} \
@@ -850,6 +852,8 @@ impl ControlState {
         }
         for (s, key) in cfg.services.iter().zip(&wanted) {
             unsupported::check_service(key).map_err(|e| ctx(key, e))?;
+            unsupported::check_service_while_syncing(key, !self.sync.is_empty())
+                .map_err(|e| ctx(key, e))?;
             for r in &s.real_servers {
                 unsupported::check_server(key.af(), r.address).map_err(|e| ctx(key, e))?;
                 self.check_sync_family(key, r.address)
@@ -1620,10 +1624,11 @@ address = "198.18.1.21"
             "-a -t [2001:db8::100]:80 -r 198.18.1.11:8080 --fullnat",
         );
         ok(&mut s, "--add-laddr -z 198.18.1.200 -t [2001:db8::100]:80");
-        let e = run(&mut s, "-A -f 9 -6 -s lc").unwrap_err();
-        assert!(
-            e.contains("IPv6 firewall-mark services are not supported yet"),
-            "{e}"
+        ok(&mut s, "-A -f 9 -6 -s lc");
+        ok(&mut s, "-a -f 9 -6 -r 2001:db8::20 -g");
+        ok(
+            &mut s,
+            "--add-mark --dst 2001:db8::100 --proto tcp --set-mark 9",
         );
         ok(&mut s, "-A -t 198.18.0.100:80 -s rr");
         // IPv6-in-IPv4 and IPv4-in-IPv6 tunnels; other mixes stay the
@@ -1643,10 +1648,11 @@ address = "198.18.1.21"
         let mut r = ControlState::default();
         r.restore(&saved).unwrap();
         assert_eq!(r.save_text(), saved);
-        assert!(r
-            .restore("-A -f 4 -6 -s rr\n")
-            .unwrap_err()
-            .starts_with("line 1: IPv6 firewall-mark services"));
+        assert!(saved.contains("-A -f 9 -6 -s lc\n"), "{saved}");
+        assert!(
+            saved.contains("--add-mark --dst 2001:db8::100/128 --proto tcp --set-mark 9\n"),
+            "{saved}"
+        );
         let v6 = "[[service]]\nproto = \"tcp\"\nvip = \"2001:db8::100\"\nport = 80\n\
                   [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"nat\"\n";
         let c = ControlState::from_config(&config(v6)).unwrap();
@@ -1655,8 +1661,34 @@ address = "198.18.1.21"
             .contains("-a -t [2001:db8::100]:80 -r [2001:db8::11]:80 -m"));
         let fwm6 = "[[service]]\nfwmark = 3\nfamily = \"inet6\"\n\
                     [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"dr\"\n";
-        let e = ControlState::from_config(&config(fwm6)).unwrap_err();
-        assert!(e.contains("IPv6 firewall-mark services"), "{e}");
+        let c = ControlState::from_config(&config(fwm6)).unwrap();
+        assert!(c.save_text().contains("-A -f 3 -6"), "{}", c.save_text());
+    }
+
+    #[test]
+    fn ipv6_services_and_sync_daemons_exclude_each_other() {
+        let mut s = ControlState::default();
+        ok(&mut s, "-A -t [2001:db8::100]:80 -s rr");
+        let e = run(&mut s, "--start-daemon master --mcast-interface lo").unwrap_err();
+        assert!(
+            e.starts_with("a sync daemon cannot run while IPv6 service TCP [2001:db8::100]:80"),
+            "{e}"
+        );
+        ok(&mut s, "-D -t [2001:db8::100]:80");
+        ok(&mut s, "--start-daemon master --mcast-interface lo");
+        let e = run(&mut s, "-A -u [2001:db8::100]:53").unwrap_err();
+        assert!(
+            e.starts_with("IPv6 service UDP [2001:db8::100]:53 cannot be added"),
+            "{e}"
+        );
+        let v6 = "[[service]]\nproto = \"tcp\"\nvip = \"2001:db8::100\"\nport = 80\n\
+                  [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"nat\"\n";
+        let e = s.reload(&config(v6)).unwrap_err();
+        assert!(
+            e.contains("cannot be added while a sync daemon runs"),
+            "{e}"
+        );
+        ok(&mut s, "-A -t 198.18.0.100:80 -s rr");
     }
 
     #[test]

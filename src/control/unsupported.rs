@@ -5,9 +5,9 @@
 //! these rules and refuses, with a message that says why, what the data
 //! plane would otherwise silently ignore:
 //!
-//! - IPv6 firewall-mark services (`-f MARK -6`): vsd's mark rules
-//!   ([`crate::lb::mark`]) classify IPv4 packets only, so no IPv6 packet
-//!   would ever carry the mark.
+//! - IPv6 services together with a connection sync daemon (either order):
+//!   the workers hand the sync daemon IPv4 connections only, so IPv6 ones
+//!   would silently never reach the backup.
 //! - IPv6 `[[vip]]` entries that `follow` a kernel interface: the VIP
 //!   watch hands the workers IPv4 addresses only (an IPv6 one would be
 //!   served always, whatever the interface says). Refused when the
@@ -55,19 +55,33 @@ pub fn check_service(key: &ServiceKey) -> Result<(), String> {
             "IPv6 services are not supported yet (vsd forwards IPv4 only): {key} refused"
         ));
     }
-    if let ServiceKey::Fwmark {
-        af: AddrFamily::Inet6,
-        ..
-    } = key
-    {
-        if !test_override::ipv6_allowed() {
-            return Err(format!(
-                "IPv6 firewall-mark services are not supported yet (vsd's mark rules \
-                 classify IPv4 packets only): {key} refused"
-            ));
-        }
+    Ok(())
+}
+
+/// Refuse IPv6 service `key` while a sync daemon runs (`syncing`): vsd
+/// syncs IPv4 connections only.
+pub fn check_service_while_syncing(key: &ServiceKey, syncing: bool) -> Result<(), String> {
+    if syncing && key.af() == AddrFamily::Inet6 && !test_override::ipv6_allowed() {
+        return Err(format!(
+            "IPv6 service {key} cannot be added while a sync daemon runs \
+             (vsd syncs IPv4 connections only)"
+        ));
     }
     Ok(())
+}
+
+/// Refuse starting a sync daemon while one of `services` is IPv6.
+pub fn check_sync_daemon(services: impl IntoIterator<Item = ServiceKey>) -> Result<(), String> {
+    if test_override::ipv6_allowed() {
+        return Ok(());
+    }
+    match services.into_iter().find(|k| k.af() == AddrFamily::Inet6) {
+        Some(key) => Err(format!(
+            "a sync daemon cannot run while IPv6 service {key} exists \
+             (vsd syncs IPv4 connections only)"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Refuse a real server vsd cannot forward to: an IPv6 one, or one of the
@@ -187,13 +201,8 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_fwmark_services_followed_ipv6_vips_and_nat46_local_addresses_are_refused() {
-        assert_eq!(
-            check_service(&ServiceKey::fwmark(3, AddrFamily::Inet6)).unwrap_err(),
-            "IPv6 firewall-mark services are not supported yet (vsd's mark rules classify \
-             IPv4 packets only): FWM 3 IPv6 refused"
-        );
-        assert!(check_service(&ServiceKey::fwmark(3, AddrFamily::Inet)).is_ok());
+    fn followed_ipv6_vips_and_nat46_local_addresses_are_refused() {
+        assert!(check_service(&ServiceKey::fwmark(3, AddrFamily::Inet6)).is_ok());
         assert!(check_vip("2001:2::64".parse().unwrap(), true)
             .unwrap_err()
             .starts_with("IPv6 VIPs cannot follow a kernel interface yet"));
@@ -206,12 +215,39 @@ mod tests {
     }
 
     #[test]
-    fn the_test_override_lifts_the_fwmark_refusal_only_while_it_lives() {
+    fn ipv6_services_and_sync_daemons_exclude_each_other() {
+        let v6 = ServiceKey::Addr {
+            proto: Protocol::Udp,
+            addr: "2001:2::64".parse().unwrap(),
+            port: 53,
+        };
+        let v4 = ServiceKey::Addr {
+            proto: Protocol::Udp,
+            addr: "198.18.0.100".parse().unwrap(),
+            port: 53,
+        };
+        assert!(check_service_while_syncing(&v6, false).is_ok());
+        assert!(check_service_while_syncing(&v4, true).is_ok());
+        assert_eq!(
+            check_service_while_syncing(&v6, true).unwrap_err(),
+            "IPv6 service UDP [2001:2::64]:53 cannot be added while a sync daemon runs \
+             (vsd syncs IPv4 connections only)"
+        );
+        assert!(check_sync_daemon([v4]).is_ok());
+        assert_eq!(
+            check_sync_daemon([v4, v6]).unwrap_err(),
+            "a sync daemon cannot run while IPv6 service UDP [2001:2::64]:53 exists \
+             (vsd syncs IPv4 connections only)"
+        );
+    }
+
+    #[test]
+    fn the_test_override_lifts_the_sync_refusal_only_while_it_lives() {
         let v6 = ServiceKey::fwmark(1, AddrFamily::Inet6);
         {
             let _allow = test_override::AllowIpv6::new();
-            assert!(check_service(&v6).is_ok());
+            assert!(check_sync_daemon([v6]).is_ok());
         }
-        assert!(check_service(&v6).is_err());
+        assert!(check_sync_daemon([v6]).is_err());
     }
 }

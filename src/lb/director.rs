@@ -630,11 +630,12 @@ impl CoreLb {
         self.marks = marks;
     }
 
-    /// The firewall mark of a packet starting a connection (0: none).
+    /// The firewall mark of a packet starting a connection (0: none), of
+    /// either family.
     #[inline]
-    fn fwmark_of(&self, info: &PacketInfo) -> u32 {
+    fn fwmark_of<A: Family>(&self, info: &PacketInfo<A>) -> u32 {
         if self.fwmark_services {
-            self.marks.mark_of(info.dst, info.proto, info.dport)
+            self.marks.mark_of(info.dst.ip(), info.proto, info.dport)
         } else {
             0
         }
@@ -1219,7 +1220,7 @@ impl CoreLb {
         now_ms: u64,
     ) -> FwdVerdict {
         let vip = info.dst.ip();
-        let fwmark = A::v4(info).map_or(0, |i| self.fwmark_of(i));
+        let fwmark = self.fwmark_of(info);
         let Some(synproxied) = self
             .snap
             .find(fwmark, proto, vip, info.dport)

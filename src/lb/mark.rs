@@ -18,12 +18,18 @@
 //! so established flows and configurations without fwmark services pay
 //! nothing. The lookup is a linear scan of a small array: no allocation.
 //!
+//! Families: a rule's destination is an IPv4 or an IPv6 prefix and matches
+//! packets of its family only (iptables and ip6tables keep separate rule
+//! sets); a rule without a destination is `0.0.0.0/0`, any IPv4 packet
+//! (`--dst ::/0` marks any IPv6 packet). A mark picks the fwmark service of
+//! the packet's family (`-f MARK` or `-f MARK -6`).
+//!
 //! Failure modes: a rule that matches no fwmark service gives a mark no
 //! service has; the packet then falls back to the `-t`/`-u` service lookup,
 //! as in the kernel (`ip_vs_service_find`).
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Most rules a configuration may hold (the lookup is linear).
 pub const MAX_MARK_RULES: usize = 1024;
@@ -31,8 +37,9 @@ pub const MAX_MARK_RULES: usize = 1024;
 /// One `--set-mark` rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MarkRule {
-    /// Destination network and prefix length (`0.0.0.0/0`: any).
-    pub dst: (Ipv4Addr, u8),
+    /// Destination network and prefix length (`0.0.0.0/0`: any IPv4
+    /// packet, `::/0`: any IPv6 packet).
+    pub dst: (IpAddr, u8),
     /// IP protocol (6 TCP, 17 UDP); `None`: any.
     pub proto: Option<u8>,
     /// Destination port range, inclusive (TCP/UDP only); `None`: any.
@@ -47,16 +54,32 @@ fn mask(prefix: u8) -> u32 {
         .unwrap_or(0)
 }
 
+fn mask6(prefix: u8) -> u128 {
+    u128::MAX
+        .checked_shl(128 - u32::from(prefix.min(128)))
+        .unwrap_or(0)
+}
+
+/// The longest prefix of `a`'s family (a host route).
+pub fn host_prefix(a: IpAddr) -> u8 {
+    if a.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
 impl MarkRule {
     /// A rule; checks the prefix, the port range and the mark, and
     /// normalises the destination to its network address.
-    pub fn new(
-        dst: (Ipv4Addr, u8),
+    pub fn new<A: Into<IpAddr>>(
+        dst: (A, u8),
         proto: Option<u8>,
         dport: Option<(u16, u16)>,
         mark: u32,
     ) -> Result<Self, String> {
-        if dst.1 > 32 {
+        let dst: (IpAddr, u8) = (dst.0.into(), dst.1);
+        if dst.1 > host_prefix(dst.0) {
             return Err(format!("invalid prefix length /{}", dst.1));
         }
         if mark == 0 {
@@ -70,7 +93,10 @@ impl MarkRule {
                 return Err("a destination port needs a protocol (tcp or udp)".into());
             }
         }
-        let net = Ipv4Addr::from(u32::from(dst.0) & mask(dst.1));
+        let net = match dst.0 {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask(dst.1))),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask6(dst.1))),
+        };
         Ok(MarkRule {
             dst: (net, dst.1),
             proto,
@@ -80,30 +106,33 @@ impl MarkRule {
     }
 
     /// Whether a packet to `dst` (`proto`, destination port `dport`, 0 for
-    /// protocols without ports) matches.
+    /// protocols without ports) matches: same family, inside the prefix.
     #[inline]
-    pub fn matches(&self, dst: u32, proto: u8, dport: u16) -> bool {
-        let m = mask(self.dst.1);
-        dst & m == u32::from(self.dst.0)
+    pub fn matches(&self, dst: IpAddr, proto: u8, dport: u16) -> bool {
+        let inside = match (self.dst.0, dst) {
+            (IpAddr::V4(net), IpAddr::V4(d)) => u32::from(d) & mask(self.dst.1) == u32::from(net),
+            (IpAddr::V6(net), IpAddr::V6(d)) => {
+                u128::from(d) & mask6(self.dst.1) == u128::from(net)
+            }
+            _ => false,
+        };
+        inside
             && self.proto.is_none_or(|p| p == proto)
             && self.dport.is_none_or(|(lo, hi)| (lo..=hi).contains(&dport))
     }
 
-    /// Parses `ADDR[/LEN]`.
-    pub fn parse_dst(text: &str) -> Result<(Ipv4Addr, u8), String> {
+    /// Parses `ADDR[/LEN]`, IPv4 or IPv6.
+    pub fn parse_dst(text: &str) -> Result<(IpAddr, u8), String> {
+        let bad = || format!("invalid destination `{text}'");
         let (a, len) = match text.split_once('/') {
-            Some((a, l)) => (
-                a,
-                l.parse::<u8>()
-                    .ok()
-                    .filter(|l| *l <= 32)
-                    .ok_or_else(|| format!("invalid destination `{text}'"))?,
-            ),
-            None => (text, 32),
+            Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| bad())?)),
+            None => (text, None),
         };
-        let a: Ipv4Addr = a
-            .parse()
-            .map_err(|_| format!("invalid destination `{text}': IPv4 only"))?;
+        let a: IpAddr = a.parse().map_err(|_| bad())?;
+        let len = len.unwrap_or(host_prefix(a));
+        if len > host_prefix(a) {
+            return Err(bad());
+        }
         Ok((a, len))
     }
 
@@ -201,8 +230,8 @@ impl MarkRules {
 
     /// The mark of a packet: the first matching rule's, else 0 (no mark).
     #[inline]
-    pub fn mark_of(&self, dst: Ipv4Addr, proto: u8, dport: u16) -> u32 {
-        let dst = u32::from(dst);
+    pub fn mark_of(&self, dst: impl Into<IpAddr>, proto: u8, dport: u16) -> u32 {
+        let dst = dst.into();
         self.rules
             .iter()
             .find(|r| r.matches(dst, proto, dport))
@@ -251,14 +280,15 @@ mod tests {
     #[test]
     fn rules_check_and_normalise() {
         let r = MarkRule::new((ip("198.18.0.77"), 24), Some(6), Some((80, 80)), 5).unwrap();
-        assert_eq!(r.dst, (ip("198.18.0.0"), 24));
+        assert_eq!(r.dst, (ip("198.18.0.0").into(), 24));
         assert_eq!(
             r.to_string(),
             "--add-mark --dst 198.18.0.0/24 --proto tcp --dport 80 --set-mark 5"
         );
         let any = MarkRule::new((ip("0.0.0.0"), 0), None, None, 9).unwrap();
         assert_eq!(any.to_string(), "--add-mark --dst 0.0.0.0/0 --set-mark 9");
-        assert!(any.matches(u32::MAX, 1, 0));
+        assert!(any.matches(Ipv4Addr::BROADCAST.into(), 1, 0));
+        assert!(!any.matches(Ipv6Addr::LOCALHOST.into(), 1, 0), "IPv4 only");
         assert!(MarkRule::new((ip("1.2.3.4"), 32), None, None, 0).is_err());
         assert!(MarkRule::new((ip("1.2.3.4"), 33), None, None, 1).is_err());
         assert!(MarkRule::new((ip("1.2.3.4"), 32), Some(6), Some((9, 8)), 1).is_err());
@@ -269,16 +299,46 @@ mod tests {
         assert!(MarkRule::parse_ports("x").is_err());
         assert_eq!(
             MarkRule::parse_dst("198.18.0.1"),
-            Ok((ip("198.18.0.1"), 32))
+            Ok((ip("198.18.0.1").into(), 32))
         );
         assert_eq!(
             MarkRule::parse_dst("198.18.0.0/15"),
-            Ok((ip("198.18.0.0"), 15))
+            Ok((ip("198.18.0.0").into(), 15))
         );
-        assert!(MarkRule::parse_dst("2001:db8::1/128").is_err());
+        assert_eq!(
+            MarkRule::parse_dst("2001:db8::1"),
+            Ok(("2001:db8::1".parse().unwrap(), 128))
+        );
+        assert!(MarkRule::parse_dst("2001:db8::/129").is_err());
         assert!(MarkRule::parse_dst("198.18.0.0/40").is_err());
+        assert!(MarkRule::parse_dst("[2001:db8::1]").is_err());
         assert_eq!(MarkRule::parse_proto("udp"), Ok(17));
         assert!(MarkRule::parse_proto("sctp").is_err());
+    }
+
+    #[test]
+    fn ipv6_rules_match_ipv6_packets_only() {
+        let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let mut m = MarkRules::new();
+        let r = MarkRule::new((v6("2001:2::77"), 64), Some(6), Some((80, 81)), 6).unwrap();
+        assert_eq!(
+            r.to_string(),
+            "--add-mark --dst 2001:2::/64 --proto tcp --dport 80:81 --set-mark 6"
+        );
+        m.add(r).unwrap();
+        m.add(MarkRule::new((v6("::"), 0), None, None, 7).unwrap())
+            .unwrap();
+        m.add(MarkRule::new((ip("0.0.0.0"), 0), None, None, 4).unwrap())
+            .unwrap();
+        assert_eq!(m.mark_of(v6("2001:2::64"), 6, 81), 6);
+        assert_eq!(m.mark_of(v6("2001:2:1::64"), 6, 81), 7, "outside the /64");
+        assert_eq!(m.mark_of(v6("2001:2::64"), 17, 81), 7);
+        assert_eq!(
+            m.mark_of(ip("198.18.0.100"), 6, 81),
+            4,
+            "IPv4: the IPv4 rule"
+        );
+        assert!(MarkRule::new((v6("2001:2::"), 129), None, None, 1).is_err());
     }
 
     #[test]
@@ -372,6 +432,77 @@ mod tests {
             "port outside the rule's range"
         );
         assert_eq!(lb.conns().len(), 1);
+    }
+
+    #[test]
+    fn ipv6_fwmark_service_forwards_what_ipv6_rules_mark() {
+        use crate::lb::director::{CoreLb, CoreLbConfig, FwdVerdict};
+        use crate::lb::load::GlobalLoad;
+        use crate::lb::packet::PacketBuf;
+        use crate::lb::service::{RealServerConfig, ServiceConfig, ServiceKey, ServiceTable};
+        use crate::lb::types::{AddrFamily, FwdMethod};
+        use crate::wire::{MacAddr, PacketBuilder};
+        use std::sync::Arc;
+        let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let mut t = ServiceTable::new(16);
+        // the same mark names an IPv4 and an IPv6 service: the packet's
+        // family picks
+        for (af, rs) in [
+            (AddrFamily::Inet6, IpAddr::V6(v6("2001:2:1::11"))),
+            (AddrFamily::Inet, IpAddr::V4(ip("198.18.1.11"))),
+        ] {
+            let key = ServiceKey::fwmark(6, af);
+            t.add_service(key, ServiceConfig::with_scheduler("rr"))
+                .unwrap();
+            t.add_dest(&key, RealServerConfig::new(rs, 0, FwdMethod::Masq))
+                .unwrap();
+        }
+        let global = Arc::new(GlobalLoad::new(t.dest_capacity()));
+        let cfg = CoreLbConfig {
+            hash_seed: Some(3),
+            conn_capacity: 256,
+            ..CoreLbConfig::default()
+        };
+        let mut lb = CoreLb::new(cfg, t.snapshot(), global, None, 0).unwrap();
+        let mut m = MarkRules::new();
+        m.add(MarkRule::new((v6("2001:2::"), 64), Some(6), Some((80, 90)), 6).unwrap())
+            .unwrap();
+        lb.set_marks(Arc::new(m));
+        let syn6 = |dst: &str, dport: u16| {
+            crate::lb::packet::VecPacket::new(
+                &PacketBuilder::ethernet(MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]))
+                    .ipv6(v6("2001:2::2"), v6(dst))
+                    .ttl(64)
+                    .tcp(40000, dport, 0x02)
+                    .build(),
+            )
+        };
+        let mut p = syn6("2001:2::64", 85);
+        assert_eq!(
+            lb.process(&mut p, None, 0),
+            FwdVerdict::Forward {
+                next_hop: IpAddr::V6(v6("2001:2:1::11"))
+            }
+        );
+        // NAT to the IPv6 server (destination at 14 + 24), the port kept
+        assert_eq!(&p.data()[38..54], &v6("2001:2:1::11").octets());
+        assert_eq!(&p.data()[56..58], &85u16.to_be_bytes());
+        assert_eq!(
+            lb.process(&mut syn6("2001:2::64", 91), None, 0),
+            FwdVerdict::NotService,
+            "port outside the rule's range"
+        );
+        assert_eq!(
+            lb.process(&mut syn6("2001:2:9::64", 85), None, 0),
+            FwdVerdict::NotService,
+            "outside the rule's prefix"
+        );
+        // an IPv4 packet is not marked by the IPv6 rule
+        assert_eq!(
+            lb.process(&mut syn(40001, 85), None, 0),
+            FwdVerdict::NotService
+        );
+        assert_eq!(lb.conns6().len(), 1);
     }
 
     #[test]

@@ -10,7 +10,8 @@ so the inner packet is delivered locally and answered straight to the
 client. The kernel itself must drop protocol 4 (nftables), or it answers
 every tunnelled packet with ICMP protocol-unreachable.
 
-With an IPv6 --addr it does the same for IPv6-in-IPv6 (and IPv4-in-IPv6):
+IPv6 packets in IPv4 (protocol 41) are decapsulated the same way. With an
+IPv6 --addr it does the same for IPv6-in-IPv6 (and IPv4-in-IPv6):
 IPv6 packets of next header 41 (or 4) with no extension headers, for a
 kernel without the ip6_tunnel module (nftables must drop next header 41).
 
@@ -64,12 +65,18 @@ def inner_of(pkt, local):
     frag = struct.unpack_from("!H", pkt, 6)[0]
     if ihl < 20 or total < ihl or total > len(pkt):
         return None
-    if pkt[9] != IPPROTO_IPIP or pkt[16:20] != local:
+    if pkt[9] == IPPROTO_IPIP:
+        version, least = 4, 20
+    elif pkt[9] == IPPROTO_IPV6:  # IPv6 in IPv4
+        version, least = 6, 40
+    else:
+        return None
+    if pkt[16:20] != local:
         return None
     if frag & 0x3FFF:  # MF set or non-zero offset: no reassembly here
         return None
     inner = pkt[ihl:total]
-    if len(inner) < 20 or inner[0] >> 4 != 4:
+    if len(inner) < least or inner[0] >> 4 != version:
         return None
     return inner, socket.inet_ntoa(pkt[12:16])
 

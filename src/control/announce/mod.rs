@@ -180,17 +180,17 @@ pub fn vip_facts(services: &ServiceSnapshot, marks: &MarkRules) -> BTreeMap<IpAd
         let available = s.servers.iter().any(|r| r.weight > 0);
         let vips: Vec<IpAddr> = match s.key {
             ServiceKey::Addr { addr, .. } => vec![addr],
-            ServiceKey::Fwmark { mark, af } => {
-                if af != AddrFamily::Inet {
-                    continue;
-                }
-                marks
-                    .rules()
-                    .iter()
-                    .filter(|r| r.mark == mark && r.dst.1 == 32 && !r.dst.0.is_unspecified())
-                    .map(|r| IpAddr::V4(r.dst.0))
-                    .collect()
-            }
+            ServiceKey::Fwmark { mark, af } => marks
+                .rules()
+                .iter()
+                .filter(|r| {
+                    r.mark == mark
+                        && AddrFamily::of(r.dst.0) == af
+                        && r.dst.1 == crate::lb::mark::host_prefix(r.dst.0)
+                        && !r.dst.0.is_unspecified()
+                })
+                .map(|r| r.dst.0)
+                .collect(),
         };
         for vip in vips {
             let f = out.entry(vip).or_default();

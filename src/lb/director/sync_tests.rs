@@ -301,7 +301,7 @@ fn fwmark_director(first: usize) -> CoreLb {
     let mut rules = MarkRules::new();
     rules
         .add(MarkRule {
-            dst: (VIP, 32),
+            dst: (VIP.into(), 32),
             proto: Some(6),
             dport: Some((80, 80)),
             mark: 7,
