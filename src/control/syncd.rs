@@ -1160,6 +1160,11 @@ mod tests {
             ]);
             ip(&["link", "set", "vsync0", "up"]);
             ip(&["link", "set", "vsync1", "up"]);
+            // addrconf gives the veths their link-local addresses
+            // asynchronously; sending before that is ENETUNREACH
+            for dev in ["vsync0", "vsync1"] {
+                wait_link_local(dev);
+            }
             carries_one_record(&[
                 resolve(&spec(SyncRole::Backup, "vsync1", "ff02::51", &[])).unwrap(),
                 resolve(&spec(SyncRole::Master, "vsync0", "ff02::51", &[])).unwrap(),
@@ -1170,6 +1175,25 @@ mod tests {
                 resolve(&spec(SyncRole::Master, "lo", "ff02::51", &["::1"])).unwrap(),
             ]);
         });
+    }
+
+    /// Waits (at most 10 s) until `dev` has an IPv6 link-local address.
+    fn wait_link_local(dev: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = std::process::Command::new("ip")
+                .args(["-6", "-o", "addr", "show", "dev", dev, "scope", "link"])
+                .output()
+                .expect("ip -6 addr show");
+            if String::from_utf8_lossy(&out.stdout).contains("fe80::") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{dev} got no link-local address"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
