@@ -9,6 +9,8 @@
 //!    so the VIP is not on it and `-L --announce` says why.
 //! 2. `-a` a real server: VIP/32 appears on vip0; `-e -w 0` withdraws it,
 //!    `-w 1` brings it back; `-d` withdraws, `-a` again announces.
+//!    An IPv6 service's VIP goes on as /128 (no DAD, IPv6 switched on for
+//!    the link vsd made) and off when the service is deleted.
 //! 3. A rate-limited download through the VIP runs; `vsadm --drain`
 //!    withdraws the VIP at once, `-L --announce` shows the drain with the
 //!    connection left, a new connection during the drain is still served,
@@ -30,6 +32,7 @@ use common::*;
 use std::time::Duration;
 
 const VIP: &str = "198.18.0.100";
+const VIP6: &str = "2001:2::64";
 const RIP: &str = "198.18.0.20";
 const CLIENT: &str = "198.18.1.10";
 const DIP: &str = "198.18.0.1";
@@ -218,6 +221,27 @@ fn vips_follow_service_health_drain_and_exit() {
     expect_vip(&v, &vns, "vip0", false, "last real server removed");
     vsadm_ok(&v, &["-a", "-t", &svc, "-r", &rs, "-m"]);
     expect_vip(&v, &vns, "vip0", true, "real server back");
+    // an IPv6 VIP goes on as /128 (no DAD: announced at once) and off
+    // with its last real server
+    let svc6 = format!("[{VIP6}]:80");
+    vsadm_ok(&v, &["-A", "-t", &svc6, "-s", "rr"]);
+    vsadm_ok(&v, &["-a", "-t", &svc6, "-r", "[2001:2::20]:8080", "-m"]);
+    let vip6_on = || {
+        let out = vns.run_any("ip", &["-6", "-o", "addr", "show", "dev", "vip0"]);
+        let t = String::from_utf8_lossy(&out.stdout).into_owned();
+        t.contains(&format!("inet6 {VIP6}/128 ")) && !t.contains("tentative")
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), vip6_on),
+        "IPv6 VIP not on vip0\n{}",
+        vsadm_ok(&v, &["-L", "--announce"])
+    );
+    vsadm_ok(&v, &["-D", "-t", &svc6]);
+    assert!(
+        wait_for(Duration::from_secs(5), || !vip6_on()),
+        "IPv6 VIP still on vip0\n{}",
+        vsadm_ok(&v, &["-L", "--announce"])
+    );
     let prom = vsadm_ok(&v, &["--prometheus"]);
     assert!(
         prom.contains(&format!("vsd_vip_announced{{vip=\"{VIP}\"}} 1\n"))

@@ -11,7 +11,9 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
     NLM_F_REPLACE, NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope,
+};
 use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
@@ -173,6 +175,9 @@ impl Rtnl {
             IpAddr::V6(_) => {
                 m.header.family = AddressFamily::Inet6;
                 m.header.prefix_len = 128;
+                // no duplicate address detection: a tentative address is
+                // not exported by the routing daemon for its first second
+                m.header.flags = AddressHeaderFlags::Nodad;
             }
         }
         m.attributes.push(AddressAttribute::Address(ip));
@@ -300,6 +305,9 @@ impl IfaceAnnouncer {
                 self.name
             );
             self.created = Some(i);
+            // a link vsd made is vsd's: IPv6 on even where the namespace's
+            // default has it off (IPv6 VIPs are announced there too)
+            enable_ipv6(&self.name);
         }
         Ok(i)
     }
@@ -312,10 +320,28 @@ impl IfaceAnnouncer {
     }
 }
 
+/// `net.ipv6.conf.IFACE.disable_ipv6 = 0`; a kernel without IPv6 has no
+/// such file, and then IPv6 VIPs fail with their own error.
+fn enable_ipv6(iface: &str) {
+    let path = format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6");
+    if let Err(e) = std::fs::write(&path, "0") {
+        log::warn!("announce: enabling IPv6 on {iface} ({path}): {e}");
+    }
+}
+
 impl AnnounceKernel for IfaceAnnouncer {
     fn add(&mut self, vip: IpAddr) -> Result<(), String> {
         let i = self.index_or_create()?;
-        self.rtnl.add_host_addr(i, vip).map_err(|e| e.to_string())
+        self.rtnl
+            .add_host_addr(i, vip)
+            .map_err(|e| match e.raw_os_error() {
+                // the kernel's answer when IPv6 is off on the link
+                Some(libc::EACCES) if vip.is_ipv6() => format!(
+                    "IPv6 is disabled on {} (net.ipv6.conf.{}.disable_ipv6 = 1): {e}",
+                    self.name, self.name
+                ),
+                _ => e.to_string(),
+            })
     }
 
     fn remove(&mut self, vip: IpAddr) -> Result<(), String> {
