@@ -321,6 +321,74 @@ fn mapped_v4(info: &PacketInfo<Ipv4Addr>) -> PacketInfo<Ipv6Addr> {
     info.with_addrs(info.src.to_ipv6_mapped(), info.dst.to_ipv6_mapped())
 }
 
+/// The frames of a burst that are not IPv4, classified as IPv6 and their
+/// connections looked up together ([`ConnTable::peek_batch`]) as IPv4's
+/// are, in the burst's first pass; the second pass takes them back in the
+/// same order (every frame that is not IPv4 adds one entry and takes one,
+/// so they cannot get out of step). Kept in the core (no per-burst
+/// initialisation for IPv4 bursts); empty outside `process_burst`.
+#[derive(Default)]
+struct Burst6 {
+    infos: Vec<Result<Option<PacketInfo<Ipv6Addr>>, FwdDrop>>,
+    /// Per entry: its tuple's index in `tuples`, if TCP/UDP.
+    tuple_of: Vec<usize>,
+    tuples: Vec<Tuple<u128>>,
+    found: Vec<Option<(ConnId, Direction)>>,
+    /// The next entry the second pass takes.
+    next: usize,
+}
+
+impl Burst6 {
+    fn classify(&mut self, frame: &[u8]) {
+        let r = fwd6::classify6(frame);
+        let mut of = usize::MAX;
+        if let Ok(Some(i)) = &r {
+            if matches!(i.proto, PROTO_TCP | PROTO_UDP) {
+                of = self.tuples.len();
+                self.tuples
+                    .push(tcp_udp_tuple(i.proto, (i.src, i.sport), (i.dst, i.dport)));
+            }
+        }
+        self.infos.push(r);
+        self.tuple_of.push(of);
+    }
+
+    fn pending(&self) -> bool {
+        !self.tuples.is_empty()
+    }
+
+    fn look_up(&mut self, conns: &ConnTable6) {
+        self.found.clear();
+        self.found.resize(self.tuples.len(), None);
+        conns.peek_batch(&self.tuples, &mut self.found);
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn next(
+        &mut self,
+    ) -> Option<(
+        Result<Option<PacketInfo<Ipv6Addr>>, FwdDrop>,
+        Option<(ConnId, Direction)>,
+    )> {
+        let k = self.next;
+        let info = *self.infos.get(k)?;
+        self.next = k + 1;
+        let pre = self
+            .tuple_of
+            .get(k)
+            .and_then(|&t| self.found.get(t).copied().flatten());
+        Some((info, pre))
+    }
+
+    fn clear(&mut self) {
+        self.infos.clear();
+        self.tuple_of.clear();
+        self.tuples.clear();
+        self.found.clear();
+        self.next = 0;
+    }
+}
+
 /// Most template notes kept between two `take_new_templates` calls.
 const TEMPLATE_NOTES_MAX: usize = 1024;
 
@@ -479,6 +547,8 @@ pub struct CoreLb {
     /// The datagram of the first fragment being processed (recorded with
     /// its rewrite in [`CoreLb::note_fragment`]).
     frag_pending: Option<FragKey>,
+    /// The non-IPv4 frames of the burst being processed ([`Burst6`]).
+    burst6: Box<Burst6>,
     /// Rate limits on the ICMP errors this core sends.
     icmp_limit: IcmpLimiter,
     /// Sync master on: connections to send ([`sync`]), records lost.
@@ -567,6 +637,7 @@ impl CoreLb {
             proxied: ProxyTable::default(),
             frags: FragCache::new(),
             frag_pending: None,
+            burst6: Box::default(),
             icmp_limit: IcmpLimiter::new(IcmpLimitConfig::default(), cores, now_ms),
             sync_master: false,
             sync_out: Vec::new(),
@@ -902,10 +973,16 @@ impl CoreLb {
                         tuple_of[j] = nt;
                         nt += 1;
                     }
+                } else if r == Ok(None) {
+                    // not IPv4: classified and looked up as IPv6 here too
+                    self.burst6.classify(p.data());
                 }
                 infos[j] = r;
             }
             self.conns.peek_batch(&tuples[..nt], &mut found[..nt]);
+            if self.burst6.pending() {
+                self.burst6.look_up(&self.conns6);
+            }
             for (j, (p, out)) in chunk.iter_mut().zip(outs.iter_mut()).enumerate() {
                 let m = meta.get(base + j).copied().flatten();
                 if m.is_some() {
@@ -919,6 +996,7 @@ impl CoreLb {
                 }
             }
             base += chunk.len();
+            self.burst6.clear();
         }
         n
     }
@@ -973,13 +1051,18 @@ impl CoreLb {
         meta: Option<SteerMeta>,
         now_ms: u64,
     ) -> FwdVerdict {
-        let info = match fwd6::classify6(pkt.data()) {
+        // in a burst: classified and looked up with the others (in order)
+        let (classified, pre) = match self.burst6.next() {
+            Some(x) => x,
+            None => (fwd6::classify6(pkt.data()), None),
+        };
+        let info = match classified {
             Ok(Some(i)) => i,
             Ok(None) => return FwdVerdict::NotService,
             Err(d) => return FwdVerdict::Drop(d),
         };
         match info.proto {
-            PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, &info, meta, now_ms, None),
+            PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, &info, meta, now_ms, pre),
             fwd6::PROTO_ICMPV6 => match &info.icmp {
                 Some(q) => self.handle_icmp_error(pkt, &info, q, meta),
                 None => FwdVerdict::NotService,

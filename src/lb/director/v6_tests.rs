@@ -933,3 +933,63 @@ fn ipv6_checksums_are_updated_even_with_offload_configured() {
     let (_, out) = run(&mut lb, &syn);
     assert_eq!(out, seg((CIP, CPORT), (RIP, RPORT), tcp::SYN, 63).build());
 }
+
+#[test]
+fn a_mixed_burst_matches_packet_by_packet() {
+    // IPv6 frames of a burst are classified and looked up in its first
+    // pass and taken back in order: interleave them with IPv4, ARP and
+    // malformed frames and compare with process() one by one
+    let mut frames = Vec::new();
+    for round in 0..3u16 {
+        for k in 0..6u16 {
+            let cport = CPORT + k;
+            let flags = if round == 0 { tcp::SYN } else { tcp::ACK };
+            frames.push(seg((CIP, cport), (VIP, VPORT), flags, 64).build());
+            frames.push(seg((RIP, RPORT), (CIP, cport), tcp::ACK, 64).build());
+            match k % 3 {
+                0 => frames.push(
+                    eth()
+                        .ipv4(Ipv4Addr::new(198, 19, 0, 7), Ipv4Addr::new(198, 18, 0, 100))
+                        .tcp(cport, VPORT, tcp::SYN)
+                        .build(),
+                ),
+                1 => {
+                    let mut arp = seg((CIP, cport), (VIP, VPORT), tcp::SYN, 64).build();
+                    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+                    frames.push(arp);
+                }
+                _ => frames
+                    .push(seg((CIP, cport), (VIP, VPORT), tcp::SYN, 64).build()[..60].to_vec()),
+            }
+            frames.push(udp((CIP, 5000 + k), (VIP, VPORT), 1 + round as u8).build());
+        }
+    }
+    let mut one = lb_for(FwdMethod::Masq, &[IpAddr::V6(RIP), IpAddr::V6(LIP)], |_| {});
+    let mut burst = lb_for(FwdMethod::Masq, &[IpAddr::V6(RIP), IpAddr::V6(LIP)], |_| {});
+    let want: Vec<(FwdVerdict, Vec<u8>)> = frames.iter().map(|f| run(&mut one, f)).collect();
+    let mut pkts: Vec<VecPacket> = frames
+        .iter()
+        .map(|f| VecPacket::with_room(f, 128, 1400))
+        .collect();
+    let mut verdicts = vec![FwdVerdict::NotService; pkts.len()];
+    assert_eq!(
+        burst.process_burst(&mut pkts, &[], &mut verdicts, 1000),
+        frames.len()
+    );
+    for (i, ((v, out), p)) in want.iter().zip(&pkts).enumerate() {
+        assert_eq!(verdicts[i], *v, "frame {i}");
+        assert_eq!(p.to_vec(), *out, "frame {i}");
+    }
+    assert!(
+        want.iter()
+            .filter(|(v, _)| matches!(v, FwdVerdict::Forward { .. }))
+            .count()
+            > 30
+    );
+    // and a single packet after the burst classifies for itself
+    let syn = seg((CIP, 1), (VIP, VPORT), tcp::SYN, 64).build();
+    assert!(matches!(
+        run(&mut burst, &syn).0,
+        FwdVerdict::Forward { .. }
+    ));
+}
