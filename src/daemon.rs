@@ -343,9 +343,9 @@ impl StatsSource for PlaneStats<'_, '_> {
                     .unwrap_or(crate::control::listing::ConnProto::Ip),
                 expires_ms: r.expires_ms,
                 state: r.state,
-                client: r.client.into(),
-                vip: r.vip.into(),
-                dest: r.real.into(),
+                client: r.client,
+                vip: r.vip,
+                dest: r.real,
             })
             .collect();
         (views, total)

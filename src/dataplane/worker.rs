@@ -25,7 +25,7 @@ use crate::lb::service::{ServiceKey, ServiceSnapshot};
 use crate::lb::tcp_state::Timeouts;
 use crate::wire::{EthernetFrame, MacAddr};
 use crossbeam::queue::ArrayQueue;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -80,17 +80,7 @@ impl Default for WorkerLatency {
     }
 }
 
-/// One connection as `vsadm -Lc` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnRow {
-    /// "TCP", "UDP" or "IP" (fwmark templates).
-    pub proto: &'static str,
-    pub expires_ms: u64,
-    pub state: &'static str,
-    pub client: std::net::SocketAddrV4,
-    pub vip: std::net::SocketAddrV4,
-    pub real: std::net::SocketAddrV4,
-}
+pub use super::conn_rows::ConnRow;
 
 /// A request from the control thread for a worker's connection list (for
 /// `-Lc`; the control path, never per packet). The control thread bumps
@@ -515,28 +505,7 @@ impl Worker {
     fn answer_dump(&mut self, now_ms: u64) {
         let want = self.dump.requested.load(Ordering::Acquire);
         let limit = self.dump.limit.load(Ordering::Relaxed);
-        let conns = self.lb.conns();
-        let v4 = |e: crate::lb::conn::Endpoint<u32>| {
-            std::net::SocketAddrV4::new(Ipv4Addr::from(e.addr), e.port)
-        };
-        let mut rows = Vec::new();
-        let mut total = 0u64;
-        for (_, c) in conns.iter() {
-            if crate::lb::director::is_redirect(c) {
-                continue;
-            }
-            total += 1;
-            if rows.len() < limit {
-                rows.push(ConnRow {
-                    proto: c.proto_name(),
-                    expires_ms: c.expires_in_ms(now_ms),
-                    state: c.state_name(),
-                    client: v4(c.client()),
-                    vip: v4(c.virt()),
-                    real: v4(c.real()),
-                });
-            }
-        }
+        let (rows, total) = super::conn_rows::conn_rows(&self.lb, now_ms, limit);
         if let Ok(mut slot) = self.dump.rows.lock() {
             *slot = (rows, total);
         }
