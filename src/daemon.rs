@@ -1239,6 +1239,8 @@ fn serve(
             .min()
             .unwrap_or(1500),
         tun_source: tun_source(cfg, &views),
+        tun_source6: crate::control::tun_source::tun_source6(cfg)
+            .unwrap_or(std::net::Ipv6Addr::UNSPECIFIED),
         conn_capacity: cfg.lb.conn_capacity as usize,
         expire_nodest_conn: cfg.lb.expire_nodest_conn,
         conn_reuse_mode: cfg.lb.conn_reuse_mode,
@@ -1249,9 +1251,10 @@ fn serve(
         ..CoreLbConfig::default()
     };
     log!(
-        "forwarding: {} conns per worker, TUN source {}, MTU {}, L4 checksums {}",
+        "forwarding: {} conns per worker, TUN source {} and {}, MTU {}, L4 checksums {}",
         lb_cfg.conn_capacity,
         lb_cfg.tun_source,
+        lb_cfg.tun_source6,
         lb_cfg.mtu,
         if l4_csum_offload {
             "by the NIC"
