@@ -73,8 +73,15 @@ fn v6_at(frame: &[u8], at: usize) -> Ipv6Addr {
 /// Client packets 1..=n (SYN, then ACKs), the server's SYN-ACK to where
 /// the SYN went; every record fed.
 fn drive(lb: &mut CoreLb, n: u32) -> Vec<SyncConn> {
-    let (c, v) = ((CIP, 40000), (VIP, 80));
+    packets(lb, n);
     let mut fed = Vec::new();
+    lb.take_sync_records(&mut fed);
+    fed
+}
+
+/// The packets of [`drive`], records left where the core put them.
+fn packets(lb: &mut CoreLb, n: u32) {
+    let (c, v) = ((CIP, 40000), (VIP, 80));
     for i in 1..=n {
         let flags = if i == 1 { tcp::SYN } else { tcp::ACK };
         let (verdict, out) = run(lb, &seg(c, v, flags, i));
@@ -85,9 +92,7 @@ fn drive(lb: &mut CoreLb, n: u32) -> Vec<SyncConn> {
             let (rv, _) = run(lb, &seg((dst, 8080), (src, sport), tcp::SYN | tcp::ACK, 0));
             assert!(matches!(rv, FwdVerdict::Forward { .. }), "{rv:?}");
         }
-        lb.take_sync_records(&mut fed);
     }
-    fed
 }
 
 /// Through a message and back.
@@ -182,8 +187,8 @@ fn ipv6_fullnat_takeover() {
     takeover(FwdMethod::FullNat);
 }
 
-#[test]
-fn nat64_connections_are_counted_not_sent() {
+/// A core with an IPv6 UDP service NAT64-ed to an IPv4 server.
+fn nat64_director() -> CoreLb {
     let key = ServiceKey::udp(IpAddr::V6(VIP), 53);
     let mut t = ServiceTable::new(8);
     let mut c = ServiceConfig::with_scheduler("rr");
@@ -201,9 +206,18 @@ fn nat64_connections_are_counted_not_sent() {
         ..CoreLbConfig::default()
     };
     let global = Arc::new(GlobalLoad::new(t.dest_capacity()));
-    let mut lb = CoreLb::new(cfg, t.snapshot(), global, None, 0).unwrap();
+    CoreLb::new(cfg, t.snapshot(), global, None, 0).unwrap()
+}
+
+fn nat64_query() -> Vec<u8> {
+    eth().ipv6(CIP, VIP).udp(5353, 53).payload(b"query").build()
+}
+
+#[test]
+fn nat64_connections_are_counted_not_sent() {
+    let mut lb = nat64_director();
     lb.set_sync_master(true);
-    let q = eth().ipv6(CIP, VIP).udp(5353, 53).payload(b"query").build();
+    let q = nat64_query();
     let mut fed = Vec::new();
     for _ in 0..3 {
         let (v, _) = run(&mut lb, &q);
@@ -219,4 +233,59 @@ fn nat64_connections_are_counted_not_sent() {
     // the third packet is the kernel's threshold: one connection not sent
     assert_eq!(lb.take_sync_mixed_family(), 1);
     assert_eq!(lb.take_sync_mixed_family(), 0);
+}
+
+/// Through the workers' feeds: the master's IPv6 records leave on the
+/// IPv6 queue, a backup worker installs what its IPv6 inbox holds.
+#[test]
+fn ipv6_through_the_worker_feeds() {
+    use crate::dataplane::sync_feed::{SyncDelivery, SyncFeed};
+    use std::sync::atomic::Ordering;
+    let mut master = director(FwdMethod::FullNat, 0);
+    let feed = SyncFeed::default();
+    feed.master.store(true, Ordering::Relaxed);
+    feed.exchange(&mut master, 0);
+    packets(&mut master, 3);
+    feed.exchange(&mut master, 0);
+    assert!(feed.out.is_empty());
+    let recs: Vec<SyncRecord<u128>> = std::iter::from_fn(|| feed.out6.pop()).collect();
+    assert!(recs.len() >= 2, "{recs:?}");
+    assert_eq!(feed.counters.fed.load(Ordering::Relaxed), recs.len() as u64);
+
+    let mut backup = director(FwdMethod::FullNat, 1);
+    let bfeed = SyncFeed::default();
+    for r in &recs {
+        let conn = SyncedConn::<u128>::from_sync(&r.to_wire()).unwrap();
+        let d = SyncDelivery {
+            conn,
+            redirect: false,
+        };
+        assert!(bfeed.inbox6.push(d).is_ok());
+    }
+    bfeed.exchange(&mut backup, 0);
+    let c = &bfeed.counters;
+    let installed = c.installed.load(Ordering::Relaxed) + c.updated.load(Ordering::Relaxed);
+    assert_eq!(installed, recs.len() as u64);
+    assert_eq!(backup.conns().len(), 0);
+    assert_eq!(backup.conns6().template_count(), 1);
+    assert_eq!(backup.conns6().len(), 2, "the connection and its template");
+}
+
+/// The feed counts NAT64 connections it does not send.
+#[test]
+fn feed_counts_mixed_family_connections() {
+    use crate::dataplane::sync_feed::SyncFeed;
+    use std::sync::atomic::Ordering;
+    let mut lb = nat64_director();
+    let feed = SyncFeed::default();
+    feed.master.store(true, Ordering::Relaxed);
+    feed.exchange(&mut lb, 0);
+    for _ in 0..3 {
+        run(&mut lb, &nat64_query());
+    }
+    feed.exchange(&mut lb, 0);
+    assert!(feed.out.is_empty() && feed.out6.is_empty());
+    assert_eq!(feed.counters.mixed_family.load(Ordering::Relaxed), 1);
+    let names: Vec<&str> = feed.counters.values().iter().map(|(n, _)| *n).collect();
+    assert!(names.contains(&"not_sent_mixed_family"));
 }
