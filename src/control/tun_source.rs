@@ -3,7 +3,8 @@
 //! **What.** [`tun_source6`] picks the address vsd writes as the outer
 //! source of IPv6 tunnel packets: `[lb] tun_source6` if set, else the
 //! port address on the prefix of the first IPv6 TUN real server, else the
-//! first global IPv6 address of the ports (in configuration order). The
+//! first global IPv6 address of the last port that has one (the IPv4
+//! source's rule). The
 //! data plane gets it at start ([`crate::lb::director::CoreLbConfig`]'s
 //! `tun_source6`), as the IPv4 `tun_source`.
 //!
@@ -18,7 +19,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use crate::control::config::Config;
+use crate::control::config::{Config, IpCidr};
 use crate::lb::types::FwdMethod;
 
 /// Whether `a` may be the outer source of IPv6 tunnel packets.
@@ -36,11 +37,18 @@ pub fn tun_source6(cfg: &Config) -> Option<Ipv6Addr> {
     if let Some(a) = cfg.lb.tun_source6 {
         return Some(a);
     }
+    let global = |c: &&IpCidr| matches!(c.addr, IpAddr::V6(a) if usable6(a));
     let port_addrs = || {
         cfg.ports
             .iter()
             .flat_map(|p| p.addresses.iter())
-            .filter(|c| matches!(c.addr, IpAddr::V6(a) if usable6(a)))
+            .filter(global)
+    };
+    let last_port = || {
+        cfg.ports
+            .iter()
+            .rev()
+            .find_map(|p| p.addresses.iter().find(global))
     };
     let first_server = cfg
         .services
@@ -48,12 +56,10 @@ pub fn tun_source6(cfg: &Config) -> Option<Ipv6Addr> {
         .flat_map(|s| s.real_servers.iter())
         .find(|r| r.method == FwdMethod::Tunnel && r.address.is_ipv6());
     let on_link = first_server.and_then(|r| port_addrs().find(|c| c.contains(r.address)));
-    on_link
-        .or_else(|| port_addrs().next())
-        .and_then(|c| match c.addr {
-            IpAddr::V6(a) => Some(a),
-            IpAddr::V4(_) => None,
-        })
+    on_link.or_else(last_port).and_then(|c| match c.addr {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) => None,
+    })
 }
 
 /// Refuse an IPv6 TUN real server when there is no IPv6 tunnel source.
@@ -105,6 +111,14 @@ mod tests {
             a("2001:2::1"),
             "else the first global one"
         );
+        // of the last port that has one
+        let two = format!(
+            "{PORT}addresses = [\"2001:2:0:7::1/64\", \"2001:2:0:7::2/64\"]\n\
+             [[port]]\nname = \"lan1\"\ndevice = \"net_tap1\"\n\
+             addresses = [\"fe80::1/64\", \"2001:2:0:8::1/64\", \"2001:2:0:8::2/64\"]\n\
+             [[port]]\nname = \"lan2\"\ndevice = \"net_tap2\"\naddresses = [\"198.18.0.1/24\"]\n"
+        );
+        assert_eq!(tun_source6(&config(&two)), a("2001:2:0:8::1"));
         assert_eq!(
             with(
                 "\"2001:2::1/64\"",

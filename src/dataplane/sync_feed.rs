@@ -36,7 +36,8 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 pub const SYNC_FEED_CAPACITY: usize = 65536;
 /// Entries a worker's `inbox` holds.
 pub const SYNC_INBOX_CAPACITY: usize = 8192;
-/// Records a worker's `out6` queue holds (~110 bytes each: ~1.8 MB).
+/// Records a worker's `out6` queue holds (~128 bytes each with the
+/// queue's stamp: ~2 MB per worker, allocated at start).
 pub const SYNC_FEED6_CAPACITY: usize = 16384;
 
 /// One received entry for a worker.
