@@ -863,8 +863,8 @@ fn pairs(list: &[(&'static str, u64)]) -> Value {
     )
 }
 
-/// Outer sources of TUN packets (IPv4, IPv6 outer headers): for IPv4 the
-/// configured one; otherwise, per family, the director address on the port
+/// Outer sources of TUN packets (IPv4, IPv6 outer headers): the
+/// configured one (`tun_source`, `tun_source6`); otherwise, per family, the director address on the port
 /// toward the first tunnelled real server of that family, else the last
 /// port's first address of the family (IPv6: not link-local), else the
 /// unspecified address (no port has one: nothing of that family can be
@@ -898,8 +898,8 @@ fn tun_sources(cfg: &Config, views: &[PortView]) -> (Ipv4Addr, std::net::Ipv6Add
         (Some(a), _) | (None, Some(IpAddr::V4(a))) => a,
         _ => Ipv4Addr::UNSPECIFIED,
     };
-    let v6 = match of_family(true) {
-        Some(IpAddr::V6(a)) => a,
+    let v6 = match (cfg.lb.tun_source6, of_family(true)) {
+        (Some(a), _) | (None, Some(IpAddr::V6(a))) => a,
         _ => std::net::Ipv6Addr::UNSPECIFIED,
     };
     (v4, v6)

@@ -5,11 +5,24 @@
 //! reads. Every message must decode without malformed-packet or expert
 //! errors, and the counts, addresses and ports tshark shows must be the
 //! ones vsd encoded. Needs `tshark` (scripts/setup.sh installs it).
+//!
+//! Besides hand-built entries, the messages hold what a director core
+//! really feeds its sync daemon for IPv6 connections (`ip_vs_sync_v6`
+//! entries of NAT and FULLNAT connections and their templates), and a
+//! hundred IPv6 entries split over datagrams.
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
 use std::process::Command;
+use vsd::lb::director::{CoreLb, CoreLbConfig, FwdVerdict};
+use vsd::lb::load::GlobalLoad;
+use vsd::lb::packet::VecPacket;
+use vsd::lb::service::{RealServerConfig, ServiceConfig, ServiceKey, ServiceTable};
+use vsd::lb::types::FwdMethod;
+use vsd::wire::tcp;
 
 use vsd::wire::ipvs_sync::{
     decode, flags, OptionPlacement, SeqAdjust, SeqOptions, SyncConn, SyncMessageBuilder,
@@ -40,6 +53,66 @@ fn conn(client: &str, virt: &str, real: &str, fwd: u32, state: u16) -> SyncConn 
         fullnat_local: None,
         synproxy: None,
     }
+}
+
+/// The records a director core with IPv6 NAT and FULLNAT services
+/// (persistent: templates too) feeds its sync daemon for one connection to
+/// each, from the SYN to the kernel's threshold (packet 3).
+fn ipv6_master_records() -> Vec<SyncConn> {
+    let vip: Ipv6Addr = "2001:2::64".parse().unwrap();
+    let cip: Ipv6Addr = "2001:2:0:c::7".parse().unwrap();
+    let mut t = ServiceTable::new(8);
+    for (port, method, rip) in [
+        (80, FwdMethod::Masq, "2001:2:0:1::11"),
+        (443, FwdMethod::FullNat, "2001:2:0:1::12"),
+    ] {
+        let key = ServiceKey::tcp(IpAddr::V6(vip), port);
+        let mut c = ServiceConfig::with_scheduler("rr");
+        c.local_addresses = vec!["2001:2:0:2::1".parse().unwrap()];
+        c.persistence = Some(300);
+        t.add_service(key, c).unwrap();
+        t.add_dest(
+            &key,
+            RealServerConfig::new(rip.parse().unwrap(), 8080, method),
+        )
+        .unwrap();
+    }
+    let cfg = CoreLbConfig {
+        conn_capacity: 64,
+        conn_capacity6: 64,
+        hash_seed: Some(5),
+        ..CoreLbConfig::default()
+    };
+    let global = Arc::new(GlobalLoad::new(t.dest_capacity()));
+    let mut lb = CoreLb::new(cfg, t.snapshot(), global, None, 0).unwrap();
+    lb.set_sync_master(true);
+    let seg = |src: (Ipv6Addr, u16), dst: (Ipv6Addr, u16), flags: u8| {
+        PacketBuilder::ethernet(MASTER_MAC, MASTER_MAC)
+            .ipv6(src.0, dst.0)
+            .tcp(src.1, dst.1, flags)
+            .seq(1)
+            .ack(1)
+            .payload(b"x")
+            .build()
+    };
+    let mut run = |frame: &[u8]| {
+        let mut p = VecPacket::new(frame);
+        let v = lb.process(&mut p, None, 0);
+        assert!(matches!(v, FwdVerdict::Forward { .. }), "{v:?}");
+        p.to_vec()
+    };
+    let v6 = |b: &[u8]| Ipv6Addr::from(<[u8; 16]>::try_from(b).unwrap());
+    for vport in [80, 443] {
+        let out = run(&seg((cip, 40000), (vip, vport), tcp::SYN));
+        let (src, dst) = (v6(&out[22..38]), v6(&out[38..54]));
+        let sport = u16::from_be_bytes([out[54], out[55]]);
+        run(&seg((dst, 8080), (src, sport), tcp::SYN | tcp::ACK));
+        run(&seg((cip, 40000), (vip, vport), tcp::ACK));
+        run(&seg((cip, 40000), (vip, vport), tcp::ACK));
+    }
+    let mut recs = Vec::new();
+    lb.take_sync_records(&mut recs);
+    recs
 }
 
 /// The messages under test, each a list of connections (one datagram each
@@ -124,6 +197,26 @@ fn scenarios() -> Vec<Vec<SyncConn>> {
             c
         })
         .collect();
+    let master6 = ipv6_master_records();
+    assert!(
+        master6.iter().all(|c| c.client.is_ipv6())
+            && master6.iter().any(|c| c.fullnat_local.is_some())
+            && master6.iter().any(|c| c.flags & flags::TEMPLATE != 0),
+        "{master6:#?}"
+    );
+    let many6: Vec<SyncConn> = (0..100u16)
+        .map(|i| {
+            let mut c = conn(
+                "[2001:2:0:c::1]:1",
+                "[2001:2::64]:80",
+                "[2001:2:0:1::11]:80",
+                flags::TUNNEL,
+                1,
+            );
+            c.client.set_port(20_000 + i);
+            c
+        })
+        .collect();
     vec![
         vec![conn(
             "198.18.0.1:12345",
@@ -136,6 +229,8 @@ fn scenarios() -> Vec<Vec<SyncConn>> {
         vec![tpl6, v6seq],
         vec![fnat, fnat6, seq, tpl],
         many,
+        master6,
+        many6,
     ]
 }
 
@@ -270,8 +365,8 @@ fn expected_row(conns: &[SyncConn]) -> String {
 fn tshark_decodes_every_sync_message() {
     let (datagrams, expected) = encode(OptionPlacement::LastOnly, scenarios());
     assert!(
-        datagrams.len() >= 7,
-        "the 100 entries span several datagrams"
+        datagrams.len() >= 14,
+        "the 100 IPv4 and 100 IPv6 entries span several datagrams"
     );
     let d = dissect("lastonly", &datagrams);
     assert!(

@@ -254,6 +254,9 @@ pub struct LbConf {
     /// Outer source of TUN packets; default: the director address on the
     /// port toward the first tunnelled real server.
     pub tun_source: Option<std::net::Ipv4Addr>,
+    /// Outer source of IPv6 TUN packets (IPv6-in-IPv6); default: see
+    /// [`crate::control::tun_source`].
+    pub tun_source6: Option<std::net::Ipv6Addr>,
     /// FULLNAT local port range.
     pub local_port_min: u16,
     /// FULLNAT local port range, last port.
@@ -268,6 +271,7 @@ impl Default for LbConf {
             conn_reuse_mode: 1,
             expire_quiescent_template: false,
             tun_source: None,
+            tun_source6: None,
             local_port_min: 1024,
             local_port_max: 65535,
         }
@@ -847,6 +851,7 @@ struct RawLb {
     conn_reuse_mode: Option<S<i64>>,
     expire_quiescent_template: Option<bool>,
     tun_source: Option<S<String>>,
+    tun_source6: Option<S<String>>,
     local_port_min: Option<S<i64>>,
     local_port_max: Option<S<i64>>,
     sloppy_tcp: Option<bool>,
@@ -1795,6 +1800,19 @@ fn build_lb(ctx: &Ctx<'_>, raw: Option<&S<RawLb>>) -> Result<LbConf, ConfigError
             }
         },
     };
+    let tun_source6 = match &l.tun_source6 {
+        None => None,
+        Some(a) => match ctx.ip(a, "lb.tun_source6")? {
+            IpAddr::V6(v6) if crate::control::tun_source::usable6(v6) => Some(v6),
+            other => {
+                return Err(ctx.err(
+                    a.span(),
+                    "lb.tun_source6",
+                    format!("tun_source6 {other} must be a global unicast IPv6 address"),
+                ))
+            }
+        },
+    };
     let lb = LbConf {
         conn_capacity: narrow(ctx.int_or(
             &l.conn_capacity,
@@ -1815,6 +1833,7 @@ fn build_lb(ctx: &Ctx<'_>, raw: Option<&S<RawLb>>) -> Result<LbConf, ConfigError
             .expire_quiescent_template
             .unwrap_or(d.expire_quiescent_template),
         tun_source,
+        tun_source6,
         local_port_min: narrow(ctx.int_or(
             &l.local_port_min,
             "lb.local_port_min",
@@ -3450,10 +3469,28 @@ mod tests {
                 conn_reuse_mode: 2,
                 expire_quiescent_template: true,
                 tun_source: Some("198.18.1.1".parse().unwrap()),
+                tun_source6: None,
                 local_port_min: 2000,
                 local_port_max: 3000,
             }
         );
+        let c = parse(&with_base("[lb]\ntun_source6 = \"2001:2::1\"\n"));
+        assert_eq!(c.lb.tun_source6, Some("2001:2::1".parse().unwrap()));
+        for bad in [
+            "198.18.1.1",
+            "::",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:198.18.1.1",
+        ] {
+            let e = error(&with_base(&format!("[lb]\ntun_source6 = \"{bad}\"\n")));
+            assert!(
+                e.contains(&format!(
+                    "lb.tun_source6: tun_source6 {bad} must be a global unicast IPv6 address"
+                )),
+                "{e}"
+            );
+        }
         assert!(error(&with_base("[lb]\nconn_capacity = 10\n")).contains("lb.conn_capacity"));
         assert!(error(&with_base("[lb]\nconn_reuse_mode = 4\n")).contains("lb.conn_reuse_mode"));
         assert!(error(&with_base("[lb]\nexpire_quiescent_template = 1\n"))

@@ -613,7 +613,7 @@ fn prometheus_labels_with_ipv6() {
 }
 
 const CONFIG_BASE: &str =
-    "[lcores]\nworkers = [1]\n\n[[port]]\nname = \"lan0\"\ndevice = \"net_tap0\"\n";
+    "[lcores]\nworkers = [1]\n\n[[port]]\nname = \"lan0\"\ndevice = \"net_tap0\"\naddresses = [\"2001:2::1/64\"]\n";
 
 /// [`SETUP`] as a vsd TOML configuration.
 const SETUP_TOML: &str = r#"

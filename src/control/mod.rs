@@ -21,6 +21,7 @@ pub mod state;
 pub mod syncd;
 #[cfg(test)]
 mod test_netns;
+pub mod tun_source;
 pub mod unsupported;
 pub mod vipwatch;
 pub mod vsadm;

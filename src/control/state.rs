@@ -234,6 +234,9 @@ pub struct ControlState {
     /// The file's global settings as last read, so that a reload applies
     /// only what the file changed (and keeps vsadm's changes otherwise).
     file_globals: Option<FileGlobals>,
+    /// The IPv6 tunnel source the data plane was given, fixed by the first
+    /// configuration loaded (`None` before: no configuration, no check).
+    tun_source6: Option<Option<std::net::Ipv6Addr>>,
 }
 
 /// What the configuration file said of the global settings.
@@ -347,6 +350,16 @@ impl ControlState {
             book: StatsBook::default(),
             file_services: std::collections::HashSet::new(),
             file_globals: None,
+            tun_source6: None,
+        }
+    }
+
+    /// Refuse an IPv6 TUN server without an IPv6 tunnel source
+    /// ([`crate::control::tun_source`]).
+    fn check_tun_source(&self, addr: IpAddr, method: FwdMethod) -> Result<(), String> {
+        match self.tun_source6 {
+            Some(src) => crate::control::tun_source::check_server(src, addr, method),
+            None => Ok(()),
         }
     }
 
@@ -501,6 +514,7 @@ impl ControlState {
             Command::AddServer(s) => {
                 unsupported::check_server(s.service.af(), s.server.addr)?;
                 self.check_sync_family(&s.service, s.server.addr)?;
+                self.check_tun_source(s.server.addr, s.server.method)?;
                 let id = self
                     .table
                     .add_dest(&s.service, fix_port(&s.service, s.server))
@@ -511,6 +525,7 @@ impl ControlState {
             Command::EditServer(s) => {
                 unsupported::check_server(s.service.af(), s.server.addr)?;
                 self.check_sync_family(&s.service, s.server.addr)?;
+                self.check_tun_source(s.server.addr, s.server.method)?;
                 self.table
                     .edit_dest(&s.service, fix_port(&s.service, s.server))
                     .map_err(err)?;
@@ -810,6 +825,11 @@ impl ControlState {
     }
 
     fn reload_in_place(&mut self, cfg: &Config) -> Result<ReloadDiff, String> {
+        // the data plane's tunnel source is set at start, from the first
+        // configuration; a reload does not change it
+        if self.tun_source6.is_none() {
+            self.tun_source6 = Some(crate::control::tun_source::tun_source6(cfg));
+        }
         let mut diff = ReloadDiff::default();
         let wanted: Vec<ServiceKey> = cfg
             .services
@@ -857,6 +877,8 @@ impl ControlState {
             for r in &s.real_servers {
                 unsupported::check_server(key.af(), r.address).map_err(|e| ctx(key, e))?;
                 self.check_sync_family(key, r.address)
+                    .map_err(|e| ctx(key, e))?;
+                self.check_tun_source(r.address, r.method)
                     .map_err(|e| ctx(key, e))?;
             }
             for a in &s.local_addresses {

@@ -63,10 +63,11 @@
 
 use super::ipvsadm::{SyncDaemonSpec, SyncRole};
 use crate::dataplane::sync_feed::{SyncDelivery, SyncFeed};
+use crate::lb::family::Family;
 use crate::lb::owner::RssOwner;
-use crate::lb::sync::{FromSyncError, SyncSettings, SyncedConn};
+use crate::lb::sync::{FromSyncError, SyncAddr, SyncSettings, SyncedConn};
 use crate::lb::types::{AddrFamily, FwdMethod};
-use crate::wire::ipvs_sync::{decode, EntryError, MessageError, SyncMessageBuilder};
+use crate::wire::ipvs_sync::{decode, EntryError, MessageError, SyncConn, SyncMessageBuilder};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
@@ -713,9 +714,11 @@ impl MasterBatch {
     ) -> usize {
         let mut taken = 0;
         for f in feeds {
-            while let Some(rec) = f.out.pop() {
+            let v4 = std::iter::from_fn(|| f.out.pop().map(|r| r.to_wire()));
+            let v6 = std::iter::from_fn(|| f.out6.pop().map(|r| r.to_wire()));
+            for rec in v4.chain(v6) {
                 taken += 1;
-                match self.builder.push(&rec.to_wire()) {
+                match self.builder.push(&rec) {
                     Ok(Some(msg)) => {
                         out.push(msg);
                         self.first_pending = Some(now);
@@ -768,9 +771,9 @@ fn master_loop(
     }
 }
 
-/// Where entry `c` goes: `(worker, redirect)` pairs.
-fn destinations(
-    c: &SyncedConn<u32>,
+/// Where entry `c` goes: `(worker, redirect)` pairs (`A`: its family).
+fn destinations<A: Family>(
+    c: &SyncedConn<A::Key>,
     owner: Option<&RssOwner>,
     workers: usize,
     out: &mut Vec<(usize, bool)>,
@@ -784,15 +787,17 @@ fn destinations(
         out.extend((0..workers).map(|w| (w, false)));
         return;
     }
-    let ip = Ipv4Addr::from;
-    let request = usize::from(rss.owner_v4(
+    let ip = A::from_key;
+    let request = usize::from(A::owner(
+        rss,
         ip(c.client.addr),
         ip(c.virt.addr),
         c.client.port,
         c.virt.port,
     ));
     let reply_dst = c.local.unwrap_or(c.client);
-    let reply = usize::from(rss.owner_v4(
+    let reply = usize::from(A::owner(
+        rss,
         ip(c.real.addr),
         ip(reply_dst.addr),
         c.real.port,
@@ -860,27 +865,57 @@ fn backup_loop(
                     continue;
                 }
             };
-            let c = match SyncedConn::<u32>::from_sync(s) {
-                Ok(c) => c,
-                Err(e) => {
-                    counters.add(&format!("dropped_entry_{}", from_sync_drop_name(&e)), 1);
-                    continue;
-                }
+            let delivered = if s.client.is_ipv6() {
+                deliver::<Ipv6Addr>(s, owner.as_deref(), &feeds, &mut dests, |f, d| {
+                    f.inbox6.push(d).is_ok()
+                })
+            } else {
+                deliver::<Ipv4Addr>(s, owner.as_deref(), &feeds, &mut dests, |f, d| {
+                    f.inbox.push(d).is_ok()
+                })
             };
-            destinations(&c, owner.as_deref(), feeds.len(), &mut dests);
-            for &(w, redirect) in &dests {
-                let Some(f) = feeds.get(w) else {
-                    counters.add("dropped_entry_no_worker", 1);
-                    continue;
-                };
-                if f.inbox.push(SyncDelivery { conn: c, redirect }).is_err() {
-                    counters.add("dropped_entry_inbox_full", 1);
-                } else {
-                    counters.add("delivered_entries", 1);
+            if let Err(e) = delivered {
+                counters.add(&format!("dropped_entry_{}", from_sync_drop_name(&e)), 1);
+                continue;
+            }
+            for &(w, pushed) in &dests {
+                match (w < feeds.len(), pushed) {
+                    (false, _) => counters.add("dropped_entry_no_worker", 1),
+                    (true, false) => counters.add("dropped_entry_inbox_full", 1),
+                    (true, true) => counters.add("delivered_entries", 1),
                 }
             }
         }
     }
+}
+
+/// Check entry `s` against a table of family `A` and hand it to the
+/// workers that own its tuples; `dests` gets `(worker, delivered)` pairs.
+fn deliver<A: Family>(
+    s: &SyncConn,
+    owner: Option<&RssOwner>,
+    feeds: &[Arc<SyncFeed>],
+    dests: &mut Vec<(usize, bool)>,
+    push: impl Fn(&SyncFeed, SyncDelivery<A::Key>) -> bool,
+) -> Result<(), FromSyncError>
+where
+    A::Key: SyncAddr,
+{
+    let conn = SyncedConn::<A::Key>::from_sync(s)?;
+    destinations::<A>(&conn, owner, feeds.len(), dests);
+    for (w, redirect) in dests.iter_mut() {
+        let pushed = feeds.get(*w).is_some_and(|f| {
+            push(
+                f,
+                SyncDelivery {
+                    conn,
+                    redirect: *redirect,
+                },
+            )
+        });
+        *redirect = pushed;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1218,7 +1253,7 @@ mod tests {
         let rss = RssOwner::round_robin(4, 128);
         let mut out = Vec::new();
         // one worker: everything to worker 0
-        destinations(&synced(FwdMethod::Masq, None), None, 1, &mut out);
+        destinations::<Ipv4Addr>(&synced(FwdMethod::Masq, None), None, 1, &mut out);
         assert_eq!(out, [(0, false)]);
         // NAT: the reply owner gets the connection, the request owner a
         // redirect when they differ; search clients until they do
@@ -1226,7 +1261,7 @@ mod tests {
         for port in 40000..40100u16 {
             let mut c = synced(FwdMethod::Masq, None);
             c.client.port = port;
-            destinations(&c, Some(&rss), 4, &mut out);
+            destinations::<Ipv4Addr>(&c, Some(&rss), 4, &mut out);
             let ip = Ipv4Addr::from;
             let req = usize::from(rss.owner_v4(ip(c.client.addr), ip(c.virt.addr), port, 80));
             let rep = usize::from(rss.owner_v4(ip(c.real.addr), ip(c.client.addr), 8080, port));
@@ -1240,8 +1275,92 @@ mod tests {
         assert!(seen_split);
         let mut t = synced(FwdMethod::Masq, None);
         t.template = true;
-        destinations(&t, Some(&rss), 4, &mut out);
+        destinations::<Ipv4Addr>(&t, Some(&rss), 4, &mut out);
         assert_eq!(out.len(), 4);
+    }
+
+    /// An IPv6 FULLNAT entry as a master sends it.
+    fn fullnat6(cport: u16) -> crate::wire::ipvs_sync::SyncConn {
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        crate::wire::ipvs_sync::SyncConn {
+            protocol: 6,
+            flags: crate::wire::ipvs_sync::flags::MASQ,
+            state: 1,
+            client: SocketAddr::new(sa("[2001:2:0:c::7]:0").ip(), cport),
+            virt: sa("[2001:2::64]:80"),
+            real: sa("[2001:2:0:1::11]:8080"),
+            fwmark: 0,
+            timeout_s: 900,
+            seq: None,
+            fullnat_local: Some(sa("[2001:2:0:2::1]:20000")),
+            synproxy: None,
+        }
+    }
+
+    #[test]
+    fn ipv6_entries_go_to_the_owners_ipv6_inboxes() {
+        let rss = RssOwner::round_robin(4, 128);
+        let feeds: Vec<Arc<SyncFeed>> = (0..4).map(|_| Arc::new(SyncFeed::default())).collect();
+        let mut dests = Vec::new();
+        let v6 = |s: SocketAddr| match s.ip() {
+            IpAddr::V6(a) => a,
+            IpAddr::V4(_) => unreachable!(),
+        };
+        let mut seen_split = false;
+        for port in 40000..40100u16 {
+            let s = fullnat6(port);
+            deliver::<Ipv6Addr>(&s, Some(&rss), &feeds, &mut dests, |f, d| {
+                f.inbox6.push(d).is_ok()
+            })
+            .unwrap();
+            let l = s.fullnat_local.unwrap();
+            let req = usize::from(rss.owner_v6(&v6(s.client), &v6(s.virt), port, 80));
+            let rep = usize::from(rss.owner_v6(&v6(s.real), &v6(l), 8080, l.port()));
+            // FULLNAT: the full entry on both owners, all delivered
+            if req == rep {
+                assert_eq!(dests, [(req, true)]);
+            } else {
+                seen_split = true;
+                assert_eq!(dests, [(req, true), (rep, true)]);
+            }
+            for (w, f) in feeds.iter().enumerate() {
+                let want = usize::from(w == req) + usize::from(w == rep && rep != req);
+                assert_eq!(f.inbox6.len(), want, "worker {w}");
+                assert!(f.inbox.is_empty(), "never the IPv4 inbox");
+                while let Some(d) = f.inbox6.pop() {
+                    assert_eq!(d.conn.client.port, port);
+                    assert!(!d.redirect);
+                }
+            }
+        }
+        assert!(seen_split);
+        // an IPv6 entry does not fit an IPv4 table, and the reverse
+        assert_eq!(
+            deliver::<Ipv4Addr>(&fullnat6(1), Some(&rss), &feeds, &mut dests, |_, _| true),
+            Err(FromSyncError::AddressFamily)
+        );
+    }
+
+    #[test]
+    fn master_sends_ipv6_records() {
+        let feeds = vec![Arc::new(SyncFeed::default())];
+        let counters = SyncCounters::default();
+        let mut batch = MasterBatch {
+            builder: SyncMessageBuilder::new(7, 1452).unwrap(),
+            first_pending: None,
+        };
+        let rec = crate::lb::sync::SyncRecord::<u128>::from_wire(&fullnat6(40000)).unwrap();
+        assert!(feeds[0].out6.push(rec).is_ok());
+        let mut out = Vec::new();
+        assert_eq!(
+            batch.collect(&feeds, Instant::now(), true, &counters, &mut out),
+            1
+        );
+        assert_eq!(out.len(), 1);
+        let m = decode(&out[0], 7).unwrap();
+        let got = m.entries[0].as_ref().unwrap();
+        assert_eq!(got.client, fullnat6(40000).client);
+        assert_eq!(got.fullnat_local, fullnat6(40000).fullnat_local);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The data plane: worker loop, classification, neighbours, steering.
 
+pub mod conn_rows;
 pub mod counters;
 pub mod exception;
 pub mod idle;

@@ -19,6 +19,12 @@
 //! the connection is synced again at its next threshold. A full `inbox`
 //! is counted by the backup daemon. Entries the worker cannot install are
 //! counted per reason ([`SyncRefused`]).
+//!
+//! **IPv6.** The IPv6 table has its own pair of queues (`out6`, `inbox6`:
+//! a record of 16-byte addresses is twice the size of an IPv4 one, which
+//! keeps its small queue; the IPv6 queue is smaller). IPv6 connections to
+//! an IPv4 server (NAT64, TUN IPv6-in-IPv4) are not sent
+//! (`not_sent_mixed_family`, see [`crate::lb::director`]'s sync module).
 
 use crate::lb::director::{CoreLb, SyncInstalled, SyncRefused};
 use crate::lb::sync::{SyncRecord, SyncSettings, SyncedConn};
@@ -30,11 +36,14 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 pub const SYNC_FEED_CAPACITY: usize = 65536;
 /// Entries a worker's `inbox` holds.
 pub const SYNC_INBOX_CAPACITY: usize = 8192;
+/// Records a worker's `out6` queue holds (~128 bytes each with the
+/// queue's stamp: ~2 MB per worker, allocated at start).
+pub const SYNC_FEED6_CAPACITY: usize = 16384;
 
 /// One received entry for a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncDelivery {
-    pub conn: SyncedConn<u32>,
+pub struct SyncDelivery<K = u32> {
+    pub conn: SyncedConn<K>,
     /// Install only the redirect entry (this worker sees the requests of a
     /// NAT connection another worker owns).
     pub redirect: bool,
@@ -54,11 +63,12 @@ pub struct SyncFeedCounters {
     pub not_proxied: AtomicU64,
     pub tuple_in_use: AtomicU64,
     pub table_full: AtomicU64,
+    pub mixed_family: AtomicU64,
 }
 
 impl SyncFeedCounters {
     /// `(name, value)` of every counter, for `--counters`.
-    pub fn values(&self) -> [(&'static str, u64); 11] {
+    pub fn values(&self) -> [(&'static str, u64); 12] {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         [
             ("fed", g(&self.fed)),
@@ -75,6 +85,7 @@ impl SyncFeedCounters {
             ("refused_not_proxied", g(&self.not_proxied)),
             ("refused_tuple_in_use", g(&self.tuple_in_use)),
             ("refused_table_full", g(&self.table_full)),
+            ("not_sent_mixed_family", g(&self.mixed_family)),
         ]
     }
 }
@@ -96,6 +107,9 @@ pub struct SyncFeed {
     settings: [AtomicU32; 4],
     pub out: ArrayQueue<SyncRecord>,
     pub inbox: ArrayQueue<SyncDelivery>,
+    /// The same for the IPv6 table.
+    pub out6: ArrayQueue<SyncRecord<u128>>,
+    pub inbox6: ArrayQueue<SyncDelivery<u128>>,
     pub counters: SyncFeedCounters,
 }
 
@@ -107,6 +121,8 @@ impl Default for SyncFeed {
             settings: Self::words(&SyncSettings::default()).map(AtomicU32::new),
             out: ArrayQueue::new(SYNC_FEED_CAPACITY),
             inbox: ArrayQueue::new(SYNC_INBOX_CAPACITY),
+            out6: ArrayQueue::new(SYNC_FEED6_CAPACITY),
+            inbox6: ArrayQueue::new(SYNC_INBOX_CAPACITY),
             counters: SyncFeedCounters::default(),
         }
     }
@@ -176,23 +192,35 @@ impl SyncFeed {
                 full += 1;
             }
         });
+        lb.drain_sync_records6(|rec| {
+            if self.out6.push(rec).is_ok() {
+                fed += 1;
+            } else {
+                full += 1;
+            }
+        });
         bump(&self.counters.buffer_full, lost);
         bump(&self.counters.fed, fed);
         bump(&self.counters.feed_full, full);
-        while let Some(d) = self.inbox.pop() {
-            let c = &self.counters;
-            match lb.install_synced(&d.conn, d.redirect, now_ms) {
-                Ok(SyncInstalled::New) => bump(&c.installed, 1),
-                Ok(SyncInstalled::Updated) => bump(&c.updated, 1),
-                Err(SyncRefused::NoService) => bump(&c.no_service, 1),
-                Err(SyncRefused::NoDest) => bump(&c.no_dest, 1),
-                Err(SyncRefused::LocalAddrNotInPool) => bump(&c.local_addr_not_in_pool, 1),
-                Err(SyncRefused::NotProxied) => bump(&c.not_proxied, 1),
-                Err(SyncRefused::Table(crate::lb::conn::ConnError::TableFull)) => {
-                    bump(&c.table_full, 1)
-                }
-                Err(SyncRefused::Table(_)) => bump(&c.tuple_in_use, 1),
+        bump(&self.counters.mixed_family, lb.take_sync_mixed_family());
+        let c = &self.counters;
+        let count = |outcome: Result<SyncInstalled, SyncRefused>| match outcome {
+            Ok(SyncInstalled::New) => bump(&c.installed, 1),
+            Ok(SyncInstalled::Updated) => bump(&c.updated, 1),
+            Err(SyncRefused::NoService) => bump(&c.no_service, 1),
+            Err(SyncRefused::NoDest) => bump(&c.no_dest, 1),
+            Err(SyncRefused::LocalAddrNotInPool) => bump(&c.local_addr_not_in_pool, 1),
+            Err(SyncRefused::NotProxied) => bump(&c.not_proxied, 1),
+            Err(SyncRefused::Table(crate::lb::conn::ConnError::TableFull)) => {
+                bump(&c.table_full, 1)
             }
+            Err(SyncRefused::Table(_)) => bump(&c.tuple_in_use, 1),
+        };
+        while let Some(d) = self.inbox.pop() {
+            count(lb.install_synced(&d.conn, d.redirect, now_ms));
+        }
+        while let Some(d) = self.inbox6.pop() {
+            count(lb.install_synced6(&d.conn, d.redirect, now_ms));
         }
     }
 }

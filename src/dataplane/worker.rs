@@ -25,7 +25,7 @@ use crate::lb::service::{ServiceKey, ServiceSnapshot};
 use crate::lb::tcp_state::Timeouts;
 use crate::wire::{EthernetFrame, MacAddr};
 use crossbeam::queue::ArrayQueue;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -80,19 +80,7 @@ impl Default for WorkerLatency {
     }
 }
 
-/// One connection as `vsadm -Lc` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnRow {
-    /// "TCP", "UDP" or "IP" (fwmark templates).
-    pub proto: &'static str,
-    pub expires_ms: u64,
-    pub state: &'static str,
-    /// Addresses of both families; an IPv4-mapped address of the IPv6
-    /// table (NAT64 servers, tunnels between families) as its IPv4 one.
-    pub client: std::net::SocketAddr,
-    pub vip: std::net::SocketAddr,
-    pub real: std::net::SocketAddr,
-}
+pub use super::conn_rows::ConnRow;
 
 /// A request from the control thread for a worker's connection list (for
 /// `-Lc`; the control path, never per packet). The control thread bumps
@@ -517,46 +505,7 @@ impl Worker {
     fn answer_dump(&mut self, now_ms: u64) {
         let want = self.dump.requested.load(Ordering::Acquire);
         let limit = self.dump.limit.load(Ordering::Relaxed);
-        use crate::lb::conn::{Addr, Conn, Endpoint};
-        use std::net::{Ipv6Addr, SocketAddr};
-        fn v4(e: Endpoint<u32>) -> SocketAddr {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::from(e.addr)), e.port)
-        }
-        fn v6(e: Endpoint<u128>) -> SocketAddr {
-            let a = Ipv6Addr::from(e.addr);
-            let ip = a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4);
-            SocketAddr::new(ip, e.port)
-        }
-        fn row<K: Addr>(c: &Conn<K>, now_ms: u64, addr: fn(Endpoint<K>) -> SocketAddr) -> ConnRow {
-            ConnRow {
-                proto: c.proto_name(),
-                expires_ms: c.expires_in_ms(now_ms),
-                state: c.state_name(),
-                client: addr(c.client()),
-                vip: addr(c.virt()),
-                real: addr(c.real()),
-            }
-        }
-        let mut rows = Vec::new();
-        let mut total = 0u64;
-        for (_, c) in self.lb.conns().iter() {
-            if crate::lb::director::is_redirect(c) {
-                continue;
-            }
-            total += 1;
-            if rows.len() < limit {
-                rows.push(row(c, now_ms, v4));
-            }
-        }
-        for (_, c) in self.lb.conns6().iter() {
-            if crate::lb::director::is_redirect(c) {
-                continue;
-            }
-            total += 1;
-            if rows.len() < limit {
-                rows.push(row(c, now_ms, v6));
-            }
-        }
+        let (rows, total) = super::conn_rows::conn_rows(&self.lb, now_ms, limit);
         if let Ok(mut slot) = self.dump.rows.lock() {
             *slot = (rows, total);
         }

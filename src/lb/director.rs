@@ -560,6 +560,8 @@ pub struct CoreLb {
     sync_settings: crate::lb::sync::SyncSettings,
     /// ([`crate::lb::sync::SyncMark`] bits: a zeroed `Vec<u64>` is mapped lazily)
     sync_marks: Vec<u64>,
+    /// The same for the IPv6 table ([`sync`]).
+    sync6: sync::Sync6,
 }
 
 impl std::fmt::Debug for CoreLb {
@@ -644,6 +646,7 @@ impl CoreLb {
             sync_lost: 0,
             sync_settings: crate::lb::sync::SyncSettings::default(),
             sync_marks: Vec::new(),
+            sync6: sync::Sync6::default(),
         };
         lb.adopt(snap);
         Ok(lb)
@@ -1855,9 +1858,12 @@ impl CoreLb {
         // kernel in_pkts (Input): drop_entry spares busy connections
         self.table::<A>()
             .update_state_forwarded(id, dir, info.tcp_flags, now_ms);
-        // (sync messages carry IPv4 connections only)
-        if dir == Direction::Input && self.sync_master && !A::IS_V6 {
-            self.feed_sync(id, now_ms);
+        if dir == Direction::Input && self.sync_master {
+            if A::IS_V6 {
+                self.feed_sync6(id, now_ms);
+            } else {
+                self.feed_sync(id, now_ms);
+            }
         }
         let slot = self.dest_svc_slot(dest);
         let bytes = info.ip_len() as u64;
@@ -2324,6 +2330,8 @@ pub use sync::{SyncInstalled, SyncRefused, SYNC_RECORDS_MAX};
 mod defense_tests;
 #[cfg(test)]
 mod sloppy_tests;
+#[cfg(test)]
+mod sync6_tests;
 #[cfg(test)]
 mod sync_tests;
 #[cfg(test)]

@@ -68,6 +68,11 @@ pub trait SyncAddr: Addr {
     fn fwmark_to_ip(mark: u32) -> IpAddr;
     /// The mark of a fwmark template's virtual address on the wire.
     fn fwmark_from_ip(ip: IpAddr) -> Option<u32>;
+    /// An address of the other family held in this table's form (an
+    /// IPv4-mapped server or local address of an IPv6 connection).
+    fn is_other_family(self) -> bool {
+        false
+    }
 }
 
 impl SyncAddr for u32 {
@@ -103,6 +108,9 @@ impl SyncAddr for u128 {
         o[..4].copy_from_slice(&mark.to_be_bytes());
         IpAddr::V6(Ipv6Addr::from(o))
     }
+    fn is_other_family(self) -> bool {
+        Ipv6Addr::from(self).to_ipv4_mapped().is_some()
+    }
     fn fwmark_from_ip(ip: IpAddr) -> Option<u32> {
         match ip {
             IpAddr::V6(a) => {
@@ -119,12 +127,18 @@ impl SyncAddr for u128 {
 pub enum ToSyncError {
     /// One-packet connections are never synced (kernel rule).
     OnePacket,
+    /// Server or local address of the other family than the client's
+    /// (NAT64, TUN IPv6-in-IPv4): a sync entry has one family.
+    MixedFamily,
 }
 
 impl fmt::Display for ToSyncError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ToSyncError::OnePacket => f.write_str("one-packet connections are not synced"),
+            ToSyncError::MixedFamily => {
+                f.write_str("connections between address families are not synced")
+            }
         }
     }
 }
@@ -140,6 +154,10 @@ fn record_head<A: SyncAddr>(
 ) -> Result<(u32, u16, Endpoint<A>, u32), ToSyncError> {
     if conn.is_one_packet() {
         return Err(ToSyncError::OnePacket);
+    }
+    if conn.real().addr.is_other_family() || conn.local().is_some_and(|l| l.addr.is_other_family())
+    {
+        return Err(ToSyncError::MixedFamily);
     }
     let template = conn.is_template();
     let mut bits = match conn.fwd() {
@@ -208,17 +226,19 @@ pub struct ProxyShift {
     pub state: SynproxyState,
 }
 
-/// What a worker hands to the sync daemon for one entry of its (IPv4)
-/// table: the fields of a sync entry in 60 bytes, copied by value through
+/// What a worker hands to the sync daemon for one entry of one of its
+/// tables (`K`: `u32` IPv4, `u128` IPv6, each table with its own queue):
+/// the fields of a sync entry in 60 bytes (IPv4), copied by value through
 /// the worker's buffer and queue; the daemon's thread turns it into the
 /// wire form ([`SyncRecord::to_wire`]), so the worker neither builds
 /// socket addresses nor copies the ~190-byte [`SyncConn`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncRecord {
-    pub caddr: u32,
-    pub vaddr: u32,
-    pub daddr: u32,
-    pub laddr: u32,
+pub struct SyncRecord<K = u32> {
+    pub caddr: K,
+    /// A fwmark template's: the mark as the table keeps it.
+    pub vaddr: K,
+    pub daddr: K,
+    pub laddr: K,
     pub cport: u16,
     pub vport: u16,
     pub dport: u16,
@@ -232,16 +252,16 @@ pub struct SyncRecord {
     pub proxy: Option<ProxyShift>,
 }
 
-impl SyncRecord {
+impl<K: SyncAddr> SyncRecord<K> {
     /// The record of `conn` (see [`to_sync`]).
-    pub fn of(conn: &Conn<u32>, fwmark: u32) -> Result<SyncRecord, ToSyncError> {
+    pub fn of(conn: &Conn<K>, fwmark: u32) -> Result<SyncRecord<K>, ToSyncError> {
         let (flags, state, virt, fwmark) = record_head(conn, fwmark)?;
         let (laddr, lport, has_local) = match conn.local() {
             Some(l) => (l.addr, l.port, true),
-            None => (0, 0, false),
+            None => (K::default(), 0, false),
         };
         let vaddr = if conn.is_template() && conn.protocol_number() == 0 {
-            fwmark
+            K::from_fwmark(fwmark)
         } else {
             virt.addr
         };
@@ -278,13 +298,18 @@ impl SyncRecord {
 
     /// The wire form.
     pub fn to_wire(&self) -> SyncConn {
-        let sa = |a: u32, p: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(a)), p);
+        let sa = |a: K, p: u16| SocketAddr::new(a.to_ip(), p);
+        let fwmark_template = self.flags & flags::TEMPLATE != 0 && self.protocol == 0;
         SyncConn {
             protocol: self.protocol,
             flags: self.flags,
             state: self.state,
             client: sa(self.caddr, self.cport),
-            virt: sa(self.vaddr, self.vport),
+            virt: if fwmark_template {
+                SocketAddr::new(K::fwmark_to_ip(self.fwmark), self.vport)
+            } else {
+                sa(self.vaddr, self.vport)
+            },
             real: sa(self.daddr, self.dport),
             fwmark: self.fwmark,
             timeout_s: self.timeout_s,
@@ -301,19 +326,25 @@ impl SyncRecord {
         }
     }
 
-    /// The record of an IPv4 wire entry (`None` for IPv6, and for SEQ data
-    /// other than a SYN proxy's): for tests and tools.
-    pub fn from_wire(s: &SyncConn) -> Option<SyncRecord> {
-        let v4 = |a: SocketAddr| match a.ip() {
-            IpAddr::V4(ip) => Some((u32::from(ip), a.port())),
-            IpAddr::V6(_) => None,
+    /// The record of a wire entry of `K`'s family (`None` for the other
+    /// family, and for SEQ data other than a SYN proxy's): for tests and
+    /// tools.
+    pub fn from_wire(s: &SyncConn) -> Option<SyncRecord<K>> {
+        let ep = |a: SocketAddr| Some((K::from_ip(a.ip())?, a.port()));
+        let (caddr, cport) = ep(s.client)?;
+        let (vaddr, vport) = if s.flags & flags::TEMPLATE != 0 && s.protocol == 0 {
+            K::from_ip(s.virt.ip())?;
+            (
+                K::from_fwmark(K::fwmark_from_ip(s.virt.ip())?),
+                s.virt.port(),
+            )
+        } else {
+            ep(s.virt)?
         };
-        let (caddr, cport) = v4(s.client)?;
-        let (vaddr, vport) = v4(s.virt)?;
-        let (daddr, dport) = v4(s.real)?;
+        let (daddr, dport) = ep(s.real)?;
         let (laddr, lport) = match s.fullnat_local {
-            Some(l) => v4(l)?,
-            None => (0, 0),
+            Some(l) => ep(l)?,
+            None => (K::default(), 0),
         };
         let proxy = match (s.seq, s.synproxy) {
             (None, None) => None,

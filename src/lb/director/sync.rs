@@ -35,16 +35,108 @@
 //! installed there, with a redirect entry on the request's core, exactly
 //! as a NAT connection created on this backup would be.
 //!
+//! **IPv6.** Connections of the IPv6 table are synced as `ip_vs_sync_v6`
+//! entries, with their own record buffer and decision memory
+//! ([`Sync6`]) and their own queue to the daemon; received IPv6 entries
+//! are installed into the IPv6 table the same way. A connection whose
+//! server (or FULLNAT local address) is of the other family (NAT64, TUN
+//! IPv6-in-IPv4: held IPv4-mapped) has no kernel form — a sync entry has
+//! one address family — and is not sent but counted
+//! (`sync_mixed_family`); vsd, like the kernel, refuses such servers while
+//! a sync daemon runs, so only connections older than the daemon are
+//! concerned. The SYN proxy serves IPv4 only: an IPv6 entry with SYN proxy
+//! data is refused (`NotProxied`).
+//!
 //! **Failure modes.** Entries the backup cannot place are refused with a
 //! [`SyncRefused`] reason the worker counts; nothing is half-installed.
 
 use super::{CoreLb, REDIRECT_DEST};
-use crate::lb::conn::{secs_to_ms, ConnError, ConnId, Direction, NewConn, Tuple};
-use crate::lb::sync::{sync_decide, SyncRecord, SyncSettings, SyncedConn};
+use crate::lb::conn::{secs_to_ms, ConnError, ConnId, ConnTable, Direction, NewConn, Tuple};
+use crate::lb::family::Family;
+use crate::lb::load::DestId;
+use crate::lb::sync::{sync_decide, SyncAddr, SyncRecord, SyncSettings, SyncedConn, ToSyncError};
+use crate::lb::synproxy::ProxyTable;
 use crate::lb::tcp_state::TcpState;
 use crate::lb::types::{FwdMethod, Protocol};
 use crate::wire::ipvs_sync::SyncConn;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// The master's IPv6 state: records to send and, per slot of the IPv6
+/// table, the decision memory (see the module docs).
+#[derive(Debug, Default)]
+pub(super) struct Sync6 {
+    out: Vec<SyncRecord<u128>>,
+    marks: Vec<u64>,
+    /// Connections not sent: server or local address of the other family.
+    mixed_family: u64,
+}
+
+/// The sync decision for `id` of `conns`, then for its template; records
+/// to send go to `out` (see [`CoreLb::feed_sync`]).
+#[allow(clippy::too_many_arguments)]
+fn feed_sync_in<K: SyncAddr>(
+    conns: &mut ConnTable<K>,
+    marks: &mut [u64],
+    out: &mut Vec<SyncRecord<K>>,
+    lost: &mut u64,
+    mixed: &mut u64,
+    settings: &SyncSettings,
+    proxied: Option<&ProxyTable>,
+    fwmark_of: impl Fn(DestId) -> u32,
+    id: ConnId,
+    now_ms: u64,
+) {
+    let mut push = |id: ConnId, c: &crate::lb::conn::Conn<K>, fwmark: u32| {
+        let mut rec = match SyncRecord::of(c, fwmark) {
+            Ok(r) => r,
+            Err(ToSyncError::MixedFamily) => {
+                *mixed += 1;
+                return;
+            }
+            Err(_) => return,
+        };
+        if let Some(p) = proxied.and_then(|t| t.get(id)) {
+            rec.add_synproxy(p);
+        }
+        if out.len() < SYNC_RECORDS_MAX {
+            out.push(rec);
+        } else {
+            *lost += 1;
+        }
+    };
+    // decided on the entry in place (no copy of it per packet)
+    let Some(c) = conns.get(id) else {
+        return;
+    };
+    let template = if c.has_template() {
+        conns.template_of(id)
+    } else {
+        None
+    };
+    // one-packet connections are never sent, their templates are
+    let send = !c.is_one_packet()
+        && marks.get_mut(id.index() as usize).is_some_and(|raw| {
+            sync_decide(c, raw, c.in_pkts(), now_ms, template.is_some(), settings)
+        });
+    let fwmark = fwmark_of(c.dest());
+    if send {
+        let c = *c;
+        push(id, &c, fwmark);
+    }
+    let Some(t) = template else {
+        return;
+    };
+    let Some(tc) = conns.get_mut(t) else {
+        return;
+    };
+    tc.bump_in_pkts();
+    let tc = *tc;
+    if let Some(raw) = marks.get_mut(t.index() as usize) {
+        if sync_decide(&tc, raw, tc.in_pkts(), now_ms, false, settings) {
+            push(t, &tc, fwmark);
+        }
+    }
+}
 
 /// Sync records a core keeps between two drains by its worker.
 pub const SYNC_RECORDS_MAX: usize = 256;
@@ -94,6 +186,10 @@ impl CoreLb {
             // zeroed memory: the OS maps it lazily, no stall of the loop
             self.sync_marks = vec![0u64; self.conns.capacity()];
         }
+        if on && self.sync6.marks.len() != self.conns6.capacity() {
+            self.sync6.out.reserve_exact(SYNC_RECORDS_MAX);
+            self.sync6.marks = vec![0u64; self.conns6.capacity()];
+        }
         self.sync_master = on;
     }
 
@@ -113,7 +209,20 @@ impl CoreLb {
     /// buffer since the last call.
     pub fn take_sync_records(&mut self, out: &mut Vec<SyncConn>) -> u64 {
         out.extend(self.sync_out.drain(..).map(|r| r.to_wire()));
+        out.extend(self.sync6.out.drain(..).map(|r| r.to_wire()));
         std::mem::take(&mut self.sync_lost)
+    }
+
+    /// The IPv6 records collected since the last call, to `f`, as
+    /// [`CoreLb::drain_sync_records`] does for IPv4.
+    pub fn drain_sync_records6(&mut self, f: impl FnMut(SyncRecord<u128>)) {
+        self.sync6.out.drain(..).for_each(f);
+    }
+
+    /// IPv6 connections not sent since the last call because their server
+    /// or local address is IPv4 (no kernel record holds both families).
+    pub fn take_sync_mixed_family(&mut self) -> u64 {
+        std::mem::take(&mut self.sync6.mixed_family)
     }
 
     /// Hand every record collected since the last call to `f` (by value,
@@ -124,65 +233,40 @@ impl CoreLb {
         std::mem::take(&mut self.sync_lost)
     }
 
-    /// The master's decision after a client packet of `id` (its packet
-    /// count already bumped): the connection, then its template.
+    /// The master's decision after a client packet of `id` of the IPv4
+    /// table (its packet count already bumped): the connection, then its
+    /// template.
     pub(super) fn feed_sync(&mut self, id: ConnId, now_ms: u64) {
-        // decided on the entry in place (no copy of it per packet)
-        let Some(c) = self.conns.get(id) else {
-            return;
-        };
-        let template = if c.has_template() {
-            self.conns.template_of(id)
-        } else {
-            None
-        };
-        // one-packet connections are never sent, their templates are
-        let send = !c.is_one_packet()
-            && self
-                .sync_marks
-                .get_mut(id.index() as usize)
-                .is_some_and(|raw| {
-                    sync_decide(
-                        c,
-                        raw,
-                        c.in_pkts(),
-                        now_ms,
-                        template.is_some(),
-                        &self.sync_settings,
-                    )
-                });
-        let fwmark = self.dests.get(c.dest() as usize).map_or(0, |d| d.fwmark);
-        if send {
-            let c = *c;
-            self.push_sync(id, &c, fwmark);
-        }
-        let Some(t) = template else {
-            return;
-        };
-        let Some(tc) = self.conns.get_mut(t) else {
-            return;
-        };
-        tc.bump_in_pkts();
-        let tc = *tc;
-        if let Some(raw) = self.sync_marks.get_mut(t.index() as usize) {
-            if sync_decide(&tc, raw, tc.in_pkts(), now_ms, false, &self.sync_settings) {
-                self.push_sync(t, &tc, fwmark);
-            }
-        }
+        let dests = &self.dests;
+        feed_sync_in(
+            &mut self.conns,
+            &mut self.sync_marks,
+            &mut self.sync_out,
+            &mut self.sync_lost,
+            &mut 0,
+            &self.sync_settings,
+            Some(&self.proxied),
+            |d| dests.get(d as usize).map_or(0, |d| d.fwmark),
+            id,
+            now_ms,
+        );
     }
 
-    fn push_sync(&mut self, id: ConnId, c: &crate::lb::conn::Conn<u32>, fwmark: u32) {
-        let Ok(mut rec) = SyncRecord::of(c, fwmark) else {
-            return;
-        };
-        if let Some(p) = self.proxied.get(id) {
-            rec.add_synproxy(p);
-        }
-        if self.sync_out.len() < SYNC_RECORDS_MAX {
-            self.sync_out.push(rec);
-        } else {
-            self.sync_lost += 1;
-        }
+    /// The same for `id` of the IPv6 table.
+    pub(super) fn feed_sync6(&mut self, id: ConnId, now_ms: u64) {
+        let dests = &self.dests;
+        feed_sync_in(
+            &mut self.conns6,
+            &mut self.sync6.marks,
+            &mut self.sync6.out,
+            &mut self.sync_lost,
+            &mut self.sync6.mixed_family,
+            &self.sync_settings,
+            None,
+            |d| dests.get(d as usize).map_or(0, |d| d.fwmark),
+            id,
+            now_ms,
+        );
     }
 
     /// A synced connection's reply tuple is held by an older entry here:
@@ -192,22 +276,22 @@ impl CoreLb {
     /// a closing state or itself only synced (the master's word is newer);
     /// an established connection this director forwards itself stays, and
     /// the new entry is refused (`tuple_in_use`).
-    fn evict_stale_reply(&mut self, nc: &NewConn<u32>) -> bool {
+    fn evict_stale_reply<A: Family>(&mut self, nc: &NewConn<A::Key>) -> bool {
         let reply = Tuple {
             proto: nc.proto,
             src: nc.real,
             dst: nc.local.unwrap_or(nc.client),
         };
-        let Some((old, Direction::Output)) = self.conns.peek(&reply) else {
+        let Some((old, Direction::Output)) = self.table::<A>().peek(&reply) else {
             return false;
         };
-        let Some(c) = self.conns.get(old) else {
+        let Some(c) = self.table::<A>().get(old) else {
             return false;
         };
         if !(c.tcp_state().is_some_and(closing) || c.is_synced()) {
             return false;
         }
-        if let Some(gone) = self.conns.remove(old) {
+        if let Some(gone) = self.table::<A>().remove(old) {
             if gone.local().is_some() {
                 self.ports.released(1);
             }
@@ -224,20 +308,44 @@ impl CoreLb {
         redirect: bool,
         now_ms: u64,
     ) -> Result<SyncInstalled, SyncRefused> {
+        self.install_synced_in::<Ipv4Addr>(s, redirect, now_ms)
+    }
+
+    /// [`CoreLb::install_synced`] for an IPv6 entry, into the IPv6 table.
+    pub fn install_synced6(
+        &mut self,
+        s: &SyncedConn<u128>,
+        redirect: bool,
+        now_ms: u64,
+    ) -> Result<SyncInstalled, SyncRefused> {
+        self.install_synced_in::<Ipv6Addr>(s, redirect, now_ms)
+    }
+
+    fn install_synced_in<A: Family>(
+        &mut self,
+        s: &SyncedConn<A::Key>,
+        redirect: bool,
+        now_ms: u64,
+    ) -> Result<SyncInstalled, SyncRefused>
+    where
+        A::Key: SyncAddr,
+    {
         let proto = s.protocol().unwrap_or(Protocol::Tcp);
-        let vip = IpAddr::V4(Ipv4Addr::from(s.virt.addr));
+        // an IPv4-mapped address (never a real IPv6 one) is the IPv4 one
+        let ip = |k: A::Key| A::from_key(k).ip();
+        let vip = ip(s.virt.addr);
         let svc = self
             .snap
             .find(s.fwmark, proto, vip, s.virt.port)
             .ok_or(SyncRefused::NoService)?;
-        let rip = IpAddr::V4(Ipv4Addr::from(s.real.addr));
+        let rip = ip(s.real.addr);
         let dest = svc
             .servers
             .iter()
             .find(|d| d.addr == rip && (d.port == s.real.port || d.port == 0))
             .ok_or(SyncRefused::NoDest)?;
         let dest_id = dest.id;
-        if s.synproxy.is_some() && !svc.config.synproxy {
+        if s.synproxy.is_some() && (A::IS_V6 || !svc.config.synproxy) {
             return Err(SyncRefused::NotProxied);
         }
         // FULLNAT keeps the master's local endpoint, whether or not its
@@ -246,20 +354,26 @@ impl CoreLb {
         // a peer's address reaches this director only when routing sends
         // it here (the peer died; its address's covering route remains).
         // A service with no local address here is no FULLNAT service here.
-        if s.local.is_some() && !svc.config.local_addresses.iter().any(IpAddr::is_ipv4) {
-            return Err(SyncRefused::LocalAddrNotInPool);
+        if let Some(l) = s.local {
+            let v4 = ip(l.addr).is_ipv4();
+            if !svc.config.local_addresses.iter().any(|a| a.is_ipv4() == v4) {
+                return Err(SyncRefused::LocalAddrNotInPool);
+            }
         }
         if let Some(key) = s.persist_key() {
-            return match self
-                .conns
-                .template_insert(&key, dest_id, s.real, s.timeout_s, now_ms)
-            {
+            return match self.table::<A>().template_insert(
+                &key,
+                dest_id,
+                s.real,
+                s.timeout_s,
+                now_ms,
+            ) {
                 Ok(_) => Ok(SyncInstalled::New),
                 Err(ConnError::Exists) => Ok(SyncInstalled::Updated),
                 Err(e) => Err(SyncRefused::Table(e)),
             };
         }
-        let mut nc: NewConn<u32> = s.new_conn(dest_id, None).ok_or(SyncRefused::NoService)?;
+        let mut nc: NewConn<A::Key> = s.new_conn(dest_id, None).ok_or(SyncRefused::NoService)?;
         if redirect {
             nc.dest = REDIRECT_DEST;
             nc.fwd = FwdMethod::Route;
@@ -267,8 +381,8 @@ impl CoreLb {
         }
         let state = s.tcp_state();
         let timeout_s = match (s.timeout_s, state) {
-            (0, Some(st)) => self.conns.timeouts().tcp_state(st),
-            (0, None) => self.conns.timeouts().udp,
+            (0, Some(st)) => self.table::<A>().timeouts().tcp_state(st),
+            (0, None) => self.table::<A>().timeouts().udp,
             (t, _) => t,
         };
         let request = Tuple {
@@ -279,9 +393,9 @@ impl CoreLb {
         // an entry of the same request tuple bound elsewhere (another real
         // server or local port: an old connection on a reused client port)
         // is replaced, not updated: the master's binding is the live one
-        let existing = self.conns.peek(&request).map(|(id, _)| id);
+        let existing = self.table::<A>().peek(&request).map(|(id, _)| id);
         let stale = existing.and_then(|id| {
-            let o = self.conns.get(id)?;
+            let o = self.table::<A>().get(id)?;
             let moved = o.real() != nc.real || o.local() != nc.local || o.fwd() != nc.fwd;
             // a closing entry and a record of a live state: a new
             // connection on the reused tuple
@@ -289,7 +403,7 @@ impl CoreLb {
             Some((id, moved, reused))
         });
         if let Some((id, true, _)) = stale {
-            if let Some(gone) = self.conns.remove(id) {
+            if let Some(gone) = self.table::<A>().remove(id) {
                 if gone.local().is_some() {
                     self.ports.released(1);
                 }
@@ -305,11 +419,12 @@ impl CoreLb {
                 },
             ),
             _ => {
-                let id = match self.conns.insert(&nc, now_ms) {
+                let id = match self.table::<A>().insert(&nc, now_ms) {
                     Ok(id) => id,
-                    Err(ConnError::ReplyExists) if self.evict_stale_reply(&nc) => {
-                        self.conns.insert(&nc, now_ms).map_err(SyncRefused::Table)?
-                    }
+                    Err(ConnError::ReplyExists) if self.evict_stale_reply::<A>(&nc) => self
+                        .table::<A>()
+                        .insert(&nc, now_ms)
+                        .map_err(SyncRefused::Table)?,
                     Err(e) => return Err(SyncRefused::Table(e)),
                 };
                 if nc.local.is_some() {
@@ -320,12 +435,12 @@ impl CoreLb {
         };
         // the proxy's shifts, on the core that rewrites the packets (not on
         // a NAT redirect entry's core, which only steers them)
-        if let (Some(sp), false) = (s.synproxy, redirect) {
-            let cap = self.conns.capacity();
+        if let (Some(sp), false, false) = (s.synproxy, redirect, A::IS_V6) {
+            let cap = self.table::<A>().capacity();
             self.proxied.insert(cap, id, sp.proxied());
         }
         let st = state.map_or(TcpState::None as u8, |t| t as u8);
-        self.conns
+        self.table::<A>()
             .set_synced(id, st, s.inactive, secs_to_ms(timeout_s), now_ms);
         Ok(outcome)
     }
