@@ -490,7 +490,6 @@ impl ControlState {
         match cmd {
             Command::AddService(s) => {
                 unsupported::check_service(&s.key)?;
-                unsupported::check_service_while_syncing(&s.key, !self.sync.is_empty())?;
                 self.table
                     .add_service(s.key, s.config.clone())
                     .map_err(err)?;
@@ -581,7 +580,6 @@ impl ControlState {
             }
             Command::StartDaemon(spec) => {
                 let spec = super::syncd::resolve(spec)?;
-                unsupported::check_sync_daemon(self.table.service_keys())?;
                 if let Some((key, addr)) = self.mixed_family_server() {
                     return Err(format!(
                         "a sync daemon cannot run while service {key} has real server {addr} \
@@ -872,8 +870,6 @@ impl ControlState {
         }
         for (s, key) in cfg.services.iter().zip(&wanted) {
             unsupported::check_service(key).map_err(|e| ctx(key, e))?;
-            unsupported::check_service_while_syncing(key, !self.sync.is_empty())
-                .map_err(|e| ctx(key, e))?;
             for r in &s.real_servers {
                 unsupported::check_server(key.af(), r.address).map_err(|e| ctx(key, e))?;
                 self.check_sync_family(key, r.address)
@@ -1687,30 +1683,23 @@ address = "198.18.1.21"
         assert!(c.save_text().contains("-A -f 3 -6"), "{}", c.save_text());
     }
 
+    /// The workers sync IPv6 connections (ip_vs_sync_v6 entries): IPv6
+    /// services and a sync daemon go together, in either order.
     #[test]
-    fn ipv6_services_and_sync_daemons_exclude_each_other() {
+    fn ipv6_services_and_sync_daemons_go_together() {
         let mut s = ControlState::default();
         ok(&mut s, "-A -t [2001:db8::100]:80 -s rr");
-        let e = run(&mut s, "--start-daemon master --mcast-interface lo").unwrap_err();
-        assert!(
-            e.starts_with("a sync daemon cannot run while IPv6 service TCP [2001:db8::100]:80"),
-            "{e}"
-        );
-        ok(&mut s, "-D -t [2001:db8::100]:80");
         ok(&mut s, "--start-daemon master --mcast-interface lo");
-        let e = run(&mut s, "-A -u [2001:db8::100]:53").unwrap_err();
-        assert!(
-            e.starts_with("IPv6 service UDP [2001:db8::100]:53 cannot be added"),
-            "{e}"
-        );
+        ok(&mut s, "-A -u [2001:db8::100]:53 -s rr");
         let v6 = "[[service]]\nproto = \"tcp\"\nvip = \"2001:db8::100\"\nport = 80\n\
                   [[service.real_server]]\naddress = \"2001:db8::11\"\nmethod = \"nat\"\n";
-        let e = s.reload(&config(v6)).unwrap_err();
+        s.reload(&config(v6)).unwrap();
+        // the kernel's rule stays: no server of the other family while syncing
+        let e = run(&mut s, "-a -t [2001:db8::100]:80 -r 198.18.1.1:80 -i").unwrap_err();
         assert!(
-            e.contains("cannot be added while a sync daemon runs"),
+            e.starts_with("Different address family is not allowed"),
             "{e}"
         );
-        ok(&mut s, "-A -t 198.18.0.100:80 -s rr");
     }
 
     #[test]

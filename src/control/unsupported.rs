@@ -5,9 +5,6 @@
 //! these rules and refuses, with a message that says why, what the data
 //! plane would otherwise silently ignore:
 //!
-//! - IPv6 services together with a connection sync daemon (either order):
-//!   the workers hand the sync daemon IPv4 connections only, so IPv6 ones
-//!   would silently never reach the backup.
 //! - IPv6 `[[vip]]` entries that `follow` a kernel interface: the VIP
 //!   watch hands the workers IPv4 addresses only (an IPv6 one would be
 //!   served always, whatever the interface says). Refused when the
@@ -56,32 +53,6 @@ pub fn check_service(key: &ServiceKey) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Refuse IPv6 service `key` while a sync daemon runs (`syncing`): vsd
-/// syncs IPv4 connections only.
-pub fn check_service_while_syncing(key: &ServiceKey, syncing: bool) -> Result<(), String> {
-    if syncing && key.af() == AddrFamily::Inet6 && !test_override::ipv6_allowed() {
-        return Err(format!(
-            "IPv6 service {key} cannot be added while a sync daemon runs \
-             (vsd syncs IPv4 connections only)"
-        ));
-    }
-    Ok(())
-}
-
-/// Refuse starting a sync daemon while one of `services` is IPv6.
-pub fn check_sync_daemon(services: impl IntoIterator<Item = ServiceKey>) -> Result<(), String> {
-    if test_override::ipv6_allowed() {
-        return Ok(());
-    }
-    match services.into_iter().find(|k| k.af() == AddrFamily::Inet6) {
-        Some(key) => Err(format!(
-            "a sync daemon cannot run while IPv6 service {key} exists \
-             (vsd syncs IPv4 connections only)"
-        )),
-        None => Ok(()),
-    }
 }
 
 /// Refuse a real server vsd cannot forward to: an IPv6 one, or one of the
@@ -212,42 +183,5 @@ mod tests {
                 .unwrap_err()
                 .starts_with("an IPv6 local address is never used by an IPv4 service")
         );
-    }
-
-    #[test]
-    fn ipv6_services_and_sync_daemons_exclude_each_other() {
-        let v6 = ServiceKey::Addr {
-            proto: Protocol::Udp,
-            addr: "2001:2::64".parse().unwrap(),
-            port: 53,
-        };
-        let v4 = ServiceKey::Addr {
-            proto: Protocol::Udp,
-            addr: "198.18.0.100".parse().unwrap(),
-            port: 53,
-        };
-        assert!(check_service_while_syncing(&v6, false).is_ok());
-        assert!(check_service_while_syncing(&v4, true).is_ok());
-        assert_eq!(
-            check_service_while_syncing(&v6, true).unwrap_err(),
-            "IPv6 service UDP [2001:2::64]:53 cannot be added while a sync daemon runs \
-             (vsd syncs IPv4 connections only)"
-        );
-        assert!(check_sync_daemon([v4]).is_ok());
-        assert_eq!(
-            check_sync_daemon([v4, v6]).unwrap_err(),
-            "a sync daemon cannot run while IPv6 service UDP [2001:2::64]:53 exists \
-             (vsd syncs IPv4 connections only)"
-        );
-    }
-
-    #[test]
-    fn the_test_override_lifts_the_sync_refusal_only_while_it_lives() {
-        let v6 = ServiceKey::fwmark(1, AddrFamily::Inet6);
-        {
-            let _allow = test_override::AllowIpv6::new();
-            assert!(check_sync_daemon([v6]).is_ok());
-        }
-        assert!(check_sync_daemon([v6]).is_err());
     }
 }
