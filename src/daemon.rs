@@ -1246,6 +1246,7 @@ fn serve(
         tun_source: tun_source4,
         tun_source6,
         conn_capacity: cfg.lb.conn_capacity as usize,
+        conn_capacity6: cfg.lb.conn_capacity6 as usize,
         expire_nodest_conn: cfg.lb.expire_nodest_conn,
         conn_reuse_mode: cfg.lb.conn_reuse_mode,
         expire_quiescent_template: cfg.lb.expire_quiescent_template,
@@ -1255,8 +1256,9 @@ fn serve(
         ..CoreLbConfig::default()
     };
     log!(
-        "forwarding: {} conns per worker, TUN source {} / {}, MTU {}, L4 checksums {}",
+        "forwarding: {} IPv4 + {} IPv6 conns per worker, TUN source {} / {}, MTU {}, L4 checksums {}",
         lb_cfg.conn_capacity,
+        lb_cfg.conn_capacity6,
         lb_cfg.tun_source,
         lb_cfg.tun_source6,
         lb_cfg.mtu,

@@ -240,6 +240,9 @@ pub struct LbConf {
     /// Connection table capacity per worker (connections, templates and
     /// NAT redirect entries).
     pub conn_capacity: u32,
+    /// The IPv6 connection table's capacity per worker (its own table:
+    /// 128-bit keys; NAT64 and cross-family tunnel connections live there).
+    pub conn_capacity6: u32,
     /// Expire a connection on its next request once its real server is
     /// removed and schedule that request afresh (IPVS `expire_nodest_conn`);
     /// otherwise its requests are dropped until the entry times out.
@@ -267,6 +270,7 @@ impl Default for LbConf {
     fn default() -> Self {
         LbConf {
             conn_capacity: 1 << 20,
+            conn_capacity6: 1 << 16,
             expire_nodest_conn: false,
             conn_reuse_mode: 1,
             expire_quiescent_template: false,
@@ -847,6 +851,7 @@ struct RawVip {
 #[serde(deny_unknown_fields)]
 struct RawLb {
     conn_capacity: Option<S<i64>>,
+    conn_capacity6: Option<S<i64>>,
     expire_nodest_conn: Option<bool>,
     conn_reuse_mode: Option<S<i64>>,
     expire_quiescent_template: Option<bool>,
@@ -1820,6 +1825,13 @@ fn build_lb(ctx: &Ctx<'_>, raw: Option<&S<RawLb>>) -> Result<LbConf, ConfigError
             1024,
             1 << 28,
             i64::from(d.conn_capacity),
+        )?),
+        conn_capacity6: narrow(ctx.int_or(
+            &l.conn_capacity6,
+            "lb.conn_capacity6",
+            1024,
+            1 << 28,
+            i64::from(d.conn_capacity6),
         )?),
         expire_nodest_conn: l.expire_nodest_conn.unwrap_or(d.expire_nodest_conn),
         conn_reuse_mode: narrow(ctx.int_or(
@@ -3459,12 +3471,13 @@ mod tests {
     fn lb_table() {
         assert_eq!(parse(&with_base("")).lb, LbConf::default());
         let c = parse(&with_base(
-            "[lb]\nconn_capacity = 4096\nexpire_nodest_conn = true\nconn_reuse_mode = 2\nexpire_quiescent_template = true\ntun_source = \"198.18.1.1\"\nlocal_port_min = 2000\nlocal_port_max = 3000\n",
+            "[lb]\nconn_capacity = 4096\nconn_capacity6 = 2048\nexpire_nodest_conn = true\nconn_reuse_mode = 2\nexpire_quiescent_template = true\ntun_source = \"198.18.1.1\"\nlocal_port_min = 2000\nlocal_port_max = 3000\n",
         ));
         assert_eq!(
             c.lb,
             LbConf {
                 conn_capacity: 4096,
+                conn_capacity6: 2048,
                 expire_nodest_conn: true,
                 conn_reuse_mode: 2,
                 expire_quiescent_template: true,
@@ -3492,6 +3505,7 @@ mod tests {
             );
         }
         assert!(error(&with_base("[lb]\nconn_capacity = 10\n")).contains("lb.conn_capacity"));
+        assert!(error(&with_base("[lb]\nconn_capacity6 = 10\n")).contains("lb.conn_capacity6"));
         assert!(error(&with_base("[lb]\nconn_reuse_mode = 4\n")).contains("lb.conn_reuse_mode"));
         assert!(error(&with_base("[lb]\nexpire_quiescent_template = 1\n"))
             .contains("expire_quiescent_template"));
