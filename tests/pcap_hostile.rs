@@ -465,11 +465,11 @@ fn ipv6_local_addresses_of_ipv4_services_are_refused_by_check_and_at_start() {
 }
 
 #[test]
-fn followed_ipv6_vips_are_refused_by_check_and_at_start_port_addresses_accepted() {
-    // An IPv6 VIP that follows a kernel interface would be served always
-    // (the VIP watch hands the workers IPv4 VIPs only): refused, before
-    // anything starts. IPv6 port addresses and gateways are served by the
-    // data plane (neighbor discovery, echo, routing) and pass.
+fn ipv6_port_addresses_and_followed_vips_pass_check_a_foreign_gateway_is_refused() {
+    // IPv6 port addresses and gateways are served by the data plane
+    // (neighbor discovery, echo, routing) and pass, and so does an IPv6 VIP
+    // that follows a kernel interface (dataplane::vipfollow); a gateway
+    // outside the port's subnets is refused before anything starts.
     let dir = std::env::temp_dir().join(unique("vsd-refuse6-"));
     std::fs::create_dir_all(&dir).unwrap();
     let prefix = unique("vsdr6");
@@ -480,7 +480,7 @@ fn followed_ipv6_vips_are_refused_by_check_and_at_start_port_addresses_accepted(
         &format!(
             "addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\", \"2001:2::1/64\"]\ngateway = [\"2001:2::fe\"]"
         ),
-    );
+    ) + "\n[[vip]]\naddress = \"2001:2::100\"\nport = \"cap0\"\nfollow = \"eth9\"\n";
     assert_ne!(dual, base);
     let path = dir.join("v6-ok.toml");
     std::fs::write(&path, &dual).unwrap();
@@ -494,22 +494,13 @@ fn followed_ipv6_vips_are_refused_by_check_and_at_start_port_addresses_accepted(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let cases = [
-        (
-            base.replace(
-                &format!("addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]"),
-                &format!(
-                    "addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]\ngateway = \"2001:db8::fe\""
-                ),
-            ),
-            "port[0].gateway: gateway 2001:db8::fe is not in any subnet of this port",
+    let cases = [(
+        base.replace(
+            &format!("addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]"),
+            &format!("addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]\ngateway = \"2001:db8::fe\""),
         ),
-        (
-            base.clone()
-                + "\n[[vip]]\naddress = \"2001:db8::100\"\nport = \"cap0\"\nfollow = \"eth9\"\n",
-            "vip[1].address: IPv6 VIPs cannot follow a kernel interface yet",
-        ),
-    ];
+        "port[0].gateway: gateway 2001:db8::fe is not in any subnet of this port",
+    )];
     for (i, (text, want)) in cases.iter().enumerate() {
         assert_ne!(text, &base, "case {i} changed nothing");
         let path = dir.join(format!("v6-{i}.toml"));

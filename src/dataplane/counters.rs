@@ -89,6 +89,7 @@ named_enum!(
     ArpRepliesOut => "arp_replies_out",
     ArpRequestsOut => "arp_requests_out",
     GarpSent => "garp_sent",
+    UnsolicitedNaSent => "unsolicited_na_sent",
     NeighLearned => "neigh_learned",
     NeighRefreshes => "neigh_refresh_probes",
     NeighRequestsUnqueued => "neigh_requests_without_queue",
