@@ -44,6 +44,7 @@ named_enum!(
     MartianSrcMulticast => "martian_src_multicast",
     MartianSrcLimitedBroadcast => "martian_src_limited_broadcast",
     MartianSrcZeronet => "martian_src_zeronet",
+    MartianSrcUnspecified => "martian_src_unspecified",
     MartianSrcLoopback => "martian_src_loopback",
     MartianSrcLocal => "martian_src_local",
     MartianSrcDirectedBroadcast => "martian_src_directed_broadcast",
