@@ -62,16 +62,11 @@ fn vip_activity(w: Option<&VipWatch>) -> Arc<[VipActivity]> {
     w.map_or_else(
         || Arc::from(Vec::new()),
         |w| {
-            // IPv4 only: the configuration refuses IPv6 `[[vip]]`s that
-            // follow an interface (control::unsupported)
             w.states()
-                .filter_map(|(v, active)| match v.address {
-                    IpAddr::V4(addr) => Some(VipActivity {
-                        port: v.port,
-                        addr,
-                        active,
-                    }),
-                    IpAddr::V6(_) => None,
+                .map(|(v, active)| VipActivity {
+                    port: v.port,
+                    addr: v.address,
+                    active,
                 })
                 .collect()
         },
@@ -85,7 +80,7 @@ struct PortView {
     mac: MacAddr,
     addrs: PortAddrs,
     /// `[[vip]]`s of this port that follow a kernel interface: (VIP, name).
-    follow: Vec<(Ipv4Addr, String)>,
+    follow: Vec<(IpAddr, String)>,
     /// The kernel twin's interface (exception path), if any.
     kernel_iface: Option<String>,
     /// A net_tap port's interface name (`iface=`), to tell its true link
@@ -520,7 +515,7 @@ impl Control<'_> {
             .followed_vips
             .iter()
             .filter(|f| !f.active)
-            .map(|f| IpAddr::V4(f.addr))
+            .map(|f| f.addr)
             .collect();
         let facts = PlaneFacts {
             services: &plane.services,
@@ -1161,10 +1156,7 @@ fn serve(
                 .vips
                 .iter()
                 .filter(|v| v.port == idx)
-                .filter_map(|v| match (v.address, &v.follow) {
-                    (IpAddr::V4(a), Some(f)) => Some((a, f.clone())),
-                    _ => None,
-                })
+                .filter_map(|v| Some((v.address, v.follow.clone()?)))
                 .collect(),
             kernel_iface: pc.kernel.as_ref().map(|k| k.iface.clone()),
         });
@@ -1189,13 +1181,12 @@ fn serve(
     let followed: Vec<FollowedVip> = cfg
         .vips
         .iter()
-        .filter_map(|v| match (v.address, &v.follow) {
-            (address @ IpAddr::V4(_), Some(iface)) => Some(FollowedVip {
-                address,
+        .filter_map(|v| {
+            Some(FollowedVip {
+                address: v.address,
                 port: v.port,
-                iface: iface.clone(),
-            }),
-            _ => None,
+                iface: v.follow.clone()?,
+            })
         })
         .collect();
     let vipwatch = if followed.is_empty() {

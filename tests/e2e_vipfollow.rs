@@ -9,8 +9,14 @@
 //!
 //! ```text
 //! [client ns] lan tap 198.18.0.2 == vsd (198.18.0.1 | 198.18.1.1) == srv tap [rs ns] 198.18.1.11:8080
-//!                                   [vsd ns] tap vsd-lan0: VIP/32 or nothing
+//!             2001:2::2             2001:2::1
+//!                                   [vsd ns] tap vsd-lan0: VIP/32, VIP6/128 or nothing
 //! ```
+//!
+//! The IPv6 VIP 2001:2::100 follows the same interface; its service is
+//! NAT64 (FULLNAT to the IPv4 real server from local address
+//! 198.18.1.200), and vsd announces it with unsolicited neighbor
+//! advertisements when it comes up.
 //!
 //! Needs root, /dev/net/tun and hugepages.
 
@@ -29,6 +35,12 @@ const SRV_DIP: &str = "198.18.1.1";
 const CLIENT: &str = "198.18.0.2";
 const RS: &str = "198.18.1.11";
 const VIP: &str = "198.18.0.100";
+const CLIENT6: &str = "2001:2::2";
+const LAN_DIP6: &str = "2001:2::1";
+const VIP6: &str = "2001:2::100";
+const LIP4: &str = "198.18.1.200";
+/// The MAC another director had for the IPv6 VIP before vsd took it over.
+const OLD_DIRECTOR_MAC: &str = "02:00:00:00:09:09";
 const RS_PORT: u16 = 8080;
 const FOLLOW_IF: &str = "vsd-lan0";
 
@@ -54,7 +66,7 @@ conn_capacity = 4096
 name = "lan0"
 device = "net_tap0,iface={lan}"
 mac = "{VSD_LAN_MAC}"
-addresses = ["{LAN_DIP}/24"]
+addresses = ["{LAN_DIP}/24", "{LAN_DIP6}/64"]
 
 [[port]]
 name = "srv0"
@@ -64,6 +76,11 @@ addresses = ["{SRV_DIP}/24"]
 
 [[vip]]
 address = "{VIP}"
+port = "lan0"
+follow = "{FOLLOW_IF}"
+
+[[vip]]
+address = "{VIP6}"
 port = "lan0"
 follow = "{FOLLOW_IF}"
 
@@ -77,6 +94,18 @@ scheduler = "rr"
 address = "{RS}"
 port = {RS_PORT}
 method = "nat"
+
+[[service]]
+proto = "tcp"
+vip = "{VIP6}"
+port = 80
+scheduler = "rr"
+local_addresses = ["{LIP4}"]
+
+[[service.real_server]]
+address = "{RS}"
+port = {RS_PORT}
+method = "fullnat"
 "#
     )
 }
@@ -97,16 +126,23 @@ fn move_tap(dev: &str, from: &Netns, to: &Netns) {
 
 /// The client's neighbour entry for the VIP (`ip neigh show`).
 fn client_neigh(client: &Netns, dev: &str) -> String {
-    String::from_utf8_lossy(&client.ip(&["neigh", "show", VIP, "dev", dev]).stdout).into_owned()
+    neigh_of(client, dev, VIP)
+}
+
+fn neigh_of(client: &Netns, dev: &str, addr: &str) -> String {
+    String::from_utf8_lossy(&client.ip(&["neigh", "show", addr, "dev", dev]).stdout).into_owned()
 }
 
 fn curl_id(client: &Netns) -> Result<String, String> {
-    let out = run_in(
-        client,
-        6,
-        "curl",
-        &["-s", "-m", "2", &format!("http://{VIP}/id")],
-    );
+    curl_url(client, &format!("http://{VIP}/id"))
+}
+
+fn curl6_id(client: &Netns) -> Result<String, String> {
+    curl_url(client, &format!("http://[{VIP6}]/id"))
+}
+
+fn curl_url(client: &Netns, url: &str) -> Result<String, String> {
+    let out = run_in(client, 6, "curl", &["-s", "-g", "-m", "2", url]);
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
@@ -152,6 +188,13 @@ fn vip_active(vsd: &Vsd) -> Option<bool> {
     vsd.ask("status")["ports"][0]["vip_follow"][0]["active"].as_bool()
 }
 
+/// The `active` flag vsd reports for the IPv6 VIP.
+fn vip6_active(vsd: &Vsd) -> Option<bool> {
+    let v = &vsd.ask("status")["ports"][0]["vip_follow"][1];
+    assert_eq!(v["address"].as_str(), Some(VIP6), "{v}");
+    v["active"].as_bool()
+}
+
 #[test]
 fn a_followed_vip_is_served_only_while_its_address_is_on_the_interface() {
     if !e2e_prerequisites(true) {
@@ -182,6 +225,19 @@ fn a_followed_vip_is_served_only_while_its_address_is_on_the_interface() {
     // the taps' kernel ends are the far ends of the wire: MACs of their own
     client.ip(&["link", "set", &lan, "address", CLIENT_MAC]);
     client.ip(&["addr", "add", &format!("{CLIENT}/24"), "dev", &lan]);
+    // IPv6 on the client's end (Ns::new turns it off), without DAD
+    client.sysctl(&format!("net.ipv6.conf.{lan}.accept_dad=0"));
+    client.sysctl(&format!("net.ipv6.conf.{lan}.router_solicitations=0"));
+    client.sysctl(&format!("net.ipv6.conf.{lan}.disable_ipv6=0"));
+    client.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{CLIENT6}/64"),
+        "dev",
+        &lan,
+        "nodad",
+    ]);
     client.ip(&["link", "set", &lan, "up"]);
     no_offloads(&client, &lan, false);
     // a gratuitous ARP may create a neighbour entry (Linux's arp_accept)
@@ -241,6 +297,9 @@ fn a_followed_vip_is_served_only_while_its_address_is_on_the_interface() {
     client.ip(&["neigh", "flush", "dev", &lan]);
     // a tap like the port's kernel twin (this kernel has no dummy driver)
     vsd_ns.ip(&["tuntap", "add", "dev", FOLLOW_IF, "mode", "tap"]);
+    vsd_ns.sysctl(&format!("net.ipv6.conf.{FOLLOW_IF}.accept_dad=0"));
+    vsd_ns.sysctl(&format!("net.ipv6.conf.{FOLLOW_IF}.router_solicitations=0"));
+    vsd_ns.sysctl(&format!("net.ipv6.conf.{FOLLOW_IF}.disable_ipv6=0"));
     vsd_ns.ip(&["link", "set", FOLLOW_IF, "up"]);
     vsd_ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", FOLLOW_IF]);
     assert!(
@@ -338,6 +397,123 @@ fn a_followed_vip_is_served_only_while_its_address_is_on_the_interface() {
     assert!(wait_for(Duration::from_secs(5), || vsd.event("garp_sent") == 10));
     assert!(wait_for(Duration::from_secs(5), || curl_id(&client)
         == Ok("rs1".to_string())));
+
+    // 5. the IPv6 VIP, inactive so far: neighbor solicitations for it are
+    //    not answered, packets to it dropped and counted
+    assert_eq!(vip6_active(&vsd), Some(false));
+    assert_eq!(vsd.event("unsolicited_na_sent"), 0);
+    let nd_not_for_us = vsd.dropped("nd_not_for_us");
+    let ping6 = client.run_any("ping", &["-6", "-c", "1", "-W", "1", VIP6]);
+    assert!(!ping6.status.success(), "ping -6 to an inactive VIP");
+    assert!(!neigh_of(&client, &lan, VIP6).contains(VSD_LAN_MAC));
+    assert!(
+        vsd.dropped("nd_not_for_us") > nd_not_for_us,
+        "vsd did not refuse the solicitations for the inactive IPv6 VIP"
+    );
+    client.ip(&[
+        "neigh",
+        "replace",
+        VIP6,
+        "lladdr",
+        VSD_LAN_MAC,
+        "dev",
+        &lan,
+        "nud",
+        "permanent",
+    ]);
+    let inactive_drops = vsd.dropped("vip_inactive");
+    assert!(
+        curl6_id(&client).is_err(),
+        "curl -6 through an inactive VIP"
+    );
+    assert!(
+        vsd.dropped("vip_inactive") > inactive_drops,
+        "packets to the inactive IPv6 VIP were not counted as vip_inactive"
+    );
+
+    // 6. the IPv6 address appears (nodad, as keepalived adds it): the
+    //    client's stale entry, pointing at the director that had the VIP
+    //    before, is overridden by vsd's unsolicited neighbor advertisements,
+    //    and the NAT64 service works
+    client.ip(&[
+        "neigh",
+        "replace",
+        VIP6,
+        "lladdr",
+        OLD_DIRECTOR_MAC,
+        "dev",
+        &lan,
+        "nud",
+        "stale",
+    ]);
+    assert!(neigh_of(&client, &lan, VIP6).contains(OLD_DIRECTOR_MAC));
+    vsd_ns.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{VIP6}/128"),
+        "dev",
+        FOLLOW_IF,
+        "nodad",
+    ]);
+    assert!(
+        wait_for(Duration::from_secs(5), || neigh_of(&client, &lan, VIP6)
+            .contains(VSD_LAN_MAC)),
+        "no unsolicited neighbor advertisement overrode the client's entry: {:?}\n{}",
+        neigh_of(&client, &lan, VIP6),
+        vsd.log_text()
+    );
+    assert_eq!(vsd.event("unsolicited_na_sent"), 5, "five advertisements");
+    assert_eq!(vsd.event("garp_sent"), 10, "no ARP for an IPv6 VIP");
+    assert_eq!(vip6_active(&vsd), Some(true));
+    assert_eq!(vip_active(&vsd), Some(true), "the IPv4 VIP is untouched");
+    let st = text(&vsd.vsadm(&["--status"]));
+    assert!(
+        st.contains(&format!("vip {VIP6} follows {FOLLOW_IF}: active")),
+        "{st}"
+    );
+    assert_eq!(curl6_id(&client), Ok("rs1".to_string()));
+    let ping6 = client.run_any("ping", &["-6", "-c", "1", "-W", "2", VIP6]);
+    assert!(
+        ping6.status.success(),
+        "ping -6 to the active VIP: {}",
+        text(&ping6)
+    );
+
+    // 7. the IPv6 address goes: dropped and counted again, the IPv4 VIP
+    //    stays served
+    vsd_ns.ip(&[
+        "-6",
+        "addr",
+        "del",
+        &format!("{VIP6}/128"),
+        "dev",
+        FOLLOW_IF,
+    ]);
+    assert!(
+        wait_for(Duration::from_secs(5), || vip6_active(&vsd) == Some(false)),
+        "IPv6 VIP still active after ip addr del"
+    );
+    client.ip(&[
+        "neigh",
+        "replace",
+        VIP6,
+        "lladdr",
+        VSD_LAN_MAC,
+        "dev",
+        &lan,
+        "nud",
+        "permanent",
+    ]);
+    let inactive_drops = vsd.dropped("vip_inactive");
+    assert!(
+        curl6_id(&client).is_err(),
+        "curl -6 through a withdrawn VIP"
+    );
+    assert!(vsd.dropped("vip_inactive") > inactive_drops);
+    assert_eq!(curl_id(&client), Ok("rs1".to_string()));
+    assert_eq!(vsd.event("unsolicited_na_sent"), 5);
+
     vsd_ns.ip(&["link", "del", FOLLOW_IF]);
     assert!(
         wait_for(Duration::from_secs(5), || vip_active(&vsd) == Some(false)),

@@ -3,12 +3,14 @@
 //! Linux's `ip_route_input_slow` would, never forwarded; fragmented
 //! datagrams are forwarded whole; fwmark services forward what the
 //! built-in classifier marks; spoofed on-link sources cannot fill the
-//! neighbour table; IPv6 director addresses are refused before anything starts.
+//! neighbour table; IPv6 martians (unspecified, loopback, multicast or
+//! the director's own source) are dropped and counted, never forwarded;
+//! IPv6 director addresses and followed VIPs pass `--check`.
 
 mod common;
 
 use common::*;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use vsd::wire::{MacAddr, PacketBuilder};
 
 const VSD_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
@@ -128,11 +130,19 @@ fn echo_from(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
 /// Replay `input`, wait until vsd received it all, return the counters,
 /// the `-Lnc` listing and the frames vsd sent.
 fn replay(extra: &str, input: &[Vec<u8>]) -> (serde_json::Value, String, Vec<Vec<u8>>) {
+    replay_with(|dir, prefix| config(dir, prefix, extra), input)
+}
+
+/// [`replay`] with the configuration `make(dir, prefix)`.
+fn replay_with(
+    make: impl FnOnce(&std::path::Path, &str) -> String,
+    input: &[Vec<u8>],
+) -> (serde_json::Value, String, Vec<Vec<u8>>) {
     let dir = std::env::temp_dir().join(unique("vsd-pcaph-"));
     std::fs::create_dir_all(&dir).unwrap();
     pcap::write(&dir.join("in.pcap"), input);
     let prefix = unique("vsdh");
-    let mut vsd = Vsd::start(&config(&dir, &prefix, extra));
+    let mut vsd = Vsd::start(&make(&dir, &prefix));
     let done = wait_for(std::time::Duration::from_secs(20), || {
         vsd.event("rx_packets") >= input.len() as u64
     });
@@ -230,6 +240,109 @@ fn martian_and_non_host_packets_are_dropped_and_counted() {
         .filter(|f| f.len() > 23 && f[12..14] == [8, 0] && f[23] == 1)
         .count();
     assert_eq!(icmp, 0, "no echo reply to a martian source: {out:02x?}");
+}
+
+#[test]
+fn ipv6_martians_are_dropped_and_counted() {
+    let ip = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    let vip6 = ip("2001:2::64");
+    let rs6 = ip("2001:2:1::11");
+    let extra = format!(
+        r#"
+[[service]]
+proto = "tcp"
+vip = "{vip6}"
+port = 80
+scheduler = "rr"
+
+[[service.real_server]]
+address = "{rs6}"
+port = 8080
+method = "nat"
+"#
+    );
+    let make = |dir: &std::path::Path, prefix: &str| {
+        let base = config(dir, prefix, &extra);
+        let dual = base.replace(
+            &format!("addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]"),
+            &format!(
+                "addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\", \"2001:2::1/64\", \"2001:2:1::1/64\"]"
+            ),
+        );
+        assert_ne!(dual, base);
+        dual
+    };
+    let syn6 = |src: Ipv6Addr, sport: u16| {
+        PacketBuilder::ethernet(CLIENT_MAC, VSD_MAC)
+            .ipv6(src, vip6)
+            .tcp(sport, 80, SYN)
+            .seq(1000)
+            .build()
+    };
+    // the real server announces itself (vsd learns its MAC)
+    let mut input = vec![
+        PacketBuilder::ethernet(RS_MAC, MacAddr([0x33, 0x33, 0, 0, 0, 1]))
+            .ipv6(rs6, ip("ff02::1"))
+            .neighbor_advert(0x20, rs6, Some(RS_MAC))
+            .build(),
+    ];
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        ("martian_src_unspecified", syn6(Ipv6Addr::UNSPECIFIED, 1001)),
+        ("martian_src_loopback", syn6(Ipv6Addr::LOCALHOST, 1002)),
+        ("martian_src_multicast", syn6(ip("ff02::1"), 1003)),
+        ("martian_src_multicast", syn6(ip("ff05::2"), 1004)),
+        ("martian_src_local", syn6(vip6, 1005)),
+        ("martian_src_local", syn6(ip("2001:2::1"), 1006)),
+        // the port's EUI-64 link-local address
+        ("martian_src_local", syn6(ip("fe80::ff:fe00:1"), 1007)),
+        (
+            "martian_dst_loopback",
+            PacketBuilder::ethernet(CLIENT_MAC, VSD_MAC)
+                .ipv6(ip("2001:2::2"), Ipv6Addr::LOCALHOST)
+                .udp(1008, 53)
+                .build(),
+        ),
+        // a spoofed ping is not answered either
+        (
+            "martian_src_loopback",
+            PacketBuilder::ethernet(CLIENT_MAC, VSD_MAC)
+                .ipv6(Ipv6Addr::LOCALHOST, vip6)
+                .icmpv6_echo_request(0x1d, 1)
+                .build(),
+        ),
+    ];
+    input.extend(hostile.iter().map(|(_, f)| f.clone()));
+    // the one legitimate request
+    input.push(syn6(ip("2001:2::2"), 2000));
+    let (counters, listing, out) = replay_with(make, &input);
+
+    let drop = |name: &str| counters["total"]["drops"][name].as_u64().unwrap_or(0);
+    let mut want = std::collections::BTreeMap::new();
+    for (reason, _) in &hostile {
+        *want.entry(*reason).or_insert(0u64) += 1;
+    }
+    for (reason, n) in want {
+        assert_eq!(drop(reason), n, "{reason}: {counters}");
+    }
+    let forwarded: Vec<_> = out
+        .iter()
+        .filter(|f| f.len() > 54 && f[..6] == RS_MAC.0 && f[12..14] == [0x86, 0xdd])
+        .collect();
+    assert_eq!(
+        forwarded.len(),
+        1,
+        "only the legitimate SYN goes out: {forwarded:02x?}"
+    );
+    // NAT: from the client, port 2000
+    assert_eq!(forwarded[0][22..38], ip("2001:2::2").octets());
+    assert_eq!(forwarded[0][54..56], 2000u16.to_be_bytes());
+    let rows = listing.lines().filter(|l| l.starts_with("TCP")).count();
+    assert_eq!(rows, 1, "one connection:\n{listing}");
+    let echo_replies = out
+        .iter()
+        .filter(|f| f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[20] == 58 && f[54] == 129)
+        .count();
+    assert_eq!(echo_replies, 0, "no echo reply to a martian source");
 }
 
 #[test]
@@ -465,11 +578,11 @@ fn ipv6_local_addresses_of_ipv4_services_are_refused_by_check_and_at_start() {
 }
 
 #[test]
-fn followed_ipv6_vips_are_refused_by_check_and_at_start_port_addresses_accepted() {
-    // An IPv6 VIP that follows a kernel interface would be served always
-    // (the VIP watch hands the workers IPv4 VIPs only): refused, before
-    // anything starts. IPv6 port addresses and gateways are served by the
-    // data plane (neighbor discovery, echo, routing) and pass.
+fn ipv6_port_addresses_and_followed_vips_pass_check_a_foreign_gateway_is_refused() {
+    // IPv6 port addresses and gateways are served by the data plane
+    // (neighbor discovery, echo, routing) and pass, and so does an IPv6 VIP
+    // that follows a kernel interface (dataplane::vipfollow); a gateway
+    // outside the port's subnets is refused before anything starts.
     let dir = std::env::temp_dir().join(unique("vsd-refuse6-"));
     std::fs::create_dir_all(&dir).unwrap();
     let prefix = unique("vsdr6");
@@ -480,7 +593,7 @@ fn followed_ipv6_vips_are_refused_by_check_and_at_start_port_addresses_accepted(
         &format!(
             "addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\", \"2001:2::1/64\"]\ngateway = [\"2001:2::fe\"]"
         ),
-    );
+    ) + "\n[[vip]]\naddress = \"2001:2::100\"\nport = \"cap0\"\nfollow = \"eth9\"\n";
     assert_ne!(dual, base);
     let path = dir.join("v6-ok.toml");
     std::fs::write(&path, &dual).unwrap();
@@ -494,22 +607,13 @@ fn followed_ipv6_vips_are_refused_by_check_and_at_start_port_addresses_accepted(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let cases = [
-        (
-            base.replace(
-                &format!("addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]"),
-                &format!(
-                    "addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]\ngateway = \"2001:db8::fe\""
-                ),
-            ),
-            "port[0].gateway: gateway 2001:db8::fe is not in any subnet of this port",
+    let cases = [(
+        base.replace(
+            &format!("addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]"),
+            &format!("addresses = [\"{DIP}/24\", \"{SRV_DIP}/24\"]\ngateway = \"2001:db8::fe\""),
         ),
-        (
-            base.clone()
-                + "\n[[vip]]\naddress = \"2001:db8::100\"\nport = \"cap0\"\nfollow = \"eth9\"\n",
-            "vip[1].address: IPv6 VIPs cannot follow a kernel interface yet",
-        ),
-    ];
+        "port[0].gateway: gateway 2001:db8::fe is not in any subnet of this port",
+    )];
     for (i, (text, want)) in cases.iter().enumerate() {
         assert_ne!(text, &base, "case {i} changed nothing");
         let path = dir.join(format!("v6-{i}.toml"));

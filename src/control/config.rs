@@ -1241,7 +1241,7 @@ fn build(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         let vip = vip.get_ref();
         let base = format!("vip[{i}]");
         let address = ctx.ip(&vip.address, &format!("{base}.address"))?;
-        super::unsupported::check_vip(address, vip.follow.is_some())
+        super::unsupported::check_vip(address)
             .map_err(|m| ctx.err(vip.address.span(), format!("{base}.address"), m))?;
         if vips.iter().any(|v| v.address == address) {
             return Err(ctx.err(
@@ -3890,10 +3890,20 @@ mod tests {
             "[[vip]]\naddress = \"198.18.0.100\"\nport = \"lan0\"\nfollow = \"\"\n"
         ))
         .contains("vip[0].follow"));
-        assert!(error(&with_base(
-            "[[vip]]\naddress = \"2001:db8::1\"\nport = \"lan0\"\nfollow = \"vsd-lan0\"\n"
-        ))
-        .contains("vip[0].address: IPv6 VIPs cannot follow a kernel interface yet"));
+        // IPv6 VIPs follow too (announced with unsolicited neighbor
+        // advertisements: dataplane::vipfollow)
+        let c = Config::from_str(
+            &with_base(
+                "[[vip]]\naddress = \"2001:2::100\"\nport = \"lan0\"\nfollow = \"vsd-lan0\"\n",
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.vips[0].follow.as_deref(), Some("vsd-lan0"));
+        assert_eq!(
+            c.vips[0].address,
+            "2001:2::100".parse::<std::net::IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -5,10 +5,8 @@
 //! these rules and refuses, with a message that says why, what the data
 //! plane would otherwise silently ignore:
 //!
-//! - IPv6 `[[vip]]` entries that `follow` a kernel interface: the VIP
-//!   watch hands the workers IPv4 addresses only (an IPv6 one would be
-//!   served always, whatever the interface says). Refused when the
-//!   configuration is read, so at start, `--check` and `--reload`.
+//! - An IPv6 FULLNAT local address on an IPv4 service (no NAT46: IPv4
+//!   clients are never translated to IPv6 servers).
 //!
 //! IPv6 forwarding itself is no longer refused ([`IPV6_FORWARDING`]):
 //! every method forwards IPv6 (NAT, DR, TUN IPv6-in-IPv6, FULLNAT with
@@ -16,8 +14,11 @@
 //! servers (NAT64), and tunnels cross families ([`MIXED_FAMILY_TUNNELS`]:
 //! IPv4-in-IPv6 and IPv6-in-IPv4); the service table itself refuses other
 //! mixes of families ("Different address family is allowed only for
-//! tunneling servers"). Static IPv6 `[[vip]]`s are answered by the data
-//! plane's neighbor discovery (`dataplane::local`). Proven end to end in
+//! tunneling servers"). IPv6 `[[vip]]`s are answered by the data
+//! plane's neighbor discovery (`dataplane::local`), and those that
+//! `follow` a kernel interface are served while the address is there and
+//! announced with unsolicited neighbor advertisements when it comes
+//! (`dataplane::vipfollow`). Proven end to end in
 //! tests/e2e_ipv6.rs.
 //!
 //! Why: an operator must never believe something runs when it does not
@@ -94,18 +95,11 @@ pub fn check_local_addr(service_af: AddrFamily, addr: IpAddr) -> Result<(), Stri
     Ok(())
 }
 
-/// Refuse a `[[vip]]` of the configuration vsd cannot serve as written:
-/// an IPv6 one that follows a kernel interface (`follows`).
-pub fn check_vip(addr: IpAddr, follows: bool) -> Result<(), String> {
+/// Refuse a `[[vip]]` of the configuration vsd cannot serve as written.
+pub fn check_vip(addr: IpAddr) -> Result<(), String> {
     if addr.is_ipv6() && ipv6_refused() {
         return Err(format!(
             "IPv6 VIPs are not supported yet (vsd forwards IPv4 only): {addr} refused"
-        ));
-    }
-    if addr.is_ipv6() && follows {
-        return Err(format!(
-            "IPv6 VIPs cannot follow a kernel interface yet (vsd follows IPv4 VIPs only): \
-             {addr} refused; leave out `follow` to serve it always"
         ));
     }
     Ok(())
@@ -164,7 +158,7 @@ mod tests {
         assert!(check_local_addr(AddrFamily::Inet6, "2001:2::200".parse().unwrap()).is_ok());
         // NAT64: IPv4 local addresses for the IPv4 servers of an IPv6 service
         assert!(check_local_addr(AddrFamily::Inet6, "198.18.1.200".parse().unwrap()).is_ok());
-        assert!(check_vip("2001:2::64".parse().unwrap(), false).is_ok());
+        assert!(check_vip("2001:2::64".parse().unwrap()).is_ok());
         // NAT64 and tunnels between families: the service table decides by
         // method (only TUN, and FULLNAT from IPv6 to IPv4)
         assert!(check_server(AddrFamily::Inet6, "198.18.1.11".parse().unwrap()).is_ok());
@@ -172,12 +166,9 @@ mod tests {
     }
 
     #[test]
-    fn followed_ipv6_vips_and_nat46_local_addresses_are_refused() {
+    fn nat46_local_addresses_are_refused() {
         assert!(check_service(&ServiceKey::fwmark(3, AddrFamily::Inet6)).is_ok());
-        assert!(check_vip("2001:2::64".parse().unwrap(), true)
-            .unwrap_err()
-            .starts_with("IPv6 VIPs cannot follow a kernel interface yet"));
-        assert!(check_vip("198.18.0.100".parse().unwrap(), true).is_ok());
+        assert!(check_vip("198.18.0.100".parse().unwrap()).is_ok());
         assert!(
             check_local_addr(AddrFamily::Inet, "2001:2::200".parse().unwrap())
                 .unwrap_err()

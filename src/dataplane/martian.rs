@@ -1,6 +1,6 @@
 //! Martian and non-host filtering of packets bound for the forwarding path.
 //!
-//! What: [`MartianFilter::check_ip`] runs on every received IPv4 frame
+//! What: [`MartianFilter::check_ip`] runs on every received IP frame
 //! (before the director answers ARP-less local traffic such as ICMP echo,
 //! and before forwarding), [`MartianFilter::not_host`] on what would be
 //! forwarded; each drop has its own counter:
@@ -27,6 +27,19 @@
 //!   broadcast (`martian_src_directed_broadcast`).
 //! - Class E (240.0.0.0/4 other than 255.255.255.255) is ordinary unicast
 //!   for Linux since 2.6.25 and passes here too.
+//! - IPv6 (RFC 4291): a multicast source (`martian_src_multicast`, as
+//!   Linux's `ip6_rcv_core`), the unspecified source `::`
+//!   (`martian_src_unspecified`; RFC 4291 §2.5.2: never forwarded) except
+//!   in a neighbor solicitation (a duplicate address detection probe,
+//!   which `dataplane::local` defends), destination, else source, `::1`
+//!   (`martian_dst_loopback`, `martian_src_loopback`, as `ip6_rcv_core`),
+//!   and a source that is one of the director's own IPv6 addresses
+//!   (link-local included), a VIP or a FULLNAT local address
+//!   (`martian_src_local`) except in a neighbor solicitation or
+//!   advertisement, where another node using our address is
+//!   `dataplane::local`'s `nd_duplicate_address`.
+//!   Multicast destinations pass: neighbor discovery uses them, and the
+//!   forwarding path never sees them (`not_host`).
 //!
 //! Why: spoofed SYNs from such sources created connections (and through
 //! FULLNAT each one took a local port), and broadcast frames were NATed.
@@ -36,8 +49,8 @@
 //! and broadcast addresses, rebuilt when the configuration is adopted): no
 //! allocation or lock per packet.
 //!
-//! Failure modes: a frame too short for an IPv4 header is left to the
-//! forwarding path's validation (which counts it); only IPv4 is examined.
+//! Failure modes: a frame too short for an IP header is left to the
+//! forwarding path's validation (which counts it).
 
 use super::counters::DropReason;
 use super::local::PortAddrs;
@@ -52,6 +65,9 @@ pub struct MartianFilter {
     local: Vec<u32>,
     /// Directed broadcast addresses of the connected subnets, sorted.
     broadcast: Vec<u32>,
+    /// The director's own IPv6 addresses (link-local included), VIPs and
+    /// FULLNAT local addresses, sorted.
+    local6: Vec<u128>,
 }
 
 /// The directed broadcast address of `addr/prefix` (none for /31, /32,
@@ -68,38 +84,38 @@ impl MartianFilter {
     /// The filter for a worker's ports and the adopted service snapshot.
     pub fn new<'a>(ports: impl IntoIterator<Item = &'a PortAddrs>, snap: &ServiceSnapshot) -> Self {
         let mut local = Vec::new();
+        let mut local6 = Vec::new();
         let mut broadcast = Vec::new();
+        let mut add_local = |a: &IpAddr| match a {
+            IpAddr::V4(a) => local.push(u32::from(*a)),
+            IpAddr::V6(a) => local6.push(u128::from(*a)),
+        };
         for p in ports {
             for (a, prefix) in &p.addrs {
+                add_local(a);
                 if let IpAddr::V4(a) = a {
-                    local.push(u32::from(*a));
                     broadcast.extend(directed_broadcast(*a, *prefix));
                 }
             }
-            local.extend(p.vips.iter().filter_map(|v| match v {
-                IpAddr::V4(a) => Some(u32::from(*a)),
-                IpAddr::V6(_) => None,
-            }));
+            p.vips.iter().for_each(&mut add_local);
         }
         for svc in snap.services() {
-            if let ServiceKey::Addr {
-                addr: IpAddr::V4(a),
-                ..
-            } = svc.key
-            {
-                local.push(u32::from(a));
+            if let ServiceKey::Addr { addr, .. } = &svc.key {
+                add_local(addr);
             }
-            for l in &svc.config.local_addresses {
-                if let IpAddr::V4(a) = l {
-                    local.push(u32::from(*a));
-                }
-            }
+            svc.config.local_addresses.iter().for_each(&mut add_local);
         }
         local.sort_unstable();
         local.dedup();
+        local6.sort_unstable();
+        local6.dedup();
         broadcast.sort_unstable();
         broadcast.dedup();
-        MartianFilter { local, broadcast }
+        MartianFilter {
+            local,
+            broadcast,
+            local6,
+        }
     }
 
     /// Why `frame` (received on a port whose MAC is `port_mac`) must not be
@@ -119,16 +135,21 @@ impl MartianFilter {
         frame.get(..6).is_some_and(|d| d != port_mac)
     }
 
-    /// The address rules for an IPv4 frame (`None` for anything else, or a
-    /// frame too short to judge).
+    /// The address rules for an IPv4 or IPv6 frame (`None` for anything
+    /// else, or a frame too short to judge).
     #[inline]
     pub fn check_ip(&self, frame: &[u8]) -> Option<DropReason> {
+        use crate::wire::EtherType;
         // untagged IPv4 in the common case; else find the VLAN-tagged header
-        let l3 = if frame.get(12..14)? == [0x08, 0x00] {
+        let ethertype = frame.get(12..14)?;
+        let l3 = if ethertype == [0x08, 0x00] {
             14
+        } else if ethertype == [0x86, 0xdd] {
+            return self.check_ip6(frame, 14);
         } else {
             match crate::wire::l3_offset(frame) {
-                Ok((l3, crate::wire::EtherType::IPV4)) => l3,
+                Ok((l3, EtherType::IPV4)) => l3,
+                Ok((l3, EtherType::IPV6)) => return self.check_ip6(frame, l3),
                 _ => return None,
             }
         };
@@ -136,6 +157,61 @@ impl MartianFilter {
         let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
         let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
         self.check_addrs(src, dst)
+    }
+
+    /// The IPv6 rules for the header at `l3`, with the exemptions for
+    /// neighbor discovery (see the module docs).
+    #[inline]
+    fn check_ip6(&self, frame: &[u8], l3: usize) -> Option<DropReason> {
+        let ip = frame.get(l3..l3 + 40)?;
+        let src = u128::from_be_bytes(ip[8..24].try_into().ok()?);
+        let dst = u128::from_be_bytes(ip[24..40].try_into().ok()?);
+        let reason = self.check_addrs6(src, dst)?;
+        // neighbor discovery directly after the header (as RFC 4861
+        // requires: local.rs drops ND behind extension headers anyway)
+        let nd_type = || {
+            (ip[6] == crate::wire::IpProtocol::ICMPV6.0)
+                .then(|| frame.get(l3 + 40).copied())
+                .flatten()
+        };
+        match reason {
+            DropReason::MartianSrcUnspecified
+                if nd_type() == Some(crate::wire::icmpv6::TYPE_NEIGHBOR_SOLICIT) =>
+            {
+                None
+            }
+            DropReason::MartianSrcLocal
+                if nd_type().is_some_and(|t| {
+                    t == crate::wire::icmpv6::TYPE_NEIGHBOR_SOLICIT
+                        || t == crate::wire::icmpv6::TYPE_NEIGHBOR_ADVERT
+                }) =>
+            {
+                None
+            }
+            r => Some(r),
+        }
+    }
+
+    /// The IPv6 address rules alone (see the module docs for their order).
+    #[inline]
+    pub fn check_addrs6(&self, src: u128, dst: u128) -> Option<DropReason> {
+        const LOOPBACK: u128 = 1;
+        if src >> 120 == 0xff {
+            return Some(DropReason::MartianSrcMulticast);
+        }
+        if src == 0 {
+            return Some(DropReason::MartianSrcUnspecified);
+        }
+        if dst == LOOPBACK {
+            return Some(DropReason::MartianDstLoopback);
+        }
+        if src == LOOPBACK {
+            return Some(DropReason::MartianSrcLoopback);
+        }
+        if self.local6.binary_search(&src).is_ok() {
+            return Some(DropReason::MartianSrcLocal);
+        }
+        None
     }
 
     /// The address rules alone (see the module docs for their order).
@@ -189,6 +265,14 @@ mod tests {
 
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 
+    fn v6(s: &str) -> IpAddr {
+        IpAddr::V6(s.parse().unwrap())
+    }
+
+    fn a6(s: &str) -> u128 {
+        u128::from(s.parse::<std::net::Ipv6Addr>().unwrap())
+    }
+
     fn filter() -> MartianFilter {
         let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
         let port = PortAddrs::new(
@@ -197,8 +281,9 @@ mod tests {
                 (v4(198, 18, 0, 1), 24),
                 (v4(198, 18, 1, 1), 24),
                 (v4(198, 18, 2, 1), 31),
+                (v6("2001:2::1"), 64),
             ],
-            vec![v4(198, 18, 0, 100)],
+            vec![v4(198, 18, 0, 100), v6("2001:2::100")],
             vec![],
         );
         MartianFilter::new([&port], &ServiceSnapshot::empty(16))
@@ -264,6 +349,109 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_martians_each_with_its_reason() {
+        let f = filter();
+        let vip = "2001:2::100";
+        // the port's EUI-64 link-local address (from MAC 02:00:00:00:00:01)
+        let ll = "fe80::ff:fe00:1";
+        let cases = [
+            ("ff02::1", vip, Some(DropReason::MartianSrcMulticast)),
+            ("ff0e::5", vip, Some(DropReason::MartianSrcMulticast)),
+            ("::", vip, Some(DropReason::MartianSrcUnspecified)),
+            ("::1", vip, Some(DropReason::MartianSrcLoopback)),
+            ("2001:2::2", "::1", Some(DropReason::MartianDstLoopback)),
+            (vip, vip, Some(DropReason::MartianSrcLocal)),
+            ("2001:2::1", vip, Some(DropReason::MartianSrcLocal)),
+            (ll, vip, Some(DropReason::MartianSrcLocal)),
+            // ordinary traffic, link-local neighbours, multicast
+            // destinations (neighbor discovery), ::2 and v4-compatible
+            // forms are not the loopback
+            ("2001:2::2", vip, None),
+            ("2001:3::7", vip, None),
+            ("fe80::2", "ff02::1:ff00:100", None),
+            ("2001:2::2", "ff02::1", None),
+            ("::2", vip, None),
+            ("2001:2::2", "2001:2::1", None),
+        ];
+        for (src, dst, want) in cases {
+            assert_eq!(f.check_addrs6(a6(src), a6(dst)), want, "{src} -> {dst}");
+        }
+    }
+
+    #[test]
+    fn ipv6_frames_are_judged_and_neighbor_discovery_keeps_its_exceptions() {
+        use crate::wire::PacketBuilder;
+        let f = filter();
+        let ip = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap();
+        let peer = MacAddr([2, 0, 0, 0, 0, 2]);
+        let udp = |src: &str, dst: &str| {
+            PacketBuilder::ethernet(peer, MacAddr(MAC))
+                .ipv6(ip(src), ip(dst))
+                .udp(1000, 53)
+                .build()
+        };
+        let vip = "2001:2::100";
+        assert_eq!(f.check_ip(&udp("2001:2::2", vip)), None);
+        assert_eq!(
+            f.check_ip(&udp("::", vip)),
+            Some(DropReason::MartianSrcUnspecified)
+        );
+        assert_eq!(
+            f.check_ip(&udp("::1", vip)),
+            Some(DropReason::MartianSrcLoopback)
+        );
+        assert_eq!(
+            f.check_ip(&udp("ff02::1", vip)),
+            Some(DropReason::MartianSrcMulticast)
+        );
+        assert_eq!(
+            f.check_ip(&udp(vip, "2001:2::2")),
+            Some(DropReason::MartianSrcLocal)
+        );
+        let tagged = PacketBuilder::ethernet(peer, MacAddr(MAC))
+            .vlan(7)
+            .ipv6(ip("::1"), ip(vip))
+            .udp(1000, 53)
+            .build();
+        assert_eq!(f.check_ip(&tagged), Some(DropReason::MartianSrcLoopback));
+        // a duplicate address detection probe (from ::) for our VIP goes on
+        // to be defended; an echo request from :: does not
+        let dad = PacketBuilder::ethernet(peer, MacAddr([0x33, 0x33, 0xff, 0, 1, 0]))
+            .ipv6(ip("::"), ip("ff02::1:ff00:100"))
+            .neighbor_solicit(ip(vip), None)
+            .build();
+        assert_eq!(f.check_ip(&dad), None);
+        let echo = PacketBuilder::ethernet(peer, MacAddr(MAC))
+            .ipv6(ip("::"), ip(vip))
+            .icmpv6_echo_request(1, 1)
+            .build();
+        assert_eq!(f.check_ip(&echo), Some(DropReason::MartianSrcUnspecified));
+        // an advertisement from :: is never valid (RFC 4861 §7.1.2)
+        let na_unspec = PacketBuilder::ethernet(peer, MacAddr(MAC))
+            .ipv6(ip("::"), ip("ff02::1"))
+            .neighbor_advert(0x20, ip("2001:2::2"), Some(peer))
+            .build();
+        assert_eq!(
+            f.check_ip(&na_unspec),
+            Some(DropReason::MartianSrcUnspecified)
+        );
+        // another node claiming our address in neighbor discovery reaches
+        // local.rs (counted there as nd_duplicate_address)
+        let claim = PacketBuilder::ethernet(peer, MacAddr([0x33, 0x33, 0, 0, 0, 1]))
+            .ipv6(ip(vip), ip("ff02::1"))
+            .neighbor_advert(0x20, ip(vip), Some(peer))
+            .build();
+        assert_eq!(f.check_ip(&claim), None);
+        let ns_from_ours = PacketBuilder::ethernet(peer, MacAddr([0x33, 0x33, 0xff, 0, 0, 2]))
+            .ipv6(ip("2001:2::1"), ip("ff02::1:ff00:2"))
+            .neighbor_solicit(ip("2001:2::2"), Some(peer))
+            .build();
+        assert_eq!(f.check_ip(&ns_from_ours), None);
+        // too short to judge: left to the forwarding path's validation
+        assert_eq!(f.check_ip(&udp("::1", vip)[..14 + 39]), None);
+    }
+
+    #[test]
     fn only_frames_to_our_mac_are_forwarded() {
         let f = filter();
         let ok = frame(MAC, "198.18.0.2", "198.18.0.100");
@@ -298,7 +486,26 @@ mod tests {
             ..ServiceConfig::default()
         };
         t.add_service(key, cfg).unwrap();
+        let key6 = ServiceKey::Addr {
+            proto: Protocol::Tcp,
+            addr: "2001:2::64".parse().unwrap(),
+            port: 80,
+        };
+        let cfg6 = ServiceConfig {
+            local_addresses: vec!["2001:2:1::200".parse().unwrap()],
+            ..ServiceConfig::default()
+        };
+        t.add_service(key6, cfg6).unwrap();
         let f = MartianFilter::new([], &t.snapshot());
+        let other6 = a6("2001:2::2");
+        for local in ["2001:2::64", "2001:2:1::200"] {
+            assert_eq!(
+                f.check_addrs6(a6(local), other6),
+                Some(DropReason::MartianSrcLocal),
+                "{local}"
+            );
+        }
+        assert_eq!(f.check_addrs6(a6("2001:2::65"), other6), None);
         let other = a("198.18.0.2");
         assert_eq!(
             f.check_addrs(a("198.19.5.5"), other),

@@ -526,14 +526,12 @@ impl Worker {
         let inactive = self.follow.inactive();
         for wp in &mut self.ports {
             wp.addrs.vips = port_vips(&wp.addrs, &wp.static_vips, &cfg.services);
-            wp.addrs
-                .vips
-                .retain(|v| !matches!(v, IpAddr::V4(a) if inactive.contains(a)));
+            wp.addrs.vips.retain(|v| !inactive.contains(v));
         }
         if self.index == 0 {
             for (p, vip) in came_up {
                 if let Some(wp) = self.ports.get_mut(p) {
-                    super::vipfollow::send_garps(
+                    super::vipfollow::send_announcements(
                         &self.pool,
                         &mut wp.tx,
                         &self.counters,
