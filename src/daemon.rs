@@ -866,39 +866,44 @@ fn pairs(list: &[(&'static str, u64)]) -> Value {
 /// Outer source of TUN packets: the configured one, else the director
 /// address on the port toward the first tunnelled real server, else the
 /// last port's first address.
-fn tun_source(cfg: &Config, views: &[PortView]) -> std::net::Ipv4Addr {
-    if let Some(a) = cfg.lb.tun_source {
-        return a;
+/// The outer source address of TUN packets of one family (`ipv6`):
+/// `lb.tun_source` (IPv4), else the port address facing the first TUN real
+/// server of that family, else any address of that family (for IPv6 a
+/// global one before a port's link-local address).
+fn tun_source<'a>(
+    cfg: &Config,
+    ports: impl DoubleEndedIterator<Item = &'a PortAddrs> + Clone,
+    ipv6: bool,
+) -> Option<IpAddr> {
+    if let (Some(a), false) = (cfg.lb.tun_source, ipv6) {
+        return Some(IpAddr::V4(a));
     }
     let tun_rs = cfg
         .services
         .iter()
         .flat_map(|s| s.real_servers.iter())
         .filter(|r| r.method == FwdMethod::Tunnel)
-        .find_map(|r| match r.address {
-            IpAddr::V4(a) => Some(a),
-            IpAddr::V6(_) => None,
-        });
+        .find(|r| r.address.is_ipv6() == ipv6)
+        .map(|r| r.address);
     if let Some(rs) = tun_rs {
-        let rs = IpAddr::V4(rs);
-        if let Some(IpAddr::V4(src)) = views
-            .iter()
-            .find(|v| v.addrs.on_link(rs))
-            .and_then(|v| v.addrs.source_for(rs))
+        if let Some(src) = ports
+            .clone()
+            .find(|p| p.on_link(rs))
+            .and_then(|p| p.source_for(rs))
         {
-            return src;
+            return Some(src);
         }
     }
-    views
-        .iter()
-        .rev()
-        .find_map(|v| {
-            v.addrs.addrs.iter().find_map(|(a, _)| match a {
-                IpAddr::V4(a) => Some(*a),
-                IpAddr::V6(_) => None,
+    let of_family = |link_local: bool| {
+        ports.clone().rev().find_map(|p| {
+            p.addrs.iter().find_map(|(a, _)| match a {
+                IpAddr::V4(_) if !ipv6 => Some(*a),
+                IpAddr::V6(a6) if ipv6 && a6.is_unicast_link_local() == link_local => Some(*a),
+                _ => None,
             })
         })
-        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
+    };
+    of_family(false).or_else(|| of_family(true))
 }
 
 /// Every queue but worker `w`'s own.
@@ -1229,7 +1234,14 @@ fn serve(
             .filter_map(|v| v.port.mtu().ok())
             .min()
             .unwrap_or(1500),
-        tun_source: tun_source(cfg, &views),
+        tun_source: match tun_source(cfg, views.iter().map(|v| &v.addrs), false) {
+            Some(IpAddr::V4(a)) => a,
+            _ => std::net::Ipv4Addr::UNSPECIFIED,
+        },
+        tun_source6: match tun_source(cfg, views.iter().map(|v| &v.addrs), true) {
+            Some(IpAddr::V6(a)) => a,
+            _ => std::net::Ipv6Addr::UNSPECIFIED,
+        },
         conn_capacity: cfg.lb.conn_capacity as usize,
         expire_nodest_conn: cfg.lb.expire_nodest_conn,
         conn_reuse_mode: cfg.lb.conn_reuse_mode,
@@ -1240,9 +1252,10 @@ fn serve(
         ..CoreLbConfig::default()
     };
     log!(
-        "forwarding: {} conns per worker, TUN source {}, MTU {}, L4 checksums {}",
+        "forwarding: {} conns per worker, TUN source {} / {}, MTU {}, L4 checksums {}",
         lb_cfg.conn_capacity,
         lb_cfg.tun_source,
+        lb_cfg.tun_source6,
         lb_cfg.mtu,
         if l4_csum_offload {
             "by the NIC"
@@ -1597,5 +1610,41 @@ mod tests {
             )];
         let m = start_health(&cfg).unwrap().0.expect("monitor");
         assert_eq!(m.report()[0].servers[0].checks.len(), 1);
+    }
+
+    /// IPv6-in-IPv6 leaves from the port address facing the tunnel server
+    /// (it left from :: before), and IPv4 TUN sources are chosen as ever.
+    #[test]
+    fn tun_sources_of_both_families() {
+        let _allow = crate::control::unsupported::test_override::AllowIpv6::new();
+        let text = "[lcores]\nworkers = [1]\n\n[[port]]\nname = \"lan0\"\ndevice = \"net_tap0\"\n\
+                    [[service]]\nproto = \"tcp\"\nvip = \"2001:2::100\"\nport = 80\n\
+                    [[service.real_server]]\naddress = \"2001:2:0:1::11\"\nmethod = \"tun\"\n";
+        let cfg = Config::from_str(text, "t.toml").unwrap();
+        let port = |addrs: &[(&str, u8)]| PortAddrs {
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            addrs: addrs
+                .iter()
+                .map(|(a, p)| (a.parse().unwrap(), *p))
+                .collect(),
+            vips: Vec::new(),
+            gateways: Vec::new(),
+        };
+        let ports = [
+            port(&[("fe80::1", 64), ("198.18.0.1", 24), ("2001:2::1", 64)]),
+            port(&[("198.18.1.1", 24), ("fe80::2", 64), ("2001:2:0:1::1", 64)]),
+        ];
+        let src = |ports: &[PortAddrs], v6| tun_source(&cfg, ports.iter(), v6);
+        // the port on the server's link
+        assert_eq!(src(&ports, true), Some("2001:2:0:1::1".parse().unwrap()));
+        // no IPv4 TUN server: the last port's IPv4 address
+        assert_eq!(src(&ports, false), Some("198.18.1.1".parse().unwrap()));
+        // off every link: a global address before a link-local one
+        let only = [port(&[("fe80::1", 64), ("2001:2:9::1", 64)])];
+        assert_eq!(src(&only, true), Some("2001:2:9::1".parse().unwrap()));
+        let ll = [port(&[("fe80::1", 64), ("198.18.0.1", 24)])];
+        assert_eq!(src(&ll, true), Some("fe80::1".parse().unwrap()));
+        let v4 = [port(&[("198.18.0.1", 24)])];
+        assert_eq!(src(&v4, true), None);
     }
 }
