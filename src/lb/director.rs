@@ -424,6 +424,13 @@ fn insert_error(e: ConnError) -> FwdDrop {
 }
 
 /// One worker core's director.
+/// Scratch room for a burst's IPv6 packets ([`CoreLb::process_burst`]).
+struct Burst6 {
+    infos: [Result<Option<PacketInfo<Ipv6Addr>>, FwdDrop>; BURST],
+    tuples: [Tuple<u128>; BURST],
+    found: [Option<(ConnId, Direction)>; BURST],
+}
+
 pub struct CoreLb {
     cfg: CoreLbConfig,
     conns: ConnTable4,
@@ -468,6 +475,10 @@ pub struct CoreLb {
     sync_master: bool,
     sync_out: Vec<crate::lb::sync::SyncRecord>,
     sync_lost: u64,
+    /// A burst's IPv6 packets: their classification and batched lookups
+    /// (kept here, not on the stack, so IPv4-only bursts do not initialise
+    /// them every time).
+    burst6: Box<Burst6>,
     /// The kernel's sync knobs and, per slab slot, the master's memory of
     /// its last decision ([`crate::lb::sync::SyncMark`]).
     sync_settings: crate::lb::sync::SyncSettings,
@@ -554,6 +565,15 @@ impl CoreLb {
             sync_master: false,
             sync_out: Vec::new(),
             sync_lost: 0,
+            burst6: Box::new(Burst6 {
+                infos: [Ok(None); BURST],
+                tuples: [Tuple {
+                    proto: Protocol::Tcp,
+                    src: Endpoint::default(),
+                    dst: Endpoint::default(),
+                }; BURST],
+                found: [None; BURST],
+            }),
             sync_settings: crate::lb::sync::SyncSettings::default(),
             sync_marks: Vec::new(),
         };
@@ -873,29 +893,64 @@ impl CoreLb {
                 src: Endpoint::default(),
                 dst: Endpoint::default(),
             }; BURST];
+            // an IPv4 packet's index in `tuples`, or BURST + an IPv6
+            // packet's index in `burst6.tuples`
             let mut tuple_of = [usize::MAX; BURST];
             let mut found = [None; BURST];
-            let mut nt = 0;
+            let (mut nt, mut nt6) = (0, 0);
             for (j, p) in chunk.iter().enumerate() {
                 let r = fwd::classify(p.data());
-                if let Ok(Some(i)) = &r {
-                    if let (Some(t), Some(slot)) = (l4_tuple(i), tuples.get_mut(nt)) {
-                        *slot = t;
-                        tuple_of[j] = nt;
-                        nt += 1;
+                match &r {
+                    Ok(Some(i)) => {
+                        if let (Some(t), Some(slot)) = (l4_tuple(i), tuples.get_mut(nt)) {
+                            *slot = t;
+                            tuple_of[j] = nt;
+                            nt += 1;
+                        }
                     }
+                    // not IPv4: IPv6 is classified here too, so that its
+                    // lookups are batched (prefetched) as IPv4's are
+                    Ok(None) => {
+                        let r6 = fwd6::classify6(p.data());
+                        if let Ok(Some(i)) = &r6 {
+                            let b = &mut *self.burst6;
+                            if let (true, Some(slot)) = (
+                                matches!(i.proto, PROTO_TCP | PROTO_UDP),
+                                b.tuples.get_mut(nt6),
+                            ) {
+                                *slot = tcp_udp_tuple(i.proto, (i.src, i.sport), (i.dst, i.dport));
+                                tuple_of[j] = BURST + nt6;
+                                nt6 += 1;
+                            }
+                        }
+                        self.burst6.infos[j] = r6;
+                    }
+                    Err(_) => {}
                 }
                 infos[j] = r;
             }
             self.conns.peek_batch(&tuples[..nt], &mut found[..nt]);
+            if nt6 > 0 {
+                let b = &mut *self.burst6;
+                self.conns6
+                    .peek_batch(&b.tuples[..nt6], &mut b.found[..nt6]);
+            }
             for (j, (p, out)) in chunk.iter_mut().zip(outs.iter_mut()).enumerate() {
                 let m = meta.get(base + j).copied().flatten();
                 if m.is_some() {
                     self.stats.count_event(FwdEvent::SteeredIn);
                 }
-                let pre = found.get(tuple_of[j]).copied().flatten();
                 // written in place: no copy of the verdict through the stack
-                *out = self.dispatch(p, &infos[j], m, now_ms, pre);
+                *out = if matches!(infos[j], Ok(None)) {
+                    let r6 = self.burst6.infos[j];
+                    let pre = tuple_of[j]
+                        .checked_sub(BURST)
+                        .and_then(|k| self.burst6.found.get(k).copied().flatten());
+                    self.dispatch6_classified(p, &r6, m, now_ms, pre)
+                } else {
+                    let pre = found.get(tuple_of[j]).copied().flatten();
+                    self.dispatch(p, &infos[j], m, now_ms, pre)
+                };
                 if let FwdVerdict::Drop(r) = *out {
                     self.stats.count_drop(r);
                 }
@@ -945,9 +1000,8 @@ impl CoreLb {
     }
 
     /// A frame that is not IPv4: IPv6 is classified and handled by the same
-    /// logic over its own connection table (lookups one by one: IPv6 does
-    /// not take part in the burst's batched lookups); anything else is not
-    /// for a service.
+    /// logic over its own connection table; anything else is not for a
+    /// service.
     #[inline(never)]
     fn dispatch6<P: PacketBuf>(
         &mut self,
@@ -955,15 +1009,30 @@ impl CoreLb {
         meta: Option<SteerMeta>,
         now_ms: u64,
     ) -> FwdVerdict {
-        let info = match fwd6::classify6(pkt.data()) {
+        let r = fwd6::classify6(pkt.data());
+        self.dispatch6_classified(pkt, &r, meta, now_ms, None)
+    }
+
+    /// Act on a classified IPv6 packet; `pre` is its connection lookup when
+    /// already done (a burst's batched lookups, as for IPv4).
+    #[inline(never)]
+    fn dispatch6_classified<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        classified: &Result<Option<PacketInfo<Ipv6Addr>>, FwdDrop>,
+        meta: Option<SteerMeta>,
+        now_ms: u64,
+        pre: Option<(ConnId, Direction)>,
+    ) -> FwdVerdict {
+        let info = match classified {
             Ok(Some(i)) => i,
             Ok(None) => return FwdVerdict::NotService,
-            Err(d) => return FwdVerdict::Drop(d),
+            Err(d) => return FwdVerdict::Drop(*d),
         };
         match info.proto {
-            PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, &info, meta, now_ms, None),
+            PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, info, meta, now_ms, pre),
             fwd6::PROTO_ICMPV6 => match &info.icmp {
-                Some(q) => self.handle_icmp_error(pkt, &info, q, meta),
+                Some(q) => self.handle_icmp_error(pkt, info, q, meta),
                 None => FwdVerdict::NotService,
             },
             _ => FwdVerdict::NotService,

@@ -722,3 +722,53 @@ fn packet_too_big_about_a_tunnel_packet_is_relayed_to_the_client() {
         .build();
     assert_eq!(run(&mut lb, &foreign).0, FwdVerdict::NotService);
 }
+
+/// IPv6 packets in a burst take part in its batched connection lookups:
+/// every verdict and frame is what processing them one by one gives, also
+/// when an earlier packet of the burst creates the connection a later one
+/// belongs to (its batched lookup missed) and with IPv4 packets between.
+#[test]
+fn burst_with_ipv6_matches_one_by_one() {
+    for method in [FwdMethod::Masq, FwdMethod::FullNat, FwdMethod::Route] {
+        let servers = [IpAddr::V6(RIP), IpAddr::V6(LIP)];
+        let mut one = lb_for(method, &servers, |_| {});
+        let mut burst = lb_for(method, &servers, |_| {});
+        let c2 = (Ipv6Addr::new(0x2001, 2, 0, 0xc, 0, 0, 0, 8), 40001);
+        let mut frames = vec![
+            seg((CIP, CPORT), (VIP, VPORT), tcp::SYN, 64).build(),
+            seg((CIP, CPORT), (VIP, VPORT), tcp::ACK, 64).build(),
+            PacketBuilder::ethernet(CMAC, DMAC)
+                .ipv4(Ipv4Addr::new(198, 19, 0, 1), DIP4)
+                .udp(1, 2)
+                .build(),
+            udp((CIP, 5353), (VIP, VPORT), 9).build(),
+            seg(c2, (VIP, VPORT), tcp::SYN, 64).build(),
+            seg(c2, (VIP, VPORT), tcp::ACK | tcp::PSH, 64).build(),
+        ];
+        // a malformed IPv6 packet among them
+        let mut bad = seg((CIP, CPORT), (VIP, VPORT), tcp::ACK, 64).build();
+        bad[18..20].copy_from_slice(&[0xff, 0xff]); // payload length
+        frames.push(bad);
+        let want: Vec<(FwdVerdict, Vec<u8>)> = frames.iter().map(|f| run(&mut one, f)).collect();
+        let mut pkts: Vec<VecPacket> = frames
+            .iter()
+            .map(|f| VecPacket::with_room(f, 128, 1400))
+            .collect();
+        let mut verdicts = [FwdVerdict::NotService; BURST];
+        let n = pkts.len();
+        assert_eq!(
+            burst.process_burst(&mut pkts, &[], &mut verdicts[..n], 1000),
+            n
+        );
+        for (k, (p, (v, f))) in pkts.iter().zip(&want).enumerate() {
+            assert_eq!(verdicts[k], *v, "{method:?} packet {k}");
+            assert_eq!(&p.to_vec(), f, "{method:?} packet {k}");
+        }
+        assert!(
+            matches!(want[1].0, FwdVerdict::Forward { .. }),
+            "{method:?}"
+        );
+        assert!(matches!(want[6].0, FwdVerdict::Drop(_)), "{method:?}");
+        assert_eq!(burst.conns6().len(), one.conns6().len());
+    }
+}
