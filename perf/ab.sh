@@ -104,7 +104,7 @@ ab_main() {
     LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
     /usr/bin/python3 "$ROOT/perf/ab_report.py" "$RAW/points.jsonl" "$OUT_DIR" "$AB_SHA" \
         "$(git -C "$ROOT" rev-parse --short HEAD)" "$LOAD_BEFORE" "$LOAD_AFTER" "$REPEAT" "$DURATION" \
-        "$PROTO" "$PKT_SIZE" || { log "A/B: the report failed"; exit 1; }
+        "$PROTO" "$PKT_SIZE" "$FAMILY" || { log "A/B: the report failed"; exit 1; }
     log "A/B done in $((SECONDS - T0)) s"
     cat "$OUT_DIR/ab-latest.md" >&2
 }

@@ -5,7 +5,7 @@ Reads last-run/points.jsonl, whose labels are POINT-rROUND-BUILD for vsd (BUILD 
 B = this checkout) and POINT-rROUND for testpmd; writes OUT_DIR/ab-latest.{json,md}.
 A ratio exists for a round only when both builds returned a value in that round.
 
-usage: ab_report.py POINTS OUT_DIR A_REV B_REV LOAD_BEFORE LOAD_AFTER ROUNDS DURATION PROTO PKT_SIZE
+usage: ab_report.py POINTS OUT_DIR A_REV B_REV LOAD_BEFORE LOAD_AFTER ROUNDS DURATION PROTO PKT_SIZE [FAMILY]
 """
 import datetime
 import json
@@ -118,10 +118,11 @@ def rate_text(kind, v):
 
 def main():
     points, out_dir, a_rev, b_rev, load0, load1, rounds, duration, proto, pkt = sys.argv[1:11]
+    family = sys.argv[11] if len(sys.argv) > 11 else "4"
     rows = [json.loads(line) for line in open(points) if line.strip()]
     testpmd, recs = build(rows)
     with open(os.path.join(out_dir, "ab-latest.json"), "w") as f:
-        json.dump({"a": a_rev, "b": b_rev, "load_before": load0, "load_after": load1,
+        json.dump({"a": a_rev, "b": b_rev, "family": int(family), "load_before": load0, "load_after": load1,
                    "testpmd": testpmd, "points": recs}, f, indent=1)
         f.write("\n")
     io, mac = testpmd.get("io", {}), testpmd.get("macswap", {})
@@ -129,7 +130,7 @@ def main():
         f"# vsd A/B: A = {a_rev}, B = {b_rev}",
         "",
         f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; {rounds} rounds of one {duration} s "
-        f"window per build and point, A B then B A; {proto.upper()}, {pkt}-byte frames",
+        f"window per build and point, A B then B A; IPv{family} {proto.upper()}, {pkt}-byte frames",
         f"- load average before / after: {load0} / {load1}",
         f"- testpmd in the same run (best round: fewest cycles, highest rate): io {fmt(io.get('cycles_per_packet'))} cycles/packet, "
         f"{fmt(io.get('mpps'))} Mpps; macswap {fmt(mac.get('cycles_per_packet'))} cycles/packet, "

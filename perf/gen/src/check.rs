@@ -8,9 +8,9 @@
 //! chose, and DR (where the IP header does not change) can be checked too.
 
 use crate::flows::FlowSpace;
-use crate::packet::Headers;
-use std::net::Ipv4Addr;
-use vsd::wire::{Ipv4Packet, MacAddr, TcpPacket, UdpPacket};
+use crate::packet::{Family, Headers};
+use std::net::{IpAddr, Ipv4Addr};
+use vsd::wire::{Ipv4Packet, Ipv6Packet, MacAddr, TcpPacket, UdpPacket};
 
 /// What the forwarder is expected to do to each packet (`--expect`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -27,7 +27,7 @@ pub enum Mode {
     /// Direct routing: destination MAC = the real server's, IP unchanged.
     Dr,
     /// IPIP tunnel: an outer IPv4 header to the real server around the
-    /// unchanged packet.
+    /// unchanged packet (IPv6: an outer IPv6 header, IPv6-in-IPv6).
     Tun,
     /// NAT: destination = RIP:rport; replies come back from VIP:vport.
     Nat,
@@ -129,7 +129,8 @@ pub enum Failure {
     DstAddr,
     /// Destination port not what the mode leaves or writes there.
     DstPort,
-    /// TUN: no outer IPIP header; other modes: an unexpected one.
+    /// TUN: no outer IPIP header, or one not from a director address;
+    /// other modes: an unexpected one.
     Encapsulation,
     /// TUN: outer destination is not a real server, or not the one whose
     /// MAC the frame is addressed to.
@@ -191,6 +192,8 @@ pub enum Direction {
 #[derive(Debug, Clone)]
 pub struct Expect {
     pub mode: Mode,
+    /// The address family (IPv6: addresses below are host parts in its /96).
+    pub family: Family,
     pub gen_mac: MacAddr,
     pub dut_mac: MacAddr,
     pub vip: u32,
@@ -255,14 +258,27 @@ impl Expect {
         match (self.mode, h.outer_ip) {
             (Mode::Tun, None) if dir == Direction::Request => return Err(Failure::Encapsulation),
             (Mode::Tun, Some(outer)) => {
-                let o = Ipv4Packet::new_checked(frame.get(outer..).ok_or(Failure::Malformed)?)
-                    .map_err(|_| Failure::Malformed)?;
-                if !o.verify_checksum() {
-                    return Err(Failure::IpChecksum);
+                let outer = frame.get(outer..).ok_or(Failure::Malformed)?;
+                let (osrc, odst) = match self.family {
+                    Family::V4 => {
+                        let o = Ipv4Packet::new_checked(outer).map_err(|_| Failure::Malformed)?;
+                        if !o.verify_checksum() {
+                            return Err(Failure::IpChecksum);
+                        }
+                        (IpAddr::V4(o.src_addr()), IpAddr::V4(o.dst_addr()))
+                    }
+                    Family::V6 { .. } => {
+                        let o = Ipv6Packet::new_checked(outer).map_err(|_| Failure::Malformed)?;
+                        (IpAddr::V6(o.src_addr()), IpAddr::V6(o.dst_addr()))
+                    }
+                };
+                // from a director address: of the family's /96, never 0
+                if self.family.host_of(osrc).is_none_or(|h| h == 0) {
+                    return Err(Failure::Encapsulation);
                 }
-                let odst = u32::from(o.dst_addr());
-                if !self.rips.contains(odst) || rs_by_mac != Some(odst) {
-                    return Err(Failure::OuterDst);
+                match self.family.host_of(odst) {
+                    Some(odst) if self.rips.contains(odst) && rs_by_mac == Some(odst) => {}
+                    _ => return Err(Failure::OuterDst),
                 }
             }
             (_, Some(_)) => return Err(Failure::Encapsulation),
@@ -311,32 +327,67 @@ impl Expect {
         if h.proto != self.proto {
             return Err(Failure::Malformed);
         }
-        // Checksums over the (inner) packet.
-        let ip = Ipv4Packet::new_checked(frame.get(h.ip..).ok_or(Failure::Malformed)?)
-            .map_err(|_| Failure::Malformed)?;
-        if !ip.verify_checksum() {
-            return Err(Failure::IpChecksum);
-        }
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        // Our payload: a 6-byte stamp, then zeros.
         let payload_ok = |p: &[u8]| {
             p.get(crate::packet::STAMP_LEN..)
                 .is_some_and(|rest| rest.iter().all(|&b| b == 0))
         };
-        // Our payload: a 6-byte stamp, then zeros.
-        let payload_good = match h.proto {
-            6 => {
-                let t = TcpPacket::new_checked(ip.payload()).map_err(|_| Failure::Malformed)?;
-                if !t.verify_checksum_v4(src, dst) {
-                    return Err(Failure::L4Checksum);
+        // Checksums over the (inner) packet.
+        let ip_bytes = frame.get(h.ip..).ok_or(Failure::Malformed)?;
+        let payload_good = match self.family {
+            Family::V4 => {
+                let ip = Ipv4Packet::new_checked(ip_bytes).map_err(|_| Failure::Malformed)?;
+                if !ip.verify_checksum() {
+                    return Err(Failure::IpChecksum);
                 }
-                payload_ok(t.payload())
+                let (src, dst) = (ip.src_addr(), ip.dst_addr());
+                match h.proto {
+                    6 => {
+                        let t =
+                            TcpPacket::new_checked(ip.payload()).map_err(|_| Failure::Malformed)?;
+                        if !t.verify_checksum_v4(src, dst) {
+                            return Err(Failure::L4Checksum);
+                        }
+                        payload_ok(t.payload())
+                    }
+                    _ => {
+                        let u =
+                            UdpPacket::new_checked(ip.payload()).map_err(|_| Failure::Malformed)?;
+                        if !u.verify_checksum_v4(src, dst) {
+                            return Err(Failure::L4Checksum);
+                        }
+                        payload_ok(u.payload())
+                    }
+                }
             }
-            _ => {
-                let u = UdpPacket::new_checked(ip.payload()).map_err(|_| Failure::Malformed)?;
-                if !u.verify_checksum_v4(src, dst) {
-                    return Err(Failure::L4Checksum);
+            Family::V6 { .. } => {
+                let ip = Ipv6Packet::new_checked(ip_bytes).map_err(|_| Failure::Malformed)?;
+                let (src, dst) = (ip.src_addr(), ip.dst_addr());
+                // the fast path compared host parts only: the /96 too
+                if self.family.host_of(IpAddr::V6(src)) != Some(h.src) {
+                    return Err(Failure::Src);
                 }
-                payload_ok(u.payload())
+                if self.family.host_of(IpAddr::V6(dst)) != Some(h.dst) {
+                    return Err(Failure::DstAddr);
+                }
+                match h.proto {
+                    6 => {
+                        let t =
+                            TcpPacket::new_checked(ip.payload()).map_err(|_| Failure::Malformed)?;
+                        if !t.verify_checksum_v6(&src, &dst) {
+                            return Err(Failure::L4Checksum);
+                        }
+                        payload_ok(t.payload())
+                    }
+                    _ => {
+                        let u =
+                            UdpPacket::new_checked(ip.payload()).map_err(|_| Failure::Malformed)?;
+                        if !u.verify_checksum_v6(&src, &dst) {
+                            return Err(Failure::L4Checksum);
+                        }
+                        payload_ok(u.payload())
+                    }
+                }
             }
         };
         if !payload_good {
@@ -365,6 +416,7 @@ mod tests {
     fn expect(mode: Mode) -> Expect {
         Expect {
             mode,
+            family: Family::V4,
             gen_mac: GEN,
             dut_mac: DUT,
             vip: n("198.18.0.100"),
@@ -385,6 +437,7 @@ mod tests {
     /// The frame the generator sends for client 198.19.0.7:1027.
     fn sent() -> Vec<u8> {
         let t = Template::new(&TemplateSpec {
+            family: Family::V4,
             proto: Proto::Tcp,
             tcp_flags: tcp::ACK,
             src_mac: GEN,
@@ -615,5 +668,100 @@ mod tests {
         assert!(NetSet::parse("").unwrap().is_empty());
         assert_eq!(rs_of_mac(&rs_mac(n("1.2.3.4")).0), Some(n("1.2.3.4")));
         assert_eq!(rs_of_mac(&GEN.0), None);
+    }
+
+    fn v6() -> Family {
+        Family::v6("2001:2::".parse().unwrap())
+    }
+
+    fn a6(s: &str) -> std::net::Ipv6Addr {
+        match v6().addr(n(s)) {
+            IpAddr::V6(a) => a,
+            IpAddr::V4(_) => unreachable!(),
+        }
+    }
+
+    fn expect6(mode: Mode) -> Expect {
+        Expect {
+            family: v6(),
+            ..expect(mode)
+        }
+    }
+
+    /// An IPv6 TCP ACK between the IPv6 forms of IPv4 addresses `s` and `d`.
+    fn tcp6(smac: MacAddr, dmac: MacAddr, s: (&str, u16), d: (&str, u16)) -> Vec<u8> {
+        PacketBuilder::ethernet(smac, dmac)
+            .ipv6(a6(s.0), a6(d.0))
+            .tcp(s.1, d.1, tcp::ACK)
+            .seq(1)
+            .ack(1)
+            .payload(&[0, 0, 0, 9, 0, 1])
+            .build()
+    }
+
+    #[test]
+    fn ipv6_every_method_checked() {
+        let rs = rs_mac(n("198.18.0.11"));
+        let client = ("198.19.0.7", 1027);
+        // DR: only the MACs change
+        let dr = tcp6(DUT, rs, client, ("198.18.0.100", 80));
+        assert_eq!(run(&expect6(Mode::Dr), &dr), Ok(()));
+        // the same frame is not IPv4 traffic
+        assert_eq!(run(&expect(Mode::Dr), &dr), Err(Failure::Malformed));
+        // NAT and FULLNAT requests and the reply
+        let nat = tcp6(DUT, rs, client, ("198.18.0.11", 8080));
+        assert_eq!(run(&expect6(Mode::Nat), &nat), Ok(()));
+        let fnat = tcp6(DUT, rs, ("198.18.0.203", 40000), ("198.18.0.11", 8080));
+        assert_eq!(run(&expect6(Mode::Fullnat), &fnat), Ok(()));
+        assert_eq!(run(&expect6(Mode::Nat), &fnat), Err(Failure::Src));
+        let reply = tcp6(DUT, GEN, ("198.18.0.100", 80), client);
+        assert_eq!(run(&expect6(Mode::Nat), &reply), Ok(()));
+        // a bad L4 checksum
+        let mut bad = nat.clone();
+        bad[54 + 4] ^= 1;
+        assert_eq!(run(&expect6(Mode::Nat), &bad), Err(Failure::L4Checksum));
+        // the right host part under another prefix
+        let other = PacketBuilder::ethernet(DUT, rs)
+            .ipv6("2001:3::c613:7".parse().unwrap(), a6("198.18.0.11"))
+            .tcp(1027, 8080, tcp::ACK)
+            .seq(1)
+            .ack(1)
+            .payload(&[0, 0, 0, 9, 0, 1])
+            .build();
+        assert_eq!(run(&expect6(Mode::Nat), &other), Err(Failure::Src));
+        let other = PacketBuilder::ethernet(DUT, rs)
+            .ipv6(a6("198.19.0.7"), "2001:3::c612:b".parse().unwrap())
+            .tcp(1027, 8080, tcp::ACK)
+            .seq(1)
+            .ack(1)
+            .payload(&[0, 0, 0, 9, 0, 1])
+            .build();
+        assert_eq!(run(&expect6(Mode::Nat), &other), Err(Failure::DstAddr));
+        // TUN: IPv6-in-IPv6 to the server the frame is addressed to
+        let tunnel = |outer_dst: &str, mac: MacAddr| {
+            let inner = &dr[14..];
+            PacketBuilder::ethernet(DUT, mac)
+                .ipv6(a6("198.18.0.1"), a6(outer_dst))
+                .ip_proto(vsd::wire::IpProtocol(41))
+                .payload(inner)
+                .build()
+        };
+        assert_eq!(run(&expect6(Mode::Tun), &tunnel("198.18.0.11", rs)), Ok(()));
+        assert_eq!(
+            run(&expect6(Mode::Tun), &tunnel("198.18.0.12", rs)),
+            Err(Failure::OuterDst)
+        );
+        assert_eq!(run(&expect6(Mode::Tun), &dr), Err(Failure::Encapsulation));
+        // from the unspecified address: not a director's tunnel
+        let mut from_nowhere = tunnel("198.18.0.11", rs);
+        from_nowhere[14 + 8..14 + 24].fill(0);
+        assert_eq!(
+            run(&expect6(Mode::Tun), &from_nowhere),
+            Err(Failure::Encapsulation)
+        );
+        assert_eq!(
+            run(&expect6(Mode::Dr), &tunnel("198.18.0.11", rs)),
+            Err(Failure::Encapsulation)
+        );
     }
 }

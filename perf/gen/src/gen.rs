@@ -37,7 +37,7 @@ use crate::fast::{free_bulk, BulkPool};
 use crate::flows::FlowSpace;
 use crate::packet::{self, Rx, Stamp, Template};
 use hdrhistogram::Histogram;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ptr::NonNull;
 use vsd::dpdk::{tsc_now, Mbuf, MbufBurst, RxQueue, TxQueue, BURST_SIZE};
 use vsd::wire::tcp;
@@ -658,6 +658,19 @@ impl<'a> Loop<'a> {
                         }
                     })
                     .then_some(Kind::Arp)
+                }
+                Rx::Solicit => {
+                    // neighbor resolution, counted with ARP
+                    self.c.rx_arp += 1;
+                    let rips = &e.rips;
+                    let (gen, family) = (e.gen_mac, e.family);
+                    let na = packet::answer_solicit(m.data(), |a: Ipv6Addr| {
+                        match family.host_of(IpAddr::V6(a)) {
+                            Some(h) if rips.contains(h) => rs_mac(h),
+                            _ => gen,
+                        }
+                    });
+                    na.filter(|na| m.set_data(na)).map(|_| Kind::Arp)
                 }
                 Rx::Other => {
                     self.c.rx_other += 1;

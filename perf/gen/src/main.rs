@@ -23,9 +23,9 @@ use clap::{Parser, ValueEnum};
 use flows::FlowSpace;
 use gen::{FloodRate, Handshake, Plan};
 use hdrhistogram::Histogram;
-use packet::{Proto, Template, TemplateSpec, FCS_LEN};
+use packet::{Family, Proto, Template, TemplateSpec, FCS_LEN};
 use report::{Report, RunInfo};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use vsd::dpdk::{tsc_hz, Eal, Mempool, Port, PortConfig};
@@ -69,6 +69,16 @@ struct Opts {
     /// Transport protocol.
     #[arg(long, value_enum, default_value = "udp")]
     proto: ProtoArg,
+    /// Address family, 4 or 6. With 6 every address option below (VIP,
+    /// real servers, local addresses, clients) names the IPv6 address with
+    /// that IPv4 address in the low 32 bits of --ipv6-prefix's /96, e.g.
+    /// 198.19.0.5 -> 2001:2::c613:5; neighbor solicitations are answered
+    /// as ARP is.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(4..=6))]
+    family: u8,
+    /// The /96 IPv6 addresses are formed in with --family 6.
+    #[arg(long, default_value = "2001:2::")]
+    ipv6_prefix: Ipv6Addr,
     /// Concurrent flows (client address:port pairs), 1 to 10M; K/M suffixes.
     #[arg(long, default_value = "1K", value_parser = parse_count)]
     flows: u64,
@@ -337,6 +347,17 @@ fn build_plan(o: &Opts, hz: u64) -> Result<(Plan, RunInfo), String> {
     if !(o.duration > 0.0 && o.duration.is_finite() && o.warmup >= 0.0 && o.warmup.is_finite()) {
         return Err("--duration must be > 0 and --warmup >= 0".into());
     }
+    let family = match o.family {
+        4 => Family::V4,
+        6 => Family::v6(o.ipv6_prefix),
+        f => return Err(format!("--family {f}: 4 or 6")),
+    };
+    if o.ipv6_prefix.octets()[12..] != [0; 4] {
+        return Err(format!(
+            "--ipv6-prefix {} has bits set in its last 32 (a /96 is needed)",
+            o.ipv6_prefix
+        ));
+    }
     let rips = NetSet::parse(&o.rips)?;
     let lips = NetSet::parse(&o.lips)?;
     let mode = o.expect;
@@ -366,6 +387,7 @@ fn build_plan(o: &Opts, hz: u64) -> Result<(Plan, RunInfo), String> {
         Switch::Off => false,
     };
     let spec = |flags| TemplateSpec {
+        family,
         proto,
         tcp_flags: flags,
         src_mac: o.gen_mac,
@@ -380,6 +402,7 @@ fn build_plan(o: &Opts, hz: u64) -> Result<(Plan, RunInfo), String> {
     };
     let expect = Expect {
         mode,
+        family,
         gen_mac: o.gen_mac,
         dut_mac: o.dut_mac,
         vip: u32::from(o.vip),
@@ -456,6 +479,7 @@ fn build_plan(o: &Opts, hz: u64) -> Result<(Plan, RunInfo), String> {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
         },
+        family: family.number(),
         flows: o.flows,
         pkt_size: o.pkt_size,
         rate_pps: o.rate,

@@ -6,9 +6,17 @@
 //! with the client address and port written in and both checksums updated
 //! incrementally from the template's (RFC 1624 with an old value of 0), so
 //! building a packet costs a copy and a few stores.
+//!
+//! IPv6 (`--family 6`): every address is the IPv4 address the options name,
+//! embedded in the low 32 bits of an IPv6 /96 (default 2001:2::/96, inside
+//! the benchmarking prefix 2001:2::/48 of RFC 5180): client 198.19.0.5 is
+//! 2001:2::c613:5. The flow space, the real-server set and the synthetic
+//! MACs keep working on the 32-bit host part, so both families share every
+//! per-packet path; the checker verifies the /96 of every sampled packet.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use vsd::wire::checksum;
+use vsd::wire::icmpv6::{self, Icmpv6Packet};
 use vsd::wire::{tcp, ArpOperation, ArpPacket, MacAddr, PacketBuilder};
 
 /// Ethernet header length (no VLAN: the generator sends untagged frames).
@@ -21,6 +29,65 @@ pub const STAMP_LEN: usize = 6;
 /// RFC 2544 count it) but not carried in the mbuf.
 pub const FCS_LEN: usize = 4;
 
+/// Address family of the generated traffic. IPv6 addresses are a /96
+/// prefix (its first 12 bytes here) with a 32-bit host part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6 { prefix: [u8; 12] },
+}
+
+impl Family {
+    /// IPv6 over the /96 of `prefix` (its low 32 bits are ignored).
+    pub fn v6(prefix: Ipv6Addr) -> Family {
+        let mut p = [0u8; 12];
+        p.copy_from_slice(&prefix.octets()[..12]);
+        Family::V6 { prefix: p }
+    }
+
+    /// Length of the IP header (no options or extension headers).
+    pub fn ip_len(self) -> usize {
+        match self {
+            Family::V4 => 20,
+            Family::V6 { .. } => 40,
+        }
+    }
+
+    /// The address host part `host` stands for.
+    pub fn addr(self, host: u32) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(Ipv4Addr::from(host)),
+            Family::V6 { prefix } => {
+                let mut o = [0u8; 16];
+                o[..12].copy_from_slice(&prefix);
+                o[12..].copy_from_slice(&host.to_be_bytes());
+                IpAddr::V6(Ipv6Addr::from(o))
+            }
+        }
+    }
+
+    /// The host part of `a`, if `a` is of this family (and, for IPv6, in
+    /// the prefix).
+    pub fn host_of(self, a: IpAddr) -> Option<u32> {
+        match (self, a) {
+            (Family::V4, IpAddr::V4(a)) => Some(u32::from(a)),
+            (Family::V6 { prefix }, IpAddr::V6(a)) => {
+                let o = a.octets();
+                (o[..12] == prefix).then(|| u32::from_be_bytes([o[12], o[13], o[14], o[15]]))
+            }
+            _ => None,
+        }
+    }
+
+    /// 4 or 6.
+    pub fn number(self) -> u8 {
+        match self {
+            Family::V4 => 4,
+            Family::V6 { .. } => 6,
+        }
+    }
+}
+
 /// Transport protocol of the generated traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
@@ -29,12 +96,18 @@ pub enum Proto {
 }
 
 impl Proto {
-    /// Bytes of Ethernet + IPv4 + L4 header.
-    pub fn headers_len(self) -> usize {
+    /// Bytes of the L4 header.
+    pub fn l4_len(self) -> usize {
         match self {
-            Proto::Tcp => ETH_LEN + 20 + 20,
-            Proto::Udp => ETH_LEN + 20 + 8,
+            Proto::Tcp => 20,
+            Proto::Udp => 8,
         }
+    }
+
+    /// Bytes of Ethernet + IPv4 + L4 header.
+    #[cfg(test)]
+    pub fn headers_len(self) -> usize {
+        ETH_LEN + 20 + self.l4_len()
     }
 
     /// IP protocol number.
@@ -103,7 +176,8 @@ impl Stamp {
 pub struct Template {
     bytes: Vec<u8>,
     proto: Proto,
-    /// IPv4 header checksum with source 0.0.0.0.
+    family: Family,
+    /// IPv4 header checksum with source 0.0.0.0 (unused for IPv6).
     ip_csum: u16,
     /// L4 checksum with source 0.0.0.0 port 0 and no stamp.
     l4_csum: u16,
@@ -112,6 +186,7 @@ pub struct Template {
 /// What a template is built from.
 #[derive(Debug, Clone, Copy)]
 pub struct TemplateSpec {
+    pub family: Family,
     pub proto: Proto,
     /// TCP flags (ignored for UDP).
     pub tcp_flags: u8,
@@ -127,11 +202,18 @@ impl Template {
     /// Builds the template frame. `frame_len` is raised to what the headers
     /// and a stamp need.
     pub fn new(spec: &TemplateSpec) -> Template {
-        let min = spec.proto.headers_len() + STAMP_LEN;
-        let payload = vec![0u8; spec.frame_len.max(min) - spec.proto.headers_len()];
-        let b = PacketBuilder::ethernet(spec.src_mac, spec.dst_mac)
-            .ipv4(Ipv4Addr::UNSPECIFIED, spec.dst_ip)
-            .ttl(64);
+        let headers = ETH_LEN + spec.family.ip_len() + spec.proto.l4_len();
+        let min = headers + STAMP_LEN;
+        let payload = vec![0u8; spec.frame_len.max(min) - headers];
+        let b = PacketBuilder::ethernet(spec.src_mac, spec.dst_mac);
+        let b = match (
+            spec.family.addr(0),
+            spec.family.addr(u32::from(spec.dst_ip)),
+        ) {
+            (IpAddr::V6(src), IpAddr::V6(dst)) => b.ipv6(src, dst),
+            _ => b.ipv4(Ipv4Addr::UNSPECIFIED, spec.dst_ip),
+        }
+        .ttl(64);
         let b = match spec.proto {
             Proto::Tcp => {
                 let (seq, ack) = if spec.tcp_flags & tcp::ACK != 0 {
@@ -145,14 +227,27 @@ impl Template {
         };
         let bytes = b.payload(&payload).build();
         let ip_csum = u16::from_be_bytes([bytes[IP_OFF + 10], bytes[IP_OFF + 11]]);
-        let at = IP_OFF + 20 + spec.proto.csum_field();
+        let at = IP_OFF + spec.family.ip_len() + spec.proto.csum_field();
         let l4_csum = u16::from_be_bytes([bytes[at], bytes[at + 1]]);
         Template {
             bytes,
             proto: spec.proto,
+            family: spec.family,
             ip_csum,
             l4_csum,
         }
+    }
+
+    /// Offset of the L4 header.
+    #[inline]
+    fn l4_off(&self) -> usize {
+        IP_OFF + self.family.ip_len()
+    }
+
+    /// Offset of the payload (the stamp).
+    #[inline]
+    fn payload_off(&self) -> usize {
+        self.l4_off() + self.proto.l4_len()
     }
 
     /// The frame length.
@@ -184,15 +279,23 @@ impl Template {
         if out.len() != self.bytes.len() {
             return;
         }
-        let ip_csum = checksum::update_u32(self.ip_csum, 0, src_ip);
         let mut l4 = checksum::update_u32(self.l4_csum, 0, src_ip);
         l4 = checksum::update_u16(l4, 0, src_port);
-        out[IP_OFF + 12..IP_OFF + 16].copy_from_slice(&src_ip.to_be_bytes());
-        out[IP_OFF + 10..IP_OFF + 12].copy_from_slice(&ip_csum.to_be_bytes());
-        let l4_off = IP_OFF + 20;
+        match self.family {
+            Family::V4 => {
+                let ip_csum = checksum::update_u32(self.ip_csum, 0, src_ip);
+                out[IP_OFF + 12..IP_OFF + 16].copy_from_slice(&src_ip.to_be_bytes());
+                out[IP_OFF + 10..IP_OFF + 12].copy_from_slice(&ip_csum.to_be_bytes());
+            }
+            // the host part: the last 4 bytes of the source address
+            Family::V6 { .. } => {
+                out[IP_OFF + 20..IP_OFF + 24].copy_from_slice(&src_ip.to_be_bytes())
+            }
+        }
+        let l4_off = self.l4_off();
         out[l4_off..l4_off + 2].copy_from_slice(&src_port.to_be_bytes());
         if let Some(s) = stamp {
-            let at = self.proto.headers_len();
+            let at = self.payload_off();
             l4 = checksum::update_u32(l4, 0, s.tsc32);
             l4 = checksum::update_u16(l4, 0, s.seq);
             out[at..at + 4].copy_from_slice(&s.tsc32.to_be_bytes());
@@ -218,10 +321,10 @@ impl Template {
     /// stamp's sequence position, TSC left zero) and updates its checksum.
     /// Packets built from it must not be stamped.
     pub fn mark(&mut self) {
-        let at = self.proto.headers_len() + 4;
+        let at = self.payload_off() + 4;
         self.bytes[at..at + 2].copy_from_slice(&HANDSHAKE_MARK.to_be_bytes());
         self.l4_csum = checksum::update_u16(self.l4_csum, 0, HANDSHAKE_MARK);
-        let at = IP_OFF + 20 + self.proto.csum_field();
+        let at = self.l4_off() + self.proto.csum_field();
         self.bytes[at..at + 2].copy_from_slice(&self.l4_csum.to_be_bytes());
     }
 
@@ -232,7 +335,7 @@ impl Template {
         if self.proto != Proto::Tcp || out.len() != self.bytes.len() {
             return;
         }
-        let l4 = IP_OFF + 20;
+        let l4 = self.l4_off();
         set_tcp_u32(out, l4, 4, seq);
         set_tcp_u32(out, l4, 8, ack);
     }
@@ -254,16 +357,21 @@ fn set_tcp_u32(frame: &mut [u8], l4: usize, at: usize, new: u32) {
 pub enum Rx {
     /// An ARP packet (the caller may answer it).
     Arp,
-    /// An IPv4 TCP or UDP packet (possibly inside IPIP).
+    /// An IPv6 neighbor solicitation (the caller may answer it).
+    Solicit,
+    /// An IPv4 or IPv6 TCP or UDP packet (possibly inside IPIP or
+    /// IPv6-in-IPv6).
     Data(Headers),
-    /// Anything else (IPv6, ICMP, fragments, truncated, ...).
+    /// Anything else (ICMP, fragments, extension headers, truncated, ...).
     Other,
 }
 
 /// Offsets and fields of a data packet. For IPIP, `ip` is the inner header
-/// and `outer_ip` the outer one.
+/// and `outer_ip` the outer one. IPv6 addresses are their host part (the
+/// last 4 bytes; the /96 is checked on sampled packets only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Headers {
+    pub ipv6: bool,
     pub outer_ip: Option<usize>,
     pub ip: usize,
     pub l4: usize,
@@ -309,11 +417,48 @@ fn ipv4_at(frame: &[u8], ip: usize) -> Option<(usize, u8, u32, u32)> {
 #[inline]
 pub fn parse(frame: &[u8]) -> Rx {
     match be16(frame, 12) {
-        Some(0x0806) => return Rx::Arp,
-        Some(0x0800) => {}
-        _ => return Rx::Other,
+        Some(0x0806) => Rx::Arp,
+        Some(0x0800) => parse_ipv4(frame).map_or(Rx::Other, Rx::Data),
+        Some(0x86dd) => parse_ipv6(frame),
+        _ => Rx::Other,
     }
-    parse_ipv4(frame).map_or(Rx::Other, Rx::Data)
+}
+
+/// The IPv6 header at `ip`: (next header, src host part, dst host part).
+#[inline]
+fn ipv6_at(frame: &[u8], ip: usize) -> Option<(u8, u32, u32)> {
+    if *frame.get(ip)? >> 4 != 6 {
+        return None;
+    }
+    Some((
+        *frame.get(ip + 6)?,
+        be32(frame, ip + 20)?,
+        be32(frame, ip + 36)?,
+    ))
+}
+
+fn parse_ipv6(frame: &[u8]) -> Rx {
+    let Some((mut nh, mut src, mut dst)) = ipv6_at(frame, IP_OFF) else {
+        return Rx::Other;
+    };
+    let mut ip = IP_OFF;
+    let mut outer_ip = None;
+    if nh == 41 {
+        outer_ip = Some(ip);
+        ip += 40;
+        let Some(inner) = ipv6_at(frame, ip) else {
+            return Rx::Other;
+        };
+        (nh, src, dst) = inner;
+    }
+    let l4 = ip + 40;
+    if nh == 58 && outer_ip.is_none() {
+        return match frame.get(l4) {
+            Some(&icmpv6::TYPE_NEIGHBOR_SOLICIT) => Rx::Solicit,
+            _ => Rx::Other,
+        };
+    }
+    l4_headers(frame, true, outer_ip, ip, l4, nh, src, dst).map_or(Rx::Other, Rx::Data)
 }
 
 fn parse_ipv4(frame: &[u8]) -> Option<Headers> {
@@ -325,7 +470,21 @@ fn parse_ipv4(frame: &[u8]) -> Option<Headers> {
         ip += ihl;
         (ihl, proto, src, dst) = ipv4_at(frame, ip)?;
     }
-    let l4 = ip + ihl;
+    l4_headers(frame, false, outer_ip, ip, ip + ihl, proto, src, dst)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn l4_headers(
+    frame: &[u8],
+    ipv6: bool,
+    outer_ip: Option<usize>,
+    ip: usize,
+    l4: usize,
+    proto: u8,
+    src: u32,
+    dst: u32,
+) -> Option<Headers> {
     let (payload, flags) = match proto {
         6 => {
             let off = (*frame.get(l4 + 12)? >> 4) as usize * 4;
@@ -341,6 +500,7 @@ fn parse_ipv4(frame: &[u8]) -> Option<Headers> {
         return None;
     }
     Some(Headers {
+        ipv6,
         outer_ip,
         ip,
         l4,
@@ -366,8 +526,17 @@ pub fn reflect(frame: &mut [u8], h: &Headers, src_mac: MacAddr, dst_mac: MacAddr
     }
     frame[0..6].copy_from_slice(&dst_mac.0);
     frame[6..12].copy_from_slice(&src_mac.0);
-    frame[h.ip + 12..h.ip + 16].copy_from_slice(&h.dst.to_be_bytes());
-    frame[h.ip + 16..h.ip + 20].copy_from_slice(&h.src.to_be_bytes());
+    if h.ipv6 {
+        // whole addresses, whatever their prefixes
+        let (src, dst) = (h.ip + 8, h.ip + 24);
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&frame[src..src + 16]);
+        frame.copy_within(dst..dst + 16, src);
+        frame[dst..dst + 16].copy_from_slice(&a);
+    } else {
+        frame[h.ip + 12..h.ip + 16].copy_from_slice(&h.dst.to_be_bytes());
+        frame[h.ip + 16..h.ip + 20].copy_from_slice(&h.src.to_be_bytes());
+    }
     frame[h.l4..h.l4 + 2].copy_from_slice(&h.dport.to_be_bytes());
     frame[h.l4 + 2..h.l4 + 4].copy_from_slice(&h.sport.to_be_bytes());
     if h.proto == 6 && h.flags & tcp::SYN != 0 && h.flags & tcp::ACK == 0 {
@@ -386,8 +555,12 @@ pub fn reflect(frame: &mut [u8], h: &Headers, src_mac: MacAddr, dst_mac: MacAddr
 /// not the frame: a short segment is padded to 60 bytes on the wire).
 #[inline]
 pub fn payload_len(frame: &[u8], h: &Headers) -> usize {
-    let total = be16(frame, h.ip + 2).unwrap_or(0) as usize;
-    (h.ip + total).saturating_sub(h.payload)
+    let end = if h.ipv6 {
+        h.ip + 40 + be16(frame, h.ip + 4).unwrap_or(0) as usize
+    } else {
+        h.ip + be16(frame, h.ip + 2).unwrap_or(0) as usize
+    };
+    end.saturating_sub(h.payload)
 }
 
 /// Whether the payload carries [`HANDSHAKE_MARK`] (and no stamp).
@@ -452,6 +625,37 @@ pub fn answer_arp(frame: &mut [u8], mac_for: impl Fn(Ipv4Addr) -> MacAddr) -> bo
     true
 }
 
+/// The neighbor advertisement answering the solicitation in `frame` (from
+/// the solicited target to the solicitor, S and O set, with the MAC
+/// `mac_for` gives for the target), or None for anything that is not a
+/// well-formed solicitation from a unicast address (duplicate address
+/// detection probes from :: are never answered: that would tell the
+/// prober its address is taken). The solicitation's own checks (hop
+/// limit, checksum) are vsd's business; the generator only plays hosts.
+pub fn answer_solicit(frame: &[u8], mac_for: impl Fn(Ipv6Addr) -> MacAddr) -> Option<Vec<u8>> {
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(frame.get(IP_OFF + 8..IP_OFF + 24)?).ok()?);
+    if src.is_unspecified() || src.is_multicast() {
+        return None;
+    }
+    let icmp = Icmpv6Packet::new_checked(frame.get(IP_OFF + 40..)?).ok()?;
+    if icmp.msg_type() != icmpv6::TYPE_NEIGHBOR_SOLICIT {
+        return None;
+    }
+    let target = Ipv6Addr::from(<[u8; 16]>::try_from(icmp.payload().get(..16)?).ok()?);
+    let requester = MacAddr(frame.get(6..12)?.try_into().ok()?);
+    let mac = mac_for(target);
+    Some(
+        PacketBuilder::ethernet(mac, requester)
+            .ipv6(target, src)
+            .neighbor_advert(
+                icmpv6::NA_FLAG_SOLICITED | icmpv6::NA_FLAG_OVERRIDE,
+                target,
+                Some(mac),
+            )
+            .build(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,6 +670,7 @@ mod tests {
 
     fn spec(proto: Proto, flags: u8, frame_len: usize) -> TemplateSpec {
         TemplateSpec {
+            family: Family::V4,
             proto,
             tcp_flags: flags,
             src_mac: GEN,
@@ -564,6 +769,7 @@ mod tests {
         assert_eq!(
             h,
             Headers {
+                ipv6: false,
                 outer_ip: None,
                 ip: 14,
                 l4: 34,
@@ -784,5 +990,194 @@ mod tests {
         assert!(answer_arp(&mut gw, mac_for));
         assert_eq!(&gw[6..12], &GEN.0);
         assert!(!answer_arp(&mut [0u8; 20], mac_for));
+    }
+
+    fn v6() -> Family {
+        Family::v6("2001:2::".parse().unwrap())
+    }
+
+    fn ip6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    /// IPv6: the template's packet equals PacketBuilder's for the same
+    /// tuple (2001:2::/96 + host part), byte for byte.
+    #[test]
+    fn ipv6_templates_match_builder() {
+        for (proto, flags) in [
+            (Proto::Tcp, tcp::ACK),
+            (Proto::Tcp, tcp::SYN),
+            (Proto::Udp, 0),
+        ] {
+            let t = Template::new(&TemplateSpec {
+                family: v6(),
+                ..spec(proto, flags, 60)
+            });
+            let headers = 14 + 40 + proto.l4_len();
+            assert_eq!(t.len(), headers + STAMP_LEN, "raised to headers + stamp");
+            let mut out = vec![0u8; t.len()];
+            for (i, (src, sport)) in [(0xc613_0005u32, 1030u16), (0xffff_ffff, 65535), (0, 1)]
+                .into_iter()
+                .enumerate()
+            {
+                let stamp = (i != 1).then(|| Stamp::at(0x1234_5678 * i as u64, i as u16));
+                t.write(&mut out, src, sport, stamp);
+                let mut payload = vec![0u8; STAMP_LEN];
+                if let Some(s) = stamp {
+                    payload[..4].copy_from_slice(&s.tsc32.to_be_bytes());
+                    payload[4..6].copy_from_slice(&s.seq.to_be_bytes());
+                }
+                let IpAddr::V6(client) = v6().addr(src) else {
+                    panic!()
+                };
+                let b = PacketBuilder::ethernet(GEN, DUT).ipv6(client, ip6("2001:2::c612:64"));
+                let b = match proto {
+                    Proto::Tcp => {
+                        let sa = if flags & tcp::ACK != 0 { 1 } else { 0 };
+                        b.tcp(sport, 80, flags).seq(sa).ack(sa)
+                    }
+                    Proto::Udp => b.udp(sport, 80),
+                };
+                assert_eq!(out, b.payload(&payload).build(), "{proto:?} packet {i}");
+                let Rx::Data(h) = parse(&out) else {
+                    panic!("not data")
+                };
+                assert!(h.ipv6);
+                assert_eq!(
+                    (h.src, h.dst, h.sport, h.dport),
+                    (src, 0xc612_0064, sport, 80)
+                );
+                assert_eq!((h.ip, h.l4, h.payload), (14, 54, headers));
+                assert_eq!(payload_len(&out, &h), STAMP_LEN);
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_family_addresses() {
+        let f = v6();
+        assert_eq!(f.addr(0xc613_0005), IpAddr::V6(ip6("2001:2::198.19.0.5")));
+        assert_eq!(
+            f.host_of(IpAddr::V6(ip6("2001:2::c613:5"))),
+            Some(0xc613_0005)
+        );
+        assert_eq!(f.host_of(IpAddr::V6(ip6("2001:3::c613:5"))), None);
+        assert_eq!(f.host_of(IpAddr::V4(ip("198.19.0.5"))), None);
+        assert_eq!(
+            Family::V4.host_of(IpAddr::V4(ip("198.19.0.5"))),
+            Some(0xc613_0005)
+        );
+        assert_eq!((f.number(), Family::V4.number()), (6, 4));
+    }
+
+    #[test]
+    fn ipv6_parse_sees_through_ipv6_in_ipv6_and_rejects_the_rest() {
+        let inner = PacketBuilder::new()
+            .ipv6(ip6("2001:2::c613:1"), ip6("2001:2::c612:64"))
+            .udp(1024, 53)
+            .payload(&[0; 6])
+            .build();
+        let frame = PacketBuilder::ethernet(DUT, GEN)
+            .ipv6(ip6("2001:2::c612:1"), ip6("2001:2::c612:b"))
+            .ip_proto(vsd::wire::IpProtocol(41))
+            .payload(&inner)
+            .build();
+        let Rx::Data(h) = parse(&frame) else {
+            panic!("not data")
+        };
+        assert_eq!(h.outer_ip, Some(14));
+        assert_eq!((h.ip, h.l4, h.payload), (54, 94, 102));
+        assert_eq!(
+            (h.src, h.dst, h.dport, h.proto),
+            (0xc613_0001, 0xc612_0064, 53, 17)
+        );
+        // ICMPv6: a solicitation is recognised, anything else is other
+        let ns = PacketBuilder::ethernet(DUT, MacAddr([0x33, 0x33, 0xff, 0x12, 0, 0xb]))
+            .ipv6(ip6("2001:2::c612:1"), ip6("ff02::1:ff12:b"))
+            .neighbor_solicit(ip6("2001:2::c612:b"), Some(DUT))
+            .build();
+        assert_eq!(parse(&ns), Rx::Solicit);
+        let echo = PacketBuilder::ethernet(DUT, GEN)
+            .ipv6(ip6("2001:2::1"), ip6("2001:2::2"))
+            .icmpv6_echo_request(1, 1)
+            .build();
+        assert_eq!(parse(&echo), Rx::Other);
+        // every truncation of a good frame is handled without panic
+        let t = Template::new(&TemplateSpec {
+            family: v6(),
+            ..spec(Proto::Tcp, tcp::ACK, 60)
+        });
+        for n in 0..t.len() {
+            let r = parse(&t.bytes()[..n]);
+            assert!(n >= 74 || r == Rx::Other, "len {n}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn ipv6_reflect_and_handshake_patches_keep_checksums_valid() {
+        let rs_mac = MacAddr([2, 0x52, 198, 18, 0, 11]);
+        let (client, rs) = (ip6("2001:2::c613:5"), ip6("2001:2::c612:b"));
+        let mut p = PacketBuilder::ethernet(DUT, rs_mac)
+            .ipv6(client, rs)
+            .tcp(1030, 8080, tcp::SYN)
+            .payload(&[0; 6])
+            .build();
+        let Rx::Data(h) = parse(&p) else { panic!() };
+        assert!(reflect_tcp(&mut p, &h, rs_mac, DUT, 777));
+        let want = PacketBuilder::ethernet(rs_mac, DUT)
+            .ipv6(rs, client)
+            .tcp(8080, 1030, tcp::SYN | tcp::ACK)
+            .seq(777)
+            .ack(1)
+            .payload(&[0; 6])
+            .build();
+        assert_eq!(p, want);
+        let mut t = Template::new(&TemplateSpec {
+            family: v6(),
+            ..spec(Proto::Tcp, tcp::ACK | tcp::PSH, 60)
+        });
+        t.mark();
+        let mut f = vec![0u8; t.len()];
+        t.write(&mut f, 0xc613_8009, 2000, None);
+        t.patch_seq_ack(&mut f, 0x8000_0001, 0xffff_fffe);
+        let ipp = vsd::wire::Ipv6Packet::new_checked(&f[14..]).unwrap();
+        let tp = TcpPacket::new_checked(ipp.payload()).unwrap();
+        assert!(tp.verify_checksum_v6(&ip6("2001:2::c613:8009"), &ip6("2001:2::c612:64")));
+        assert_eq!(
+            (tp.seq_number(), tp.ack_number()),
+            (0x8000_0001, 0xffff_fffe)
+        );
+        let Rx::Data(h) = parse(&f) else { panic!() };
+        assert!(is_marked(&f, &h));
+    }
+
+    #[test]
+    fn solicitations_get_advertisements() {
+        let rs = MacAddr([2, 0x52, 198, 18, 0, 11]);
+        let target = ip6("2001:2::c612:b");
+        let mac_for = |a: Ipv6Addr| if a == target { rs } else { GEN };
+        let ns = |src: &str| {
+            PacketBuilder::ethernet(DUT, MacAddr([0x33, 0x33, 0xff, 0x12, 0, 0xb]))
+                .ipv6(ip6(src), ip6("ff02::1:ff12:b"))
+                .neighbor_solicit(target, Some(DUT))
+                .build()
+        };
+        let na = answer_solicit(&ns("2001:2::c612:1"), mac_for).expect("answered");
+        let want = PacketBuilder::ethernet(rs, DUT)
+            .ipv6(target, ip6("2001:2::c612:1"))
+            .neighbor_advert(0x60, target, Some(rs))
+            .build();
+        assert_eq!(na, want);
+        let ipp = vsd::wire::Ipv6Packet::new_checked(&na[14..]).unwrap();
+        assert_eq!(ipp.hop_limit(), 255);
+        // duplicate address detection probes are not answered
+        assert_eq!(answer_solicit(&ns("::"), mac_for), None);
+        // nor is anything that is not a solicitation
+        let echo = PacketBuilder::ethernet(DUT, GEN)
+            .ipv6(ip6("2001:2::1"), ip6("2001:2::2"))
+            .icmpv6_echo_request(1, 1)
+            .build();
+        assert_eq!(answer_solicit(&echo, mac_for), None);
+        assert_eq!(answer_solicit(&[0u8; 30], mac_for), None);
     }
 }

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 pub struct RunInfo {
     pub mode: &'static str,
     pub proto: &'static str,
+    /// Address family, 4 or 6.
+    pub family: u8,
     pub flows: u64,
     /// Frame size including the 4-byte FCS, as asked (`--pkt-size`).
     pub pkt_size: usize,
@@ -291,6 +293,7 @@ mod tests {
         RunInfo {
             mode: "nat",
             proto: "tcp",
+            family: 4,
             flows: 1000,
             pkt_size: 64,
             rate_pps: 0,

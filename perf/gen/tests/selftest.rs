@@ -98,9 +98,41 @@ fn loopback_runs_check_and_report() {
     assert!(r["new_conns_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
     assert_eq!(u(r, "check_failures"), 0, "{r}");
 
+    // IPv6 (TCP and UDP): the frames come back unchanged and every sample
+    // passes the IPv6 checks (2001:2::/96 addresses, L4 checksums over the
+    // IPv6 pseudo-header).
+    for proto in ["tcp", "udp"] {
+        let (ok, lines, err) = run(
+            &format!("vsdgen-selftest-v6{proto}"),
+            &["--family", "6", "--proto", proto, "--flows", "3000"],
+        );
+        assert!(ok, "vsd-gen failed:\n{err}");
+        let r = &lines[0];
+        assert_eq!(u(r, "family"), 6, "{r}");
+        assert!(u(r, "rx_packets") > 0, "{r}");
+        assert!(u(r, "checked") > 0, "{r}");
+        assert_eq!(u(r, "check_failures"), 0, "{r}");
+        assert_eq!(u(r, "rx_other"), 0, "{r}");
+    }
+    let (ok, lines, err) = run(
+        "vsdgen-selftest-v4on6",
+        &["--family", "4", "--proto", "tcp"],
+    );
+    assert!(ok, "vsd-gen failed:\n{err}");
+    assert_eq!(u(&lines[0], "family"), 4);
+
     // A bad option: an error on stderr, nothing on stdout.
     let (ok, lines, err) = run("vsdgen-selftest-bad", &["--pkt-size", "40"]);
     assert!(!ok);
     assert!(lines.is_empty());
     assert!(err.contains("--pkt-size 40 is outside 64..=1518"), "{err}");
+    let (ok, _, err) = run("vsdgen-selftest-bad6", &["--family", "5"]);
+    assert!(!ok);
+    assert!(err.contains("--family"), "{err}");
+    let (ok, _, err) = run(
+        "vsdgen-selftest-bad96",
+        &["--family", "6", "--ipv6-prefix", "2001:2::1:0"],
+    );
+    assert!(!ok);
+    assert!(err.contains("a /96 is needed"), "{err}");
 }
