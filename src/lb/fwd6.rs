@@ -65,6 +65,7 @@ const ICMPV6_ERROR_MAX: usize = icmpv6::IPV6_MIN_MTU;
 /// version, payload length, the extension header chain, fragments, then
 /// the TCP/UDP/ICMPv6 header lengths. ICMPv6 errors quoting TCP/UDP get
 /// their quote parsed.
+#[inline]
 pub fn classify6(frame: &[u8]) -> Result<Option<PacketInfo<Ipv6Addr>>, FwdDrop> {
     let (l3, ethertype) = match l3_offset(frame) {
         Ok(x) => x,
@@ -77,7 +78,9 @@ pub fn classify6(frame: &[u8]) -> Result<Option<PacketInfo<Ipv6Addr>>, FwdDrop> 
     classify6_at(frame, l3).map(Some)
 }
 
-/// [`classify6`] of the IPv6 packet at `l3`.
+/// [`classify6`] of the IPv6 packet at `l3` (inline: built where the
+/// caller keeps it, not copied into an `Option`).
+#[inline]
 pub fn classify6_at(frame: &[u8], l3: usize) -> Result<PacketInfo<Ipv6Addr>, FwdDrop> {
     let ip = frame.get(l3..).unwrap_or(&[]);
     if ip.len() < IPV6_HEADER_LEN {
