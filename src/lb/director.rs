@@ -363,21 +363,19 @@ impl Burst6 {
         conns.peek_batch(&self.tuples, &mut self.found);
     }
 
-    #[allow(clippy::type_complexity)]
-    fn next(
-        &mut self,
-    ) -> Option<(
-        Result<Option<PacketInfo<Ipv6Addr>>, FwdDrop>,
-        Option<(ConnId, Direction)>,
-    )> {
+    /// The next entry the second pass takes: its index in `infos` and
+    /// its connection lookup (the info stays in place: no copy).
+    fn next(&mut self) -> Option<(usize, Option<(ConnId, Direction)>)> {
         let k = self.next;
-        let info = *self.infos.get(k)?;
+        if k >= self.infos.len() {
+            return None;
+        }
         self.next = k + 1;
         let pre = self
             .tuple_of
             .get(k)
             .and_then(|&t| self.found.get(t).copied().flatten());
-        Some((info, pre))
+        Some((k, pre))
     }
 
     fn clear(&mut self) {
@@ -1054,20 +1052,40 @@ impl CoreLb {
         meta: Option<SteerMeta>,
         now_ms: u64,
     ) -> FwdVerdict {
-        // in a burst: classified and looked up with the others (in order)
-        let (classified, pre) = match self.burst6.next() {
-            Some(x) => x,
-            None => (fwd6::classify6(pkt.data()), None),
-        };
+        // in a burst: classified and looked up with the others (in order);
+        // the info is used where it lies (the infos are lent out for the
+        // call, as `handle_l4` borrows the core)
+        if let Some((k, pre)) = self.burst6.next() {
+            let infos = std::mem::take(&mut self.burst6.infos);
+            let v = match infos.get(k) {
+                Some(classified) => self.dispatch6_info(pkt, classified, meta, now_ms, pre),
+                None => FwdVerdict::NotService,
+            };
+            self.burst6.infos = infos;
+            return v;
+        }
+        let classified = fwd6::classify6(pkt.data());
+        self.dispatch6_info(pkt, &classified, meta, now_ms, None)
+    }
+
+    #[inline(always)]
+    fn dispatch6_info<P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        classified: &Result<Option<PacketInfo<Ipv6Addr>>, FwdDrop>,
+        meta: Option<SteerMeta>,
+        now_ms: u64,
+        pre: Option<(ConnId, Direction)>,
+    ) -> FwdVerdict {
         let info = match classified {
             Ok(Some(i)) => i,
             Ok(None) => return FwdVerdict::NotService,
-            Err(d) => return FwdVerdict::Drop(d),
+            Err(d) => return FwdVerdict::Drop(*d),
         };
         match info.proto {
-            PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, &info, meta, now_ms, pre),
+            PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, info, meta, now_ms, pre),
             fwd6::PROTO_ICMPV6 => match &info.icmp {
-                Some(q) => self.handle_icmp_error(pkt, &info, q, meta),
+                Some(q) => self.handle_icmp_error(pkt, info, q, meta),
                 None => FwdVerdict::NotService,
             },
             _ => FwdVerdict::NotService,

@@ -515,6 +515,7 @@ impl Family for Ipv6Addr {
             None => fwd6::packet_too_big(pkt, info, mtu, overhead),
         }
     }
+    #[inline(always)]
     fn nat64<P: PacketBuf>(
         pkt: &mut P,
         info: &PacketInfo<Self>,
@@ -523,25 +524,12 @@ impl Family for Ipv6Addr {
         csum: L4Csum,
         ident: u16,
     ) -> Option<bool> {
-        let (s4, d4) = (src.0.to_ipv4_mapped(), dst.0.to_ipv4_mapped());
-        let (i4, j4) = (info.src.to_ipv4_mapped(), info.dst.to_ipv4_mapped());
-        match (s4, d4, i4, j4) {
-            // a request: IPv6 on the wire, to IPv4 ends
-            (Some(s), Some(d), None, None) => Some(nat64::request_6to4(
-                pkt,
-                info,
-                (s, src.1),
-                (d, dst.1),
-                ident,
-                csum,
-            )),
-            // a reply: IPv4 on the wire (its info in mapped form), to IPv6
-            (None, None, Some(i), Some(j)) => {
-                let wire = info.with_addrs(i, j);
-                Some(nat64::reply_4to6(pkt, &wire, src, dst, csum))
-            }
-            _ => None,
+        // an IPv6 flow (no IPv4-mapped source, before or after) is not
+        // NAT64: checked here, inline, on every FULLNAT packet
+        if !is_mapped(src.0) && !is_mapped(info.src) {
+            return None;
         }
+        nat64_translate(pkt, info, src, dst, csum, ident)
     }
     fn nat64_icmp<P: PacketBuf>(
         pkt: &mut P,
@@ -628,6 +616,43 @@ impl Family for Ipv6Addr {
 fn wire_v4(info: &PacketInfo<Ipv6Addr>) -> Option<PacketInfo<Ipv4Addr>> {
     match (info.src.to_ipv4_mapped(), info.dst.to_ipv4_mapped()) {
         (Some(s), Some(d)) => Some(info.with_addrs(s, d)),
+        _ => None,
+    }
+}
+
+/// Whether `a` is IPv4-mapped (`::ffff:0:0/96`), as `to_ipv4_mapped`.
+#[inline(always)]
+fn is_mapped(a: Ipv6Addr) -> bool {
+    u128::from(a) >> 32 == 0xffff
+}
+
+/// [`Family::nat64`] of IPv6 for a flow with an IPv4-mapped end.
+#[inline(never)]
+fn nat64_translate<P: PacketBuf>(
+    pkt: &mut P,
+    info: &PacketInfo<Ipv6Addr>,
+    src: (Ipv6Addr, u16),
+    dst: (Ipv6Addr, u16),
+    csum: L4Csum,
+    ident: u16,
+) -> Option<bool> {
+    let (s4, d4) = (src.0.to_ipv4_mapped(), dst.0.to_ipv4_mapped());
+    let (i4, j4) = (info.src.to_ipv4_mapped(), info.dst.to_ipv4_mapped());
+    match (s4, d4, i4, j4) {
+        // a request: IPv6 on the wire, to IPv4 ends
+        (Some(s), Some(d), None, None) => Some(nat64::request_6to4(
+            pkt,
+            info,
+            (s, src.1),
+            (d, dst.1),
+            ident,
+            csum,
+        )),
+        // a reply: IPv4 on the wire (its info in mapped form), to IPv6
+        (None, None, Some(i), Some(j)) => {
+            let wire = info.with_addrs(i, j);
+            Some(nat64::reply_4to6(pkt, &wire, src, dst, csum))
+        }
         _ => None,
     }
 }
