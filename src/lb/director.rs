@@ -84,7 +84,8 @@
 //! ([`crate::lb::family::Family`]) and monomorphised: IPv4 frames take the
 //! path they always took (batched lookups in [`CoreLb::process_burst`]);
 //! frames that are not IPv4 go to [`fwd6::classify6`] and the same logic
-//! over a second connection table of 128-bit keys (lookups one by one).
+//! over a second connection table of 128-bit keys (in a burst, IPv6 frames
+//! are classified and looked up together in the first pass, as IPv4's are).
 //! Mixed families live in that IPv6 table with IPv4-mapped addresses:
 //! NAT64 ([`crate::lb::nat64`]: IPv6 VIP, IPv4 servers and local
 //! addresses; IPv4 packets matching no service are looked up there while a
@@ -1042,9 +1043,9 @@ impl CoreLb {
     }
 
     /// A frame that is not IPv4: IPv6 is classified and handled by the same
-    /// logic over its own connection table (lookups one by one: IPv6 does
-    /// not take part in the burst's batched lookups); anything else is not
-    /// for a service.
+    /// logic over its own connection table (a burst's IPv6 frames arrive
+    /// here already classified and looked up in its first pass); anything
+    /// else is not for a service.
     #[inline(never)]
     fn dispatch6<P: PacketBuf>(
         &mut self,
