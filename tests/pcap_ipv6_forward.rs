@@ -1,6 +1,7 @@
 //! Capture replay of IPv6 forwarding through the real binary (net_pcap):
 //! for NAT, DR, TUN (IPv6-in-IPv6), FULLNAT and NAT64 a client SYN goes in
-//! (and for NAT, FULLNAT and NAT64 the server's SYN-ACK), and every frame
+//! (and for NAT, FULLNAT and NAT64 the server's SYN-ACK: the local port is
+//! pinned so the replies can be in the capture), and every frame
 //! vsd sends is compared byte for byte with one built independently by
 //! `PacketBuilder` (checksums included). A hop-limit-1 SYN is answered
 //! with ICMPv6 time exceeded and counted. One-armed: clients and servers
@@ -26,6 +27,9 @@ const DIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
 const RS4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 11);
 const LIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 200);
 
+/// The only local port FULLNAT may use (pinned in the config), so the
+/// server's replies can be in the capture.
+const LPORT: u16 = 50000;
 const SYN: u8 = 0x02;
 const SYN_ACK: u8 = 0x12;
 const PAYLOAD: &[u8] = b"hello";
@@ -55,6 +59,8 @@ mbufs = 4095
 
 [lb]
 conn_capacity = 4096
+local_port_min = {LPORT}
+local_port_max = {LPORT}
 
 [[port]]
 name = "cap0"
@@ -148,6 +154,21 @@ fn ipv6_methods_and_nat64_byte_for_byte() {
         client_syn(82, 64).build(), // TUN
         client_syn(83, 64).build(), // FULLNAT
         client_syn(84, 64).build(), // NAT64
+        PacketBuilder::ethernet(RS_MAC, VSD_MAC)
+            .ipv6(RS, LIP6)
+            .ttl(64)
+            .tcp(8083, LPORT, SYN_ACK)
+            .seq(6000)
+            .ack(1001 + PAYLOAD.len() as u32)
+            .build(),
+        PacketBuilder::ethernet(RS4_MAC, VSD_MAC)
+            .ipv4(RS4, LIP4)
+            .ttl(64)
+            .ident(0x2000)
+            .tcp(8084, LPORT, SYN_ACK)
+            .seq(7000)
+            .ack(1001 + PAYLOAD.len() as u32)
+            .build(),
         hop1.clone(),
     ];
     pcap::write(&dir.join("in.pcap"), &input);
@@ -166,19 +187,12 @@ fn ipv6_methods_and_nat64_byte_for_byte() {
     let out = pcap::read(&dir.join("out.pcap"));
     let _ = std::fs::remove_dir_all(&dir);
 
-    // FULLNAT's local port is vsd's choice: read it, check it, then build
-    // the exact expected frame with it.
-    let fnat_out = out
-        .iter()
-        .find(|f| f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[22..38] == LIP6.octets())
-        .unwrap_or_else(|| panic!("no FULLNAT frame in {out:02x?}"));
-    let lport6 = be16(fnat_out, 54);
+    // NAT64's IPv4 identification is vsd's choice (RFC 7915 5.1 leaves it
+    // to the translator): take it from the output.
     let nat64_out = out
         .iter()
         .find(|f| f.len() > 34 && f[12..14] == [0x08, 0x00] && f[26..30] == LIP4.octets())
         .unwrap_or_else(|| panic!("no NAT64 frame in {out:02x?}"));
-    let lport4 = be16(nat64_out, 34);
-    assert!(lport6 >= 1024 && lport4 >= 1024, "{lport6} {lport4}");
 
     let arp_reply = {
         let mut f = PacketBuilder::ethernet(VSD_MAC, RS4_MAC)
@@ -247,7 +261,7 @@ fn ipv6_methods_and_nat64_byte_for_byte() {
                 .ipv6(LIP6, RS)
                 .ttl(63)
                 .flow_label(0x12345)
-                .tcp(lport6, 8083, SYN)
+                .tcp(LPORT, 8083, SYN)
                 .seq(1000)
                 .payload(PAYLOAD)
                 .build(),
@@ -260,9 +274,29 @@ fn ipv6_methods_and_nat64_byte_for_byte() {
                 // RFC 7915 5.1: DF clear for a translated packet <= 1260 bytes
                 .dont_frag(false)
                 .ident(be16(nat64_out, 18))
-                .tcp(lport4, 8084, SYN)
+                .tcp(LPORT, 8084, SYN)
                 .seq(1000)
                 .payload(PAYLOAD)
+                .build(),
+        ),
+        (
+            "FULLNAT reply: LIP6:lport <- RS:8083 becomes VIP:83 -> client",
+            PacketBuilder::ethernet(VSD_MAC, CLIENT_MAC)
+                .ipv6(VIP, CLIENT)
+                .ttl(63)
+                .tcp(83, 40000, SYN_ACK)
+                .seq(6000)
+                .ack(1001 + PAYLOAD.len() as u32)
+                .build(),
+        ),
+        (
+            "NAT64 reply: IPv4 RS4:8084 -> LIP4:lport becomes IPv6 VIP:84 -> client",
+            PacketBuilder::ethernet(VSD_MAC, CLIENT_MAC)
+                .ipv6(VIP, CLIENT)
+                .ttl(63)
+                .tcp(84, 40000, SYN_ACK)
+                .seq(7000)
+                .ack(1001 + PAYLOAD.len() as u32)
                 .build(),
         ),
         ("hop limit 1: ICMPv6 time exceeded from the VIP", {
