@@ -996,13 +996,32 @@ pub fn translate_icmp_error(
     // Port changes are ICMP payload changes too.
     icmp_delta += port_delta;
     ql4_delta += port_delta;
-    if let Some(off) = l4_csum_offset(q.proto) {
-        let at = q.l4 + off;
-        if ql4_delta != 0 && at + 2 <= info.end {
+    fix_quote_checksums(
+        frame, q.proto, q.l4, info.end, info.l4, ql4_delta, icmp_delta,
+    );
+}
+
+/// After an ICMP error's quoted packet was rewritten: fold `ql4_delta` into
+/// the quoted L4 checksum (at `q_l4`, if it lies within `end`; a quoted UDP
+/// checksum of 0 means none), and that change plus `icmp_delta` into the
+/// ICMP (or ICMPv6) checksum of the error at `icmp_l4`. Shared by both
+/// families.
+pub(crate) fn fix_quote_checksums(
+    frame: &mut [u8],
+    q_proto: u8,
+    q_l4: usize,
+    end: usize,
+    icmp_l4: usize,
+    ql4_delta: u64,
+    mut icmp_delta: u64,
+) {
+    if let Some(off) = l4_csum_offset(q_proto) {
+        let at = q_l4 + off;
+        if ql4_delta != 0 && at + 2 <= end {
             let old = rd16(frame, at);
-            if !(q.proto == PROTO_UDP && old == 0) {
+            if !(q_proto == PROTO_UDP && old == 0) {
                 let mut new = adjust(old, ql4_delta);
-                if q.proto == PROTO_UDP && new == 0 {
+                if q_proto == PROTO_UDP && new == 0 {
                     new = 0xffff;
                 }
                 icmp_delta += d16(old, new);
@@ -1011,7 +1030,7 @@ pub fn translate_icmp_error(
         }
     }
     if icmp_delta != 0 {
-        let at = info.l4 + 2;
+        let at = icmp_l4 + 2;
         let c = adjust(rd16(frame, at), icmp_delta);
         wr16(frame, at, c);
     }

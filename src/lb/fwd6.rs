@@ -34,7 +34,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::lb::fwd::{
-    adjust, d16, l4_csum_offset, rd16, rewrite_l4, wr16, FwdDrop, IcmpQuote, IcmpTranslation,
+    adjust, d16, fix_quote_checksums, rd16, rewrite_l4, wr16, FwdDrop, IcmpQuote, IcmpTranslation,
     L4Csum, PacketInfo, TunError, ETH_LEN, PROTO_TCP, PROTO_UDP,
 };
 use crate::lb::packet::PacketBuf;
@@ -659,25 +659,9 @@ pub fn translate_icmp6_error(
     }
     // every quoted change is ICMPv6 payload
     icmp_delta += ql4_delta;
-    if let Some(off) = l4_csum_offset(q.proto) {
-        let at = q.l4 + off;
-        if ql4_delta != 0 && at + 2 <= info.end {
-            let old = rd16(frame, at);
-            if !(q.proto == PROTO_UDP && old == 0) {
-                let mut new = adjust(old, ql4_delta);
-                if q.proto == PROTO_UDP && new == 0 {
-                    new = 0xffff;
-                }
-                icmp_delta += d16(old, new);
-                wr16(frame, at, new);
-            }
-        }
-    }
-    if icmp_delta != 0 {
-        let at = info.l4 + 2;
-        let c = adjust(rd16(frame, at), icmp_delta);
-        wr16(frame, at, c);
-    }
+    fix_quote_checksums(
+        frame, q.proto, q.l4, info.end, info.l4, ql4_delta, icmp_delta,
+    );
 }
 
 #[cfg(test)]
