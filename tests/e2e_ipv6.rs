@@ -1166,6 +1166,75 @@ fn after_traffic(rig: &Rig, case: Case) {
     }
 }
 
+/// The persistent service's port (NAT to the NAT case's servers).
+const PERSIST_VPORT: u16 = 88;
+const PERSIST_REQUESTS: usize = 40;
+
+/// A persistent IPv6 service (`-p`): every new connection of the client
+/// goes to one real server, whichever worker its packets land on — the
+/// template the first connection made is carried to the other workers.
+/// One connection before persistence is switched on moves one worker's rr
+/// cursor on, so workers scheduling on their own would disagree.
+fn persistence(rig: &Rig) {
+    let svc = format!("[{VIP6}]:{PERSIST_VPORT}");
+    rig.vsadm_ok(&["-A", "-t", &svc, "-s", "rr"]);
+    for rs in RS6 {
+        let real = format!("[{rs}]:{}", Case::Nat.rport());
+        rig.vsadm_ok(&["-a", "-t", &svc, "-r", &real, "-m"]);
+    }
+    let url = format!("http://[{VIP6}]:{PERSIST_VPORT}/id");
+    let curl = |n: usize| {
+        let mut args: Vec<&str> = vec![
+            "-6",
+            "-g",
+            "-sS",
+            "--fail",
+            "--fail-early",
+            "--connect-timeout",
+            "5",
+            "--max-time",
+            "10",
+            "-H",
+            "Connection: close",
+        ];
+        args.extend(std::iter::repeat(url.as_str()).take(n));
+        let out = rig.client_run(Case::Nat, 120, "curl", &args);
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() && body.lines().count() == n,
+            "{n} requests to {url}: {body:?}, curl {:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        count_lines(&body)
+    };
+    curl(1);
+    rig.vsadm_ok(&["-E", "-t", &svc, "-s", "rr", "-p", "60"]);
+    let listing = rig.vsadm_ok(&["-Ln"]);
+    assert!(
+        listing.contains(&format!("TCP  {svc} rr persistent 60")),
+        "{listing}"
+    );
+    let counts = curl(PERSIST_REQUESTS);
+    assert_eq!(
+        counts.len(),
+        1,
+        "persistent client split over servers with {} workers: {counts:?}",
+        rig.workers
+    );
+    eprintln!(
+        "persistence: {PERSIST_REQUESTS} connections all to {counts:?} ({} workers)",
+        rig.workers
+    );
+    if rig.workers > 1 {
+        let learned = rig.vsd.ask("counters")["forwarding"]["events"]["template_learned"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(learned > 0, "no worker learned another's template");
+    }
+    rig.vsadm_ok(&["-D", "-t", &svc]);
+}
+
 /// One test at a time: vsd's workers poll, and the machine has 2 CPUs.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -1256,6 +1325,7 @@ fn every_method(workers: usize) {
         run_case(&mut rig, case);
         rig.assert_alive();
     }
+    persistence(&rig);
 
     // nothing was dropped for want of a resource, a route or a feature
     for name in [

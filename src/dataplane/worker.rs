@@ -22,6 +22,7 @@ use crate::dpdk::{
 use crate::lb::director::{CoreLb, FwdVerdict, SteerMeta, TemplateNote};
 use crate::lb::owner::RssOwner;
 use crate::lb::service::{ServiceKey, ServiceSnapshot};
+use crate::lb::stats::FwdEvent;
 use crate::lb::tcp_state::Timeouts;
 use crate::wire::{EthernetFrame, MacAddr};
 use crossbeam::queue::ArrayQueue;
@@ -830,7 +831,11 @@ impl Worker {
         self.lb.take_new_templates(notes);
         for n in notes.iter() {
             for peer in &self.template_peers {
-                let _ = peer.push(*n);
+                if peer.push(*n).is_err() {
+                    // that core's inbox is full: it may schedule the client
+                    // elsewhere until its own template
+                    self.lb.stats().count_event(FwdEvent::TemplateNoteLost);
+                }
             }
         }
         while let Some(n) = self.template_inbox.pop() {

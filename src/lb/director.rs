@@ -72,7 +72,7 @@
 //!
 //! Persistence templates are per core. Clients whose connections hash to
 //! different cores would get independent templates (and possibly different
-//! servers), so new templates are recorded for broadcast:
+//! servers), so new templates of either family are recorded for broadcast:
 //! [`CoreLb::take_new_templates`] on the creating core, then
 //! [`CoreLb::learn_template`] on every other core (the data plane carries
 //! them, as it does neighbours). Until a template has propagated, a second
@@ -91,9 +91,8 @@
 //! addresses; IPv4 packets matching no service are looked up there while a
 //! NAT64 service exists), TUN IPv6-in-IPv4 and IPv4-in-IPv6 (an IPv4
 //! service's flows to IPv6 tunnel servers). Not over IPv6: the SYN proxy
-//! (`ipv6_unsupported_feature`), fragments (`ipv6_fragment`), connection
-//! sync, the firewall-mark classifier, and template broadcast to other
-//! cores (IPv6 templates stay on their core).
+//! (`ipv6_unsupported_feature`), fragments (`ipv6_fragment`) and the
+//! firewall-mark classifier.
 //!
 //! Counters: every drop is counted here, in the core's [`StatsTable`],
 //! with its reason; the data plane must not count `Drop` verdicts again.
@@ -120,7 +119,8 @@ use crate::lb::mark::MarkRules;
 use crate::lb::nat64;
 use crate::lb::owner::RssOwner;
 use crate::lb::packet::PacketBuf;
-use crate::lb::persist::{PersistError, PersistKey};
+pub use crate::lb::persist::TemplateNote;
+use crate::lb::persist::{PersistError, PersistKey, Template};
 use crate::lb::sched::{SchedInput, SchedulerSet};
 use crate::lb::service::{RealServer, ServiceKey, ServiceSnapshot};
 use crate::lb::stats::{FwdEvent, StatsTable};
@@ -279,19 +279,6 @@ impl Default for CoreLbConfig {
             hash_seed: None,
         }
     }
-}
-
-/// A persistence template created on one core, to be learned by the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TemplateNote {
-    /// Template key.
-    pub key: PersistKey<u32>,
-    /// Its server.
-    pub dest: DestId,
-    /// The server's address and port.
-    pub real: Endpoint<u32>,
-    /// Template timeout, seconds.
-    pub timeout_s: u32,
 }
 
 /// Packets whose connection lookups [`CoreLb::process_burst`] issues together.
@@ -847,12 +834,18 @@ impl CoreLb {
     /// Install a template another core created (unless one exists here or
     /// its server is not in this core's snapshot). True if installed.
     pub fn learn_template(&mut self, note: &TemplateNote, now_ms: u64) -> bool {
-        if !self.dest_present(note.dest) {
+        match note {
+            TemplateNote::V4(t) => self.learn::<Ipv4Addr>(t, now_ms),
+            TemplateNote::V6(t) => self.learn::<Ipv6Addr>(t, now_ms),
+        }
+    }
+
+    fn learn<A: Family>(&mut self, t: &Template<A::Key>, now_ms: u64) -> bool {
+        if !self.dest_present(t.dest) {
             return false;
         }
-        let ok = self
-            .conns
-            .template_insert(&note.key, note.dest, note.real, note.timeout_s, now_ms)
+        let ok = A::table(&mut self.conns, &mut self.conns6)
+            .template_insert(&t.key, t.dest, t.real, t.timeout_s, now_ms)
             .is_ok();
         if ok {
             self.stats.count_event(FwdEvent::TemplateLearned);
@@ -1459,15 +1452,13 @@ impl CoreLb {
                         template = Some(t);
                         chosen = svc.servers.iter().find(|s| s.id == d);
                         if conns.stats().templates_created != created_before {
-                            if let Some((key, real)) =
-                                conns.get(t).and_then(|tc| A::note_parts(&key, tc.real()))
-                            {
-                                let note = TemplateNote {
+                            if let Some(tc) = conns.get(t) {
+                                let note = A::template_note(Template {
                                     key,
                                     dest: d,
-                                    real,
+                                    real: tc.real(),
                                     timeout_s,
-                                };
+                                });
                                 if notes.len() < TEMPLATE_NOTES_MAX {
                                     notes.push(note);
                                 } else {

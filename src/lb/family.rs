@@ -22,13 +22,13 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::lb::conn::{Addr, Conn, ConnTable, ConnTable4, ConnTable6, Endpoint};
+use crate::lb::conn::{Addr, Conn, ConnTable, ConnTable4, ConnTable6};
 use crate::lb::fwd::{self, IcmpQuote, IcmpTranslation, L4Csum, PacketInfo, TunError, PROTO_ICMP};
 use crate::lb::fwd6::{self, PROTO_ICMPV6};
 use crate::lb::nat64;
 use crate::lb::owner::RssOwner;
 use crate::lb::packet::PacketBuf;
-use crate::lb::persist::PersistKey;
+use crate::lb::persist::{Template, TemplateNote};
 use crate::lb::service::PersistMask;
 use crate::lb::types::FwdMethod;
 use crate::wire::ipip;
@@ -184,12 +184,8 @@ pub trait Family: Copy + Eq + fmt::Debug + 'static {
     fn v4_quote(q: &IcmpQuote<Self>) -> Option<&IcmpQuote<Ipv4Addr>>;
     /// An IPv4 address (`None` for IPv6).
     fn to_v4(self) -> Option<Ipv4Addr>;
-    /// An IPv4 template's key and server, for the other cores (templates
-    /// of IPv6 services stay per core).
-    fn note_parts(
-        key: &PersistKey<Self::Key>,
-        real: Endpoint<Self::Key>,
-    ) -> Option<(PersistKey<u32>, Endpoint<u32>)>;
+    /// A template of this family's table as a note for the other cores.
+    fn template_note(t: Template<Self::Key>) -> TemplateNote;
 }
 
 impl Family for Ipv4Addr {
@@ -373,11 +369,8 @@ impl Family for Ipv4Addr {
     fn to_v4(self) -> Option<Ipv4Addr> {
         Some(self)
     }
-    fn note_parts(
-        key: &PersistKey<u32>,
-        real: Endpoint<u32>,
-    ) -> Option<(PersistKey<u32>, Endpoint<u32>)> {
-        Some((*key, real))
+    fn template_note(t: Template<u32>) -> TemplateNote {
+        TemplateNote::V4(t)
     }
 }
 
@@ -602,11 +595,8 @@ impl Family for Ipv6Addr {
     fn to_v4(self) -> Option<Ipv4Addr> {
         None
     }
-    fn note_parts(
-        _key: &PersistKey<u128>,
-        _real: Endpoint<u128>,
-    ) -> Option<(PersistKey<u32>, Endpoint<u32>)> {
-        None
+    fn template_note(t: Template<u128>) -> TemplateNote {
+        TemplateNote::V6(t)
     }
 }
 

@@ -120,6 +120,47 @@ impl<A: Addr> PersistKey<A> {
     }
 }
 
+/// A template as one core created it, for the other cores to install
+/// (templates are per core; see [`crate::lb::director`]): `K` is its
+/// family's table key (`u32` IPv4, `u128` IPv6 and mixed families).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Template<K> {
+    /// Template key.
+    pub key: PersistKey<K>,
+    /// Its server.
+    pub dest: DestId,
+    /// The server's address and port (as listings show them).
+    pub real: Endpoint<K>,
+    /// Template timeout, seconds.
+    pub timeout_s: u32,
+}
+
+/// A new template of either family's table, as carried between cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateNote {
+    /// In the IPv4 table.
+    V4(Template<u32>),
+    /// In the IPv6 table.
+    V6(Template<u128>),
+}
+
+impl TemplateNote {
+    /// Its server.
+    pub fn dest(&self) -> DestId {
+        match self {
+            TemplateNote::V4(t) => t.dest,
+            TemplateNote::V6(t) => t.dest,
+        }
+    }
+    /// Its timeout, seconds.
+    pub fn timeout_s(&self) -> u32 {
+        match self {
+            TemplateNote::V4(t) => t.timeout_s,
+            TemplateNote::V6(t) => t.timeout_s,
+        }
+    }
+}
+
 /// Why no template could be provided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PersistError {

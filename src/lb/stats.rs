@@ -41,7 +41,8 @@ pub enum FwdEvent {
     ConnReused,
     /// Persistence template learned from another core.
     TemplateLearned,
-    /// New template not recorded for broadcast (notes buffer full).
+    /// New template not carried to another core (notes buffer or that
+    /// core's inbox full).
     TemplateNoteLost,
     /// Connection of an unavailable server expired by a packet
     /// (`expire_nodest_conn`, or a new SYN on a quiescent server's

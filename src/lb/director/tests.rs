@@ -1095,8 +1095,8 @@ fn persistence_same_client_same_server_until_expiry() {
     let mut notes = Vec::new();
     lb.take_new_templates(&mut notes);
     assert_eq!(notes.len(), 2);
-    assert_eq!(notes[0].dest, dest_id(&t, RIP1));
-    assert_eq!(notes[0].timeout_s, 60);
+    assert_eq!(notes[0].dest(), dest_id(&t, RIP1));
+    assert_eq!(notes[0].timeout_s(), 60);
     // All connections gone (NONE timeout 2 s... SYN_RECV 60 s), template
     // expires 60 s after its last use once nothing depends on it.
     for now in (10_000..400_000).step_by(10_000) {

@@ -894,6 +894,66 @@ mod two_cores {
         assert!(steered > 10 && steered < 54, "{steered}");
     }
 
+    /// A persistent client keeps its server whichever core its next flow
+    /// lands on: the template the first core made is carried to the other
+    /// (before, IPv6 templates stayed on their core and the other core's
+    /// scheduler sent the client elsewhere).
+    #[test]
+    fn persistence_templates_are_learned_by_the_other_core() {
+        let rip2 = Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0x12);
+        let rss = Arc::new(RssOwner::round_robin(2, 128));
+        let mut t = ServiceTable::new(16);
+        let mut cfg = ServiceConfig::with_scheduler("rr");
+        cfg.persistence = Some(300);
+        cfg.persist_mask = Some(crate::lb::service::PersistMask::V6(64));
+        let key = ServiceKey::tcp(IpAddr::V6(VIP), VPORT);
+        t.add_service(key, cfg).unwrap();
+        for a in [rip2, RIP] {
+            t.add_dest(
+                &key,
+                RealServerConfig::new(IpAddr::V6(a), VPORT, FwdMethod::Route),
+            )
+            .unwrap();
+        }
+        let global = Arc::new(GlobalLoad::new(t.dest_capacity()));
+        let mut lbs: Vec<CoreLb> = (0..2u16)
+            .map(|core| {
+                let c = CoreLbConfig {
+                    core,
+                    cores: 2,
+                    conn_capacity6: 1024,
+                    hash_seed: Some(7),
+                    ..CoreLbConfig::default()
+                };
+                CoreLb::new(c, t.snapshot(), global.clone(), Some(rss.clone()), 0).unwrap()
+            })
+            .collect();
+        // core 0 pins the client's /64 to its first choice
+        let syn = seg((CIP, CPORT), (VIP, VPORT), tcp::SYN, 64).build();
+        let (first, _) = run(&mut lbs[0], &syn);
+        assert_eq!(first, to(RIP));
+        // core 1 has moved its rr cursor on with a client of another /64
+        let other = Ipv6Addr::new(0x2001, 2, 0, 0xd, 0, 0, 0, 7);
+        let syn = seg((other, CPORT), (VIP, VPORT), tcp::SYN, 64).build();
+        assert_eq!(run(&mut lbs[1], &syn).0, to(RIP));
+        // the data plane carries core 0's new templates to core 1
+        let mut notes = Vec::new();
+        lbs[0].take_new_templates(&mut notes);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(matches!(notes[0], TemplateNote::V6(_)));
+        assert_eq!(notes[0].timeout_s(), 300);
+        assert!(lbs[1].learn_template(&notes[0], 1000));
+        assert!(!lbs[1].learn_template(&notes[0], 1000), "already there");
+        assert_eq!(lbs[1].stats().event(FwdEvent::TemplateLearned), 1);
+        // the client's next flows (same /64), on core 1, follow the template
+        for i in 1..4u16 {
+            let c = Ipv6Addr::new(0x2001, 2, 0, 0xc, 0, 0, 0, 7 + i);
+            let syn = seg((c, CPORT + i), (VIP, VPORT), tcp::SYN, 64).build();
+            assert_eq!(run(&mut lbs[1], &syn).0, first, "flow {i} on core 1");
+        }
+        assert_eq!(lbs[1].conns6().template_count(), 2);
+    }
+
     #[test]
     fn fullnat_local_ports_keep_replies_on_the_core() {
         let (mut lbs, rss) = cores(FwdMethod::FullNat);
