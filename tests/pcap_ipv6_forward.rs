@@ -1,7 +1,8 @@
 //! Capture replay of IPv6 forwarding through the real binary (net_pcap):
-//! for NAT, DR, TUN (IPv6-in-IPv6), FULLNAT and NAT64 a client SYN goes in
-//! (and for NAT, FULLNAT and NAT64 the server's SYN-ACK: the local port is
-//! pinned so the replies can be in the capture), and every frame
+//! for NAT, DR, TUN (IPv6-in-IPv6), FULLNAT and NAT64 a client SYN and a
+//! client UDP datagram go in (and for NAT, FULLNAT and NAT64 the server's
+//! SYN-ACK and UDP answer: the local port is pinned so the replies can be
+//! in the capture), and every frame
 //! vsd sends is compared byte for byte with one built independently by
 //! `PacketBuilder` (checksums included). A hop-limit-1 SYN is answered
 //! with ICMPv6 time exceeded and counted. One-armed: clients and servers
@@ -30,15 +31,21 @@ const LIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 200);
 /// The only local port FULLNAT may use (pinned in the config), so the
 /// server's replies can be in the capture.
 const LPORT: u16 = 50000;
+/// A method's UDP service port (and its servers' port): its TCP one + 10.
+const UDP: u16 = 10;
 const SYN: u8 = 0x02;
 const SYN_ACK: u8 = 0x12;
 const PAYLOAD: &[u8] = b"hello";
 
 fn config(dir: &std::path::Path, prefix: &str) -> String {
+    // each method a TCP service on port P and a UDP one on P + 10
     let svc = |port: u16, method: &str, rs: String, rport: u16, extra: &str| {
-        format!(
-            "\n[[service]]\nproto = \"tcp\"\nvip = \"{VIP}\"\nport = {port}\nscheduler = \"rr\"\n{extra}\n[[service.real_server]]\naddress = \"{rs}\"\nport = {rport}\nmethod = \"{method}\"\n"
-        )
+        let one = |proto: &str, port: u16, rport: u16| {
+            format!(
+                "\n[[service]]\nproto = \"{proto}\"\nvip = \"{VIP}\"\nport = {port}\nscheduler = \"rr\"\n{extra}\n[[service.real_server]]\naddress = \"{rs}\"\nport = {rport}\nmethod = \"{method}\"\n"
+            )
+        };
+        one("tcp", port, rport) + &one("udp", port + UDP, rport + UDP)
     };
     format!(
         r#"
@@ -122,6 +129,36 @@ fn client_syn(dport: u16, hop: u8) -> PacketBuilder {
         .payload(PAYLOAD)
 }
 
+/// A client UDP datagram to the VIP (the method's TCP port + [`UDP`]).
+fn client_udp(tcp_port: u16) -> PacketBuilder {
+    PacketBuilder::ethernet(CLIENT_MAC, VSD_MAC)
+        .ipv6(CLIENT, VIP)
+        .ttl(64)
+        .flow_label(0x23456)
+        .udp(40001, tcp_port + UDP)
+        .payload(b"query")
+}
+
+/// A server's UDP answer (IPv6) from `sport` to `dst`.
+fn server_udp6(dst: (Ipv6Addr, u16), sport: u16) -> Vec<u8> {
+    PacketBuilder::ethernet(RS_MAC, VSD_MAC)
+        .ipv6(RS, dst.0)
+        .ttl(64)
+        .udp(sport, dst.1)
+        .payload(b"answer!")
+        .build()
+}
+
+/// The answer as the client must see it: from the VIP's UDP port.
+fn answer_to_client(tcp_port: u16) -> Vec<u8> {
+    PacketBuilder::ethernet(VSD_MAC, CLIENT_MAC)
+        .ipv6(VIP, CLIENT)
+        .ttl(63)
+        .udp(tcp_port + UDP, 40001)
+        .payload(b"answer!")
+        .build()
+}
+
 fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
@@ -170,6 +207,21 @@ fn ipv6_methods_and_nat64_byte_for_byte() {
             .ack(1001 + PAYLOAD.len() as u32)
             .build(),
         hop1.clone(),
+        // UDP, every method
+        client_udp(80).build(), // NAT
+        server_udp6((CLIENT, 40001), 8080 + UDP),
+        client_udp(81).build(), // DR
+        client_udp(82).build(), // TUN
+        client_udp(83).build(), // FULLNAT
+        server_udp6((LIP6, LPORT), 8083 + UDP),
+        client_udp(84).build(), // NAT64
+        PacketBuilder::ethernet(RS4_MAC, VSD_MAC)
+            .ipv4(RS4, LIP4)
+            .ttl(64)
+            .ident(0x2001)
+            .udp(8084 + UDP, LPORT)
+            .payload(b"answer!")
+            .build(),
     ];
     pcap::write(&dir.join("in.pcap"), &input);
 
@@ -189,10 +241,14 @@ fn ipv6_methods_and_nat64_byte_for_byte() {
 
     // NAT64's IPv4 identification is vsd's choice (RFC 7915 5.1 leaves it
     // to the translator): take it from the output.
-    let nat64_out = out
+    let nat64_frames: Vec<&Vec<u8>> = out
         .iter()
-        .find(|f| f.len() > 34 && f[12..14] == [0x08, 0x00] && f[26..30] == LIP4.octets())
-        .unwrap_or_else(|| panic!("no NAT64 frame in {out:02x?}"));
+        .filter(|f| f.len() > 34 && f[12..14] == [0x08, 0x00] && f[26..30] == LIP4.octets())
+        .collect();
+    let (Some(nat64_out), Some(nat64_udp_out)) = (nat64_frames.first(), nat64_frames.get(1))
+    else {
+        panic!("no NAT64 TCP and UDP frames in {out:02x?}")
+    };
 
     let arp_reply = {
         let mut f = PacketBuilder::ethernet(VSD_MAC, RS4_MAC)
@@ -201,6 +257,22 @@ fn ipv6_methods_and_nat64_byte_for_byte() {
         f.truncate(42);
         f
     };
+    let udp_req = |dst: (Ipv6Addr, u16), src: (Ipv6Addr, u16), hop: u8| {
+        PacketBuilder::ethernet(VSD_MAC, RS_MAC)
+            .ipv6(src.0, dst.0)
+            .ttl(hop)
+            .flow_label(0x23456)
+            .udp(src.1, dst.1)
+            .payload(b"query")
+            .build()
+    };
+    let tun_udp_inner = PacketBuilder::new()
+        .ipv6(CLIENT, VIP)
+        .ttl(63)
+        .flow_label(0x23456)
+        .udp(40001, 82 + UDP)
+        .payload(b"query")
+        .build();
     let tun_inner = PacketBuilder::new()
         .ipv6(CLIENT, VIP)
         .ttl(63)
@@ -307,6 +379,45 @@ fn ipv6_methods_and_nat64_byte_for_byte() {
                 .payload(&hop1[14..])
                 .build()
         }),
+        (
+            "UDP NAT request: dst VIP:90 -> RS:8090",
+            udp_req((RS, 8080 + UDP), (CLIENT, 40001), 63),
+        ),
+        ("UDP NAT answer: from VIP:90", answer_to_client(80)),
+        (
+            "UDP DR: only the MACs change (and hop limit - 1)",
+            udp_req((VIP, 81 + UDP), (CLIENT, 40001), 63),
+        ),
+        (
+            "UDP TUN: IPv6-in-IPv6",
+            PacketBuilder::ethernet(VSD_MAC, RS_MAC)
+                .ipv6(DIP6, RS)
+                .ttl(64)
+                .flow_label(0x23456)
+                .ip_proto(IpProtocol::IPV6)
+                .payload(&tun_udp_inner)
+                .build(),
+        ),
+        (
+            "UDP FULLNAT: src -> LIP6:lport, dst -> RS:8093",
+            udp_req((RS, 8083 + UDP), (LIP6, LPORT), 63),
+        ),
+        ("UDP FULLNAT answer: from VIP:93", answer_to_client(83)),
+        (
+            "UDP NAT64: IPv6 client -> IPv4 LIP4:lport to RS4:8094",
+            PacketBuilder::ethernet(VSD_MAC, RS4_MAC)
+                .ipv4(LIP4, RS4)
+                .ttl(63)
+                .dont_frag(false)
+                .ident(be16(nat64_udp_out, 18))
+                .udp(LPORT, 8084 + UDP)
+                .payload(b"query")
+                .build(),
+        ),
+        (
+            "UDP NAT64 answer: IPv4 RS4:8094 -> IPv6 VIP:94 -> client",
+            answer_to_client(84),
+        ),
     ];
     for (i, (what, want)) in expected.iter().enumerate() {
         let got = out
