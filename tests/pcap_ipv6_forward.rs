@@ -245,8 +245,7 @@ fn ipv6_methods_and_nat64_byte_for_byte() {
         .iter()
         .filter(|f| f.len() > 34 && f[12..14] == [0x08, 0x00] && f[26..30] == LIP4.octets())
         .collect();
-    let (Some(nat64_out), Some(nat64_udp_out)) = (nat64_frames.first(), nat64_frames.get(1))
-    else {
+    let (Some(nat64_out), Some(nat64_udp_out)) = (nat64_frames.first(), nat64_frames.get(1)) else {
         panic!("no NAT64 TCP and UDP frames in {out:02x?}")
     };
 
