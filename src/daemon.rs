@@ -1383,6 +1383,7 @@ fn serve(
             fwd_meta: Vec::with_capacity(FWD_BATCH),
             martian: Default::default(),
             follow: Default::default(),
+            mld: Default::default(),
             idle: Idle::new(cfg.lcores.idle),
             punt_budget: PuntBudget::default(),
         };

@@ -1197,7 +1197,7 @@ fn persistence(rig: &Rig) {
             "-H",
             "Connection: close",
         ];
-        args.extend(std::iter::repeat(url.as_str()).take(n));
+        args.extend(std::iter::repeat_n(url.as_str(), n));
         let out = rig.client_run(Case::Nat, 120, "curl", &args);
         let body = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(

@@ -506,9 +506,10 @@ port = "cap0"
     // The books, once packets waiting for a neighbour have gone out or
     // been dropped (3 unanswered solicitations, 1 s apart): every frame in
     // is a frame out or a counted drop. Frames vsd makes up itself
-    // (neighbour requests, announcements) are out but not in; frames it
-    // consumes (advertisements, ARP replies and gratuitous requests teach
-    // it a neighbour) are neither: at most that many may be missing.
+    // (neighbour requests, announcements, MLD reports) are out but not in;
+    // frames it consumes (advertisements, ARP replies and gratuitous
+    // requests teach it a neighbour; MLD queries are answered with reports)
+    // are neither: at most that many may be missing.
     let books = |c: &serde_json::Value| {
         let t = &c["total"];
         let ev = |n: &str| t["events"][n].as_u64().unwrap_or(0);
@@ -519,11 +520,15 @@ port = "cap0"
         let made_up = ev("arp_requests_out")
             + ev("nd_solicits_out")
             + ev("garp_sent")
-            + ev("unsolicited_na_sent");
+            + ev("unsolicited_na_sent")
+            + ev("mld_reports_out");
         let sent = ev("tx_packets") - t["drops"]["tx_full"].as_u64().unwrap_or(0);
         let accounted = sent + drops + ev("forward_drops");
-        let consumed_at_most = ev("nd_adverts_in") + ev("arp_replies_in") + ev("arp_requests_in")
-            - ev("arp_replies_out");
+        let consumed_at_most = (ev("nd_adverts_in")
+            + ev("arp_replies_in")
+            + ev("arp_requests_in")
+            + ev("mld_queries_in"))
+        .saturating_sub(ev("arp_replies_out"));
         (ev("rx_packets") + made_up, accounted, consumed_at_most)
     };
     let mut last = (0, 0, 0);

@@ -236,7 +236,9 @@ fn ipv6_methods_and_nat64_byte_for_byte() {
     assert_eq!(fwd_drop("ttl_expired"), 1, "{counters}");
     assert!(vsd.stop().success());
 
-    let out = pcap::read(&dir.join("out.pcap"));
+    let mut out = pcap::read(&dir.join("out.pcap"));
+    // vsd's MLD reports of its groups (to ff02::16; tests/pcap_ipv6_mld.rs)
+    out.retain(|f| f[..6] != [0x33, 0x33, 0, 0, 0, 0x16]);
     let _ = std::fs::remove_dir_all(&dir);
 
     // NAT64's IPv4 identification is vsd's choice (RFC 7915 5.1 leaves it

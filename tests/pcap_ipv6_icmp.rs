@@ -375,7 +375,9 @@ fn ipv6_icmp_errors_and_malformed_ipv6_byte_for_byte() {
     );
     assert!(vsd.stop().success());
 
-    let out = pcap::read(&dir.join("out.pcap"));
+    let mut out = pcap::read(&dir.join("out.pcap"));
+    // vsd's MLD reports of its groups (to ff02::16; tests/pcap_ipv6_mld.rs)
+    out.retain(|f| f[..6] != [0x33, 0x33, 0, 0, 0, 0x16]);
     let _ = std::fs::remove_dir_all(&dir);
 
     let arp_reply = {

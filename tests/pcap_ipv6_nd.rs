@@ -117,7 +117,9 @@ fn neighbor_discovery_and_echo6_byte_for_byte() {
     let status = vsd.stop();
     assert!(status.success());
 
-    let out = pcap::read(&dir.join("out.pcap"));
+    let mut out = pcap::read(&dir.join("out.pcap"));
+    // vsd's MLD reports of its groups (to ff02::16; tests/pcap_ipv6_mld.rs)
+    out.retain(|f| f[..6] != [0x33, 0x33, 0, 0, 0, 0x16]);
     let _ = std::fs::remove_dir_all(&dir);
     let rso = 0xe0;
     let group = solicited_node(&SILENT6);

@@ -25,7 +25,8 @@
 //!   up, so the kernel's neighbour table stays right. vsd keeps answering
 //!   ARP and ping for VIPs: they are not on the twin.
 //! - IPv6, by the same rules: to a multicast group (router advertisements,
-//!   MLD, OSPFv3, VRRPv3, ...) up, except neighbor discovery; to one of the
+//!   MLD, OSPFv3, VRRPv3, ...) up, except neighbor discovery, and MLD
+//!   queries go up as a copy (vsd answers for the VIPs' groups); to one of the
 //!   port's own addresses (the link-local address from the MAC included,
 //!   which the kernel forms alike) TCP/UDP and extension-header chains go
 //!   to the forwarding path first, ICMPv6 errors too, ICMPv6 informational
@@ -193,6 +194,11 @@ fn classify_ipv6(frame: &[u8], addrs: &PortAddrs) -> Punt {
         }
     }
     if dst.is_multicast() {
+        // an MLD query: the kernel answers for its addresses' groups, vsd
+        // for the VIPs' (super::mld)
+        if crate::wire::mld::is_query(&frame[14..]) {
+            return Punt::CopyToKernel;
+        }
         return Punt::ToKernel;
     }
     if !addrs.is_own(IpAddr::V6(dst)) || next == PROTO_TCP || next == PROTO_UDP {
@@ -439,6 +445,19 @@ mod tests {
         );
         let vrrp = "ff02::12".parse().unwrap();
         assert_eq!(classify(&ipv6(vrrp, 112, &[0; 8]), &a), Punt::ToKernel);
+        // an MLD query (Hop-by-Hop, ICMPv6 130) is copied: the kernel
+        // answers for its addresses' groups, vsd for the VIPs'; an MLD
+        // report goes up
+        let mut query = crate::wire::mld::HOP_BY_HOP_ROUTER_ALERT.to_vec();
+        query.extend_from_slice(&[130, 0, 0, 0, 0, 0, 0, 0]);
+        query.extend_from_slice(&[0; 20]);
+        assert_eq!(
+            classify(&ipv6(all_nodes, 0, &query), &a),
+            Punt::CopyToKernel
+        );
+        query[8] = 143;
+        let routers = crate::wire::mld::ALL_MLDV2_ROUTERS;
+        assert_eq!(classify(&ipv6(routers, 0, &query), &a), Punt::ToKernel);
         // to an own address: echo and other protocols up, TCP/UDP,
         // extension headers and ICMPv6 errors to the forwarding path first
         assert_eq!(

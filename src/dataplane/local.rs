@@ -35,10 +35,12 @@
 //!   and sent to us, it confirms the entry. One that claims one of our own
 //!   addresses or VIPs, or a solicitation from one of them, is dropped
 //!   (`nd_duplicate_address`).
-//! - Everything else ICMPv6 to a multicast group (router advertisements,
-//!   MLD, ...) is dropped here (`dst_multicast`; with a twin it went up
-//!   before); ICMPv6 errors and echo replies to our addresses go to the
-//!   forwarding path like ICMP ones.
+//! - MLD queries (behind a Hop-by-Hop header) are answered for the port's
+//!   solicited-node groups ([`super::mld`]). Everything else ICMPv6 to a
+//!   multicast group (router advertisements, MLD reports, ...) is dropped
+//!   here (`dst_multicast`; with a twin it went up before); ICMPv6 errors
+//!   and echo replies to our addresses go to the forwarding path like
+//!   ICMP ones.
 //!
 //! Echo requests to the director's addresses and VIPs are answered (hop
 //! limit 64), both families, without a rate limit: Linux limits ICMP
@@ -197,6 +199,9 @@ pub enum LocalVerdict {
     Route { len: usize, next_hop: IpAddr },
     /// Fully handled (e.g. an ARP reply learned); free the frame.
     Consumed,
+    /// A valid MLD query ([`super::mld`]): the worker answers it for the
+    /// port's groups, then frees the frame.
+    MldQuery,
     /// Not addressed to the director: the forwarding path's business.
     NotLocal,
     /// Drop and count.
@@ -431,6 +436,11 @@ fn handle_ipv6(
         // the forwarding path validates in detail and counts the reason
         Err(_) => return LocalVerdict::NotLocal,
     };
+    if pkt.next_header() == wire::IpProtocol::HOP_BY_HOP && pkt.dst_addr().is_multicast() {
+        // MLD queries behind their Router Alert; other packets the
+        // forwarding path's
+        return super::mld::classify(frame, l3, counters);
+    }
     if pkt.next_header() != wire::IpProtocol::ICMPV6 {
         // TCP/UDP to a VIP or a FULLNAT local address, extension headers:
         // the forwarding path's

@@ -6,6 +6,7 @@ pub mod exception;
 pub mod idle;
 pub mod local;
 pub mod martian;
+pub mod mld;
 pub mod neigh;
 pub mod offload;
 pub mod publish;

@@ -174,6 +174,8 @@ pub struct Worker {
     pub martian: MartianFilter,
     /// Followed VIPs: which are inactive ([`super::vipfollow`]).
     pub follow: super::vipfollow::WorkerFollow,
+    /// The ports' solicited-node groups, reported with MLD ([`super::mld`]).
+    pub mld: super::mld::MldGroups,
     /// Busy polling or sleeping when idle (`[lcores] idle`).
     pub idle: Idle,
     /// Packets this worker may still punt to the kernel this millisecond.
@@ -199,6 +201,20 @@ fn count_neigh_drop(c: &WorkerCounters, r: neigh::DropReason) {
 #[inline]
 fn send_to(tx: &mut TxBuffer, mac: [u8; 6], mut m: Mbuf) {
     EthernetFrame::new_unchecked(m.data_mut()).set_dst_addr(MacAddr(mac));
+    tx.push(m);
+}
+
+/// Send an MLD report frame ([`super::mld`]) out of `tx`.
+fn send_frame(pool: &Mempool, tx: &mut TxBuffer, c: &WorkerCounters, frame: &[u8]) {
+    let Ok(mut m) = Mbuf::alloc(pool) else {
+        c.drop_pkt(DropReason::NoMbuf);
+        return;
+    };
+    if !m.append(frame.len()) || !m.set_data(frame) {
+        c.drop_pkt(DropReason::NoMbuf);
+        return;
+    }
+    c.add(Event::MldReportsOut, 1);
     tx.push(m);
 }
 
@@ -372,7 +388,7 @@ impl Worker {
         let twin_poll_cycles = (per_ms * exception::TWIN_POLL_US / 1000).max(1);
         let mut last_twin_poll = 0u64;
         let has_twin = self.ports.iter().any(|wp| wp.twin.is_some());
-        self.adopt_config();
+        self.adopt_config(tsc_now() / per_ms);
         let mut prev_turn_start = tsc_now();
         let mut prev_worked = false;
         while !self.stop.load(Ordering::Relaxed) {
@@ -402,7 +418,7 @@ impl Worker {
                 self.counters.add(e, gap);
             }
             if self.config.poll().is_some() {
-                self.adopt_config();
+                self.adopt_config(now_ms);
             }
             for p in 0..self.ports.len() {
                 let n = self.ports[p].rx.rx_burst(&mut burst);
@@ -515,7 +531,7 @@ impl Worker {
 
     /// Take up the published configuration: services, timeouts, and the
     /// addresses each port answers for.
-    fn adopt_config(&mut self) {
+    fn adopt_config(&mut self, now_ms: u64) {
         self.adopted
             .store(self.config.generation(), Ordering::Release);
         let cfg = Arc::clone(self.config.current());
@@ -543,6 +559,45 @@ impl Worker {
             }
         }
         self.martian = MartianFilter::new(self.ports.iter().map(|wp| &wp.addrs), &cfg.services);
+        for (p, wp) in self.ports.iter_mut().enumerate() {
+            let change = self
+                .mld
+                .update(p, super::mld::groups_of(&wp.addrs, wp.twin.is_some()));
+            // worker 0 reports the changes (once per link, not per worker)
+            if self.index == 0 && !(change.0.is_empty() && change.1.is_empty()) {
+                let c = &*self.counters;
+                let mac = wp.addrs.mac;
+                super::mld::state_change(&change, mac, &mut |f| {
+                    send_frame(&self.pool, &mut wp.tx, c, f)
+                });
+                self.mld.schedule_repeat(p, &change, now_ms);
+            }
+        }
+    }
+
+    /// Answer the MLD query in `m` for port `p`'s groups.
+    fn answer_mld(&mut self, p: usize, m: &Mbuf) {
+        let Some(wp) = self.ports.get_mut(p) else {
+            return;
+        };
+        let c = &*self.counters;
+        let (pool, mac) = (&self.pool, wp.addrs.mac);
+        super::mld::answer(m.data(), self.mld.groups(p), mac, &mut |f| {
+            send_frame(pool, &mut wp.tx, c, f)
+        });
+    }
+
+    /// Send the MLD state change reports due again (worker 0).
+    fn repeat_mld(&mut self, now_ms: u64) {
+        for (p, change) in self.mld.take_due(now_ms) {
+            if let Some(wp) = self.ports.get_mut(p) {
+                let c = &*self.counters;
+                let mac = wp.addrs.mac;
+                super::mld::state_change(&change, mac, &mut |f| {
+                    send_frame(&self.pool, &mut wp.tx, c, f)
+                });
+            }
+        }
     }
 
     /// A packet from a port: local traffic, then the ownership rule, then
@@ -612,6 +667,7 @@ impl Worker {
                 route_from(&mut self.ports, &self.pool, c, Some(p), next_hop, m, now_ms);
             }
             LocalVerdict::Consumed => {}
+            LocalVerdict::MldQuery => self.answer_mld(p, &m),
             LocalVerdict::Drop(r) => c.drop_pkt(r),
             LocalVerdict::NotLocal => {
                 m.truncate(received_len);
@@ -856,6 +912,9 @@ impl Worker {
 
     fn tick(&mut self, now_ms: u64) {
         self.lb.tick(now_ms);
+        if self.index == 0 {
+            self.repeat_mld(now_ms);
+        }
         let c = &*self.counters;
         for wp in &mut self.ports {
             let WorkerPort {

@@ -31,6 +31,7 @@ pub mod ipip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod ipvs_sync;
+pub mod mld;
 pub mod tcp;
 pub mod tcp_syn;
 pub mod toeplitz;
