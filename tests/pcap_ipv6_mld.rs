@@ -7,7 +7,8 @@
 //! another group not at all, a group-and-source-specific query with
 //! MODE_IS_INCLUDE of the sources asked about, an MLDv1 query with MLDv1
 //! reports; queries failing RFC 3810 §5.1.14's checks are dropped and
-//! counted. Every frame compared byte for byte with one built here
+//! counted. A VIP added with vsadm joins its group (reported twice),
+//! deleted it leaves (twice). Every frame compared byte for byte with one built here
 //! (checksums summed here, independently of vsd's code): link-local
 //! source, hop limit 1, the Router Alert option. Deterministic, no
 //! namespaces, no hugepages.
@@ -31,6 +32,9 @@ const GROUP_VIP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 0x64);
 const OTHER_GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 0x99);
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 const ALL_MLDV2_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x16);
+/// A VIP added and deleted at run time (on the port's subnet), its group.
+const NEW_VIP: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x65);
+const GROUP_NEW_VIP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 0x65);
 const SOURCE: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 9);
 
 fn config(dir: &std::path::Path, prefix: &str) -> String {
@@ -194,6 +198,31 @@ fn mld_reports_and_answers_byte_for_byte() {
     assert_eq!(vsd.event("mld_queries_in"), input.len() as u64);
     assert_eq!(vsd.dropped("bad_mld"), 2);
     assert_eq!(vsd.event("mld_reports_out"), 7);
+    // a VIP added through the control socket: its group joins (reported
+    // twice); deleted: it leaves (twice)
+    let vsadm_ok = |args: &[&str]| {
+        let out = vsd.vsadm(args);
+        assert!(out.status.success(), "vsadm {args:?}: {out:?}");
+    };
+    let svc = format!("[{NEW_VIP}]:80");
+    vsadm_ok(&["-A", "-t", &svc, "-s", "rr"]);
+    let joined = wait_for(std::time::Duration::from_secs(20), || {
+        vsd.event("mld_reports_out") >= 9
+    });
+    assert!(
+        joined,
+        "no report of the new VIP's group:\n{}",
+        vsd.log_text()
+    );
+    vsadm_ok(&["-D", "-t", &svc]);
+    let left = wait_for(std::time::Duration::from_secs(20), || {
+        vsd.event("mld_reports_out") >= 11
+    });
+    assert!(
+        left,
+        "no report of the VIP's group leaving:\n{}",
+        vsd.log_text()
+    );
     assert!(vsd.stop().success());
 
     let out = pcap::read(&dir.join("out.pcap"));
@@ -226,6 +255,22 @@ fn mld_reports_and_answers_byte_for_byte() {
             report_v1(GROUP_VIP),
         ),
         ("the State Change Report repeated", joined),
+        (
+            "a VIP added: its group joins",
+            report_v2(&[(join, GROUP_NEW_VIP, &[])]),
+        ),
+        (
+            "a VIP added: repeated",
+            report_v2(&[(join, GROUP_NEW_VIP, &[])]),
+        ),
+        (
+            "the VIP deleted: its group leaves (CHANGE_TO_INCLUDE, no sources)",
+            report_v2(&[(3, GROUP_NEW_VIP, &[])]),
+        ),
+        (
+            "the VIP deleted: repeated",
+            report_v2(&[(3, GROUP_NEW_VIP, &[])]),
+        ),
     ];
     for (i, (what, want)) in expected.iter().enumerate() {
         let got = out
