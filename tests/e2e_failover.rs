@@ -58,6 +58,14 @@
 //! 20 ms which of them serves the VIP and counts changes of owner and
 //! samples with two owners.
 //!
+//! IPv6: the same VRRP instance carries an IPv6 VIP (2001:2::100) as an
+//! excluded address, with a DR service (mh) to the real servers' IPv6
+//! addresses; `vrrp3_ipv6_vip_follows_the_master` checks that only the
+//! master answers neighbor solicitations for it and forwards it, that a
+//! takeover moves the client's neighbour entry by the new master's
+//! unsolicited advertisements (no flush), and that it comes back with the
+//! preempting master.
+//!
 //! Workers run with `idle = "sleep"`. Needs root, /dev/net/tun, hugepages
 //! and keepalived (scripts/setup.sh installs it).
 
@@ -93,6 +101,14 @@ const FULLNAT_PORT: u16 = 83;
 const FULLNAT_RS_PORT: u16 = 8083;
 const LIP: &str = "198.18.2.50";
 const SYNCID: u8 = 15;
+/// The IPv6 VIP, in the same VRRP instance as an excluded address (VRRP
+/// advertises one family; keepalived moves the excluded ones with it), its
+/// DR service (mh) to the real servers' IPv6 addresses, the client's and
+/// the directors' IPv6 addresses.
+const VIP6: &str = "2001:2::100";
+const DR6_PORT: u16 = 86;
+const CLIENT6: &str = "2001:2::10";
+const RS6: [&str; 2] = ["2001:2::11", "2001:2::12"];
 /// The forwarding method of each service port, in order.
 const METHODS: [(u16, u16, &str); 4] = [
     (DR_PORT, DR_PORT, "dr"),
@@ -162,6 +178,7 @@ struct Director {
     /// The far end of the tap's wire gets a MAC of its own (see topo.rs).
     tap_far_mac: &'static str,
     dip: &'static str,
+    dip6: &'static str,
     priority: u8,
     files: PathBuf,
     vsd: Option<Vsd>,
@@ -172,7 +189,7 @@ struct Director {
 
 impl Director {
     fn config(&self, prefix: &str) -> String {
-        let (tap, twin, mac, dip) = (&self.tap, &self.twin, self.mac, self.dip);
+        let (tap, twin, mac, dip, dip6) = (&self.tap, &self.twin, self.mac, self.dip, self.dip6);
         let mut c = format!(
             r#"
 [eal]
@@ -196,14 +213,37 @@ sloppy_tcp = true
 name = "lan0"
 device = "net_tap0,iface={tap}"
 mac = "{mac}"
-addresses = ["{dip}/24"]
+addresses = ["{dip}/24", "{dip6}/64"]
 kernel_iface = "{twin}"
 
 [[vip]]
 address = "{VIP}"
 port = "lan0"
 follow = "{twin}"
-"#
+
+[[vip]]
+address = "{VIP6}"
+port = "lan0"
+follow = "{twin}"
+
+[[service]]
+proto = "tcp"
+vip = "{VIP6}"
+port = {DR6_PORT}
+scheduler = "mh"
+
+[[service.real_server]]
+address = "{rs6a}"
+port = {DR6_PORT}
+method = "dr"
+
+[[service.real_server]]
+address = "{rs6b}"
+port = {DR6_PORT}
+method = "dr"
+"#,
+            rs6a = RS6[0],
+            rs6b = RS6[1],
         );
         // connection sync: A (the preferred master) sends, B receives
         let role = if self.priority == 100 {
@@ -281,7 +321,8 @@ follow = "{twin}"
             "global_defs {{\n  router_id vsd-{tag}\n{version}  vrrp_garp_master_repeat 1\n}}\n\
              vrrp_instance VI_1 {{\n    state {state}\n    interface {twin}\n    virtual_router_id 51\n    \
              priority {prio}\n    advert_int {adv}\n{nopreempt}{auth}    virtual_ipaddress {{\n        \
-             {VIP}/32 dev {twin}\n        {NAT_GW}/32 dev {twin}\n    }}\n}}\n",
+             {VIP}/32 dev {twin}\n        {NAT_GW}/32 dev {twin}\n    }}\n    \
+             virtual_ipaddress_excluded {{\n        {VIP6}/128 dev {twin}\n    }}\n}}\n",
             tag = self.tag,
             twin = self.twin,
             prio = self.priority,
@@ -359,6 +400,15 @@ follow = "{twin}"
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Whether keepalived put the IPv6 VIP on the twin.
+    fn has_vip6(&self) -> bool {
+        text(&sh_any(
+            "ip",
+            &["-n", &self.ns.name, "-6", "addr", "show", "dev", &self.twin],
+        ))
+        .contains(&format!("{VIP6}/128"))
     }
 
     fn has_vip(&self) -> bool {
@@ -568,6 +618,15 @@ struct Lab {
     socket_b: Arc<Mutex<Option<PathBuf>>>,
 }
 
+/// IPv6 on `dev` of `ns` (and for the namespace as a whole), without
+/// duplicate address detection, so addresses work at once.
+fn enable_ipv6(ns: &Ns, dev: &str) {
+    for d in ["all", dev] {
+        ns.sysctl(&format!("net.ipv6.conf.{d}.accept_dad=0"));
+        ns.sysctl(&format!("net.ipv6.conf.{d}.disable_ipv6=0"));
+    }
+}
+
 fn bridge_veth(lan: &Ns, lan_end: &str, ns: &Ns, ns_end: &str, mac: &str) {
     lan.ip(&[
         "link", "add", lan_end, "type", "veth", "peer", "name", ns_end, "address", mac, "netns",
@@ -595,6 +654,16 @@ impl Lab {
         let client = Ns::new("foc");
         bridge_veth(&lan, "pc", &client, "eth0", CLIENT_MAC);
         client.ip(&["addr", "add", &format!("{CLIENT}/24"), "dev", "eth0"]);
+        enable_ipv6(&client, "eth0");
+        client.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{CLIENT6}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
         // a gratuitous ARP may create a neighbour entry too
         client.sysctl("net.ipv4.conf.all.arp_accept=1");
         client.sysctl("net.ipv4.conf.eth0.arp_accept=1");
@@ -604,10 +673,11 @@ impl Lab {
             rs.push(Self::real_server(&lan, &files.path, i, addr, &big, &small));
         }
 
-        let director = |tag, mac, far, dip, priority| {
+        let director = |tag, mac, far, dip, dip6, priority| {
             let ns = Ns::new(&format!("fo{tag}"));
             ns.sysctl("net.ipv4.conf.all.rp_filter=0");
             ns.sysctl("net.ipv4.conf.default.rp_filter=0");
+            enable_ipv6(&ns, "default");
             Director {
                 tag,
                 ns,
@@ -616,6 +686,7 @@ impl Lab {
                 mac,
                 tap_far_mac: far,
                 dip,
+                dip6,
                 priority,
                 files: files.path.clone(),
                 vsd: None,
@@ -629,6 +700,7 @@ impl Lab {
             "02:00:00:00:0a:01",
             "02:00:00:00:3a:01",
             "198.18.0.1",
+            "2001:2::1",
             100,
         );
         let mut b = director(
@@ -636,6 +708,7 @@ impl Lab {
             "02:00:00:00:0b:01",
             "02:00:00:00:3b:01",
             "198.18.0.2",
+            "2001:2::2",
             50,
         );
         a.start_vsd(&lan);
@@ -672,6 +745,16 @@ impl Lab {
         ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
         // the LVS real-server recipe: the VIP is local but never announced
         ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+        // IPv6: the VIP on lo is never solicited for on eth0 (Linux answers
+        // neighbor solicitations for the receiving interface's addresses)
+        enable_ipv6(&ns, "eth0");
+        enable_ipv6(&ns, "lo");
+        for (cidr, dev) in [
+            (format!("{}/64", RS6[i]), "eth0"),
+            (format!("{VIP6}/128"), "lo"),
+        ] {
+            ns.ip(&["-6", "addr", "add", &cidr, "dev", dev, "nodad"]);
+        }
         for dev in ["all", "eth0"] {
             ns.sysctl(&format!("net.ipv4.conf.{dev}.arp_ignore=1"));
             ns.sysctl(&format!("net.ipv4.conf.{dev}.arp_announce=2"));
@@ -734,11 +817,12 @@ impl Lab {
             "dev",
             "eth0",
         ]);
-        for (port, udp) in [
-            (DR_PORT, 9001),
-            (TUN_PORT, 9002),
-            (NAT_RS_PORT, 9003),
-            (FULLNAT_RS_PORT, 9004),
+        for (port, udp, family) in [
+            (DR_PORT, 9001, "4"),
+            (TUN_PORT, 9002, "4"),
+            (NAT_RS_PORT, 9003, "4"),
+            (FULLNAT_RS_PORT, 9004, "4"),
+            (DR6_PORT, 9006, "6"),
         ] {
             let ready = dir.join(format!("{id}-{port}.ready"));
             let mut p = Proc::spawn(
@@ -760,6 +844,8 @@ impl Lab {
                     &dir.join(format!("{id}-{port}.peers")).display().to_string(),
                     "--ready",
                     &ready.display().to_string(),
+                    "--family",
+                    family,
                 ],
             );
             p.wait_ready(&ready, Duration::from_secs(20));
@@ -792,6 +878,64 @@ impl Lab {
             let sb = self.b.vsd.as_ref().is_some_and(|v| serves_vip(&v.socket));
             va == a_master && sa == a_master && vb != a_master && sb != a_master
         })
+    }
+
+    fn client_neigh6(&self) -> String {
+        text(
+            &self
+                .client
+                .ip(&["-6", "neigh", "show", VIP6, "dev", "eth0"]),
+        )
+    }
+
+    /// A request to the IPv6 VIP's DR service: the real server's name.
+    fn curl6(&self) -> String {
+        let url = format!("http://[{VIP6}]:{DR6_PORT}/id");
+        let out = run_in(
+            &self.client,
+            20,
+            "curl",
+            &[
+                "-6",
+                "-g",
+                "-sS",
+                "--fail",
+                "--connect-timeout",
+                "5",
+                "--max-time",
+                "10",
+                &url,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "curl -6 {url}: {}\n{}",
+            text(&out),
+            self.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Only the master serves the IPv6 VIP: after a flush the client
+    /// resolves it to the master's MAC (the backup refused the
+    /// solicitation) and a request through it reaches a real server.
+    fn check_ipv6_owner(&self, master: &Director, backup: &Director) {
+        let backup_vsd = backup.vsd.as_ref().expect("backup vsd");
+        let refused0 = backup_vsd.dropped("nd_not_for_us");
+        self.client.ip(&["-6", "neigh", "flush", "dev", "eth0"]);
+        let id = self.curl6();
+        assert!(id.starts_with("rs"), "answer {id:?}");
+        let neigh = self.client_neigh6();
+        assert!(
+            neigh.contains(master.mac) && !neigh.contains(backup.mac),
+            "the client resolved the IPv6 VIP to {neigh:?}, not to master {}'s {}",
+            master.tag,
+            master.mac
+        );
+        assert!(
+            backup_vsd.dropped("nd_not_for_us") > refused0,
+            "the backup did not see and refuse the solicitation"
+        );
     }
 
     fn client_neigh(&self) -> String {
@@ -1211,4 +1355,65 @@ fn vrrp3_fast_failover_and_nopreempt_failback() {
     assert_eq!(both, 0, "two masters");
     assert!(lab.wait_master(false, Duration::from_secs(1)));
     lab.check_arp_owner(&lab.b, &lab.a);
+}
+
+/// An IPv6 VIP (an excluded address of the same VRRP instance) moves with
+/// the master: only the master's vsd answers neighbor solicitations for it
+/// and forwards its DR service; after a takeover the new master's
+/// unsolicited neighbor advertisements move the client's neighbour entry
+/// without a flush, and the VIP comes back with the preempting master.
+#[test]
+fn vrrp3_ipv6_vip_follows_the_master() {
+    if !e2e_prerequisites(true) || !keepalived_present() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let vrrp = Vrrp {
+        version: 3,
+        advert: "0.1",
+        nopreempt: false,
+    };
+    let mut lab = lab_with_keepalived(&vrrp);
+    let only = |lab: &Lab, a: bool| {
+        wait_for(Duration::from_secs(5), || {
+            lab.a.has_vip6() == a && lab.b.has_vip6() != a
+        })
+    };
+    assert!(
+        only(&lab, true),
+        "the IPv6 VIP is not A's alone:\n{}",
+        lab.logs()
+    );
+    lab.check_ipv6_owner(&lab.a, &lab.b);
+
+    lab.a.stop_keepalived();
+    assert!(
+        lab.wait_master(false, Duration::from_secs(10)),
+        "B did not take over:\n{}",
+        lab.logs()
+    );
+    assert!(
+        only(&lab, false),
+        "the IPv6 VIP is not B's alone:\n{}",
+        lab.logs()
+    );
+    // no flush: B's unsolicited advertisements (Override) move the entry
+    assert!(
+        wait_for(Duration::from_secs(5), || lab
+            .client_neigh6()
+            .contains(lab.b.mac)),
+        "the client still sends IPv6 to {:?}",
+        lab.client_neigh6()
+    );
+    let id = lab.curl6();
+    eprintln!("IPv6 VIP after the takeover: answered by {id} through B");
+    lab.check_ipv6_owner(&lab.b, &lab.a);
+
+    failback_preempt(&mut lab, &vrrp);
+    assert!(
+        only(&lab, true),
+        "the IPv6 VIP did not come back to A:\n{}",
+        lab.logs()
+    );
+    lab.check_ipv6_owner(&lab.a, &lab.b);
 }
