@@ -17,6 +17,7 @@ use crate::control::vipwatch::VipWatch;
 use crate::dataplane::worker::PlaneConfig;
 use crate::dpdk::Eal;
 use crate::lb::stats::StatsTable;
+
 impl Control<'_> {
     /// Publish the state's snapshot to the workers if it changed.
     pub(super) fn publish_if_changed(&mut self, published_version: &mut u64) {

@@ -38,6 +38,7 @@ use crate::lb::owner::RssOwner;
 use crate::lb::stats::StatsTable;
 use crate::lb::types::FwdMethod;
 use crate::wire::{MacAddr, SYMMETRIC_KEY};
+
 /// The `iface=` of a net_tap vdev spec (DPDK's default `dtap0`... names
 /// are not guessed: without `iface=` there is nothing to look up).
 fn tap_iface_of(dev: &crate::control::config::PortDevice) -> Option<String> {

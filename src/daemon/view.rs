@@ -15,6 +15,7 @@ use crate::dataplane::worker::ConnRow;
 use crate::dpdk::Eal;
 use crate::lb::fwd::FwdDrop;
 use crate::lb::stats::{FwdEvent, StatsTable};
+
 impl PlaneView<'_> {
     pub(super) fn counters_json(&self) -> Value {
         let total = CounterSnapshot::sum(self.counters.iter().map(|c| &**c));

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+
 /// A PCI address `domain:bus:device.function`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PciAddr {

@@ -5,6 +5,7 @@ use super::{
     RawMempool, RawPort, MBUF_HEADROOM, MEMPOOL_CACHE_MAX, S,
 };
 use crate::dataplane::neigh::NeighParams;
+
 /// Ethernet header + one VLAN tag: what a frame adds to the MTU.
 const FRAME_OVERHEAD: u32 = 18;
 /// Packets per RX/TX burst, for the mempool sizing estimate.

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use super::{narrow, ConfigError, Ctx, LbConf, RawLb, RawNeighbour, S};
 use crate::dataplane::neigh::NeighParams;
+
 pub(super) fn build_neighbour(
     ctx: &Ctx<'_>,
     raw: Option<&S<RawNeighbour>>,

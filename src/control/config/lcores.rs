@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use super::{
     narrow, ConfigError, Ctx, IdleMode, LcoreConf, RawLcores, MAX_LCORE_ID, MAX_WORKERS, S,
 };
+
 pub(super) fn build_lcores(ctx: &Ctx<'_>, raw: &S<RawLcores>) -> Result<LcoreConf, ConfigError> {
     let max = i64::from(MAX_LCORE_ID);
     let lc = raw.get_ref();

@@ -2,6 +2,7 @@
 //! errors `toml` reports without one (see the module doc of [`super`]).
 
 use std::collections::HashMap;
+
 /// One step of a key path.
 #[derive(Debug, Clone)]
 enum Seg {

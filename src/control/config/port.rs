@@ -7,6 +7,7 @@ use super::addr::{IpCidr, MacAddr, PciAddr};
 use super::{
     narrow, ConfigError, Ctx, KernelDevice, KernelTwin, PortConf, PortDevice, RawPort, MTU_RANGE, S,
 };
+
 /// Port names: 1..=32 of `[A-Za-z0-9_.-]`.
 fn valid_port_name(name: &str) -> bool {
     (1..=32).contains(&name.len())

@@ -6,6 +6,7 @@ use toml::Spanned;
 
 use super::{health, narrow, ConfigError, Ctx, RawMark, RawNetmask, RawPorts, RawService, S};
 use crate::lb::types::{AddrFamily, FwdMethod, Protocol, SchedulerKind};
+
 /// What identifies a virtual service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServiceKey {

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use super::{narrow, ConfigError, Ctx, RawSync, RawSyncDaemon, S};
+
 pub(super) fn build_sync_daemons(
     ctx: &Ctx<'_>,
     raw: &[S<RawSyncDaemon>],

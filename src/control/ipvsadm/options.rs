@@ -2,6 +2,7 @@
 //! turns vsadm's arguments into recognised options and positional words.
 
 use super::table::Cmd;
+
 /// What an option spelling does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Tag {

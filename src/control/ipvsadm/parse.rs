@@ -14,6 +14,7 @@ use crate::lb::service::{
     PersistMask, RealServerConfig, SchedFlags, ServiceConfig, ServiceKey, DEFAULT_PERSIST_TIMEOUT,
 };
 use crate::lb::types::{AddrFamily, FwdMethod, Protocol, SchedulerKind};
+
 #[derive(Default)]
 struct Builder {
     cmd: Option<Cmd>,

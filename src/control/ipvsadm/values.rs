@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::MAX_TIMEOUT;
 use crate::lb::service::SchedFlags;
+
 /// ipvsadm's `string_to_number`: a whole decimal number in `min..=max`.
 pub(super) fn number(text: &str, min: i64, max: i64) -> Option<i64> {
     let n: i64 = text.parse().ok()?;
