@@ -126,11 +126,7 @@ pub(super) fn serve(
     control_signals: &signals::ControlSignals,
 ) -> Result<(), String> {
     let first = state.snapshot();
-    for l in &cfg.lcores.workers {
-        if !eal.lcore_enabled(*l) {
-            return Err(format!("worker lcore {l} is not enabled in EAL"));
-        }
-    }
+    check_worker_lcores(cfg, eal)?;
     let nworkers = cfg.lcores.workers.len();
     let pool = Arc::new(
         Mempool::new_pktmbuf(
@@ -144,6 +140,176 @@ pub(super) fn serve(
     );
 
     // ports: one rx and one tx queue per worker
+    let opened = open_ports(cfg, nworkers, &pool)?;
+    let views = opened.views;
+    let queues = opened.queues;
+    // kernel twins (exception path), dropped before the pool
+    let twin_ports = opened.twin_ports;
+    let twin_queues = opened.twin_queues;
+
+    let owner = flow_owner(nworkers, &views);
+
+    let per_ms = (crate::dpdk::tsc_hz() / 1000).max(1);
+    let now_ms = crate::dpdk::tsc_now() / per_ms;
+    let vipwatch = follow_vips(cfg)?;
+    let plane = Arc::new(Published::new(Arc::new(PlaneConfig {
+        services: first.services.clone(),
+        timeouts: first.timeouts,
+        marks: first.marks.clone(),
+        defense: first.defense,
+        followed_vips: vip_activity(vipwatch.as_ref()),
+    })));
+    let global = Arc::new(GlobalLoad::new(DEST_CAPACITY));
+    let (lb_cfg, l4_csum_offload) = forwarding_config(cfg, &views, nworkers);
+
+    let rings = steering_rings(nworkers)?;
+
+    // Bind the control socket now: what can fail must fail before any
+    // worker runs. (The metrics listener is bound already.)
+    let mut server = ControlServer::bind(&cfg.control.socket)?;
+    server.set_mode(cfg.control.socket_mode)?;
+    let mut metrics = bound.metrics;
+
+    // workers
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut launched = startup::Workers::new(stop.clone());
+    let workers = launch_workers(
+        &mut launched,
+        &WorkerSetup {
+            cfg,
+            nworkers,
+            views: &views,
+            pool: &pool,
+            plane: &plane,
+            global: &global,
+            owner: &owner,
+            rings: &rings,
+            lb_cfg: &lb_cfg,
+            l4_csum_offload,
+            now_ms,
+            stop: &stop,
+        },
+        queues,
+        twin_queues,
+    )?;
+    log!(
+        "running: {} worker(s) on lcores {:?}, {} service(s), control socket {}",
+        nworkers,
+        cfg.lcores.workers,
+        plane.load().services.services().len(),
+        cfg.control.socket.display()
+    );
+    // systemd Type=notify: workers run and the control socket is listening.
+    // Without NOTIFY_SOCKET (not under systemd) this does nothing.
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        log::warn!("sd_notify READY: {e}");
+    }
+
+    // The control thread must never preempt packet work sharing its CPU
+    // (on small machines it shares one with a worker or a generator):
+    // SCHED_BATCH turns off wakeup preemption for this thread only.
+    // SAFETY: sched_setscheduler on the calling thread (pid 0) with a
+    // valid, zeroed sched_param; failure only leaves the default policy.
+    unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+    }
+    let mut control = Control {
+        view: PlaneView {
+            started: Instant::now(),
+            config_path: PathBuf::from(&cfg.source),
+            keepalived_path: cfg.keepalived.as_ref().map(PathBuf::from),
+            worker_lcores: cfg.lcores.workers.clone(),
+            counters: workers.counters,
+            lb_stats: workers.lb_stats,
+            global: global.clone(),
+            dumps: workers.dumps,
+            adopted: workers.adopted,
+            latencies: workers.latencies,
+            conn_capacity: lb_cfg.conn_capacity as u64 * nworkers as u64,
+            ports: &views,
+            pool: &pool,
+            plane: plane.clone(),
+            vip_watch: vipwatch.as_ref().map(VipWatch::stats),
+            announce: None,
+        },
+        state,
+        published_watch: vipwatch.as_ref().map_or(0, VipWatch::version),
+        vipwatch,
+        syncd: crate::control::syncd::SyncDaemons::new(workers.sync_feeds, owner.clone()),
+        sync_config: cfg.sync_daemons.clone(),
+        health,
+        rules_file: cfg.control.rules_file.clone(),
+        rules_written: None,
+        announce: match &cfg.announce {
+            Some(c) => {
+                let mut a = open_announcer(c.clone())?;
+                a.remember(cfg.vips.iter().map(|v| v.address));
+                Some(a)
+            }
+            None => None,
+        },
+        announce_evaluated: None,
+    };
+    control.evaluate_announce(&launched.finished_each(), true);
+    control.save_rules();
+    // `[[sync_daemon]]`: started now that the twins exist
+    for spec in &cfg.sync_daemons {
+        control
+            .state
+            .apply(&crate::control::ipvsadm::Command::StartDaemon(spec.clone()))
+            .map_err(|e| format!("sync_daemon {}: {e}", spec.role.name()))?;
+    }
+    control.run_sync_daemons()?;
+    if let Some(addr) = metrics.as_ref().and_then(MetricsServer::local_addr) {
+        log!("prometheus metrics on http://{addr}/metrics");
+    }
+    let loads = workers.loads;
+    control_loop(
+        &mut control,
+        &mut server,
+        &mut metrics,
+        &launched,
+        control_signals,
+        &global,
+        &loads,
+        first.version,
+    );
+    stop_control(&mut control);
+    let failures = launched.stop_and_join();
+    for (lcore, e) in &failures {
+        log::error!("worker on lcore {lcore} failed: {e}");
+    }
+    release_ports(server, rings, views, twin_ports, pool);
+    if !failures.is_empty() {
+        Err("a worker failed".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Every worker lcore must be one EAL enabled, or its launch would fail
+/// after the ports are up.
+fn check_worker_lcores(cfg: &Config, eal: &Eal) -> Result<(), String> {
+    for l in &cfg.lcores.workers {
+        if !eal.lcore_enabled(*l) {
+            return Err(format!("worker lcore {l} is not enabled in EAL"));
+        }
+    }
+    Ok(())
+}
+
+/// What [`open_ports`] made, in the order [`serve`] binds (and so drops) it.
+struct OpenPorts {
+    views: Vec<PortView>,
+    queues: Vec<(Vec<crate::dpdk::RxQueue>, Vec<crate::dpdk::TxQueue>)>,
+    twin_ports: Vec<Port>,
+    twin_queues: Vec<Option<(Vec<crate::dpdk::RxQueue>, Vec<crate::dpdk::TxQueue>)>>,
+}
+
+/// Configure and start every `[[port]]` (one rx and one tx queue per
+/// worker) and its kernel twin, and log what each driver gave.
+fn open_ports(cfg: &Config, nworkers: usize, pool: &Arc<Mempool>) -> Result<OpenPorts, String> {
     let mut views = Vec::new();
     let mut queues = Vec::new();
     // kernel twins (exception path), dropped before the pool
@@ -164,7 +330,7 @@ pub(super) fn serve(
             reta: (0..nworkers as u16).collect(),
         };
         let (rxq, txq) = port
-            .configure(&pcfg, &pool)
+            .configure(&pcfg, pool)
             .map_err(|e| format!("port {}: {e}", pc.name))?;
         port.start().map_err(|e| format!("port {}: {e}", pc.name))?;
         port.set_reta(&pcfg.reta)
@@ -209,7 +375,7 @@ pub(super) fn serve(
         }
         match &pc.kernel {
             Some(k) => {
-                let t = twin::open(idx, pc, k, mac.0, nworkers, &pool)?;
+                let t = twin::open(idx, pc, k, mac.0, nworkers, pool)?;
                 log!(
                     "port {}: kernel twin {} (driver {}), mac {mac}",
                     pc.name,
@@ -237,10 +403,18 @@ pub(super) fn serve(
             kernel_iface: pc.kernel.as_ref().map(|k| k.iface.clone()),
         });
     }
+    Ok(OpenPorts {
+        views,
+        queues,
+        twin_ports,
+        twin_queues,
+    })
+}
 
-    // flow ownership: the NIC's RETA (every port gets the same mapping) or,
-    // without RSS, the same rule in software
-    let owner = (nworkers > 1).then(|| {
+/// Flow ownership: the NIC's RETA (every port gets the same mapping) or,
+/// without RSS, the same rule in software; none with a single worker.
+fn flow_owner(nworkers: usize, views: &[PortView]) -> Option<Arc<RssOwner>> {
+    (nworkers > 1).then(|| {
         let reta_size = views
             .iter()
             .filter(|v| v.port.rss_active())
@@ -248,12 +422,12 @@ pub(super) fn serve(
             .find(|n| *n > 0)
             .unwrap_or(128);
         Arc::new(RssOwner::round_robin(nworkers as u16, reta_size))
-    });
+    })
+}
 
-    let per_ms = (crate::dpdk::tsc_hz() / 1000).max(1);
-    let now_ms = crate::dpdk::tsc_now() / per_ms;
-    // VIPs that follow a kernel interface: learn the addresses before the
-    // workers start, so they begin with the right set
+/// VIPs that follow a kernel interface: learn the addresses before the
+/// workers start, so they begin with the right set.
+fn follow_vips(cfg: &Config) -> Result<Option<VipWatch>, String> {
     let followed: Vec<FollowedVip> = cfg
         .vips
         .iter()
@@ -265,7 +439,7 @@ pub(super) fn serve(
             })
         })
         .collect();
-    let vipwatch = if followed.is_empty() {
+    Ok(if followed.is_empty() {
         None
     } else {
         let w = VipWatch::open_synced(followed, Duration::from_secs(2))
@@ -279,25 +453,22 @@ pub(super) fn serve(
             );
         }
         Some(w)
-    };
-    let plane = Arc::new(Published::new(Arc::new(PlaneConfig {
-        services: first.services.clone(),
-        timeouts: first.timeouts,
-        marks: first.marks.clone(),
-        defense: first.defense,
-        followed_vips: vip_activity(vipwatch.as_ref()),
-    })));
-    let global = Arc::new(GlobalLoad::new(DEST_CAPACITY));
+    })
+}
+
+/// The workers' forwarding settings from `[lb]` and the ports (MTU, TUN
+/// sources, checksum offload), logged; and whether the NIC sums L4.
+fn forwarding_config(cfg: &Config, views: &[PortView], nworkers: usize) -> (CoreLbConfig, bool) {
     // NIC checksum offload for forwarded TCP/UDP: only on hardware ports
     // that offer it (a software PMD's "offload" is a full software sum,
     // slower than the incremental update)
     let want_csum = crate::dpdk::TX_CSUM_OFFLOADS;
     let l4_csum_offload = !views.is_empty()
-        && cfg.ports.iter().zip(&views).all(|(pc, v)| {
+        && cfg.ports.iter().zip(views).all(|(pc, v)| {
             matches!(pc.device, crate::control::config::PortDevice::Pci { .. })
                 && v.port.tx_offloads() & want_csum == want_csum
         });
-    let (tun_source4, tun_source6) = tun_sources(cfg, &views);
+    let (tun_source4, tun_source6) = tun_sources(cfg, views);
     let lb_cfg = CoreLbConfig {
         l4_csum: if l4_csum_offload {
             crate::lb::fwd::L4Csum::Skip
@@ -335,9 +506,16 @@ pub(super) fn serve(
             "updated incrementally"
         }
     );
+    (lb_cfg, l4_csum_offload)
+}
 
-    // steering rings: rings[i][j] carries packets from worker i to worker j
-    let mut rings: Vec<Vec<Option<Arc<SteerRing>>>> = Vec::new();
+/// Steering rings: `rings[i][j]` carries packets from worker i to worker j.
+type Rings = Vec<Vec<Option<Arc<SteerRing>>>>;
+
+/// One ring per ordered pair of workers, for packets a worker received but
+/// another owns.
+fn steering_rings(nworkers: usize) -> Result<Rings, String> {
+    let mut rings: Rings = Vec::new();
     for i in 0..nworkers {
         let mut row = Vec::new();
         for j in 0..nworkers {
@@ -352,16 +530,59 @@ pub(super) fn serve(
         }
         rings.push(row);
     }
+    Ok(rings)
+}
 
-    // Bind the control socket now: what can fail must fail before any
-    // worker runs. (The metrics listener is bound already.)
-    let mut server = ControlServer::bind(&cfg.control.socket)?;
-    server.set_mode(cfg.control.socket_mode)?;
-    let mut metrics = bound.metrics;
+/// What every worker is made from, shared by [`launch_workers`].
+struct WorkerSetup<'a> {
+    cfg: &'a Config,
+    nworkers: usize,
+    views: &'a [PortView],
+    pool: &'a Arc<Mempool>,
+    plane: &'a Arc<Published<PlaneConfig>>,
+    global: &'a Arc<GlobalLoad>,
+    owner: &'a Option<Arc<RssOwner>>,
+    rings: &'a Rings,
+    lb_cfg: &'a CoreLbConfig,
+    l4_csum_offload: bool,
+    now_ms: u64,
+    stop: &'a Arc<AtomicBool>,
+}
 
-    // workers
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut launched = startup::Workers::new(stop.clone());
+/// The control thread's handles on the launched workers.
+struct WorkerHandles {
+    counters: Vec<Arc<WorkerCounters>>,
+    loads: Vec<Arc<CoreLoad>>,
+    lb_stats: Vec<Arc<StatsTable>>,
+    dumps: Vec<Arc<ConnDump>>,
+    adopted: Vec<Arc<AtomicU64>>,
+    latencies: Vec<Arc<WorkerLatency>>,
+    sync_feeds: Vec<Arc<SyncFeed>>,
+}
+
+/// Build one worker per worker lcore (its queues on every port, its
+/// connection table, its rings and inboxes) and launch it; a launched
+/// worker is in `launched`, which stops and joins it on any later error.
+fn launch_workers(
+    launched: &mut startup::Workers,
+    s: &WorkerSetup<'_>,
+    queues: Vec<(Vec<crate::dpdk::RxQueue>, Vec<crate::dpdk::TxQueue>)>,
+    twin_queues: Vec<Option<(Vec<crate::dpdk::RxQueue>, Vec<crate::dpdk::TxQueue>)>>,
+) -> Result<WorkerHandles, String> {
+    let WorkerSetup {
+        cfg,
+        nworkers,
+        views,
+        pool,
+        plane,
+        global,
+        owner,
+        rings,
+        lb_cfg,
+        l4_csum_offload,
+        now_ms,
+        stop,
+    } = *s;
     let inboxes: Vec<Arc<ArrayQueue<NeighUpdate>>> = (0..nworkers)
         .map(|_| Arc::new(ArrayQueue::new(NEIGH_INBOX)))
         .collect();
@@ -403,7 +624,7 @@ pub(super) fn serve(
         counters.push(c.clone());
         let ports = qs
             .into_iter()
-            .zip(&views)
+            .zip(views)
             .map(|((rx, tx, twin), v)| WorkerPort {
                 rx,
                 tx: TxBuffer::new(tx),
@@ -471,79 +692,32 @@ pub(super) fn serve(
             .map_err(|e| format!("worker {w}: {e}"))?,
         );
     }
-    log!(
-        "running: {} worker(s) on lcores {:?}, {} service(s), control socket {}",
-        nworkers,
-        cfg.lcores.workers,
-        plane.load().services.services().len(),
-        cfg.control.socket.display()
-    );
-    // systemd Type=notify: workers run and the control socket is listening.
-    // Without NOTIFY_SOCKET (not under systemd) this does nothing.
-    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
-        log::warn!("sd_notify READY: {e}");
-    }
+    Ok(WorkerHandles {
+        counters,
+        loads,
+        lb_stats,
+        dumps,
+        adopted,
+        latencies,
+        sync_feeds,
+    })
+}
 
-    // The control thread must never preempt packet work sharing its CPU
-    // (on small machines it shares one with a worker or a generator):
-    // SCHED_BATCH turns off wakeup preemption for this thread only.
-    // SAFETY: sched_setscheduler on the calling thread (pid 0) with a
-    // valid, zeroed sched_param; failure only leaves the default policy.
-    unsafe {
-        let param: libc::sched_param = std::mem::zeroed();
-        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
-    }
-    let mut control = Control {
-        view: PlaneView {
-            started: Instant::now(),
-            config_path: PathBuf::from(&cfg.source),
-            keepalived_path: cfg.keepalived.as_ref().map(PathBuf::from),
-            worker_lcores: cfg.lcores.workers.clone(),
-            counters,
-            lb_stats,
-            global: global.clone(),
-            dumps,
-            adopted,
-            latencies,
-            conn_capacity: lb_cfg.conn_capacity as u64 * nworkers as u64,
-            ports: &views,
-            pool: &pool,
-            plane: plane.clone(),
-            vip_watch: vipwatch.as_ref().map(VipWatch::stats),
-            announce: None,
-        },
-        state,
-        published_watch: vipwatch.as_ref().map_or(0, VipWatch::version),
-        vipwatch,
-        syncd: crate::control::syncd::SyncDaemons::new(sync_feeds, owner.clone()),
-        sync_config: cfg.sync_daemons.clone(),
-        health,
-        rules_file: cfg.control.rules_file.clone(),
-        rules_written: None,
-        announce: match &cfg.announce {
-            Some(c) => {
-                let mut a = open_announcer(c.clone())?;
-                a.remember(cfg.vips.iter().map(|v| v.address));
-                Some(a)
-            }
-            None => None,
-        },
-        announce_evaluated: None,
-    };
-    control.evaluate_announce(&launched.finished_each(), true);
-    control.save_rules();
-    // `[[sync_daemon]]`: started now that the twins exist
-    for spec in &cfg.sync_daemons {
-        control
-            .state
-            .apply(&crate::control::ipvsadm::Command::StartDaemon(spec.clone()))
-            .map_err(|e| format!("sync_daemon {}: {e}", spec.role.name()))?;
-    }
-    control.run_sync_daemons()?;
-    if let Some(addr) = metrics.as_ref().and_then(MetricsServer::local_addr) {
-        log!("prometheus metrics on http://{addr}/metrics");
-    }
-    let mut published_version = first.version;
+/// The control thread's loop: signals, vsadm clients, scrapers, rtnetlink,
+/// health transitions and the periodic duties, until a stop is asked or a
+/// worker stops.
+#[allow(clippy::too_many_arguments)]
+fn control_loop(
+    control: &mut Control<'_>,
+    server: &mut ControlServer,
+    metrics: &mut Option<MetricsServer>,
+    launched: &startup::Workers,
+    control_signals: &signals::ControlSignals,
+    global: &GlobalLoad,
+    loads: &[Arc<CoreLoad>],
+    first_version: u64,
+) {
+    let mut published_version = first_version;
     let load_refs: Vec<&CoreLoad> = loads.iter().map(|l| &**l).collect();
     let mut waits = WaitSet::default();
     let mut next_sum = Instant::now();
@@ -602,7 +776,7 @@ pub(super) fn serve(
             next_sum = now + if fast { LOAD_PERIOD } else { TICK_PERIOD };
         }
         if io {
-            server.poll(&mut control);
+            server.poll(control);
             if let Some(m) = metrics.as_mut() {
                 m.poll(&mut || control.prometheus_text());
             }
@@ -626,6 +800,12 @@ pub(super) fn serve(
             break;
         }
     }
+}
+
+/// The way out, before the workers stop: routes withdrawn first (so that
+/// the routers move the traffic while we still forward it), the rules file
+/// saved, health's down notifiers run, systemd told.
+fn stop_control(control: &mut Control<'_>) {
     log!("stopping");
     // routes first, so that the routers move the traffic while we still
     // forward it
@@ -640,10 +820,17 @@ pub(super) fn serve(
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]) {
         log::warn!("sd_notify STOPPING: {e}");
     }
-    let failures = launched.stop_and_join();
-    for (lcore, e) in &failures {
-        log::error!("worker on lcore {lcore} failed: {e}");
-    }
+}
+
+/// After the workers are joined: the control socket, the rings, the ports
+/// and their kernel twins go, in that order, and the mempool last.
+fn release_ports(
+    server: ControlServer,
+    rings: Rings,
+    mut views: Vec<PortView>,
+    mut twin_ports: Vec<Port>,
+    pool: Arc<Mempool>,
+) {
     drop(server);
     drop(rings);
     for v in &mut views {
@@ -659,9 +846,4 @@ pub(super) fn serve(
     }
     drop(twin_ports);
     drop(pool);
-    if !failures.is_empty() {
-        Err("a worker failed".into())
-    } else {
-        Ok(())
-    }
 }
