@@ -42,12 +42,15 @@ mod service;
 mod sync;
 
 pub use addr::{IpCidr, MacAddr, PciAddr};
-pub use eal::default_mbufs;
 use eal::{build_eal, build_mempool};
+pub use eal::{default_mbufs, EalConf, MempoolConf};
+pub use lb_conf::LbConf;
 use lb_conf::{build_lb, build_neighbour};
 use lcores::build_lcores;
+pub use lcores::{IdleMode, LcoreConf};
 pub(crate) use locate::key_path_at;
 use port::build_port;
+pub use port::{KernelDevice, KernelTwin, PortConf, PortDevice};
 pub(crate) use service::mask_prefix_len;
 use service::{build_mark, build_service, parse_method};
 pub use service::{RealServerConf, SchedFlag, ServiceConf, ServiceKey};
@@ -167,130 +170,6 @@ pub struct DefenseConf {
     pub synrecv_timeout: Option<u32>,
 }
 
-/// `[eal]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EalConf {
-    /// Extra EAL arguments, appended verbatim after the ones vsd generates.
-    pub args: Vec<String>,
-    /// Use hugepages; `false` makes vsd pass `--no-huge -m <memory_mb>`.
-    pub huge: bool,
-    /// EAL memory in MiB (`-m`); with hugepages only passed when set.
-    pub memory_mb: Option<u32>,
-}
-
-/// `[lcores]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LcoreConf {
-    /// Lcore of the main (control) thread.
-    pub control: u32,
-    /// Worker lcores, in file order; distinct, none equal to `control`.
-    pub workers: Vec<u32>,
-    /// DPDK `--lcores` mapping of lcores onto CPUs, passed through when set.
-    pub cpu_map: Option<String>,
-    /// What a worker does when it finds no packets (`idle`).
-    pub idle: IdleMode,
-}
-
-/// `[lcores] idle`: busy polling, or sleeping with backoff once idle
-/// (see `dataplane::idle`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum IdleMode {
-    /// Poll without pause: lowest latency, one CPU per worker (appliances).
-    #[default]
-    Poll,
-    /// Sleep with a growing pause after a run of empty polls.
-    Sleep,
-}
-
-/// `[[port]] kernel_device`: the DPDK device behind a kernel twin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KernelDevice {
-    /// DPDK's net_tap PMD (needs /dev/net/tun).
-    Tap,
-    /// virtio-user with the vhost-net backend (needs /dev/vhost-net).
-    VirtioUser,
-}
-
-/// The kernel twin of a port (`kernel_iface`, `kernel_device`): see
-/// `dataplane::exception`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KernelTwin {
-    /// Name of the kernel interface vsd creates.
-    pub iface: String,
-    pub device: KernelDevice,
-}
-
-impl KernelTwin {
-    /// DPDK name of the twin device of port `index`.
-    pub fn eal_name(&self, index: usize) -> String {
-        match self.device {
-            KernelDevice::Tap => format!("net_tap_vsdk{index}"),
-            KernelDevice::VirtioUser => format!("virtio_user_vsdk{index}"),
-        }
-    }
-
-    /// The `--vdev` argument for the twin of port `index` with `queues`
-    /// queue pairs.
-    pub fn eal_spec(&self, index: usize, queues: usize) -> String {
-        match self.device {
-            KernelDevice::Tap => format!("{},iface={}", self.eal_name(index), self.iface),
-            KernelDevice::VirtioUser => format!(
-                "{},path=/dev/vhost-net,iface={},queues={queues},queue_size=1024",
-                self.eal_name(index),
-                self.iface
-            ),
-        }
-    }
-}
-
-/// `[lb]`: settings of each worker's forwarding core.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LbConf {
-    /// Connection table capacity per worker (connections, templates and
-    /// NAT redirect entries).
-    pub conn_capacity: u32,
-    /// The IPv6 connection table's capacity per worker (its own table:
-    /// 128-bit keys; NAT64 and cross-family tunnel connections live there).
-    pub conn_capacity6: u32,
-    /// Expire a connection on its next request once its real server is
-    /// removed and schedule that request afresh (IPVS `expire_nodest_conn`);
-    /// otherwise its requests are dropped until the entry times out.
-    pub expire_nodest_conn: bool,
-    /// IPVS `conn_reuse_mode` (0..=3, default 1): bit 1 schedules afresh
-    /// a SYN that finds a closing connection; bit 2 also one in FIN_WAIT
-    /// on a DR/TUN connection.
-    pub conn_reuse_mode: u8,
-    /// IPVS `expire_quiescent_template`: persistence templates of a
-    /// weight-0 server are not followed (default false).
-    pub expire_quiescent_template: bool,
-    /// Outer source of TUN packets; default: the director address on the
-    /// port toward the first tunnelled real server.
-    pub tun_source: Option<std::net::Ipv4Addr>,
-    /// Outer source of IPv6 TUN packets (IPv6-in-IPv6); default: see
-    /// [`crate::control::tun_source`].
-    pub tun_source6: Option<std::net::Ipv6Addr>,
-    /// FULLNAT local port range.
-    pub local_port_min: u16,
-    /// FULLNAT local port range, last port.
-    pub local_port_max: u16,
-}
-
-impl Default for LbConf {
-    fn default() -> Self {
-        LbConf {
-            conn_capacity: 1 << 20,
-            conn_capacity6: 1 << 16,
-            expire_nodest_conn: false,
-            conn_reuse_mode: 1,
-            expire_quiescent_template: false,
-            tun_source: None,
-            tun_source6: None,
-            local_port_min: 1024,
-            local_port_max: 65535,
-        }
-    }
-}
-
 /// `[control]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlConf {
@@ -312,85 +191,6 @@ pub struct TimeoutsConf {
     pub tcp: Option<u32>,
     pub tcpfin: Option<u32>,
     pub udp: Option<u32>,
-}
-
-/// `[mempool]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MempoolConf {
-    /// Mbufs in the pool (explicit, or the estimate of [`default_mbufs`]).
-    pub mbufs: u32,
-    /// Per-lcore mempool cache size.
-    pub cache: u32,
-    /// Data room of each mbuf including the 128-byte headroom.
-    pub data_room: u16,
-}
-
-/// `[[port]]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortConf {
-    /// Unique name used in logs and listings.
-    pub name: String,
-    /// The DPDK device behind the port.
-    pub device: PortDevice,
-    /// RX descriptors per queue.
-    pub rx_desc: u16,
-    /// TX descriptors per queue.
-    pub tx_desc: u16,
-    /// MTU (IP packet size).
-    pub mtu: u16,
-    /// MAC address to set on the port instead of its own.
-    pub mac: Option<MacAddr>,
-    /// Enable promiscuous mode.
-    pub promiscuous: bool,
-    /// Use hardware RSS with the symmetric key where the PMD supports it.
-    pub rss: bool,
-    /// The director's own addresses on this port.
-    pub addresses: Vec<IpCidr>,
-    /// Default next hops reached through this port, at most one per
-    /// address family (`gateway = "ADDR"` or a list of addresses).
-    pub gateways: Vec<IpAddr>,
-    /// The kernel twin interface, when the port has one.
-    pub kernel: Option<KernelTwin>,
-}
-
-/// The DPDK device of a port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PortDevice {
-    /// A virtual device (`--vdev`), e.g. `net_tap0,iface=vsd0`; the full spec.
-    Vdev(String),
-    /// A PCI device (`-a`), with optional device arguments after a comma.
-    Pci {
-        /// Bus address.
-        addr: PciAddr,
-        /// Driver arguments (text after the first comma), passed through.
-        devargs: Option<String>,
-    },
-}
-
-impl PortDevice {
-    /// Name DPDK gives the port (`rte_eth_dev_get_port_by_name`): the vdev name before
-    /// its first comma, or the canonical PCI address.
-    pub fn eal_name(&self) -> String {
-        match self {
-            PortDevice::Vdev(spec) => spec.split(',').next().unwrap_or(spec).to_string(),
-            PortDevice::Pci { addr, .. } => addr.to_string(),
-        }
-    }
-
-    /// The argument of `--vdev` or `-a` for this device.
-    pub fn eal_spec(&self) -> String {
-        match self {
-            PortDevice::Vdev(spec) => spec.clone(),
-            PortDevice::Pci {
-                addr,
-                devargs: Some(args),
-            } => format!("{addr},{args}"),
-            PortDevice::Pci {
-                addr,
-                devargs: None,
-            } => addr.to_string(),
-        }
-    }
 }
 
 /// `[[vip]]`: an address the director answers ARP and ping for.

@@ -1,10 +1,32 @@
 //! `[eal]` and `[mempool]`: EAL arguments vsd generates or accepts, and mbuf pool sizing.
 
 use super::{
-    narrow, ConfigError, Ctx, EalConf, LcoreConf, MempoolConf, PortConf, PortDevice, RawEal,
-    RawMempool, RawPort, MBUF_HEADROOM, MEMPOOL_CACHE_MAX, S,
+    narrow, ConfigError, Ctx, LcoreConf, PortConf, PortDevice, RawEal, RawMempool, RawPort,
+    MBUF_HEADROOM, MEMPOOL_CACHE_MAX, S,
 };
 use crate::dataplane::neigh::NeighParams;
+
+/// `[eal]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EalConf {
+    /// Extra EAL arguments, appended verbatim after the ones vsd generates.
+    pub args: Vec<String>,
+    /// Use hugepages; `false` makes vsd pass `--no-huge -m <memory_mb>`.
+    pub huge: bool,
+    /// EAL memory in MiB (`-m`); with hugepages only passed when set.
+    pub memory_mb: Option<u32>,
+}
+
+/// `[mempool]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MempoolConf {
+    /// Mbufs in the pool (explicit, or the estimate of [`default_mbufs`]).
+    pub mbufs: u32,
+    /// Per-lcore mempool cache size.
+    pub cache: u32,
+    /// Data room of each mbuf including the 128-byte headroom.
+    pub data_room: u16,
+}
 
 /// Ethernet header + one VLAN tag: what a frame adds to the MTU.
 const FRAME_OVERHEAD: u32 = 18;

@@ -2,8 +2,56 @@
 
 use std::net::IpAddr;
 
-use super::{narrow, ConfigError, Ctx, LbConf, RawLb, RawNeighbour, S};
+use super::{narrow, ConfigError, Ctx, RawLb, RawNeighbour, S};
 use crate::dataplane::neigh::NeighParams;
+
+/// `[lb]`: settings of each worker's forwarding core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LbConf {
+    /// Connection table capacity per worker (connections, templates and
+    /// NAT redirect entries).
+    pub conn_capacity: u32,
+    /// The IPv6 connection table's capacity per worker (its own table:
+    /// 128-bit keys; NAT64 and cross-family tunnel connections live there).
+    pub conn_capacity6: u32,
+    /// Expire a connection on its next request once its real server is
+    /// removed and schedule that request afresh (IPVS `expire_nodest_conn`);
+    /// otherwise its requests are dropped until the entry times out.
+    pub expire_nodest_conn: bool,
+    /// IPVS `conn_reuse_mode` (0..=3, default 1): bit 1 schedules afresh
+    /// a SYN that finds a closing connection; bit 2 also one in FIN_WAIT
+    /// on a DR/TUN connection.
+    pub conn_reuse_mode: u8,
+    /// IPVS `expire_quiescent_template`: persistence templates of a
+    /// weight-0 server are not followed (default false).
+    pub expire_quiescent_template: bool,
+    /// Outer source of TUN packets; default: the director address on the
+    /// port toward the first tunnelled real server.
+    pub tun_source: Option<std::net::Ipv4Addr>,
+    /// Outer source of IPv6 TUN packets (IPv6-in-IPv6); default: see
+    /// [`crate::control::tun_source`].
+    pub tun_source6: Option<std::net::Ipv6Addr>,
+    /// FULLNAT local port range.
+    pub local_port_min: u16,
+    /// FULLNAT local port range, last port.
+    pub local_port_max: u16,
+}
+
+impl Default for LbConf {
+    fn default() -> Self {
+        LbConf {
+            conn_capacity: 1 << 20,
+            conn_capacity6: 1 << 16,
+            expire_nodest_conn: false,
+            conn_reuse_mode: 1,
+            expire_quiescent_template: false,
+            tun_source: None,
+            tun_source6: None,
+            local_port_min: 1024,
+            local_port_max: 65535,
+        }
+    }
+}
 
 pub(super) fn build_neighbour(
     ctx: &Ctx<'_>,

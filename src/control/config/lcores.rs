@@ -2,9 +2,31 @@
 
 use std::collections::BTreeSet;
 
-use super::{
-    narrow, ConfigError, Ctx, IdleMode, LcoreConf, RawLcores, MAX_LCORE_ID, MAX_WORKERS, S,
-};
+use super::{narrow, ConfigError, Ctx, RawLcores, MAX_LCORE_ID, MAX_WORKERS, S};
+
+/// `[lcores]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LcoreConf {
+    /// Lcore of the main (control) thread.
+    pub control: u32,
+    /// Worker lcores, in file order; distinct, none equal to `control`.
+    pub workers: Vec<u32>,
+    /// DPDK `--lcores` mapping of lcores onto CPUs, passed through when set.
+    pub cpu_map: Option<String>,
+    /// What a worker does when it finds no packets (`idle`).
+    pub idle: IdleMode,
+}
+
+/// `[lcores] idle`: busy polling, or sleeping with backoff once idle
+/// (see `dataplane::idle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdleMode {
+    /// Poll without pause: lowest latency, one CPU per worker (appliances).
+    #[default]
+    Poll,
+    /// Sleep with a growing pause after a run of empty polls.
+    Sleep,
+}
 
 pub(super) fn build_lcores(ctx: &Ctx<'_>, raw: &S<RawLcores>) -> Result<LcoreConf, ConfigError> {
     let max = i64::from(MAX_LCORE_ID);

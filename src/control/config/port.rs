@@ -4,9 +4,116 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::addr::{IpCidr, MacAddr, PciAddr};
-use super::{
-    narrow, ConfigError, Ctx, KernelDevice, KernelTwin, PortConf, PortDevice, RawPort, MTU_RANGE, S,
-};
+use super::{narrow, ConfigError, Ctx, RawPort, MTU_RANGE, S};
+
+/// `[[port]] kernel_device`: the DPDK device behind a kernel twin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelDevice {
+    /// DPDK's net_tap PMD (needs /dev/net/tun).
+    Tap,
+    /// virtio-user with the vhost-net backend (needs /dev/vhost-net).
+    VirtioUser,
+}
+
+/// The kernel twin of a port (`kernel_iface`, `kernel_device`): see
+/// `dataplane::exception`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelTwin {
+    /// Name of the kernel interface vsd creates.
+    pub iface: String,
+    pub device: KernelDevice,
+}
+
+impl KernelTwin {
+    /// DPDK name of the twin device of port `index`.
+    pub fn eal_name(&self, index: usize) -> String {
+        match self.device {
+            KernelDevice::Tap => format!("net_tap_vsdk{index}"),
+            KernelDevice::VirtioUser => format!("virtio_user_vsdk{index}"),
+        }
+    }
+
+    /// The `--vdev` argument for the twin of port `index` with `queues`
+    /// queue pairs.
+    pub fn eal_spec(&self, index: usize, queues: usize) -> String {
+        match self.device {
+            KernelDevice::Tap => format!("{},iface={}", self.eal_name(index), self.iface),
+            KernelDevice::VirtioUser => format!(
+                "{},path=/dev/vhost-net,iface={},queues={queues},queue_size=1024",
+                self.eal_name(index),
+                self.iface
+            ),
+        }
+    }
+}
+
+/// `[[port]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConf {
+    /// Unique name used in logs and listings.
+    pub name: String,
+    /// The DPDK device behind the port.
+    pub device: PortDevice,
+    /// RX descriptors per queue.
+    pub rx_desc: u16,
+    /// TX descriptors per queue.
+    pub tx_desc: u16,
+    /// MTU (IP packet size).
+    pub mtu: u16,
+    /// MAC address to set on the port instead of its own.
+    pub mac: Option<MacAddr>,
+    /// Enable promiscuous mode.
+    pub promiscuous: bool,
+    /// Use hardware RSS with the symmetric key where the PMD supports it.
+    pub rss: bool,
+    /// The director's own addresses on this port.
+    pub addresses: Vec<IpCidr>,
+    /// Default next hops reached through this port, at most one per
+    /// address family (`gateway = "ADDR"` or a list of addresses).
+    pub gateways: Vec<IpAddr>,
+    /// The kernel twin interface, when the port has one.
+    pub kernel: Option<KernelTwin>,
+}
+
+/// The DPDK device of a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortDevice {
+    /// A virtual device (`--vdev`), e.g. `net_tap0,iface=vsd0`; the full spec.
+    Vdev(String),
+    /// A PCI device (`-a`), with optional device arguments after a comma.
+    Pci {
+        /// Bus address.
+        addr: PciAddr,
+        /// Driver arguments (text after the first comma), passed through.
+        devargs: Option<String>,
+    },
+}
+
+impl PortDevice {
+    /// Name DPDK gives the port (`rte_eth_dev_get_port_by_name`): the vdev name before
+    /// its first comma, or the canonical PCI address.
+    pub fn eal_name(&self) -> String {
+        match self {
+            PortDevice::Vdev(spec) => spec.split(',').next().unwrap_or(spec).to_string(),
+            PortDevice::Pci { addr, .. } => addr.to_string(),
+        }
+    }
+
+    /// The argument of `--vdev` or `-a` for this device.
+    pub fn eal_spec(&self) -> String {
+        match self {
+            PortDevice::Vdev(spec) => spec.clone(),
+            PortDevice::Pci {
+                addr,
+                devargs: Some(args),
+            } => format!("{addr},{args}"),
+            PortDevice::Pci {
+                addr,
+                devargs: None,
+            } => addr.to_string(),
+        }
+    }
+}
 
 /// Port names: 1..=32 of `[A-Za-z0-9_.-]`.
 fn valid_port_name(name: &str) -> bool {
