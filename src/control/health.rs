@@ -28,7 +28,6 @@
 //! reload with a clear error.
 
 use std::collections::{HashMap, VecDeque};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use super::config::{Config, RealServerConf, ServiceConf};
@@ -38,11 +37,17 @@ use crate::health::pool::{
     Action, CheckerInit, Dest, Member, Pool, PoolConfig, QuorumView, ServerConfig, ServerView,
     SorryConfig,
 };
-use crate::health::spec::{CheckKey, CheckTarget, Script};
+use crate::health::spec::{CheckKey, CheckTarget};
 use crate::health::{CheckEvent, CheckRunner, CheckStatus};
 use crate::lb::load::DestId;
 use crate::lb::service::{RealServerConfig, ServiceKey};
 use crate::lb::types::FwdMethod;
+
+mod render;
+mod spawn;
+
+pub use render::{checks_json, render_checks};
+pub use spawn::{split_command, ProcessSpawner, Spawner};
 
 /// The refusal of health settings while no checker engine runs.
 pub const NEED_ENGINE: &str = "health checks need the checker engine, which this build does not \
@@ -223,116 +228,6 @@ fn effective(cfg: &Config, services: &[Monitored]) -> Config {
         s.real_servers = servers;
     }
     out
-}
-
-/// Starts notify and quorum scripts.
-pub trait Spawner {
-    /// Start `script` without waiting; `reason` says why (for logs).
-    fn spawn(&mut self, script: &Script, reason: &str, log: &mut dyn FnMut(String));
-    /// Collect finished children, logging failures.
-    fn reap(&mut self, log: &mut dyn FnMut(String));
-    /// Wait up to `limit` for every child (shutdown).
-    fn wait_all(&mut self, limit: Duration, log: &mut dyn FnMut(String));
-}
-
-/// Split a script's command line (see [`crate::health::command`]).
-pub fn split_command(line: &str) -> Result<Vec<String>, String> {
-    use crate::health::command::SplitError;
-    crate::health::command::split_command(line).map_err(|e| match e {
-        SplitError::Unterminated(q) => format!("unterminated {q} in `{line}'"),
-        SplitError::TrailingBackslash => format!("trailing backslash in `{line}'"),
-        SplitError::Empty => "empty command".to_string(),
-    })
-}
-
-/// A user's uid and primary gid, by name or number.
-fn lookup_user(name: &str) -> Result<(u32, u32), String> {
-    crate::health::command::lookup_user(name).ok_or_else(|| format!("no user {name}"))
-}
-
-/// A group's gid, by name or number.
-fn lookup_group(name: &str) -> Result<u32, String> {
-    crate::health::command::lookup_group(name).ok_or_else(|| format!("no group {name}"))
-}
-
-/// Runs scripts as child processes (no shell), reaped by polling.
-#[derive(Default)]
-pub struct ProcessSpawner {
-    children: Vec<(Child, String)>,
-}
-
-impl ProcessSpawner {
-    /// Children not reaped yet.
-    pub fn running(&self) -> usize {
-        self.children.len()
-    }
-
-    fn start(script: &Script) -> Result<Child, String> {
-        let argv = split_command(&script.command)?;
-        let mut cmd = std::process::Command::new(&argv[0]);
-        cmd.args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        if let Some(user) = &script.user {
-            use std::os::unix::process::CommandExt;
-            let (uid, gid) = lookup_user(user)?;
-            let gid = match &script.group {
-                Some(g) => lookup_group(g)?,
-                None => gid,
-            };
-            cmd.uid(uid).gid(gid);
-        } else if let Some(g) = &script.group {
-            use std::os::unix::process::CommandExt;
-            cmd.gid(lookup_group(g)?);
-        }
-        cmd.spawn().map_err(|e| format!("{}: {e}", argv[0]))
-    }
-}
-
-impl Spawner for ProcessSpawner {
-    fn spawn(&mut self, script: &Script, reason: &str, log: &mut dyn FnMut(String)) {
-        match Self::start(script) {
-            Ok(child) => self
-                .children
-                .push((child, format!("`{}' ({reason})", script.command))),
-            Err(e) => log(format!(
-                "health: script `{}' ({reason}) not started: {e}",
-                script.command
-            )),
-        }
-    }
-
-    fn reap(&mut self, log: &mut dyn FnMut(String)) {
-        self.children
-            .retain_mut(|(child, what)| match child.try_wait() {
-                Ok(Some(status)) => {
-                    if !status.success() {
-                        log(format!("health: script {what} failed: {status}"));
-                    }
-                    false
-                }
-                Ok(None) => true,
-                Err(e) => {
-                    log(format!("health: script {what}: {e}"));
-                    false
-                }
-            });
-    }
-
-    fn wait_all(&mut self, limit: Duration, log: &mut dyn FnMut(String)) {
-        let until = Instant::now() + limit;
-        loop {
-            self.reap(log);
-            if self.children.is_empty() || Instant::now() >= until {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        for (_, what) in &self.children {
-            log(format!("health: script {what} still running at exit"));
-        }
-    }
 }
 
 /// One checker as `vsadm --checks` shows it.
@@ -889,137 +784,11 @@ impl HealthMonitor {
     }
 }
 
-/// A duration as `--checks` prints it: `850us`, `12.3ms`, `4.2s`, `3m07s`.
-fn short_duration(d: Duration) -> String {
-    let us = d.as_micros();
-    if us < 1000 {
-        format!("{us}us")
-    } else if us < 1_000_000 {
-        format!("{:.1}ms", us as f64 / 1000.0)
-    } else if d.as_secs() < 60 {
-        format!("{:.1}s", d.as_secs_f64())
-    } else if d.as_secs() < 3600 {
-        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
-    } else {
-        format!("{}h{:02}m", d.as_secs() / 3600, (d.as_secs() % 3600) / 60)
-    }
-}
-
-/// `vsadm --checks`: per service its quorum, per server its pool state,
-/// per checker its state, last result, latency and counters.
-pub fn render_checks(report: &[ServiceChecks]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    out.push_str("Prot LocalAddress:Port Quorum\n");
-    out.push_str("  -> RemoteAddress:Port           State     Weight\n");
-    out.push_str(
-        "     Checker    Target                 State Last                   Latency  Checks     Failures   Trans  Since\n",
-    );
-    for s in report {
-        let q = &s.quorum;
-        let _ = write!(
-            out,
-            "{} {} (live weight {}, quorum {}+{})",
-            s.service,
-            if q.up { "up" } else { "down" },
-            q.live_weight,
-            q.quorum,
-            q.hysteresis
-        );
-        if let Some((d, serving)) = q.sorry {
-            let _ = write!(
-                out,
-                " sorry {d} {}",
-                if serving { "serving" } else { "standby" }
-            );
-        }
-        out.push('\n');
-        for v in &s.servers {
-            let weight = match v.pool.table_weight {
-                Some(w) => w.to_string(),
-                None => "-".into(),
-            };
-            let _ = write!(
-                out,
-                "  -> {:<28} {:<9} {}",
-                v.pool.dest.to_string(),
-                v.pool.state.name(),
-                weight
-            );
-            if !v.pool.reason.is_empty() {
-                let _ = write!(out, " ({})", v.pool.reason);
-            }
-            out.push('\n');
-            for c in &v.checks {
-                let (last, latency) = match &c.last {
-                    Some(r) if r.ok => ("ok".to_string(), short_duration(r.latency)),
-                    Some(r) => (r.reason.clone(), short_duration(r.latency)),
-                    None => ("-".to_string(), "-".to_string()),
-                };
-                let _ = writeln!(
-                    out,
-                    "     {:<10} {:<22} {:<5} {:<22} {:<8} {:<10} {:<10} {:<6} {}",
-                    c.kind,
-                    c.target,
-                    if c.up { "up" } else { "down" },
-                    last,
-                    latency,
-                    c.checks,
-                    c.failures,
-                    c.transitions,
-                    short_duration(c.since_change)
-                );
-            }
-        }
-    }
-    out
-}
-
-/// `vsadm --checks` as JSON (`data.checks`).
-pub fn checks_json(report: &[ServiceChecks]) -> serde_json::Value {
-    use serde_json::json;
-    serde_json::Value::Array(
-        report
-            .iter()
-            .map(|s| {
-                json!({
-                    "service": s.service.to_string(),
-                    "quorum_up": s.quorum.up,
-                    "live_weight": s.quorum.live_weight,
-                    "quorum": s.quorum.quorum,
-                    "hysteresis": s.quorum.hysteresis,
-                    "sorry": s.quorum.sorry.map(|(d, serving)| json!({"server": d.to_string(), "serving": serving})),
-                    "servers": s.servers.iter().map(|v| json!({
-                        "server": v.pool.dest.to_string(),
-                        "state": v.pool.state.name(),
-                        "alive": v.pool.alive,
-                        "weight": v.pool.weight,
-                        "table_weight": v.pool.table_weight,
-                        "reason": v.pool.reason,
-                        "checks": v.checks.iter().map(|c| json!({
-                            "index": c.key.index,
-                            "kind": c.kind,
-                            "target": c.target,
-                            "up": c.up,
-                            "last_ok": c.last.as_ref().map(|r| r.ok),
-                            "last_reason": c.last.as_ref().map(|r| r.reason.clone()),
-                            "latency_seconds": c.last.as_ref().map(|r| r.latency.as_secs_f64()),
-                            "checks": c.checks,
-                            "failures": c.failures,
-                            "transitions": c.transitions,
-                            "since_change_seconds": c.since_change.as_secs_f64(),
-                        })).collect::<Vec<_>>(),
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect(),
-    )
-}
-
 #[cfg(test)]
 pub mod testing {
     //! A scripted checker runner and a recording script runner.
     use super::*;
+    use crate::health::spec::Script;
     use crate::health::CheckResult;
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -1126,7 +895,7 @@ pub mod testing {
 mod tests {
     use super::testing::Rig;
     use super::*;
-    use crate::health::spec::{CheckKind, CheckerSpec, HttpCheck, SorryServer};
+    use crate::health::spec::{CheckKind, CheckerSpec, HttpCheck, Script, SorryServer};
 
     const BASE: &str =
         "[lcores]\nworkers = [1]\n\n[[port]]\nname = \"lan0\"\ndevice = \"net_tap0\"\n";

@@ -14,17 +14,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::config::{self, Config, SchedFlag};
-use super::estimator::{Counters, RateEstimator};
+use super::estimator::Counters;
 use super::ipvsadm::{self, Command, SyncDaemonSpec, SyncRole};
-use super::listing::{
-    self, ConnView, CoreCounters, DestView, LatencyView, PortCounters, ServiceView,
-};
+use super::listing::{self, ServiceView};
 use super::unsupported;
 use crate::lb::defense::DefenseConfig;
 use crate::lb::load::DestId;
@@ -36,56 +31,18 @@ use crate::lb::service::{
 use crate::lb::tcp_state::{TcpState, Timeouts};
 use crate::lb::types::{AddrFamily, FwdMethod, SchedulerKind};
 
+mod reload;
+mod stats;
+
+use reload::FileGlobals;
+pub use reload::ReloadDiff;
+use stats::StatsBook;
+pub use stats::{ConnCounts, StatsSource};
+
 /// Real-server slots when the caller does not say (see [`ControlState::new`]).
 pub const DEFAULT_DEST_CAPACITY: usize = 16384;
 /// Most FULLNAT local addresses one service may have.
 pub const MAX_LADDRS_PER_SERVICE: usize = 1024;
-
-/// Connection counts of one real server, summed over cores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ConnCounts {
-    /// ActiveConn.
-    pub active: u32,
-    /// InActConn.
-    pub inactive: u32,
-    /// PersistConn (templates).
-    pub persistent: u32,
-}
-
-/// What the daemon knows and the control state does not: live counters,
-/// connections, per-core and per-port counters, histograms. The daemon
-/// implements it over its workers' counters; tests use a fake.
-pub trait StatsSource {
-    /// Milliseconds on a monotonic clock (drives the rate estimators).
-    fn now_ms(&self) -> u64;
-    /// Cumulative counters of a service slot since vsd started (summed
-    /// over cores). By slot, as the control state assigns it: a service
-    /// added but not yet published already has its slot, and the counters
-    /// a deleted service left there are its new baseline.
-    fn service_counters(&self, slot: u32) -> Counters;
-    /// Cumulative counters of a real-server slot (summed over cores).
-    fn dest_counters(&self, id: DestId) -> Counters;
-    /// Connection counts of a real-server slot.
-    fn dest_conns(&self, id: DestId) -> ConnCounts;
-    /// Up to `limit` connections (templates included) and how many exist.
-    fn connections(&self, limit: usize) -> (Vec<ConnView>, u64);
-    /// The `size=` of the listing title: connection-index buckets over all cores.
-    fn conn_table_size(&self) -> u64;
-    /// Every worker's data-plane counters.
-    fn core_counters(&self) -> Vec<CoreCounters>;
-    /// Every port's NIC counters.
-    fn port_counters(&self) -> Vec<PortCounters>;
-    /// Latency histograms.
-    fn latency(&self) -> Vec<LatencyView>;
-    /// The daemon's status (version, workers, ports...), as `vsadm --status` prints it.
-    fn status(&self) -> Value;
-    /// The configuration file `--reload` re-reads, if vsd was started with one.
-    fn config_path(&self) -> Option<PathBuf>;
-    /// The keepalived.conf `--reload` re-reads with it (`vsd --keepalived`).
-    fn keepalived_path(&self) -> Option<PathBuf> {
-        None
-    }
-}
 
 /// What a successful [`ControlState::apply`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,103 +72,6 @@ pub struct ControlSnapshot {
     pub defense: DefenseConfig,
 }
 
-/// Changes a reload made (or would make).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ReloadDiff {
-    /// Services created.
-    pub services_added: Vec<ServiceKey>,
-    /// Services whose settings changed.
-    pub services_edited: Vec<ServiceKey>,
-    /// Services deleted (their slots wait until their connections expire).
-    pub services_removed: Vec<ServiceKey>,
-    /// Servers created: (service, address, port).
-    pub servers_added: Vec<(ServiceKey, IpAddr, u16)>,
-    /// Servers whose weight, method or thresholds changed (same slot).
-    pub servers_edited: Vec<(ServiceKey, IpAddr, u16)>,
-    /// Servers deleted (their slots wait until their connections expire).
-    pub servers_removed: Vec<(ServiceKey, IpAddr, u16)>,
-    /// Services whose local addresses changed.
-    pub laddrs_changed: Vec<ServiceKey>,
-    /// The firewall-mark rules changed.
-    pub marks_changed: bool,
-    /// `[defense]` changed the defence settings or the SYN_RECV timeout.
-    pub defense_changed: bool,
-    /// `[sync]` changed the sync knobs.
-    pub sync_changed: bool,
-}
-
-impl ReloadDiff {
-    /// Whether nothing changes.
-    pub fn is_empty(&self) -> bool {
-        self.services_added.is_empty()
-            && self.services_edited.is_empty()
-            && self.services_removed.is_empty()
-            && self.servers_added.is_empty()
-            && self.servers_edited.is_empty()
-            && self.servers_removed.is_empty()
-            && self.laddrs_changed.is_empty()
-            && !self.marks_changed
-            && !self.defense_changed
-            && !self.sync_changed
-    }
-
-    /// One line for the operator.
-    pub fn summary(&self) -> String {
-        let marks = if self.marks_changed {
-            "; mark rules changed"
-        } else {
-            ""
-        };
-        format!(
-            "services: {} added, {} edited, {} removed; servers: {} added, {} edited, {} removed; \
-             local addresses changed in {} service(s){marks}{}{}",
-            self.services_added.len(),
-            self.services_edited.len(),
-            self.services_removed.len(),
-            self.servers_added.len(),
-            self.servers_edited.len(),
-            self.servers_removed.len(),
-            self.laddrs_changed.len(),
-            if self.defense_changed {
-                "; defense settings changed"
-            } else {
-                ""
-            },
-            if self.sync_changed {
-                "; sync settings changed"
-            } else {
-                ""
-            }
-        )
-    }
-}
-
-/// `-Z` baseline and estimator of one service or server.
-#[derive(Debug, Clone)]
-struct Tracked {
-    base: Counters,
-    est: RateEstimator,
-}
-
-impl Tracked {
-    fn new(now_ms: u64, raw: &Counters) -> Self {
-        Tracked {
-            base: *raw,
-            est: RateEstimator::new(now_ms, raw),
-        }
-    }
-}
-
-/// Statistics presentation state.
-#[derive(Debug, Clone, Default)]
-struct StatsBook {
-    /// By key, with the slot the service had when it was created.
-    services: HashMap<ServiceKey, (u32, Tracked)>,
-    /// By slot, with the identity it was created for: a slot reused by
-    /// another server starts over.
-    dests: HashMap<DestId, ((ServiceKey, IpAddr, u16), Tracked)>,
-}
-
 /// The control plane's state.
 #[derive(Debug, Clone)]
 pub struct ControlState {
@@ -237,15 +97,6 @@ pub struct ControlState {
     /// The IPv6 tunnel source the data plane was given, fixed by the first
     /// configuration loaded (`None` before: no configuration, no check).
     tun_source6: Option<Option<std::net::Ipv6Addr>>,
-}
-
-/// What the configuration file said of the global settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileGlobals {
-    marks: Vec<crate::lb::mark::MarkRule>,
-    defense: config::DefenseConf,
-    timeouts: config::TimeoutsConf,
-    sync: crate::lb::sync::SyncSettings,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -801,411 +652,6 @@ impl ControlState {
         &self.marks
     }
 
-    /// What [`Self::reload`] would change, without changing anything.
-    pub fn diff(&self, cfg: &Config) -> Result<ReloadDiff, String> {
-        let mut scratch = self.clone();
-        scratch.reload(cfg)
-    }
-
-    /// Make the services, servers and local addresses those of `cfg`:
-    /// unchanged servers keep their slots (so their connections stay), edited
-    /// ones are changed in place, removed ones keep their slots until their
-    /// connections expire. All or nothing: on an
-    /// error the running state is kept.
-    pub fn reload(&mut self, cfg: &Config) -> Result<ReloadDiff, String> {
-        let mut next = self.clone();
-        let diff = next.reload_in_place(cfg)?;
-        if !diff.is_empty() {
-            next.version = self.version.wrapping_add(1);
-        }
-        *self = next;
-        Ok(diff)
-    }
-
-    fn reload_in_place(&mut self, cfg: &Config) -> Result<ReloadDiff, String> {
-        // the data plane's tunnel source is set at start, from the first
-        // configuration; a reload does not change it
-        if self.tun_source6.is_none() {
-            self.tun_source6 = Some(crate::control::tun_source::tun_source6(cfg));
-        }
-        let mut diff = ReloadDiff::default();
-        let wanted: Vec<ServiceKey> = cfg
-            .services
-            .iter()
-            .map(|s| key_from_config(&s.key))
-            .collect();
-        let ctx = |key: &ServiceKey, e: String| format!("service {key}: {e}");
-        // Removals first, so limits (slots, mh table) see the final sizes.
-        // Only services the file owned: vsadm's own stay (the file is the
-        // truth for what it names, vsadm for the rest; see docs/rules.md).
-        for key in self.table.service_keys() {
-            if !wanted.contains(&key) && self.file_services.contains(&key) {
-                let ids = self
-                    .table
-                    .del_service(&key)
-                    .map_err(|e| ctx(&key, err(e)))?;
-                self.draining.extend(ids);
-                self.laddrs.remove(&key);
-                diff.services_removed.push(key);
-            }
-        }
-        for (s, key) in cfg.services.iter().zip(&wanted) {
-            let Some(current) = self.table.dests(key) else {
-                continue;
-            };
-            for (_, d) in current {
-                let keep = s.real_servers.iter().any(|r| {
-                    server_config_from(key, r).addr == d.addr
-                        && server_config_from(key, r).port == d.port
-                });
-                if !keep {
-                    let id = self
-                        .table
-                        .del_dest(key, d.addr, d.port)
-                        .map_err(|e| ctx(key, err(e)))?;
-                    self.draining.insert(id);
-                    diff.servers_removed.push((*key, d.addr, d.port));
-                }
-            }
-        }
-        for (s, key) in cfg.services.iter().zip(&wanted) {
-            unsupported::check_service(key).map_err(|e| ctx(key, e))?;
-            for r in &s.real_servers {
-                unsupported::check_server(key.af(), r.address).map_err(|e| ctx(key, e))?;
-                self.check_sync_family(key, r.address)
-                    .map_err(|e| ctx(key, e))?;
-                self.check_tun_source(r.address, r.method)
-                    .map_err(|e| ctx(key, e))?;
-            }
-            for a in &s.local_addresses {
-                unsupported::check_local_addr(key.af(), *a).map_err(|e| ctx(key, e))?;
-            }
-            let config = service_config_from(s);
-            match self.table.service_config(key) {
-                None => {
-                    self.table
-                        .add_service(*key, config)
-                        .map_err(|e| ctx(key, err(e)))?;
-                    diff.services_added.push(*key);
-                }
-                Some(c) if *c != config => {
-                    self.table
-                        .edit_service(key, config)
-                        .map_err(|e| ctx(key, err(e)))?;
-                    diff.services_edited.push(*key);
-                }
-                Some(_) => {}
-            }
-            let current = self.table.dests(key).unwrap_or_default();
-            for r in &s.real_servers {
-                let want = server_config_from(key, r);
-                match current
-                    .iter()
-                    .find(|(_, d)| d.addr == want.addr && d.port == want.port)
-                {
-                    None => {
-                        let id = self
-                            .table
-                            .add_dest(key, want)
-                            .map_err(|e| ctx(key, err(e)))?;
-                        self.draining.remove(&id);
-                        diff.servers_added.push((*key, want.addr, want.port));
-                    }
-                    Some((_, have)) if *have != want => {
-                        self.table
-                            .edit_dest(key, want)
-                            .map_err(|e| ctx(key, err(e)))?;
-                        diff.servers_edited.push((*key, want.addr, want.port));
-                    }
-                    Some(_) => {}
-                }
-            }
-            let have = self.laddrs.get(key).cloned().unwrap_or_default();
-            if have != s.local_addresses {
-                if s.local_addresses.is_empty() {
-                    self.laddrs.remove(key);
-                } else {
-                    self.laddrs.insert(*key, s.local_addresses.clone());
-                }
-                self.push_laddrs(key)?;
-                diff.laddrs_changed.push(*key);
-            }
-        }
-        self.file_services = wanted.iter().copied().collect();
-        // Global settings: what the file changed since it was last read
-        // (everything, the first time); vsadm's changes stay otherwise.
-        let now = FileGlobals {
-            marks: cfg.marks.clone(),
-            defense: cfg.defense,
-            timeouts: cfg.timeouts,
-            sync: cfg.sync,
-        };
-        let last = self.file_globals.clone();
-        if last.as_ref().map(|l| &l.marks) != Some(&now.marks) {
-            let old_file = last.as_ref().map(|l| l.marks.clone()).unwrap_or_default();
-            // the file's rules first, then those vsadm added
-            let mut marks = MarkRules::new();
-            for r in &cfg.marks {
-                marks.add(*r)?;
-            }
-            for r in self.marks.rules() {
-                if !old_file.contains(r) && !cfg.marks.contains(r) {
-                    marks.add(*r)?;
-                }
-            }
-            if marks.rules() != self.marks.rules() {
-                self.marks = marks;
-                diff.marks_changed = true;
-            }
-        }
-        let mut t = self.timeouts;
-        let mut d = self.defense;
-        if last.as_ref().map(|l| l.defense) != Some(now.defense) {
-            if let Some(secs) = cfg.defense.synrecv_timeout {
-                t.set_state(TcpState::SynRecv, secs).map_err(err)?;
-            }
-            cfg.defense.knobs.validate().map_err(err)?;
-            d = cfg.defense.knobs;
-        }
-        if last.as_ref().map(|l| l.timeouts) != Some(now.timeouts) {
-            let ipvs = Timeouts::default().ipvsadm_triple();
-            let old = last.as_ref().map(|l| l.timeouts).unwrap_or_default();
-            let pick = |new: Option<u32>, old: Option<u32>, default: u32| {
-                if new == old {
-                    0 // unchanged in the file: leave vsadm's value
-                } else {
-                    new.unwrap_or(default)
-                }
-            };
-            t.set(
-                pick(now.timeouts.tcp, old.tcp, ipvs.0),
-                pick(now.timeouts.tcpfin, old.tcpfin, ipvs.1),
-                pick(now.timeouts.udp, old.udp, ipvs.2),
-            )
-            .map_err(err)?;
-            if last.is_none() {
-                // first read: the file's values, or the defaults
-                t.set(
-                    now.timeouts.tcp.unwrap_or(ipvs.0),
-                    now.timeouts.tcpfin.unwrap_or(ipvs.1),
-                    now.timeouts.udp.unwrap_or(ipvs.2),
-                )
-                .map_err(err)?;
-            }
-        }
-        if d != self.defense || t != self.timeouts {
-            self.defense = d;
-            self.timeouts = t;
-            diff.defense_changed = true;
-        }
-        if last.as_ref().map(|l| l.sync) != Some(now.sync) && cfg.sync != self.sync_settings {
-            cfg.sync.validate()?;
-            self.sync_settings = cfg.sync;
-            diff.sync_changed = true;
-        }
-        self.file_globals = Some(now);
-        Ok(diff)
-    }
-
-    // -----------------------------------------------------------------------------------
-    // Statistics presentation
-    // -----------------------------------------------------------------------------------
-
-    /// Register baselines and estimators for services and servers created
-    /// since the last call, forget deleted services, and start over for a
-    /// slot now used by another server.
-    pub fn sync_stats(&mut self, stats: &dyn StatsSource) {
-        let now = stats.now_ms();
-        let keys = self.table.service_keys();
-        let table = &self.table;
-        // Deleted services and servers are forgotten at once: re-added,
-        // they start from zero (IPVS makes them anew, or zeroes a server
-        // it takes back from its trash).
-        self.book
-            .services
-            .retain(|k, (slot, _)| table.service_slot(k) == Some(*slot));
-        self.book.dests.retain(|id, ((key, addr, port), _)| {
-            table
-                .dests(key)
-                .unwrap_or_default()
-                .iter()
-                .any(|(i, d)| i == id && d.addr == *addr && d.port == *port)
-        });
-        for key in keys {
-            let Some(slot) = self.table.service_slot(&key) else {
-                continue;
-            };
-            self.book
-                .services
-                .entry(key)
-                .or_insert_with(|| (slot, Tracked::new(now, &stats.service_counters(slot))));
-            for (id, d) in self.table.dests(&key).unwrap_or_default() {
-                let ident = (key, d.addr, d.port);
-                let fresh = match self.book.dests.get(&id) {
-                    Some((who, _)) => *who != ident,
-                    None => true,
-                };
-                if fresh {
-                    let t = Tracked::new(now, &stats.dest_counters(id));
-                    self.book.dests.insert(id, (ident, t));
-                }
-            }
-        }
-    }
-
-    /// Forget the totals of a deleted service and deleted servers at once,
-    /// so that added again (even within the same restore) they start from
-    /// zero.
-    fn forget_stats(&mut self, service: Option<&ServiceKey>, dests: &[DestId]) {
-        if let Some(key) = service {
-            self.book.services.remove(key);
-        }
-        for id in dests {
-            self.book.dests.remove(id);
-        }
-    }
-
-    /// Run the rate estimators (each samples every 2 s); call it often.
-    pub fn tick(&mut self, stats: &dyn StatsSource) {
-        self.sync_stats(stats);
-        let now = stats.now_ms();
-        for (slot, t) in self.book.services.values_mut() {
-            if t.est.due(now) {
-                t.est.sample(now, &stats.service_counters(*slot));
-            }
-        }
-        for (id, (_, t)) in self.book.dests.iter_mut() {
-            if t.est.due(now) {
-                t.est.sample(now, &stats.dest_counters(*id));
-            }
-        }
-    }
-
-    /// Release every draining slot that no connection or template uses any
-    /// more; returns them. Call it only once every worker runs a snapshot
-    /// at least as new as the deletions (an older one could still schedule
-    /// onto a deleted server).
-    pub fn release_drained(&mut self, stats: &dyn StatsSource) -> Vec<DestId> {
-        let idle: Vec<DestId> = self
-            .draining
-            .iter()
-            .copied()
-            .filter(|id| stats.dest_conns(*id) == ConnCounts::default())
-            .collect();
-        for id in &idle {
-            // Draining slots are always releasable; ignore a mismatch rather than fail.
-            let _ = self.release_dest_slot(*id);
-        }
-        idle
-    }
-
-    /// `-Z [service]`: zero the counters and rates of one service and its
-    /// servers, or of everything.
-    pub fn zero(
-        &mut self,
-        key: Option<&ServiceKey>,
-        stats: &dyn StatsSource,
-    ) -> Result<(), String> {
-        self.sync_stats(stats);
-        let now = stats.now_ms();
-        let keys = match key {
-            Some(k) => {
-                if self.table.service_config(k).is_none() {
-                    return Err("No such service".into());
-                }
-                vec![*k]
-            }
-            None => self.table.service_keys(),
-        };
-        for k in keys {
-            if let Some((slot, t)) = self.book.services.get_mut(&k) {
-                let raw = stats.service_counters(*slot);
-                t.base = raw;
-                t.est.zero(now, &raw);
-            }
-            for (id, _) in self.table.dests(&k).unwrap_or_default() {
-                if let Some((_, t)) = self.book.dests.get_mut(&id) {
-                    let raw = stats.dest_counters(id);
-                    t.base = raw;
-                    t.est.zero(now, &raw);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Every service as `-L` shows it (creation order; servers in walking
-    /// order), with counters since the last `-Z` and estimated rates.
-    pub fn service_views(&self, stats: &dyn StatsSource) -> Vec<ServiceView> {
-        self.service_views_with(&|id| stats.dest_counters(id), &|id| stats.dest_conns(id))
-            .into_iter()
-            .map(|mut v| {
-                if let Some((slot, t)) = self.book.services.get(&v.key) {
-                    v.stats = stats.service_counters(*slot).since(&t.base);
-                    v.rates = t.est.rates();
-                }
-                v
-            })
-            .collect()
-    }
-
-    fn service_views_with(
-        &self,
-        dest_raw: &dyn Fn(DestId) -> Counters,
-        conns: &dyn Fn(DestId) -> ConnCounts,
-    ) -> Vec<ServiceView> {
-        let mut out = Vec::new();
-        for key in self.table.service_keys() {
-            let Some(cfg) = self.table.service_config(&key) else {
-                continue;
-            };
-            let dests = self
-                .table
-                .dests(&key)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(id, d)| {
-                    let raw = dest_raw(id);
-                    let (stats, rates) = match self.book.dests.get(&id) {
-                        Some((who, t)) if *who == (key, d.addr, d.port) => {
-                            (raw.since(&t.base), t.est.rates())
-                        }
-                        _ => (raw, Default::default()),
-                    };
-                    let c = conns(id);
-                    DestView {
-                        addr: d.addr,
-                        port: d.port,
-                        method: d.method,
-                        weight: d.weight,
-                        active: c.active,
-                        inactive: c.inactive,
-                        persistent: c.persistent,
-                        u_threshold: d.upper_threshold,
-                        l_threshold: d.lower_threshold,
-                        stats,
-                        rates,
-                    }
-                })
-                .collect();
-            out.push(ServiceView {
-                key,
-                scheduler: cfg.scheduler.clone(),
-                flags: cfg.flags,
-                persistence: cfg.persistence,
-                netmask: cfg
-                    .persist_mask
-                    .unwrap_or_else(|| PersistMask::full(key.af())),
-                one_packet: cfg.one_packet,
-                synproxy: cfg.synproxy,
-                stats: Counters::default(),
-                rates: Default::default(),
-                dests,
-            });
-        }
-        out
-    }
-
     /// Roles of the running sync daemons.
     pub fn sync_roles(&self) -> Vec<SyncRole> {
         self.sync.iter().map(|d| d.role).collect()
@@ -1216,7 +662,10 @@ impl ControlState {
 #[cfg(test)]
 pub mod testing {
     use super::*;
+    use crate::control::listing::{ConnView, CoreCounters, LatencyView, PortCounters};
+    use serde_json::Value;
     use std::cell::{Cell, RefCell};
+    use std::path::PathBuf;
 
     /// Counters and connections kept in cells, so tests change them between calls.
     #[derive(Default)]
