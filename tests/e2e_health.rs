@@ -632,9 +632,19 @@ fn inhibit_on_failure_quorum_and_sorry_server() {
             "slow-download",
             &files,
             "curl",
-            &["-sf", "--limit-rate", "1M", "-m", "60", "-o", &got_s, &url],
+            &[
+                "-sf",
+                "--limit-rate",
+                "512K",
+                "-m",
+                "60",
+                "-o",
+                &got_s,
+                &url,
+            ],
         );
-        // a 404 from rs2 ends at once; rs1's answer streams for ~6 s
+        // a 404 from rs2 ends at once; rs1's answer streams for ~12 s, long
+        // enough for a loaded machine's checker to fork its script twice
         std::thread::sleep(Duration::from_millis(700));
         if p.alive() {
             download = Some(p);
