@@ -272,7 +272,9 @@ rates = []
 for a, b in zip(pts, pts[1:]):
     dt = b[0] - a[0]
     if dt > 0 and b[2] > a[2]:
-        rates.append(((b[1] - a[1]) / dt, (b[2] - a[2]) / dt, b[3], (b[4] - a[4]) / dt))
+        # (a sample that missed the daemon's thread reads 0 CPU seconds)
+        cpu = (b[4] - a[4]) / dt if a[4] > 0 and b[4] >= a[4] else 0
+        rates.append(((b[1] - a[1]) / dt, (b[2] - a[2]) / dt, b[3], cpu))
 # the busiest seconds are the measured windows (prime and drain are shorter)
 rates.sort(key=lambda r: r[1], reverse=True)
 top = rates[: max(1, len(rates) // 2)] if rates else []
