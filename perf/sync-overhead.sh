@@ -24,7 +24,8 @@
 # median window), and for "on" the records the workers fed and the entries the daemon sent per
 # second (sampled once a second from `vsadm --counters --json` in both kinds of session).
 # At the end: median off, median on, on/off, the worker's cycles per packet off and on (the
-# figure a starved generator cannot move), median updates/s. Raw output in
+# figure a starved generator cannot move), median updates/s, and the master daemon thread's
+# share of a CPU (what it takes from the generator on CPU 0 here). Raw output in
 # /tmp/vsd-syncbench-last/ (SYNCBENCH_RAW=DIR). Needs root and DPDK; every DPDK process has
 # --no-pci and its own --file-prefix (hssync...), sockets live in a temp directory, and
 # everything started is stopped on exit, also on failure.
@@ -185,18 +186,27 @@ start_vsd() { # label sync
     return 1
 }
 
-# Once a second: time, records the workers fed, entries the daemon sent.
+# Once a second: time, records the workers fed, entries the daemon sent, records lost, and
+# the CPU seconds the master daemon's thread (vsd-sync-master) has used.
 poll_counters() { # label
     while :; do
         "$VSADM" --socket "$CTL_SOCK" --counters --json 2>/dev/null | python3 -c '
-import json, sys, time
+import glob, json, os, sys, time
 try:
     c = json.load(sys.stdin)["sync"]["counters"]
 except Exception:
     sys.exit()
+cpu = 0.0
+for t in glob.glob("/proc/%s/task/*" % sys.argv[1]):
+    try:
+        if open(t + "/comm").read().strip() == "vsd-sync-master":
+            f = open(t + "/stat").read().rsplit(")", 1)[1].split()
+            cpu = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        pass
 print(time.time(), c.get("worker_fed", 0), c.get("sent_entries", 0),
-      c.get("worker_feed_full", 0) + c.get("worker_buffer_full", 0), flush=True)
-' >>"$RAW/$1.poll" || true
+      c.get("worker_feed_full", 0) + c.get("worker_buffer_full", 0), cpu, flush=True)
+' "$VSD_PID" >>"$RAW/$1.poll" || true
         sleep 1
     done
 }
@@ -257,20 +267,23 @@ except Exception:
 rows = [json.loads(l) for l in open(path) if l.strip()]
 rx = statistics.median(r["rx_mpps"] for r in rows)
 tx = statistics.median(r["tx_mpps"] for r in rows)
-pts = [list(map(float, l.split())) for l in open(poll) if len(l.split()) == 4]
+pts = [list(map(float, l.split())) for l in open(poll) if len(l.split()) == 5]
 rates = []
 for a, b in zip(pts, pts[1:]):
     dt = b[0] - a[0]
     if dt > 0 and b[2] > a[2]:
-        rates.append(((b[1] - a[1]) / dt, (b[2] - a[2]) / dt, b[3]))
+        # (a sample that missed the daemon's thread reads 0 CPU seconds)
+        cpu = (b[4] - a[4]) / dt if a[4] > 0 and b[4] >= a[4] else 0
+        rates.append(((b[1] - a[1]) / dt, (b[2] - a[2]) / dt, b[3], cpu))
 # the busiest seconds are the measured windows (prime and drain are shorter)
 rates.sort(key=lambda r: r[1], reverse=True)
 top = rates[: max(1, len(rates) // 2)] if rates else []
 fed = statistics.median(r[0] for r in top) if top else 0
 sent = statistics.median(r[1] for r in top) if top else 0
+daemon_cpu = statistics.median(r[3] for r in top) if top else 0
 lost = pts[-1][3] if pts else 0
 print(json.dumps({"label": label, "rx_mpps": rx, "tx_mpps": tx, "fed_per_s": fed,
-                  "sent_per_s": sent, "lost": lost,
+                  "sent_per_s": sent, "lost": lost, "daemon_cpu": round(daemon_cpu, 3),
                   "cycles_per_packet": round(cpp, 1) if cpp else None}))
 EOF
 }
@@ -310,5 +323,8 @@ if c_off and c_on:
           f"{statistics.median(c_on) / statistics.median(c_off):.3f}, best {min(c_on) / min(c_off):.3f}")
 print(f"sync updates: {ups / 1e3:.0f}K entries sent/s, {fed / 1e3:.0f}K records fed/s "
       f"(median of the on sessions' busiest seconds); records lost to full queues: {lost:.0f}")
+cpu = statistics.median(r.get("daemon_cpu", 0) for r in on)
+print(f"master daemon thread: {cpu * 100:.1f}% of a CPU (CPU 0, shared with vsd-gen), "
+      f"{cpu / ups * 1e9 if ups else 0:.0f} ns per entry sent")
 EOF
 log "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

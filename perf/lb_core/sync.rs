@@ -13,18 +13,29 @@
 //!   ([`SyncedConn::from_sync`]) and installed into a director core's table
 //!   ([`CoreLb::install_synced`]): new entries, then the same again
 //!   (updates); decoding alone for comparison.
+//! - `backup path`: the same messages through the backup's whole path on
+//!   one thread, a datagram at a time: the daemon's part
+//!   ([`ingest_datagram`]: decode, check, the owning worker by the RSS
+//!   hash, its inbox) then the worker's ([`SyncFeed::exchange`]: install).
+//!   Entries a backup installs per second of one CPU (daemon and worker
+//!   run on two in vsd).
+//! - `master daemon`: records/s the master's thread turns into 1472-byte
+//!   datagrams ([`MasterBatch::collect`]: the workers' queues, encoding;
+//!   not the send, one `sendmmsg` per batch of datagrams).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use vsd::control::syncd::{ingest_datagram, MasterBatch, SyncCounters};
 use vsd::dataplane::sync_feed::SyncFeed;
 use vsd::lb::director::{CoreLb, CoreLbConfig, FwdVerdict};
 use vsd::lb::load::GlobalLoad;
+use vsd::lb::owner::RssOwner;
 use vsd::lb::packet::VecPacket;
 use vsd::lb::service::{RealServerConfig, ServiceConfig, ServiceKey, ServiceTable};
-use vsd::lb::sync::{SyncSettings, SyncedConn};
+use vsd::lb::sync::{SyncRecord, SyncSettings, SyncedConn};
 use vsd::lb::types::FwdMethod;
 use vsd::wire::ipvs_sync::{decode, flags, SyncConn, SyncMessageBuilder};
 use vsd::wire::{tcp, MacAddr, PacketBuilder};
@@ -102,21 +113,88 @@ fn master_pps(conns: u32, packets: u32, settings: Option<SyncSettings>) -> (f64,
     let acks: Vec<Vec<u8>> = (0..conns)
         .map(|i| segment(client(i), (VIP, 80), tcp::ACK))
         .collect();
-    let mut records = 0u64;
     let start = Instant::now();
+    let records = drive_master(&mut lb, &feed, &mut p, &acks, packets);
+    let pps = f64::from(packets) / start.elapsed().as_secs_f64();
+    (pps, records)
+}
+
+/// The timed loop of [`master_pps`], apart so that
+/// `valgrind --tool=callgrind --toggle-collect=*drive_master*` counts the
+/// instructions of the packets alone (see [`instr_mode`]).
+#[inline(never)]
+fn drive_master(
+    lb: &mut CoreLb,
+    feed: &SyncFeed,
+    p: &mut VecPacket,
+    acks: &[Vec<u8>],
+    packets: u32,
+) -> u64 {
+    let mut records = 0u64;
     for k in 0..packets as usize {
         p.reset(&acks[k % acks.len()], VecPacket::DEFAULT_HEADROOM);
-        let v = lb.process(&mut p, None, 2);
+        let v = lb.process(p, None, 2);
         debug_assert!(matches!(v, FwdVerdict::Forward { .. }));
         if k % 32 == 31 {
-            feed.exchange(&mut lb, 2);
+            feed.exchange(lb, 2);
             while feed.out.pop().is_some() {
                 records += 1;
             }
         }
     }
-    let pps = f64::from(packets) / start.elapsed().as_secs_f64();
-    (pps, records)
+    records
+}
+
+/// `VSD_SYNC_BENCH=off|default|p5|busy [VSD_SYNC_BENCH_PACKETS=N]`: one
+/// round of one kind only (`p5`: `threshold=3 period=5`, the memif
+/// benchmark's knobs), for instruction counts under callgrind
+/// (`backup`, `daemon`: the backup path or the master daemon only,
+/// toggled on `*backup_path*` or `*master_daemon*`):
+///
+/// ```text
+/// VSD_SYNC_BENCH=p5 valgrind --tool=callgrind --cache-sim=no \
+///     --toggle-collect='*drive_master*' target/release/deps/lb_core-* --quick sync
+/// ```
+///
+/// Instructions per packet = the collected Ir / packets.
+fn instr_mode(kind: &str) {
+    let conns = 100_000;
+    let packets = std::env::var("VSD_SYNC_BENCH_PACKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let settings = match kind {
+        "off" => None,
+        "default" => Some(SyncSettings::default()),
+        "p5" => Some(SyncSettings {
+            threshold: 3,
+            period: 5,
+            ..SyncSettings::default()
+        }),
+        "busy" => Some(SyncSettings {
+            threshold: 1,
+            period: 2,
+            ..SyncSettings::default()
+        }),
+        "backup" => {
+            let msgs = messages(conns);
+            let mut lb = director(conns as usize);
+            let (_, n) = backup_path(&msgs, &mut lb);
+            println!("sync backup: {n} entries installed (toggle *backup_path*)");
+            return;
+        }
+        "daemon" => {
+            let (_, n) = master_daemon(conns);
+            println!("sync daemon: {conns} records into {n} messages (toggle *master_daemon*)");
+            return;
+        }
+        other => panic!("VSD_SYNC_BENCH={other}: off, default, p5, busy, backup or daemon"),
+    };
+    let (pps, records) = master_pps(conns, packets, settings);
+    println!(
+        "sync {kind}: {packets} packets over {conns} connections, {records} records, {:.2} M/s",
+        pps / 1e6
+    );
 }
 
 fn record(i: u32) -> SyncConn {
@@ -134,6 +212,20 @@ fn record(i: u32) -> SyncConn {
         fullnat_local: None,
         synproxy: None,
     }
+}
+
+/// Version 1 messages of 1472 bytes holding a record for each of `conns`
+/// connections.
+fn messages(conns: u32) -> Vec<Vec<u8>> {
+    let mut b = SyncMessageBuilder::new(7, 1472).expect("maxlen");
+    let mut msgs = Vec::new();
+    for i in 0..conns {
+        if let Some(m) = b.push(&record(i)).expect("encodable") {
+            msgs.push(m);
+        }
+    }
+    msgs.extend(b.finish());
+    msgs
 }
 
 /// Records/s a backup core takes: decode, check, install.
@@ -156,7 +248,53 @@ fn ingest(msgs: &[Vec<u8>], lb: &mut CoreLb, install: bool) -> (f64, u64) {
     (n as f64 / start.elapsed().as_secs_f64(), n)
 }
 
+#[inline(never)]
+/// Entries/s through the backup's daemon and worker parts (see the module
+/// note), and how many were installed or updated.
+fn backup_path(msgs: &[Vec<u8>], lb: &mut CoreLb) -> (f64, u64) {
+    let feeds = vec![Arc::new(SyncFeed::default())];
+    let counters = SyncCounters::default();
+    let owner = RssOwner::round_robin(1, 128);
+    let mut dests = Vec::with_capacity(8);
+    let start = Instant::now();
+    for m in msgs {
+        ingest_datagram(m, 7, Some(&owner), &feeds, &counters, &mut dests);
+        feeds[0].exchange(lb, 5);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let c = &feeds[0].counters;
+    let n = c.installed.load(Ordering::Relaxed) + c.updated.load(Ordering::Relaxed);
+    (n as f64 / secs, n)
+}
+
+/// Records/s the master daemon turns into datagrams (no send).
+#[inline(never)]
+fn master_daemon(conns: u32) -> (f64, usize) {
+    let feeds = vec![Arc::new(SyncFeed::default())];
+    let recs: Vec<SyncRecord> = (0..conns)
+        .map(|i| SyncRecord::from_wire(&record(i)).expect("IPv4 record"))
+        .collect();
+    let counters = SyncCounters::default();
+    let mut batch = MasterBatch::new(SyncMessageBuilder::new(7, 1472).expect("maxlen"));
+    let mut out = Vec::new();
+    let mut msgs = 0;
+    let mut secs = 0f64;
+    for chunk in recs.chunks(feeds[0].out.capacity()) {
+        assert_eq!(feeds[0].out.push_slice(chunk), chunk.len());
+        let start = Instant::now();
+        batch.collect(&feeds, start, true, &counters, &mut out);
+        secs += start.elapsed().as_secs_f64();
+        msgs += out.len();
+        out.clear();
+    }
+    (f64::from(conns) / secs, msgs)
+}
+
 pub fn run(quick: bool) {
+    if let Ok(kind) = std::env::var("VSD_SYNC_BENCH") {
+        instr_mode(&kind);
+        return;
+    }
     let conns: u32 = if quick { 100_000 } else { 1_000_000 };
     let packets: u32 = if quick { 2_000_000 } else { 20_000_000 };
     println!("\n== sync (one core, {conns} connections) ==");
@@ -197,14 +335,7 @@ pub fn run(quick: bool) {
         (ns(every2) - ns(off)) * f64::from(packets) / r_every2.max(1) as f64
     );
     // backup ingest
-    let mut b = SyncMessageBuilder::new(7, 1472).expect("maxlen");
-    let mut msgs = Vec::new();
-    for i in 0..conns {
-        if let Some(m) = b.push(&record(i)).expect("encodable") {
-            msgs.push(m);
-        }
-    }
-    msgs.extend(b.finish());
+    let msgs = messages(conns);
     let mut lb = director(conns as usize);
     let (dec, _) = ingest(&msgs, &mut lb, false);
     let (new, n_new) = ingest(&msgs, &mut lb, true);
@@ -218,5 +349,22 @@ pub fn run(quick: bool) {
         new / 1e6,
         upd / 1e6,
         msgs.len()
+    );
+    let mut lb = director(conns as usize);
+    let (new, n_new) = backup_path(&msgs, &mut lb);
+    let (upd, n_upd) = backup_path(&msgs, &mut lb);
+    assert_eq!(n_new, u64::from(conns));
+    assert_eq!(n_upd, u64::from(conns));
+    println!(
+        "backup path (daemon: decode, check, owner, inbox; worker: install), entries/s on one \
+         CPU: new {:.2} M, updates {:.2} M",
+        new / 1e6,
+        upd / 1e6
+    );
+    let (rate, n_msgs) = master_daemon(conns);
+    println!(
+        "master daemon, records/s into datagrams (queue, encode; no send): {:.2} M ({} messages)",
+        rate / 1e6,
+        n_msgs
     );
 }

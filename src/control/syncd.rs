@@ -12,6 +12,16 @@
 //! sync ID) and hands every entry to the worker that owns its tuple, which
 //! installs it ([`crate::lb::director`]'s sync module).
 //!
+//! **Cost.** Both threads share a CPU with the control plane (and, on the
+//! benchmark VM, with the traffic generator), so their work per entry is
+//! kept small: the master takes records from a worker's ring a batch at a
+//! time into buffers it keeps, encodes them straight into the message
+//! being filled, and sends the datagrams of a round with one `sendmmsg`
+//! per destination; the backup decodes a datagram into one vector and
+//! counts per datagram. Counters are relaxed atomics (no lock, no name
+//! lookup but for drops). `cargo bench --bench lb_core -- sync` measures
+//! both (perf/README.md, "Connection sync").
+//!
 //! **Transport.** Ordinary kernel UDP sockets in vsd's namespace, bound to
 //! the `--mcast-interface` (SO_BINDTODEVICE, IP_MULTICAST_IF, TTL
 //! `--mcast-ttl`, no loopback; the backup joins with IP_ADD_MEMBERSHIP on
@@ -65,15 +75,15 @@ use super::ipvsadm::{SyncDaemonSpec, SyncRole};
 use crate::dataplane::sync_feed::{SyncDelivery, SyncFeed};
 use crate::lb::family::Family;
 use crate::lb::owner::RssOwner;
-use crate::lb::sync::{FromSyncError, SyncAddr, SyncSettings, SyncedConn};
+use crate::lb::sync::{FromSyncError, SyncAddr, SyncRecord, SyncSettings, SyncedConn};
 use crate::lb::types::{AddrFamily, FwdMethod};
 use crate::wire::ipvs_sync::{decode, EntryError, MessageError, SyncConn, SyncMessageBuilder};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -98,14 +108,18 @@ const HEADERS_V4: usize = 28;
 const HEADERS_V6: usize = 48;
 
 /// Counters of the sync daemons, by name (the control thread reads them;
-/// each daemon thread writes its own). A short lock per datagram or entry
-/// on the daemons' threads, never on a worker.
+/// each daemon thread adds to its own): one relaxed atomic add per
+/// datagram or batch of records, no lock and no name lookup on the
+/// daemons' paths (drops, which are rare, find their slot by name).
 #[derive(Debug)]
 pub struct SyncCounters {
-    counts: Mutex<BTreeMap<String, u64>>,
+    /// [`COUNTER_NAMES`], then `dropped_message_` [`MESSAGE_DROPS`], then
+    /// `dropped_entry_` [`ENTRY_DROPS`].
+    values: Box<[AtomicU64]>,
 }
 
-/// Counters shown from the start (at 0), so every reason is visible.
+/// Counters shown from the start (at 0), so every reason is visible; the
+/// constants below are their indexes.
 const COUNTER_NAMES: &[&str] = &[
     "sent_messages",
     "sent_entries",
@@ -119,36 +133,59 @@ const COUNTER_NAMES: &[&str] = &[
     "dropped_entry_no_worker",
     "dropped_message_not_a_peer",
 ];
+const SENT_MESSAGES: usize = 0;
+const SENT_ENTRIES: usize = 1;
+const SEND_ERRORS: usize = 2;
+const ENCODE_ERRORS: usize = 3;
+const RECEIVED_MESSAGES: usize = 4;
+const RECEIVED_ENTRIES: usize = 5;
+const RECV_ERRORS: usize = 6;
+const DELIVERED_ENTRIES: usize = 7;
+const DROPPED_INBOX_FULL: usize = 8;
+const DROPPED_NO_WORKER: usize = 9;
+const DROPPED_NOT_A_PEER: usize = 10;
 
 impl Default for SyncCounters {
     fn default() -> Self {
-        let mut m = BTreeMap::new();
-        let drops = MESSAGE_DROPS
-            .iter()
-            .map(|n| format!("dropped_message_{n}"))
-            .chain(ENTRY_DROPS.iter().map(|n| format!("dropped_entry_{n}")));
-        for name in COUNTER_NAMES.iter().map(|n| n.to_string()).chain(drops) {
-            m.insert(name, 0);
-        }
+        let n = COUNTER_NAMES.len() + MESSAGE_DROPS.len() + ENTRY_DROPS.len();
         SyncCounters {
-            counts: Mutex::new(m),
+            values: (0..n).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
 
 impl SyncCounters {
-    fn add(&self, name: &str, n: u64) {
-        if let Ok(mut m) = self.counts.lock() {
-            match m.get_mut(name) {
-                Some(v) => *v += n,
-                None => {
-                    m.insert(name.to_string(), n);
-                }
+    fn add(&self, index: usize, n: u64) {
+        if n != 0 {
+            if let Some(v) = self.values.get(index) {
+                v.fetch_add(n, Ordering::Relaxed);
             }
         }
     }
+
+    /// A datagram dropped whole, for reason `name` (of [`MESSAGE_DROPS`]).
+    fn message_dropped(&self, name: &str) {
+        if let Some(i) = MESSAGE_DROPS.iter().position(|n| *n == name) {
+            self.add(COUNTER_NAMES.len() + i, 1);
+        }
+    }
+
+    /// An entry dropped, for reason `name` (of [`ENTRY_DROPS`]).
+    fn entry_dropped(&self, name: &str) {
+        if let Some(i) = ENTRY_DROPS.iter().position(|n| *n == name) {
+            self.add(COUNTER_NAMES.len() + MESSAGE_DROPS.len() + i, 1);
+        }
+    }
+
     fn values(&self) -> BTreeMap<String, u64> {
-        self.counts.lock().map(|m| m.clone()).unwrap_or_default()
+        let names = COUNTER_NAMES
+            .iter()
+            .map(|n| n.to_string())
+            .chain(MESSAGE_DROPS.iter().map(|n| format!("dropped_message_{n}")))
+            .chain(ENTRY_DROPS.iter().map(|n| format!("dropped_entry_{n}")));
+        names
+            .zip(self.values.iter().map(|v| v.load(Ordering::Relaxed)))
+            .collect()
     }
 }
 
@@ -665,27 +702,106 @@ impl Drop for SyncDaemons {
     }
 }
 
-/// Send `msg` to the group (connected socket, `peers` empty) or to every
-/// unicast peer.
-fn send(
-    sock: &UdpSocket,
-    peers: &[SocketAddr],
-    msg: &[u8],
-    entries: usize,
-    counters: &SyncCounters,
-) {
-    let one = |r: std::io::Result<usize>| match r {
-        Ok(_) => {
-            counters.add("sent_messages", 1);
-            counters.add("sent_entries", entries as u64);
+/// `addr` as the kernel takes it in a `msghdr`.
+fn raw_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_storage is a valid (AF_UNSPEC) value.
+    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for
+            // sockaddr_in.
+            unsafe { std::ptr::write((&mut st as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
         }
-        Err(_) => counters.add("send_errors", 1),
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for
+            // sockaddr_in6.
+            unsafe { std::ptr::write((&mut st as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
     };
-    if peers.is_empty() {
-        one(sock.send(msg));
+    (st, len as libc::socklen_t)
+}
+
+/// Send every message of `msgs` to the group (connected socket, `peers`
+/// empty) or to every unicast peer: one `sendmmsg(2)` per destination for
+/// the whole batch, not a system call per datagram. A datagram the kernel
+/// refuses is counted (`send_errors`) and the rest still go.
+fn send_batch(sock: &UdpSocket, peers: &[SocketAddr], msgs: &[Vec<u8>], counters: &SyncCounters) {
+    if msgs.is_empty() {
+        return;
     }
-    for p in peers {
-        one(sock.send_to(msg, p));
+    let mut iov: Vec<libc::iovec> = msgs
+        .iter()
+        .map(|m| libc::iovec {
+            iov_base: m.as_ptr() as *mut libc::c_void,
+            iov_len: m.len(),
+        })
+        .collect();
+    let dests: Vec<Option<SocketAddr>> = if peers.is_empty() {
+        vec![None]
+    } else {
+        peers.iter().copied().map(Some).collect()
+    };
+    for dest in dests {
+        let mut raw = dest.as_ref().map(raw_sockaddr);
+        let mut hdrs: Vec<libc::mmsghdr> = iov
+            .iter_mut()
+            .map(|v| {
+                // SAFETY: an all-zero mmsghdr is valid (no name, no control).
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_iov = v;
+                h.msg_hdr.msg_iovlen = 1;
+                if let Some((st, len)) = raw.as_mut() {
+                    h.msg_hdr.msg_name = (st as *mut libc::sockaddr_storage).cast();
+                    h.msg_hdr.msg_namelen = *len;
+                }
+                h
+            })
+            .collect();
+        let mut at = 0;
+        while at < hdrs.len() {
+            let rest = &mut hdrs[at..];
+            // SAFETY: `rest` holds `rest.len()` initialised headers whose
+            // iovecs point into `msgs` and whose names point into `raw`,
+            // all live for the call; the kernel writes only `msg_len`.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    sock.as_raw_fd(),
+                    rest.as_mut_ptr(),
+                    rest.len().min(u32::MAX as usize) as libc::c_uint,
+                    0,
+                )
+            };
+            if rc <= 0 {
+                // the first datagram of `rest` failed: count it, go on
+                counters.add(SEND_ERRORS, 1);
+                at += 1;
+                continue;
+            }
+            let sent = rc as usize;
+            let entries: usize = msgs[at..at + sent].iter().map(|m| entries_of(m)).sum();
+            counters.add(SENT_MESSAGES, sent as u64);
+            counters.add(SENT_ENTRIES, entries as u64);
+            at += sent;
+        }
     }
 }
 
@@ -694,17 +810,37 @@ fn entries_of(msg: &[u8]) -> usize {
     msg.get(4).map_or(0, |n| usize::from(*n))
 }
 
+/// Records the master takes from one worker's queue at a time.
+const MASTER_TAKE: usize = 1024;
+
 /// The master's batching: records in, finished messages out (when full,
 /// when the oldest entry has waited [`FLUSH_AFTER`], or when stopping).
-struct MasterBatch {
+/// Records leave the workers' queues a batch at a time into buffers kept
+/// from round to round (no allocation per record); each becomes its wire
+/// entry straight in the message being filled.
+#[derive(Debug)]
+pub struct MasterBatch {
     builder: SyncMessageBuilder,
     first_pending: Option<Instant>,
+    recs: Vec<SyncRecord>,
+    recs6: Vec<SyncRecord<u128>>,
 }
 
 impl MasterBatch {
+    pub fn new(builder: SyncMessageBuilder) -> Self {
+        MasterBatch {
+            builder,
+            first_pending: None,
+            recs: Vec::with_capacity(MASTER_TAKE),
+            recs6: Vec::with_capacity(MASTER_TAKE),
+        }
+    }
+
     /// Drain every feed into messages; those to send are appended to `out`.
-    /// Returns the records taken.
-    fn collect(
+    /// Returns the records taken. At most a queue's capacity per feed and
+    /// round, so a worker producing as fast as this drains cannot hold the
+    /// daemon here.
+    pub fn collect(
         &mut self,
         feeds: &[Arc<SyncFeed>],
         now: Instant,
@@ -712,30 +848,46 @@ impl MasterBatch {
         counters: &SyncCounters,
         out: &mut Vec<Vec<u8>>,
     ) -> usize {
+        let MasterBatch {
+            builder,
+            first_pending,
+            recs,
+            recs6,
+        } = self;
         let mut taken = 0;
         for f in feeds {
-            let v4 = std::iter::from_fn(|| f.out.pop().map(|r| r.to_wire()));
-            let v6 = std::iter::from_fn(|| f.out6.pop().map(|r| r.to_wire()));
-            for rec in v4.chain(v6) {
-                taken += 1;
-                match self.builder.push(&rec) {
-                    Ok(Some(msg)) => {
-                        out.push(msg);
-                        self.first_pending = Some(now);
+            let mut budget = f.out.capacity() + f.out6.capacity();
+            while budget > 0 {
+                recs.clear();
+                recs6.clear();
+                let n = f.out.pop_into(recs, MASTER_TAKE) + f.out6.pop_into(recs6, MASTER_TAKE);
+                if n == 0 {
+                    break;
+                }
+                budget = budget.saturating_sub(n);
+                taken += n;
+                let wire = recs
+                    .iter()
+                    .map(|r| r.to_wire())
+                    .chain(recs6.iter().map(|r| r.to_wire()));
+                for rec in wire {
+                    match builder.push(&rec) {
+                        Ok(Some(msg)) => {
+                            out.push(msg);
+                            *first_pending = Some(now);
+                        }
+                        Ok(None) => {
+                            first_pending.get_or_insert(now);
+                        }
+                        Err(_) => counters.add(ENCODE_ERRORS, 1),
                     }
-                    Ok(None) => {
-                        self.first_pending.get_or_insert(now);
-                    }
-                    Err(_) => counters.add("encode_errors", 1),
                 }
             }
         }
-        let due = self
-            .first_pending
-            .is_some_and(|t| now.saturating_duration_since(t) >= FLUSH_AFTER);
-        if self.builder.pending() > 0 && (due || stopping) {
-            out.extend(self.builder.finish());
-            self.first_pending = None;
+        let due = first_pending.is_some_and(|t| now.saturating_duration_since(t) >= FLUSH_AFTER);
+        if builder.pending() > 0 && (due || stopping) {
+            out.extend(builder.finish());
+            *first_pending = None;
         }
         taken
     }
@@ -749,17 +901,13 @@ fn master_loop(
     counters: Arc<SyncCounters>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut batch = MasterBatch {
-        builder,
-        first_pending: None,
-    };
+    let mut batch = MasterBatch::new(builder);
     let mut ready = Vec::new();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let taken = batch.collect(&feeds, Instant::now(), stopping, &counters, &mut ready);
-        for msg in ready.drain(..) {
-            send(&sock, &peers, &msg, entries_of(&msg), &counters);
-        }
+        send_batch(&sock, &peers, &ready, &counters);
+        ready.clear();
         if stopping {
             return;
         }
@@ -831,7 +979,7 @@ fn backup_loop(
         let n = match sock.recv_from(&mut buf) {
             Ok((n, from)) if peers.is_empty() || peers.contains(&from.ip()) => n,
             Ok(_) => {
-                counters.add("dropped_message_not_a_peer", 1);
+                counters.add(DROPPED_NOT_A_PEER, 1);
                 continue;
             }
             Err(e)
@@ -843,50 +991,73 @@ fn backup_loop(
                 continue
             }
             Err(_) => {
-                counters.add("recv_errors", 1);
+                counters.add(RECV_ERRORS, 1);
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
         };
-        counters.add("received_messages", 1);
-        let msg = match decode(&buf[..n], syncid) {
-            Ok(m) => m,
+        ingest_datagram(
+            &buf[..n],
+            syncid,
+            owner.as_deref(),
+            &feeds,
+            &counters,
+            &mut dests,
+        );
+    }
+}
+
+/// The backup's work on one datagram from an accepted source: decode it
+/// (sync ID `syncid`), check every entry and hand it to the workers owning
+/// its tuples (`owner`; `None`: worker 0), which install it at their next
+/// loop turn. The counters move once per datagram; drops by reason.
+/// `dests`: scratch space kept by the caller.
+pub fn ingest_datagram(
+    buf: &[u8],
+    syncid: u8,
+    owner: Option<&RssOwner>,
+    feeds: &[Arc<SyncFeed>],
+    counters: &SyncCounters,
+    dests: &mut Vec<(usize, bool)>,
+) {
+    counters.add(RECEIVED_MESSAGES, 1);
+    let msg = match decode(buf, syncid) {
+        Ok(m) => m,
+        Err(e) => {
+            counters.message_dropped(message_drop_name(&e));
+            return;
+        }
+    };
+    let (mut delivered, mut inbox_full, mut no_worker) = (0u64, 0u64, 0u64);
+    for entry in &msg.entries {
+        let s = match entry {
+            Ok(s) => s,
             Err(e) => {
-                counters.add(&format!("dropped_message_{}", message_drop_name(&e)), 1);
+                counters.entry_dropped(entry_drop_name(e));
                 continue;
             }
         };
-        for entry in &msg.entries {
-            counters.add("received_entries", 1);
-            let s = match entry {
-                Ok(s) => s,
-                Err(e) => {
-                    counters.add(&format!("dropped_entry_{}", entry_drop_name(e)), 1);
-                    continue;
-                }
-            };
-            let delivered = if s.client.is_ipv6() {
-                deliver::<Ipv6Addr>(s, owner.as_deref(), &feeds, &mut dests, |f, d| {
-                    f.inbox6.push(d).is_ok()
-                })
-            } else {
-                deliver::<Ipv4Addr>(s, owner.as_deref(), &feeds, &mut dests, |f, d| {
-                    f.inbox.push(d).is_ok()
-                })
-            };
-            if let Err(e) = delivered {
-                counters.add(&format!("dropped_entry_{}", from_sync_drop_name(&e)), 1);
-                continue;
-            }
-            for &(w, pushed) in &dests {
-                match (w < feeds.len(), pushed) {
-                    (false, _) => counters.add("dropped_entry_no_worker", 1),
-                    (true, false) => counters.add("dropped_entry_inbox_full", 1),
-                    (true, true) => counters.add("delivered_entries", 1),
-                }
+        let outcome = if s.client.is_ipv6() {
+            deliver::<Ipv6Addr>(s, owner, feeds, dests, |f, d| f.inbox6.push(d).is_ok())
+        } else {
+            deliver::<Ipv4Addr>(s, owner, feeds, dests, |f, d| f.inbox.push(d).is_ok())
+        };
+        if let Err(e) = outcome {
+            counters.entry_dropped(from_sync_drop_name(&e));
+            continue;
+        }
+        for &(w, pushed) in dests.iter() {
+            match (w < feeds.len(), pushed) {
+                (false, _) => no_worker += 1,
+                (true, false) => inbox_full += 1,
+                (true, true) => delivered += 1,
             }
         }
     }
+    counters.add(RECEIVED_ENTRIES, msg.entries.len() as u64);
+    counters.add(DELIVERED_ENTRIES, delivered);
+    counters.add(DROPPED_INBOX_FULL, inbox_full);
+    counters.add(DROPPED_NO_WORKER, no_worker);
 }
 
 /// Check entry `s` against a table of family `A` and hand it to the
@@ -923,7 +1094,6 @@ mod tests {
     use super::*;
     use crate::control::test_netns::{in_private_netns, ip};
     use crate::lb::conn::Endpoint;
-    use crate::lb::sync::SyncRecord;
 
     fn synced(fwd: FwdMethod, local: Option<Endpoint<u32>>) -> SyncedConn<u32> {
         SyncedConn {
@@ -1345,10 +1515,7 @@ mod tests {
     fn master_sends_ipv6_records() {
         let feeds = vec![Arc::new(SyncFeed::default())];
         let counters = SyncCounters::default();
-        let mut batch = MasterBatch {
-            builder: SyncMessageBuilder::new(7, 1452).unwrap(),
-            first_pending: None,
-        };
+        let mut batch = MasterBatch::new(SyncMessageBuilder::new(7, 1452).unwrap());
         let rec = crate::lb::sync::SyncRecord::<u128>::from_wire(&fullnat6(40000)).unwrap();
         assert!(feeds[0].out6.push(rec).is_ok());
         let mut out = Vec::new();
@@ -1367,10 +1534,7 @@ mod tests {
     fn master_batches_until_full_or_two_seconds() {
         let feeds = vec![Arc::new(SyncFeed::default()), Arc::new(SyncFeed::default())];
         let counters = SyncCounters::default();
-        let mut batch = MasterBatch {
-            builder: SyncMessageBuilder::new(7, 1472).unwrap(),
-            first_pending: None,
-        };
+        let mut batch = MasterBatch::new(SyncMessageBuilder::new(7, 1472).unwrap());
         let rec = |port: u16| crate::wire::ipvs_sync::SyncConn {
             protocol: 6,
             flags: crate::wire::ipvs_sync::flags::MASQ,

@@ -11,5 +11,6 @@ pub mod neigh;
 pub mod offload;
 pub mod publish;
 pub mod sync_feed;
+pub mod sync_ring;
 pub mod vipfollow;
 pub mod worker;

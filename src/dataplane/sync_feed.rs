@@ -11,9 +11,13 @@
 //! per loop turn (a few relaxed loads, never a wait).
 //!
 //! **Why.** Per packet a worker only appends to its director's buffer; once
-//! per loop turn it moves those records to `out` (lock-free pushes, no
-//! syscall), so a master costs the data path almost nothing and a slow or
-//! absent daemon never blocks a worker.
+//! per loop turn, if there is any, it moves that buffer to `out` as one
+//! batch (a single-producer ring, [`SpscRing`]: the records' bytes and one
+//! release store, no lock, no read-modify-write per record, no syscall),
+//! so a master costs the data path almost nothing and a slow or absent
+//! daemon never blocks a worker. A turn with nothing to hand over or
+//! install costs a handful of loads (the master switch, the knobs'
+//! sequence, whether the buffer and inboxes are empty).
 //!
 //! **Failure modes.** A full `out` drops the record (`sync_feed_full`);
 //! the connection is synced again at its next threshold. A full `inbox`
@@ -26,18 +30,19 @@
 //! an IPv4 server (NAT64, TUN IPv6-in-IPv4) are not sent
 //! (`not_sent_mixed_family`, see [`crate::lb::director`]'s sync module).
 
+use super::sync_ring::SpscRing;
 use crate::lb::director::{CoreLb, SyncInstalled, SyncRefused};
 use crate::lb::sync::{SyncRecord, SyncSettings, SyncedConn};
 use crossbeam::queue::ArrayQueue;
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-/// Records a worker's `out` queue holds (60 bytes each plus crossbeam's
-/// stamp: ~4.5 MB per worker, allocated at start).
+/// Records a worker's `out` queue holds (60 bytes each: ~4 MB per worker,
+/// allocated at start).
 pub const SYNC_FEED_CAPACITY: usize = 65536;
 /// Entries a worker's `inbox` holds.
 pub const SYNC_INBOX_CAPACITY: usize = 8192;
-/// Records a worker's `out6` queue holds (~128 bytes each with the
-/// queue's stamp: ~2 MB per worker, allocated at start).
+/// Records a worker's `out6` queue holds (~100 bytes each: ~1.6 MB per
+/// worker, allocated at start).
 pub const SYNC_FEED6_CAPACITY: usize = 16384;
 
 /// One received entry for a worker.
@@ -105,10 +110,15 @@ pub struct SyncFeed {
     /// threshold, period, refresh period (s), retries | persist_mode << 8 |
     /// version << 16.
     settings: [AtomicU32; 4],
-    pub out: ArrayQueue<SyncRecord>,
+    /// The sequence of the knobs the worker last took (the worker's only;
+    /// odd at first, so the first turn takes them).
+    settings_seen: AtomicU32,
+    /// Records to the master daemon (the worker produces, the daemon
+    /// consumes, each a batch at a time).
+    pub out: SpscRing<SyncRecord>,
     pub inbox: ArrayQueue<SyncDelivery>,
     /// The same for the IPv6 table.
-    pub out6: ArrayQueue<SyncRecord<u128>>,
+    pub out6: SpscRing<SyncRecord<u128>>,
     pub inbox6: ArrayQueue<SyncDelivery<u128>>,
     pub counters: SyncFeedCounters,
 }
@@ -119,9 +129,10 @@ impl Default for SyncFeed {
             master: AtomicBool::new(false),
             settings_seq: AtomicU32::new(0),
             settings: Self::words(&SyncSettings::default()).map(AtomicU32::new),
-            out: ArrayQueue::new(SYNC_FEED_CAPACITY),
+            settings_seen: AtomicU32::new(u32::MAX),
+            out: SpscRing::new(SYNC_FEED_CAPACITY),
             inbox: ArrayQueue::new(SYNC_INBOX_CAPACITY),
-            out6: ArrayQueue::new(SYNC_FEED6_CAPACITY),
+            out6: SpscRing::new(SYNC_FEED6_CAPACITY),
             inbox6: ArrayQueue::new(SYNC_INBOX_CAPACITY),
             counters: SyncFeedCounters::default(),
         }
@@ -172,37 +183,35 @@ impl SyncFeed {
         })
     }
 
-    /// The worker's turn: follow the master switch, move the director's
-    /// records to `out`, install what the backup delivered.
+    /// The worker's turn: follow the master switch and the knobs, hand
+    /// the director's records to `out` as one batch, install what the
+    /// backup delivered. Each step only when it has something to do.
     pub fn exchange(&self, lb: &mut CoreLb, now_ms: u64) {
         let master = self.master.load(Ordering::Relaxed);
-        lb.set_sync_master(master);
-        if master {
+        if master != lb.sync_master() {
+            lb.set_sync_master(master);
+        }
+        // the knobs only when the control thread published new ones (the
+        // director keeps them whether or not it is a master)
+        let seq = self.settings_seq.load(Ordering::Relaxed);
+        if seq != self.settings_seen.load(Ordering::Relaxed) {
             if let Some(s) = self.settings() {
                 if s != lb.sync_settings() {
                     lb.set_sync_settings(s);
                 }
+                self.settings_seen.store(seq, Ordering::Relaxed);
             }
         }
-        let (mut fed, mut full) = (0, 0);
-        let lost = lb.drain_sync_records(|rec| {
-            if self.out.push(rec).is_ok() {
-                fed += 1;
-            } else {
-                full += 1;
-            }
-        });
-        lb.drain_sync_records6(|rec| {
-            if self.out6.push(rec).is_ok() {
-                fed += 1;
-            } else {
-                full += 1;
-            }
-        });
-        bump(&self.counters.buffer_full, lost);
-        bump(&self.counters.fed, fed);
-        bump(&self.counters.feed_full, full);
-        bump(&self.counters.mixed_family, lb.take_sync_mixed_family());
+        if lb.sync_pending() {
+            let f = lb.flush_sync_records(|r| self.out.push_slice(r), |r| self.out6.push_slice(r));
+            bump(&self.counters.buffer_full, f.lost);
+            bump(&self.counters.fed, f.fed);
+            bump(&self.counters.feed_full, f.full);
+            bump(&self.counters.mixed_family, f.mixed_family);
+        }
+        if self.inbox.is_empty() && self.inbox6.is_empty() {
+            return;
+        }
         let c = &self.counters;
         let count = |outcome: Result<SyncInstalled, SyncRefused>| match outcome {
             Ok(SyncInstalled::New) => bump(&c.installed, 1),

@@ -2334,7 +2334,7 @@ impl CoreLb {
 }
 
 mod sync;
-pub use sync::{SyncInstalled, SyncRefused, SYNC_RECORDS_MAX};
+pub use sync::{SyncFlush, SyncInstalled, SyncRefused, SYNC_RECORDS_MAX};
 
 #[cfg(test)]
 mod defense_tests;

@@ -733,6 +733,32 @@ fn tcp_state_synced(s: TcpState) -> bool {
     )
 }
 
+/// The common case of [`sync_decide`], from the entry alone: `true` when
+/// `conn`, a connection after a client packet (`pkts` its packet count),
+/// is surely not sent — a TCP state the kernel never syncs, or ESTABLISHED
+/// (or UDP) between two thresholds of the period — so that deciding it
+/// needs neither the side table nor a call. `false`: ask [`sync_decide`]
+/// (templates, closing states, a threshold reached). A connection
+/// controlled by a template is the caller's to exclude (its template is
+/// decided on every packet).
+#[inline]
+pub fn sync_surely_not<A: Addr>(conn: &Conn<A>, pkts: u32, s: &SyncSettings) -> bool {
+    if conn.is_template() {
+        return false;
+    }
+    match conn.tcp_state() {
+        Some(TcpState::Established) => {}
+        Some(st) => return !tcp_state_synced(st),
+        None if conn.protocol_number() == 17 => {}
+        None => return true,
+    }
+    if s.period > 0 {
+        pkts % s.period != s.threshold
+    } else {
+        s.refresh_period_s == 0 && pkts != s.threshold
+    }
+}
+
 /// The kernel's `ip_vs_sync_conn_needed` for entry `conn` (a connection or
 /// a template) after a client packet: `pkts` is its packet count including
 /// this one, `mark` its memory (updated when the entry is sent),
@@ -1153,6 +1179,73 @@ mod tests {
             .filter(|&p| sync_decide(&u, &mut um.0, p, 0, false, &s))
             .collect();
         assert_eq!(sent, [3, 53]);
+    }
+
+    /// The fast path never says "surely not" where the full decision
+    /// would send or remember something: every state, packet count, knob
+    /// set and memory.
+    #[test]
+    fn surely_not_agrees_with_the_decision() {
+        let knobs = [
+            SyncSettings::default(),
+            SyncSettings {
+                threshold: 3,
+                period: 5,
+                ..SyncSettings::default()
+            },
+            SyncSettings {
+                threshold: 3,
+                period: 0,
+                ..SyncSettings::default()
+            },
+            SyncSettings {
+                period: 0,
+                refresh_period_s: 10,
+                retries: 2,
+                ..SyncSettings::default()
+            },
+            SyncSettings {
+                refresh_period_s: 10,
+                retries: 1,
+                persist_mode: true,
+                ..SyncSettings::default()
+            },
+        ];
+        let (tab, id) = established(Protocol::Tcp);
+        let (utab, uid) = established(Protocol::Udp);
+        let tcp = *tab.get(id).unwrap();
+        let mut entries = vec![*utab.get(uid).unwrap()];
+        for st in 0..TCP_STATE_COUNT as u8 {
+            let mut c = tcp;
+            c.state = st;
+            entries.push(c);
+        }
+        let mut checked = 0;
+        for s in &knobs {
+            for c in &entries {
+                // memories: none, and one of a send in each state
+                let mut marks = vec![0u64];
+                for st in 0..TCP_STATE_COUNT as u8 {
+                    marks.push(SyncMark::new(c.gen, 1000, st).0);
+                }
+                for &m0 in &marks {
+                    for pkts in 0..160 {
+                        if !sync_surely_not(c, pkts, s) {
+                            continue;
+                        }
+                        let mut m = m0;
+                        assert!(
+                            !sync_decide(c, &mut m, pkts, 5000, false, s),
+                            "{s:?} state {} pkts {pkts}",
+                            c.state
+                        );
+                        assert_eq!(m, m0);
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 10_000, "{checked}");
     }
 
     #[test]

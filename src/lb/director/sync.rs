@@ -54,7 +54,9 @@ use super::{CoreLb, REDIRECT_DEST};
 use crate::lb::conn::{secs_to_ms, ConnError, ConnId, ConnTable, Direction, NewConn, Tuple};
 use crate::lb::family::Family;
 use crate::lb::load::DestId;
-use crate::lb::sync::{sync_decide, SyncAddr, SyncRecord, SyncSettings, SyncedConn, ToSyncError};
+use crate::lb::sync::{
+    sync_decide, sync_surely_not, SyncAddr, SyncRecord, SyncSettings, SyncedConn, ToSyncError,
+};
 use crate::lb::synproxy::ProxyTable;
 use crate::lb::tcp_state::TcpState;
 use crate::lb::types::{FwdMethod, Protocol};
@@ -71,9 +73,21 @@ pub(super) struct Sync6 {
     mixed_family: u64,
 }
 
+/// Most client packets send nothing, and that is decided from the entry
+/// alone, inline at the caller (a connection without a template: one
+/// packet, a state never synced, or between two thresholds); `false`:
+/// [`feed_sync_in`] decides.
+#[inline(always)]
+fn nothing_to_sync<K: SyncAddr>(conns: &ConnTable<K>, id: ConnId, s: &SyncSettings) -> bool {
+    conns.get(id).is_none_or(|c| {
+        !c.has_template() && (c.is_one_packet() || sync_surely_not(c, c.in_pkts(), s))
+    })
+}
+
 /// The sync decision for `id` of `conns`, then for its template; records
 /// to send go to `out` (see [`CoreLb::feed_sync`]).
 #[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn feed_sync_in<K: SyncAddr>(
     conns: &mut ConnTable<K>,
     marks: &mut [u64],
@@ -118,28 +132,44 @@ fn feed_sync_in<K: SyncAddr>(
         && marks.get_mut(id.index() as usize).is_some_and(|raw| {
             sync_decide(c, raw, c.in_pkts(), now_ms, template.is_some(), settings)
         });
-    let fwmark = fwmark_of(c.dest());
+    // the service's mark only for a record (a lookup in the snapshot)
+    let mut fwmark = None;
+    let mut mark_of = |d: DestId| *fwmark.get_or_insert_with(|| fwmark_of(d));
     if send {
-        let c = *c;
-        push(id, &c, fwmark);
+        push(id, c, mark_of(c.dest()));
     }
     let Some(t) = template else {
         return;
     };
+    let dest = c.dest();
     let Some(tc) = conns.get_mut(t) else {
         return;
     };
     tc.bump_in_pkts();
-    let tc = *tc;
+    let tc = &*tc;
     if let Some(raw) = marks.get_mut(t.index() as usize) {
-        if sync_decide(&tc, raw, tc.in_pkts(), now_ms, false, settings) {
-            push(t, &tc, fwmark);
+        if sync_decide(tc, raw, tc.in_pkts(), now_ms, false, settings) {
+            push(t, tc, mark_of(dest));
         }
     }
 }
 
 /// Sync records a core keeps between two drains by its worker.
 pub const SYNC_RECORDS_MAX: usize = 256;
+
+/// What [`CoreLb::flush_sync_records`] handed over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncFlush {
+    /// Records the queues took.
+    pub fed: u64,
+    /// Records the queues had no room for.
+    pub full: u64,
+    /// Records lost to the core's full buffer since the last flush.
+    pub lost: u64,
+    /// IPv6 connections not sent since the last flush (server or local
+    /// address of the other family).
+    pub mixed_family: u64,
+}
 
 /// Why a received entry was not installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +223,48 @@ impl CoreLb {
         self.sync_master = on;
     }
 
+    /// Whether the master's decision runs.
+    pub fn sync_master(&self) -> bool {
+        self.sync_master
+    }
+
+    /// Records or counts wait for [`CoreLb::flush_sync_records`].
+    pub fn sync_pending(&self) -> bool {
+        !self.sync_out.is_empty()
+            || !self.sync6.out.is_empty()
+            || self.sync_lost != 0
+            || self.sync6.mixed_family != 0
+    }
+
+    /// Hand the records collected since the last call to the queues, as
+    /// one batch per family: `push` (IPv4) and `push6` (IPv6) take a slice
+    /// and return how many records of it they took (the rest are counted
+    /// in [`SyncFlush::full`]). No allocation; the buffers are emptied.
+    pub fn flush_sync_records(
+        &mut self,
+        push: impl FnOnce(&[SyncRecord]) -> usize,
+        push6: impl FnOnce(&[SyncRecord<u128>]) -> usize,
+    ) -> SyncFlush {
+        let mut f = SyncFlush {
+            lost: std::mem::take(&mut self.sync_lost),
+            mixed_family: std::mem::take(&mut self.sync6.mixed_family),
+            ..SyncFlush::default()
+        };
+        if !self.sync_out.is_empty() {
+            let n = push(&self.sync_out).min(self.sync_out.len());
+            f.fed += n as u64;
+            f.full += (self.sync_out.len() - n) as u64;
+            self.sync_out.clear();
+        }
+        if !self.sync6.out.is_empty() {
+            let n = push6(&self.sync6.out).min(self.sync6.out.len());
+            f.fed += n as u64;
+            f.full += (self.sync6.out.len() - n) as u64;
+            self.sync6.out.clear();
+        }
+        f
+    }
+
     /// The sync knobs (`--set-sync`), already validated.
     pub fn set_sync_settings(&mut self, s: SyncSettings) {
         self.sync_settings = s;
@@ -236,7 +308,11 @@ impl CoreLb {
     /// The master's decision after a client packet of `id` of the IPv4
     /// table (its packet count already bumped): the connection, then its
     /// template.
+    #[inline(always)]
     pub(super) fn feed_sync(&mut self, id: ConnId, now_ms: u64) {
+        if nothing_to_sync(&self.conns, id, &self.sync_settings) {
+            return;
+        }
         let dests = &self.dests;
         feed_sync_in(
             &mut self.conns,
@@ -253,7 +329,11 @@ impl CoreLb {
     }
 
     /// The same for `id` of the IPv6 table.
+    #[inline(always)]
     pub(super) fn feed_sync6(&mut self, id: ConnId, now_ms: u64) {
+        if nothing_to_sync(&self.conns6, id, &self.sync_settings) {
+            return;
+        }
         let dests = &self.dests;
         feed_sync_in(
             &mut self.conns6,
