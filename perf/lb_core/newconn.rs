@@ -9,8 +9,13 @@
 //! vsd-gen reflects them in the `syn` point. A connection costs one SYN
 //! plus, where replies pass the director, one SYN-ACK.
 //!
-//! Instructions (the VM has no PMU): the two measured steps are the
-//! `#[inline(never)]` functions `syn_burst` and `reply_burst`, so
+//! Then, as a control, two passes of established packets over those
+//! connections (the client's ACK; the server's ACK back where replies pass
+//! the director), the second pass timed (`established`, ns per packet).
+//!
+//! Instructions (the VM has no PMU): the measured steps are the
+//! `#[inline(never)]` functions `syn_burst`, `reply_burst` and
+//! `established_burst` (both passes), so
 //!
 //! ```text
 //! valgrind --tool=callgrind --dump-instr=no \
@@ -19,7 +24,9 @@
 //! callgrind_annotate --inclusive=yes callgrind.out.PID
 //! ```
 //!
-//! counts exactly those steps (divide by the connections the run prints).
+//! counts exactly those steps (divide by the connections the run prints;
+//! `established_burst` handles 2 packets per NAT/FULLNAT connection, 1 for
+//! DR, in each of its 2 passes).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -99,9 +106,47 @@ fn reply_burst(lb: &mut CoreLb, burst: &mut [VecPacket], v: &mut [FwdVerdict], n
     lb.process_burst(black_box(burst), &[], v, now);
 }
 
+/// The measured step for established packets (a control: the A/B of a
+/// change to the new-connection path must leave this count alone).
+#[inline(never)]
+fn established_burst(lb: &mut CoreLb, burst: &mut [VecPacket], v: &mut [FwdVerdict], now: u64) {
+    let v = black_box(v);
+    lb.process_burst(black_box(burst), &[], v, now);
+}
+
 struct Row {
     syn_ns: f64,
     reply_ns: Option<f64>,
+    /// Established packets (both directions where replies pass), ns each.
+    est_ns: f64,
+}
+
+/// Send `frames` (whole bursts) through `established_burst`, `passes`
+/// times; ns per packet of the last pass.
+fn established(lb: &mut CoreLb, frames: &[u8], passes: usize, now: u64) -> f64 {
+    let mut burst: Vec<VecPacket> = (0..BURST)
+        .map(|_| VecPacket::new(&frames[..FRAME]))
+        .collect();
+    let mut verdicts = [FwdVerdict::NotService; BURST];
+    let mut t = 0f64;
+    for _ in 0..passes {
+        t = 0.0;
+        for group in frames.chunks_exact(FRAME * BURST) {
+            for (p, f) in burst.iter_mut().zip(group.chunks_exact(FRAME)) {
+                p.reset(f, VecPacket::DEFAULT_HEADROOM);
+            }
+            let start = Instant::now();
+            established_burst(lb, &mut burst, &mut verdicts, now);
+            t += start.elapsed().as_secs_f64();
+            assert!(
+                verdicts
+                    .iter()
+                    .all(|v| matches!(v, FwdVerdict::Forward { .. })),
+                "every established packet forwarded: {verdicts:?}"
+            );
+        }
+    }
+    t * 1e9 / (frames.len() / FRAME) as f64
 }
 
 fn bench(method: FwdMethod, sched: &str, servers: u32, conns: usize, capacity: usize) -> Row {
@@ -117,6 +162,9 @@ fn bench(method: FwdMethod, sched: &str, servers: u32, conns: usize, capacity: u
     let mut reply_frame = frame((VIP, 1), (VIP, 1), tcp::SYN | tcp::ACK);
     let (mut syn_t, mut reply_t) = (0f64, 0f64);
     let now = 1_000;
+    // established packets on these connections, afterwards: the client's
+    // ACK, and (NAT, FULLNAT) the server's ACK back
+    let mut est: Vec<u8> = Vec::with_capacity(2 * rounds * BURST * FRAME);
     for group in syns.chunks_exact(FRAME * BURST).take(rounds) {
         for (p, f) in burst.iter_mut().zip(group.chunks_exact(FRAME)) {
             p.reset(f, VecPacket::DEFAULT_HEADROOM);
@@ -130,6 +178,11 @@ fn bench(method: FwdMethod, sched: &str, servers: u32, conns: usize, capacity: u
                 .all(|v| matches!(v, FwdVerdict::Forward { .. })),
             "{method:?} {sched}: every SYN forwarded: {verdicts:?}"
         );
+        for f in group.chunks_exact(FRAME) {
+            let mut a = f.to_vec();
+            a[47] = tcp::ACK; // TCP flags (14 + 20 + 13), checksum not checked
+            est.extend_from_slice(&a);
+        }
         if !method.sees_replies() {
             continue;
         }
@@ -145,6 +198,7 @@ fn bench(method: FwdMethod, sched: &str, servers: u32, conns: usize, capacity: u
                 tcp::SYN | tcp::ACK,
             ));
             r.reset(&reply_frame, VecPacket::DEFAULT_HEADROOM);
+            est.extend_from_slice(&frame((i.dst, i.dport), (i.src, i.sport), tcp::ACK));
         }
         let t = Instant::now();
         reply_burst(&mut lb, &mut replies, &mut verdicts, now);
@@ -158,9 +212,13 @@ fn bench(method: FwdMethod, sched: &str, servers: u32, conns: usize, capacity: u
     }
     let n = (rounds * BURST) as f64;
     assert_eq!(lb.conns().conn_count(), rounds * BURST, "one entry per SYN");
+    // the first pass moves the connections to ESTABLISHED; the second is
+    // the one measured (callgrind counts both: halve it)
+    let est_ns = established(&mut lb, &est, 2, now);
     Row {
         syn_ns: syn_t * 1e9 / n,
         reply_ns: method.sees_replies().then_some(reply_t * 1e9 / n),
+        est_ns,
     }
 }
 
@@ -184,8 +242,8 @@ pub fn run(quick: bool, args: &[String]) {
     );
     println!("a connection: its SYN and (NAT, FULLNAT) the server's SYN-ACK back (ns each)");
     println!(
-        "{:<8} {:<5} {:>7} {:>8} {:>8} {:>9} {:>10}",
-        "method", "sched", "servers", "SYN", "SYN-ACK", "per conn", "M conns/s"
+        "{:<8} {:<5} {:>7} {:>8} {:>8} {:>9} {:>10} {:>12}",
+        "method", "sched", "servers", "SYN", "SYN-ACK", "per conn", "M conns/s", "established"
     );
     for method in [FwdMethod::FullNat, FwdMethod::Masq, FwdMethod::Route] {
         for sched in ["rr", "wlc"] {
@@ -197,14 +255,15 @@ pub fn run(quick: bool, args: &[String]) {
                 let r = bench(method, sched, servers, conns, capacity);
                 let per_conn = r.syn_ns + r.reply_ns.unwrap_or(0.0);
                 println!(
-                    "{:<8} {:<5} {:>7} {:>8.1} {:>8} {:>9.1} {:>10.2}",
+                    "{:<8} {:<5} {:>7} {:>8.1} {:>8} {:>9.1} {:>10.2} {:>12.1}",
                     method.name(),
                     sched,
                     servers,
                     r.syn_ns,
                     r.reply_ns.map_or("-".into(), |x| format!("{x:.1}")),
                     per_conn,
-                    1e3 / per_conn
+                    1e3 / per_conn,
+                    r.est_ns
                 );
             }
         }

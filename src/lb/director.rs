@@ -1316,6 +1316,9 @@ impl CoreLb {
     }
 
     /// No connection: schedule one if this is a request to a service.
+    /// (Not inlined into `handle_l4`: kept out of the established path's
+    /// code, whose instruction count must not move with it.)
+    #[inline(never)]
     fn new_conn<A: Family, P: PacketBuf>(
         &mut self,
         pkt: &mut P,
