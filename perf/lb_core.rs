@@ -1,7 +1,8 @@
 //! IPVS core benchmark: connection table and schedulers, one core, no DPDK.
 //! Run: `cargo bench --bench lb_core` (add `-- --quick` for a short run;
 //! name sections to run only those: `-- --quick fwd`; sections: conn,
-//! sched, fwd, synproxy, sync). `--family 6`: the fwd section over IPv6.
+//! sched, fwd, synproxy, sync, laddr, martian, newconn). `--family 6`: the
+//! fwd section over IPv6. `newconn --only fullnat-rr-4`: one configuration.
 
 #[path = "lb_core/conn.rs"]
 mod conn;
@@ -11,6 +12,8 @@ mod fwd;
 mod laddr;
 #[path = "lb_core/martian.rs"]
 mod martian;
+#[path = "lb_core/newconn.rs"]
+mod newconn;
 #[path = "lb_core/sched.rs"]
 mod sched;
 #[path = "lb_core/sync.rs"]
@@ -27,7 +30,7 @@ fn main() {
         .filter(|a| {
             matches!(
                 *a,
-                "conn" | "sched" | "fwd" | "synproxy" | "sync" | "laddr" | "martian"
+                "conn" | "sched" | "fwd" | "synproxy" | "sync" | "laddr" | "martian" | "newconn"
             )
         })
         .collect();
@@ -53,5 +56,8 @@ fn main() {
     }
     if wanted("martian") {
         martian::run(quick);
+    }
+    if wanted("newconn") {
+        newconn::run(quick, &args);
     }
 }

@@ -276,6 +276,16 @@ pub struct NewConn<A> {
     pub template: Option<ConnId>,
 }
 
+/// Keys of a new connection that its caller has just looked up and found
+/// free ([`ConnTable::insert_checked`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KnownFree {
+    /// The request key (client -> virtual service).
+    pub request: bool,
+    /// The reply key (real server -> client or local address).
+    pub reply: bool,
+}
+
 /// One connection or template. 64 bytes for IPv4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conn<A> {
@@ -945,6 +955,22 @@ impl<A: Addr> ConnTable<A> {
     /// classify its first packet with [`ConnTable::update_state`] next. It is
     /// counted in InActConn of its server until it reaches ESTABLISHED.
     pub fn insert(&mut self, c: &NewConn<A>, now_ms: u64) -> Result<ConnId, ConnError> {
+        self.insert_checked(c, now_ms, KnownFree::default())
+    }
+
+    /// [`ConnTable::insert`] without looking up again the keys the caller
+    /// has just found free (`free`), with nothing inserted since: a new
+    /// connection's first packet missed its request key in the lookup, and
+    /// a FULLNAT local port was chosen because its reply key was free.
+    /// Claiming a key free that is not leaves two entries under one key;
+    /// only the new-connection path, which has just done those lookups,
+    /// passes anything but [`KnownFree::default`].
+    pub fn insert_checked(
+        &mut self,
+        c: &NewConn<A>,
+        now_ms: u64,
+        free: KnownFree,
+    ) -> Result<ConnId, ConnError> {
         let local = match (c.fwd, c.local) {
             (FwdMethod::FullNat, None) => return Err(ConnError::MissingLocal),
             (FwdMethod::FullNat, Some(l)) => l,
@@ -981,11 +1007,11 @@ impl<A: Addr> ConnTable<A> {
         let req_hash = self.tuple_hash(proto, &request);
         let reply_hash = self.tuple_hash(proto, &reply);
         let index_reply = !one_packet && c.fwd.sees_replies();
-        if !one_packet && self.find_tuple(proto, &request, req_hash).is_some() {
+        if !one_packet && !free.request && self.find_tuple(proto, &request, req_hash).is_some() {
             self.stats.exists += 1;
             return Err(ConnError::Exists);
         }
-        if index_reply && self.find_tuple(proto, &reply, reply_hash).is_some() {
+        if index_reply && !free.reply && self.find_tuple(proto, &reply, reply_hash).is_some() {
             self.stats.reply_exists += 1;
             return Err(ConnError::ReplyExists);
         }

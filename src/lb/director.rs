@@ -101,8 +101,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::lb::conn::{
-    Addr, Conn, ConnError, ConnId, ConnTable, ConnTable4, ConnTable6, Direction, Endpoint, NewConn,
-    Seed, Tuple,
+    Addr, Conn, ConnError, ConnId, ConnTable, ConnTable4, ConnTable6, Direction, Endpoint,
+    KnownFree, NewConn, Seed, Tuple,
 };
 use crate::lb::defense::{DefenseConfig, DefenseState, DROP_PROBE_SHIFT};
 use crate::lb::family::Family;
@@ -447,8 +447,9 @@ fn insert_reusing<K: Addr>(
     stats: &StatsTable,
     nc: &NewConn<K>,
     now_ms: u64,
+    free: KnownFree,
 ) -> Result<ConnId, ConnError> {
-    match conns.insert(nc, now_ms) {
+    match conns.insert_checked(nc, now_ms, free) {
         Err(ConnError::ReplyExists) => {
             let reply_dst = match nc.fwd {
                 FwdMethod::FullNat => match nc.local {
@@ -1308,6 +1309,9 @@ impl CoreLb {
     }
 
     /// No connection: schedule one if this is a request to a service.
+    /// (Not inlined into `handle_l4`: kept out of the established path's
+    /// code, whose instruction count must not move with it.)
+    #[inline(never)]
     fn new_conn<A: Family, P: PacketBuf>(
         &mut self,
         pkt: &mut P,
@@ -1319,10 +1323,11 @@ impl CoreLb {
     ) -> FwdVerdict {
         let vip = info.dst.ip();
         let fwmark = self.fwmark_of(info);
-        let Some(synproxied) = self
+        // (looked up once: the snapshot does not change within a packet)
+        let Some((svc_index, synproxied)) = self
             .snap
             .find(fwmark, proto, vip, info.dport)
-            .map(|s| proto == Protocol::Tcp && s.config.synproxy)
+            .map(|s| (s.index, proto == Protocol::Tcp && s.config.synproxy))
         else {
             if self.nat64 {
                 if let Some(info4) = A::v4(info) {
@@ -1390,7 +1395,7 @@ impl CoreLb {
             ..
         } = self;
         let conns = A::table(conns, conns6);
-        let Some(svc) = snap.find(fwmark, proto, vip, info.dport) else {
+        let Some(svc) = snap.service(svc_index) else {
             return FwdVerdict::NotService;
         };
         let load_view = SummedLoad {
@@ -1592,7 +1597,15 @@ impl CoreLb {
             one_packet: false,
             template,
         };
-        let id = match insert_reusing(conns, stats, &nc, now_ms) {
+        // The request key missed in handle_l4 (or its entry was just
+        // removed) and only a persistence template may have been added
+        // since; a FULLNAT local port was taken because its reply key was
+        // free: insert need not look those up again.
+        let free = KnownFree {
+            request: template.is_none(),
+            reply: local.is_some(),
+        };
+        let id = match insert_reusing(conns, stats, &nc, now_ms, free) {
             Ok(id) => id,
             Err(e) => return FwdVerdict::Drop(insert_error(e)),
         };
@@ -2032,7 +2045,13 @@ impl CoreLb {
             one_packet: false,
             template: None,
         };
-        let id = match insert_reusing(&mut self.conns6, &self.stats, &nc, now_ms) {
+        let id = match insert_reusing(
+            &mut self.conns6,
+            &self.stats,
+            &nc,
+            now_ms,
+            KnownFree::default(),
+        ) {
             Ok(id) => id,
             Err(e) => return FwdVerdict::Drop(insert_error(e)),
         };

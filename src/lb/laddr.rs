@@ -165,6 +165,16 @@ impl OwnedPorts {
     }
 }
 
+/// `x % n` for `x < 2n`.
+#[inline]
+fn wrap(x: usize, n: usize) -> usize {
+    if x >= n {
+        x - n
+    } else {
+        x
+    }
+}
+
 impl LocalPorts {
     /// Ports examined per allocation, at most (owned or not).
     pub const MAX_CANDIDATES: u32 = 8192;
@@ -273,8 +283,15 @@ impl LocalPorts {
         // its share of candidates before the next is tried.
         let per_addr = (Self::MAX_CANDIDATES / n_addrs.min(64) as u32).clamp(1, span);
         let mut lookups = 0u32;
+        // (the cursor may come from a service with more addresses)
+        let first = if self.addr_cursor < n_addrs {
+            self.addr_cursor
+        } else {
+            self.addr_cursor % n_addrs
+        };
         for k in 0..n_addrs.min(64) {
-            let i = (self.addr_cursor + k) % n_addrs;
+            // (first + k) % n_addrs without a division per packet
+            let i = wrap(first + k, n_addrs);
             let Some(lip) = addrs.get(i).and_then(|&a| A::local_of(a, rip)) else {
                 continue;
             };
@@ -288,7 +305,7 @@ impl LocalPorts {
                 }
                 lookups += 1;
                 if !in_use(lip, port) {
-                    self.addr_cursor = (i + 1) % n_addrs;
+                    self.addr_cursor = wrap(i + 1, n_addrs);
                     self.stats.allocated += 1;
                     return Some((lip, port));
                 }
@@ -321,8 +338,13 @@ impl LocalPorts {
         let per_addr_lookups = (Self::MAX_LOOKUPS / tried_addrs.max(1) as u32).max(1);
         let per_addr_candidates = (Self::MAX_CANDIDATES / tried_addrs.max(1) as u32).max(1);
         let mut lookups = 0u32;
+        let first = if *addr_cursor < n_addrs {
+            *addr_cursor
+        } else {
+            *addr_cursor % n_addrs
+        };
         for k in 0..tried_addrs {
-            let i = (*addr_cursor + k) % n_addrs;
+            let i = wrap(first + k, n_addrs);
             let Some(lip) = addrs.get(i).and_then(|&a| A::local_of(a, rip)) else {
                 continue;
             };
@@ -335,7 +357,7 @@ impl LocalPorts {
                 lookups += 1;
                 addr_lookups += 1;
                 if !in_use(lip, port) {
-                    *addr_cursor = (i + 1) % n_addrs;
+                    *addr_cursor = wrap(i + 1, n_addrs);
                     stats.allocated += 1;
                     return Some((lip, port));
                 }

@@ -1015,3 +1015,42 @@ fn property_random_operations_match_a_model() {
     assert!(refused.iter().all(|&n| n > 0), "{refused:?}");
     assert!(t.stats().expired > 1000);
 }
+
+/// `insert_checked` skips only the lookups its caller vouches for: with
+/// nothing vouched it refuses what `insert` refuses, and an entry made with
+/// both keys vouched free is found from both directions like any other.
+#[test]
+fn insert_checked_skips_only_vouched_lookups() {
+    let mut t = table(16);
+    let mut fnat = nat(1000, 1);
+    fnat.fwd = FwdMethod::FullNat;
+    fnat.local = Some(Endpoint::new(LIP, 5000));
+    let both = KnownFree {
+        request: true,
+        reply: true,
+    };
+    let id = t.insert_checked(&fnat, 0, both).unwrap();
+    assert_eq!(t.peek(&fwd_tuple(&fnat)), Some((id, Direction::Input)));
+    assert_eq!(t.peek(&reply_tuple(&fnat)), Some((id, Direction::Output)));
+    // the same request again, nothing vouched: refused as by insert
+    assert_eq!(
+        t.insert_checked(&fnat, 0, KnownFree::default()),
+        Err(ConnError::Exists)
+    );
+    // another client on the same local port: the reply key is taken
+    let mut other = fnat;
+    other.client = Endpoint::new(CIP, 1001);
+    assert_eq!(
+        t.insert_checked(
+            &other,
+            0,
+            KnownFree {
+                request: true,
+                reply: false
+            }
+        ),
+        Err(ConnError::ReplyExists)
+    );
+    assert_eq!(t.insert(&other, 0), Err(ConnError::ReplyExists));
+    assert_eq!(t.len(), 1);
+}
