@@ -297,6 +297,13 @@ pub struct TemplateNote {
 /// Packets whose connection lookups [`CoreLb::process_burst`] issues together.
 pub const BURST: usize = 32;
 
+/// In a burst's lookup pipeline, how many tuples after starting a tuple's
+/// lookup (hash, index slot load) its index slot is read and its entry load
+/// started: long enough for the slot to arrive from memory.
+const PROBE_LAG: usize = 8;
+/// How many tuples ahead of the packet being handled the entries are loading.
+const PROBE_AHEAD: usize = 4;
+
 /// The connection-table tuple of a TCP/UDP packet.
 fn l4_tuple(info: &PacketInfo) -> Option<Tuple<u32>> {
     matches!(info.proto, PROTO_TCP | PROTO_UDP)
@@ -941,10 +948,12 @@ impl CoreLb {
     /// (`meta[i]` as for [`CoreLb::process`]; missing entries are `None`,
     /// so pass `&[]` for packets from the wire). Same results as calling
     /// `process` on each packet in order, but the connection lookups of up
-    /// to [`BURST`] packets are issued together
-    /// ([`ConnTable::peek_batch`]), so their cache misses overlap instead
-    /// of queueing. Returns the number of packets processed (the shorter of
-    /// `pkts` and `verdicts`).
+    /// to [`BURST`] packets are pipelined: each IPv4 tuple's index slot
+    /// starts loading as the packet is classified, its entry [`PROBE_LAG`]
+    /// packets later, and it is compared only when its packet is handled
+    /// (IPv6: [`ConnTable::peek_batch`]), so the cache misses overlap with
+    /// the burst's other work instead of queueing. Returns the number of
+    /// packets processed (the shorter of `pkts` and `verdicts`).
     pub fn process_burst<P: PacketBuf>(
         &mut self,
         pkts: &mut [P],
@@ -965,13 +974,23 @@ impl CoreLb {
                 dst: Endpoint::default(),
             }; BURST];
             let mut tuple_of = [usize::MAX; BURST];
-            let mut found = [None; BURST];
+            // the IPv4 lookups' pipeline (ConnTable::lookup_start, _probe,
+            // _finish): per tuple its hash and its home slot's value
+            let mut hashes = [0u32; BURST];
+            let mut firsts = [0u32; BURST];
+            let mut probed = 0;
             let mut nt = 0;
             for (j, p) in chunk.iter().enumerate() {
                 let r = fwd::classify(p.data());
                 if let Ok(Some(i)) = &r {
-                    if let (Some(t), Some(slot)) = (l4_tuple(i), tuples.get_mut(nt)) {
+                    if let (Some(t), Some(slot), Some(h)) =
+                        (l4_tuple(i), tuples.get_mut(nt), hashes.get_mut(nt))
+                    {
                         *slot = t;
+                        // start loading the index slot now, the entry a few
+                        // packets later: the misses spread over the burst's
+                        // work instead of queueing in one place
+                        *h = self.conns.lookup_start(&t);
                         tuple_of[j] = nt;
                         nt += 1;
                     }
@@ -980,8 +999,11 @@ impl CoreLb {
                     self.burst6.classify(p.data());
                 }
                 infos[j] = r;
+                if nt > PROBE_LAG + probed {
+                    firsts[probed] = self.conns.lookup_probe(hashes[probed]);
+                    probed += 1;
+                }
             }
-            self.conns.peek_batch(&tuples[..nt], &mut found[..nt]);
             if self.burst6.pending() {
                 self.burst6.look_up(&self.conns6);
             }
@@ -990,7 +1012,17 @@ impl CoreLb {
                 if m.is_some() {
                     self.stats.count_event(FwdEvent::SteeredIn);
                 }
-                let pre = found.get(tuple_of[j]).copied().flatten();
+                let pre = match (tuples.get(tuple_of[j]), tuple_of[j]) {
+                    (Some(t), k) => {
+                        // entries load PROBE_AHEAD tuples ahead of their use
+                        while probed < nt && probed <= k + PROBE_AHEAD {
+                            firsts[probed] = self.conns.lookup_probe(hashes[probed]);
+                            probed += 1;
+                        }
+                        self.conns.lookup_finish(t, hashes[k], firsts[k])
+                    }
+                    (None, _) => None,
+                };
                 // written in place: no copy of the verdict through the stack
                 *out = self.dispatch(p, &infos[j], m, now_ms, pre);
                 if let FwdVerdict::Drop(r) = *out {
