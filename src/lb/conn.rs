@@ -867,7 +867,7 @@ impl<A: Addr> ConnTable<A> {
     /// [`ConnTable::peek_batch`]): its hash, with its home index slot
     /// starting to load. Pass the hash to [`ConnTable::lookup_probe`] and
     /// [`ConnTable::lookup_finish`].
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lookup_start(&self, t: &Tuple<A>) -> u32 {
         let h = self.tuple_hash(t.proto.number(), t);
         self.index.prefetch_home(h);
@@ -877,7 +877,7 @@ impl<A: Addr> ConnTable<A> {
     /// Second stage: read the home slot of hash `h` (loaded by
     /// [`ConnTable::lookup_start`]) and start loading the entry it names.
     /// Returns that slot's value (or NIL) for [`ConnTable::lookup_finish`].
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lookup_probe(&self, h: u32) -> u32 {
         let Some(v) = self.index.home_candidate(h) else {
             return NIL;
@@ -893,7 +893,7 @@ impl<A: Addr> ConnTable<A> {
     /// since the probe (earlier packets of a burst insert and remove):
     /// the candidate's tuple is compared in full, and anything else is
     /// looked up afresh, so the result is that of [`ConnTable::peek`] now.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lookup_finish(
         &self,
         t: &Tuple<A>,

@@ -299,10 +299,33 @@ pub const BURST: usize = 32;
 
 /// In a burst's lookup pipeline, how many tuples after starting a tuple's
 /// lookup (hash, index slot load) its index slot is read and its entry load
-/// started: long enough for the slot to arrive from memory.
+/// started: long enough for the slot to arrive from memory (the last ones
+/// are probed after the burst's classification, before its first packet is
+/// handled).
 const PROBE_LAG: usize = 8;
-/// How many tuples ahead of the packet being handled the entries are loading.
-const PROBE_AHEAD: usize = 4;
+
+/// One IPv4 lookup of a burst in flight.
+#[derive(Clone, Copy)]
+struct Lookup4 {
+    tuple: Tuple<u32>,
+    hash: u32,
+    /// Its home index slot's value ([`ConnTable::lookup_probe`]).
+    first: u32,
+}
+
+impl Default for Lookup4 {
+    fn default() -> Self {
+        Lookup4 {
+            tuple: Tuple {
+                proto: Protocol::Tcp,
+                src: Endpoint::default(),
+                dst: Endpoint::default(),
+            },
+            hash: 0,
+            first: 0,
+        }
+    }
+}
 
 /// The connection-table tuple of a TCP/UDP packet.
 fn l4_tuple(info: &PacketInfo) -> Option<Tuple<u32>> {
@@ -968,29 +991,21 @@ impl CoreLb {
             .zip(verdicts[..n].chunks_mut(BURST))
         {
             let mut infos: [Result<Option<PacketInfo>, FwdDrop>; BURST] = [Ok(None); BURST];
-            let mut tuples = [Tuple {
-                proto: Protocol::Tcp,
-                src: Endpoint::default(),
-                dst: Endpoint::default(),
-            }; BURST];
-            let mut tuple_of = [usize::MAX; BURST];
             // the IPv4 lookups' pipeline (ConnTable::lookup_start, _probe,
-            // _finish): per tuple its hash and its home slot's value
-            let mut hashes = [0u32; BURST];
-            let mut firsts = [0u32; BURST];
+            // _finish): per tuple the tuple, its hash, its home slot's value
+            let mut lookups = [Lookup4::default(); BURST];
+            let mut tuple_of = [usize::MAX; BURST];
             let mut probed = 0;
             let mut nt = 0;
             for (j, p) in chunk.iter().enumerate() {
                 let r = fwd::classify(p.data());
                 if let Ok(Some(i)) = &r {
-                    if let (Some(t), Some(slot), Some(h)) =
-                        (l4_tuple(i), tuples.get_mut(nt), hashes.get_mut(nt))
-                    {
-                        *slot = t;
-                        // start loading the index slot now, the entry a few
-                        // packets later: the misses spread over the burst's
-                        // work instead of queueing in one place
-                        *h = self.conns.lookup_start(&t);
+                    if let (Some(t), Some(l)) = (l4_tuple(i), lookups.get_mut(nt)) {
+                        // start loading the index slot now, the entry
+                        // PROBE_LAG packets later: the misses spread over
+                        // the classification instead of queueing in one place
+                        l.hash = self.conns.lookup_start(&t);
+                        l.tuple = t;
                         tuple_of[j] = nt;
                         nt += 1;
                     }
@@ -1000,9 +1015,14 @@ impl CoreLb {
                 }
                 infos[j] = r;
                 if nt > PROBE_LAG + probed {
-                    firsts[probed] = self.conns.lookup_probe(hashes[probed]);
+                    if let Some(l) = lookups.get_mut(probed) {
+                        l.first = self.conns.lookup_probe(l.hash);
+                    }
                     probed += 1;
                 }
+            }
+            for l in lookups.iter_mut().take(nt).skip(probed) {
+                l.first = self.conns.lookup_probe(l.hash);
             }
             if self.burst6.pending() {
                 self.burst6.look_up(&self.conns6);
@@ -1012,17 +1032,11 @@ impl CoreLb {
                 if m.is_some() {
                     self.stats.count_event(FwdEvent::SteeredIn);
                 }
-                let pre = match (tuples.get(tuple_of[j]), tuple_of[j]) {
-                    (Some(t), k) => {
-                        // entries load PROBE_AHEAD tuples ahead of their use
-                        while probed < nt && probed <= k + PROBE_AHEAD {
-                            firsts[probed] = self.conns.lookup_probe(hashes[probed]);
-                            probed += 1;
-                        }
-                        self.conns.lookup_finish(t, hashes[k], firsts[k])
-                    }
-                    (None, _) => None,
-                };
+                // compared only now: what earlier packets of the burst
+                // inserted or removed is seen
+                let pre = lookups
+                    .get(tuple_of[j])
+                    .and_then(|l| self.conns.lookup_finish(&l.tuple, l.hash, l.first));
                 // written in place: no copy of the verdict through the stack
                 *out = self.dispatch(p, &infos[j], m, now_ms, pre);
                 if let FwdVerdict::Drop(r) = *out {
