@@ -874,9 +874,10 @@ impl<A: Addr> ConnTable<A> {
         h
     }
 
-    /// Second stage: read the home slot of hash `h` (loaded by
-    /// [`ConnTable::lookup_start`]) and start loading the entry it names.
-    /// Returns that slot's value (or NIL) for [`ConnTable::lookup_finish`].
+    /// Second stage: find the candidate slot of hash `h` in the index line
+    /// [`ConnTable::lookup_start`] loaded and start loading the entry it
+    /// names. Returns that slot's value (or NIL) for
+    /// [`ConnTable::lookup_finish`].
     #[inline(always)]
     pub(crate) fn lookup_probe(&self, h: u32) -> u32 {
         let Some(v) = self.index.home_candidate(h) else {
