@@ -2,7 +2,9 @@
 //! Run: `cargo bench --bench lb_core` (add `-- --quick` for a short run;
 //! name sections to run only those: `-- --quick fwd`; sections: conn,
 //! sched, fwd, synproxy, sync, laddr, martian, newconn). `--family 6`: the
-//! fwd section over IPv6. `newconn --only fullnat-rr-4`: one configuration.
+//! fwd section over IPv6; `--flows 1000,1000000 --method nat --packets N
+//! --burst-only` narrow it (for `valgrind --tool=cachegrind` runs).
+//! `newconn --only fullnat-rr-4`: one configuration.
 
 #[path = "lb_core/conn.rs"]
 mod conn;
@@ -43,7 +45,9 @@ fn main() {
     }
     if wanted("fwd") {
         let v6 = args.windows(2).any(|w| w[0] == "--family" && w[1] == "6");
-        fwd::run(quick, if v6 { fwd::Family::V6 } else { fwd::Family::V4 });
+        let opts = fwd::Options::parse(&args);
+        let fam = if v6 { fwd::Family::V6 } else { fwd::Family::V4 };
+        fwd::run(quick, fam, &opts);
     }
     if wanted("synproxy") {
         synproxy::run(quick);

@@ -186,7 +186,13 @@ fn gcd(a: usize, b: usize) -> usize {
 
 /// `FRAME`: the family's frame length, a constant so the copies into the
 /// packet buffers are as cheap as they were for IPv4 alone.
-fn bench<const FRAME: usize>(fam: Family, method: FwdMethod, flows: usize, packets: usize) -> Row {
+fn bench<const FRAME: usize>(
+    fam: Family,
+    method: FwdMethod,
+    flows: usize,
+    packets: usize,
+    burst_only: bool,
+) -> Row {
     assert_eq!(FRAME, fam.frame());
     let mut lb = director(fam, method, flows);
     let syn_tpl = template(fam, 1, 80, tcp::SYN);
@@ -293,8 +299,11 @@ fn bench<const FRAME: usize>(fam: Family, method: FwdMethod, flows: usize, packe
         assert_eq!(forwarded, packets, "{method:?}: every packet forwarded");
         rate
     };
-    let req_per_s = send(&acks);
-    let reply_per_s = method.sees_replies().then(|| send(&replies));
+    let (req_per_s, reply_per_s) = if burst_only {
+        (f64::NAN, method.sees_replies().then_some(f64::NAN))
+    } else {
+        (send(&acks), method.sees_replies().then(|| send(&replies)))
+    };
     Row {
         method,
         flows,
@@ -306,13 +315,64 @@ fn bench<const FRAME: usize>(fam: Family, method: FwdMethod, flows: usize, packe
     }
 }
 
-pub fn run(quick: bool, fam: Family) {
-    let sizes: &[usize] = if quick {
+/// What `run` measures beyond its defaults: for simulations
+/// (`valgrind --tool=cachegrind`), one method at chosen flow counts and a
+/// chosen packet count, bursts only.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--flows 1000,1000000`: flow counts instead of the defaults.
+    pub flows: Vec<usize>,
+    /// `--method nat|fullnat|dr|tun`: this method only.
+    pub method: Option<FwdMethod>,
+    /// `--packets N`: packets per measured pass instead of the default.
+    pub packets: Option<usize>,
+    /// `--burst-only`: skip the process() per packet passes.
+    pub burst_only: bool,
+}
+
+impl Options {
+    /// Parse the options above out of the benchmark's arguments.
+    pub fn parse(args: &[String]) -> Options {
+        let value = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
+        Options {
+            flows: value("--flows")
+                .map(|v| {
+                    v.split(',')
+                        .map(|n| {
+                            n.trim()
+                                .parse()
+                                .expect("--flows: a comma-separated list of numbers")
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            method: value("--method").map(|m| match m.as_str() {
+                "nat" => FwdMethod::Masq,
+                "fullnat" => FwdMethod::FullNat,
+                "dr" => FwdMethod::Route,
+                "tun" => FwdMethod::Tunnel,
+                other => panic!("--method {other}: nat, fullnat, dr or tun"),
+            }),
+            packets: value("--packets").map(|v| v.parse().expect("--packets: a number")),
+            burst_only: args.iter().any(|a| a == "--burst-only"),
+        }
+    }
+}
+
+pub fn run(quick: bool, fam: Family, opts: &Options) {
+    let default_sizes: &[usize] = if quick {
         &[1_000, 100_000]
     } else {
         &[1_000, 1_000_000]
     };
-    let packets = if quick { 1 << 20 } else { 4 << 20 };
+    let sizes: &[usize] = if opts.flows.is_empty() {
+        default_sizes
+    } else {
+        &opts.flows
+    };
+    let packets = opts
+        .packets
+        .unwrap_or(if quick { 1 << 20 } else { 4 << 20 });
     println!();
     println!(
         "Forwarding through CoreLb, one core, {}-byte {fam:?} TCP frames (M packets/s)",
@@ -325,16 +385,20 @@ pub fn run(quick: bool, fam: Family) {
     );
     let mut rows = Vec::new();
     let m = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{:.2}", x / 1e6));
-    for method in [
+    let methods = [
         FwdMethod::Masq,
         FwdMethod::FullNat,
         FwdMethod::Route,
         FwdMethod::Tunnel,
-    ] {
+    ];
+    for method in methods
+        .into_iter()
+        .filter(|m| opts.method.is_none_or(|o| o == *m))
+    {
         for &n in sizes {
             let r = match fam {
-                Family::V4 => bench::<60>(fam, method, n, packets),
-                Family::V6 => bench::<74>(fam, method, n, packets),
+                Family::V4 => bench::<60>(fam, method, n, packets, opts.burst_only),
+                Family::V6 => bench::<74>(fam, method, n, packets, opts.burst_only),
             };
             println!(
                 "{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",

@@ -644,6 +644,19 @@ pub(crate) fn prefetch<T>(r: &T) {
     let _ = r;
 }
 
+/// [`prefetch`] every cache line of `r` (an IPv6 entry spans two, and a
+/// lookup reads both: addresses in one, ports and flags in the other).
+#[inline(always)]
+pub(crate) fn prefetch_lines<T>(r: &T) {
+    let p = (r as *const T).cast::<u8>();
+    let mut off = 0;
+    while off < std::mem::size_of::<T>() {
+        // SAFETY: `off` < size_of::<T>(), so `p + off` lies inside `*r`.
+        prefetch(unsafe { &*p.add(off) });
+        off += 64;
+    }
+}
+
 /// Wheel slots for a capacity: about one per 16 entries, 256 to 65536.
 fn wheel_slots(capacity: usize) -> usize {
     (capacity / 16).clamp(256, 65536).next_power_of_two()
@@ -845,44 +858,81 @@ impl<A: Addr> ConnTable<A> {
             // compare. Each stage's cache misses overlap with the others'
             // instead of one lookup waiting for the previous one.
             let mut hashes = [0u32; GROUP];
-            let mut first = [None; GROUP];
+            let mut first = [NIL; GROUP];
             for (t, h) in ts.iter().zip(&mut hashes) {
-                *h = self.tuple_hash(t.proto.number(), t);
-                self.index.prefetch_home(*h);
+                *h = self.lookup_start(t);
             }
             for (h, f) in hashes.iter().zip(&mut first) {
-                *f = self.index.home_candidate(*h);
-                if let Some(s) = f.and_then(|v| self.slab.get((v & !REPLY_BIT) as usize)) {
-                    prefetch(s);
-                }
+                *f = self.lookup_probe(*h);
             }
-            for (i, (t, o)) in ts.iter().zip(os.iter_mut()).enumerate() {
-                let proto = t.proto.number();
-                let fast = first[i].and_then(|v| {
-                    let e = &self.slab.get((v & !REPLY_BIT) as usize)?.0;
-                    let ok = if v & REPLY_BIT == 0 {
-                        e.matches_request(proto, t)
-                    } else {
-                        e.matches_reply(proto, t)
-                    };
-                    ok.then_some(v)
-                });
-                let found = match fast {
-                    Some(v) => {
-                        let dir = if v & REPLY_BIT == 0 {
-                            Direction::Input
-                        } else {
-                            Direction::Output
-                        };
-                        Some(((v & !REPLY_BIT) as usize, dir))
-                    }
-                    None => self.find_tuple(proto, t, hashes[i]),
-                };
-                *o = found.map(|(idx, dir)| (self.id_at(idx), dir));
+            for ((t, o), (h, f)) in ts.iter().zip(os.iter_mut()).zip(hashes.iter().zip(&first)) {
+                *o = self.lookup_finish(t, *h, *f);
                 hits += usize::from(o.is_some());
             }
         }
         hits
+    }
+
+    /// First stage of a pipelined lookup of `t` (see
+    /// [`ConnTable::peek_batch`]): its hash, with its home index slot
+    /// starting to load. Pass the hash to [`ConnTable::lookup_probe`] and
+    /// [`ConnTable::lookup_finish`].
+    #[inline(always)]
+    pub(crate) fn lookup_start(&self, t: &Tuple<A>) -> u32 {
+        let h = self.tuple_hash(t.proto.number(), t);
+        self.index.prefetch_home(h);
+        h
+    }
+
+    /// Second stage: find the candidate slot of hash `h` in the index line
+    /// [`ConnTable::lookup_start`] loaded and start loading the entry it
+    /// names. Returns that slot's value (or NIL) for
+    /// [`ConnTable::lookup_finish`].
+    #[inline(always)]
+    pub(crate) fn lookup_probe(&self, h: u32) -> u32 {
+        let Some(v) = self.index.home_candidate(h) else {
+            return NIL;
+        };
+        if let Some(s) = self.slab.get((v & !REPLY_BIT) as usize) {
+            prefetch_lines(s);
+        }
+        v
+    }
+
+    /// Last stage: the entry and direction of `t`, hash `h`, given the
+    /// home slot value `first` its probe read. The table may have changed
+    /// since the probe (earlier packets of a burst insert and remove):
+    /// the candidate's tuple is compared in full, and anything else is
+    /// looked up afresh, so the result is that of [`ConnTable::peek`] now.
+    #[inline(always)]
+    pub(crate) fn lookup_finish(
+        &self,
+        t: &Tuple<A>,
+        h: u32,
+        first: u32,
+    ) -> Option<(ConnId, Direction)> {
+        let proto = t.proto.number();
+        let fast = (first != NIL).then_some(first).and_then(|v| {
+            let e = &self.slab.get((v & !REPLY_BIT) as usize)?.0;
+            let ok = if v & REPLY_BIT == 0 {
+                e.matches_request(proto, t)
+            } else {
+                e.matches_reply(proto, t)
+            };
+            ok.then_some(v)
+        });
+        let found = match fast {
+            Some(v) => {
+                let dir = if v & REPLY_BIT == 0 {
+                    Direction::Input
+                } else {
+                    Direction::Output
+                };
+                Some(((v & !REPLY_BIT) as usize, dir))
+            }
+            None => self.find_tuple(proto, t, h),
+        };
+        found.map(|(idx, dir)| (self.id_at(idx), dir))
     }
 
     /// Restart the timer of entry `idx` (lookup hit).

@@ -284,6 +284,36 @@ impl Default for CoreLbConfig {
 /// Packets whose connection lookups [`CoreLb::process_burst`] issues together.
 pub const BURST: usize = 32;
 
+/// In a burst's lookup pipeline, how many tuples after starting a tuple's
+/// lookup (hash, index slot load) its index slot is read and its entry load
+/// started: long enough for the slot to arrive from memory (the last ones
+/// are probed after the burst's classification, before its first packet is
+/// handled).
+const PROBE_LAG: usize = 8;
+
+/// One IPv4 lookup of a burst in flight.
+#[derive(Clone, Copy)]
+struct Lookup4 {
+    tuple: Tuple<u32>,
+    hash: u32,
+    /// Its home index slot's value ([`ConnTable::lookup_probe`]).
+    first: u32,
+}
+
+impl Default for Lookup4 {
+    fn default() -> Self {
+        Lookup4 {
+            tuple: Tuple {
+                proto: Protocol::Tcp,
+                src: Endpoint::default(),
+                dst: Endpoint::default(),
+            },
+            hash: 0,
+            first: 0,
+        }
+    }
+}
+
 /// The connection-table tuple of a TCP/UDP packet.
 fn l4_tuple(info: &PacketInfo) -> Option<Tuple<u32>> {
     matches!(info.proto, PROTO_TCP | PROTO_UDP)
@@ -935,10 +965,12 @@ impl CoreLb {
     /// (`meta[i]` as for [`CoreLb::process`]; missing entries are `None`,
     /// so pass `&[]` for packets from the wire). Same results as calling
     /// `process` on each packet in order, but the connection lookups of up
-    /// to [`BURST`] packets are issued together
-    /// ([`ConnTable::peek_batch`]), so their cache misses overlap instead
-    /// of queueing. Returns the number of packets processed (the shorter of
-    /// `pkts` and `verdicts`).
+    /// to [`BURST`] packets are pipelined: each IPv4 tuple's index slot
+    /// starts loading as the packet is classified, its entry [`PROBE_LAG`]
+    /// packets later, and it is compared only when its packet is handled
+    /// (IPv6: [`ConnTable::peek_batch`]), so the cache misses overlap with
+    /// the burst's other work instead of queueing. Returns the number of
+    /// packets processed (the shorter of `pkts` and `verdicts`).
     pub fn process_burst<P: PacketBuf>(
         &mut self,
         pkts: &mut [P],
@@ -953,19 +985,21 @@ impl CoreLb {
             .zip(verdicts[..n].chunks_mut(BURST))
         {
             let mut infos: [Result<Option<PacketInfo>, FwdDrop>; BURST] = [Ok(None); BURST];
-            let mut tuples = [Tuple {
-                proto: Protocol::Tcp,
-                src: Endpoint::default(),
-                dst: Endpoint::default(),
-            }; BURST];
+            // the IPv4 lookups' pipeline (ConnTable::lookup_start, _probe,
+            // _finish): per tuple the tuple, its hash, its home slot's value
+            let mut lookups = [Lookup4::default(); BURST];
             let mut tuple_of = [usize::MAX; BURST];
-            let mut found = [None; BURST];
+            let mut probed = 0;
             let mut nt = 0;
             for (j, p) in chunk.iter().enumerate() {
                 let r = fwd::classify(p.data());
                 if let Ok(Some(i)) = &r {
-                    if let (Some(t), Some(slot)) = (l4_tuple(i), tuples.get_mut(nt)) {
-                        *slot = t;
+                    if let (Some(t), Some(l)) = (l4_tuple(i), lookups.get_mut(nt)) {
+                        // start loading the index slot now, the entry
+                        // PROBE_LAG packets later: the misses spread over
+                        // the classification instead of queueing in one place
+                        l.hash = self.conns.lookup_start(&t);
+                        l.tuple = t;
                         tuple_of[j] = nt;
                         nt += 1;
                     }
@@ -974,8 +1008,16 @@ impl CoreLb {
                     self.burst6.classify(p.data());
                 }
                 infos[j] = r;
+                if nt > PROBE_LAG + probed {
+                    if let Some(l) = lookups.get_mut(probed) {
+                        l.first = self.conns.lookup_probe(l.hash);
+                    }
+                    probed += 1;
+                }
             }
-            self.conns.peek_batch(&tuples[..nt], &mut found[..nt]);
+            for l in lookups.iter_mut().take(nt).skip(probed) {
+                l.first = self.conns.lookup_probe(l.hash);
+            }
             if self.burst6.pending() {
                 self.burst6.look_up(&self.conns6);
             }
@@ -984,7 +1026,11 @@ impl CoreLb {
                 if m.is_some() {
                     self.stats.count_event(FwdEvent::SteeredIn);
                 }
-                let pre = found.get(tuple_of[j]).copied().flatten();
+                // compared only now: what earlier packets of the burst
+                // inserted or removed is seen
+                let pre = lookups
+                    .get(tuple_of[j])
+                    .and_then(|l| self.conns.lookup_finish(&l.tuple, l.hash, l.first));
                 // written in place: no copy of the verdict through the stack
                 *out = self.dispatch(p, &infos[j], m, now_ms, pre);
                 if let FwdVerdict::Drop(r) = *out {

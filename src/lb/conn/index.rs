@@ -6,7 +6,9 @@
 //! short under churn). The owner keeps the load at or below about 0.57, so
 //! an empty slot always ends a probe. The home bucket is `hash & mask`; the
 //! full hash stored in each slot filters out most non-matching neighbours
-//! before the slab entry is read.
+//! before the slab entry is read, and lets a batched lookup pick its
+//! candidate out of the home slot's whole cache line
+//! ([`Index::home_candidate`]).
 
 /// An unused slot.
 const EMPTY: u64 = u64::MAX;
@@ -54,13 +56,30 @@ impl Index {
         }
     }
 
-    /// The home-bucket slot of `hash`, raw: `Some(val)` if that slot holds a
-    /// value stored under `hash`. Lets batched lookups issue all their first
-    /// memory accesses before depending on any of them.
+    /// The first value stored under `hash` in the cache line of its home
+    /// slot (the line [`Index::prefetch_home`] loaded): from the home slot
+    /// on, up to an empty slot or the end of that line. Lets batched
+    /// lookups start loading the entry of a key that linear probing pushed
+    /// past its home slot too (a third of the keys at a load of 0.5)
+    /// without touching a second index line; [`Index::find`] remains the
+    /// authority (a hash match is only a candidate, and a probe may run on
+    /// into the next line).
     #[inline]
     pub(crate) fn home_candidate(&self, hash: u32) -> Option<u32> {
-        let s = *self.slots.get(self.home(hash))?;
-        (s != EMPTY && (s >> 32) as u32 == hash).then_some(s as u32)
+        let home = self.home(hash);
+        let line = self.slots.get(home..)?;
+        // slots left in the home slot's cache line (the array need not
+        // start on a line boundary)
+        let in_line = (64 - (line.as_ptr() as usize & 63)) / std::mem::size_of::<u64>();
+        for &s in line.iter().take(in_line) {
+            if s == EMPTY {
+                return None;
+            }
+            if (s >> 32) as u32 == hash {
+                return Some(s as u32);
+            }
+        }
+        None
     }
 
     /// First value stored under `hash` for which `is_match` holds.
@@ -168,6 +187,24 @@ mod tests {
     }
 
     #[test]
+    fn home_candidate_finds_keys_pushed_past_their_home_slot_in_its_line() {
+        let mut ix = Index::new(64);
+        let base = ix.slots.as_ptr() as usize;
+        // a home slot with at least two more slots after it in its line
+        let home = (0..64u32)
+            .find(|&h| (base + 8 * h as usize) % 64 <= 40)
+            .expect("some slot starts a line's first five");
+        let other = home | 0x100; // same home slot, other hash
+        assert!(ix.insert(home, 1));
+        assert!(ix.insert(other, 2));
+        assert_eq!(ix.home_candidate(home), Some(1));
+        assert_eq!(ix.home_candidate(other), Some(2), "pushed one slot on");
+        assert_eq!(ix.home_candidate(home | 0x200), None, "absent");
+        assert!(ix.remove(home, 1));
+        assert_eq!(ix.home_candidate(other), Some(2), "shifted back home");
+    }
+
+    #[test]
     fn random_churn_matches_model() {
         let mut ix = Index::new(64);
         let mut model: HashMap<u32, u32> = HashMap::new();
@@ -188,6 +225,10 @@ mod tests {
             }
             for (&h, &v) in &model {
                 assert_eq!(ix.find(h, |x| x == v), Some(v));
+                // a candidate, when there is one, is a value stored under h
+                if let Some(c) = ix.home_candidate(h) {
+                    assert_eq!(c, v);
+                }
             }
         }
     }
