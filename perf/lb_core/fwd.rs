@@ -3,6 +3,13 @@
 //! for each method: new connections (SYN), then requests and replies of
 //! established flows, at 1K and 1M live flows. `--family 6`: the same over
 //! IPv6 (78-byte frames: the smallest IPv6 TCP frame, 74 without FCS).
+//!
+//! `LB_CORE_INSTR=METHOD:PACKETS` (METHOD as `FwdMethod::name`: Masq,
+//! FullNat, Route, Tunnel): only that method at 1K flows, and only its
+//! burst passes of PACKETS packets (requests, then replies for NAT and
+//! FULLNAT), for instruction counts under cachegrind: the count with
+//! PACKETS minus the count with 0 is the burst passes' alone
+//! (`perf/lb_core_instr.sh`).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -167,6 +174,13 @@ struct Row {
     reply_burst_per_s: Option<f64>,
 }
 
+/// `LB_CORE_INSTR`'s method name and packet count (see the module docs).
+fn counting() -> Option<(String, usize)> {
+    let v = std::env::var("LB_CORE_INSTR").ok()?;
+    let (m, p) = v.split_once(':')?;
+    Some((m.to_string(), p.parse().ok()?))
+}
+
 /// Visit `n` flows in a scattered order (a stride coprime with `n`).
 fn order(n: usize) -> impl Iterator<Item = usize> + Clone {
     let stride = [7_919usize, 104_729, 1_299_709]
@@ -293,8 +307,11 @@ fn bench<const FRAME: usize>(fam: Family, method: FwdMethod, flows: usize, packe
         assert_eq!(forwarded, packets, "{method:?}: every packet forwarded");
         rate
     };
-    let req_per_s = send(&acks);
-    let reply_per_s = method.sees_replies().then(|| send(&replies));
+    let (req_per_s, reply_per_s) = if counting().is_some() {
+        (0.0, None)
+    } else {
+        (send(&acks), method.sees_replies().then(|| send(&replies)))
+    };
     Row {
         method,
         flows,
@@ -312,7 +329,11 @@ pub fn run(quick: bool, fam: Family) {
     } else {
         &[1_000, 1_000_000]
     };
-    let packets = if quick { 1 << 20 } else { 4 << 20 };
+    let count = counting();
+    let sizes: &[usize] = if count.is_some() { &[1_000] } else { sizes };
+    let packets = count
+        .as_ref()
+        .map_or(if quick { 1 << 20 } else { 4 << 20 }, |(_, p)| *p);
     println!();
     println!(
         "Forwarding through CoreLb, one core, {}-byte {fam:?} TCP frames (M packets/s)",
@@ -331,6 +352,9 @@ pub fn run(quick: bool, fam: Family) {
         FwdMethod::Route,
         FwdMethod::Tunnel,
     ] {
+        if count.as_ref().is_some_and(|(m, _)| m != method.name()) {
+            continue;
+        }
         for &n in sizes {
             let r = match fam {
                 Family::V4 => bench::<60>(fam, method, n, packets),
