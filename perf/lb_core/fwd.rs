@@ -3,6 +3,11 @@
 //! for each method: new connections (SYN), then requests and replies of
 //! established flows, at 1K and 1M live flows. `--family 6`: the same over
 //! IPv6 (78-byte frames: the smallest IPv6 TCP frame, 74 without FCS).
+//!
+//! `--method M --flows N --packets P --burst-only` (see [`Options`]) run one
+//! point's burst passes only, for instruction counts under cachegrind: the
+//! count with P packets minus the count with 0 is the burst passes' alone
+//! (`perf/lb_core_instr.sh`).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -128,6 +128,8 @@ use crate::lb::synproxy::{self, AckedCookie, CookieKey, Phase, ProxyDrop, ProxyT
 use crate::lb::tcp_state::{tcp_flags, TcpState, Timeouts};
 use crate::lb::types::{FwdMethod, Protocol};
 
+use burst6::{Burst6, Class6};
+
 /// Dest of a NAT redirect entry (see the module docs): out of range of
 /// every counter, so it is never counted as a connection of a server.
 pub const REDIRECT_DEST: DestId = DestId::MAX;
@@ -339,72 +341,6 @@ fn mapped_v4(info: &PacketInfo<Ipv4Addr>) -> PacketInfo<Ipv6Addr> {
     info.with_addrs(info.src.to_ipv6_mapped(), info.dst.to_ipv6_mapped())
 }
 
-/// The frames of a burst that are not IPv4, classified as IPv6 and their
-/// connections looked up together ([`ConnTable::peek_batch`]) as IPv4's
-/// are, in the burst's first pass; the second pass takes them back in the
-/// same order (every frame that is not IPv4 adds one entry and takes one,
-/// so they cannot get out of step). Kept in the core (no per-burst
-/// initialisation for IPv4 bursts); empty outside `process_burst`.
-#[derive(Default)]
-struct Burst6 {
-    infos: Vec<Result<Option<PacketInfo<Ipv6Addr>>, FwdDrop>>,
-    /// Per entry: its tuple's index in `tuples`, if TCP/UDP.
-    tuple_of: Vec<usize>,
-    tuples: Vec<Tuple<u128>>,
-    found: Vec<Option<(ConnId, Direction)>>,
-    /// The next entry the second pass takes.
-    next: usize,
-}
-
-impl Burst6 {
-    fn classify(&mut self, frame: &[u8]) {
-        let r = fwd6::classify6(frame);
-        let mut of = usize::MAX;
-        if let Ok(Some(i)) = &r {
-            if matches!(i.proto, PROTO_TCP | PROTO_UDP) {
-                of = self.tuples.len();
-                self.tuples
-                    .push(tcp_udp_tuple(i.proto, (i.src, i.sport), (i.dst, i.dport)));
-            }
-        }
-        self.infos.push(r);
-        self.tuple_of.push(of);
-    }
-
-    fn pending(&self) -> bool {
-        !self.tuples.is_empty()
-    }
-
-    fn look_up(&mut self, conns: &ConnTable6) {
-        self.found.clear();
-        self.found.resize(self.tuples.len(), None);
-        conns.peek_batch(&self.tuples, &mut self.found);
-    }
-
-    /// The next entry the second pass takes: its index in `infos` and
-    /// its connection lookup (the info stays in place: no copy).
-    fn next(&mut self) -> Option<(usize, Option<(ConnId, Direction)>)> {
-        let k = self.next;
-        if k >= self.infos.len() {
-            return None;
-        }
-        self.next = k + 1;
-        let pre = self
-            .tuple_of
-            .get(k)
-            .and_then(|&t| self.found.get(t).copied().flatten());
-        Some((k, pre))
-    }
-
-    fn clear(&mut self) {
-        self.infos.clear();
-        self.tuple_of.clear();
-        self.tuples.clear();
-        self.found.clear();
-        self.next = 0;
-    }
-}
-
 /// Most template notes kept between two `take_new_templates` calls.
 const TEMPLATE_NOTES_MAX: usize = 1024;
 
@@ -564,8 +500,9 @@ pub struct CoreLb {
     /// The datagram of the first fragment being processed (recorded with
     /// its rewrite in [`CoreLb::note_fragment`]).
     frag_pending: Option<FragKey>,
-    /// The non-IPv4 frames of the burst being processed ([`Burst6`]).
-    burst6: Box<Burst6>,
+    /// The non-IPv4 frames of the burst being processed ([`Burst6`]);
+    /// lent out (`None`) while one of them is handled.
+    burst6: Option<Box<Burst6>>,
     /// Rate limits on the ICMP errors this core sends.
     icmp_limit: IcmpLimiter,
     /// Sync master on: connections to send ([`sync`]), records lost.
@@ -656,7 +593,7 @@ impl CoreLb {
             proxied: ProxyTable::default(),
             frags: FragCache::new(),
             frag_pending: None,
-            burst6: Box::default(),
+            burst6: Some(Burst6::new()),
             icmp_limit: IcmpLimiter::new(IcmpLimitConfig::default(), cores, now_ms),
             sync_master: false,
             sync_out: Vec::new(),
@@ -993,21 +930,30 @@ impl CoreLb {
             let mut nt = 0;
             for (j, p) in chunk.iter().enumerate() {
                 let r = fwd::classify(p.data());
-                if let Ok(Some(i)) = &r {
-                    if let (Some(t), Some(l)) = (l4_tuple(i), lookups.get_mut(nt)) {
-                        // start loading the index slot now, the entry
-                        // PROBE_LAG packets later: the misses spread over
-                        // the classification instead of queueing in one place
-                        l.hash = self.conns.lookup_start(&t);
-                        l.tuple = t;
-                        tuple_of[j] = nt;
-                        nt += 1;
+                match &r {
+                    Ok(Some(i)) => {
+                        if let (Some(t), Some(l)) = (l4_tuple(i), lookups.get_mut(nt)) {
+                            // start loading the index slot now, the entry
+                            // PROBE_LAG packets later: the misses spread over
+                            // the classification instead of queueing in one place
+                            l.hash = self.conns.lookup_start(&t);
+                            l.tuple = t;
+                            tuple_of[j] = nt;
+                            nt += 1;
+                        }
                     }
-                } else if r == Ok(None) {
                     // not IPv4: classified and looked up as IPv6 here too
-                    self.burst6.classify(p.data());
+                    // (its `infos` entry stays `Ok(None)`)
+                    Ok(None) => {
+                        if let Some(b6) = self.burst6.as_deref_mut() {
+                            b6.classify(p.data());
+                        }
+                    }
+                    Err(_) => {}
                 }
-                infos[j] = r;
+                if r != Ok(None) {
+                    infos[j] = r;
+                }
                 if nt > PROBE_LAG + probed {
                     if let Some(l) = lookups.get_mut(probed) {
                         l.first = self.conns.lookup_probe(l.hash);
@@ -1018,8 +964,8 @@ impl CoreLb {
             for l in lookups.iter_mut().take(nt).skip(probed) {
                 l.first = self.conns.lookup_probe(l.hash);
             }
-            if self.burst6.pending() {
-                self.burst6.look_up(&self.conns6);
+            if let Some(b6) = self.burst6.as_deref_mut() {
+                b6.look_up(&self.conns6);
             }
             for (j, (p, out)) in chunk.iter_mut().zip(outs.iter_mut()).enumerate() {
                 let m = meta.get(base + j).copied().flatten();
@@ -1038,7 +984,9 @@ impl CoreLb {
                 }
             }
             base += chunk.len();
-            self.burst6.clear();
+            if let Some(b6) = self.burst6.as_deref_mut() {
+                b6.clear();
+            }
         }
         n
     }
@@ -1094,35 +1042,35 @@ impl CoreLb {
         now_ms: u64,
     ) -> FwdVerdict {
         // in a burst: classified and looked up with the others (in order);
-        // the info is used where it lies (the infos are lent out for the
-        // call, as `handle_l4` borrows the core)
-        if let Some((k, pre)) = self.burst6.next() {
-            let infos = std::mem::take(&mut self.burst6.infos);
-            let v = match infos.get(k) {
-                Some(classified) => self.dispatch6_info(pkt, classified, meta, now_ms, pre),
-                None => FwdVerdict::NotService,
+        // the entry is used where it lies (the burst's entries are lent
+        // out for the call, as `handle_l4` borrows the core)
+        if let Some(mut b6) = self.burst6.take_if(|b| b.has_next()) {
+            let v = match b6.take_next() {
+                Some((Class6::Ipv6, info, pre)) => {
+                    self.dispatch6_info(pkt, info, meta, now_ms, pre)
+                }
+                Some((Class6::Drop(d), _, _)) => FwdVerdict::Drop(d),
+                Some((Class6::NotIpv6, _, _)) | None => FwdVerdict::NotService,
             };
-            self.burst6.infos = infos;
+            self.burst6 = Some(b6);
             return v;
         }
-        let classified = fwd6::classify6(pkt.data());
-        self.dispatch6_info(pkt, &classified, meta, now_ms, None)
+        match fwd6::classify6(pkt.data()) {
+            Ok(Some(info)) => self.dispatch6_info(pkt, &info, meta, now_ms, None),
+            Ok(None) => FwdVerdict::NotService,
+            Err(d) => FwdVerdict::Drop(d),
+        }
     }
 
     #[inline(always)]
     fn dispatch6_info<P: PacketBuf>(
         &mut self,
         pkt: &mut P,
-        classified: &Result<Option<PacketInfo<Ipv6Addr>>, FwdDrop>,
+        info: &PacketInfo<Ipv6Addr>,
         meta: Option<SteerMeta>,
         now_ms: u64,
         pre: Option<(ConnId, Direction)>,
     ) -> FwdVerdict {
-        let info = match classified {
-            Ok(Some(i)) => i,
-            Ok(None) => return FwdVerdict::NotService,
-            Err(d) => return FwdVerdict::Drop(*d),
-        };
         match info.proto {
             PROTO_TCP | PROTO_UDP => self.handle_l4(pkt, info, meta, now_ms, pre),
             fwd6::PROTO_ICMPV6 => match &info.icmp {
@@ -1294,8 +1242,11 @@ impl CoreLb {
         now_ms: u64,
         pre: Option<(ConnId, Direction)>,
     ) -> FwdVerdict {
-        let tuple = tcp_udp_tuple(info.proto, (info.src, info.sport), (info.dst, info.dport));
-        let proto = tuple.proto;
+        let proto = if info.proto == PROTO_TCP {
+            Protocol::Tcp
+        } else {
+            Protocol::Udp
+        };
         let syn = proto == Protocol::Tcp
             && info.tcp_flags & tcp_flags::SYN != 0
             && info.tcp_flags & tcp_flags::RST == 0;
@@ -1305,7 +1256,13 @@ impl CoreLb {
         // entry's timer: update_state does, for packets that go on.
         let hit = match pre {
             Some((id, dir)) if self.table::<A>().get(id).is_some() => Some((id, dir)),
-            _ => self.table::<A>().peek(&tuple),
+            // the key only when the burst did not look it up (IPv6: two
+            // 128-bit conversions)
+            _ => self.table::<A>().peek(&tcp_udp_tuple(
+                info.proto,
+                (info.src, info.sport),
+                (info.dst, info.dport),
+            )),
         };
         if let Some((id, dir)) = hit {
             if let Some(c) = self.table::<A>().get(id).copied() {
@@ -2398,6 +2355,7 @@ impl CoreLb {
     }
 }
 
+mod burst6;
 mod sync;
 pub use sync::{SyncFlush, SyncInstalled, SyncRefused, SYNC_RECORDS_MAX};
 

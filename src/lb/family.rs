@@ -410,9 +410,11 @@ impl Family for Ipv6Addr {
     }
     #[inline]
     fn next_hop(self) -> IpAddr {
-        match self.to_ipv4_mapped() {
-            Some(a) => IpAddr::V4(a),
-            None => IpAddr::V6(self),
+        if is_mapped(self) {
+            let o = self.octets();
+            IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15]))
+        } else {
+            IpAddr::V6(self)
         }
     }
     fn local_of(ip: IpAddr, real: Self) -> Option<Self> {
@@ -540,9 +542,9 @@ impl Family for Ipv6Addr {
             _ => false,
         }
     }
-    #[inline]
+    #[inline(always)]
     fn is_mapped_v4(self) -> bool {
-        self.to_ipv4_mapped().is_some()
+        is_mapped(self)
     }
     #[inline]
     fn tun_source(_src4: Ipv4Addr, src6: Ipv6Addr) -> Self {
@@ -610,10 +612,13 @@ fn wire_v4(info: &PacketInfo<Ipv6Addr>) -> Option<PacketInfo<Ipv4Addr>> {
     }
 }
 
-/// Whether `a` is IPv4-mapped (`::ffff:0:0/96`), as `to_ipv4_mapped`.
+/// Whether `a` is IPv4-mapped (`::ffff:0:0/96`), as `to_ipv4_mapped`:
+/// its first 12 bytes compared as they lie (two loads), not converted to
+/// a host-order `u128` first.
 #[inline(always)]
 fn is_mapped(a: Ipv6Addr) -> bool {
-    u128::from(a) >> 32 == 0xffff
+    const PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    a.octets()[..12] == PREFIX
 }
 
 /// [`Family::nat64`] of IPv6 for a flow with an IPv4-mapped end.
@@ -644,5 +649,31 @@ fn nat64_translate<P: PacketBuf>(
             Some(nat64::reply_4to6(pkt, &wire, src, dst, csum))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_test_and_next_hop_agree_with_the_standard_library() {
+        let addrs: [Ipv6Addr; 8] = [
+            "::ffff:198.18.0.11".parse().unwrap(),
+            "::ffff:0.0.0.0".parse().unwrap(),
+            "::fffe:198.18.0.11".parse().unwrap(),
+            "::1:ffff:198.18.0.11".parse().unwrap(),
+            "100::ffff:198.18.0.11".parse().unwrap(),
+            "2001:2::c612:b".parse().unwrap(),
+            Ipv6Addr::UNSPECIFIED,
+            Ipv6Addr::from(u128::MAX),
+        ];
+        for a in addrs {
+            assert_eq!(is_mapped(a), a.to_ipv4_mapped().is_some(), "{a}");
+            assert_eq!(a.is_mapped_v4(), a.to_ipv4_mapped().is_some(), "{a}");
+            let want = a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4);
+            assert_eq!(a.next_hop(), want, "{a}");
+            assert_eq!(a.ip(), want, "{a}");
+        }
     }
 }

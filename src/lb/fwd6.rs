@@ -78,78 +78,122 @@ pub fn classify6(frame: &[u8]) -> Result<Option<PacketInfo<Ipv6Addr>>, FwdDrop> 
     classify6_at(frame, l3).map(Some)
 }
 
-/// [`classify6`] of the IPv6 packet at `l3` (inline: built where the
-/// caller keeps it, not copied into an `Option`).
+/// [`classify6`] of the IPv6 packet at `l3`.
 #[inline]
 pub fn classify6_at(frame: &[u8], l3: usize) -> Result<PacketInfo<Ipv6Addr>, FwdDrop> {
-    let ip = frame.get(l3..).unwrap_or(&[]);
-    if ip.len() < IPV6_HEADER_LEN {
-        return Err(FwdDrop::TruncatedIp);
-    }
-    if ip[0] >> 4 != 6 {
-        return Err(FwdDrop::BadIpVersion);
-    }
-    let total = IPV6_HEADER_LEN + usize::from(rd16(ip, 4));
-    let Some(packet) = ip.get(..total) else {
-        return Err(FwdDrop::BadTotalLength);
-    };
-    // the common case, no extension headers: the upper layer follows the
-    // fixed header (what the walker would find, without walking)
-    let (proto, upper_offset) = match ip[6] {
-        next @ (PROTO_TCP | PROTO_UDP | PROTO_ICMPV6) => (next, IPV6_HEADER_LEN),
-        _ => upper_layer_walked(packet)?,
-    };
-    let l4 = l3 + upper_offset;
-    let end = l3 + total;
     let mut info = PacketInfo {
         l3,
-        l4,
-        end,
-        proto,
-        src: addr_at(frame, l3 + 8),
-        dst: addr_at(frame, l3 + 24),
+        l4: l3,
+        end: l3,
+        proto: 0,
+        src: Ipv6Addr::UNSPECIFIED,
+        dst: Ipv6Addr::UNSPECIFIED,
         sport: 0,
         dport: 0,
         tcp_flags: 0,
-        ttl: ip[7],
+        ttl: 0,
         dont_frag: true,
         first_fragment: false,
         icmp: None,
     };
-    let l4_len = end.saturating_sub(l4);
+    classify6_into(frame, l3, &mut info)?;
+    Ok(info)
+}
+
+/// [`classify6_at`] written field by field into `info` where the caller
+/// keeps it (a burst's slot): no 176-byte info built aside and copied.
+/// On `Err`, `info` holds a partial description and must not be used.
+#[inline(always)]
+pub fn classify6_into(
+    frame: &[u8],
+    l3: usize,
+    info: &mut PacketInfo<Ipv6Addr>,
+) -> Result<(), FwdDrop> {
+    let ip = frame.get(l3..).unwrap_or(&[]);
+    // one bounds check for the whole fixed header; fields by constant index
+    let Some(hdr) = ip.first_chunk::<IPV6_HEADER_LEN>() else {
+        return Err(FwdDrop::TruncatedIp);
+    };
+    if hdr[0] >> 4 != 6 {
+        return Err(FwdDrop::BadIpVersion);
+    }
+    let total = IPV6_HEADER_LEN + usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
+    if total > ip.len() {
+        return Err(FwdDrop::BadTotalLength);
+    }
+    // the common case, no extension headers: the upper layer follows the
+    // fixed header (what the walker would find, without walking)
+    let (proto, upper_offset) = match hdr[6] {
+        next @ (PROTO_TCP | PROTO_UDP | PROTO_ICMPV6) => (next, IPV6_HEADER_LEN),
+        _ => upper_layer_walked(&ip[..total])?,
+    };
+    let l4 = l3 + upper_offset;
+    let end = l3 + total;
+    info.l3 = l3;
+    info.l4 = l4;
+    info.end = end;
+    info.proto = proto;
+    info.src = Ipv6Addr::from(addr16(hdr, 8));
+    info.dst = Ipv6Addr::from(addr16(hdr, 24));
+    info.ttl = hdr[7];
+    info.dont_frag = true;
+    info.first_fragment = false;
+    info.icmp = None;
+    let l4_len = total.saturating_sub(upper_offset);
+    // the upper-layer header, bounds-checked once: within the packet
+    let upper = ip.get(upper_offset..total).unwrap_or(&[]);
     match proto {
         PROTO_TCP => {
-            if l4_len < 20 {
+            let Some(tcp) = upper.first_chunk::<20>() else {
                 return Err(FwdDrop::TruncatedL4);
-            }
-            let doff = usize::from(frame.get(l4 + 12).copied().unwrap_or(0) >> 4) * 4;
+            };
+            let doff = usize::from(tcp[12] >> 4) * 4;
             if doff < 20 || doff > l4_len {
                 return Err(FwdDrop::TruncatedL4);
             }
-            info.sport = rd16(frame, l4);
-            info.dport = rd16(frame, l4 + 2);
-            info.tcp_flags = frame.get(l4 + 13).copied().unwrap_or(0);
+            info.sport = u16::from_be_bytes([tcp[0], tcp[1]]);
+            info.dport = u16::from_be_bytes([tcp[2], tcp[3]]);
+            info.tcp_flags = tcp[13];
         }
         PROTO_UDP => {
-            if l4_len < 8 {
+            let Some(udp) = upper.first_chunk::<8>() else {
                 return Err(FwdDrop::TruncatedL4);
-            }
-            let ulen = usize::from(rd16(frame, l4 + 4));
+            };
+            let ulen = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
             if ulen < 8 || ulen > l4_len {
                 return Err(FwdDrop::BadUdpLength);
             }
-            info.sport = rd16(frame, l4);
-            info.dport = rd16(frame, l4 + 2);
+            info.sport = u16::from_be_bytes([udp[0], udp[1]]);
+            info.dport = u16::from_be_bytes([udp[2], udp[3]]);
+            info.tcp_flags = 0;
         }
         PROTO_ICMPV6 => {
             if l4_len < 8 {
                 return Err(FwdDrop::TruncatedL4);
             }
+            info.sport = 0;
+            info.dport = 0;
+            info.tcp_flags = 0;
             info.icmp = parse_quote6(frame, l4, end);
         }
-        _ => {}
+        _ => {
+            info.sport = 0;
+            info.dport = 0;
+            info.tcp_flags = 0;
+        }
     }
-    Ok(info)
+    Ok(())
+}
+
+/// The 16 bytes at `at` of a fixed IPv6 header (8: source, 24:
+/// destination).
+#[inline(always)]
+fn addr16(hdr: &[u8; IPV6_HEADER_LEN], at: usize) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    if let Some(b) = hdr.get(at..at + 16) {
+        a.copy_from_slice(b);
+    }
+    a
 }
 
 /// The upper layer's protocol and offset in an IPv6 `packet` with

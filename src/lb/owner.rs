@@ -277,22 +277,23 @@ impl RssOwner {
     fn owner_of_ipv6(&self, ip: &[u8]) -> Option<u16> {
         let pkt = Ipv6Packet::new_checked(ip).ok()?;
         let (src, dst) = (pkt.src_addr(), pkt.dst_addr());
-        let by_addrs = self.owner_v6_addrs(&src, &dst);
+        // the 2-tuple's hash (32 table rows) only where it decides
+        let by_addrs = || self.owner_v6_addrs(&src, &dst);
         let Ok(upper) = pkt.upper_layer() else {
-            return Some(by_addrs);
+            return Some(by_addrs());
         };
         // any fragment, the first included: on the 2-tuple, as for IPv4
         if upper.fragment.is_some() {
-            return Some(by_addrs);
+            return Some(by_addrs());
         }
         let l4 = ip.get(upper.offset..pkt.total_len()).unwrap_or(&[]);
         Some(match upper.protocol.0 {
             6 | 17 => match ports_at(l4) {
                 Some((sport, dport)) => self.owner_v6(&src, &dst, sport, dport),
-                None => by_addrs,
+                None => by_addrs(),
             },
-            58 => self.quoted_owner_v6(l4).unwrap_or(by_addrs),
-            _ => by_addrs,
+            58 => self.quoted_owner_v6(l4).unwrap_or_else(by_addrs),
+            _ => by_addrs(),
         })
     }
 
