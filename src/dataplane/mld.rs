@@ -61,6 +61,8 @@ use crate::wire::{EtherType, EthernetFrame, MacAddr};
 /// When a State Change Report is sent again (within RFC 3810's
 /// Unsolicited Report Interval of 1 s).
 pub const RETRANSMIT_MS: u64 = 500;
+/// How often a report held while the port's link is down is tried again.
+pub const LINK_RETRY_MS: u64 = 100;
 
 /// The largest frame a report takes: Ethernet and a 1500-byte packet.
 const FRAME_MAX: usize = 14 + 1500;
@@ -99,6 +101,9 @@ struct Repeat {
     due_ms: u64,
     joined: Vec<Ipv6Addr>,
     left: Vec<Ipv6Addr>,
+    /// Not sent even once yet: the link was down (a tap writes nothing
+    /// while its interface is down); sent when it is up, then repeated.
+    unsent: bool,
 }
 
 /// One port's groups and its pending repeat.
@@ -148,11 +153,23 @@ impl MldGroups {
     /// merged with a repeat already pending (a group that joined then left
     /// is reported as left, and the reverse).
     pub fn schedule_repeat(&mut self, p: usize, change: &Change, now_ms: u64) {
+        self.schedule(p, change, now_ms + RETRANSMIT_MS, false);
+    }
+
+    /// Hold `change` of port `p`, not sent because the link is down, and
+    /// try again [`LINK_RETRY_MS`] from `now_ms`; once sent it is repeated
+    /// as any change (the kernel, too, reports when an interface comes up).
+    pub fn defer(&mut self, p: usize, change: &Change, now_ms: u64) {
+        self.schedule(p, change, now_ms + LINK_RETRY_MS, true);
+    }
+
+    fn schedule(&mut self, p: usize, change: &Change, due_ms: u64, unsent: bool) {
         let Some(port) = self.ports.get_mut(p) else {
             return;
         };
         let r = port.repeat.get_or_insert_with(Repeat::default);
-        r.due_ms = now_ms + RETRANSMIT_MS;
+        r.due_ms = due_ms;
+        r.unsent |= unsent;
         let (joined, left) = change;
         r.joined.retain(|g| !left.contains(g));
         r.left.retain(|g| !joined.contains(g));
@@ -168,13 +185,14 @@ impl MldGroups {
         }
     }
 
-    /// The repeats due at `now_ms`, by port (taken: each is sent once).
-    pub fn take_due(&mut self, now_ms: u64) -> Vec<(usize, Change)> {
+    /// The reports due at `now_ms`, by port (taken: each is sent once),
+    /// with whether it was never sent (deferred while the link was down).
+    pub fn take_due(&mut self, now_ms: u64) -> Vec<(usize, Change, bool)> {
         let mut due = Vec::new();
         for (p, port) in self.ports.iter_mut().enumerate() {
             if port.repeat.as_ref().is_some_and(|r| r.due_ms <= now_ms) {
                 if let Some(r) = port.repeat.take() {
-                    due.push((p, (r.joined, r.left)));
+                    due.push((p, (r.joined, r.left), r.unsent));
                 }
             }
         }
@@ -364,6 +382,32 @@ mod tests {
     }
 
     #[test]
+    fn a_change_held_while_the_link_is_down_comes_back_unsent_until_sent() {
+        let mut m = MldGroups::default();
+        let a = icmpv6::solicited_node(&DIP6);
+        let b = icmpv6::solicited_node(&VIP6);
+        let first = m.update(0, vec![a, b]);
+        m.defer(0, &first, 1000);
+        assert!(m.take_due(1000 + LINK_RETRY_MS - 1).is_empty());
+        let due = m.take_due(1000 + LINK_RETRY_MS);
+        assert_eq!(due, vec![(0, (vec![a, b], vec![]), true)]);
+        // still down: held again, a later leave merged in, still unsent
+        m.defer(0, &due[0].1, 1100);
+        let left = m.update(0, vec![a]);
+        m.defer(0, &left, 1150);
+        assert_eq!(
+            m.take_due(1150 + LINK_RETRY_MS),
+            vec![(0, (vec![a], vec![b]), true)]
+        );
+        // once sent, its repeat is an ordinary one
+        m.schedule_repeat(0, &(vec![a], vec![b]), 2000);
+        assert_eq!(
+            m.take_due(2000 + RETRANSMIT_MS),
+            vec![(0, (vec![a], vec![b]), false)]
+        );
+    }
+
+    #[test]
     fn changes_are_joins_and_leaves_and_repeats_merge() {
         let mut m = MldGroups::default();
         let a = icmpv6::solicited_node(&DIP6);
@@ -378,7 +422,7 @@ mod tests {
         assert_eq!(second, (vec![], vec![b]));
         m.schedule_repeat(1, &second, 1200);
         assert!(m.take_due(1699).is_empty());
-        assert_eq!(m.take_due(1700), vec![(1, (vec![a], vec![b]))]);
+        assert_eq!(m.take_due(1700), vec![(1, (vec![a], vec![b]), false)]);
         assert!(m.take_due(5000).is_empty(), "sent once");
     }
 

@@ -565,6 +565,11 @@ impl Worker {
                 .update(p, super::mld::groups_of(&wp.addrs, wp.twin.is_some()));
             // worker 0 reports the changes (once per link, not per worker)
             if self.index == 0 && !(change.0.is_empty() && change.1.is_empty()) {
+                if !wp.tx.link_up() {
+                    // a down link sends nothing (a tap refuses the write)
+                    self.mld.defer(p, &change, now_ms);
+                    continue;
+                }
                 let c = &*self.counters;
                 let mac = wp.addrs.mac;
                 super::mld::state_change(&change, mac, &mut |f| {
@@ -589,13 +594,25 @@ impl Worker {
 
     /// Send the MLD state change reports due again (worker 0).
     fn repeat_mld(&mut self, now_ms: u64) {
-        for (p, change) in self.mld.take_due(now_ms) {
+        for (p, change, unsent) in self.mld.take_due(now_ms) {
             if let Some(wp) = self.ports.get_mut(p) {
+                if !wp.tx.link_up() {
+                    if unsent {
+                        self.mld.defer(p, &change, now_ms);
+                    } else {
+                        self.mld.schedule_repeat(p, &change, now_ms);
+                    }
+                    continue;
+                }
                 let c = &*self.counters;
                 let mac = wp.addrs.mac;
                 super::mld::state_change(&change, mac, &mut |f| {
                     send_frame(&self.pool, &mut wp.tx, c, f)
                 });
+                if unsent {
+                    // its first send: repeat it as any change
+                    self.mld.schedule_repeat(p, &change, now_ms);
+                }
             }
         }
     }

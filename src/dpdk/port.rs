@@ -500,6 +500,17 @@ impl TxQueue {
         self.queue
     }
 
+    /// Whether the port's link is up now (`rte_eth_link_get_nowait`; for
+    /// net_tap an ioctl, so for rare control frames, not per packet).
+    pub fn link_up(&self) -> bool {
+        // SAFETY: all-zero rte_eth_link is valid; the port id is valid
+        // while this queue exists.
+        let mut link: dpdk_sys::rte_eth_link = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; the out pointer is a live local.
+        let ret = unsafe { dpdk_sys::rte_eth_link_get_nowait(self.port, &mut link) };
+        ret >= 0 && link.link_status() != 0
+    }
+
     /// Hand `pkts` to the NIC. Returns how many it took; ownership of those
     /// passes to the driver, the rest stay the caller's.
     ///

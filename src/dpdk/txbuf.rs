@@ -24,6 +24,11 @@ pub struct TxBuffer {
 unsafe impl Send for TxBuffer {}
 
 impl TxBuffer {
+    /// Whether the queue's port has its link up ([`TxQueue::link_up`]).
+    pub fn link_up(&self) -> bool {
+        self.queue.link_up()
+    }
+
     pub fn new(queue: TxQueue) -> Self {
         TxBuffer {
             queue,
