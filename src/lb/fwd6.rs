@@ -78,6 +78,24 @@ pub fn classify6(frame: &[u8]) -> Result<Option<PacketInfo<Ipv6Addr>>, FwdDrop> 
     classify6_at(frame, l3).map(Some)
 }
 
+/// An IPv6 packet info before classification ([`classify6_into`] sets
+/// every field it reads).
+pub(crate) const EMPTY_INFO6: PacketInfo<Ipv6Addr> = PacketInfo {
+    l3: 0,
+    l4: 0,
+    end: 0,
+    proto: 0,
+    src: Ipv6Addr::UNSPECIFIED,
+    dst: Ipv6Addr::UNSPECIFIED,
+    sport: 0,
+    dport: 0,
+    tcp_flags: 0,
+    ttl: 0,
+    dont_frag: true,
+    first_fragment: false,
+    icmp: None,
+};
+
 /// [`classify6`] of the IPv6 packet at `l3`.
 #[inline]
 pub fn classify6_at(frame: &[u8], l3: usize) -> Result<PacketInfo<Ipv6Addr>, FwdDrop> {
@@ -85,16 +103,7 @@ pub fn classify6_at(frame: &[u8], l3: usize) -> Result<PacketInfo<Ipv6Addr>, Fwd
         l3,
         l4: l3,
         end: l3,
-        proto: 0,
-        src: Ipv6Addr::UNSPECIFIED,
-        dst: Ipv6Addr::UNSPECIFIED,
-        sport: 0,
-        dport: 0,
-        tcp_flags: 0,
-        ttl: 0,
-        dont_frag: true,
-        first_fragment: false,
-        icmp: None,
+        ..EMPTY_INFO6
     };
     classify6_into(frame, l3, &mut info)?;
     Ok(info)

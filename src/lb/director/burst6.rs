@@ -41,21 +41,7 @@ pub(super) enum Class6 {
 }
 
 /// An empty slot (overwritten by every classification).
-const EMPTY_INFO: PacketInfo<Ipv6Addr> = PacketInfo {
-    l3: 0,
-    l4: 0,
-    end: 0,
-    proto: 0,
-    src: Ipv6Addr::UNSPECIFIED,
-    dst: Ipv6Addr::UNSPECIFIED,
-    sport: 0,
-    dport: 0,
-    tcp_flags: 0,
-    ttl: 0,
-    dont_frag: true,
-    first_fragment: false,
-    icmp: None,
-};
+const EMPTY_INFO: PacketInfo<Ipv6Addr> = fwd6::EMPTY_INFO6;
 
 /// A burst's connection lookup of one packet.
 type Lookup = Option<(ConnId, Direction)>;
