@@ -24,37 +24,21 @@ const SYN: u8 = 0x02;
 const SYN_ACK: u8 = 0x12;
 
 fn config(dir: &std::path::Path, prefix: &str) -> String {
+    let head = pcap::replay_config(
+        dir,
+        prefix,
+        4095,
+        VSD_MAC,
+        &[&format!("{DIP}/24"), &format!("{SRV_DIP}/24")],
+    );
     let svc = |port: u16, method: &str, rport: u16, extra: &str| {
-        format!(
-            "\n[[service]]\nproto = \"tcp\"\nvip = \"{VIP}\"\nport = {port}\nscheduler = \"rr\"\n{extra}\n[[service.real_server]]\naddress = \"{RS}\"\nport = {rport}\nmethod = \"{method}\"\n"
-        )
+        pcap::service("tcp", VIP, port, extra, RS, rport, method)
     };
     format!(
-        r#"
-[eal]
-args = ["--no-pci", "--file-prefix={prefix}"]
-huge = false
-memory_mb = 256
-
-[lcores]
-control = 0
-workers = [1]
-
-[control]
-socket = "{{dir}}/vsd.sock"
-
-[mempool]
-mbufs = 4095
-
+        r#"{head}
 [lb]
 conn_capacity = 4096
 tun_source = "{SRV_DIP}"
-
-[[port]]
-name = "cap0"
-device = "net_pcap0,rx_pcap={rx},tx_pcap={tx}"
-mac = "{VSD_MAC}"
-addresses = ["{DIP}/24", "{SRV_DIP}/24"]
 
 [[vip]]
 address = "{VIP}"
@@ -71,8 +55,6 @@ address = "{RS}"
 port = 5353
 method = "nat"
 "#,
-        rx = dir.join("in.pcap").display(),
-        tx = dir.join("out.pcap").display(),
         nat = svc(80, "nat", 8080, ""),
         dr = svc(81, "dr", 81, ""),
         tun = svc(82, "tun", 82, ""),

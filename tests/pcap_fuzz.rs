@@ -192,35 +192,19 @@ fn mutated_frames_are_dropped_or_forwarded_never_fatal() {
     pcap::write(&dir.join("in.pcap"), &frames);
     let prefix = unique("vsdz");
     let svc = |port: u16, method: &str, rport: u16, extra: &str| {
-        format!(
-            "\n[[service]]\nproto = \"tcp\"\nvip = \"{VIP}\"\nport = {port}\nscheduler = \"rr\"\n{extra}\n[[service.real_server]]\naddress = \"{RS}\"\nport = {rport}\nmethod = \"{method}\"\n"
-        )
+        pcap::service("tcp", VIP, port, extra, RS, rport, method)
     };
+    let head = pcap::replay_config(
+        &dir,
+        &prefix,
+        8191,
+        VSD_MAC,
+        &["198.18.0.1/24", "198.18.1.1/24", &format!("{DIP6}/64")],
+    );
     let config = format!(
-        r#"
-[eal]
-args = ["--no-pci", "--file-prefix={prefix}"]
-huge = false
-memory_mb = 256
-
-[lcores]
-control = 0
-workers = [1]
-
-[control]
-socket = "{{dir}}/vsd.sock"
-
-[mempool]
-mbufs = 8191
-
+        r#"{head}
 [lb]
 conn_capacity = 4096
-
-[[port]]
-name = "cap0"
-device = "net_pcap0,rx_pcap={rx},tx_pcap={tx}"
-mac = "{VSD_MAC}"
-addresses = ["198.18.0.1/24", "198.18.1.1/24", "{DIP6}/64"]
 
 [[vip]]
 address = "{VIP}"
@@ -236,8 +220,6 @@ address = "{RS}"
 port = 5353
 method = "nat"
 "#,
-        rx = dir.join("in.pcap").display(),
-        tx = dir.join("out.pcap").display(),
         a = svc(80, "nat", 8080, ""),
         b = svc(81, "dr", 81, ""),
         c = svc(82, "tun", 82, ""),
@@ -436,47 +418,29 @@ fn mutated_ipv6_frames_are_sent_or_counted_never_lost() {
     // each method a TCP service on port P and a UDP one on P + 10
     let svc = |port: u16, method: &str, rs: String, rport: u16, extra: &str| {
         let one = |proto: &str, port: u16, rport: u16| {
-            format!(
-                "\n[[service]]\nproto = \"{proto}\"\nvip = \"{VIP6}\"\nport = {port}\nscheduler = \"rr\"\n{extra}\n[[service.real_server]]\naddress = \"{rs}\"\nport = {rport}\nmethod = \"{method}\"\n"
-            )
+            pcap::service(proto, VIP6, port, extra, &rs, rport, method)
         };
         one("tcp", port, rport) + &one("udp", port + 10, rport + 10)
     };
+    let head = pcap::replay_config(
+        &dir,
+        &prefix,
+        8191,
+        VSD_MAC,
+        &[&format!("{DIP4}/24"), &format!("{DIP6}/64")],
+    );
     let config = format!(
-        r#"
-[eal]
-args = ["--no-pci", "--file-prefix={prefix}"]
-huge = false
-memory_mb = 256
-
-[lcores]
-control = 0
-workers = [1]
-
-[control]
-socket = "{{dir}}/vsd.sock"
-
-[mempool]
-mbufs = 8191
-
+        r#"{head}
 [lb]
 conn_capacity = 4096
 local_port_min = {LPORT}
 local_port_max = {lport_max}
-
-[[port]]
-name = "cap0"
-device = "net_pcap0,rx_pcap={rx},tx_pcap={tx}"
-mac = "{VSD_MAC}"
-addresses = ["{DIP4}/24", "{DIP6}/64"]
 
 [[vip]]
 address = "{VIP6}"
 port = "cap0"
 {a}{b}{c}{d}{e}"#,
         lport_max = LPORT + 63,
-        rx = dir.join("in.pcap").display(),
-        tx = dir.join("out.pcap").display(),
         a = svc(80, "nat", RS6.to_string(), 8080, ""),
         b = svc(81, "dr", RS6.to_string(), 81, ""),
         c = svc(82, "tun", RS6.to_string(), 82, ""),

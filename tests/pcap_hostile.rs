@@ -26,31 +26,17 @@ const LIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 200);
 const SYN: u8 = 0x02;
 
 fn config(dir: &std::path::Path, prefix: &str, extra: &str) -> String {
+    let head = pcap::replay_config(
+        dir,
+        prefix,
+        4095,
+        VSD_MAC,
+        &[&format!("{DIP}/24"), &format!("{SRV_DIP}/24")],
+    );
     format!(
-        r#"
-[eal]
-args = ["--no-pci", "--file-prefix={prefix}"]
-huge = false
-memory_mb = 256
-
-[lcores]
-control = 0
-workers = [1]
-
-[control]
-socket = "{{dir}}/vsd.sock"
-
-[mempool]
-mbufs = 4095
-
+        r#"{head}
 [lb]
 conn_capacity = 4096
-
-[[port]]
-name = "cap0"
-device = "net_pcap0,rx_pcap={rx},tx_pcap={tx}"
-mac = "{VSD_MAC}"
-addresses = ["{DIP}/24", "{SRV_DIP}/24"]
 
 [[vip]]
 address = "{VIP}"
@@ -80,8 +66,6 @@ port = 5353
 method = "nat"
 {extra}
 "#,
-        rx = dir.join("in.pcap").display(),
-        tx = dir.join("out.pcap").display(),
     )
 }
 

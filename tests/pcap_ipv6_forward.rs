@@ -41,46 +41,28 @@ fn config(dir: &std::path::Path, prefix: &str) -> String {
     // each method a TCP service on port P and a UDP one on P + 10
     let svc = |port: u16, method: &str, rs: String, rport: u16, extra: &str| {
         let one = |proto: &str, port: u16, rport: u16| {
-            format!(
-                "\n[[service]]\nproto = \"{proto}\"\nvip = \"{VIP}\"\nport = {port}\nscheduler = \"rr\"\n{extra}\n[[service.real_server]]\naddress = \"{rs}\"\nport = {rport}\nmethod = \"{method}\"\n"
-            )
+            pcap::service(proto, VIP, port, extra, &rs, rport, method)
         };
         one("tcp", port, rport) + &one("udp", port + UDP, rport + UDP)
     };
+    let head = pcap::replay_config(
+        dir,
+        prefix,
+        4095,
+        VSD_MAC,
+        &[&format!("{DIP6}/64"), &format!("{DIP4}/24")],
+    );
     format!(
-        r#"
-[eal]
-args = ["--no-pci", "--file-prefix={prefix}"]
-huge = false
-memory_mb = 256
-
-[lcores]
-control = 0
-workers = [1]
-
-[control]
-socket = "{{dir}}/vsd.sock"
-
-[mempool]
-mbufs = 4095
-
+        r#"{head}
 [lb]
 conn_capacity = 4096
 local_port_min = {LPORT}
 local_port_max = {LPORT}
 
-[[port]]
-name = "cap0"
-device = "net_pcap0,rx_pcap={rx},tx_pcap={tx}"
-mac = "{VSD_MAC}"
-addresses = ["{DIP6}/64", "{DIP4}/24"]
-
 [[vip]]
 address = "{VIP}"
 port = "cap0"
 {nat}{dr}{tun}{fnat}{nat64}"#,
-        rx = dir.join("in.pcap").display(),
-        tx = dir.join("out.pcap").display(),
         nat = svc(80, "nat", RS.to_string(), 8080, ""),
         dr = svc(81, "dr", RS.to_string(), 81, ""),
         tun = svc(82, "tun", RS.to_string(), 82, ""),

@@ -38,28 +38,15 @@ const GROUP_NEW_VIP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 0x6
 const SOURCE: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 9);
 
 fn config(dir: &std::path::Path, prefix: &str) -> String {
+    let head = pcap::replay_config(
+        dir,
+        prefix,
+        4095,
+        VSD_MAC,
+        &["198.18.0.1/24", &format!("{DIP6}/64")],
+    );
     format!(
-        r#"
-[eal]
-args = ["--no-pci", "--file-prefix={prefix}"]
-huge = false
-memory_mb = 256
-
-[lcores]
-control = 0
-workers = [1]
-
-[control]
-socket = "{{dir}}/vsd.sock"
-
-[mempool]
-mbufs = 4095
-
-[[port]]
-name = "cap0"
-device = "net_pcap0,rx_pcap={rx},tx_pcap={tx}"
-mac = "{VSD_MAC}"
-addresses = ["198.18.0.1/24", "{DIP6}/64"]
+        r#"{head}
 
 [[vip]]
 address = "{VIP}"
@@ -75,8 +62,6 @@ address = "2001:2::11"
 port = 80
 method = "dr"
 "#,
-        rx = dir.join("in.pcap").display(),
-        tx = dir.join("out.pcap").display(),
     )
 }
 

@@ -15,35 +15,14 @@ const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
 fn config(dir: &std::path::Path, prefix: &str) -> String {
+    let head = pcap::replay_config(dir, prefix, 4095, VSD_MAC, &[&format!("{DIP}/24")]);
     format!(
-        r#"
-[eal]
-args = ["--no-pci", "--file-prefix={prefix}"]
-huge = false
-memory_mb = 256
-
-[lcores]
-control = 0
-workers = [1]
-
-[control]
-socket = "{{dir}}/vsd.sock"
-
-[mempool]
-mbufs = 4095
-
-[[port]]
-name = "cap0"
-device = "net_pcap0,rx_pcap={rx},tx_pcap={tx}"
-mac = "{VSD_MAC}"
-addresses = ["{DIP}/24"]
+        r#"{head}
 
 [[vip]]
 address = "{VIP}"
 port = "cap0"
 "#,
-        rx = dir.join("in.pcap").display(),
-        tx = dir.join("out.pcap").display(),
     )
 }
 

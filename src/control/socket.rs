@@ -198,12 +198,30 @@ impl ControlServer {
             }
             std::fs::remove_file(path).map_err(|e| io_err("cannot remove stale", path, e))?;
         }
-        let listener = UnixListener::bind(path).map_err(|e| io_err("cannot bind", path, e))?;
-        listener
+        // Bound and listening under a temporary name, then renamed: the
+        // socket file appears only once it accepts connections (a client
+        // that waits for the file and connects at once is never refused in
+        // the gap between bind and listen).
+        let mut staged = path.as_os_str().to_owned();
+        staged.push(format!(".{}.new", std::process::id()));
+        let staged = PathBuf::from(staged);
+        let _ = std::fs::remove_file(&staged);
+        let listener =
+            UnixListener::bind(&staged).map_err(|e| io_err("cannot bind", &staged, e))?;
+        let placed = listener
             .set_nonblocking(true)
-            .map_err(|e| io_err("cannot set non-blocking", path, e))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-            .map_err(|e| io_err("cannot chmod", path, e))?;
+            .map_err(|e| io_err("cannot set non-blocking", path, e))
+            .and_then(|()| {
+                std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o660))
+                    .map_err(|e| io_err("cannot chmod", &staged, e))
+            })
+            .and_then(|()| {
+                std::fs::rename(&staged, path).map_err(|e| io_err("cannot place", path, e))
+            });
+        if let Err(e) = placed {
+            let _ = std::fs::remove_file(&staged);
+            return Err(e);
+        }
         Ok(ControlServer {
             listener,
             path: path.to_owned(),
@@ -520,6 +538,34 @@ mod tests {
         let p = std::env::temp_dir().join(format!("vsd-test-{}-{name}.sock", std::process::id()));
         let _ = std::fs::remove_file(&p);
         p
+    }
+
+    #[test]
+    fn the_socket_file_appears_listening_and_nothing_staged_is_left() {
+        let path = sock("staged");
+        // a client polling for the file connects the moment it sees it
+        let watched = path.clone();
+        let client = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !watched.exists() && Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+            UnixStream::connect(&watched).map(|_| ())
+        });
+        let server = ControlServer::bind(&path).unwrap();
+        assert_eq!(client.join().unwrap().map_err(|e| e.kind()), Ok(()));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o660);
+        let dir = path.parent().unwrap();
+        let stem = path.file_name().unwrap().to_string_lossy().into_owned();
+        let staged: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&stem) && n != &stem)
+            .collect();
+        assert!(staged.is_empty(), "left behind: {staged:?}");
+        drop(server);
     }
 
     #[test]

@@ -51,3 +51,64 @@ pub fn read(path: &Path) -> Vec<Vec<u8>> {
     }
     frames
 }
+
+/// The head of every capture-replay vsd config: EAL without PCI or
+/// hugepages, one worker, the control socket in vsd's run directory, a
+/// small mempool, and port `cap0` replaying `dir/in.pcap` into
+/// `dir/out.pcap` with the given MAC and addresses. Callers append their
+/// own sections (`[lb]`, VIPs, services); TOML does not mind the order.
+pub fn replay_config(
+    dir: &Path,
+    prefix: &str,
+    mbufs: u32,
+    mac: impl std::fmt::Display,
+    addresses: &[&str],
+) -> String {
+    let addresses = addresses
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+[eal]
+args = ["--no-pci", "--file-prefix={prefix}"]
+huge = false
+memory_mb = 256
+
+[lcores]
+control = 0
+workers = [1]
+
+[control]
+socket = "{{dir}}/vsd.sock"
+
+[mempool]
+mbufs = {mbufs}
+
+[[port]]
+name = "cap0"
+device = "net_pcap0,rx_pcap={rx},tx_pcap={tx}"
+mac = "{mac}"
+addresses = [{addresses}]
+"#,
+        rx = dir.join("in.pcap").display(),
+        tx = dir.join("out.pcap").display(),
+    )
+}
+
+/// One `[[service]]` (round robin, `extra` lines added to it) with one
+/// real server.
+pub fn service(
+    proto: &str,
+    vip: impl std::fmt::Display,
+    port: u16,
+    extra: &str,
+    rs: impl std::fmt::Display,
+    rport: u16,
+    method: &str,
+) -> String {
+    format!(
+        "\n[[service]]\nproto = \"{proto}\"\nvip = \"{vip}\"\nport = {port}\nscheduler = \"rr\"\n{extra}\n[[service.real_server]]\naddress = \"{rs}\"\nport = {rport}\nmethod = \"{method}\"\n"
+    )
+}
