@@ -116,7 +116,7 @@ mod tests {
                 for proto in [6u8, 17] {
                     let addr = 0xc612_0000 + a * 7;
                     let pos = keys.len();
-                    if (a as usize + j) % 3 != 0 {
+                    if !(a as usize + j).is_multiple_of(3) {
                         keys.push((proto, addr, port, pos));
                         want.insert((proto, addr, port), pos);
                     }
