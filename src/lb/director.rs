@@ -973,7 +973,8 @@ impl CoreLb {
                     self.stats.count_event(FwdEvent::SteeredIn);
                 }
                 // compared only now: what earlier packets of the burst
-                // inserted or removed is seen
+                // inserted or removed is seen (a miss is current too:
+                // handle_l4 does not look again)
                 let pre = lookups
                     .get(tuple_of[j])
                     .and_then(|l| self.conns.lookup_finish(&l.tuple, l.hash, l.first));
@@ -998,11 +999,18 @@ impl CoreLb {
         now_ms: u64,
     ) -> FwdVerdict {
         let r = fwd::classify(pkt.data());
-        self.dispatch(pkt, &r, meta, now_ms, None)
+        // looked up here, as the burst does, so that handle_l4 can take an
+        // IPv4 miss as it is
+        let pre = match &r {
+            Ok(Some(i)) => l4_tuple(i).and_then(|t| self.conns.peek(&t)),
+            _ => None,
+        };
+        self.dispatch(pkt, &r, meta, now_ms, pre)
     }
 
-    /// Act on a classified packet; `pre` is its connection lookup when
-    /// already done (burst), else it is looked up here.
+    /// Act on a classified packet; `pre` is its connection lookup (IPv4:
+    /// done right before, see [`CoreLb::handle_l4`]; IPv6: when already
+    /// done, else it is looked up here).
     fn dispatch<P: PacketBuf>(
         &mut self,
         pkt: &mut P,
@@ -1234,6 +1242,9 @@ impl CoreLb {
         }
     }
 
+    /// A TCP or UDP packet. `pre`: its connection lookup; for IPv4 it must
+    /// have been completed right before the call (a `None` is taken as a
+    /// miss), for IPv6 a `None` is looked up here.
     fn handle_l4<A: Family, P: PacketBuf>(
         &mut self,
         pkt: &mut P,
@@ -1252,10 +1263,16 @@ impl CoreLb {
             && info.tcp_flags & tcp_flags::RST == 0;
         // A burst's lookup may have gone stale if an earlier packet of the
         // burst removed the entry: the handle's generation then no longer
-        // matches and the lookup is done again. Lookups do not restart the
-        // entry's timer: update_state does, for packets that go on.
+        // matches and the lookup is done again. An IPv4 `pre` is always a
+        // lookup completed right before this packet was handled (the
+        // burst's last stage, or `process_inner`), with nothing inserted
+        // since: its miss stands. IPv6 bursts look every key up before
+        // handling any packet, so their misses are looked up again. Lookups
+        // do not restart the entry's timer: update_state does, for packets
+        // that go on.
         let hit = match pre {
             Some((id, dir)) if self.table::<A>().get(id).is_some() => Some((id, dir)),
+            None if !A::IS_V6 => None,
             // the key only when the burst did not look it up (IPv6: two
             // 128-bit conversions)
             _ => self.table::<A>().peek(&tcp_udp_tuple(

@@ -30,7 +30,8 @@
 //! XOR and one RETA read each).
 //!
 //! Both are bounded ([`LocalPorts::MAX_CANDIDATES`] ports,
-//! [`LocalPorts::MAX_LOOKUPS`] lookups), so a nearly exhausted pool fails
+//! [`LocalPorts::MAX_LOOKUPS`] lookups, one more on one core: the walk's
+//! first candidate is tried once before the walk), so a nearly exhausted pool fails
 //! fast with `None` (counted as `NoLocalPort`) instead of scanning 64K
 //! ports.
 //!
@@ -278,17 +279,32 @@ impl LocalPorts {
                 );
             }
         }
-        let span = u32::from(self.max - self.min) + 1;
-        // Spread the budget over the addresses: each gets a full sweep of
-        // its share of candidates before the next is tried.
-        let per_addr = (Self::MAX_CANDIDATES / n_addrs.min(64) as u32).clamp(1, span);
-        let mut lookups = 0u32;
         // (the cursor may come from a service with more addresses)
         let first = if self.addr_cursor < n_addrs {
             self.addr_cursor
         } else {
             self.addr_cursor % n_addrs
         };
+        // One core: the walk's first candidate — the cursor's port at the
+        // cursor's address — is nearly always free. Tried here without
+        // the walk's set-up; if taken, the walk below starts from the same
+        // state and checks it again.
+        if owner.is_none() {
+            if let Some(lip) = addrs.get(first).and_then(|&a| A::local_of(a, rip)) {
+                let port = self.cursor;
+                if !in_use(lip, port) {
+                    self.advance();
+                    self.addr_cursor = wrap(first + 1, n_addrs);
+                    self.stats.allocated += 1;
+                    return Some((lip, port));
+                }
+            }
+        }
+        let span = u32::from(self.max - self.min) + 1;
+        // Spread the budget over the addresses: each gets a full sweep of
+        // its share of candidates before the next is tried.
+        let per_addr = (Self::MAX_CANDIDATES / n_addrs.min(64) as u32).clamp(1, span);
+        let mut lookups = 0u32;
         for k in 0..n_addrs.min(64) {
             // (first + k) % n_addrs without a division per packet
             let i = wrap(first + k, n_addrs);
@@ -408,6 +424,41 @@ mod tests {
             assert!(used.iter().any(|(l, _)| *l == v4(198, 18, 2, 2)));
             assert_eq!(pool.stats().allocated, 5000);
         }
+    }
+
+    #[test]
+    fn one_core_takes_the_walks_choice_with_busy_first_candidates() {
+        // One core: the cursor's port at the cursor's address, else the
+        // walk on from there; addresses rotate after each allocation and
+        // an address of the other family is passed over.
+        let (a, b) = (v4(198, 18, 2, 1), v4(198, 18, 2, 2));
+        let six: IpAddr = "2001:db8::1".parse().unwrap();
+        let addrs = [IpAddr::V4(a), six, IpAddr::V4(b)];
+        let rip = v4(198, 18, 1, 11);
+        let busy: HashSet<(Ipv4Addr, u16)> = [(a, 1000), (b, 1002), (a, 1006)].into();
+        let mut pool = LocalPorts::new(1000, 1009, 0);
+        let mut used = busy.clone();
+        let mut got = Vec::new();
+        for _ in 0..7 {
+            let (l, p) = pool
+                .alloc(&addrs, rip, 80, None, |l, p| used.contains(&(l, p)))
+                .unwrap();
+            assert!(used.insert((l, p)), "{l}:{p} twice");
+            got.push((l, p));
+        }
+        assert_eq!(
+            got,
+            [
+                (a, 1001), // 1000 busy at a
+                (b, 1003), // the IPv6 address passed over; 1002 busy at b
+                (a, 1004),
+                (b, 1005),
+                (a, 1007), // 1006 busy at a
+                (b, 1008),
+                (a, 1009),
+            ]
+        );
+        assert_eq!(pool.stats().allocated, 7);
     }
 
     #[test]

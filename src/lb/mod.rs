@@ -20,6 +20,7 @@ pub mod sched;
 pub mod service;
 pub mod siphash;
 pub mod stats;
+pub mod svc_index;
 pub mod sync;
 pub mod synproxy;
 pub mod tcp_state;

@@ -28,6 +28,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use super::load::DestId;
+use super::svc_index::V4ServiceIndex;
 use super::types::{AddrFamily, FwdMethod, Protocol, SchedulerKind};
 
 /// Persistence timeout in seconds when `-p` is given without a value.
@@ -544,6 +545,8 @@ pub struct ServiceSnapshot {
     generation: u64,
     services: Vec<Service>,
     by_addr: FastMap<(Protocol, IpAddr, u16), usize>,
+    /// The IPv4 keys of `by_addr` again, for `find`'s fast path.
+    by_v4: V4ServiceIndex,
     by_fwmark: FastMap<(u32, AddrFamily), usize>,
     dest_capacity: usize,
 }
@@ -564,6 +567,7 @@ impl ServiceSnapshot {
             generation: 0,
             services: Vec::new(),
             by_addr: FastMap::default(),
+            by_v4: V4ServiceIndex::new([]),
             by_fwmark: FastMap::default(),
             dest_capacity,
         }
@@ -615,8 +619,20 @@ impl ServiceSnapshot {
                 return Some(s);
             }
         }
-        self.get(proto, addr, port)
-            .or_else(|| self.get(proto, addr, 0))
+        let i = match addr {
+            IpAddr::V4(a) => {
+                let (p, a) = (proto.number(), u32::from(a));
+                self.by_v4
+                    .get(p, a, port)
+                    .or_else(|| self.by_v4.get(p, a, 0))
+            }
+            IpAddr::V6(_) => {
+                return self
+                    .get(proto, addr, port)
+                    .or_else(|| self.get(proto, addr, 0))
+            }
+        };
+        i.and_then(|i| self.services.get(i))
     }
     /// Services sorted as `ipvsadm -L` prints them.
     pub fn listing_order(&self) -> Vec<&Service> {
@@ -1062,6 +1078,12 @@ impl ServiceTable {
         Arc::new(ServiceSnapshot {
             generation: self.generation,
             services,
+            by_v4: V4ServiceIndex::new(by_addr.iter().filter_map(|(&(proto, addr, port), &i)| {
+                match addr {
+                    IpAddr::V4(a) => Some((proto.number(), u32::from(a), port, i)),
+                    IpAddr::V6(_) => None,
+                }
+            })),
             by_addr,
             by_fwmark,
             dest_capacity: self.slots.len(),
@@ -1601,6 +1623,59 @@ mod tests {
         ));
         assert!(s.find(0, Protocol::Udp, a, 80).is_none());
         assert!(s.find(0, Protocol::Tcp, v4(10, 0, 0, 2), 80).is_none());
+    }
+
+    #[test]
+    fn find_agrees_with_the_general_map_for_both_families_after_deletes() {
+        // find's IPv4 index must name the same service as the general map
+        // (exact port, then port 0) also once deletions moved positions
+        let mut t = ServiceTable::new(64);
+        let six: IpAddr = "2001:db8::1".parse().unwrap();
+        let addrs = [v4(10, 0, 0, 1), v4(10, 0, 0, 2), v4(198, 18, 0, 100), six];
+        let mut keys = Vec::new();
+        for (i, &a) in addrs.iter().enumerate() {
+            for port in [0u16, 80, 443] {
+                if (i + port as usize) % 4 == 3 {
+                    continue;
+                }
+                // (a port-0 service must be persistent)
+                let cfg = || ServiceConfig {
+                    persistence: (port == 0).then_some(60),
+                    ..ServiceConfig::default()
+                };
+                let tcp = ServiceKey::tcp(a, port);
+                t.add_service(tcp, cfg()).unwrap();
+                keys.push(tcp);
+                if port != 443 {
+                    let udp = ServiceKey::Addr {
+                        proto: Protocol::Udp,
+                        addr: a,
+                        port,
+                    };
+                    t.add_service(udp, cfg()).unwrap();
+                    keys.push(udp);
+                }
+            }
+        }
+        for round in 0..3 {
+            let s = t.snapshot();
+            for &a in addrs.iter().chain(&[v4(10, 0, 0, 3)]) {
+                for port in [0u16, 22, 80, 443] {
+                    for proto in [Protocol::Tcp, Protocol::Udp] {
+                        let want = s.get(proto, a, port).or_else(|| s.get(proto, a, 0));
+                        let got = s.find(0, proto, a, port);
+                        assert_eq!(
+                            got.map(|x| x.key),
+                            want.map(|x| x.key),
+                            "{proto:?} {a} {port}"
+                        );
+                        assert_eq!(got.map(|x| x.index), want.map(|x| x.index));
+                    }
+                }
+            }
+            // delete an early service: the later ones move down a position
+            t.del_service(&keys.remove(round)).unwrap();
+        }
     }
 
     #[test]

@@ -13,25 +13,37 @@ use crate::lb::types::SchedulerKind;
 pub struct WeightedLeastConn;
 
 /// The wlc choice over a whole service; lblc and lblcr use it too.
+/// The servers' overheads are read [`SCAN`] at a time through one
+/// [`crate::lb::load::LoadView::overheads`] call (not a virtual call per
+/// server); the choice is the kernel's, server by server.
 pub(crate) fn weighted_least_conn(ctx: &SchedCtx<'_>) -> Option<usize> {
-    let n = ctx.len();
-    let first = (0..n).find(|&i| ctx.available(i))?;
-    let (mut least, mut loh) = (first, ctx.overhead(first));
-    for i in first + 1..n {
-        if ctx.is_overloaded(i) {
-            continue;
-        }
-        // Weight 0 never wins: loh * 0 > doh * lw is false.
-        let doh = ctx.overhead(i);
-        if u128::from(loh) * u128::from(ctx.weight(i))
-            > u128::from(doh) * u128::from(ctx.weight(least))
-        {
-            least = i;
-            loh = doh;
+    let servers = &ctx.svc.servers;
+    let first = (0..servers.len()).find(|&i| ctx.available(i))?;
+    // The first available server is the initial candidate: with `loh`
+    // at u64::MAX and `lw` 1 it wins its own comparison below (its weight
+    // is > 0 and any overhead is < 2^41), which sets its real overhead and
+    // weight; after it, a server replaces the candidate only when strictly
+    // better, so ties go to the earlier one.
+    let (mut least, mut loh, mut lw) = (first, u64::MAX, 1u32);
+    let mut oh = [0u64; SCAN];
+    let mut i = first;
+    for chunk in servers.get(first..).unwrap_or(&[]).chunks(SCAN) {
+        ctx.load.overheads(chunk, &mut oh);
+        for (s, &doh) in chunk.iter().zip(&oh) {
+            // Weight 0 never wins: loh * 0 > doh * lw is false.
+            if !ctx.is_overloaded(i)
+                && u128::from(loh) * u128::from(s.weight) > u128::from(doh) * u128::from(lw)
+            {
+                (least, loh, lw) = (i, doh, s.weight);
+            }
+            i += 1;
         }
     }
     Some(least)
 }
+
+/// Servers whose overheads one scan step reads at once.
+const SCAN: usize = 32;
 
 impl Scheduler for WeightedLeastConn {
     fn kind(&self) -> SchedulerKind {
@@ -119,5 +131,61 @@ mod tests {
             counts[p] += 1;
         }
         assert_eq!(counts, [10_000, 20_000, 50_000, 20_000]);
+    }
+
+    /// The kernel's loop as written before the batched scan: position by
+    /// position, one overhead read each.
+    fn wlc_by_position(ctx: &SchedCtx<'_>) -> Option<usize> {
+        let n = ctx.len();
+        let first = (0..n).find(|&i| ctx.available(i))?;
+        let (mut least, mut loh) = (first, ctx.overhead(first));
+        for i in first + 1..n {
+            if ctx.is_overloaded(i) {
+                continue;
+            }
+            let doh = ctx.overhead(i);
+            if u128::from(loh) * u128::from(ctx.weight(i))
+                > u128::from(doh) * u128::from(ctx.weight(least))
+            {
+                least = i;
+                loh = doh;
+            }
+        }
+        Some(least)
+    }
+
+    #[test]
+    fn batched_scan_chooses_as_the_per_server_loop_across_scan_steps() {
+        // services of 1..=3 scan steps and a partial one, random weights
+        // (some 0), overload flags and loads, including ties and servers
+        // idle after the first step
+        let mut x = 0x9e37_79b9u32;
+        let mut next = move |m: u32| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x % m
+        };
+        for n in [1usize, 2, SCAN - 1, SCAN, SCAN + 1, 2 * SCAN + 5, 3 * SCAN] {
+            for round in 0..200 {
+                let weights: Vec<u32> = (0..n).map(|_| next(4)).collect();
+                let s = svc(SchedulerKind::Wlc, &weights);
+                let load = FakeLoad::new(n);
+                for d in 0..n as u32 {
+                    load.set(d, next(3), next(600));
+                }
+                let flags: Vec<bool> = (0..n).map(|_| round % 3 == 0 && next(4) == 0).collect();
+                let ctx = SchedCtx {
+                    svc: &s,
+                    load: &load,
+                    overloaded: &flags,
+                };
+                assert_eq!(
+                    WeightedLeastConn.schedule(&ctx, &input(client(1), 1)),
+                    wlc_by_position(&ctx),
+                    "{n} servers, weights {weights:?}, flags {flags:?}"
+                );
+            }
+        }
     }
 }
