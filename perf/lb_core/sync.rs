@@ -86,7 +86,7 @@ fn master_pps(conns: u32, packets: u32, settings: Option<SyncSettings>) -> (f64,
         feed.set_settings(&s);
         feed.master.store(true, Ordering::Relaxed);
     }
-    feed.exchange(&mut lb, 0);
+    feed.exchange(&mut lb, 0, None);
     // open every connection: SYN, the server's SYN-ACK, then the ACKs
     let mut p = VecPacket::new(&segment(client(0), (VIP, 80), tcp::SYN));
     for i in 0..conns {
@@ -136,7 +136,7 @@ fn drive_master(
         let v = lb.process(p, None, 2);
         debug_assert!(matches!(v, FwdVerdict::Forward { .. }));
         if k % 32 == 31 {
-            feed.exchange(lb, 2);
+            feed.exchange(lb, 2, None);
             while feed.out.pop().is_some() {
                 records += 1;
             }
@@ -259,7 +259,7 @@ fn backup_path(msgs: &[Vec<u8>], lb: &mut CoreLb) -> (f64, u64) {
     let start = Instant::now();
     for m in msgs {
         ingest_datagram(m, 7, Some(&owner), &feeds, &counters, &mut dests);
-        feeds[0].exchange(lb, 5);
+        feeds[0].exchange(lb, 5, None);
     }
     let secs = start.elapsed().as_secs_f64();
     let c = &feeds[0].counters;

@@ -625,6 +625,12 @@ pub fn render_daemons(daemons: &[SyncDaemonSpec]) -> String {
         for p in &d.peers {
             let _ = write!(out, ", peer={p}");
         }
+        // vsd: how a master's messages leave (once resolved)
+        if d.role == crate::control::ipvsadm::SyncRole::Master
+            && d.transport != crate::control::ipvsadm::SyncTransport::Auto
+        {
+            let _ = write!(out, ", transport={}", d.transport.name());
+        }
         out.push_str(")\n");
     }
     out
@@ -1379,6 +1385,7 @@ mod tests {
                 mcast_port: None,
                 mcast_ttl: None,
                 peers: Vec::new(),
+                transport: Default::default(),
             },
             SyncDaemonSpec {
                 role: crate::control::ipvsadm::SyncRole::Backup,
@@ -1389,6 +1396,7 @@ mod tests {
                 mcast_port: Some(9000),
                 mcast_ttl: Some(3),
                 peers: Vec::new(),
+                transport: Default::default(),
             },
         ];
         assert_eq!(

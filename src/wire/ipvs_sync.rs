@@ -778,6 +778,46 @@ impl SyncMessageBuilder {
     /// or entry count), that message is finished and returned and `conn`
     /// starts the next one.
     pub fn push(&mut self, conn: &SyncConn) -> Result<Option<Vec<u8>>, EncodeError> {
+        self.check(conn)?;
+        let done = if self.starts_new(conn) {
+            self.finish()
+        } else {
+            None
+        };
+        self.append(conn);
+        Ok(done)
+    }
+
+    /// [`Self::push`] without allocating: a message `conn` does not fit
+    /// into is handed to `full` (its exact bytes) and the builder reuses its
+    /// buffer for the next one (the data plane's transport,
+    /// the data plane's sync transport).
+    pub fn push_then(
+        &mut self,
+        conn: &SyncConn,
+        full: impl FnOnce(&[u8]),
+    ) -> Result<(), EncodeError> {
+        self.check(conn)?;
+        if self.starts_new(conn) {
+            full(&self.buf);
+            self.reset();
+        }
+        self.append(conn);
+        Ok(())
+    }
+
+    /// [`Self::finish`] without allocating: the message being filled, if it
+    /// holds an entry, goes to `send`, and the builder starts afresh.
+    pub fn finish_then(&mut self, send: impl FnOnce(&[u8])) -> bool {
+        if self.nr_conns == 0 {
+            return false;
+        }
+        send(&self.buf);
+        self.reset();
+        true
+    }
+
+    fn check(&self, conn: &SyncConn) -> Result<(), EncodeError> {
         let v6 = conn.is_v6();
         let same = |a: &SocketAddr| a.is_ipv6() == v6;
         if !same(&conn.virt) || !same(&conn.real) || !conn.fullnat_local.iter().all(same) {
@@ -794,16 +834,23 @@ impl SyncMessageBuilder {
         if conn.synproxy.is_some() && (conn.seq.is_none() || conn.is_template()) {
             return Err(EncodeError::SynproxyWithoutSeq);
         }
-        let len = conn.wire_len();
+        Ok(())
+    }
+
+    /// Whether `conn` must start a new message (the current one holds an
+    /// entry and has no room, in bytes or entries, or is sealed).
+    fn starts_new(&self, conn: &SyncConn) -> bool {
         let pad = self.buf.len().wrapping_neg() & 3;
-        let full = self.buf.len() + pad + len > self.maxlen
+        let full = self.buf.len() + pad + conn.wire_len() > self.maxlen
             || usize::from(self.nr_conns) == MAX_CONNS_PER_MESSAGE
             || self.sealed;
-        let done = if full && self.nr_conns > 0 {
-            self.finish()
-        } else {
-            None
-        };
+        full && self.nr_conns > 0
+    }
+
+    /// Write `conn` (checked) at the end of the current message.
+    fn append(&mut self, conn: &SyncConn) {
+        let v6 = conn.is_v6();
+        let len = conn.wire_len();
         let pad = self.buf.len().wrapping_neg() & 3;
         self.buf.resize(self.buf.len() + pad, 0);
         let start = self.buf.len();
@@ -854,7 +901,6 @@ impl SyncMessageBuilder {
         let size = self.buf.len() as u16;
         write_u16(&mut self.buf, 2, size);
         self.buf[4] = self.nr_conns;
-        Ok(done)
     }
 
     /// Finishes the current message (`None` if it holds no entry).
