@@ -676,6 +676,12 @@ impl Running {
         for f in &self.dataplane {
             f.dp.set(None);
         }
+        // the workers send what they hold at their next loop turn: wait
+        // for it (bounded), so that the counters read next include it
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while self.dataplane.iter().any(|f| !f.dp.followed()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -846,7 +852,12 @@ impl SyncDaemons {
         for (w, f) in self.feeds.iter().enumerate() {
             let mut one = BTreeMap::new();
             for (k, v) in f.dp.counters.values() {
-                *all.entry(format!("dataplane_{k}")).or_default() += v;
+                // what the master sent, whichever transport; the rest by name
+                let key = match k {
+                    "sent_messages" | "sent_entries" => k.to_string(),
+                    _ => format!("dataplane_{k}"),
+                };
+                *all.entry(key).or_default() += v;
                 one.insert(k.to_string(), v);
             }
             workers.push(json!({ "worker": w, "counters": one }));

@@ -278,6 +278,8 @@ fn bump(a: &AtomicU64, n: u64) {
 #[derive(Debug, Default)]
 pub struct SyncTxShared {
     generation: AtomicU64,
+    /// The generation the worker last took.
+    followed: AtomicU64,
     conf: Mutex<Option<SyncTxConf>>,
     pub counters: SyncTxCounters,
 }
@@ -290,6 +292,12 @@ impl SyncTxShared {
             *c = conf;
         }
         self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Whether the worker has taken the last configuration (and sent what
+    /// it held under the one before).
+    pub fn followed(&self) -> bool {
+        self.followed.load(Ordering::Acquire) == self.generation.load(Ordering::Acquire)
     }
 }
 
@@ -498,6 +506,7 @@ impl Worker {
                     .flush(|msg| send_message(link, msg, &mut wp.tx, &self.pool, &shared.counters));
             }
         }
+        shared.followed.store(generation, Ordering::Release);
         let Some(conf) = conf else {
             return;
         };
