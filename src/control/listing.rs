@@ -1405,6 +1405,13 @@ mod tests {
              backup sync daemon (mcast=lan0, syncid=9, maxlen=1400, group=239.0.0.1, port=9000, ttl=3)\n"
         );
         assert_eq!(render_daemons(&[]), "");
+        // a resolved master says how it sends
+        let mut m = d[0].clone();
+        m.transport = crate::control::ipvsadm::SyncTransport::Dataplane;
+        assert_eq!(
+            render_daemons(&[m]),
+            "master sync daemon (mcast=eth0, syncid=0, transport=dataplane)\n"
+        );
         let l = render_laddrs(&[
             (
                 ServiceKey::tcp(ip("198.18.0.101"), 80),
