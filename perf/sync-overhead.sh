@@ -173,11 +173,11 @@ EOF
     elif [ "$1" = on ]; then
         printf '\n[[sync_daemon]]\nrole = "master"\nmcast_interface = "lo"\nsyncid = 15\n'
         printf 'mcast_port = 18848\npeers = ["127.0.0.1"]\ntransport = "kernel"\n'
-        if [ -n "$SET_SYNC" ]; then
-            printf '\n[sync]\n'
-            local kv
-            for kv in $SET_SYNC; do printf '%s = %s\n' "${kv%%=*}" "${kv#*=}"; done
-        fi
+    fi
+    if [ "$1" = on ] && [ -n "$SET_SYNC" ]; then
+        printf '\n[sync]\n'
+        local kv
+        for kv in $SET_SYNC; do printf '%s = %s\n' "${kv%%=*}" "${kv#*=}"; done
     fi
 }
 

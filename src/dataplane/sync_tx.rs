@@ -44,10 +44,12 @@
 //! which listens on `mcast_port`) receives every worker's messages.
 //!
 //! **Failure modes.** Every message that does not leave is counted by
-//! reason, per worker ([`SyncTxCounters`]): no mbuf, the tx queue full
-//! (the frame was refused by the port; it also shows in the worker's
-//! `tx_full`), a frame larger than an mbuf; a record the encoder refuses
-//! is counted as `encode_errors`. As with the kernel, a lost message is not
+//! reason, per worker ([`SyncTxCounters`]): no mbuf, the tx queue full (a
+//! refused frame is held and tried again at the next loop turn, as the
+//! kernel's master waits for its socket; it is dropped only if still
+//! refused when the next message is ready or the master stops), a frame
+//! larger than an mbuf; a record the encoder refuses is counted as
+//! `encode_errors`. As with the kernel, a lost message is not
 //! sent again; the connections are synced again at their next threshold.
 //! The control thread refuses a configuration this transport cannot
 //! serve (unicast peers, an interface that is no DPDK port or twin, a
@@ -370,6 +372,37 @@ struct Link {
     /// `None`: the port has no source address for the group (counted).
     frame: Option<SyncFrame>,
     ip_id: u16,
+    /// A frame the port refused (its queue full), with its entries: tried
+    /// again at the next loop turn, as the kernel's master waits for its
+    /// socket to drain; dropped (counted) if refused again when the next
+    /// message is ready.
+    held: Option<(Mbuf, u8)>,
+}
+
+impl Link {
+    /// Hand `m` (a message of `entries`) to the port; a refused frame is
+    /// held for the next try.
+    fn send(&mut self, m: Mbuf, entries: u8, tx: &mut TxBuffer, c: &SyncTxCounters) {
+        match tx.send_now(m) {
+            Ok(()) => {
+                bump(&c.sent_messages, 1);
+                bump(&c.sent_entries, u64::from(entries));
+            }
+            Err(m) => self.held = Some((m, entries)),
+        }
+    }
+
+    /// Try the held frame again; if the port still refuses it and
+    /// `must_clear`, it is dropped (counted), else kept.
+    fn retry(&mut self, tx: &mut TxBuffer, c: &SyncTxCounters, must_clear: bool) {
+        let Some((m, entries)) = self.held.take() else {
+            return;
+        };
+        self.send(m, entries, tx, c);
+        if must_clear && self.held.take().is_some() {
+            bump(&c.dropped_tx_full, 1);
+        }
+    }
 }
 
 /// A worker's transport while on.
@@ -412,18 +445,9 @@ fn send_message(
         bump(&c.dropped_too_long, 1);
         return;
     }
-    // The buffer's earlier packets go first, so that what the port refuses
-    // of this one frame is ours to count.
-    tx.flush();
-    let before = tx.dropped;
-    tx.push(m);
-    tx.flush();
-    if tx.dropped != before {
-        bump(&c.dropped_tx_full, 1);
-    } else {
-        bump(&c.sent_messages, 1);
-        bump(&c.sent_entries, u64::from(msg.get(4).copied().unwrap_or(0)));
-    }
+    // a frame still held from a full queue goes first (or is dropped)
+    link.retry(tx, c, true);
+    link.send(m, msg.get(4).copied().unwrap_or(0), tx, c);
 }
 
 /// The records of one loop turn, encoded into the worker's message.
@@ -486,6 +510,9 @@ impl Worker {
         self.sync.exchange(&mut self.lb, now_ms, Some(&mut sink));
         let Encode { a, tx, pool, .. } = sink;
         let link = &mut a.link;
+        if link.held.is_some() {
+            link.retry(tx, c, false);
+        }
         a.batch
             .flush_due(now_tsc, |msg| send_message(link, msg, tx, pool, c));
     }
@@ -504,6 +531,7 @@ impl Worker {
                 let link = &mut a.link;
                 a.batch
                     .flush(|msg| send_message(link, msg, &mut wp.tx, &self.pool, &shared.counters));
+                link.retry(&mut wp.tx, &shared.counters, true);
             }
         }
         shared.followed.store(generation, Ordering::Release);
@@ -527,6 +555,7 @@ impl Worker {
                 frame,
                 // distinct per worker, as the kernel's are per destination
                 ip_id: (self.index as u16).wrapping_mul(0x2000),
+                held: None,
             },
         });
     }
