@@ -625,9 +625,10 @@ pub fn render_daemons(daemons: &[SyncDaemonSpec]) -> String {
         for p in &d.peers {
             let _ = write!(out, ", peer={p}");
         }
-        // vsd: how a master's messages leave (once resolved)
+        // vsd: a master sending from the data plane says so (through the
+        // kernel's sockets the line is ipvsadm's)
         if d.role == crate::control::ipvsadm::SyncRole::Master
-            && d.transport != crate::control::ipvsadm::SyncTransport::Auto
+            && d.transport == crate::control::ipvsadm::SyncTransport::Dataplane
         {
             let _ = write!(out, ", transport={}", d.transport.name());
         }
