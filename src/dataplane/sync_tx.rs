@@ -11,8 +11,11 @@
 //! [`FLUSH_AFTER`] (the kernel's `IPVS_SYNC_FLUSH_TIME`, 2 s; a TSC
 //! compare once per loop turn). Sending builds the whole frame in an mbuf
 //! ([`SyncFrame`]: Ethernet + IPv4 or IPv6 + UDP, as the kernel's master
-//! socket would put it on the wire) and queues it on the worker's own tx
-//! queue of the port.
+//! socket would put it on the wire) and hands it to the worker's own tx
+//! queue of the port right after the packets its tx buffer holds
+//! ([`TxBuffer::send_now`]: one burst of its own per message, ~40
+//! records, so that a refusal is known to be this frame's and it can be
+//! held instead of lost).
 //!
 //! **Why.** The kernel-socket transport costs a daemon thread (draining
 //! the rings, encoding, `sendmmsg`, the kernel's UDP/IP stack and the
