@@ -15,11 +15,17 @@
 #                            packet (the kernel's rule), so a persistent service is the
 #                            update-heavy case
 #     --set-sync "K=V ..."   sync knobs for the "on" sessions (default: the kernel's)
+#     --transport T          how the "on" master sends (default dataplane):
+#                            dataplane: the worker sends its own messages out of the memif
+#                              port, multicast to 224.0.0.81:8848 (vsd-gen counts them as
+#                              rx_other and frees them); no daemon thread
+#                            kernel: the daemon thread with kernel sockets, to a unicast peer
+#                              (127.0.0.1 on lo, port 18848; nothing listens there, the
+#                              datagrams are dropped by the kernel after the send)
 #     --no-build             do not build the release binaries first
 #
-# The master sends to a unicast peer (127.0.0.1 on lo, port 18848; nothing listens there,
-# the datagrams are dropped by the kernel after the send) so that no second director is
-# needed: what is measured is the master's cost, workers' queues + daemon thread + sends.
+# No second director is needed: what is measured is the master's cost (data plane: the
+# worker's encoding and sends; kernel: the workers' queues + daemon thread + sends).
 # Per session one line: rx Mpps (requests at the servers + replies at the clients, vsd-gen's
 # median window), and for "on" the records the workers fed and the entries the daemon sent per
 # second (sampled once a second from `vsadm --counters --json` in both kinds of session).
@@ -39,6 +45,7 @@ FLOWS=100000
 NEW_SHARE=0.2
 PERSISTENCE=300
 SET_SYNC=""
+TRANSPORT=dataplane
 BUILD=1
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 while [ $# -gt 0 ]; do
@@ -50,6 +57,7 @@ while [ $# -gt 0 ]; do
         --new-conn-share) NEW_SHARE=$2; shift ;;
         --persistence) PERSISTENCE=$2; shift ;;
         --set-sync) SET_SYNC=$2; shift ;;
+        --transport) TRANSPORT=$2; shift ;;
         --no-build) BUILD=0 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -159,14 +167,17 @@ EOF
     for i in 11 12 13 14; do
         printf '\n[[service.real_server]]\naddress = "198.18.0.%s"\nport = 8080\nmethod = "nat"\n' "$i"
     done
-    if [ "$1" = on ]; then
+    if [ "$1" = on ] && [ "$TRANSPORT" = dataplane ]; then
+        printf '\n[[sync_daemon]]\nrole = "master"\nmcast_interface = "bench0"\nsyncid = 15\n'
+        printf 'transport = "dataplane"\n'
+    elif [ "$1" = on ]; then
         printf '\n[[sync_daemon]]\nrole = "master"\nmcast_interface = "lo"\nsyncid = 15\n'
-        printf 'mcast_port = 18848\npeers = ["127.0.0.1"]\n'
-        if [ -n "$SET_SYNC" ]; then
-            printf '\n[sync]\n'
-            local kv
-            for kv in $SET_SYNC; do printf '%s = %s\n' "${kv%%=*}" "${kv#*=}"; done
-        fi
+        printf 'mcast_port = 18848\npeers = ["127.0.0.1"]\ntransport = "kernel"\n'
+    fi
+    if [ "$1" = on ] && [ -n "$SET_SYNC" ]; then
+        printf '\n[sync]\n'
+        local kv
+        for kv in $SET_SYNC; do printf '%s = %s\n' "${kv%%=*}" "${kv#*=}"; done
     fi
 }
 
@@ -205,7 +216,9 @@ for t in glob.glob("/proc/%s/task/*" % sys.argv[1]):
     except OSError:
         pass
 print(time.time(), c.get("worker_fed", 0), c.get("sent_entries", 0),
-      c.get("worker_feed_full", 0) + c.get("worker_buffer_full", 0), cpu, flush=True)
+      c.get("worker_feed_full", 0) + c.get("worker_buffer_full", 0)
+      + sum(v for k, v in c.items() if k.startswith("dataplane_dropped")
+            or k == "dataplane_encode_errors"), cpu, flush=True)
 ' "$VSD_PID" >>"$RAW/$1.poll" || true
         sleep 1
     done
@@ -288,7 +301,7 @@ print(json.dumps({"label": label, "rx_mpps": rx, "tx_mpps": tx, "fed_per_s": fed
 EOF
 }
 
-log "load before: $(cut -d' ' -f1-3 /proc/loadavg); $PAIRS pairs, windows ${DURATION}s x $REPEAT, $FLOWS flows, new-conn share $NEW_SHARE, persistence $PERSISTENCE, knobs '${SET_SYNC:-kernel defaults}'"
+log "load before: $(cut -d' ' -f1-3 /proc/loadavg); $PAIRS pairs, windows ${DURATION}s x $REPEAT, $FLOWS flows, new-conn share $NEW_SHARE, persistence $PERSISTENCE, knobs '${SET_SYNC:-kernel defaults}', transport $TRANSPORT"
 : >"$RAW/summary.jsonl"
 for i in $(seq "$PAIRS"); do
     for sync in off on; do
@@ -322,7 +335,7 @@ if c_off and c_on:
           f"on {statistics.median(c_on):.1f} (best {min(c_on):.1f}); on/off medians "
           f"{statistics.median(c_on) / statistics.median(c_off):.3f}, best {min(c_on) / min(c_off):.3f}")
 print(f"sync updates: {ups / 1e3:.0f}K entries sent/s, {fed / 1e3:.0f}K records fed/s "
-      f"(median of the on sessions' busiest seconds); records lost to full queues: {lost:.0f}")
+      f"(median of the on sessions' busiest seconds); records or messages lost: {lost:.0f}")
 cpu = statistics.median(r.get("daemon_cpu", 0) for r in on)
 print(f"master daemon thread: {cpu * 100:.1f}% of a CPU (CPU 0, shared with vsd-gen), "
       f"{cpu / ups * 1e9 if ups else 0:.0f} ns per entry sent")

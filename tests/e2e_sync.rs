@@ -181,12 +181,25 @@ fn conns_to(v: &Vsd, vport: u16) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The master's messages leave through kernel sockets on its port's twin
+/// (the exception path carries them to the wire).
 #[test]
 fn backup_takes_over_nat_and_fullnat_connections() {
     if !e2e_prerequisites(true) {
         return;
     }
-    scenario("workers = [1]", false);
+    scenario("workers = [1]", false, Some("kernel"));
+}
+
+/// The master's worker sends its messages itself, out of the port
+/// (`--sync-transport dataplane`); the backup takes them in through its
+/// port's exception path into its kernel socket.
+#[test]
+fn backup_takes_over_from_a_dataplane_master() {
+    if !e2e_prerequisites(true) {
+        return;
+    }
+    scenario("workers = [1]", false, Some("dataplane"));
 }
 
 /// Two workers on each director (both on CPU 1): the backup hands each
@@ -197,7 +210,8 @@ fn backup_takes_over_with_two_workers() {
     if !e2e_prerequisites(true) {
         return;
     }
-    scenario("workers = [1, 2]\ncpu_map = \"0@0,1@1,2@1\"", false);
+    // the default transport: from the data plane, each worker its own
+    scenario("workers = [1, 2]\ncpu_map = \"0@0,1@1,2@1\"", false, None);
 }
 
 /// A and B both run a master and a backup daemon; the connections go
@@ -207,13 +221,15 @@ fn both_directors_run_master_and_backup() {
     if !e2e_prerequisites(true) {
         return;
     }
-    scenario("workers = [1]", true);
+    scenario("workers = [1]", true, None);
 }
 
 /// The scenarios run one at a time: each takes two directors' hugepages.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn scenario(lcores: &str, both_roles: bool) {
+/// `transport`: A's `--sync-transport` (`None`: the default, auto, which
+/// sends from the data plane on a port's twin).
+fn scenario(lcores: &str, both_roles: bool, transport: Option<&str>) {
     let _serial = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -305,21 +321,33 @@ fn scenario(lcores: &str, both_roles: bool) {
         "{}",
         text(&refused)
     );
-    vsadm_ok(
-        &va,
-        &[
-            "--start-daemon",
-            "master",
-            "--mcast-interface",
-            &twin_a,
-            "--syncid",
-            SYNCID,
-        ],
-    );
+    let mut master_args = vec![
+        "--start-daemon",
+        "master",
+        "--mcast-interface",
+        &twin_a,
+        "--syncid",
+        SYNCID,
+    ];
+    if let Some(t) = transport {
+        master_args.extend(["--sync-transport", t]);
+    }
+    vsadm_ok(&va, &master_args);
     let twice = vb.vsadm(&["--start-daemon", "backup", "--mcast-interface", &twin_b]);
     assert!(text(&twice).contains("already running"), "{}", text(&twice));
     let master_a = format!(
-        "master sync daemon (mcast={twin_a}, syncid={SYNCID}, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+        "master sync daemon (mcast={twin_a}, syncid={SYNCID}, maxlen=1472, group=224.0.0.81, port=8848, ttl=1{})\n",
+        if transport == Some("kernel") {
+            ""
+        } else {
+            ", transport=dataplane"
+        }
+    );
+    assert_eq!(
+        va.ask("counters")["sync"]["transport"],
+        transport.unwrap_or("dataplane"),
+        "{}",
+        va.ask("counters")["sync"]
     );
     if both_roles {
         for (v, role, twin) in [(&va, "backup", &twin_a), (&vb, "master", &twin_b)] {
@@ -474,6 +502,28 @@ fn scenario(lcores: &str, both_roles: bool) {
         assert_eq!(real, &format!("{RIP}:8080"));
     }
     assert!(sync_counter(&va, "sent_messages") >= 1);
+    if transport != Some("kernel") {
+        // sent by the workers themselves, nothing lost on the way
+        let sync = va.ask("counters")["sync"].clone();
+        let per_worker: u64 = sync["dataplane_workers"]
+            .as_array()
+            .expect("per-worker data-plane counters")
+            .iter()
+            .map(|w| w["counters"]["sent_messages"].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(
+            Some(per_worker),
+            sync["counters"]["sent_messages"].as_u64(),
+            "{sync}"
+        );
+        for reason in ["no_mbuf", "tx_full", "too_long", "no_source"] {
+            assert_eq!(
+                sync["counters"][format!("dataplane_dropped_message_{reason}")].as_u64(),
+                Some(0),
+                "{sync}"
+            );
+        }
+    }
     assert!(sync_counter(&vb, "worker_installed") >= 2);
 
     eprintln!("A -Lnc before takeover: {a_rows:?}");

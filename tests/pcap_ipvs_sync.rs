@@ -24,6 +24,7 @@ use vsd::lb::service::{RealServerConfig, ServiceConfig, ServiceKey, ServiceTable
 use vsd::lb::types::FwdMethod;
 use vsd::wire::tcp;
 
+use vsd::dataplane::sync_tx::SyncFrame;
 use vsd::wire::ipvs_sync::{
     decode, flags, OptionPlacement, SeqAdjust, SeqOptions, SyncConn, SyncMessageBuilder,
     DEFAULT_MAXLEN_V4, SYNC_GROUP_V4, SYNC_PORT,
@@ -264,6 +265,8 @@ struct Dissection {
     verbose: String,
     rows: Vec<String>,
     flagged: String,
+    /// Per frame: the IPv4 header and the UDP checksum status (1: good).
+    checksums: Vec<String>,
 }
 
 fn dissect(name: &str, datagrams: &[Vec<u8>]) -> Dissection {
@@ -279,9 +282,15 @@ fn dissect(name: &str, datagrams: &[Vec<u8>]) -> Dissection {
                 .build()
         })
         .collect();
+    dissect_frames(name, &frames)
+}
+
+/// [`dissect`] of whole frames, with tshark checking the IPv4 header and
+/// UDP checksums (a wrong one is an expert error).
+fn dissect_frames(name: &str, frames: &[Vec<u8>]) -> Dissection {
     let pcap =
         std::env::temp_dir().join(format!("vsd-ipvs-sync-{name}-{}.pcap", std::process::id()));
-    common::pcap::write(&pcap, &frames);
+    common::pcap::write(&pcap, frames);
     let verbose = tshark(&pcap, &["-O", "ipvs", "-V"]);
     let fields = tshark(
         &pcap,
@@ -325,6 +334,17 @@ fn dissect(name: &str, datagrams: &[Vec<u8>]) -> Dissection {
         ],
     );
     let flagged = tshark(&pcap, &["-Y", "_ws.malformed || _ws.expert || !ipvs"]);
+    let checksums = tshark(
+        &pcap,
+        &[
+            "-T",
+            "fields",
+            "-e",
+            "ip.checksum.status",
+            "-e",
+            "udp.checksum.status",
+        ],
+    );
     if std::env::var_os("KEEP_PCAP").is_none() {
         let _ = std::fs::remove_file(&pcap);
     }
@@ -332,6 +352,7 @@ fn dissect(name: &str, datagrams: &[Vec<u8>]) -> Dissection {
         verbose,
         rows: fields.lines().map(str::to_string).collect(),
         flagged,
+        checksums: checksums.lines().map(str::to_string).collect(),
     }
 }
 
@@ -385,6 +406,55 @@ fn tshark_decodes_every_sync_message() {
     }
 }
 
+/// The frames a master's worker sends straight from the data plane
+/// (`--sync-transport dataplane`, [`SyncFrame`]) to the IPv4 group and to
+/// the IPv6 link-local group: tshark decodes every message, checks the
+/// IPv4 header and UDP checksums, and shows what vsd encoded.
+#[test]
+fn tshark_decodes_data_plane_frames() {
+    let (datagrams, expected) = encode(OptionPlacement::LastOnly, scenarios());
+    let v6_group: IpAddr = "ff02::81".parse().unwrap();
+    let v6_src: IpAddr = "fe80::ff:fe00:51".parse().unwrap();
+    let groups = [
+        (IpAddr::V4(MASTER_IP), IpAddr::V4(SYNC_GROUP_V4)),
+        (v6_src, v6_group),
+    ];
+    for (src, group) in groups {
+        let f = SyncFrame::new(MASTER_MAC, src, group, SYNC_PORT, 1).unwrap();
+        let frames: Vec<Vec<u8>> = datagrams
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let mut buf = vec![0u8; f.header_len() + d.len()];
+                let n = f.write(&mut buf, d, i as u16).unwrap();
+                assert_eq!(n, buf.len());
+                buf
+            })
+            .collect();
+        let d = dissect_frames(&format!("dataplane-{}", group), &frames);
+        assert!(
+            !d.verbose.contains("Malformed") && d.flagged.trim().is_empty(),
+            "tshark flags errors ({group}):\n{}\n{}",
+            d.flagged,
+            d.verbose
+        );
+        let dst = if group.is_ipv4() {
+            "Dst: 224.0.0.81"
+        } else {
+            "Dst: ff02::81"
+        };
+        assert!(d.verbose.contains(dst), "{}", d.verbose);
+        // 1: good (IPv6 has no header checksum)
+        let good = if group.is_ipv4() { "1\t1" } else { "\t1" };
+        assert_eq!(d.checksums.len(), frames.len());
+        assert!(d.checksums.iter().all(|c| c == good), "{:?}", d.checksums);
+        assert_eq!(d.rows.len(), expected.len(), "one row per datagram");
+        for (row, conns) in d.rows.iter().zip(&expected) {
+            assert_eq!(*row, expected_row(conns), "tshark fields differ ({group})");
+        }
+    }
+}
+
 /// Why [`OptionPlacement::LastOnly`] is the default: packed as the kernel
 /// packs them, an entry after one with options is misread by the dissector.
 /// (Should Wireshark learn entry sizes, this fails and Packed can be used.)
@@ -404,6 +474,12 @@ fn tshark(pcap: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(pcap)
+        .args([
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "udp.check_checksum:TRUE",
+        ])
         .args(args)
         .output()
         .expect("tshark must be installed (scripts/setup.sh)");

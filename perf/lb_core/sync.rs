@@ -29,7 +29,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use vsd::control::syncd::{ingest_datagram, MasterBatch, SyncCounters};
-use vsd::dataplane::sync_feed::SyncFeed;
+use vsd::dataplane::sync_feed::{RecordSink, SyncFeed};
+use vsd::dataplane::sync_tx::{MessageBatch, SyncFrame};
 use vsd::lb::director::{CoreLb, CoreLbConfig, FwdVerdict};
 use vsd::lb::load::GlobalLoad;
 use vsd::lb::owner::RssOwner;
@@ -86,7 +87,7 @@ fn master_pps(conns: u32, packets: u32, settings: Option<SyncSettings>) -> (f64,
         feed.set_settings(&s);
         feed.master.store(true, Ordering::Relaxed);
     }
-    feed.exchange(&mut lb, 0);
+    feed.exchange(&mut lb, 0, None);
     // open every connection: SYN, the server's SYN-ACK, then the ACKs
     let mut p = VecPacket::new(&segment(client(0), (VIP, 80), tcp::SYN));
     for i in 0..conns {
@@ -113,8 +114,26 @@ fn master_pps(conns: u32, packets: u32, settings: Option<SyncSettings>) -> (f64,
     let acks: Vec<Vec<u8>> = (0..conns)
         .map(|i| segment(client(i), (VIP, 80), tcp::ACK))
         .collect();
+    // VSD_SYNC_BENCH_TRANSPORT=dataplane: the worker encodes its records
+    // and writes each full message's frame itself (the data-plane
+    // transport, all but the mbuf and the tx burst)
+    let mut dp = (std::env::var("VSD_SYNC_BENCH_TRANSPORT").as_deref() == Ok("dataplane"))
+        .then(DataplaneSink::new);
     let start = Instant::now();
-    let records = drive_master(&mut lb, &feed, &mut p, &acks, packets);
+    let records = drive_master(
+        &mut lb,
+        &feed,
+        &mut p,
+        &acks,
+        packets,
+        dp.as_mut().map(|s| s as &mut dyn RecordSink),
+    );
+    if let Some(s) = &dp {
+        println!(
+            "data plane: {} messages, {} frame bytes",
+            s.messages, s.bytes
+        );
+    }
     let pps = f64::from(packets) / start.elapsed().as_secs_f64();
     (pps, records)
 }
@@ -129,6 +148,7 @@ fn drive_master(
     p: &mut VecPacket,
     acks: &[Vec<u8>],
     packets: u32,
+    mut sink: Option<&mut dyn RecordSink>,
 ) -> u64 {
     let mut records = 0u64;
     for k in 0..packets as usize {
@@ -136,13 +156,75 @@ fn drive_master(
         let v = lb.process(p, None, 2);
         debug_assert!(matches!(v, FwdVerdict::Forward { .. }));
         if k % 32 == 31 {
-            feed.exchange(lb, 2);
-            while feed.out.pop().is_some() {
-                records += 1;
+            match sink.as_deref_mut() {
+                Some(s) => {
+                    let before = feed.counters.fed.load(Ordering::Relaxed);
+                    feed.exchange(lb, 2, Some(s));
+                    records += feed.counters.fed.load(Ordering::Relaxed) - before;
+                }
+                None => {
+                    feed.exchange(lb, 2, None);
+                    while feed.out.pop().is_some() {
+                        records += 1;
+                    }
+                }
             }
         }
     }
     records
+}
+
+/// The data-plane transport's work on a worker without the port: records
+/// into the message ([`MessageBatch`]), each full message written as its
+/// frame ([`SyncFrame::write`]) into a buffer.
+struct DataplaneSink {
+    batch: MessageBatch,
+    frame: SyncFrame,
+    buf: Vec<u8>,
+    messages: u64,
+    bytes: u64,
+}
+
+impl DataplaneSink {
+    fn new() -> Self {
+        let group = IpAddr::V4(Ipv4Addr::new(224, 0, 0, 81));
+        let src = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+        DataplaneSink {
+            batch: MessageBatch::new(SyncMessageBuilder::new(15, 1472).expect("maxlen"), u64::MAX),
+            frame: SyncFrame::new(MacAddr([2, 0, 0, 0, 0, 1]), src, group, 8848, 1)
+                .expect("multicast group"),
+            buf: vec![0; 2048],
+            messages: 0,
+            bytes: 0,
+        }
+    }
+
+    fn encode<K: vsd::lb::sync::SyncAddr>(&mut self, recs: &[SyncRecord<K>]) -> usize {
+        let DataplaneSink {
+            batch,
+            frame,
+            buf,
+            messages,
+            bytes,
+        } = self;
+        for r in recs {
+            batch.push(r, 0, |msg| {
+                *messages += 1;
+                *bytes += frame.write(buf, msg, *messages as u16).unwrap_or(0) as u64;
+            });
+        }
+        recs.len()
+    }
+}
+
+impl RecordSink for DataplaneSink {
+    fn take(&mut self, recs: &[SyncRecord]) -> usize {
+        self.encode(recs)
+    }
+
+    fn take6(&mut self, recs: &[SyncRecord<u128>]) -> usize {
+        self.encode(recs)
+    }
 }
 
 /// `VSD_SYNC_BENCH=off|default|p5|busy [VSD_SYNC_BENCH_PACKETS=N]`: one
@@ -156,7 +238,10 @@ fn drive_master(
 ///     --toggle-collect='*drive_master*' target/release/deps/lb_core-* --quick sync
 /// ```
 ///
-/// Instructions per packet = the collected Ir / packets.
+/// Instructions per packet = the collected Ir / packets. With
+/// `VSD_SYNC_BENCH_TRANSPORT=dataplane` the master rounds encode on the
+/// worker (the data-plane transport) instead of handing records to the
+/// daemon's queue.
 fn instr_mode(kind: &str) {
     let conns = 100_000;
     let packets = std::env::var("VSD_SYNC_BENCH_PACKETS")
@@ -259,7 +344,7 @@ fn backup_path(msgs: &[Vec<u8>], lb: &mut CoreLb) -> (f64, u64) {
     let start = Instant::now();
     for m in msgs {
         ingest_datagram(m, 7, Some(&owner), &feeds, &counters, &mut dests);
-        feeds[0].exchange(lb, 5);
+        feeds[0].exchange(lb, 5, None);
     }
     let secs = start.elapsed().as_secs_f64();
     let c = &feeds[0].counters;

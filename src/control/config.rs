@@ -268,6 +268,8 @@ struct RawSyncDaemon {
     mcast_ttl: Option<S<i64>>,
     #[serde(default)]
     peers: Vec<S<String>>,
+    /// "auto" (default), "kernel" or "dataplane" (`--sync-transport`).
+    transport: Option<S<String>>,
 }
 
 /// `[[mark]]`: `dst = "198.18.0.100/32"`, `proto = "tcp"`,

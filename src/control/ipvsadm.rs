@@ -104,6 +104,45 @@ pub struct SyncDaemonSpec {
     /// accepts datagrams from them only, on the sync port, without joining
     /// the group. Empty: multicast, as the kernel.
     pub peers: Vec<IpAddr>,
+    /// `--sync-transport` (vsd): how a master's messages leave. `Auto`
+    /// until resolved ([`crate::control::syncd::resolve`]), then what runs.
+    pub transport: SyncTransport,
+}
+
+/// How a master sync daemon sends (`--sync-transport`, `[[sync_daemon]]
+/// transport`): see [`crate::control::syncd`]'s note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncTransport {
+    /// The data plane when it can (a multicast master on a DPDK port or
+    /// its kernel twin), else kernel sockets.
+    #[default]
+    Auto,
+    /// A daemon thread with kernel UDP sockets on the interface.
+    Kernel,
+    /// Every worker sends its own messages out of the port
+    /// ([`crate::dataplane::sync_tx`]).
+    Dataplane,
+}
+
+impl SyncTransport {
+    /// `auto`, `kernel` or `dataplane`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncTransport::Auto => "auto",
+            SyncTransport::Kernel => "kernel",
+            SyncTransport::Dataplane => "dataplane",
+        }
+    }
+
+    /// The transport named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(SyncTransport::Auto),
+            "kernel" => Some(SyncTransport::Kernel),
+            "dataplane" => Some(SyncTransport::Dataplane),
+            _ => None,
+        }
+    }
 }
 
 /// What `-L` lists.
@@ -632,7 +671,9 @@ Daemon Options:\n\
 \x20 --mcast-port port                   UDP port (default=8848)\n\
 \x20 --mcast-ttl ttl                     Multicast TTL (default=1)\n\
 \x20 --sync-peer address                 unicast peer instead of the group (vsd;\n\
-\x20                                     repeat for each peer)\n"
+\x20                                     repeat for each peer)\n\
+\x20 --sync-transport auto|kernel|dataplane how a master sends (vsd; auto: straight\n\
+\x20                                     from the workers on a DPDK port or its twin)\n"
     )
 }
 
@@ -1293,6 +1334,7 @@ mod tests {
                 mcast_port: None,
                 mcast_ttl: None,
                 peers: Vec::new(),
+                transport: SyncTransport::Auto,
             })
         );
         assert_eq!(
@@ -1309,6 +1351,7 @@ mod tests {
                 mcast_port: Some(9000),
                 mcast_ttl: Some(2),
                 peers: Vec::new(),
+                transport: SyncTransport::Auto,
             })
         );
         assert!(matches!(
@@ -1321,6 +1364,17 @@ mod tests {
         assert_eq!(
             ok("--stop-daemon backup"),
             Command::StopDaemon(SyncRole::Backup)
+        );
+        assert!(matches!(
+            ok("--start-daemon master --sync-transport dataplane"),
+            Command::StartDaemon(SyncDaemonSpec {
+                transport: SyncTransport::Dataplane,
+                ..
+            })
+        ));
+        assert_eq!(
+            err("--start-daemon master --sync-transport udp"),
+            "illegal sync-transport `udp' specified (auto, kernel or dataplane)"
         );
         assert_eq!(
             err("--start-daemon boss"),

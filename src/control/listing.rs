@@ -625,6 +625,13 @@ pub fn render_daemons(daemons: &[SyncDaemonSpec]) -> String {
         for p in &d.peers {
             let _ = write!(out, ", peer={p}");
         }
+        // vsd: a master sending from the data plane says so (through the
+        // kernel's sockets the line is ipvsadm's)
+        if d.role == crate::control::ipvsadm::SyncRole::Master
+            && d.transport == crate::control::ipvsadm::SyncTransport::Dataplane
+        {
+            let _ = write!(out, ", transport={}", d.transport.name());
+        }
         out.push_str(")\n");
     }
     out
@@ -1379,6 +1386,7 @@ mod tests {
                 mcast_port: None,
                 mcast_ttl: None,
                 peers: Vec::new(),
+                transport: Default::default(),
             },
             SyncDaemonSpec {
                 role: crate::control::ipvsadm::SyncRole::Backup,
@@ -1389,6 +1397,7 @@ mod tests {
                 mcast_port: Some(9000),
                 mcast_ttl: Some(3),
                 peers: Vec::new(),
+                transport: Default::default(),
             },
         ];
         assert_eq!(
@@ -1397,6 +1406,13 @@ mod tests {
              backup sync daemon (mcast=lan0, syncid=9, maxlen=1400, group=239.0.0.1, port=9000, ttl=3)\n"
         );
         assert_eq!(render_daemons(&[]), "");
+        // a resolved master says how it sends
+        let mut m = d[0].clone();
+        m.transport = crate::control::ipvsadm::SyncTransport::Dataplane;
+        assert_eq!(
+            render_daemons(&[m]),
+            "master sync daemon (mcast=eth0, syncid=0, transport=dataplane)\n"
+        );
         let l = render_laddrs(&[
             (
                 ServiceKey::tcp(ip("198.18.0.101"), 80),

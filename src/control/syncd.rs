@@ -69,10 +69,21 @@
 //! link-local groups and peers are scoped to the interface. What the
 //! messages carry is independent of the transport.
 //!
+//! **Data-plane transport** (`--sync-transport dataplane`, the default
+//! `auto` picks it for a multicast master whose `--mcast-interface` is a
+//! DPDK port or its kernel twin): no master thread; every worker encodes
+//! its own records and sends the frames out of the port itself
+//! ([`crate::dataplane::sync_tx`], which says why and what the frames
+//! look like). Refused with unicast peers, on an interface that is no
+//! port, on a port without an address of the group's family, and when a
+//! message would not fit the port's MTU or an mbuf. `auto` falls back to
+//! the kernel sockets in those cases; `-L --daemon` shows what runs.
+//!
 //! **Not done.** SEQ options (vsd keeps no sequence deltas).
 
-use super::ipvsadm::{SyncDaemonSpec, SyncRole};
+use super::ipvsadm::{SyncDaemonSpec, SyncRole, SyncTransport};
 use crate::dataplane::sync_feed::{SyncDelivery, SyncFeed};
+use crate::dataplane::sync_tx::{source_address, SyncTxConf};
 use crate::lb::family::Family;
 use crate::lb::owner::RssOwner;
 use crate::lb::sync::{FromSyncError, SyncAddr, SyncRecord, SyncSettings, SyncedConn};
@@ -83,7 +94,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -306,7 +317,92 @@ fn interface_mtu(name: &str) -> Result<usize, String> {
 /// listing shows what runs. Refuses a missing interface, a non-multicast
 /// or IPv6 group, a `sync_maxlen` the encoder cannot use.
 pub fn resolve(spec: &SyncDaemonSpec) -> Result<SyncDaemonSpec, String> {
-    if ifindex(&spec.mcast_interface).is_none() {
+    resolve_with(spec, PORTS.get().map_or(&[], Vec::as_slice))
+}
+
+/// A DPDK port as the data-plane transport sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncPort {
+    /// The workers' index of the port.
+    pub index: usize,
+    /// `[[port]] name`.
+    pub name: String,
+    /// Its kernel twin's interface, if any.
+    pub twin: Option<String>,
+    /// The port's own addresses, in configuration order (with the IPv6
+    /// link-local one).
+    pub addrs: Vec<IpAddr>,
+    /// The largest frame it sends: its MTU + 14, at most what an mbuf holds.
+    pub max_frame: usize,
+}
+
+/// The ports of this vsd (set once at start).
+static PORTS: OnceLock<Vec<SyncPort>> = OnceLock::new();
+
+/// Tell [`resolve`] which DPDK ports there are (vsd's start-up, once).
+pub fn register_ports(ports: Vec<SyncPort>) {
+    let _ = PORTS.set(ports);
+}
+
+/// The port `name` names (its own name or its twin's), if any.
+fn port_named<'a>(ports: &'a [SyncPort], name: &str) -> Option<&'a SyncPort> {
+    ports
+        .iter()
+        .find(|p| p.name == name || p.twin.as_deref() == Some(name))
+}
+
+/// Why a master cannot send from the data plane on `ports` (`None`: it can).
+fn dataplane_refusal(
+    spec: &SyncDaemonSpec,
+    ports: &[SyncPort],
+    group: IpAddr,
+    maxlen: usize,
+) -> Option<String> {
+    let t = "--sync-transport dataplane";
+    if spec.role != SyncRole::Master {
+        return Some(format!(
+            "{t}: a backup receives through the kernel (the port's twin); only a master sends from the data plane"
+        ));
+    }
+    if !spec.peers.is_empty() {
+        return Some(format!(
+            "{t}: unicast peers (--sync-peer) need the kernel transport"
+        ));
+    }
+    let Some(port) = port_named(ports, &spec.mcast_interface) else {
+        return Some(format!(
+            "{t}: --mcast-interface {} is no DPDK port or kernel twin of one",
+            spec.mcast_interface
+        ));
+    };
+    if source_address(&port.addrs, group).is_none() {
+        return Some(format!(
+            "{t}: port {} has no address of group {group}'s family to send from",
+            port.name
+        ));
+    }
+    let frame = maxlen
+        + 14
+        + if group.is_ipv4() {
+            HEADERS_V4
+        } else {
+            HEADERS_V6
+        };
+    if frame > port.max_frame {
+        return Some(format!(
+            "{t}: --sync-maxlen {maxlen} makes {frame}-byte frames, port {} sends at most {}",
+            port.name, port.max_frame
+        ));
+    }
+    None
+}
+
+/// [`resolve`] against the DPDK ports `ports`.
+pub fn resolve_with(spec: &SyncDaemonSpec, ports: &[SyncPort]) -> Result<SyncDaemonSpec, String> {
+    let on_port = spec.role == SyncRole::Master
+        && spec.transport != SyncTransport::Kernel
+        && port_named(ports, &spec.mcast_interface).is_some();
+    if !on_port && ifindex(&spec.mcast_interface).is_none() {
         return Err(format!(
             "--mcast-interface {}: no such interface",
             spec.mcast_interface
@@ -341,7 +437,20 @@ pub fn resolve(spec: &SyncDaemonSpec) -> Result<SyncDaemonSpec, String> {
     if spec.role == SyncRole::Master && !(min..=max).contains(&maxlen) {
         return Err(format!("--sync-maxlen {maxlen}: outside {min}..={max}"));
     }
+    let refusal = dataplane_refusal(spec, ports, group, maxlen);
+    let transport = match (spec.transport, refusal) {
+        (SyncTransport::Dataplane, Some(why)) => return Err(why),
+        (SyncTransport::Dataplane, None) | (SyncTransport::Auto, None) => SyncTransport::Dataplane,
+        (SyncTransport::Auto, Some(_)) | (SyncTransport::Kernel, _) => SyncTransport::Kernel,
+    };
+    if transport == SyncTransport::Kernel && ifindex(&spec.mcast_interface).is_none() {
+        return Err(format!(
+            "--mcast-interface {}: no such interface",
+            spec.mcast_interface
+        ));
+    }
     Ok(SyncDaemonSpec {
+        transport,
         role: spec.role,
         mcast_interface: spec.mcast_interface.clone(),
         syncid: spec.syncid,
@@ -557,10 +666,22 @@ struct Running {
     spec: SyncDaemonSpec,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// The workers sending from the data plane (their transports are
+    /// turned off on stop).
+    dataplane: Vec<Arc<SyncFeed>>,
 }
 
 impl Running {
     fn stop(&mut self) {
+        for f in &self.dataplane {
+            f.dp.set(None);
+        }
+        // the workers send what they hold at their next loop turn: wait
+        // for it (bounded), so that the counters read next include it
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while self.dataplane.iter().any(|f| !f.dp.followed()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -641,6 +762,9 @@ impl SyncDaemons {
         let counters = self.counters.clone();
         let feeds = self.feeds.clone();
         let st = stop.clone();
+        if spec.role == SyncRole::Master && spec.transport == SyncTransport::Dataplane {
+            return self.start_dataplane(spec);
+        }
         let thread = match spec.role {
             SyncRole::Master => {
                 let sock = master_socket(spec)?;
@@ -673,6 +797,40 @@ impl SyncDaemons {
             spec: spec.clone(),
             stop,
             thread: Some(thread),
+            dataplane: Vec::new(),
+        })
+    }
+
+    /// A master sending from the workers: each is told the port, group
+    /// and message length; no thread.
+    fn start_dataplane(&self, spec: &SyncDaemonSpec) -> Result<Running, String> {
+        let ports = PORTS.get().map_or(&[][..], Vec::as_slice);
+        let port = port_named(ports, &spec.mcast_interface).ok_or_else(|| {
+            format!(
+                "--mcast-interface {}: no DPDK port or kernel twin of one",
+                spec.mcast_interface
+            )
+        })?;
+        let (group, mcast_port) = group_of(spec);
+        let conf = SyncTxConf {
+            port: port.index,
+            syncid: spec.syncid,
+            maxlen: usize::from(spec.sync_maxlen.unwrap_or(1472)),
+            group,
+            // every worker is the kernel's thread 0 (see sync_tx's note)
+            dst_port: mcast_port,
+            ttl: spec.mcast_ttl.unwrap_or(DEFAULT_TTL),
+        };
+        SyncMessageBuilder::new(conf.syncid, conf.maxlen).map_err(|e| e.to_string())?;
+        for f in &self.feeds {
+            f.dp.set(Some(conf.clone()));
+            f.master.store(true, Ordering::Relaxed);
+        }
+        Ok(Running {
+            spec: spec.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: None,
+            dataplane: self.feeds.clone(),
         })
     }
 
@@ -689,9 +847,30 @@ impl SyncDaemons {
                 *all.entry(format!("worker_{k}")).or_default() += v;
             }
         }
+        // the data-plane transport's, per worker and summed
+        let mut workers = Vec::new();
+        for (w, f) in self.feeds.iter().enumerate() {
+            let mut one = BTreeMap::new();
+            for (k, v) in f.dp.counters.values() {
+                // what the master sent, whichever transport; the rest by name
+                let key = match k {
+                    "sent_messages" | "sent_entries" => k.to_string(),
+                    _ => format!("dataplane_{k}"),
+                };
+                *all.entry(key).or_default() += v;
+                one.insert(k.to_string(), v);
+            }
+            workers.push(json!({ "worker": w, "counters": one }));
+        }
+        let master = self
+            .running
+            .iter()
+            .find(|r| r.spec.role == SyncRole::Master);
         json!({
             "running": self.running.iter().map(|r| r.spec.role.name()).collect::<Vec<_>>(),
+            "transport": master.map(|r| r.spec.transport.name()),
             "counters": all,
+            "dataplane_workers": workers,
         })
     }
 }
@@ -1124,6 +1303,7 @@ mod tests {
             mcast_port: None,
             mcast_ttl: None,
             peers: Vec::new(),
+            transport: SyncTransport::Auto,
         };
         let r = resolve(&spec).unwrap();
         assert_eq!(r.sync_maxlen, Some(1472));
@@ -1172,6 +1352,98 @@ mod tests {
         assert!(resolve(&unicast).unwrap_err().contains("not a multicast"));
     }
 
+    /// `auto` sends from the data plane for a multicast master on a port
+    /// or its twin and from kernel sockets otherwise; `dataplane` where
+    /// it cannot work is refused, naming why.
+    #[test]
+    fn transport_selection() {
+        let ports = [SyncPort {
+            index: 1,
+            name: "lan".into(),
+            twin: Some("lo".into()),
+            addrs: vec!["198.18.0.1".parse().unwrap(), "fe80::1".parse().unwrap()],
+            max_frame: 1514,
+        }];
+        let spec = |ifname: &str, t| SyncDaemonSpec {
+            role: SyncRole::Master,
+            mcast_interface: ifname.into(),
+            syncid: 1,
+            sync_maxlen: None,
+            mcast_group: None,
+            mcast_port: None,
+            mcast_ttl: None,
+            peers: Vec::new(),
+            transport: t,
+        };
+        let run = |s: &SyncDaemonSpec| resolve_with(s, &ports).map(|r| r.transport);
+        use SyncTransport::*;
+        // the twin's name or the port's own
+        assert_eq!(run(&spec("lo", Auto)), Ok(Dataplane));
+        assert_eq!(run(&spec("lan", Auto)), Ok(Dataplane));
+        assert_eq!(run(&spec("lan", Dataplane)), Ok(Dataplane));
+        assert_eq!(run(&spec("lo", Kernel)), Ok(Kernel));
+        // a port name is no kernel interface
+        assert!(run(&spec("lan", Kernel))
+            .unwrap_err()
+            .contains("no such interface"));
+        // lo is no port without the registry
+        assert_eq!(
+            resolve_with(&spec("lo", Auto), &[]).map(|r| r.transport),
+            Ok(Kernel)
+        );
+        let e = resolve_with(&spec("lo", Dataplane), &[]).unwrap_err();
+        assert!(e.contains("no DPDK port or kernel twin"), "{e}");
+        // unicast peers: kernel for auto, refused for dataplane
+        let peers = SyncDaemonSpec {
+            peers: vec!["198.18.0.2".parse().unwrap()],
+            ..spec("lo", Auto)
+        };
+        assert_eq!(run(&peers), Ok(Kernel));
+        let e = run(&SyncDaemonSpec {
+            transport: Dataplane,
+            ..peers
+        })
+        .unwrap_err();
+        assert!(e.contains("unicast peers"), "{e}");
+        // a backup receives through the kernel
+        let backup = SyncDaemonSpec {
+            role: SyncRole::Backup,
+            ..spec("lo", Auto)
+        };
+        assert_eq!(run(&backup), Ok(Kernel));
+        assert!(run(&SyncDaemonSpec {
+            transport: Dataplane,
+            ..backup
+        })
+        .unwrap_err()
+        .contains("only a master"));
+        // a global IPv6 group needs an address to send from: fe80::1 does
+        let v6 = SyncDaemonSpec {
+            mcast_group: Some("ff05::81".parse().unwrap()),
+            ..spec("lan", Dataplane)
+        };
+        assert_eq!(run(&v6), Ok(Dataplane));
+        let no_v4 = [SyncPort {
+            addrs: vec!["fe80::1".parse().unwrap()],
+            ..ports[0].clone()
+        }];
+        let e = resolve_with(&spec("lan", Dataplane), &no_v4).unwrap_err();
+        assert!(e.contains("no address of group 224.0.0.81's family"), "{e}");
+        // a message larger than the port's frames
+        let big = SyncDaemonSpec {
+            sync_maxlen: Some(4000),
+            ..spec("lan", Dataplane)
+        };
+        assert!(run(&big).unwrap_err().contains("sends at most 1514"));
+        assert_eq!(
+            run(&SyncDaemonSpec {
+                transport: Auto,
+                ..big
+            }),
+            Err("--mcast-interface lan: no such interface".into())
+        );
+    }
+
     fn free_udp_port() -> u16 {
         UdpSocket::bind("127.0.0.1:0")
             .unwrap()
@@ -1195,6 +1467,7 @@ mod tests {
             mcast_port: Some(port),
             mcast_ttl: None,
             peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+            transport: SyncTransport::Auto,
         };
         let r = resolve(&spec(SyncRole::Master, &["127.0.0.1"])).unwrap();
         assert_eq!(r.peers, ["127.0.0.1".parse::<IpAddr>().unwrap()]);
@@ -1328,6 +1601,7 @@ mod tests {
             mcast_port: Some(8848),
             mcast_ttl: None,
             peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+            transport: SyncTransport::Auto,
         };
         assert!(resolve(&spec(SyncRole::Master, "lo", "2001:2::1", &[]))
             .unwrap_err()

@@ -147,6 +147,23 @@ pub(super) fn serve(
     let twin_ports = opened.twin_ports;
     let twin_queues = opened.twin_queues;
 
+    // the data-plane sync transport's view of the ports
+    crate::control::syncd::register_ports(
+        views
+            .iter()
+            .zip(&cfg.ports)
+            .enumerate()
+            .map(|(index, (v, pc))| crate::control::syncd::SyncPort {
+                index,
+                name: v.name.clone(),
+                twin: v.kernel_iface.clone(),
+                addrs: v.addrs.addrs.iter().map(|(a, _)| *a).collect(),
+                // an mbuf's data room less its headroom (RTE_PKTMBUF_HEADROOM)
+                max_frame: (usize::from(pc.mtu) + 14)
+                    .min(usize::from(cfg.mempool.data_room).saturating_sub(128)),
+            })
+            .collect(),
+    );
     let owner = flow_owner(nworkers, &views);
 
     let per_ms = (crate::dpdk::tsc_hz() / 1000).max(1);
@@ -672,6 +689,7 @@ fn launch_workers(
             template_inbox: template_inboxes[w].clone(),
             template_peers: others(&template_inboxes, w),
             sync: sync_feeds[w].clone(),
+            sync_tx: Default::default(),
             dump,
             adopted: adopted_gen,
             latency,

@@ -12,5 +12,6 @@ pub mod offload;
 pub mod publish;
 pub mod sync_feed;
 pub mod sync_ring;
+pub mod sync_tx;
 pub mod vipfollow;
 pub mod worker;

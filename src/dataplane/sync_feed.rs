@@ -121,6 +121,17 @@ pub struct SyncFeed {
     pub out6: SpscRing<SyncRecord<u128>>,
     pub inbox6: ArrayQueue<SyncDelivery<u128>>,
     pub counters: SyncFeedCounters,
+    /// The data-plane transport's configuration and counters
+    /// ([`super::sync_tx`]).
+    pub dp: super::sync_tx::SyncTxShared,
+}
+
+/// Where a worker's records go instead of `out` when the master sends
+/// from the data plane ([`super::sync_tx`]): each takes a batch and says
+/// how many records it took.
+pub trait RecordSink {
+    fn take(&mut self, recs: &[SyncRecord]) -> usize;
+    fn take6(&mut self, recs: &[SyncRecord<u128>]) -> usize;
 }
 
 impl Default for SyncFeed {
@@ -135,6 +146,7 @@ impl Default for SyncFeed {
             out6: SpscRing::new(SYNC_FEED6_CAPACITY),
             inbox6: ArrayQueue::new(SYNC_INBOX_CAPACITY),
             counters: SyncFeedCounters::default(),
+            dp: Default::default(),
         }
     }
 }
@@ -185,8 +197,9 @@ impl SyncFeed {
 
     /// The worker's turn: follow the master switch and the knobs, hand
     /// the director's records to `out` as one batch, install what the
-    /// backup delivered. Each step only when it has something to do.
-    pub fn exchange(&self, lb: &mut CoreLb, now_ms: u64) {
+    /// backup delivered. Each step only when it has something to do. The
+    /// records go to `sink` instead of `out` when there is one.
+    pub fn exchange(&self, lb: &mut CoreLb, now_ms: u64, sink: Option<&mut dyn RecordSink>) {
         let master = self.master.load(Ordering::Relaxed);
         if master != lb.sync_master() {
             lb.set_sync_master(master);
@@ -203,7 +216,16 @@ impl SyncFeed {
             }
         }
         if lb.sync_pending() {
-            let f = lb.flush_sync_records(|r| self.out.push_slice(r), |r| self.out6.push_slice(r));
+            let f = match sink {
+                Some(s) => {
+                    // the two closures run one after the other
+                    let s = std::cell::RefCell::new(s);
+                    lb.flush_sync_records(|r| s.borrow_mut().take(r), |r| s.borrow_mut().take6(r))
+                }
+                None => {
+                    lb.flush_sync_records(|r| self.out.push_slice(r), |r| self.out6.push_slice(r))
+                }
+            };
             bump(&self.counters.buffer_full, f.lost);
             bump(&self.counters.fed, f.fed);
             bump(&self.counters.feed_full, f.full);

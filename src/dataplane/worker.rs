@@ -156,6 +156,8 @@ pub struct Worker {
     pub template_peers: Vec<Arc<ArrayQueue<TemplateNote>>>,
     /// Records to the sync master, entries from the sync backup.
     pub sync: Arc<super::sync_feed::SyncFeed>,
+    /// The master's data-plane transport ([`super::sync_tx`]).
+    pub sync_tx: super::sync_tx::SyncTx,
     /// Connection listing requests from the control thread.
     pub dump: Arc<ConnDump>,
     /// Generation of the configuration this worker runs (for the control
@@ -463,7 +465,7 @@ impl Worker {
                 worked |= self.poll_twins(&mut burst);
             }
             self.exchange_templates(&mut notes, now_ms);
-            self.sync.exchange(&mut self.lb, now_ms);
+            self.sync_turn(turn_start, now_ms);
             if self.dump.requested.load(Ordering::Relaxed)
                 != self.dump.answered.load(Ordering::Relaxed)
             {

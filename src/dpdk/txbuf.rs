@@ -75,6 +75,29 @@ impl TxBuffer {
         }
     }
 
+    /// Send `m` now, after everything waiting; if the queue refuses it, it
+    /// is given back (not counted in `dropped`) for the caller to try
+    /// again later or free. For the rare frame that must not be lost to a
+    /// momentarily full queue (a sync message), not for forwarding.
+    pub fn send_now(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        self.flush();
+        let len = m.len() as u64;
+        let mut one = [m.into_raw().as_ptr()];
+        // SAFETY: `one` holds one mbuf we own; the driver takes it or not.
+        let sent = unsafe { self.queue.tx_burst_raw(&mut one) };
+        if sent == 1 {
+            self.sent += 1;
+            self.queued += 1;
+            self.queued_bytes += len;
+            return Ok(());
+        }
+        match std::ptr::NonNull::new(one[0]) {
+            // SAFETY: not taken by the driver: still the mbuf we owned.
+            Some(raw) => Err(unsafe { Mbuf::from_raw(raw) }),
+            None => Ok(()),
+        }
+    }
+
     /// Send everything waiting; free and count what the queue refuses.
     #[inline]
     pub fn flush(&mut self) {

@@ -664,10 +664,29 @@ fn read_ip(buf: &[u8], at: usize, v6: bool) -> IpAddr {
     }
 }
 
-fn write_ip(buf: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(a) => buf.extend_from_slice(&a.octets()),
-        IpAddr::V6(a) => buf.extend_from_slice(&a.octets()),
+/// One entry being laid out (at most [`MAX_ENTRY_LEN`] bytes, which
+/// [`SyncConn::wire_len`] never exceeds; a write past it is dropped, and
+/// the debug assertion on the length catches it in tests).
+struct EntryWriter {
+    buf: [u8; MAX_ENTRY_LEN],
+    at: usize,
+}
+
+impl EntryWriter {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(dst) = self.buf.get_mut(self.at..self.at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+        self.at += bytes.len();
+    }
+
+    #[inline(always)]
+    fn put_ip(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(a) => self.put(&a.octets()),
+            IpAddr::V6(a) => self.put(&a.octets()),
+        }
     }
 }
 
@@ -778,6 +797,46 @@ impl SyncMessageBuilder {
     /// or entry count), that message is finished and returned and `conn`
     /// starts the next one.
     pub fn push(&mut self, conn: &SyncConn) -> Result<Option<Vec<u8>>, EncodeError> {
+        self.check(conn)?;
+        let done = if self.starts_new(conn) {
+            self.finish()
+        } else {
+            None
+        };
+        self.append(conn);
+        Ok(done)
+    }
+
+    /// [`Self::push`] without allocating: a message `conn` does not fit
+    /// into is handed to `full` (its exact bytes) and the builder reuses its
+    /// buffer for the next one (the data plane's transport,
+    /// the data plane's sync transport).
+    pub fn push_then(
+        &mut self,
+        conn: &SyncConn,
+        full: impl FnOnce(&[u8]),
+    ) -> Result<(), EncodeError> {
+        self.check(conn)?;
+        if self.starts_new(conn) {
+            full(&self.buf);
+            self.reset();
+        }
+        self.append(conn);
+        Ok(())
+    }
+
+    /// [`Self::finish`] without allocating: the message being filled, if it
+    /// holds an entry, goes to `send`, and the builder starts afresh.
+    pub fn finish_then(&mut self, send: impl FnOnce(&[u8])) -> bool {
+        if self.nr_conns == 0 {
+            return false;
+        }
+        send(&self.buf);
+        self.reset();
+        true
+    }
+
+    fn check(&self, conn: &SyncConn) -> Result<(), EncodeError> {
         let v6 = conn.is_v6();
         let same = |a: &SocketAddr| a.is_ipv6() == v6;
         if !same(&conn.virt) || !same(&conn.real) || !conn.fullnat_local.iter().all(same) {
@@ -794,56 +853,67 @@ impl SyncMessageBuilder {
         if conn.synproxy.is_some() && (conn.seq.is_none() || conn.is_template()) {
             return Err(EncodeError::SynproxyWithoutSeq);
         }
-        let len = conn.wire_len();
+        Ok(())
+    }
+
+    /// Whether `conn` must start a new message (the current one holds an
+    /// entry and has no room, in bytes or entries, or is sealed).
+    fn starts_new(&self, conn: &SyncConn) -> bool {
         let pad = self.buf.len().wrapping_neg() & 3;
-        let full = self.buf.len() + pad + len > self.maxlen
+        let full = self.buf.len() + pad + conn.wire_len() > self.maxlen
             || usize::from(self.nr_conns) == MAX_CONNS_PER_MESSAGE
             || self.sealed;
-        let done = if full && self.nr_conns > 0 {
-            self.finish()
-        } else {
-            None
-        };
+        full && self.nr_conns > 0
+    }
+
+    /// Write `conn` (checked) at the end of the current message.
+    fn append(&mut self, conn: &SyncConn) {
+        let v6 = conn.is_v6();
+        let len = conn.wire_len();
         let pad = self.buf.len().wrapping_neg() & 3;
-        self.buf.resize(self.buf.len() + pad, 0);
-        let start = self.buf.len();
-        self.buf.push(if v6 { TYPE_F_INET6 } else { 0 });
-        self.buf.push(conn.protocol);
-        self.buf
-            .extend_from_slice(&(len as u16 & SIZE_MASK).to_be_bytes());
-        self.buf
-            .extend_from_slice(&(conn.flags & !(flags::HASHED | flags::SYNC)).to_be_bytes());
-        self.buf.extend_from_slice(&conn.state.to_be_bytes());
+        // the entry is laid out in a stack buffer and appended at once
+        // (one capacity check, not one per field: the data-plane master
+        // encodes on the forwarding core)
+        let mut e = EntryWriter {
+            buf: [0; MAX_ENTRY_LEN],
+            at: 0,
+        };
+        e.put(&[if v6 { TYPE_F_INET6 } else { 0 }, conn.protocol]);
+        e.put(&(len as u16 & SIZE_MASK).to_be_bytes());
+        e.put(&(conn.flags & !(flags::HASHED | flags::SYNC)).to_be_bytes());
+        e.put(&conn.state.to_be_bytes());
         for port in [conn.client.port(), conn.virt.port(), conn.real.port()] {
-            self.buf.extend_from_slice(&port.to_be_bytes());
+            e.put(&port.to_be_bytes());
         }
-        self.buf.extend_from_slice(&conn.fwmark.to_be_bytes());
-        self.buf.extend_from_slice(&conn.timeout_s.to_be_bytes());
+        e.put(&conn.fwmark.to_be_bytes());
+        e.put(&conn.timeout_s.to_be_bytes());
         for ip in [conn.client.ip(), conn.virt.ip(), conn.real.ip()] {
-            write_ip(&mut self.buf, ip);
+            e.put_ip(ip);
         }
         if let Some(seq) = conn.seq {
-            self.buf
-                .extend_from_slice(&[OPT_SEQ_DATA, SEQ_OPTION_LEN as u8]);
+            e.put(&[OPT_SEQ_DATA, SEQ_OPTION_LEN as u8]);
             for s in [seq.in_seq, seq.out_seq] {
                 for v in [s.init_seq, s.delta, s.previous_delta] {
-                    self.buf.extend_from_slice(&v.to_be_bytes());
+                    e.put(&v.to_be_bytes());
                 }
             }
         }
         if let Some(local) = conn.fullnat_local {
             let addr_len: u8 = if v6 { 16 } else { 4 };
-            self.buf.extend_from_slice(&[VSD_OPT_FULLNAT, addr_len + 2]);
-            write_ip(&mut self.buf, local.ip());
-            self.buf.extend_from_slice(&local.port().to_be_bytes());
+            e.put(&[VSD_OPT_FULLNAT, addr_len + 2]);
+            e.put_ip(local.ip());
+            e.put(&local.port().to_be_bytes());
         }
         if let Some(sp) = conn.synproxy {
-            self.buf
-                .extend_from_slice(&[VSD_OPT_SYNPROXY, SYNPROXY_OPTION_LEN as u8]);
-            self.buf.extend_from_slice(&sp.ts_delta.to_be_bytes());
-            self.buf
-                .extend_from_slice(&[u8::from(sp.ts), sp.server_wscale, sp.client_wscale, 0]);
+            e.put(&[VSD_OPT_SYNPROXY, SYNPROXY_OPTION_LEN as u8]);
+            e.put(&sp.ts_delta.to_be_bytes());
+            e.put(&[u8::from(sp.ts), sp.server_wscale, sp.client_wscale, 0]);
         }
+        debug_assert_eq!(e.at, len);
+        self.buf.extend_from_slice(&[0u8; 3][..pad]);
+        let start = self.buf.len();
+        self.buf
+            .extend_from_slice(&e.buf[..e.at.min(MAX_ENTRY_LEN)]);
         debug_assert_eq!(self.buf.len() - start, len);
         self.nr_conns += 1;
         if self.placement == OptionPlacement::LastOnly
@@ -854,7 +924,6 @@ impl SyncMessageBuilder {
         let size = self.buf.len() as u16;
         write_u16(&mut self.buf, 2, size);
         self.buf[4] = self.nr_conns;
-        Ok(done)
     }
 
     /// Finishes the current message (`None` if it holds no entry).

@@ -418,6 +418,8 @@ fn ipv4_at(frame: &[u8], ip: usize) -> Option<(usize, u8, u32, u32)> {
 pub fn parse(frame: &[u8]) -> Rx {
     match be16(frame, 12) {
         Some(0x0806) => Rx::Arp,
+        // multicast IP (a director's sync messages, reports): not ours
+        Some(0x0800 | 0x86dd) if frame[0] & 1 != 0 && !is_solicit(frame) => Rx::Other,
         Some(0x0800) => parse_ipv4(frame).map_or(Rx::Other, Rx::Data),
         Some(0x86dd) => parse_ipv6(frame),
         _ => Rx::Other,
@@ -435,6 +437,12 @@ fn ipv6_at(frame: &[u8], ip: usize) -> Option<(u8, u32, u32)> {
         be32(frame, ip + 20)?,
         be32(frame, ip + 36)?,
     ))
+}
+
+/// A neighbor solicitation (sent to a solicited-node group): answered.
+#[inline]
+fn is_solicit(frame: &[u8]) -> bool {
+    matches!(parse_ipv6(frame), Rx::Solicit)
 }
 
 fn parse_ipv6(frame: &[u8]) -> Rx {
@@ -711,6 +719,33 @@ mod tests {
             let want = b.payload(&payload).build();
             assert_eq!(out, want, "packet {i}");
         }
+    }
+
+    /// A director's sync messages (UDP to a multicast group) are counted
+    /// as other traffic, not taken for replies; solicitations to a
+    /// solicited-node group are still answered.
+    #[test]
+    fn multicast_frames_are_other_traffic() {
+        let v4 = PacketBuilder::ethernet(DUT, vsd::wire::MacAddr([0x01, 0, 0x5e, 0, 0, 0x51]))
+            .ipv4(ip("198.18.0.1"), ip("224.0.0.81"))
+            .udp(8848, 8848)
+            .payload(&[0; 44])
+            .build();
+        assert!(matches!(parse(&v4), Rx::Other));
+        let v6 = PacketBuilder::ethernet(DUT, vsd::wire::MacAddr([0x33, 0x33, 0, 0, 0, 0x81]))
+            .ipv6("fe80::1".parse().unwrap(), "ff02::81".parse().unwrap())
+            .udp(8848, 8848)
+            .payload(&[0; 44])
+            .build();
+        assert!(matches!(parse(&v6), Rx::Other));
+        let ns = PacketBuilder::ethernet(DUT, vsd::wire::MacAddr([0x33, 0x33, 0xff, 0, 0, 1]))
+            .ipv6(
+                "fe80::1".parse().unwrap(),
+                "ff02::1:ff00:1".parse().unwrap(),
+            )
+            .neighbor_solicit("2001:db8::1".parse().unwrap(), Some(DUT))
+            .build();
+        assert!(matches!(parse(&ns), Rx::Solicit));
     }
 
     #[test]

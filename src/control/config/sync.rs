@@ -8,7 +8,7 @@ pub(super) fn build_sync_daemons(
     ctx: &Ctx<'_>,
     raw: &[S<RawSyncDaemon>],
 ) -> Result<Vec<crate::control::ipvsadm::SyncDaemonSpec>, ConfigError> {
-    use crate::control::ipvsadm::{SyncDaemonSpec, SyncRole};
+    use crate::control::ipvsadm::{SyncDaemonSpec, SyncRole, SyncTransport};
     let mut out: Vec<SyncDaemonSpec> = Vec::new();
     for (i, d) in raw.iter().enumerate() {
         let d = d.get_ref();
@@ -74,7 +74,21 @@ pub(super) fn build_sync_daemons(
             }
             peers.push(ip);
         }
+        let transport = match &d.transport {
+            None => SyncTransport::Auto,
+            Some(t) => SyncTransport::parse(t.get_ref()).ok_or_else(|| {
+                ctx.err(
+                    t.span(),
+                    k("transport"),
+                    format!(
+                        "{:?}: must be \"auto\", \"kernel\" or \"dataplane\"",
+                        t.get_ref()
+                    ),
+                )
+            })?,
+        };
         out.push(SyncDaemonSpec {
+            transport,
             peers,
             role,
             mcast_interface: d.mcast_interface.get_ref().clone(),

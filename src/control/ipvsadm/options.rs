@@ -64,6 +64,7 @@ pub(super) enum Tag {
     Synproxy,
     SyncSettings,
     SyncPeer,
+    SyncTransport,
     Announce,
     Wait,
 }
@@ -209,6 +210,7 @@ const SPECS: &[Spec] = &[
     spec("set-sync", None, Arg::None, Tag::Command(Cmd::SetSync)),
     spec("sync", None, Arg::None, Tag::SyncSettings),
     spec("sync-peer", None, Arg::Required, Tag::SyncPeer),
+    spec("sync-transport", None, Arg::Required, Tag::SyncTransport),
     spec("synproxy", None, Arg::None, Tag::Synproxy),
     spec("drain", None, Arg::None, Tag::Command(Cmd::Drain)),
     spec("undrain", None, Arg::None, Tag::Command(Cmd::Undrain)),

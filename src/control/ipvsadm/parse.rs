@@ -7,7 +7,7 @@ use super::table::{check_options, Cmd, Opt};
 use super::values::{fwmark, number, parse_addr_port, sched_flags, timeout, DRAIN_TIMEOUT_MAX};
 use super::{
     Command, DefenseChange, ListFormat, ListOptions, ListWhat, ServerSpec, ServiceSpec, SyncChange,
-    SyncDaemonSpec, SyncRole,
+    SyncDaemonSpec, SyncRole, SyncTransport,
 };
 use crate::lb::mark::MarkRule;
 use crate::lb::service::{
@@ -42,6 +42,7 @@ struct Builder {
     mcast_ttl: Option<u8>,
     sync_maxlen: Option<u16>,
     sync_peers: Vec<IpAddr>,
+    sync_transport: SyncTransport,
     tun_type_unsupported: Option<String>,
     laddr: Option<IpAddr>,
     mark_dst: Option<(IpAddr, u8)>,
@@ -196,6 +197,12 @@ impl Builder {
                     return Err(format!("sync-peer {ip} given twice"));
                 }
                 self.sync_peers.push(ip);
+            }
+            Tag::SyncTransport => {
+                self.set_option(Opt::SyncTransport)?;
+                self.sync_transport = SyncTransport::parse(&v).ok_or_else(|| {
+                    format!("illegal sync-transport `{v}' specified (auto, kernel or dataplane)")
+                })?;
             }
             Tag::Synproxy => {
                 self.set_option(Opt::Synproxy)?;
@@ -571,6 +578,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, String> {
             mcast_port: b.mcast_port,
             mcast_ttl: b.mcast_ttl,
             peers: b.sync_peers.clone(),
+            transport: b.sync_transport,
         }),
         Cmd::StopDaemon => Command::StopDaemon(b.sync_role.unwrap_or(SyncRole::Master)),
         Cmd::Restore => Command::Restore,

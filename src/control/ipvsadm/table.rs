@@ -119,12 +119,13 @@ pub(super) enum Opt {
     Synproxy,
     SyncSettings,
     SyncPeer,
+    SyncTransport,
     Announce,
     Wait,
 }
 
 impl Opt {
-    const ALL: [Opt; 47] = [
+    const ALL: [Opt; 48] = [
         Opt::Numeric,
         Opt::Connection,
         Opt::Service,
@@ -170,6 +171,7 @@ impl Opt {
         Opt::Synproxy,
         Opt::SyncSettings,
         Opt::SyncPeer,
+        Opt::SyncTransport,
         Opt::Announce,
         Opt::Wait,
     ];
@@ -225,6 +227,7 @@ impl Opt {
             Opt::Synproxy => "synproxy",
             Opt::SyncSettings => "sync",
             Opt::SyncPeer => "sync-peer",
+            Opt::SyncTransport => "sync-transport",
             Opt::Announce => "announce",
             Opt::Wait => "wait",
         }
@@ -308,7 +311,8 @@ pub(super) fn rule(cmd: Cmd, opt: Opt) -> Rule {
             | O::McastPort
             | O::McastTtl
             | O::SyncMaxlen
-            | O::SyncPeer => Optional,
+            | O::SyncPeer
+            | O::SyncTransport => Optional,
             _ => Illegal,
         },
         Cmd::StopDaemon => match opt {

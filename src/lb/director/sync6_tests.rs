@@ -244,9 +244,9 @@ fn ipv6_through_the_worker_feeds() {
     let mut master = director(FwdMethod::FullNat, 0);
     let feed = SyncFeed::default();
     feed.master.store(true, Ordering::Relaxed);
-    feed.exchange(&mut master, 0);
+    feed.exchange(&mut master, 0, None);
     packets(&mut master, 3);
-    feed.exchange(&mut master, 0);
+    feed.exchange(&mut master, 0, None);
     assert!(feed.out.is_empty());
     let recs: Vec<SyncRecord<u128>> = std::iter::from_fn(|| feed.out6.pop()).collect();
     assert!(recs.len() >= 2, "{recs:?}");
@@ -262,7 +262,7 @@ fn ipv6_through_the_worker_feeds() {
         };
         assert!(bfeed.inbox6.push(d).is_ok());
     }
-    bfeed.exchange(&mut backup, 0);
+    bfeed.exchange(&mut backup, 0, None);
     let c = &bfeed.counters;
     let installed = c.installed.load(Ordering::Relaxed) + c.updated.load(Ordering::Relaxed);
     assert_eq!(installed, recs.len() as u64);
@@ -279,11 +279,11 @@ fn feed_counts_mixed_family_connections() {
     let mut lb = nat64_director();
     let feed = SyncFeed::default();
     feed.master.store(true, Ordering::Relaxed);
-    feed.exchange(&mut lb, 0);
+    feed.exchange(&mut lb, 0, None);
     for _ in 0..3 {
         run(&mut lb, &nat64_query());
     }
-    feed.exchange(&mut lb, 0);
+    feed.exchange(&mut lb, 0, None);
     assert!(feed.out.is_empty() && feed.out6.is_empty());
     assert_eq!(feed.counters.mixed_family.load(Ordering::Relaxed), 1);
     let names: Vec<&str> = feed.counters.values().iter().map(|(n, _)| *n).collect();

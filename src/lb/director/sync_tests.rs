@@ -263,7 +263,7 @@ fn settings_from_the_feed_change_the_decision() {
     feed.set_settings(&once);
     feed.master
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    feed.exchange(&mut lb, 0);
+    feed.exchange(&mut lb, 0, None);
     assert_eq!(lb.sync_settings(), once);
     let fed = drive(&mut lb, 60);
     let at: Vec<usize> = (0..fed.len())
