@@ -103,7 +103,9 @@ SYN_CAPACITY=8388608
 # Table slots for the throughput points: room for the largest flow count twice over.
 CONN_CAPACITY=2097152
 
-TAG="vsdperf$$"
+# EAL file prefixes and the scratch directory start with this (PERF_TAG=NAME
+# to tell several users' runs apart)
+TAG="${PERF_TAG:-vsdperf}$$"
 WORK=$(mktemp -d "/tmp/$TAG.XXXXXX")
 RAW="$OUT_DIR/last-run"
 MEMIF_SOCK="$WORK/memif.sock"
