@@ -682,7 +682,8 @@ for label in labels:
     note = list(notes.get(label, []))
     slow = slow_sessions(label)
     if slow and g and g[0].get("host_slow"):
-        note.append(f"host in its slow cross-CPU mode in all {len(slow)} session(s) (cache-line transfer "
+        note.append(f"slow cross-CPU transfers in all {len(slow)} session(s) (the host's slow mode, or a task "
+                    "sharing CPU 0/1; cache-line transfer "
                     + ", ".join("/".join(str(x) for x in s) for s in slow) + " ns): the host's rate, not the forwarder's")
     elif slow:
         note.append(f"{len(slow)} session(s) in the host's slow cross-CPU mode left out")
