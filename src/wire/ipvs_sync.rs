@@ -1033,9 +1033,14 @@ impl SyncMessageBuilder {
         let Some(out) = self.buf.get_mut(self.len..start + len) else {
             return Ok(());
         };
-        let (padding, entry) = out.split_at_mut(pad);
-        padding.fill(0);
-        write_entry(e, len, entry);
+        // the padding (0 to 3 bytes of a reused buffer): four zeros the
+        // entry then overwrites, one store rather than a variable-length fill
+        if let Some(z) = out.first_chunk_mut::<4>() {
+            *z = [0; 4];
+        }
+        if let Some(entry) = out.get_mut(pad..) {
+            write_entry(e, len, entry);
+        }
         self.len = start + len;
         self.nr_conns += 1;
         if self.placement == OptionPlacement::LastOnly && len > 24 + 3 * N {
