@@ -350,7 +350,10 @@ pub struct ProxyShift {
 /// the fields of a sync entry in 60 bytes (IPv4), copied by value through
 /// the worker's buffer and queue; the daemon's thread turns it into the
 /// wire form ([`SyncRecord::to_wire`]), so the worker neither builds
-/// socket addresses nor copies the ~190-byte [`SyncConn`].
+/// socket addresses nor copies the ~190-byte [`SyncConn`]. The data-plane
+/// master encodes it on the worker straight into its message
+/// ([`SyncAddr::push_record`], through the record's [`SyncEntry`]): the
+/// same encoder and bytes as its `to_wire` form, without building that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncRecord<K = u32> {
     pub caddr: K,
