@@ -328,6 +328,7 @@ impl MessageBatch {
 
     /// Encode `rec` at time `now`; a message it does not fit into goes to
     /// `send` first. `false`: the encoder refused the record.
+    #[inline]
     pub fn push<K: SyncAddr>(
         &mut self,
         rec: &SyncRecord<K>,
@@ -335,7 +336,7 @@ impl MessageBatch {
         send: impl FnOnce(&[u8]),
     ) -> bool {
         let mut starts = self.builder.pending() == 0;
-        let pushed = self.builder.push_then(&rec.to_wire(), |msg| {
+        let pushed = K::push_record(rec, &mut self.builder, |msg| {
             send(msg);
             starts = true;
         });

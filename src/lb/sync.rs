@@ -55,7 +55,10 @@ use crate::lb::persist::PersistKey;
 use crate::lb::synproxy::{Phase, Proxied};
 use crate::lb::tcp_state::{TcpState, TCP_STATE_COUNT};
 use crate::lb::types::{FwdMethod, Protocol};
-use crate::wire::ipvs_sync::{flags, SeqAdjust, SeqOptions, SyncConn, SynproxyState};
+use crate::wire::ipvs_sync::{
+    flags, EncodeError, SeqAdjust, SeqOptions, SyncConn, SyncEntry, SyncMessageBuilder,
+    SynproxyState,
+};
 
 /// Template state once a controlled connection got established.
 const TEMPLATE_ASSURED: u16 = 1;
@@ -73,6 +76,15 @@ pub trait SyncAddr: Addr {
     fn is_other_family(self) -> bool {
         false
     }
+    /// Encode `rec` into `b`'s message straight from the record (the one
+    /// encoder, [`SyncMessageBuilder::push_entry_then`], through the
+    /// record's [`SyncEntry`] of this family); a message it does not fit
+    /// into goes to `full` first.
+    fn push_record(
+        rec: &SyncRecord<Self>,
+        b: &mut SyncMessageBuilder,
+        full: impl FnOnce(&[u8]),
+    ) -> Result<(), EncodeError>;
 }
 
 impl SyncAddr for u32 {
@@ -90,6 +102,14 @@ impl SyncAddr for u32 {
     }
     fn fwmark_from_ip(ip: IpAddr) -> Option<u32> {
         Self::from_ip(ip)
+    }
+    #[inline(always)]
+    fn push_record(
+        rec: &SyncRecord<Self>,
+        b: &mut SyncMessageBuilder,
+        full: impl FnOnce(&[u8]),
+    ) -> Result<(), EncodeError> {
+        b.push_entry_then::<4>(rec, full)
     }
 }
 
@@ -119,6 +139,105 @@ impl SyncAddr for u128 {
             }
             IpAddr::V4(_) => None,
         }
+    }
+    #[inline(always)]
+    fn push_record(
+        rec: &SyncRecord<Self>,
+        b: &mut SyncMessageBuilder,
+        full: impl FnOnce(&[u8]),
+    ) -> Result<(), EncodeError> {
+        b.push_entry_then::<16>(rec, full)
+    }
+}
+
+/// A table address in the wire's `N` bytes (network order), for
+/// encoding a [`SyncRecord`] straight into a message ([`SyncEntry`]).
+pub trait WireOctets<const N: usize>: SyncAddr {
+    fn octets(self) -> [u8; N];
+    /// A fwmark template's virtual address on the wire (as
+    /// [`SyncAddr::fwmark_to_ip`]).
+    fn fwmark_octets(mark: u32) -> [u8; N];
+}
+
+impl WireOctets<4> for u32 {
+    #[inline(always)]
+    fn octets(self) -> [u8; 4] {
+        self.to_be_bytes()
+    }
+    #[inline(always)]
+    fn fwmark_octets(mark: u32) -> [u8; 4] {
+        mark.to_be_bytes()
+    }
+}
+
+impl WireOctets<16> for u128 {
+    #[inline(always)]
+    fn octets(self) -> [u8; 16] {
+        self.to_be_bytes()
+    }
+    #[inline(always)]
+    fn fwmark_octets(mark: u32) -> [u8; 16] {
+        let mut o = [0u8; 16];
+        o[..4].copy_from_slice(&mark.to_be_bytes());
+        o
+    }
+}
+
+/// A record encodes straight into a message: the same bytes as its
+/// [`SyncRecord::to_wire`] through the same encoder (checked by a test),
+/// without building the `SyncConn` on the worker.
+impl<K: WireOctets<N>, const N: usize> SyncEntry<N> for SyncRecord<K> {
+    #[inline(always)]
+    fn protocol(&self) -> u8 {
+        self.protocol
+    }
+    #[inline(always)]
+    fn flags(&self) -> u32 {
+        self.flags
+    }
+    #[inline(always)]
+    fn state(&self) -> u16 {
+        self.state
+    }
+    #[inline(always)]
+    fn fwmark(&self) -> u32 {
+        self.fwmark
+    }
+    #[inline(always)]
+    fn timeout_s(&self) -> u32 {
+        self.timeout_s
+    }
+    #[inline(always)]
+    fn endpoints(&self) -> [([u8; N], u16); 3] {
+        let vaddr = if self.flags & flags::TEMPLATE != 0 && self.protocol == 0 {
+            K::fwmark_octets(self.fwmark)
+        } else {
+            self.vaddr.octets()
+        };
+        [
+            (self.caddr.octets(), self.cport),
+            (vaddr, self.vport),
+            (self.daddr.octets(), self.dport),
+        ]
+    }
+    #[inline(always)]
+    fn fullnat_local(&self) -> Option<([u8; N], u16)> {
+        self.has_local.then(|| (self.laddr.octets(), self.lport))
+    }
+    #[inline(always)]
+    fn seq(&self) -> Option<SeqOptions> {
+        self.proxy.map(|p| SeqOptions {
+            in_seq: SeqAdjust::default(),
+            out_seq: SeqAdjust {
+                init_seq: p.server_isn,
+                delta: p.delta,
+                previous_delta: 0,
+            },
+        })
+    }
+    #[inline(always)]
+    fn synproxy(&self) -> Option<SynproxyState> {
+        self.proxy.map(|p| p.state)
     }
 }
 
@@ -231,7 +350,10 @@ pub struct ProxyShift {
 /// the fields of a sync entry in 60 bytes (IPv4), copied by value through
 /// the worker's buffer and queue; the daemon's thread turns it into the
 /// wire form ([`SyncRecord::to_wire`]), so the worker neither builds
-/// socket addresses nor copies the ~190-byte [`SyncConn`].
+/// socket addresses nor copies the ~190-byte [`SyncConn`]. The data-plane
+/// master encodes it on the worker straight into its message
+/// ([`SyncAddr::push_record`], through the record's [`SyncEntry`]): the
+/// same encoder and bytes as its `to_wire` form, without building that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncRecord<K = u32> {
     pub caddr: K,
@@ -853,7 +975,7 @@ mod tests {
     use crate::lb::conn::{ConnTable, Direction, Seed};
     use crate::lb::load::CoreLoad;
     use crate::lb::tcp_state::tcp_flags::{ACK, SYN};
-    use crate::wire::ipvs_sync::{decode, SyncMessageBuilder};
+    use crate::wire::ipvs_sync::decode;
     use std::sync::Arc;
 
     fn table<A: SyncAddr>() -> ConnTable<A> {
@@ -887,6 +1009,119 @@ mod tests {
         let msg = b.finish().unwrap();
         let got = decode(&msg, 1).unwrap().entries[0].unwrap();
         SyncedConn::from_sync(&got).unwrap()
+    }
+
+    /// Every kind of record a director makes (and a few it refuses), with
+    /// addresses from `addr`.
+    fn record_kinds<K: SyncAddr>(addr: impl Fn(u8) -> K) -> Vec<SyncRecord<K>> {
+        let proxy = ProxyShift {
+            server_isn: 0x0102_0304,
+            delta: 0xfedc_ba98,
+            state: SynproxyState {
+                ts: true,
+                ts_delta: 0x1122_3344,
+                server_wscale: 7,
+                client_wscale: 3,
+            },
+        };
+        let mut out = Vec::new();
+        let mut n = 0u16;
+        for fwd in [flags::MASQ, flags::TUNNEL, flags::DROUTE, flags::LOCALNODE] {
+            for extra in [
+                0,
+                flags::INACTIVE,
+                flags::NOOUTPUT,
+                flags::INACTIVE | flags::NOOUTPUT | flags::NO_CPORT,
+                flags::TEMPLATE,
+                flags::ONE_PACKET,
+                flags::HASHED | flags::SYNC,
+            ] {
+                for protocol in [6u8, 17, 0] {
+                    for local in [false, true] {
+                        for with_proxy in [false, true] {
+                            n = n.wrapping_add(1);
+                            let mut fl = fwd | extra;
+                            if with_proxy {
+                                fl |= flags::OUT_SEQ;
+                            }
+                            out.push(SyncRecord {
+                                caddr: addr(1),
+                                vaddr: addr(2),
+                                daddr: addr(3),
+                                laddr: if local { addr(4) } else { K::default() },
+                                cport: 40000 + n,
+                                vport: 80,
+                                dport: 8080 + n,
+                                lport: if local { 50000 - n } else { 0 },
+                                flags: fl,
+                                fwmark: u32::from(n) * 0x0101,
+                                timeout_s: 900 + u32::from(n),
+                                state: n % 11,
+                                protocol,
+                                has_local: local,
+                                proxy: with_proxy.then_some(proxy),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The direct encoding of records ([`SyncEntry`]) is byte for byte the
+    /// general encoder's of their `SyncConn` (the kernel-socket master's
+    /// path), message by message, refusals included, in both placements
+    /// and across message splits (the builder reuses its buffer).
+    fn direct_encoding_is_the_general_encoders<K: WireOctets<N>, const N: usize>(
+        recs: &[SyncRecord<K>],
+    ) {
+        use crate::wire::ipvs_sync::{OptionPlacement, MIN_MAXLEN};
+        let mut refused = 0;
+        for placement in [OptionPlacement::Packed, OptionPlacement::LastOnly] {
+            for maxlen in [MIN_MAXLEN, 1472, 9000] {
+                let mut direct = SyncMessageBuilder::with_placement(3, maxlen, placement).unwrap();
+                let mut general = SyncMessageBuilder::with_placement(3, maxlen, placement).unwrap();
+                let (mut want, mut got) = (Vec::new(), Vec::new());
+                for r in recs {
+                    let g = general.push(&r.to_wire()).map(|m| want.extend(m));
+                    let d = direct.push_entry_then(r, |m| got.push(m.to_vec()));
+                    assert_eq!(d, g.map(|_| ()), "{r:?}");
+                    refused += usize::from(d.is_err());
+                    // one record alone in a message too
+                    let mut one = SyncMessageBuilder::with_placement(3, maxlen, placement).unwrap();
+                    if d.is_ok() {
+                        one.push_entry_then(r, |_| panic!("a message of one"))
+                            .unwrap();
+                        let mut alone = SyncMessageBuilder::new(3, maxlen).unwrap();
+                        alone.push(&r.to_wire()).unwrap();
+                        assert_eq!(one.finish(), alone.finish(), "{r:?}");
+                    }
+                }
+                want.extend(general.finish());
+                direct.finish_then(|m| got.push(m.to_vec()));
+                assert!(
+                    want.len() > 1 || maxlen == 9000,
+                    "{placement:?} {maxlen}: splits"
+                );
+                assert_eq!(got, want, "{placement:?} {maxlen}");
+                for m in &got {
+                    assert!(decode(m, 3).is_ok());
+                }
+            }
+        }
+        assert!(refused > 0, "refusals are covered");
+    }
+
+    #[test]
+    fn direct_record_encoding_equals_the_general_encoder() {
+        let v4 = record_kinds(|i| 0xc612_0000u32 | u32::from(i) << 8 | 7);
+        let v6 = record_kinds(|i| 0x2001_0db8_u128 << 96 | u128::from(i) << 16 | 7);
+        assert!(v4
+            .iter()
+            .any(|r| r.has_local && r.flags & flags::TEMPLATE == 0));
+        direct_encoding_is_the_general_encoders(&v4);
+        direct_encoding_is_the_general_encoders(&v6);
     }
 
     #[test]

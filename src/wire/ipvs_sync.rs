@@ -664,28 +664,186 @@ fn read_ip(buf: &[u8], at: usize, v6: bool) -> IpAddr {
     }
 }
 
-/// One entry being laid out (at most [`MAX_ENTRY_LEN`] bytes, which
-/// [`SyncConn::wire_len`] never exceeds; a write past it is dropped, and
-/// the debug assertion on the length catches it in tests).
-struct EntryWriter {
-    buf: [u8; MAX_ENTRY_LEN],
-    at: usize,
+/// What the encoder needs of one entry whose three addresses (and local
+/// address) are `N` bytes (4: IPv4, 16: IPv6), in network order.
+/// [`SyncConn`] implements it (through a view of its family) and so does
+/// the connection table's record ([`crate::lb::sync::SyncRecord`]), which
+/// the data-plane master encodes on the forwarding core without building
+/// a `SyncConn`: one encoder, [`SyncMessageBuilder::push_entry_then`],
+/// writes both, so both transports send the same bytes.
+pub trait SyncEntry<const N: usize> {
+    fn protocol(&self) -> u8;
+    /// `IP_VS_CONN_F_*` bits (`HASHED` and `SYNC` are never sent).
+    fn flags(&self) -> u32;
+    fn state(&self) -> u16;
+    fn fwmark(&self) -> u32;
+    fn timeout_s(&self) -> u32;
+    /// Client, virtual and real server: address and port.
+    fn endpoints(&self) -> [([u8; N], u16); 3];
+    /// vsd FULLNAT's local address and port.
+    fn fullnat_local(&self) -> Option<([u8; N], u16)>;
+    fn seq(&self) -> Option<SeqOptions>;
+    fn synproxy(&self) -> Option<SynproxyState>;
 }
 
-impl EntryWriter {
+/// A [`SyncConn`] of one family as a [`SyncEntry`] (the builder checked
+/// that every address is of that family).
+struct ConnOf<'a, const N: usize>(&'a SyncConn);
+
+/// The `N` bytes of `ip` (zeros for the other family, which the
+/// builder's check rules out).
+fn octets_of<const N: usize>(ip: IpAddr) -> [u8; N] {
+    let mut o = [0u8; N];
+    match ip {
+        IpAddr::V4(a) if N == 4 => o.copy_from_slice(&a.octets()),
+        IpAddr::V6(a) if N == 16 => o.copy_from_slice(&a.octets()),
+        _ => {}
+    }
+    o
+}
+
+impl<const N: usize> SyncEntry<N> for ConnOf<'_, N> {
+    fn protocol(&self) -> u8 {
+        self.0.protocol
+    }
+    fn flags(&self) -> u32 {
+        self.0.flags
+    }
+    fn state(&self) -> u16 {
+        self.0.state
+    }
+    fn fwmark(&self) -> u32 {
+        self.0.fwmark
+    }
+    fn timeout_s(&self) -> u32 {
+        self.0.timeout_s
+    }
+    fn endpoints(&self) -> [([u8; N], u16); 3] {
+        [self.0.client, self.0.virt, self.0.real].map(|a| (octets_of(a.ip()), a.port()))
+    }
+    fn fullnat_local(&self) -> Option<([u8; N], u16)> {
+        self.0.fullnat_local.map(|a| (octets_of(a.ip()), a.port()))
+    }
+    fn seq(&self) -> Option<SeqOptions> {
+        self.0.seq
+    }
+    fn synproxy(&self) -> Option<SynproxyState> {
+        self.0.synproxy
+    }
+}
+
+/// Wire length of an entry of `N`-byte addresses, without padding.
+#[inline(always)]
+fn entry_len<const N: usize>(e: &impl SyncEntry<N>) -> usize {
+    24 + 3 * N
+        + if e.seq().is_some() {
+            2 + SEQ_OPTION_LEN
+        } else {
+            0
+        }
+        + if e.fullnat_local().is_some() {
+            2 + N + 2
+        } else {
+            0
+        }
+        + if e.synproxy().is_some() {
+            2 + SYNPROXY_OPTION_LEN
+        } else {
+            0
+        }
+}
+
+/// Writes `e` (checked, `len` = [`entry_len`]) into `out`, exactly `len`
+/// bytes: the fixed part in one fixed-layout write, then the options.
+#[inline(always)]
+fn write_entry<const N: usize>(e: &impl SyncEntry<N>, len: usize, out: &mut [u8]) {
+    let Some((head, rest)) = out.split_first_chunk_mut::<24>() else {
+        return;
+    };
+    let [c, v, r] = e.endpoints();
+    let ty = if N == 16 { TYPE_F_INET6 } else { 0 };
+    let size = (len as u16 & SIZE_MASK).to_be_bytes();
+    let fl = (e.flags() & !(flags::HASHED | flags::SYNC)).to_be_bytes();
+    let st = e.state().to_be_bytes();
+    let (cp, vp, rp) = (c.1.to_be_bytes(), v.1.to_be_bytes(), r.1.to_be_bytes());
+    let fm = e.fwmark().to_be_bytes();
+    let to = e.timeout_s().to_be_bytes();
+    *head = [
+        ty,
+        e.protocol(),
+        size[0],
+        size[1],
+        fl[0],
+        fl[1],
+        fl[2],
+        fl[3],
+        st[0],
+        st[1],
+        cp[0],
+        cp[1],
+        vp[0],
+        vp[1],
+        rp[0],
+        rp[1],
+        fm[0],
+        fm[1],
+        fm[2],
+        fm[3],
+        to[0],
+        to[1],
+        to[2],
+        to[3],
+    ];
+    let mut w = OptionWriter { out: rest };
+    w.put(&c.0);
+    w.put(&v.0);
+    w.put(&r.0);
+    if let Some(seq) = e.seq() {
+        let mut o = [0u8; 2 + SEQ_OPTION_LEN];
+        o[0] = OPT_SEQ_DATA;
+        o[1] = SEQ_OPTION_LEN as u8;
+        let vals = [seq.in_seq, seq.out_seq].map(|s| [s.init_seq, s.delta, s.previous_delta]);
+        for (chunk, v) in o[2..].chunks_exact_mut(4).zip(vals.iter().flatten()) {
+            chunk.copy_from_slice(&v.to_be_bytes());
+        }
+        w.put(&o);
+    }
+    if let Some((addr, port)) = e.fullnat_local() {
+        w.put(&[VSD_OPT_FULLNAT, N as u8 + 2]);
+        w.put(&addr);
+        w.put(&port.to_be_bytes());
+    }
+    if let Some(sp) = e.synproxy() {
+        let d = sp.ts_delta.to_be_bytes();
+        w.put(&[
+            VSD_OPT_SYNPROXY,
+            SYNPROXY_OPTION_LEN as u8,
+            d[0],
+            d[1],
+            d[2],
+            d[3],
+            u8::from(sp.ts),
+            sp.server_wscale,
+            sp.client_wscale,
+            0,
+        ]);
+    }
+}
+
+/// Writes at the front of what is left of an entry's bytes (sized by
+/// [`entry_len`] beforehand, so a write never falls short; one that would
+/// is dropped rather than panicking).
+struct OptionWriter<'a> {
+    out: &'a mut [u8],
+}
+
+impl OptionWriter<'_> {
     #[inline(always)]
     fn put(&mut self, bytes: &[u8]) {
-        if let Some(dst) = self.buf.get_mut(self.at..self.at + bytes.len()) {
+        let out = std::mem::take(&mut self.out);
+        if let Some((dst, rest)) = out.split_at_mut_checked(bytes.len()) {
             dst.copy_from_slice(bytes);
-        }
-        self.at += bytes.len();
-    }
-
-    #[inline(always)]
-    fn put_ip(&mut self, ip: IpAddr) {
-        match ip {
-            IpAddr::V4(a) => self.put(&a.octets()),
-            IpAddr::V6(a) => self.put(&a.octets()),
+            self.out = rest;
         }
     }
 }
@@ -745,7 +903,10 @@ pub enum OptionPlacement {
 pub struct SyncMessageBuilder {
     syncid: u8,
     maxlen: usize,
+    /// `maxlen` bytes, allocated once; the message is `buf[..len]`, its
+    /// header's size and count written when it is handed out.
     buf: Vec<u8>,
+    len: usize,
     nr_conns: u8,
     placement: OptionPlacement,
     /// The last entry has options and placement is `LastOnly`.
@@ -771,7 +932,8 @@ impl SyncMessageBuilder {
         let mut b = SyncMessageBuilder {
             syncid,
             maxlen,
-            buf: Vec::with_capacity(maxlen),
+            buf: vec![0; maxlen],
+            len: HEADER_LEN,
             nr_conns: 0,
             placement,
             sealed: false,
@@ -781,11 +943,20 @@ impl SyncMessageBuilder {
     }
 
     fn reset(&mut self) {
-        self.buf.clear();
-        self.buf
-            .extend_from_slice(&[0, self.syncid, 0, 0, 0, SYNC_PROTO_VERSION, 0, 0]);
+        if let Some(h) = self.buf.first_chunk_mut::<HEADER_LEN>() {
+            *h = [0, self.syncid, 0, 0, 0, SYNC_PROTO_VERSION, 0, 0];
+        }
+        self.len = HEADER_LEN;
         self.nr_conns = 0;
         self.sealed = false;
+    }
+
+    /// The message being filled, its header completed.
+    fn message(&mut self) -> &[u8] {
+        let size = self.len as u16;
+        write_u16(&mut self.buf, 2, size);
+        self.buf[4] = self.nr_conns;
+        &self.buf[..self.len]
     }
 
     /// Entries in the message being filled.
@@ -797,31 +968,84 @@ impl SyncMessageBuilder {
     /// or entry count), that message is finished and returned and `conn`
     /// starts the next one.
     pub fn push(&mut self, conn: &SyncConn) -> Result<Option<Vec<u8>>, EncodeError> {
-        self.check(conn)?;
-        let done = if self.starts_new(conn) {
-            self.finish()
-        } else {
-            None
-        };
-        self.append(conn);
+        let mut done = None;
+        self.push_then(conn, |msg| done = Some(msg.to_vec()))?;
         Ok(done)
     }
 
     /// [`Self::push`] without allocating: a message `conn` does not fit
     /// into is handed to `full` (its exact bytes) and the builder reuses its
-    /// buffer for the next one (the data plane's transport,
-    /// the data plane's sync transport).
+    /// buffer for the next one (the data plane's sync transport).
     pub fn push_then(
         &mut self,
         conn: &SyncConn,
         full: impl FnOnce(&[u8]),
     ) -> Result<(), EncodeError> {
-        self.check(conn)?;
-        if self.starts_new(conn) {
-            full(&self.buf);
+        let v6 = conn.is_v6();
+        let same = |a: &SocketAddr| a.is_ipv6() == v6;
+        if !same(&conn.virt) || !same(&conn.real) || !conn.fullnat_local.iter().all(same) {
+            return Err(EncodeError::MixedFamilies);
+        }
+        if v6 {
+            self.push_entry_then::<16>(&ConnOf(conn), full)
+        } else {
+            self.push_entry_then::<4>(&ConnOf(conn), full)
+        }
+    }
+
+    /// [`Self::push_then`] for any [`SyncEntry`]: the one encoder of both
+    /// transports. The entry is checked, then written in place into the
+    /// message buffer (no intermediate [`SyncConn`], no capacity check per
+    /// field).
+    #[inline]
+    pub fn push_entry_then<const N: usize>(
+        &mut self,
+        e: &impl SyncEntry<N>,
+        full: impl FnOnce(&[u8]),
+    ) -> Result<(), EncodeError> {
+        let fl = e.flags();
+        if fl & flags::ONE_PACKET != 0 {
+            return Err(EncodeError::OnePacket);
+        }
+        if e.fullnat_local().is_some() && fl & (flags::FWD_MASK | flags::TEMPLATE) != flags::MASQ {
+            return Err(EncodeError::FullnatNotMasq);
+        }
+        if e.synproxy().is_some() && (e.seq().is_none() || fl & flags::TEMPLATE != 0) {
+            return Err(EncodeError::SynproxyWithoutSeq);
+        }
+        let len = entry_len(e);
+        // a message that holds an entry and has no room for this one (in
+        // bytes or entries), or is sealed, goes out first
+        let pad = self.len.wrapping_neg() & 3;
+        if self.nr_conns > 0
+            && (self.len + pad + len > self.maxlen
+                || usize::from(self.nr_conns) == MAX_CONNS_PER_MESSAGE
+                || self.sealed)
+        {
+            full(self.message());
             self.reset();
         }
-        self.append(conn);
+        let pad = self.len.wrapping_neg() & 3;
+        let start = self.len + pad;
+        // fits: an entry is at most MAX_ENTRY_LEN, maxlen at least
+        // MIN_MAXLEN, and a fuller message was sent above
+        debug_assert!(start + len <= self.maxlen, "entry past maxlen");
+        let Some(out) = self.buf.get_mut(self.len..start + len) else {
+            return Ok(());
+        };
+        // the padding (0 to 3 bytes of a reused buffer): four zeros the
+        // entry then overwrites, one store rather than a variable-length fill
+        if let Some(z) = out.first_chunk_mut::<4>() {
+            *z = [0; 4];
+        }
+        if let Some(entry) = out.get_mut(pad..) {
+            write_entry(e, len, entry);
+        }
+        self.len = start + len;
+        self.nr_conns += 1;
+        if self.placement == OptionPlacement::LastOnly && len > 24 + 3 * N {
+            self.sealed = true;
+        }
         Ok(())
     }
 
@@ -831,109 +1055,16 @@ impl SyncMessageBuilder {
         if self.nr_conns == 0 {
             return false;
         }
-        send(&self.buf);
+        send(self.message());
         self.reset();
         true
     }
 
-    fn check(&self, conn: &SyncConn) -> Result<(), EncodeError> {
-        let v6 = conn.is_v6();
-        let same = |a: &SocketAddr| a.is_ipv6() == v6;
-        if !same(&conn.virt) || !same(&conn.real) || !conn.fullnat_local.iter().all(same) {
-            return Err(EncodeError::MixedFamilies);
-        }
-        if conn.flags & flags::ONE_PACKET != 0 {
-            return Err(EncodeError::OnePacket);
-        }
-        if conn.fullnat_local.is_some()
-            && conn.flags & (flags::FWD_MASK | flags::TEMPLATE) != flags::MASQ
-        {
-            return Err(EncodeError::FullnatNotMasq);
-        }
-        if conn.synproxy.is_some() && (conn.seq.is_none() || conn.is_template()) {
-            return Err(EncodeError::SynproxyWithoutSeq);
-        }
-        Ok(())
-    }
-
-    /// Whether `conn` must start a new message (the current one holds an
-    /// entry and has no room, in bytes or entries, or is sealed).
-    fn starts_new(&self, conn: &SyncConn) -> bool {
-        let pad = self.buf.len().wrapping_neg() & 3;
-        let full = self.buf.len() + pad + conn.wire_len() > self.maxlen
-            || usize::from(self.nr_conns) == MAX_CONNS_PER_MESSAGE
-            || self.sealed;
-        full && self.nr_conns > 0
-    }
-
-    /// Write `conn` (checked) at the end of the current message.
-    fn append(&mut self, conn: &SyncConn) {
-        let v6 = conn.is_v6();
-        let len = conn.wire_len();
-        let pad = self.buf.len().wrapping_neg() & 3;
-        // the entry is laid out in a stack buffer and appended at once
-        // (one capacity check, not one per field: the data-plane master
-        // encodes on the forwarding core)
-        let mut e = EntryWriter {
-            buf: [0; MAX_ENTRY_LEN],
-            at: 0,
-        };
-        e.put(&[if v6 { TYPE_F_INET6 } else { 0 }, conn.protocol]);
-        e.put(&(len as u16 & SIZE_MASK).to_be_bytes());
-        e.put(&(conn.flags & !(flags::HASHED | flags::SYNC)).to_be_bytes());
-        e.put(&conn.state.to_be_bytes());
-        for port in [conn.client.port(), conn.virt.port(), conn.real.port()] {
-            e.put(&port.to_be_bytes());
-        }
-        e.put(&conn.fwmark.to_be_bytes());
-        e.put(&conn.timeout_s.to_be_bytes());
-        for ip in [conn.client.ip(), conn.virt.ip(), conn.real.ip()] {
-            e.put_ip(ip);
-        }
-        if let Some(seq) = conn.seq {
-            e.put(&[OPT_SEQ_DATA, SEQ_OPTION_LEN as u8]);
-            for s in [seq.in_seq, seq.out_seq] {
-                for v in [s.init_seq, s.delta, s.previous_delta] {
-                    e.put(&v.to_be_bytes());
-                }
-            }
-        }
-        if let Some(local) = conn.fullnat_local {
-            let addr_len: u8 = if v6 { 16 } else { 4 };
-            e.put(&[VSD_OPT_FULLNAT, addr_len + 2]);
-            e.put_ip(local.ip());
-            e.put(&local.port().to_be_bytes());
-        }
-        if let Some(sp) = conn.synproxy {
-            e.put(&[VSD_OPT_SYNPROXY, SYNPROXY_OPTION_LEN as u8]);
-            e.put(&sp.ts_delta.to_be_bytes());
-            e.put(&[u8::from(sp.ts), sp.server_wscale, sp.client_wscale, 0]);
-        }
-        debug_assert_eq!(e.at, len);
-        self.buf.extend_from_slice(&[0u8; 3][..pad]);
-        let start = self.buf.len();
-        self.buf
-            .extend_from_slice(&e.buf[..e.at.min(MAX_ENTRY_LEN)]);
-        debug_assert_eq!(self.buf.len() - start, len);
-        self.nr_conns += 1;
-        if self.placement == OptionPlacement::LastOnly
-            && len > if v6 { ENTRY_V6_LEN } else { ENTRY_V4_LEN }
-        {
-            self.sealed = true;
-        }
-        let size = self.buf.len() as u16;
-        write_u16(&mut self.buf, 2, size);
-        self.buf[4] = self.nr_conns;
-    }
-
     /// Finishes the current message (`None` if it holds no entry).
     pub fn finish(&mut self) -> Option<Vec<u8>> {
-        if self.nr_conns == 0 {
-            return None;
-        }
-        let msg = std::mem::replace(&mut self.buf, Vec::with_capacity(self.maxlen));
-        self.reset();
-        Some(msg)
+        let mut done = None;
+        self.finish_then(|msg| done = Some(msg.to_vec()));
+        done
     }
 }
 
