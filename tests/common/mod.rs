@@ -144,6 +144,16 @@ pub struct Vsd {
     pub log: PathBuf,
     /// Tells the reaper to remove `dir` if the test process is killed.
     _reg: topo::Registration,
+    /// The config's DPDK file prefix: its runtime files go with this guard
+    /// (after Drop has killed vsd), also when a failing test kills vsd.
+    _prefix: Option<topo::DpdkPrefix>,
+}
+
+/// The `--file-prefix=` a vsd config gives its EAL, if any.
+fn file_prefix(config: &str) -> Option<&str> {
+    let rest = config.split("--file-prefix=").nth(1)?;
+    let name = rest.split(['"', '\'', ',', ' ', '\n']).next()?;
+    (!name.is_empty()).then_some(name)
 }
 
 impl Vsd {
@@ -167,7 +177,7 @@ impl Vsd {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let text = config.replace("{dir}", &dir.display().to_string());
         let cfg = dir.join("vsd.toml");
-        std::fs::write(&cfg, text).expect("write config");
+        std::fs::write(&cfg, &text).expect("write config");
         let log = dir.join("vsd.log");
         let logf = std::fs::File::create(&log).expect("log file");
         let mut cmd = match netns {
@@ -196,6 +206,7 @@ impl Vsd {
             dir,
             log,
             _reg: reg,
+            _prefix: file_prefix(&text).map(topo::DpdkPrefix::adopt),
         };
         let up = wait_for(Duration::from_secs(60), || {
             v.socket.exists() || v.exited().is_some()

@@ -258,6 +258,15 @@ impl DpdkPrefix {
         let reg = register("dpdk", &name);
         DpdkPrefix { name, _reg: reg }
     }
+
+    /// The guard for a prefix named elsewhere (a config's
+    /// `--file-prefix=`): removed with the process's runtime files on drop.
+    pub fn adopt(name: &str) -> DpdkPrefix {
+        DpdkPrefix {
+            name: name.to_owned(),
+            _reg: register("dpdk", name),
+        }
+    }
 }
 
 impl Drop for DpdkPrefix {
