@@ -13,7 +13,11 @@
 //! summary line per CPU on stderr. A latency tail measured on the same
 //! machine cannot be shorter than what this shows.
 
+#[path = "../pin.rs"]
+mod pin;
+
 use clap::Parser;
+use pin::pin_to;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -106,31 +110,9 @@ impl GapStats {
     }
 }
 
-/// Pin the calling thread to one CPU.
-fn pin_to(cpu: usize) -> Result<(), String> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(format!("cpu {cpu} is out of range"));
-    }
-    // SAFETY: cpu_set_t is plain data; zeroed is the empty set, CPU_SET
-    // writes a bit inside it (cpu was range-checked above), and
-    // sched_setaffinity(0, ...) reads the set for the calling thread only.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        return Err(format!(
-            "cannot pin to cpu {cpu}: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
-}
-
 /// The CPUs this process may run on.
 fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: as in pin_to; sched_getaffinity fills the set for this thread
+    // SAFETY: as in pin::pin_to; sched_getaffinity fills the set for this thread
     // and CPU_ISSET only reads bits below CPU_SETSIZE.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();

@@ -24,6 +24,9 @@
 //! (true for the benchmark too). Output: one JSON object on stdout, a human
 //! line on stderr.
 
+#[path = "../pin.rs"]
+mod pin;
+
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,25 +53,7 @@ struct Line(AtomicU64);
 
 /// Pin the calling thread to one CPU (None: leave it where it is).
 fn pin_to(cpu: Option<usize>) -> Result<(), String> {
-    let Some(cpu) = cpu else { return Ok(()) };
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(format!("cpu {cpu} is out of range"));
-    }
-    // SAFETY: cpu_set_t is plain data; zeroed is the empty set, CPU_SET
-    // writes a bit inside it (cpu was range-checked above), and
-    // sched_setaffinity(0, ...) reads the set for the calling thread only.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        return Err(format!(
-            "cannot pin to cpu {cpu}: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
+    cpu.map_or(Ok(()), pin::pin_to)
 }
 
 /// Waits until `line` holds `want` (spinning: the point is to measure the
