@@ -3,7 +3,13 @@
 
 Reads last-run/points.jsonl, whose labels are POINT-rROUND-BUILD for vsd (BUILD A = REV,
 B = this checkout) and POINT-rROUND for testpmd; writes OUT_DIR/ab-latest.{json,md}.
-A ratio exists for a round only when both builds returned a value in that round.
+A ratio exists for a round only when both builds returned a value in that round, and
+only when neither session was disturbed: measured in the host's slow cross-CPU mode
+(`host_slow`, the probes around it) or, by its own cycles per packet, over
+DISTURBED_CYCLES times the lowest of its build at that point (the slow mode can start and
+end inside a session). "best" compares the two builds' best undisturbed sessions:
+disturbance only ever adds cycles, so best against best is the comparison the host moves
+least.
 
 usage: ab_report.py POINTS OUT_DIR A_REV B_REV LOAD_BEFORE LOAD_AFTER ROUNDS DURATION PROTO PKT_SIZE [FAMILY]
 """
@@ -13,6 +19,8 @@ import os
 import re
 import statistics
 import sys
+
+DISTURBED_CYCLES = 1.25
 
 LABEL = re.compile(r"^(?P<point>.+)-r(?P<round>\d+)(?:-(?P<build>[AB]))?$")
 
@@ -61,7 +69,7 @@ def build(rows):
         fails = r["gen"].get("check_failures", 0)
         if fails:
             notes.setdefault(point, []).append(f"{b} r{rnd}: {fails} check failures")
-        sessions.setdefault(point, {}).setdefault(rnd, {})[b] = (r["kind"],) + values(r)
+        sessions.setdefault(point, {}).setdefault(rnd, {})[b] = (r["kind"],) + values(r) + (bool(r.get("host_slow")),)
     testpmd = {}
     for fwd in ("io", "macswap"):
         for point in order:
@@ -85,13 +93,32 @@ def build(rows):
             continue
         kind = next((x[b][0] for x in rounds.values() for b in x), "syn" if point.startswith("syn-") else "throughput")
         rec = {"point": point, "kind": kind}
-        for i, key in ((1, "rate"), (2, "cycles_per_packet")):
+        lowest = {}
+        for b in ("A", "B"):
+            cyc = [x[b][2] for x in rounds.values() if b in x and x[b][2] and not x[b][4]]
+            lowest[b] = min(cyc) if cyc else None
+
+        def disturbed(b, x):
+            s = x[b]
+            return s[4] or (s[2] is not None and lowest[b] is not None and s[2] > DISTURBED_CYCLES * lowest[b])
+
+        clean = {rnd: x for rnd, x in rounds.items()
+                 if "A" in x and "B" in x and not disturbed("A", x) and not disturbed("B", x)}
+        rec["rounds_left_out"] = sorted(rnd for rnd, x in rounds.items() if "A" in x and "B" in x and rnd not in clean)
+        for i, key, pick in ((1, "rate", max), (2, "cycles_per_packet", min)):
             a = [x["A"][i] for x in rounds.values() if "A" in x]
             b = [x["B"][i] for x in rounds.values() if "B" in x]
-            ratios = [x["B"][i] / x["A"][i] for x in rounds.values()
-                      if "A" in x and "B" in x and x["A"][i] and x["B"][i] is not None]
-            rec[key] = {"a": med(a), "b": med(b), "b_over_a": spread(ratios),
+            ratios = [x["B"][i] / x["A"][i] for x in clean.values() if x["A"][i] and x["B"][i] is not None]
+            best_a = [x["A"][i] for x in rounds.values() if "A" in x and x["A"][i] is not None and not disturbed("A", x)]
+            best_b = [x["B"][i] for x in rounds.values() if "B" in x and x["B"][i] is not None and not disturbed("B", x)]
+            best = (round(pick(best_b) / pick(best_a), 3)
+                    if best_a and best_b and pick(best_a) else None)
+            rec[key] = {"a": med(a), "b": med(b), "b_over_a": spread(ratios), "best_b_over_best_a": best,
                         "a_runs": a, "b_runs": b}
+        if rec["rounds_left_out"]:
+            notes.setdefault(point, []).append(
+                "rounds left out (a session in the host's slow mode or over "
+                f"{DISTURBED_CYCLES}x its build's best cycles): " + ", ".join(map(str, rec["rounds_left_out"])))
         rec["packets_per_burst_b"] = med([x["B"][3] for x in rounds.values() if "B" in x])
         io = testpmd.get("io", {}).get("cycles_per_packet")
         for b in ("a", "b"):
@@ -135,17 +162,21 @@ def main():
         f"- testpmd in the same run (best round: fewest cycles, highest rate): io {fmt(io.get('cycles_per_packet'))} cycles/packet, "
         f"{fmt(io.get('mpps'))} Mpps; macswap {fmt(mac.get('cycles_per_packet'))} cycles/packet, "
         f"{fmt(mac.get('mpps'))} Mpps",
-        "- B/A: median [min, max] of the per-round ratios. Throughput B/A > 1 and cycles B/A < 1 mean B is",
-        "  better; a change that costs nothing has a cycles ratio whose [min, max] holds 1.",
+        "- B/A: median [min, max] of the per-round ratios over the rounds where neither session was",
+        f"  disturbed (host's slow mode by the probes, or cycles over {DISTURBED_CYCLES}x the build's best at",
+        "  the point); best B/A: the best undisturbed session of B against A's. Throughput B/A > 1 and",
+        "  cycles B/A < 1 mean B is better; a change that costs nothing has a cycles ratio whose",
+        "  [min, max] holds 1.",
         "",
-        "| point | cycles/pkt A | cycles/pkt B | cycles B/A | B / testpmd io | rate A | rate B | rate B/A "
+        "| point | cycles/pkt A | cycles/pkt B | cycles B/A | best B/A | B / testpmd io | rate A | rate B | rate B/A "
         "| B pkts/burst | note |",
-        "|---|---:|---:|---|---:|---:|---:|---|---:|---|",
+        "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in recs:
         c, t = r["cycles_per_packet"], r["rate"]
-        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             r["point"], fmt(c["a"], "{:.1f}"), fmt(c["b"], "{:.1f}"), ratio_text(c["b_over_a"]),
+            fmt(c["best_b_over_best_a"], "{:.3f}"),
             fmt(c["b_over_testpmd_io"]), rate_text(r["kind"], t["a"]), rate_text(r["kind"], t["b"]),
             ratio_text(t["b_over_a"]), fmt(r["packets_per_burst_b"]), r["note"] or ""))
     lines += ["", "Rates are Mpps received back by the generator (new connections/s for syn points).",
