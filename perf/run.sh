@@ -619,8 +619,15 @@ measured_session "io-$CEIL_FLOWS-end" throughput io "$CEIL_FLOWS" testpmd-io "$D
 vsd_idle_rss_kb() { # capacity -> IDLE_RSS (kB, 0 if vsd did not start)
     IDLE_RSS=0
     start_vsd dr "$1" || return 0
-    sleep 0.5
-    IDLE_RSS=$(vsd_rss_kb)
+    # the tables are filled as vsd starts; on a busy machine that can take
+    # seconds: read once the resident size stops growing (at most ~10 s)
+    local prev=-1 i
+    for i in $(seq 50); do
+        sleep 0.2
+        IDLE_RSS=$(vsd_rss_kb)
+        [ "${IDLE_RSS:-0}" = "$prev" ] && break
+        prev=${IDLE_RSS:-0}
+    done
     stop_fwd
 }
 BYTES_PER_CONN=""
