@@ -307,7 +307,11 @@ port = "lan0"
                 "/id",
                 "100000",
                 "0.1",
-                "1.5",
+                // a request's budget covers one retransmitted SYN (the
+                // client's RTO is 1 s: one packet lost on a loaded machine is
+                // not a checker fault); a request to a vanished server still
+                // never completes, and one to a killed server is refused
+                "2.5",
                 &stop.display().to_string(),
             ],
         );
