@@ -13,6 +13,7 @@ pcall(require, "Pktgen")
 local port = "0"
 local seconds = 10          -- measurement per point
 local prime_seconds = 3     -- traffic before measuring: vsd creates the flows
+local build_wait_seconds = 60  -- longest wait for Pktgen to build the range packets
 local vsd_mac = "02:00:00:00:10:01"
 local modes = { {"dr", 80}, {"tun", 81}, {"nat", 82}, {"fullnat", 83} }
 -- flows, addresses, ports (coprime: the range pattern repeats after addresses x ports)
@@ -54,6 +55,15 @@ for _, m in ipairs(modes) do
         range4(pktgen.range.src_ip, "198.19.0.0", "198.19.0.0", f[2], "0.0.0.1")
         range4(pktgen.range.src_port, 1024, 1024, f[3], 1)
         pktgen.start(port)
+        -- Pktgen builds the range packets (one per mbuf of the range pool) on the first
+        -- send after start: with a 1M-mbuf pool (README: PG_RANGE_MBUFS) that takes
+        -- seconds, so wait until packets go out before priming.
+        local _, t = rx_tx()
+        for _ = 1, build_wait_seconds * 10 do
+            pktgen.delay(100)
+            local _, t1 = rx_tx()
+            if t1 > t then break end
+        end
         pktgen.delay(prime_seconds * 1000)
         local rx0, tx0 = rx_tx()
         pktgen.delay(seconds * 1000)
