@@ -13,7 +13,8 @@ pcall(require, "Pktgen")
 local port = "0"
 local seconds = 10          -- measurement per point
 local prime_seconds = 3     -- traffic before measuring: vsd creates the flows
-local build_wait_seconds = 60  -- longest wait for Pktgen to build the range packets
+local build_wait_seconds = 90  -- longest wait for Pktgen to build the range packets
+local flowing_packets = 100000 -- sent since start: the range packets are built
 local vsd_mac = "02:00:00:00:10:01"
 local modes = { {"dr", 80}, {"tun", 81}, {"nat", 82}, {"fullnat", 83} }
 -- flows, addresses, ports (coprime: the range pattern repeats after addresses x ports)
@@ -54,22 +55,23 @@ for _, m in ipairs(modes) do
         range4(pktgen.range.dst_port, m[2], m[2], m[2], 0)
         range4(pktgen.range.src_ip, "198.19.0.0", "198.19.0.0", f[2], "0.0.0.1")
         range4(pktgen.range.src_port, 1024, 1024, f[3], 1)
-        pktgen.start(port)
         -- Pktgen builds the range packets (one per mbuf of the range pool) on the first
         -- send after start: with a 1M-mbuf pool (README: PG_RANGE_MBUFS) that takes
-        -- seconds, so wait until packets go out before priming.
-        local _, t = rx_tx()
+        -- seconds, so wait until packets flow before priming. Its port totals are
+        -- refreshed once a second: read the baseline after they have settled.
+        local _, t0 = rx_tx()
+        pktgen.start(port)
         for _ = 1, build_wait_seconds * 10 do
             pktgen.delay(100)
             local _, t1 = rx_tx()
-            if t1 > t then break end
+            if t1 - t0 >= flowing_packets then break end
         end
         pktgen.delay(prime_seconds * 1000)
         local rx0, tx0 = rx_tx()
         pktgen.delay(seconds * 1000)
         local rx1, tx1 = rx_tx()
         pktgen.stop(port)
-        pktgen.delay(500)
+        pktgen.delay(1500)
         print(string.format("%-8s %-10d %7.3f  %7.3f", m[1], f[1],
             (tx1 - tx0) / seconds / 1e6, (rx1 - rx0) / seconds / 1e6))
     end
