@@ -1,9 +1,11 @@
 -- Pktgen-DPDK Lua: sweep vsd's four forwarding methods and three flow counts, one-arm
 -- (vsd-onearm.toml), and print one line per point: tx and rx Mpps on port 0.
 --   pktgen ... -- -P -m "[1].0" -f perf/pktgen/sweep.lua
--- Untested here (Pktgen is not packaged for this machine); written against the
--- pktgen Lua module as of the 23.x releases. portStats changed shape over releases:
--- rx_tx() below reads both.
+-- Run with Pktgen 23.03.0 built with Lua 5.3 (README.md, "Run on this VM"). portStats
+-- changed shape over releases: rx_tx() below reads both. The flow counts are real only
+-- with a range pool of at least 1001000 mbufs (README: PG_RANGE_MBUFS); a stock Pktgen
+-- sends 24576 flows at the 100K and 1M points. vsd keeps every point's connections
+-- (UDP: 300 s), 1001000 per method: size its table for 4M (vsd-onearm.toml).
 
 -- The `pktgen` table is a global set up by Pktgen itself. Pktgen.lua (found only when run
 -- from Pktgen's source directory) just adds helpers this script does not use.
