@@ -1532,6 +1532,7 @@ impl CoreLb {
 
         // FULLNAT: a local endpoint whose reply tuple this core owns.
         let mut local = None;
+        let mut reply_hash = None;
         if method == FwdMethod::FullNat {
             let addrs = &svc.config.local_addresses;
             if !addrs.iter().any(|&a| A::local_of(a, rip).is_some()) {
@@ -1544,7 +1545,11 @@ impl CoreLb {
                     src: real,
                     dst: Endpoint::new(lip.key(), lport),
                 };
-                conns.peek(&reply).is_some()
+                // kept for the insert: the allocator takes the candidate
+                // its last check found free
+                let h = conns.key_hash(&reply);
+                reply_hash = Some(h);
+                conns.peek_hashed(&reply, h).is_some()
             });
             let Some((lip, lport)) = got else {
                 return FwdVerdict::Drop(FwdDrop::NoLocalPort);
@@ -1624,6 +1629,7 @@ impl CoreLb {
         let free = KnownFree {
             request: template.is_none(),
             reply: local.is_some(),
+            reply_hash,
         };
         let id = match insert_reusing(conns, stats, &nc, now_ms, free) {
             Ok(id) => id,
