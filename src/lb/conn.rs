@@ -968,7 +968,11 @@ impl<A: Addr> ConnTable<A> {
 
     /// As [`ConnTable::lookup`] without refreshing (control path, tests).
     pub fn peek(&self, t: &Tuple<A>) -> Option<(ConnId, Direction)> {
-        self.peek_hashed(t, self.key_hash(t))
+        // (not through peek_hashed: this body, small once that is inlined,
+        // would be inlined into handle_l4 and cost established packets)
+        let proto = t.proto.number();
+        let (idx, dir) = self.find_tuple(proto, t, self.tuple_hash(proto, t))?;
+        Some((self.id_at(idx), dir))
     }
 
     /// The index hash of key `t` (this table's seed), for
