@@ -408,6 +408,9 @@ fn reusable_in_mode<K: Addr>(c: &Conn<K>, mode: u8) -> bool {
 /// reuse) — e.g. a client port reused toward another service on the same
 /// real server — the old entry gives way, as the real server's own TIME_WAIT
 /// handling would let the new SYN through.
+// (inlined: only the reply key's reuse is out of line, as a call it cost
+// every new connection ~20 instructions)
+#[inline]
 fn insert_reusing<K: Addr>(
     conns: &mut ConnTable<K>,
     stats: &StatsTable,
@@ -416,32 +419,43 @@ fn insert_reusing<K: Addr>(
     free: KnownFree,
 ) -> Result<ConnId, ConnError> {
     match conns.insert_checked(nc, now_ms, free) {
-        Err(ConnError::ReplyExists) => {
-            let reply_dst = match nc.fwd {
-                FwdMethod::FullNat => match nc.local {
-                    Some(l) => l,
-                    None => return Err(ConnError::ReplyExists),
-                },
-                _ => nc.client,
-            };
-            let tuple = Tuple {
-                proto: nc.proto,
-                src: nc.real,
-                dst: reply_dst,
-            };
-            let old = conns
-                .peek(&tuple)
-                .and_then(|(id, _)| conns.get(id).copied().map(|c| (id, c)));
-            match old {
-                Some((id, c)) if reusable(&c) && !is_redirect(&c) => {
-                    conns.remove(id);
-                    stats.count_event(FwdEvent::ConnReused);
-                    conns.insert(nc, now_ms)
-                }
-                _ => Err(ConnError::ReplyExists),
-            }
-        }
+        Err(ConnError::ReplyExists) => insert_replacing_reply(conns, stats, nc, now_ms),
         other => other,
+    }
+}
+
+/// [`insert_reusing`] when the reply key is taken: the old entry gives way
+/// if it is closing.
+#[cold]
+#[inline(never)]
+fn insert_replacing_reply<K: Addr>(
+    conns: &mut ConnTable<K>,
+    stats: &StatsTable,
+    nc: &NewConn<K>,
+    now_ms: u64,
+) -> Result<ConnId, ConnError> {
+    let reply_dst = match nc.fwd {
+        FwdMethod::FullNat => match nc.local {
+            Some(l) => l,
+            None => return Err(ConnError::ReplyExists),
+        },
+        _ => nc.client,
+    };
+    let tuple = Tuple {
+        proto: nc.proto,
+        src: nc.real,
+        dst: reply_dst,
+    };
+    let old = conns
+        .peek(&tuple)
+        .and_then(|(id, _)| conns.get(id).copied().map(|c| (id, c)));
+    match old {
+        Some((id, c)) if reusable(&c) && !is_redirect(&c) => {
+            conns.remove(id);
+            stats.count_event(FwdEvent::ConnReused);
+            conns.insert(nc, now_ms)
+        }
+        _ => Err(ConnError::ReplyExists),
     }
 }
 
