@@ -484,7 +484,7 @@ mod tests {
                     .alloc(&addrs, rip, 80, owner, |l, p| {
                         last = Some((l, p));
                         checks += 1;
-                        used.contains(&(l, p)) || checks % 3 == 0
+                        used.contains(&(l, p)) || checks.is_multiple_of(3)
                     })
                     .unwrap();
                 assert_eq!(Some(got), last, "owner {}", owner.is_some());
