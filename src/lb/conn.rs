@@ -284,6 +284,10 @@ pub struct KnownFree {
     pub request: bool,
     /// The reply key (real server -> client or local address).
     pub reply: bool,
+    /// The reply key's hash, when the caller has it from
+    /// [`ConnTable::key_hash`] (the port allocator's free-check): not
+    /// computed again.
+    pub reply_hash: Option<u32>,
 }
 
 /// One connection or template. 64 bytes for IPv4.
@@ -964,8 +968,25 @@ impl<A: Addr> ConnTable<A> {
 
     /// As [`ConnTable::lookup`] without refreshing (control path, tests).
     pub fn peek(&self, t: &Tuple<A>) -> Option<(ConnId, Direction)> {
+        // (not through peek_hashed: this body, small once that is inlined,
+        // would be inlined into handle_l4 and cost established packets)
         let proto = t.proto.number();
         let (idx, dir) = self.find_tuple(proto, t, self.tuple_hash(proto, t))?;
+        Some((self.id_at(idx), dir))
+    }
+
+    /// The index hash of key `t` (this table's seed), for
+    /// [`ConnTable::peek_hashed`] and [`KnownFree::reply_hash`].
+    #[inline]
+    pub fn key_hash(&self, t: &Tuple<A>) -> u32 {
+        self.tuple_hash(t.proto.number(), t)
+    }
+
+    /// [`ConnTable::peek`] of `t` whose hash `h` the caller has computed
+    /// with [`ConnTable::key_hash`].
+    #[inline]
+    pub fn peek_hashed(&self, t: &Tuple<A>, h: u32) -> Option<(ConnId, Direction)> {
+        let (idx, dir) = self.find_tuple(t.proto.number(), t, h)?;
         Some((self.id_at(idx), dir))
     }
 
@@ -1055,7 +1076,13 @@ impl<A: Addr> ConnTable<A> {
             dst: reply_dst,
         };
         let req_hash = self.tuple_hash(proto, &request);
-        let reply_hash = self.tuple_hash(proto, &reply);
+        let reply_hash = match free.reply_hash {
+            Some(h) => {
+                debug_assert_eq!(h, self.tuple_hash(proto, &reply), "stale reply hash");
+                h
+            }
+            None => self.tuple_hash(proto, &reply),
+        };
         let index_reply = !one_packet && c.fwd.sees_replies();
         if !one_packet && !free.request && self.find_tuple(proto, &request, req_hash).is_some() {
             self.stats.exists += 1;

@@ -628,6 +628,55 @@ pub fn rewrite(
     dec_ttl: bool,
     csum: L4Csum,
 ) {
+    // The header's fields through one bounds check (classify has seen the
+    // whole header) instead of one per field: ~25 instructions a packet.
+    // A frame too short for it takes the per-field version, which writes
+    // whatever fields there are.
+    let Some(hdr) = frame
+        .get_mut(info.l3..)
+        .and_then(|f| f.first_chunk_mut::<IPV4_HEADER_LEN>())
+    else {
+        return rewrite_per_field(frame, info, src, dst, dec_ttl, csum);
+    };
+    let mut ip_delta = 0u64;
+    let mut l4_delta = 0u64;
+    if dec_ttl {
+        let old = u16::from_be_bytes([hdr[8], hdr[9]]);
+        let new = old.wrapping_sub(0x100);
+        ip_delta += d16(old, new);
+        hdr[8..10].copy_from_slice(&new.to_be_bytes());
+    }
+    if src.0 != info.src {
+        let d = d32(u32::from(info.src), u32::from(src.0));
+        ip_delta += d;
+        l4_delta += d;
+        hdr[12..16].copy_from_slice(&src.0.octets());
+    }
+    if dst.0 != info.dst {
+        let d = d32(u32::from(info.dst), u32::from(dst.0));
+        ip_delta += d;
+        l4_delta += d;
+        hdr[16..20].copy_from_slice(&dst.0.octets());
+    }
+    if ip_delta != 0 {
+        let c = adjust(u16::from_be_bytes([hdr[10], hdr[11]]), ip_delta);
+        hdr[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    rewrite_l4(frame, info, src.1, dst.1, l4_delta, csum);
+}
+
+#[cold]
+/// [`rewrite`] one field at a time, each written only if it is inside
+/// `frame` (the reference for [`rewrite`], and its way for a frame too
+/// short for a whole header).
+fn rewrite_per_field(
+    frame: &mut [u8],
+    info: &PacketInfo,
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    dec_ttl: bool,
+    csum: L4Csum,
+) {
     let ip = info.l3;
     let mut ip_delta = 0u64;
     let mut l4_delta = 0u64;
@@ -653,7 +702,7 @@ pub fn rewrite(
         let c = adjust(rd16(frame, ip + 10), ip_delta);
         wr16(frame, ip + 10, c);
     }
-    rewrite_l4(frame, info, src.1, dst.1, l4_delta, csum);
+    rewrite_l4_per_field(frame, info, src.1, dst.1, l4_delta, csum);
 }
 
 /// The L4 half of a rewrite, shared by both families: new ports, and the
@@ -661,6 +710,55 @@ pub fn rewrite(
 /// plus the port changes.
 #[inline(always)]
 pub(crate) fn rewrite_l4<A>(
+    frame: &mut [u8],
+    info: &PacketInfo<A>,
+    sport: u16,
+    dport: u16,
+    mut l4_delta: u64,
+    csum: L4Csum,
+) {
+    let Some(csum_at) = l4_csum_offset(info.proto) else {
+        return;
+    };
+    // the ports through one bounds check, the checksum through another
+    // (as in `rewrite`; a frame cut inside the ports goes field by field)
+    let Some(ports) = frame
+        .get_mut(info.l4..)
+        .and_then(|f| f.first_chunk_mut::<4>())
+    else {
+        return rewrite_l4_per_field(frame, info, sport, dport, l4_delta, csum);
+    };
+    if sport != info.sport {
+        l4_delta += d16(info.sport, sport);
+        ports[..2].copy_from_slice(&sport.to_be_bytes());
+    }
+    if dport != info.dport {
+        l4_delta += d16(info.dport, dport);
+        ports[2..].copy_from_slice(&dport.to_be_bytes());
+    }
+    if csum == L4Csum::Skip || l4_delta == 0 {
+        return;
+    }
+    let Some(sum) = frame
+        .get_mut(info.l4 + csum_at..)
+        .and_then(|f| f.first_chunk_mut::<2>())
+    else {
+        return;
+    };
+    let old = u16::from_be_bytes(*sum);
+    if info.proto == PROTO_UDP && old == 0 {
+        return; // no checksum: stays none
+    }
+    let mut new = adjust(old, l4_delta);
+    if info.proto == PROTO_UDP && new == 0 {
+        new = 0xffff;
+    }
+    *sum = new.to_be_bytes();
+}
+
+/// [`rewrite_l4`] one field at a time (see [`rewrite_per_field`]).
+#[cold]
+fn rewrite_l4_per_field<A>(
     frame: &mut [u8],
     info: &PacketInfo<A>,
     sport: u16,

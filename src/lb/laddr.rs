@@ -251,7 +251,9 @@ impl LocalPorts {
     /// qualify. `in_use(lip, lport)` says whether that reply tuple already
     /// has a connection. `None` when nothing was found within the bounds
     /// (or `addrs` holds no address of that family). The precomputed port
-    /// lists are the IPv4 hash's; IPv6 allocations walk.
+    /// lists are the IPv4 hash's; IPv6 allocations walk. The candidate
+    /// returned is always the one of the last `in_use` call (the director
+    /// keeps that call's reply-key hash for the insert).
     pub fn alloc<A: Family>(
         &mut self,
         addrs: &[IpAddr],
@@ -459,6 +461,36 @@ mod tests {
             ]
         );
         assert_eq!(pool.stats().allocated, 7);
+    }
+
+    /// Whatever the path (one core's first candidate, the walk past busy
+    /// ports, the owned port lists), the candidate returned is the one of
+    /// the last `in_use` call: the director reuses that call's hash.
+    #[test]
+    fn the_port_returned_is_the_last_one_checked() {
+        let (a, b) = (v4(198, 18, 2, 1), v4(198, 18, 2, 2));
+        let addrs = [IpAddr::V4(a), IpAddr::V4(b)];
+        let rip = v4(198, 18, 1, 11);
+        let rss = RssOwner::round_robin(4, 128);
+        for owner in [None, Some((&rss, 1u16))] {
+            let mut pool = LocalPorts::for_core(1000, 1999, 0, owner);
+            let mut used: HashSet<(Ipv4Addr, u16)> = HashSet::new();
+            // every third candidate checked is busy, so walks of several
+            // steps mix with first-candidate hits
+            let mut checks = 0u32;
+            for _ in 0..300 {
+                let mut last = None;
+                let got = pool
+                    .alloc(&addrs, rip, 80, owner, |l, p| {
+                        last = Some((l, p));
+                        checks += 1;
+                        used.contains(&(l, p)) || checks.is_multiple_of(3)
+                    })
+                    .unwrap();
+                assert_eq!(Some(got), last, "owner {}", owner.is_some());
+                assert!(used.insert(got));
+            }
+        }
     }
 
     #[test]

@@ -1028,6 +1028,7 @@ fn insert_checked_skips_only_vouched_lookups() {
     let both = KnownFree {
         request: true,
         reply: true,
+        ..KnownFree::default()
     };
     let id = t.insert_checked(&fnat, 0, both).unwrap();
     assert_eq!(t.peek(&fwd_tuple(&fnat)), Some((id, Direction::Input)));
@@ -1046,11 +1047,45 @@ fn insert_checked_skips_only_vouched_lookups() {
             0,
             KnownFree {
                 request: true,
-                reply: false
+                ..KnownFree::default()
             }
         ),
         Err(ConnError::ReplyExists)
     );
     assert_eq!(t.insert(&other, 0), Err(ConnError::ReplyExists));
     assert_eq!(t.len(), 1);
+}
+
+/// A reply hash passed in (as the port allocator computed it with
+/// `key_hash`) indexes the entry exactly as the table's own would: found
+/// from both directions, removed cleanly, the key free again after.
+#[test]
+fn insert_checked_with_the_callers_reply_hash_indexes_as_insert() {
+    let mut t = table(16);
+    let mut fnat = nat(1000, 1);
+    fnat.fwd = FwdMethod::FullNat;
+    fnat.local = Some(Endpoint::new(LIP, 5000));
+    let reply = reply_tuple(&fnat);
+    let h = t.key_hash(&reply);
+    assert_eq!(t.peek_hashed(&reply, h), None);
+    let free = KnownFree {
+        request: true,
+        reply: true,
+        reply_hash: Some(h),
+    };
+    let id = t.insert_checked(&fnat, 0, free).unwrap();
+    assert_eq!(t.peek(&fwd_tuple(&fnat)), Some((id, Direction::Input)));
+    assert_eq!(t.peek(&reply), Some((id, Direction::Output)));
+    assert_eq!(t.peek_hashed(&reply, h), Some((id, Direction::Output)));
+    // the same connection in a second table by plain insert: the same
+    // results, and removal leaves both keys free in each
+    let mut u = table(16);
+    let id2 = u.insert(&fnat, 0).unwrap();
+    assert_eq!(u.peek(&reply), Some((id2, Direction::Output)));
+    t.remove(id);
+    u.remove(id2);
+    for tab in [&t, &u] {
+        assert_eq!(tab.peek(&reply), None);
+        assert_eq!(tab.peek(&fwd_tuple(&fnat)), None);
+    }
 }
