@@ -289,9 +289,15 @@ pub const BURST: usize = 32;
 /// In a burst's lookup pipeline, how many tuples after starting a tuple's
 /// lookup (hash, index slot load) its index slot is read and its entry load
 /// started: long enough for the slot to arrive from memory (the last ones
-/// are probed after the burst's classification, before its first packet is
-/// handled).
+/// are probed while the burst is handled, see [`HANDLE_LAG`]).
 const PROBE_LAG: usize = 8;
+
+/// Tuples not probed during classification (its last [`PROBE_LAG`]) are
+/// probed while the burst is handled, this many tuples ahead of the one
+/// handled: a handled packet takes a few hundred cycles, so the entry has
+/// time to arrive, and the tail's index lines are not read right after
+/// their loads were started.
+const HANDLE_LAG: usize = 4;
 
 /// One IPv4 lookup of a burst in flight.
 #[derive(Clone, Copy)]
@@ -961,9 +967,10 @@ impl CoreLb {
                     probed += 1;
                 }
             }
-            for l in lookups.iter_mut().take(nt).skip(probed) {
+            for l in lookups.iter_mut().take(nt.min(HANDLE_LAG + 1)).skip(probed) {
                 l.first = self.conns.lookup_probe(l.hash);
             }
+            let probed = probed.max(HANDLE_LAG + 1).min(nt);
             if let Some(b6) = self.burst6.as_deref_mut() {
                 b6.look_up(&self.conns6);
             }
@@ -971,6 +978,18 @@ impl CoreLb {
                 let m = meta.get(base + j).copied().flatten();
                 if m.is_some() {
                     self.stats.count_event(FwdEvent::SteeredIn);
+                }
+                // the tuples classified last are probed only now, each
+                // HANDLE_LAG + 1 tuples ahead of the one handled: their index
+                // lines had the rest of the classification to arrive, their
+                // entries get the handling of the packets before them (all
+                // below `probed` were probed before the loop, and it is at
+                // least HANDLE_LAG + 1 unless every tuple was)
+                let ahead = tuple_of[j].wrapping_add(HANDLE_LAG + 1);
+                if tuple_of[j] != usize::MAX && ahead >= probed && ahead < nt {
+                    if let Some(l) = lookups.get_mut(ahead) {
+                        l.first = self.conns.lookup_probe(l.hash);
+                    }
                 }
                 // compared only now: what earlier packets of the burst
                 // inserted or removed is seen (a miss is current too:
