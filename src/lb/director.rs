@@ -293,10 +293,10 @@ pub const BURST: usize = 32;
 const PROBE_LAG: usize = 8;
 
 /// Tuples not probed during classification (its last [`PROBE_LAG`]) are
-/// probed while the burst is handled, this many tuples ahead of the one
-/// handled: a handled packet takes a few hundred cycles, so the entry has
-/// time to arrive, and the tail's index lines are not read right after
-/// their loads were started.
+/// probed while the burst is handled, after this many of its packets: a
+/// handled packet takes a few hundred cycles, so the tail's index lines are
+/// not read right after their loads were started, and each of their entries
+/// still has several packets' handling to arrive.
 const HANDLE_LAG: usize = 4;
 
 /// One IPv4 lookup of a burst in flight.
@@ -979,15 +979,14 @@ impl CoreLb {
                 if m.is_some() {
                     self.stats.count_event(FwdEvent::SteeredIn);
                 }
-                // the tuples classified last are probed only now, each
-                // HANDLE_LAG + 1 tuples ahead of the one handled: their index
-                // lines had the rest of the classification to arrive, their
-                // entries get the handling of the packets before them (all
-                // below `probed` were probed before the loop, and it is at
-                // least HANDLE_LAG + 1 unless every tuple was)
-                let ahead = tuple_of[j].wrapping_add(HANDLE_LAG + 1);
-                if tuple_of[j] != usize::MAX && ahead >= probed && ahead < nt {
-                    if let Some(l) = lookups.get_mut(ahead) {
+                // the tuples classified last are probed only now, after the
+                // burst's first HANDLE_LAG packets were handled: their index
+                // lines had the rest of the classification and those packets
+                // to arrive, their entries get the packets handled before
+                // them (tuple t is in packet t or later, so the packets
+                // before need only tuples below `probed`)
+                if j == HANDLE_LAG {
+                    for l in lookups.iter_mut().take(nt).skip(probed) {
                         l.first = self.conns.lookup_probe(l.hash);
                     }
                 }
