@@ -648,6 +648,22 @@ pub(crate) fn prefetch<T>(r: &T) {
     let _ = r;
 }
 
+/// [`prefetch`] by address: `p` need not point into a live object (a
+/// prefetch reads nothing architecturally and cannot fault), so a caller
+/// may name a line past the end of an array without a bounds check.
+#[inline(always)]
+pub(crate) fn prefetch_addr(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: PREFETCHT0 is a hint: it never faults, whatever the
+        // address, and changes no memory or register state.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// [`prefetch`] every cache line of `r` (an IPv6 entry spans two, and a
 /// lookup reads both: addresses in one, ports and flags in the other).
 #[inline(always)]

@@ -289,9 +289,15 @@ pub const BURST: usize = 32;
 /// In a burst's lookup pipeline, how many tuples after starting a tuple's
 /// lookup (hash, index slot load) its index slot is read and its entry load
 /// started: long enough for the slot to arrive from memory (the last ones
-/// are probed after the burst's classification, before its first packet is
-/// handled).
+/// are probed while the burst is handled, see [`HANDLE_LAG`]).
 const PROBE_LAG: usize = 8;
+
+/// Tuples not probed during classification (its last [`PROBE_LAG`]) are
+/// probed while the burst is handled, after this many of its packets: a
+/// handled packet takes a few hundred cycles, so the tail's index lines are
+/// not read right after their loads were started, and each of their entries
+/// still has several packets' handling to arrive.
+const HANDLE_LAG: usize = 4;
 
 /// One IPv4 lookup of a burst in flight.
 #[derive(Clone, Copy)]
@@ -975,9 +981,10 @@ impl CoreLb {
                     probed += 1;
                 }
             }
-            for l in lookups.iter_mut().take(nt).skip(probed) {
+            for l in lookups.iter_mut().take(nt.min(HANDLE_LAG + 1)).skip(probed) {
                 l.first = self.conns.lookup_probe(l.hash);
             }
+            let probed = probed.max(HANDLE_LAG + 1).min(nt);
             if let Some(b6) = self.burst6.as_deref_mut() {
                 b6.look_up(&self.conns6);
             }
@@ -985,6 +992,17 @@ impl CoreLb {
                 let m = meta.get(base + j).copied().flatten();
                 if m.is_some() {
                     self.stats.count_event(FwdEvent::SteeredIn);
+                }
+                // the tuples classified last are probed only now, after the
+                // burst's first HANDLE_LAG packets were handled: their index
+                // lines had the rest of the classification and those packets
+                // to arrive, their entries get the packets handled before
+                // them (tuple t is in packet t or later, so the packets
+                // before need only tuples below `probed`)
+                if j == HANDLE_LAG {
+                    for l in lookups.iter_mut().take(nt).skip(probed) {
+                        l.first = self.conns.lookup_probe(l.hash);
+                    }
                 }
                 // compared only now: what earlier packets of the burst
                 // inserted or removed is seen (a miss is current too:

@@ -7,11 +7,28 @@
 //! an empty slot always ends a probe. The home bucket is `hash & mask`; the
 //! full hash stored in each slot filters out most non-matching neighbours
 //! before the slab entry is read, and lets a batched lookup pick its
-//! candidate out of the home slot's whole cache line
-//! ([`Index::home_candidate`]).
+//! candidate out of the home slot's whole cache line, and the next one for a
+//! home slot at a line's end ([`Index::home_candidate`]).
 
 /// An unused slot.
 const EMPTY: u64 = u64::MAX;
+
+/// Slots in a 64-byte cache line.
+const SLOTS_PER_LINE: usize = 64 / std::mem::size_of::<u64>();
+
+/// A home slot with this many slots or fewer left in its line (itself
+/// included) has the next line loaded with it ([`Index::prefetch_home`]):
+/// there a displacement of one or two slots, common at a load of 0.5, puts
+/// a key in the next line, and its lookup would otherwise wait for that line
+/// and then for its entry, one after the other.
+const TAIL_SLOTS: usize = 2;
+
+/// Slots from `s` to the end of its cache line, `s` included (the array
+/// need not start on a line boundary).
+#[inline(always)]
+fn slots_left_in_line(s: *const u64) -> usize {
+    (64 - (s as usize & 63)) / std::mem::size_of::<u64>()
+}
 
 #[derive(Debug)]
 pub(crate) struct Index {
@@ -49,16 +66,22 @@ impl Index {
 
     /// Start loading the home bucket of `hash` into the cache (a hint:
     /// batched lookups issue every bucket's load before reading any).
+    /// A home slot among the last [`TAIL_SLOTS`] of its line has the next
+    /// line loaded too.
     #[inline]
     pub(crate) fn prefetch_home(&self, hash: u32) {
-        if let Some(s) = self.slots.get(self.home(hash)) {
-            super::prefetch(s);
-        }
+        let home = self.slots.as_ptr().wrapping_add(self.home(hash));
+        super::prefetch_addr(home.cast());
+        // the same line unless `home` is among its last TAIL_SLOTS, then the
+        // next one (past the array's end for its last slots: a prefetch of
+        // any address is harmless, see `prefetch_addr`)
+        super::prefetch_addr(home.wrapping_add(TAIL_SLOTS).cast());
     }
 
     /// The first value stored under `hash` in the cache line of its home
-    /// slot (the line [`Index::prefetch_home`] loaded): from the home slot
-    /// on, up to an empty slot or the end of that line. Lets batched
+    /// slot (the line [`Index::prefetch_home`] loaded, with the next one
+    /// when the home slot is one of the line's last [`TAIL_SLOTS`]): from
+    /// the home slot on, up to an empty slot or the end of those. Lets batched
     /// lookups start loading the entry of a key that linear probing pushed
     /// past its home slot too (a third of the keys at a load of 0.5)
     /// without touching a second index line; [`Index::find`] remains the
@@ -66,12 +89,13 @@ impl Index {
     /// into the next line).
     #[inline]
     pub(crate) fn home_candidate(&self, hash: u32) -> Option<u32> {
-        let home = self.home(hash);
-        let line = self.slots.get(home..)?;
-        // slots left in the home slot's cache line (the array need not
-        // start on a line boundary)
-        let in_line = (64 - (line.as_ptr() as usize & 63)) / std::mem::size_of::<u64>();
-        for &s in line.iter().take(in_line) {
+        let line = self.slots.get(self.home(hash)..)?;
+        let mut left = slots_left_in_line(line.as_ptr());
+        if left <= TAIL_SLOTS {
+            // the next line was loaded too (see `prefetch_home`)
+            left += SLOTS_PER_LINE;
+        }
+        for &s in line.iter().take(left) {
             if s == EMPTY {
                 return None;
             }
@@ -202,6 +226,35 @@ mod tests {
         assert_eq!(ix.home_candidate(home | 0x200), None, "absent");
         assert!(ix.remove(home, 1));
         assert_eq!(ix.home_candidate(other), Some(2), "shifted back home");
+    }
+
+    #[test]
+    fn home_candidate_reads_the_next_line_for_a_home_slot_at_a_line_end() {
+        let mut ix = Index::new(64);
+        let base = ix.slots.as_ptr() as usize;
+        // the last slot of a line that is not the array's last
+        let home = (0..56u32)
+            .find(|&h| (base + 8 * h as usize) % 64 == 56)
+            .expect("some slot ends a line");
+        let hashes = [home, home | 0x100, home | 0x200];
+        for (v, &h) in hashes.iter().enumerate() {
+            assert!(ix.insert(h, v as u32));
+        }
+        // the second and third were pushed into the next line
+        assert_eq!(ix.home_candidate(hashes[1]), Some(1));
+        assert_eq!(ix.home_candidate(hashes[2]), Some(2));
+        assert_eq!(ix.home_candidate(home | 0x300), None, "absent");
+        // a home slot in the middle of a line looks no further than its line
+        let mid = (0..56u32)
+            .find(|&h| (base + 8 * h as usize).is_multiple_of(64) && (h > home + 3 || h + 9 < home))
+            .expect("some slot starts a line");
+        let run: Vec<u32> = (0..9u32).map(|k| mid | (k << 8)).collect();
+        for (v, &h) in run.iter().enumerate() {
+            assert!(ix.insert(h, 10 + v as u32));
+        }
+        assert_eq!(ix.home_candidate(run[7]), Some(17), "the line's last slot");
+        assert_eq!(ix.home_candidate(run[8]), None, "in the next line");
+        assert_eq!(ix.find(run[8], |_| true), Some(18));
     }
 
     #[test]
