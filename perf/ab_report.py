@@ -45,8 +45,10 @@ def values(row):
     rate = None
     if gen.get("rx_packets", 0) > 0:
         rate = gen.get("new_conns_per_s") if row["kind"] == "syn" else gen.get("rx_mpps")
-    cycles = (row.get("cycles") or {}).get("cycles_per_packet")
-    burst = (row.get("cycles") or {}).get("packets_per_burst")
+    # the session's figure (run.sh's "cycles" may be one window's)
+    whole = row.get("session_cycles") or row.get("cycles") or {}
+    cycles = whole.get("cycles_per_packet")
+    burst = whole.get("packets_per_burst")
     return rate, cycles, burst
 
 

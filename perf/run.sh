@@ -349,6 +349,29 @@ print(json.dumps(out))
 PY
 }
 
+# One window's vsd cycles per packet (JSON, or null): the difference of the
+# counters read at its start and its end (marks N and N+1 of the session).
+window_cycles() { # label window(0-based)
+    /usr/bin/python3 - "$RAW/$1.mark$2.json" "$RAW/$1.mark$(($2 + 1)).json" <<'PY'
+import json, sys
+def totals(path):
+    ws = json.load(open(path)).get("workers", [])
+    ev = lambda k: sum(w["events"].get(k, 0) for w in ws)
+    return ev("busy_cycles"), ev("idle_cycles"), ev("rx_packets"), ev("rx_bursts")
+out = None
+try:
+    (b0, i0, p0, n0), (b1, i1, p1, n1) = totals(sys.argv[1]), totals(sys.argv[2])
+    busy, pkts, bursts = b1 - b0, p1 - p0, n1 - n0
+    if pkts > 0 and busy > 0:
+        out = {"busy_cycles": busy, "idle_cycles": i1 - i0, "packets": pkts,
+               "cycles_per_packet": round(busy / pkts, 1),
+               "packets_per_burst": round(pkts / bursts, 1) if bursts > 0 else None}
+except (OSError, ValueError, KeyError, AttributeError, TypeError):
+    pass
+print(json.dumps(out))
+PY
+}
+
 # The host's current cost of moving a cache line between the benchmark's two
 # CPUs (ns, "null" if the probe failed); run only while neither is busy. Keeps
 # the fastest value of the run in XCPU_BEST.
@@ -387,7 +410,8 @@ session() { # label kind target flows forwarder duration [vsd-gen options...]
         vsd-*) start_vsd "${fwd#vsd-}" "${SESSION_CAPACITY:-}" || { note "$label" "$VSD_NOTE"; return 1; } ;;
     esac
     new_prefix "gen-$label"
-    local rss0 rss1 limit t line left rc
+    local rss0 rss1 limit t line left rc marks=0
+    rm -f "$RAW/$label".mark*.json
     rss0=$(vsd_rss_kb)
     limit=$(awk -v d="$duration" -v w="$WARMUP" -v r="$REPEAT" 'BEGIN { printf "%d", r * d + w + 60 }')
     : >"$RAW/$label.json"
@@ -399,7 +423,7 @@ session() { # label kind target flows forwarder duration [vsd-gen options...]
     rm -f "$WORK/gen.fifo"
     mkfifo "$WORK/gen.fifo"
     "$GEN" --file-prefix "$PREFIX" --memif-socket "$MEMIF_SOCK" --repeat "$REPEAT" --linger 30 \
-        --stop-if-silent --flows "$flows" --pkt-size "$PKT_SIZE" --proto "$PROTO" --family "$FAMILY" \
+        --stop-if-silent --window-marks --flows "$flows" --pkt-size "$PKT_SIZE" --proto "$PROTO" --family "$FAMILY" \
         --duration "$duration" --warmup "$WARMUP" --lips 198.18.0.200/29,198.18.0.208/29 "$@" \
         >"$RAW/$label.json" 2>"$WORK/gen.fifo" &
     GEN_PID=$!
@@ -414,6 +438,17 @@ session() { # label kind target flows forwarder duration [vsd-gen options...]
         fi
         [ -n "$line" ] && printf '%s\n' "$line" >>"$RAW/$label.err"
         [ "$rc" = 0 ] || break # end of file: vsd-gen exited
+        # vsd's counters at every window boundary, for each window's cycles
+        # per packet (the host's slow mode can start or end inside a
+        # session). On CPU 0, with the generator: the worker's CPU stays
+        # the worker's.
+        case "$line" in "vsd-gen: window "*" starts" | "vsd-gen: windows end")
+            if [ "${fwd%%-*}" = vsd ]; then
+                taskset -c 0 "$VSADM" --socket "$CTL_SOCK" --counters --json \
+                    >"$RAW/$label.mark$marks.json" 2>/dev/null || true
+                marks=$((marks + 1))
+            fi ;;
+        esac
         case "$line" in "vsd-gen: reported"*) break ;; esac
     done
     # keep draining what vsd-gen still writes until it exits
@@ -450,9 +485,15 @@ session() { # label kind target flows forwarder duration [vsd-gen options...]
         return 1
     fi
     SESSION_NO=$((SESSION_NO + 1))
+    # a window's "cycles" are its own when the marks around it were read,
+    # the session's otherwise; "session_cycles" are always the session's
+    local window=0 wcycles
     while IFS= read -r line; do
-        printf '{"label":"%s","kind":"%s","target":"%s","session":%s,"fwd_rss_kb_before":%s,"fwd_rss_kb_after":%s,"cycles":%s,"xcpu_ns":[%s,%s],"host_slow":%s,"gen":%s}\n' \
-            "$label" "$kind" "$target" "$SESSION_NO" "${rss0:-0}" "${rss1:-0}" "$cycles" "$xcpu0" "$xcpu1" "$slow" "$line" >>"$RAW/points.jsonl"
+        wcycles=$(window_cycles "$label" "$window") || wcycles=null
+        [ -n "$wcycles" ] && [ "$wcycles" != null ] || wcycles=$cycles
+        printf '{"label":"%s","kind":"%s","target":"%s","session":%s,"window":%s,"fwd_rss_kb_before":%s,"fwd_rss_kb_after":%s,"cycles":%s,"session_cycles":%s,"xcpu_ns":[%s,%s],"host_slow":%s,"gen":%s}\n' \
+            "$label" "$kind" "$target" "$SESSION_NO" "$((window + 1))" "${rss0:-0}" "${rss1:-0}" "$wcycles" "$cycles" "$xcpu0" "$xcpu1" "$slow" "$line" >>"$RAW/points.jsonl"
+        window=$((window + 1))
     done <"$RAW/$label.json"
 }
 # every session's lines in points.jsonl carry its number (a session = one
@@ -682,6 +723,11 @@ DISTURBED_CYCLES = 1.25
 def cyc(r):
     return (r.get("cycles") or {}).get("cycles_per_packet")
 
+def own_cycles(r):
+    # a window line with cycles of its own (vsd's counters read at the
+    # window's start and end), not its session's
+    return r.get("session_cycles") is not None and r.get("cycles") != r.get("session_cycles")
+
 def all_sessions(label):
     return [r for r in points if r["label"] == label]
 
@@ -784,6 +830,10 @@ for label in labels:
     best_windows = [r["gen"] for r in all_sessions(label)
                     if best is not None and cyc(best) and r.get("session") == best.get("session")
                     and r["gen"]["rx_packets"] > 0]
+    # (its best window's alone when vsd's counters gave each window its own
+    # cycles: the rate of the same stretch of time as the cycles)
+    if best is not None and own_cycles(best) and best["gen"]["rx_packets"] > 0:
+        best_windows = [best["gen"]]
     rate_windows = best_windows if kind in ("throughput", "syn") and best_windows else forwarded
     mpps = med([x["rx_mpps"] for x in rate_windows])
     is_vsd = mode not in FORWARDERS
@@ -815,9 +865,12 @@ for label in labels:
         "bytes_per_conn": bpc,
         # the forwarder's busy cycles per received packet over the session
         # (testpmd --record-core-cycles, or vsd's busy_cycles / rx_packets)
-        # (the best session's, probes or not; every session's in cycles_sessions)
+        # (the best window's, probes or not: vsd's own or, without marks, its session's; each session's best in cycles_sessions)
         "cycles_per_packet": (cyc(best) if best else None),
-        "cycles_sessions": list({r.get("session"): cyc(r) for r in all_sessions(label)}.values()),
+        # (each session's best window)
+        "cycles_sessions": list({s: min((cyc(r) for r in all_sessions(label) if r.get("session") == s and cyc(r)),
+                                        default=None)
+                                 for s in dict.fromkeys(r.get("session") for r in all_sessions(label))}.values()),
         "sessions_used": len(sessions),
         # ns per cache-line transfer between the CPUs before and after the
         # session used; slow_sessions: the ones left out (or all of them)
@@ -949,8 +1002,9 @@ lines = [
     "",
     f"- date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, vsd {rev}, DPDK {dpdk}",
     f"- machine: {cpu}, {os.cpu_count()} CPUs; generator on CPU 0, forwarder worker on CPU 1, net_memif",
-    f"- {'quick' if quick == '1' else 'full'} run: {repeat} x {duration} s windows per session; rates: median of "
-    f"the best session's windows (throughput, SYN), cycles/packet: the point's best session (fewest cycles); "
+    f"- {'quick' if quick == '1' else 'full'} run: {repeat} x {duration} s windows per session; cycles/packet: the point's "
+    f"best window (fewest cycles; vsd's counters are read at every window boundary, testpmd's figure is its "
+    f"session's); rates: that window's (throughput, SYN); "
     f"IPv{family} {proto.upper()}, {pkt_size}-byte frames"
     + (" (IPv6 packets are at least 84 bytes with FCS: smaller sizes grow to that)" if family == "6" else ""),
     f"- load average before / after: {load0} / {load1} (other work on the 2 CPUs lowers every number)",
@@ -968,7 +1022,7 @@ lines = [
     "the other CPU move far less than Mpps. vsd/io and vsd/macswap divide by testpmd's figure from",
     "this run: how many times testpmd's per-packet work vsd does (perf/README.md).",
     "",
-    "| kind | mode | flows | cycles/packet | vsd/io | vsd/macswap | Mpps | packets/burst | sessions (cycles/packet of each) |",
+    "| kind | mode | flows | cycles/packet | vsd/io | vsd/macswap | Mpps | packets/burst | sessions (cycles/packet of each: its best window) |",
     "|---|---|---:|---:|---:|---:|---:|---:|---|",
 ]
 for r in records:

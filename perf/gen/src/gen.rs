@@ -75,6 +75,8 @@ pub struct Plan {
     pub reflect: bool,
     /// End the run after a window in which nothing came back.
     pub stop_if_silent: bool,
+    /// Say on stderr when windows start and end (`--window-marks`).
+    pub window_marks: bool,
     pub hz: u64,
     pub settle_cycles: u64,
     pub warmup_cycles: u64,
@@ -858,6 +860,9 @@ pub fn run(
                 window_start = now;
                 first_start = now;
                 lp.window = Some(0);
+                if plan.window_marks {
+                    eprintln!("vsd-gen: window 1 starts");
+                }
                 pacer.restart(now, lp.built);
             }
             Phase::Warm if now >= warm_end => {
@@ -880,7 +885,13 @@ pub fn run(
                 window_start = now;
                 if windows.len() < repeat && !(silent && plan.stop_if_silent) {
                     lp.window = Some(windows.len());
+                    if plan.window_marks {
+                        eprintln!("vsd-gen: window {} starts", windows.len() + 1);
+                    }
                 } else {
+                    if plan.window_marks {
+                        eprintln!("vsd-gen: windows end");
+                    }
                     phase = Phase::Drain;
                     lp.window = None;
                     drain_end = now + plan.drain_cycles;

@@ -108,6 +108,11 @@ struct Opts {
     /// Skip the remaining windows after one in which nothing came back.
     #[arg(long)]
     stop_if_silent: bool,
+    /// Say on stderr when each window starts ("vsd-gen: window N starts")
+    /// and when the last one ends ("vsd-gen: windows end"), as it happens,
+    /// so a caller can read the forwarder's counters at the boundaries.
+    #[arg(long)]
+    window_marks: bool,
     /// Traffic before the window (after settling and priming), seconds.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
@@ -467,6 +472,7 @@ fn build_plan(o: &Opts, hz: u64) -> Result<(Plan, RunInfo), String> {
         sample: o.sample,
         reflect,
         stop_if_silent: o.stop_if_silent,
+        window_marks: o.window_marks,
         hz,
         settle_cycles: secs_to_cycles(o.settle_ms as f64 / 1000.0, hz),
         warmup_cycles: secs_to_cycles(o.warmup, hz),
