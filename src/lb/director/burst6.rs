@@ -124,7 +124,7 @@ impl Burst6 {
     pub(super) fn look_up(&mut self, conns: &ConnTable6) {
         let nt = self.nt.min(BURST);
         if nt > 0 {
-            // one group: a burst fits (checked below at compile time)
+            // one group: a burst fits (the `const _` above checks it)
             conns.peek_group(&self.tuples[..nt], &mut self.found[..nt]);
         }
     }
