@@ -54,6 +54,10 @@ const REPLY_BIT: u32 = 0x8000_0000;
 /// No slab entry.
 const NIL: u32 = u32::MAX;
 
+/// Tuples [`ConnTable::peek_group`] looks up together (the director's
+/// burst fits in one group).
+pub const PEEK_GROUP: usize = 32;
+
 /// IP protocol number stored for fwmark templates (`IPPROTO_IP`).
 pub(crate) const PROTO_IP: u8 = 0;
 const PROTO_TCP: u8 = 6;
@@ -869,26 +873,45 @@ impl<A: Addr> ConnTable<A> {
         tuples: &[Tuple<A>],
         out: &mut [Option<(ConnId, Direction)>],
     ) -> usize {
-        const GROUP: usize = 32;
         let mut hits = 0;
-        for (ts, os) in tuples.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
-            // A software pipeline (as HDSLB's, or DPDK's bulk lookups): hash
-            // every tuple and start loading its home bucket; then read the
-            // buckets and start loading the entries they name; only then
-            // compare. Each stage's cache misses overlap with the others'
-            // instead of one lookup waiting for the previous one.
-            let mut hashes = [0u32; GROUP];
-            let mut first = [NIL; GROUP];
-            for (t, h) in ts.iter().zip(&mut hashes) {
-                *h = self.lookup_start(t);
-            }
-            for (h, f) in hashes.iter().zip(&mut first) {
-                *f = self.lookup_probe(*h);
-            }
-            for ((t, o), (h, f)) in ts.iter().zip(os.iter_mut()).zip(hashes.iter().zip(&first)) {
-                *o = self.lookup_finish(t, *h, *f);
-                hits += usize::from(o.is_some());
-            }
+        for (ts, os) in tuples.chunks(PEEK_GROUP).zip(out.chunks_mut(PEEK_GROUP)) {
+            hits += self.peek_group(ts, os);
+        }
+        hits
+    }
+
+    /// [`ConnTable::peek_batch`] of up to [`PEEK_GROUP`] tuples (any
+    /// beyond are left alone). A burst that fits calls this directly: with
+    /// no loop over groups around it, the hash seeds are dead once the
+    /// tuples are hashed instead of held (and spilled and reloaded) through
+    /// the compares.
+    #[inline(always)]
+    pub fn peek_group(
+        &self,
+        tuples: &[Tuple<A>],
+        out: &mut [Option<(ConnId, Direction)>],
+    ) -> usize {
+        // A software pipeline (as HDSLB's, or DPDK's bulk lookups): hash
+        // every tuple and start loading its home bucket; then read the
+        // buckets and start loading the entries they name; only then
+        // compare. Each stage's cache misses overlap with the others'
+        // instead of one lookup waiting for the previous one.
+        let mut hashes = [0u32; PEEK_GROUP];
+        let mut first = [NIL; PEEK_GROUP];
+        for (t, h) in tuples.iter().zip(&mut hashes) {
+            *h = self.lookup_start(t);
+        }
+        for (h, f) in hashes.iter().zip(&mut first) {
+            *f = self.lookup_probe(*h);
+        }
+        let mut hits = 0;
+        for ((t, o), (h, f)) in tuples
+            .iter()
+            .zip(out.iter_mut())
+            .zip(hashes.iter().zip(&first))
+        {
+            *o = self.lookup_finish(t, *h, *f);
+            hits += usize::from(o.is_some());
         }
         hits
     }

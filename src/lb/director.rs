@@ -988,33 +988,43 @@ impl CoreLb {
             if let Some(b6) = self.burst6.as_deref_mut() {
                 b6.look_up(&self.conns6);
             }
-            for (j, (p, out)) in chunk.iter_mut().zip(outs.iter_mut()).enumerate() {
-                let m = meta.get(base + j).copied().flatten();
-                if m.is_some() {
-                    self.stats.count_event(FwdEvent::SteeredIn);
-                }
-                // the tuples classified last are probed only now, after the
-                // burst's first HANDLE_LAG packets were handled: their index
-                // lines had the rest of the classification and those packets
-                // to arrive, their entries get the packets handled before
-                // them (tuple t is in packet t or later, so the packets
-                // before need only tuples below `probed`)
-                if j == HANDLE_LAG {
-                    for l in lookups.iter_mut().take(nt).skip(probed) {
-                        l.first = self.conns.lookup_probe(l.hash);
+            // one packet of the burst (a macro, not a closure: the body
+            // stays in this function, as it was in a single loop)
+            macro_rules! handle {
+                ($j:expr, $p:expr, $out:expr) => {{
+                    let (j, p, out) = ($j, $p, $out);
+                    let m = meta.get(base + j).copied().flatten();
+                    if m.is_some() {
+                        self.stats.count_event(FwdEvent::SteeredIn);
                     }
-                }
-                // compared only now: what earlier packets of the burst
-                // inserted or removed is seen (a miss is current too:
-                // handle_l4 does not look again)
-                let pre = lookups
-                    .get(tuple_of[j])
-                    .and_then(|l| self.conns.lookup_finish(&l.tuple, l.hash, l.first));
-                // written in place: no copy of the verdict through the stack
-                *out = self.dispatch(p, &infos[j], m, now_ms, pre);
-                if let FwdVerdict::Drop(r) = *out {
-                    self.stats.count_drop(r);
-                }
+                    // compared only now: what earlier packets of the burst
+                    // inserted or removed is seen (a miss is current too:
+                    // handle_l4 does not look again)
+                    let pre = lookups
+                        .get(tuple_of[j])
+                        .and_then(|l| self.conns.lookup_finish(&l.tuple, l.hash, l.first));
+                    // written in place: no copy of the verdict through the stack
+                    *out = self.dispatch(p, &infos[j], m, now_ms, pre);
+                    if let FwdVerdict::Drop(r) = *out {
+                        self.stats.count_drop(r);
+                    }
+                }};
+            }
+            let mut packets = chunk.iter_mut().zip(outs.iter_mut()).enumerate();
+            for (j, (p, out)) in packets.by_ref().take(HANDLE_LAG) {
+                handle!(j, p, out);
+            }
+            // the tuples classified last are probed only now, after the
+            // burst's first HANDLE_LAG packets were handled: their index
+            // lines had the rest of the classification and those packets to
+            // arrive, their entries get the packets handled before them
+            // (tuple t is in packet t or later, so the packets before need
+            // only tuples below `probed`; two loops, not a test per packet)
+            for l in lookups.iter_mut().take(nt).skip(probed) {
+                l.first = self.conns.lookup_probe(l.hash);
+            }
+            for (j, (p, out)) in packets {
+                handle!(j, p, out);
             }
             base += chunk.len();
             if let Some(b6) = self.burst6.as_deref_mut() {

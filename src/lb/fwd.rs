@@ -721,18 +721,27 @@ pub(crate) fn rewrite_l4<A>(
         return;
     };
     // the ports through one bounds check, the checksum through another
-    // (as in `rewrite`; a frame cut inside the ports goes field by field)
-    let Some(ports) = frame
-        .get_mut(info.l4..)
-        .and_then(|f| f.first_chunk_mut::<4>())
-    else {
-        return rewrite_l4_per_field(frame, info, sport, dport, l4_delta, csum);
-    };
+    // (as in `rewrite`; a frame cut inside the ports goes field by field),
+    // the ports' only when one changes: DR keeps both (and the checksum),
+    // and then two compares are all this costs
+    #[inline(always)]
+    fn ports_at(frame: &mut [u8], l4: usize) -> Option<&mut [u8; 4]> {
+        frame.get_mut(l4..)?.first_chunk_mut::<4>()
+    }
     if sport != info.sport {
+        let Some(ports) = ports_at(frame, info.l4) else {
+            return rewrite_l4_per_field(frame, info, sport, dport, l4_delta, csum);
+        };
         l4_delta += d16(info.sport, sport);
         ports[..2].copy_from_slice(&sport.to_be_bytes());
-    }
-    if dport != info.dport {
+        if dport != info.dport {
+            l4_delta += d16(info.dport, dport);
+            ports[2..].copy_from_slice(&dport.to_be_bytes());
+        }
+    } else if dport != info.dport {
+        let Some(ports) = ports_at(frame, info.l4) else {
+            return rewrite_l4_per_field(frame, info, sport, dport, l4_delta, csum);
+        };
         l4_delta += d16(info.dport, dport);
         ports[2..].copy_from_slice(&dport.to_be_bytes());
     }

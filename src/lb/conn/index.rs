@@ -13,9 +13,6 @@
 /// An unused slot.
 const EMPTY: u64 = u64::MAX;
 
-/// Slots in a 64-byte cache line.
-const SLOTS_PER_LINE: usize = 64 / std::mem::size_of::<u64>();
-
 /// A home slot with this many slots or fewer left in its line (itself
 /// included) has the next line loaded with it ([`Index::prefetch_home`]):
 /// there a displacement of one or two slots, common at a load of 0.5, puts
@@ -23,11 +20,17 @@ const SLOTS_PER_LINE: usize = 64 / std::mem::size_of::<u64>();
 /// and then for its entry, one after the other.
 const TAIL_SLOTS: usize = 2;
 
-/// Slots from `s` to the end of its cache line, `s` included (the array
-/// need not start on a line boundary).
+/// Slots a probe from home slot `s` finds in the lines
+/// [`Index::prefetch_home`] loaded, `s` included: to the end of the line
+/// holding slot `s + TAIL_SLOTS` (the second line it loads), which is `s`'s
+/// own line unless `s` is among that line's last [`TAIL_SLOTS`] (the array
+/// need not start on a line boundary). One bound for both cases, no branch:
+/// as cheap as the end of `s`'s line alone.
 #[inline(always)]
-fn slots_left_in_line(s: *const u64) -> usize {
-    (64 - (s as usize & 63)) / std::mem::size_of::<u64>()
+fn slots_to_scan(s: *const u64) -> usize {
+    const SLOT: usize = std::mem::size_of::<u64>();
+    let second = (s as usize).wrapping_add(TAIL_SLOTS * SLOT);
+    (64 + TAIL_SLOTS * SLOT - (second & 63)) / SLOT
 }
 
 #[derive(Debug)]
@@ -90,12 +93,9 @@ impl Index {
     #[inline]
     pub(crate) fn home_candidate(&self, hash: u32) -> Option<u32> {
         let line = self.slots.get(self.home(hash)..)?;
-        let mut left = slots_left_in_line(line.as_ptr());
-        if left <= TAIL_SLOTS {
-            // the next line was loaded too (see `prefetch_home`)
-            left += SLOTS_PER_LINE;
-        }
-        for &s in line.iter().take(left) {
+        // (one bound for the loop, not a count and the slice's end)
+        let n = slots_to_scan(line.as_ptr()).min(line.len());
+        for &s in line.get(..n)? {
             if s == EMPTY {
                 return None;
             }
@@ -255,6 +255,18 @@ mod tests {
         assert_eq!(ix.home_candidate(run[7]), Some(17), "the line's last slot");
         assert_eq!(ix.home_candidate(run[8]), None, "in the next line");
         assert_eq!(ix.find(run[8], |_| true), Some(18));
+    }
+
+    #[test]
+    fn slots_to_scan_reaches_the_next_line_only_from_a_lines_last_slots() {
+        let ix = Index::new(64);
+        let base = ix.slots.as_ptr();
+        for k in 0..16 {
+            let s = base.wrapping_add(k);
+            let left = (64 - (s as usize & 63)) / 8;
+            let want = if left <= TAIL_SLOTS { left + 8 } else { left };
+            assert_eq!(slots_to_scan(s), want, "slot {k}");
+        }
     }
 
     #[test]

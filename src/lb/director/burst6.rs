@@ -2,7 +2,7 @@
 //!
 //! What: the frames of a burst that are not IPv4 are classified as IPv6
 //! in the burst's first pass, their connections looked up together
-//! ([`ConnTable::peek_batch`]) as IPv4's are, and taken back in the same
+//! ([`ConnTable::peek_group`]) as IPv4's are, and taken back in the same
 //! order in the second pass (every frame that is not IPv4 adds one entry
 //! and takes one, so the passes cannot get out of step).
 //!
@@ -20,7 +20,7 @@
 use std::net::Ipv6Addr;
 
 use super::tcp_udp_tuple;
-use crate::lb::conn::{ConnId, ConnTable6, Direction, Endpoint, Tuple};
+use crate::lb::conn::{ConnId, ConnTable6, Direction, Endpoint, Tuple, PEEK_GROUP};
 use crate::lb::fwd::{FwdDrop, PacketInfo, PROTO_TCP, PROTO_UDP};
 use crate::lb::fwd6;
 use crate::lb::types::Protocol;
@@ -48,6 +48,9 @@ type Lookup = Option<(ConnId, Direction)>;
 
 /// No tuple (not TCP/UDP).
 const NO_TUPLE: u8 = u8::MAX;
+
+// `look_up` takes a whole burst's tuples in one `peek_group`.
+const _: () = assert!(BURST <= PEEK_GROUP);
 
 /// See the module docs. Empty outside `process_burst`.
 pub(super) struct Burst6 {
@@ -113,11 +116,16 @@ impl Burst6 {
     }
 
     /// Look up the entries' connections together.
-    #[inline]
+    // (a call of its own: inlined into `process_burst`, the lookup pipeline
+    // competed for registers with the burst loop around it and spilled in
+    // every stage, ~10 instructions per IPv6 packet; the call costs a
+    // burst a few)
+    #[inline(never)]
     pub(super) fn look_up(&mut self, conns: &ConnTable6) {
         let nt = self.nt.min(BURST);
         if nt > 0 {
-            conns.peek_batch(&self.tuples[..nt], &mut self.found[..nt]);
+            // one group: a burst fits (the `const _` above checks it)
+            conns.peek_group(&self.tuples[..nt], &mut self.found[..nt]);
         }
     }
 
