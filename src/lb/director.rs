@@ -1690,10 +1690,10 @@ impl CoreLb {
             Err(e) => return FwdVerdict::Drop(insert_error(e)),
         };
         stats.add_conn(dest, svc_slot);
-        let Some(c) = conns.get(id).copied() else {
-            return FwdVerdict::Drop(FwdDrop::TableFull);
-        };
         if let Some(a) = acked {
+            let Some(c) = conns.get(id).copied() else {
+                return FwdVerdict::Drop(FwdDrop::TableFull);
+            };
             if let (Some(info4), Some(c4)) = (A::v4(info), A::v4_conn(&c)) {
                 let c4 = *c4;
                 return self.synproxy_open(pkt, info4, id, &c4, &a, now_ms);
@@ -1704,8 +1704,17 @@ impl CoreLb {
         // What forward_conn does after update_state: its TTL check was
         // made before the insert, and a connection this fresh is not
         // proxied (the proxy table names connections by handle, and this
-        // handle's generation never had an entry before).
-        self.forward_classified(pkt, info, id, &c, Direction::Input, now_ms)
+        // handle's generation never had an entry before). The entry holds
+        // what `nc` said: its flow is built from the same endpoints (as the
+        // one-packet path builds it) instead of being read back.
+        let flow: Flow<A> = Flow {
+            fwd: method,
+            client: ep(client),
+            virt: ep(virt),
+            local: local.map_or((A::UNSPECIFIED, 0), ep),
+            real: ep(real),
+        };
+        self.forward_classified(pkt, info, id, dest, &flow, Direction::Input, now_ms)
     }
 
     /// A packet to a synproxy service without a connection: a SYN is
@@ -1966,22 +1975,24 @@ impl CoreLb {
         // kernel in_pkts (Input): drop_entry spares busy connections
         self.table::<A>()
             .update_state_forwarded(id, dir, info.tcp_flags, now_ms);
-        self.forward_classified(pkt, info, id, c, dir, now_ms)
+        self.forward_classified(pkt, info, id, c.dest(), &Flow::of(c), dir, now_ms)
     }
 
     /// [`CoreLb::forward_conn`] once the packet has been classified
-    /// (state, timer, `in_pkts`): sync, counters, rewrite.
+    /// (state, timer, `in_pkts`): sync, counters, rewrite; `dest` and
+    /// `flow` are the connection's.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn forward_classified<A: Family, P: PacketBuf>(
         &mut self,
         pkt: &mut P,
         info: &PacketInfo<A>,
         id: ConnId,
-        c: &Conn<A::Key>,
+        dest: DestId,
+        flow: &Flow<A>,
         dir: Direction,
         now_ms: u64,
     ) -> FwdVerdict {
-        let dest = c.dest();
         if dir == Direction::Input && self.sync_master {
             if A::IS_V6 {
                 self.feed_sync6(id, now_ms);
@@ -1995,10 +2006,9 @@ impl CoreLb {
             Direction::Input => self.stats.add_in(dest, slot, bytes),
             Direction::Output => self.stats.add_out(dest, slot, bytes),
         }
-        let flow = Flow::<A>::of(c);
-        let v = self.rewrite_flow(pkt, info, &flow, dir);
+        let v = self.rewrite_flow(pkt, info, flow, dir);
         if self.frag_pending.is_some() {
-            self.note_fragment(info, &flow, dir, dest, slot, v, now_ms);
+            self.note_fragment(info, flow, dir, dest, slot, v, now_ms);
         }
         v
     }
