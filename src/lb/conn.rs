@@ -294,6 +294,19 @@ pub struct KnownFree {
     pub reply_hash: Option<u32>,
 }
 
+/// The packet that creates a connection, classified as the entry is made
+/// ([`ConnTable::insert_first`]): the client's first packet, seen in the
+/// request direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstPacket {
+    /// Its TCP header flags (ignored for UDP).
+    pub tcp_flags: u8,
+    /// Counted in the entry's `in_pkts`, as
+    /// [`ConnTable::update_state_forwarded`] counts a forwarded request
+    /// (false: as [`ConnTable::update_state`], not counted).
+    pub forwarded: bool,
+}
+
 /// One connection or template. 64 bytes for IPv4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conn<A> {
@@ -1081,6 +1094,43 @@ impl<A: Addr> ConnTable<A> {
         now_ms: u64,
         free: KnownFree,
     ) -> Result<ConnId, ConnError> {
+        self.insert_with(c, now_ms, free, None)
+    }
+
+    /// [`ConnTable::insert_checked`] of a connection together with the
+    /// classification of the packet that creates it: the entry is made
+    /// directly in the state, timeout, ActiveConn/InActConn count and
+    /// `in_pkts` that [`ConnTable::insert_checked`] followed by
+    /// [`ConnTable::update_state`] (or, `first.forwarded`,
+    /// [`ConnTable::update_state_forwarded`]) in [`Direction::Input`] with
+    /// `first.tcp_flags` would leave, its template assured as they would,
+    /// and its timer armed once, at its final expiry (the two steps armed
+    /// it at the initial 3 s and the wheel moved it when that came, a
+    /// second visit to an entry long out of the cache; the only trace of
+    /// the difference is the order in which entries due in the same 10 ms
+    /// tick leave). A new connection's packet costs one visit to the entry
+    /// instead of two.
+    pub fn insert_first(
+        &mut self,
+        c: &NewConn<A>,
+        now_ms: u64,
+        free: KnownFree,
+        first: FirstPacket,
+    ) -> Result<ConnId, ConnError> {
+        self.insert_with(c, now_ms, free, Some(first))
+    }
+
+    /// [`ConnTable::insert_checked`] (`first` = `None`) and
+    /// [`ConnTable::insert_first`]; inlined into both so that each keeps
+    /// only its own code.
+    #[inline(always)]
+    fn insert_with(
+        &mut self,
+        c: &NewConn<A>,
+        now_ms: u64,
+        free: KnownFree,
+        first: Option<FirstPacket>,
+    ) -> Result<ConnId, ConnError> {
         let local = match (c.fwd, c.local) {
             (FwdMethod::FullNat, None) => return Err(ConnError::MissingLocal),
             (FwdMethod::FullNat, Some(l)) => l,
@@ -1147,13 +1197,51 @@ impl<A: Addr> ConnTable<A> {
         if !c.fwd.sees_replies() {
             flags |= F_NO_OUTPUT;
         }
-        let timeout_ms = if one_packet {
+        let mut timeout_ms = if one_packet {
             0
         } else {
             secs_to_ms(INITIAL_TIMEOUT_S)
         };
+        let mut state = TcpState::None;
+        let mut in_pkts = 0;
+        // a TCP packet that makes the connection ESTABLISHED (a sloppy ACK)
+        // assures its template, as update_state would
+        let mut assure = false;
+        if let Some(p) = first {
+            // update_state_counting's work for a fresh entry (state NONE,
+            // inactive, INPUT or, no reply ever seen yet, INPUT-ONLY)
+            in_pkts = u32::from(p.forwarded);
+            match c.proto {
+                Protocol::Tcp => {
+                    let table = if flags & F_NO_OUTPUT != 0 {
+                        StateDir::InputOnly
+                    } else {
+                        StateDir::Input
+                    };
+                    let secure = self.secure_tcp;
+                    let new = next_state(secure, table, p.tcp_flags, TcpState::None);
+                    if new.counts_as_active() {
+                        flags &= !F_INACTIVE;
+                    }
+                    assure = new == TcpState::Established;
+                    state = new;
+                    let mut secs = self.timeouts.tcp_state(new);
+                    if secure && matches!(new, TcpState::SynRecv | TcpState::SynAck) {
+                        secs = secs.min(SECURE_HALFOPEN_TIMEOUT_S);
+                    }
+                    timeout_ms = secs_to_ms(secs);
+                }
+                Protocol::Udp => timeout_ms = secs_to_ms(self.timeouts.udp),
+            }
+        }
+        // (a one-packet entry expires at once, whatever its timeout says)
+        let expires_ms = if one_packet {
+            now_ms
+        } else {
+            now_ms + u64::from(timeout_ms)
+        };
         let conn = Conn {
-            expires_ms: now_ms + u64::from(timeout_ms),
+            expires_ms,
             caddr: c.client.addr,
             vaddr: c.virt.addr,
             laddr: local.addr,
@@ -1167,16 +1255,23 @@ impl<A: Addr> ConnTable<A> {
             link: TimerLink::UNLINKED,
             control: template,
             gen: 0,
-            in_pkts: 0,
+            in_pkts,
             proto,
             fwd: fwd_code(c.fwd),
-            state: TcpState::None as u8,
+            state: state as u8,
             flags,
         };
         self.install(idx, conn, req_hash, reply_hash);
-        self.load.add_inactive(c.dest, 1);
+        if flags & F_INACTIVE != 0 {
+            self.load.add_inactive(c.dest, 1);
+        } else {
+            self.load.add_active(c.dest, 1);
+        }
         if let Some(t) = self.slab.get_mut(template as usize) {
             t.0.control = t.0.control.saturating_add(1);
+            if assure {
+                t.0.flags |= F_ASSURED;
+            }
         }
         self.stats.inserted += 1;
         Ok(self.id_at(idx))

@@ -102,7 +102,7 @@ use std::sync::Arc;
 
 use crate::lb::conn::{
     Addr, Conn, ConnError, ConnId, ConnTable, ConnTable4, ConnTable6, Direction, Endpoint,
-    KnownFree, NewConn, Seed, Tuple,
+    FirstPacket, KnownFree, NewConn, Seed, Tuple,
 };
 use crate::lb::defense::{DefenseConfig, DefenseState, DROP_PROBE_SHIFT};
 use crate::lb::family::Family;
@@ -414,6 +414,8 @@ fn reusable_in_mode<K: Addr>(c: &Conn<K>, mode: u8) -> bool {
 /// reuse) — e.g. a client port reused toward another service on the same
 /// real server — the old entry gives way, as the real server's own TIME_WAIT
 /// handling would let the new SYN through.
+/// With `first`, the entry is made already classified by that packet
+/// ([`ConnTable::insert_first`]).
 // (inlined: only the reply key's reuse is out of line; as a call of its
 // own it cost every new connection ~30 instructions)
 #[inline(always)]
@@ -423,9 +425,14 @@ fn insert_reusing<K: Addr>(
     nc: &NewConn<K>,
     now_ms: u64,
     free: KnownFree,
+    first: Option<FirstPacket>,
 ) -> Result<ConnId, ConnError> {
-    match conns.insert_checked(nc, now_ms, free) {
-        Err(ConnError::ReplyExists) => insert_replacing_reply(conns, stats, nc, now_ms),
+    let r = match first {
+        Some(p) => conns.insert_first(nc, now_ms, free, p),
+        None => conns.insert_checked(nc, now_ms, free),
+    };
+    match r {
+        Err(ConnError::ReplyExists) => insert_replacing_reply(conns, stats, nc, now_ms, first),
         other => other,
     }
 }
@@ -439,6 +446,7 @@ fn insert_replacing_reply<K: Addr>(
     stats: &StatsTable,
     nc: &NewConn<K>,
     now_ms: u64,
+    first: Option<FirstPacket>,
 ) -> Result<ConnId, ConnError> {
     let reply_dst = match nc.fwd {
         FwdMethod::FullNat => match nc.local {
@@ -459,7 +467,10 @@ fn insert_replacing_reply<K: Addr>(
         Some((id, c)) if reusable(&c) && !is_redirect(&c) => {
             conns.remove(id);
             stats.count_event(FwdEvent::ConnReused);
-            conns.insert(nc, now_ms)
+            match first {
+                Some(p) => conns.insert_first(nc, now_ms, KnownFree::default(), p),
+                None => conns.insert(nc, now_ms),
+            }
         }
         _ => Err(ConnError::ReplyExists),
     }
@@ -1638,11 +1649,15 @@ impl CoreLb {
                         one_packet: false,
                         template,
                     };
-                    let id = match conns.insert(&nc, now_ms) {
-                        Ok(id) => id,
-                        Err(e) => return FwdVerdict::Drop(insert_error(e)),
+                    // made in the state its packet gives it (update_state:
+                    // the packet is steered, not counted in in_pkts)
+                    let first = FirstPacket {
+                        tcp_flags: info.tcp_flags,
+                        forwarded: false,
                     };
-                    conns.update_state(id, Direction::Input, info.tcp_flags, now_ms);
+                    if let Err(e) = conns.insert_first(&nc, now_ms, KnownFree::default(), first) {
+                        return FwdVerdict::Drop(insert_error(e));
+                    }
                     stats.count_event(FwdEvent::RedirectCreated);
                     stats.count_event(FwdEvent::SteeredOut);
                     return FwdVerdict::Steer {
@@ -1673,21 +1688,43 @@ impl CoreLb {
             reply: local.is_some(),
             reply_hash,
         };
-        let id = match insert_reusing(conns, stats, &nc, now_ms, free) {
+        // The entry is made in the state its packet gives it (one visit
+        // instead of insert then update_state), except for a SYN proxy's
+        // cookie ACK: that packet becomes the server's SYN first.
+        let first = acked.is_none().then_some(FirstPacket {
+            tcp_flags: info.tcp_flags,
+            forwarded: true,
+        });
+        let id = match insert_reusing(conns, stats, &nc, now_ms, free, first) {
             Ok(id) => id,
             Err(e) => return FwdVerdict::Drop(insert_error(e)),
         };
         stats.add_conn(dest, svc_slot);
-        let Some(c) = conns.get(id).copied() else {
-            return FwdVerdict::Drop(FwdDrop::TableFull);
-        };
         if let Some(a) = acked {
+            let Some(c) = conns.get(id).copied() else {
+                return FwdVerdict::Drop(FwdDrop::TableFull);
+            };
             if let (Some(info4), Some(c4)) = (A::v4(info), A::v4_conn(&c)) {
                 let c4 = *c4;
                 return self.synproxy_open(pkt, info4, id, &c4, &a, now_ms);
             }
+            // (not reached: the SYN proxy speaks IPv4 only)
+            return self.forward_conn(pkt, info, id, &c, Direction::Input, now_ms);
         }
-        self.forward_conn(pkt, info, id, &c, Direction::Input, now_ms)
+        // What forward_conn does after update_state: its TTL check was
+        // made before the insert, and a connection this fresh is not
+        // proxied (the proxy table names connections by handle, and this
+        // handle's generation never had an entry before). The entry holds
+        // what `nc` said: its flow is built from the same endpoints (as the
+        // one-packet path builds it) instead of being read back.
+        let flow: Flow<A> = Flow {
+            fwd: method,
+            client: ep(client),
+            virt: ep(virt),
+            local: local.map_or((A::UNSPECIFIED, 0), ep),
+            real: ep(real),
+        };
+        self.forward_classified(pkt, info, id, dest, &flow, Direction::Input, now_ms)
     }
 
     /// A packet to a synproxy service without a connection: a SYN is
@@ -1932,7 +1969,6 @@ impl CoreLb {
         dir: Direction,
         now_ms: u64,
     ) -> FwdVerdict {
-        let dest = c.dest();
         if info.ttl <= 1 {
             // the kernel restarts the timer after any transmit attempt
             self.table::<A>().refresh(id, now_ms);
@@ -1949,6 +1985,24 @@ impl CoreLb {
         // kernel in_pkts (Input): drop_entry spares busy connections
         self.table::<A>()
             .update_state_forwarded(id, dir, info.tcp_flags, now_ms);
+        self.forward_classified(pkt, info, id, c.dest(), &Flow::of(c), dir, now_ms)
+    }
+
+    /// [`CoreLb::forward_conn`] once the packet has been classified
+    /// (state, timer, `in_pkts`): sync, counters, rewrite; `dest` and
+    /// `flow` are the connection's.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn forward_classified<A: Family, P: PacketBuf>(
+        &mut self,
+        pkt: &mut P,
+        info: &PacketInfo<A>,
+        id: ConnId,
+        dest: DestId,
+        flow: &Flow<A>,
+        dir: Direction,
+        now_ms: u64,
+    ) -> FwdVerdict {
         if dir == Direction::Input && self.sync_master {
             if A::IS_V6 {
                 self.feed_sync6(id, now_ms);
@@ -1962,10 +2016,9 @@ impl CoreLb {
             Direction::Input => self.stats.add_in(dest, slot, bytes),
             Direction::Output => self.stats.add_out(dest, slot, bytes),
         }
-        let flow = Flow::<A>::of(c);
-        let v = self.rewrite_flow(pkt, info, &flow, dir);
+        let v = self.rewrite_flow(pkt, info, flow, dir);
         if self.frag_pending.is_some() {
-            self.note_fragment(info, &flow, dir, dest, slot, v, now_ms);
+            self.note_fragment(info, flow, dir, dest, slot, v, now_ms);
         }
         v
     }
@@ -2119,6 +2172,7 @@ impl CoreLb {
             &nc,
             now_ms,
             KnownFree::default(),
+            None,
         ) {
             Ok(id) => id,
             Err(e) => return FwdVerdict::Drop(insert_error(e)),

@@ -1089,3 +1089,124 @@ fn insert_checked_with_the_callers_reply_hash_indexes_as_insert() {
         assert_eq!(tab.peek(&fwd_tuple(&fnat)), None);
     }
 }
+
+/// An entry made by `insert_first` is exactly what `insert_checked` then
+/// `update_state` (or `update_state_forwarded`) of the same packet made:
+/// the same state, timeout, expiry, flags, `in_pkts`, ActiveConn and
+/// InActConn counts, template (controlled count, ASSURED), counters, and it
+/// expires at the same moment. For every TCP flag byte's classes (a SYN, a
+/// sloppy ACK or FIN, a RST, none of them), UDP and one-packet UDP, every
+/// method (INPUT and INPUT-ONLY tables), with and without a persistence
+/// template, with the normal and the secure_tcp tables.
+#[test]
+fn insert_first_equals_insert_then_update_state() {
+    let methods = [
+        FwdMethod::Masq,
+        FwdMethod::FullNat,
+        FwdMethod::Route,
+        FwdMethod::Tunnel,
+    ];
+    let flag_cases = [
+        SYN,
+        SYN | ACK,
+        ACK,
+        ACK | PSH,
+        FIN,
+        FIN | ACK,
+        RST,
+        RST | SYN,
+        PSH,
+        0,
+    ];
+    let mut cases = 0;
+    for secure in [false, true] {
+        for fwd in methods {
+            for (proto, one_packet) in [
+                (Protocol::Tcp, false),
+                (Protocol::Udp, false),
+                (Protocol::Udp, true),
+            ] {
+                for with_template in [false, true] {
+                    for forwarded in [false, true] {
+                        for &flags in &flag_cases {
+                            let now = 7_000 + u64::from(flags);
+                            let mut made = [None, None];
+                            for (k, made) in made.iter_mut().enumerate() {
+                                let mut t = table(64);
+                                t.set_secure_tcp(secure);
+                                let template = with_template.then(|| {
+                                    let key =
+                                        PersistKey::for_service(proto, CIP, u32::MAX, VIP, 80, 80);
+                                    // (a timeout no connection state has: two
+                                    // entries due in the same tick may leave
+                                    // in either order)
+                                    t.template_for(
+                                        &key,
+                                        450,
+                                        now,
+                                        |_| true,
+                                        || Some((3, Endpoint::new(RIP, 8080))),
+                                    )
+                                    .unwrap()
+                                    .0
+                                });
+                                let c = NewConn {
+                                    proto,
+                                    fwd,
+                                    one_packet,
+                                    local: (fwd == FwdMethod::FullNat)
+                                        .then_some(Endpoint::new(LIP, 5000)),
+                                    template,
+                                    ..nat(40000, 3)
+                                };
+                                let id = if k == 0 {
+                                    let id =
+                                        t.insert_checked(&c, now, KnownFree::default()).unwrap();
+                                    if forwarded {
+                                        t.update_state_forwarded(id, Direction::Input, flags, now);
+                                    } else {
+                                        t.update_state(id, Direction::Input, flags, now);
+                                    }
+                                    id
+                                } else {
+                                    let first = FirstPacket {
+                                        tcp_flags: flags,
+                                        forwarded,
+                                    };
+                                    t.insert_first(&c, now, KnownFree::default(), first)
+                                        .unwrap()
+                                };
+                                let mut e = *t.get(id).unwrap();
+                                // the timer link is the wheel's business:
+                                // compared through the expiry below
+                                e.link = TimerLink::UNLINKED;
+                                let tpl = template.map(|tp| {
+                                    let mut x = *t.get(tp).unwrap();
+                                    x.link = TimerLink::UNLINKED;
+                                    x
+                                });
+                                let load = counts(&t, 3);
+                                let stats = *t.stats();
+                                let armed = t.wheel.armed();
+                                // expiry: nothing before the entry's time,
+                                // the entry then
+                                let due = e.expires_ms();
+                                let early = t.expire(due.saturating_sub(1), |_, _| ());
+                                let mut gone = Vec::new();
+                                t.expire(due, |g, _| gone.push(g));
+                                *made = Some((id, e, tpl, load, stats, armed, early, gone));
+                            }
+                            let what = format!(
+                                "{fwd:?} {proto:?} one_packet={one_packet} template={with_template} \
+                                 forwarded={forwarded} secure={secure} flags={flags:#x}"
+                            );
+                            assert_eq!(made[0], made[1], "{what}");
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 2 * 4 * 3 * 2 * 2 * 10);
+}

@@ -1925,3 +1925,166 @@ fn half_open_expiries_are_counted_per_server() {
     lb.tick(2_000_000);
     assert_eq!(lb.stats().syn_timeouts(r2), 0);
 }
+
+/// The entry a new connection's first packet leaves, through the burst
+/// path and `process`: SYN_RECV for a SYN (60 s, ActiveConn, the packet
+/// counted in `in_pkts`) whatever the method, UDP's state and 300 s
+/// (InActConn), a sloppy ACK straight to ESTABLISHED (900 s) assuring its
+/// persistence template, and a template counting the connection it
+/// controls. (The director makes the entry already classified by its
+/// packet, `ConnTable::insert_first`: the same entry as insert, then
+/// update_state.)
+#[test]
+fn first_packet_leaves_the_entry_in_its_first_state() {
+    struct Case {
+        method: FwdMethod,
+        udp: bool,
+        flags: u8,
+        persistence: bool,
+        // state name, timeout s, (active, inactive), template assured
+        want: (&'static str, u32, (u32, u32), bool),
+    }
+    let case = |method, udp, flags, persistence, want| Case {
+        method,
+        udp,
+        flags,
+        persistence,
+        want,
+    };
+    let cases = [
+        case(
+            FwdMethod::FullNat,
+            false,
+            tcp::SYN,
+            false,
+            ("SYN_RECV", 60, (1, 0), false),
+        ),
+        case(
+            FwdMethod::Masq,
+            false,
+            tcp::SYN,
+            false,
+            ("SYN_RECV", 60, (1, 0), false),
+        ),
+        case(
+            FwdMethod::Route,
+            false,
+            tcp::SYN,
+            false,
+            ("SYN_RECV", 60, (1, 0), false),
+        ),
+        case(
+            FwdMethod::Tunnel,
+            false,
+            tcp::SYN,
+            false,
+            ("SYN_RECV", 60, (1, 0), false),
+        ),
+        case(
+            FwdMethod::FullNat,
+            false,
+            tcp::SYN,
+            true,
+            ("SYN_RECV", 60, (1, 0), false),
+        ),
+        case(
+            FwdMethod::Route,
+            false,
+            tcp::ACK,
+            false,
+            ("ESTABLISHED", 900, (1, 0), false),
+        ),
+        case(
+            FwdMethod::Masq,
+            false,
+            tcp::ACK,
+            true,
+            ("ESTABLISHED", 900, (1, 0), true),
+        ),
+        case(
+            FwdMethod::FullNat,
+            false,
+            tcp::FIN | tcp::ACK,
+            false,
+            ("CLOSE", 10, (0, 1), false),
+        ),
+        case(
+            FwdMethod::FullNat,
+            true,
+            0,
+            false,
+            ("UDP", 300, (0, 1), false),
+        ),
+        case(FwdMethod::Masq, true, 0, true, ("UDP", 300, (0, 1), false)),
+    ];
+    for c in &cases {
+        for burst in [false, true] {
+            let key = if c.udp { udp_key() } else { tcp_key() };
+            let (proto, vport) = if c.udp {
+                (Protocol::Udp, 53)
+            } else {
+                (Protocol::Tcp, VPORT)
+            };
+            // (DR and TUN cannot map ports)
+            let rport = match c.method {
+                FwdMethod::Route | FwdMethod::Tunnel => vport,
+                _ => RPORT,
+            };
+            let t = table(key, c.method, &[(RIP1, rport)], |s| {
+                if c.persistence {
+                    s.persistence = Some(300);
+                }
+            });
+            let mut lb = lb_with(&t, cfg());
+            lb.set_defense(crate::lb::defense::DefenseConfig {
+                sloppy_tcp: true,
+                ..crate::lb::defense::DefenseConfig::default()
+            });
+            let frame = if c.udp {
+                udp((CIP, CPORT), (VIP, vport), 64, b"q").build()
+            } else {
+                seg((CIP, CPORT), (VIP, vport), c.flags, 64, &[]).build()
+            };
+            let now = 5_000;
+            let mut p = VecPacket::new(&frame);
+            let v = if burst {
+                let mut v = [FwdVerdict::NotService];
+                lb.process_burst(std::slice::from_mut(&mut p), &[], &mut v, now);
+                v[0]
+            } else {
+                lb.process(&mut p, None, now)
+            };
+            let what = format!(
+                "{:?} udp={} flags={:#x} burst={burst}",
+                c.method, c.udp, c.flags
+            );
+            assert!(matches!(v, FwdVerdict::Forward { .. }), "{what}: {v:?}");
+            let tuple = Tuple {
+                proto,
+                src: Endpoint::new(u32::from(CIP), CPORT),
+                dst: Endpoint::new(u32::from(VIP), vport),
+            };
+            let (id, _) = lb.conns().peek(&tuple).expect("entry");
+            let e = *lb.conns().get(id).unwrap();
+            let (name, secs, load, assured) = c.want;
+            assert_eq!(e.state_name(), name, "{what}");
+            assert_eq!(e.timeout_ms(), secs * 1000, "{what}");
+            assert_eq!(e.expires_ms(), now + u64::from(secs) * 1000, "{what}");
+            assert_eq!(e.in_pkts(), 1, "{what}: the packet is counted");
+            let d = dest_id(&t, RIP1);
+            let l = lb.load();
+            assert_eq!((l.active(d), l.inactive(d)), load, "{what}");
+            assert_eq!(e.has_template(), c.persistence, "{what}");
+            if let Some(tpl) = lb.conns().template_of(id) {
+                let tc = lb.conns().get(tpl).unwrap();
+                assert_eq!(tc.controlled(), 1, "{what}");
+                assert_eq!(tc.is_assured(), assured, "{what}");
+            }
+            // it expires on its timeout, not before
+            lb.tick(now + u64::from(secs) * 1000 - 1_000);
+            assert!(lb.conns().get(id).is_some(), "{what}: kept");
+            lb.tick(now + u64::from(secs) * 1000 + 1_000);
+            assert!(lb.conns().get(id).is_none(), "{what}: expired");
+        }
+    }
+}
