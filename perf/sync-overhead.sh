@@ -28,7 +28,7 @@
 #                            two CPUs at its slow speed around it (perf/README.md, "The
 #                            host's two speeds"); the summary compares the sessions
 #                            outside the slow mode when both sides have some
-#     --slow-xcpu-ns NS      a probe above NS ns per transfer is the slow mode (default 60)
+#     --slow-xcpu-ns NS      a probe above NS ns per transfer is the slow mode (default 100)
 #
 # No second director is needed: what is measured is the master's cost (data plane: the
 # worker's encoding and sends; kernel: the workers' queues + daemon thread + sends).
@@ -54,7 +54,7 @@ SET_SYNC=""
 TRANSPORT=dataplane
 BUILD=1
 RETRY_SLOW=2
-SLOW_XCPU_NS=60
+SLOW_XCPU_NS=100
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 while [ $# -gt 0 ]; do
     case "$1" in
