@@ -307,6 +307,18 @@ pub struct FirstPacket {
     pub forwarded: bool,
 }
 
+/// Timeout of TCP state `s`, seconds: with secure_tcp the half-open
+/// states are capped at [`SECURE_HALFOPEN_TIMEOUT_S`].
+#[inline(always)]
+fn tcp_timeout_s(timeouts: &Timeouts, secure: bool, s: TcpState) -> u32 {
+    let secs = timeouts.tcp_state(s);
+    if secure && matches!(s, TcpState::SynRecv | TcpState::SynAck) {
+        secs.min(SECURE_HALFOPEN_TIMEOUT_S)
+    } else {
+        secs
+    }
+}
+
 /// One connection or template. 64 bytes for IPv4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conn<A> {
@@ -1225,11 +1237,7 @@ impl<A: Addr> ConnTable<A> {
                     }
                     assure = new == TcpState::Established;
                     state = new;
-                    let mut secs = self.timeouts.tcp_state(new);
-                    if secure && matches!(new, TcpState::SynRecv | TcpState::SynAck) {
-                        secs = secs.min(SECURE_HALFOPEN_TIMEOUT_S);
-                    }
-                    timeout_ms = secs_to_ms(secs);
+                    timeout_ms = secs_to_ms(tcp_timeout_s(&self.timeouts, secure, new));
                 }
                 Protocol::Udp => timeout_ms = secs_to_ms(self.timeouts.udp),
             }
@@ -1355,11 +1363,7 @@ impl<A: Addr> ConnTable<A> {
                     assure = new == TcpState::Established;
                 }
                 e.state = new as u8;
-                let mut secs = self.timeouts.tcp_state(new);
-                if secure && matches!(new, TcpState::SynRecv | TcpState::SynAck) {
-                    secs = secs.min(SECURE_HALFOPEN_TIMEOUT_S);
-                }
-                e.timeout_ms = secs_to_ms(secs);
+                e.timeout_ms = secs_to_ms(tcp_timeout_s(&self.timeouts, secure, new));
             }
             PROTO_UDP => {
                 e.timeout_ms = secs_to_ms(self.timeouts.udp);

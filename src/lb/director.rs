@@ -379,15 +379,27 @@ fn ep<A: Family>(e: Endpoint<A::Key>) -> (A, u16) {
 }
 
 impl<A: Family> Flow<A> {
+    /// The flow of a connection with these endpoints (`local`: FULLNAT's).
+    #[inline(always)]
+    fn new(
+        fwd: FwdMethod,
+        client: Endpoint<A::Key>,
+        virt: Endpoint<A::Key>,
+        local: Option<Endpoint<A::Key>>,
+        real: Endpoint<A::Key>,
+    ) -> Flow<A> {
+        Flow {
+            fwd,
+            client: ep(client),
+            virt: ep(virt),
+            local: local.map_or((A::UNSPECIFIED, 0), ep),
+            real: ep(real),
+        }
+    }
+
     #[inline(always)]
     fn of(c: &Conn<A::Key>) -> Flow<A> {
-        Flow {
-            fwd: c.fwd(),
-            client: ep(c.client()),
-            virt: ep(c.virt()),
-            local: c.local().map_or((A::UNSPECIFIED, 0), ep),
-            real: ep(c.real()),
-        }
+        Flow::new(c.fwd(), c.client(), c.virt(), c.local(), c.real())
     }
 }
 
@@ -1619,13 +1631,7 @@ impl CoreLb {
             stats.add_conn(dest, svc_slot);
             stats.add_in(dest, svc_slot, info.ip_len() as u64);
             stats.count_event(FwdEvent::OnePacket);
-            let flow: Flow<A> = Flow {
-                fwd: method,
-                client: ep(client),
-                virt: ep(virt),
-                local: local.map_or((A::UNSPECIFIED, 0), ep),
-                real: ep(real),
-            };
+            let flow = Flow::<A>::new(method, client, virt, local, real);
             let v = self.rewrite_flow(pkt, info, &flow, Direction::Input);
             if self.frag_pending.is_some() {
                 self.note_fragment(info, &flow, Direction::Input, dest, svc_slot, v, now_ms);
@@ -1717,13 +1723,7 @@ impl CoreLb {
         // handle's generation never had an entry before). The entry holds
         // what `nc` said: its flow is built from the same endpoints (as the
         // one-packet path builds it) instead of being read back.
-        let flow: Flow<A> = Flow {
-            fwd: method,
-            client: ep(client),
-            virt: ep(virt),
-            local: local.map_or((A::UNSPECIFIED, 0), ep),
-            real: ep(real),
-        };
+        let flow = Flow::<A>::new(method, client, virt, local, real);
         self.forward_classified(pkt, info, id, dest, &flow, Direction::Input, now_ms)
     }
 
